@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * farmlb_abi.h — the one place where every map key/value layout, constant,
+ * verdict reason and load-time knob shared by the XDP program (bpf/) and the
+ * addon (native/) is defined. The TypeScript mirror is src/dataplane/abi.ts;
+ * test/unit/abi.test.ts compares it field by field with the sizes and offsets
+ * the addon computes from this header, so a change here without the mirror
+ * fails a test instead of a node.
+ *
+ * Byte order is given in a comment on every multi-byte field: "host" means the
+ * CPU's order (the addon and the program run on the same machine), "network"
+ * means big-endian as on the wire.
+ */
+#ifndef FARMLB_ABI_H
+#define FARMLB_ABI_H
+
+#include <linux/types.h>
+
+/* A bucket table has 256 entries: the hash is reduced with reciprocal_scale(h, 256),
+ * which is what nftables computes for `jhash ... mod 256`, and matches SafeKit's
+ * 256-bit bitmap (seed 001, section 13.6.7.4). */
+#define FARMLB_NBUCKETS 256
+
+#ifndef FARMLB_MAX_GROUPS
+#define FARMLB_MAX_GROUPS 16
+#endif
+#ifndef FARMLB_MAX_VIPS
+#define FARMLB_MAX_VIPS 64
+#endif
+#ifndef FARMLB_MAX_RULES
+#define FARMLB_MAX_RULES 256
+#endif
+/* Node ids are indexes into cluster.xml's node list; one byte keeps the bucket
+ * value at four bytes and leaves 0xff for "no owner". */
+#define FARMLB_MAX_NODES 64
+#define FARMLB_NODE_NONE 0xff
+#define FARMLB_GROUP_NONE 0xff
+/* vip_id of a rule whose virtual_addr is "*". */
+#define FARMLB_VIP_ANY 0xffff
+/* port of a rule whose port is "*" (port 0 is never a valid rule port). */
+#define FARMLB_PORT_ANY 0
+
+/* Tables are double-buffered: the daemon writes the inactive slot completely and
+ * then flips farmlb_ctl.active_slot, so a packet sees either the old config or the
+ * new one, never a mix. */
+#define FARMLB_SLOTS 2
+
+/* Seed used when the config gives none. Any fixed value works; it must only be the
+ * same on every node (it is part of the config digest). */
+#define FARMLB_DEFAULT_HASH_SEED 0x6661726dU /* "farm" */
+
+enum farmlb_criterion {
+	FARMLB_CRIT_ADDR = 0, /* on_addr: source address, 4 or 16 bytes, wire order */
+	FARMLB_CRIT_PORT = 1, /* on_port: source port, 2 bytes, wire order */
+	FARMLB_CRIT_IPID = 2, /* on_ipid: IPv4 identification, 2 bytes, wire order */
+};
+
+enum farmlb_mode {
+	FARMLB_MODE_INVISIBLE = 0, /* vmac_invisible */
+	FARMLB_MODE_DIRECTED = 1,  /* vmac_directed */
+};
+
+/* Why the program returned what it returned. Counted per CPU in farmlb_stats; the
+ * TS model returns the same reason for every packet, so the differential test
+ * compares reasons as well as verdicts. */
+enum farmlb_reason {
+	FARMLB_R_PASS_NOT_VIP = 0,   /* not IP/IPv6, unreadable, or not to a VIP */
+	FARMLB_R_PASS_OWNED = 1,     /* this node owns the bucket and holds the lease */
+	FARMLB_R_PASS_FRAGMENT = 2,  /* non-first fragment to a VIP: decided by reassembly */
+	FARMLB_R_PASS_CONTROL = 3,   /* ICMP error or neighbour discovery to a VIP */
+	FARMLB_R_DROP_NOT_OWNED = 4, /* bucket owned by another node, or by none */
+	FARMLB_R_DROP_NO_RULE = 5,   /* VIP traffic no rule covers (SafeKit denies it) */
+	FARMLB_R_DROP_LEASE = 6,     /* owned, but the kernel lease has run out */
+	FARMLB_R_DROP_MALFORMED = 7, /* to a VIP, but a header is truncated or invalid */
+	FARMLB_R_MAX = 8,
+};
+
+/* farmlb_ctl: ARRAY, one entry, key __u32 0. Written by the daemon only. */
+struct farmlb_ctl {
+	__u64 lease_deadline_ns; /* host; CLOCK_MONOTONIC ns; VIP traffic is accepted while now < deadline */
+	__u32 active_slot;       /* host; 0 or 1: which slot of the tables below packets use */
+	__u32 _pad0;
+};
+
+/* farmlb_slot_cfg: ARRAY, FARMLB_SLOTS entries, key __u32 slot. */
+struct farmlb_slot_cfg {
+	__u32 hash_seed;  /* host; jhash initval, identical on every node of a farm */
+	__u8 self_node;   /* this node's id, FARMLB_NODE_NONE when not in the cluster */
+	__u8 _pad0[3];
+	__u8 vmac[6];     /* virtual MAC of vmac_invisible (used from issue 4 on) */
+	__u8 _pad1[2];
+};
+
+/* farmlb_vips: HASH, key farmlb_vip_key, value farmlb_vip. */
+struct farmlb_vip_key {
+	__u8 slot;
+	__u8 family;   /* 4 or 6 */
+	__u8 _pad0[2];
+	__u8 addr[16]; /* network; IPv4 in the first 4 bytes, the rest zero */
+};
+
+struct farmlb_vip {
+	__u16 vip_id;     /* host; index of the VIP in userconfig.xml, file order */
+	__u8 icmp_group;  /* first group (file order) whose rules cover this VIP, or FARMLB_GROUP_NONE */
+	__u8 mode;        /* enum farmlb_mode of the VIP's <virtual_interface> */
+};
+
+/* farmlb_rules: HASH, key farmlb_rule_key, value farmlb_rule. The program looks
+ * up, in this order, (vip, port), (vip, *), (*, port), (*, *): an exact VIP beats
+ * "*", then an exact port beats "*". */
+struct farmlb_rule_key {
+	__u8 slot;
+	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u16 port;   /* network; destination port, FARMLB_PORT_ANY for "*" */
+	__u16 vip_id; /* host; FARMLB_VIP_ANY for "*" */
+	__u16 _pad0;
+};
+
+struct farmlb_rule {
+	__u8 group;     /* index of the rule's <group>, file order */
+	__u8 criterion; /* enum farmlb_criterion */
+	__u8 _pad0[2];
+};
+
+/* farmlb_buckets: ARRAY, FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS entries,
+ * key (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket. */
+struct farmlb_bucket {
+	__u8 owner;      /* node id, FARMLB_NODE_NONE when nobody serves the bucket */
+	__u8 prev_owner; /* node id during a handover (issue 7), else FARMLB_NODE_NONE */
+	__u8 flags;
+	__u8 _pad0;
+};
+
+/* farmlb_stats: PERCPU_ARRAY, FARMLB_R_MAX entries, key enum farmlb_reason. */
+struct farmlb_counter {
+	__u64 packets; /* host */
+	__u64 bytes;   /* host; frame length as seen by XDP */
+};
+
+/* farmlb_bucket_stats: PERCPU_ARRAY, FARMLB_MAX_GROUPS * FARMLB_NBUCKETS entries,
+ * key group * FARMLB_NBUCKETS + bucket. Not slotted: counters survive a reload. */
+struct farmlb_bucket_counter {
+	__u64 accepted; /* host; packets this node passed for the bucket */
+	__u64 dropped;  /* host; packets dropped (not owned, or lease out) */
+};
+
+#define FARMLB_BUCKET_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS)
+#define FARMLB_BUCKET_STATS_ENTRIES (FARMLB_MAX_GROUPS * FARMLB_NBUCKETS)
+#define FARMLB_VIPS_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_VIPS)
+#define FARMLB_RULES_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_RULES)
+
+#ifdef __cplusplus
+#define FARMLB_STATIC_ASSERT static_assert
+#else
+#define FARMLB_STATIC_ASSERT _Static_assert
+#endif
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_ctl) == 16, "farmlb_ctl layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_slot_cfg) == 16, "farmlb_slot_cfg layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip_key) == 20, "farmlb_vip_key layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip) == 4, "farmlb_vip layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule_key) == 8, "farmlb_rule_key layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule) == 4, "farmlb_rule layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket) == 4, "farmlb_bucket layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_counter) == 16, "farmlb_counter layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket_counter) == 16, "farmlb_bucket_counter layout");
+
+#endif /* FARMLB_ABI_H */

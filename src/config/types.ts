@@ -1,0 +1,122 @@
+// The validated shape of userconfig.xml (<vip> section of SafeKit, seed 001 §13.6, plus
+// farmlb's own <farmlb/> element) and cluster.xml. Produced by src/config/, consumed by
+// balance, dataplane and daemon. Every element keeps where it came from so later errors
+// (a host missing from the running cluster, a VIP that cannot be added) can still say
+// file:line.
+
+export type Family = 4 | 6;
+export type RuleProto = 'tcp' | 'udp' | 'arp';
+export type Criterion = 'on_addr' | 'on_port' | 'on_ipid';
+export type VmacMode = 'vmac_invisible' | 'vmac_directed';
+export type SplitBrainPolicy = 'serve' | 'quorum';
+
+export interface SourceRef {
+  file: string;
+  line: number;
+  column: number;
+  element: string;
+}
+
+export interface VirtualAddr {
+  /** Canonical textual form (IPv4 dotted quad, IPv6 RFC 5952). */
+  addr: string;
+  family: Family;
+  /** Index in file order over all <virtual_addr> of all interfaces; the VIP id in the maps. */
+  id: number;
+  where: 'alias';
+  check: boolean;
+  connections: boolean;
+  /** Prefix length from netmask=, IPv4 only; undefined = the interface's own netmask. */
+  prefixLen?: number;
+  src: SourceRef;
+}
+
+export interface VipInterface {
+  /** Linux interface name (name=); undefined = detect the interface holding the VIP's subnet. */
+  name?: string;
+  check: boolean;
+  arpreroute: boolean;
+  arpintervalMs: number;
+  arpelapseMs: number;
+  type: VmacMode;
+  /** Virtual MAC, lower-case aa:bb:cc:dd:ee:ff. Default: 5a:fe + first VIP of the file (DESIGN.md). */
+  vmac: string;
+  vmacExplicit: boolean;
+  addrs: VirtualAddr[];
+  src: SourceRef;
+}
+
+export interface Host {
+  name: string;
+  power: number;
+  src: SourceRef;
+}
+
+export interface Rule {
+  /** A VIP's canonical address, or '*' for every VIP. */
+  vip: string | '*';
+  /** Destination port, or '*' for every port. Always '*' for proto arp. */
+  port: number | '*';
+  proto: RuleProto;
+  filter: Criterion;
+  src: SourceRef;
+}
+
+export interface Group {
+  name: string;
+  /** Index in file order; the group id in the maps. */
+  index: number;
+  /** Hosts from <cluster>; null when the group has no <cluster> (every farm node, power 1). */
+  hosts: Host[] | null;
+  rules: Rule[];
+  src: SourceRef;
+}
+
+/** Settings SafeKit has no place for, from <farmlb .../> inside <service> (DESIGN.md). */
+export interface FarmlbSettings {
+  module: string;
+  hashSeed: number;
+  keyFile: string;
+  membershipPort: number;
+  healthPort: number;
+  splitBrain: SplitBrainPolicy;
+  handoverLimitMs: number;
+  src?: SourceRef;
+}
+
+export interface ConfigWarning {
+  code: string;
+  message: string;
+  src: SourceRef;
+}
+
+export interface FarmConfig {
+  file: string;
+  tcpreset: boolean;
+  scriptcontrol: boolean;
+  interfaces: VipInterface[];
+  /** All VIPs of all interfaces in file order (vips[i].id === i). */
+  vips: VirtualAddr[];
+  groups: Group[];
+  farmlb: FarmlbSettings;
+  warnings: ConfigWarning[];
+}
+
+export interface ClusterNode {
+  name: string;
+  addr: string;
+  src: SourceRef;
+}
+
+export interface ClusterLan {
+  name: string;
+  nodes: ClusterNode[];
+  src: SourceRef;
+}
+
+export interface ClusterConfig {
+  file: string;
+  lans: ClusterLan[];
+  /** Node names in order of first appearance; a node's index here is its node id in the maps. */
+  nodes: string[];
+}
