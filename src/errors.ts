@@ -25,6 +25,314 @@ export const ERRORS = {
     message: 'internal error: {detail}',
     hint: 'this is a bug in farmlb; report it with the log line above',
   },
+  // --- config (src/config/) ---------------------------------------------------
+  FARMLB_E_CONFIG_INVALID: {
+    message: '{count} configuration error(s) in {file}; the first: {first}',
+    hint: 'fix each error in err.errors (farmlb validate prints them all, one per line)',
+  },
+  FARMLB_E_CONFIG_READ: {
+    message: 'cannot read {file}: {detail}',
+    hint: 'check the path given with -c/--config or --cluster and that the file is readable',
+  },
+  FARMLB_E_CONFIG_XML: {
+    message: 'malformed XML: {detail}',
+    hint: 'fix the XML syntax at this position (unclosed tag, unquoted attribute, stray "&" or "<")',
+  },
+  FARMLB_E_CONFIG_ROOT: {
+    message: 'root element <{found}> is not {expected}',
+    hint: 'a userconfig.xml starts with <safe> (or <service>/<vip>); a cluster.xml with <cluster>',
+  },
+  FARMLB_E_CONFIG_NOT_FARM: {
+    message: '<service mode="{mode}">: farmlb runs farm modules only',
+    hint: 'set mode="farm"; a mirror module (VIP failover) needs SafeKit or keepalived, not a farm balancer',
+  },
+  FARMLB_E_CONFIG_MIRROR_VIP: {
+    message: '{what} is the mirror architecture (VIP failover), which farmlb does not implement',
+    hint: 'use <virtual_interface type="vmac_directed"|"vmac_invisible"> with where="alias" to balance the VIP over the farm',
+  },
+  FARMLB_E_CONFIG_UNKNOWN_ELEMENT: {
+    message: 'unknown element <{name}> in <{parent}>',
+    hint: '{suggestion}',
+  },
+  FARMLB_E_CONFIG_UNKNOWN_ATTRIBUTE: {
+    message: 'unknown attribute {name}= on <{element}>',
+    hint: '{suggestion}',
+  },
+  FARMLB_E_CONFIG_MISSING_ELEMENT: {
+    message: '<{parent}> has no <{name}>',
+    hint: 'add a <{name}> element inside <{parent}> (docs/config.md shows the structure)',
+  },
+  FARMLB_E_CONFIG_MISSING_ATTRIBUTE: {
+    message: '<{element}> needs {name}=',
+    hint: 'add {name}="…" to <{element}>; accepted values: {expected}',
+  },
+  FARMLB_E_CONFIG_DUPLICATE_ELEMENT: {
+    message: '<{name}> appears more than once in <{parent}> (first at line {firstLine})',
+    hint: 'keep one <{name}> in <{parent}> and merge the two',
+  },
+  FARMLB_E_CONFIG_UNEXPECTED_TEXT: {
+    message: 'unexpected text "{text}" inside <{element}>',
+    hint: 'values go in attributes (name="value"), not between tags; remove the text',
+  },
+  FARMLB_E_CONFIG_BAD_VALUE: {
+    message: '{attribute}="{value}" on <{element}> is not valid',
+    hint: 'expected {expected}',
+  },
+  FARMLB_E_CONFIG_BAD_TIME: {
+    message: '{attribute}="{value}" is not a duration',
+    hint: 'write a number with an optional unit: ms, s, m or h (e.g. "500ms", "60s", "2m"); a bare number is in {unit}',
+  },
+  FARMLB_E_CONFIG_BAD_NUMBER: {
+    message: '{attribute}="{value}" is not a valid number here',
+    hint: 'write {expected}',
+  },
+  FARMLB_E_CONFIG_BAD_ADDRESS: {
+    message: '{attribute}="{value}" is not an IPv4 or IPv6 address',
+    hint: 'write a dotted IPv4 address (192.168.1.222) or an IPv6 address (2001:db8::10)',
+  },
+  FARMLB_E_CONFIG_VIP_HOSTNAME: {
+    message: '{attribute}="{value}" is a host name; farmlb needs the VIP as an address',
+    hint: 'replace the name by its IP address (SafeKit also advises an address, to be independent of DNS)',
+  },
+  FARMLB_E_CONFIG_DUPLICATE_VIP: {
+    message: 'VIP {addr} is configured twice (first at line {firstLine})',
+    hint: 'remove one of the two <virtual_addr> elements; a VIP belongs to one interface',
+  },
+  FARMLB_E_CONFIG_BAD_NETMASK: {
+    message: 'netmask="{value}" is not valid for VIP {addr}: {why}',
+    hint: 'give an IPv4 netmask (255.255.255.0) or a prefix length (24); IPv6 VIPs take the interface prefix',
+  },
+  FARMLB_E_CONFIG_BAD_MAC: {
+    message: 'addr="{value}" is not a unicast MAC address: {why}',
+    hint: 'write six hex bytes separated by ":" with the low bit of the first byte clear (e.g. 5a:fe:c0:a8:01:de), or omit addr= for the default',
+  },
+  FARMLB_E_CONFIG_BAD_PORT: {
+    message: '{attribute}="{value}" is not a valid port',
+    hint: 'write {expected}',
+  },
+  FARMLB_E_CONFIG_BAD_PROTO: {
+    message: 'proto="{value}" is not a protocol farmlb balances',
+    hint: '{suggestion}',
+  },
+  FARMLB_E_CONFIG_BAD_CRITERION: {
+    message: 'filter="{value}" is not a load-balancing criterion',
+    hint: '{suggestion}',
+  },
+  FARMLB_E_CONFIG_ARP_NEEDS_ON_ADDR: {
+    message: 'a proto="arp" rule balances on the requester address, not filter="{value}"',
+    hint: 'set filter="on_addr" on this rule (SafeKit 13.6.6: arp only with on_addr)',
+  },
+  FARMLB_E_CONFIG_ARP_NEEDS_DIRECTED: {
+    message: 'proto="arp" rule for {vips}: {why}',
+    hint: 'arp rules apply to vmac_directed interfaces only; set type="vmac_directed" on the <virtual_interface> of these VIPs or remove the rule',
+  },
+  FARMLB_E_CONFIG_ARP_WITH_PORT: {
+    message: 'a proto="arp" rule cannot have port="{value}"',
+    hint: 'remove port= from this rule; ARP and neighbour discovery have no ports',
+  },
+  FARMLB_E_CONFIG_IPID_WITH_TCP: {
+    message: 'filter="on_ipid" cannot balance TCP',
+    hint: 'TCP segments of one connection carry different IP ids: use filter="on_addr" or "on_port" for TCP (on_ipid is for UDP)',
+  },
+  FARMLB_E_CONFIG_IPID_WITH_IPV6: {
+    message: 'filter="on_ipid" cannot balance IPv6 VIP {vip}',
+    hint: 'IPv6 headers have no IP id: use filter="on_addr" or "on_port" for this VIP',
+  },
+  FARMLB_E_CONFIG_BAD_POWER: {
+    message: 'power="{value}" of host {host} is not a non-negative integer',
+    hint: 'write a whole number from 0 (no traffic) to {max}; powers are relative weights within the group',
+  },
+  FARMLB_E_CONFIG_BAD_NAME: {
+    message: '{attribute}="{value}" on <{element}> is not a valid name',
+    hint: 'use {expected}',
+  },
+  FARMLB_E_CONFIG_DUPLICATE_HOST: {
+    message: 'host {host} appears twice in group {group} (first at line {firstLine})',
+    hint: 'keep one <host name="{host}"> per group; to give it more traffic raise its power',
+  },
+  FARMLB_E_CONFIG_DUPLICATE_GROUP: {
+    message: 'group name "{group}" is used twice (first at line {firstLine})',
+    hint: 'give each <group> its own name',
+  },
+  FARMLB_E_CONFIG_EMPTY_CLUSTER: {
+    message: 'the <cluster> of group {group} lists no host, so no node would serve it',
+    hint: 'add <host name="…" power="1"/> elements, or remove <cluster> to balance over every farm node',
+  },
+  FARMLB_E_CONFIG_TOO_MANY: {
+    message: 'too many {what}: {count} (farmlb supports at most {max})',
+    hint: '{advice}',
+  },
+  FARMLB_E_CONFIG_NO_VIP: {
+    message: 'no virtual address is configured in <vip>',
+    hint: 'add <interface_list><interface><virtual_interface><virtual_addr addr="…" where="alias"/></virtual_interface></interface></interface_list> inside <vip>',
+  },
+  FARMLB_E_CONFIG_NO_GROUP: {
+    message: '<vip> has no load-balancing group, so every packet to the VIPs would be dropped',
+    hint: 'add <loadbalancing_list><group name="…"><rule … /></group></loadbalancing_list> inside <vip>',
+  },
+  FARMLB_E_CONFIG_RULE_UNKNOWN_VIP: {
+    message: 'rule virtual_addr="{vip}" names no configured VIP',
+    hint: 'configured VIPs: {vips}; use one of them or "*"',
+  },
+  FARMLB_E_CONFIG_RULE_OVERLAP: {
+    message: 'rule {rule} in group {group} overlaps the rule of group {otherGroup} at line {otherLine} with the same specificity',
+    hint: 'a packet must match exactly one rule of the most specific kind: remove one rule or make one more specific (an exact VIP or port)',
+  },
+  FARMLB_E_CONFIG_FARMLB_SETTING: {
+    message: '<farmlb {attribute}="{value}">: {why}',
+    hint: '{advice}',
+  },
+  FARMLB_E_CONFIG_MACRO_UNDEFINED: {
+    message: 'macro %{name}% is used but not defined',
+    hint: 'define it with <macro name="{name}" value="…"/> inside <safe>, or write the value directly',
+  },
+  FARMLB_E_CONFIG_DUPLICATE_LAN: {
+    message: 'LAN "{lan}" appears twice in <{parent}> (first at line {firstLine})',
+    hint: 'name each <lan> once',
+  },
+  FARMLB_E_CONFIG_CLUSTER_DUPLICATE_NODE: {
+    message: 'node {node} appears twice in LAN {lan} (first at line {firstLine})',
+    hint: 'list each node once per <lan>',
+  },
+  FARMLB_E_CONFIG_CLUSTER_DUPLICATE_ADDR: {
+    message: 'address {addr} is given to node {node} and to node {otherNode} (line {otherLine})',
+    hint: 'every node needs its own address on each LAN',
+  },
+  FARMLB_E_CONFIG_CLUSTER_EMPTY: {
+    message: '{what}',
+    hint: 'cluster.xml lists nodes as <cluster><lans><lan name="default"><node name="node1" addr="…"/>…</lan></lans></cluster>',
+  },
+  FARMLB_E_CONFIG_UNKNOWN_HOST: {
+    message: 'host {host} of group {group} is not a node of {clusterFile}',
+    hint: 'nodes in {clusterFile}: {nodes}; fix the name or add the node to cluster.xml',
+  },
+  FARMLB_E_CONFIG_UNKNOWN_LAN: {
+    message: '<farm><lan name="{lan}"> is not a LAN of {clusterFile}',
+    hint: 'LANs in {clusterFile}: {lans}; fix the name or add the LAN to cluster.xml',
+  },
+  // --- run / daemon (src/daemon/) ---------------------------------------------
+  FARMLB_E_RUN_NODE_UNKNOWN: {
+    message: 'node "{node}" is not in {file} (nodes: {nodes})',
+    hint: 'pass --node with a <node name=> of cluster.xml, or add the node to cluster.xml',
+  },
+  FARMLB_E_RUN_NEEDS_STATIC: {
+    message: 'farmlb run needs --static in this version: the membership protocol is not built yet',
+    hint: 'run with --static to serve the table of the configured powers as if every node were up',
+  },
+  FARMLB_E_RUN_NO_NODE: {
+    message: 'farmlb run needs --node NAME',
+    hint: 'pass the name this machine has in cluster.xml, e.g. --node node1',
+  },
+  FARMLB_E_RUN_NO_CLUSTER: {
+    message: 'farmlb run needs --cluster FILE',
+    hint: 'pass the SafeKit cluster.xml listing the farm nodes',
+  },
+  // --- net (src/net/) ----------------------------------------------------------
+  FARMLB_E_NET_IP: {
+    message: '{command} failed: {detail}',
+    hint: 'check that iproute2 is installed, that farmlb runs as root, and that the interface exists',
+  },
+  FARMLB_E_NET_NO_INTERFACE: {
+    message: 'no interface has an address in the subnet of VIP {vip}',
+    hint: 'set <interface name="IFACE"> in userconfig.xml, or give the interface an address in the VIP\'s subnet',
+  },
+  // --- cli (src/cli/) ----------------------------------------------------------
+  FARMLB_E_CLI_BAD_OPTION: {
+    message: 'bad value "{value}" for {option}: expected {expected}',
+    hint: 'see farmlb <command> --help',
+  },
+  FARMLB_E_CLI_BAD_ENDPOINT: {
+    message: 'bad {what}: "{value}"',
+    hint: 'write ADDR, ADDR:PORT or [IPv6]:PORT, and end the destination with /tcp, /udp or /icmp',
+  },
+  // --- balance ----------------------------------------------------------------
+  FARMLB_E_BALANCE_UNKNOWN_NODE: {
+    message: 'bucket owner {node} is not a node of cluster.xml',
+    hint: 'every host of a <group><cluster> must also be a node in cluster.xml; add it there or remove it from the group',
+  },
+  FARMLB_E_BALANCE_MISSING_FIELD: {
+    message: 'cannot decide the packet without {field}: {why}',
+    hint: 'give {field} (see farmlb explain --help)',
+  },
+  // --- bpf (native addon over libbpf) -------------------------------------------
+  FARMLB_E_BPF_ADDON_MISSING: {
+    message: 'the native addon is not built: {detail}',
+    hint: 'run scripts/setup.sh (it builds build/Release/farmlb_native.node)',
+  },
+  FARMLB_E_BPF_ARG: {
+    message: 'invalid argument to the BPF addon: {detail}',
+    hint: 'this is a bug in farmlb; report it with this message',
+  },
+  FARMLB_E_BPF_OPEN: {
+    message: 'cannot open the BPF object: {detail}',
+    hint: 'build it with make -C bpf (scripts/setup.sh does) and check the object path',
+  },
+  FARMLB_E_BPF_LOAD: {
+    message: 'the kernel refused the BPF object: {detail}',
+    hint: 'needs root (CAP_BPF and CAP_NET_ADMIN); the verifier log in the message names the refused instruction',
+  },
+  FARMLB_E_BPF_NO_MAP: {
+    message: 'the BPF object has no such map: {detail}',
+    hint: 'the object file is stale or not farmlb\'s; rebuild it with make -C bpf',
+  },
+  FARMLB_E_BPF_NO_PROGRAM: {
+    message: 'the BPF object has no such program: {detail}',
+    hint: 'the object file is stale or not farmlb\'s; rebuild it with make -C bpf',
+  },
+  FARMLB_E_BPF_MAP: {
+    message: 'BPF map operation failed: {detail}',
+    hint: 'run as root; if it persists, report it with this message',
+  },
+  FARMLB_E_BPF_PIN: {
+    message: 'BPF pin operation failed: {detail}',
+    hint: 'run as root, mount bpffs (mount -t bpf bpf /sys/fs/bpf) and check --pin-dir',
+  },
+  FARMLB_E_BPF_TEST_RUN: {
+    message: 'BPF_PROG_TEST_RUN failed: {detail}',
+    hint: 'needs root; frames must be at least 14 bytes',
+  },
+  FARMLB_E_BPF_CLOSED: {
+    message: 'BPF object or map used after close: {detail}',
+    hint: 'this is a bug in farmlb; report it with this message',
+  },
+  // --- xdp (attachment to interfaces) -------------------------------------------
+  FARMLB_E_XDP_NO_IFACE: {
+    message: 'no such network interface: {detail}',
+    hint: 'check the name with ip link; inside a network namespace, run farmlb in that namespace',
+  },
+  FARMLB_E_XDP_ATTACH: {
+    message: 'cannot attach the XDP program: {detail}',
+    hint: 'needs root; a driver without native XDP works in generic mode; the kernel message in the error says why',
+  },
+  FARMLB_E_XDP_DETACH: {
+    message: 'cannot detach the XDP program: {detail}',
+    hint: 'needs root; ip link set dev IFACE xdp off removes it by hand',
+  },
+  FARMLB_E_XDP_QUERY: {
+    message: 'cannot query the XDP program of an interface: {detail}',
+    hint: 'needs root (CAP_NET_ADMIN); check the interface exists',
+  },
+  FARMLB_E_XDP_MODE_CONFLICT: {
+    message: 'interface {iface} runs an XDP program in {attached} mode; attaching in {requested} mode would leave a moment with no program',
+    hint: 'use XDP mode auto or {attached}, or detach the old program first (the VIP is unfiltered until the new one is attached)',
+  },
+  // --- dataplane (tables in BPF maps) -------------------------------------------
+  FARMLB_E_DATAPLANE_TABLE_INVALID: {
+    message: 'data plane table rejected: {detail}',
+    hint: 'the running tables were left untouched; this is a bug in table compilation, report it with this message',
+  },
+  FARMLB_E_DATAPLANE_PIN_MISMATCH: {
+    message: 'pinned map {map} under {pinDir} does not match this farmlb: {mismatch}',
+    hint: 'the pins belong to another farmlb version; stop that daemon and remove the pins, or use another --pin-dir',
+  },
+  FARMLB_E_DATAPLANE_NOT_PINNED: {
+    message: 'no farmlb data plane is pinned at {pinDir}: {detail}',
+    hint: 'start the daemon for this module (farmlb run), or pass the --pin-dir it uses',
+  },
+  FARMLB_E_DATAPLANE_CLOSED: {
+    message: 'the data plane was used after close()',
+    hint: 'this is a bug in farmlb; report it with the log line above',
+  },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -53,9 +361,13 @@ export class FarmlbError extends Error {
   readonly hint: string;
   readonly location: ErrorLocation | undefined;
   readonly details: ErrorParams;
+  /** The rendered message without the location prefix (for "file:line:col: CODE text" lines). */
+  readonly text: string;
   /** Set for errors from a system call (addon). */
   errno?: number;
   syscall?: string;
+  /** FARMLB_E_CONFIG_INVALID: every problem found, in file order (see configErrorList in src/config). */
+  errors?: FarmlbError[];
 
   constructor(code: ErrorCode, params: ErrorParams = {}, opts: { location?: ErrorLocation; cause?: unknown } = {}) {
     const def: ErrorDef = ERRORS[code];
@@ -67,10 +379,11 @@ export class FarmlbError extends Error {
     this.hint = render(def.hint, params);
     this.location = opts.location;
     this.details = params;
+    this.text = text;
   }
 
   /** One line for a terminal: "where: what (CODE) — hint". */
-  toString(): string {
+  override toString(): string {
     return `${this.message} (${this.code})${this.hint ? ` — ${this.hint}` : ''}`;
   }
 }

@@ -90,6 +90,25 @@ export interface ConfigWarning {
   src: SourceRef;
 }
 
+/**
+ * SafeKit's <farm pulse=… mlost_count=… slost_count=…><lan name=…/></farm> (DESIGN.md,
+ * "Membership"): which LANs of cluster.xml carry heartbeats and how fast. Defaults apply
+ * when <farm> or an attribute is absent.
+ */
+export interface FarmTopology {
+  /** Heartbeat period. Default 100 ms. */
+  pulseMs: number;
+  /** Missed pulses after which the leader (master) is declared lost. Default 20. */
+  mlostCount: number;
+  /** Missed pulses after which a follower (slave) is declared lost. Default 10. */
+  slostCount: number;
+  /** LAN names of cluster.xml carrying heartbeats, in file order; empty = every LAN of cluster.xml. */
+  lans: string[];
+  /** Where each name of `lans` was written (same order). */
+  lanRefs?: { name: string; src: SourceRef }[];
+  src?: SourceRef;
+}
+
 export interface FarmConfig {
   file: string;
   tcpreset: boolean;
@@ -99,6 +118,8 @@ export interface FarmConfig {
   vips: VirtualAddr[];
   groups: Group[];
   farmlb: FarmlbSettings;
+  /** Heartbeat topology and timing; set by the parser (defaults when <farm> is absent). */
+  farm?: FarmTopology;
   warnings: ConfigWarning[];
 }
 
@@ -119,4 +140,6 @@ export interface ClusterConfig {
   lans: ClusterLan[];
   /** Node names in order of first appearance; a node's index here is its node id in the maps. */
   nodes: string[];
+  /** What was accepted but ignored (set by the parser). */
+  warnings?: ConfigWarning[];
 }

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * farmlb_hash.h — the bucket hash: the kernel's jhash() (include/linux/jhash.h, Bob
+ * Jenkins' lookup3) and reciprocal_scale(h, 256). Must equal src/balance/hash.ts and
+ * nftables' `jhash <field> mod 256 seed S` bit for bit: 32-bit words are assembled
+ * little-endian from bytes, as __get_unaligned_cpu32 reads them on x86 and arm64, so the
+ * result does not depend on the host's byte order.
+ */
+#ifndef FARMLB_HASH_H
+#define FARMLB_HASH_H
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+#include "farmlb_abi.h"
+
+#define FARMLB_JHASH_INITVAL 0xdeadbeefU
+/* Longest criterion: an IPv6 source address. The hash is written for keys of at most
+ * one 12-byte round plus a tail, which keeps it loop-free for the verifier. */
+#define FARMLB_JHASH_MAX_LEN 16
+
+static __always_inline __u32 farmlb_rol32(__u32 word, unsigned int shift)
+{
+	return (word << shift) | (word >> ((-shift) & 31));
+}
+
+#define farmlb_jhash_mix(a, b, c)                                                        \
+	{                                                                                \
+		a -= c; a ^= farmlb_rol32(c, 4);  c += b;                               \
+		b -= a; b ^= farmlb_rol32(a, 6);  a += c;                               \
+		c -= b; c ^= farmlb_rol32(b, 8);  b += a;                               \
+		a -= c; a ^= farmlb_rol32(c, 16); c += b;                               \
+		b -= a; b ^= farmlb_rol32(a, 19); a += c;                               \
+		c -= b; c ^= farmlb_rol32(b, 4);  b += a;                               \
+	}
+
+#define farmlb_jhash_final(a, b, c)                                                      \
+	{                                                                                \
+		c ^= b; c -= farmlb_rol32(b, 14);                                        \
+		a ^= c; a -= farmlb_rol32(c, 11);                                        \
+		b ^= a; b -= farmlb_rol32(a, 25);                                        \
+		c ^= b; c -= farmlb_rol32(b, 16);                                        \
+		a ^= c; a -= farmlb_rol32(c, 4);                                         \
+		b ^= a; b -= farmlb_rol32(a, 14);                                        \
+		c ^= b; c -= farmlb_rol32(b, 24);                                        \
+	}
+
+static __always_inline __u32 farmlb_le32(const __u8 *p)
+{
+	return (__u32)p[0] | ((__u32)p[1] << 8) | ((__u32)p[2] << 16) | ((__u32)p[3] << 24);
+}
+
+/* jhash(key, length, initval) for 1 <= length <= FARMLB_JHASH_MAX_LEN. key is a stack
+ * buffer of FARMLB_JHASH_MAX_LEN bytes whose bytes past length are zero, so the tail
+ * can be read as whole words: the kernel's switch adds exactly those bytes, and zeros
+ * add nothing. Callers pass a constant length, so this folds to straight-line code. */
+static __always_inline __u32 farmlb_jhash(const __u8 key[FARMLB_JHASH_MAX_LEN], __u32 length,
+					  __u32 initval)
+{
+	__u32 a, b, c;
+	const __u8 *k = key;
+
+	a = b = c = FARMLB_JHASH_INITVAL + length + initval;
+	if (length > 12) {
+		a += farmlb_le32(k);
+		b += farmlb_le32(k + 4);
+		c += farmlb_le32(k + 8);
+		farmlb_jhash_mix(a, b, c);
+		length -= 12;
+		k += 12;
+		/* length <= 4 now: the tail is one word at most, and the buffer's last four
+		 * bytes are k[0..3]. */
+		a += farmlb_le32(k);
+		farmlb_jhash_final(a, b, c);
+		return c;
+	}
+	if (length == 0)
+		return c;
+	a += farmlb_le32(k);
+	b += farmlb_le32(k + 4);
+	c += farmlb_le32(k + 8);
+	farmlb_jhash_final(a, b, c);
+	return c;
+}
+
+/* reciprocal_scale(h, FARMLB_NBUCKETS): (h * 256) >> 32 is the top byte. */
+static __always_inline __u32 farmlb_bucket_of(__u32 hash)
+{
+	return hash >> 24;
+}
+
+#endif /* FARMLB_HASH_H */

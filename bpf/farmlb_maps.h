@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * farmlb_maps.h — the maps of the XDP program, declared exactly as the comments in
+ * farmlb_abi.h describe them (type, key, value, max_entries). The addon finds them by
+ * these names and pins them under the module's pin directory, so the names are ABI too.
+ */
+#ifndef FARMLB_MAPS_H
+#define FARMLB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "farmlb_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct farmlb_ctl);
+} farmlb_ctl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FARMLB_SLOTS);
+	__type(key, __u32);
+	__type(value, struct farmlb_slot_cfg);
+} farmlb_slot_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FARMLB_VIPS_ENTRIES);
+	__type(key, struct farmlb_vip_key);
+	__type(value, struct farmlb_vip);
+} farmlb_vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FARMLB_RULES_ENTRIES);
+	__type(key, struct farmlb_rule_key);
+	__type(value, struct farmlb_rule);
+} farmlb_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FARMLB_BUCKET_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct farmlb_bucket);
+} farmlb_buckets SEC(".maps");
+
+/* Per CPU so the hot path needs no atomics: each CPU owns its slot, and readers sum
+ * the slots (same reasoning as xdp-tools' xdp_stats_kern.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FARMLB_R_MAX);
+	__type(key, __u32);
+	__type(value, struct farmlb_counter);
+} farmlb_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FARMLB_BUCKET_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct farmlb_bucket_counter);
+} farmlb_bucket_stats SEC(".maps");
+
+#endif /* FARMLB_MAPS_H */

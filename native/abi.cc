@@ -1,0 +1,123 @@
+// abiLayout / abiConstants: sizes, offsets and constants of bpf/farmlb_abi.h as the C
+// compiler sees them, for test/unit/abi.test.ts to compare with src/dataplane/abi.ts.
+#include "abi.h"
+
+extern "C" {
+#include "farmlb_abi.h"
+}
+
+#include <cstddef>
+
+namespace farmlb {
+
+namespace {
+
+class StructLayout {
+ public:
+  StructLayout(Napi::Env env, Napi::Object layout, const char* name, size_t size)
+      : env_(env), fields_(Napi::Object::New(env)) {
+    Napi::Object s = Napi::Object::New(env);
+    s.Set("size", Napi::Number::New(env, double(size)));
+    s.Set("fields", fields_);
+    layout.Set(name, s);
+  }
+  StructLayout& Field(const char* name, size_t offset, size_t size) {
+    Napi::Object f = Napi::Object::New(env_);
+    f.Set("offset", Napi::Number::New(env_, double(offset)));
+    f.Set("size", Napi::Number::New(env_, double(size)));
+    fields_.Set(name, f);
+    return *this;
+  }
+
+ private:
+  Napi::Env env_;
+  Napi::Object fields_;
+};
+
+#define ABI_STRUCT(S) StructLayout(env, layout, #S, sizeof(struct S))
+#define ABI_FIELD(S, F) Field(#F, offsetof(struct S, F), sizeof(((struct S*)nullptr)->F))
+
+}  // namespace
+
+Napi::Object AbiLayout(Napi::Env env) {
+  Napi::Object layout = Napi::Object::New(env);
+  ABI_STRUCT(farmlb_ctl)
+      .ABI_FIELD(farmlb_ctl, lease_deadline_ns)
+      .ABI_FIELD(farmlb_ctl, active_slot)
+      .ABI_FIELD(farmlb_ctl, _pad0);
+  ABI_STRUCT(farmlb_slot_cfg)
+      .ABI_FIELD(farmlb_slot_cfg, hash_seed)
+      .ABI_FIELD(farmlb_slot_cfg, self_node)
+      .ABI_FIELD(farmlb_slot_cfg, _pad0)
+      .ABI_FIELD(farmlb_slot_cfg, vmac)
+      .ABI_FIELD(farmlb_slot_cfg, _pad1);
+  ABI_STRUCT(farmlb_vip_key)
+      .ABI_FIELD(farmlb_vip_key, slot)
+      .ABI_FIELD(farmlb_vip_key, family)
+      .ABI_FIELD(farmlb_vip_key, _pad0)
+      .ABI_FIELD(farmlb_vip_key, addr);
+  ABI_STRUCT(farmlb_vip)
+      .ABI_FIELD(farmlb_vip, vip_id)
+      .ABI_FIELD(farmlb_vip, icmp_group)
+      .ABI_FIELD(farmlb_vip, mode);
+  ABI_STRUCT(farmlb_rule_key)
+      .ABI_FIELD(farmlb_rule_key, slot)
+      .ABI_FIELD(farmlb_rule_key, proto)
+      .ABI_FIELD(farmlb_rule_key, port)
+      .ABI_FIELD(farmlb_rule_key, vip_id)
+      .ABI_FIELD(farmlb_rule_key, _pad0);
+  ABI_STRUCT(farmlb_rule)
+      .ABI_FIELD(farmlb_rule, group)
+      .ABI_FIELD(farmlb_rule, criterion)
+      .ABI_FIELD(farmlb_rule, _pad0);
+  ABI_STRUCT(farmlb_bucket)
+      .ABI_FIELD(farmlb_bucket, owner)
+      .ABI_FIELD(farmlb_bucket, prev_owner)
+      .ABI_FIELD(farmlb_bucket, flags)
+      .ABI_FIELD(farmlb_bucket, _pad0);
+  ABI_STRUCT(farmlb_counter)
+      .ABI_FIELD(farmlb_counter, packets)
+      .ABI_FIELD(farmlb_counter, bytes);
+  ABI_STRUCT(farmlb_bucket_counter)
+      .ABI_FIELD(farmlb_bucket_counter, accepted)
+      .ABI_FIELD(farmlb_bucket_counter, dropped);
+  return layout;
+}
+
+Napi::Object AbiConstants(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+#define ABI_CONST(N) c.Set(#N, Napi::Number::New(env, double(N)))
+  ABI_CONST(FARMLB_NBUCKETS);
+  ABI_CONST(FARMLB_MAX_GROUPS);
+  ABI_CONST(FARMLB_MAX_VIPS);
+  ABI_CONST(FARMLB_MAX_RULES);
+  ABI_CONST(FARMLB_MAX_NODES);
+  ABI_CONST(FARMLB_NODE_NONE);
+  ABI_CONST(FARMLB_GROUP_NONE);
+  ABI_CONST(FARMLB_VIP_ANY);
+  ABI_CONST(FARMLB_PORT_ANY);
+  ABI_CONST(FARMLB_SLOTS);
+  ABI_CONST(FARMLB_DEFAULT_HASH_SEED);
+  ABI_CONST(FARMLB_CRIT_ADDR);
+  ABI_CONST(FARMLB_CRIT_PORT);
+  ABI_CONST(FARMLB_CRIT_IPID);
+  ABI_CONST(FARMLB_MODE_INVISIBLE);
+  ABI_CONST(FARMLB_MODE_DIRECTED);
+  ABI_CONST(FARMLB_R_PASS_NOT_VIP);
+  ABI_CONST(FARMLB_R_PASS_OWNED);
+  ABI_CONST(FARMLB_R_PASS_FRAGMENT);
+  ABI_CONST(FARMLB_R_PASS_CONTROL);
+  ABI_CONST(FARMLB_R_DROP_NOT_OWNED);
+  ABI_CONST(FARMLB_R_DROP_NO_RULE);
+  ABI_CONST(FARMLB_R_DROP_LEASE);
+  ABI_CONST(FARMLB_R_DROP_MALFORMED);
+  ABI_CONST(FARMLB_R_MAX);
+  ABI_CONST(FARMLB_BUCKET_ENTRIES);
+  ABI_CONST(FARMLB_BUCKET_STATS_ENTRIES);
+  ABI_CONST(FARMLB_VIPS_ENTRIES);
+  ABI_CONST(FARMLB_RULES_ENTRIES);
+#undef ABI_CONST
+  return c;
+}
+
+}  // namespace farmlb

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Prepare this machine to run and test farmlb: Debian packages, bpffs, npm deps, the
+# native addon, the BPF objects and the TypeScript build. Idempotent: a second run does
+# nothing it does not have to and prints nothing unless something changes.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: scripts/setup.sh [--help]
+
+Installs what farmlb needs on Debian 12 (run as root): apt packages, bpffs at
+/sys/fs/bpf, npm dependencies (npm ci), the native addon (node-gyp, against the
+system Node headers), the BPF objects (bpf/build/) and the TypeScript build (dist/).
+USAGE
+}
+
+die() { echo "setup: $*" >&2; exit 1; }
+say() { echo "setup: $*"; }
+
+[[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
+[[ $# -eq 0 ]] || { usage >&2; exit 2; }
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+
+# Debian packages: toolchain for BPF and the addon, and the real tools the lab tests use.
+packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
+  iproute2 nftables iputils-ping iputils-arping tcpdump netsniff-ng ethtool netcat-openbsd
+  curl util-linux procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed"
+fi
+command -v node >/dev/null || die "node is not installed (Node 20 expected)"
+[[ -d /usr/include/node ]] || die "Node headers not found in /usr/include/node (needed by node-gyp without download)"
+
+# bpffs: maps are pinned under /sys/fs/bpf/farmlb/<module>/.
+if [[ $(id -u) -eq 0 ]] && ! mountpoint -q /sys/fs/bpf; then
+  say "mounting bpffs at /sys/fs/bpf"
+  mkdir -p /sys/fs/bpf
+  mount -t bpf bpf /sys/fs/bpf || die "cannot mount bpffs at /sys/fs/bpf"
+fi
+
+# npm deps: only when the lock file changed since the last install.
+stamp=node_modules/.farmlb-lock-stamp
+if [[ ! -f $stamp ]] || ! cmp -s package-lock.json "$stamp"; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed"
+  cp package-lock.json "$stamp"
+fi
+
+# The addon: rebuilt when a source or the ABI header is newer than the binary.
+addon=build/Release/farmlb_native.node
+if [[ ! -f $addon ]] || [[ -n $(find native binding.gyp bpf/farmlb_abi.h -newer "$addon" 2>/dev/null | head -1) ]]; then
+  say "building the native addon"
+  npx --no-install node-gyp rebuild --nodedir=/usr --loglevel=error >/tmp/farmlb-node-gyp.log 2>&1 \
+    || { cat /tmp/farmlb-node-gyp.log >&2; die "addon build failed"; }
+fi
+
+# BPF objects: make is incremental and quiet.
+make -s -C bpf || die "BPF build failed"
+
+# TypeScript: rebuilt when a source is newer than the output.
+if [[ ! -f dist/cli/main.js ]] || [[ -n $(find src tsconfig.json tsconfig.build.json -newer dist/cli/main.js 2>/dev/null | head -1) ]]; then
+  say "compiling TypeScript"
+  npx --no-install tsc -p tsconfig.build.json || die "TypeScript build failed"
+  touch dist/cli/main.js
+fi

@@ -1,0 +1,207 @@
+// `farmlb explain`: why a given packet goes where it goes. Follows the rule precedence and
+// bucket computation of docs/datapath.md (§4–§6) over the compiled tables, and maps the
+// result back to the config (rule source line, group and node names). Pure.
+
+import type { ClusterConfig, Criterion, FarmConfig, Family, Rule, SourceRef, VmacMode } from '../config/types.js';
+import { FarmlbError } from '../errors.js';
+import {
+  CriterionId,
+  GROUP_NONE,
+  NBUCKETS,
+  NODE_NONE,
+  PORT_ANY,
+  VIP_ANY,
+  type CompiledRule,
+  type DataplaneTables,
+  type Reason,
+} from '../dataplane/types.js';
+import { addrBytes, addrBytes16, bytesToHex } from './addr.js';
+import { idsToOwners, rebalance } from './assign.js';
+import { groupPowers } from './compile.js';
+import { bucketOf } from './hash.js';
+
+export interface PacketQuery {
+  /** Client (source) address. */
+  src: string;
+  srcPort?: number;
+  /** Destination address; a VIP or not. */
+  vip: string;
+  vipPort?: number;
+  /** 'icmp' = an echo request (ICMP or ICMPv6). */
+  proto: 'tcp' | 'udp' | 'icmp';
+  /** IPv4 identification, for on_ipid rules. */
+  ipid?: number;
+}
+
+export interface NodeRef {
+  id: number;
+  /** Name from cluster.xml; `node<id>` when no cluster is known. */
+  name: string;
+}
+
+export interface PacketExplanation {
+  query: PacketQuery;
+  vip?: { id: number; addr: string; family: Family; mode: VmacMode };
+  /** The matching rule as configured; absent for ICMP echo (decided by the VIP's ICMP group). */
+  rule?: { proto: 'tcp' | 'udp'; vip: string; port: number | '*'; filter: Criterion; src?: SourceRef };
+  group?: { index: number; name: string };
+  criterion?: Criterion;
+  /** The hashed bytes, wire order, hex. */
+  criterionBytes?: string;
+  bucket?: number;
+  /** Owner of the bucket; null = nobody serves it. */
+  owner?: NodeRef | null;
+  self: NodeRef | null;
+  /** What this node's data plane does, assuming its lease is valid (else drop_lease). */
+  reason: Reason;
+  verdict: 'pass' | 'drop';
+  /** Owner of the bucket if the current owner failed (rebalance without it); needs the cluster. */
+  ownerIfOwnerFails?: NodeRef | null;
+  /** One sentence for a terminal. */
+  summary: string;
+}
+
+export interface ExplainOptions {
+  cluster?: ClusterConfig;
+  /** Nodes considered up for the failover answer; default: every node owning a bucket in some group. */
+  live?: Iterable<string>;
+}
+
+const CRITERION_NAMES: Record<number, Criterion> = {
+  [CriterionId.Addr]: 'on_addr',
+  [CriterionId.Port]: 'on_port',
+  [CriterionId.Ipid]: 'on_ipid',
+};
+
+function missing(field: string, why: string): FarmlbError {
+  return new FarmlbError('FARMLB_E_BALANCE_MISSING_FIELD', { field, why });
+}
+
+/** docs/datapath.md §4: (vip, port), (vip, *), (*, port), (*, *); on_ipid skipped for IPv6. */
+function findRule(tables: DataplaneTables, proto: 6 | 17, vipId: number, port: number, family: Family): CompiledRule | undefined {
+  const keys: [number, number][] = [
+    [vipId, port],
+    [vipId, PORT_ANY],
+    [VIP_ANY, port],
+    [VIP_ANY, PORT_ANY],
+  ];
+  for (const [v, p] of keys) {
+    const rule = tables.rules.find((r) => r.proto === proto && r.vipId === v && r.port === p);
+    if (!rule) continue;
+    if (rule.criterion === CriterionId.Ipid && family === 6) continue;
+    return rule;
+  }
+  return undefined;
+}
+
+/** The config rule a compiled rule came from, for its source line. */
+function configRule(farm: FarmConfig, compiled: CompiledRule): Rule | undefined {
+  const group = farm.groups.find((g) => g.index === compiled.group);
+  return group?.rules.find((r) => {
+    if (r.proto !== (compiled.proto === 6 ? 'tcp' : 'udp')) return false;
+    if ((r.port === '*' ? PORT_ANY : r.port) !== compiled.port) return false;
+    if (compiled.vipId === VIP_ANY) return r.vip === '*';
+    const vip = farm.vips[compiled.vipId];
+    return r.vip !== '*' && vip !== undefined && bytesToHex(addrBytes16(r.vip) ?? new Uint8Array()) === bytesToHex(addrBytes16(vip.addr)!);
+  });
+}
+
+function nodeRef(id: number, cluster: ClusterConfig | undefined): NodeRef | null {
+  if (id === NODE_NONE) return null;
+  return { id, name: cluster?.nodes[id] ?? `node${id}` };
+}
+
+export function explainPacket(
+  farm: FarmConfig,
+  tables: DataplaneTables,
+  query: PacketQuery,
+  opts: ExplainOptions = {},
+): PacketExplanation {
+  const { cluster } = opts;
+  const self = nodeRef(tables.selfNode, cluster);
+  const dst = addrBytes16(query.vip);
+  if (!dst) throw missing('vip', `${query.vip} is not an IP address`);
+  const src = addrBytes(query.src);
+  if (!src) throw missing('src', `${query.src} is not an IP address`);
+
+  const dstFamily: Family = addrBytes(query.vip)!.length === 4 ? 4 : 6;
+  if ((src.length === 4 ? 4 : 6) !== dstFamily) throw missing('src', `${query.src} and ${query.vip} are not of the same IP family`);
+  const vip = tables.vips.find((v) => v.family === dstFamily && bytesToHex(v.addrBytes) === bytesToHex(dst));
+  if (!vip) {
+    return { query, self, reason: 'pass_not_vip', verdict: 'pass', summary: `${query.vip} is not a VIP: passed to the kernel untouched` };
+  }
+  const base = { query, self, vip: { id: vip.id, addr: vip.addr, family: vip.family, mode: vip.mode } };
+
+  let groupIndex: number;
+  let criterion: Criterion;
+  let rule: PacketExplanation['rule'];
+  if (query.proto === 'icmp') {
+    groupIndex = vip.icmpGroup;
+    criterion = 'on_addr';
+    if (groupIndex === GROUP_NONE) {
+      return { ...base, reason: 'drop_no_rule', verdict: 'drop', summary: `no group covers ${vip.addr}: echo requests are dropped` };
+    }
+  } else {
+    if (query.vipPort === undefined) throw missing('vipPort', 'TCP and UDP rules are chosen by destination port');
+    const compiled = findRule(tables, query.proto === 'tcp' ? 6 : 17, vip.id, query.vipPort, vip.family);
+    if (!compiled) {
+      return { ...base, reason: 'drop_no_rule', verdict: 'drop', summary: `no ${query.proto} rule covers ${vip.addr} port ${query.vipPort}: dropped (SafeKit denies it)` };
+    }
+    groupIndex = compiled.group;
+    criterion = CRITERION_NAMES[compiled.criterion]!;
+    const origin = configRule(farm, compiled);
+    rule = {
+      proto: query.proto,
+      vip: compiled.vipId === VIP_ANY ? '*' : vip.addr,
+      port: compiled.port === PORT_ANY ? '*' : compiled.port,
+      filter: criterion,
+      ...(origin ? { src: origin.src } : {}),
+    };
+  }
+
+  let bytes: Uint8Array;
+  if (criterion === 'on_addr') bytes = src;
+  else if (criterion === 'on_port') {
+    if (query.srcPort === undefined) throw missing('srcPort', 'the rule balances on_port');
+    bytes = Uint8Array.of((query.srcPort >> 8) & 0xff, query.srcPort & 0xff);
+  } else {
+    if (query.ipid === undefined) throw missing('ipid', 'the rule balances on_ipid');
+    bytes = Uint8Array.of((query.ipid >> 8) & 0xff, query.ipid & 0xff);
+  }
+
+  const bucket = bucketOf(bytes, tables.hashSeed);
+  const row = tables.buckets[groupIndex] ?? [];
+  const ownerId = row[bucket] ?? NODE_NONE;
+  const owner = nodeRef(ownerId, cluster);
+  const mine = ownerId !== NODE_NONE && ownerId === tables.selfNode;
+  const groupName = farm.groups.find((g) => g.index === groupIndex)?.name ?? `group${groupIndex}`;
+
+  let ownerIfOwnerFails: NodeRef | null | undefined;
+  if (cluster && owner && row.length === NBUCKETS) {
+    const rows = tables.buckets.map((r) => idsToOwners(r, cluster.nodes));
+    const live = new Set(opts.live ?? rows.flat().filter((n): n is string => n !== null));
+    live.delete(owner.name);
+    const powers = groupPowers(farm, cluster)[groupIndex] ?? new Map<string, number>();
+    const next = rebalance(rows[groupIndex] ?? [], powers, live)[bucket] ?? null;
+    ownerIfOwnerFails = next === null ? null : { id: cluster.nodes.indexOf(next), name: next };
+  }
+
+  const who = owner ? owner.name : 'nobody';
+  const summary =
+    `${query.proto} ${query.src} → ${vip.addr}${query.vipPort !== undefined && query.proto !== 'icmp' ? `:${query.vipPort}` : ''}: ` +
+    `group ${groupName}, ${criterion} bucket ${bucket}, owner ${who}; ` +
+    (mine ? 'this node passes it (while its lease is valid)' : 'this node drops it');
+  return {
+    ...base,
+    ...(rule ? { rule } : {}),
+    group: { index: groupIndex, name: groupName },
+    criterion,
+    criterionBytes: bytesToHex(bytes),
+    bucket,
+    owner,
+    reason: mine ? 'pass_owned' : 'drop_not_owned',
+    verdict: mine ? 'pass' : 'drop',
+    ...(ownerIfOwnerFails !== undefined ? { ownerIfOwnerFails } : {}),
+    summary,
+  };
+}

@@ -1,0 +1,8 @@
+// The command table: every `farmlb` sub-command, in the order `--help` lists them.
+import type { CommandDef } from '../command.js';
+import { bucketsCommand } from './buckets.js';
+import { explainCommand } from './explain.js';
+import { runCommand } from './run.js';
+import { validateCommand } from './validate.js';
+
+export const COMMANDS: CommandDef[] = [runCommand, validateCommand, bucketsCommand, explainCommand];

@@ -1,0 +1,54 @@
+// farmlb command-line entry: one command table, commander for parsing and help.
+
+import { Command, CommanderError } from 'commander';
+import { COMMANDS } from './commands/index.js';
+import { EXIT, type CommandDef } from './command.js';
+import { makeOutput } from './output.js';
+import { isFarmlbError } from '../errors.js';
+
+function addCommand(program: Command, def: CommandDef, onExit: (code: number) => void): void {
+  const cmd = program.command(def.args ? `${def.name} ${def.args}` : def.name).description(def.summary);
+  for (const o of def.options) {
+    if (o.defaultValue !== undefined) cmd.option(o.flags, o.description, o.defaultValue);
+    else cmd.option(o.flags, o.description);
+  }
+  cmd.option('--json', 'print the result as JSON');
+  if (def.examples.length) {
+    cmd.addHelpText('after', `\nExamples:\n${def.examples.map((e) => `  $ ${e}`).join('\n')}\n`);
+  }
+  cmd.action(async (...params: unknown[]) => {
+    // commander passes the positional args, then the options object, then the command.
+    const command = params[params.length - 1] as Command;
+    const opts = command.opts();
+    const args = command.args;
+    const out = makeOutput({ json: opts.json === true });
+    onExit(await def.run({ out }, args, opts));
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  const program = new Command('farmlb')
+    .description('kernel-assisted farm load balancer (XDP)')
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+  for (const def of COMMANDS) addCommand(program, def, (code) => { exitCode = code; });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version exit 0; every parse error is a usage error.
+      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    if (isFarmlbError(err)) {
+      const e = err as Error & { code: string; hint?: string };
+      const json = argv.includes('--json');
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint } })}\n`);
+      else process.stderr.write(`farmlb: ${e.message} (${e.code})${e.hint ? `\n  hint: ${e.hint}` : ''}\n`);
+      return EXIT.FAILED;
+    }
+    process.stderr.write(`farmlb: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    return EXIT.INTERNAL;
+  }
+}

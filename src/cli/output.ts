@@ -1,0 +1,46 @@
+// How commands print: plain text for people, the same data object as JSON with --json.
+// Colour only on a terminal and never when NO_COLOR is set (https://no-color.org).
+
+export interface Output {
+  readonly json: boolean;
+  readonly color: boolean;
+  print(text: string): void;
+  printJson(data: unknown): void;
+  error(text: string): void;
+}
+
+export function makeOutput(opts: { json: boolean; stream?: NodeJS.WriteStream }): Output {
+  const stream = opts.stream ?? process.stdout;
+  const color = !opts.json && stream.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
+  return {
+    json: opts.json,
+    color,
+    print: (text) => { stream.write(text.endsWith('\n') ? text : `${text}\n`); },
+    printJson: (data) => { stream.write(`${JSON.stringify(data, jsonReplacer, 2)}\n`); },
+    error: (text) => { process.stderr.write(text.endsWith('\n') ? text : `${text}\n`); },
+  };
+}
+
+/** bigint counters become numbers when exact, strings otherwise. */
+export function jsonReplacer(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
+  return value;
+}
+
+const ANSI_256 = (n: number) => (s: string) => `\x1b[38;5;${n}m${s}\x1b[0m`;
+// Distinguishable on dark and light terminals; a node keeps its colour by node id.
+const PALETTE = [33, 208, 40, 199, 226, 51, 160, 129, 94, 250, 21, 118].map(ANSI_256);
+
+export function nodeColour(output: Output, nodeId: number): (s: string) => string {
+  if (!output.color) return (s) => s;
+  return PALETTE[nodeId % PALETTE.length]!;
+}
+
+export function dim(output: Output, s: string): string {
+  return output.color ? `\x1b[2m${s}\x1b[0m` : s;
+}
+
+export function bold(output: Output, s: string): string {
+  return output.color ? `\x1b[1m${s}\x1b[0m` : s;
+}

@@ -1,0 +1,14 @@
+// Warning codes of the configuration: accepted input that farmlb ignores or that is
+// probably a mistake. They are not errors (a SafeKit file must load unchanged), so they live
+// here rather than in the error registry; docs/config.md lists each one.
+
+export const CONFIG_WARNINGS = {
+  FARMLB_W_CONFIG_IGNORED_SECTION: 'a SafeKit section farmlb does not implement (e.g. <errd>, <user>, <rfs>) is ignored',
+  FARMLB_W_CONFIG_UNKNOWN_SECTION: 'an element outside <vip>/<farm>/<farmlb> that is not a SafeKit section farmlb knows is ignored',
+  FARMLB_W_CONFIG_IGNORED_ATTRIBUTE: 'an attribute farmlb does not use (outside <vip> and <farmlb>) is ignored',
+  FARMLB_W_CONFIG_GROUP_NO_RULES: 'a <group> has no <rule>, so it balances nothing',
+  FARMLB_W_CONFIG_VMAC_IGNORED: 'addr= on a vmac_directed <virtual_interface> is ignored (SafeKit ignores it too)',
+  FARMLB_W_CONFIG_IPV4_ONLY: 'arpreroute/arpinterval/arpelapse on an interface without IPv4 VIPs have no effect',
+} as const;
+
+export type ConfigWarningCode = keyof typeof CONFIG_WARNINGS;

@@ -1,0 +1,537 @@
+// TypeScript mirror of bpf/farmlb_abi.h: one declarative table per struct (field, offset,
+// size, byte order), encoders/decoders for every map key and value, the constants, and the
+// expected shape of every map. test/unit/abi.test.ts compares the tables and constants
+// with what the addon computes from the header (sizeof/offsetof), so the two cannot drift.
+//
+// Byte order: 'host' is the CPU's order (the addon and the program share the machine),
+// 'network' is big-endian as on the wire, 'bytes' is a byte array copied as is.
+
+import { endianness } from 'node:os';
+import { FarmlbError } from '../errors.js';
+import type { VmacMode } from '../config/types.js';
+import {
+  CriterionId,
+  GROUP_NONE,
+  ModeId,
+  NBUCKETS,
+  NODE_NONE,
+  PORT_ANY,
+  REASONS,
+  VIP_ANY,
+  type BucketCounter,
+  type CompiledRule,
+  type CompiledVip,
+  type DataplaneTables,
+  type ReasonCounter,
+} from './types.js';
+
+// ---- constants ----------------------------------------------------------------------
+
+export { NBUCKETS, NODE_NONE, GROUP_NONE, VIP_ANY, PORT_ANY };
+export const MAX_GROUPS = 16;
+export const MAX_VIPS = 64;
+export const MAX_RULES = 256;
+export const MAX_NODES = 64;
+export const SLOTS = 2;
+export const DEFAULT_HASH_SEED = 0x6661726d; // "farm"
+export const R_MAX = REASONS.length;
+export const BUCKET_ENTRIES = SLOTS * MAX_GROUPS * NBUCKETS;
+export const BUCKET_STATS_ENTRIES = MAX_GROUPS * NBUCKETS;
+export const VIPS_ENTRIES = SLOTS * MAX_VIPS;
+export const RULES_ENTRIES = SLOTS * MAX_RULES;
+
+/** Every constant of the header by its C name, for the comparison with the addon. */
+export const ABI_CONSTANTS: Record<string, number> = {
+  FARMLB_NBUCKETS: NBUCKETS,
+  FARMLB_MAX_GROUPS: MAX_GROUPS,
+  FARMLB_MAX_VIPS: MAX_VIPS,
+  FARMLB_MAX_RULES: MAX_RULES,
+  FARMLB_MAX_NODES: MAX_NODES,
+  FARMLB_NODE_NONE: NODE_NONE,
+  FARMLB_GROUP_NONE: GROUP_NONE,
+  FARMLB_VIP_ANY: VIP_ANY,
+  FARMLB_PORT_ANY: PORT_ANY,
+  FARMLB_SLOTS: SLOTS,
+  FARMLB_DEFAULT_HASH_SEED: DEFAULT_HASH_SEED,
+  FARMLB_CRIT_ADDR: CriterionId.Addr,
+  FARMLB_CRIT_PORT: CriterionId.Port,
+  FARMLB_CRIT_IPID: CriterionId.Ipid,
+  FARMLB_MODE_INVISIBLE: ModeId.Invisible,
+  FARMLB_MODE_DIRECTED: ModeId.Directed,
+  ...Object.fromEntries(REASONS.map((r, i) => [`FARMLB_R_${r.toUpperCase()}`, i])),
+  FARMLB_R_MAX: R_MAX,
+  FARMLB_BUCKET_ENTRIES: BUCKET_ENTRIES,
+  FARMLB_BUCKET_STATS_ENTRIES: BUCKET_STATS_ENTRIES,
+  FARMLB_VIPS_ENTRIES: VIPS_ENTRIES,
+  FARMLB_RULES_ENTRIES: RULES_ENTRIES,
+};
+
+// ---- struct tables ------------------------------------------------------------------
+
+export type ByteOrder = 'host' | 'network' | 'bytes';
+
+export interface FieldSpec {
+  offset: number;
+  size: number;
+  order: ByteOrder;
+}
+
+export interface StructSpec {
+  size: number;
+  fields: Record<string, FieldSpec>;
+}
+
+const f = (offset: number, size: number, order: ByteOrder): FieldSpec => ({ offset, size, order });
+
+export const ABI_STRUCTS = {
+  farmlb_ctl: {
+    size: 16,
+    fields: { lease_deadline_ns: f(0, 8, 'host'), active_slot: f(8, 4, 'host'), _pad0: f(12, 4, 'bytes') },
+  },
+  farmlb_slot_cfg: {
+    size: 16,
+    fields: {
+      hash_seed: f(0, 4, 'host'),
+      self_node: f(4, 1, 'host'),
+      _pad0: f(5, 3, 'bytes'),
+      vmac: f(8, 6, 'bytes'),
+      _pad1: f(14, 2, 'bytes'),
+    },
+  },
+  farmlb_vip_key: {
+    size: 20,
+    fields: { slot: f(0, 1, 'host'), family: f(1, 1, 'host'), _pad0: f(2, 2, 'bytes'), addr: f(4, 16, 'bytes') },
+  },
+  farmlb_vip: {
+    size: 4,
+    fields: { vip_id: f(0, 2, 'host'), icmp_group: f(2, 1, 'host'), mode: f(3, 1, 'host') },
+  },
+  farmlb_rule_key: {
+    size: 8,
+    fields: {
+      slot: f(0, 1, 'host'),
+      proto: f(1, 1, 'host'),
+      port: f(2, 2, 'network'),
+      vip_id: f(4, 2, 'host'),
+      _pad0: f(6, 2, 'bytes'),
+    },
+  },
+  farmlb_rule: {
+    size: 4,
+    fields: { group: f(0, 1, 'host'), criterion: f(1, 1, 'host'), _pad0: f(2, 2, 'bytes') },
+  },
+  farmlb_bucket: {
+    size: 4,
+    fields: { owner: f(0, 1, 'host'), prev_owner: f(1, 1, 'host'), flags: f(2, 1, 'host'), _pad0: f(3, 1, 'bytes') },
+  },
+  farmlb_counter: {
+    size: 16,
+    fields: { packets: f(0, 8, 'host'), bytes: f(8, 8, 'host') },
+  },
+  farmlb_bucket_counter: {
+    size: 16,
+    fields: { accepted: f(0, 8, 'host'), dropped: f(8, 8, 'host') },
+  },
+} as const satisfies Record<string, StructSpec>;
+
+export type AbiStructName = keyof typeof ABI_STRUCTS;
+
+// ---- field access -------------------------------------------------------------------
+
+const HOST_LE = endianness() === 'LE';
+
+function littleEndian(spec: FieldSpec): boolean {
+  return spec.order === 'host' ? HOST_LE : false;
+}
+
+function put(buf: Buffer, spec: FieldSpec, value: number | bigint, base = 0): void {
+  const at = base + spec.offset;
+  if (spec.size === 8) {
+    const v = BigInt(value);
+    if (littleEndian(spec)) buf.writeBigUInt64LE(v, at);
+    else buf.writeBigUInt64BE(v, at);
+    return;
+  }
+  if (littleEndian(spec)) buf.writeUIntLE(Number(value), at, spec.size);
+  else buf.writeUIntBE(Number(value), at, spec.size);
+}
+
+function get(buf: Buffer, spec: FieldSpec, base = 0): number {
+  const at = base + spec.offset;
+  return littleEndian(spec) ? buf.readUIntLE(at, spec.size) : buf.readUIntBE(at, spec.size);
+}
+
+function get64(buf: Buffer, spec: FieldSpec, base = 0): bigint {
+  const at = base + spec.offset;
+  return littleEndian(spec) ? buf.readBigUInt64LE(at) : buf.readBigUInt64BE(at);
+}
+
+function putBytes(buf: Buffer, spec: FieldSpec, bytes: Uint8Array): void {
+  if (bytes.length > spec.size) throw new RangeError(`${bytes.length} bytes do not fit a ${spec.size}-byte field`);
+  buf.set(bytes, spec.offset);
+}
+
+function getBytes(buf: Buffer, spec: FieldSpec): Uint8Array {
+  return Uint8Array.from(buf.subarray(spec.offset, spec.offset + spec.size));
+}
+
+// ---- keys and values ----------------------------------------------------------------
+
+/** Key of the ARRAY maps (ctl, slot_cfg, buckets, stats, bucket_stats): __u32, host order. */
+export function encodeIndexKey(index: number): Buffer {
+  const buf = Buffer.alloc(4);
+  if (HOST_LE) buf.writeUInt32LE(index);
+  else buf.writeUInt32BE(index);
+  return buf;
+}
+
+export function decodeIndexKey(buf: Buffer): number {
+  return HOST_LE ? buf.readUInt32LE(0) : buf.readUInt32BE(0);
+}
+
+export interface Ctl {
+  leaseDeadlineNs: bigint;
+  activeSlot: number;
+}
+
+const CTL = ABI_STRUCTS.farmlb_ctl.fields;
+export function encodeCtl(v: Ctl): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_ctl.size);
+  put(buf, CTL.lease_deadline_ns, v.leaseDeadlineNs);
+  put(buf, CTL.active_slot, v.activeSlot);
+  return buf;
+}
+export function decodeCtl(buf: Buffer): Ctl {
+  return { leaseDeadlineNs: get64(buf, CTL.lease_deadline_ns), activeSlot: get(buf, CTL.active_slot) };
+}
+
+export interface SlotCfg {
+  hashSeed: number;
+  selfNode: number;
+  /** 6 bytes */
+  vmac: Uint8Array;
+}
+
+const SLOT = ABI_STRUCTS.farmlb_slot_cfg.fields;
+export function encodeSlotCfg(v: SlotCfg): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_slot_cfg.size);
+  put(buf, SLOT.hash_seed, v.hashSeed >>> 0);
+  put(buf, SLOT.self_node, v.selfNode);
+  putBytes(buf, SLOT.vmac, v.vmac);
+  return buf;
+}
+export function decodeSlotCfg(buf: Buffer): SlotCfg {
+  return { hashSeed: get(buf, SLOT.hash_seed), selfNode: get(buf, SLOT.self_node), vmac: getBytes(buf, SLOT.vmac) };
+}
+
+export interface VipKey {
+  slot: number;
+  family: 4 | 6;
+  /** 16 bytes, network order; IPv4 in the first 4. */
+  addr: Uint8Array;
+}
+
+const VIPK = ABI_STRUCTS.farmlb_vip_key.fields;
+export function encodeVipKey(v: VipKey): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_vip_key.size);
+  put(buf, VIPK.slot, v.slot);
+  put(buf, VIPK.family, v.family);
+  putBytes(buf, VIPK.addr, v.addr);
+  return buf;
+}
+export function decodeVipKey(buf: Buffer): VipKey {
+  return { slot: get(buf, VIPK.slot), family: get(buf, VIPK.family) as 4 | 6, addr: getBytes(buf, VIPK.addr) };
+}
+
+export interface VipValue {
+  vipId: number;
+  icmpGroup: number;
+  /** enum farmlb_mode */
+  mode: number;
+}
+
+const VIP = ABI_STRUCTS.farmlb_vip.fields;
+export function encodeVip(v: VipValue): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_vip.size);
+  put(buf, VIP.vip_id, v.vipId);
+  put(buf, VIP.icmp_group, v.icmpGroup);
+  put(buf, VIP.mode, v.mode);
+  return buf;
+}
+export function decodeVip(buf: Buffer): VipValue {
+  return { vipId: get(buf, VIP.vip_id), icmpGroup: get(buf, VIP.icmp_group), mode: get(buf, VIP.mode) };
+}
+
+export interface RuleKey {
+  slot: number;
+  proto: number;
+  /** Host-order number here; stored in network order. PORT_ANY for '*'. */
+  port: number;
+  vipId: number;
+}
+
+const RULEK = ABI_STRUCTS.farmlb_rule_key.fields;
+export function encodeRuleKey(v: RuleKey): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_rule_key.size);
+  put(buf, RULEK.slot, v.slot);
+  put(buf, RULEK.proto, v.proto);
+  put(buf, RULEK.port, v.port);
+  put(buf, RULEK.vip_id, v.vipId);
+  return buf;
+}
+export function decodeRuleKey(buf: Buffer): RuleKey {
+  return {
+    slot: get(buf, RULEK.slot),
+    proto: get(buf, RULEK.proto),
+    port: get(buf, RULEK.port),
+    vipId: get(buf, RULEK.vip_id),
+  };
+}
+
+export interface RuleValue {
+  group: number;
+  criterion: number;
+}
+
+const RULE = ABI_STRUCTS.farmlb_rule.fields;
+export function encodeRule(v: RuleValue): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_rule.size);
+  put(buf, RULE.group, v.group);
+  put(buf, RULE.criterion, v.criterion);
+  return buf;
+}
+export function decodeRule(buf: Buffer): RuleValue {
+  return { group: get(buf, RULE.group), criterion: get(buf, RULE.criterion) };
+}
+
+export interface BucketValue {
+  owner: number;
+  prevOwner: number;
+  flags: number;
+}
+
+const BUCKET = ABI_STRUCTS.farmlb_bucket.fields;
+export function encodeBucket(v: BucketValue, into?: Buffer, at = 0): Buffer {
+  const buf = into ?? Buffer.alloc(ABI_STRUCTS.farmlb_bucket.size);
+  put(buf, BUCKET.owner, v.owner, at);
+  put(buf, BUCKET.prev_owner, v.prevOwner, at);
+  put(buf, BUCKET.flags, v.flags, at);
+  return buf;
+}
+export function decodeBucket(buf: Buffer, at = 0): BucketValue {
+  return { owner: get(buf, BUCKET.owner, at), prevOwner: get(buf, BUCKET.prev_owner, at), flags: get(buf, BUCKET.flags, at) };
+}
+
+/** Index into farmlb_buckets. */
+export function bucketIndex(slot: number, group: number, bucket: number): number {
+  return (slot * MAX_GROUPS + group) * NBUCKETS + bucket;
+}
+
+/** Index into farmlb_bucket_stats (not slotted). */
+export function bucketStatsIndex(group: number, bucket: number): number {
+  return group * NBUCKETS + bucket;
+}
+
+const COUNTER = ABI_STRUCTS.farmlb_counter.fields;
+export function decodeCounter(buf: Buffer, at = 0): ReasonCounter {
+  return { packets: get64(buf, COUNTER.packets, at), bytes: get64(buf, COUNTER.bytes, at) };
+}
+
+const BCOUNTER = ABI_STRUCTS.farmlb_bucket_counter.fields;
+export function decodeBucketCounter(buf: Buffer, at = 0): BucketCounter {
+  return { accepted: get64(buf, BCOUNTER.accepted, at), dropped: get64(buf, BCOUNTER.dropped, at) };
+}
+
+/**
+ * Offsets of each CPU's copy in a per-CPU value: the kernel lays them out every
+ * roundup(valueSize, 8) bytes, for every possible CPU.
+ */
+export function perCpuOffsets(buf: Buffer, valueSize: number, numPossibleCpus: number): number[] {
+  const stride = Math.ceil(valueSize / 8) * 8;
+  if (buf.length !== stride * numPossibleCpus)
+    throw new RangeError(`per-CPU value is ${buf.length} bytes, expected ${numPossibleCpus} × ${stride}`);
+  return Array.from({ length: numPossibleCpus }, (_, cpu) => cpu * stride);
+}
+
+export function sumPerCpuCounter(buf: Buffer, numPossibleCpus: number): ReasonCounter {
+  const sum = { packets: 0n, bytes: 0n };
+  for (const at of perCpuOffsets(buf, ABI_STRUCTS.farmlb_counter.size, numPossibleCpus)) {
+    const c = decodeCounter(buf, at);
+    sum.packets += c.packets;
+    sum.bytes += c.bytes;
+  }
+  return sum;
+}
+
+export function sumPerCpuBucketCounter(buf: Buffer, numPossibleCpus: number): BucketCounter {
+  const sum = { accepted: 0n, dropped: 0n };
+  for (const at of perCpuOffsets(buf, ABI_STRUCTS.farmlb_bucket_counter.size, numPossibleCpus)) {
+    const c = decodeBucketCounter(buf, at);
+    sum.accepted += c.accepted;
+    sum.dropped += c.dropped;
+  }
+  return sum;
+}
+
+// ---- map shapes ---------------------------------------------------------------------
+
+export const MapType = { Hash: 1, Array: 2, PercpuArray: 6 } as const;
+
+export interface MapShape {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+/** The maps of farmlb.bpf.o by pin name, as the header comments define them. */
+export const MAP_SHAPES = {
+  farmlb_ctl: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_ctl.size, maxEntries: 1 },
+  farmlb_slot_cfg: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_slot_cfg.size, maxEntries: SLOTS },
+  farmlb_vips: {
+    type: MapType.Hash,
+    keySize: ABI_STRUCTS.farmlb_vip_key.size,
+    valueSize: ABI_STRUCTS.farmlb_vip.size,
+    maxEntries: VIPS_ENTRIES,
+  },
+  farmlb_rules: {
+    type: MapType.Hash,
+    keySize: ABI_STRUCTS.farmlb_rule_key.size,
+    valueSize: ABI_STRUCTS.farmlb_rule.size,
+    maxEntries: RULES_ENTRIES,
+  },
+  farmlb_buckets: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_bucket.size, maxEntries: BUCKET_ENTRIES },
+  farmlb_stats: { type: MapType.PercpuArray, keySize: 4, valueSize: ABI_STRUCTS.farmlb_counter.size, maxEntries: R_MAX },
+  farmlb_bucket_stats: {
+    type: MapType.PercpuArray,
+    keySize: 4,
+    valueSize: ABI_STRUCTS.farmlb_bucket_counter.size,
+    maxEntries: BUCKET_STATS_ENTRIES,
+  },
+} as const satisfies Record<string, MapShape>;
+
+export type MapName = keyof typeof MAP_SHAPES;
+export const MAP_NAMES = Object.keys(MAP_SHAPES) as MapName[];
+
+/** "" if the map has the expected shape, else what differs. */
+export function mapShapeMismatch(name: MapName, actual: MapShape): string {
+  const want = MAP_SHAPES[name];
+  const diffs: string[] = [];
+  for (const k of ['type', 'keySize', 'valueSize', 'maxEntries'] as const)
+    if (actual[k] !== want[k]) diffs.push(`${k} ${actual[k]} (expected ${want[k]})`);
+  return diffs.join(', ');
+}
+
+// ---- conversions between DataplaneTables and map entries ----------------------------
+
+export function modeId(mode: VmacMode): number {
+  return mode === 'vmac_directed' ? ModeId.Directed : ModeId.Invisible;
+}
+
+export function modeName(id: number): VmacMode {
+  return id === ModeId.Directed ? 'vmac_directed' : 'vmac_invisible';
+}
+
+export function parseMac(mac: string): Uint8Array {
+  const parts = mac.split(':');
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new RangeError(`bad MAC ${mac}`);
+  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
+}
+
+export function formatMac(bytes: Uint8Array): string {
+  return Array.from(bytes.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** Canonical text of a VIP key's address: dotted quad, or RFC 5952 for IPv6. */
+export function formatAddr(family: 4 | 6, addr: Uint8Array): string {
+  if (family === 4) return Array.from(addr.subarray(0, 4)).join('.');
+  const groups = Array.from({ length: 8 }, (_, i) => ((addr[2 * i] ?? 0) << 8) | (addr[2 * i + 1] ?? 0));
+  let bestAt = -1;
+  let bestLen = 1; // RFC 5952: a single zero group is not compressed
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestAt = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
+  if (bestAt < 0) return hex(groups);
+  return `${hex(groups.slice(0, bestAt))}::${hex(groups.slice(bestAt + bestLen))}`;
+}
+
+function invalid(detail: string): FarmlbError {
+  return new FarmlbError('FARMLB_E_DATAPLANE_TABLE_INVALID', { detail });
+}
+
+const isInt = (v: unknown, lo: number, hi: number): boolean => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+const isNode = (v: unknown): boolean => isInt(v, 0, MAX_NODES - 1) || v === NODE_NONE;
+const isGroupRef = (v: unknown): boolean => isInt(v, 0, MAX_GROUPS - 1) || v === GROUP_NONE;
+
+/**
+ * Checks a table against the ABI limits before anything is written, so a rejected table
+ * leaves the running maps untouched. Throws FARMLB_E_DATAPLANE_TABLE_INVALID.
+ */
+export function validateTables(t: DataplaneTables): void {
+  if (!isInt(t.hashSeed, 0, 0xffffffff)) throw invalid(`hash seed ${t.hashSeed} is not a 32-bit unsigned integer`);
+  if (!isNode(t.selfNode)) throw invalid(`self node ${t.selfNode} is neither < ${MAX_NODES} nor NODE_NONE`);
+  try {
+    parseMac(t.vmac);
+  } catch {
+    throw invalid(`vmac "${t.vmac}" is not aa:bb:cc:dd:ee:ff`);
+  }
+  if (t.buckets.length > MAX_GROUPS) throw invalid(`${t.buckets.length} groups, the data plane holds ${MAX_GROUPS}`);
+  t.buckets.forEach((row, group) => {
+    if (row.length !== NBUCKETS) throw invalid(`group ${group} has ${row.length} buckets, not ${NBUCKETS}`);
+    row.forEach((owner, bucket) => {
+      if (!isNode(owner)) throw invalid(`group ${group} bucket ${bucket}: owner ${owner} is neither < ${MAX_NODES} nor NODE_NONE`);
+    });
+  });
+  if (t.vips.length > MAX_VIPS) throw invalid(`${t.vips.length} VIPs, the data plane holds ${MAX_VIPS}`);
+  const vipIds = new Set<number>();
+  const vipAddrs = new Set<string>();
+  for (const vip of t.vips) {
+    if (!isInt(vip.id, 0, VIP_ANY - 1)) throw invalid(`VIP ${vip.addr}: id ${vip.id} out of range`);
+    if (vipIds.has(vip.id)) throw invalid(`VIP id ${vip.id} appears twice`);
+    vipIds.add(vip.id);
+    if (vip.family !== 4 && vip.family !== 6) throw invalid(`VIP ${vip.addr}: family ${String(vip.family)}`);
+    if (vip.addrBytes.length !== 16) throw invalid(`VIP ${vip.addr}: address has ${vip.addrBytes.length} bytes, not 16`);
+    const addrKey = `${vip.family}/${Buffer.from(vip.addrBytes).toString('hex')}`;
+    if (vipAddrs.has(addrKey)) throw invalid(`VIP ${vip.addr} appears twice`);
+    vipAddrs.add(addrKey);
+    if (!isGroupRef(vip.icmpGroup)) throw invalid(`VIP ${vip.addr}: icmp group ${vip.icmpGroup} out of range`);
+  }
+  if (t.rules.length > MAX_RULES) throw invalid(`${t.rules.length} rules, the data plane holds ${MAX_RULES}`);
+  const ruleKeys = new Set<string>();
+  for (const rule of t.rules) {
+    const name = `rule ${rule.proto}/${rule.vipId === VIP_ANY ? '*' : rule.vipId}:${rule.port === PORT_ANY ? '*' : rule.port}`;
+    if (rule.proto !== 6 && rule.proto !== 17) throw invalid(`${name}: protocol ${String(rule.proto)} is not TCP or UDP`);
+    if (!isInt(rule.port, 0, 0xffff)) throw invalid(`${name}: port out of range`);
+    if (rule.vipId !== VIP_ANY && !vipIds.has(rule.vipId)) throw invalid(`${name}: no VIP with id ${rule.vipId}`);
+    if (!isInt(rule.group, 0, MAX_GROUPS - 1)) throw invalid(`${name}: group ${rule.group} out of range`);
+    if (!isInt(rule.criterion, 0, CriterionId.Ipid)) throw invalid(`${name}: criterion ${rule.criterion} unknown`);
+    const key = `${rule.proto}/${rule.vipId}/${rule.port}`;
+    if (ruleKeys.has(key)) throw invalid(`${name} appears twice`);
+    ruleKeys.add(key);
+  }
+}
+
+export function vipEntry(slot: number, vip: CompiledVip): { key: Buffer; value: Buffer } {
+  return {
+    key: encodeVipKey({ slot, family: vip.family, addr: vip.addrBytes }),
+    value: encodeVip({ vipId: vip.id, icmpGroup: vip.icmpGroup, mode: modeId(vip.mode) }),
+  };
+}
+
+export function ruleEntry(slot: number, rule: CompiledRule): { key: Buffer; value: Buffer } {
+  return {
+    key: encodeRuleKey({ slot, proto: rule.proto, port: rule.port, vipId: rule.vipId }),
+    value: encodeRule({ group: rule.group, criterion: rule.criterion }),
+  };
+}

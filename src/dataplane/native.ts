@@ -1,0 +1,279 @@
+// Typed wrapper over the farmlb_native addon (native/, node-addon-api over the system
+// libbpf). The addon is thin — libbpf calls mapped to JS — and throws plain Errors with
+// `code`, `errno` and `syscall`; this module turns them into FarmlbError so callers match
+// on `code` like everywhere else. Kernel resources need an explicit close(): finalizers
+// run late or never.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { ERRORS, FarmlbError, type ErrorCode } from '../errors.js';
+
+export interface NativeMap {
+  /** Full map name (the kernel keeps 15 characters; this is the ELF / pin name). */
+  readonly name: string;
+  /** enum bpf_map_type */
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly perCpu: boolean;
+  /** Bytes of a value as lookup() returns it: numPossibleCpus × roundup(valueSize, 8) for per-CPU maps. */
+  readonly valueBufferSize: number;
+  /** null if absent. Per-CPU maps: numPossibleCpus × roundup(valueSize, 8) bytes. */
+  lookup(key: Buffer): Buffer | null;
+  update(key: Buffer, value: Buffer, flags?: number): void;
+  /** false if the key was absent. */
+  delete(key: Buffer): boolean;
+  /** bpf_map_get_next_key walk, at most maxEntries keys. */
+  keys(): Buffer[];
+  /** bpf_map_update_batch (BPF_ANY), falling back to one update per element where unsupported. */
+  updateBatch(keys: Buffer, values: Buffer, count: number): Promise<void>;
+  close(): void;
+}
+
+export interface TestRunResult {
+  retval: number;
+  dataOut: Buffer;
+  /** Kernel-measured average ns per repetition. */
+  durationNs: number;
+}
+
+export interface NativeObject {
+  /** Maps adopted from reusePinDir (same shape). */
+  readonly reusedMaps: readonly string[];
+  /** Pinned maps left alone because their shape differs, "name: what differs". */
+  readonly reuseMismatches: readonly string[];
+  /** A new handle with its own fd (stays valid after the object is closed). */
+  map(name: string): NativeMap;
+  /** Names of the object's own maps (not .rodata/.bss). */
+  mapNames(): string[];
+  /** Owned by the object: valid until close(); never close it yourself. */
+  programFd(name: string): number;
+  programId(name: string): number;
+  /** mkdir -p; pin each map as dir/<map name>, atomically replacing an existing pin. */
+  pinMaps(dir: string): void;
+  /** Remove this object's pins (absent ones are fine), then rmdir if empty. */
+  unpinMaps(dir: string): void;
+  testRun(program: string, data: Buffer, repeat?: number): Promise<TestRunResult>;
+  /** One run per frame, all in one worker thread. */
+  testRunMany(program: string, frames: Buffer[]): Promise<{ retval: number; dataOut: Buffer }[]>;
+  /** Idempotent. Does not detach programs attached by netlink. */
+  close(): void;
+}
+
+export type XdpMode = 'native' | 'generic';
+
+export interface XdpAttachOptions {
+  mode: XdpMode | 'auto';
+  /** Atomic swap: attach only if this program is the one attached (XDP_FLAGS_REPLACE). */
+  replaceProgFd?: number;
+  /** Same, naming the attached program by id (e.g. one left by a previous daemon). */
+  replaceProgId?: number;
+  /** Fail with EBUSY if any program is attached (XDP_FLAGS_UPDATE_IF_NOEXIST). */
+  noReplace?: boolean;
+}
+
+export interface AbiStructLayout {
+  size: number;
+  fields: Record<string, { offset: number; size: number }>;
+}
+
+/** libbpf_print_level */
+export const LibbpfLogLevel = { Warn: 0, Info: 1, Debug: 2 } as const;
+
+export interface Native {
+  openObject(path: string, opts?: { reusePinDir?: string }): Promise<NativeObject>;
+  /** bpf_obj_get; the map's name is the pin's file name. readOnly opens with BPF_F_RDONLY. */
+  openPinnedMap(path: string, opts?: { readOnly?: boolean }): NativeMap;
+  xdpAttach(ifindex: number, progFd: number, opts: XdpAttachOptions): Promise<{ mode: XdpMode; fallbackReason?: string }>;
+  /** Detach whatever mode is attached; with expectedProgId only that program. Resolves to whether something was detached. */
+  xdpDetach(ifindex: number, opts?: { expectedProgId?: number }): Promise<boolean>;
+  xdpQuery(ifindex: number): { progId: number; mode: XdpMode | 'none' };
+  ifindex(name: string): number;
+  numPossibleCpus(): number;
+  /** CLOCK_MONOTONIC, the base of bpf_ktime_get_ns(). */
+  monotonicNs(): bigint;
+  /** libbpf's messages (level: LibbpfLogLevel), delivered on the JS thread; null stops them. */
+  setLogCallback(cb: ((level: number, msg: string) => void) | null): void;
+  abiLayout: Record<string, AbiStructLayout>;
+  abiConstants: Record<string, number>;
+}
+
+// ---- locating the repository and its build outputs ------------------------------------
+
+let cachedRoot: string | undefined;
+
+/** The directory holding binding.gyp and package.json (works from src/ and from dist/). */
+export function repoRoot(): string {
+  if (cachedRoot) return cachedRoot;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'binding.gyp')) && existsSync(join(dir, 'package.json'))) return (cachedRoot = dir);
+    const up = dirname(dir);
+    if (up === dir) return (cachedRoot = process.cwd());
+    dir = up;
+  }
+}
+
+/** <repo>/bpf/build/<name>.bpf.o, built by `make -C bpf`. */
+export function bpfObjectPath(name = 'farmlb'): string {
+  return join(repoRoot(), 'bpf', 'build', `${name}.bpf.o`);
+}
+
+// ---- error translation ----------------------------------------------------------------
+
+interface RawError extends Error {
+  code?: unknown;
+  errno?: unknown;
+  syscall?: unknown;
+}
+
+/** A native error with a registry code becomes a FarmlbError; anything else is returned as is. */
+export function toFarmlbError(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof FarmlbError) return err;
+  const raw = err as RawError;
+  if (typeof raw.code !== 'string' || !(raw.code in ERRORS)) return err;
+  const out = new FarmlbError(raw.code as ErrorCode, { detail: raw.message }, { cause: err });
+  if (typeof raw.errno === 'number') out.errno = raw.errno;
+  if (typeof raw.syscall === 'string') out.syscall = raw.syscall;
+  return out;
+}
+
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw toFarmlbError(err);
+  }
+}
+
+async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toFarmlbError(err);
+  }
+}
+
+// ---- wrappers -------------------------------------------------------------------------
+
+class MapHandle implements NativeMap {
+  readonly name: string;
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly perCpu: boolean;
+  readonly valueBufferSize: number;
+
+  constructor(private readonly raw: NativeMap) {
+    this.name = raw.name;
+    this.type = raw.type;
+    this.keySize = raw.keySize;
+    this.valueSize = raw.valueSize;
+    this.maxEntries = raw.maxEntries;
+    this.perCpu = raw.perCpu;
+    this.valueBufferSize = raw.valueBufferSize;
+  }
+  lookup(key: Buffer): Buffer | null {
+    return call(() => this.raw.lookup(key));
+  }
+  update(key: Buffer, value: Buffer, flags?: number): void {
+    call(() => this.raw.update(key, value, flags));
+  }
+  delete(key: Buffer): boolean {
+    return call(() => this.raw.delete(key));
+  }
+  keys(): Buffer[] {
+    return call(() => this.raw.keys());
+  }
+  updateBatch(keys: Buffer, values: Buffer, count: number): Promise<void> {
+    return callAsync(() => this.raw.updateBatch(keys, values, count));
+  }
+  close(): void {
+    this.raw.close();
+  }
+}
+
+class ObjectHandle implements NativeObject {
+  readonly reusedMaps: readonly string[];
+  readonly reuseMismatches: readonly string[];
+
+  constructor(private readonly raw: NativeObject) {
+    this.reusedMaps = raw.reusedMaps;
+    this.reuseMismatches = raw.reuseMismatches;
+  }
+  map(name: string): NativeMap {
+    return new MapHandle(call(() => this.raw.map(name)));
+  }
+  mapNames(): string[] {
+    return call(() => this.raw.mapNames());
+  }
+  programFd(name: string): number {
+    return call(() => this.raw.programFd(name));
+  }
+  programId(name: string): number {
+    return call(() => this.raw.programId(name));
+  }
+  pinMaps(dir: string): void {
+    call(() => this.raw.pinMaps(dir));
+  }
+  unpinMaps(dir: string): void {
+    call(() => this.raw.unpinMaps(dir));
+  }
+  testRun(program: string, data: Buffer, repeat?: number): Promise<TestRunResult> {
+    return callAsync(() => this.raw.testRun(program, data, repeat));
+  }
+  testRunMany(program: string, frames: Buffer[]): Promise<{ retval: number; dataOut: Buffer }[]> {
+    return callAsync(() => this.raw.testRunMany(program, frames));
+  }
+  close(): void {
+    this.raw.close();
+  }
+}
+
+function wrap(raw: Native): Native {
+  return {
+    openObject: (path, opts) => callAsync(async () => new ObjectHandle(await raw.openObject(path, opts))),
+    openPinnedMap: (path, opts) => new MapHandle(call(() => raw.openPinnedMap(path, opts))),
+    xdpAttach: (ifindex, progFd, opts) => callAsync(() => raw.xdpAttach(ifindex, progFd, opts)),
+    xdpDetach: (ifindex, opts) => callAsync(() => raw.xdpDetach(ifindex, opts)),
+    xdpQuery: (ifindex) => call(() => raw.xdpQuery(ifindex)),
+    ifindex: (name) => call(() => raw.ifindex(name)),
+    numPossibleCpus: () => call(() => raw.numPossibleCpus()),
+    monotonicNs: () => raw.monotonicNs(),
+    setLogCallback: (cb) => call(() => raw.setLogCallback(cb)),
+    abiLayout: raw.abiLayout,
+    abiConstants: raw.abiConstants,
+  };
+}
+
+let cached: Native | undefined;
+
+/** The addon, loaded once. Throws FARMLB_E_BPF_ADDON_MISSING if it is not built. */
+export function loadNative(): Native {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  let raw: Native;
+  try {
+    const bindings = require('bindings') as (opts: { bindings: string; module_root: string }) => unknown;
+    raw = bindings({ bindings: 'farmlb_native', module_root: repoRoot() }) as Native;
+  } catch (err) {
+    const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new FarmlbError('FARMLB_E_BPF_ADDON_MISSING', { detail }, { cause: err });
+  }
+  cached = wrap(raw);
+  return cached;
+}
+
+/** Hands libbpf's messages to pino: warnings as warn, the rest (load chatter) as debug. */
+export function routeLibbpfLog(native: Native, log: Logger): void {
+  native.setLogCallback((level, msg) => {
+    const text = msg.trimEnd();
+    if (level === LibbpfLogLevel.Warn) log.warn({ event: 'libbpf' }, text);
+    else log.debug({ event: 'libbpf' }, text);
+  });
+}

@@ -1,0 +1,496 @@
+// XdpDataplane: the Dataplane whose tables live in the BPF maps of bpf/build/farmlb.bpf.o
+// (layouts: bpf/farmlb_abi.h, mirrored in ./abi.ts). Tables are double-buffered: apply()
+// writes the inactive slot completely, then flips farmlb_ctl.active_slot, so a packet sees
+// the old tables or the new ones, never a mix (docs/datapath.md, section 0).
+//
+// The program must outlive the daemon (DESIGN.md, kernel lease): close() releases this
+// process's handles only; detach() and unpin() are separate, explicit calls.
+
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { FarmlbError } from '../errors.js';
+import {
+  MAP_NAMES,
+  MAX_GROUPS,
+  NBUCKETS,
+  NODE_NONE,
+  GROUP_NONE,
+  ABI_STRUCTS,
+  bucketIndex,
+  bucketStatsIndex,
+  decodeBucket,
+  decodeCtl,
+  decodeRule,
+  decodeRuleKey,
+  decodeSlotCfg,
+  decodeVip,
+  decodeVipKey,
+  encodeBucket,
+  encodeCtl,
+  encodeIndexKey,
+  encodeSlotCfg,
+  formatAddr,
+  formatMac,
+  mapShapeMismatch,
+  modeName,
+  parseMac,
+  ruleEntry,
+  sumPerCpuBucketCounter,
+  sumPerCpuCounter,
+  validateTables,
+  vipEntry,
+  type Ctl,
+  type MapName,
+} from './abi.js';
+import { bpfObjectPath, loadNative, type Native, type NativeMap, type NativeObject, type TestRunResult, type XdpMode } from './native.js';
+import {
+  REASONS,
+  type BucketCounter,
+  type CompiledRule,
+  type CompiledVip,
+  type CriterionId,
+  type Dataplane,
+  type DataplaneTables,
+  type Reason,
+  type ReasonCounter,
+} from './types.js';
+
+/** The XDP entry point in farmlb.bpf.o. */
+export const PROGRAM_NAME = 'farmlb_xdp';
+
+type Maps = Record<MapName, NativeMap>;
+
+export interface XdpOpenOptions {
+  /** Default: bpfObjectPath(), i.e. <repo>/bpf/build/farmlb.bpf.o. */
+  objectPath?: string;
+  /** bpffs directory to pin the maps in (DESIGN.md: /sys/fs/bpf/farmlb/<module>/). */
+  pinDir?: string;
+  /** Adopt maps already pinned in pinDir with the same shape (a restarted daemon keeps its lease and tables). */
+  reusePins?: boolean;
+  log?: Logger;
+  /** Default: loadNative(). */
+  native?: Native;
+}
+
+export interface AttachResult {
+  mode: XdpMode;
+  /** Why the program is not in native mode although 'auto' asked for it. */
+  fallbackReason?: string;
+}
+
+export interface LeaseState {
+  deadlineNs: bigint;
+  nowNs: bigint;
+  valid: boolean;
+  activeSlot: number;
+}
+
+// ---- reading maps (shared by the daemon side and the CLI reader) ----------------------
+
+function openMaps(open: (name: MapName) => NativeMap, onMismatch: (name: MapName, mismatch: string) => Error): Maps {
+  const maps: Partial<Maps> = {};
+  try {
+    for (const name of MAP_NAMES) {
+      const map = open(name);
+      maps[name] = map;
+      const mismatch = mapShapeMismatch(name, map);
+      if (mismatch) throw onMismatch(name, mismatch);
+    }
+    return maps as Maps;
+  } catch (err) {
+    closeMaps(maps);
+    throw err;
+  }
+}
+
+function closeMaps(maps: Partial<Maps>): void {
+  for (const map of Object.values(maps)) map?.close();
+}
+
+function readCtl(maps: Maps): Ctl {
+  const value = maps.farmlb_ctl.lookup(encodeIndexKey(0));
+  // An ARRAY map always has its entries; null would mean this is not our map.
+  if (!value) throw new FarmlbError('FARMLB_E_INTERNAL', { detail: 'farmlb_ctl[0] is missing' });
+  return decodeCtl(value);
+}
+
+/** docs/datapath.md: an active_slot other than 0 or 1 is treated as 0. */
+function activeSlotOf(ctl: Ctl): number {
+  return ctl.activeSlot === 1 ? 1 : 0;
+}
+
+function readReasonCounters(maps: Maps, cpus: number): Record<Reason, ReasonCounter> {
+  const out = {} as Record<Reason, ReasonCounter>;
+  REASONS.forEach((reason, index) => {
+    const value = maps.farmlb_stats.lookup(encodeIndexKey(index));
+    out[reason] = value ? sumPerCpuCounter(value, cpus) : { packets: 0n, bytes: 0n };
+  });
+  return out;
+}
+
+function readBucketCounters(maps: Maps, cpus: number, groups: number): BucketCounter[][] {
+  const rows: BucketCounter[][] = [];
+  for (let group = 0; group < groups; group++) {
+    const row: BucketCounter[] = [];
+    for (let bucket = 0; bucket < NBUCKETS; bucket++) {
+      const value = maps.farmlb_bucket_stats.lookup(encodeIndexKey(bucketStatsIndex(group, bucket)));
+      row.push(value ? sumPerCpuBucketCounter(value, cpus) : { accepted: 0n, dropped: 0n });
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+/**
+ * The active slot decoded back into tables. Bucket rows are returned for groups 0..g,
+ * g being the highest group a rule or a VIP's ICMP group names (the maps do not record
+ * how many groups the config had).
+ */
+function readActiveTables(maps: Maps): DataplaneTables {
+  const slot = activeSlotOf(readCtl(maps));
+  const cfgValue = maps.farmlb_slot_cfg.lookup(encodeIndexKey(slot));
+  if (!cfgValue) throw new FarmlbError('FARMLB_E_INTERNAL', { detail: `farmlb_slot_cfg[${slot}] is missing` });
+  const cfg = decodeSlotCfg(cfgValue);
+
+  const vips: CompiledVip[] = [];
+  for (const key of maps.farmlb_vips.keys()) {
+    const k = decodeVipKey(key);
+    if (k.slot !== slot) continue;
+    const value = maps.farmlb_vips.lookup(key);
+    if (!value) continue; // deleted meanwhile
+    const v = decodeVip(value);
+    vips.push({
+      id: v.vipId,
+      family: k.family,
+      addr: formatAddr(k.family, k.addr),
+      addrBytes: k.addr,
+      icmpGroup: v.icmpGroup,
+      mode: modeName(v.mode),
+    });
+  }
+  vips.sort((a, b) => a.id - b.id);
+
+  const rules: CompiledRule[] = [];
+  for (const key of maps.farmlb_rules.keys()) {
+    const k = decodeRuleKey(key);
+    if (k.slot !== slot) continue;
+    const value = maps.farmlb_rules.lookup(key);
+    if (!value) continue;
+    const r = decodeRule(value);
+    rules.push({ proto: k.proto as 6 | 17, port: k.port, vipId: k.vipId, group: r.group, criterion: r.criterion as CriterionId });
+  }
+  rules.sort((a, b) => a.group - b.group || a.vipId - b.vipId || a.port - b.port || a.proto - b.proto);
+
+  let groups = 0;
+  for (const r of rules) groups = Math.max(groups, r.group + 1);
+  for (const v of vips) if (v.icmpGroup !== GROUP_NONE) groups = Math.max(groups, v.icmpGroup + 1);
+  groups = Math.min(groups, MAX_GROUPS);
+  const buckets: number[][] = [];
+  for (let group = 0; group < groups; group++) {
+    const row: number[] = [];
+    for (let bucket = 0; bucket < NBUCKETS; bucket++) {
+      const value = maps.farmlb_buckets.lookup(encodeIndexKey(bucketIndex(slot, group, bucket)));
+      row.push(value ? decodeBucket(value).owner : NODE_NONE);
+    }
+    buckets.push(row);
+  }
+  return { hashSeed: cfg.hashSeed, selfNode: cfg.selfNode, vmac: formatMac(cfg.vmac), vips, rules, buckets };
+}
+
+function cloneTables(t: DataplaneTables): DataplaneTables {
+  return {
+    hashSeed: t.hashSeed,
+    selfNode: t.selfNode,
+    vmac: t.vmac,
+    vips: t.vips.map((v) => ({ ...v, addrBytes: Uint8Array.from(v.addrBytes) })),
+    rules: t.rules.map((r) => ({ ...r })),
+    buckets: t.buckets.map((row) => [...row]),
+  };
+}
+
+/** Removes farmlb's pins in pinDir (absent ones are fine) and the directory if it is then empty. */
+export function unpinDir(pinDir: string): void {
+  for (const name of MAP_NAMES) rmSync(join(pinDir, name), { force: true });
+  if (existsSync(pinDir) && readdirSync(pinDir).length === 0) rmdirSync(pinDir);
+}
+
+// ---- the data plane ----------------------------------------------------------------
+
+export class XdpDataplane implements Dataplane {
+  private current: DataplaneTables | undefined;
+  // apply() and setLease() are read-modify-write sequences on farmlb_ctl: one at a time.
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    private readonly native: Native,
+    private readonly obj: NativeObject,
+    private readonly maps: Maps,
+    readonly pinDir: string | undefined,
+    private readonly log: Logger | undefined,
+  ) {}
+
+  /** Maps adopted from the pin directory at open (empty when nothing was reused). */
+  get reusedMaps(): readonly string[] {
+    return this.obj.reusedMaps;
+  }
+
+  static async open(opts: XdpOpenOptions = {}): Promise<XdpDataplane> {
+    const native = opts.native ?? loadNative();
+    const objectPath = opts.objectPath ?? bpfObjectPath();
+    const log = opts.log;
+    const reuse = opts.reusePins === true && opts.pinDir !== undefined;
+    const obj = await native.openObject(objectPath, reuse ? { reusePinDir: opts.pinDir } : {});
+    let maps: Maps | undefined;
+    try {
+      maps = openMaps(
+        (name) => obj.map(name),
+        (name, mismatch) =>
+          new FarmlbError('FARMLB_E_DATAPLANE_PIN_MISMATCH', { map: name, pinDir: objectPath, mismatch }),
+      );
+      if (obj.reuseMismatches.length > 0)
+        log?.warn({ event: 'pins_replaced', mismatches: obj.reuseMismatches }, 'pinned maps of another shape are replaced');
+      if (opts.pinDir !== undefined) obj.pinMaps(opts.pinDir);
+      const dp = new XdpDataplane(native, obj, maps, opts.pinDir, log);
+      const tableMaps: MapName[] = ['farmlb_ctl', 'farmlb_slot_cfg', 'farmlb_vips', 'farmlb_rules', 'farmlb_buckets'];
+      if (tableMaps.every((m) => obj.reusedMaps.includes(m))) dp.current = readActiveTables(maps);
+      log?.info(
+        { event: 'dataplane_loaded', object: objectPath, pinDir: opts.pinDir, reused: obj.reusedMaps },
+        'XDP data plane loaded',
+      );
+      return dp;
+    } catch (err) {
+      if (maps) closeMaps(maps);
+      obj.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Opens the maps pinned in pinDir read-only (for the CLI, like bpftool), after checking
+   * each one's shape against the ABI.
+   */
+  static readPinned(pinDir: string, opts: { native?: Native } = {}): PinnedDataplane {
+    const native = opts.native ?? loadNative();
+    const maps = openMaps(
+      (name) => {
+        const path = join(pinDir, name);
+        if (!existsSync(path)) throw new FarmlbError('FARMLB_E_DATAPLANE_NOT_PINNED', { pinDir, detail: `${name} is missing` });
+        return native.openPinnedMap(path, { readOnly: true });
+      },
+      (name, mismatch) => new FarmlbError('FARMLB_E_DATAPLANE_PIN_MISMATCH', { map: name, pinDir, mismatch }),
+    );
+    return new PinnedDataplane(native, maps);
+  }
+
+  async apply(tables: DataplaneTables): Promise<void> {
+    // Before any write: a rejected table leaves the running slot and the inactive one as they were.
+    validateTables(tables);
+    const snapshot = cloneTables(tables);
+    await this.serialize(async () => {
+      this.assertOpen();
+      const slot = 1 - activeSlotOf(readCtl(this.maps));
+      await this.writeSlot(slot, snapshot);
+      // Re-read: the lease may have been renewed by another writer of the pinned map.
+      const ctl = readCtl(this.maps);
+      this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ leaseDeadlineNs: ctl.leaseDeadlineNs, activeSlot: slot }));
+      this.current = snapshot;
+      this.log?.debug({ event: 'tables_applied', slot }, 'data plane tables applied');
+    });
+  }
+
+  private async writeSlot(slot: number, t: DataplaneTables): Promise<void> {
+    const { farmlb_vips: vips, farmlb_rules: rules, farmlb_slot_cfg: slotCfg, farmlb_buckets: buckets } = this.maps;
+    // Everything but the active slot is stale (including keys of a slot number the
+    // program never uses): clear it so capacity is SLOTS × MAX per map.
+    const active = 1 - slot;
+    for (const key of vips.keys()) if (decodeVipKey(key).slot !== active) vips.delete(key);
+    for (const key of rules.keys()) if (decodeRuleKey(key).slot !== active) rules.delete(key);
+
+    slotCfg.update(
+      encodeIndexKey(slot),
+      encodeSlotCfg({ hashSeed: t.hashSeed, selfNode: t.selfNode, vmac: parseMac(t.vmac) }),
+    );
+    await batch(vips, t.vips.map((v) => vipEntry(slot, v)));
+    await batch(rules, t.rules.map((r) => ruleEntry(slot, r)));
+
+    const count = MAX_GROUPS * NBUCKETS;
+    const size = ABI_STRUCTS.farmlb_bucket.size;
+    const keys = Buffer.alloc(count * 4);
+    const values = Buffer.alloc(count * size);
+    for (let group = 0; group < MAX_GROUPS; group++) {
+      const row = t.buckets[group];
+      for (let bucket = 0; bucket < NBUCKETS; bucket++) {
+        const i = group * NBUCKETS + bucket;
+        encodeIndexKey(bucketIndex(slot, group, bucket)).copy(keys, i * 4);
+        encodeBucket({ owner: row?.[bucket] ?? NODE_NONE, prevOwner: NODE_NONE, flags: 0 }, values, i * size);
+      }
+    }
+    await buckets.updateBatch(keys, values, count);
+  }
+
+  async setLease(deadlineNs: bigint): Promise<void> {
+    await this.serialize(async () => {
+      this.assertOpen();
+      const ctl = readCtl(this.maps);
+      this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ leaseDeadlineNs: deadlineNs, activeSlot: ctl.activeSlot }));
+    });
+  }
+
+  tables(): DataplaneTables | undefined {
+    return this.current;
+  }
+
+  activeSlot(): number {
+    this.assertOpen();
+    return activeSlotOf(readCtl(this.maps));
+  }
+
+  async reasonCounters(): Promise<Record<Reason, ReasonCounter>> {
+    this.assertOpen();
+    return readReasonCounters(this.maps, this.native.numPossibleCpus());
+  }
+
+  /** Rows for the groups of the current tables (every group the map holds when none). */
+  async bucketCounters(): Promise<BucketCounter[][]> {
+    this.assertOpen();
+    return readBucketCounters(this.maps, this.native.numPossibleCpus(), this.current?.buckets.length ?? MAX_GROUPS);
+  }
+
+  programFd(): number {
+    this.assertOpen();
+    return this.obj.programFd(PROGRAM_NAME);
+  }
+
+  programId(): number {
+    this.assertOpen();
+    return this.obj.programId(PROGRAM_NAME);
+  }
+
+  /**
+   * Attaches farmlb_xdp to ifname (netlink: it stays when this process exits). A program
+   * already there is swapped atomically in its own mode — there is never a moment with the
+   * VIP up and no program, so switching between native and generic is refused.
+   */
+  async attach(ifname: string, mode: XdpMode | 'auto' = 'auto'): Promise<AttachResult> {
+    this.assertOpen();
+    const ifindex = this.native.ifindex(ifname);
+    const progId = this.programId();
+    const current = this.native.xdpQuery(ifindex);
+    if (current.progId === progId && current.mode !== 'none') return { mode: current.mode };
+    let result: AttachResult;
+    if (current.mode !== 'none') {
+      if (mode !== 'auto' && mode !== current.mode)
+        throw new FarmlbError('FARMLB_E_XDP_MODE_CONFLICT', { iface: ifname, attached: current.mode, requested: mode });
+      result = await this.native.xdpAttach(ifindex, this.programFd(), { mode: current.mode, replaceProgId: current.progId });
+      if (mode === 'auto' && current.mode === 'generic')
+        result.fallbackReason = `program ${current.progId} was attached in generic mode; replaced in place`;
+      this.log?.info({ event: 'xdp_replaced', iface: ifname, mode: result.mode, oldProgId: current.progId }, 'XDP program replaced');
+    } else {
+      result = await this.native.xdpAttach(ifindex, this.programFd(), { mode });
+      this.log?.info({ event: 'xdp_attached', iface: ifname, mode: result.mode }, 'XDP program attached');
+    }
+    if (result.fallbackReason)
+      this.log?.warn({ event: 'xdp_generic_fallback', iface: ifname, reason: result.fallbackReason }, 'XDP runs in generic mode');
+    return result;
+  }
+
+  /** Detaches farmlb_xdp from ifname if it is this object's program (another program is left alone). */
+  async detach(ifname: string): Promise<void> {
+    this.assertOpen();
+    const ifindex = this.native.ifindex(ifname);
+    const detached = await this.native.xdpDetach(ifindex, { expectedProgId: this.programId() });
+    if (detached) this.log?.info({ event: 'xdp_detached', iface: ifname }, 'XDP program detached');
+    else this.log?.warn({ event: 'xdp_not_ours', iface: ifname }, 'XDP program not detached: another program is attached');
+  }
+
+  testRun(frame: Uint8Array, repeat = 1): Promise<TestRunResult> {
+    this.assertOpen();
+    return this.obj.testRun(PROGRAM_NAME, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), repeat);
+  }
+
+  testRunMany(frames: Uint8Array[]): Promise<{ retval: number; dataOut: Buffer }[]> {
+    this.assertOpen();
+    return this.obj.testRunMany(
+      PROGRAM_NAME,
+      frames.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength)),
+    );
+  }
+
+  /** Removes the pins (the maps live on while the program or another process holds them). */
+  unpin(): void {
+    if (this.pinDir !== undefined) unpinDir(this.pinDir);
+  }
+
+  /** Releases this process's handles. Does not detach the program nor remove the pins. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.queue.catch(() => undefined);
+    closeMaps(this.maps);
+    this.obj.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new FarmlbError('FARMLB_E_DATAPLANE_CLOSED');
+  }
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+async function batch(map: NativeMap, entries: { key: Buffer; value: Buffer }[]): Promise<void> {
+  if (entries.length === 0) return;
+  await map.updateBatch(
+    Buffer.concat(entries.map((e) => e.key)),
+    Buffer.concat(entries.map((e) => e.value)),
+    entries.length,
+  );
+}
+
+/** Read-only view of a pinned data plane, for the CLI; works while the daemon is down. */
+export class PinnedDataplane {
+  private closed = false;
+
+  constructor(
+    private readonly native: Native,
+    private readonly maps: Maps,
+  ) {}
+
+  activeTables(): DataplaneTables {
+    this.assertOpen();
+    return readActiveTables(this.maps);
+  }
+
+  lease(): LeaseState {
+    this.assertOpen();
+    const ctl = readCtl(this.maps);
+    const nowNs = this.native.monotonicNs();
+    return { deadlineNs: ctl.leaseDeadlineNs, nowNs, valid: nowNs < ctl.leaseDeadlineNs, activeSlot: activeSlotOf(ctl) };
+  }
+
+  reasonCounters(): Record<Reason, ReasonCounter> {
+    this.assertOpen();
+    return readReasonCounters(this.maps, this.native.numPossibleCpus());
+  }
+
+  /** [group][bucket] for `groups` groups (default: every group the map holds). */
+  bucketCounters(groups = MAX_GROUPS): BucketCounter[][] {
+    this.assertOpen();
+    return readBucketCounters(this.maps, this.native.numPossibleCpus(), Math.min(groups, MAX_GROUPS));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeMaps(this.maps);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new FarmlbError('FARMLB_E_DATAPLANE_CLOSED');
+  }
+}

@@ -1,0 +1,415 @@
+// The native addon and XdpDataplane against the real kernel: the compiled
+// bpf/build/farmlb.bpf.o loaded through libbpf, its maps read and written, pins on bpffs,
+// BPF_PROG_TEST_RUN, the verifier log of a refused object, the double-buffered apply(),
+// and XDP attach/swap/detach on loopback and a veth inside a flb-* network namespace.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  MAP_SHAPES,
+  decodeRuleKey,
+  decodeVipKey,
+  encodeIndexKey,
+  encodeVip,
+  encodeVipKey,
+  type MapName,
+} from '../../src/dataplane/abi.js';
+import { bpfObjectPath, loadNative, repoRoot, type Native, type NativeObject } from '../../src/dataplane/native.js';
+import { NODE_NONE, XDP_DROP, XDP_PASS, type DataplaneTables } from '../../src/dataplane/types.js';
+import { XdpDataplane } from '../../src/dataplane/xdp.js';
+import { describePrivileged } from '../helpers/privileged.js';
+
+const PIN_ROOT = `/sys/fs/bpf/flb-addon-test-${process.pid}`;
+const NETNS = 'flb-addon-test';
+
+function ensureBpffs(): void {
+  const mounts = execFileSync('findmnt', ['-n', '-o', 'FSTYPE', '/sys/fs/bpf'], { encoding: 'utf8' }).trim();
+  if (mounts.split('\n').includes('bpf')) return;
+  execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+}
+
+/** Ethernet + IPv4 + TCP SYN from 192.0.2.7:40000 to dst:dport. */
+function tcpFrame(dst: [number, number, number, number], dport: number): Buffer {
+  const f = Buffer.alloc(14 + 20 + 20);
+  f.set([0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2], 0);
+  f.writeUInt16BE(0x0800, 12);
+  f[14] = 0x45;
+  f.writeUInt16BE(40, 16);
+  f[22] = 64;
+  f[23] = 6;
+  f.set([192, 0, 2, 7], 26);
+  f.set(dst, 30);
+  f.writeUInt16BE(40000, 34);
+  f.writeUInt16BE(dport, 36);
+  f[46] = 0x50;
+  f[47] = 0x02;
+  return f;
+}
+
+function vipBytes(a: number, b: number, c: number, d: number): Uint8Array {
+  const out = new Uint8Array(16);
+  out.set([a, b, c, d]);
+  return out;
+}
+
+function tables(owner: number, seed = 7): DataplaneTables {
+  return {
+    hashSeed: seed,
+    selfNode: 0,
+    vmac: '5a:fe:0a:00:00:01',
+    vips: [{ id: 0, family: 4, addr: '10.0.0.1', addrBytes: vipBytes(10, 0, 0, 1), icmpGroup: 0, mode: 'vmac_invisible' }],
+    rules: [{ proto: 6, port: 80, vipId: 0, group: 0, criterion: 0 }],
+    buckets: [new Array<number>(256).fill(owner)],
+  };
+}
+
+describePrivileged('native addon over libbpf (root)', () => {
+  let native: Native;
+  let obj: NativeObject;
+  let work: string;
+  const objectPath = bpfObjectPath('farmlb');
+
+  beforeAll(async () => {
+    native = loadNative();
+    if (!existsSync(objectPath)) throw new Error(`${objectPath} is missing: run make -s -C ${join(repoRoot(), 'bpf')}`);
+    ensureBpffs();
+    work = mkdtempSync(join(tmpdir(), 'flb-addon-'));
+    obj = await native.openObject(objectPath);
+  });
+
+  afterAll(() => {
+    obj?.close();
+    native?.setLogCallback(null);
+    rmSync(PIN_ROOT, { recursive: true, force: true });
+    if (work) rmSync(work, { recursive: true, force: true });
+    spawnSync('ip', ['netns', 'del', NETNS]);
+  });
+
+  it('loads farmlb.bpf.o with every ABI map in its ABI shape and the farmlb_xdp program', () => {
+    expect(obj.mapNames().sort()).toEqual(Object.keys(MAP_SHAPES).sort());
+    for (const [name, shape] of Object.entries(MAP_SHAPES)) {
+      const map = obj.map(name);
+      expect({ type: map.type, keySize: map.keySize, valueSize: map.valueSize, maxEntries: map.maxEntries }, name).toEqual(
+        shape,
+      );
+      map.close();
+    }
+    expect(obj.programFd('farmlb_xdp')).toBeGreaterThan(0);
+    expect(obj.programId('farmlb_xdp')).toBeGreaterThan(0);
+  });
+
+  it('sizes per-CPU values as roundup(value size, 8) for every possible CPU', () => {
+    const stats = obj.map('farmlb_stats');
+    expect(stats.perCpu).toBe(true);
+    expect(stats.lookup(encodeIndexKey(0))!.length).toBe(native.numPossibleCpus() * 16);
+    stats.close();
+  });
+
+  it('looks up, updates, deletes and lists keys of a hash map', () => {
+    const vips = obj.map('farmlb_vips');
+    const key = encodeVipKey({ slot: 1, family: 4, addr: vipBytes(10, 9, 9, 9) });
+    expect(vips.lookup(key)).toBeNull();
+    vips.update(key, encodeVip({ vipId: 3, icmpGroup: 0, mode: 1 }));
+    expect(vips.lookup(key)).toEqual(encodeVip({ vipId: 3, icmpGroup: 0, mode: 1 }));
+    expect(vips.keys()).toContainEqual(key);
+    expect(vips.delete(key)).toBe(true);
+    expect(vips.delete(key)).toBe(false);
+    expect(() => vips.lookup(Buffer.alloc(3))).toThrow(expect.objectContaining({ code: 'FARMLB_E_BPF_ARG' }));
+    vips.close();
+    expect(() => vips.lookup(key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_BPF_CLOSED' }));
+  });
+
+  it('writes many array entries in one batch update', async () => {
+    const buckets = obj.map('farmlb_buckets');
+    const count = 512;
+    const keys = Buffer.alloc(count * 4);
+    const values = Buffer.alloc(count * 4);
+    for (let i = 0; i < count; i++) {
+      keys.writeUInt32LE(i * 3, i * 4);
+      values.writeUInt32LE(i, i * 4);
+    }
+    await buckets.updateBatch(keys, values, count);
+    expect(buckets.lookup(encodeIndexKey(3 * 300))!.readUInt32LE(0)).toBe(300);
+    await expect(buckets.updateBatch(keys, values, count + 1)).rejects.toMatchObject({ code: 'FARMLB_E_BPF_ARG' });
+    buckets.close();
+  });
+
+  it('reports a kernel error with code, errno and syscall', () => {
+    const ctl = obj.map('farmlb_ctl');
+    // Array elements cannot be deleted: EINVAL from the kernel.
+    expect(() => ctl.delete(encodeIndexKey(0))).toThrow(
+      expect.objectContaining({ code: 'FARMLB_E_BPF_MAP', errno: 22, syscall: 'bpf_map_delete_elem' }),
+    );
+    ctl.close();
+  });
+
+  it('pins every map, replaces existing pins, adopts them on the next load and unpins', async () => {
+    const dir = join(PIN_ROOT, 'pins');
+    obj.pinMaps(dir);
+    obj.pinMaps(dir); // existing pins are replaced, not an error
+    expect(readdirSync(dir).sort()).toEqual(Object.keys(MAP_SHAPES).sort());
+
+    const pinned = native.openPinnedMap(join(dir, 'farmlb_bucket_stats'));
+    expect(pinned.name).toBe('farmlb_bucket_stats'); // the full name, not the kernel's 15 characters
+    expect(pinned.maxEntries).toBe(MAP_SHAPES.farmlb_bucket_stats.maxEntries);
+    pinned.close();
+
+    const ctl = obj.map('farmlb_ctl');
+    const marker = Buffer.alloc(16);
+    marker.writeBigUInt64LE(123456789n, 0);
+    ctl.update(encodeIndexKey(0), marker);
+    ctl.close();
+    const again = await native.openObject(objectPath, { reusePinDir: dir });
+    try {
+      expect([...again.reusedMaps].sort()).toEqual(Object.keys(MAP_SHAPES).sort());
+      const ctl2 = again.map('farmlb_ctl');
+      expect(ctl2.lookup(encodeIndexKey(0))).toEqual(marker);
+      ctl2.close();
+    } finally {
+      again.close();
+    }
+
+    obj.unpinMaps(dir);
+    obj.unpinMaps(dir); // absent pins are not an error
+    expect(existsSync(dir)).toBe(false);
+    expect(() => native.openPinnedMap(join(dir, 'farmlb_ctl'))).toThrow(
+      expect.objectContaining({ code: 'FARMLB_E_BPF_PIN', errno: 2 }),
+    );
+  });
+
+  it('runs the program through BPF_PROG_TEST_RUN and reports a verdict and a duration', async () => {
+    const frame = tcpFrame([198, 51, 100, 1], 80); // not a VIP
+    const run = await obj.testRun('farmlb_xdp', frame, 1000);
+    expect(run.retval).toBe(XDP_PASS);
+    expect(run.durationNs).toBeGreaterThan(0);
+    expect(run.dataOut).toEqual(frame);
+    const many = await obj.testRunMany('farmlb_xdp', [frame, frame, tcpFrame([198, 51, 100, 2], 22)]);
+    expect(many.map((r) => r.retval)).toEqual([XDP_PASS, XDP_PASS, XDP_PASS]);
+    await expect(obj.testRun('farmlb_xdp', Buffer.alloc(5))).rejects.toMatchObject({
+      code: 'FARMLB_E_BPF_TEST_RUN',
+      errno: 22,
+    });
+  });
+
+  it('throws a refused object with code, errno and the verifier log in the message', async () => {
+    const src = join(work, 'oob.bpf.c');
+    writeFileSync(
+      src,
+      `#include <linux/bpf.h>
+#define SEC(n) __attribute__((section(n), used))
+SEC("xdp") int oob(struct xdp_md *ctx)
+{
+	unsigned char *data = (unsigned char *)(long)ctx->data;
+	return data[100]; /* never checked against data_end */
+}
+char LICENSE[] SEC("license") = "GPL";
+`,
+    );
+    const arch = execFileSync('gcc', ['-dumpmachine'], { encoding: 'utf8' }).trim();
+    const out = join(work, 'oob.bpf.o');
+    execFileSync('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}`, '-c', src, '-o', out]);
+    const err = await native.openObject(out).then(
+      () => undefined,
+      (e: unknown) => e as { code: string; errno: number; syscall: string; message: string },
+    );
+    expect(err).toMatchObject({ code: 'FARMLB_E_BPF_LOAD', errno: 13, syscall: 'bpf_object__load' });
+    expect(err!.message).toContain('Permission denied');
+    expect(err!.message).toContain('BEGIN PROG LOAD LOG');
+    expect(err!.message).toMatch(/invalid access to packet/);
+  });
+
+  it('throws a missing object file as FARMLB_E_BPF_OPEN with ENOENT', async () => {
+    await expect(native.openObject(join(work, 'absent.bpf.o'))).rejects.toMatchObject({
+      code: 'FARMLB_E_BPF_OPEN',
+      errno: 2,
+    });
+  });
+
+  it('hands libbpf messages to the registered log callback on the JS thread', async () => {
+    const lines: string[] = [];
+    native.setLogCallback((_level, msg) => lines.push(msg));
+    const o = await native.openObject(objectPath);
+    o.close();
+    await new Promise((r) => setTimeout(r, 20));
+    native.setLogCallback(null);
+    expect(lines.join('')).toContain('farmlb');
+  });
+
+  it('throws an unknown interface name as FARMLB_E_XDP_NO_IFACE', () => {
+    expect(() => native.ifindex('flbnope0')).toThrow(expect.objectContaining({ code: 'FARMLB_E_XDP_NO_IFACE' }));
+  });
+
+  it('reads CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns', () => {
+    const a = native.monotonicNs();
+    const b = native.monotonicNs();
+    expect(typeof a).toBe('bigint');
+    expect(b >= a).toBe(true);
+  });
+
+  it('attaches natively to a veth, falls back to generic on loopback, and detaches only its own program', () => {
+    spawnSync('ip', ['netns', 'del', NETNS]);
+    execFileSync('ip', ['netns', 'add', NETNS]);
+    execFileSync('ip', ['-n', NETNS, 'link', 'add', 'flbv0', 'type', 'veth', 'peer', 'name', 'flbv1']);
+    for (const dev of ['lo', 'flbv0', 'flbv1']) execFileSync('ip', ['-n', NETNS, 'link', 'set', dev, 'up']);
+    // A child in the namespace: nsenter --net keeps the host's bpffs and /sys (LAB-NOTES).
+    const child = join(work, 'attach-child.cjs');
+    writeFileSync(
+      child,
+      `const n = require(${JSON.stringify(join(repoRoot(), 'build/Release/farmlb_native.node'))});
+(async () => {
+  const a = await n.openObject(${JSON.stringify(objectPath)});
+  const b = await n.openObject(${JSON.stringify(objectPath)});
+  const idA = a.programId('farmlb_xdp'), idB = b.programId('farmlb_xdp');
+  const lo = n.ifindex('lo'), veth = n.ifindex('flbv0');
+  const out = { idA, idB };
+  out.lo = await n.xdpAttach(lo, a.programFd('farmlb_xdp'), { mode: 'auto' });
+  out.loQuery = n.xdpQuery(lo);
+  try { await n.xdpAttach(lo, a.programFd('farmlb_xdp'), { mode: 'native' }); } catch (e) { out.loNativeErr = { code: e.code, errno: e.errno }; }
+  out.loNotOurs = await n.xdpDetach(lo, { expectedProgId: idB });
+  out.loOurs = await n.xdpDetach(lo, { expectedProgId: idA });
+  out.loAfter = n.xdpQuery(lo);
+  out.veth = await n.xdpAttach(veth, a.programFd('farmlb_xdp'), { mode: 'auto' });
+  try { await n.xdpAttach(veth, b.programFd('farmlb_xdp'), { mode: 'native', replaceProgId: idB }); } catch (e) { out.staleSwapErr = { code: e.code, errno: e.errno }; }
+  out.swap = await n.xdpAttach(veth, b.programFd('farmlb_xdp'), { mode: 'native', replaceProgId: idA });
+  out.vethQuery = n.xdpQuery(veth);
+  out.vethDetach = await n.xdpDetach(veth);
+  out.vethAfter = n.xdpQuery(veth);
+  a.close(); b.close();
+  process.stdout.write(JSON.stringify(out));
+})().catch((e) => { process.stderr.write(String((e && e.stack) || e)); process.exit(1); });
+`,
+    );
+    const res = spawnSync('nsenter', [`--net=/run/netns/${NETNS}`, process.execPath, child], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(res.status, res.stderr).toBe(0);
+    const r = JSON.parse(res.stdout) as Record<string, unknown> & { idA: number; idB: number };
+    // Loopback has no native XDP: 'auto' lands in generic mode and says why.
+    expect(r.lo).toMatchObject({ mode: 'generic', fallbackReason: expect.stringMatching(/native mode failed/) });
+    expect(r.loQuery).toEqual({ progId: r.idA, mode: 'generic' });
+    expect(r.loNativeErr).toMatchObject({ code: 'FARMLB_E_XDP_ATTACH' });
+    expect(r.loNotOurs).toBe(false);
+    expect(r.loOurs).toBe(true);
+    expect(r.loAfter).toEqual({ progId: 0, mode: 'none' });
+    expect(r.veth).toEqual({ mode: 'native' });
+    // XDP_FLAGS_REPLACE: a swap naming the wrong current program is refused.
+    expect(r.staleSwapErr).toMatchObject({ code: 'FARMLB_E_XDP_ATTACH', errno: 17 });
+    expect(r.swap).toEqual({ mode: 'native' });
+    expect(r.vethQuery).toEqual({ progId: r.idB, mode: 'native' });
+    expect(r.vethDetach).toBe(true);
+    expect(r.vethAfter).toEqual({ progId: 0, mode: 'none' });
+  });
+});
+
+describePrivileged('XdpDataplane over the loaded program (root)', () => {
+  const pinDir = join(PIN_ROOT, 'dataplane');
+  let dp: XdpDataplane;
+  let native: Native;
+
+  beforeAll(async () => {
+    native = loadNative();
+    ensureBpffs();
+    dp = await XdpDataplane.open({ pinDir });
+  });
+
+  afterAll(async () => {
+    if (dp) {
+      dp.unpin();
+      await dp.close();
+    }
+    rmSync(PIN_ROOT, { recursive: true, force: true });
+  });
+
+  function slotsOf(map: MapName): number[] {
+    const m = native.openPinnedMap(join(pinDir, map), { readOnly: true });
+    try {
+      return m
+        .keys()
+        .map((k) => (map === 'farmlb_vips' ? decodeVipKey(k).slot : decodeRuleKey(k).slot))
+        .sort();
+    } finally {
+      m.close();
+    }
+  }
+
+  it('applies tables to the inactive slot and then flips the active slot', async () => {
+    const lease = native.monotonicNs() + 60_000_000_000n;
+    await dp.setLease(lease);
+    const before = dp.activeSlot();
+    await dp.apply(tables(0));
+    expect(dp.activeSlot()).toBe(1 - before);
+    expect((await dp.testRun(tcpFrame([10, 0, 0, 1], 80))).retval).toBe(XDP_PASS);
+    await dp.apply(tables(NODE_NONE));
+    expect(dp.activeSlot()).toBe(before);
+    expect((await dp.testRun(tcpFrame([10, 0, 0, 1], 80))).retval).toBe(XDP_DROP);
+    // The flip kept the lease.
+    const reader = XdpDataplane.readPinned(pinDir);
+    try {
+      expect(reader.lease().deadlineNs).toBe(lease);
+    } finally {
+      reader.close();
+    }
+  });
+
+  it('rejects an invalid table before any write, leaving both slots as they were', async () => {
+    await dp.apply(tables(0, 11));
+    const slot = dp.activeSlot();
+    const vipSlots = slotsOf('farmlb_vips');
+    const ruleSlots = slotsOf('farmlb_rules');
+    const bad = tables(0, 12);
+    bad.buckets[0]![5] = 64; // node ids stop at 63
+    await expect(dp.apply(bad)).rejects.toMatchObject({ code: 'FARMLB_E_DATAPLANE_TABLE_INVALID' });
+    expect(dp.activeSlot()).toBe(slot);
+    expect(slotsOf('farmlb_vips')).toEqual(vipSlots);
+    expect(slotsOf('farmlb_rules')).toEqual(ruleSlots);
+    expect(dp.tables()!.hashSeed).toBe(11);
+    const reader = XdpDataplane.readPinned(pinDir);
+    try {
+      expect(reader.activeTables()).toEqual(tables(0, 11));
+    } finally {
+      reader.close();
+    }
+  });
+
+  it('counts verdicts per reason and per bucket, summed over CPUs', async () => {
+    await dp.apply(tables(0));
+    const before = await dp.reasonCounters();
+    await dp.testRun(tcpFrame([10, 0, 0, 1], 80), 10);
+    const after = await dp.reasonCounters();
+    expect(after.pass_owned.packets - before.pass_owned.packets).toBe(10n);
+    const buckets = await dp.bucketCounters();
+    expect(buckets.length).toBe(1);
+    expect(buckets[0]!.reduce((sum, b) => sum + b.accepted, 0n)).toBeGreaterThanOrEqual(10n);
+  });
+
+  it('refuses to read pins whose shape differs from the ABI, naming the map', () => {
+    const odd = join(PIN_ROOT, 'odd');
+    rmSync(odd, { recursive: true, force: true });
+    // Same maps, but farmlb_rules pinned under the name farmlb_ctl.
+    const pinnedDp = pinDir;
+    renameSync(join(pinnedDp, 'farmlb_ctl'), join(PIN_ROOT, 'ctl-aside'));
+    try {
+      renameSync(join(pinnedDp, 'farmlb_rules'), join(pinnedDp, 'farmlb_ctl'));
+      expect(() => XdpDataplane.readPinned(pinnedDp)).toThrow(
+        expect.objectContaining({ code: 'FARMLB_E_DATAPLANE_PIN_MISMATCH', message: expect.stringContaining('farmlb_ctl') }),
+      );
+      renameSync(join(pinnedDp, 'farmlb_ctl'), join(pinnedDp, 'farmlb_rules'));
+    } finally {
+      renameSync(join(PIN_ROOT, 'ctl-aside'), join(pinnedDp, 'farmlb_ctl'));
+    }
+    expect(() => XdpDataplane.readPinned(odd)).toThrow(expect.objectContaining({ code: 'FARMLB_E_DATAPLANE_NOT_PINNED' }));
+  });
+
+  it('closes idempotently and refuses use afterwards, leaving the pins for the next daemon', async () => {
+    const other = await XdpDataplane.open({ pinDir, reusePins: true });
+    expect([...other.reusedMaps].sort()).toEqual(Object.keys(MAP_SHAPES).sort());
+    expect(other.tables()).toEqual(tables(0));
+    await other.close();
+    await other.close();
+    await expect(other.apply(tables(0))).rejects.toMatchObject({ code: 'FARMLB_E_DATAPLANE_CLOSED' });
+    expect(existsSync(join(pinDir, 'farmlb_ctl'))).toBe(true);
+  });
+});

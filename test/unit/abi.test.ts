@@ -1,0 +1,128 @@
+// The TS mirror of bpf/farmlb_abi.h (src/dataplane/abi.ts) against the layout the C
+// compiler gives the same header (the addon's abiLayout / abiConstants). Needs the built
+// addon but no root.
+import { describe, expect, it } from 'vitest';
+import {
+  ABI_CONSTANTS,
+  ABI_STRUCTS,
+  decodeCtl,
+  decodeRuleKey,
+  decodeSlotCfg,
+  decodeVipKey,
+  encodeCtl,
+  encodeRuleKey,
+  encodeSlotCfg,
+  encodeVipKey,
+  formatAddr,
+  sumPerCpuCounter,
+  validateTables,
+} from '../../src/dataplane/abi.js';
+import { loadNative, type Native } from '../../src/dataplane/native.js';
+import type { DataplaneTables } from '../../src/dataplane/types.js';
+
+function native(): Native {
+  try {
+    return loadNative();
+  } catch (err) {
+    throw new Error(`the native addon is needed for the ABI comparison: run scripts/setup.sh (${String(err)})`);
+  }
+}
+
+describe('ABI mirror (src/dataplane/abi.ts vs bpf/farmlb_abi.h)', () => {
+  it('describes exactly the structs the header defines', () => {
+    expect(Object.keys(ABI_STRUCTS).sort()).toEqual(Object.keys(native().abiLayout).sort());
+  });
+
+  for (const [name, spec] of Object.entries(ABI_STRUCTS)) {
+    it(`gives struct ${name} the size and every field the offset and size the C compiler gives`, () => {
+      const c = native().abiLayout[name];
+      expect(c, `struct ${name} missing from the addon's abiLayout`).toBeDefined();
+      expect(spec.size, `sizeof(struct ${name})`).toBe(c!.size);
+      expect(Object.keys(spec.fields).sort(), `fields of struct ${name}`).toEqual(Object.keys(c!.fields).sort());
+      for (const [field, f] of Object.entries(spec.fields)) {
+        expect({ offset: f.offset, size: f.size }, `${name}.${field}`).toEqual(c!.fields[field]);
+      }
+    });
+  }
+
+  it('has every constant of the header with the same value', () => {
+    const c = native().abiConstants;
+    expect(Object.keys(ABI_CONSTANTS).sort()).toEqual(Object.keys(c).sort());
+    for (const [name, value] of Object.entries(c)) expect(ABI_CONSTANTS[name], name).toBe(value);
+  });
+});
+
+describe('ABI encoders', () => {
+  it('writes the rule port in network order and the VIP id in host order', () => {
+    const key = encodeRuleKey({ slot: 1, proto: 6, port: 80, vipId: 3 });
+    expect([...key]).toEqual([1, 6, 0x00, 0x50, 3, 0, 0, 0]);
+    expect(decodeRuleKey(key)).toEqual({ slot: 1, proto: 6, port: 80, vipId: 3 });
+  });
+
+  it('round-trips ctl, slot config and VIP keys', () => {
+    const ctl = { leaseDeadlineNs: 0x0123456789abcdefn, activeSlot: 1 };
+    expect(decodeCtl(encodeCtl(ctl))).toEqual(ctl);
+    const cfg = { hashSeed: 0xdeadbeef, selfNode: 2, vmac: Uint8Array.from([0x5a, 0xfe, 10, 0, 0, 1]) };
+    expect(decodeSlotCfg(encodeSlotCfg(cfg))).toEqual(cfg);
+    const addr = new Uint8Array(16);
+    addr.set([192, 168, 1, 10]);
+    const vk = { slot: 0, family: 4 as const, addr };
+    expect(decodeVipKey(encodeVipKey(vk))).toEqual(vk);
+  });
+
+  it('sums a per-CPU counter over every possible CPU at an 8-byte stride', () => {
+    const buf = Buffer.alloc(3 * 16);
+    for (let cpu = 0; cpu < 3; cpu++) {
+      buf.writeBigUInt64LE(BigInt(cpu + 1), cpu * 16);
+      buf.writeBigUInt64LE(BigInt(100 * (cpu + 1)), cpu * 16 + 8);
+    }
+    expect(sumPerCpuCounter(buf, 3)).toEqual({ packets: 6n, bytes: 600n });
+    expect(() => sumPerCpuCounter(buf, 2)).toThrow(RangeError);
+  });
+
+  it('formats IPv6 VIP addresses in RFC 5952 form', () => {
+    const a = new Uint8Array(16);
+    a.set([0x20, 0x01, 0x0d, 0xb8]);
+    a[15] = 1;
+    expect(formatAddr(6, a)).toBe('2001:db8::1');
+    expect(formatAddr(6, new Uint8Array(16))).toBe('::');
+  });
+});
+
+describe('table validation against the ABI limits', () => {
+  const base = (): DataplaneTables => ({
+    hashSeed: 1,
+    selfNode: 0,
+    vmac: '5a:fe:0a:00:00:01',
+    vips: [],
+    rules: [],
+    buckets: [new Array<number>(256).fill(0)],
+  });
+
+  it('accepts a well-formed table', () => {
+    expect(() => validateTables(base())).not.toThrow();
+  });
+
+  it('rejects a bucket row that is not 256 long, a node id of 64 and too many groups', () => {
+    const short = base();
+    short.buckets[0] = [0];
+    expect(() => validateTables(short)).toThrow(expect.objectContaining({ code: 'FARMLB_E_DATAPLANE_TABLE_INVALID' }));
+    const badNode = base();
+    badNode.buckets[0]![7] = 64;
+    expect(() => validateTables(badNode)).toThrow(/owner 64/);
+    const groups = base();
+    groups.buckets = Array.from({ length: 17 }, () => new Array<number>(256).fill(0xff));
+    expect(() => validateTables(groups)).toThrow(/17 groups/);
+  });
+
+  it('rejects a rule naming a VIP the table does not have, and duplicate rules', () => {
+    const t = base();
+    t.rules = [{ proto: 6, port: 80, vipId: 5, group: 0, criterion: 0 }];
+    expect(() => validateTables(t)).toThrow(/no VIP with id 5/);
+    t.rules = [
+      { proto: 6, port: 80, vipId: 0xffff, group: 0, criterion: 0 },
+      { proto: 6, port: 80, vipId: 0xffff, group: 0, criterion: 1 },
+    ];
+    expect(() => validateTables(t)).toThrow(/twice/);
+  });
+});
