@@ -60,7 +60,8 @@ fi
 addon=build/Release/farmlb_native.node
 if [[ ! -f $addon ]] || [[ -n $(find native binding.gyp bpf/farmlb_abi.h -newer "$addon" 2>/dev/null | head -1) ]]; then
   say "building the native addon"
-  npx --no-install node-gyp rebuild --nodedir=/usr --loglevel=error >/tmp/farmlb-node-gyp.log 2>&1 \
+  # npm's bundled node-gyp (npm puts it on PATH for scripts); npx would try to download one.
+  npm run --silent build:native -- --loglevel=error >/tmp/farmlb-node-gyp.log 2>&1 \
     || { cat /tmp/farmlb-node-gyp.log >&2; die "addon build failed"; }
 fi
 

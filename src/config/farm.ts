@@ -83,8 +83,8 @@ export function parseFarmConfig(text: string, file: string): FarmConfig {
   let config: FarmConfig | undefined;
   if (sections.vip) {
     config = readVip(r, sections.vip, farmlb);
-  } else if (root.name === 'safe' || root.name === 'service') {
-    diag.error('FARMLB_E_CONFIG_MISSING_ELEMENT', { parent: 'service', name: 'vip' }, sections.service ?? root);
+  } else if (sections.service) {
+    diag.error('FARMLB_E_CONFIG_MISSING_ELEMENT', { parent: 'service', name: 'vip' }, sections.service);
   }
   diag.throwIfErrors();
   return { ...config!, farm, warnings: diag.warnings };
