@@ -1,5 +1,6 @@
 // farmlb command-line entry: one command table, commander for parsing and help.
 
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { COMMANDS } from './commands/index.js';
 import { EXIT, type CommandDef } from './command.js';
@@ -26,10 +27,16 @@ function addCommand(program: Command, def: CommandDef, onExit: (code: number) =>
   });
 }
 
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let exitCode: number = EXIT.OK;
   const program = new Command('farmlb')
     .description('kernel-assisted farm load balancer (XDP)')
+    .version(packageVersion(), '-V, --version')
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
   for (const def of COMMANDS) addCommand(program, def, (code) => { exitCode = code; });
