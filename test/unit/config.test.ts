@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   CONFIG_WARNINGS, configDigest, configErrorList, formatConfigError, LIMITS, loadClusterConfig, loadConfigs, loadFarmConfig,
@@ -58,6 +59,15 @@ describe('value parsers', () => {
     expect(canonicalIpv6('fe80::')).toBe('fe80::');
     expect(canonicalIpv6('::ffff:192.0.2.1')).toBe('::ffff:192.0.2.1');
     expect(canonicalIpv6('64:ff9b::192.0.2.1')).toBe('64:ff9b::c000:201');
+  });
+
+  it('agrees with the WHATWG URL serialiser (RFC 5952 compatible) on random IPv6 addresses', () => {
+    const group = fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff }));
+    fc.assert(fc.property(fc.array(group, { minLength: 8, maxLength: 8 }), fc.boolean(), (groups, padded) => {
+      if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) return; // mapped IPv4: dotted tail by design
+      const text = groups.map((g) => (padded ? g.toString(16).padStart(4, '0').toUpperCase() : g.toString(16))).join(':');
+      expect(canonicalIpv6(text)).toBe(new URL(`http://[${text}]/`).hostname.slice(1, -1));
+    }), { numRuns: 500 });
   });
 
   it('accepts IPv4 and IPv6 addresses and refuses zone indexes and leading zeros', () => {
