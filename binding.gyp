@@ -8,6 +8,7 @@
         "native/common.cc",
         "native/map.cc",
         "native/object.cc",
+        "native/rawsock.cc",
         "native/xdp.cc"
       ],
       "include_dirs": [

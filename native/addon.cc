@@ -5,6 +5,7 @@
 #include "common.h"
 #include "map.h"
 #include "object.h"
+#include "rawsock.h"
 #include "xdp.h"
 
 #include <bpf/bpf.h>
@@ -61,6 +62,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("xdpAttach", Napi::Function::New<XdpAttach>(env, "xdpAttach"));
   exports.Set("xdpDetach", Napi::Function::New<XdpDetach>(env, "xdpDetach"));
   exports.Set("xdpQuery", Napi::Function::New<XdpQuery>(env, "xdpQuery"));
+  exports.Set("openRawSocket", Napi::Function::New<OpenRawSocket>(env, "openRawSocket"));
   exports.Set("ifindex", Napi::Function::New<IfIndex>(env, "ifindex"));
   exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
   exports.Set("monotonicNs", Napi::Function::New<MonotonicNs>(env, "monotonicNs"));

@@ -236,6 +236,22 @@ export const ERRORS = {
     message: 'no interface has an address in the subnet of VIP {vip}',
     hint: 'set <interface name="IFACE"> in userconfig.xml, or give the interface an address in the VIP\'s subnet',
   },
+  FARMLB_E_NET_SYSCTL: {
+    message: 'cannot {op} sysctl {name}: {detail}',
+    hint: 'run as root in the node\'s network namespace; check that the interface exists (and has IPv6 enabled for net.ipv6 keys)',
+  },
+  FARMLB_E_NET_STATE: {
+    message: 'cannot use the interface state record {file}: {detail}',
+    hint: 'the record lists what a previous farmlb run changed (aliases, sysctls, promiscuous mode); undo those by hand (docs/net.md), then delete the file',
+  },
+  FARMLB_E_NET_IFACE_MODE_CONFLICT: {
+    message: 'interface {iface} is configured as both {first} and {second}',
+    hint: 'one interface runs one VMAC mode: give every <interface> naming {iface} the same <virtual_interface type=>',
+  },
+  FARMLB_E_NET_RAW_SEND: {
+    message: 'cannot send a raw frame: {detail}',
+    hint: 'needs root (CAP_NET_RAW); check that the interface exists and is up',
+  },
   // --- cli (src/cli/) ----------------------------------------------------------
   FARMLB_E_CLI_BAD_OPTION: {
     message: 'bad value "{value}" for {option}: expected {expected}',

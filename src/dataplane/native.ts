@@ -81,6 +81,19 @@ export interface AbiStructLayout {
   fields: Record<string, { offset: number; size: number }>;
 }
 
+/**
+ * A send-only AF_PACKET socket on one interface (protocol 0: it receives nothing). Sends
+ * whole Ethernet frames as given — the caller builds every header (src/net/announce.ts).
+ * Needs CAP_NET_RAW. Errors: FARMLB_E_NET_RAW_SEND with errno and syscall.
+ */
+export interface RawSocket {
+  readonly ifname: string;
+  readonly ifindex: number;
+  send(frame: Buffer): void;
+  /** Idempotent; send() after close() fails with EBADF. */
+  close(): void;
+}
+
 /** libbpf_print_level */
 export const LibbpfLogLevel = { Warn: 0, Info: 1, Debug: 2 } as const;
 
@@ -93,6 +106,7 @@ export interface Native {
   xdpDetach(ifindex: number, opts?: { expectedProgId?: number }): Promise<boolean>;
   xdpQuery(ifindex: number): { progId: number; mode: XdpMode | 'none' };
   ifindex(name: string): number;
+  openRawSocket(ifname: string): RawSocket;
   numPossibleCpus(): number;
   /** CLOCK_MONOTONIC, the base of bpf_ktime_get_ns(). */
   monotonicNs(): bigint;
@@ -243,6 +257,15 @@ function wrap(raw: Native): Native {
     xdpDetach: (ifindex, opts) => callAsync(() => raw.xdpDetach(ifindex, opts)),
     xdpQuery: (ifindex) => call(() => raw.xdpQuery(ifindex)),
     ifindex: (name) => call(() => raw.ifindex(name)),
+    openRawSocket: (ifname) => {
+      const sock = call(() => raw.openRawSocket(ifname));
+      return {
+        ifname: sock.ifname,
+        ifindex: sock.ifindex,
+        send: (frame) => call(() => sock.send(frame)),
+        close: () => sock.close(),
+      };
+    },
     numPossibleCpus: () => call(() => raw.numPossibleCpus()),
     monotonicNs: () => raw.monotonicNs(),
     setLogCallback: (cb) => call(() => raw.setLogCallback(cb)),

@@ -20,7 +20,8 @@ interface IpJsonLink {
   addr_info?: { family: string; local: string; prefixlen: number }[];
 }
 
-async function ip(args: string[]): Promise<string> {
+/** Runs `ip ARGS` and returns its stdout; a failure is FARMLB_E_NET_IP with ip's stderr. */
+export async function ip(args: string[]): Promise<string> {
   try {
     const { stdout } = await exec('ip', args, { timeout: 10_000 });
     return stdout;

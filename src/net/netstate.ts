@@ -1,0 +1,113 @@
+// <run-dir>/netstate.json: the record of every change farmlb made to the node's network
+// configuration, so that a run killed without cleanup (SIGKILL, OOM, a crash) is undone
+// or adopted by the next one (docs/net.md, "Recovery"). Each change is recorded *before*
+// it is made, so the record may list a change that never happened (undoing it is then a
+// no-op) but never misses one. The file is replaced atomically (write a temporary file,
+// then rename): a reader sees the old record or the new one, never half of one.
+
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { FarmlbError } from '../errors.js';
+
+export const NETSTATE_VERSION = 1;
+
+export interface RecordedAlias {
+  ifname: string;
+  addr: string;
+  prefixlen: number;
+}
+
+export interface RecordedSysctl {
+  /** Path under /proc/sys (src/net/sysctl.ts). */
+  key: string;
+  /** The value before farmlb first changed it; restored on stop. */
+  original: string;
+}
+
+export interface RecordedXdp {
+  ifname: string;
+  /** The program farmlb attached (detached on stop only if it is still this one). */
+  progId: number;
+}
+
+export interface NetState {
+  version: typeof NETSTATE_VERSION;
+  /** The daemon that wrote the record last (for the operator; never signalled). */
+  pid: number;
+  /** bpffs directories holding farmlb's pinned maps. */
+  pinDirs: string[];
+  xdp: RecordedXdp[];
+  sysctls: RecordedSysctl[];
+  /** Interfaces whose promiscuous flag farmlb turned on (it was off before). */
+  promisc: string[];
+  aliases: RecordedAlias[];
+}
+
+export function emptyNetState(): NetState {
+  return { version: NETSTATE_VERSION, pid: process.pid, pinDirs: [], xdp: [], sysctls: [], promisc: [], aliases: [] };
+}
+
+/** Nothing left to undo. */
+export function isEmptyNetState(s: NetState): boolean {
+  return s.pinDirs.length + s.xdp.length + s.sysctls.length + s.promisc.length + s.aliases.length === 0;
+}
+
+export function netstateFile(runDir: string): string {
+  return path.join(runDir, 'netstate.json');
+}
+
+function stateError(file: string, detail: string, cause?: unknown): FarmlbError {
+  return new FarmlbError('FARMLB_E_NET_STATE', { file, detail }, cause === undefined ? {} : { cause });
+}
+
+/** The record a previous run left, or undefined when there is none. */
+export async function readNetState(runDir: string): Promise<NetState | undefined> {
+  const file = netstateFile(runDir);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw stateError(file, (err as Error).message, err);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw stateError(file, `not JSON: ${(err as Error).message}`, err);
+  }
+  return checkNetState(parsed, file);
+}
+
+// A record that does not have this shape is refused rather than half-used: guessing would
+// risk treating farmlb's own settings as the originals to restore.
+function checkNetState(v: unknown, file: string): NetState {
+  const o = v as Partial<NetState> | null;
+  const isStr = (x: unknown): x is string => typeof x === 'string';
+  const ok =
+    o !== null && typeof o === 'object' && o.version === NETSTATE_VERSION &&
+    Array.isArray(o.pinDirs) && o.pinDirs.every(isStr) &&
+    Array.isArray(o.xdp) && o.xdp.every((x) => isStr(x?.ifname) && Number.isInteger(x?.progId)) &&
+    Array.isArray(o.sysctls) && o.sysctls.every((x) => isStr(x?.key) && isStr(x?.original)) &&
+    Array.isArray(o.promisc) && o.promisc.every(isStr) &&
+    Array.isArray(o.aliases) && o.aliases.every((x) => isStr(x?.ifname) && isStr(x?.addr) && Number.isInteger(x?.prefixlen));
+  if (!ok) throw stateError(file, `not a version ${NETSTATE_VERSION} farmlb interface state record`);
+  return { ...(o as NetState), pid: Number.isInteger(o.pid) ? o.pid! : 0 };
+}
+
+export async function writeNetState(runDir: string, state: NetState): Promise<void> {
+  const file = netstateFile(runDir);
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    await mkdir(runDir, { recursive: true, mode: 0o700 });
+    await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw stateError(file, (err as Error).message, err);
+  }
+}
+
+export async function removeNetState(runDir: string): Promise<void> {
+  await rm(netstateFile(runDir), { force: true });
+}
