@@ -24,8 +24,6 @@
 
 /* bucket_stat of a verdict no bucket took part in. */
 #define FARMLB_NO_BUCKET 0xffffffffU
-/* Rule keys tried per packet: (vip, port), (vip, *), (*, port), (*, *). */
-#define FARMLB_RULE_LOOKUPS 4
 /* Low 13 bits of the IPv4 frag_off field: the fragment offset. */
 #define FARMLB_IP_OFFSET_MASK 0x1fff
 
@@ -82,9 +80,59 @@ static __always_inline int record(struct verdict *v, __u64 bytes)
 	return v->action;
 }
 
+/* The lease clock, CLOCK_MONOTONIC_COARSE read at most once per tick per CPU. The coarse
+ * clock only moves when the tick advances timekeeping, right after jiffies moves, so a
+ * reading stays what the helper would return until jiffies changes; bpf_jiffies64() is
+ * inlined by the verifier (a load) while the helper costs ~20 ns on the reference VM, and
+ * the lease is read for every accepted packet. A reading taken between jiffies moving and
+ * timekeeping catching up (microseconds) is one tick old and is kept for a tick: "now"
+ * lags CLOCK_MONOTONIC by less than two ticks, and the program may accept traffic that long
+ * past the deadline. Whoever waits for a lease to run out adds FARMLB_LEASE_CLOCK_SLACK_NS
+ * (farmlb_abi.h, docs/datapath.md §6). */
+static __always_inline __u64 lease_clock_ns(void)
+{
+	__u32 key0 = 0;
+	struct farmlb_lease_clock *clk = bpf_map_lookup_elem(&farmlb_lease_clock, &key0);
+	__u64 jiffies = bpf_jiffies64();
+
+	if (!clk) /* a one-entry array: cannot miss */
+		return bpf_ktime_get_coarse_ns();
+	if (clk->jiffies != jiffies) {
+		clk->now_ns = bpf_ktime_get_coarse_ns();
+		clk->jiffies = jiffies;
+	}
+	return clk->now_ns;
+}
+
 static __always_inline int lease_valid(const struct farmlb_ctl *ctl)
 {
-	return bpf_ktime_get_ns() < ctl->lease_deadline_ns;
+	return lease_clock_ns() < ctl->lease_deadline_ns;
+}
+
+/* Step 2's prefilter: 0 when the destination is certainly not a VIP of the slot. Array
+ * lookups are inlined by the verifier, so this costs a few instructions where the exact
+ * VIP lookup is a hash lookup. */
+static __always_inline int vip_filter_may_match(__u32 slot, __u8 hi, __u8 lo)
+{
+	struct farmlb_vip_filter *filter = bpf_map_lookup_elem(&farmlb_vip_filter, &slot);
+	__u32 bit = FARMLB_VIP_FILTER_BIT(hi, lo);
+
+	if (!filter) /* slot < FARMLB_SLOTS: cannot miss */
+		return 0;
+	return (filter->words[bit / 64] >> (bit % 64)) & 1;
+}
+
+/* The exact VIP lookup, for the paths the resolved rule table does not decide. The key is
+ * rebuilt from the rule key, which already holds slot, family and address. */
+static __always_inline struct farmlb_vip *find_vip(const struct farmlb_rule_key *rkey)
+{
+	struct farmlb_vip_key vkey = {
+		.slot = rkey->slot,
+		.family = rkey->family,
+	};
+
+	__builtin_memcpy(vkey.addr, rkey->addr, sizeof(vkey.addr));
+	return bpf_map_lookup_elem(&farmlb_vips, &vkey);
 }
 
 /* What the criterion can hash, copied out of the packet while its headers are known to
@@ -93,7 +141,7 @@ static __always_inline int lease_valid(const struct farmlb_ctl *ctl)
  * pointer came from (clang re-derives "is IPv6" from the EtherType, and the verifier
  * cannot link the two). */
 struct flow_bytes {
-	__u8 saddr[FARMLB_JHASH_MAX_LEN]; /* wire order; zero past addr_len, as farmlb_jhash needs */
+	__u8 saddr[FARMLB_JHASH_MAX_LEN] FARMLB_JHASH_KEY_ALIGN; /* wire order; zero past addr_len */
 	__u8 sport[2];                    /* wire order */
 	__u8 ipid[2];                     /* wire order; IPv4 only */
 	__u8 addr_len;                    /* 4 or 16 */
@@ -105,7 +153,7 @@ static __always_inline void decide_by_bucket(struct verdict *v, const struct far
 					     __u32 slot, __u32 group, __u32 criterion,
 					     const struct flow_bytes *flow)
 {
-	__u8 key[FARMLB_JHASH_MAX_LEN] = {};
+	__u8 key[FARMLB_JHASH_MAX_LEN] FARMLB_JHASH_KEY_ALIGN = {};
 	struct farmlb_slot_cfg *cfg;
 	struct farmlb_bucket *bkt;
 	__u32 hash, bucket, idx;
@@ -131,7 +179,8 @@ static __always_inline void decide_by_bucket(struct verdict *v, const struct far
 		key[1] = flow->sport[1];
 		hash = farmlb_jhash(key, 2, cfg->hash_seed);
 	} else if (criterion == FARMLB_CRIT_IPID) {
-		/* Only IPv4 gets here: IPv6 skipped on_ipid rules during the lookup. */
+		/* Only IPv4 gets here: the resolved table has no on_ipid entry for an IPv6 VIP
+		 * (src/dataplane/rule-table.ts skips such rules when it resolves the precedence). */
 		key[0] = flow->ipid[0];
 		key[1] = flow->ipid[1];
 		hash = farmlb_jhash(key, 2, cfg->hash_seed);
@@ -166,9 +215,8 @@ int farmlb_xdp(struct xdp_md *ctx)
 		.bucket_stat = FARMLB_NO_BUCKET,
 	};
 	struct hdr_cursor nh = { .pos = data };
-	struct farmlb_vip_key vkey;
-	struct farmlb_rule_key rkey;
-	struct farmlb_rule *rule = NULL;
+	struct farmlb_rule_key rkey = {};
+	struct farmlb_rule *rule;
 	struct farmlb_ctl *ctl;
 	struct farmlb_vip *vip;
 	struct ethhdr *eth;
@@ -176,9 +224,8 @@ int farmlb_xdp(struct xdp_md *ctx)
 	struct ipv6hdr *ip6h = NULL;
 	struct flow_bytes flow = {};
 	__u32 key0 = 0, slot, group, criterion;
-	int eth_type, proto, is_v6, i;
+	int eth_type, proto, is_v6;
 	__u8 icmp_type;
-	__be16 dport;
 
 	eth_type = parse_ethhdr(&nh, data_end, &eth);
 	if (eth_type < 0)
@@ -193,17 +240,18 @@ int farmlb_xdp(struct xdp_md *ctx)
 	if (slot >= FARMLB_SLOTS)
 		slot = 0;
 
-	__builtin_memset(&vkey, 0, sizeof(vkey));
-	vkey.slot = slot;
+	/* Step 2. Every check below that ends in a VIP-only verdict (malformed, fragment, no
+	 * rule) first confirms the destination is a VIP at its label, so non-VIP traffic
+	 * whose bit collides in the prefilter still passes as PASS_NOT_VIP. */
+	rkey.slot = slot;
 	is_v6 = eth_type == bpf_htons(ETH_P_IPV6);
 	if (!is_v6) {
 		if (parse_iphdr_fixed(&nh, data_end, &iph) < 0)
 			goto out;
-		vkey.family = 4;
-		__builtin_memcpy(vkey.addr, &iph->daddr, 4);
-		vip = bpf_map_lookup_elem(&farmlb_vips, &vkey);
-		if (!vip)
+		if (!vip_filter_may_match(slot, ((__u8 *)&iph->daddr)[2], ((__u8 *)&iph->daddr)[3]))
 			goto out;
+		rkey.family = 4;
+		__builtin_memcpy(rkey.addr, &iph->daddr, 4);
 
 		proto = ipv4_validate(&nh, data_end, iph);
 		if (proto < 0)
@@ -216,11 +264,10 @@ int farmlb_xdp(struct xdp_md *ctx)
 	} else {
 		if (parse_ip6hdr_fixed(&nh, data_end, &ip6h) < 0)
 			goto out;
-		vkey.family = 6;
-		__builtin_memcpy(vkey.addr, &ip6h->daddr, 16);
-		vip = bpf_map_lookup_elem(&farmlb_vips, &vkey);
-		if (!vip)
+		if (!vip_filter_may_match(slot, ip6h->daddr.s6_addr[14], ip6h->daddr.s6_addr[15]))
 			goto out;
+		rkey.family = 6;
+		__builtin_memcpy(rkey.addr, &ip6h->daddr, 16);
 
 		if (ip6h->version != 6)
 			goto malformed;
@@ -243,31 +290,28 @@ int farmlb_xdp(struct xdp_md *ctx)
 		/* Re-checked with a constant so the verifier knows the 4 port bytes are in. */
 		if ((void *)(ports + 1) > data_end)
 			goto malformed;
-		dport = ports->dest;
 		__builtin_memcpy(flow.sport, &ports->source, 2);
 
-		__builtin_memset(&rkey, 0, sizeof(rkey));
-		rkey.slot = slot;
+		/* Step 4 on the resolved table: the entry for the destination port already is
+		 * the winner of the four-key precedence (on_ipid skipped for IPv6 VIPs), and the
+		 * VIP's "any port" entry the winner for every port no rule names. */
 		rkey.proto = proto;
-#pragma unroll
-		for (i = 0; i < FARMLB_RULE_LOOKUPS; i++) {
-			rkey.port = (i & 1) ? FARMLB_PORT_ANY : dport;
-			rkey.vip_id = (i & 2) ? FARMLB_VIP_ANY : vip->vip_id;
-			rule = bpf_map_lookup_elem(&farmlb_rules, &rkey);
-			/* on_ipid has no field in IPv6: such a rule does not apply, keep looking. */
-			if (rule && !(is_v6 && rule->criterion == FARMLB_CRIT_IPID))
-				break;
-			rule = NULL;
-		}
+		rkey.port = ports->dest;
+		rule = bpf_map_lookup_elem(&farmlb_rules, &rkey);
 		if (!rule) {
-			set_verdict(&v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
-			goto out;
+			rkey.port = FARMLB_PORT_ANY;
+			rule = bpf_map_lookup_elem(&farmlb_rules, &rkey);
 		}
+		if (!rule)
+			goto no_rule;
 		group = rule->group;
 		criterion = rule->criterion;
 	} else if ((proto == IPPROTO_ICMP && !is_v6) || (proto == IPPROTO_ICMPV6 && is_v6)) {
+		vip = find_vip(&rkey);
+		if (!vip)
+			goto out;
 		if (nh.pos + FARMLB_ICMP_MIN_LEN > data_end)
-			goto malformed;
+			goto drop_malformed;
 		icmp_type = *(__u8 *)nh.pos;
 		if (icmp_type == (is_v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO_REQUEST)) {
 			group = vip->icmp_group;
@@ -285,21 +329,32 @@ int farmlb_xdp(struct xdp_md *ctx)
 			goto out;
 		}
 	} else {
-		set_verdict(&v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
-		goto out;
+		goto no_rule;
 	}
 
 	decide_by_bucket(&v, ctl, slot, group, criterion, &flow);
 	goto out;
 
+	/* VIP-only verdicts: each confirms the VIP first (see step 2 above). */
 fragment:
+	if (!find_vip(&rkey))
+		goto out;
 	if (lease_valid(ctl))
 		set_verdict(&v, XDP_PASS, FARMLB_R_PASS_FRAGMENT);
 	else
 		set_verdict(&v, XDP_DROP, FARMLB_R_DROP_LEASE);
 	goto out;
 
+no_rule:
+	if (!find_vip(&rkey))
+		goto out;
+	set_verdict(&v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
+	goto out;
+
 malformed:
+	if (!find_vip(&rkey))
+		goto out;
+drop_malformed:
 	set_verdict(&v, XDP_DROP, FARMLB_R_DROP_MALFORMED);
 out:
 	return record(&v, data_end - data);

@@ -49,6 +49,17 @@
  * same on every node (it is part of the config digest). */
 #define FARMLB_DEFAULT_HASH_SEED 0x6661726dU /* "farm" */
 
+/* The program's lease clock is CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns(), about
+ * half the cost of bpf_ktime_get_ns(): 20 vs 37 ns per call on the reference VM), read at
+ * most once per tick per CPU and cached in farmlb_lease_clock (a jiffies check is inlined,
+ * free). Same base as CLOCK_MONOTONIC, but it moves once per scheduler tick, and a reading
+ * may be kept for one more tick (see lease_clock_ns() in farmlb.bpf.c): "now" lags
+ * CLOCK_MONOTONIC by less than two ticks (8 ms at HZ=250, 20 ms at HZ=100). Consequence:
+ * the program may still accept VIP traffic that long after lease_deadline_ns. Whoever waits
+ * for a lease to run out (a node taking over buckets from a silent peer) must wait until
+ * deadline + FARMLB_LEASE_CLOCK_SLACK_NS; 20 ms covers every HZ Linux offers (>= 100). */
+#define FARMLB_LEASE_CLOCK_SLACK_NS 20000000ULL
+
 enum farmlb_criterion {
 	FARMLB_CRIT_ADDR = 0, /* on_addr: source address, 4 or 16 bytes, wire order */
 	FARMLB_CRIT_PORT = 1, /* on_port: source port, 2 bytes, wire order */
@@ -77,7 +88,8 @@ enum farmlb_reason {
 
 /* farmlb_ctl: ARRAY, one entry, key __u32 0. Written by the daemon only. */
 struct farmlb_ctl {
-	__u64 lease_deadline_ns; /* host; CLOCK_MONOTONIC ns; VIP traffic is accepted while now < deadline */
+	__u64 lease_deadline_ns; /* host; CLOCK_MONOTONIC ns; VIP traffic is accepted while now < deadline,
+				  * "now" read from the coarse clock (see FARMLB_LEASE_CLOCK_SLACK_NS) */
 	__u32 active_slot;       /* host; 0 or 1: which slot of the tables below packets use */
 	__u32 _pad0;
 };
@@ -91,7 +103,10 @@ struct farmlb_slot_cfg {
 	__u8 _pad1[2];
 };
 
-/* farmlb_vips: HASH, key farmlb_vip_key, value farmlb_vip. */
+/* farmlb_vips: HASH, key farmlb_vip_key, value farmlb_vip. TCP/UDP packets that hit a
+ * resolved rule never read it; it decides ICMP, other protocols, fragments and malformed
+ * headers (each only for VIP traffic), and tells DROP_NO_RULE from PASS_NOT_VIP when both
+ * rule lookups miss. */
 struct farmlb_vip_key {
 	__u8 slot;
 	__u8 family;   /* 4 or 6 */
@@ -105,15 +120,21 @@ struct farmlb_vip {
 	__u8 mode;        /* enum farmlb_mode of the VIP's <virtual_interface> */
 };
 
-/* farmlb_rules: HASH, key farmlb_rule_key, value farmlb_rule. The program looks
- * up, in this order, (vip, port), (vip, *), (*, port), (*, *): an exact VIP beats
- * "*", then an exact port beats "*". */
+/* farmlb_rules: HASH, key farmlb_rule_key, value farmlb_rule. The *resolved* rule table:
+ * the daemon (src/dataplane/rule-table.ts) precomputes, for every VIP, protocol and port a
+ * rule names, which rule wins under the precedence of docs/datapath.md §4
+ * ((vip, port) > (vip, *) > (*, port) > (*, *), on_ipid skipped for IPv6 VIPs), so the
+ * program needs at most two lookups, (addr, proto, dport) then (addr, proto, *), instead
+ * of walking four keys. Keyed by the VIP address rather than its id so that a hit needs no
+ * farmlb_vips lookup first: a hit also proves the destination is a VIP. */
 struct farmlb_rule_key {
 	__u8 slot;
-	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
-	__u16 port;   /* network; destination port, FARMLB_PORT_ANY for "*" */
-	__u16 vip_id; /* host; FARMLB_VIP_ANY for "*" */
-	__u16 _pad0;
+	__u8 family;   /* 4 or 6: an IPv6 address may have the same 16 bytes as an IPv4 key */
+	__u8 proto;    /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 _pad0;
+	__u16 port;    /* network; destination port, FARMLB_PORT_ANY for the VIP's "any other port" entry */
+	__u16 _pad1;
+	__u8 addr[16]; /* network; the VIP, IPv4 in the first 4 bytes, the rest zero */
 };
 
 struct farmlb_rule {
@@ -122,6 +143,34 @@ struct farmlb_rule {
 	__u8 _pad0[2];
 };
 
+/* farmlb_rule_specs: HASH, key farmlb_rule_spec_key, value farmlb_rule. The rules as the
+ * config states them (VIP id or "*", port or "*"). The program never reads this map: it is
+ * the record from which the CLI and a restarted daemon read the applied tables back, which
+ * the resolved table cannot give (a rule shadowed for every VIP leaves no entry there). */
+struct farmlb_rule_spec_key {
+	__u8 slot;
+	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u16 port;   /* network; destination port, FARMLB_PORT_ANY for "*" */
+	__u16 vip_id; /* host; FARMLB_VIP_ANY for "*" */
+	__u16 _pad0;
+};
+
+/* farmlb_vip_filter: ARRAY, FARMLB_SLOTS entries, key __u32 slot. A one-hash Bloom filter
+ * over the slot's VIP addresses (IPv4 and IPv6 share it): bit
+ * farmlb_vip_filter_bit(last two address bytes) is set for every VIP. Array lookups are
+ * inlined by the verifier and cost next to nothing, a hash lookup ~30 ns on the reference
+ * VM, so a destination whose bit is clear is declared "not a VIP" without any hash
+ * lookup. A set bit only means "maybe": the exact lookups decide (a collision is a cost,
+ * never a wrong verdict). The last two bytes are what varies inside a VIP subnet. */
+#define FARMLB_VIP_FILTER_WORDS 64
+#define FARMLB_VIP_FILTER_BITS (FARMLB_VIP_FILTER_WORDS * 64)
+struct farmlb_vip_filter {
+	__u64 words[FARMLB_VIP_FILTER_WORDS]; /* host; bit b is words[b / 64] & (1 << (b % 64)) */
+};
+
+/* Bit of the filter for an address whose last two bytes (network order) are hi, lo. */
+#define FARMLB_VIP_FILTER_BIT(hi, lo) (((((__u32)(hi)) << 8) | (__u32)(lo)) & (FARMLB_VIP_FILTER_BITS - 1))
+
 /* farmlb_buckets: ARRAY, FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS entries,
  * key (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket. */
 struct farmlb_bucket {
@@ -129,6 +178,17 @@ struct farmlb_bucket {
 	__u8 prev_owner; /* node id during a handover (issue 7), else FARMLB_NODE_NONE */
 	__u8 flags;
 	__u8 _pad0;
+};
+
+/* farmlb_lease_clock: PERCPU_ARRAY, one entry, key __u32 0. Written by the program only:
+ * this CPU's last reading of the lease clock and the jiffies value it was read at, so that
+ * the clock helper runs once per tick per CPU instead of once per packet (see
+ * lease_clock_ns() in farmlb.bpf.c and FARMLB_LEASE_CLOCK_SLACK_NS). Per CPU because the
+ * two fields are written without atomics: XDP does not nest on a CPU, so each CPU's copy
+ * has one writer and its reader is that writer. */
+struct farmlb_lease_clock {
+	__u64 jiffies; /* host; bpf_jiffies64() when now_ns was read */
+	__u64 now_ns;  /* host; bpf_ktime_get_coarse_ns() at that moment */
 };
 
 /* farmlb_stats: PERCPU_ARRAY, FARMLB_R_MAX entries, key enum farmlb_reason. */
@@ -147,7 +207,13 @@ struct farmlb_bucket_counter {
 #define FARMLB_BUCKET_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS)
 #define FARMLB_BUCKET_STATS_ENTRIES (FARMLB_MAX_GROUPS * FARMLB_NBUCKETS)
 #define FARMLB_VIPS_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_VIPS)
-#define FARMLB_RULES_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_RULES)
+/* Resolved entries one slot can need: per VIP, at most one per rule (a port entry needs a
+ * (vip, port) or (*, port) rule, the "any port" entry a (vip, *) or (*, *) rule, per
+ * protocol), so MAX_RULES; the + 1 is headroom that keeps the bound obviously safe.
+ * XdpDataplane.apply checks the count against it before writing anything. */
+#define FARMLB_RESOLVED_RULES_PER_SLOT (FARMLB_MAX_VIPS * (FARMLB_MAX_RULES + 1))
+#define FARMLB_RULES_ENTRIES (FARMLB_SLOTS * FARMLB_RESOLVED_RULES_PER_SLOT)
+#define FARMLB_RULE_SPECS_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_RULES)
 
 #ifdef __cplusplus
 #define FARMLB_STATIC_ASSERT static_assert
@@ -158,9 +224,12 @@ FARMLB_STATIC_ASSERT(sizeof(struct farmlb_ctl) == 16, "farmlb_ctl layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_slot_cfg) == 16, "farmlb_slot_cfg layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip_key) == 20, "farmlb_vip_key layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip) == 4, "farmlb_vip layout");
-FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule_key) == 8, "farmlb_rule_key layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule_key) == 24, "farmlb_rule_key layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule_spec_key) == 8, "farmlb_rule_spec_key layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip_filter) == FARMLB_VIP_FILTER_BITS / 8, "farmlb_vip_filter layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule) == 4, "farmlb_rule layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket) == 4, "farmlb_bucket layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_lease_clock) == 16, "farmlb_lease_clock layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_counter) == 16, "farmlb_counter layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket_counter) == 16, "farmlb_bucket_counter layout");
 

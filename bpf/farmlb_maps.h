@@ -41,11 +41,32 @@ struct {
 } farmlb_rules SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FARMLB_RULE_SPECS_ENTRIES);
+	__type(key, struct farmlb_rule_spec_key);
+	__type(value, struct farmlb_rule);
+} farmlb_rule_specs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FARMLB_SLOTS);
+	__type(key, __u32);
+	__type(value, struct farmlb_vip_filter);
+} farmlb_vip_filter SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FARMLB_BUCKET_ENTRIES);
 	__type(key, __u32);
 	__type(value, struct farmlb_bucket);
 } farmlb_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct farmlb_lease_clock);
+} farmlb_lease_clock SEC(".maps");
 
 /* Per CPU so the hot path needs no atomics: each CPU owns its slot, and readers sum
  * the slots (same reasoning as xdp-tools' xdp_stats_kern.h). */

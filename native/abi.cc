@@ -62,10 +62,20 @@ Napi::Object AbiLayout(Napi::Env env) {
       .ABI_FIELD(farmlb_vip, mode);
   ABI_STRUCT(farmlb_rule_key)
       .ABI_FIELD(farmlb_rule_key, slot)
+      .ABI_FIELD(farmlb_rule_key, family)
       .ABI_FIELD(farmlb_rule_key, proto)
+      .ABI_FIELD(farmlb_rule_key, _pad0)
       .ABI_FIELD(farmlb_rule_key, port)
-      .ABI_FIELD(farmlb_rule_key, vip_id)
-      .ABI_FIELD(farmlb_rule_key, _pad0);
+      .ABI_FIELD(farmlb_rule_key, _pad1)
+      .ABI_FIELD(farmlb_rule_key, addr);
+  ABI_STRUCT(farmlb_rule_spec_key)
+      .ABI_FIELD(farmlb_rule_spec_key, slot)
+      .ABI_FIELD(farmlb_rule_spec_key, proto)
+      .ABI_FIELD(farmlb_rule_spec_key, port)
+      .ABI_FIELD(farmlb_rule_spec_key, vip_id)
+      .ABI_FIELD(farmlb_rule_spec_key, _pad0);
+  ABI_STRUCT(farmlb_vip_filter)
+      .ABI_FIELD(farmlb_vip_filter, words);
   ABI_STRUCT(farmlb_rule)
       .ABI_FIELD(farmlb_rule, group)
       .ABI_FIELD(farmlb_rule, criterion)
@@ -75,6 +85,9 @@ Napi::Object AbiLayout(Napi::Env env) {
       .ABI_FIELD(farmlb_bucket, prev_owner)
       .ABI_FIELD(farmlb_bucket, flags)
       .ABI_FIELD(farmlb_bucket, _pad0);
+  ABI_STRUCT(farmlb_lease_clock)
+      .ABI_FIELD(farmlb_lease_clock, jiffies)
+      .ABI_FIELD(farmlb_lease_clock, now_ns);
   ABI_STRUCT(farmlb_counter)
       .ABI_FIELD(farmlb_counter, packets)
       .ABI_FIELD(farmlb_counter, bytes);
@@ -116,6 +129,11 @@ Napi::Object AbiConstants(Napi::Env env) {
   ABI_CONST(FARMLB_BUCKET_STATS_ENTRIES);
   ABI_CONST(FARMLB_VIPS_ENTRIES);
   ABI_CONST(FARMLB_RULES_ENTRIES);
+  ABI_CONST(FARMLB_RESOLVED_RULES_PER_SLOT);
+  ABI_CONST(FARMLB_RULE_SPECS_ENTRIES);
+  ABI_CONST(FARMLB_VIP_FILTER_WORDS);
+  ABI_CONST(FARMLB_VIP_FILTER_BITS);
+  ABI_CONST(FARMLB_LEASE_CLOCK_SLACK_NS);
 #undef ABI_CONST
   return c;
 }

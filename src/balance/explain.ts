@@ -19,6 +19,7 @@ import { addrBytes, addrBytes16, bytesToHex } from './addr.js';
 import { idsToOwners, rebalance } from './assign.js';
 import { groupPowers } from './compile.js';
 import { bucketOf } from './hash.js';
+import { ruleLookup, winningRule } from '../dataplane/rule-table.js';
 
 export interface PacketQuery {
   /** Client (source) address. */
@@ -77,23 +78,6 @@ function missing(field: string, why: string): FarmlbError {
   return new FarmlbError('FARMLB_E_BALANCE_MISSING_FIELD', { field, why });
 }
 
-/** docs/datapath.md §4: (vip, port), (vip, *), (*, port), (*, *); on_ipid skipped for IPv6. */
-function findRule(tables: DataplaneTables, proto: 6 | 17, vipId: number, port: number, family: Family): CompiledRule | undefined {
-  const keys: [number, number][] = [
-    [vipId, port],
-    [vipId, PORT_ANY],
-    [VIP_ANY, port],
-    [VIP_ANY, PORT_ANY],
-  ];
-  for (const [v, p] of keys) {
-    const rule = tables.rules.find((r) => r.proto === proto && r.vipId === v && r.port === p);
-    if (!rule) continue;
-    if (rule.criterion === CriterionId.Ipid && family === 6) continue;
-    return rule;
-  }
-  return undefined;
-}
-
 /** The config rule a compiled rule came from, for its source line. */
 function configRule(farm: FarmConfig, compiled: CompiledRule): Rule | undefined {
   const group = farm.groups.find((g) => g.index === compiled.group);
@@ -143,7 +127,8 @@ export function explainPacket(
     }
   } else {
     if (query.vipPort === undefined) throw missing('vipPort', 'TCP and UDP rules are chosen by destination port');
-    const compiled = findRule(tables, query.proto === 'tcp' ? 6 : 17, vip.id, query.vipPort, vip.family);
+    // The same precedence code the model uses (docs/datapath.md §4), so explain cannot drift.
+    const compiled = winningRule(ruleLookup(tables.rules), query.proto === 'tcp' ? 6 : 17, vip.id, vip.family, query.vipPort);
     if (!compiled) {
       return { ...base, reason: 'drop_no_rule', verdict: 'drop', summary: `no ${query.proto} rule covers ${vip.addr} port ${query.vipPort}: dropped (SafeKit denies it)` };
     }

@@ -9,6 +9,7 @@
 import { endianness } from 'node:os';
 import { FarmlbError } from '../errors.js';
 import type { VmacMode } from '../config/types.js';
+import type { ResolvedRule } from './rule-table.js';
 import {
   CriterionId,
   GROUP_NONE,
@@ -38,7 +39,19 @@ export const R_MAX = REASONS.length;
 export const BUCKET_ENTRIES = SLOTS * MAX_GROUPS * NBUCKETS;
 export const BUCKET_STATS_ENTRIES = MAX_GROUPS * NBUCKETS;
 export const VIPS_ENTRIES = SLOTS * MAX_VIPS;
-export const RULES_ENTRIES = SLOTS * MAX_RULES;
+/** Resolved rule entries one slot can need (see the header: at most MAX_RULES per VIP). */
+export const RESOLVED_RULES_PER_SLOT = MAX_VIPS * (MAX_RULES + 1);
+export const RULES_ENTRIES = SLOTS * RESOLVED_RULES_PER_SLOT;
+export const RULE_SPECS_ENTRIES = SLOTS * MAX_RULES;
+export const VIP_FILTER_WORDS = 64;
+export const VIP_FILTER_BITS = VIP_FILTER_WORDS * 64;
+/**
+ * FARMLB_LEASE_CLOCK_SLACK_NS: the program reads the lease clock coarsely (less than two
+ * ticks behind CLOCK_MONOTONIC), so it may accept traffic that long past the deadline.
+ * Whoever waits for another node's lease to run out waits deadline + this (as a bigint:
+ * BigInt(LEASE_CLOCK_SLACK_NS)). docs/datapath.md §6.
+ */
+export const LEASE_CLOCK_SLACK_NS = 20_000_000;
 
 /** Every constant of the header by its C name, for the comparison with the addon. */
 export const ABI_CONSTANTS: Record<string, number> = {
@@ -64,6 +77,11 @@ export const ABI_CONSTANTS: Record<string, number> = {
   FARMLB_BUCKET_STATS_ENTRIES: BUCKET_STATS_ENTRIES,
   FARMLB_VIPS_ENTRIES: VIPS_ENTRIES,
   FARMLB_RULES_ENTRIES: RULES_ENTRIES,
+  FARMLB_RESOLVED_RULES_PER_SLOT: RESOLVED_RULES_PER_SLOT,
+  FARMLB_RULE_SPECS_ENTRIES: RULE_SPECS_ENTRIES,
+  FARMLB_VIP_FILTER_WORDS: VIP_FILTER_WORDS,
+  FARMLB_VIP_FILTER_BITS: VIP_FILTER_BITS,
+  FARMLB_LEASE_CLOCK_SLACK_NS: LEASE_CLOCK_SLACK_NS,
 };
 
 // ---- struct tables ------------------------------------------------------------------
@@ -107,6 +125,18 @@ export const ABI_STRUCTS = {
     fields: { vip_id: f(0, 2, 'host'), icmp_group: f(2, 1, 'host'), mode: f(3, 1, 'host') },
   },
   farmlb_rule_key: {
+    size: 24,
+    fields: {
+      slot: f(0, 1, 'host'),
+      family: f(1, 1, 'host'),
+      proto: f(2, 1, 'host'),
+      _pad0: f(3, 1, 'bytes'),
+      port: f(4, 2, 'network'),
+      _pad1: f(6, 2, 'bytes'),
+      addr: f(8, 16, 'bytes'),
+    },
+  },
+  farmlb_rule_spec_key: {
     size: 8,
     fields: {
       slot: f(0, 1, 'host'),
@@ -116,6 +146,11 @@ export const ABI_STRUCTS = {
       _pad0: f(6, 2, 'bytes'),
     },
   },
+  farmlb_vip_filter: {
+    size: VIP_FILTER_BITS / 8,
+    // VIP_FILTER_WORDS host-order u64 words; encodeVipFilter writes them one by one.
+    fields: { words: f(0, VIP_FILTER_BITS / 8, 'host') },
+  },
   farmlb_rule: {
     size: 4,
     fields: { group: f(0, 1, 'host'), criterion: f(1, 1, 'host'), _pad0: f(2, 2, 'bytes') },
@@ -123,6 +158,10 @@ export const ABI_STRUCTS = {
   farmlb_bucket: {
     size: 4,
     fields: { owner: f(0, 1, 'host'), prev_owner: f(1, 1, 'host'), flags: f(2, 1, 'host'), _pad0: f(3, 1, 'bytes') },
+  },
+  farmlb_lease_clock: {
+    size: 16,
+    fields: { jiffies: f(0, 8, 'host'), now_ns: f(8, 8, 'host') },
   },
   farmlb_counter: {
     size: 16,
@@ -262,7 +301,39 @@ export function decodeVip(buf: Buffer): VipValue {
   return { vipId: get(buf, VIP.vip_id), icmpGroup: get(buf, VIP.icmp_group), mode: get(buf, VIP.mode) };
 }
 
+/** Key of the resolved rule table (farmlb_rules): the VIP by address. */
 export interface RuleKey {
+  slot: number;
+  family: 4 | 6;
+  proto: number;
+  /** Host-order number here; stored in network order. PORT_ANY for the VIP's "any port" entry. */
+  port: number;
+  /** 16 bytes, network order; IPv4 in the first 4. */
+  addr: Uint8Array;
+}
+
+const RULEK = ABI_STRUCTS.farmlb_rule_key.fields;
+export function encodeRuleKey(v: RuleKey): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_rule_key.size);
+  put(buf, RULEK.slot, v.slot);
+  put(buf, RULEK.family, v.family);
+  put(buf, RULEK.proto, v.proto);
+  put(buf, RULEK.port, v.port);
+  putBytes(buf, RULEK.addr, v.addr);
+  return buf;
+}
+export function decodeRuleKey(buf: Buffer): RuleKey {
+  return {
+    slot: get(buf, RULEK.slot),
+    family: get(buf, RULEK.family) as 4 | 6,
+    proto: get(buf, RULEK.proto),
+    port: get(buf, RULEK.port),
+    addr: getBytes(buf, RULEK.addr),
+  };
+}
+
+/** Key of farmlb_rule_specs: a rule as the config states it. */
+export interface RuleSpecKey {
   slot: number;
   proto: number;
   /** Host-order number here; stored in network order. PORT_ANY for '*'. */
@@ -270,22 +341,50 @@ export interface RuleKey {
   vipId: number;
 }
 
-const RULEK = ABI_STRUCTS.farmlb_rule_key.fields;
-export function encodeRuleKey(v: RuleKey): Buffer {
-  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_rule_key.size);
-  put(buf, RULEK.slot, v.slot);
-  put(buf, RULEK.proto, v.proto);
-  put(buf, RULEK.port, v.port);
-  put(buf, RULEK.vip_id, v.vipId);
+const SPECK = ABI_STRUCTS.farmlb_rule_spec_key.fields;
+export function encodeRuleSpecKey(v: RuleSpecKey): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_rule_spec_key.size);
+  put(buf, SPECK.slot, v.slot);
+  put(buf, SPECK.proto, v.proto);
+  put(buf, SPECK.port, v.port);
+  put(buf, SPECK.vip_id, v.vipId);
   return buf;
 }
-export function decodeRuleKey(buf: Buffer): RuleKey {
+export function decodeRuleSpecKey(buf: Buffer): RuleSpecKey {
   return {
-    slot: get(buf, RULEK.slot),
-    proto: get(buf, RULEK.proto),
-    port: get(buf, RULEK.port),
-    vipId: get(buf, RULEK.vip_id),
+    slot: get(buf, SPECK.slot),
+    proto: get(buf, SPECK.proto),
+    port: get(buf, SPECK.port),
+    vipId: get(buf, SPECK.vip_id),
   };
+}
+
+/** FARMLB_VIP_FILTER_BIT: the prefilter bit of an address, from its last two bytes. */
+export function vipFilterBit(family: 4 | 6, addr: Uint8Array): number {
+  const last = family === 4 ? 2 : 14;
+  return (((addr[last] ?? 0) << 8) | (addr[last + 1] ?? 0)) & (VIP_FILTER_BITS - 1);
+}
+
+/** The farmlb_vip_filter value with the bit of every given VIP set. */
+export function encodeVipFilter(vips: readonly { family: 4 | 6; addrBytes: Uint8Array }[]): Buffer {
+  const words = new Array<bigint>(VIP_FILTER_WORDS).fill(0n);
+  for (const vip of vips) {
+    const bit = vipFilterBit(vip.family, vip.addrBytes);
+    words[bit >> 6] = words[bit >> 6]! | (1n << BigInt(bit & 63));
+  }
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_vip_filter.size);
+  words.forEach((w, i) => (HOST_LE ? buf.writeBigUInt64LE(w, i * 8) : buf.writeBigUInt64BE(w, i * 8)));
+  return buf;
+}
+
+/** Bits set in a farmlb_vip_filter value, ascending. */
+export function decodeVipFilter(buf: Buffer): number[] {
+  const bits: number[] = [];
+  for (let i = 0; i < VIP_FILTER_WORDS; i++) {
+    const w = HOST_LE ? buf.readBigUInt64LE(i * 8) : buf.readBigUInt64BE(i * 8);
+    for (let b = 0; b < 64; b++) if ((w >> BigInt(b)) & 1n) bits.push(i * 64 + b);
+  }
+  return bits;
 }
 
 export interface RuleValue {
@@ -400,7 +499,15 @@ export const MAP_SHAPES = {
     valueSize: ABI_STRUCTS.farmlb_rule.size,
     maxEntries: RULES_ENTRIES,
   },
+  farmlb_rule_specs: {
+    type: MapType.Hash,
+    keySize: ABI_STRUCTS.farmlb_rule_spec_key.size,
+    valueSize: ABI_STRUCTS.farmlb_rule.size,
+    maxEntries: RULE_SPECS_ENTRIES,
+  },
+  farmlb_vip_filter: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_vip_filter.size, maxEntries: SLOTS },
   farmlb_buckets: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_bucket.size, maxEntries: BUCKET_ENTRIES },
+  farmlb_lease_clock: { type: MapType.PercpuArray, keySize: 4, valueSize: ABI_STRUCTS.farmlb_lease_clock.size, maxEntries: 1 },
   farmlb_stats: { type: MapType.PercpuArray, keySize: 4, valueSize: ABI_STRUCTS.farmlb_counter.size, maxEntries: R_MAX },
   farmlb_bucket_stats: {
     type: MapType.PercpuArray,
@@ -529,9 +636,18 @@ export function vipEntry(slot: number, vip: CompiledVip): { key: Buffer; value: 
   };
 }
 
-export function ruleEntry(slot: number, rule: CompiledRule): { key: Buffer; value: Buffer } {
+/** farmlb_rule_specs entry: the rule as the config states it (read back, never by the program). */
+export function ruleSpecEntry(slot: number, rule: CompiledRule): { key: Buffer; value: Buffer } {
   return {
-    key: encodeRuleKey({ slot, proto: rule.proto, port: rule.port, vipId: rule.vipId }),
+    key: encodeRuleSpecKey({ slot, proto: rule.proto, port: rule.port, vipId: rule.vipId }),
     value: encodeRule({ group: rule.group, criterion: rule.criterion }),
+  };
+}
+
+/** farmlb_rules entry: one resolved (VIP address, proto, port) → winning rule. */
+export function resolvedRuleEntry(slot: number, entry: ResolvedRule): { key: Buffer; value: Buffer } {
+  return {
+    key: encodeRuleKey({ slot, family: entry.family, proto: entry.proto, port: entry.port, addr: entry.addrBytes }),
+    value: encodeRule({ group: entry.group, criterion: entry.criterion }),
   };
 }

@@ -1,5 +1,7 @@
-// The reference data plane in TypeScript: the same steps as bpf/farmlb.bpf.c, in the same
-// order, over the same tables (docs/datapath.md). test/bpf/differential.test.ts runs both
+// The reference data plane in TypeScript: the steps of docs/datapath.md §0–6 over the
+// semantic tables. bpf/farmlb.bpf.c reaches the same answers by a cheaper route (a VIP
+// prefilter, the rule precedence resolved in advance: docs/datapath.md §7); the model keeps
+// the semantic form, and the precedence itself is rule-table.ts's winningRule for both. test/bpf/differential.test.ts runs both
 // on the same packets and requires the same verdict, output frame, reason, group and
 // bucket. Tests of the daemon, membership and CLI use ModelDataplane where no kernel is
 // available. Keep every branch here in step with the program: a difference is a bug in
@@ -7,17 +9,15 @@
 
 import { bucketOf } from '../balance/hash.js';
 import { MAX_GROUPS } from './abi.js';
+import { ruleLookup, winningRule, type RuleLookup } from './rule-table.js';
 import {
   CriterionId,
   NBUCKETS,
   NODE_NONE,
-  PORT_ANY,
   REASONS,
-  VIP_ANY,
   XDP_DROP,
   XDP_PASS,
   type BucketCounter,
-  type CompiledRule,
   type CompiledVip,
   type Dataplane,
   type DataplaneTables,
@@ -59,7 +59,8 @@ const ICMPV6_CONTROL_TYPES = new Set([1, 2, 3, 4, 133, 134, 135, 136, 137]);
 /** Lookup structures for one DataplaneTables, built once per tables object. */
 interface TableIndex {
   vips: Map<string, CompiledVip>;
-  rules: Map<string, CompiledRule>;
+  /** The semantic rules; the precedence over them is rule-table.ts's winningRule. */
+  rules: RuleLookup;
 }
 
 export { MAX_GROUPS };
@@ -72,20 +73,15 @@ function vipKey(family: 4 | 6, addr: Uint8Array): string {
   return s;
 }
 
-function ruleKey(proto: number, port: number, vipId: number): string {
-  return `${proto}/${port}/${vipId}`;
-}
-
 function indexOf(tables: DataplaneTables): TableIndex {
   let idx = indexes.get(tables);
   if (!idx) {
-    idx = { vips: new Map(), rules: new Map() };
+    idx = { vips: new Map(), rules: ruleLookup(tables.rules) };
     for (const vip of tables.vips) {
       // The key holds 16 bytes; an IPv4 VIP matches on its first four (the rest are zero).
       const bytes = vip.family === 4 ? vip.addrBytes.subarray(0, 4) : vip.addrBytes.subarray(0, 16);
       idx.vips.set(vipKey(vip.family, bytes), vip);
     }
-    for (const rule of tables.rules) idx.rules.set(ruleKey(rule.proto, rule.port, rule.vipId), rule);
     indexes.set(tables, idx);
   }
   return idx;
@@ -207,22 +203,9 @@ export function decide(
     if (l4 + (proto === IPPROTO_TCP ? 20 : 8) > frame.length) return malformed();
     const dport = be16(frame, l4 + 2);
     sport = frame.slice(l4, l4 + 2);
-    const rules = indexOf(tables).rules;
-    let rule: CompiledRule | undefined;
-    // (vip, port), (vip, *), (*, port), (*, *): an exact VIP beats '*', then an exact port.
-    for (const [port, vipId] of [
-      [dport, vip.id],
-      [PORT_ANY, vip.id],
-      [dport, VIP_ANY],
-      [PORT_ANY, VIP_ANY],
-    ] as const) {
-      const hit = rules.get(ruleKey(proto, port, vipId));
-      // on_ipid has no field in IPv6: such a rule does not apply, keep looking.
-      if (hit && !(family === 6 && hit.criterion === CriterionId.Ipid)) {
-        rule = hit;
-        break;
-      }
-    }
+    // The semantic precedence (the program reads the same answer, precomputed, from the
+    // resolved table XdpDataplane writes; test/unit/rule-table.test.ts holds them equal).
+    const rule = winningRule(indexOf(tables).rules, proto, vip.id, family, dport);
     if (!rule) return verdict(XDP_DROP, 'drop_no_rule');
     group = rule.group;
     criterion = rule.criterion;

@@ -1,7 +1,9 @@
 // XdpDataplane: the Dataplane whose tables live in the BPF maps of bpf/build/farmlb.bpf.o
 // (layouts: bpf/farmlb_abi.h, mirrored in ./abi.ts). Tables are double-buffered: apply()
 // writes the inactive slot completely, then flips farmlb_ctl.active_slot, so a packet sees
-// the old tables or the new ones, never a mix (docs/datapath.md, section 0).
+// the old tables or the new ones, never a mix (docs/datapath.md, section 0). The rules are
+// written twice: resolved per VIP address for the program (farmlb_rules, rule-table.ts), and
+// as the config states them (farmlb_rule_specs), from which the tables are read back.
 //
 // The program must outlive the daemon (DESIGN.md, kernel lease): close() releases this
 // process's handles only; detach() and unpin() are separate, explicit calls.
@@ -23,6 +25,7 @@ import {
   decodeCtl,
   decodeRule,
   decodeRuleKey,
+  decodeRuleSpecKey,
   decodeSlotCfg,
   decodeVip,
   decodeVipKey,
@@ -30,12 +33,15 @@ import {
   encodeCtl,
   encodeIndexKey,
   encodeSlotCfg,
+  encodeVipFilter,
   formatAddr,
   formatMac,
   mapShapeMismatch,
   modeName,
   parseMac,
-  ruleEntry,
+  RESOLVED_RULES_PER_SLOT,
+  resolvedRuleEntry,
+  ruleSpecEntry,
   sumPerCpuBucketCounter,
   sumPerCpuCounter,
   validateTables,
@@ -43,6 +49,7 @@ import {
   type Ctl,
   type MapName,
 } from './abi.js';
+import { resolveRules, type ResolvedRule } from './rule-table.js';
 import { bpfObjectPath, loadNative, type Native, type NativeMap, type NativeObject, type TestRunResult, type XdpMode } from './native.js';
 import {
   REASONS,
@@ -171,11 +178,13 @@ function readActiveTables(maps: Maps): DataplaneTables {
   }
   vips.sort((a, b) => a.id - b.id);
 
+  // The rules as the config stated them: the resolved table in farmlb_rules cannot be
+  // inverted (a rule shadowed for every VIP leaves no entry there).
   const rules: CompiledRule[] = [];
-  for (const key of maps.farmlb_rules.keys()) {
-    const k = decodeRuleKey(key);
+  for (const key of maps.farmlb_rule_specs.keys()) {
+    const k = decodeRuleSpecKey(key);
     if (k.slot !== slot) continue;
-    const value = maps.farmlb_rules.lookup(key);
+    const value = maps.farmlb_rule_specs.lookup(key);
     if (!value) continue;
     const r = decodeRule(value);
     rules.push({ proto: k.proto as 6 | 17, port: k.port, vipId: k.vipId, group: r.group, criterion: r.criterion as CriterionId });
@@ -253,7 +262,15 @@ export class XdpDataplane implements Dataplane {
         log?.warn({ event: 'pins_replaced', mismatches: obj.reuseMismatches }, 'pinned maps of another shape are replaced');
       if (opts.pinDir !== undefined) obj.pinMaps(opts.pinDir);
       const dp = new XdpDataplane(native, obj, maps, opts.pinDir, log);
-      const tableMaps: MapName[] = ['farmlb_ctl', 'farmlb_slot_cfg', 'farmlb_vips', 'farmlb_rules', 'farmlb_buckets'];
+      const tableMaps: MapName[] = [
+        'farmlb_ctl',
+        'farmlb_slot_cfg',
+        'farmlb_vips',
+        'farmlb_rules',
+        'farmlb_rule_specs',
+        'farmlb_vip_filter',
+        'farmlb_buckets',
+      ];
       if (tableMaps.every((m) => obj.reusedMaps.includes(m))) dp.current = readActiveTables(maps);
       log?.info(
         { event: 'dataplane_loaded', object: objectPath, pinDir: opts.pinDir, reused: obj.reusedMaps },
@@ -288,10 +305,17 @@ export class XdpDataplane implements Dataplane {
     // Before any write: a rejected table leaves the running slot and the inactive one as they were.
     validateTables(tables);
     const snapshot = cloneTables(tables);
+    const resolved = resolveRules(snapshot.vips, snapshot.rules);
+    // Cannot exceed the bound for a table validateTables accepted (at most MAX_RULES entries
+    // per VIP), but a full map would fail halfway through the slot: refuse here instead.
+    if (resolved.length > RESOLVED_RULES_PER_SLOT)
+      throw new FarmlbError('FARMLB_E_DATAPLANE_TABLE_INVALID', {
+        detail: `${resolved.length} resolved rule entries, the data plane holds ${RESOLVED_RULES_PER_SLOT} per slot`,
+      });
     await this.serialize(async () => {
       this.assertOpen();
       const slot = 1 - activeSlotOf(readCtl(this.maps));
-      await this.writeSlot(slot, snapshot);
+      await this.writeSlot(slot, snapshot, resolved);
       // Re-read: the lease may have been renewed by another writer of the pinned map.
       const ctl = readCtl(this.maps);
       this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ leaseDeadlineNs: ctl.leaseDeadlineNs, activeSlot: slot }));
@@ -300,20 +324,30 @@ export class XdpDataplane implements Dataplane {
     });
   }
 
-  private async writeSlot(slot: number, t: DataplaneTables): Promise<void> {
-    const { farmlb_vips: vips, farmlb_rules: rules, farmlb_slot_cfg: slotCfg, farmlb_buckets: buckets } = this.maps;
+  private async writeSlot(slot: number, t: DataplaneTables, resolved: ResolvedRule[]): Promise<void> {
+    const {
+      farmlb_vips: vips,
+      farmlb_rules: rules,
+      farmlb_rule_specs: ruleSpecs,
+      farmlb_vip_filter: vipFilter,
+      farmlb_slot_cfg: slotCfg,
+      farmlb_buckets: buckets,
+    } = this.maps;
     // Everything but the active slot is stale (including keys of a slot number the
     // program never uses): clear it so capacity is SLOTS × MAX per map.
     const active = 1 - slot;
     for (const key of vips.keys()) if (decodeVipKey(key).slot !== active) vips.delete(key);
     for (const key of rules.keys()) if (decodeRuleKey(key).slot !== active) rules.delete(key);
+    for (const key of ruleSpecs.keys()) if (decodeRuleSpecKey(key).slot !== active) ruleSpecs.delete(key);
 
     slotCfg.update(
       encodeIndexKey(slot),
       encodeSlotCfg({ hashSeed: t.hashSeed, selfNode: t.selfNode, vmac: parseMac(t.vmac) }),
     );
+    vipFilter.update(encodeIndexKey(slot), encodeVipFilter(t.vips));
     await batch(vips, t.vips.map((v) => vipEntry(slot, v)));
-    await batch(rules, t.rules.map((r) => ruleEntry(slot, r)));
+    await batch(ruleSpecs, t.rules.map((r) => ruleSpecEntry(slot, r)));
+    await batch(rules, resolved.map((e) => resolvedRuleEntry(slot, e)));
 
     const count = MAX_GROUPS * NBUCKETS;
     const size = ABI_STRUCTS.farmlb_bucket.size;

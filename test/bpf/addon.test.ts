@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
+  LEASE_CLOCK_SLACK_NS,
   MAP_SHAPES,
   decodeRuleKey,
   decodeVipKey,
@@ -372,6 +373,21 @@ describePrivileged('XdpDataplane over the loaded program (root)', () => {
     } finally {
       reader.close();
     }
+  });
+
+  it('accepts owned traffic before the lease deadline and drops it once the deadline is LEASE_CLOCK_SLACK_NS past, even with the lease clock cached', async () => {
+    await dp.apply(tables(0));
+    const frame = tcpFrame([10, 0, 0, 1], 80);
+    for (let i = 0; i < 20; i++) {
+      // The coarse clock never runs ahead of CLOCK_MONOTONIC: a deadline 1 s away is valid.
+      await dp.setLease(native.monotonicNs() + 1_000_000_000n);
+      expect((await dp.testRun(frame, 100)).retval, `round ${i}, lease 1 s ahead`).toBe(XDP_PASS);
+      // The run above left a fresh reading in this CPU's farmlb_lease_clock; a deadline one
+      // slack in the past must drop even so.
+      await dp.setLease(native.monotonicNs() - BigInt(LEASE_CLOCK_SLACK_NS));
+      expect((await dp.testRun(frame, 100)).retval, `round ${i}, lease ${LEASE_CLOCK_SLACK_NS} ns past`).toBe(XDP_DROP);
+    }
+    await dp.setLease(native.monotonicNs() + 60_000_000_000n); // as the tests below expect
   });
 
   it('counts verdicts per reason and per bucket, summed over CPUs', async () => {

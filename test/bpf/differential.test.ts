@@ -112,8 +112,11 @@ function rows(...given: number[][]): number[][] {
 
 const V4_VIPS = ['10.0.0.100', '10.0.0.101', '10.0.0.102', '10.0.0.103'];
 const V6_VIPS = ['2001:db8::100', '2001:db8::101', '2001:db8::102'];
-const V4_OTHER = ['10.0.0.1', '10.0.0.99', '192.168.1.1', '0.0.0.0', '255.255.255.255'];
-const V6_OTHER = ['2001:db8::1', 'fe80::1', '::', 'ff02::1', '::ffff:10.0.0.100'];
+// Non-VIPs, some of them chosen to share a VIP's prefilter bit (the last two address
+// bytes): 10.1.0.100 and 2001:db8:1::100 within a family, 10.0.1.0 and ::ffff:10.0.0.100
+// across families. They must reach the exact lookups and still pass as not a VIP.
+const V4_OTHER = ['10.0.0.1', '10.0.0.99', '192.168.1.1', '0.0.0.0', '255.255.255.255', '10.1.0.100', '10.0.1.0'];
+const V6_OTHER = ['2001:db8::1', 'fe80::1', '::', 'ff02::1', '::ffff:10.0.0.100', '2001:db8:1::100'];
 const PORTS = [22, 53, 80, 443, 8080, 0, 1, 65535];
 
 /** Hand-written: every specificity, every criterion, ownership all/none/other/half. */

@@ -7,12 +7,17 @@ import {
   ABI_STRUCTS,
   decodeCtl,
   decodeRuleKey,
+  decodeRuleSpecKey,
   decodeSlotCfg,
+  decodeVipFilter,
   decodeVipKey,
   encodeCtl,
   encodeRuleKey,
+  encodeRuleSpecKey,
   encodeSlotCfg,
+  encodeVipFilter,
   encodeVipKey,
+  vipFilterBit,
   formatAddr,
   sumPerCpuCounter,
   validateTables,
@@ -53,10 +58,36 @@ describe('ABI mirror (src/dataplane/abi.ts vs bpf/farmlb_abi.h)', () => {
 });
 
 describe('ABI encoders', () => {
-  it('writes the rule port in network order and the VIP id in host order', () => {
-    const key = encodeRuleKey({ slot: 1, proto: 6, port: 80, vipId: 3 });
+  it('writes the rule spec port in network order and the VIP id in host order', () => {
+    const key = encodeRuleSpecKey({ slot: 1, proto: 6, port: 80, vipId: 3 });
     expect([...key]).toEqual([1, 6, 0x00, 0x50, 3, 0, 0, 0]);
-    expect(decodeRuleKey(key)).toEqual({ slot: 1, proto: 6, port: 80, vipId: 3 });
+    expect(decodeRuleSpecKey(key)).toEqual({ slot: 1, proto: 6, port: 80, vipId: 3 });
+  });
+
+  it('keys the resolved rule table by family, protocol, network-order port and VIP address', () => {
+    const addr = new Uint8Array(16);
+    addr.set([10, 0, 0, 100]);
+    const key = encodeRuleKey({ slot: 1, family: 4, proto: 17, port: 53, addr });
+    expect([...key]).toEqual([1, 4, 17, 0, 0x00, 0x35, 0, 0, 10, 0, 0, 100, ...new Array<number>(12).fill(0)]);
+    expect(decodeRuleKey(key)).toEqual({ slot: 1, family: 4, proto: 17, port: 53, addr });
+  });
+
+  it('sets the prefilter bit of each VIP from the last two bytes of its address, IPv4 and IPv6 alike', () => {
+    const v4 = new Uint8Array(16);
+    v4.set([10, 0, 0x01, 0x64]);
+    const v6 = new Uint8Array(16);
+    v6.set([0x20, 0x01, 0x0d, 0xb8]);
+    v6[14] = 0xf1;
+    v6[15] = 0x00;
+    expect(vipFilterBit(4, v4)).toBe(0x164);
+    // 0xf100 & 4095: the high bits fall off, so different VIPs may share a bit.
+    expect(vipFilterBit(6, v6)).toBe(0x100);
+    const filter = encodeVipFilter([
+      { family: 4, addrBytes: v4 },
+      { family: 6, addrBytes: v6 },
+    ]);
+    expect(filter.length).toBe(512);
+    expect(decodeVipFilter(filter)).toEqual([0x100, 0x164]);
   });
 
   it('round-trips ctl, slot config and VIP keys', () => {

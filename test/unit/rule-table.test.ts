@@ -1,0 +1,159 @@
+// The resolved rule table (src/dataplane/rule-table.ts) against the semantic precedence of
+// docs/datapath.md §4: the program's two lookups on resolveRules()'s output must give, for
+// every VIP, protocol and destination port, the rule winningRule() — which the TS model
+// decides with — gives on the rules as the config states them.
+
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { MAX_RULES, MAX_VIPS, RESOLVED_RULES_PER_SLOT } from '../../src/dataplane/abi.js';
+import { addrBytes16, parseIp } from '../../src/dataplane/packet.js';
+import {
+  lookupTwice,
+  resolveRules,
+  resolvedLookup,
+  ruleLookup,
+  winningRule,
+  type Proto,
+} from '../../src/dataplane/rule-table.js';
+import { CriterionId, PORT_ANY, VIP_ANY, type CompiledRule, type CompiledVip } from '../../src/dataplane/types.js';
+
+function vip(id: number, addr: string): CompiledVip {
+  return { id, family: parseIp(addr).family, addr, addrBytes: addrBytes16(addr), icmpGroup: 0, mode: 'vmac_invisible' };
+}
+
+function rule(proto: Proto, port: number, vipId: number, group: number, criterion: CriterionId = CriterionId.Addr): CompiledRule {
+  return { proto, port, vipId, group, criterion };
+}
+
+const V4 = vip(0, '10.0.0.100');
+const V6 = vip(1, '2001:db8::100');
+const V4B = vip(2, '10.0.0.101');
+
+/** The group the program would use: two lookups on the resolved table, or undefined. */
+function programGroup(vips: CompiledVip[], rules: CompiledRule[], v: CompiledVip, proto: Proto, dport: number): number | undefined {
+  return lookupTwice(resolvedLookup(resolveRules(vips, rules)), v.family, v.addrBytes, proto, dport)?.group;
+}
+
+describe('resolved rule table: examples of docs/datapath.md §4', () => {
+  it('lets an exact (vip, port) rule beat (vip, *), and (vip, *) beat (*, port) and (*, *)', () => {
+    const rules = [rule(6, 80, 0, 1), rule(6, PORT_ANY, 0, 2), rule(6, 80, VIP_ANY, 3), rule(6, 443, VIP_ANY, 4), rule(6, PORT_ANY, VIP_ANY, 5)];
+    expect(programGroup([V4, V4B], rules, V4, 6, 80)).toBe(1);
+    expect(programGroup([V4, V4B], rules, V4, 6, 443)).toBe(2);
+    expect(programGroup([V4, V4B], rules, V4, 6, 22)).toBe(2);
+    expect(programGroup([V4, V4B], rules, V4B, 6, 80)).toBe(3);
+    expect(programGroup([V4, V4B], rules, V4B, 6, 443)).toBe(4);
+    expect(programGroup([V4, V4B], rules, V4B, 6, 22)).toBe(5);
+  });
+
+  it('skips on_ipid rules for an IPv6 VIP but applies them to an IPv4 VIP', () => {
+    const rules = [rule(17, 53, VIP_ANY, 1, CriterionId.Ipid), rule(17, PORT_ANY, VIP_ANY, 2, CriterionId.Port)];
+    expect(programGroup([V4, V6], rules, V4, 17, 53)).toBe(1);
+    expect(programGroup([V4, V6], rules, V6, 17, 53)).toBe(2);
+    expect(programGroup([V4, V6], [rule(17, 53, VIP_ANY, 1, CriterionId.Ipid)], V6, 17, 53)).toBeUndefined();
+  });
+
+  it('writes no entry where no rule applies, so both lookups miss (DROP_NO_RULE)', () => {
+    const entries = resolveRules([V4, V6], [rule(6, 80, 0, 1)]);
+    expect(entries.map((e) => [e.vipId, e.proto, e.port])).toEqual([[0, 6, 80]]);
+    expect(programGroup([V4, V6], [rule(6, 80, 0, 1)], V4, 6, 81)).toBeUndefined();
+    expect(programGroup([V4, V6], [rule(6, 80, 0, 1)], V4, 17, 80)).toBeUndefined();
+  });
+
+  it("gives a VIP no entry for a port only another VIP's rule names: its any-port entry answers", () => {
+    const rules = [rule(6, 8080, 2, 1), rule(6, PORT_ANY, VIP_ANY, 2)];
+    const ofV4 = resolveRules([V4, V4B], rules).filter((e) => e.vipId === 0);
+    expect(ofV4.map((e) => e.port)).toEqual([PORT_ANY]);
+    expect(programGroup([V4, V4B], rules, V4, 6, 8080)).toBe(2);
+    expect(programGroup([V4, V4B], rules, V4B, 6, 8080)).toBe(1);
+  });
+
+  it('decides destination port 0 as a port no rule names', () => {
+    const rules = [rule(6, 80, 0, 1), rule(6, PORT_ANY, VIP_ANY, 2)];
+    expect(programGroup([V4], rules, V4, 6, 0)).toBe(2);
+  });
+
+  it('keeps one entry per VIP, protocol and port, the any-port entry last, each holding the winner', () => {
+    const entries = resolveRules([V4], [rule(6, 443, VIP_ANY, 1), rule(6, 80, 0, 2), rule(6, PORT_ANY, 0, 3), rule(17, 53, 0, 4)]);
+    expect(entries.map((e) => [e.proto, e.port, e.group])).toEqual([
+      [6, 80, 2],
+      [6, 443, 3], // (vip, *) beats (*, 443)
+      [6, PORT_ANY, 3],
+      [17, 53, 4],
+    ]);
+  });
+
+  it('stays within the per-slot bound with the most VIPs and rules the data plane holds', () => {
+    const vips = Array.from({ length: MAX_VIPS }, (_, i) => vip(i, i % 2 ? `2001:db8::${i.toString(16)}` : `10.0.${i}.1`));
+    // Every rule names a distinct port for every VIP ("*" VIP): the worst case per VIP.
+    const rules = Array.from({ length: MAX_RULES }, (_, i) =>
+      rule(i % 2 ? 6 : 17, i === 0 ? PORT_ANY : 1000 + i, VIP_ANY, i % 16, CriterionId.Port),
+    );
+    const entries = resolveRules(vips, rules);
+    expect(entries.length).toBe(MAX_VIPS * MAX_RULES);
+    expect(entries.length).toBeLessThanOrEqual(RESOLVED_RULES_PER_SLOT);
+  });
+});
+
+// ---- property -------------------------------------------------------------------------
+
+const PORTS = [0, 1, 22, 53, 80, 443, 8080, 65535];
+const V4_ADDRS = ['10.0.0.100', '10.0.0.101', '10.1.0.100', '192.0.2.1'];
+const V6_ADDRS = ['2001:db8::100', '2001:db8::101', '2001:db8:1::100'];
+
+const tablesArb = fc
+  .record({
+    addrs: fc.subarray([...V4_ADDRS, ...V6_ADDRS], { minLength: 1 }),
+    rules: fc.array(
+      fc.record({
+        proto: fc.constantFrom<Proto>(6, 17),
+        port: fc.constantFrom(...PORTS),
+        vip: fc.option(fc.nat({ max: 6 }), { nil: undefined, freq: 3 }),
+        group: fc.nat({ max: 15 }),
+        criterion: fc.constantFrom(CriterionId.Addr, CriterionId.Port, CriterionId.Ipid),
+      }),
+      { maxLength: 24 },
+    ),
+  })
+  .map(({ addrs, rules }) => {
+    const vips = addrs.map((a, id) => vip(id, a));
+    // One rule per (proto, port, vip): validateTables rejects duplicates.
+    const byKey = new Map<string, CompiledRule>();
+    for (const r of rules) {
+      const vipId = r.vip === undefined ? VIP_ANY : r.vip % vips.length;
+      byKey.set(`${r.proto}/${r.port}/${vipId}`, rule(r.proto, r.port, vipId, r.group, r.criterion));
+    }
+    return { vips, rules: [...byKey.values()] };
+  });
+
+describe('resolved rule table: property', () => {
+  it('gives, for random rules, VIPs and ports, exactly the rule of the four-key precedence', () => {
+    fc.assert(
+      fc.property(tablesArb, fc.array(fc.constantFrom(...PORTS, 2, 8443), { minLength: 1, maxLength: 6 }), ({ vips, rules }, ports) => {
+        const semantic = ruleLookup(rules);
+        const resolved = resolvedLookup(resolveRules(vips, rules));
+        for (const v of vips) {
+          for (const proto of [6, 17] as const) {
+            for (const dport of ports) {
+              const want = winningRule(semantic, proto, v.id, v.family, dport);
+              const got = lookupTwice(resolved, v.family, v.addrBytes, proto, dport);
+              expect(got && { group: got.group, criterion: got.criterion }, `${v.addr} ${proto}/${dport}`).toEqual(
+                want && { group: want.group, criterion: want.criterion },
+              );
+            }
+          }
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('never needs more than one entry per rule for a VIP (the bound the map is sized by)', () => {
+    fc.assert(
+      fc.property(tablesArb, ({ vips, rules }) => {
+        const entries = resolveRules(vips, rules);
+        for (const v of vips) expect(entries.filter((e) => e.vipId === v.id).length).toBeLessThanOrEqual(rules.length);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
