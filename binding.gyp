@@ -9,6 +9,7 @@
         "native/map.cc",
         "native/object.cc",
         "native/rawsock.cc",
+        "native/tc.cc",
         "native/xdp.cc"
       ],
       "include_dirs": [

@@ -21,6 +21,7 @@
 #include "farmlb_hash.h"
 #include "farmlb_maps.h"
 #include "farmlb_parse.h"
+#include "farmlb_nd.h"
 
 /* bucket_stat of a verdict no bucket took part in. */
 #define FARMLB_NO_BUCKET 0xffffffffU
@@ -37,7 +38,13 @@
 #define ICMPV6_PARAMPROB 4
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ND_FIRST 133 /* router solicitation */
+#define ICMPV6_NS 135       /* neighbour solicitation */
+#define ICMPV6_NA 136       /* neighbour advertisement */
 #define ICMPV6_ND_LAST 137  /* redirect */
+/* ICMP error header before the quoted packet: type, code, checksum, 4 bytes of rest. */
+#define FARMLB_ICMP_ERR_HLEN 8
+/* Bytes of the quoted transport header an ICMP error always carries (RFC 792, RFC 4443). */
+#define FARMLB_QUOTED_L4_LEN 8
 /* type, code, checksum and the first two bytes of the rest: what both ICMPs always have. */
 #define FARMLB_ICMP_MIN_LEN 4
 
@@ -71,7 +78,8 @@ static __always_inline int record(struct verdict *v, __u64 bytes)
 
 		bcnt = bpf_map_lookup_elem(&farmlb_bucket_stats, &key);
 		if (bcnt) {
-			if (v->action == XDP_PASS)
+			/* accepted = served here: passed, or an ARP/NS this node answered. */
+			if (v->action == XDP_PASS || v->reason == FARMLB_R_TX_ARP_REPLY)
 				bcnt->accepted++;
 			else
 				bcnt->dropped++;
@@ -148,16 +156,51 @@ struct flow_bytes {
 	__u8 _pad0[3];
 };
 
-/* Steps 5 and 6 of docs/datapath.md: hash the criterion bytes, find the owner, decide. */
-static __always_inline void decide_by_bucket(struct verdict *v, const struct farmlb_ctl *ctl,
-					     __u32 slot, __u32 group, __u32 criterion,
-					     const struct flow_bytes *flow)
+/* Hash of the criterion bytes: constant lengths per branch, so each farmlb_jhash call folds
+ * to straight code. Returns 0 and sets DROP_NO_RULE for a criterion with nothing to hash. */
+static __always_inline int criterion_hash(struct verdict *v, __u32 seed, __u32 criterion,
+					  const struct flow_bytes *flow, __u32 *hash)
 {
 	__u8 key[FARMLB_JHASH_MAX_LEN] FARMLB_JHASH_KEY_ALIGN = {};
-	struct farmlb_slot_cfg *cfg;
-	struct farmlb_bucket *bkt;
-	__u32 hash, bucket, idx;
-	__u8 owner = FARMLB_NODE_NONE;
+
+	if (criterion == FARMLB_CRIT_ADDR && flow->addr_len == 16) {
+		*hash = farmlb_jhash(flow->saddr, 16, seed);
+	} else if (criterion == FARMLB_CRIT_ADDR) {
+		*hash = farmlb_jhash(flow->saddr, 4, seed);
+	} else if (criterion == FARMLB_CRIT_PORT) {
+		key[0] = flow->sport[0];
+		key[1] = flow->sport[1];
+		*hash = farmlb_jhash(key, 2, seed);
+	} else if (criterion == FARMLB_CRIT_IPID) {
+		/* Only IPv4 gets here: the resolved table has no on_ipid entry for an IPv6 VIP
+		 * (src/dataplane/rule-table.ts skips such rules when it resolves the precedence). */
+		key[0] = flow->ipid[0];
+		key[1] = flow->ipid[1];
+		*hash = farmlb_jhash(key, 2, seed);
+	} else {
+		/* An unknown criterion, never written by the daemon: nothing to hash. */
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
+		return 0;
+	}
+	return 1;
+}
+
+/* Owner of a bucket of the slot, FARMLB_NODE_NONE when nobody's (group < FARMLB_MAX_GROUPS). */
+static __always_inline __u8 bucket_owner(__u32 slot, __u32 group, __u32 bucket)
+{
+	__u32 idx = (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket;
+	struct farmlb_bucket *bkt = bpf_map_lookup_elem(&farmlb_buckets, &idx);
+
+	return bkt ? bkt->owner : FARMLB_NODE_NONE;
+}
+
+/* Steps 5 and 6 of docs/datapath.md: hash the criterion bytes, find the owner, decide.
+ * *owner is left FARMLB_NODE_NONE unless a bucket decided. */
+static __always_inline void decide_by_bucket(struct verdict *v, const struct farmlb_ctl *ctl,
+					     const struct farmlb_slot_cfg *cfg, __u32 slot, __u32 group,
+					     __u32 criterion, const struct flow_bytes *flow, __u8 *owner)
+{
+	__u32 hash, bucket;
 
 	/* Never written by the daemon (the config has at most FARMLB_MAX_GROUPS groups),
 	 * but a larger group would index another slot's buckets; GROUP_NONE lands here too. */
@@ -165,43 +208,391 @@ static __always_inline void decide_by_bucket(struct verdict *v, const struct far
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
 		return;
 	}
-	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
-	if (!cfg) /* slot < FARMLB_SLOTS: an array lookup that cannot miss */
+	if (!criterion_hash(v, cfg->hash_seed, criterion, flow, &hash))
 		return;
-
-	/* Constant lengths per branch, so each farmlb_jhash call folds to straight code. */
-	if (criterion == FARMLB_CRIT_ADDR && flow->addr_len == 16) {
-		hash = farmlb_jhash(flow->saddr, 16, cfg->hash_seed);
-	} else if (criterion == FARMLB_CRIT_ADDR) {
-		hash = farmlb_jhash(flow->saddr, 4, cfg->hash_seed);
-	} else if (criterion == FARMLB_CRIT_PORT) {
-		key[0] = flow->sport[0];
-		key[1] = flow->sport[1];
-		hash = farmlb_jhash(key, 2, cfg->hash_seed);
-	} else if (criterion == FARMLB_CRIT_IPID) {
-		/* Only IPv4 gets here: the resolved table has no on_ipid entry for an IPv6 VIP
-		 * (src/dataplane/rule-table.ts skips such rules when it resolves the precedence). */
-		key[0] = flow->ipid[0];
-		key[1] = flow->ipid[1];
-		hash = farmlb_jhash(key, 2, cfg->hash_seed);
-	} else {
-		/* An unknown criterion, never written by the daemon: nothing to hash. */
-		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
-		return;
-	}
 	bucket = farmlb_bucket_of(hash);
-	idx = (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket;
-	bkt = bpf_map_lookup_elem(&farmlb_buckets, &idx);
-	if (bkt)
-		owner = bkt->owner;
+	*owner = bucket_owner(slot, group, bucket);
 
 	v->bucket_stat = group * FARMLB_NBUCKETS + bucket;
-	if (owner == FARMLB_NODE_NONE || owner != cfg->self_node)
+	if (*owner == FARMLB_NODE_NONE || *owner != cfg->self_node)
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NOT_OWNED);
 	else if (lease_valid(ctl))
 		set_verdict(v, XDP_PASS, FARMLB_R_PASS_OWNED);
 	else
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_LEASE);
+}
+
+/* Byte-wise: MACs sit at odd offsets in keys and frames, and the verifier refuses
+ * misaligned stack access. */
+static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
+{
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
+}
+
+static __always_inline void mac_copy(__u8 *dst, const __u8 *src)
+{
+	__builtin_memcpy(dst, src, 6);
+}
+
+/* The MAC of the interface the frame came in on (farmlb_ifaces), NULL when the daemon has
+ * not registered it. A hash lookup: only paths that transmit or rewrite pay for it. */
+static __always_inline struct farmlb_iface *ingress_iface(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+
+	return bpf_map_lookup_elem(&farmlb_ifaces, &ifindex);
+}
+
+/* vmac_invisible: a frame this node passes for a VIP and sent to the VMAC gets the
+ * interface's MAC as destination, so the stack sees it as PACKET_HOST. Frames to the node's
+ * own MAC or to a group address are left alone; without a registered MAC, too. */
+static __always_inline void vmac_to_iface(struct xdp_md *ctx, struct ethhdr *eth,
+					  const struct farmlb_slot_cfg *cfg, __u32 mode)
+{
+	struct farmlb_iface *iface;
+
+	if (mode == FARMLB_MODE_DIRECTED || !mac_equal(eth->h_dest, cfg->vmac))
+		return;
+	iface = ingress_iface(ctx);
+	if (iface)
+		mac_copy(eth->h_dest, iface->mac);
+}
+
+/* After a bucket decided: the frame changes the verdict asks for. Passed frames get the
+ * VMAC rewrite; in vmac_directed a frame owned by another node is sent on to it, unless it
+ * came from a farm node already (never forwarded twice: no loops) or the lease ran out. */
+static __always_inline void deliver(struct xdp_md *ctx, struct verdict *v, const struct farmlb_ctl *ctl,
+				    const struct farmlb_slot_cfg *cfg, __u32 slot, __u32 mode,
+				    struct ethhdr *eth, __u8 owner)
+{
+	struct farmlb_mac_key mkey = { .slot = slot };
+	struct farmlb_iface *iface;
+	struct farmlb_node *node;
+	__u32 nidx;
+
+	if (v->reason == FARMLB_R_PASS_OWNED) {
+		vmac_to_iface(ctx, eth, cfg, mode);
+		return;
+	}
+	if (v->reason != FARMLB_R_DROP_NOT_OWNED || mode != FARMLB_MODE_DIRECTED ||
+	    owner == FARMLB_NODE_NONE || owner >= FARMLB_MAX_NODES)
+		return;
+	if (!lease_valid(ctl)) {
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_LEASE);
+		return;
+	}
+	mac_copy(mkey.mac, eth->h_source);
+	if (bpf_map_lookup_elem(&farmlb_node_macs, &mkey))
+		return; /* forwarded by a node already: DROP_NOT_OWNED */
+	nidx = slot * FARMLB_MAX_NODES + owner;
+	node = bpf_map_lookup_elem(&farmlb_nodes, &nidx);
+	if (!node || !(node->flags & FARMLB_NODE_F_KNOWN))
+		return; /* nowhere to send it: DROP_NOT_OWNED */
+	iface = ingress_iface(ctx);
+	if (!iface) {
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NO_IFACE);
+		return;
+	}
+	mac_copy(eth->h_dest, node->mac);
+	mac_copy(eth->h_source, iface->mac);
+	set_verdict(v, XDP_TX, FARMLB_R_TX_FORWARD);
+}
+
+/* ARP request / neighbour solicitation for a VIP (docs/datapath.md §8): record the requester,
+ * then decide whether this node answers. Returns 1 with the verdict set to TX_ARP_REPLY, the
+ * MAC to announce in *announce and the interface's MAC in *link; else 0 with the verdict set.
+ * addr is the requester's address (4 or 16 bytes, aligned for the hash). */
+static __always_inline int solicit_decide(struct xdp_md *ctx, struct verdict *v, const struct farmlb_ctl *ctl,
+					  const struct farmlb_slot_cfg *cfg, __u32 slot,
+					  const struct farmlb_vip *vip, const struct flow_bytes *req,
+					  const __u8 *req_mac, __u8 *announce, __u8 *link)
+{
+	struct farmlb_requester_key rkey = { .family = req->addr_len == 16 ? 6 : 4 };
+	struct farmlb_requester rval = {};
+	struct farmlb_iface *iface;
+	__u32 hash, bucket, group;
+	__u8 owner;
+	int directed = vip->mode == FARMLB_MODE_DIRECTED;
+
+	if (req->addr_len == 16)
+		hash = farmlb_jhash(req->saddr, 16, cfg->hash_seed);
+	else
+		hash = farmlb_jhash(req->saddr, 4, cfg->hash_seed);
+	bucket = farmlb_bucket_of(hash);
+	group = directed ? vip->arp_group : vip->icmp_group;
+
+	/* Every node records every requester, whoever answers: the node that later takes the
+	 * bucket over must know whom to tell (arpreroute). */
+	__builtin_memcpy(rkey.addr, req->saddr, sizeof(rkey.addr));
+	rval.last_seen_ns = bpf_ktime_get_ns();
+	mac_copy(rval.mac, req_mac);
+	rval.group = group;
+	rval.bucket = bucket;
+	rval.vip_id = vip->vip_id;
+	bpf_map_update_elem(&farmlb_requesters, &rkey, &rval, BPF_ANY);
+
+	if (!lease_valid(ctl)) {
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_LEASE);
+		return 0;
+	}
+	/* vmac_directed without an arp rule: every node answers, with its own MAC. */
+	if (!(directed && group == FARMLB_GROUP_NONE)) {
+		if (group >= FARMLB_MAX_GROUPS) {
+			set_verdict(v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
+			return 0;
+		}
+		owner = bucket_owner(slot, group, bucket);
+		v->bucket_stat = group * FARMLB_NBUCKETS + bucket;
+		if (owner == FARMLB_NODE_NONE || owner != cfg->self_node) {
+			set_verdict(v, XDP_DROP, FARMLB_R_DROP_ARP_NOT_MINE);
+			return 0;
+		}
+	}
+	iface = ingress_iface(ctx);
+	if (!iface) {
+		v->bucket_stat = FARMLB_NO_BUCKET;
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NO_IFACE);
+		return 0;
+	}
+	mac_copy(link, iface->mac);
+	/* The VMAC only ever appears inside the answer, never as an Ethernet source: the
+	 * switch must not learn it, so that it keeps flooding frames sent to it. */
+	mac_copy(announce, directed ? iface->mac : cfg->vmac);
+	set_verdict(v, XDP_TX, FARMLB_R_TX_ARP_REPLY);
+	return 1;
+}
+/* EtherType ARP (docs/datapath.md §8). Returns with the verdict set; PASS_NOT_VIP unless
+ * the frame is an Ethernet/IPv4 request or reply whose target is a VIP. */
+static __always_inline void handle_arp(struct xdp_md *ctx, struct verdict *v, struct ethhdr *eth,
+				       struct farmlb_arp *arp, void *data_end)
+{
+	struct farmlb_vip_key vkey = { .family = 4 };
+	struct flow_bytes req = { .addr_len = 4 };
+	struct farmlb_slot_cfg *cfg;
+	struct farmlb_ctl *ctl;
+	struct farmlb_vip *vip;
+	__u8 announce[6], link[6];
+	__u32 key0 = 0, slot;
+
+	if ((void *)(arp + 1) > data_end)
+		return;
+	if (arp->htype != bpf_htons(FARMLB_ARP_HTYPE_ETHER) || arp->ptype != bpf_htons(ETH_P_IP) ||
+	    arp->hlen != 6 || arp->plen != 4)
+		return;
+	if (arp->op != bpf_htons(FARMLB_ARP_OP_REQUEST) && arp->op != bpf_htons(FARMLB_ARP_OP_REPLY))
+		return;
+	ctl = bpf_map_lookup_elem(&farmlb_ctl, &key0);
+	if (!ctl)
+		return;
+	slot = ctl->active_slot;
+	if (slot >= FARMLB_SLOTS)
+		slot = 0;
+	if (!vip_filter_may_match(slot, arp->tpa[2], arp->tpa[3]))
+		return;
+	vkey.slot = slot;
+	__builtin_memcpy(vkey.addr, arp->tpa, 4);
+	vip = bpf_map_lookup_elem(&farmlb_vips, &vkey);
+	if (!vip)
+		return;
+	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
+	if (!cfg)
+		return;
+
+	if (arp->op == bpf_htons(FARMLB_ARP_OP_REPLY)) {
+		/* Nodes resolve clients too: every node takes replies for a VIP. */
+		set_verdict(v, XDP_PASS, FARMLB_R_PASS_CONTROL);
+		vmac_to_iface(ctx, eth, cfg, vip->mode);
+		return;
+	}
+	__builtin_memcpy(req.saddr, arp->spa, 4);
+	if (*(__u32 *)req.saddr == 0) {
+		/* A probe (RFC 5227): answering would make the prober give the address up. */
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_ARP_DAD);
+		return;
+	}
+	if (!solicit_decide(ctx, v, ctl, cfg, slot, vip, &req, eth->h_source, announce, link))
+		return;
+
+	/* The reply, in place: the frame keeps its length (and any padding). */
+	mac_copy(eth->h_dest, eth->h_source);
+	mac_copy(eth->h_source, link);
+	arp->op = bpf_htons(FARMLB_ARP_OP_REPLY);
+	mac_copy(arp->tha, arp->sha);
+	mac_copy(arp->sha, announce);
+	__builtin_memcpy(arp->tpa, req.saddr, 4);
+	__builtin_memcpy(arp->spa, vkey.addr, 4);
+}
+
+/* ff02::1:ffXX:XXXX, the solicited-node multicast address of a target (RFC 4291 §2.7.1). */
+static __always_inline int is_solicited_node_of(const __u8 *dst, const __u8 *target)
+{
+	return *(const __u32 *)dst == bpf_htonl(0xff020000) && *(const __u32 *)(dst + 4) == 0 &&
+	       *(const __u32 *)(dst + 8) == bpf_htonl(1) && dst[12] == 0xff && dst[13] == target[13] &&
+	       dst[14] == target[14] && dst[15] == target[15];
+}
+
+static __always_inline int addr6_equal(const __u8 *a, const __u8 *b)
+{
+	return *(const __u64 *)a == *(const __u64 *)b && *(const __u64 *)(a + 8) == *(const __u64 *)(b + 8);
+}
+
+/* IPv6 neighbour solicitation for a VIP, ICMPv6 right after the fixed header (ND never has
+ * extension headers). Returns 0 when the frame is not one (the ordinary path decides it),
+ * 1 with the verdict set. An answer is built in place: the frame is resized to exactly the
+ * advertisement (bpf_xdp_adjust_tail grows a solicitation without options by 8 bytes). */
+static __always_inline int handle_ns(struct xdp_md *ctx, struct verdict *v, const struct farmlb_ctl *ctl,
+				     __u32 slot, __u32 l3off)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct farmlb_vip_key vkey = { .slot = slot, .family = 6 };
+	struct flow_bytes req = { .addr_len = 16 };
+	struct farmlb_na_csum na = {};
+	struct farmlb_slot_cfg *cfg;
+	struct farmlb_nd_msg *ns;
+	struct ipv6hdr *ip6h;
+	struct farmlb_vip *vip;
+	struct ethhdr *eth;
+	__u8 announce[6], link[6], req_mac[6];
+	int delta;
+
+	if (l3off > ETH_HLEN + 2 * sizeof(struct vlan_hdr))
+		return 0;
+	eth = data;
+	ip6h = data + l3off;
+	ns = (void *)(ip6h + 1);
+	if ((void *)(eth + 1) > data_end || (void *)(ns + 1) > data_end)
+		return 0; /* truncated: to a VIP it is malformed (ordinary path) */
+	__builtin_memcpy(vkey.addr, ns->target, 16);
+	vip = bpf_map_lookup_elem(&farmlb_vips, &vkey);
+	if (!vip)
+		return 0;
+	if (!addr6_equal(ip6h->daddr.s6_addr, ns->target) && !is_solicited_node_of(ip6h->daddr.s6_addr, ns->target))
+		return 0;
+	if (ip6h->hop_limit != FARMLB_ND_HOP_LIMIT || ns->code != 0) {
+		/* RFC 4861 §7.1.1: invalid, a receiver discards it. */
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_MALFORMED);
+		return 1;
+	}
+	__builtin_memcpy(req.saddr, ip6h->saddr.s6_addr, 16);
+	if (*(__u64 *)req.saddr == 0 && *(__u64 *)(req.saddr + 8) == 0) {
+		/* Duplicate address detection: answering would make the sender give the VIP up. */
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_ARP_DAD);
+		return 1;
+	}
+	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
+	if (!cfg)
+		return 1;
+	mac_copy(req_mac, eth->h_source);
+	if (!solicit_decide(ctx, v, ctl, cfg, slot, vip, &req, req_mac, announce, link))
+		return 1;
+
+	/* The advertisement, checksummed on the stack before the frame is touched. */
+	__builtin_memcpy(na.saddr, vkey.addr, 16);
+	__builtin_memcpy(na.daddr, req.saddr, 16);
+	na.len = bpf_htonl(FARMLB_NA_LEN);
+	na.nexthdr = IPPROTO_ICMPV6;
+	na.na.msg.type = ICMPV6_NA;
+	na.na.msg.flags[0] = FARMLB_NA_FLAGS_SO;
+	__builtin_memcpy(na.na.msg.target, vkey.addr, 16);
+	na.na.opt.type = FARMLB_ND_OPT_TLLA;
+	na.na.opt.len = 1;
+	mac_copy(na.na.opt.mac, announce);
+	na.na.msg.checksum = farmlb_na_checksum(&na);
+
+	delta = (int)(l3off + sizeof(struct ipv6hdr) + FARMLB_NA_LEN) - (int)(data_end - data);
+	if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta)) {
+		/* No tailroom (never seen: drivers leave room for skb_shared_info). */
+		v->bucket_stat = FARMLB_NO_BUCKET;
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_MALFORMED);
+		return 1;
+	}
+	/* adjust_tail invalidates every packet pointer: derive them again. */
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (l3off > ETH_HLEN + 2 * sizeof(struct vlan_hdr))
+		return 1;
+	eth = data;
+	ip6h = data + l3off;
+	if ((void *)(ip6h + 1) + FARMLB_NA_LEN > data_end || (void *)(eth + 1) > data_end) {
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_MALFORMED);
+		return 1;
+	}
+	mac_copy(eth->h_dest, req_mac);
+	mac_copy(eth->h_source, link);
+	ip6h->payload_len = bpf_htons(FARMLB_NA_LEN);
+	ip6h->nexthdr = IPPROTO_ICMPV6;
+	ip6h->hop_limit = FARMLB_ND_HOP_LIMIT;
+	__builtin_memcpy(ip6h->saddr.s6_addr, na.saddr, 16);
+	__builtin_memcpy(ip6h->daddr.s6_addr, na.daddr, 16);
+	__builtin_memcpy((void *)(ip6h + 1), &na.na, FARMLB_NA_LEN);
+	return 1;
+}
+
+/* ICMP error to a VIP (docs/datapath.md §10): the quoted packet is one this farm sent, VIP →
+ * client. Fills the rule key (VIP, quoted protocol, quoted source port) and the criterion
+ * bytes (the quoted destination: the client's address and port). 0 when it cannot be parsed:
+ * truncated, not TCP/UDP, a later fragment, or not from the VIP the error is addressed to. */
+static __always_inline int quoted_flow_v4(void *icmp, void *data_end, struct farmlb_rule_key *rkey,
+					  struct flow_bytes *flow)
+{
+	struct iphdr *q = icmp + FARMLB_ICMP_ERR_HLEN;
+	struct udphdr *ports;
+	__u32 qlen;
+
+	if ((void *)(q + 1) > data_end)
+		return 0;
+	if (q->version != 4 || q->ihl < 5 || (q->frag_off & bpf_htons(FARMLB_IP_OFFSET_MASK)))
+		return 0;
+	if (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP)
+		return 0;
+	if (q->saddr != *(__u32 *)rkey->addr)
+		return 0;
+	qlen = q->ihl * 4;
+	ports = (void *)q + qlen;
+	if ((void *)ports + FARMLB_QUOTED_L4_LEN > data_end)
+		return 0;
+	rkey->proto = q->protocol;
+	rkey->port = ports->source;
+	__builtin_memcpy(flow->saddr, &q->daddr, 4);
+	__builtin_memcpy(flow->sport, &ports->dest, 2);
+	return 1;
+}
+
+static __always_inline int quoted_flow_v6(void *icmp, void *data_end, struct farmlb_rule_key *rkey,
+					  struct flow_bytes *flow)
+{
+	struct ipv6hdr *q = icmp + FARMLB_ICMP_ERR_HLEN;
+	struct udphdr *ports = (void *)(q + 1);
+
+	if ((void *)ports + FARMLB_QUOTED_L4_LEN > data_end)
+		return 0;
+	/* Extension headers in the quote are not walked: such a quote counts as unparseable. */
+	if (q->version != 6 || (q->nexthdr != IPPROTO_TCP && q->nexthdr != IPPROTO_UDP))
+		return 0;
+	if (!addr6_equal(q->saddr.s6_addr, rkey->addr))
+		return 0;
+	rkey->proto = q->nexthdr;
+	rkey->port = ports->source;
+	__builtin_memcpy(flow->saddr, q->daddr.s6_addr, 16);
+	__builtin_memcpy(flow->sport, &ports->dest, 2);
+	return 1;
+}
+
+static __always_inline struct farmlb_rule *resolved_rule(struct farmlb_rule_key *rkey, __be16 dport)
+{
+	struct farmlb_rule *rule;
+
+	/* Step 4 on the resolved table: the entry for the destination port already is the
+	 * winner of the four-key precedence (on_ipid skipped for IPv6 VIPs), and the VIP's "any
+	 * port" entry the winner for every port no rule names. */
+	rkey->port = dport;
+	rule = bpf_map_lookup_elem(&farmlb_rules, rkey);
+	if (!rule) {
+		rkey->port = FARMLB_PORT_ANY;
+		rule = bpf_map_lookup_elem(&farmlb_rules, rkey);
+	}
+	return rule;
 }
 
 SEC("xdp")
@@ -216,6 +607,7 @@ int farmlb_xdp(struct xdp_md *ctx)
 	};
 	struct hdr_cursor nh = { .pos = data };
 	struct farmlb_rule_key rkey = {};
+	struct farmlb_slot_cfg *cfg;
 	struct farmlb_rule *rule;
 	struct farmlb_ctl *ctl;
 	struct farmlb_vip *vip;
@@ -223,13 +615,18 @@ int farmlb_xdp(struct xdp_md *ctx)
 	struct iphdr *iph = NULL;
 	struct ipv6hdr *ip6h = NULL;
 	struct flow_bytes flow = {};
-	__u32 key0 = 0, slot, group, criterion;
+	__u32 key0 = 0, slot, group, criterion, mode = FARMLB_MODE_INVISIBLE;
 	int eth_type, proto, is_v6;
-	__u8 icmp_type;
+	__u8 icmp_type, owner = FARMLB_NODE_NONE;
+	__u64 len = data_end - data;
 
 	eth_type = parse_ethhdr(&nh, data_end, &eth);
 	if (eth_type < 0)
 		goto out;
+	if (eth_type == bpf_htons(ETH_P_ARP)) {
+		handle_arp(ctx, &v, eth, nh.pos, data_end);
+		goto out;
+	}
 	if (eth_type != bpf_htons(ETH_P_IP) && eth_type != bpf_htons(ETH_P_IPV6))
 		goto out;
 
@@ -264,8 +661,16 @@ int farmlb_xdp(struct xdp_md *ctx)
 	} else {
 		if (parse_ip6hdr_fixed(&nh, data_end, &ip6h) < 0)
 			goto out;
+		/* A solicitation goes to the target's solicited-node address or to the target
+		 * itself: both end in the target's last three bytes, so the prefilter on the
+		 * destination lets every solicitation for a VIP through. */
 		if (!vip_filter_may_match(slot, ip6h->daddr.s6_addr[14], ip6h->daddr.s6_addr[15]))
 			goto out;
+		if (ip6h->version == 6 && ip6h->nexthdr == IPPROTO_ICMPV6 && (void *)(ip6h + 1) + 1 <= data_end &&
+		    *(__u8 *)(ip6h + 1) == ICMPV6_NS) {
+			if (handle_ns(ctx, &v, ctl, slot, (void *)ip6h - data))
+				goto out;
+		}
 		rkey.family = 6;
 		__builtin_memcpy(rkey.addr, &ip6h->daddr, 16);
 
@@ -292,20 +697,13 @@ int farmlb_xdp(struct xdp_md *ctx)
 			goto malformed;
 		__builtin_memcpy(flow.sport, &ports->source, 2);
 
-		/* Step 4 on the resolved table: the entry for the destination port already is
-		 * the winner of the four-key precedence (on_ipid skipped for IPv6 VIPs), and the
-		 * VIP's "any port" entry the winner for every port no rule names. */
 		rkey.proto = proto;
-		rkey.port = ports->dest;
-		rule = bpf_map_lookup_elem(&farmlb_rules, &rkey);
-		if (!rule) {
-			rkey.port = FARMLB_PORT_ANY;
-			rule = bpf_map_lookup_elem(&farmlb_rules, &rkey);
-		}
+		rule = resolved_rule(&rkey, ports->dest);
 		if (!rule)
 			goto no_rule;
 		group = rule->group;
 		criterion = rule->criterion;
+		mode = rule->mode;
 	} else if ((proto == IPPROTO_ICMP && !is_v6) || (proto == IPPROTO_ICMPV6 && is_v6)) {
 		vip = find_vip(&rkey);
 		if (!vip)
@@ -313,17 +711,27 @@ int farmlb_xdp(struct xdp_md *ctx)
 		if (nh.pos + FARMLB_ICMP_MIN_LEN > data_end)
 			goto drop_malformed;
 		icmp_type = *(__u8 *)nh.pos;
+		mode = vip->mode;
 		if (icmp_type == (is_v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO_REQUEST)) {
 			group = vip->icmp_group;
 			criterion = FARMLB_CRIT_ADDR;
-		} else if (!is_v6 && (icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED ||
-				      icmp_type == ICMP_PARAMETER_PROB)) {
-			set_verdict(&v, XDP_PASS, FARMLB_R_PASS_CONTROL);
-			goto out;
-		} else if (is_v6 && ((icmp_type >= ICMPV6_DEST_UNREACH && icmp_type <= ICMPV6_PARAMPROB) ||
-				     (icmp_type >= ICMPV6_ND_FIRST && icmp_type <= ICMPV6_ND_LAST))) {
-			set_verdict(&v, XDP_PASS, FARMLB_R_PASS_CONTROL);
-			goto out;
+		} else if ((!is_v6 && (icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED ||
+				       icmp_type == ICMP_PARAMETER_PROB)) ||
+			   (is_v6 && icmp_type >= ICMPV6_DEST_UNREACH && icmp_type <= ICMPV6_PARAMPROB)) {
+			/* An error follows the flow it quotes; what cannot be tied to one
+			 * passes on every node. */
+			if (!(is_v6 ? quoted_flow_v6(nh.pos, data_end, &rkey, &flow)
+				    : quoted_flow_v4(nh.pos, data_end, &rkey, &flow)))
+				goto control;
+			rule = resolved_rule(&rkey, rkey.port);
+			if (!rule || rule->criterion == FARMLB_CRIT_IPID)
+				goto control;
+			group = rule->group;
+			criterion = rule->criterion;
+		} else if (is_v6 && icmp_type >= ICMPV6_ND_FIRST && icmp_type <= ICMPV6_ND_LAST) {
+			if (icmp_type == ICMPV6_NS && nh.pos + sizeof(struct farmlb_nd_msg) > data_end)
+				goto drop_malformed;
+			goto control;
 		} else {
 			set_verdict(&v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
 			goto out;
@@ -332,17 +740,33 @@ int farmlb_xdp(struct xdp_md *ctx)
 		goto no_rule;
 	}
 
-	decide_by_bucket(&v, ctl, slot, group, criterion, &flow);
+	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
+	if (!cfg) /* slot < FARMLB_SLOTS: an array lookup that cannot miss */
+		goto out;
+	decide_by_bucket(&v, ctl, cfg, slot, group, criterion, &flow, &owner);
+	deliver(ctx, &v, ctl, cfg, slot, mode, eth, owner);
 	goto out;
 
 	/* VIP-only verdicts: each confirms the VIP first (see step 2 above). */
+control:
+	set_verdict(&v, XDP_PASS, FARMLB_R_PASS_CONTROL);
+	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
+	if (cfg)
+		vmac_to_iface(ctx, eth, cfg, mode);
+	goto out;
+
 fragment:
-	if (!find_vip(&rkey))
+	vip = find_vip(&rkey);
+	if (!vip)
 		goto out;
-	if (lease_valid(ctl))
+	if (lease_valid(ctl)) {
 		set_verdict(&v, XDP_PASS, FARMLB_R_PASS_FRAGMENT);
-	else
+		cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
+		if (cfg)
+			vmac_to_iface(ctx, eth, cfg, vip->mode);
+	} else {
 		set_verdict(&v, XDP_DROP, FARMLB_R_DROP_LEASE);
+	}
 	goto out;
 
 no_rule:
@@ -357,7 +781,9 @@ malformed:
 drop_malformed:
 	set_verdict(&v, XDP_DROP, FARMLB_R_DROP_MALFORMED);
 out:
-	return record(&v, data_end - data);
+	return record(&v, len);
 }
+
+#include "farmlb_egress.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -34,6 +34,14 @@
  * value at four bytes and leaves 0xff for "no owner". */
 #define FARMLB_MAX_NODES 64
 #define FARMLB_NODE_NONE 0xff
+/* Interfaces one program instance can be attached to (farmlb_ifaces entries). */
+#ifndef FARMLB_MAX_IFACES
+#define FARMLB_MAX_IFACES 64
+#endif
+/* Requesters remembered for arpreroute (farmlb_requesters, an LRU: the oldest go first). */
+#ifndef FARMLB_REQUESTERS_ENTRIES
+#define FARMLB_REQUESTERS_ENTRIES 16384
+#endif
 #define FARMLB_GROUP_NONE 0xff
 /* vip_id of a rule whose virtual_addr is "*". */
 #define FARMLB_VIP_ANY 0xffff
@@ -83,7 +91,12 @@ enum farmlb_reason {
 	FARMLB_R_DROP_NO_RULE = 5,   /* VIP traffic no rule covers (SafeKit denies it) */
 	FARMLB_R_DROP_LEASE = 6,     /* owned, but the kernel lease has run out */
 	FARMLB_R_DROP_MALFORMED = 7, /* to a VIP, but a header is truncated or invalid */
-	FARMLB_R_MAX = 8,
+	FARMLB_R_TX_ARP_REPLY = 8,   /* this node answered an ARP request / neighbour solicitation for a VIP */
+	FARMLB_R_DROP_ARP_NOT_MINE = 9, /* another node answers this ARP request / solicitation */
+	FARMLB_R_TX_FORWARD = 10,    /* vmac_directed: sent on to the bucket's owner (XDP_TX) */
+	FARMLB_R_DROP_ARP_DAD = 11,  /* ARP probe / DAD solicitation (requester 0.0.0.0 or ::): never answered */
+	FARMLB_R_DROP_NO_IFACE = 12, /* an answer or a forward was due, but farmlb_ifaces has no MAC for the interface */
+	FARMLB_R_MAX = 13,
 };
 
 /* farmlb_ctl: ARRAY, one entry, key __u32 0. Written by the daemon only. */
@@ -99,7 +112,7 @@ struct farmlb_slot_cfg {
 	__u32 hash_seed;  /* host; jhash initval, identical on every node of a farm */
 	__u8 self_node;   /* this node's id, FARMLB_NODE_NONE when not in the cluster */
 	__u8 _pad0[3];
-	__u8 vmac[6];     /* virtual MAC of vmac_invisible (used from issue 4 on) */
+	__u8 vmac[6];     /* virtual MAC of vmac_invisible: what ARP/NS answers announce */
 	__u8 _pad1[2];
 };
 
@@ -118,6 +131,9 @@ struct farmlb_vip {
 	__u16 vip_id;     /* host; index of the VIP in userconfig.xml, file order */
 	__u8 icmp_group;  /* first group (file order) whose rules cover this VIP, or FARMLB_GROUP_NONE */
 	__u8 mode;        /* enum farmlb_mode of the VIP's <virtual_interface> */
+	__u8 arp_group;   /* group of the proto="arp" rule covering this VIP (a VIP-specific rule beats '*'),
+			   * or FARMLB_GROUP_NONE; decides who answers ARP/NS in vmac_directed */
+	__u8 _pad0[3];
 };
 
 /* farmlb_rules: HASH, key farmlb_rule_key, value farmlb_rule. The *resolved* rule table:
@@ -140,7 +156,10 @@ struct farmlb_rule_key {
 struct farmlb_rule {
 	__u8 group;     /* index of the rule's <group>, file order */
 	__u8 criterion; /* enum farmlb_criterion */
-	__u8 _pad0[2];
+	__u8 mode;      /* farmlb_rules only: enum farmlb_mode of the entry's VIP, so a packet decided by
+			 * the resolved table knows whether to forward without a farmlb_vips lookup;
+			 * 0 in farmlb_rule_specs */
+	__u8 _pad0;
 };
 
 /* farmlb_rule_specs: HASH, key farmlb_rule_spec_key, value farmlb_rule. The rules as the
@@ -180,6 +199,59 @@ struct farmlb_bucket {
 	__u8 _pad0;
 };
 
+/* farmlb_nodes: ARRAY, FARMLB_SLOTS * FARMLB_MAX_NODES entries, key slot * FARMLB_MAX_NODES +
+ * node id. The MAC of each farm node on the LAN of the VIP interface: where vmac_directed
+ * forwards a packet another node owns. */
+#define FARMLB_NODE_F_KNOWN 0x01 /* mac is valid; without it the node cannot be forwarded to */
+struct farmlb_node {
+	__u8 mac[6];
+	__u8 flags; /* FARMLB_NODE_F_* */
+	__u8 _pad0;
+};
+
+/* farmlb_node_macs: HASH, key farmlb_mac_key, value farmlb_node_ref, FARMLB_SLOTS *
+ * FARMLB_MAX_NODES entries. "Is this source MAC a farm node?": a frame from a node was
+ * forwarded already and is never forwarded again (no loops). Read on the forwarding path only. */
+struct farmlb_mac_key {
+	__u8 slot;
+	__u8 _pad0;
+	__u8 mac[6];
+};
+
+struct farmlb_node_ref {
+	__u8 node; /* node id */
+	__u8 _pad0[3];
+};
+
+/* farmlb_ifaces: HASH, key __u32 ifindex (host), value farmlb_iface, FARMLB_MAX_IFACES entries.
+ * The MAC of each interface the program is attached to (XDP has no helper to read it): the
+ * source of every frame the program transmits and the destination it gives VMAC frames it
+ * passes. Written by the daemon before it attaches, removed after it detaches. Not slotted. */
+struct farmlb_iface {
+	__u8 mac[6];
+	__u8 _pad0[2];
+};
+
+/* farmlb_requesters: LRU_HASH, key farmlb_requester_key, value farmlb_requester,
+ * FARMLB_REQUESTERS_ENTRIES entries. Every ARP request / neighbour solicitation for a VIP
+ * this node sees (whoever answers it; probes and DAD excepted) records its requester, so
+ * that when buckets of the arp group move, the new owner can tell exactly the clients of the
+ * moved buckets where the VIP now is (arpreroute). Written by the program, read by the daemon. */
+struct farmlb_requester_key {
+	__u8 family;   /* 4 or 6 */
+	__u8 _pad0[3];
+	__u8 addr[16]; /* network; the requester's address, IPv4 in the first 4 bytes, the rest zero */
+};
+
+struct farmlb_requester {
+	__u64 last_seen_ns; /* host; CLOCK_MONOTONIC (bpf_ktime_get_ns()) of the last request */
+	__u8 mac[6];        /* the request's Ethernet source: where a unicast reply goes */
+	__u8 group;         /* the group that decided who answers (FARMLB_GROUP_NONE: every node or none) */
+	__u8 bucket;        /* bucket of the requester's address (hash as on_addr, slot seed) */
+	__u16 vip_id;       /* host; the VIP asked for */
+	__u8 _pad0[6];
+};
+
 /* farmlb_lease_clock: PERCPU_ARRAY, one entry, key __u32 0. Written by the program only:
  * this CPU's last reading of the lease clock and the jiffies value it was read at, so that
  * the clock helper runs once per tick per CPU instead of once per packet (see
@@ -200,8 +272,9 @@ struct farmlb_counter {
 /* farmlb_bucket_stats: PERCPU_ARRAY, FARMLB_MAX_GROUPS * FARMLB_NBUCKETS entries,
  * key group * FARMLB_NBUCKETS + bucket. Not slotted: counters survive a reload. */
 struct farmlb_bucket_counter {
-	__u64 accepted; /* host; packets this node passed for the bucket */
-	__u64 dropped;  /* host; packets dropped (not owned, or lease out) */
+	__u64 accepted; /* host; packets this node passed for the bucket, and ARP/NS it answered */
+	__u64 dropped;  /* host; everything else the bucket decided: dropped (not owned, lease out,
+			 * another node answers the ARP/NS) or forwarded to the owner (TX_FORWARD) */
 };
 
 #define FARMLB_BUCKET_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS)
@@ -214,6 +287,12 @@ struct farmlb_bucket_counter {
 #define FARMLB_RESOLVED_RULES_PER_SLOT (FARMLB_MAX_VIPS * (FARMLB_MAX_RULES + 1))
 #define FARMLB_RULES_ENTRIES (FARMLB_SLOTS * FARMLB_RESOLVED_RULES_PER_SLOT)
 #define FARMLB_RULE_SPECS_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_RULES)
+#define FARMLB_NODES_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_NODES)
+
+/* The tc egress filter (farmlb_egress) on clsact egress: a fixed handle and priority, so
+ * attaching again replaces it in place and detaching removes ours and nothing else. */
+#define FARMLB_TC_HANDLE 0x666c62U  /* "flb" */
+#define FARMLB_TC_PRIORITY 0x666c
 
 #ifdef __cplusplus
 #define FARMLB_STATIC_ASSERT static_assert
@@ -223,7 +302,13 @@ struct farmlb_bucket_counter {
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_ctl) == 16, "farmlb_ctl layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_slot_cfg) == 16, "farmlb_slot_cfg layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip_key) == 20, "farmlb_vip_key layout");
-FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip) == 4, "farmlb_vip layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip) == 8, "farmlb_vip layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_node) == 8, "farmlb_node layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_mac_key) == 8, "farmlb_mac_key layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_node_ref) == 4, "farmlb_node_ref layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_iface) == 8, "farmlb_iface layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_requester_key) == 20, "farmlb_requester_key layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_requester) == 24, "farmlb_requester layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule_key) == 24, "farmlb_rule_key layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule_spec_key) == 8, "farmlb_rule_spec_key layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip_filter) == FARMLB_VIP_FILTER_BITS / 8, "farmlb_vip_filter layout");

@@ -62,6 +62,34 @@ struct {
 } farmlb_buckets SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FARMLB_NODES_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct farmlb_node);
+} farmlb_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FARMLB_NODES_ENTRIES);
+	__type(key, struct farmlb_mac_key);
+	__type(value, struct farmlb_node_ref);
+} farmlb_node_macs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FARMLB_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct farmlb_iface);
+} farmlb_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FARMLB_REQUESTERS_ENTRIES);
+	__type(key, struct farmlb_requester_key);
+	__type(value, struct farmlb_requester);
+} farmlb_requesters SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);

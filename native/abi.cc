@@ -59,7 +59,9 @@ Napi::Object AbiLayout(Napi::Env env) {
   ABI_STRUCT(farmlb_vip)
       .ABI_FIELD(farmlb_vip, vip_id)
       .ABI_FIELD(farmlb_vip, icmp_group)
-      .ABI_FIELD(farmlb_vip, mode);
+      .ABI_FIELD(farmlb_vip, mode)
+      .ABI_FIELD(farmlb_vip, arp_group)
+      .ABI_FIELD(farmlb_vip, _pad0);
   ABI_STRUCT(farmlb_rule_key)
       .ABI_FIELD(farmlb_rule_key, slot)
       .ABI_FIELD(farmlb_rule_key, family)
@@ -79,7 +81,33 @@ Napi::Object AbiLayout(Napi::Env env) {
   ABI_STRUCT(farmlb_rule)
       .ABI_FIELD(farmlb_rule, group)
       .ABI_FIELD(farmlb_rule, criterion)
+      .ABI_FIELD(farmlb_rule, mode)
       .ABI_FIELD(farmlb_rule, _pad0);
+  ABI_STRUCT(farmlb_node)
+      .ABI_FIELD(farmlb_node, mac)
+      .ABI_FIELD(farmlb_node, flags)
+      .ABI_FIELD(farmlb_node, _pad0);
+  ABI_STRUCT(farmlb_mac_key)
+      .ABI_FIELD(farmlb_mac_key, slot)
+      .ABI_FIELD(farmlb_mac_key, _pad0)
+      .ABI_FIELD(farmlb_mac_key, mac);
+  ABI_STRUCT(farmlb_node_ref)
+      .ABI_FIELD(farmlb_node_ref, node)
+      .ABI_FIELD(farmlb_node_ref, _pad0);
+  ABI_STRUCT(farmlb_iface)
+      .ABI_FIELD(farmlb_iface, mac)
+      .ABI_FIELD(farmlb_iface, _pad0);
+  ABI_STRUCT(farmlb_requester_key)
+      .ABI_FIELD(farmlb_requester_key, family)
+      .ABI_FIELD(farmlb_requester_key, _pad0)
+      .ABI_FIELD(farmlb_requester_key, addr);
+  ABI_STRUCT(farmlb_requester)
+      .ABI_FIELD(farmlb_requester, last_seen_ns)
+      .ABI_FIELD(farmlb_requester, mac)
+      .ABI_FIELD(farmlb_requester, group)
+      .ABI_FIELD(farmlb_requester, bucket)
+      .ABI_FIELD(farmlb_requester, vip_id)
+      .ABI_FIELD(farmlb_requester, _pad0);
   ABI_STRUCT(farmlb_bucket)
       .ABI_FIELD(farmlb_bucket, owner)
       .ABI_FIELD(farmlb_bucket, prev_owner)
@@ -105,6 +133,12 @@ Napi::Object AbiConstants(Napi::Env env) {
   ABI_CONST(FARMLB_MAX_VIPS);
   ABI_CONST(FARMLB_MAX_RULES);
   ABI_CONST(FARMLB_MAX_NODES);
+  ABI_CONST(FARMLB_MAX_IFACES);
+  ABI_CONST(FARMLB_REQUESTERS_ENTRIES);
+  ABI_CONST(FARMLB_NODES_ENTRIES);
+  ABI_CONST(FARMLB_NODE_F_KNOWN);
+  ABI_CONST(FARMLB_TC_HANDLE);
+  ABI_CONST(FARMLB_TC_PRIORITY);
   ABI_CONST(FARMLB_NODE_NONE);
   ABI_CONST(FARMLB_GROUP_NONE);
   ABI_CONST(FARMLB_VIP_ANY);
@@ -124,6 +158,11 @@ Napi::Object AbiConstants(Napi::Env env) {
   ABI_CONST(FARMLB_R_DROP_NO_RULE);
   ABI_CONST(FARMLB_R_DROP_LEASE);
   ABI_CONST(FARMLB_R_DROP_MALFORMED);
+  ABI_CONST(FARMLB_R_TX_ARP_REPLY);
+  ABI_CONST(FARMLB_R_DROP_ARP_NOT_MINE);
+  ABI_CONST(FARMLB_R_TX_FORWARD);
+  ABI_CONST(FARMLB_R_DROP_ARP_DAD);
+  ABI_CONST(FARMLB_R_DROP_NO_IFACE);
   ABI_CONST(FARMLB_R_MAX);
   ABI_CONST(FARMLB_BUCKET_ENTRIES);
   ABI_CONST(FARMLB_BUCKET_STATS_ENTRIES);

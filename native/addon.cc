@@ -6,6 +6,7 @@
 #include "map.h"
 #include "object.h"
 #include "rawsock.h"
+#include "tc.h"
 #include "xdp.h"
 
 #include <bpf/bpf.h>
@@ -62,6 +63,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("xdpAttach", Napi::Function::New<XdpAttach>(env, "xdpAttach"));
   exports.Set("xdpDetach", Napi::Function::New<XdpDetach>(env, "xdpDetach"));
   exports.Set("xdpQuery", Napi::Function::New<XdpQuery>(env, "xdpQuery"));
+  exports.Set("tcAttachEgress", Napi::Function::New<TcAttachEgress>(env, "tcAttachEgress"));
+  exports.Set("tcDetachEgress", Napi::Function::New<TcDetachEgress>(env, "tcDetachEgress"));
+  exports.Set("ifaceMac", Napi::Function::New<IfaceMac>(env, "ifaceMac"));
   exports.Set("openRawSocket", Napi::Function::New<OpenRawSocket>(env, "openRawSocket"));
   exports.Set("ifindex", Napi::Function::New<IfIndex>(env, "ifindex"));
   exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));

@@ -227,6 +227,10 @@ export const ERRORS = {
     message: 'farmlb run needs --cluster FILE',
     hint: 'pass the SafeKit cluster.xml listing the farm nodes',
   },
+  FARMLB_E_RUN_RELOAD_NEEDS_RESTART: {
+    message: 'reload refused: {detail}; the daemon keeps serving the previous configuration',
+    hint: 'a reload (SIGHUP) changes powers, rules, groups and arpreroute settings; restart farmlb run to change interfaces, VIPs, VMAC modes or the cluster\'s nodes',
+  },
   // --- net (src/net/) ----------------------------------------------------------
   FARMLB_E_NET_IP: {
     message: '{command} failed: {detail}',
@@ -323,6 +327,14 @@ export const ERRORS = {
   FARMLB_E_XDP_DETACH: {
     message: 'cannot detach the XDP program: {detail}',
     hint: 'needs root; ip link set dev IFACE xdp off removes it by hand',
+  },
+  FARMLB_E_TC_ATTACH: {
+    message: 'cannot attach the tc egress program: {detail}',
+    hint: 'needs root (CAP_NET_ADMIN); `tc filter show dev IFACE egress` shows what is attached',
+  },
+  FARMLB_E_TC_DETACH: {
+    message: 'cannot detach the tc egress program: {detail}',
+    hint: 'needs root; `tc filter del dev IFACE egress` removes it by hand',
   },
   FARMLB_E_XDP_QUERY: {
     message: 'cannot query the XDP program of an interface: {detail}',

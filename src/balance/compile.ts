@@ -48,6 +48,23 @@ export function icmpGroupOf(farm: FarmConfig, vip: VirtualAddr): number {
   return group ? group.index : GROUP_NONE;
 }
 
+/**
+ * The group of the proto="arp" rule covering the VIP: a rule naming the VIP beats a '*' one,
+ * then the first in file order; GROUP_NONE when no arp rule covers it (vmac_directed: every
+ * node answers ARP/NS for it).
+ */
+export function arpGroupOf(farm: FarmConfig, vip: VirtualAddr): number {
+  let wildcard = GROUP_NONE;
+  for (const group of farm.groups) {
+    for (const rule of group.rules) {
+      if (rule.proto !== 'arp') continue;
+      if (rule.vip !== '*' && sameAddr(rule.vip, vip.addr)) return group.index;
+      if (rule.vip === '*' && wildcard === GROUP_NONE) wildcard = group.index;
+    }
+  }
+  return wildcard;
+}
+
 function vipMode(farm: FarmConfig, vip: VirtualAddr): VmacMode {
   const iface = farm.interfaces.find((i) => i.addrs.some((a) => a.id === vip.id));
   return iface?.type ?? 'vmac_invisible';
@@ -56,7 +73,15 @@ function vipMode(farm: FarmConfig, vip: VirtualAddr): VmacMode {
 function compileVip(farm: FarmConfig, vip: VirtualAddr): CompiledVip {
   const bytes = addrBytes16(vip.addr);
   if (!bytes) throw new FarmlbError('FARMLB_E_INTERNAL', { detail: `VIP ${vip.addr} is not a literal address` });
-  return { id: vip.id, family: vip.family, addr: vip.addr, addrBytes: bytes, icmpGroup: icmpGroupOf(farm, vip), mode: vipMode(farm, vip) };
+  return {
+    id: vip.id,
+    family: vip.family,
+    addr: vip.addr,
+    addrBytes: bytes,
+    icmpGroup: icmpGroupOf(farm, vip),
+    arpGroup: arpGroupOf(farm, vip),
+    mode: vipMode(farm, vip),
+  };
 }
 
 function vipIdOf(farm: FarmConfig, rule: Rule): number {
@@ -108,6 +133,8 @@ export function compileTables(
     vips: farm.vips.map((v) => compileVip(farm, v)),
     rules: compileRules(farm),
     buckets,
+    // Learnt on the LAN, not configured: the daemon fills them in before apply().
+    nodeMacs: nodes.map(() => null),
   };
 }
 

@@ -6,21 +6,31 @@
 // Order matters for safety (docs/net.md): the program is attached before the VIP alias is
 // added and detached only after the alias is gone, so the kernel never holds the VIP
 // without the filter in front of it (it would accept every flow).
-//   start: program attached (lease set) → sysctls, promiscuous mode → VIP aliases →
-//          whatever a killed run left and this config no longer wants, undone.
-//   stop:  aliases removed → lease revoked → sysctls, promiscuous mode restored →
-//          program detached → pins removed → the state record removed.
+//   start: node MACs resolved → tables applied, program attached (lease set) → sysctls,
+//          promiscuous mode → tc egress NS guard (IPv6) → VIP aliases → whatever a killed
+//          run left and this config no longer wants, undone → arpreroute for the buckets
+//          this node took.
+//   stop:  arpreroute and MAC resolution stopped → aliases removed → lease revoked →
+//          tc egress guard detached → sysctls, promiscuous mode restored → program
+//          detached → pins removed → the state record removed.
+// SIGHUP reloads the configuration files: new powers, rules and arpreroute settings are
+// applied in place (tables swapped atomically, arpreroute for the buckets that moved here);
+// a change of interfaces, VIPs, modes or nodes needs a restart and is refused.
 // Every change is recorded in <run-dir>/netstate.json before it is made (src/net/setup.ts),
 // so a restart after SIGKILL adopts what was left instead of leaking it.
 
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { ClusterConfig, FarmConfig, VmacMode } from '../config/types.js';
+import { loadConfigs } from '../config/index.js';
 import { compileTables, staticTable } from '../balance/compile.js';
 import { XdpDataplane, unpinDir } from '../dataplane/xdp.js';
 import { loadNative } from '../dataplane/native.js';
+import type { DataplaneTables } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
-import { findInterfaceForVip, listAddrs } from '../net/ip.js';
+import { ArpReroute, type ArpRerouteStats, type RerouteInterface } from '../net/arpreroute.js';
+import { findInterfaceForVip, linkKind, listAddrs } from '../net/ip.js';
+import { linkMac, NodeMacResolver, type NeighbourSystem } from '../net/neighbours.js';
 import type { RecordedXdp } from '../net/netstate.js';
 import { NetSetup, type InterfacePlan, type NetPlan } from '../net/setup.js';
 import { namesFile, type InstancePaths } from '../paths.js';
@@ -34,6 +44,10 @@ export interface StaticDaemonOptions {
   /** How long the kernel accepts VIP traffic without a renewal. */
   leaseMs: number;
   log: Logger;
+  /** Reload the configuration files on SIGHUP (default true). */
+  reloadOnSighup?: boolean;
+  /** For tests: how peers' MACs are found. */
+  neighbours?: NeighbourSystem;
 }
 
 interface BoundVip {
@@ -50,35 +64,64 @@ export class StaticDaemon {
   private net: NetSetup | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
+  private farm: FarmConfig;
+  private plan: NetPlan | undefined;
+  private resolver: NodeMacResolver | undefined;
+  private reroute: ArpReroute | undefined;
+  /** Table changes one at a time (reload, a node's MAC learnt). */
+  private tableQueue: Promise<void> = Promise.resolve();
+  private readonly onSighup = () => {
+    this.reload().catch((err) => this.opts.log.error({ err, event: 'reload_failed' }, 'reload failed; the previous configuration stays'));
+  };
 
-  constructor(private readonly opts: StaticDaemonOptions) {}
+  constructor(private readonly opts: StaticDaemonOptions) {
+    this.farm = opts.farm;
+  }
 
   async start(): Promise<void> {
-    const { farm, cluster, node, paths, log } = this.opts;
+    const { cluster, node, paths, log } = this.opts;
+    const farm = this.farm;
     if (!cluster.nodes.includes(node)) {
       throw new FarmlbError('FARMLB_E_RUN_NODE_UNKNOWN', { node, file: cluster.file, nodes: cluster.nodes.join(', ') });
     }
-    const tables = compileTables(farm, cluster, staticTable(farm, cluster), node);
-    const plan = planNetwork(await this.resolveInterfaces());
+    const bound = await this.resolveInterfaces(farm);
+    const plan = (this.plan = planNetwork(bound));
+    let tables = compileTables(farm, cluster, staticTable(farm, cluster), node);
 
     try {
+      // Before the first apply: a directed node forwards to its peers' MACs from the first packet.
+      this.resolver = this.makeResolver(plan);
+      if (this.resolver) {
+        await this.resolver.resolve();
+        tables = withNodeMacs(tables, this.resolver.macs());
+      }
       const net = (this.net = await NetSetup.open({ runDir: paths.runDir, log: log.child({ room: 'net' }) }));
       await net.recordPinDir(paths.pinDir);
       this.dp = await XdpDataplane.open({ pinDir: paths.pinDir, reusePins: true, log: log.child({ room: 'dataplane' }) });
+      // What a killed run left in the pinned maps: the buckets this node already served need no reroute.
+      const adopted = this.dp.tables();
       await this.dp.apply(tables);
       await this.renewLease();
       const progId = this.dp.programId();
-      for (const { ifname } of plan.interfaces) {
+      for (const { ifname, mode: vmacMode } of plan.interfaces) {
+        const xdpMode = await chooseXdpMode(ifname, vmacMode, this.opts.xdpMode, log);
         // A program a killed run left on this interface is swapped atomically (XDP_FLAGS_REPLACE).
         await net.attaching(ifname, progId);
-        const mode = await this.dp.attach(ifname, this.opts.xdpMode);
+        const mode = await this.dp.attach(ifname, xdpMode);
         await net.attached(ifname, progId);
         log.info({ event: 'xdp_attached', iface: ifname, mode: mode.mode, fallbackReason: mode.fallbackReason }, 'XDP program attached');
       }
       await net.configureInterfaces(plan);
-      // (The IPv6 NS-source guard, a tc egress program, goes here: before the VIPs exist.)
+      // The IPv6 NS-source guard: before the VIPs exist, so no NS from a VIP leaves with
+      // this node's MAC in it (docs/net.md).
+      for (const ifname of egressInterfaces(plan)) {
+        await net.attachingEgress(ifname);
+        await this.dp.attachEgress(ifname);
+        log.info({ event: 'egress_attached', iface: ifname }, 'tc egress NS guard attached');
+      }
       await net.addAliases(plan);
       const stale = await net.removeStale(plan, { progIds: [progId], pinDir: paths.pinDir });
+      for (const ifname of net.staleEgress(egressInterfaces(plan))) await this.detachEgress(ifname);
       for (const x of stale.xdp) await this.detachRecorded(x);
       for (const dir of stale.pinDirs) {
         unpinDir(dir);
@@ -97,6 +140,20 @@ export class StaticDaemon {
       this.renewTimer = setInterval(() => {
         this.renewLease().catch((err) => log.error({ err, event: 'lease_renew_failed' }, 'lease renewal failed'));
       }, renewEveryMs);
+      this.reroute = new ArpReroute({
+        requesters: () => this.dp!.requesters(),
+        openSocket: (ifname) => loadNative().openRawSocket(ifname),
+        log: log.child({ room: 'net', module: 'arpreroute' }),
+      });
+      this.reroute.configure(await this.rerouteInterfaces(farm, bound, tables));
+      // --static: this node (re)joins and takes its buckets now; after a killed run only
+      // those the adopted table did not already give it.
+      this.reroute.tablesChanged(adopted, tables);
+      this.resolver?.start((macs) => {
+        this.changeTables((current) => withNodeMacs(current, macs), 'node MAC changed').catch((err) =>
+          log.error({ err, event: 'tables_apply_failed' }, 'could not apply the new node MACs'));
+      });
+      if (this.opts.reloadOnSighup ?? true) process.on('SIGHUP', this.onSighup);
       log.info({ event: 'state', state: 'UP', node, module: paths.module, buckets: ownedCount(tables.buckets, tables.selfNode) },
         'serving the static table');
     } catch (err) {
@@ -111,9 +168,68 @@ export class StaticDaemon {
     return this.stopping;
   }
 
+  /** arpreroute counters (rounds, frames sent, send errors), for metrics. */
+  arprerouteStats(): ArpRerouteStats {
+    return this.reroute?.stats() ?? { rounds: 0, framesSent: 0, sendErrors: 0 };
+  }
+
+  /** The tables in force (node MACs filled in). */
+  tables(): DataplaneTables | undefined {
+    return this.dp?.tables();
+  }
+
+  /**
+   * Re-reads userconfig.xml and cluster.xml and applies what can change in place: powers,
+   * groups, rules, the hash seed, arpreroute settings. The bucket table is recomputed from
+   * scratch from the powers (every node computes the same one), and the buckets that moved
+   * to this node are announced (arpreroute). Anything else is refused with
+   * FARMLB_E_RUN_RELOAD_NEEDS_RESTART and the old configuration stays.
+   */
+  async reload(): Promise<void> {
+    const { log, node } = this.opts;
+    if (this.stopping || !this.dp || !this.plan) return;
+    log.info({ event: 'reload', config: this.farm.file }, 'reloading the configuration');
+    const { farm, cluster } = await loadConfigs({ config: this.farm.file, cluster: this.opts.cluster.file });
+    if (!cluster || cluster.nodes.join('\n') !== this.opts.cluster.nodes.join('\n')) {
+      throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', { detail: `the nodes of ${this.opts.cluster.file} changed` });
+    }
+    const bound = await this.resolveInterfaces(farm);
+    if (JSON.stringify(planNetwork(bound)) !== JSON.stringify(this.plan)) {
+      throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', { detail: 'interfaces, VIPs or VMAC modes changed' });
+    }
+    const fresh = compileTables(farm, cluster, staticTable(farm, cluster), node);
+    await this.changeTables((current) => withNodeMacs(fresh, current.nodeMacs), 'reload', async (next) => {
+      this.farm = farm;
+      this.reroute?.configure(await this.rerouteInterfaces(farm, bound, next));
+    });
+    log.info({ event: 'reloaded', buckets: ownedCount(this.dp.tables()!.buckets, this.dp.tables()!.selfNode) }, 'configuration reloaded');
+  }
+
+  /**
+   * Applies `make(current)` and tells arpreroute which buckets moved (the membership
+   * layer's table changes go through here too). Serialised: one change at a time.
+   */
+  changeTables(make: (current: DataplaneTables) => DataplaneTables, why: string, beforeReroute?: (next: DataplaneTables) => Promise<void>): Promise<void> {
+    const step = this.tableQueue.then(async () => {
+      const dp = this.dp;
+      const prev = dp?.tables();
+      if (!dp || !prev || this.stopping) return;
+      const next = make(prev);
+      await dp.apply(next);
+      this.opts.log.info({ event: 'tables_applied', why, buckets: ownedCount(next.buckets, next.selfNode) }, `tables applied (${why})`);
+      await beforeReroute?.(next);
+      this.reroute?.tablesChanged(prev, next);
+    });
+    this.tableQueue = step.catch(() => undefined);
+    return step;
+  }
+
   private async doStop(): Promise<void> {
     const { log, paths } = this.opts;
     if (this.renewTimer) clearInterval(this.renewTimer);
+    process.off('SIGHUP', this.onSighup);
+    this.resolver?.stop();
+    this.reroute?.stop();
     const problems: unknown[] = [];
     const attempt = async (what: string, fn: () => Promise<void>) => {
       try { await fn(); } catch (err) { problems.push(err); log.error({ err, event: 'stop_step_failed', step: what }, `stop: ${what} failed`); }
@@ -129,6 +245,9 @@ export class StaticDaemon {
     if (dp && aliasesGone) {
       // With the aliases gone the kernel no longer accepts VIP traffic: the lease can end.
       await attempt('revoke lease', () => dp.setLease(0n));
+    }
+    if (net && aliasesGone) {
+      for (const ifname of net.record().egress.reverse()) await attempt(`detach the egress guard from ${ifname}`, () => this.detachEgress(ifname));
     }
     if (net && aliasesGone) await attempt('restore sysctls and promiscuous mode', () => net.restoreInterfaces());
     if (net && aliasesGone) {
@@ -162,15 +281,69 @@ export class StaticDaemon {
     await this.net?.forgetXdp(x);
   }
 
+  /** Detaches the tc egress guard from a recorded interface (a vanished interface took it with it). */
+  private async detachEgress(ifname: string): Promise<void> {
+    try {
+      loadNative().ifindex(ifname);
+    } catch (err) {
+      if ((err as FarmlbError).code !== 'FARMLB_E_XDP_NO_IFACE') throw err;
+      await this.net?.forgetEgress(ifname);
+      return;
+    }
+    if (!this.dp) throw new FarmlbError('FARMLB_E_INTERNAL', { detail: `no data plane to detach the egress guard from ${ifname}` });
+    await this.dp.detachEgress(ifname);
+    this.opts.log.info({ event: 'egress_detached', iface: ifname }, 'tc egress NS guard detached');
+    await this.net?.forgetEgress(ifname);
+  }
+
+  /** Node MACs matter for vmac_directed forwarding: resolved on the first directed interface. */
+  private makeResolver(plan: NetPlan): NodeMacResolver | undefined {
+    const { cluster, node, log } = this.opts;
+    const directed = plan.interfaces.filter((i) => i.mode === 'vmac_directed');
+    if (directed.length === 0) return undefined;
+    if (directed.length > 1) {
+      // farmlb_nodes holds one MAC per node: a second directed LAN would need its own.
+      log.warn({ event: 'node_macs_one_lan', iface: directed[0]!.ifname, others: directed.slice(1).map((i) => i.ifname) },
+        'forwarding to node MACs learnt on the first vmac_directed interface only');
+    }
+    return new NodeMacResolver({
+      ifname: directed[0]!.ifname,
+      nodes: cluster.nodes.map((name, id) => ({ id, name, addrs: cluster.lans.flatMap((l) => l.nodes.filter((n) => n.name === name).map((n) => n.addr)) })),
+      selfId: cluster.nodes.indexOf(node),
+      size: cluster.nodes.length,
+      log: log.child({ room: 'net', module: 'neighbours' }),
+      ...(this.opts.neighbours ? { system: this.opts.neighbours } : {}),
+    });
+  }
+
+  /** vmac_directed interfaces with arpreroute on, with their MAC and the VIPs they hold. */
+  private async rerouteInterfaces(farm: FarmConfig, bound: BoundVip[], tables: DataplaneTables): Promise<RerouteInterface[]> {
+    const out: RerouteInterface[] = [];
+    for (const intf of farm.interfaces) {
+      if (intf.type !== 'vmac_directed' || !intf.arpreroute) continue;
+      const ifname = bound.find((b) => intf.addrs.some((a) => a.addr === b.addr))?.ifname;
+      if (!ifname) continue;
+      const ids = new Set(intf.addrs.map((a) => a.id));
+      const vips = tables.vips.filter((v) => ids.has(v.id)).map((v) => ({ id: v.id, addr: v.addr, family: v.family, arpGroup: v.arpGroup }));
+      const existing = out.find((o) => o.ifname === ifname);
+      if (existing) {
+        existing.vips.push(...vips);
+        continue;
+      }
+      out.push({ ifname, mac: await linkMac(ifname), intervalMs: intf.arpintervalMs, elapseMs: intf.arpelapseMs, vips });
+    }
+    return out;
+  }
+
   private async renewLease(): Promise<void> {
     const deadline = loadNative().monotonicNs() + BigInt(this.opts.leaseMs) * 1_000_000n;
     await this.dp!.setLease(deadline);
   }
 
-  private async resolveInterfaces(): Promise<BoundVip[]> {
+  private async resolveInterfaces(farm: FarmConfig): Promise<BoundVip[]> {
     const addrs = await listAddrs();
     const bound: BoundVip[] = [];
-    for (const intf of this.opts.farm.interfaces) {
+    for (const intf of farm.interfaces) {
       for (const v of intf.addrs) {
         const subnet = findInterfaceForVip(addrs.filter((a) => !intf.name || a.ifname === intf.name), v.addr, v.family);
         const ifname = intf.name ?? subnet?.ifname;
@@ -202,6 +375,40 @@ function planNetwork(vips: BoundVip[]): NetPlan {
   return { interfaces, aliases: vips.map((v) => ({ ifname: v.ifname, addr: v.addr, prefixlen: v.prefixlen })) };
 }
 
+/** Interfaces that need the tc egress NS guard: those holding an IPv6 VIP. */
+function egressInterfaces(plan: NetPlan): string[] {
+  return plan.interfaces.filter((i) => i.families.includes(6)).map((i) => i.ifname);
+}
+
+/** The tables with each node's MAC on the VIP LAN (null = unknown: frames it owns are not forwarded). */
+function withNodeMacs(tables: DataplaneTables, macs: readonly (string | null)[]): DataplaneTables {
+  return { ...tables, nodeMacs: tables.nodeMacs.map((_, id) => macs[id] ?? null) };
+}
+
 function ownedCount(buckets: number[][], self: number): number {
   return buckets.reduce((n, row) => n + row.filter((o) => o === self).length, 0);
+}
+
+/**
+ * Native XDP on a veth runs on an skb that eth_type_trans has already classified: a frame
+ * to the virtual MAC is PACKET_OTHERHOST, and rewriting its destination in XDP does not
+ * change that, so IP drops it. Generic XDP re-classifies a frame whose destination the
+ * program changed, and a real NIC runs native XDP before any classification. So
+ * vmac_invisible on a veth uses generic mode unless native is asked for explicitly.
+ */
+async function chooseXdpMode(
+  ifname: string,
+  vmacMode: VmacMode,
+  requested: 'auto' | 'native' | 'generic',
+  log: Logger,
+): Promise<'auto' | 'native' | 'generic'> {
+  if (vmacMode !== 'vmac_invisible' || requested === 'generic') return requested;
+  if ((await linkKind(ifname)) !== 'veth') return requested;
+  const reason = 'native XDP on a veth cannot deliver frames sent to the virtual MAC (they stay PACKET_OTHERHOST)';
+  if (requested === 'native') {
+    log.warn({ event: 'xdp_mode_unsuitable', iface: ifname, reason }, 'native XDP requested on a veth in vmac_invisible mode');
+    return requested;
+  }
+  log.info({ event: 'xdp_mode_choice', iface: ifname, mode: 'generic', reason }, 'using generic XDP on this veth');
+  return 'generic';
 }

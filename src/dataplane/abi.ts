@@ -33,6 +33,13 @@ export const MAX_GROUPS = 16;
 export const MAX_VIPS = 64;
 export const MAX_RULES = 256;
 export const MAX_NODES = 64;
+export const MAX_IFACES = 64;
+export const REQUESTERS_ENTRIES = 16384;
+export const NODES_ENTRIES = 2 * MAX_NODES;
+export const NODE_F_KNOWN = 0x01;
+/** The tc egress filter's fixed handle and priority (FARMLB_TC_HANDLE / FARMLB_TC_PRIORITY). */
+export const TC_HANDLE = 0x666c62;
+export const TC_PRIORITY = 0x666c;
 export const SLOTS = 2;
 export const DEFAULT_HASH_SEED = 0x6661726d; // "farm"
 export const R_MAX = REASONS.length;
@@ -60,6 +67,12 @@ export const ABI_CONSTANTS: Record<string, number> = {
   FARMLB_MAX_VIPS: MAX_VIPS,
   FARMLB_MAX_RULES: MAX_RULES,
   FARMLB_MAX_NODES: MAX_NODES,
+  FARMLB_MAX_IFACES: MAX_IFACES,
+  FARMLB_REQUESTERS_ENTRIES: REQUESTERS_ENTRIES,
+  FARMLB_NODES_ENTRIES: NODES_ENTRIES,
+  FARMLB_NODE_F_KNOWN: NODE_F_KNOWN,
+  FARMLB_TC_HANDLE: TC_HANDLE,
+  FARMLB_TC_PRIORITY: TC_PRIORITY,
   FARMLB_NODE_NONE: NODE_NONE,
   FARMLB_GROUP_NONE: GROUP_NONE,
   FARMLB_VIP_ANY: VIP_ANY,
@@ -121,8 +134,14 @@ export const ABI_STRUCTS = {
     fields: { slot: f(0, 1, 'host'), family: f(1, 1, 'host'), _pad0: f(2, 2, 'bytes'), addr: f(4, 16, 'bytes') },
   },
   farmlb_vip: {
-    size: 4,
-    fields: { vip_id: f(0, 2, 'host'), icmp_group: f(2, 1, 'host'), mode: f(3, 1, 'host') },
+    size: 8,
+    fields: {
+      vip_id: f(0, 2, 'host'),
+      icmp_group: f(2, 1, 'host'),
+      mode: f(3, 1, 'host'),
+      arp_group: f(4, 1, 'host'),
+      _pad0: f(5, 3, 'bytes'),
+    },
   },
   farmlb_rule_key: {
     size: 24,
@@ -153,7 +172,38 @@ export const ABI_STRUCTS = {
   },
   farmlb_rule: {
     size: 4,
-    fields: { group: f(0, 1, 'host'), criterion: f(1, 1, 'host'), _pad0: f(2, 2, 'bytes') },
+    fields: { group: f(0, 1, 'host'), criterion: f(1, 1, 'host'), mode: f(2, 1, 'host'), _pad0: f(3, 1, 'bytes') },
+  },
+  farmlb_node: {
+    size: 8,
+    fields: { mac: f(0, 6, 'bytes'), flags: f(6, 1, 'host'), _pad0: f(7, 1, 'bytes') },
+  },
+  farmlb_mac_key: {
+    size: 8,
+    fields: { slot: f(0, 1, 'host'), _pad0: f(1, 1, 'bytes'), mac: f(2, 6, 'bytes') },
+  },
+  farmlb_node_ref: {
+    size: 4,
+    fields: { node: f(0, 1, 'host'), _pad0: f(1, 3, 'bytes') },
+  },
+  farmlb_iface: {
+    size: 8,
+    fields: { mac: f(0, 6, 'bytes'), _pad0: f(6, 2, 'bytes') },
+  },
+  farmlb_requester_key: {
+    size: 20,
+    fields: { family: f(0, 1, 'host'), _pad0: f(1, 3, 'bytes'), addr: f(4, 16, 'bytes') },
+  },
+  farmlb_requester: {
+    size: 24,
+    fields: {
+      last_seen_ns: f(0, 8, 'host'),
+      mac: f(8, 6, 'bytes'),
+      group: f(14, 1, 'host'),
+      bucket: f(15, 1, 'host'),
+      vip_id: f(16, 2, 'host'),
+      _pad0: f(18, 6, 'bytes'),
+    },
   },
   farmlb_bucket: {
     size: 4,
@@ -287,6 +337,7 @@ export interface VipValue {
   icmpGroup: number;
   /** enum farmlb_mode */
   mode: number;
+  arpGroup: number;
 }
 
 const VIP = ABI_STRUCTS.farmlb_vip.fields;
@@ -295,10 +346,16 @@ export function encodeVip(v: VipValue): Buffer {
   put(buf, VIP.vip_id, v.vipId);
   put(buf, VIP.icmp_group, v.icmpGroup);
   put(buf, VIP.mode, v.mode);
+  put(buf, VIP.arp_group, v.arpGroup);
   return buf;
 }
 export function decodeVip(buf: Buffer): VipValue {
-  return { vipId: get(buf, VIP.vip_id), icmpGroup: get(buf, VIP.icmp_group), mode: get(buf, VIP.mode) };
+  return {
+    vipId: get(buf, VIP.vip_id),
+    icmpGroup: get(buf, VIP.icmp_group),
+    mode: get(buf, VIP.mode),
+    arpGroup: get(buf, VIP.arp_group),
+  };
 }
 
 /** Key of the resolved rule table (farmlb_rules): the VIP by address. */
@@ -390,6 +447,8 @@ export function decodeVipFilter(buf: Buffer): number[] {
 export interface RuleValue {
   group: number;
   criterion: number;
+  /** enum farmlb_mode of the entry's VIP: farmlb_rules only, 0 in farmlb_rule_specs. */
+  mode?: number;
 }
 
 const RULE = ABI_STRUCTS.farmlb_rule.fields;
@@ -397,10 +456,118 @@ export function encodeRule(v: RuleValue): Buffer {
   const buf = Buffer.alloc(ABI_STRUCTS.farmlb_rule.size);
   put(buf, RULE.group, v.group);
   put(buf, RULE.criterion, v.criterion);
+  put(buf, RULE.mode, v.mode ?? 0);
   return buf;
 }
 export function decodeRule(buf: Buffer): RuleValue {
-  return { group: get(buf, RULE.group), criterion: get(buf, RULE.criterion) };
+  return { group: get(buf, RULE.group), criterion: get(buf, RULE.criterion), mode: get(buf, RULE.mode) };
+}
+
+// ---- node MACs, interfaces, requesters ------------------------------------------------
+
+export interface NodeValue {
+  /** 6 bytes */
+  mac: Uint8Array;
+  flags: number;
+}
+
+const NODE = ABI_STRUCTS.farmlb_node.fields;
+export function encodeNode(v: NodeValue): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_node.size);
+  putBytes(buf, NODE.mac, v.mac);
+  put(buf, NODE.flags, v.flags);
+  return buf;
+}
+export function decodeNode(buf: Buffer): NodeValue {
+  return { mac: getBytes(buf, NODE.mac), flags: get(buf, NODE.flags) };
+}
+
+/** Index into farmlb_nodes. */
+export function nodeIndex(slot: number, node: number): number {
+  return slot * MAX_NODES + node;
+}
+
+export interface MacKey {
+  slot: number;
+  /** 6 bytes */
+  mac: Uint8Array;
+}
+
+const MACK = ABI_STRUCTS.farmlb_mac_key.fields;
+export function encodeMacKey(v: MacKey): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_mac_key.size);
+  put(buf, MACK.slot, v.slot);
+  putBytes(buf, MACK.mac, v.mac);
+  return buf;
+}
+export function decodeMacKey(buf: Buffer): MacKey {
+  return { slot: get(buf, MACK.slot), mac: getBytes(buf, MACK.mac) };
+}
+
+const NODEREF = ABI_STRUCTS.farmlb_node_ref.fields;
+export function encodeNodeRef(node: number): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_node_ref.size);
+  put(buf, NODEREF.node, node);
+  return buf;
+}
+export function decodeNodeRef(buf: Buffer): number {
+  return get(buf, NODEREF.node);
+}
+
+const IFACE = ABI_STRUCTS.farmlb_iface.fields;
+export function encodeIface(mac: Uint8Array): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_iface.size);
+  putBytes(buf, IFACE.mac, mac);
+  return buf;
+}
+export function decodeIface(buf: Buffer): Uint8Array {
+  return getBytes(buf, IFACE.mac);
+}
+
+export interface RequesterKey {
+  family: 4 | 6;
+  /** 16 bytes, network order; IPv4 in the first 4. */
+  addr: Uint8Array;
+}
+
+const REQK = ABI_STRUCTS.farmlb_requester_key.fields;
+export function encodeRequesterKey(v: RequesterKey): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_requester_key.size);
+  put(buf, REQK.family, v.family);
+  putBytes(buf, REQK.addr, v.addr);
+  return buf;
+}
+export function decodeRequesterKey(buf: Buffer): RequesterKey {
+  return { family: get(buf, REQK.family) as 4 | 6, addr: getBytes(buf, REQK.addr) };
+}
+
+export interface RequesterValue {
+  lastSeenNs: bigint;
+  /** 6 bytes */
+  mac: Uint8Array;
+  group: number;
+  bucket: number;
+  vipId: number;
+}
+
+const REQ = ABI_STRUCTS.farmlb_requester.fields;
+export function encodeRequester(v: RequesterValue): Buffer {
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_requester.size);
+  put(buf, REQ.last_seen_ns, v.lastSeenNs);
+  putBytes(buf, REQ.mac, v.mac);
+  put(buf, REQ.group, v.group);
+  put(buf, REQ.bucket, v.bucket);
+  put(buf, REQ.vip_id, v.vipId);
+  return buf;
+}
+export function decodeRequester(buf: Buffer): RequesterValue {
+  return {
+    lastSeenNs: get64(buf, REQ.last_seen_ns),
+    mac: getBytes(buf, REQ.mac),
+    group: get(buf, REQ.group),
+    bucket: get(buf, REQ.bucket),
+    vipId: get(buf, REQ.vip_id),
+  };
 }
 
 export interface BucketValue {
@@ -474,7 +641,7 @@ export function sumPerCpuBucketCounter(buf: Buffer, numPossibleCpus: number): Bu
 
 // ---- map shapes ---------------------------------------------------------------------
 
-export const MapType = { Hash: 1, Array: 2, PercpuArray: 6 } as const;
+export const MapType = { Hash: 1, Array: 2, PercpuArray: 6, LruHash: 9 } as const;
 
 export interface MapShape {
   type: number;
@@ -507,6 +674,20 @@ export const MAP_SHAPES = {
   },
   farmlb_vip_filter: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_vip_filter.size, maxEntries: SLOTS },
   farmlb_buckets: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_bucket.size, maxEntries: BUCKET_ENTRIES },
+  farmlb_nodes: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_node.size, maxEntries: NODES_ENTRIES },
+  farmlb_node_macs: {
+    type: MapType.Hash,
+    keySize: ABI_STRUCTS.farmlb_mac_key.size,
+    valueSize: ABI_STRUCTS.farmlb_node_ref.size,
+    maxEntries: NODES_ENTRIES,
+  },
+  farmlb_ifaces: { type: MapType.Hash, keySize: 4, valueSize: ABI_STRUCTS.farmlb_iface.size, maxEntries: MAX_IFACES },
+  farmlb_requesters: {
+    type: MapType.LruHash,
+    keySize: ABI_STRUCTS.farmlb_requester_key.size,
+    valueSize: ABI_STRUCTS.farmlb_requester.size,
+    maxEntries: REQUESTERS_ENTRIES,
+  },
   farmlb_lease_clock: { type: MapType.PercpuArray, keySize: 4, valueSize: ABI_STRUCTS.farmlb_lease_clock.size, maxEntries: 1 },
   farmlb_stats: { type: MapType.PercpuArray, keySize: 4, valueSize: ABI_STRUCTS.farmlb_counter.size, maxEntries: R_MAX },
   farmlb_bucket_stats: {
@@ -613,7 +794,24 @@ export function validateTables(t: DataplaneTables): void {
     if (vipAddrs.has(addrKey)) throw invalid(`VIP ${vip.addr} appears twice`);
     vipAddrs.add(addrKey);
     if (!isGroupRef(vip.icmpGroup)) throw invalid(`VIP ${vip.addr}: icmp group ${vip.icmpGroup} out of range`);
+    if (!isGroupRef(vip.arpGroup)) throw invalid(`VIP ${vip.addr}: arp group ${String(vip.arpGroup)} out of range`);
   }
+  const nodeMacs = t.nodeMacs ?? [];
+  if (nodeMacs.length > MAX_NODES) throw invalid(`${nodeMacs.length} node MACs, the data plane holds ${MAX_NODES}`);
+  const seenMacs = new Map<string, number>();
+  nodeMacs.forEach((mac, node) => {
+    if (mac === null || mac === undefined) return;
+    let bytes: Uint8Array;
+    try {
+      bytes = parseMac(mac);
+    } catch {
+      throw invalid(`node ${node}: MAC "${mac}" is not aa:bb:cc:dd:ee:ff`);
+    }
+    const text = formatMac(bytes);
+    const other = seenMacs.get(text);
+    if (other !== undefined) throw invalid(`nodes ${other} and ${node} have the same MAC ${text}`);
+    seenMacs.set(text, node);
+  });
   if (t.rules.length > MAX_RULES) throw invalid(`${t.rules.length} rules, the data plane holds ${MAX_RULES}`);
   const ruleKeys = new Set<string>();
   for (const rule of t.rules) {
@@ -632,8 +830,28 @@ export function validateTables(t: DataplaneTables): void {
 export function vipEntry(slot: number, vip: CompiledVip): { key: Buffer; value: Buffer } {
   return {
     key: encodeVipKey({ slot, family: vip.family, addr: vip.addrBytes }),
-    value: encodeVip({ vipId: vip.id, icmpGroup: vip.icmpGroup, mode: modeId(vip.mode) }),
+    value: encodeVip({ vipId: vip.id, icmpGroup: vip.icmpGroup, mode: modeId(vip.mode), arpGroup: vip.arpGroup }),
   };
+}
+
+/** farmlb_nodes entries of a slot: one per node id (unknown ones without FARMLB_NODE_F_KNOWN). */
+export function nodeEntries(slot: number, nodeMacs: readonly (string | null)[]): { key: Buffer; value: Buffer }[] {
+  return Array.from({ length: MAX_NODES }, (_, node) => {
+    const mac = nodeMacs[node];
+    return {
+      key: encodeIndexKey(nodeIndex(slot, node)),
+      value: mac ? encodeNode({ mac: parseMac(mac), flags: NODE_F_KNOWN }) : encodeNode({ mac: new Uint8Array(6), flags: 0 }),
+    };
+  });
+}
+
+/** farmlb_node_macs entries of a slot: each known node MAC → its node id. */
+export function nodeMacEntries(slot: number, nodeMacs: readonly (string | null)[]): { key: Buffer; value: Buffer }[] {
+  const out: { key: Buffer; value: Buffer }[] = [];
+  nodeMacs.forEach((mac, node) => {
+    if (mac) out.push({ key: encodeMacKey({ slot, mac: parseMac(mac) }), value: encodeNodeRef(node) });
+  });
+  return out;
 }
 
 /** farmlb_rule_specs entry: the rule as the config states it (read back, never by the program). */
@@ -648,6 +866,6 @@ export function ruleSpecEntry(slot: number, rule: CompiledRule): { key: Buffer; 
 export function resolvedRuleEntry(slot: number, entry: ResolvedRule): { key: Buffer; value: Buffer } {
   return {
     key: encodeRuleKey({ slot, family: entry.family, proto: entry.proto, port: entry.port, addr: entry.addrBytes }),
-    value: encodeRule({ group: entry.group, criterion: entry.criterion }),
+    value: encodeRule({ group: entry.group, criterion: entry.criterion, mode: modeId(entry.mode) }),
   };
 }

@@ -1,4 +1,4 @@
-// The reference data plane in TypeScript: the steps of docs/datapath.md §0–6 over the
+// The reference data plane in TypeScript: the steps of docs/datapath.md §0–11 over the
 // semantic tables. bpf/farmlb.bpf.c reaches the same answers by a cheaper route (a VIP
 // prefilter, the rule precedence resolved in advance: docs/datapath.md §7); the model keeps
 // the semantic form, and the precedence itself is rule-table.ts's winningRule for both. test/bpf/differential.test.ts runs both
@@ -8,7 +8,7 @@
 // one of them, and the differential test says which packet shows it.
 
 import { bucketOf } from '../balance/hash.js';
-import { MAX_GROUPS } from './abi.js';
+import { formatAddr, formatMac, MAX_GROUPS, MAX_NODES, parseMac } from './abi.js';
 import { ruleLookup, winningRule, type RuleLookup } from './rule-table.js';
 import {
   CriterionId,
@@ -17,6 +17,8 @@ import {
   REASONS,
   XDP_DROP,
   XDP_PASS,
+  XDP_TX,
+  GROUP_NONE,
   type BucketCounter,
   type CompiledVip,
   type Dataplane,
@@ -24,6 +26,7 @@ import {
   type PacketDecision,
   type Reason,
   type ReasonCounter,
+  type Requester,
 } from './types.js';
 
 // Mirrors of bpf/farmlb_parse.h (semantics, not tunables).
@@ -39,6 +42,7 @@ const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
 const ETH_P_8021Q = 0x8100;
 const ETH_P_8021AD = 0x88a8;
+const ETH_P_ARP = 0x0806;
 
 const IPPROTO_HOPOPTS = 0;
 const IPPROTO_ICMP = 1;
@@ -51,16 +55,32 @@ const IPPROTO_ICMPV6 = 58;
 const IPPROTO_DSTOPTS = 60;
 
 const ICMP_ECHO_REQUEST = 8;
-const ICMP_CONTROL_TYPES = new Set([3, 11, 12]); // unreachable, time exceeded, parameter problem
 const ICMPV6_ECHO_REQUEST = 128;
-// errors 1..4, neighbour discovery 133..137
-const ICMPV6_CONTROL_TYPES = new Set([1, 2, 3, 4, 133, 134, 135, 136, 137]);
+const ICMP_ERROR_TYPES = new Set([3, 11, 12]); // unreachable, time exceeded, parameter problem
+const ICMPV6_ERROR_TYPES = new Set([1, 2, 3, 4]);
+const ICMPV6_ND_TYPES = new Set([133, 134, 135, 136, 137]);
+const ICMPV6_NS = 135;
+const ICMPV6_NA = 136;
+/** FARMLB_ICMP_ERR_HLEN / FARMLB_QUOTED_L4_LEN */
+const ICMP_ERR_HLEN = 8;
+const QUOTED_L4_LEN = 8;
+/** struct farmlb_nd_msg, struct farmlb_na */
+const ND_MSG_LEN = 24;
+const NA_LEN = 32;
+const ND_HOP_LIMIT = 255;
+const ND_OPT_SLLA = 1;
+const ND_OPT_TLLA = 2;
+const NA_FLAGS_SO = 0x60;
+const ARP_LEN = 28;
 
 /** Lookup structures for one DataplaneTables, built once per tables object. */
 interface TableIndex {
   vips: Map<string, CompiledVip>;
   /** The semantic rules; the precedence over them is rule-table.ts's winningRule. */
   rules: RuleLookup;
+  /** Known node MACs (lowercase text) → node id: farmlb_node_macs. */
+  nodeByMac: Map<string, number>;
+  vmac: Uint8Array;
 }
 
 export { MAX_GROUPS };
@@ -76,12 +96,15 @@ function vipKey(family: 4 | 6, addr: Uint8Array): string {
 function indexOf(tables: DataplaneTables): TableIndex {
   let idx = indexes.get(tables);
   if (!idx) {
-    idx = { vips: new Map(), rules: ruleLookup(tables.rules) };
+    idx = { vips: new Map(), rules: ruleLookup(tables.rules), nodeByMac: new Map(), vmac: parseMac(tables.vmac) };
     for (const vip of tables.vips) {
       // The key holds 16 bytes; an IPv4 VIP matches on its first four (the rest are zero).
       const bytes = vip.family === 4 ? vip.addrBytes.subarray(0, 4) : vip.addrBytes.subarray(0, 16);
       idx.vips.set(vipKey(vip.family, bytes), vip);
     }
+    (tables.nodeMacs ?? []).forEach((mac, node) => {
+      if (mac) idx!.nodeByMac.set(formatMac(parseMac(mac)), node);
+    });
     indexes.set(tables, idx);
   }
   return idx;
@@ -89,6 +112,10 @@ function indexOf(tables: DataplaneTables): TableIndex {
 
 function be16(frame: Uint8Array, at: number): number {
   return (frame[at]! << 8) | frame[at + 1]!;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 function isIpv6Ext(nexthdr: number): boolean {
@@ -99,6 +126,19 @@ function isIpv6Ext(nexthdr: number): boolean {
     nexthdr === IPPROTO_AH ||
     nexthdr === IPPROTO_FRAGMENT
   );
+}
+
+/** The EtherType after at most VLAN_MAX_DEPTH tags and the offset of what follows, or undefined for a truncated tag. */
+function parseEthernet(frame: Uint8Array): { etherType: number; l3: number } | undefined {
+  let etherType = be16(frame, 12);
+  let off = ETH_HLEN;
+  for (let i = 0; i < VLAN_MAX_DEPTH; i++) {
+    if (etherType !== ETH_P_8021Q && etherType !== ETH_P_8021AD) break;
+    if (off + 4 > frame.length) return undefined;
+    etherType = be16(frame, off + 2);
+    off += 4;
+  }
+  return { etherType, l3: off };
 }
 
 /** What was read from a VIP packet's network header. */
@@ -112,19 +152,10 @@ interface NetworkHeader {
   ipid?: Uint8Array;
 }
 
-type ParseOutcome = NetworkHeader | 'not_vip' | 'malformed' | 'fragment';
+type ParseOutcome = NetworkHeader | 'not_vip' | 'malformed' | { fragment: CompiledVip };
 
-function parseNetwork(frame: Uint8Array, idx: TableIndex): ParseOutcome {
+function parseNetwork(frame: Uint8Array, etherType: number, off: number, idx: TableIndex): ParseOutcome {
   const len = frame.length;
-  let etherType = be16(frame, 12);
-  let off = ETH_HLEN;
-  for (let i = 0; i < VLAN_MAX_DEPTH; i++) {
-    if (etherType !== ETH_P_8021Q && etherType !== ETH_P_8021AD) break;
-    if (off + 4 > len) return 'not_vip';
-    etherType = be16(frame, off + 2);
-    off += 4;
-  }
-
   if (etherType === ETH_P_IP) {
     if (off + 20 > len) return 'not_vip';
     const vip = idx.vips.get(vipKey(4, frame.subarray(off + 16, off + 20)));
@@ -133,7 +164,7 @@ function parseNetwork(frame: Uint8Array, idx: TableIndex): ParseOutcome {
     const ihl = frame[off]! & 0x0f;
     if (version !== 4 || ihl < 5) return 'malformed';
     if (off + ihl * 4 > len) return 'malformed';
-    if ((be16(frame, off + 6) & 0x1fff) !== 0) return 'fragment';
+    if ((be16(frame, off + 6) & 0x1fff) !== 0) return { fragment: vip };
     return {
       family: 4,
       vip,
@@ -155,7 +186,7 @@ function parseNetwork(frame: Uint8Array, idx: TableIndex): ParseOutcome {
       if (!isIpv6Ext(nexthdr)) break;
       if (pos + IPV6_EXT_MIN_LEN > len) return 'malformed';
       if (nexthdr === IPPROTO_FRAGMENT) {
-        if ((be16(frame, pos + 2) & 0xfff8) !== 0) return 'fragment';
+        if ((be16(frame, pos + 2) & 0xfff8) !== 0) return { fragment: vip };
         nexthdr = frame[pos]!;
         pos += 8;
         continue;
@@ -173,30 +204,253 @@ function parseNetwork(frame: Uint8Array, idx: TableIndex): ParseOutcome {
   return 'not_vip';
 }
 
+/** Where the frame came in: what the program reads from farmlb_ifaces[ingress_ifindex]. */
+export interface Ingress {
+  /** MAC of the receiving interface (6 bytes); undefined = the daemon has not registered it. */
+  ifaceMac?: Uint8Array;
+}
+
+/** What the quoted packet of an ICMP error says about the flow it belongs to (docs/datapath.md §10). */
+interface QuotedFlow {
+  proto: 6 | 17;
+  /** Quoted source port = the VIP's port. */
+  vipPort: number;
+  /** Quoted destination = the client: its address and port, wire order. */
+  clientAddr: Uint8Array;
+  clientPort: Uint8Array;
+}
+
+function quotedFlow(frame: Uint8Array, net: NetworkHeader): QuotedFlow | undefined {
+  const q = net.l4 + ICMP_ERR_HLEN;
+  const len = frame.length;
+  let proto: number;
+  let ports: number;
+  let daddr: Uint8Array;
+  if (net.family === 4) {
+    if (q + 20 > len) return undefined;
+    const ihl = frame[q]! & 0x0f;
+    if (frame[q]! >> 4 !== 4 || ihl < 5 || (be16(frame, q + 6) & 0x1fff) !== 0) return undefined;
+    proto = frame[q + 9]!;
+    if (!bytesEqual(frame.subarray(q + 12, q + 16), net.vip.addrBytes.subarray(0, 4))) return undefined;
+    daddr = frame.slice(q + 16, q + 20);
+    ports = q + ihl * 4;
+  } else {
+    ports = q + 40;
+    if (ports + QUOTED_L4_LEN > len) return undefined;
+    if (frame[q]! >> 4 !== 6) return undefined;
+    proto = frame[q + 6]!;
+    if (!bytesEqual(frame.subarray(q + 8, q + 24), net.vip.addrBytes)) return undefined;
+    daddr = frame.slice(q + 24, q + 40);
+  }
+  if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) return undefined;
+  if (ports + QUOTED_L4_LEN > len) return undefined;
+  return { proto, vipPort: be16(frame, ports), clientAddr: daddr, clientPort: frame.slice(ports + 2, ports + 4) };
+}
+
+const isDirected = (vip: CompiledVip): boolean => vip.mode === 'vmac_directed';
+
+/** §9: a frame passed for a VIP in vmac_invisible and sent to the VMAC gets the interface's MAC as destination. */
+function vmacToIface(frame: Uint8Array, vip: CompiledVip, idx: TableIndex, ingress: Ingress): Uint8Array {
+  if (isDirected(vip) || !ingress.ifaceMac || !bytesEqual(frame.subarray(0, 6), idx.vmac)) return frame;
+  const out = frame.slice();
+  out.set(ingress.ifaceMac.subarray(0, 6), 0);
+  return out;
+}
+
+/** The ARP/NS answer decision of §8, shared by both families. */
+interface SolicitOutcome {
+  decision: PacketDecision;
+  /** Set when this node answers. */
+  announce?: Uint8Array;
+  link?: Uint8Array;
+}
+
+function solicit(
+  frame: Uint8Array,
+  tables: DataplaneTables,
+  idx: TableIndex,
+  vip: CompiledVip,
+  family: 4 | 6,
+  reqAddr: Uint8Array,
+  leaseValid: boolean,
+  ingress: Ingress,
+): SolicitOutcome {
+  const bucket = bucketOf(reqAddr, tables.hashSeed);
+  const group = isDirected(vip) ? vip.arpGroup : vip.icmpGroup;
+  const addr16 = new Uint8Array(16);
+  addr16.set(reqAddr);
+  const requester = { family, addr: formatAddr(family, addr16), mac: formatMac(frame.subarray(6, 12)), group, bucket, vipId: vip.id };
+  const plain = (action: number, reason: Reason): SolicitOutcome => ({ decision: { action, reason, frame, requester } });
+
+  if (!leaseValid) return plain(XDP_DROP, 'drop_lease');
+  let withBucket: Partial<PacketDecision> = {};
+  if (!(isDirected(vip) && group === GROUP_NONE)) {
+    if (group >= MAX_GROUPS) return plain(XDP_DROP, 'drop_no_rule');
+    const owner = tables.buckets[group]?.[bucket] ?? NODE_NONE;
+    withBucket = { group, bucket, owner };
+    if (owner === NODE_NONE || owner !== tables.selfNode)
+      return { decision: { action: XDP_DROP, reason: 'drop_arp_not_mine', frame, requester, ...withBucket } };
+  }
+  if (!ingress.ifaceMac) return plain(XDP_DROP, 'drop_no_iface');
+  const link = ingress.ifaceMac.subarray(0, 6);
+  return {
+    decision: { action: XDP_TX, reason: 'tx_arp_reply', frame, requester, ...withBucket },
+    // The VMAC is only ever announced, never an Ethernet source.
+    announce: isDirected(vip) ? link : idx.vmac,
+    link,
+  };
+}
+
+function decideArp(
+  frame: Uint8Array,
+  off: number,
+  tables: DataplaneTables,
+  idx: TableIndex,
+  leaseValid: boolean,
+  ingress: Ingress,
+): PacketDecision {
+  const notVip: PacketDecision = { action: XDP_PASS, reason: 'pass_not_vip', frame };
+  if (off + ARP_LEN > frame.length) return notVip;
+  if (be16(frame, off) !== 1 || be16(frame, off + 2) !== ETH_P_IP || frame[off + 4] !== 6 || frame[off + 5] !== 4) return notVip;
+  const op = be16(frame, off + 6);
+  if (op !== 1 && op !== 2) return notVip;
+  const spa = frame.slice(off + 14, off + 18);
+  const tpa = frame.slice(off + 24, off + 28);
+  const vip = idx.vips.get(vipKey(4, tpa));
+  if (!vip) return notVip;
+  if (op === 2) return { action: XDP_PASS, reason: 'pass_control', frame: vmacToIface(frame, vip, idx, ingress) };
+  if (spa.every((b) => b === 0)) return { action: XDP_DROP, reason: 'drop_arp_dad', frame };
+  const { decision, announce, link } = solicit(frame, tables, idx, vip, 4, spa, leaseValid, ingress);
+  if (!announce || !link) return decision;
+  const out = frame.slice();
+  out.set(frame.subarray(6, 12), 0); // to the requester
+  out.set(link, 6);
+  out[off + 6] = 0;
+  out[off + 7] = 2; // reply
+  out.set(announce, off + 8); // sender hardware: the MAC the VIP is at
+  out.set(tpa, off + 14); // sender protocol: the VIP
+  out.set(frame.subarray(off + 8, off + 14), off + 18); // target hardware: the requester
+  out.set(spa, off + 24);
+  return { ...decision, frame: out };
+}
+
+function isSolicitedNodeOf(dst: Uint8Array, target: Uint8Array): boolean {
+  const prefix = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff];
+  return prefix.every((b, i) => dst[i] === b) && dst[13] === target[13] && dst[14] === target[14] && dst[15] === target[15];
+}
+
+/**
+ * §8, IPv6: a neighbour solicitation for a VIP right after the fixed header. undefined when
+ * the frame is not one (the ordinary path decides it).
+ */
+function decideNs(
+  frame: Uint8Array,
+  off: number,
+  tables: DataplaneTables,
+  idx: TableIndex,
+  leaseValid: boolean,
+  ingress: Ingress,
+): PacketDecision | undefined {
+  const icmp = off + 40;
+  if (icmp + 1 > frame.length || frame[off]! >> 4 !== 6 || frame[off + 6] !== IPPROTO_ICMPV6 || frame[icmp] !== ICMPV6_NS)
+    return undefined;
+  if (icmp + ND_MSG_LEN > frame.length) return undefined;
+  const target = frame.slice(icmp + 8, icmp + 24);
+  const vip = idx.vips.get(vipKey(6, target));
+  if (!vip) return undefined;
+  const dst = frame.subarray(off + 24, off + 40);
+  if (!bytesEqual(dst, target) && !isSolicitedNodeOf(dst, target)) return undefined;
+  if (frame[off + 7] !== ND_HOP_LIMIT || frame[icmp + 1] !== 0) return { action: XDP_DROP, reason: 'drop_malformed', frame };
+  const src = frame.slice(off + 8, off + 24);
+  if (src.every((b) => b === 0)) return { action: XDP_DROP, reason: 'drop_arp_dad', frame };
+  const { decision, announce, link } = solicit(frame, tables, idx, vip, 6, src, leaseValid, ingress);
+  if (!announce || !link) return decision;
+
+  // The advertisement, in place: the frame is resized to exactly l3 + 40 + 32 bytes.
+  const out = new Uint8Array(icmp + NA_LEN);
+  out.set(frame.subarray(0, Math.min(frame.length, out.length)));
+  out.set(frame.subarray(6, 12), 0);
+  out.set(link, 6);
+  out[off + 4] = 0;
+  out[off + 5] = NA_LEN;
+  out[off + 6] = IPPROTO_ICMPV6;
+  out[off + 7] = ND_HOP_LIMIT;
+  out.set(target, off + 8); // from the VIP
+  out.set(src, off + 24); // to the requester
+  const na = new Uint8Array(NA_LEN);
+  na[0] = ICMPV6_NA;
+  na[4] = NA_FLAGS_SO;
+  na.set(target, 8);
+  na[24] = ND_OPT_TLLA;
+  na[25] = 1;
+  na.set(announce, 26);
+  const csum = icmpv6Checksum(target, src, na);
+  na[2] = csum >> 8;
+  na[3] = csum & 0xff;
+  out.set(na, icmp);
+  return { ...decision, frame: out };
+}
+
+/** RFC 1071 sum of 16-bit big-endian words, folded (not inverted). */
+function onesSum(parts: readonly Uint8Array[]): number {
+  let sum = 0;
+  for (const p of parts) for (let i = 0; i < p.length; i += 2) sum += (p[i]! << 8) | (p[i + 1] ?? 0);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}
+
+/** ICMPv6 checksum of `body` (its checksum field zero) from src to dst (RFC 4443 §2.3). */
+export function icmpv6Checksum(src: Uint8Array, dst: Uint8Array, body: Uint8Array): number {
+  const pseudo = new Uint8Array(40);
+  pseudo.set(src, 0);
+  pseudo.set(dst, 16);
+  pseudo[32] = (body.length >>> 24) & 0xff;
+  pseudo[33] = (body.length >>> 16) & 0xff;
+  pseudo[34] = (body.length >>> 8) & 0xff;
+  pseudo[35] = body.length & 0xff;
+  pseudo[39] = IPPROTO_ICMPV6;
+  return ~onesSum([pseudo, body]) & 0xffff;
+}
+
 /**
  * The program's decision for one frame (docs/datapath.md). `tables` undefined = nothing
  * applied: every lookup misses. The lease is valid while nowNs < leaseDeadlineNs, as
- * `bpf_ktime_get_ns() < lease_deadline_ns` in the program.
+ * `now < lease_deadline_ns` in the program. `ingress` is the receiving interface as
+ * farmlb_ifaces knows it.
  */
 export function decide(
   frame: Uint8Array,
   tables: DataplaneTables | undefined,
   leaseDeadlineNs: bigint,
   nowNs: bigint,
+  ingress: Ingress = {},
 ): PacketDecision {
   const verdict = (action: number, reason: Reason): PacketDecision => ({ action, reason, frame });
   const malformed = (): PacketDecision => verdict(XDP_DROP, 'drop_malformed');
   const leaseValid = nowNs < leaseDeadlineNs;
 
   if (frame.length < ETH_HLEN || !tables) return verdict(XDP_PASS, 'pass_not_vip');
-  const net = parseNetwork(frame, indexOf(tables));
+  const idx = indexOf(tables);
+  const eth = parseEthernet(frame);
+  if (!eth) return verdict(XDP_PASS, 'pass_not_vip');
+  if (eth.etherType === ETH_P_ARP) return decideArp(frame, eth.l3, tables, idx, leaseValid, ingress);
+  if (eth.etherType === ETH_P_IPV6 && eth.l3 + 40 <= frame.length) {
+    const ns = decideNs(frame, eth.l3, tables, idx, leaseValid, ingress);
+    if (ns) return ns;
+  }
+  const net = parseNetwork(frame, eth.etherType, eth.l3, idx);
   if (net === 'not_vip') return verdict(XDP_PASS, 'pass_not_vip');
   if (net === 'malformed') return malformed();
-  if (net === 'fragment') return leaseValid ? verdict(XDP_PASS, 'pass_fragment') : verdict(XDP_DROP, 'drop_lease');
+  if ('fragment' in net)
+    return leaseValid
+      ? { action: XDP_PASS, reason: 'pass_fragment', frame: vmacToIface(frame, net.fragment, idx, ingress) }
+      : verdict(XDP_DROP, 'drop_lease');
 
   const { family, vip, proto, l4 } = net;
+  const control = (): PacketDecision => ({ action: XDP_PASS, reason: 'pass_control', frame: vmacToIface(frame, vip, idx, ingress) });
   let group: number;
   let criterion: number;
+  let addrBytes: Uint8Array = net.saddr;
   let sport: Uint8Array | undefined;
 
   if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
@@ -205,7 +459,7 @@ export function decide(
     sport = frame.slice(l4, l4 + 2);
     // The semantic precedence (the program reads the same answer, precomputed, from the
     // resolved table XdpDataplane writes; test/unit/rule-table.test.ts holds them equal).
-    const rule = winningRule(indexOf(tables).rules, proto, vip.id, family, dport);
+    const rule = winningRule(idx.rules, proto, vip.id, family, dport);
     if (!rule) return verdict(XDP_DROP, 'drop_no_rule');
     group = rule.group;
     criterion = rule.criterion;
@@ -215,8 +469,19 @@ export function decide(
     if (type === (family === 6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO_REQUEST)) {
       group = vip.icmpGroup;
       criterion = CriterionId.Addr;
-    } else if ((family === 4 ? ICMP_CONTROL_TYPES : ICMPV6_CONTROL_TYPES).has(type)) {
-      return verdict(XDP_PASS, 'pass_control');
+    } else if ((family === 4 ? ICMP_ERROR_TYPES : ICMPV6_ERROR_TYPES).has(type)) {
+      // §10: an error follows the flow it quotes; what cannot be tied to one passes everywhere.
+      const q = quotedFlow(frame, net);
+      if (!q) return control();
+      const rule = winningRule(idx.rules, q.proto, vip.id, family, q.vipPort);
+      if (!rule || rule.criterion === CriterionId.Ipid) return control();
+      group = rule.group;
+      criterion = rule.criterion;
+      addrBytes = q.clientAddr;
+      sport = q.clientPort;
+    } else if (family === 6 && ICMPV6_ND_TYPES.has(type)) {
+      if (type === ICMPV6_NS && l4 + ND_MSG_LEN > frame.length) return malformed();
+      return control();
     } else {
       return verdict(XDP_DROP, 'drop_no_rule');
     }
@@ -227,16 +492,74 @@ export function decide(
   // Steps 5 and 6: bucket and owner.
   if (group >= MAX_GROUPS) return verdict(XDP_DROP, 'drop_no_rule');
   let bytes: Uint8Array;
-  if (criterion === CriterionId.Addr) bytes = net.saddr;
+  if (criterion === CriterionId.Addr) bytes = addrBytes;
   else if (criterion === CriterionId.Port && sport) bytes = sport;
   else if (criterion === CriterionId.Ipid && net.ipid) bytes = net.ipid;
   else return verdict(XDP_DROP, 'drop_no_rule');
 
   const bucket = bucketOf(bytes, tables.hashSeed);
   const owner = tables.buckets[group]?.[bucket] ?? NODE_NONE;
-  const withBucket = (action: number, reason: Reason): PacketDecision => ({ action, reason, group, bucket, owner, frame });
-  if (owner === NODE_NONE || owner !== tables.selfNode) return withBucket(XDP_DROP, 'drop_not_owned');
-  return leaseValid ? withBucket(XDP_PASS, 'pass_owned') : withBucket(XDP_DROP, 'drop_lease');
+  const withBucket = (action: number, reason: Reason, out = frame): PacketDecision => ({ action, reason, group, bucket, owner, frame: out });
+  if (owner === tables.selfNode && owner !== NODE_NONE)
+    return leaseValid ? withBucket(XDP_PASS, 'pass_owned', vmacToIface(frame, vip, idx, ingress)) : withBucket(XDP_DROP, 'drop_lease');
+  // §9, vmac_directed: another node's packet goes on to it, once.
+  if (!isDirected(vip) || owner === NODE_NONE || owner >= MAX_NODES) return withBucket(XDP_DROP, 'drop_not_owned');
+  if (!leaseValid) return withBucket(XDP_DROP, 'drop_lease');
+  if (idx.nodeByMac.has(formatMac(frame.subarray(6, 12)))) return withBucket(XDP_DROP, 'drop_not_owned');
+  const ownerMac = tables.nodeMacs?.[owner];
+  if (!ownerMac) return withBucket(XDP_DROP, 'drop_not_owned');
+  if (!ingress.ifaceMac) return withBucket(XDP_DROP, 'drop_no_iface');
+  const out = frame.slice();
+  out.set(parseMac(ownerMac), 0);
+  out.set(ingress.ifaceMac.subarray(0, 6), 6);
+  return withBucket(XDP_TX, 'tx_forward', out);
+}
+
+/** struct farmlb_nd_msg + the option, behind an untagged Ethernet header: farmlb_egress's offsets. */
+const EGRESS_ND = ETH_HLEN + 40;
+const EGRESS_OPT = EGRESS_ND + ND_MSG_LEN;
+
+/**
+ * The tc egress program (bpf/farmlb_egress.h, docs/datapath.md §11): in a neighbour
+ * solicitation / advertisement this node sends from an IPv6 VIP, the first option (source /
+ * target link-layer address) announces the farm's MAC for the VIP instead of the node's:
+ * the VMAC (vmac_invisible), the MAC of the arp-owner of the neighbour concerned (vmac_directed
+ * with an arp rule). The checksum is updated incrementally (RFC 1624), as bpf_l4_csum_replace
+ * does. Returns the frame itself when nothing changes.
+ */
+export function egressRewrite(frame: Uint8Array, tables: DataplaneTables | undefined): Uint8Array {
+  if (!tables || frame.length < EGRESS_OPT + 8) return frame;
+  if (be16(frame, 12) !== ETH_P_IPV6 || frame[ETH_HLEN + 6] !== IPPROTO_ICMPV6) return frame;
+  const type = frame[EGRESS_ND]!;
+  if (type !== ICMPV6_NS && type !== ICMPV6_NA) return frame;
+  if (frame[EGRESS_OPT] !== (type === ICMPV6_NS ? ND_OPT_SLLA : ND_OPT_TLLA) || frame[EGRESS_OPT + 1] !== 1) return frame;
+  const idx = indexOf(tables);
+  const vip = idx.vips.get(vipKey(6, frame.subarray(ETH_HLEN + 8, ETH_HLEN + 24)));
+  if (!vip) return frame;
+  let mac: Uint8Array;
+  if (!isDirected(vip)) {
+    mac = idx.vmac;
+  } else {
+    if (vip.arpGroup >= MAX_GROUPS) return frame;
+    const client = type === ICMPV6_NS ? frame.subarray(EGRESS_ND + 8, EGRESS_ND + 24) : frame.subarray(ETH_HLEN + 24, ETH_HLEN + 40);
+    const owner = tables.buckets[vip.arpGroup]?.[bucketOf(client, tables.hashSeed)] ?? NODE_NONE;
+    const ownerMac = owner < MAX_NODES ? tables.nodeMacs?.[owner] : undefined;
+    if (!ownerMac) return frame;
+    mac = parseMac(ownerMac);
+  }
+  const oldMac = frame.subarray(EGRESS_OPT + 2, EGRESS_OPT + 8);
+  if (bytesEqual(oldMac, mac)) return frame;
+  const out = frame.slice();
+  out.set(mac, EGRESS_OPT + 2);
+  // HC' = ~(~HC + ~m + m') over the three changed words (RFC 1624 eqn. 3).
+  const csumAt = EGRESS_ND + 2;
+  let sum = ~be16(frame, csumAt) & 0xffff;
+  for (let i = 0; i < 6; i += 2) sum += (~be16(oldMac, i) & 0xffff) + be16(mac, i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  const csum = ~sum & 0xffff;
+  out[csumAt] = csum >> 8;
+  out[csumAt + 1] = csum & 0xff;
+  return out;
 }
 
 function zeroReasonCounters(): Record<Reason, ReasonCounter> {
@@ -253,6 +576,8 @@ export class ModelDataplane implements Dataplane {
   private leaseDeadlineNs = 0n;
   private reasons = zeroReasonCounters();
   private buckets = zeroBucketCounters();
+  private requesterMap = new Map<string, Requester>();
+  private ifaceMacs = new Map<number, Uint8Array>();
 
   async apply(tables: DataplaneTables): Promise<void> {
     this.current = tables;
@@ -270,18 +595,37 @@ export class ModelDataplane implements Dataplane {
     return this.leaseDeadlineNs;
   }
 
-  /** Decide one frame as the program would at time nowNs, and count it as the program does. */
-  process(frame: Uint8Array, nowNs: bigint): PacketDecision {
-    const decision = decide(frame, this.current, this.leaseDeadlineNs, nowNs);
+  /** farmlb_ifaces: the MAC of an interface the program is attached to (null removes it). */
+  setInterfaceMac(ifindex: number, mac: string | null): void {
+    if (mac === null) this.ifaceMacs.delete(ifindex);
+    else this.ifaceMacs.set(ifindex, parseMac(mac));
+  }
+
+  /**
+   * Decide one frame as the program would at time nowNs, coming in on interface `ifindex`
+   * (BPF_PROG_TEST_RUN uses the loopback device, 1), and count it as the program does.
+   */
+  process(frame: Uint8Array, nowNs: bigint, ifindex = 1): PacketDecision {
+    const mac = this.ifaceMacs.get(ifindex);
+    const decision = decide(frame, this.current, this.leaseDeadlineNs, nowNs, mac ? { ifaceMac: mac } : {});
     const counter = this.reasons[decision.reason];
     counter.packets += 1n;
     counter.bytes += BigInt(frame.length);
     if (decision.group !== undefined && decision.bucket !== undefined) {
       const cell = this.buckets[decision.group]![decision.bucket]!;
-      if (decision.action === XDP_PASS) cell.accepted += 1n;
+      if (decision.action === XDP_PASS || decision.reason === 'tx_arp_reply') cell.accepted += 1n;
       else cell.dropped += 1n;
     }
+    if (decision.requester) {
+      const r = decision.requester;
+      this.requesterMap.set(`${r.family}/${r.addr}`, { ...r, lastSeenNs: nowNs });
+    }
     return decision;
+  }
+
+  /** farmlb_requesters as the program would hold it (no LRU eviction: the model keeps all). */
+  async requesters(): Promise<Requester[]> {
+    return [...this.requesterMap.values()].map((r) => ({ ...r }));
   }
 
   async reasonCounters(): Promise<Record<Reason, ReasonCounter>> {
@@ -296,6 +640,7 @@ export class ModelDataplane implements Dataplane {
   resetCounters(): void {
     this.reasons = zeroReasonCounters();
     this.buckets = zeroBucketCounters();
+    this.requesterMap.clear();
   }
 
   async close(): Promise<void> {

@@ -76,6 +76,12 @@ export interface XdpAttachOptions {
   noReplace?: boolean;
 }
 
+/** A tc filter of ours: handle and priority (preference). */
+export interface TcFilterId {
+  handle?: number;
+  priority?: number;
+}
+
 export interface AbiStructLayout {
   size: number;
   fields: Record<string, { offset: number; size: number }>;
@@ -105,6 +111,16 @@ export interface Native {
   /** Detach whatever mode is attached; with expectedProgId only that program. Resolves to whether something was detached. */
   xdpDetach(ifindex: number, opts?: { expectedProgId?: number }): Promise<boolean>;
   xdpQuery(ifindex: number): { progId: number; mode: XdpMode | 'none' };
+  /**
+   * Attaches a SCHED_CLS program as a clsact egress filter (bpf_tc_hook_create, EEXIST
+   * accepted, then bpf_tc_attach with BPF_TC_F_REPLACE). Default handle/priority:
+   * FARMLB_TC_HANDLE / FARMLB_TC_PRIORITY, so attaching again replaces in place.
+   */
+  tcAttachEgress(ifindex: number, progFd: number, opts?: TcFilterId): Promise<{ handle: number; priority: number }>;
+  /** Removes the egress filter with that handle/priority; leaves the clsact qdisc. Resolves to whether one was removed. */
+  tcDetachEgress(ifindex: number, opts?: TcFilterId): Promise<boolean>;
+  /** The interface's MAC (SIOCGIFHWADDR, in this process's network namespace), aa:bb:cc:dd:ee:ff. */
+  ifaceMac(name: string): string;
   ifindex(name: string): number;
   openRawSocket(ifname: string): RawSocket;
   numPossibleCpus(): number;
@@ -256,6 +272,9 @@ function wrap(raw: Native): Native {
     xdpAttach: (ifindex, progFd, opts) => callAsync(() => raw.xdpAttach(ifindex, progFd, opts)),
     xdpDetach: (ifindex, opts) => callAsync(() => raw.xdpDetach(ifindex, opts)),
     xdpQuery: (ifindex) => call(() => raw.xdpQuery(ifindex)),
+    tcAttachEgress: (ifindex, progFd, opts) => callAsync(() => raw.tcAttachEgress(ifindex, progFd, opts)),
+    tcDetachEgress: (ifindex, opts) => callAsync(() => raw.tcDetachEgress(ifindex, opts)),
+    ifaceMac: (name) => call(() => raw.ifaceMac(name)),
     ifindex: (name) => call(() => raw.ifindex(name)),
     openRawSocket: (ifname) => {
       const sock = call(() => raw.openRawSocket(ifname));

@@ -492,3 +492,87 @@ export function buildFrame(spec: FrameSpec): Uint8Array {
   }
   return w.done();
 }
+
+// --- neighbour discovery and ICMP errors (docs/datapath.md §8, §10) -------------------
+
+export const ICMPV6_NEIGHBOUR_SOLICITATION = 135;
+export const ICMPV6_NEIGHBOUR_ADVERTISEMENT = 136;
+
+/** ff02::1:ffXX:XXXX of an IPv6 address (RFC 4291 §2.7.1). */
+export function solicitedNodeAddr(addr: string): string {
+  const b = parseIpv6(addr);
+  return `ff02::1:ff${b[13]!.toString(16).padStart(2, '0')}:${((b[14]! << 8) | b[15]!).toString(16)}`;
+}
+
+/** 33:33 + the last four bytes of an IPv6 multicast address (RFC 2464 §7). */
+export function ipv6MulticastMac(addr: string): string {
+  const b = parseIpv6(addr);
+  return ['33', '33', ...Array.from(b.subarray(12, 16), (x) => x.toString(16).padStart(2, '0'))].join(':');
+}
+
+export interface NeighbourSolicitationSpec {
+  /** Requester address; '::' for duplicate address detection. */
+  src: string;
+  srcMac: string;
+  target: string;
+  /** Default: the target's solicited-node address. */
+  dst?: string;
+  /** Carry a source link-layer address option (default true; never with src '::'). */
+  slla?: boolean;
+  hopLimit?: number;
+  code?: number;
+  vlans?: VlanTag[];
+}
+
+/** A neighbour solicitation as a FrameSpec: 24-byte message, optionally the SLLA option. */
+export function neighbourSolicitation(s: NeighbourSolicitationSpec): FrameSpec {
+  const dst = s.dst ?? solicitedNodeAddr(s.target);
+  const withSlla = s.slla ?? s.src !== '::';
+  const body = new Uint8Array(16 + (withSlla ? 8 : 0));
+  body.set(parseIpv6(s.target), 0);
+  if (withSlla) {
+    body[16] = 1;
+    body[17] = 1;
+    body.set(parseMac(s.srcMac), 18);
+  }
+  return {
+    eth: { dst: dst.startsWith('ff') ? ipv6MulticastMac(dst) : '02:00:00:00:00:02', src: s.srcMac, ...(s.vlans && { vlans: s.vlans }) },
+    l3: { family: 6, src: s.src, dst, hopLimit: s.hopLimit ?? 255 },
+    l4: { proto: 'icmpv6', type: ICMPV6_NEIGHBOUR_SOLICITATION, code: s.code ?? 0, id: 0, seq: 0 },
+    payload: body,
+  };
+}
+
+export interface NeighbourAdvertisementSpec {
+  /** The advertised address (the VIP): IPv6 source and target. */
+  target: string;
+  dst: string;
+  ethDst: string;
+  ethSrc: string;
+  /** Target link-layer address option. */
+  mac: string;
+  /** First flag byte: 0x40 Solicited, 0x20 Override (default both). */
+  flags?: number;
+  vlans?: VlanTag[];
+}
+
+/** A neighbour advertisement with a target link-layer address option (32-byte ICMPv6 body). */
+export function neighbourAdvertisement(s: NeighbourAdvertisementSpec): FrameSpec {
+  const body = new Uint8Array(24);
+  body.set(parseIpv6(s.target), 0);
+  body[16] = 2;
+  body[17] = 1;
+  body.set(parseMac(s.mac), 18);
+  return {
+    eth: { dst: s.ethDst, src: s.ethSrc, ...(s.vlans && { vlans: s.vlans }) },
+    l3: { family: 6, src: s.target, dst: s.dst, hopLimit: 255 },
+    l4: { proto: 'icmpv6', type: ICMPV6_NEIGHBOUR_ADVERTISEMENT, code: 0, id: (s.flags ?? 0x60) << 8, seq: 0 },
+    payload: body,
+  };
+}
+
+/** The bytes of a packet from its IP header on: what an ICMP error quotes. */
+export function quotedPacket(spec: FrameSpec, length?: number): Uint8Array {
+  const bytes = buildFrame(spec).slice(l3Offset(spec));
+  return length === undefined ? bytes : bytes.slice(0, length);
+}

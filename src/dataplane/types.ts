@@ -29,6 +29,12 @@ export const REASONS = [
   'drop_no_rule',
   'drop_lease',
   'drop_malformed',
+  // issue 4: ARP/ND answered in XDP, vmac_directed forwarding
+  'tx_arp_reply',
+  'drop_arp_not_mine',
+  'tx_forward',
+  'drop_arp_dad',
+  'drop_no_iface',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 
@@ -47,6 +53,11 @@ export interface CompiledVip {
   addrBytes: Uint8Array;
   /** First group (file order) with a rule covering this VIP; GROUP_NONE if none. */
   icmpGroup: number;
+  /**
+   * Group of the proto="arp" rule covering this VIP (a VIP-specific rule beats '*'), or
+   * GROUP_NONE. vmac_directed: its owner of hash(requester) answers ARP/NS; GROUP_NONE = every node.
+   */
+  arpGroup: number;
   mode: VmacMode;
 }
 
@@ -71,6 +82,12 @@ export interface DataplaneTables {
   rules: CompiledRule[];
   /** buckets[group][bucket] = owner node id or NODE_NONE; one row of 256 per group. */
   buckets: number[][];
+  /**
+   * MAC (aa:bb:cc:dd:ee:ff) of each node id on the VIP LAN, null when unknown: where
+   * vmac_directed forwards, and how a frame from a node is recognised (never forwarded twice).
+   * Index = node id; at most MAX_NODES entries.
+   */
+  nodeMacs: (string | null)[];
 }
 
 export interface PacketDecision {
@@ -80,8 +97,26 @@ export interface PacketDecision {
   group?: number;
   bucket?: number;
   owner?: number;
-  /** Output frame (identical to the input in this slice). */
+  /** Output frame: the input, rewritten in place for XDP_TX and VMAC rewrites, resized for a neighbour advertisement. */
   frame: Uint8Array;
+  /** Set for an ARP request / NS for a VIP that was recorded in farmlb_requesters. */
+  requester?: Omit<Requester, 'lastSeenNs'>;
+}
+
+/** One entry of farmlb_requesters: a client that asked this segment where a VIP is (arpreroute). */
+export interface Requester {
+  family: 4 | 6;
+  /** The requester's address, canonical text. */
+  addr: string;
+  /** Ethernet source of its request (aa:bb:cc:dd:ee:ff): where a unicast reply goes. */
+  mac: string;
+  /** The group that decided who answers (arp group in vmac_directed, ICMP group in vmac_invisible), or GROUP_NONE. */
+  group: number;
+  /** Bucket of the requester's address (hashed as on_addr). */
+  bucket: number;
+  vipId: number;
+  /** CLOCK_MONOTONIC ns of the last request seen. */
+  lastSeenNs: bigint;
 }
 
 export interface ReasonCounter {
@@ -90,7 +125,9 @@ export interface ReasonCounter {
 }
 
 export interface BucketCounter {
+  /** Passed by this node, or an ARP/NS it answered. */
   accepted: bigint;
+  /** Everything else the bucket decided: dropped, another node answers, or forwarded to the owner (tx_forward). */
   dropped: bigint;
 }
 

@@ -23,6 +23,18 @@ import {
   bucketStatsIndex,
   decodeBucket,
   decodeCtl,
+  decodeNode,
+  decodeMacKey,
+  decodeRequester,
+  decodeRequesterKey,
+  encodeIface,
+  MAX_NODES,
+  nodeEntries,
+  nodeIndex,
+  nodeMacEntries,
+  NODE_F_KNOWN,
+  TC_HANDLE,
+  TC_PRIORITY,
   decodeRule,
   decodeRuleKey,
   decodeRuleSpecKey,
@@ -61,10 +73,13 @@ import {
   type DataplaneTables,
   type Reason,
   type ReasonCounter,
+  type Requester,
 } from './types.js';
 
 /** The XDP entry point in farmlb.bpf.o. */
 export const PROGRAM_NAME = 'farmlb_xdp';
+/** The tc egress program in the same object (docs/datapath.md §11). */
+export const EGRESS_PROGRAM_NAME = 'farmlb_egress';
 
 type Maps = Record<MapName, NativeMap>;
 
@@ -173,6 +188,7 @@ function readActiveTables(maps: Maps): DataplaneTables {
       addr: formatAddr(k.family, k.addr),
       addrBytes: k.addr,
       icmpGroup: v.icmpGroup,
+      arpGroup: v.arpGroup,
       mode: modeName(v.mode),
     });
   }
@@ -194,6 +210,7 @@ function readActiveTables(maps: Maps): DataplaneTables {
   let groups = 0;
   for (const r of rules) groups = Math.max(groups, r.group + 1);
   for (const v of vips) if (v.icmpGroup !== GROUP_NONE) groups = Math.max(groups, v.icmpGroup + 1);
+  for (const v of vips) if (v.arpGroup !== GROUP_NONE) groups = Math.max(groups, v.arpGroup + 1);
   groups = Math.min(groups, MAX_GROUPS);
   const buckets: number[][] = [];
   for (let group = 0; group < groups; group++) {
@@ -204,7 +221,35 @@ function readActiveTables(maps: Maps): DataplaneTables {
     }
     buckets.push(row);
   }
-  return { hashSeed: cfg.hashSeed, selfNode: cfg.selfNode, vmac: formatMac(cfg.vmac), vips, rules, buckets };
+  const nodeMacs: (string | null)[] = [];
+  for (let node = 0; node < MAX_NODES; node++) {
+    const value = maps.farmlb_nodes.lookup(encodeIndexKey(nodeIndex(slot, node)));
+    const n = value ? decodeNode(value) : undefined;
+    nodeMacs.push(n && n.flags & NODE_F_KNOWN ? formatMac(n.mac) : null);
+  }
+  // Trailing unknown nodes carry nothing: the table had at most as many entries as nodes.
+  while (nodeMacs.length > 0 && nodeMacs[nodeMacs.length - 1] === null) nodeMacs.pop();
+  return { hashSeed: cfg.hashSeed, selfNode: cfg.selfNode, vmac: formatMac(cfg.vmac), vips, rules, buckets, nodeMacs };
+}
+
+function readRequesters(maps: Maps): Requester[] {
+  const out: Requester[] = [];
+  for (const key of maps.farmlb_requesters.keys()) {
+    const value = maps.farmlb_requesters.lookup(key);
+    if (!value) continue; // evicted meanwhile
+    const k = decodeRequesterKey(key);
+    const v = decodeRequester(value);
+    out.push({
+      family: k.family,
+      addr: formatAddr(k.family, k.addr),
+      mac: formatMac(v.mac),
+      group: v.group,
+      bucket: v.bucket,
+      vipId: v.vipId,
+      lastSeenNs: v.lastSeenNs,
+    });
+  }
+  return out;
 }
 
 function cloneTables(t: DataplaneTables): DataplaneTables {
@@ -215,6 +260,7 @@ function cloneTables(t: DataplaneTables): DataplaneTables {
     vips: t.vips.map((v) => ({ ...v, addrBytes: Uint8Array.from(v.addrBytes) })),
     rules: t.rules.map((r) => ({ ...r })),
     buckets: t.buckets.map((row) => [...row]),
+    nodeMacs: [...(t.nodeMacs ?? [])],
   };
 }
 
@@ -270,6 +316,8 @@ export class XdpDataplane implements Dataplane {
         'farmlb_rule_specs',
         'farmlb_vip_filter',
         'farmlb_buckets',
+        'farmlb_nodes',
+        'farmlb_node_macs',
       ];
       if (tableMaps.every((m) => obj.reusedMaps.includes(m))) dp.current = readActiveTables(maps);
       log?.info(
@@ -332,6 +380,8 @@ export class XdpDataplane implements Dataplane {
       farmlb_vip_filter: vipFilter,
       farmlb_slot_cfg: slotCfg,
       farmlb_buckets: buckets,
+      farmlb_nodes: nodes,
+      farmlb_node_macs: nodeMacs,
     } = this.maps;
     // Everything but the active slot is stale (including keys of a slot number the
     // program never uses): clear it so capacity is SLOTS × MAX per map.
@@ -339,6 +389,7 @@ export class XdpDataplane implements Dataplane {
     for (const key of vips.keys()) if (decodeVipKey(key).slot !== active) vips.delete(key);
     for (const key of rules.keys()) if (decodeRuleKey(key).slot !== active) rules.delete(key);
     for (const key of ruleSpecs.keys()) if (decodeRuleSpecKey(key).slot !== active) ruleSpecs.delete(key);
+    for (const key of nodeMacs.keys()) if (decodeMacKey(key).slot !== active) nodeMacs.delete(key);
 
     slotCfg.update(
       encodeIndexKey(slot),
@@ -348,6 +399,8 @@ export class XdpDataplane implements Dataplane {
     await batch(vips, t.vips.map((v) => vipEntry(slot, v)));
     await batch(ruleSpecs, t.rules.map((r) => ruleSpecEntry(slot, r)));
     await batch(rules, resolved.map((e) => resolvedRuleEntry(slot, e)));
+    await batch(nodes, nodeEntries(slot, t.nodeMacs ?? []));
+    await batch(nodeMacs, nodeMacEntries(slot, t.nodeMacs ?? []));
 
     const count = MAX_GROUPS * NBUCKETS;
     const size = ABI_STRUCTS.farmlb_bucket.size;
@@ -405,11 +458,20 @@ export class XdpDataplane implements Dataplane {
   /**
    * Attaches farmlb_xdp to ifname (netlink: it stays when this process exits). A program
    * already there is swapped atomically in its own mode — there is never a moment with the
-   * VIP up and no program, so switching between native and generic is refused.
+   * VIP up and no program, so switching between native and generic is refused. The
+   * interface's MAC goes into farmlb_ifaces first: the program answers ARP/NS and forwards
+   * from it, and cannot read it itself.
    */
   async attach(ifname: string, mode: XdpMode | 'auto' = 'auto'): Promise<AttachResult> {
     this.assertOpen();
     const ifindex = this.native.ifindex(ifname);
+    try {
+      this.setInterfaceMac(ifindex, this.native.ifaceMac(ifname));
+    } catch (err) {
+      // Not Ethernet (loopback, a tunnel): nothing to answer ARP from; the program drops
+      // what it would have to send (DROP_NO_IFACE) and passes the rest.
+      this.log?.warn({ event: 'iface_mac_unknown', iface: ifname, err }, 'interface MAC unknown: no ARP/ND answers, no forwarding');
+    }
     const progId = this.programId();
     const current = this.native.xdpQuery(ifindex);
     if (current.progId === progId && current.mode !== 'none') return { mode: current.mode };
@@ -430,13 +492,66 @@ export class XdpDataplane implements Dataplane {
     return result;
   }
 
-  /** Detaches farmlb_xdp from ifname if it is this object's program (another program is left alone). */
+  /**
+   * Detaches farmlb_xdp from ifname if it is this object's program (another program is left
+   * alone), then forgets the interface's MAC.
+   */
   async detach(ifname: string): Promise<void> {
     this.assertOpen();
     const ifindex = this.native.ifindex(ifname);
     const detached = await this.native.xdpDetach(ifindex, { expectedProgId: this.programId() });
     if (detached) this.log?.info({ event: 'xdp_detached', iface: ifname }, 'XDP program detached');
     else this.log?.warn({ event: 'xdp_not_ours', iface: ifname }, 'XDP program not detached: another program is attached');
+    this.setInterfaceMac(ifindex, null);
+  }
+
+  /**
+   * farmlb_ifaces[ifindex] = mac (null removes it). attach() does this; tests that run the
+   * program through BPF_PROG_TEST_RUN (ingress = the loopback device, ifindex 1) set it here.
+   */
+  setInterfaceMac(ifindex: number, mac: string | null): void {
+    this.assertOpen();
+    const key = encodeIndexKey(ifindex);
+    if (mac === null) this.maps.farmlb_ifaces.delete(key);
+    else this.maps.farmlb_ifaces.update(key, encodeIface(parseMac(mac)));
+  }
+
+  /**
+   * Attaches farmlb_egress as a tc clsact egress filter on ifname (IPv6 VIPs: it fixes the
+   * link-layer option of the kernel's own NS/NA sent from a VIP). Idempotent: a fixed handle
+   * and priority, replaced in place. Like the XDP program it stays when this process exits.
+   */
+  async attachEgress(ifname: string): Promise<void> {
+    this.assertOpen();
+    const ifindex = this.native.ifindex(ifname);
+    await this.native.tcAttachEgress(ifindex, this.obj.programFd(EGRESS_PROGRAM_NAME), {
+      handle: TC_HANDLE,
+      priority: TC_PRIORITY,
+    });
+    this.log?.info({ event: 'tc_egress_attached', iface: ifname }, 'tc egress program attached');
+  }
+
+  /**
+   * Removes farmlb's egress filter (its handle and priority) from ifname; absent is fine. The
+   * clsact qdisc stays: other tools' filters may hang off it, and an empty one costs nothing.
+   */
+  async detachEgress(ifname: string): Promise<void> {
+    this.assertOpen();
+    const ifindex = this.native.ifindex(ifname);
+    const detached = await this.native.tcDetachEgress(ifindex, { handle: TC_HANDLE, priority: TC_PRIORITY });
+    if (detached) this.log?.info({ event: 'tc_egress_detached', iface: ifname }, 'tc egress program detached');
+  }
+
+  /** farmlb_requesters: every client that asked for a VIP (ARP request / NS) and is still remembered. */
+  async requesters(): Promise<Requester[]> {
+    this.assertOpen();
+    return readRequesters(this.maps);
+  }
+
+  /** Runs farmlb_egress (tc) on one frame through BPF_PROG_TEST_RUN. */
+  testRunEgress(frame: Uint8Array): Promise<TestRunResult> {
+    this.assertOpen();
+    return this.obj.testRun(EGRESS_PROGRAM_NAME, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
   }
 
   testRun(frame: Uint8Array, repeat = 1): Promise<TestRunResult> {
@@ -516,6 +631,11 @@ export class PinnedDataplane {
   bucketCounters(groups = MAX_GROUPS): BucketCounter[][] {
     this.assertOpen();
     return readBucketCounters(this.maps, this.native.numPossibleCpus(), Math.min(groups, MAX_GROUPS));
+  }
+
+  requesters(): Requester[] {
+    this.assertOpen();
+    return readRequesters(this.maps);
   }
 
   close(): void {

@@ -79,3 +79,9 @@ export async function removeAlias(ifname: string, vip: string, prefixlen: number
     throw err;
   }
 }
+
+/** The link's kind ("veth", "bridge", …) or undefined for a physical device. */
+export async function linkKind(ifname: string): Promise<string | undefined> {
+  const links = JSON.parse(await ip(['-d', '-j', 'link', 'show', 'dev', ifname])) as { linkinfo?: { info_kind?: string } }[];
+  return links[0]?.linkinfo?.info_kind;
+}

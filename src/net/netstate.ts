@@ -41,15 +41,20 @@ export interface NetState {
   /** Interfaces whose promiscuous flag farmlb turned on (it was off before). */
   promisc: string[];
   aliases: RecordedAlias[];
+  /**
+   * Interfaces holding farmlb's tc egress program (the IPv6 NS-source guard, docs/net.md).
+   * Absent in records written before it existed: read as [].
+   */
+  egress: string[];
 }
 
 export function emptyNetState(): NetState {
-  return { version: NETSTATE_VERSION, pid: process.pid, pinDirs: [], xdp: [], sysctls: [], promisc: [], aliases: [] };
+  return { version: NETSTATE_VERSION, pid: process.pid, pinDirs: [], xdp: [], sysctls: [], promisc: [], aliases: [], egress: [] };
 }
 
 /** Nothing left to undo. */
 export function isEmptyNetState(s: NetState): boolean {
-  return s.pinDirs.length + s.xdp.length + s.sysctls.length + s.promisc.length + s.aliases.length === 0;
+  return s.pinDirs.length + s.xdp.length + s.sysctls.length + s.promisc.length + s.aliases.length + s.egress.length === 0;
 }
 
 export function netstateFile(runDir: string): string {
@@ -90,9 +95,10 @@ function checkNetState(v: unknown, file: string): NetState {
     Array.isArray(o.xdp) && o.xdp.every((x) => isStr(x?.ifname) && Number.isInteger(x?.progId)) &&
     Array.isArray(o.sysctls) && o.sysctls.every((x) => isStr(x?.key) && isStr(x?.original)) &&
     Array.isArray(o.promisc) && o.promisc.every(isStr) &&
-    Array.isArray(o.aliases) && o.aliases.every((x) => isStr(x?.ifname) && isStr(x?.addr) && Number.isInteger(x?.prefixlen));
+    Array.isArray(o.aliases) && o.aliases.every((x) => isStr(x?.ifname) && isStr(x?.addr) && Number.isInteger(x?.prefixlen)) &&
+    (o.egress === undefined || (Array.isArray(o.egress) && o.egress.every(isStr)));
   if (!ok) throw stateError(file, `not a version ${NETSTATE_VERSION} farmlb interface state record`);
-  return { ...(o as NetState), pid: Number.isInteger(o.pid) ? o.pid! : 0 };
+  return { ...(o as NetState), pid: Number.isInteger(o.pid) ? o.pid! : 0, egress: o.egress ?? [] };
 }
 
 export async function writeNetState(runDir: string, state: NetState): Promise<void> {

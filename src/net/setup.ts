@@ -133,6 +133,19 @@ export class NetSetup {
     await this.save();
   }
 
+  /** Before attaching the tc egress program (IPv6 NS-source guard) to ifname. */
+  async attachingEgress(ifname: string): Promise<void> {
+    if (this.state.egress.includes(ifname)) return;
+    this.state.egress.push(ifname);
+    await this.save();
+  }
+
+  /** After detaching it (or finding the interface gone). */
+  async forgetEgress(ifname: string): Promise<void> {
+    this.state.egress = this.state.egress.filter((e) => e !== ifname);
+    await this.save();
+  }
+
   // ---- start ------------------------------------------------------------------------
 
   /** Sysctls and promiscuous mode for every planned interface (after the program is attached, before the aliases). */
@@ -193,6 +206,11 @@ export class NetSetup {
       xdp: this.state.xdp.filter((x) => !keep.progIds.includes(x.progId)),
       pinDirs: this.state.pinDirs.filter((d) => d !== keep.pinDir),
     };
+  }
+
+  /** Recorded tc egress attachments on interfaces other than `keep`, for the daemon to detach (then forgetEgress). */
+  staleEgress(keep: string[]): string[] {
+    return this.state.egress.filter((e) => !keep.includes(e));
   }
 
   // ---- stop -------------------------------------------------------------------------

@@ -60,9 +60,10 @@ function tables(owner: number, seed = 7): DataplaneTables {
     hashSeed: seed,
     selfNode: 0,
     vmac: '5a:fe:0a:00:00:01',
-    vips: [{ id: 0, family: 4, addr: '10.0.0.1', addrBytes: vipBytes(10, 0, 0, 1), icmpGroup: 0, mode: 'vmac_invisible' }],
+    vips: [{ id: 0, family: 4, addr: '10.0.0.1', addrBytes: vipBytes(10, 0, 0, 1), icmpGroup: 0, arpGroup: 0xff, mode: 'vmac_invisible' }],
     rules: [{ proto: 6, port: 80, vipId: 0, group: 0, criterion: 0 }],
     buckets: [new Array<number>(256).fill(owner)],
+    nodeMacs: [],
   };
 }
 
@@ -112,8 +113,8 @@ describePrivileged('native addon over libbpf (root)', () => {
     const vips = obj.map('farmlb_vips');
     const key = encodeVipKey({ slot: 1, family: 4, addr: vipBytes(10, 9, 9, 9) });
     expect(vips.lookup(key)).toBeNull();
-    vips.update(key, encodeVip({ vipId: 3, icmpGroup: 0, mode: 1 }));
-    expect(vips.lookup(key)).toEqual(encodeVip({ vipId: 3, icmpGroup: 0, mode: 1 }));
+    vips.update(key, encodeVip({ vipId: 3, icmpGroup: 0, mode: 1, arpGroup: 2 }));
+    expect(vips.lookup(key)).toEqual(encodeVip({ vipId: 3, icmpGroup: 0, mode: 1, arpGroup: 2 }));
     expect(vips.keys()).toContainEqual(key);
     expect(vips.delete(key)).toBe(true);
     expect(vips.delete(key)).toBe(false);

@@ -18,12 +18,17 @@ import {
   ETH_P_IPV6,
   addrBytes16,
   buildFrame,
+  corrupt,
   l3Offset,
   parseIp,
   toHex,
+  neighbourSolicitation,
+  quotedPacket,
+  solicitedNodeAddr,
   type FrameSpec,
   type Ipv6ExtSpec,
   type L4Spec,
+  type VlanTag,
 } from '../../src/dataplane/packet.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import {
@@ -95,8 +100,14 @@ class Rng {
 
 const SELF = 1;
 
-function vip(id: number, addr: string, icmpGroup: number): CompiledVip {
-  return { id, family: parseIp(addr).family, addr, addrBytes: addrBytes16(addr), icmpGroup, mode: 'vmac_invisible' };
+function vip(
+  id: number,
+  addr: string,
+  icmpGroup: number,
+  mode: CompiledVip['mode'] = 'vmac_invisible',
+  arpGroup = GROUP_NONE,
+): CompiledVip {
+  return { id, family: parseIp(addr).family, addr, addrBytes: addrBytes16(addr), icmpGroup, arpGroup, mode };
 }
 
 function rule(proto: 6 | 17, port: number, vipId: number, group: number, criterion: CriterionId): CompiledRule {
@@ -104,6 +115,13 @@ function rule(proto: 6 | 17, port: number, vipId: number, group: number, criteri
 }
 
 const fill = (owner: number): number[] => Array<number>(NBUCKETS).fill(owner);
+
+const VMAC = '5a:fe:0a:00:00:64';
+/** farmlb_ifaces[1]: BPF_PROG_TEST_RUN gives every frame the loopback device as ingress. */
+const LO_IFINDEX = 1;
+const IFACE_MAC = '02:00:00:00:00:aa';
+const CLIENT_MACS = ['02:00:00:00:00:c1', '02:00:00:00:00:c2', '0a:0b:0c:0d:0e:0f'];
+const NODE_MACS = ['02:00:00:00:00:10', '02:00:00:00:00:11', '02:00:00:00:00:12', '02:00:00:00:00:13'];
 
 /** Rows for every group the program may index, so an absent group is NODE_NONE on both sides. */
 function rows(...given: number[][]): number[][] {
@@ -127,9 +145,10 @@ const HAND_TABLES: DataplaneTables = {
   vips: [
     vip(0, V4_VIPS[0]!, 0),
     vip(1, V4_VIPS[1]!, 1),
-    vip(2, V4_VIPS[2]!, GROUP_NONE),
+    vip(2, V4_VIPS[2]!, GROUP_NONE, 'vmac_directed'),
     vip(3, V6_VIPS[0]!, 0),
-    vip(4, V6_VIPS[1]!, GROUP_NONE),
+    vip(4, V6_VIPS[1]!, GROUP_NONE, 'vmac_directed', 3),
+    vip(5, V4_VIPS[3]!, 3, 'vmac_directed', 1),
   ],
   rules: [
     rule(6, 80, 0, 0, CriterionId.Addr),
@@ -142,6 +161,7 @@ const HAND_TABLES: DataplaneTables = {
     rule(17, 8080, 3, 0, CriterionId.Ipid),
   ],
   buckets: rows(fill(SELF), fill(2), fill(NODE_NONE), Array.from({ length: NBUCKETS }, (_, b) => (b % 2 ? SELF : 2))),
+  nodeMacs: NODE_MACS,
 };
 
 /** Random VIPs, rules of random specificity and random ownership. */
@@ -150,7 +170,17 @@ function randomTables(rng: Rng, selfNode: number): DataplaneTables {
   const vips: CompiledVip[] = [];
   const addrs = [...V4_VIPS, ...V6_VIPS].filter(() => rng.chance(0.8));
   if (addrs.length === 0) addrs.push(V4_VIPS[0]!);
-  addrs.forEach((a, id) => vips.push(vip(id, a, rng.chance(0.2) ? GROUP_NONE : rng.int(ngroups))));
+  addrs.forEach((a, id) =>
+    vips.push(
+      vip(
+        id,
+        a,
+        rng.chance(0.2) ? GROUP_NONE : rng.int(ngroups),
+        rng.chance(0.5) ? 'vmac_directed' : 'vmac_invisible',
+        rng.chance(0.3) ? GROUP_NONE : rng.int(ngroups),
+      ),
+    ),
+  );
   const rules = new Map<string, CompiledRule>();
   const nrules = rng.range(0, 12);
   for (let i = 0; i < nrules; i++) {
@@ -170,13 +200,16 @@ function randomTables(rng: Rng, selfNode: number): DataplaneTables {
       ),
     );
   }
-  return { hashSeed: rng.int(2 ** 32), selfNode, vmac: '5a:fe:0a:00:00:64', vips, rules: [...rules.values()], buckets: rows(...buckets) };
+  const nodeMacs = NODE_MACS.map((m) => (rng.chance(0.8) ? m : null));
+  return { hashSeed: rng.int(2 ** 32), selfNode, vmac: VMAC, vips, rules: [...rules.values()], buckets: rows(...buckets), nodeMacs };
 }
 
 interface Setup {
   name: string;
   /** undefined: nothing applied (fresh maps). */
   tables: DataplaneTables | undefined;
+  /** farmlb_ifaces has no MAC for the ingress device (the daemon has not registered it). */
+  noIface?: boolean;
 }
 
 function setups(rng: Rng): Setup[] {
@@ -187,6 +220,8 @@ function setups(rng: Rng): Setup[] {
     { name: 'random B', tables: randomTables(rng, SELF) },
     { name: 'not a member (self NODE_NONE)', tables: randomTables(rng, NODE_NONE) },
     { name: 'random C', tables: randomTables(rng, 0) },
+    { name: 'random D, interface MAC not registered', tables: randomTables(rng, SELF), noIface: true },
+    { name: 'hand-written, interface MAC not registered', tables: HAND_TABLES, noIface: true },
     { name: 'hand-written again (slot flipped)', tables: HAND_TABLES },
   ];
 }
@@ -241,11 +276,12 @@ function randomSpec(rng: Rng): FrameSpec {
   const vlans = Array.from({ length: vlanCount }, () => ({ tpid: rng.pick([ETH_P_8021Q, ETH_P_8021AD]), vid: rng.int(4096) }));
   const l4 = randomL4(rng, family);
   const payload = rng.weighted([[6, rng.int(32)], [2, 0], [1, rng.int(600)]] as const);
+  const eth = { vlans, dst: randomDstMac(rng), src: randomSrcMac(rng) };
   if (family === 4) {
     const options = rng.chance(0.1) ? rng.bytes(4 * rng.range(1, 10)) : undefined;
     const fragment = rng.weighted([[85, 'none'], [8, 'later'], [7, 'first']] as const);
     return {
-      eth: { vlans },
+      eth,
       l3: {
         family: 4,
         src: rng.chance(0.5) ? randomV4(rng) : `192.0.2.${rng.int(256)}`,
@@ -263,7 +299,7 @@ function randomSpec(rng: Rng): FrameSpec {
   }
   const extCount = rng.weighted([[60, 0], [20, 1], [10, 2], [5, rng.range(3, 5)], [5, rng.range(6, 8)]] as const);
   return {
-    eth: { vlans },
+    eth,
     l3: {
       family: 6,
       src: rng.chance(0.5) ? randomV6(rng) : `2001:db8:1::${rng.int(0x10000).toString(16)}`,
@@ -305,19 +341,106 @@ function mangle(rng: Rng, frame: Uint8Array, spec: FrameSpec): Uint8Array {
   }
 }
 
+// Requesters come from small pools: farmlb_requesters (an LRU of 16,384) then never evicts
+// during a run, so every entry the model records can be checked in the map.
+const REQUESTERS4 = Array.from({ length: 200 }, (_, i) => `192.0.2.${i}`);
+const REQUESTERS6 = Array.from({ length: 200 }, (_, i) => `2001:db8:1::${i.toString(16)}`);
+
+function randomDstMac(rng: Rng): string {
+  return rng.weighted([[4, '02:00:00:00:00:02'], [3, VMAC], [2, IFACE_MAC], [1, 'ff:ff:ff:ff:ff:ff'], [1, '33:33:00:00:00:01']] as const);
+}
+
+function randomSrcMac(rng: Rng): string {
+  return rng.chance(0.8) ? rng.pick(CLIENT_MACS) : rng.pick(NODE_MACS);
+}
+
+function randomVlans(rng: Rng): VlanTag[] {
+  return Array.from({ length: rng.weighted([[85, 0], [10, 1], [5, 2]] as const) }, () => ({ vid: rng.int(4096) }));
+}
+
+/** ARP requests and replies, for VIPs and not, probes, foreign hardware types, padding. */
+function randomArp(rng: Rng): Uint8Array {
+  const senderMac = randomSrcMac(rng);
+  const frame = buildFrame({
+    eth: { dst: rng.chance(0.8) ? 'ff:ff:ff:ff:ff:ff' : randomDstMac(rng), src: senderMac, vlans: randomVlans(rng) },
+    l3: {
+      family: 'arp',
+      op: rng.weighted([[8, 1], [3, 2], [1, rng.int(5)]] as const),
+      senderMac: rng.chance(0.9) ? senderMac : rng.pick(CLIENT_MACS),
+      senderIp: rng.chance(0.1) ? '0.0.0.0' : rng.pick(REQUESTERS4),
+      targetIp: rng.chance(0.8) ? rng.pick(V4_VIPS) : rng.pick(V4_OTHER),
+    },
+    payload: rng.pick([0, 0, 18, rng.int(40)]),
+  });
+  if (rng.chance(0.1)) {
+    // one field of the fixed ARP header wrong: hardware/protocol type or length
+    const arpAt = frame.findIndex((_, i) => i >= 12 && frame[i] === 0x08 && frame[i + 1] === 0x06) + 2;
+    return corrupt(frame, arpAt + rng.pick([1, 3, 4, 5]), (b) => b ^ (1 << rng.int(8)));
+  }
+  if (rng.chance(0.08)) return frame.slice(0, rng.range(14, frame.length - 1));
+  return frame;
+}
+
+/** Neighbour solicitations: for VIPs and not, every destination kind, DAD, bad hop limit or code, options or none. */
+function randomNs(rng: Rng): Uint8Array {
+  const target = rng.chance(0.85) ? rng.pick(V6_VIPS) : rng.pick(V6_OTHER.filter((a) => !a.startsWith('ff') && a !== '::'));
+  const spec = neighbourSolicitation({
+    src: rng.chance(0.1) ? '::' : rng.pick(REQUESTERS6),
+    srcMac: randomSrcMac(rng),
+    target,
+    dst: rng.weighted([[7, solicitedNodeAddr(target)], [2, target], [1, rng.pick([...V6_VIPS, 'ff02::1', 'ff02::1:ff00:1'])]] as const),
+    slla: rng.chance(0.7),
+    hopLimit: rng.chance(0.9) ? 255 : rng.pick([1, 64, 254]),
+    code: rng.chance(0.95) ? 0 : 1,
+    vlans: randomVlans(rng),
+  });
+  const frame = buildFrame({ ...spec, payload: rng.chance(0.9) ? spec.payload : Uint8Array.from([...(spec.payload as Uint8Array), ...rng.bytes(8 * rng.range(1, 3))]) });
+  if (rng.chance(0.08)) return frame.slice(0, rng.range(14 + 40, frame.length - 1));
+  return frame;
+}
+
+/** ICMP errors to VIPs quoting TCP/UDP (and other) packets from a VIP, whole or cut. */
+function randomIcmpError(rng: Rng): Uint8Array {
+  const family = rng.chance(0.55) ? 4 : 6;
+  const vipAddr = family === 4 ? rng.pick(V4_VIPS) : rng.pick(V6_VIPS);
+  const from = rng.chance(0.9) ? vipAddr : family === 4 ? rng.pick([...V4_VIPS, ...V4_OTHER]) : rng.pick([...V6_VIPS, ...V6_OTHER]);
+  const client = family === 4 ? rng.pick(REQUESTERS4) : rng.pick(REQUESTERS6);
+  const l4: L4Spec = rng.weighted<L4Spec>([
+    [5, { proto: 'tcp', sport: rng.pick(PORTS), dport: rng.int(0x10000) }],
+    [4, { proto: 'udp', sport: rng.pick(PORTS), dport: rng.int(0x10000) }],
+    [1, { proto: family === 4 ? 'icmp' : 'icmpv6', type: 0 }],
+  ]);
+  const quoted: FrameSpec =
+    family === 4
+      ? { l3: { family: 4, src: from, dst: client, id: rng.int(0x10000), ...(rng.chance(0.05) && { fragOffset: rng.range(1, 100) }) }, l4, payload: 8 }
+      : { l3: { family: 6, src: from, dst: client, ...(rng.chance(0.05) && { ext: [{ type: 'destination' as const }] }) }, l4, payload: 8 };
+  const quote = quotedPacket(quoted, rng.chance(0.8) ? undefined : rng.int(60));
+  const type = family === 4 ? rng.pick([3, 11, 12]) : rng.range(1, 4);
+  return buildFrame({
+    eth: { dst: randomDstMac(rng), src: randomSrcMac(rng), vlans: randomVlans(rng) },
+    l3: family === 4 ? { family: 4, src: randomV4(rng), dst: vipAddr } : { family: 6, src: randomV6(rng), dst: vipAddr },
+    l4: { proto: family === 4 ? 'icmp' : 'icmpv6', type, code: rng.int(5), id: 0, seq: 0 },
+    payload: quote,
+  });
+}
+
 function randomFrame(rng: Rng): Uint8Array {
   const kind = rng.weighted([
-    [70, 'valid'],
-    [20, 'mangled'],
-    [4, 'arp'],
-    [3, 'ethertype'],
-    [3, 'random'],
+    [60, 'valid'],
+    [15, 'mangled'],
+    [8, 'arp'],
+    [8, 'ns'],
+    [5, 'icmp_error'],
+    [2, 'ethertype'],
+    [2, 'random'],
   ] as const);
   switch (kind) {
     case 'arp':
-      return buildFrame({
-        l3: { family: 'arp', op: rng.range(1, 2), senderMac: '02:00:00:00:00:09', senderIp: randomV4(rng), targetIp: rng.pick(V4_VIPS) },
-      });
+      return randomArp(rng);
+    case 'ns':
+      return randomNs(rng);
+    case 'icmp_error':
+      return randomIcmpError(rng);
     case 'ethertype':
       return buildFrame({ eth: { etherType: rng.int(0x10000) }, payload: rng.int(100) });
     case 'random':
@@ -392,9 +515,11 @@ describePrivileged('XDP program vs TS model (differential, BPF_PROG_TEST_RUN)', 
         const where = `seed ${SEED}, setup "${run.setup.name}", lease ${run.leaseName}`;
         if (run.setup.tables) await xdp.apply(run.setup.tables);
         await xdp.setLease(run.lease);
+        xdp.setInterfaceMac(LO_IFINDEX, run.setup.noIface ? null : IFACE_MAC);
         const model = new ModelDataplane();
         if (run.setup.tables) await model.apply(run.setup.tables);
         await model.setLease(run.lease);
+        if (!run.setup.noIface) model.setInterfaceMac(LO_IFINDEX, IFACE_MAC);
 
         for (let done = 0; done < perRun && failures.length === 0; done += BATCH) {
           const frames = Array.from({ length: Math.min(BATCH, perRun - done) }, () => randomFrame(rng));
@@ -462,6 +587,17 @@ describePrivileged('XDP program vs TS model (differential, BPF_PROG_TEST_RUN)', 
           }
           total += frames.length;
         }
+        // Every requester the model recorded in this run is in the program's LRU with the
+        // same MAC, group, bucket and VIP (the time stamps differ by construction).
+        const inMap = new Map((await xdp.requesters()).map((r) => [`${r.family}/${r.addr}`, r]));
+        for (const want of await model.requesters()) {
+          const got = inMap.get(`${want.family}/${want.addr}`);
+          const strip = (r: typeof want | undefined): unknown => r && { ...r, lastSeenNs: 0n };
+          if (JSON.stringify(strip(got), (_, v) => (typeof v === 'bigint' ? String(v) : v)) !== JSON.stringify(strip(want), (_, v) => (typeof v === 'bigint' ? String(v) : v))) {
+            fail(`${where}: requester ${want.addr}: program ${JSON.stringify(strip(got), (_, v) => (typeof v === 'bigint' ? String(v) : v))}, model ${JSON.stringify(strip(want), (_, v) => (typeof v === 'bigint' ? String(v) : v))}`);
+            break;
+          }
+        }
         if (failures.length > 0) break;
       }
 
@@ -487,6 +623,7 @@ describePrivileged('XDP program vs TS model (differential, BPF_PROG_TEST_RUN)', 
       vips: [vip(0, '10.0.0.100', 0)],
       rules: [rule(17, PORT_ANY, VIP_ANY, 0, CriterionId.Port)],
       buckets: rows(Array.from({ length: NBUCKETS }, (_, b) => (b < 128 ? SELF : 2))),
+      nodeMacs: [],
     };
     await xdp.apply(tables);
     await xdp.setLease(LEASE_VALID);

@@ -1,8 +1,10 @@
 // Lab: one farm node on a veth pair, the real XDP program attached in native mode by a real
-// `farmlb run --static` child process, real curl clients from many source addresses and
-// ports. A connection must succeed exactly when the node owns the packet's bucket, and the
-// per-bucket counters read through `farmlb buckets --json` must show exactly the buckets
-// the traffic hit, on the side (accepted/dropped) the ownership predicts.
+// `farmlb run --static` child process (vmac_directed: on a veth, native XDP cannot deliver
+// frames sent to a virtual MAC — see chooseXdpMode in src/daemon/static-daemon.ts), real
+// curl clients from many source addresses and ports. A connection must succeed exactly
+// when the node owns the packet's bucket, and the per-bucket counters read through
+// `farmlb buckets --json` must show exactly the buckets the traffic hit, on the side
+// (accepted/dropped) the ownership predicts.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -40,7 +42,7 @@ const USERCONFIG_XML = `<safe>
   <vip>
    <interface_list>
     <interface check="on" name="flb-n">
-     <virtual_interface type="vmac_invisible">
+     <virtual_interface type="vmac_directed">
       <virtual_addr addr="${VIP4}" where="alias"/>
       <virtual_addr addr="${VIP6}" where="alias"/>
      </virtual_interface>
@@ -120,6 +122,9 @@ describePrivileged('lab: one node on veth, native XDP, static table', () => {
     await inNetns(NS_NODE, 'ip', ['link', 'set', `flb-n${sfx}`, 'name', 'flb-n']);
     await inNetns(NS_NODE, 'ip', ['link', 'set', 'flb-n', 'up']);
     await inNetns(NS_CLIENT, 'ip', ['link', 'set', 'flb-c', 'up']);
+    // The node answers ARP and NS for the VIP from XDP (XDP_TX). A veth delivers XDP_TX
+    // frames only if its peer runs an XDP program too (LAB-NOTES): a no-op one.
+    await inNetns(NS_CLIENT, 'ip', ['link', 'set', 'dev', 'flb-c', 'xdpdrv', 'obj', path.join(REPO, 'bpf/build/nop.bpf.o'), 'sec', 'xdp']);
     await addAddr(NS_NODE, 'flb-n', '10.78.0.2/24');
     await addAddr(NS_NODE, 'flb-n', 'fd78::2/64', { nodad: true });
     await addAddr(NS_CLIENT, 'flb-c', '10.78.0.1/24');

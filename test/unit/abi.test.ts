@@ -6,6 +6,18 @@ import {
   ABI_CONSTANTS,
   ABI_STRUCTS,
   decodeCtl,
+  decodeMacKey,
+  decodeNode,
+  decodeRequester,
+  decodeRequesterKey,
+  decodeVip,
+  encodeMacKey,
+  encodeNode,
+  encodeRequester,
+  encodeRequesterKey,
+  encodeVip,
+  nodeEntries,
+  nodeMacEntries,
   decodeRuleKey,
   decodeRuleSpecKey,
   decodeSlotCfg,
@@ -101,6 +113,33 @@ describe('ABI encoders', () => {
     expect(decodeVipKey(encodeVipKey(vk))).toEqual(vk);
   });
 
+  it('round-trips the VIP value with its arp group, node entries, MAC keys and requesters', () => {
+    const vip = { vipId: 7, icmpGroup: 1, mode: 1, arpGroup: 3 };
+    expect([...encodeVip(vip)]).toEqual([7, 0, 1, 1, 3, 0, 0, 0]);
+    expect(decodeVip(encodeVip(vip))).toEqual(vip);
+    const mac = Uint8Array.from([2, 0, 0, 0, 0, 0x11]);
+    expect(decodeNode(encodeNode({ mac, flags: 1 }))).toEqual({ mac, flags: 1 });
+    expect([...encodeMacKey({ slot: 1, mac })]).toEqual([1, 0, 2, 0, 0, 0, 0, 0x11]);
+    expect(decodeMacKey(encodeMacKey({ slot: 1, mac }))).toEqual({ slot: 1, mac });
+    const addr = new Uint8Array(16);
+    addr.set([192, 0, 2, 1]);
+    expect(decodeRequesterKey(encodeRequesterKey({ family: 4, addr }))).toEqual({ family: 4, addr });
+    const req = { lastSeenNs: 123456789n, mac, group: 2, bucket: 200, vipId: 9 };
+    expect(decodeRequester(encodeRequester(req))).toEqual(req);
+  });
+
+  it('writes a farmlb_nodes entry for every node id of the slot, known ones flagged, and a MAC key per known node', () => {
+    const entries = nodeEntries(1, ['02:00:00:00:00:10', null, '02:00:00:00:00:12']);
+    expect(entries).toHaveLength(64);
+    expect(entries.map((e) => decodeNode(e.value).flags).slice(0, 4)).toEqual([1, 0, 1, 0]);
+    expect(entries[0]!.key.readUInt32LE(0)).toBe(64);
+    const macs = nodeMacEntries(1, ['02:00:00:00:00:10', null, '02:00:00:00:00:12']);
+    expect(macs.map((e) => [decodeMacKey(e.key).mac[5], e.value[0]])).toEqual([
+      [0x10, 0],
+      [0x12, 2],
+    ]);
+  });
+
   it('sums a per-CPU counter over every possible CPU at an 8-byte stride', () => {
     const buf = Buffer.alloc(3 * 16);
     for (let cpu = 0; cpu < 3; cpu++) {
@@ -128,6 +167,7 @@ describe('table validation against the ABI limits', () => {
     vips: [],
     rules: [],
     buckets: [new Array<number>(256).fill(0)],
+    nodeMacs: [],
   });
 
   it('accepts a well-formed table', () => {
@@ -144,6 +184,17 @@ describe('table validation against the ABI limits', () => {
     const groups = base();
     groups.buckets = Array.from({ length: 17 }, () => new Array<number>(256).fill(0xff));
     expect(() => validateTables(groups)).toThrow(/17 groups/);
+  });
+
+  it('rejects an arp group out of range, a malformed node MAC and two nodes with one MAC', () => {
+    const t = base();
+    t.vips = [{ id: 0, family: 4, addr: '10.0.0.1', addrBytes: new Uint8Array(16), icmpGroup: 0, arpGroup: 16, mode: 'vmac_directed' }];
+    expect(() => validateTables(t)).toThrow(/arp group 16/);
+    const macs = base();
+    macs.nodeMacs = ['02:00:00:00:00:01', 'nope'];
+    expect(() => validateTables(macs)).toThrow(/node 1: MAC "nope"/);
+    macs.nodeMacs = ['02:00:00:00:00:01', null, '02:00:00:00:00:01'];
+    expect(() => validateTables(macs)).toThrow(/nodes 0 and 2 have the same MAC/);
   });
 
   it('rejects a rule naming a VIP the table does not have, and duplicate rules', () => {

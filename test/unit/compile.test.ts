@@ -99,6 +99,26 @@ describe('compileTables', () => {
     expect(t.buckets[2]!.every((id) => id === NODE_NONE)).toBe(true);
   });
 
+  test('gives each VIP the group of the arp rule covering it, a VIP-specific rule beating \'*\'', () => {
+    expect(compileTables(FARM, CLUSTER, table, 'node2').vips.map((v) => v.arpGroup)).toEqual([1, 1, 1]);
+    const f = farm([
+      group(0, 'a', null, [rule('*', '*', 'tcp', 'on_addr', 5), rule('*', '*', 'arp', 'on_addr', 6)]),
+      group(1, 'b', null, [rule('192.0.2.11', '*', 'arp', 'on_addr', 7)]),
+    ]);
+    const t = compileTables(f, CLUSTER, staticTable(f, CLUSTER), 'node1');
+    expect(t.vips.map((v) => [v.addr, v.arpGroup])).toEqual([
+      ['192.0.2.10', 0],
+      ['192.0.2.11', 1],
+      ['2001:db8::10', 0],
+    ]);
+    const none = farm([group(0, 'a', null, [rule('*', '*', 'tcp', 'on_addr', 5)])]);
+    expect(compileTables(none, CLUSTER, staticTable(none, CLUSTER), 'node1').vips.every((v) => v.arpGroup === GROUP_NONE)).toBe(true);
+  });
+
+  test('leaves every node MAC unknown: the daemon learns them on the LAN', () => {
+    expect(compileTables(FARM, CLUSTER, table, 'node2').nodeMacs).toEqual([null, null, null]);
+  });
+
   test('refuses a table naming an owner that is not a cluster node', () => {
     const bad: BucketTable = { groups: [new Array(256).fill('ghost')] };
     expect(() => compileTables(FARM, CLUSTER, bad, 'node1')).toThrow(expect.objectContaining({ code: 'FARMLB_E_BALANCE_UNKNOWN_NODE' }));

@@ -18,7 +18,7 @@ import {
 import { CriterionId, PORT_ANY, VIP_ANY, type CompiledRule, type CompiledVip } from '../../src/dataplane/types.js';
 
 function vip(id: number, addr: string): CompiledVip {
-  return { id, family: parseIp(addr).family, addr, addrBytes: addrBytes16(addr), icmpGroup: 0, mode: 'vmac_invisible' };
+  return { id, family: parseIp(addr).family, addr, addrBytes: addrBytes16(addr), icmpGroup: 0, arpGroup: 0xff, mode: 'vmac_invisible' };
 }
 
 function rule(proto: Proto, port: number, vipId: number, group: number, criterion: CriterionId = CriterionId.Addr): CompiledRule {
@@ -155,5 +155,13 @@ describe('resolved rule table: property', () => {
       }),
       { numRuns: 300 },
     );
+  });
+  it('carries each VIP\'s mode into its resolved entries, so the program knows whether to forward', () => {
+    const vips = [vip(0, '10.0.0.1'), { ...vip(1, '10.0.0.2'), mode: 'vmac_directed' as const }];
+    const entries = resolveRules(vips, [rule(6, PORT_ANY, VIP_ANY, 0)]);
+    expect(entries.map((e) => [e.vipId, e.mode])).toEqual([
+      [0, 'vmac_invisible'],
+      [1, 'vmac_directed'],
+    ]);
   });
 });

@@ -24,13 +24,19 @@
 //   lab.ping(dst, opts?)              ping from the client: replies and duplicates.
 //   lab.farmlb(args, node?)           the CLI; with a node: in its namespace with its dirs.
 //   lab.buckets(node)                 `farmlb buckets --json` of a node, parsed.
+//   lab.reasonCounters(node)          packets per verdict reason, read from the node's pinned maps.
 //   lab.killNode(name, signal?)       signal a node's daemon and wait for it to exit.
 //   lab.startNode(name) / signalNode(name, signal)   restart a daemon / send it a signal.
+//   lab.reloadNode(name)              SIGHUP a daemon and wait until it says it reloaded.
+//   lab.logMark(name) / logSince(name, mark) / waitForLog(name, pattern, { from })   read or wait for daemon log lines.
 //   lab.writeConfig(change?)          rewrite userconfig.xml (e.g. new powers) and validate; the
 //                                     daemons see it when restarted (or signalled, once they reload).
 //   lab.nodeMac(name), nodeAddr(name, family), nodeNs(name), pinDir(name), runDir(name),
 //   lab.nodeByMac(mac), nodeNames(), daemonRunning(name), vipUrl(family), configArgs()
 //   lab.inClient(cmd, args) / inNode(name, cmd, args) / neighTable()
+//   lab.compiled()                    the static tables of the current config files (what every
+//                                     `farmlb run --static` serves), with farm and cluster.
+//   lab.arpOwner(compiled, vip, src)  the node that answers src's ARP request / NS for vip.
 //   lab.logs(name?)                   daemon output (all nodes when no name).
 //   lab.cleanup()                     SIGTERM daemons (SIGKILL after a bound), remove
 //                                     namespaces, pins and temp files. Idempotent.
@@ -43,6 +49,13 @@ import { isIPv4 } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { LabRegistry, inNetns, netnsPath, run, waitFor, type RunResult } from './netns.js';
+import { loadConfigs } from '../../../src/config/index.js';
+import type { ClusterConfig, FarmConfig } from '../../../src/config/types.js';
+import { compileTables, staticTable } from '../../../src/balance/compile.js';
+import { addrBytes } from '../../../src/balance/addr.js';
+import { bucketOf } from '../../../src/balance/hash.js';
+import { GROUP_NONE, NODE_NONE, type DataplaneTables } from '../../../src/dataplane/types.js';
+import { XdpDataplane } from '../../../src/dataplane/xdp.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
@@ -114,6 +127,15 @@ export interface FarmLabOptions {
   hashSeed?: number;
   /** Passed to every daemon (`--lease-ms`). */
   leaseMs?: number;
+  /**
+   * `--xdp-mode` of every daemon (default native). On a veth, native XDP runs on an skb
+   * that already went through eth_type_trans: a frame to the virtual MAC is
+   * PACKET_OTHERHOST, and rewriting its destination in XDP does not change that, so IP
+   * drops it (`otherhost` in `ip -s -s link`). Generic XDP re-classifies a frame whose
+   * destination the program changed. A real NIC runs native XDP before the skb exists.
+   * vmac_invisible labs therefore run generic.
+   */
+  xdpMode?: 'native' | 'generic';
   /** FARMLB_LOG_LEVEL of the daemons (default debug: the logs are only read on failure). */
   logLevel?: string;
   /** Start the daemons (default true); false leaves the farm without farmlb. */
@@ -183,6 +205,13 @@ export interface PingResult {
   received: number;
   duplicates: number;
   output: string;
+}
+
+export interface CompiledLab {
+  farm: FarmConfig;
+  cluster: ClusterConfig;
+  /** The static table (selfNode: none): who owns what on every node. */
+  tables: DataplaneTables;
 }
 
 export interface BucketsView {
@@ -443,7 +472,7 @@ ${groupXml}
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
     const args = ['run', '--static', ...this.configArgs(), '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
-      '--xdp-mode', 'native', ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
+      '--xdp-mode', this.opts.xdpMode ?? 'native', ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
     const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', 'node', FARMLB_BIN, ...args], {
@@ -488,6 +517,36 @@ ${groupXml}
     const d = this.node(name).daemon;
     if (!d || d.exitCode !== null || d.signalCode !== null) throw new Error(`the daemon of ${name} is not running`);
     d.kill(signal);
+  }
+
+  /** Where a node's log ends now: pass it as `from` to waitForLog to see only what comes after. */
+  logMark(name: string): number {
+    return this.node(name).log.length;
+  }
+
+  /** A node's log from a mark on. */
+  logSince(name: string, from: number): string {
+    return this.node(name).log.slice(from);
+  }
+
+  /** Waits (bounded) until a node's log, from `from` on, matches `pattern`; returns that part of the log. */
+  async waitForLog(name: string, pattern: RegExp, opts: { from?: number; timeoutMs?: number } = {}): Promise<string> {
+    const n = this.node(name);
+    const from = opts.from ?? 0;
+    try {
+      await waitFor(() => pattern.test(n.log.slice(from)), { timeoutMs: opts.timeoutMs ?? 10_000, intervalMs: 50, what: `${pattern} in ${name}'s log` });
+    } catch (err) {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- ${name} log since the mark ---\n${n.log.slice(from)}`, { cause: err });
+    }
+    return n.log.slice(from);
+  }
+
+  /** SIGHUP a daemon (it re-reads the config files) and wait until it has applied them; a refused reload throws. */
+  async reloadNode(name: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    const from = this.logMark(name);
+    this.signalNode(name, 'SIGHUP');
+    const said = await this.waitForLog(name, /"event":"(reloaded|reload_failed)"/, { from, timeoutMs: opts.timeoutMs ?? 10_000 });
+    if (said.includes('"event":"reload_failed"')) throw new Error(`${name} refused the reload:\n${said}`);
   }
 
   /** Signal a node's daemon and wait (bounded) for it to exit; returns how it ended. */
@@ -570,6 +629,29 @@ ${groupXml}
     return this.nodes.find((n) => n.mac === mac.toLowerCase())?.spec.name;
   }
 
+  // ---- predictions ------------------------------------------------------------------
+
+  /** The configs as written now, compiled to the static table every node serves. */
+  async compiled(): Promise<CompiledLab> {
+    const { farm, cluster } = await loadConfigs({ config: this.configFile, cluster: this.clusterFile });
+    return { farm, cluster: cluster!, tables: compileTables(farm, cluster, staticTable(farm, cluster), '') };
+  }
+
+  /**
+   * The node whose MAC answers `src`'s ARP request / NS for `vip` (docs/datapath.md): the
+   * owner of hash(src) in the arp rule's group (vmac_directed) or in the VIP's first group
+   * (vmac_invisible). null: nobody (invisible without a group) or everybody (directed
+   * without an arp rule).
+   */
+  arpOwner(c: CompiledLab, vip: string, src: string): string | null {
+    const v = c.tables.vips.find((x) => x.addr === vip);
+    if (!v) throw new Error(`${vip} is not a VIP of the lab`);
+    const group = this.mode === 'vmac_directed' ? v.arpGroup : v.icmpGroup;
+    if (group === GROUP_NONE) return null;
+    const owner = c.tables.buckets[group]![bucketOf(addrBytes(src)!, c.tables.hashSeed)]!;
+    return owner === NODE_NONE ? null : c.cluster.nodes[owner]!;
+  }
+
   // ---- CLI --------------------------------------------------------------------------
 
   /** The farmlb CLI. With a node: run in its namespace, with its --pin-dir and --run-dir appended. */
@@ -583,6 +665,16 @@ ${groupXml}
   async buckets(node: string): Promise<BucketsView> {
     const { stdout } = await this.farmlb(['buckets', '--json'], node);
     return JSON.parse(stdout) as BucketsView;
+  }
+
+  /** Packets per verdict reason on a node (its pinned maps, read like the CLI does; 0 when absent). */
+  reasonCounters(node: string): Record<string, number> {
+    const pinned = XdpDataplane.readPinned(this.pinDir(node));
+    try {
+      return Object.fromEntries(Object.entries(pinned.reasonCounters()).map(([reason, c]) => [reason, Number(c.packets)]));
+    } finally {
+      pinned.close();
+    }
   }
 
   // ---- client -----------------------------------------------------------------------
