@@ -117,21 +117,55 @@ static __always_inline int lease_valid(const struct farmlb_ctl *ctl)
 	return lease_clock_ns() < ctl->lease_deadline_ns;
 }
 
-/* Step 2's prefilter: 0 when the destination is certainly not a VIP of the slot. Array
- * lookups are inlined by the verifier, so this costs a few instructions where the exact
- * VIP lookup is a hash lookup. */
-static __always_inline int vip_filter_may_match(__u32 slot, __u8 hi, __u8 lo)
+/* Step 2 on the direct-mapped VIP index (farmlb_abi.h): the entry for an address whose last
+ * two bytes are hi, lo. An array lookup, inlined by the verifier: a destination no VIP ends
+ * like (FARMLB_VIP_INDEX_NONE) costs a few instructions. */
+static __always_inline __u32 vip_index_entry(__u32 slot, __u8 hi, __u8 lo)
 {
-	struct farmlb_vip_filter *filter = bpf_map_lookup_elem(&farmlb_vip_filter, &slot);
-	__u32 bit = FARMLB_VIP_FILTER_BIT(hi, lo);
+	struct farmlb_vip_index *index = bpf_map_lookup_elem(&farmlb_vip_index, &slot);
 
-	if (!filter) /* slot < FARMLB_SLOTS: cannot miss */
-		return 0;
-	return (filter->words[bit / 64] >> (bit % 64)) & 1;
+	if (!index) /* slot < FARMLB_SLOTS: cannot miss */
+		return FARMLB_VIP_INDEX_NONE;
+	return index->entry[FARMLB_VIP_INDEX_OF(hi, lo)];
 }
 
-/* The exact VIP lookup, for the paths the resolved rule table does not decide. The key is
- * rebuilt from the rule key, which already holds slot, family and address. */
+/* The descriptor an index entry names; NULL for FARMLB_VIP_INDEX_NONE and _MANY. */
+static __always_inline struct farmlb_vip_desc *vip_desc(__u32 slot, __u32 entry)
+{
+	__u32 key = slot * FARMLB_MAX_VIPS + entry - 1;
+
+	if (entry == FARMLB_VIP_INDEX_NONE || entry > FARMLB_MAX_VIPS)
+		return NULL;
+	return bpf_map_lookup_elem(&farmlb_vip_desc, &key);
+}
+
+/* Is the descriptor's VIP this address? addr: 16 bytes, 4-aligned (compared as four words:
+ * the stack keys hold it at offset 4 or 8, and the verifier refuses misaligned stack loads). */
+static __always_inline int desc_is(const struct farmlb_vip_desc *desc, __u8 family, const __u8 *addr)
+{
+	const __u32 *a = (const __u32 *)desc->addr;
+	const __u32 *b = (const __u32 *)addr;
+
+	return desc->family == family && ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3])) == 0;
+}
+
+/* The VIP of the slot with the key's address (hi, lo: its last two bytes), NULL when none:
+ * through the index and the descriptor, or farmlb_vips when several VIPs share the entry. */
+static __always_inline struct farmlb_vip *lookup_vip(const struct farmlb_vip_key *key, __u8 hi, __u8 lo)
+{
+	__u32 entry = vip_index_entry(key->slot, hi, lo);
+	struct farmlb_vip_desc *desc;
+
+	if (entry == FARMLB_VIP_INDEX_NONE)
+		return NULL;
+	desc = vip_desc(key->slot, entry);
+	if (!desc) /* FARMLB_VIP_INDEX_MANY */
+		return bpf_map_lookup_elem(&farmlb_vips, key);
+	return desc_is(desc, key->family, key->addr) ? &desc->vip : NULL;
+}
+
+/* The exact VIP lookup in farmlb_vips, for a destination whose index entry several VIPs
+ * share. The key is rebuilt from the rule key, which already holds slot, family and address. */
 static __always_inline struct farmlb_vip *find_vip(const struct farmlb_rule_key *rkey)
 {
 	struct farmlb_vip_key vkey = {
@@ -235,27 +269,47 @@ static __always_inline void mac_copy(__u8 *dst, const __u8 *src)
 }
 
 /* The MAC of the interface the frame came in on (farmlb_ifaces), NULL when the daemon has
- * not registered it. A hash lookup: only paths that transmit or rewrite pay for it. */
-static __always_inline struct farmlb_iface *ingress_iface(struct xdp_md *ctx)
+ * not registered it. Only paths that transmit or rewrite ask. farmlb_ifaces is a hash map
+ * (~25 ns a lookup), so this CPU's farmlb_iface_cache answers while its entry for the ifindex
+ * was filled under the current farmlb_ctl.iface_gen (farmlb_abi.h). gen is read before the
+ * hash lookup: the daemon writes farmlb_ifaces before it bumps gen, so whatever is cached
+ * under a gen is at least as new as the map was when that gen was set. */
+static __always_inline const __u8 *ingress_mac(struct xdp_md *ctx, const struct farmlb_ctl *ctl)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 key = ifindex & (FARMLB_IFACE_CACHE_ENTRIES - 1);
+	__u32 gen = *(volatile const __u32 *)&ctl->iface_gen;
+	struct farmlb_iface_cache *cache = bpf_map_lookup_elem(&farmlb_iface_cache, &key);
+	struct farmlb_iface *iface;
 
-	return bpf_map_lookup_elem(&farmlb_ifaces, &ifindex);
+	if (!cache) { /* key < FARMLB_IFACE_CACHE_ENTRIES: cannot miss */
+		iface = bpf_map_lookup_elem(&farmlb_ifaces, &ifindex);
+		return iface ? iface->mac : NULL;
+	}
+	if (cache->ifindex != ifindex || cache->gen != gen) {
+		iface = bpf_map_lookup_elem(&farmlb_ifaces, &ifindex);
+		cache->ifindex = ifindex;
+		cache->gen = gen;
+		cache->known = iface != NULL;
+		if (iface)
+			mac_copy(cache->mac, iface->mac);
+	}
+	return cache->known ? cache->mac : NULL;
 }
 
 /* vmac_invisible: a frame this node passes for a VIP and sent to the VMAC gets the
  * interface's MAC as destination, so the stack sees it as PACKET_HOST. Frames to the node's
  * own MAC or to a group address are left alone; without a registered MAC, too. */
-static __always_inline void vmac_to_iface(struct xdp_md *ctx, struct ethhdr *eth,
+static __always_inline void vmac_to_iface(struct xdp_md *ctx, const struct farmlb_ctl *ctl, struct ethhdr *eth,
 					  const struct farmlb_slot_cfg *cfg, __u32 mode)
 {
-	struct farmlb_iface *iface;
+	const __u8 *mac;
 
 	if (mode == FARMLB_MODE_DIRECTED || !mac_equal(eth->h_dest, cfg->vmac))
 		return;
-	iface = ingress_iface(ctx);
-	if (iface)
-		mac_copy(eth->h_dest, iface->mac);
+	mac = ingress_mac(ctx, ctl);
+	if (mac)
+		mac_copy(eth->h_dest, mac);
 }
 
 /* After a bucket decided: the frame changes the verdict asks for. Passed frames get the
@@ -266,12 +320,12 @@ static __always_inline void deliver(struct xdp_md *ctx, struct verdict *v, const
 				    struct ethhdr *eth, __u8 owner)
 {
 	struct farmlb_mac_key mkey = { .slot = slot };
-	struct farmlb_iface *iface;
 	struct farmlb_node *node;
+	const __u8 *mac;
 	__u32 nidx;
 
 	if (v->reason == FARMLB_R_PASS_OWNED) {
-		vmac_to_iface(ctx, eth, cfg, mode);
+		vmac_to_iface(ctx, ctl, eth, cfg, mode);
 		return;
 	}
 	if (v->reason != FARMLB_R_DROP_NOT_OWNED || mode != FARMLB_MODE_DIRECTED ||
@@ -288,13 +342,13 @@ static __always_inline void deliver(struct xdp_md *ctx, struct verdict *v, const
 	node = bpf_map_lookup_elem(&farmlb_nodes, &nidx);
 	if (!node || !(node->flags & FARMLB_NODE_F_KNOWN))
 		return; /* nowhere to send it: DROP_NOT_OWNED */
-	iface = ingress_iface(ctx);
-	if (!iface) {
+	mac = ingress_mac(ctx, ctl);
+	if (!mac) {
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NO_IFACE);
 		return;
 	}
 	mac_copy(eth->h_dest, node->mac);
-	mac_copy(eth->h_source, iface->mac);
+	mac_copy(eth->h_source, mac);
 	set_verdict(v, XDP_TX, FARMLB_R_TX_FORWARD);
 }
 
@@ -309,7 +363,7 @@ static __always_inline int solicit_decide(struct xdp_md *ctx, struct verdict *v,
 {
 	struct farmlb_requester_key rkey = { .family = req->addr_len == 16 ? 6 : 4 };
 	struct farmlb_requester rval = {};
-	struct farmlb_iface *iface;
+	const __u8 *mac;
 	__u32 hash, bucket, group;
 	__u8 owner;
 	int directed = vip->mode == FARMLB_MODE_DIRECTED;
@@ -348,16 +402,16 @@ static __always_inline int solicit_decide(struct xdp_md *ctx, struct verdict *v,
 			return 0;
 		}
 	}
-	iface = ingress_iface(ctx);
-	if (!iface) {
+	mac = ingress_mac(ctx, ctl);
+	if (!mac) {
 		v->bucket_stat = FARMLB_NO_BUCKET;
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NO_IFACE);
 		return 0;
 	}
-	mac_copy(link, iface->mac);
+	mac_copy(link, mac);
 	/* The VMAC only ever appears inside the answer, never as an Ethernet source: the
 	 * switch must not learn it, so that it keeps flooding frames sent to it. */
-	mac_copy(announce, directed ? iface->mac : cfg->vmac);
+	mac_copy(announce, directed ? mac : cfg->vmac);
 	set_verdict(v, XDP_TX, FARMLB_R_TX_ARP_REPLY);
 	return 1;
 }
@@ -387,11 +441,9 @@ static __always_inline void handle_arp(struct xdp_md *ctx, struct verdict *v, st
 	slot = ctl->active_slot;
 	if (slot >= FARMLB_SLOTS)
 		slot = 0;
-	if (!vip_filter_may_match(slot, arp->tpa[2], arp->tpa[3]))
-		return;
 	vkey.slot = slot;
 	__builtin_memcpy(vkey.addr, arp->tpa, 4);
-	vip = bpf_map_lookup_elem(&farmlb_vips, &vkey);
+	vip = lookup_vip(&vkey, vkey.addr[2], vkey.addr[3]);
 	if (!vip)
 		return;
 	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
@@ -401,7 +453,7 @@ static __always_inline void handle_arp(struct xdp_md *ctx, struct verdict *v, st
 	if (arp->op == bpf_htons(FARMLB_ARP_OP_REPLY)) {
 		/* Nodes resolve clients too: every node takes replies for a VIP. */
 		set_verdict(v, XDP_PASS, FARMLB_R_PASS_CONTROL);
-		vmac_to_iface(ctx, eth, cfg, vip->mode);
+		vmac_to_iface(ctx, ctl, eth, cfg, vip->mode);
 		return;
 	}
 	__builtin_memcpy(req.saddr, arp->spa, 4);
@@ -464,7 +516,7 @@ static __always_inline int handle_ns(struct xdp_md *ctx, struct verdict *v, cons
 	if ((void *)(eth + 1) > data_end || (void *)(ns + 1) > data_end)
 		return 0; /* truncated: to a VIP it is malformed (ordinary path) */
 	__builtin_memcpy(vkey.addr, ns->target, 16);
-	vip = bpf_map_lookup_elem(&farmlb_vips, &vkey);
+	vip = lookup_vip(&vkey, vkey.addr[14], vkey.addr[15]);
 	if (!vip)
 		return 0;
 	if (!addr6_equal(ip6h->daddr.s6_addr, ns->target) && !is_solicited_node_of(ip6h->daddr.s6_addr, ns->target))
@@ -579,13 +631,37 @@ static __always_inline int quoted_flow_v6(void *icmp, void *data_end, struct far
 	return 1;
 }
 
-static __always_inline struct farmlb_rule *resolved_rule(struct farmlb_rule_key *rkey, __be16 dport)
+/* Step 4 on the resolved table: the entry for the destination port already is the winner of
+ * the four-key precedence (on_ipid skipped for IPv6 VIPs), and the VIP's "any port" entry the
+ * winner for every port no rule names. With a descriptor (the destination is its VIP), its
+ * inline copy of those entries answers; farmlb_rules only for a port that did not fit it.
+ * Without one (several VIPs share the index entry), farmlb_rules: port, then "any port". */
+static __always_inline struct farmlb_rule *resolved_rule(struct farmlb_vip_desc *desc, struct farmlb_rule_key *rkey,
+							 __be16 dport)
 {
 	struct farmlb_rule *rule;
+	__u32 udp = rkey->proto == IPPROTO_UDP;
+	__u32 i;
 
-	/* Step 4 on the resolved table: the entry for the destination port already is the
-	 * winner of the four-key precedence (on_ipid skipped for IPv6 VIPs), and the VIP's "any
-	 * port" entry the winner for every port no rule names. */
+	if (desc) {
+		/* FARMLB_VIP_INLINE_PORTS bounds the scan for the verifier (clang unrolls it);
+		 * nports ends it early, so a VIP with two ports costs two compares. */
+		for (i = 0; i < FARMLB_VIP_INLINE_PORTS; i++) {
+			if (i >= desc->nports)
+				break;
+			if (desc->ports[i].port == dport && desc->ports[i].proto == rkey->proto)
+				return &desc->ports[i].rule;
+		}
+		if (desc->flags & (udp ? FARMLB_VIP_F_OVERFLOW_UDP : FARMLB_VIP_F_OVERFLOW_TCP)) {
+			rkey->port = dport;
+			rule = bpf_map_lookup_elem(&farmlb_rules, rkey);
+			if (rule)
+				return rule;
+		}
+		if (desc->flags & (udp ? FARMLB_VIP_F_ANY_UDP : FARMLB_VIP_F_ANY_TCP))
+			return &desc->any_port[udp];
+		return NULL;
+	}
 	rkey->port = dport;
 	rule = bpf_map_lookup_elem(&farmlb_rules, rkey);
 	if (!rule) {
@@ -606,16 +682,18 @@ int farmlb_xdp(struct xdp_md *ctx)
 		.bucket_stat = FARMLB_NO_BUCKET,
 	};
 	struct hdr_cursor nh = { .pos = data };
-	struct farmlb_rule_key rkey = {};
+	/* 8-aligned: desc_is() and addr6_equal() read the address (offset 8) in words. */
+	struct farmlb_rule_key rkey __attribute__((aligned(8))) = {};
+	struct farmlb_vip_desc *desc = NULL;
 	struct farmlb_slot_cfg *cfg;
 	struct farmlb_rule *rule;
 	struct farmlb_ctl *ctl;
-	struct farmlb_vip *vip;
+	struct farmlb_vip *vip = NULL;
 	struct ethhdr *eth;
 	struct iphdr *iph = NULL;
 	struct ipv6hdr *ip6h = NULL;
 	struct flow_bytes flow = {};
-	__u32 key0 = 0, slot, group, criterion, mode = FARMLB_MODE_INVISIBLE;
+	__u32 key0 = 0, slot, entry, group, criterion, mode = FARMLB_MODE_INVISIBLE;
 	int eth_type, proto, is_v6;
 	__u8 icmp_type, owner = FARMLB_NODE_NONE;
 	__u64 len = data_end - data;
@@ -637,18 +715,27 @@ int farmlb_xdp(struct xdp_md *ctx)
 	if (slot >= FARMLB_SLOTS)
 		slot = 0;
 
-	/* Step 2. Every check below that ends in a VIP-only verdict (malformed, fragment, no
-	 * rule) first confirms the destination is a VIP at its label, so non-VIP traffic
-	 * whose bit collides in the prefilter still passes as PASS_NOT_VIP. */
+	/* Step 2. The index entry of the destination: none, one VIP (its descriptor, whose
+	 * address then decides at once), or several (the hash maps decide). Without a descriptor,
+	 * every check below that ends in a VIP-only verdict (malformed, fragment, no rule) first
+	 * confirms the destination is a VIP at its label, so non-VIP traffic sharing an index
+	 * entry with several VIPs still passes as PASS_NOT_VIP. */
 	rkey.slot = slot;
 	is_v6 = eth_type == bpf_htons(ETH_P_IPV6);
 	if (!is_v6) {
 		if (parse_iphdr_fixed(&nh, data_end, &iph) < 0)
 			goto out;
-		if (!vip_filter_may_match(slot, ((__u8 *)&iph->daddr)[2], ((__u8 *)&iph->daddr)[3]))
+		entry = vip_index_entry(slot, ((__u8 *)&iph->daddr)[2], ((__u8 *)&iph->daddr)[3]);
+		if (entry == FARMLB_VIP_INDEX_NONE)
 			goto out;
 		rkey.family = 4;
 		__builtin_memcpy(rkey.addr, &iph->daddr, 4);
+		desc = vip_desc(slot, entry);
+		if (desc) {
+			if (!desc_is(desc, 4, rkey.addr))
+				goto out;
+			vip = &desc->vip;
+		}
 
 		proto = ipv4_validate(&nh, data_end, iph);
 		if (proto < 0)
@@ -662,9 +749,11 @@ int farmlb_xdp(struct xdp_md *ctx)
 		if (parse_ip6hdr_fixed(&nh, data_end, &ip6h) < 0)
 			goto out;
 		/* A solicitation goes to the target's solicited-node address or to the target
-		 * itself: both end in the target's last three bytes, so the prefilter on the
-		 * destination lets every solicitation for a VIP through. */
-		if (!vip_filter_may_match(slot, ip6h->daddr.s6_addr[14], ip6h->daddr.s6_addr[15]))
+		 * itself: both end in the target's last three bytes, so the index entry of the
+		 * destination is not NONE for any solicitation for a VIP. The descriptor's address
+		 * is compared only after the solicitation check: a multicast destination is not it. */
+		entry = vip_index_entry(slot, ip6h->daddr.s6_addr[14], ip6h->daddr.s6_addr[15]);
+		if (entry == FARMLB_VIP_INDEX_NONE)
 			goto out;
 		if (ip6h->version == 6 && ip6h->nexthdr == IPPROTO_ICMPV6 && (void *)(ip6h + 1) + 1 <= data_end &&
 		    *(__u8 *)(ip6h + 1) == ICMPV6_NS) {
@@ -673,6 +762,12 @@ int farmlb_xdp(struct xdp_md *ctx)
 		}
 		rkey.family = 6;
 		__builtin_memcpy(rkey.addr, &ip6h->daddr, 16);
+		desc = vip_desc(slot, entry);
+		if (desc) {
+			if (!desc_is(desc, 6, rkey.addr))
+				goto out;
+			vip = &desc->vip;
+		}
 
 		if (ip6h->version != 6)
 			goto malformed;
@@ -698,14 +793,15 @@ int farmlb_xdp(struct xdp_md *ctx)
 		__builtin_memcpy(flow.sport, &ports->source, 2);
 
 		rkey.proto = proto;
-		rule = resolved_rule(&rkey, ports->dest);
+		rule = resolved_rule(desc, &rkey, ports->dest);
 		if (!rule)
 			goto no_rule;
 		group = rule->group;
 		criterion = rule->criterion;
 		mode = rule->mode;
 	} else if ((proto == IPPROTO_ICMP && !is_v6) || (proto == IPPROTO_ICMPV6 && is_v6)) {
-		vip = find_vip(&rkey);
+		if (!vip)
+			vip = find_vip(&rkey);
 		if (!vip)
 			goto out;
 		if (nh.pos + FARMLB_ICMP_MIN_LEN > data_end)
@@ -723,7 +819,7 @@ int farmlb_xdp(struct xdp_md *ctx)
 			if (!(is_v6 ? quoted_flow_v6(nh.pos, data_end, &rkey, &flow)
 				    : quoted_flow_v4(nh.pos, data_end, &rkey, &flow)))
 				goto control;
-			rule = resolved_rule(&rkey, rkey.port);
+			rule = resolved_rule(desc, &rkey, rkey.port);
 			if (!rule || rule->criterion == FARMLB_CRIT_IPID)
 				goto control;
 			group = rule->group;
@@ -752,31 +848,32 @@ control:
 	set_verdict(&v, XDP_PASS, FARMLB_R_PASS_CONTROL);
 	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
 	if (cfg)
-		vmac_to_iface(ctx, eth, cfg, mode);
+		vmac_to_iface(ctx, ctl, eth, cfg, mode);
 	goto out;
 
 fragment:
-	vip = find_vip(&rkey);
+	if (!vip)
+		vip = find_vip(&rkey);
 	if (!vip)
 		goto out;
 	if (lease_valid(ctl)) {
 		set_verdict(&v, XDP_PASS, FARMLB_R_PASS_FRAGMENT);
 		cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
 		if (cfg)
-			vmac_to_iface(ctx, eth, cfg, vip->mode);
+			vmac_to_iface(ctx, ctl, eth, cfg, vip->mode);
 	} else {
 		set_verdict(&v, XDP_DROP, FARMLB_R_DROP_LEASE);
 	}
 	goto out;
 
 no_rule:
-	if (!find_vip(&rkey))
+	if (!vip && !find_vip(&rkey))
 		goto out;
 	set_verdict(&v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
 	goto out;
 
 malformed:
-	if (!find_vip(&rkey))
+	if (!vip && !find_vip(&rkey))
 		goto out;
 drop_malformed:
 	set_verdict(&v, XDP_DROP, FARMLB_R_DROP_MALFORMED);

@@ -104,7 +104,8 @@ struct farmlb_ctl {
 	__u64 lease_deadline_ns; /* host; CLOCK_MONOTONIC ns; VIP traffic is accepted while now < deadline,
 				  * "now" read from the coarse clock (see FARMLB_LEASE_CLOCK_SLACK_NS) */
 	__u32 active_slot;       /* host; 0 or 1: which slot of the tables below packets use */
-	__u32 _pad0;
+	__u32 iface_gen;         /* host; bumped by the daemon after every write to farmlb_ifaces: an entry of
+				  * farmlb_iface_cache filled under another value is stale */
 };
 
 /* farmlb_slot_cfg: ARRAY, FARMLB_SLOTS entries, key __u32 slot. */
@@ -116,10 +117,10 @@ struct farmlb_slot_cfg {
 	__u8 _pad1[2];
 };
 
-/* farmlb_vips: HASH, key farmlb_vip_key, value farmlb_vip. TCP/UDP packets that hit a
- * resolved rule never read it; it decides ICMP, other protocols, fragments and malformed
- * headers (each only for VIP traffic), and tells DROP_NO_RULE from PASS_NOT_VIP when both
- * rule lookups miss. */
+/* farmlb_vips: HASH, key farmlb_vip_key, value farmlb_vip. Every VIP of a slot. The program
+ * reads it only for destinations whose farmlb_vip_index entry is FARMLB_VIP_INDEX_MANY
+ * (several VIPs share the index); the tc egress program always. The daemon reads the
+ * applied VIPs back from it. */
 struct farmlb_vip_key {
 	__u8 slot;
 	__u8 family;   /* 4 or 6 */
@@ -139,10 +140,13 @@ struct farmlb_vip {
 /* farmlb_rules: HASH, key farmlb_rule_key, value farmlb_rule. The *resolved* rule table:
  * the daemon (src/dataplane/rule-table.ts) precomputes, for every VIP, protocol and port a
  * rule names, which rule wins under the precedence of docs/datapath.md §4
- * ((vip, port) > (vip, *) > (*, port) > (*, *), on_ipid skipped for IPv6 VIPs), so the
- * program needs at most two lookups, (addr, proto, dport) then (addr, proto, *), instead
- * of walking four keys. Keyed by the VIP address rather than its id so that a hit needs no
- * farmlb_vips lookup first: a hit also proves the destination is a VIP. */
+ * ((vip, port) > (vip, *) > (*, port) > (*, *), on_ipid skipped for IPv6 VIPs). Complete
+ * (every resolved entry of every VIP), but the program reads it only where the inline table
+ * of farmlb_vip_desc cannot answer: for a VIP sharing its index with another VIP (at most
+ * two lookups, (addr, proto, dport) then (addr, proto, *)), and for a port that did not fit
+ * a VIP's inline table (FARMLB_VIP_F_OVERFLOW_*: one lookup, (addr, proto, dport)). Keyed by
+ * the VIP address rather than its id so that a hit needs no farmlb_vips lookup first: a hit
+ * also proves the destination is a VIP. */
 struct farmlb_rule_key {
 	__u8 slot;
 	__u8 family;   /* 4 or 6: an IPv6 address may have the same 16 bytes as an IPv4 key */
@@ -174,21 +178,63 @@ struct farmlb_rule_spec_key {
 	__u16 _pad0;
 };
 
-/* farmlb_vip_filter: ARRAY, FARMLB_SLOTS entries, key __u32 slot. A one-hash Bloom filter
- * over the slot's VIP addresses (IPv4 and IPv6 share it): bit
- * farmlb_vip_filter_bit(last two address bytes) is set for every VIP. Array lookups are
- * inlined by the verifier and cost next to nothing, a hash lookup ~30 ns on the reference
- * VM, so a destination whose bit is clear is declared "not a VIP" without any hash
- * lookup. A set bit only means "maybe": the exact lookups decide (a collision is a cost,
- * never a wrong verdict). The last two bytes are what varies inside a VIP subnet. */
-#define FARMLB_VIP_FILTER_WORDS 64
-#define FARMLB_VIP_FILTER_BITS (FARMLB_VIP_FILTER_WORDS * 64)
-struct farmlb_vip_filter {
-	__u64 words[FARMLB_VIP_FILTER_WORDS]; /* host; bit b is words[b / 64] & (1 << (b % 64)) */
+/* farmlb_vip_index: ARRAY, FARMLB_SLOTS entries, key __u32 slot. A direct-mapped index over
+ * the slot's VIP addresses (IPv4 and IPv6 share it), addressed by the last two address bytes
+ * (what varies inside a VIP subnet): entry[FARMLB_VIP_INDEX_OF(hi, lo)] says
+ *   FARMLB_VIP_INDEX_NONE  no VIP of the slot ends so: the destination is not a VIP;
+ *   1..FARMLB_MAX_VIPS     exactly one does, descriptor farmlb_vip_desc[slot * FARMLB_MAX_VIPS + entry - 1]:
+ *                          compare its address, and it decides without any hash lookup;
+ *   FARMLB_VIP_INDEX_MANY  several do: the hash maps farmlb_vips and farmlb_rules decide.
+ * Array lookups are inlined by the verifier and cost next to nothing where a hash lookup
+ * costs ~27 ns on the reference VM, so the common VIP packet costs two array lookups and a
+ * short scan. An entry other than a descriptor number is never a verdict by itself: the
+ * address compare or the hash lookups decide (a collision costs lookups, never a verdict). */
+#define FARMLB_VIP_INDEX_BITS 12
+#define FARMLB_VIP_INDEX_SIZE (1 << FARMLB_VIP_INDEX_BITS)
+#define FARMLB_VIP_INDEX_NONE 0
+#define FARMLB_VIP_INDEX_MANY 0xff
+struct farmlb_vip_index {
+	__u8 entry[FARMLB_VIP_INDEX_SIZE]; /* FARMLB_VIP_INDEX_NONE, a descriptor number, or FARMLB_VIP_INDEX_MANY */
 };
 
-/* Bit of the filter for an address whose last two bytes (network order) are hi, lo. */
-#define FARMLB_VIP_FILTER_BIT(hi, lo) (((((__u32)(hi)) << 8) | (__u32)(lo)) & (FARMLB_VIP_FILTER_BITS - 1))
+/* Entry of the index for an address whose last two bytes (network order) are hi, lo. */
+#define FARMLB_VIP_INDEX_OF(hi, lo) (((((__u32)(hi)) << 8) | (__u32)(lo)) & (FARMLB_VIP_INDEX_SIZE - 1))
+
+/* Port rules of one VIP kept inline in its descriptor. Eight covers the usual farm (a few
+ * service ports per VIP); a VIP with more keeps the first eight (TCP before UDP, ports
+ * ascending) and sets FARMLB_VIP_F_OVERFLOW_<proto> for the protocol whose ports did not all
+ * fit, whose other ports are then looked up in farmlb_rules. It is also the scan's bound. */
+#ifndef FARMLB_VIP_INLINE_PORTS
+#define FARMLB_VIP_INLINE_PORTS 8
+#endif
+
+/* farmlb_vip_desc flags. */
+#define FARMLB_VIP_F_ANY_TCP 0x01      /* any_port[0] holds the rule of every TCP port without its own entry */
+#define FARMLB_VIP_F_ANY_UDP 0x02      /* any_port[1], the same for UDP */
+#define FARMLB_VIP_F_OVERFLOW_TCP 0x04 /* some TCP port entries did not fit ports[]: look them up in farmlb_rules */
+#define FARMLB_VIP_F_OVERFLOW_UDP 0x08 /* the same for UDP */
+
+/* One resolved (proto, port) entry of a VIP, as farmlb_rules holds it for (VIP, proto, port). */
+struct farmlb_vip_port {
+	__u16 port;  /* network; destination port, never FARMLB_PORT_ANY */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 _pad0;
+	struct farmlb_rule rule;
+};
+
+/* farmlb_vip_desc: ARRAY, FARMLB_SLOTS * FARMLB_MAX_VIPS entries, key slot * FARMLB_MAX_VIPS + k.
+ * Descriptor k of a slot: one VIP (k = its position in the applied table), everything the
+ * program needs to decide a packet to it. Unused descriptors have family 0. */
+struct farmlb_vip_desc {
+	__u8 addr[16];     /* network; IPv4 in the first 4 bytes, the rest zero (8-aligned: compared as two __u64) */
+	__u8 family;       /* 4 or 6; 0: unused */
+	__u8 flags;        /* FARMLB_VIP_F_* */
+	__u8 nports;       /* entries used in ports[], at most FARMLB_VIP_INLINE_PORTS */
+	__u8 _pad0;
+	struct farmlb_vip vip;          /* what farmlb_vips holds for this VIP */
+	struct farmlb_rule any_port[2]; /* [0] TCP, [1] UDP: the VIP's "any other port" entry, valid with FARMLB_VIP_F_ANY_* */
+	struct farmlb_vip_port ports[FARMLB_VIP_INLINE_PORTS]; /* the first resolved port entries, TCP before UDP, ports ascending */
+};
 
 /* farmlb_buckets: ARRAY, FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS entries,
  * key (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket. */
@@ -230,6 +276,26 @@ struct farmlb_node_ref {
 struct farmlb_iface {
 	__u8 mac[6];
 	__u8 _pad0[2];
+};
+
+/* farmlb_iface_cache: PERCPU_ARRAY, FARMLB_IFACE_CACHE_ENTRIES entries, key ifindex %
+ * FARMLB_IFACE_CACHE_ENTRIES. Written by the program only: each CPU's copy of recent
+ * farmlb_ifaces answers (found or not), so that a frame to rewrite (vmac_invisible: every
+ * owned client frame sent to the VMAC) costs an inlined array lookup instead of a hash
+ * lookup. Direct-mapped by ifindex, so several interfaces each keep their entry unless their
+ * ifindexes collide (then they take turns, each turn one farmlb_ifaces lookup). An entry is
+ * used only while its gen equals farmlb_ctl.iface_gen: the daemon bumps that after writing
+ * farmlb_ifaces, and the program reads gen before farmlb_ifaces, so an entry filled under
+ * the current gen is never older than the map. Per CPU, like farmlb_lease_clock: XDP does not
+ * nest on a CPU, so each copy has one writer and plain stores are exact. farmlb_ifaces stays
+ * the source of truth. */
+#define FARMLB_IFACE_CACHE_ENTRIES 16
+struct farmlb_iface_cache {
+	__u32 ifindex; /* host; 0: empty (no interface has ifindex 0) */
+	__u32 gen;     /* host; farmlb_ctl.iface_gen read before the farmlb_ifaces lookup that filled it */
+	__u8 mac[6];   /* farmlb_ifaces[ifindex].mac when known */
+	__u8 known;    /* 1: farmlb_ifaces had the interface; 0: it had not (DROP_NO_IFACE, no rewrite) */
+	__u8 _pad0;
 };
 
 /* farmlb_requesters: LRU_HASH, key farmlb_requester_key, value farmlb_requester,
@@ -287,6 +353,7 @@ struct farmlb_bucket_counter {
 #define FARMLB_RESOLVED_RULES_PER_SLOT (FARMLB_MAX_VIPS * (FARMLB_MAX_RULES + 1))
 #define FARMLB_RULES_ENTRIES (FARMLB_SLOTS * FARMLB_RESOLVED_RULES_PER_SLOT)
 #define FARMLB_RULE_SPECS_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_RULES)
+#define FARMLB_VIP_DESC_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_VIPS)
 #define FARMLB_NODES_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_NODES)
 
 /* The tc egress filter (farmlb_egress) on clsact egress: a fixed handle and priority, so
@@ -311,7 +378,15 @@ FARMLB_STATIC_ASSERT(sizeof(struct farmlb_requester_key) == 20, "farmlb_requeste
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_requester) == 24, "farmlb_requester layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule_key) == 24, "farmlb_rule_key layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule_spec_key) == 8, "farmlb_rule_spec_key layout");
-FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip_filter) == FARMLB_VIP_FILTER_BITS / 8, "farmlb_vip_filter layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip_index) == FARMLB_VIP_INDEX_SIZE, "farmlb_vip_index layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip_port) == 8, "farmlb_vip_port layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_vip_desc) == 36 + 8 * FARMLB_VIP_INLINE_PORTS, "farmlb_vip_desc layout");
+FARMLB_STATIC_ASSERT(__builtin_offsetof(struct farmlb_vip_desc, vip) == 20, "farmlb_vip_desc layout");
+FARMLB_STATIC_ASSERT(__builtin_offsetof(struct farmlb_vip_desc, ports) == 36, "farmlb_vip_desc layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_iface_cache) == 16, "farmlb_iface_cache layout");
+/* A descriptor number must fit an index byte and differ from NONE and MANY. */
+FARMLB_STATIC_ASSERT(FARMLB_MAX_VIPS < FARMLB_VIP_INDEX_MANY, "descriptor numbers fit an index entry");
+FARMLB_STATIC_ASSERT((FARMLB_IFACE_CACHE_ENTRIES & (FARMLB_IFACE_CACHE_ENTRIES - 1)) == 0, "cache size is a power of two");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule) == 4, "farmlb_rule layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket) == 4, "farmlb_bucket layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_lease_clock) == 16, "farmlb_lease_clock layout");

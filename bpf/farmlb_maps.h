@@ -51,8 +51,15 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FARMLB_SLOTS);
 	__type(key, __u32);
-	__type(value, struct farmlb_vip_filter);
-} farmlb_vip_filter SEC(".maps");
+	__type(value, struct farmlb_vip_index);
+} farmlb_vip_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FARMLB_VIP_DESC_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct farmlb_vip_desc);
+} farmlb_vip_desc SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -81,6 +88,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct farmlb_iface);
 } farmlb_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FARMLB_IFACE_CACHE_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct farmlb_iface_cache);
+} farmlb_iface_cache SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

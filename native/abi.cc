@@ -44,7 +44,7 @@ Napi::Object AbiLayout(Napi::Env env) {
   ABI_STRUCT(farmlb_ctl)
       .ABI_FIELD(farmlb_ctl, lease_deadline_ns)
       .ABI_FIELD(farmlb_ctl, active_slot)
-      .ABI_FIELD(farmlb_ctl, _pad0);
+      .ABI_FIELD(farmlb_ctl, iface_gen);
   ABI_STRUCT(farmlb_slot_cfg)
       .ABI_FIELD(farmlb_slot_cfg, hash_seed)
       .ABI_FIELD(farmlb_slot_cfg, self_node)
@@ -76,8 +76,22 @@ Napi::Object AbiLayout(Napi::Env env) {
       .ABI_FIELD(farmlb_rule_spec_key, port)
       .ABI_FIELD(farmlb_rule_spec_key, vip_id)
       .ABI_FIELD(farmlb_rule_spec_key, _pad0);
-  ABI_STRUCT(farmlb_vip_filter)
-      .ABI_FIELD(farmlb_vip_filter, words);
+  ABI_STRUCT(farmlb_vip_index)
+      .ABI_FIELD(farmlb_vip_index, entry);
+  ABI_STRUCT(farmlb_vip_port)
+      .ABI_FIELD(farmlb_vip_port, port)
+      .ABI_FIELD(farmlb_vip_port, proto)
+      .ABI_FIELD(farmlb_vip_port, _pad0)
+      .ABI_FIELD(farmlb_vip_port, rule);
+  ABI_STRUCT(farmlb_vip_desc)
+      .ABI_FIELD(farmlb_vip_desc, addr)
+      .ABI_FIELD(farmlb_vip_desc, family)
+      .ABI_FIELD(farmlb_vip_desc, flags)
+      .ABI_FIELD(farmlb_vip_desc, nports)
+      .ABI_FIELD(farmlb_vip_desc, _pad0)
+      .ABI_FIELD(farmlb_vip_desc, vip)
+      .ABI_FIELD(farmlb_vip_desc, any_port)
+      .ABI_FIELD(farmlb_vip_desc, ports);
   ABI_STRUCT(farmlb_rule)
       .ABI_FIELD(farmlb_rule, group)
       .ABI_FIELD(farmlb_rule, criterion)
@@ -97,6 +111,12 @@ Napi::Object AbiLayout(Napi::Env env) {
   ABI_STRUCT(farmlb_iface)
       .ABI_FIELD(farmlb_iface, mac)
       .ABI_FIELD(farmlb_iface, _pad0);
+  ABI_STRUCT(farmlb_iface_cache)
+      .ABI_FIELD(farmlb_iface_cache, ifindex)
+      .ABI_FIELD(farmlb_iface_cache, gen)
+      .ABI_FIELD(farmlb_iface_cache, mac)
+      .ABI_FIELD(farmlb_iface_cache, known)
+      .ABI_FIELD(farmlb_iface_cache, _pad0);
   ABI_STRUCT(farmlb_requester_key)
       .ABI_FIELD(farmlb_requester_key, family)
       .ABI_FIELD(farmlb_requester_key, _pad0)
@@ -170,8 +190,17 @@ Napi::Object AbiConstants(Napi::Env env) {
   ABI_CONST(FARMLB_RULES_ENTRIES);
   ABI_CONST(FARMLB_RESOLVED_RULES_PER_SLOT);
   ABI_CONST(FARMLB_RULE_SPECS_ENTRIES);
-  ABI_CONST(FARMLB_VIP_FILTER_WORDS);
-  ABI_CONST(FARMLB_VIP_FILTER_BITS);
+  ABI_CONST(FARMLB_VIP_INDEX_BITS);
+  ABI_CONST(FARMLB_VIP_INDEX_SIZE);
+  ABI_CONST(FARMLB_VIP_INDEX_NONE);
+  ABI_CONST(FARMLB_VIP_INDEX_MANY);
+  ABI_CONST(FARMLB_VIP_INLINE_PORTS);
+  ABI_CONST(FARMLB_VIP_F_ANY_TCP);
+  ABI_CONST(FARMLB_VIP_F_ANY_UDP);
+  ABI_CONST(FARMLB_VIP_F_OVERFLOW_TCP);
+  ABI_CONST(FARMLB_VIP_F_OVERFLOW_UDP);
+  ABI_CONST(FARMLB_VIP_DESC_ENTRIES);
+  ABI_CONST(FARMLB_IFACE_CACHE_ENTRIES);
   ABI_CONST(FARMLB_LEASE_CLOCK_SLACK_NS);
 #undef ABI_CONST
   return c;

@@ -40,7 +40,15 @@ export interface PerPacketOptions {
   native?: Native;
 }
 
-export type CaseId = 'nop' | 'non_vip_v4_udp' | 'owned_v4_tcp' | 'not_owned_v4_tcp' | 'vip_no_rule_v4_udp' | 'owned_v6_tcp' | 'drop';
+export type CaseId =
+  | 'nop'
+  | 'non_vip_v4_udp'
+  | 'owned_v4_tcp'
+  | 'owned_v4_tcp_vmac'
+  | 'not_owned_v4_tcp'
+  | 'vip_no_rule_v4_udp'
+  | 'owned_v6_tcp'
+  | 'drop';
 
 export interface PerPacketRow {
   id: CaseId;
@@ -90,6 +98,10 @@ function rule(proto: 6 | 17, port: number, vipId: number, group: number, criteri
 }
 
 const VIP_WEB4 = '10.0.0.100';
+const VMAC = '5a:fe:0a:00:00:64';
+/** BPF_PROG_TEST_RUN gives every frame the loopback device (ifindex 1) as ingress. */
+const TEST_RUN_IFINDEX = 1;
+const IFACE_MAC = '02:00:00:00:00:aa';
 const VIP_WEB6 = '2001:db8::100';
 const NON_VIP4 = '10.0.0.1';
 
@@ -124,7 +136,7 @@ export function benchTables(): DataplaneTables {
   return {
     hashSeed: HASH_SEED,
     selfNode: SELF_NODE,
-    vmac: '5a:fe:0a:00:00:64',
+    vmac: VMAC,
     vips,
     rules,
     buckets: [row, [...row], [...row]],
@@ -164,7 +176,8 @@ function cases(tables: DataplaneTables): Case[] {
     l4: { proto: 'udp', sport: 40000, dport },
     payload: 18,
   });
-  const tcp = (src: string, dst: string, dport: number): FrameSpec => ({
+  const tcp = (src: string, dst: string, dport: number, ethDst?: string): FrameSpec => ({
+    ...(ethDst && { eth: { dst: ethDst } }),
     l3: src.includes(':') ? { family: 6, src, dst } : { family: 4, src, dst },
     l4: { proto: 'tcp', sport: 40000, dport, flags: TCP_ACK },
     payload: src.includes(':') ? 0 : 6,
@@ -189,6 +202,16 @@ function cases(tables: DataplaneTables): Case[] {
       verdict: XDP_PASS,
       reason: 'pass_owned',
       targetNs: 15,
+    },
+    {
+      // vmac_invisible: a client frame to the VMAC is passed with the interface MAC as
+      // destination (docs/datapath.md §9), read from farmlb_iface_cache.
+      id: 'owned_v4_tcp_vmac',
+      label: 'owned IPv4 TCP to the VMAC',
+      program: 'farmlb_xdp',
+      frame: buildFrame(tcp(sourceFor(tables, true, v4), VIP_WEB4, 80, VMAC)),
+      verdict: XDP_PASS,
+      reason: 'pass_owned',
     },
     {
       id: 'not_owned_v4_tcp',
@@ -249,6 +272,8 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
     await farm.apply(tables);
     // Valid for an hour: the lease check takes its "still valid" branch, as on a healthy node.
     await farm.setLease(native.monotonicNs() + 3_600_000_000_000n);
+    // What attach() registers on a real interface; the VMAC case rewrites to it.
+    farm.setInterfaceMac(TEST_RUN_IFINDEX, IFACE_MAC);
 
     const runners: Record<Case['program'], Runner> = {
       farmlb_nop: (f, n) => nop.testRun('farmlb_nop', buf(f), n),
@@ -297,10 +322,11 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
       rows,
       derived: [
         ['non_vip_v4_udp', 'nop', 'the non-VIP path: parse Ethernet + IPv4, find "not a VIP", count'],
-        ['not_owned_v4_tcp', 'non_vip_v4_udp', 'a VIP packet decided by bucket instead (rule lookup, hash, bucket lookup, bucket counter)'],
+        ['not_owned_v4_tcp', 'non_vip_v4_udp', 'a VIP packet decided by bucket instead (descriptor, inline rule, hash, bucket lookup, bucket counter)'],
         ['owned_v4_tcp', 'not_owned_v4_tcp', 'the lease check an owned packet adds'],
-        ['vip_no_rule_v4_udp', 'non_vip_v4_udp', 'VIP traffic no rule covers (the lookups that miss, then "drop, no rule")'],
-        ['owned_v6_tcp', 'owned_v4_tcp', 'IPv6 instead of IPv4 on the owned path (16-byte keys and hash)'],
+        ['owned_v4_tcp_vmac', 'owned_v4_tcp', 'the VMAC rewrite (interface MAC from the per-CPU cache, destination rewritten)'],
+        ['vip_no_rule_v4_udp', 'non_vip_v4_udp', 'VIP traffic no rule covers (descriptor, a port scan that misses, then "drop, no rule")'],
+        ['owned_v6_tcp', 'owned_v4_tcp', 'IPv6 instead of IPv4 on the owned path (16-byte address compare and hash)'],
       ].map(([a, b, what]) => ({ formula: `${a} − ${b}`, what: what!, ns: ns(a as CaseId) - ns(b as CaseId) })),
       tables: {
         groups: tables.buckets.length,

@@ -9,7 +9,7 @@
 import { endianness } from 'node:os';
 import { FarmlbError } from '../errors.js';
 import type { VmacMode } from '../config/types.js';
-import type { ResolvedRule } from './rule-table.js';
+import type { ResolvedRule, VipDescriptor, VipLayout } from './rule-table.js';
 import {
   CriterionId,
   GROUP_NONE,
@@ -50,8 +50,22 @@ export const VIPS_ENTRIES = SLOTS * MAX_VIPS;
 export const RESOLVED_RULES_PER_SLOT = MAX_VIPS * (MAX_RULES + 1);
 export const RULES_ENTRIES = SLOTS * RESOLVED_RULES_PER_SLOT;
 export const RULE_SPECS_ENTRIES = SLOTS * MAX_RULES;
-export const VIP_FILTER_WORDS = 64;
-export const VIP_FILTER_BITS = VIP_FILTER_WORDS * 64;
+/** farmlb_vip_index: entries per slot, addressed by the last 12 bits of a VIP's last two bytes. */
+export const VIP_INDEX_BITS = 12;
+export const VIP_INDEX_SIZE = 1 << VIP_INDEX_BITS;
+/** Index entry: no VIP of the slot has this index. */
+export const VIP_INDEX_NONE = 0;
+/** Index entry: several VIPs share it; the program asks the hash maps. */
+export const VIP_INDEX_MANY = 0xff;
+/** Port entries a VIP descriptor holds inline (the rest: FARMLB_VIP_F_OVERFLOW_*, farmlb_rules). */
+export const VIP_INLINE_PORTS = 8;
+export const VIP_F_ANY_TCP = 0x01;
+export const VIP_F_ANY_UDP = 0x02;
+export const VIP_F_OVERFLOW_TCP = 0x04;
+export const VIP_F_OVERFLOW_UDP = 0x08;
+export const VIP_DESC_ENTRIES = SLOTS * MAX_VIPS;
+/** farmlb_iface_cache entries per CPU (ifindex modulo this). */
+export const IFACE_CACHE_ENTRIES = 16;
 /**
  * FARMLB_LEASE_CLOCK_SLACK_NS: the program reads the lease clock coarsely (less than two
  * ticks behind CLOCK_MONOTONIC), so it may accept traffic that long past the deadline.
@@ -92,8 +106,17 @@ export const ABI_CONSTANTS: Record<string, number> = {
   FARMLB_RULES_ENTRIES: RULES_ENTRIES,
   FARMLB_RESOLVED_RULES_PER_SLOT: RESOLVED_RULES_PER_SLOT,
   FARMLB_RULE_SPECS_ENTRIES: RULE_SPECS_ENTRIES,
-  FARMLB_VIP_FILTER_WORDS: VIP_FILTER_WORDS,
-  FARMLB_VIP_FILTER_BITS: VIP_FILTER_BITS,
+  FARMLB_VIP_INDEX_BITS: VIP_INDEX_BITS,
+  FARMLB_VIP_INDEX_SIZE: VIP_INDEX_SIZE,
+  FARMLB_VIP_INDEX_NONE: VIP_INDEX_NONE,
+  FARMLB_VIP_INDEX_MANY: VIP_INDEX_MANY,
+  FARMLB_VIP_INLINE_PORTS: VIP_INLINE_PORTS,
+  FARMLB_VIP_F_ANY_TCP: VIP_F_ANY_TCP,
+  FARMLB_VIP_F_ANY_UDP: VIP_F_ANY_UDP,
+  FARMLB_VIP_F_OVERFLOW_TCP: VIP_F_OVERFLOW_TCP,
+  FARMLB_VIP_F_OVERFLOW_UDP: VIP_F_OVERFLOW_UDP,
+  FARMLB_VIP_DESC_ENTRIES: VIP_DESC_ENTRIES,
+  FARMLB_IFACE_CACHE_ENTRIES: IFACE_CACHE_ENTRIES,
   FARMLB_LEASE_CLOCK_SLACK_NS: LEASE_CLOCK_SLACK_NS,
 };
 
@@ -117,7 +140,7 @@ const f = (offset: number, size: number, order: ByteOrder): FieldSpec => ({ offs
 export const ABI_STRUCTS = {
   farmlb_ctl: {
     size: 16,
-    fields: { lease_deadline_ns: f(0, 8, 'host'), active_slot: f(8, 4, 'host'), _pad0: f(12, 4, 'bytes') },
+    fields: { lease_deadline_ns: f(0, 8, 'host'), active_slot: f(8, 4, 'host'), iface_gen: f(12, 4, 'host') },
   },
   farmlb_slot_cfg: {
     size: 16,
@@ -165,10 +188,28 @@ export const ABI_STRUCTS = {
       _pad0: f(6, 2, 'bytes'),
     },
   },
-  farmlb_vip_filter: {
-    size: VIP_FILTER_BITS / 8,
-    // VIP_FILTER_WORDS host-order u64 words; encodeVipFilter writes them one by one.
-    fields: { words: f(0, VIP_FILTER_BITS / 8, 'host') },
+  farmlb_vip_index: {
+    size: VIP_INDEX_SIZE,
+    fields: { entry: f(0, VIP_INDEX_SIZE, 'bytes') },
+  },
+  farmlb_vip_port: {
+    size: 8,
+    // rule: a nested struct farmlb_rule (encodeRule's 4 bytes).
+    fields: { port: f(0, 2, 'network'), proto: f(2, 1, 'host'), _pad0: f(3, 1, 'bytes'), rule: f(4, 4, 'bytes') },
+  },
+  farmlb_vip_desc: {
+    size: 36 + 8 * VIP_INLINE_PORTS,
+    fields: {
+      addr: f(0, 16, 'bytes'),
+      family: f(16, 1, 'host'),
+      flags: f(17, 1, 'host'),
+      nports: f(18, 1, 'host'),
+      _pad0: f(19, 1, 'bytes'),
+      // nested structs: farmlb_vip, farmlb_rule[2], farmlb_vip_port[VIP_INLINE_PORTS]
+      vip: f(20, 8, 'bytes'),
+      any_port: f(28, 8, 'bytes'),
+      ports: f(36, 8 * VIP_INLINE_PORTS, 'bytes'),
+    },
   },
   farmlb_rule: {
     size: 4,
@@ -189,6 +230,16 @@ export const ABI_STRUCTS = {
   farmlb_iface: {
     size: 8,
     fields: { mac: f(0, 6, 'bytes'), _pad0: f(6, 2, 'bytes') },
+  },
+  farmlb_iface_cache: {
+    size: 16,
+    fields: {
+      ifindex: f(0, 4, 'host'),
+      gen: f(4, 4, 'host'),
+      mac: f(8, 6, 'bytes'),
+      known: f(14, 1, 'host'),
+      _pad0: f(15, 1, 'bytes'),
+    },
   },
   farmlb_requester_key: {
     size: 20,
@@ -281,6 +332,8 @@ export function decodeIndexKey(buf: Buffer): number {
 export interface Ctl {
   leaseDeadlineNs: bigint;
   activeSlot: number;
+  /** Bumped after every write to farmlb_ifaces: invalidates the program's farmlb_iface_cache. */
+  ifaceGen: number;
 }
 
 const CTL = ABI_STRUCTS.farmlb_ctl.fields;
@@ -288,10 +341,15 @@ export function encodeCtl(v: Ctl): Buffer {
   const buf = Buffer.alloc(ABI_STRUCTS.farmlb_ctl.size);
   put(buf, CTL.lease_deadline_ns, v.leaseDeadlineNs);
   put(buf, CTL.active_slot, v.activeSlot);
+  put(buf, CTL.iface_gen, v.ifaceGen >>> 0);
   return buf;
 }
 export function decodeCtl(buf: Buffer): Ctl {
-  return { leaseDeadlineNs: get64(buf, CTL.lease_deadline_ns), activeSlot: get(buf, CTL.active_slot) };
+  return {
+    leaseDeadlineNs: get64(buf, CTL.lease_deadline_ns),
+    activeSlot: get(buf, CTL.active_slot),
+    ifaceGen: get(buf, CTL.iface_gen),
+  };
 }
 
 export interface SlotCfg {
@@ -416,32 +474,20 @@ export function decodeRuleSpecKey(buf: Buffer): RuleSpecKey {
   };
 }
 
-/** FARMLB_VIP_FILTER_BIT: the prefilter bit of an address, from its last two bytes. */
-export function vipFilterBit(family: 4 | 6, addr: Uint8Array): number {
+/** FARMLB_VIP_INDEX_OF: the farmlb_vip_index entry of an address, from its last two bytes. */
+export function vipIndexOf(family: 4 | 6, addr: Uint8Array): number {
   const last = family === 4 ? 2 : 14;
-  return (((addr[last] ?? 0) << 8) | (addr[last + 1] ?? 0)) & (VIP_FILTER_BITS - 1);
+  return (((addr[last] ?? 0) << 8) | (addr[last + 1] ?? 0)) & (VIP_INDEX_SIZE - 1);
 }
 
-/** The farmlb_vip_filter value with the bit of every given VIP set. */
-export function encodeVipFilter(vips: readonly { family: 4 | 6; addrBytes: Uint8Array }[]): Buffer {
-  const words = new Array<bigint>(VIP_FILTER_WORDS).fill(0n);
-  for (const vip of vips) {
-    const bit = vipFilterBit(vip.family, vip.addrBytes);
-    words[bit >> 6] = words[bit >> 6]! | (1n << BigInt(bit & 63));
-  }
-  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_vip_filter.size);
-  words.forEach((w, i) => (HOST_LE ? buf.writeBigUInt64LE(w, i * 8) : buf.writeBigUInt64BE(w, i * 8)));
-  return buf;
+/** The farmlb_vip_index value: VIP_INDEX_SIZE entry bytes (VIP_INDEX_NONE, 1 + descriptor, VIP_INDEX_MANY). */
+export function encodeVipIndex(entries: Uint8Array): Buffer {
+  if (entries.length !== VIP_INDEX_SIZE) throw new RangeError(`VIP index has ${entries.length} entries, not ${VIP_INDEX_SIZE}`);
+  return Buffer.from(entries);
 }
 
-/** Bits set in a farmlb_vip_filter value, ascending. */
-export function decodeVipFilter(buf: Buffer): number[] {
-  const bits: number[] = [];
-  for (let i = 0; i < VIP_FILTER_WORDS; i++) {
-    const w = HOST_LE ? buf.readBigUInt64LE(i * 8) : buf.readBigUInt64BE(i * 8);
-    for (let b = 0; b < 64; b++) if ((w >> BigInt(b)) & 1n) bits.push(i * 64 + b);
-  }
-  return bits;
+export function decodeVipIndex(buf: Buffer): Uint8Array {
+  return getBytes(buf, ABI_STRUCTS.farmlb_vip_index.fields.entry);
 }
 
 export interface RuleValue {
@@ -461,6 +507,73 @@ export function encodeRule(v: RuleValue): Buffer {
 }
 export function decodeRule(buf: Buffer): RuleValue {
   return { group: get(buf, RULE.group), criterion: get(buf, RULE.criterion), mode: get(buf, RULE.mode) };
+}
+
+/** One inline port entry of a VIP descriptor. */
+export interface VipPortValue {
+  /** Host-order number here; stored in network order. Never PORT_ANY. */
+  port: number;
+  proto: number;
+  rule: RuleValue;
+}
+
+/** farmlb_vip_desc: one VIP and its resolved rules, as the program reads them without a hash lookup. */
+export interface VipDescValue {
+  /** 0 marks an unused descriptor. */
+  family: 0 | 4 | 6;
+  /** 16 bytes, network order; IPv4 in the first 4. */
+  addr: Uint8Array;
+  /** VIP_F_* */
+  flags: number;
+  vip: VipValue;
+  /** [TCP, UDP]; meaningful with VIP_F_ANY_TCP / VIP_F_ANY_UDP. */
+  anyPort: [RuleValue, RuleValue];
+  /** At most VIP_INLINE_PORTS. */
+  ports: VipPortValue[];
+}
+
+const DESC = ABI_STRUCTS.farmlb_vip_desc.fields;
+const VPORT = ABI_STRUCTS.farmlb_vip_port.fields;
+const RULE_SIZE = ABI_STRUCTS.farmlb_rule.size;
+const VPORT_SIZE = ABI_STRUCTS.farmlb_vip_port.size;
+
+export function encodeVipDesc(v: VipDescValue): Buffer {
+  if (v.ports.length > VIP_INLINE_PORTS) throw new RangeError(`${v.ports.length} inline ports, a descriptor holds ${VIP_INLINE_PORTS}`);
+  const buf = Buffer.alloc(ABI_STRUCTS.farmlb_vip_desc.size);
+  putBytes(buf, DESC.addr, v.addr);
+  put(buf, DESC.family, v.family);
+  put(buf, DESC.flags, v.flags);
+  put(buf, DESC.nports, v.ports.length);
+  encodeVip(v.vip).copy(buf, DESC.vip.offset);
+  v.anyPort.forEach((r, i) => encodeRule(r).copy(buf, DESC.any_port.offset + i * RULE_SIZE));
+  v.ports.forEach((p, i) => {
+    const at = DESC.ports.offset + i * VPORT_SIZE;
+    put(buf, VPORT.port, p.port, at);
+    put(buf, VPORT.proto, p.proto, at);
+    encodeRule(p.rule).copy(buf, at + VPORT.rule.offset);
+  });
+  return buf;
+}
+
+export function decodeVipDesc(buf: Buffer): VipDescValue {
+  const nports = Math.min(get(buf, DESC.nports), VIP_INLINE_PORTS);
+  const rule = (at: number): RuleValue => decodeRule(buf.subarray(at, at + RULE_SIZE));
+  return {
+    family: get(buf, DESC.family) as 0 | 4 | 6,
+    addr: getBytes(buf, DESC.addr),
+    flags: get(buf, DESC.flags),
+    vip: decodeVip(buf.subarray(DESC.vip.offset, DESC.vip.offset + DESC.vip.size)),
+    anyPort: [rule(DESC.any_port.offset), rule(DESC.any_port.offset + RULE_SIZE)],
+    ports: Array.from({ length: nports }, (_, i) => {
+      const at = DESC.ports.offset + i * VPORT_SIZE;
+      return { port: get(buf, VPORT.port, at), proto: get(buf, VPORT.proto, at), rule: rule(at + VPORT.rule.offset) };
+    }),
+  };
+}
+
+/** Index into farmlb_vip_desc. */
+export function vipDescIndex(slot: number, desc: number): number {
+  return slot * MAX_VIPS + desc;
 }
 
 // ---- node MACs, interfaces, requesters ------------------------------------------------
@@ -522,6 +635,25 @@ export function encodeIface(mac: Uint8Array): Buffer {
 }
 export function decodeIface(buf: Buffer): Uint8Array {
   return getBytes(buf, IFACE.mac);
+}
+
+export interface IfaceCacheValue {
+  ifindex: number;
+  gen: number;
+  /** 6 bytes */
+  mac: Uint8Array;
+  known: boolean;
+}
+
+const IFCACHE = ABI_STRUCTS.farmlb_iface_cache.fields;
+/** One CPU's farmlb_iface_cache entry (the program writes them; tests read them). */
+export function decodeIfaceCache(buf: Buffer, at = 0): IfaceCacheValue {
+  return {
+    ifindex: get(buf, IFCACHE.ifindex, at),
+    gen: get(buf, IFCACHE.gen, at),
+    mac: Uint8Array.from(buf.subarray(at + IFCACHE.mac.offset, at + IFCACHE.mac.offset + 6)),
+    known: get(buf, IFCACHE.known, at) !== 0,
+  };
 }
 
 export interface RequesterKey {
@@ -672,7 +804,8 @@ export const MAP_SHAPES = {
     valueSize: ABI_STRUCTS.farmlb_rule.size,
     maxEntries: RULE_SPECS_ENTRIES,
   },
-  farmlb_vip_filter: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_vip_filter.size, maxEntries: SLOTS },
+  farmlb_vip_index: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_vip_index.size, maxEntries: SLOTS },
+  farmlb_vip_desc: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_vip_desc.size, maxEntries: VIP_DESC_ENTRIES },
   farmlb_buckets: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_bucket.size, maxEntries: BUCKET_ENTRIES },
   farmlb_nodes: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_node.size, maxEntries: NODES_ENTRIES },
   farmlb_node_macs: {
@@ -682,6 +815,12 @@ export const MAP_SHAPES = {
     maxEntries: NODES_ENTRIES,
   },
   farmlb_ifaces: { type: MapType.Hash, keySize: 4, valueSize: ABI_STRUCTS.farmlb_iface.size, maxEntries: MAX_IFACES },
+  farmlb_iface_cache: {
+    type: MapType.PercpuArray,
+    keySize: 4,
+    valueSize: ABI_STRUCTS.farmlb_iface_cache.size,
+    maxEntries: IFACE_CACHE_ENTRIES,
+  },
   farmlb_requesters: {
     type: MapType.LruHash,
     keySize: ABI_STRUCTS.farmlb_requester_key.size,
@@ -868,4 +1007,43 @@ export function resolvedRuleEntry(slot: number, entry: ResolvedRule): { key: Buf
     key: encodeRuleKey({ slot, family: entry.family, proto: entry.proto, port: entry.port, addr: entry.addrBytes }),
     value: encodeRule({ group: entry.group, criterion: entry.criterion, mode: modeId(entry.mode) }),
   };
+}
+
+const NO_RULE: RuleValue = { group: 0, criterion: 0, mode: 0 };
+
+function inlineRule(e: ResolvedRule): RuleValue {
+  return { group: e.group, criterion: e.criterion, mode: modeId(e.mode) };
+}
+
+/** The farmlb_vip_desc value of one descriptor of a VipLayout. */
+export function vipDescValue(d: VipDescriptor): VipDescValue {
+  const { vip } = d;
+  const flags =
+    (d.anyPort[6] ? VIP_F_ANY_TCP : 0) |
+    (d.anyPort[17] ? VIP_F_ANY_UDP : 0) |
+    (d.overflow[6] ? VIP_F_OVERFLOW_TCP : 0) |
+    (d.overflow[17] ? VIP_F_OVERFLOW_UDP : 0);
+  return {
+    family: vip.family,
+    addr: vip.addrBytes,
+    flags,
+    vip: { vipId: vip.id, icmpGroup: vip.icmpGroup, mode: modeId(vip.mode), arpGroup: vip.arpGroup },
+    anyPort: [d.anyPort[6] ? inlineRule(d.anyPort[6]) : NO_RULE, d.anyPort[17] ? inlineRule(d.anyPort[17]) : NO_RULE],
+    ports: d.ports.map((e) => ({ port: e.port, proto: e.proto, rule: inlineRule(e) })),
+  };
+}
+
+/**
+ * farmlb_vip_desc entries of a slot: every descriptor index of the slot, those beyond the
+ * layout's VIPs zeroed (family 0), so no descriptor of an earlier table survives a flip.
+ */
+export function vipDescEntries(slot: number, layout: VipLayout): { key: Buffer; value: Buffer }[] {
+  if (layout.descriptors.length > MAX_VIPS) throw invalid(`${layout.descriptors.length} VIPs, the data plane holds ${MAX_VIPS}`);
+  return Array.from({ length: MAX_VIPS }, (_, k) => {
+    const d = layout.descriptors[k];
+    return {
+      key: encodeIndexKey(vipDescIndex(slot, k)),
+      value: d ? encodeVipDesc(vipDescValue(d)) : Buffer.alloc(ABI_STRUCTS.farmlb_vip_desc.size),
+    };
+  });
 }

@@ -1,6 +1,7 @@
 // The reference data plane in TypeScript: the steps of docs/datapath.md §0–11 over the
 // semantic tables. bpf/farmlb.bpf.c reaches the same answers by a cheaper route (a VIP
-// prefilter, the rule precedence resolved in advance: docs/datapath.md §7); the model keeps
+// index with per-VIP descriptors, the rule precedence resolved in advance: docs/datapath.md
+// §7); the model keeps
 // the semantic form, and the precedence itself is rule-table.ts's winningRule for both. test/bpf/differential.test.ts runs both
 // on the same packets and requires the same verdict, output frame, reason, group and
 // bucket. Tests of the daemon, membership and CLI use ModelDataplane where no kernel is

@@ -2,8 +2,11 @@
 // (layouts: bpf/farmlb_abi.h, mirrored in ./abi.ts). Tables are double-buffered: apply()
 // writes the inactive slot completely, then flips farmlb_ctl.active_slot, so a packet sees
 // the old tables or the new ones, never a mix (docs/datapath.md, section 0). The rules are
-// written twice: resolved per VIP address for the program (farmlb_rules, rule-table.ts), and
-// as the config states them (farmlb_rule_specs), from which the tables are read back.
+// written three times: resolved per VIP address (farmlb_rules, rule-table.ts), laid out for
+// array lookups (farmlb_vip_index and the per-VIP descriptors of farmlb_vip_desc, which the
+// program reads first and which fall back to farmlb_vips / farmlb_rules for colliding VIPs
+// and ports that do not fit inline), and as the config states them (farmlb_rule_specs), from
+// which the tables are read back.
 //
 // The program must outlive the daemon (DESIGN.md, kernel lease): close() releases this
 // process's handles only; detach() and unpin() are separate, explicit calls.
@@ -45,7 +48,7 @@ import {
   encodeCtl,
   encodeIndexKey,
   encodeSlotCfg,
-  encodeVipFilter,
+  encodeVipIndex,
   formatAddr,
   formatMac,
   mapShapeMismatch,
@@ -57,11 +60,12 @@ import {
   sumPerCpuBucketCounter,
   sumPerCpuCounter,
   validateTables,
+  vipDescEntries,
   vipEntry,
   type Ctl,
   type MapName,
 } from './abi.js';
-import { resolveRules, type ResolvedRule } from './rule-table.js';
+import { resolveRules, vipLayout, type ResolvedRule, type VipLayout } from './rule-table.js';
 import { bpfObjectPath, loadNative, type Native, type NativeMap, type NativeObject, type TestRunResult, type XdpMode } from './native.js';
 import {
   REASONS,
@@ -264,9 +268,12 @@ function cloneTables(t: DataplaneTables): DataplaneTables {
   };
 }
 
+/** Maps earlier versions of the object pinned: removed with ours, or the directory would stay. */
+const RETIRED_MAP_NAMES = ['farmlb_vip_filter'];
+
 /** Removes farmlb's pins in pinDir (absent ones are fine) and the directory if it is then empty. */
 export function unpinDir(pinDir: string): void {
-  for (const name of MAP_NAMES) rmSync(join(pinDir, name), { force: true });
+  for (const name of [...MAP_NAMES, ...RETIRED_MAP_NAMES]) rmSync(join(pinDir, name), { force: true });
   if (existsSync(pinDir) && readdirSync(pinDir).length === 0) rmdirSync(pinDir);
 }
 
@@ -314,7 +321,8 @@ export class XdpDataplane implements Dataplane {
         'farmlb_vips',
         'farmlb_rules',
         'farmlb_rule_specs',
-        'farmlb_vip_filter',
+        'farmlb_vip_index',
+        'farmlb_vip_desc',
         'farmlb_buckets',
         'farmlb_nodes',
         'farmlb_node_macs',
@@ -360,24 +368,26 @@ export class XdpDataplane implements Dataplane {
       throw new FarmlbError('FARMLB_E_DATAPLANE_TABLE_INVALID', {
         detail: `${resolved.length} resolved rule entries, the data plane holds ${RESOLVED_RULES_PER_SLOT} per slot`,
       });
+    const layout = vipLayout(snapshot.vips, resolved);
     await this.serialize(async () => {
       this.assertOpen();
       const slot = 1 - activeSlotOf(readCtl(this.maps));
-      await this.writeSlot(slot, snapshot, resolved);
-      // Re-read: the lease may have been renewed by another writer of the pinned map.
+      await this.writeSlot(slot, snapshot, resolved, layout);
+      // Re-read: the lease (or iface_gen) may have been changed by another writer of the pinned map.
       const ctl = readCtl(this.maps);
-      this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ leaseDeadlineNs: ctl.leaseDeadlineNs, activeSlot: slot }));
+      this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ ...ctl, activeSlot: slot }));
       this.current = snapshot;
       this.log?.debug({ event: 'tables_applied', slot }, 'data plane tables applied');
     });
   }
 
-  private async writeSlot(slot: number, t: DataplaneTables, resolved: ResolvedRule[]): Promise<void> {
+  private async writeSlot(slot: number, t: DataplaneTables, resolved: ResolvedRule[], layout: VipLayout): Promise<void> {
     const {
       farmlb_vips: vips,
       farmlb_rules: rules,
       farmlb_rule_specs: ruleSpecs,
-      farmlb_vip_filter: vipFilter,
+      farmlb_vip_index: vipIndex,
+      farmlb_vip_desc: vipDesc,
       farmlb_slot_cfg: slotCfg,
       farmlb_buckets: buckets,
       farmlb_nodes: nodes,
@@ -395,10 +405,13 @@ export class XdpDataplane implements Dataplane {
       encodeIndexKey(slot),
       encodeSlotCfg({ hashSeed: t.hashSeed, selfNode: t.selfNode, vmac: parseMac(t.vmac) }),
     );
-    vipFilter.update(encodeIndexKey(slot), encodeVipFilter(t.vips));
+    // The hash maps first, then the descriptors and the index that send packets to them (the
+    // slot is inactive, so the order only matters for readability).
     await batch(vips, t.vips.map((v) => vipEntry(slot, v)));
     await batch(ruleSpecs, t.rules.map((r) => ruleSpecEntry(slot, r)));
     await batch(rules, resolved.map((e) => resolvedRuleEntry(slot, e)));
+    await batch(vipDesc, vipDescEntries(slot, layout));
+    vipIndex.update(encodeIndexKey(slot), encodeVipIndex(layout.index));
     await batch(nodes, nodeEntries(slot, t.nodeMacs ?? []));
     await batch(nodeMacs, nodeMacEntries(slot, t.nodeMacs ?? []));
 
@@ -421,7 +434,7 @@ export class XdpDataplane implements Dataplane {
     await this.serialize(async () => {
       this.assertOpen();
       const ctl = readCtl(this.maps);
-      this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ leaseDeadlineNs: deadlineNs, activeSlot: ctl.activeSlot }));
+      this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ ...ctl, leaseDeadlineNs: deadlineNs }));
     });
   }
 
@@ -508,12 +521,16 @@ export class XdpDataplane implements Dataplane {
   /**
    * farmlb_ifaces[ifindex] = mac (null removes it). attach() does this; tests that run the
    * program through BPF_PROG_TEST_RUN (ingress = the loopback device, ifindex 1) set it here.
+   * Then farmlb_ctl.iface_gen is bumped, which makes every CPU's farmlb_iface_cache entry
+   * stale: the map is written first, so a CPU that sees the new gen reads the new map.
    */
   setInterfaceMac(ifindex: number, mac: string | null): void {
     this.assertOpen();
     const key = encodeIndexKey(ifindex);
     if (mac === null) this.maps.farmlb_ifaces.delete(key);
     else this.maps.farmlb_ifaces.update(key, encodeIface(parseMac(mac)));
+    const ctl = readCtl(this.maps);
+    this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ ...ctl, ifaceGen: (ctl.ifaceGen + 1) >>> 0 }));
   }
 
   /**

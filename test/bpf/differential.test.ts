@@ -135,7 +135,9 @@ const V6_VIPS = ['2001:db8::100', '2001:db8::101', '2001:db8::102'];
 // across families. They must reach the exact lookups and still pass as not a VIP.
 const V4_OTHER = ['10.0.0.1', '10.0.0.99', '192.168.1.1', '0.0.0.0', '255.255.255.255', '10.1.0.100', '10.0.1.0'];
 const V6_OTHER = ['2001:db8::1', 'fe80::1', '::', 'ff02::1', '::ffff:10.0.0.100', '2001:db8:1::100'];
-const PORTS = [22, 53, 80, 443, 8080, 0, 1, 65535];
+// More named ports than a VIP descriptor holds inline (FARMLB_VIP_INLINE_PORTS = 8), so the
+// overflow setup sends packets to ports that only farmlb_rules knows.
+const PORTS = [22, 25, 53, 80, 110, 143, 443, 993, 8080, 0, 1, 65535];
 
 /** Hand-written: every specificity, every criterion, ownership all/none/other/half. */
 const HAND_TABLES: DataplaneTables = {
@@ -164,11 +166,11 @@ const HAND_TABLES: DataplaneTables = {
   nodeMacs: NODE_MACS,
 };
 
-/** Random VIPs, rules of random specificity and random ownership. */
-function randomTables(rng: Rng, selfNode: number): DataplaneTables {
+/** Random VIPs (or the given addresses), rules of random specificity and random ownership. */
+function randomTables(rng: Rng, selfNode: number, vipAddrs?: readonly string[]): DataplaneTables {
   const ngroups = rng.range(1, 5);
   const vips: CompiledVip[] = [];
-  const addrs = [...V4_VIPS, ...V6_VIPS].filter(() => rng.chance(0.8));
+  const addrs = vipAddrs ? [...vipAddrs] : [...V4_VIPS, ...V6_VIPS].filter(() => rng.chance(0.8));
   if (addrs.length === 0) addrs.push(V4_VIPS[0]!);
   addrs.forEach((a, id) =>
     vips.push(
@@ -204,6 +206,35 @@ function randomTables(rng: Rng, selfNode: number): DataplaneTables {
   return { hashSeed: rng.int(2 ** 32), selfNode, vmac: VMAC, vips, rules: [...rules.values()], buckets: rows(...buckets), nodeMacs };
 }
 
+/**
+ * VIPs that share farmlb_vip_index entries (the last two address bytes): 10.1.0.100 with
+ * 10.0.0.100 (same family), 10.0.1.0 and 2001:db8:1::100 with 2001:db8::100 (across
+ * families). The program decides them through farmlb_vips / farmlb_rules; the other VIPs of
+ * the same table keep their descriptors.
+ */
+function collidingTables(rng: Rng): DataplaneTables {
+  return randomTables(rng, SELF, [...V4_VIPS, ...V6_VIPS, '10.1.0.100', '10.0.1.0', '2001:db8:1::100']);
+}
+
+/**
+ * More port entries per VIP than fit its descriptor: (*, port) TCP rules on every named port
+ * (11 > 8) and VIP-specific UDP ones, over random rules, so ports beyond the inline eight are
+ * found in farmlb_rules (FARMLB_VIP_F_OVERFLOW_*) and the rest inline.
+ */
+function overflowTables(rng: Rng): DataplaneTables {
+  const t = randomTables(rng, SELF);
+  const ngroups = t.buckets.findIndex((row) => row.every((o) => o === NODE_NONE));
+  const groups = ngroups > 0 ? ngroups : 1;
+  const rules = new Map(t.rules.map((r) => [`${r.proto}/${r.port}/${r.vipId}`, r]));
+  const crit = (): CriterionId => rng.pick([CriterionId.Addr, CriterionId.Port, CriterionId.Ipid]);
+  for (const port of PORTS.filter((p) => p !== PORT_ANY)) {
+    rules.set(`6/${port}/${VIP_ANY}`, rule(6, port, VIP_ANY, rng.int(groups), crit()));
+    if (rng.chance(0.8)) rules.set(`17/${port}/0`, rule(17, port, 0, rng.int(groups), crit()));
+    if (rng.chance(0.3)) rules.set(`17/${port}/${t.vips.length - 1}`, rule(17, port, t.vips.length - 1, rng.int(groups), crit()));
+  }
+  return { ...t, rules: [...rules.values()] };
+}
+
 interface Setup {
   name: string;
   /** undefined: nothing applied (fresh maps). */
@@ -222,6 +253,8 @@ function setups(rng: Rng): Setup[] {
     { name: 'random C', tables: randomTables(rng, 0) },
     { name: 'random D, interface MAC not registered', tables: randomTables(rng, SELF), noIface: true },
     { name: 'hand-written, interface MAC not registered', tables: HAND_TABLES, noIface: true },
+    { name: 'VIPs sharing index entries (hash fallback)', tables: collidingTables(rng) },
+    { name: 'more port rules than fit inline (overflow lookups)', tables: overflowTables(rng) },
     { name: 'hand-written again (slot flipped)', tables: HAND_TABLES },
   ];
 }
@@ -614,6 +647,32 @@ describePrivileged('XDP program vs TS model (differential, BPF_PROG_TEST_RUN)', 
     },
     120_000,
   );
+
+  it('rewrites frames to the VMAC with the interface MAC registered last: a changed or removed MAC counts from the next packet on', async () => {
+    await xdp.apply(HAND_TABLES);
+    await xdp.setLease(LEASE_VALID);
+    // VIP 0, TCP 80: group 0, owned by this node in every bucket; vmac_invisible.
+    const frame = buildFrame({
+      eth: { dst: VMAC, src: CLIENT_MACS[0]! },
+      l3: { family: 4, src: '192.0.2.7', dst: V4_VIPS[0]! },
+      l4: { proto: 'tcp', sport: 40000, dport: 80 },
+    });
+    for (const mac of [IFACE_MAC, '02:00:00:00:00:bb', null, IFACE_MAC, '02:00:00:00:00:cc']) {
+      xdp.setInterfaceMac(LO_IFINDEX, mac);
+      const model = new ModelDataplane();
+      await model.apply(HAND_TABLES);
+      await model.setLease(LEASE_VALID);
+      if (mac) model.setInterfaceMac(LO_IFINDEX, mac);
+      const want = model.process(frame, process.hrtime.bigint());
+      expect(want.reason).toBe('pass_owned');
+      // Several runs: the first may fill this CPU's farmlb_iface_cache, the others read it.
+      for (const got of await xdp.testRunMany([frame, frame, frame].map((f) => Buffer.from(f)))) {
+        expect(got.retval, `interface MAC ${mac}`).toBe(want.action);
+        expect(toHex(got.dataOut), `interface MAC ${mac}`).toBe(toHex(want.frame));
+      }
+    }
+    xdp.setInterfaceMac(LO_IFINDEX, null);
+  });
 
   it('agrees with the model on the hash: every bucket of an on_port group is reached with the same index', async () => {
     const tables: DataplaneTables = {

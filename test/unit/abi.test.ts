@@ -21,20 +21,29 @@ import {
   decodeRuleKey,
   decodeRuleSpecKey,
   decodeSlotCfg,
-  decodeVipFilter,
+  decodeVipDesc,
+  decodeVipIndex,
   decodeVipKey,
   encodeCtl,
   encodeRuleKey,
   encodeRuleSpecKey,
   encodeSlotCfg,
-  encodeVipFilter,
+  encodeVipDesc,
+  encodeVipIndex,
   encodeVipKey,
-  vipFilterBit,
+  vipDescEntries,
+  vipIndexOf,
+  VIP_F_ANY_TCP,
+  VIP_F_OVERFLOW_UDP,
+  VIP_INDEX_MANY,
+  VIP_INDEX_SIZE,
+  VIP_INLINE_PORTS,
   formatAddr,
   sumPerCpuCounter,
   validateTables,
 } from '../../src/dataplane/abi.js';
 import { loadNative, type Native } from '../../src/dataplane/native.js';
+import { resolveRules, vipLayout } from '../../src/dataplane/rule-table.js';
 import type { DataplaneTables } from '../../src/dataplane/types.js';
 
 function native(): Native {
@@ -84,26 +93,71 @@ describe('ABI encoders', () => {
     expect(decodeRuleKey(key)).toEqual({ slot: 1, family: 4, proto: 17, port: 53, addr });
   });
 
-  it('sets the prefilter bit of each VIP from the last two bytes of its address, IPv4 and IPv6 alike', () => {
+  it('indexes each VIP by the last two bytes of its address, IPv4 and IPv6 alike, and marks shared entries MANY', () => {
     const v4 = new Uint8Array(16);
     v4.set([10, 0, 0x01, 0x64]);
     const v6 = new Uint8Array(16);
     v6.set([0x20, 0x01, 0x0d, 0xb8]);
     v6[14] = 0xf1;
     v6[15] = 0x00;
-    expect(vipFilterBit(4, v4)).toBe(0x164);
-    // 0xf100 & 4095: the high bits fall off, so different VIPs may share a bit.
-    expect(vipFilterBit(6, v6)).toBe(0x100);
-    const filter = encodeVipFilter([
-      { family: 4, addrBytes: v4 },
-      { family: 6, addrBytes: v6 },
+    expect(vipIndexOf(4, v4)).toBe(0x164);
+    // 0xf100 & 4095: the high bits fall off, so different VIPs may share an entry.
+    expect(vipIndexOf(6, v6)).toBe(0x100);
+    const v4b = new Uint8Array(16);
+    v4b.set([10, 9, 0xf1, 0x00]); // same entry as v6, other family
+    const vip = (id: number, family: 4 | 6, addrBytes: Uint8Array) =>
+      ({ id, family, addr: `vip${id}`, addrBytes, icmpGroup: 0, arpGroup: 0xff, mode: 'vmac_invisible' }) as const;
+    const layout = vipLayout([vip(0, 4, v4), vip(1, 6, v6), vip(2, 4, v4b)], []);
+    const buf = encodeVipIndex(layout.index);
+    expect(buf.length).toBe(VIP_INDEX_SIZE);
+    const back = decodeVipIndex(buf);
+    expect(back[0x164]).toBe(1); // descriptor 0
+    expect(back[0x100]).toBe(VIP_INDEX_MANY);
+    expect(back.filter((e) => e !== 0).length).toBe(2);
+  });
+
+  it('lays a VIP descriptor out as the header does: address, family, flags, the VIP, "any port" rules and network-order ports', () => {
+    const addr = new Uint8Array(16);
+    addr.set([10, 0, 0, 100]);
+    const desc = {
+      family: 4 as const,
+      addr,
+      flags: VIP_F_ANY_TCP | VIP_F_OVERFLOW_UDP,
+      vip: { vipId: 3, icmpGroup: 1, mode: 1, arpGroup: 2 },
+      anyPort: [
+        { group: 4, criterion: 1, mode: 1 },
+        { group: 0, criterion: 0, mode: 0 },
+      ] as [{ group: number; criterion: number; mode: number }, { group: number; criterion: number; mode: number }],
+      ports: [{ port: 443, proto: 6, rule: { group: 5, criterion: 2, mode: 1 } }],
+    };
+    const buf = encodeVipDesc(desc);
+    expect(buf.length).toBe(ABI_STRUCTS.farmlb_vip_desc.size);
+    expect([...buf.subarray(0, 36)]).toEqual([
+      10, 0, 0, 100, ...new Array<number>(12).fill(0),
+      4, VIP_F_ANY_TCP | VIP_F_OVERFLOW_UDP, 1, 0,
+      3, 0, 1, 1, 2, 0, 0, 0,
+      4, 1, 1, 0, 0, 0, 0, 0,
     ]);
-    expect(filter.length).toBe(512);
-    expect(decodeVipFilter(filter)).toEqual([0x100, 0x164]);
+    expect([...buf.subarray(36, 44)]).toEqual([0x01, 0xbb, 6, 0, 5, 2, 1, 0]);
+    expect(decodeVipDesc(buf)).toEqual(desc);
+  });
+
+  it('writes every descriptor of the slot, unused ones zeroed, keyed slot * MAX_VIPS + k', () => {
+    const addr = new Uint8Array(16);
+    addr.set([10, 0, 0, 100]);
+    const vips = [{ id: 0, family: 4 as const, addr: '10.0.0.100', addrBytes: addr, icmpGroup: 0, arpGroup: 0xff, mode: 'vmac_invisible' as const }];
+    const rules = Array.from({ length: VIP_INLINE_PORTS + 2 }, (_, i) => ({ proto: 6 as const, port: 1000 + i, vipId: 0, group: 0, criterion: 0 as const }));
+    const entries = vipDescEntries(1, vipLayout(vips, resolveRules(vips, rules)));
+    expect(entries).toHaveLength(64);
+    expect(entries[0]!.key.readUInt32LE(0)).toBe(64);
+    const d = decodeVipDesc(entries[0]!.value);
+    expect(d.ports.map((p) => p.port)).toEqual(Array.from({ length: VIP_INLINE_PORTS }, (_, i) => 1000 + i));
+    expect(d.flags).toBe(0x04); // OVERFLOW_TCP: ports 1008 and 1009 live in farmlb_rules only
+    expect(decodeVipDesc(entries[1]!.value).family).toBe(0);
   });
 
   it('round-trips ctl, slot config and VIP keys', () => {
-    const ctl = { leaseDeadlineNs: 0x0123456789abcdefn, activeSlot: 1 };
+    const ctl = { leaseDeadlineNs: 0x0123456789abcdefn, activeSlot: 1, ifaceGen: 0xfffffffe };
     expect(decodeCtl(encodeCtl(ctl))).toEqual(ctl);
     const cfg = { hashSeed: 0xdeadbeef, selfNode: 2, vmac: Uint8Array.from([0x5a, 0xfe, 10, 0, 0, 1]) };
     expect(decodeSlotCfg(encodeSlotCfg(cfg))).toEqual(cfg);

@@ -1,7 +1,9 @@
 // The resolved rule table (src/dataplane/rule-table.ts) against the semantic precedence of
 // docs/datapath.md §4: the program's two lookups on resolveRules()'s output must give, for
 // every VIP, protocol and destination port, the rule winningRule() — which the TS model
-// decides with — gives on the rules as the config states them.
+// decides with — gives on the rules as the config states them. The same holds for the
+// layout the program reads first (vipLayout: index + descriptors with inline ports), with its
+// fallbacks to the hash maps for VIPs sharing an index entry and ports that do not fit inline.
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +11,9 @@ import { MAX_RULES, MAX_VIPS, RESOLVED_RULES_PER_SLOT } from '../../src/dataplan
 import { addrBytes16, parseIp } from '../../src/dataplane/packet.js';
 import {
   lookupTwice,
+  programLookup,
   resolveRules,
+  vipLayout,
   resolvedLookup,
   ruleLookup,
   winningRule,
@@ -163,5 +167,99 @@ describe('resolved rule table: property', () => {
       [0, 'vmac_invisible'],
       [1, 'vmac_directed'],
     ]);
+  });
+});
+
+// ---- the layout the program reads first ---------------------------------------------------
+
+describe('VIP layout: index, descriptors, inline ports', () => {
+  const rules = [rule(6, 80, 0, 1), rule(6, 443, VIP_ANY, 2), rule(6, PORT_ANY, VIP_ANY, 3), rule(17, 53, 0, 4)];
+
+  it('decides a VIP alone on its index entry without any hash lookup', () => {
+    const vips = [V4, V6, V4B];
+    const resolved = resolveRules(vips, rules);
+    const layout = vipLayout(vips, resolved);
+    const hash = resolvedLookup(resolved);
+    for (const [port, group] of [[80, 1], [443, 2], [22, 3]] as const) {
+      const got = programLookup(layout, hash, 4, V4.addrBytes, 6, port);
+      expect({ isVip: got.isVip, group: got.rule?.group, hashLookups: got.hashLookups }).toEqual({ isVip: true, group, hashLookups: 0 });
+    }
+    expect(programLookup(layout, hash, 4, V4.addrBytes, 17, 54)).toEqual({ isVip: true, rule: undefined, hashLookups: 0 });
+  });
+
+  it('declares an address that shares a lone VIP\'s entry, in either family, not a VIP by the descriptor\'s address', () => {
+    const layout = vipLayout([V4], resolveRules([V4], rules));
+    const hash = resolvedLookup([]);
+    expect(programLookup(layout, hash, 4, addrBytes16('10.1.0.100'), 6, 80)).toEqual({ isVip: false, rule: undefined, hashLookups: 0 });
+    expect(programLookup(layout, hash, 6, addrBytes16('::ffff:10.0.0.100'), 6, 80).isVip).toBe(false);
+  });
+
+  it('sends VIPs that share an index entry to the hash maps, and still finds each one\'s rule', () => {
+    const twin = vip(3, '10.1.0.100'); // same last two bytes as V4
+    const vips = [V4, twin, V6];
+    const resolved = resolveRules(vips, [...rules, rule(6, 80, 3, 9)]);
+    const layout = vipLayout(vips, resolved);
+    const hash = resolvedLookup(resolved);
+    const a = programLookup(layout, hash, 4, V4.addrBytes, 6, 80);
+    const b = programLookup(layout, hash, 4, twin.addrBytes, 6, 80);
+    expect([a.rule?.group, b.rule?.group]).toEqual([1, 9]);
+    expect(a.hashLookups).toBeGreaterThan(0);
+    expect(programLookup(layout, hash, 4, addrBytes16('10.2.0.100'), 6, 80)).toMatchObject({ isVip: false, rule: undefined });
+  });
+
+  it('keeps the first ports inline, flags the protocol that overflowed, and looks its other ports up in the hash map', () => {
+    const many = Array.from({ length: 10 }, (_, i) => rule(6, 1000 + i, 0, i % 16));
+    const resolved = resolveRules([V4], [...many, rule(17, 53, 0, 4), rule(6, PORT_ANY, 0, 7)]);
+    const layout = vipLayout([V4], resolved);
+    const d = layout.descriptors[0]!;
+    expect(d.ports.map((e) => e.port)).toEqual([1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007]);
+    // TCP's ten entries come first: two of them and UDP's one do not fit.
+    expect(d.overflow).toEqual({ 6: true, 17: true });
+    const hash = resolvedLookup(resolved);
+    expect(programLookup(layout, hash, 4, V4.addrBytes, 6, 1003)).toMatchObject({ rule: { group: 3 }, hashLookups: 0 });
+    expect(programLookup(layout, hash, 4, V4.addrBytes, 6, 1009)).toMatchObject({ rule: { group: 9 }, hashLookups: 1 });
+    expect(programLookup(layout, hash, 4, V4.addrBytes, 6, 2000)).toMatchObject({ rule: { group: 7 }, hashLookups: 1 });
+    expect(programLookup(layout, hash, 4, V4.addrBytes, 17, 53)).toMatchObject({ rule: { group: 4 }, hashLookups: 1 });
+    // A protocol that did not overflow never asks the hash map.
+    const fewer = vipLayout([V4], resolveRules([V4], [rule(6, 80, 0, 1), rule(17, PORT_ANY, 0, 2)]));
+    expect(fewer.descriptors[0]!.overflow).toEqual({});
+    expect(programLookup(fewer, hash, 4, V4.addrBytes, 17, 99)).toMatchObject({ rule: { group: 2 }, hashLookups: 0 });
+  });
+
+  it('gives, for random VIPs (colliding ones included), rules and inline bounds, the rule of the four-key precedence', () => {
+    const others = ['10.2.0.100', '192.0.3.1', '::ffff:10.0.0.100', '2001:db8:2::100', '2001:db8::1'].map((a) => ({
+      family: parseIp(a).family,
+      addrBytes: addrBytes16(a),
+    }));
+    fc.assert(
+      fc.property(
+        tablesArb,
+        fc.constantFrom(0, 1, 2, 3, 8),
+        fc.array(fc.constantFrom(...PORTS, 2, 8443), { minLength: 1, maxLength: 6 }),
+        ({ vips, rules }, inline, ports) => {
+          const semantic = ruleLookup(rules);
+          const resolved = resolveRules(vips, rules);
+          const layout = vipLayout(vips, resolved, inline);
+          const hash = resolvedLookup(resolved);
+          for (const v of vips) {
+            for (const proto of [6, 17] as const) {
+              for (const dport of ports) {
+                const want = winningRule(semantic, proto, v.id, v.family, dport);
+                const got = programLookup(layout, hash, v.family, v.addrBytes, proto, dport);
+                expect(got.isVip, v.addr).toBe(true);
+                expect(got.rule && { group: got.rule.group, criterion: got.rule.criterion }, `${v.addr} ${proto}/${dport} inline ${inline}`).toEqual(
+                  want && { group: want.group, criterion: want.criterion },
+                );
+              }
+            }
+          }
+          for (const o of others) {
+            if (vips.some((v) => v.family === o.family && Buffer.from(v.addrBytes).equals(Buffer.from(o.addrBytes)))) continue;
+            expect(programLookup(layout, hash, o.family, o.addrBytes, 6, 80)).toMatchObject({ isVip: false, rule: undefined });
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });
