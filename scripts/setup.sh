@@ -26,7 +26,7 @@ cd "$here"
 # Debian packages: toolchain for BPF and the addon, and the real tools the lab tests use.
 packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
   iproute2 nftables iputils-ping iputils-arping tcpdump netsniff-ng ethtool netcat-openbsd
-  curl util-linux procps)
+  curl util-linux procps keepalived)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -265,6 +265,43 @@ export const ERRORS = {
     message: 'bad {what}: "{value}"',
     hint: 'write ADDR, ADDR:PORT or [IPv6]:PORT, and end the destination with /tcp, /udp or /icmp',
   },
+  FARMLB_E_CLI_NOT_RUNNING: {
+    message: 'no farmlb daemon answers for module {module} ({socket}: {detail})',
+    hint: 'is `farmlb run` running for module {module}? Start it, or give the --module / --run-dir it runs with (socket path {socket})',
+  },
+  FARMLB_E_CLI_CONTROL_TIMEOUT: {
+    message: 'the daemon did not answer on {socket} within {ms} ms',
+    hint: 'the daemon may be hung (SIGSTOP?) or overloaded; check its log and process state',
+  },
+  FARMLB_E_CLI_CONTROL: {
+    message: 'control socket {socket}: {detail}',
+    hint: 'run the command as root; check that the daemon of this module is healthy (its log)',
+  },
+  FARMLB_E_CLI_DAEMON_REFUSED: {
+    message: 'the daemon refused the command: {detail}',
+    hint: 'see the daemon\'s message; farmlb status shows the module\'s state',
+  },
+  // --- api (src/api/: control socket, HTTP health) -----------------------------
+  FARMLB_E_API_BAD_REQUEST: {
+    message: 'bad control request: {detail}',
+    hint: 'send one JSON object per line: {"cmd": "status"|"start"|"stop"|"power"|"drain"|"undrain", …} (docs/cli.md, "Control socket")',
+  },
+  FARMLB_E_API_SOCKET: {
+    message: 'cannot listen on the control socket {path}: {detail}',
+    hint: 'another daemon of this module may be running (farmlb status); else check that the run directory is writable by root',
+  },
+  FARMLB_E_API_UNKNOWN_NODE: {
+    message: 'no node {node} in cluster.xml (nodes: {nodes})',
+    hint: 'give a node name as written in cluster.xml',
+  },
+  FARMLB_E_API_UNKNOWN_GROUP: {
+    message: 'no group {group} in userconfig.xml (groups: {groups})',
+    hint: 'give a <group name=…> of the configuration, or leave --group out for every group',
+  },
+  FARMLB_E_API_STATIC_MODE: {
+    message: '{command} needs the membership protocol: this daemon runs with --static',
+    hint: 'powers of a --static daemon come from userconfig.xml: edit it and send SIGHUP; or run without --static',
+  },
   // --- balance ----------------------------------------------------------------
   FARMLB_E_BALANCE_UNKNOWN_NODE: {
     message: 'bucket owner {node} is not a node of cluster.xml',
@@ -360,6 +397,51 @@ export const ERRORS = {
   FARMLB_E_DATAPLANE_CLOSED: {
     message: 'the data plane was used after close()',
     hint: 'this is a bug in farmlb; report it with the log line above',
+  },
+  // --- membership (src/membership/) ------------------------------------------------
+  FARMLB_E_MEMBERSHIP_KEY_MISSING: {
+    message: 'cannot read the heartbeat key file {file}: {detail}',
+    hint: 'create it on every node with the same content (e.g. head -c 32 /dev/urandom > {file}; chmod 600 {file}) or set <farmlb key_file="…">',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_SHORT: {
+    message: 'the heartbeat key file {file} holds {bytes} bytes; at least {min} are needed',
+    hint: 'write at least 32 random bytes: head -c 32 /dev/urandom > {file}',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_PERMISSIONS: {
+    message: 'the heartbeat key file {file} is readable or writable by other users (mode {mode})',
+    hint: 'chmod 600 {file} (owner root): anyone who reads the key can forge heartbeats',
+  },
+  FARMLB_E_MEMBERSHIP_BAD_MESSAGE: {
+    message: 'malformed heartbeat: {detail}',
+    hint: 'another program or farmlb version sends to the membership port; check <farmlb membership_port> on every node',
+  },
+  FARMLB_E_MEMBERSHIP_BAD_MAC: {
+    message: 'heartbeat with a wrong authentication code',
+    hint: 'the sender uses another key file content (or the packet was forged/corrupted): give every node the same key',
+  },
+  FARMLB_E_MEMBERSHIP_BIND: {
+    message: 'cannot bind the membership socket to {addr} port {port}: {detail}',
+    hint: 'the address must be this node\'s address on the LAN in cluster.xml and the port free (<farmlb membership_port>)',
+  },
+  FARMLB_E_MEMBERSHIP_UNKNOWN_NODE: {
+    message: 'node {node} is not a node of cluster.xml (nodes: {nodes})',
+    hint: 'name a node listed in cluster.xml',
+  },
+  FARMLB_E_MEMBERSHIP_UNKNOWN_GROUP: {
+    message: 'group {group} is not a load-balancing group (groups: {groups})',
+    hint: 'name a <group> of userconfig.xml, or omit --group to change every group of the node',
+  },
+  FARMLB_E_MEMBERSHIP_NOT_IN_GROUP: {
+    message: 'node {node} is not a host of group {group}',
+    hint: 'a runtime power applies to the group\'s configured hosts; add the host to the group\'s <cluster> and reload',
+  },
+  FARMLB_E_MEMBERSHIP_BAD_POWER: {
+    message: 'power {value} is not an integer from 0 to 1000000',
+    hint: 'give a whole number; 0 drains the node (farmlb drain)',
+  },
+  FARMLB_E_MEMBERSHIP_TIMING: {
+    message: 'membership timing cannot work: {detail}',
+    hint: 'adjust <farm pulse= mlost_count= slost_count=> (docs/membership.md, "Defaults and why")',
   },
 } as const satisfies Record<string, ErrorDef>;
 

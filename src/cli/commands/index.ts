@@ -2,7 +2,12 @@
 import type { CommandDef } from '../command.js';
 import { bucketsCommand } from './buckets.js';
 import { explainCommand } from './explain.js';
+import { drainCommand, powerCommand, startCommand, stopCommand, undrainCommand } from './module-control.js';
 import { runCommand } from './run.js';
+import { statusCommand } from './status.js';
 import { validateCommand } from './validate.js';
 
-export const COMMANDS: CommandDef[] = [runCommand, validateCommand, bucketsCommand, explainCommand];
+export const COMMANDS: CommandDef[] = [
+  runCommand, statusCommand, startCommand, stopCommand, powerCommand, drainCommand, undrainCommand,
+  validateCommand, bucketsCommand, explainCommand,
+];

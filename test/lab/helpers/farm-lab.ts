@@ -1,6 +1,7 @@
 // A bridged lab farm: one L2 segment (a Linux bridge in its own namespace), a client with
 // many source addresses, and N farm nodes that all hold the same VIPs, each running a real
-// `farmlb run --static` child process and an HTTP server that answers its node name.
+// `farmlb run --static` child process (or, with `membership: true`, `farmlb run` with the
+// membership protocol) and an HTTP server that answers its node name.
 //
 //   flb-<name>-c  [flbc] ──── [p-c]  ┐
 //   flb-<name>-n1 [flbn] ──── [p-n1] ├─ br0   (flb-<name>-sw)
@@ -24,6 +25,7 @@
 //   lab.ping(dst, opts?)              ping from the client: replies and duplicates.
 //   lab.farmlb(args, node?)           the CLI; with a node: in its namespace with its dirs.
 //   lab.buckets(node)                 `farmlb buckets --json` of a node, parsed.
+//   lab.status(node) / health(node, path)   `farmlb status --json` / an HTTP GET of the node's health server.
 //   lab.reasonCounters(node)          packets per verdict reason, read from the node's pinned maps.
 //   lab.killNode(name, signal?)       signal a node's daemon and wait for it to exit.
 //   lab.startNode(name) / signalNode(name, signal)   restart a daemon / send it a signal.
@@ -43,6 +45,7 @@
 //   FarmLab.leftovers(name)           namespaces, pins and processes of a lab that remain.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
@@ -56,6 +59,7 @@ import { addrBytes } from '../../../src/balance/addr.js';
 import { bucketOf } from '../../../src/balance/hash.js';
 import { GROUP_NONE, NODE_NONE, type DataplaneTables } from '../../../src/dataplane/types.js';
 import { XdpDataplane } from '../../../src/dataplane/xdp.js';
+import type { DaemonStatus } from '../../../src/api/status.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
@@ -140,6 +144,15 @@ export interface FarmLabOptions {
   logLevel?: string;
   /** Start the daemons (default true); false leaves the farm without farmlb. */
   startDaemons?: boolean;
+  /**
+   * Run the membership protocol (`farmlb run` without --static). A heartbeat key is written
+   * to the lab directory and named in <farmlb key_file=…> (every node shares it).
+   */
+  membership?: boolean;
+  /** `<farm pulse= mlost_count= slost_count=>` (heartbeat timing); default: farmlb's own. */
+  farmTiming?: { pulse?: string; mlostCount?: number; slostCount?: number };
+  /** `<farmlb split_brain=…>`; default serve. */
+  splitBrain?: 'serve' | 'quorum';
 }
 
 export interface CurlOptions {
@@ -256,6 +269,8 @@ export class FarmLab {
   readonly clientAddrs6: string[];
   readonly configFile: string;
   readonly clusterFile: string;
+  /** The heartbeat key of the membership (written when opts.membership). */
+  readonly keyFile: string;
   private readonly nodes: NodeState[];
   private readonly registry = new LabRegistry();
   private opts: FarmLabOptions;
@@ -272,6 +287,7 @@ export class FarmLab {
     this.clientAddrs6 = Array.from({ length: opts.clientAddrs6 }, (_, i) => LAB_NET.clientExtra6(i));
     this.configFile = path.join(dir, 'userconfig.xml');
     this.clusterFile = path.join(dir, 'cluster.xml');
+    this.keyFile = path.join(dir, 'heartbeat.key');
     this.nodes = opts.nodes.map((spec, index) => ({
       spec,
       index,
@@ -319,6 +335,8 @@ export class FarmLab {
     await this.buildClient();
     for (const n of this.nodes) await this.buildNode(n);
 
+    // 0600 like a real key file; only its bytes matter to the HMAC.
+    if (this.opts.membership) await writeFile(this.keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
     await this.writeConfig();
     reg.onCleanup('stop servers', () => this.stopServers(), () => this.killAllSync('server'));
     reg.onCleanup('stop daemons', () => this.stopDaemons(), () => this.killAllSync('daemon'));
@@ -420,7 +438,7 @@ export class FarmLab {
     }).join('\n');
     return `<safe>
  <service mode="farm">
-  <farm><lan name="default"/></farm>
+  <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/></farm>
   <vip>
    <interface_list>
     <interface${attrs({ check: 'on', name: NODE_IF, ...o.interfaceAttrs })}>
@@ -434,7 +452,8 @@ export class FarmLab {
 ${groupXml}
    </loadbalancing_list>
   </vip>
-  <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}` })}/>
+  <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
+    key_file: o.membership ? this.keyFile : undefined, split_brain: o.splitBrain })}/>
  </service>
 </safe>
 `;
@@ -471,7 +490,7 @@ ${groupXml}
   async startNode(name: string, opts: { timeoutMs?: number } = {}): Promise<void> {
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
-    const args = ['run', '--static', ...this.configArgs(), '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
+    const args = ['run', ...(this.opts.membership ? [] : ['--static']), ...this.configArgs(), '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
       '--xdp-mode', this.opts.xdpMode ?? 'native', ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
@@ -660,6 +679,20 @@ ${groupXml}
     if (!node) return run('node', [FARMLB_BIN, ...args], { timeoutMs });
     const n = this.node(node);
     return inNetns(n.ns, 'node', [FARMLB_BIN, ...args, '--pin-dir', n.pinDir, '--run-dir', n.runDir], { timeoutMs });
+  }
+
+  /** `farmlb status --json` of a node's running daemon (control socket), parsed. */
+  async status(node: string): Promise<DaemonStatus> {
+    const { stdout } = await this.farmlb(['status', '--json'], node);
+    return JSON.parse(stdout) as DaemonStatus;
+  }
+
+  /** GET http://<node addr>:<port><urlPath> from inside the node's namespace (the health server). */
+  async health(node: string, urlPath: string, port = 9010): Promise<{ status: number; body: string }> {
+    const url = `http://${this.nodeAddr(node, 4)}:${port}${urlPath}`;
+    const { stdout } = await this.inNode(node, 'curl', ['-sS', '--max-time', '3', '-w', '\\n%{http_code}', url], { timeoutMs: 8_000 });
+    const nl = stdout.lastIndexOf('\n');
+    return { status: Number(stdout.slice(nl + 1)), body: stdout.slice(0, nl) };
   }
 
   async buckets(node: string): Promise<BucketsView> {
