@@ -143,7 +143,7 @@ describe('parseFarmConfig on the SafeKit farm example (seed 001 §13.6.2)', () =
       module: 'farm', hashSeed: 0x6661726d, keyFile: '/etc/farmlb/farm.key', membershipPort: 4800, healthPort: 9010,
       splitBrain: 'serve', handoverLimitMs: 30_000,
     });
-    expect(farm.farm).toMatchObject({ pulseMs: 100, mlostCount: 20, slostCount: 10, lans: [] });
+    expect(farm.farm).toMatchObject({ pulseMs: 50, mlostCount: 7, slostCount: 5, lans: [] });
     expect(farm.warnings).toEqual([]);
   });
 

@@ -487,7 +487,11 @@ ${groupXml}
   }
 
   /** Start (or restart) a node's daemon and wait until its VIPs are up and the program attached. */
-  async startNode(name: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+  /**
+   * `opts.expectUp: false` waits only for the daemon to have started (event started, VIPs,
+   * program): for a node that must stay in WAIT, e.g. one with a wrong heartbeat key.
+   */
+  async startNode(name: string, opts: { timeoutMs?: number; expectUp?: boolean } = {}): Promise<void> {
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
     const args = ['run', ...(this.opts.membership ? [] : ['--static']), ...this.configArgs(), '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
@@ -513,7 +517,8 @@ ${groupXml}
       // The VIPs and the program alone do not prove this run is up: a SIGKILLed run leaves
       // both behind. The daemon says when it serves (pino event state=UP, or the CLI's line).
       const said = n.log.slice(logFrom);
-      if (!/"state":"UP"|: node \S+ serving/.test(said)) return false;
+      const up = opts.expectUp === false ? /"event":"started"/ : /"state":"UP"|: node \S+ serving/;
+      if (!up.test(said)) return false;
       const addrs = await inNetns(n.ns, 'ip', ['-j', 'addr', 'show', 'dev', NODE_IF]);
       const link = await inNetns(n.ns, 'ip', ['-d', 'link', 'show', 'dev', NODE_IF]);
       return addrs.stdout.includes(`"${this.vip4}"`) && addrs.stdout.includes(`"${this.vip6}"`) && /prog\/xdp id \d+/.test(link.stdout);

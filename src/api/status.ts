@@ -1,0 +1,93 @@
+// The status a running daemon reports: one data object, rendered by `farmlb status` (text,
+// or as is with --json), answered on the control socket and, in part, by GET /health.
+
+export type ModuleState = 'STOP' | 'WAIT' | 'UP';
+
+export interface NodeStatus {
+  name: string;
+  /** Node id in the maps (index in cluster.xml). */
+  id: number;
+  self: boolean;
+  /** In this node's current view. */
+  inView: boolean;
+  /** What this node knows of it: UP or WAIT as it says in its heartbeats, lost when not heard, unknown never heard. */
+  state: 'UP' | 'WAIT' | 'lost' | 'unknown';
+  /** Buckets it owns in the installed table, per group name. */
+  buckets: Record<string, number>;
+  /** buckets / 256, per group name. */
+  share: Record<string, number>;
+  /** Its power per group name: the runtime override (farmlb power/drain) if any, else the configured one. */
+  power: Record<string, number>;
+  /** True when a runtime override (farmlb power/drain) applies to it. */
+  overridden: boolean;
+  /** Milliseconds since its last heartbeat was heard (by anyone in the view), when known. */
+  lastHeardMs?: number;
+}
+
+export interface ViewChange {
+  /** Wall clock (ms since the epoch) when the table was installed. */
+  at: number;
+  epoch: number;
+  view: string[];
+  cause: string;
+  /** From the last evidence of the change (e.g. last heartbeat of a lost node) to its detection. */
+  detectionMs?: number;
+  /** From the detection to the table being in the data plane on this node. */
+  installMs?: number;
+  /** Buckets whose owner changed (all groups). */
+  moved?: number;
+}
+
+export interface DaemonStatus {
+  node: string;
+  module: string;
+  /** static: `farmlb run --static`; membership: the heartbeat protocol decides the table. */
+  mode: 'static' | 'membership';
+  pid: number;
+  state: ModuleState;
+  /** Why the module is in this state (WAIT: the check that fails, the administrative stop, the config difference…). */
+  stateCause: string;
+  /** Wall clock (ms since the epoch) of the last state change. */
+  stateSince: number;
+  /** `farmlb stop` holds the module in WAIT until `farmlb start`. */
+  admin: 'started' | 'stopped';
+  /** UP and the kernel lease valid: what ready.txt answers. */
+  ready: boolean;
+  view: string[];
+  epoch: number;
+  leader: string | null;
+  groups: string[];
+  nodes: NodeStatus[];
+  /** Buckets this node owns, per group name. */
+  bucketsOwned: Record<string, number>;
+  /** Time left on the kernel lease (0: expired or revoked). */
+  leaseRemainingMs: number;
+  /** The view lacks configured nodes (a partition, or nodes down): reported, not an error by itself. */
+  splitBrain: boolean;
+  splitBrainPolicy: 'serve' | 'quorum';
+  lastViewChange: ViewChange | null;
+  checks: { ok: boolean; failures: { kind: string; target: string; detail: string }[] };
+  configDigest: string;
+}
+
+/** What GET /health answers: the part of the status a load balancer or monitor needs. */
+export function healthView(s: DaemonStatus): Record<string, unknown> {
+  return {
+    node: s.node,
+    module: s.module,
+    state: s.state,
+    ready: s.ready,
+    view: s.view,
+    epoch: s.epoch,
+    leader: s.leader,
+    bucketsOwned: s.bucketsOwned,
+    leaseRemainingMs: s.leaseRemainingMs,
+    splitBrain: s.splitBrain,
+    lastViewChange: s.lastViewChange,
+  };
+}
+
+/** The exit code of `farmlb status -q`: STOP 0, WAIT 1, UP 2 (SafeKit's module state numbers). */
+export function stateExitCode(state: ModuleState): number {
+  return state === 'UP' ? 2 : state === 'WAIT' ? 1 : 0;
+}

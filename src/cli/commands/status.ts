@@ -1,0 +1,96 @@
+import { controlRequest } from '../../api/control.js';
+import { stateExitCode, type DaemonStatus } from '../../api/status.js';
+import { loadFarmConfig } from '../../config/index.js';
+import { isFarmlbError } from '../../errors.js';
+import { instancePaths, type InstancePaths } from '../../paths.js';
+import { EXIT, INSTANCE_OPTIONS, type CommandContext, type CommandDef } from '../command.js';
+import { bold, dim, type Output } from '../output.js';
+
+/** The instance a control command talks to: --module/--run-dir, or the module named in -c's <farmlb module=…>. */
+export async function controlPaths(opts: Record<string, unknown>): Promise<InstancePaths> {
+  let module = opts.module as string | undefined;
+  if (module === undefined && typeof opts.config === 'string') module = (await loadFarmConfig(opts.config)).farmlb.module;
+  return instancePaths({ module, pinDir: opts.pinDir as string | undefined, runDir: opts.runDir as string | undefined });
+}
+
+export const CONTROL_OPTIONS = [
+  ...INSTANCE_OPTIONS,
+  { flags: '-c, --config <file>', description: 'userconfig.xml, to take the module name from <farmlb module=…>' },
+];
+
+export const statusCommand: CommandDef = {
+  name: 'status',
+  summary: 'show the running daemon\'s module state, view, epoch, nodes and lease (control socket)',
+  options: [
+    ...CONTROL_OPTIONS,
+    { flags: '-q, --quiet', description: 'print nothing; exit with the module state: STOP 0, WAIT 1, UP 2' },
+  ],
+  examples: ['farmlb status', 'farmlb status --json', 'farmlb status -q; echo $?', 'farmlb status --module web --run-dir /run/farmlb/web'],
+  async run(ctx, _args, opts) {
+    const paths = await controlPaths(opts);
+    let status: DaemonStatus;
+    try {
+      status = await controlRequest(paths.runDir, { cmd: 'status' }, { module: paths.module }) as DaemonStatus;
+    } catch (err) {
+      // No daemon: the module is stopped, which -q reports as a state, not an error.
+      if (opts.quiet && isFarmlbError(err) && err.code === 'FARMLB_E_CLI_NOT_RUNNING') return stateExitCode('STOP');
+      throw err;
+    }
+    if (opts.quiet) return stateExitCode(status.state);
+    if (ctx.out.json) ctx.out.printJson(status);
+    else ctx.out.print(renderStatus(ctx.out, status));
+    return EXIT.OK;
+  },
+};
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(1)}%`;
+}
+
+function clock(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+function ago(ms: number): string {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+}
+
+/** The text form of `farmlb status`. */
+export function renderStatus(out: Output, s: DaemonStatus): string {
+  const lines: string[] = [];
+  lines.push(`${bold(out, `module ${s.module} on ${s.node}: ${s.state}`)} ${dim(out, `since ${clock(s.stateSince)} (${ago(s.stateSince)})`)} — ${s.stateCause}`);
+  lines.push(`mode ${s.mode} · epoch ${s.epoch} · leader ${s.leader ?? '-'} · view ${s.view.join(', ') || '-'}${s.admin === 'stopped' ? ' · stopped by farmlb stop' : ''}`);
+  lines.push(`lease ${s.leaseRemainingMs > 0 ? `${s.leaseRemainingMs} ms left` : 'expired'} · ${s.ready ? 'ready (ready.txt answers OK)' : 'not ready'}`);
+  if (s.splitBrain) {
+    const missing = s.nodes.filter((n) => !n.inView).map((n) => n.name);
+    lines.push(bold(out, `WARNING: split brain: the view lacks ${missing.join(', ')} (policy ${s.splitBrainPolicy}: ${s.splitBrainPolicy === 'serve' ? 'each side serves its view\'s buckets' : 'a minority serves nothing'})`));
+  }
+  if (!s.checks.ok) lines.push(`checks failing: ${s.checks.failures.map((f) => `${f.kind} ${f.target}: ${f.detail}`).join('; ')}`);
+  const header = ['NODE', 'STATE', 'VIEW', ...s.groups.flatMap((g) => [`${g} BUCKETS`, 'SHARE', 'POWER'])];
+  const rows = s.nodes.map((n) => [
+    `${n.name}${n.self ? '*' : ''}`,
+    n.state,
+    n.inView ? 'yes' : 'no',
+    ...s.groups.flatMap((g) => [String(n.buckets[g] ?? 0), pct(n.share[g] ?? 0), `${n.power[g] ?? 0}${n.overridden ? ' (set)' : ''}`]),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  lines.push('', fmt(header), ...rows.map(fmt));
+  const v = s.lastViewChange;
+  if (v) {
+    const timing = [v.detectionMs !== undefined && `detection ${Math.round(v.detectionMs)} ms`, v.installMs !== undefined && `install ${v.installMs.toFixed(1)} ms`,
+      v.moved !== undefined && `${v.moved} buckets moved`].filter(Boolean).join(', ');
+    lines.push('', `last view change: epoch ${v.epoch} at ${clock(v.at)} (${v.cause})${timing ? `: ${timing}` : ''}`);
+  }
+  return lines.join('\n');
+}
+
+/** Runs one control command and prints the state it left the module in. */
+export async function runControl(ctx: CommandContext, opts: Record<string, unknown>, req: { cmd: string } & Record<string, unknown>, say: (s: DaemonStatus) => string): Promise<number> {
+  const paths = await controlPaths(opts);
+  const status = await controlRequest(paths.runDir, req as never, { module: paths.module, timeoutMs: 10_000 }) as DaemonStatus;
+  if (ctx.out.json) ctx.out.printJson(status);
+  else ctx.out.print(say(status));
+  return EXIT.OK;
+}

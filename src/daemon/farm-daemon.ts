@@ -1,0 +1,399 @@
+// The farmlb daemon of one node and module: the module state machine STOP → WAIT → UP
+// around one start/stop path (NodeHost: data plane and interfaces), a table source (the
+// static table or the membership engine), the local checks, the control socket and the
+// HTTP health check.
+//
+//   start: host (program attached, VIPs up; lease as the source says: --static renews from
+//          its own liveness, membership starts revoked) → state WAIT (membership) →
+//          checks polled → control socket → health server → source started (it says UP).
+//   stop:  health, control, checks, source stopped → host stopped (VIPs removed, then
+//          tcpreset, lease revoked, program detached …) → state STOP.
+//
+// WAIT (a failing check, `farmlb stop`, a config digest that differs from the view's, a
+// minority under `quorum`): the lease is revoked at once, so the program accepts no VIP
+// traffic and answers no ARP/ND for the VIP, and the other nodes take the buckets once the
+// lease has surely run out. The VIP aliases stay: SafeKit unconfigures the VIP in WAIT,
+// farmlb gets the same effect on the wire from the revoked lease, and keeping the alias
+// keeps the rule "never the alias without the program" trivially true and the return to UP
+// instant. With tcpreset on, the connections with a VIP as local address are reset on
+// entering WAIT from UP and when the VIPs are removed at stop (src/daemon/tcpreset.ts).
+
+import type { Logger } from 'pino';
+import { loadConfigs } from '../config/index.js';
+import { groupPowers } from '../balance/compile.js';
+import type { ClusterConfig, FarmConfig } from '../config/types.js';
+import { configDigest } from '../config/digest.js';
+import { loadNative } from '../dataplane/native.js';
+import { NBUCKETS, NODE_NONE, type DataplaneTables } from '../dataplane/types.js';
+import { FarmlbError } from '../errors.js';
+import type { NeighbourSystem } from '../net/neighbours.js';
+import type { InstancePaths } from '../paths.js';
+import { startControlServer, type ControlServer, type PowerChange } from '../api/control.js';
+import { startHealthServer, type HealthServer } from '../api/health.js';
+import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from '../api/status.js';
+import { CheckPoller, describeFailures, type CheckResult, type CheckTarget } from '../checks/local-checks.js';
+import { NodeHost, ownedCount } from './node-host.js';
+import { resetVipConnections } from './tcpreset.js';
+import type { SourceDecision, TableSource } from './table-source.js';
+
+export interface FarmDaemonOptions {
+  farm: FarmConfig;
+  cluster: ClusterConfig;
+  node: string;
+  paths: InstancePaths;
+  xdpMode: 'auto' | 'native' | 'generic';
+  log: Logger;
+  /** Builds the table source once the configuration is known (static or membership). */
+  source: TableSource;
+  /** Checks poll period (default 2 × the heartbeat pulse). */
+  checkIntervalMs?: number;
+  /** HTTP health port (default <farmlb health_port>); 0 disables the health server. */
+  healthPort?: number;
+  /** Reload the configuration files on SIGHUP (default true). */
+  reloadOnSighup?: boolean;
+  /** For tests: how peers' MACs are found. */
+  neighbours?: NeighbourSystem;
+}
+
+export class FarmDaemon {
+  private readonly host: NodeHost;
+  private readonly source: TableSource;
+  private state: ModuleState = 'STOP';
+  private stateCause = 'not started';
+  private stateSince = Date.now();
+  private adminStopped = false;
+  private checkResult: CheckResult = { ok: true, failures: [] };
+  private checks: CheckPoller | undefined;
+  private control: ControlServer | undefined;
+  private health: HealthServer | undefined;
+  private stopping: Promise<void> | undefined;
+  private started = false;
+  /** Decisions applied one at a time, in order: table, then lease, then state. */
+  private decisions: Promise<void> = Promise.resolve();
+  private installedEpoch = -1;
+  private lastViewChange: ViewChange | null = null;
+  private readonly digest: string;
+  private readonly onSighup = () => {
+    this.reload().catch((err) => this.opts.log.error({ err, event: 'reload_failed' }, 'reload failed; the previous configuration stays'));
+  };
+
+  constructor(private readonly opts: FarmDaemonOptions) {
+    this.host = new NodeHost({
+      farm: opts.farm, cluster: opts.cluster, node: opts.node, paths: opts.paths, xdpMode: opts.xdpMode,
+      log: opts.log, ...(opts.neighbours ? { neighbours: opts.neighbours } : {}),
+    });
+    this.source = opts.source;
+    this.digest = configDigest(opts.farm, opts.cluster);
+  }
+
+  get mode(): 'static' | 'membership' {
+    return this.source.mode;
+  }
+
+  async start(): Promise<void> {
+    const { log, node, paths } = this.opts;
+    try {
+      await this.host.start(this.source.initial());
+      this.started = true;
+      if (this.source.mode === 'membership') this.setState('WAIT', 'starting: waiting for the membership');
+      this.checks = new CheckPoller({
+        targets: this.checkTargets(),
+        intervalMs: this.opts.checkIntervalMs ?? 2 * (this.host.farm.farm?.pulseMs ?? 100),
+        onChange: (r) => this.checksChanged(r),
+      });
+      // The first result before anything says UP to the outside.
+      await this.checks.poll();
+      this.checks.start();
+      this.control = await startControlServer({ runDir: paths.runDir, log: log.child({ room: 'api' }), handler: {
+        status: () => this.status(),
+        start: () => this.adminStart(),
+        stop: () => this.adminStop(),
+        power: (c) => this.power(c),
+      } });
+      const port = this.opts.healthPort ?? this.host.farm.farmlb.healthPort;
+      if (port > 0) {
+        this.health = await startHealthServer({ addrs: this.nodeAddrs(), port, module: paths.module, status: () => this.status(), log: log.child({ room: 'api' }) });
+      }
+      // Last: the source is what says UP, and by then status, health and checks answer.
+      await this.source.start({ decide: (d) => this.decide(d), nowNs: nowNs });
+      if (this.opts.reloadOnSighup ?? true) process.on('SIGHUP', this.onSighup);
+      log.info({ event: 'started', node, module: paths.module, mode: this.source.mode }, 'daemon started');
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** The one cleanup path: undoes start() in reverse order; idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const { log } = this.opts;
+    process.off('SIGHUP', this.onSighup);
+    await this.health?.close().catch((err) => log.error({ err, event: 'stop_step_failed', step: 'health server' }, 'stop: health server'));
+    await this.control?.close().catch((err) => log.error({ err, event: 'stop_step_failed', step: 'control socket' }, 'stop: control socket'));
+    this.checks?.stop();
+    await this.source.stop().catch((err) => log.error({ err, event: 'stop_step_failed', step: 'table source' }, 'stop: table source'));
+    await this.decisions;
+    const tcpreset = this.host.farm.tcpreset && this.started;
+    const { clean } = await this.host.stop({
+      afterAliases: tcpreset ? async () => { await resetVipConnections(this.host.vips().map((v) => v.addr), log, 'stop'); } : undefined,
+    });
+    this.state = 'STOP';
+    this.stateSince = Date.now();
+    log.info({ event: 'state', state: 'STOP', clean }, 'stopped');
+  }
+
+  tables(): DataplaneTables | undefined {
+    return this.host.tables();
+  }
+
+  arprerouteStats() {
+    return this.host.arprerouteStats();
+  }
+
+  // ---- decisions -------------------------------------------------------------------
+
+  private decide(d: SourceDecision): Promise<void> {
+    this.decisions = this.decisions.then(() => this.apply(d)).catch((err) => {
+      this.opts.log.error({ err, event: 'decision_failed' }, 'could not apply the membership decision');
+    });
+    return this.decisions;
+  }
+
+  private async apply(d: SourceDecision): Promise<void> {
+    if (this.stopping) return;
+    const local = this.localWaitCause();
+    const state: 'WAIT' | 'UP' = local ? 'WAIT' : d.state;
+    const cause = local ?? (d.cause || (state === 'UP' ? 'serving its buckets of the view' : 'waiting for the membership'));
+    if (d.table && d.table.epoch !== this.installedEpoch) {
+      const t0 = process.hrtime.bigint();
+      const before = this.host.tables();
+      const table = d.table;
+      await this.host.changeTables(() => this.host.compile(table.table), `epoch ${table.epoch}`);
+      this.installedEpoch = table.epoch;
+      const after = this.host.tables();
+      const change: ViewChange = {
+        at: Date.now(),
+        epoch: table.epoch,
+        view: table.view,
+        cause: table.cause,
+        ...(table.detectionMs !== undefined ? { detectionMs: table.detectionMs } : {}),
+        installMs: Number(process.hrtime.bigint() - t0) / 1e6,
+        moved: movedBuckets(before, after),
+      };
+      this.lastViewChange = change;
+      this.opts.log.info({ event: 'view', ...change, buckets: after ? ownedCount(after.buckets, after.selfNode) : 0 },
+        `view ${table.view.join(',')} epoch ${table.epoch} installed (${table.cause})`);
+    }
+    // WAIT serves nothing from the first instant: the lease goes before anything else would.
+    if (state === 'WAIT') {
+      if (this.host.leaseDeadlineNs() !== 0n) await this.host.setLease(0n);
+    } else if (d.leaseDeadlineNs !== undefined && d.leaseDeadlineNs !== this.host.leaseDeadlineNs()) {
+      await this.host.setLease(d.leaseDeadlineNs);
+    }
+    await this.setStateAsync(state, cause);
+  }
+
+  /** Why this node must be in WAIT whatever the source says (administrative stop, checks). */
+  private localWaitCause(): string | undefined {
+    if (this.adminStopped) return 'stopped by farmlb stop';
+    if (!this.checkResult.ok) return `check failed: ${describeFailures(this.checkResult.failures)}`;
+    return undefined;
+  }
+
+  private async setStateAsync(next: ModuleState, cause: string): Promise<void> {
+    const prev = this.state;
+    this.setState(next, cause);
+    if (prev === 'UP' && next === 'WAIT' && this.host.farm.tcpreset) {
+      // Not awaited: decisions (and the heartbeats queued behind them) must not wait for ss.
+      void resetVipConnections(this.host.vips().map((v) => v.addr), this.opts.log, 'wait');
+    }
+  }
+
+  private setState(next: ModuleState, cause: string): void {
+    if (next === this.state && cause === this.stateCause) return;
+    const prev = this.state;
+    this.stateCause = cause;
+    if (next === prev) {
+      this.opts.log.debug({ event: 'state_cause', state: next, cause }, `still ${next}: ${cause}`);
+      return;
+    }
+    this.state = next;
+    this.stateSince = Date.now();
+    const t = this.host.tables();
+    const { node, paths } = this.opts;
+    const msg = next === 'UP' && this.source.mode === 'static' ? 'serving the static table' : `module ${next}: ${cause}`;
+    // The lab harness waits on "state":"UP": keep this shape.
+    this.opts.log[next === 'WAIT' && prev === 'UP' ? 'warn' : 'info']({
+      event: 'state', state: next, previous: prev, cause, node, module: paths.module,
+      buckets: t ? ownedCount(t.buckets, t.selfNode) : 0,
+    }, msg);
+  }
+
+  private checksChanged(r: CheckResult): void {
+    this.checkResult = r;
+    if (r.ok) this.opts.log.info({ event: 'checks_ok' }, 'local checks pass');
+    else this.opts.log.warn({ event: 'check_failed', failures: r.failures }, `local check failed: ${describeFailures(r.failures)}`);
+    this.pushLocalHealth();
+  }
+
+  private pushLocalHealth(): void {
+    const cause = this.localWaitCause();
+    this.source.setLocalHealth(cause === undefined, cause ?? 'local checks pass');
+  }
+
+  // ---- control ---------------------------------------------------------------------
+
+  private async adminStop(): Promise<DaemonStatus> {
+    if (!this.adminStopped) {
+      this.adminStopped = true;
+      this.opts.log.info({ event: 'admin_stop' }, 'farmlb stop: module held in WAIT');
+      this.pushLocalHealth();
+    }
+    await this.settle();
+    return this.status();
+  }
+
+  private async adminStart(): Promise<DaemonStatus> {
+    // A VIP removed by hand comes back with an administrative start (SafeKit restarts the module).
+    await this.host.ensureAliases();
+    await this.checks?.poll();
+    if (this.adminStopped) {
+      this.adminStopped = false;
+      this.opts.log.info({ event: 'admin_start' }, 'farmlb start: module may go UP');
+      this.pushLocalHealth();
+    }
+    await this.settle();
+    return this.status();
+  }
+
+  private async power(change: PowerChange): Promise<DaemonStatus> {
+    const { cluster, farm } = { cluster: this.opts.cluster, farm: this.host.farm };
+    if (!cluster.nodes.includes(change.node)) {
+      throw new FarmlbError('FARMLB_E_API_UNKNOWN_NODE', { node: change.node, nodes: cluster.nodes.join(', ') });
+    }
+    if (change.group !== undefined && !farm.groups.some((g) => g.name === change.group)) {
+      throw new FarmlbError('FARMLB_E_API_UNKNOWN_GROUP', { group: change.group, groups: farm.groups.map((g) => g.name).join(', ') });
+    }
+    await this.source.setPower(change);
+    this.opts.log.info({ event: 'power_set', node: change.node, power: change.power, group: change.group ?? null }, 'power override changed');
+    await this.settle();
+    return this.status();
+  }
+
+  /** Lets the decision the last command caused be applied before answering. */
+  private async settle(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    await this.decisions;
+  }
+
+  // ---- reload ----------------------------------------------------------------------
+
+  /**
+   * Re-reads userconfig.xml and cluster.xml. What can change in place (powers, groups,
+   * rules, the hash seed, arpreroute settings — --static; see the source for membership) is
+   * applied; anything else is refused with FARMLB_E_RUN_RELOAD_NEEDS_RESTART.
+   */
+  async reload(): Promise<void> {
+    const { log } = this.opts;
+    if (this.stopping || !this.started) return;
+    log.info({ event: 'reload', config: this.host.farm.file }, 'reloading the configuration');
+    const loaded = await loadConfigs({ config: this.host.farm.file, cluster: this.opts.cluster.file });
+    const checked = await this.host.checkReload(loaded.farm, loaded.cluster);
+    const table = this.source.reload(checked.farm, checked.cluster);
+    await this.host.applyReload(checked, table);
+    const t = this.host.tables()!;
+    log.info({ event: 'reloaded', buckets: ownedCount(t.buckets, t.selfNode) }, 'configuration reloaded');
+  }
+
+  // ---- status ----------------------------------------------------------------------
+
+  status(): DaemonStatus {
+    const { node, paths, cluster } = this.opts;
+    const farm = this.host.farm;
+    const t = this.host.tables();
+    const v = this.source.view();
+    const groups = farm.groups.map((g) => g.name);
+    const configured = groupPowers(farm, cluster);
+    const count = (id: number) => Object.fromEntries(groups.map((g, gi) => [g, t?.buckets[gi]?.filter((o) => o === id).length ?? 0]));
+    const nodes: NodeStatus[] = cluster.nodes.map((name, id) => {
+      const peer = v.peers.get(name);
+      const buckets = count(id);
+      const overrides = peer?.overrides ?? {};
+      return {
+        name,
+        id,
+        self: name === node,
+        inView: v.view.includes(name),
+        state: peer?.state ?? 'unknown',
+        buckets,
+        share: Object.fromEntries(groups.map((g) => [g, buckets[g]! / NBUCKETS])),
+        power: Object.fromEntries(groups.map((g, gi) => [g, overrides[g] ?? configured[gi]?.get(name) ?? 0])),
+        overridden: Object.keys(overrides).length > 0,
+        ...(peer?.lastHeardMs !== undefined ? { lastHeardMs: peer.lastHeardMs } : {}),
+      };
+    });
+    const self = cluster.nodes.indexOf(node);
+    const leaseNs = this.host.leaseDeadlineNs() - (this.started && !this.stopping ? nowNs() : 0n);
+    const leaseRemainingMs = this.host.leaseDeadlineNs() === 0n || leaseNs <= 0n ? 0 : Number(leaseNs / 1_000_000n);
+    return {
+      node,
+      module: paths.module,
+      mode: this.source.mode,
+      pid: process.pid,
+      state: this.state,
+      stateCause: this.stateCause,
+      stateSince: this.stateSince,
+      admin: this.adminStopped ? 'stopped' : 'started',
+      ready: this.state === 'UP' && leaseRemainingMs > 0,
+      view: v.view,
+      epoch: v.epoch,
+      leader: v.leader,
+      groups,
+      nodes,
+      bucketsOwned: self < 0 ? {} : count(self),
+      leaseRemainingMs,
+      splitBrain: v.splitBrain,
+      splitBrainPolicy: farm.farmlb.splitBrain,
+      lastViewChange: v.lastViewChange ?? this.lastViewChange,
+      checks: this.checkResult,
+      configDigest: this.digest,
+    };
+  }
+
+  private checkTargets(): CheckTarget[] {
+    const bound = this.host.vips();
+    const targets: CheckTarget[] = [];
+    for (const intf of this.host.farm.interfaces) {
+      const ifname = bound.find((b) => intf.addrs.some((a) => a.addr === b.addr))?.ifname;
+      if (!ifname) continue;
+      if (intf.check && !targets.some((t) => t.kind === 'interface' && t.ifname === ifname)) targets.push({ kind: 'interface', ifname });
+      for (const a of intf.addrs) if (a.check) targets.push({ kind: 'vip', ifname, addr: a.addr });
+    }
+    return targets;
+  }
+
+  /** This node's addresses in cluster.xml (every LAN): where the health check listens. */
+  private nodeAddrs(): string[] {
+    const { cluster, node } = this.opts;
+    return [...new Set(cluster.lans.flatMap((l) => l.nodes.filter((n) => n.name === node).map((n) => n.addr)))];
+  }
+}
+
+function nowNs(): bigint {
+  return loadNative().monotonicNs();
+}
+
+/** Buckets (all groups) whose owner differs between two tables. */
+export function movedBuckets(before: DataplaneTables | undefined, after: DataplaneTables | undefined): number {
+  if (!after) return 0;
+  let moved = 0;
+  after.buckets.forEach((row, g) => row.forEach((owner, b) => {
+    if ((before?.buckets[g]?.[b] ?? NODE_NONE) !== owner) moved++;
+  }));
+  return moved;
+}

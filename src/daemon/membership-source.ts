@@ -1,0 +1,262 @@
+// The membership table source of `farmlb run` (no --static): drives the membership engine
+// (src/membership/) — tick() every pulse, receive() for every heartbeat — and hands its
+// decisions to the daemon: tables (installed with changeTables, so arpreroute runs for the
+// buckets that move here, also after another node crashed), lease deadlines (exactly what
+// the engine says: the daemon never extends a lease on its own, so a stale view cannot be
+// served), and the module state. Runtime power overrides are persisted in
+// <run-dir>/powers.json whenever they change (locally or from a peer) and handed back to
+// the engine at the next start, until cleared.
+
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { BucketTable } from '../balance/assign.js';
+import { groupPowers } from '../balance/compile.js';
+import { configDigest } from '../config/digest.js';
+import type { ClusterConfig, FarmConfig } from '../config/types.js';
+import { XdpDataplane } from '../dataplane/xdp.js';
+import { NODE_NONE } from '../dataplane/types.js';
+import { FarmlbError } from '../errors.js';
+import type { InstancePaths } from '../paths.js';
+import type { PowerChange } from '../api/control.js';
+import type { NodeStatus } from '../api/status.js';
+import {
+  BuiltinMembership, DEFAULT_TIMING, MembershipEngine, createUdpTransport, loadKey, timingFromTopology,
+  type EngineOutput, type Membership, type MembershipEvent, type MembershipStatus, type PowerOverrides,
+} from '../membership/index.js';
+import type { SourceSink, SourceView, TableSource } from './table-source.js';
+
+export interface MembershipSourceOptions {
+  farm: FarmConfig;
+  cluster: ClusterConfig;
+  node: string;
+  paths: InstancePaths;
+  log: Logger;
+  nowNs: () => bigint;
+  /** Kernel lease length (default: the membership's own, from the pulse). */
+  leaseMs?: number;
+}
+
+export function powersFile(runDir: string): string {
+  return path.join(runDir, 'powers.json');
+}
+
+async function readPowers(runDir: string, log: Logger): Promise<PowerOverrides | undefined> {
+  try {
+    const raw = JSON.parse(await readFile(powersFile(runDir), 'utf8')) as PowerOverrides;
+    if (typeof raw.version !== 'number' || !Array.isArray(raw.entries)) throw new Error('not a powers record');
+    return raw;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err, event: 'powers_unreadable', file: powersFile(runDir) }, 'ignoring an unreadable powers.json');
+    return undefined;
+  }
+}
+
+/** The table a killed run left in the pinned maps (adopted by the engine, never served on its own). */
+function pinnedTable(pinDir: string, nodes: readonly string[], groups: number): (string | null)[][] | undefined {
+  try {
+    const pinned = XdpDataplane.readPinned(pinDir);
+    try {
+      const t = pinned.activeTables();
+      return Array.from({ length: groups }, (_, g) => (t.buckets[g] ?? []).map((o) => (o === NODE_NONE ? null : nodes[o] ?? null)));
+    } finally {
+      pinned.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** Builds the source: reads the key (a missing or unreadable key is a startup error), powers.json and a pinned table. */
+export async function createMembershipSource(opts: MembershipSourceOptions): Promise<MembershipSource> {
+  const { farm, cluster, node, paths, log } = opts;
+  const key = await loadKey(farm.farmlb.keyFile, (message) => log.warn({ event: 'key_warning', file: farm.farmlb.keyFile }, message));
+  const topo = farm.farm ?? { ...DEFAULT_TIMING, lans: [] };
+  // --lease-ms overrides the lease derived from the pulse; the engine refuses one that cannot work.
+  const timing = { ...timingFromTopology(topo), ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}) };
+  const groups = groupPowers(farm, cluster).map((powers, i) => ({ name: farm.groups[i]!.name, powers }));
+  const powerOverrides = await readPowers(paths.runDir, log);
+  const initialTable = pinnedTable(paths.pinDir, cluster.nodes, farm.groups.length);
+  const startNs = opts.nowNs();
+  const engine = new MembershipEngine({
+    module: paths.module,
+    self: node,
+    nodes: cluster.nodes,
+    groups,
+    configDigest: configDigest(farm, cluster),
+    timing,
+    splitBrain: farm.farmlb.splitBrain,
+    // Strictly greater after every restart: replay protection rejects older incarnations.
+    incarnation: BigInt(Date.now()) * 1_000_000n + BigInt(process.pid % 1_000_000),
+    startNs,
+    ...(initialTable ? { initialTable } : {}),
+    ...(powerOverrides ? { powerOverrides } : {}),
+  });
+  const lans = topo.lans.length > 0 ? cluster.lans.filter((l) => topo.lans.includes(l.name)) : cluster.lans;
+  const transport = await createUdpTransport({
+    self: node,
+    key,
+    port: farm.farmlb.membershipPort,
+    lans: lans.map((l) => ({ name: l.name, nodes: l.nodes.map((n) => ({ name: n.name, addr: n.addr })) })),
+    log,
+  });
+  log.info({ event: 'membership_config', ...timing,
+    port: farm.farmlb.membershipPort, lans: lans.map((l) => l.name), splitBrain: farm.farmlb.splitBrain,
+    powersRestored: powerOverrides?.entries.length ?? 0 }, 'membership configured');
+  const membership = new BuiltinMembership({
+    engine, transport, pulseMs: timing.pulseMs, nowNs: opts.nowNs,
+    onError: (err) => log.error({ err, event: 'membership_apply_failed' }, 'a membership decision could not be applied; the next pulse decides again'),
+  });
+  return new MembershipSource({ ...opts, membership });
+}
+
+export class MembershipSource implements TableSource {
+  readonly mode = 'membership' as const;
+  private sink: SourceSink | undefined;
+  private lastSaved: string;
+  private savingPowers: Promise<void> = Promise.resolve();
+  private readonly digest: string;
+
+  constructor(private readonly opts: MembershipSourceOptions & { membership: Membership }) {
+    this.digest = configDigest(opts.farm, opts.cluster);
+    this.lastSaved = JSON.stringify(opts.membership.powerOverrides());
+  }
+
+  initial() {
+    // Nothing is served until the membership says so: no table, lease revoked.
+    return { table: { groups: this.opts.farm.groups.map(() => new Array<string | null>(256).fill(null)) }, leaseDeadlineNs: 0n, announce: false };
+  }
+
+  async start(sink: SourceSink): Promise<void> {
+    this.sink = sink;
+    // Membership applies decisions one at a time and transmits a decision's heartbeat only
+    // once apply() resolved: peers take a bucket from us as soon as our heartbeat says we
+    // installed the table that moves it.
+    this.opts.membership.start((out) => this.apply(out));
+  }
+
+  async stop(): Promise<void> {
+    await this.opts.membership.stop();
+    this.sink = undefined;
+    await this.savingPowers;
+  }
+
+  setLocalHealth(ok: boolean, cause: string): void {
+    // Before start() (the first check result) the engine just records it.
+    this.opts.membership.setLocalHealth(ok, cause);
+  }
+
+  async setPower(change: PowerChange): Promise<void> {
+    const { node, power, group } = change;
+    if (power === null) this.opts.membership.clearPower(node, group);
+    else this.opts.membership.setPower(node, power, group);
+    await this.savePowersIfChanged();
+  }
+
+  reload(farm: FarmConfig, cluster: ClusterConfig): BucketTable {
+    if (configDigest(farm, cluster) !== this.digest) {
+      throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', {
+        detail: 'with the membership, a changed configuration is rolled out by restarting the nodes (the config digest is in every heartbeat); use farmlb power for runtime power changes',
+      });
+    }
+    return { groups: this.opts.membership.status().table.groups };
+  }
+
+  view(): SourceView {
+    const s: MembershipStatus = this.opts.membership.status();
+    const overrides = new Map<string, Record<string, number>>();
+    // Whole-node entries first, then per-group ones (the engine's precedence).
+    for (const pass of [true, false]) {
+      for (const e of s.powers.entries) {
+        if ((e.group === null) !== pass) continue;
+        const per = overrides.get(e.node) ?? {};
+        for (const g of this.opts.farm.groups) if (e.group === null || e.group === g.name) per[g.name] = e.power;
+        overrides.set(e.node, per);
+      }
+    }
+    const peers = new Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> }>();
+    for (const name of this.opts.cluster.nodes) {
+      const p = s.peers.find((x) => x.node === name);
+      const state: NodeStatus['state'] = name === this.opts.node ? s.state
+        : !p || p.lastHeardMs === undefined ? 'unknown' : !p.alive ? 'lost' : (p.state ?? 'unknown');
+      peers.set(name, {
+        state,
+        ...(p?.lastHeardMs !== undefined ? { lastHeardMs: p.lastHeardMs } : {}),
+        ...(overrides.has(name) ? { overrides: overrides.get(name)! } : {}),
+      });
+    }
+    return { view: s.view, epoch: s.epoch, leader: s.leader, splitBrain: s.splitBrain, peers, lastViewChange: null };
+  }
+
+  /** One engine decision: to the daemon (table, lease, state, in that order, awaited), then its events to the log. */
+  private async apply(out: EngineOutput): Promise<void> {
+    const sink = this.sink;
+    if (!sink) return;
+    const viewEvent = out.events.find((e): e is Extract<MembershipEvent, { type: 'view' }> => e.type === 'view');
+    for (const e of out.events) this.logEvent(e);
+    await sink.decide({
+      state: out.state,
+      cause: out.cause,
+      ...(out.table ? { table: {
+        epoch: out.table.epoch,
+        table: { groups: out.table.groups },
+        view: out.table.view,
+        cause: viewEvent?.cause ?? `table of ${out.table.leader ?? 'no leader'}`,
+        ...(viewEvent?.detectionMs !== undefined ? { detectionMs: viewEvent.detectionMs } : {}),
+      } } : {}),
+      ...(out.leaseDeadlineNs !== undefined ? { leaseDeadlineNs: out.leaseDeadlineNs } : {}),
+    });
+  }
+
+  private logEvent(e: MembershipEvent): void {
+    const log = this.opts.log;
+    switch (e.type) {
+      case 'view': return; // logged by the daemon once installed, with its install time
+      case 'state': return; // the daemon logs the module state
+      case 'split_brain':
+        log.warn({ event: 'split_brain', view: e.view, missing: e.missing, policy: this.opts.farm.farmlb.splitBrain },
+          `split brain: the view lacks ${e.missing.join(', ')}`);
+        return;
+      case 'split_brain_healed':
+        log.info({ event: 'split_brain_healed', view: e.view }, 'split brain healed');
+        return;
+      case 'config_mismatch':
+        log.error({ event: 'config_mismatch', peer: e.node, ours: e.ours, theirs: e.theirs, reference: e.reference },
+          `the configuration of ${e.node} differs from this node's (config digests ${e.ours.slice(0, 12)} ≠ ${e.theirs.slice(0, 12)})`);
+        return;
+      case 'powers':
+        log.info({ event: 'powers', origin: e.origin, version: e.overrides.version, entries: e.overrides.entries }, 'power overrides changed');
+        void this.savePowersIfChanged();
+        return;
+      case 'rejected':
+        log.debug({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, 'heartbeat rejected');
+        return;
+      case 'peer_lost':
+        log.warn({ event: 'peer_lost', peer: e.node, detectionMs: e.detectionMs }, `${e.node} lost`);
+        return;
+      case 'peer_joined':
+        log.info({ event: 'peer_joined', peer: e.node, incarnation: e.incarnation }, `${e.node} joined`);
+        return;
+      case 'leader':
+        log.info({ event: 'leader', leader: e.leader }, `leader: ${e.leader ?? 'none'}`);
+        return;
+      case 'quorum_lost':
+        log.warn({ event: 'quorum_lost', alive: e.alive, needed: e.needed }, `no quorum: ${e.alive} of ${e.needed} needed`);
+        return;
+    }
+  }
+
+  private savePowersIfChanged(): Promise<void> {
+    this.savingPowers = this.savingPowers.then(async () => {
+      const powers = this.opts.membership.powerOverrides();
+      const json = JSON.stringify(powers);
+      if (json === this.lastSaved) return;
+      const file = powersFile(this.opts.paths.runDir);
+      // Atomic replace: a crash mid-write never leaves a torn record.
+      await writeFile(`${file}.tmp`, `${JSON.stringify(powers, null, 2)}\n`, { mode: 0o600 });
+      await rename(`${file}.tmp`, file);
+      this.lastSaved = json;
+    }).catch((err) => this.opts.log.error({ err, event: 'powers_save_failed' }, 'could not save powers.json'));
+    return this.savingPowers;
+  }
+}

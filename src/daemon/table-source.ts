@@ -1,0 +1,53 @@
+// Where a daemon's bucket table and lease come from. The daemon (farm-daemon.ts) owns one
+// start/stop path; the source is the only difference between `farmlb run --static` (the
+// configured powers as if every node were up, lease renewed from the daemon's own
+// liveness) and `farmlb run` (the membership engine: views, epochs, two-way lease).
+
+import type { BucketTable } from '../balance/assign.js';
+import type { ClusterConfig, FarmConfig } from '../config/types.js';
+import type { PowerChange } from '../api/control.js';
+import type { NodeStatus, ViewChange } from '../api/status.js';
+
+/** What a source decided; the daemon applies it (tables, lease, state) in this order. */
+export interface SourceDecision {
+  /** The module state the source wants (the daemon adds its own reasons for WAIT). */
+  state: 'WAIT' | 'UP';
+  cause: string;
+  /** A new table to install (undefined: keep the installed one). */
+  table?: { epoch: number; table: BucketTable; view: string[]; cause: string; detectionMs?: number };
+  /** A new lease deadline (CLOCK_MONOTONIC ns). Never extended by the daemon on its own. */
+  leaseDeadlineNs?: bigint;
+}
+
+/** What the daemon gives a source once the data plane runs. */
+export interface SourceSink {
+  /** Queues the decision; resolves once it is applied (decisions are applied in call order). */
+  decide(d: SourceDecision): Promise<void>;
+  /** Monotonic clock, ns (CLOCK_MONOTONIC: the lease's base). */
+  nowNs(): bigint;
+}
+
+export interface SourceView {
+  view: string[];
+  epoch: number;
+  leader: string | null;
+  splitBrain: boolean;
+  /** Per node: state as known, last heard, runtime power override. */
+  peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> }>;
+  lastViewChange: ViewChange | null;
+}
+
+export interface TableSource {
+  readonly mode: 'static' | 'membership';
+  /** The table and lease the data plane starts with (before the program is attached). */
+  initial(): { table: BucketTable; leaseDeadlineNs: bigint; announce: boolean };
+  start(sink: SourceSink): Promise<void>;
+  stop(): Promise<void>;
+  /** The local checks or an administrative stop: false = this node must serve nothing. */
+  setLocalHealth(ok: boolean, cause: string): void;
+  /** A runtime power change (farmlb power/drain/undrain). */
+  setPower(change: PowerChange): Promise<void>;
+  /** A SIGHUP reload checked by the host: the table to apply, or a refusal (throws). */
+  reload(farm: FarmConfig, cluster: ClusterConfig): BucketTable;
+  view(): SourceView;
+}

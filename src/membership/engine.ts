@@ -1,0 +1,663 @@
+// The membership protocol's decisions (docs/membership.md): pure, deterministic, time passed
+// in. Inputs: tick(now) every pulse, receive(hb, now) for every authenticated heartbeat,
+// setLocalHealth, setPower/clearPower. Each returns what the caller must do, in order:
+// install `table`, write `leaseDeadlineNs`, transmit `send`.
+//
+// Invariants this file protects (each argued in docs/membership.md):
+// - The lease is extended only on two-way evidence: a peer's heartbeat acknowledging one of
+//   ours AND carrying our epoch and table digest; the deadline counts from when that
+//   acknowledged heartbeat was sent (so a resumed or one-way-cut node cannot extend a
+//   stale table). Under `quorum`, acknowledgements from a majority are needed.
+// - The leader gives bucket b to node Y only when no other node may still serve b: every
+//   view member whose reported table (or the leader's own) gives it b must first report a
+//   table without it; every other node only after its lease has surely run out.
+// - A node that stops being eligible (health, config digest, quorum) revokes its lease at once.
+
+import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
+import { rebalance } from '../balance/assign.js';
+import { ReplayGuard } from './codec.js';
+import {
+  NO_OVERRIDES, checkPowerChange, decodeRows, effectivePowers, emptyRows, encodeRows, overridesNewer, sameRows, tableDigest,
+} from './table.js';
+import { leaseWaitNs, checkTiming } from './timing.js';
+import type {
+  AckEntry, EngineOutput, Heartbeat, HeardEntry, MembershipEngineOptions, MembershipEvent, MembershipStatus, NodeState,
+  PeerStatus, PowerOverrides, ViewTable,
+} from './types.js';
+
+const MS = 1_000_000n;
+/** Own heartbeats remembered to turn an acknowledgement back into its send time. */
+const SENT_RING = 256;
+
+interface Peer {
+  name: string;
+  hb?: Heartbeat;
+  rows?: (string | null)[][];
+  lastRecvNs?: bigint;
+  /** Latest evidence reported by others (our clock, conservative: arrival − reported age). */
+  indirectNs?: bigint;
+  indirectState?: NodeState;
+  /** The table digest that report says the peer had installed. */
+  indirectDigest?: string;
+  /** Latest report (direct or relayed) that this peer hears someone: it can receive acks. */
+  connectedNs?: bigint;
+  /** Last time this peer could have been renewing a lease from acknowledgements. */
+  servingNs?: bigint;
+  /** Best lease deadline this peer's acknowledgements give us (our clock). */
+  ackDeadlineNs?: bigint;
+  alive: boolean;
+  everHeard: boolean;
+}
+
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+const maxBig = (a: bigint | undefined, b: bigint | undefined): bigint | undefined =>
+  a === undefined ? b : b === undefined ? a : a > b ? a : b;
+
+export class MembershipEngine {
+  readonly self: string;
+  private readonly opts: MembershipEngineOptions;
+  private readonly module: string;
+  private readonly pulseNs: bigint;
+  private readonly leaseNs: bigint;
+  private readonly takeoverWaitNs: bigint;
+  private readonly peers = new Map<string, Peer>();
+  private readonly guard: ReplayGuard;
+  private readonly sent = new Map<number, bigint>();
+  private seq = 0;
+  private table: ViewTable;
+  private maxEpochSeen = 0;
+  private overrides: PowerOverrides;
+  private leaseNsValue = 0n;
+  private healthOk = true;
+  private healthCause = '';
+  private eligible = false;
+  private cause = 'starting';
+  private state: NodeState = 'WAIT';
+  private leader: string | null = null;
+  private referenceDigest: string;
+  private aliveCount = 0;
+  private graceUntilNs: bigint;
+  private lastTickNs: bigint | undefined;
+  private lastInvalidNs: bigint | undefined;
+  private leaderSinceTick = false;
+  private splitBrain = false;
+  private missing: string[] = [];
+  private readonly heardSinceStart = new Set<string>();
+  private mismatchReported = new Set<string>();
+  private pendingEvents: MembershipEvent[] = [];
+  private lostAt = new Map<string, number>();
+  /** Tables seen in direct heartbeats, by digest: what a peer reported only by relay holds. */
+  private readonly knownTables = new Map<string, (string | null)[][]>();
+
+  constructor(opts: MembershipEngineOptions) {
+    checkTiming(opts.timing);
+    this.opts = opts;
+    this.self = opts.self;
+    this.module = opts.module ?? 'farm';
+    this.pulseNs = BigInt(Math.round(opts.timing.pulseMs * 1e6));
+    this.leaseNs = BigInt(Math.round(opts.timing.leaseMs * 1e6));
+    this.takeoverWaitNs = leaseWaitNs(opts.timing);
+    this.guard = new ReplayGuard(this.leaseNs);
+    for (const n of opts.nodes) if (n !== opts.self) this.peers.set(n, { name: n, alive: false, everHeard: false });
+    const rows = opts.initialTable && opts.initialTable.length === opts.groups.length ? opts.initialTable.map((r) => [...r]) : emptyRows(opts.groups.length);
+    // An adopted table is what the kernel may still serve; it is reported (so a leader waits
+    // for it to be released) but it is no view's table: epoch 0, no leader.
+    this.table = { epoch: 0, leader: null, view: [], groups: rows, digest: tableDigest(rows) };
+    this.overrides = opts.powerOverrides ?? NO_OVERRIDES;
+    this.referenceDigest = opts.configDigest;
+    this.graceUntilNs = opts.startNs + BigInt(opts.timing.mlostCount) * this.pulseNs;
+  }
+
+  // --- inputs ---------------------------------------------------------------------------
+
+  tick(nowNs: bigint): EngineOutput {
+    const out = this.output();
+    if (this.lastTickNs !== undefined && nowNs - this.lastTickNs > 3n * this.pulseNs) {
+      // Resumed after a pause (SIGSTOP, a stalled event loop): what we knew is stale, so
+      // re-discover before ever serving alone.
+      this.graceUntilNs = nowNs + BigInt(this.opts.timing.mlostCount) * this.pulseNs;
+    }
+    this.lastTickNs = nowNs;
+    const members = this.assess(nowNs, out);
+    const candidates = [...members];
+    if (this.eligible) candidates.push(this.self);
+    candidates.sort(byName);
+    const leader = candidates[0] ?? null;
+    if (leader !== this.leader) {
+      this.leader = leader;
+      out.events.push({ type: 'leader', leader });
+    }
+    // A new leader waits one pulse before its first table: a competing leader's table (the
+    // other side of a heal, a leader that has not yet seen us) reaches it meanwhile and is
+    // then part of what it must not hand over twice.
+    if (leader === this.self) {
+      if (this.leaderSinceTick) this.lead(nowNs, candidates, out);
+    } else if (leader !== null) {
+      this.followBest(nowNs, out);
+    }
+    this.leaderSinceTick = leader === this.self;
+
+    // Alone in its view: renew from its own liveness if the policy lets it serve (quorum
+    // is already part of eligibility) — only when no live peer shares our configuration.
+    // A live peer that does (WAIT while it discovers, a one-way cut) may lead a view of its
+    // own a moment later; with it, the lease comes from acknowledgements or not at all.
+    const sameConfigPeer = [...this.peers.values()].some((p) => p.alive && (p.hb === undefined || p.hb.configDigest === this.referenceDigest));
+    if (this.eligible && leader === this.self && candidates.length === 1 && !sameConfigPeer) {
+      this.renew(nowNs + this.leaseNs, out);
+    }
+    this.updateState(out);
+    this.updateSplitBrain(candidates, out);
+    out.send = this.heartbeat(nowNs);
+    return this.finish(out);
+  }
+
+  receive(hb: Heartbeat, nowNs: bigint): EngineOutput {
+    const out = this.output();
+    const reject = (reason: string): EngineOutput => {
+      out.events.push({ type: 'rejected', from: hb.from, reason });
+      return this.finish(out);
+    };
+    if (hb.module !== this.module) return reject(`module ${hb.module}, not ${this.module}`);
+    if (hb.from === this.self) return reject('carries our own node name');
+    const peer = this.peers.get(hb.from);
+    if (!peer) return reject('not a node of cluster.xml');
+    const verdict = this.guard.check(hb, nowNs);
+    if (!verdict.ok) return reject(verdict.reason);
+    if (verdict.newIncarnation) {
+      peer.ackDeadlineNs = undefined;
+      out.events.push({ type: 'peer_joined', node: hb.from, incarnation: hb.incarnation.toString() });
+    }
+    peer.hb = hb;
+    peer.rows = decodeRows(hb.table, this.opts.nodes);
+    if (peer.rows) this.rememberTable(hb.tableDigest, peer.rows);
+    peer.lastRecvNs = nowNs;
+    peer.everHeard = true;
+    this.heardSinceStart.add(hb.from);
+    const slostMs = this.opts.timing.pulseMs * this.opts.timing.slostCount;
+    if (hb.heard.some((h) => h.ageMs < slostMs)) {
+      peer.connectedNs = nowNs;
+      if (hb.state === 'UP') peer.servingNs = nowNs;
+    }
+    for (const h of hb.heard) this.noteIndirect(h, nowNs);
+    if (hb.epoch > this.maxEpochSeen) this.maxEpochSeen = hb.epoch;
+    if (overridesNewer(hb.powers, this.overrides)) {
+      this.overrides = hb.powers;
+      out.events.push({ type: 'powers', overrides: hb.powers, origin: 'peer' });
+    }
+    if (this.leader !== null && this.leader !== this.self && hb.leader === this.leader && peer.rows) {
+      this.maybeInstall(hb, peer.rows, nowNs, out);
+    }
+    this.noteAck(peer, hb, out);
+    return this.finish(out);
+  }
+
+  /**
+   * A datagram on the membership port that did not authenticate (wrong key, forged). A node
+   * that hears only such datagrams is not alone: its peers are there with another key, so
+   * it must not serve everything as an isolated node would.
+   */
+  receiveInvalid(from: string | undefined, reason: string, nowNs: bigint): EngineOutput {
+    const out = this.output();
+    this.lastInvalidNs = nowNs;
+    out.events.push({ type: 'rejected', from: from ?? '?', reason });
+    return this.finish(out);
+  }
+
+  /** The local checks or an administrative stop. false revokes the lease at once. */
+  setLocalHealth(ok: boolean, cause: string): EngineOutput {
+    const out = this.output();
+    this.healthOk = ok;
+    this.healthCause = ok ? '' : cause;
+    if (!ok && this.eligible) {
+      this.eligible = false;
+      this.cause = cause;
+      this.revoke(out);
+      this.updateState(out);
+    }
+    return this.finish(out);
+  }
+
+  /** A runtime power override (farmlb power/drain), for all of the node's groups or one. */
+  setPower(node: string, power: number, group?: string): EngineOutput {
+    checkPowerChange(this.opts.groups, this.opts.nodes, node, power, group);
+    const entries = this.overrides.entries.filter((e) => !(e.node === node && e.group === (group ?? null)));
+    // An all-groups override replaces the node's per-group ones: `power NODE N` means N everywhere.
+    const kept = group === undefined ? entries.filter((e) => e.node !== node) : entries;
+    return this.publishOverrides([...kept, { node, group: group ?? null, power }]);
+  }
+
+  /** Drops the overrides of a node (all of them, or one group's). */
+  clearPower(node: string, group?: string): EngineOutput {
+    checkPowerChange(this.opts.groups, this.opts.nodes, node, undefined, group);
+    return this.publishOverrides(this.overrides.entries.filter((e) => !(e.node === node && (group === undefined || e.group === group))));
+  }
+
+  status(nowNs?: bigint): MembershipStatus {
+    const ms = (t: bigint | undefined) => (t === undefined || nowNs === undefined ? undefined : Number((nowNs - t) / MS));
+    const peers: PeerStatus[] = [...this.peers.values()].map((p) => ({
+      node: p.name,
+      alive: p.alive,
+      member: this.table.view.includes(p.name),
+      lastHeardMs: ms(maxBig(p.lastRecvNs, p.indirectNs)),
+      lastDirectMs: ms(p.lastRecvNs),
+      state: p.hb?.state,
+      cause: p.hb?.cause,
+      incarnation: p.hb?.incarnation.toString(),
+      configDigest: p.hb?.configDigest,
+      epoch: p.hb?.epoch,
+    }));
+    return {
+      node: this.self,
+      state: this.state,
+      cause: this.cause,
+      leader: this.leader,
+      epoch: this.table.epoch,
+      view: this.table.view,
+      tableDigest: this.table.digest,
+      table: this.table,
+      leaseDeadlineNs: this.leaseNsValue,
+      splitBrain: this.splitBrain,
+      missing: this.missing,
+      quorum: this.quorumOk(),
+      configDigest: this.opts.configDigest,
+      referenceDigest: this.referenceDigest,
+      powers: this.overrides,
+      incarnation: this.opts.incarnation.toString(),
+      peers,
+    };
+  }
+
+  /** The power overrides in force (for powers.json). */
+  powerOverrides(): PowerOverrides {
+    return this.overrides;
+  }
+
+  // --- assessment -------------------------------------------------------------------------
+
+  private timeoutNs(node: string): bigint {
+    const count = node === this.leader ? this.opts.timing.mlostCount : this.opts.timing.slostCount;
+    return BigInt(count) * this.pulseNs;
+  }
+
+  private evidence(p: Peer): bigint | undefined {
+    return maxBig(p.lastRecvNs, p.indirectNs);
+  }
+
+  private noteIndirect(h: HeardEntry, nowNs: bigint): void {
+    if (h.node === this.self) return;
+    const p = this.peers.get(h.node);
+    if (!p) return;
+    const at = nowNs - BigInt(h.ageMs) * MS;
+    if (p.indirectNs === undefined || at > p.indirectNs) {
+      p.indirectNs = at;
+      p.indirectState = h.state;
+      p.indirectDigest = h.tableDigest;
+    }
+    if (h.mutual) {
+      p.connectedNs = maxBig(p.connectedNs, at);
+      if (h.state === 'UP') p.servingNs = maxBig(p.servingNs, at);
+    }
+    p.everHeard = true;
+    this.heardSinceStart.add(h.node);
+  }
+
+  /** The state a peer advertised most recently, directly or as reported by others. */
+  private peerState(p: Peer): NodeState | undefined {
+    if (p.lastRecvNs !== undefined && (p.indirectNs === undefined || p.lastRecvNs >= p.indirectNs)) return p.hb?.state;
+    return p.indirectState ?? p.hb?.state;
+  }
+
+  private quorumOk(): boolean {
+    return this.opts.splitBrain !== 'quorum' || (this.aliveCount + 1) * 2 > this.opts.nodes.length;
+  }
+
+  /** Liveness, reference digest, own eligibility; returns the other members of the view. */
+  private assess(nowNs: bigint, out: EngineOutput): string[] {
+    const slostNs = BigInt(this.opts.timing.slostCount) * this.pulseNs;
+    const alive: Peer[] = [];
+    for (const p of this.peers.values()) {
+      const ev = this.evidence(p);
+      const isAlive = ev !== undefined && nowNs - ev < this.timeoutNs(p.name);
+      if (p.alive && !isAlive) {
+        const detectionMs = Number((nowNs - ev!) / MS);
+        out.events.push({ type: 'peer_lost', node: p.name, detectionMs });
+        this.lostAt.set(p.name, detectionMs);
+      }
+      p.alive = isAlive;
+      if (isAlive) alive.push(p);
+    }
+    this.aliveCount = alive.length;
+    this.referenceDigest = this.chooseDigest(alive);
+
+    const heardByPeer = alive.some((p) =>
+      p.lastRecvNs !== undefined && nowNs - p.lastRecvNs < slostNs && p.hb!.heard.some((h) => h.node === this.self && h.ageMs < this.opts.timing.pulseMs * this.opts.timing.slostCount));
+    let cause = '';
+    if (!this.healthOk) cause = this.healthCause || 'local check failed';
+    else if (this.opts.configDigest !== this.referenceDigest) cause = `configuration differs from ${this.digestHolder(alive)}'s`;
+    else if (!this.quorumOk()) cause = `no quorum: ${alive.length + 1} of ${this.opts.nodes.length} nodes reachable`;
+    else if (alive.length > 0 && !heardByPeer) cause = 'not heard by any peer (one-way cut?)';
+    else if (alive.length === 0 && this.lastInvalidNs !== undefined && nowNs - this.lastInvalidNs < slostNs) {
+      cause = 'peers\' heartbeats fail authentication (another key?)';
+    }
+    else if (alive.length === 0 && nowNs < this.graceUntilNs) cause = 'discovering peers';
+
+    const wasEligible = this.eligible;
+    this.eligible = cause === '';
+    this.cause = cause;
+    if (wasEligible && !this.eligible) this.revoke(out);
+    if (!this.quorumOk() && wasEligible) {
+      out.events.push({ type: 'quorum_lost', alive: alive.length + 1, needed: Math.floor(this.opts.nodes.length / 2) + 1 });
+    }
+    this.reportMismatches(alive, out);
+
+    const members: string[] = [];
+    for (const p of alive) {
+      const connected = p.connectedNs !== undefined && nowNs - p.connectedNs < slostNs;
+      if (this.peerState(p) === 'UP' && p.hb?.configDigest === this.referenceDigest && connected) {
+        members.push(p.name);
+        p.servingNs = nowNs;
+      }
+    }
+    return members;
+  }
+
+  /**
+   * The digest held by most live nodes (this one included); a tie goes to the digest of the
+   * smallest node name among the tied holders. Every node of a view computes the same one.
+   */
+  private chooseDigest(alive: Peer[]): string {
+    const holders = new Map<string, string[]>();
+    const add = (digest: string, node: string) => holders.set(digest, [...(holders.get(digest) ?? []), node]);
+    add(this.opts.configDigest, this.self);
+    for (const p of alive) if (p.hb) add(p.hb.configDigest, p.name);
+    let best: { digest: string; count: number; first: string } | undefined;
+    for (const [digest, nodes] of holders) {
+      const first = [...nodes].sort(byName)[0]!;
+      if (!best || nodes.length > best.count || (nodes.length === best.count && byName(first, best.first) < 0)) {
+        best = { digest, count: nodes.length, first };
+      }
+    }
+    return best!.digest;
+  }
+
+  private digestHolder(alive: Peer[]): string {
+    return alive.filter((p) => p.hb?.configDigest === this.referenceDigest).map((p) => p.name).sort(byName)[0] ?? '?';
+  }
+
+  private reportMismatches(alive: Peer[], out: EngineOutput): void {
+    const now = new Set<string>();
+    for (const p of alive) {
+      if (p.hb && p.hb.configDigest !== this.opts.configDigest) {
+        now.add(p.name);
+        if (!this.mismatchReported.has(p.name)) {
+          out.events.push({ type: 'config_mismatch', node: p.name, ours: this.opts.configDigest, theirs: p.hb.configDigest, reference: this.referenceDigest });
+        }
+      }
+    }
+    this.mismatchReported = now;
+  }
+
+  // --- leader -------------------------------------------------------------------------------
+
+  private lead(nowNs: bigint, view: string[], out: EngineOutput): void {
+    const holdings = this.holdings(view, nowNs);
+    // A member known only by relay to have installed a table we never saw may serve
+    // anything: decide nothing until its heartbeat (or a peer's with that table) arrives.
+    if (holdings === undefined) return;
+    const powers = effectivePowers(this.opts.groups, this.overrides);
+    const base = this.table.groups;
+    const next = base.map((row, g) => {
+      const desired = rebalance(row, powers[g] ?? new Map(), view);
+      return desired.map((owner, b) => (owner !== null && holdings.some(([name, rows]) => name !== owner && rows[g]?.[b] === name) ? null : owner));
+    });
+    const memberAhead = view.some((n) => {
+      const hb = this.peers.get(n)?.hb;
+      return hb !== undefined && (hb.epoch > this.table.epoch || (hb.epoch === this.table.epoch && hb.tableDigest !== this.table.digest));
+    });
+    const sameView = this.table.view.length === view.length && this.table.view.every((n, i) => n === view[i]);
+    if (sameRows(next, base) && sameView && this.table.leader === this.self && !memberAhead) return;
+    const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
+    this.install({ epoch, leader: this.self, view, groups: next, digest: tableDigest(next) }, out, this.viewCause(view, 'leader'));
+  }
+
+  /**
+   * The tables other nodes may still serve from: view members' current tables (and ours,
+   * which they may have installed); anyone else's until its lease has surely run out,
+   * counted from the last time it could have renewed it. undefined = a member's table is
+   * unknown (reported by relay with a digest we have not seen).
+   */
+  private holdings(view: string[], nowNs: bigint): [string, (string | null)[][]][] | undefined {
+    const out: [string, (string | null)[][]][] = [];
+    // Releasing a silent node's buckets trusts that our members would have told us they
+    // still hear it. If their own reports are stale (we were cut off ourselves, or just
+    // healed), that silence proves nothing: a node can renew its lease from peers we did
+    // not hear from. Wait for fresh reports from every member we hear directly.
+    const staleNs = 3n * this.pulseNs;
+    const reportsFresh = view.every((n) => {
+      const p = this.peers.get(n);
+      return !p || p.lastRecvNs === undefined || nowNs - p.lastRecvNs <= staleNs;
+    });
+    for (const p of this.peers.values()) {
+      const member = view.includes(p.name);
+      if (!member) {
+        const since = p.alive ? p.servingNs : minBig(this.evidence(p), p.servingNs ?? this.evidence(p));
+        if (since === undefined || (reportsFresh && nowNs >= since + this.takeoverWaitNs)) continue;
+      }
+      out.push([p.name, this.table.groups]);
+      const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
+        && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
+      if (relayedNewer) {
+        const rows = this.knownTables.get(p.indirectDigest!);
+        if (rows) out.push([p.name, rows]);
+        else if (member) return undefined;
+      }
+      if (p.rows) out.push([p.name, p.rows]);
+    }
+    // A node may also install, at any moment, the table of another node that acts as
+    // leader (views disagree for a pulse after a heal, a restart, a leader's loss): every
+    // node of that leader's view may hold what that table gives it.
+    for (const q of this.peers.values()) {
+      if (!q.alive || !q.hb || !q.rows || q.hb.leader !== q.name) continue;
+      for (const n of q.hb.view) if (n !== this.self) out.push([n, q.rows]);
+    }
+    return out;
+  }
+
+  private rememberTable(digest: string, rows: (string | null)[][]): void {
+    if (this.knownTables.has(digest)) return;
+    this.knownTables.set(digest, rows);
+    // Insertion order: drop the oldest beyond a few dozen (tables change a few times per failover).
+    for (const k of this.knownTables.keys()) {
+      if (this.knownTables.size <= 32) break;
+      this.knownTables.delete(k);
+    }
+  }
+
+  private viewCause(view: string[], who: string): string {
+    const before = new Set(this.table.view);
+    const after = new Set(view);
+    const joined = view.filter((n) => !before.has(n));
+    const left = this.table.view.filter((n) => !after.has(n));
+    const parts: string[] = [];
+    if (left.length) parts.push(`lost ${left.join(',')}`);
+    if (joined.length) parts.push(`joined ${joined.join(',')}`);
+    if (parts.length === 0) parts.push(this.table.leader !== this.leader ? `new leader ${this.leader}` : `rebalance by ${who}`);
+    return parts.join('; ');
+  }
+
+  // --- follower -----------------------------------------------------------------------------
+
+  /** Installs the leader's newest table known from any peer's latest heartbeat (relayed or direct). */
+  private followBest(nowNs: bigint, out: EngineOutput): void {
+    let best: Peer | undefined;
+    for (const p of this.peers.values()) {
+      if (!p.hb || !p.rows || p.hb.leader !== this.leader) continue;
+      if (!best || p.hb.epoch > best.hb!.epoch) best = p;
+    }
+    if (best) this.maybeInstall(best.hb!, best.rows!, nowNs, out);
+  }
+
+  private maybeInstall(hb: Heartbeat, rows: (string | null)[][], _nowNs: bigint, out: EngineOutput): void {
+    // A node whose configuration differs cannot read the leader's table reliably (node
+    // ids may differ) and serves nothing anyway.
+    if (this.opts.configDigest !== this.referenceDigest) return;
+    if (rows.length !== this.opts.groups.length) return;
+    // Strictly newer only: two leaders (two sides of a partition) can publish the same epoch;
+    // the merged leader then republishes above both (see lead()).
+    const newer = hb.epoch > this.table.epoch;
+    if (!newer || tableDigest(rows) !== hb.tableDigest) return;
+    this.install({ epoch: hb.epoch, leader: hb.leader, view: [...hb.view], groups: rows, digest: hb.tableDigest }, out, this.viewCause(hb.view, `leader ${hb.leader}`));
+  }
+
+  private install(table: ViewTable, out: EngineOutput, cause: string): void {
+    const prev = this.table;
+    let moved = 0;
+    let gained = 0;
+    let lost = 0;
+    table.groups.forEach((row, g) => row.forEach((o, b) => {
+      const was = prev.groups[g]?.[b] ?? null;
+      if (was === o) return;
+      moved++;
+      if (o === this.self) gained++;
+      if (was === this.self) lost++;
+    }));
+    this.table = table;
+    this.rememberTable(table.digest, table.groups);
+    if (table.epoch > this.maxEpochSeen) this.maxEpochSeen = table.epoch;
+    out.table = table;
+    const lostNodes = prev.view.filter((n) => !table.view.includes(n));
+    const detections = lostNodes.map((n) => this.lostAt.get(n)).filter((x): x is number => x !== undefined);
+    for (const n of lostNodes) this.lostAt.delete(n);
+    out.events.push({
+      type: 'view', epoch: table.epoch, leader: table.leader, view: table.view, cause, moved, gained, lost,
+      ...(detections.length ? { detectionMs: Math.max(...detections) } : {}),
+    });
+  }
+
+  // --- lease --------------------------------------------------------------------------------
+
+  private noteAck(peer: Peer, hb: Heartbeat, out: EngineOutput): void {
+    if (!this.eligible) return;
+    if (hb.epoch !== this.table.epoch || hb.tableDigest !== this.table.digest || hb.configDigest !== this.opts.configDigest) return;
+    const ack = hb.acks.find((a: AckEntry) => a.node === this.self && a.incarnation === this.opts.incarnation);
+    if (!ack) return;
+    const sentAt = this.sent.get(ack.seq);
+    if (sentAt === undefined) return;
+    const deadline = sentAt + this.leaseNs;
+    peer.ackDeadlineNs = maxBig(peer.ackDeadlineNs, deadline);
+    // Under quorum the peers that acknowledge must, with us, be a majority of cluster.xml.
+    const needed = this.opts.splitBrain === 'quorum' ? Math.floor(this.opts.nodes.length / 2) : 1;
+    const deadlines = [...this.peers.values()].map((p) => p.ackDeadlineNs).filter((d): d is bigint => d !== undefined).sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
+    const kth = deadlines[needed - 1];
+    if (kth !== undefined) this.renew(kth, out);
+  }
+
+  private renew(deadline: bigint, out: EngineOutput): void {
+    if (deadline > this.leaseNsValue) {
+      this.leaseNsValue = deadline;
+      out.leaseDeadlineNs = deadline;
+    }
+  }
+
+  private revoke(out: EngineOutput): void {
+    for (const p of this.peers.values()) p.ackDeadlineNs = undefined;
+    this.leaseNsValue = 0n;
+    out.leaseDeadlineNs = 0n;
+  }
+
+  // --- state and reports ----------------------------------------------------------------
+
+  private updateState(out: EngineOutput): void {
+    let state: NodeState = 'WAIT';
+    let cause = this.cause;
+    if (this.eligible) {
+      if (this.leader !== null && this.table.leader === this.leader && this.table.view.includes(this.self)) {
+        state = 'UP';
+        cause = '';
+      } else {
+        cause = `waiting for the table of leader ${this.leader ?? '(none)'}`;
+      }
+    }
+    this.cause = cause;
+    if (state !== this.state) {
+      this.state = state;
+      out.events.push({ type: 'state', state, cause: cause || `in the view of epoch ${this.table.epoch}` });
+    }
+  }
+
+  private updateSplitBrain(view: string[], out: EngineOutput): void {
+    const inView = new Set(view);
+    const missing = [...this.heardSinceStart].filter((n) => !inView.has(n)).sort(byName);
+    const split = this.eligible && missing.length > 0;
+    this.missing = missing;
+    if (split && !this.splitBrain) out.events.push({ type: 'split_brain', view, missing });
+    if (!split && this.splitBrain) out.events.push({ type: 'split_brain_healed', view });
+    this.splitBrain = split;
+  }
+
+  private publishOverrides(entries: PowerOverrides['entries']): EngineOutput {
+    const out = this.output();
+    const sorted = [...entries].sort((a, b) => byName(a.node, b.node) || byName(a.group ?? '', b.group ?? ''));
+    this.overrides = { version: this.overrides.version + 1, origin: this.self, entries: sorted };
+    out.events.push({ type: 'powers', overrides: this.overrides, origin: 'local' });
+    return this.finish(out);
+  }
+
+  private heartbeat(nowNs: bigint): Heartbeat {
+    this.seq++;
+    this.sent.set(this.seq, nowNs);
+    this.sent.delete(this.seq - SENT_RING);
+    const windowNs = BigInt(this.opts.timing.mlostCount) * this.pulseNs;
+    const slostMs = this.opts.timing.pulseMs * this.opts.timing.slostCount;
+    const acks: AckEntry[] = [];
+    const heard: HeardEntry[] = [];
+    for (const p of this.peers.values()) {
+      if (!p.hb || p.lastRecvNs === undefined || nowNs - p.lastRecvNs >= windowNs) continue;
+      acks.push({ node: p.name, incarnation: p.hb.incarnation, seq: p.hb.seq });
+      heard.push({
+        node: p.name,
+        ageMs: Number((nowNs - p.lastRecvNs) / MS),
+        state: p.hb.state,
+        mutual: p.hb.heard.some((h) => h.node === this.self && h.ageMs < slostMs),
+        epoch: p.hb.epoch,
+        tableDigest: p.hb.tableDigest,
+      });
+    }
+    return {
+      v: 1,
+      module: this.module,
+      from: this.self,
+      incarnation: this.opts.incarnation,
+      seq: this.seq,
+      sentAtNs: nowNs,
+      state: this.eligible ? 'UP' : 'WAIT',
+      cause: this.eligible ? '' : this.cause,
+      configDigest: this.opts.configDigest,
+      epoch: this.table.epoch,
+      leader: this.table.leader,
+      view: this.table.view,
+      tableDigest: this.table.digest,
+      table: encodeRows(this.table.groups, this.opts.nodes),
+      powers: this.overrides,
+      acks,
+      heard,
+    };
+  }
+
+  private output(): EngineOutput {
+    return { state: this.state, cause: this.cause, events: this.pendingEvents.splice(0) };
+  }
+
+  private finish(out: EngineOutput): EngineOutput {
+    out.state = this.state;
+    out.cause = this.cause;
+    return out;
+  }
+}
+
+function minBig(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  return a === undefined ? b : b === undefined ? a : a < b ? a : b;
+}

@@ -1,0 +1,87 @@
+// The `Membership` interface a daemon drives, so another backend (Corosync CPG/votequorum,
+// planned) can replace the built-in protocol, and BuiltinMembership: MembershipEngine +
+// Transport + a pulse timer. The one ordering rule (docs/membership.md): a decision's table
+// and lease are applied (awaited) before its heartbeat is transmitted, because peers take
+// a bucket from us as soon as our heartbeat says we installed the table that moves it.
+
+import type { MembershipEngine } from './engine.js';
+import type { Transport } from './transport.js';
+import type { EngineOutput, MembershipStatus, PowerOverrides } from './types.js';
+
+export interface Membership {
+  /** Starts heartbeats; `apply` receives every decision, in order, and is awaited. */
+  start(apply: (out: EngineOutput) => Promise<void> | void): void;
+  /** Stops the timer and the transport. Idempotent. */
+  stop(): Promise<void>;
+  setLocalHealth(ok: boolean, cause: string): void;
+  setPower(node: string, power: number, group?: string): void;
+  clearPower(node: string, group?: string): void;
+  status(): MembershipStatus;
+  powerOverrides(): PowerOverrides;
+}
+
+export interface BuiltinMembershipOptions {
+  engine: MembershipEngine;
+  transport: Transport;
+  pulseMs: number;
+  /** CLOCK_MONOTONIC in ns (the lease's base). */
+  nowNs: () => bigint;
+  /** Errors thrown by `apply` (the decision is lost; the next pulse decides again). */
+  onError?: (err: unknown) => void;
+}
+
+export class BuiltinMembership implements Membership {
+  private timer: NodeJS.Timeout | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private apply: ((out: EngineOutput) => Promise<void> | void) | undefined;
+  private stopped = false;
+
+  constructor(private readonly opts: BuiltinMembershipOptions) {}
+
+  start(apply: (out: EngineOutput) => Promise<void> | void): void {
+    this.apply = apply;
+    const { engine, transport, nowNs } = this.opts;
+    transport.onReceive((hb) => this.handle(engine.receive(hb, nowNs())));
+    transport.onInvalid((from, reason) => this.handle(engine.receiveInvalid(from, reason, nowNs())));
+    this.timer = setInterval(() => this.handle(engine.tick(nowNs())), this.opts.pulseMs);
+    this.handle(engine.tick(nowNs()));
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.queue;
+    await this.opts.transport.close();
+  }
+
+  setLocalHealth(ok: boolean, cause: string): void {
+    this.handle(this.opts.engine.setLocalHealth(ok, cause));
+  }
+
+  setPower(node: string, power: number, group?: string): void {
+    this.handle(this.opts.engine.setPower(node, power, group));
+  }
+
+  clearPower(node: string, group?: string): void {
+    this.handle(this.opts.engine.clearPower(node, group));
+  }
+
+  status(): MembershipStatus {
+    return this.opts.engine.status(this.opts.nowNs());
+  }
+
+  powerOverrides(): PowerOverrides {
+    return this.opts.engine.powerOverrides();
+  }
+
+  /** Applies decisions one at a time; a heartbeat leaves only after its decision applied. */
+  private handle(out: EngineOutput): void {
+    if (this.stopped) return;
+    const step = this.queue.then(async () => {
+      await this.apply?.(out);
+      if (out.send && !this.stopped) this.opts.transport.send(out.send);
+    });
+    this.queue = step.catch((err) => this.opts.onError?.(err));
+  }
+}

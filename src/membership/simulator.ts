@@ -1,0 +1,455 @@
+// A deterministic in-memory farm for the membership engine: simulated time, per-node clock
+// offsets, seeded loss and delay, partitions, one-way cuts, pauses (SIGSTOP: no ticks, no
+// receives, datagrams queued), crashes (the data plane keeps its table and lease, as the
+// pinned XDP program does) and restarts (new incarnation). Heartbeats go through the real
+// codec (HMAC). After every applied decision it checks the safety invariant: no bucket is
+// served by two nodes in contact (served = the node's installed table gives it the bucket
+// AND its lease is valid under the data plane's rule, deadline + LEASE_CLOCK_SLACK_NS).
+// Used by test/unit/membership-*.test.ts and to measure failover timings.
+
+import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
+import { NBUCKETS } from '../dataplane/types.js';
+import type { SplitBrainPolicy } from '../config/types.js';
+import { decodeHeartbeat, encodeHeartbeat } from './codec.js';
+import { MembershipEngine } from './engine.js';
+import { emptyRows } from './table.js';
+import { DEFAULT_TIMING } from './timing.js';
+import type { EngineOutput, GroupPowers, MembershipEvent, MembershipTiming, PowerOverrides } from './types.js';
+
+const MS = 1_000_000n;
+const SLACK = BigInt(LEASE_CLOCK_SLACK_NS);
+
+export interface SimOptions {
+  nodes: string[];
+  /** Default: one group "g" where every node has power 1. */
+  groups?: GroupPowers[];
+  timing?: MembershipTiming;
+  splitBrain?: SplitBrainPolicy;
+  seed?: number;
+  /** One-way network delay range, ms. Default 0.1..2. */
+  delayMs?: [number, number];
+  /** Per-node config digest (default all equal). */
+  digests?: Record<string, string>;
+  key?: Buffer;
+  /** Per-node key (wrong-key tests). */
+  keys?: Record<string, Buffer>;
+  /**
+   * How long two nodes must have been in contact (both directions up) before the safety
+   * invariant applies to them: a healed partition's two sides served the same buckets
+   * (policy serve) until they hear each other. Default 0.
+   */
+  contactGraceMs?: number;
+  /** Check the invariant for every pair, in contact or not (quorum: nothing to excuse). */
+  strictGlobal?: boolean;
+  /** Throw on the first violation (default true). */
+  throwOnViolation?: boolean;
+}
+
+export interface Violation {
+  atMs: number;
+  group: number;
+  bucket: number;
+  nodes: string[];
+}
+
+interface SimNode {
+  name: string;
+  engine?: MembershipEngine;
+  running: boolean;
+  paused: boolean;
+  queue: Buffer[];
+  rows: (string | null)[][];
+  leaseNs: bigint;
+  offsetNs: bigint;
+  phaseNs: bigint;
+  incarnation: bigint;
+  digest: string;
+  key: Buffer;
+  overrides?: PowerOverrides;
+  events: { atMs: number; event: MembershipEvent }[];
+  state: 'UP' | 'WAIT';
+}
+
+interface Link {
+  up: boolean;
+  loss: number;
+  /** Global time the link last came up. */
+  upSinceNs: bigint;
+}
+
+type SimEvent = { at: bigint; seq: number; run: () => void };
+
+export class Simulator {
+  nowNs = 0n;
+  readonly nodes = new Map<string, SimNode>();
+  readonly violations: Violation[] = [];
+  readonly names: string[];
+  readonly timing: MembershipTiming;
+  private readonly groups: GroupPowers[];
+  private readonly links = new Map<string, Link>();
+  private heap: SimEvent[] = [];
+  private seqNo = 0;
+  private rnd: number;
+  private readonly opts: SimOptions;
+  /** Datagrams delivered / dropped by the codec (bad MAC or malformed). */
+  delivered = 0;
+  rejectedByCodec = 0;
+
+  constructor(opts: SimOptions) {
+    this.opts = opts;
+    this.names = opts.nodes;
+    this.timing = opts.timing ?? DEFAULT_TIMING;
+    this.groups = opts.groups ?? [{ name: 'g', powers: new Map(opts.nodes.map((n) => [n, 1])) }];
+    this.rnd = (opts.seed ?? 1) >>> 0 || 1;
+    const key = opts.key ?? Buffer.alloc(32, 7);
+    const pulseNs = BigInt(this.timing.pulseMs) * MS;
+    for (const name of opts.nodes) {
+      this.nodes.set(name, {
+        name,
+        running: false,
+        paused: false,
+        queue: [],
+        rows: emptyRows(this.groups.length),
+        leaseNs: 0n,
+        // Monotonic clocks of different machines share no base.
+        offsetNs: BigInt(Math.floor(this.random() * 1e6)) * 1000n + 1_000_000_000n,
+        phaseNs: BigInt(Math.floor(this.random() * Number(pulseNs))),
+        incarnation: 1000n,
+        digest: opts.digests?.[name] ?? 'digest-1',
+        key: opts.keys?.[name] ?? key,
+        events: [],
+        state: 'WAIT',
+      });
+    }
+    for (const a of opts.nodes) for (const b of opts.nodes) if (a !== b) this.links.set(`${a}>${b}`, { up: true, loss: 0, upSinceNs: 0n });
+  }
+
+  // --- randomness and time ------------------------------------------------------------------
+
+  random(): number {
+    this.rnd ^= this.rnd << 13; this.rnd >>>= 0;
+    this.rnd ^= this.rnd >>> 17;
+    this.rnd ^= this.rnd << 5; this.rnd >>>= 0;
+    return this.rnd / 0x1_0000_0000;
+  }
+
+  get nowMs(): number {
+    return Number(this.nowNs) / 1e6;
+  }
+
+  localNs(name: string): bigint {
+    return this.nowNs + this.node(name).offsetNs;
+  }
+
+  private schedule(at: bigint, run: () => void): void {
+    const ev = { at, seq: this.seqNo++, run };
+    const h = this.heap;
+    h.push(ev);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (less(h[p]!, ev)) break;
+      h[i] = h[p]!;
+      i = p;
+    }
+    h[i] = ev;
+  }
+
+  private pop(): SimEvent | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length > 0 && last) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        const cur = (k: number) => (k === i ? last : h[k]!);
+        if (l < h.length && less(h[l]!, cur(m))) m = l;
+        if (r < h.length && less(h[r]!, cur(m))) m = r;
+        if (m === i) break;
+        h[i] = h[m]!;
+        i = m;
+      }
+      h[i] = last;
+    }
+    return top;
+  }
+
+  /** Runs every event up to `ms` from now; `until` stops early when it returns true (checked after each event). */
+  run(ms: number, until?: () => boolean): boolean {
+    const end = this.nowNs + BigInt(Math.round(ms * 1e6));
+    for (;;) {
+      const next = this.heap[0];
+      if (!next || next.at > end) break;
+      this.pop();
+      this.nowNs = next.at;
+      next.run();
+      if (until?.()) return true;
+    }
+    this.nowNs = end;
+    return until?.() ?? false;
+  }
+
+  // --- nodes ----------------------------------------------------------------------------------
+
+  node(name: string): SimNode {
+    const n = this.nodes.get(name);
+    if (!n) throw new Error(`no node ${name}`);
+    return n;
+  }
+
+  engine(name: string): MembershipEngine {
+    const e = this.node(name).engine;
+    if (!e) throw new Error(`node ${name} is not running`);
+    return e;
+  }
+
+  /** Starts (or restarts with a new incarnation) a node's daemon. The lease starts revoked. */
+  start(name: string): void {
+    const n = this.node(name);
+    n.incarnation += 1n;
+    n.running = true;
+    n.paused = false;
+    n.queue = [];
+    n.leaseNs = 0n;
+    n.engine = new MembershipEngine({
+      module: 'farm',
+      self: name,
+      nodes: this.names,
+      groups: this.groups,
+      configDigest: n.digest,
+      timing: this.timing,
+      splitBrain: this.opts.splitBrain ?? 'serve',
+      incarnation: n.incarnation,
+      startNs: this.localNs(name),
+      initialTable: n.rows.map((r) => [...r]),
+      ...(n.overrides ? { powerOverrides: n.overrides } : {}),
+    });
+    const engine = n.engine;
+    const pulseNs = BigInt(this.timing.pulseMs) * MS;
+    const first = this.nowNs + ((n.phaseNs - (this.nowNs % pulseNs) + pulseNs) % pulseNs);
+    const tick = (at: bigint) => {
+      this.schedule(at, () => {
+        if (n.engine !== engine || !n.running) return;
+        if (!n.paused) this.apply(n, engine.tick(this.localNs(name)));
+        tick(at + pulseNs);
+      });
+    };
+    tick(first);
+  }
+
+  startAll(): void {
+    for (const name of this.names) this.start(name);
+  }
+
+  /** kill -9: the daemon is gone; the data plane keeps its table and lease. */
+  crash(name: string): void {
+    const n = this.node(name);
+    n.running = false;
+    n.engine = undefined;
+    n.overrides = undefined;
+  }
+
+  /** SIGSTOP: no ticks, no receives; datagrams wait in the socket buffer. */
+  pause(name: string): void {
+    this.node(name).paused = true;
+  }
+
+  /** SIGCONT: queued datagrams are read first (with the current time), then ticks resume. */
+  resume(name: string): void {
+    const n = this.node(name);
+    n.paused = false;
+    const queued = n.queue.splice(0);
+    for (const bytes of queued) this.deliver(n, bytes);
+  }
+
+  setHealth(name: string, ok: boolean, cause = 'interface check failed'): void {
+    const n = this.node(name);
+    if (n.engine && !n.paused) this.apply(n, n.engine.setLocalHealth(ok, cause));
+  }
+
+  setPower(at: string, node: string, power: number, group?: string): void {
+    const n = this.node(at);
+    this.apply(n, this.engine(at).setPower(node, power, group));
+  }
+
+  clearPower(at: string, node: string, group?: string): void {
+    const n = this.node(at);
+    this.apply(n, this.engine(at).clearPower(node, group));
+  }
+
+  // --- network --------------------------------------------------------------------------------
+
+  link(from: string, to: string): Link {
+    return this.links.get(`${from}>${to}`)!;
+  }
+
+  setLink(from: string, to: string, up: boolean): void {
+    const l = this.link(from, to);
+    if (up && !l.up) l.upSinceNs = this.nowNs;
+    l.up = up;
+  }
+
+  /** Cuts both directions between the two sides (or restores them). */
+  partition(a: string[], b: string[], cut = true): void {
+    for (const x of a) for (const y of b) {
+      this.setLink(x, y, !cut);
+      this.setLink(y, x, !cut);
+    }
+  }
+
+  healAll(): void {
+    for (const a of this.names) for (const b of this.names) if (a !== b) this.setLink(a, b, true);
+  }
+
+  setLoss(loss: number, from?: string, to?: string): void {
+    for (const [k, l] of this.links) {
+      const [f, t] = k.split('>');
+      if ((from === undefined || f === from) && (to === undefined || t === to)) l.loss = loss;
+    }
+  }
+
+  /** Delivers raw bytes to a node now (forged or replayed datagrams). */
+  inject(to: string, bytes: Buffer): void {
+    this.deliver(this.node(to), bytes);
+  }
+
+  /** Every datagram sent, newest last (replay tests). */
+  readonly wire: { from: string; to: string; bytes: Buffer; atMs: number }[] = [];
+
+  private send(from: SimNode, out: EngineOutput): void {
+    if (!out.send) return;
+    const bytes = encodeHeartbeat(out.send, from.key);
+    const [lo, hi] = this.opts.delayMs ?? [0.1, 2];
+    for (const to of this.names) {
+      if (to === from.name) continue;
+      this.wire.push({ from: from.name, to, bytes, atMs: this.nowMs });
+      if (this.wire.length > 4000) this.wire.splice(0, 2000);
+      const l = this.link(from.name, to);
+      if (!l.up || this.random() < l.loss) continue;
+      const delay = BigInt(Math.round((lo + this.random() * (hi - lo)) * 1e6));
+      this.schedule(this.nowNs + delay, () => {
+        // A datagram in flight when the link is cut is lost too.
+        if (!this.link(from.name, to).up) return;
+        this.deliver(this.node(to), bytes);
+      });
+    }
+  }
+
+  private deliver(n: SimNode, bytes: Buffer): void {
+    if (!n.running || !n.engine) return;
+    if (n.paused) {
+      n.queue.push(bytes);
+      return;
+    }
+    let hb;
+    try {
+      hb = decodeHeartbeat(bytes, n.key);
+    } catch (err) {
+      this.rejectedByCodec++;
+      this.apply(n, n.engine.receiveInvalid(undefined, (err as Error).message, this.localNs(n.name)));
+      return;
+    }
+    this.delivered++;
+    this.apply(n, n.engine.receive(hb, this.localNs(n.name)));
+  }
+
+  /** The daemon's order: table, lease, then the heartbeat. */
+  private apply(n: SimNode, out: EngineOutput): void {
+    if (out.table) n.rows = out.table.groups.map((r) => [...r]);
+    if (out.leaseDeadlineNs !== undefined) n.leaseNs = out.leaseDeadlineNs;
+    n.state = out.state;
+    for (const e of out.events) {
+      n.events.push({ atMs: this.nowMs, event: e });
+      if (e.type === 'powers') n.overrides = e.overrides;
+    }
+    if (n.events.length > 5000) n.events.splice(0, 2500);
+    if (out.table || out.leaseDeadlineNs !== undefined) this.check();
+    this.send(n, out);
+  }
+
+  // --- observation ------------------------------------------------------------------------------
+
+  /** Does `name` serve bucket b of group g right now (table AND lease, with the clock slack)? */
+  serves(name: string, g: number, b: number): boolean {
+    const n = this.node(name);
+    return n.rows[g]?.[b] === name && this.localNs(name) < n.leaseNs + SLACK;
+  }
+
+  /** Nodes serving each bucket of group g now. */
+  servers(g = 0): string[][] {
+    const out: string[][] = Array.from({ length: NBUCKETS }, () => []);
+    for (const name of this.names) {
+      const n = this.node(name);
+      const row = n.rows[g];
+      if (!row) continue;
+      const leaseOk = this.localNs(name) < n.leaseNs + SLACK;
+      if (!leaseOk) continue;
+      row.forEach((o, b) => {
+        if (o === name) out[b]!.push(name);
+      });
+    }
+    return out;
+  }
+
+  inContact(a: string, b: string): boolean {
+    const grace = BigInt(Math.round((this.opts.contactGraceMs ?? 0) * 1e6));
+    const ab = this.link(a, b);
+    const ba = this.link(b, a);
+    return ab.up && ba.up && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
+  }
+
+  check(): void {
+    for (let g = 0; g < this.groups.length; g++) {
+      this.servers(g).forEach((nodes, b) => {
+        if (nodes.length < 2) return;
+        const bad = this.opts.strictGlobal || nodes.some((x, i) => nodes.slice(i + 1).some((y) => this.inContact(x, y)));
+        if (!bad) return;
+        const v = { atMs: this.nowMs, group: g, bucket: b, nodes };
+        this.violations.push(v);
+        if (this.opts.throwOnViolation !== false) {
+          throw new Error(`bucket ${b} of group ${g} served by ${nodes.join(' and ')} at ${this.nowMs.toFixed(1)} ms`);
+        }
+      });
+    }
+  }
+
+  /** Buckets of group g served by exactly one node of `among` (default: every node), by node. */
+  servedCounts(g = 0, among: string[] = this.names): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const all of this.servers(g)) {
+      const s = all.filter((n) => among.includes(n));
+      if (s.length === 1) counts.set(s[0]!, (counts.get(s[0]!) ?? 0) + 1);
+    }
+    return counts;
+  }
+
+  /**
+   * Every node of `names` is UP with the same table, and all 256 buckets of every group are
+   * served by exactly one of them (nodes outside `names` are not looked at: the other side
+   * of a partition).
+   */
+  converged(names: string[]): boolean {
+    const digests = new Set<string>();
+    for (const name of names) {
+      const n = this.node(name);
+      if (!n.engine || n.paused || n.state !== 'UP') return false;
+      digests.add(n.engine.status().tableDigest);
+    }
+    if (digests.size !== 1) return false;
+    for (let g = 0; g < this.groups.length; g++) {
+      if (!this.servers(g).every((s) => s.filter((n) => names.includes(n)).length === 1)) return false;
+    }
+    return true;
+  }
+
+  eventsOf(name: string, type?: MembershipEvent['type']): { atMs: number; event: MembershipEvent }[] {
+    return this.node(name).events.filter((e) => type === undefined || e.event.type === type);
+  }
+}
+
+function less(a: SimEvent, b: SimEvent): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}

@@ -1,0 +1,79 @@
+// Bucket tables on the wire and the powers they are computed from. Pure.
+
+import { createHash } from 'node:crypto';
+import { NBUCKETS } from '../dataplane/types.js';
+import { FarmlbError } from '../errors.js';
+import type { GroupPowers, PowerOverrides } from './types.js';
+
+/** Node index meaning "no owner" on the wire (node ids are < 64, FARMLB_MAX_NODES). */
+const WIRE_NONE = 255;
+
+export function emptyRows(groups: number): (string | null)[][] {
+  return Array.from({ length: groups }, () => new Array<string | null>(NBUCKETS).fill(null));
+}
+
+/** Rows → base64 of one byte per bucket: the owner's index in cluster.xml's node list. */
+export function encodeRows(rows: readonly (readonly (string | null)[])[], nodes: readonly string[]): string[] {
+  const ids = new Map(nodes.map((n, i) => [n, i]));
+  return rows.map((row) => Buffer.from(row.map((o) => (o === null ? WIRE_NONE : (ids.get(o) ?? WIRE_NONE)))).toString('base64'));
+}
+
+/** The inverse of encodeRows; undefined when a row is malformed. */
+export function decodeRows(rows: readonly string[], nodes: readonly string[]): (string | null)[][] | undefined {
+  const out: (string | null)[][] = [];
+  for (const row of rows) {
+    const bytes = Buffer.from(row, 'base64');
+    if (bytes.length !== NBUCKETS) return undefined;
+    out.push([...bytes].map((b) => (b === WIRE_NONE ? null : (nodes[b] ?? null))));
+  }
+  return out;
+}
+
+/** Digest of a table's content (not its epoch): equal digests = equal tables. */
+export function tableDigest(rows: readonly (readonly (string | null)[])[]): string {
+  const h = createHash('sha256');
+  for (const row of rows) h.update(JSON.stringify(row)).update('\n');
+  return h.digest('hex').slice(0, 16);
+}
+
+export function sameRows(a: readonly (readonly (string | null)[])[], b: readonly (readonly (string | null)[])[]): boolean {
+  return a.length === b.length && a.every((row, g) => row.every((o, i) => o === b[g]![i]));
+}
+
+export const NO_OVERRIDES: PowerOverrides = { version: 0, origin: '', entries: [] };
+
+/** Does `a` win over `b` (highest version, ties by origin name)? */
+export function overridesNewer(a: PowerOverrides, b: PowerOverrides): boolean {
+  return a.version > b.version || (a.version === b.version && a.origin > b.origin);
+}
+
+/**
+ * Configured powers with the runtime overrides applied: an all-groups entry first, then a
+ * group's own entry; only for nodes that are hosts of the group (drain does not add a host).
+ */
+export function effectivePowers(groups: readonly GroupPowers[], overrides: PowerOverrides): Map<string, number>[] {
+  return groups.map((g) => {
+    const powers = new Map(g.powers);
+    for (const pass of [null, g.name]) {
+      for (const e of overrides.entries) {
+        if (e.group === pass && powers.has(e.node)) powers.set(e.node, e.power);
+      }
+    }
+    return powers;
+  });
+}
+
+/** Checks a runtime power change against the configuration; throws a FarmlbError. */
+export function checkPowerChange(groups: readonly GroupPowers[], nodes: readonly string[], node: string, power: number | undefined, group: string | undefined): void {
+  if (!nodes.includes(node)) {
+    throw new FarmlbError('FARMLB_E_MEMBERSHIP_UNKNOWN_NODE', { node, nodes: nodes.join(', ') });
+  }
+  if (power !== undefined && (!Number.isSafeInteger(power) || power < 0 || power > 1_000_000)) {
+    throw new FarmlbError('FARMLB_E_MEMBERSHIP_BAD_POWER', { value: String(power) });
+  }
+  if (group !== undefined) {
+    const g = groups.find((x) => x.name === group);
+    if (!g) throw new FarmlbError('FARMLB_E_MEMBERSHIP_UNKNOWN_GROUP', { group, groups: groups.map((x) => x.name).join(', ') });
+    if (!g.powers.has(node)) throw new FarmlbError('FARMLB_E_MEMBERSHIP_NOT_IN_GROUP', { node, group });
+  }
+}

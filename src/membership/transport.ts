@@ -1,0 +1,249 @@
+// How heartbeats travel: authenticated datagrams (codec.ts) to every peer on every LAN. A
+// real UDP implementation (one socket per own LAN address, never 0.0.0.0, so heartbeats
+// leave on the LAN they belong to) and an in-memory one for tests with loss and cuts.
+// Replay protection is the engine's (it needs the receive time); the transport drops what
+// does not authenticate and counts it.
+
+import dgram from 'node:dgram';
+import { isIP } from 'node:net';
+import type { Logger } from 'pino';
+import { FarmlbError } from '../errors.js';
+import { decodeHeartbeat, encodeHeartbeat } from './codec.js';
+import type { Heartbeat } from './types.js';
+
+export interface TransportStats {
+  sent: number;
+  received: number;
+  /** Dropped: wrong key / forged (bad MAC). */
+  badMac: number;
+  /** Dropped: not a farmlb heartbeat. */
+  malformed: number;
+  sendErrors: number;
+}
+
+export interface Transport {
+  /** To every peer on every LAN. Never throws (errors are counted and logged). */
+  send(hb: Heartbeat): void;
+  /** One handler; called for every heartbeat that authenticates. */
+  onReceive(handler: (hb: Heartbeat) => void): void;
+  /**
+   * Datagrams that did not authenticate, with the peer they came from when the source
+   * address is a peer's. Feed them to engine.receiveInvalid: a node that hears only
+   * wrong-key heartbeats must not serve as if it were alone.
+   */
+  onInvalid(handler: (from: string | undefined, reason: string) => void): void;
+  stats(): TransportStats;
+  close(): Promise<void>;
+}
+
+/**
+ * Either explicit addresses (bindAddrs + peers, in the same LAN order: peers[].addrs[i] is
+ * reached from bindAddrs[i]) or cluster.xml's LANs and this node's name (the heartbeat LANs
+ * only), from which both are derived.
+ */
+export interface UdpTransportOptions {
+  bindAddrs?: string[];
+  peers?: { node: string; addrs: (string | undefined)[] }[];
+  self?: string;
+  lans?: { name: string; nodes: { name: string; addr: string }[] }[];
+  port: number;
+  key: Buffer;
+  log: Logger;
+  /** Accepted for symmetry with the engine; not used by the transport. */
+  module?: string;
+  nodes?: string[];
+}
+
+/** bindAddrs and peers from cluster.xml LANs: a LAN without this node carries no heartbeat. */
+export function addressesFromLans(self: string, lans: NonNullable<UdpTransportOptions['lans']>): { bindAddrs: string[]; peers: { node: string; addrs: (string | undefined)[] }[] } {
+  const mine = lans.filter((l) => l.nodes.some((n) => n.name === self));
+  const bindAddrs = mine.map((l) => l.nodes.find((n) => n.name === self)!.addr);
+  const names = [...new Set(mine.flatMap((l) => l.nodes.map((n) => n.name)))].filter((n) => n !== self);
+  const peers = names.map((node) => ({ node, addrs: mine.map((l) => l.nodes.find((n) => n.name === node)?.addr) }));
+  return { bindAddrs, peers };
+}
+
+function newStats(): TransportStats {
+  return { sent: 0, received: 0, badMac: 0, malformed: 0, sendErrors: 0 };
+}
+
+function classify(err: unknown, stats: TransportStats): void {
+  if ((err as FarmlbError).code === 'FARMLB_E_MEMBERSHIP_BAD_MAC') stats.badMac++;
+  else stats.malformed++;
+}
+
+export async function createUdpTransport(opts: UdpTransportOptions): Promise<Transport> {
+  const derived = opts.lans && opts.self !== undefined ? addressesFromLans(opts.self, opts.lans) : undefined;
+  const bindAddrs = opts.bindAddrs ?? derived?.bindAddrs ?? [];
+  const peers = opts.peers ?? derived?.peers ?? [];
+  if (bindAddrs.length === 0) {
+    throw new FarmlbError('FARMLB_E_MEMBERSHIP_BIND', { addr: '(none)', port: opts.port, detail: 'this node has no address on any heartbeat LAN of cluster.xml' });
+  }
+  const stats = newStats();
+  let handler: ((hb: Heartbeat) => void) | undefined;
+  let invalidHandler: ((from: string | undefined, reason: string) => void) | undefined;
+  const peerByAddr = new Map<string, string>();
+  for (const p of peers) for (const a of p.addrs) if (a) peerByAddr.set(a, p.node);
+  const sockets: dgram.Socket[] = [];
+  // Rate-limit logs of dropped datagrams: a wrong-key node sends 20 per second.
+  let lastDropLogMs = 0;
+  const onDatagram = (msg: Buffer, rinfo: dgram.RemoteInfo) => {
+    try {
+      const hb = decodeHeartbeat(msg, opts.key);
+      stats.received++;
+      handler?.(hb);
+    } catch (err) {
+      classify(err, stats);
+      invalidHandler?.(peerByAddr.get(rinfo.address), (err as Error).message);
+      const now = Date.now();
+      if (now - lastDropLogMs > 10_000) {
+        lastDropLogMs = now;
+        opts.log.warn({ err, event: 'heartbeat_dropped', from: `${rinfo.address}:${rinfo.port}`, stats: { ...stats } }, 'dropped a datagram on the membership port');
+      }
+    }
+  };
+  try {
+    for (const addr of bindAddrs) {
+      const socket = dgram.createSocket({ type: isIP(addr) === 6 ? 'udp6' : 'udp4' });
+      sockets.push(socket);
+      socket.on('message', onDatagram);
+      socket.on('error', (err) => opts.log.error({ err, event: 'membership_socket_error', addr }, 'membership socket error'));
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind(opts.port, addr, () => {
+          socket.off('error', reject);
+          resolve();
+        });
+      }).catch((err: Error) => {
+        throw new FarmlbError('FARMLB_E_MEMBERSHIP_BIND', { addr, port: opts.port, detail: err.message }, { cause: err });
+      });
+    }
+  } catch (err) {
+    for (const s of sockets) s.close();
+    throw err;
+  }
+  return {
+    send(hb) {
+      const bytes = encodeHeartbeat(hb, opts.key);
+      sockets.forEach((socket, lan) => {
+        for (const peer of peers) {
+          const to = peer.addrs[lan];
+          if (!to) continue;
+          socket.send(bytes, opts.port, to, (err) => {
+            if (err) stats.sendErrors++;
+            else stats.sent++;
+          });
+        }
+      });
+    },
+    onReceive(h) {
+      handler = h;
+    },
+    onInvalid(h) {
+      invalidHandler = h;
+    },
+    stats: () => ({ ...stats }),
+    async close() {
+      await Promise.all(sockets.map((s) => new Promise<void>((resolve) => {
+        try { s.close(() => resolve()); } catch { resolve(); }
+      })));
+      sockets.length = 0;
+    },
+  };
+}
+
+export interface MemoryLink {
+  /** Probability a datagram is lost (0..1). */
+  loss?: number;
+  /** false = cut (this direction only). */
+  up?: boolean;
+}
+
+export interface MemoryNetwork {
+  /** A transport for `node`, signing with `key` (a wrong key is a test of its own). */
+  transport(node: string, key: Buffer): Transport;
+  /** Sets the link from → to (one direction). */
+  setLink(from: string, to: string, link: MemoryLink): void;
+  /** Cuts (or restores) both directions between two sets of nodes. */
+  partition(sideA: string[], sideB: string[], cut?: boolean): void;
+  /** Delivers raw bytes to `to` as if received from the network (forged/replayed datagrams). */
+  inject(to: string, bytes: Buffer): void;
+  /** Every datagram sent, for replay tests. */
+  readonly log: { from: string; to: string; bytes: Buffer }[];
+}
+
+/**
+ * In-memory network: delivery on the next macrotask (setImmediate), loss from a seeded
+ * generator so a test is repeatable.
+ */
+export function createMemoryNetwork(seed = 1): MemoryNetwork {
+  let rnd = seed >>> 0 || 1;
+  const random = () => {
+    rnd ^= rnd << 13; rnd >>>= 0;
+    rnd ^= rnd >>> 17;
+    rnd ^= rnd << 5; rnd >>>= 0;
+    return rnd / 0x1_0000_0000;
+  };
+  const receivers = new Map<string, (bytes: Buffer, from: string | undefined) => void>();
+  const links = new Map<string, MemoryLink>();
+  const log: { from: string; to: string; bytes: Buffer }[] = [];
+  const linkOf = (from: string, to: string) => links.get(`${from}>${to}`) ?? {};
+  return {
+    log,
+    transport(node, key) {
+      const stats = newStats();
+      let handler: ((hb: Heartbeat) => void) | undefined;
+      let invalidHandler: ((from: string | undefined, reason: string) => void) | undefined;
+      let closed = false;
+      receivers.set(node, (bytes, from) => {
+        if (closed) return;
+        try {
+          const hb = decodeHeartbeat(bytes, key);
+          stats.received++;
+          handler?.(hb);
+        } catch (err) {
+          classify(err, stats);
+          invalidHandler?.(from, (err as Error).message);
+        }
+      });
+      return {
+        send(hb) {
+          if (closed) return;
+          const bytes = encodeHeartbeat(hb, key);
+          for (const to of receivers.keys()) {
+            if (to === node) continue;
+            const link = linkOf(node, to);
+            log.push({ from: node, to, bytes });
+            if (log.length > 10_000) log.splice(0, 5_000);
+            stats.sent++;
+            if (link.up === false || random() < (link.loss ?? 0)) continue;
+            setImmediate(() => receivers.get(to)?.(bytes, node));
+          }
+        },
+        onReceive(h) {
+          handler = h;
+        },
+        onInvalid(h) {
+          invalidHandler = h;
+        },
+        stats: () => ({ ...stats }),
+        async close() {
+          closed = true;
+          receivers.delete(node);
+        },
+      };
+    },
+    setLink(from, to, link) {
+      links.set(`${from}>${to}`, { ...linkOf(from, to), ...link });
+    },
+    partition(sideA, sideB, cut = true) {
+      for (const a of sideA) for (const b of sideB) {
+        links.set(`${a}>${b}`, { ...linkOf(a, b), up: !cut });
+        links.set(`${b}>${a}`, { ...linkOf(b, a), up: !cut });
+      }
+    },
+    inject(to, bytes) {
+      setImmediate(() => receivers.get(to)?.(bytes, undefined));
+    },
+  };
+}

@@ -1,0 +1,193 @@
+// The data the membership engine takes and gives (docs/membership.md). Times are bigint
+// nanoseconds of the local CLOCK_MONOTONIC (the kernel lease's base) and are always passed
+// in: the engine never reads a clock.
+
+import type { SplitBrainPolicy } from '../config/types.js';
+
+/** Eligibility a node advertises: UP = willing and allowed to serve; WAIT = serves nothing. */
+export type NodeState = 'UP' | 'WAIT';
+
+/** The latest heartbeat received from a peer, acknowledged in every heartbeat we send. */
+export interface AckEntry {
+  node: string;
+  incarnation: bigint;
+  seq: number;
+}
+
+/** What the sender knows about a peer it hears directly (indirect evidence for the others). */
+export interface HeardEntry {
+  node: string;
+  /** Time since the sender last received a heartbeat from `node`, at the moment it sent this one. */
+  ageMs: number;
+  /** The state `node` advertised in that heartbeat. */
+  state: NodeState;
+  /** `node` hears the sender too (its latest heartbeat lists the sender as freshly heard). */
+  mutual: boolean;
+  /** The table `node` had installed in that heartbeat (what it may serve). */
+  epoch: number;
+  tableDigest: string;
+}
+
+/** Runtime power overrides (farmlb power/drain/undrain): one versioned set for the farm. */
+export interface PowerOverride {
+  node: string;
+  /** null = every group the node is a host of. */
+  group: string | null;
+  power: number;
+}
+
+export interface PowerOverrides {
+  /** Highest version wins; equal versions: the greater `origin` name wins. */
+  version: number;
+  /** Node where this version was made ('' for none). */
+  origin: string;
+  entries: PowerOverride[];
+}
+
+export interface Heartbeat {
+  v: 1;
+  module: string;
+  from: string;
+  /** Sender boot id; strictly greater after every restart (wall-clock ns at start). */
+  incarnation: bigint;
+  /** +1 per heartbeat within an incarnation, from 1. */
+  seq: number;
+  /** Sender's CLOCK_MONOTONIC when sent. */
+  sentAtNs: bigint;
+  state: NodeState;
+  /** Why WAIT (empty when UP). */
+  cause: string;
+  configDigest: string;
+  /** The sender's installed table: epoch, the leader that made it, its view, its digest. */
+  epoch: number;
+  leader: string | null;
+  view: string[];
+  tableDigest: string;
+  /** The installed table, one row per group: 256 node indexes (cluster.xml order; 255 = none), base64. */
+  table: string[];
+  powers: PowerOverrides;
+  acks: AckEntry[];
+  heard: HeardEntry[];
+}
+
+/** A bucket table agreed for a view. */
+export interface ViewTable {
+  epoch: number;
+  leader: string | null;
+  view: string[];
+  /** owners per group (Group.index), 256 entries each; null = unowned. */
+  groups: (string | null)[][];
+  digest: string;
+}
+
+export interface MembershipTiming {
+  /** Heartbeat period. */
+  pulseMs: number;
+  /** Missed pulses (no evidence from any view member) before a follower is lost. */
+  slostCount: number;
+  /** Missed pulses before the leader is lost. */
+  mlostCount: number;
+  /** Kernel lease length, counted from the send time of an acknowledged heartbeat. */
+  leaseMs: number;
+}
+
+export interface GroupPowers {
+  name: string;
+  /** Configured powers (groupPowers() of src/balance/compile.ts). */
+  powers: Map<string, number>;
+}
+
+export interface MembershipEngineOptions {
+  module?: string;
+  self: string;
+  /** cluster.xml's node names, in file order (node ids). */
+  nodes: string[];
+  /** Indexed by Group.index. */
+  groups: GroupPowers[];
+  configDigest: string;
+  timing: MembershipTiming;
+  splitBrain: SplitBrainPolicy;
+  incarnation: bigint;
+  /** Monotonic time at start (startup discovery grace counts from here). */
+  startNs: bigint;
+  /** The table found in the pinned maps of a previous run (adopted, not trusted for serving). */
+  initialTable?: (string | null)[][];
+  /** powers.json of the run directory. */
+  powerOverrides?: PowerOverrides;
+}
+
+export type MembershipEvent =
+  | { type: 'state'; state: NodeState; cause: string }
+  | {
+      type: 'view';
+      epoch: number;
+      leader: string | null;
+      view: string[];
+      cause: string;
+      /** Leader only, when a node was lost: ms from its last evidence to the decision. */
+      detectionMs?: number;
+      /** Buckets of this node's groups whose owner changed. */
+      moved: number;
+      /** Buckets this node gained / lost. */
+      gained: number;
+      lost: number;
+    }
+  | { type: 'leader'; leader: string | null }
+  | { type: 'peer_lost'; node: string; detectionMs: number }
+  | { type: 'peer_joined'; node: string; incarnation: string }
+  | { type: 'split_brain'; view: string[]; missing: string[] }
+  | { type: 'split_brain_healed'; view: string[] }
+  | { type: 'quorum_lost'; alive: number; needed: number }
+  | { type: 'config_mismatch'; node: string; ours: string; theirs: string; reference: string }
+  | { type: 'powers'; overrides: PowerOverrides; origin: 'local' | 'peer' }
+  | { type: 'rejected'; from: string; reason: string };
+
+/** What one call to the engine asks the caller to do, in this order. */
+export interface EngineOutput {
+  /** Install this table in the data plane (before transmitting `send`). */
+  table?: ViewTable;
+  /** Write this lease deadline (monotonic ns); 0n = revoke now. */
+  leaseDeadlineNs?: bigint;
+  /** Transmit to every peer on every LAN. */
+  send?: Heartbeat;
+  /** The module state: UP = eligible and serving its view's table. */
+  state: NodeState;
+  cause: string;
+  events: MembershipEvent[];
+}
+
+export interface PeerStatus {
+  node: string;
+  alive: boolean;
+  member: boolean;
+  /** ms since any evidence (direct or reported by a peer); undefined = never heard. */
+  lastHeardMs?: number;
+  /** ms since a heartbeat was received directly. */
+  lastDirectMs?: number;
+  state?: NodeState;
+  cause?: string;
+  incarnation?: string;
+  configDigest?: string;
+  epoch?: number;
+}
+
+export interface MembershipStatus {
+  node: string;
+  state: NodeState;
+  cause: string;
+  leader: string | null;
+  epoch: number;
+  view: string[];
+  tableDigest: string;
+  table: ViewTable;
+  leaseDeadlineNs: bigint;
+  splitBrain: boolean;
+  /** Configured nodes heard since start that are not in the view. */
+  missing: string[];
+  quorum: boolean;
+  configDigest: string;
+  referenceDigest: string;
+  powers: PowerOverrides;
+  incarnation: string;
+  peers: PeerStatus[];
+}

