@@ -25,6 +25,8 @@ const USAGE = `Usage: node dist/bench/main.js [--quick] [--json] [--rx-dev DEV -
 Must run as root. scripts/bench sets up the namespaces and passes the veth options.`;
 
 async function main(): Promise<number> {
+  // `failover` is its own benchmark (src/bench/failover.ts), with its own lab and options.
+  if (process.argv[2] === 'failover') return (await import('./failover.js')).failoverMain(process.argv.slice(3));
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },

@@ -14,20 +14,12 @@
 // ask during the campaign are caught too. See docs/net.md ("arpreroute").
 
 import type { Logger } from 'pino';
-import { GROUP_NONE, NBUCKETS, type DataplaneTables } from '../dataplane/types.js';
+import { GROUP_NONE, NBUCKETS, type DataplaneTables, type Requester } from '../dataplane/types.js';
 import type { RawSocket } from '../dataplane/native.js';
 import { buildArpReply, buildUnsolicitedNa } from './announce.js';
 
-/** One ARP requester / NS sender a node's program saw (XdpDataplane.requesters()). */
-export interface Requester {
-  family: 4 | 6;
-  addr: string;
-  mac: string;
-  group: number;
-  bucket: number;
-  vipId: number;
-  lastSeenNs: bigint;
-}
+// One ARP requester / NS sender a node's program saw (XdpDataplane.requesters()).
+export type { Requester } from '../dataplane/types.js';
 
 export interface RerouteVip {
   id: number;
