@@ -1,0 +1,778 @@
+// `scripts/bench failover`: how long a farm takes to serve a dead node's clients again, seen
+// from a client, for farmlb (default timing and a fast profile) and for keepalived VRRP moving
+// one VIP between the same namespaces (advert_int 1, VRRPv2; advert_int 0.1, VRRPv3); then
+// convergence time and daemon CPU for farms of 2, 4, 8 and 16 nodes. A benchmark, not a
+// test: it asserts no time, and fails only when it could not measure (docs/benchmarks.md).
+//
+// The lab is the one of the failover lab tests, rebuilt here because dist/ cannot import
+// test/: a bridge in flb-bfo<pid>-sw, a client flb-bfo<pid>-c, nodes flb-bfo<pid>-n<i> each
+// with interface flbn, a real `farmlb run` (membership mode) and an HTTP server answering its
+// node name. The client's prober runs in the client namespace and stamps every event with
+// CLOCK_MONOTONIC (process.hrtime), the same clock the kill is stamped with here.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { XdpDataplane } from '../dataplane/xdp.js';
+import { NODE_NONE } from '../dataplane/types.js';
+import { addrBytes } from '../balance/addr.js';
+import { bucketOf } from '../balance/hash.js';
+import { clockTicksPerSecond, processTicks, run } from './proc.js';
+import { median, round, sleep } from './stats.js';
+import { parseArgs } from 'node:util';
+import { machineFacts } from './machine.js';
+
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
+const PIN_ROOT = '/sys/fs/bpf/farmlb';
+const HASH_SEED = 0x2545f491;
+const HTTP_PORT = 8080;
+const MEMBERSHIP_PORT = 4800;
+const VIP = '10.80.0.100';
+const node4 = (i: number) => `10.80.0.${11 + i}`;
+const nodeMac = (i: number) => `02:80:00:00:00:${(0x11 + i).toString(16).padStart(2, '0')}`;
+const clientExtra = (i: number) => `10.80.1.${1 + i}`;
+/** Client probe period and per-attempt timeout (a `curl --max-time 0.15` every 20 ms). */
+const PROBE_EVERY_MS = 20;
+const PROBE_TIMEOUT_MS = 150;
+
+export interface TimingProfile {
+  name: string;
+  /** <farm> attributes; empty = farmlb's defaults. */
+  farm: { pulse?: string; slost_count?: number; mlost_count?: number };
+  description: string;
+}
+
+export const PROFILES: Record<string, TimingProfile> = {
+  default: { name: 'default', farm: {}, description: 'no <farm> timing attributes: what farmlb ships' },
+  fast: { name: 'fast', farm: { pulse: '20ms', slost_count: 4, mlost_count: 5 }, description: 'pulse 20 ms, slost_count 4, mlost_count 5' },
+};
+
+export interface FailoverSeries {
+  system: string;
+  /** Timing as the daemons or keepalived used it. */
+  timing: string;
+  trials: number[];
+  p50: number;
+  p99: number;
+  max: number;
+  failed: number;
+  /** Per victim role (farmlb): p50 when the leader / a follower died. */
+  byRole?: Record<string, number>;
+  /** farmlb: table changes seen while 20% of heartbeats were dropped for lossWindowS (0 = no false failover). */
+  falseFailoversUnderLoss?: number;
+  lossWindowS?: number;
+}
+
+export interface ScaleRow {
+  nodes: number;
+  timing: string;
+  /** kill -9 of a follower → every survivor has the same table without it, median of the trials (ms). */
+  convergenceMs: number;
+  convergenceTrialsMs: number[];
+  /** Daemon CPU per node over the window, % of one core. */
+  cpuMeanPct: number;
+  cpuMaxPct: number;
+  windowS: number;
+}
+
+export interface DirectedRecovery {
+  /** kill -9 of the node the client's ARP entry pointed at → a new connection served (ms). */
+  trials: number[];
+  p50: number;
+  /** → the client's neighbour entry for the VIP names a live node's MAC (ms). */
+  arpP50: number;
+}
+
+export interface FailoverReport {
+  series: FailoverSeries[];
+  scale: ScaleRow[];
+  directed?: DirectedRecovery;
+  notes: string[];
+}
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+function inNs(ns: string, cmd: string, args: string[], timeoutMs = 15_000): Promise<string> {
+  return run('nsenter', [`--net=/run/netns/${ns}`, '--', cmd, ...args], timeoutMs);
+}
+
+const nowNs = (): bigint => process.hrtime.bigint();
+
+// ---- the lab -------------------------------------------------------------------------
+
+/** Farms not yet cleaned up, for a signal handler. */
+const liveFarms = new Set<BenchFarm>();
+
+interface BenchNode {
+  name: string;
+  index: number;
+  ns: string;
+  pinDir: string;
+  runDir: string;
+  power: number;
+  daemon?: ChildProcess;
+  log: string;
+  server?: ChildProcess;
+}
+
+const SERVER_JS = `
+const [name] = process.argv.slice(1);
+require('http').createServer((req, res) => res.end(name + '\\n')).listen({ port: ${HTTP_PORT}, host: '0.0.0.0', backlog: 4096 });
+`;
+
+export class BenchFarm {
+  readonly tag: string;
+  readonly dir: string;
+  readonly switchNs: string;
+  readonly clientNs: string;
+  readonly nodes: BenchNode[];
+  readonly clientAddrs: string[];
+  private readonly keyFile: string;
+  private prober?: Prober;
+
+  constructor(tag: string, powers: number[], private readonly mode: 'vmac_invisible' | 'vmac_directed', clientAddrs: number) {
+    this.tag = tag;
+    this.dir = mkdtempSync(path.join(os.tmpdir(), `flb-${tag}-`));
+    this.switchNs = `flb-${tag}-sw`;
+    this.clientNs = `flb-${tag}-c`;
+    this.keyFile = path.join(this.dir, 'heartbeat.key');
+    this.clientAddrs = Array.from({ length: clientAddrs }, (_, i) => clientExtra(i));
+    this.nodes = powers.map((power, index) => ({
+      name: `n${index + 1}`, index, power, ns: `flb-${tag}-n${index + 1}`, log: '',
+      pinDir: `${PIN_ROOT}/flb-${tag}-n${index + 1}`, runDir: path.join(this.dir, `n${index + 1}`),
+    }));
+  }
+
+  async build(profile: TimingProfile): Promise<void> {
+    const all = [this.switchNs, this.clientNs, ...this.nodes.map((n) => n.ns)];
+    for (const ns of all) {
+      await run('ip', ['netns', 'add', ns]);
+      await inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
+      await inNs(ns, 'sysctl', ['-q', '-w', 'net.ipv6.conf.default.disable_ipv6=1', 'net.ipv6.conf.all.disable_ipv6=1']);
+    }
+    await inNs(this.switchNs, 'ip', ['link', 'add', 'br0', 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
+    await inNs(this.switchNs, 'ip', ['link', 'set', 'br0', 'up']);
+    const nop = path.join(REPO, 'bpf/build/nop.bpf.o');
+    const plug = async (port: string, ns: string, ifname: string, mac: string) => {
+      await run('ip', ['link', 'add', port, 'netns', this.switchNs, 'type', 'veth', 'peer', 'name', ifname, 'netns', ns, 'address', mac]);
+      await inNs(this.switchNs, 'ip', ['link', 'set', port, 'master', 'br0']);
+      // vmac_directed forwards with XDP_TX: the bridge-side veth needs an XDP program to accept it (LAB-NOTES).
+      if (this.mode === 'vmac_directed') await inNs(this.switchNs, 'ip', ['link', 'set', 'dev', port, 'xdpdrv', 'obj', nop, 'sec', 'xdp']);
+      await inNs(this.switchNs, 'ip', ['link', 'set', port, 'up']);
+      await inNs(ns, 'ip', ['link', 'set', ifname, 'up']);
+    };
+    await plug('p-c', this.clientNs, 'flbc', '02:80:00:00:00:01');
+    await inNs(this.clientNs, 'ethtool', ['-K', 'flbc', 'tx', 'off']).catch(() => '');
+    const lines = ['addr add 10.80.0.1/16 dev flbc', ...this.clientAddrs.map((a) => `addr add ${a}/16 dev flbc`)];
+    await run('nsenter', [`--net=/run/netns/${this.clientNs}`, '--', 'sh', '-c', `printf '%s\\n' ${lines.map((l) => `'${l}'`).join(' ')} | ip -batch -`]);
+    for (const n of this.nodes) {
+      await plug(`p-n${n.index + 1}`, n.ns, 'flbn', nodeMac(n.index));
+      await inNs(n.ns, 'ip', ['addr', 'add', `${node4(n.index)}/16`, 'dev', 'flbn']);
+      mkdirSync(n.runDir, { recursive: true });
+      n.server = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'node', '-e', SERVER_JS, n.name, this.dir], { stdio: 'ignore' });
+    }
+    writeFileSync(this.keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+    this.writeConfig(profile);
+  }
+
+  writeConfig(profile: TimingProfile): void {
+    const farmAttrs = Object.entries(profile.farm).map(([k, v]) => ` ${k}="${String(v)}"`).join('');
+    const hosts = this.nodes.map((n) => `<host name="${n.name}" power="${n.power}"/>`).join('');
+    writeFileSync(path.join(this.dir, 'cluster.xml'), `<cluster><lans><lan name="default">${this.nodes.map((n) => `<node name="${n.name}" addr="${node4(n.index)}"/>`).join('')}</lan></lans></cluster>\n`);
+    writeFileSync(path.join(this.dir, 'userconfig.xml'), `<safe><service mode="farm">
+ <farm${farmAttrs}><lan name="default"/></farm>
+ <vip><interface_list><interface check="on" name="flbn"${this.mode === 'vmac_directed' ? ' arpreroute="on"' : ''}>
+  <virtual_interface type="${this.mode}"><virtual_addr addr="${VIP}" where="alias"/></virtual_interface>
+ </interface></interface_list>
+ <loadbalancing_list><group name="web"><cluster>${hosts}</cluster>
+  <rule virtual_addr="${VIP}" port="${HTTP_PORT}" proto="tcp" filter="on_addr"/>${this.mode === 'vmac_directed' ? '<rule proto="arp" filter="on_addr"/>' : ''}
+ </group></loadbalancing_list></vip>
+ <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toString(16)}" key_file="${this.keyFile}"/>
+</service></safe>\n`);
+  }
+
+  async startDaemon(n: BenchNode, timeoutMs = 30_000): Promise<void> {
+    const args = ['run', '-c', path.join(this.dir, 'userconfig.xml'), '--cluster', path.join(this.dir, 'cluster.xml'), '--node', n.name,
+      '--pin-dir', n.pinDir, '--run-dir', n.runDir, '--xdp-mode', this.mode === 'vmac_directed' ? 'native' : 'generic'];
+    const from = n.log.length;
+    const d = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'node', FARMLB_BIN, ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FARMLB_LOG_LEVEL: 'info', NO_COLOR: '1' } });
+    n.daemon = d;
+    const add = (b: Buffer) => { if (n.log.length < 4 << 20) n.log += b.toString(); };
+    d.stdout!.on('data', add);
+    d.stderr!.on('data', add);
+    const deadline = Date.now() + timeoutMs;
+    while (!/"event":"started"/.test(n.log.slice(from))) {
+      if (d.exitCode !== null || d.signalCode !== null) throw new Error(`farmlb run on ${n.name} exited while starting:\n${n.log.slice(from)}`);
+      if (Date.now() > deadline) throw new Error(`farmlb run on ${n.name} did not start within ${timeoutMs} ms:\n${n.log.slice(from)}`);
+      await sleep(50);
+    }
+  }
+
+  async killDaemon(n: BenchNode, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const d = n.daemon;
+    if (!d || d.exitCode !== null || d.signalCode !== null) return;
+    d.kill(signal);
+    const deadline = Date.now() + (signal === 'SIGKILL' ? 5_000 : 10_000);
+    while (d.exitCode === null && d.signalCode === null && Date.now() < deadline) await sleep(10);
+    if (d.exitCode === null && d.signalCode === null) d.kill('SIGKILL');
+  }
+
+  /** The timing the daemons logged (membership_config), for the report. */
+  timing(): string {
+    const m = /"event":"membership_config","pulseMs":(\d+),"slostCount":(\d+),"mlostCount":(\d+),"leaseMs":(\d+)/.exec(this.nodes[0]!.log);
+    return m ? `pulse ${m[1]} ms, slost ${m[2]}, mlost ${m[3]}, lease ${m[4]} ms` : 'unknown';
+  }
+
+  /** owners[bucket] (group 0) and lease validity of a node, read from its pins; undefined when absent. */
+  read(n: BenchNode): { owners: number[]; leaseValid: boolean; self: number } | undefined {
+    let p;
+    try {
+      p = XdpDataplane.readPinned(n.pinDir);
+    } catch {
+      return undefined;
+    }
+    try {
+      const t = p.activeTables();
+      return { owners: t.buckets[0] ?? [], leaseValid: p.lease().valid, self: t.selfNode };
+    } finally {
+      p.close();
+    }
+  }
+
+  /** Every node of `members` has the same table, owned only by members (all of them), and a valid lease. */
+  agreed(members: BenchNode[]): number[] | undefined {
+    const reads = members.map((n) => this.read(n));
+    if (reads.some((r) => !r || !r.leaseValid)) return undefined;
+    const first = reads[0]!.owners.join();
+    if (reads.some((r) => r!.owners.join() !== first)) return undefined;
+    const ids = new Set(members.map((n) => n.index));
+    const owners = reads[0]!.owners;
+    if (owners.some((o) => o === NODE_NONE || !ids.has(o))) return undefined;
+    if (members.some((n) => !owners.includes(n.index))) return undefined;
+    return owners;
+  }
+
+  async waitAgreed(members: BenchNode[], timeoutMs: number, intervalMs = 5): Promise<number[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const owners = this.agreed(members);
+      if (owners) return owners;
+      if (Date.now() > deadline) throw new Error(`${members.map((n) => n.name).join(',')} did not agree on a table within ${timeoutMs} ms`);
+      await sleep(intervalMs);
+    }
+  }
+
+  getProber(): Prober {
+    this.prober ??= new Prober(this.clientNs, this.dir);
+    return this.prober;
+  }
+
+  async cleanup(): Promise<void> {
+    liveFarms.delete(this);
+    this.prober?.close();
+    await Promise.all(this.nodes.map((n) => this.killDaemon(n, 'SIGTERM')));
+    for (const n of this.nodes) n.server?.kill('SIGKILL');
+    await stopKeepalived(this).catch(() => undefined);
+    for (const ns of [this.switchNs, this.clientNs, ...this.nodes.map((n) => n.ns)]) {
+      const pids = await run('ip', ['netns', 'pids', ns]).catch(() => '');
+      for (const pid of pids.split(/\s+/).filter(Boolean)) {
+        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+      }
+      await run('ip', ['netns', 'del', ns]).catch(() => '');
+    }
+    for (const n of this.nodes) rmSync(n.pinDir, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// ---- the client's prober ----------------------------------------------------------
+
+// stdin: "probe <src> <notBody>" → every 20 ms a new connection from src to the VIP, each
+// given 150 ms; the first answer whose body is not <notBody> ("-" for any) prints
+// "ok <hrtimeNs> <body>". "once <src>" → "one <body or ERR>".
+const PROBER_JS = String.raw`
+const net = require('net');
+let timer = null;
+const attempt = (src, onDone) => {
+  let buf = '';
+  let done = false;
+  const finish = (body) => { if (done) return; done = true; clearTimeout(t); s.destroy(); onDone(body); };
+  const s = net.connect({ host: '${VIP}', port: ${HTTP_PORT}, localAddress: src });
+  const t = setTimeout(() => finish(null), ${PROBE_TIMEOUT_MS});
+  s.on('connect', () => s.write('GET / HTTP/1.0\r\n\r\n'));
+  s.on('data', (d) => { buf += d; });
+  s.on('end', () => { const i = buf.indexOf('\r\n\r\n'); finish(i >= 0 ? buf.slice(i + 4).trim() : null); });
+  s.on('error', () => finish(null));
+};
+let input = '';
+process.stdin.on('data', (d) => {
+  input += d;
+  let nl;
+  while ((nl = input.indexOf('\n')) >= 0) {
+    const [cmd, src, not] = input.slice(0, nl).trim().split(' ');
+    input = input.slice(nl + 1);
+    if (cmd === 'once') attempt(src, (b) => process.stdout.write('one ' + (b || 'ERR') + '\n'));
+    if (cmd === 'probe') {
+      let found = false;
+      const go = () => attempt(src, (b) => {
+        if (found || !b || b === not) return;
+        found = true;
+        clearInterval(timer);
+        process.stdout.write('ok ' + process.hrtime.bigint() + ' ' + b + '\n');
+      });
+      go();
+      timer = setInterval(go, ${PROBE_EVERY_MS});
+    }
+    if (cmd === 'cancel') { clearInterval(timer); process.stdout.write('cancelled\n'); }
+  }
+});
+process.stdin.on('end', () => process.exit(0));
+`;
+
+export class Prober {
+  private readonly child: ChildProcess;
+  private out = '';
+
+  constructor(clientNs: string, tagArg: string) {
+    this.child = spawn('nsenter', [`--net=/run/netns/${clientNs}`, '--', 'node', '-e', PROBER_JS, tagArg], { stdio: ['pipe', 'pipe', 'ignore'] });
+    this.child.stdout!.on('data', (d: Buffer) => { this.out += d.toString(); });
+  }
+
+  private async line(prefix: string, from: number, timeoutMs: number): Promise<string | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const rest = this.out.slice(from);
+      const m = new RegExp(`^${prefix} (.*)$`, 'm').exec(rest);
+      if (m) return m[1]!;
+      await sleep(2);
+    }
+    return undefined;
+  }
+
+  async once(src: string): Promise<string> {
+    const from = this.out.length;
+    this.child.stdin!.write(`once ${src}\n`);
+    return (await this.line('one', from, 2_000)) ?? 'ERR';
+  }
+
+  /** Starts probing; the promise gives the hrtime (ns) of the first answer not from `notBody`. */
+  probe(src: string, notBody: string, timeoutMs: number): Promise<{ atNs: bigint; body: string } | undefined> {
+    const from = this.out.length;
+    this.child.stdin!.write(`probe ${src} ${notBody}\n`);
+    return this.line('ok', from, timeoutMs).then(async (l) => {
+      if (!l) {
+        this.child.stdin!.write('cancel\n');
+        await this.line('cancelled', from, 1_000);
+        return undefined;
+      }
+      const [ns, body] = l.split(' ');
+      return { atNs: BigInt(ns!), body: body! };
+    });
+  }
+
+  close(): void {
+    this.child.stdin!.end();
+    setTimeout(() => this.child.kill('SIGKILL'), 500).unref();
+  }
+}
+
+// ---- farmlb failover trials ---------------------------------------------------------
+
+async function farmlbSeries(farm: BenchFarm, profile: TimingProfile, trials: number, lossWindowS: number, progress: (s: string) => void): Promise<FailoverSeries> {
+  const prober = farm.getProber();
+  const times: number[] = [];
+  const roles: Record<string, number[]> = { leader: [], follower: [] };
+  let failed = 0;
+  for (let t = 0; t < trials; t++) {
+    const owners = await farm.waitAgreed(farm.nodes, 30_000);
+    const victim = farm.nodes[t % farm.nodes.length]!;
+    const src = farm.clientAddrs.find((a) => owners[bucketOf(addrBytes(a)!, HASH_SEED)] === victim.index);
+    if (!src) throw new Error(`no client address in a bucket of ${victim.name}`);
+    // Leader = smallest name of the view (docs/membership.md): n1 in a full farm.
+    const role = victim.index === 0 ? 'leader' : 'follower';
+    const before = await prober.once(src);
+    if (before !== victim.name) throw new Error(`before the kill, ${src} was served by ${before}, not ${victim.name}`);
+    const probe = prober.probe(src, victim.name, 15_000);
+    await sleep(30);
+    const killedAt = nowNs();
+    await farm.killDaemon(victim, 'SIGKILL');
+    const r = await probe;
+    if (r) {
+      const ms = Number(r.atNs - killedAt) / 1e6;
+      times.push(ms);
+      roles[role]!.push(ms);
+    } else {
+      failed++;
+    }
+    progress(`${profile.name} trial ${t + 1}/${trials}: ${victim.name} (${role}) killed → ${r ? `${round(Number(r.atNs - killedAt) / 1e6)} ms, served by ${r.body}` : 'not served again within 15 s'}`);
+    await farm.startDaemon(victim);
+    await farm.waitAgreed(farm.nodes, 30_000);
+    await sleep(300);
+  }
+  const falseFailovers = lossWindowS > 0 ? await countTableChangesUnderLoss(farm, lossWindowS, progress) : undefined;
+  return {
+    system: `farmlb ${profile.name}`, timing: farm.timing(), trials: times,
+    p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times), failed,
+    byRole: Object.fromEntries(Object.entries(roles).filter(([, v]) => v.length > 0).map(([k, v]) => [k, median(v)])),
+    ...(falseFailovers !== undefined ? { falseFailoversUnderLoss: falseFailovers, lossWindowS } : {}),
+  };
+}
+
+/** Table changes on any node while every node drops 20% of incoming heartbeats (nft numgen). */
+async function countTableChangesUnderLoss(farm: BenchFarm, windowS: number, progress: (s: string) => void): Promise<number> {
+  await farm.waitAgreed(farm.nodes, 30_000);
+  for (const n of farm.nodes) {
+    await inNs(n.ns, 'sh', ['-c', `nft -f - <<'EOF'
+table inet flb_bench_loss {
+  chain in { type filter hook input priority -10; policy accept;
+    udp dport ${MEMBERSHIP_PORT} numgen random mod 100 < 20 drop
+  }
+}
+EOF`]);
+  }
+  let changes = 0;
+  let last = farm.nodes.map((n) => farm.read(n)?.owners.join() ?? '');
+  const until = Date.now() + windowS * 1000;
+  while (Date.now() < until) {
+    await sleep(20);
+    const now = farm.nodes.map((n) => farm.read(n)?.owners.join() ?? '');
+    changes += now.filter((o, i) => o !== last[i]).length;
+    last = now;
+  }
+  for (const n of farm.nodes) await inNs(n.ns, 'nft', ['delete', 'table', 'inet', 'flb_bench_loss']).catch(() => '');
+  progress(`20% heartbeat loss for ${windowS} s: ${changes} table change(s)`);
+  return changes;
+}
+
+// ---- keepalived --------------------------------------------------------------------
+
+function keepalivedConf(n: BenchNode, advertInt: number, version: 2 | 3): string {
+  return `global_defs {
+  vrrp_version ${version}
+  script_user root
+  enable_script_security
+}
+vrrp_instance VI_BENCH {
+  state BACKUP
+  interface flbn
+  virtual_router_id 51
+  priority ${250 - n.index * 50}
+  advert_int ${advertInt}
+  virtual_ipaddress {
+    ${VIP}/16 dev flbn
+  }
+}
+`;
+}
+
+async function keepalivedPids(n: BenchNode): Promise<number[]> {
+  const pids = (await run('ip', ['netns', 'pids', n.ns]).catch(() => '')).split(/\s+/).filter(Boolean).map(Number);
+  return pids.filter((pid) => {
+    try {
+      return commOf(pid) === 'keepalived';
+    } catch {
+      return false;
+    }
+  });
+}
+
+function commOf(pid: number): string {
+  return existsSync(`/proc/${pid}/comm`) ? readFileSync(`/proc/${pid}/comm`, 'utf8').trim() : '';
+}
+
+async function startKeepalived(n: BenchNode, advertInt: number, version: 2 | 3): Promise<void> {
+  const conf = path.join(n.runDir, 'keepalived.conf');
+  writeFileSync(conf, keepalivedConf(n, advertInt, version));
+  const child = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'keepalived', '--vrrp', '--dont-fork', '--log-console', '-f', conf,
+    // Fresh pid files per start: a killed run's files (or its child still exiting) must not stop this one.
+    '-p', path.join(n.runDir, `keepalived-${++kaStarts}.pid`), '-r', path.join(n.runDir, `vrrp-${kaStarts}.pid`), '--no-syslog'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const add = (b: Buffer) => { if (n.log.length < 4 << 20) n.log += b.toString(); };
+  child.stdout!.on('data', add);
+  child.stderr!.on('data', add);
+  child.unref();
+}
+
+let kaStarts = 0;
+
+async function stopKeepalived(farm: BenchFarm): Promise<void> {
+  for (const n of farm.nodes) {
+    for (let i = 0; i < 50; i++) {
+      const pids = await keepalivedPids(n);
+      if (pids.length === 0) break;
+      for (const pid of pids) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      await sleep(20);
+    }
+  }
+}
+
+async function vipOn(n: BenchNode): Promise<boolean> {
+  return (await inNs(n.ns, 'ip', ['-4', '-o', 'addr', 'show', 'dev', 'flbn'])).includes(` ${VIP}/`);
+}
+
+async function keepalivedSeries(farm: BenchFarm, advertInt: number, version: 2 | 3, trials: number, progress: (s: string) => void): Promise<FailoverSeries> {
+  const name = `keepalived VRRPv${version} advert_int ${advertInt}`;
+  for (const n of farm.nodes) await startKeepalived(n, advertInt, version);
+  const master = farm.nodes[0]!;
+  const prober = farm.getProber();
+  const src = farm.clientAddrs[0]!;
+  const times: number[] = [];
+  let failed = 0;
+  try {
+    for (let t = 0; t < trials; t++) {
+      const deadline = Date.now() + 30_000;
+      while ((await prober.once(src)) !== master.name) {
+        if (Date.now() > deadline) throw new Error(`${name}: ${master.name} did not become master`);
+        await sleep(100);
+      }
+      const probe = prober.probe(src, master.name, 20_000);
+      await sleep(30);
+      const pids = await keepalivedPids(master);
+      const killedAt = nowNs();
+      // Parent and VRRP child together: a crash, not a shutdown (a dying child would send priority 0).
+      for (const pid of pids) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      const r = await probe;
+      if (r) times.push(Number(r.atNs - killedAt) / 1e6);
+      else {
+        failed++;
+        for (const n of farm.nodes) progress(`${n.name} keepalived log (tail):\n${n.log.split('\n').filter((x) => /^\w{3} \w{3} /.test(x)).slice(-8).join('\n')}`);
+      }
+      progress(`${name} trial ${t + 1}/${trials}: ${r ? `${round(Number(r.atNs - killedAt) / 1e6)} ms, served by ${r.body}` : 'not served again within 20 s'}`);
+      // A killed keepalived leaves its VIP behind; remove it before the restart preempts back.
+      if (await vipOn(master)) await inNs(master.ns, 'ip', ['addr', 'del', `${VIP}/16`, 'dev', 'flbn']).catch(() => '');
+      await startKeepalived(master, advertInt, version);
+    }
+  } finally {
+    await stopKeepalived(farm);
+    for (const n of farm.nodes) if (await vipOn(n)) await inNs(n.ns, 'ip', ['addr', 'del', `${VIP}/16`, 'dev', 'flbn']).catch(() => '');
+  }
+  return { system: name, timing: `advert_int ${advertInt} s, VRRPv${version}, priorities 250/200/150, preempt`, trials: times,
+    p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times), failed };
+}
+
+// ---- vmac_directed: clients that resolved the VIP through the dead node ------------------
+
+async function directedRecovery(tag: string, trials: number, progress: (s: string) => void): Promise<DirectedRecovery> {
+  const farm = new BenchFarm(tag, [1, 1, 2], 'vmac_directed', 64);
+  liveFarms.add(farm);
+  try {
+    await farm.build(PROFILES.default!);
+    for (const n of farm.nodes) await farm.startDaemon(n);
+    const prober = farm.getProber();
+    const times: number[] = [];
+    const arpTimes: number[] = [];
+    for (let t = 0; t < trials; t++) {
+      const owners = await farm.waitAgreed(farm.nodes, 30_000);
+      const victim = farm.nodes[1 + (t % 2)]!;
+      // A client whose ARP request the victim answers (arp rule: owner of hash(requester)).
+      const src = farm.clientAddrs.find((a) => owners[bucketOf(addrBytes(a)!, HASH_SEED)] === victim.index)!;
+      await inNs(farm.clientNs, 'ip', ['neigh', 'flush', 'dev', 'flbc']);
+      await inNs(farm.clientNs, 'ping', ['-c', '1', '-W', '1', '-I', src, VIP]).catch(() => '');
+      const entry = await inNs(farm.clientNs, 'ip', ['neigh', 'show', VIP, 'dev', 'flbc']);
+      if (!entry.includes(nodeMac(victim.index))) throw new Error(`the client's entry for ${VIP} is not ${victim.name}'s MAC: ${entry.trim()}`);
+      const probe = prober.probe(src, victim.name, 15_000);
+      await sleep(30);
+      const killedAt = nowNs();
+      await farm.killDaemon(victim, 'SIGKILL');
+      let arpAt: bigint | undefined;
+      const arpWatch = (async () => {
+        const until = Date.now() + 15_000;
+        while (Date.now() < until) {
+          const e = await inNs(farm.clientNs, 'ip', ['neigh', 'show', VIP, 'dev', 'flbc']).catch(() => '');
+          if (e && !e.includes(nodeMac(victim.index)) && /lladdr/.test(e)) { arpAt = nowNs(); return; }
+          await sleep(10);
+        }
+      })();
+      const r = await probe;
+      await arpWatch;
+      if (r) times.push(Number(r.atNs - killedAt) / 1e6);
+      if (arpAt) arpTimes.push(Number(arpAt - killedAt) / 1e6);
+      progress(`vmac_directed trial ${t + 1}/${trials}: ${victim.name} killed → served again ${r ? `${round(Number(r.atNs - killedAt) / 1e6)} ms` : 'never'}, ARP entry moved ${arpAt ? `${round(Number(arpAt - killedAt) / 1e6)} ms` : 'never'}`);
+      await farm.startDaemon(victim);
+    }
+    return { trials: times, p50: percentile(times, 50), arpP50: percentile(arpTimes, 50) };
+  } finally {
+    await farm.cleanup();
+  }
+}
+
+// ---- scale ------------------------------------------------------------------------------
+
+async function scaleRow(tag: string, size: number, trials: number, windowS: number, progress: (s: string) => void): Promise<ScaleRow> {
+  const farm = new BenchFarm(tag, Array.from({ length: size }, () => 1), 'vmac_invisible', 0);
+  liveFarms.add(farm);
+  try {
+    await farm.build(PROFILES.default!);
+    for (const n of farm.nodes) await farm.startDaemon(n, 60_000);
+    await farm.waitAgreed(farm.nodes, 60_000, 50);
+    await sleep(2_000);
+    const hz = clockTicksPerSecond();
+    const pids = farm.nodes.map((n) => n.daemon!.pid!);
+    const t0 = pids.map(processTicks);
+    await sleep(windowS * 1000);
+    const cpu = pids.map((pid, i) => ((processTicks(pid) - t0[i]!) / hz / windowS) * 100);
+    const conv: number[] = [];
+    for (let t = 0; t < trials; t++) {
+      const victim = farm.nodes[farm.nodes.length - 1 - (t % Math.max(1, farm.nodes.length - 1))]!;
+      const survivors = farm.nodes.filter((n) => n !== victim);
+      const killedAt = nowNs();
+      await farm.killDaemon(victim, 'SIGKILL');
+      await farm.waitAgreed(survivors, 30_000, 2);
+      conv.push(Number(nowNs() - killedAt) / 1e6);
+      await farm.startDaemon(victim, 60_000);
+      await farm.waitAgreed(farm.nodes, 60_000, 50);
+      await sleep(500);
+    }
+    const row = { nodes: size, timing: farm.timing(), convergenceMs: median(conv), convergenceTrialsMs: conv.map((c) => round(c)),
+      cpuMeanPct: cpu.reduce((a, b) => a + b, 0) / cpu.length, cpuMaxPct: Math.max(...cpu), windowS };
+    progress(`${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')}), daemon CPU mean ${round(row.cpuMeanPct, 2)}% max ${round(row.cpuMaxPct, 2)}% of a core`);
+    return row;
+  } finally {
+    await farm.cleanup();
+  }
+}
+
+// ---- entry ------------------------------------------------------------------------------
+
+export interface FailoverBenchOptions {
+  trials: number;
+  sizes: number[];
+  profiles: string[];
+  keepalived: boolean;
+  directed: boolean;
+  lossWindowS: number;
+  progress: (line: string) => void;
+}
+
+export async function measureFailover(opts: FailoverBenchOptions): Promise<FailoverReport> {
+  const base = `bfo${process.pid}`;
+  const report: FailoverReport = { series: [], scale: [], notes: [] };
+  const farms = liveFarms;
+  const onSignal = () => {
+    void Promise.all([...farms].map((f) => f.cleanup())).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    for (const name of opts.profiles) {
+      const profile = PROFILES[name];
+      if (!profile) throw new Error(`unknown profile ${name} (${Object.keys(PROFILES).join(', ')})`);
+      const farm = new BenchFarm(`${base}${name[0]}`, [1, 1, 2], 'vmac_invisible', 64);
+      farms.add(farm);
+      try {
+        await farm.build(profile);
+        for (const n of farm.nodes) await farm.startDaemon(n);
+        opts.progress(`farmlb ${name}: ${farm.timing()}`);
+        report.series.push(await farmlbSeries(farm, profile, opts.trials, opts.lossWindowS, opts.progress));
+        if (opts.keepalived && name === opts.profiles[0]) {
+          await Promise.all(farm.nodes.map((n) => farm.killDaemon(n, 'SIGTERM')));
+          report.series.push(await keepalivedSeries(farm, 1, 2, opts.trials, opts.progress));
+          report.series.push(await keepalivedSeries(farm, 0.1, 3, opts.trials, opts.progress));
+        }
+      } finally {
+        await farm.cleanup();
+      }
+    }
+    if (opts.directed) report.directed = await directedRecovery(`${base}d`, Math.max(4, Math.floor(opts.trials / 2)), opts.progress);
+    for (const size of opts.sizes) report.scale.push(await scaleRow(`${base}s${size}`, size, 3, 5, opts.progress));
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  report.notes.push(`client probe: a new TCP connection from one client address every ${PROBE_EVERY_MS} ms, each given ${PROBE_TIMEOUT_MS} ms; time = kill → first answer from another node`);
+  return report;
+}
+
+export function renderFailover(r: FailoverReport): string {
+  const out: string[] = ['Failover (kill -9 → the client is served again), 3 nodes, powers 1:1:2', ''];
+  const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(34) : c.padStart(10))).join(' ');
+  out.push(row(['system', 'trials', 'p50 ms', 'p99 ms', 'max ms', 'failed']));
+  for (const s of r.series) {
+    const ms = (v: number) => (Number.isFinite(v) ? String(round(v)) : '-');
+    out.push(row([s.system, String(s.trials.length), ms(s.p50), ms(s.p99), ms(s.max), String(s.failed)]));
+  }
+  out.push('');
+  for (const s of r.series) {
+    out.push(`${s.system}: ${s.timing}${s.byRole ? `; p50 leader killed ${round(s.byRole.leader ?? NaN)} ms, follower killed ${round(s.byRole.follower ?? NaN)} ms` : ''}${s.falseFailoversUnderLoss !== undefined ? `; table changes under 20% heartbeat loss for ${s.lossWindowS} s: ${s.falseFailoversUnderLoss}` : ''}`);
+  }
+  if (r.directed) out.push('', `vmac_directed, client resolved the VIP through the dead node: served again p50 ${round(r.directed.p50)} ms, its ARP entry repointed p50 ${round(r.directed.arpP50)} ms (${r.directed.trials.length} trials)`);
+  if (r.scale.length > 0) {
+    out.push('', 'Scale (powers 1, kill -9 of a follower → every survivor has the same table; daemon CPU at rest)');
+    out.push(row(['nodes', 'conv p50', 'CPU mean%', 'CPU max%']).replace(/^nodes {29}/, 'nodes'.padEnd(34)));
+    for (const s of r.scale) out.push(row([String(s.nodes), String(round(s.convergenceMs)), String(round(s.cpuMeanPct, 2)), String(round(s.cpuMaxPct, 2))]));
+    out.push(`timing: ${r.scale[0]!.timing}`);
+  }
+  out.push('', ...r.notes);
+  return `${out.join('\n')}\n`;
+}
+
+// ---- command line (node dist/bench/main.js failover …) ---------------------------------
+
+const FAILOVER_USAGE = `Usage: node dist/bench/main.js failover [--quick] [--json] [--trials N] [--sizes 2,4,8,16]
+                                         [--profiles default,fast] [--no-keepalived] [--no-directed] [--loss-window S]
+
+  --trials N        kill -9 trials per system (default 20; --quick 5)
+  --sizes LIST      farm sizes for convergence and heartbeat CPU (default 2,4,8,16; --quick 2,4)
+  --profiles LIST   farmlb timing profiles (${Object.keys(PROFILES).join(', ')})
+  --no-keepalived   skip the keepalived VRRP series
+  --no-directed     skip the vmac_directed client recovery
+  --loss-window S   seconds of 20% heartbeat loss after each farmlb series (default 20; --quick 5; 0 = skip)
+  --json            JSON document on stdout (the report then goes to stderr)
+
+Must run as root. Namespaces flb-bfo<pid>* are removed on exit.`;
+
+export async function failoverMain(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      trials: { type: 'string' },
+      sizes: { type: 'string' },
+      profiles: { type: 'string' },
+      'no-keepalived': { type: 'boolean', default: false },
+      'no-directed': { type: 'boolean', default: false },
+      'loss-window': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${FAILOVER_USAGE}\n`);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench failover: must run as root (namespaces, XDP, nftables)\n');
+    return 1;
+  }
+  const progress = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+  const list = (v: string | undefined, d: string) => (v ?? d).split(',').map((x) => x.trim()).filter(Boolean);
+  const report = await measureFailover({
+    trials: Number(values.trials ?? (values.quick ? 5 : 20)),
+    sizes: list(values.sizes, values.quick ? '2,4' : '2,4,8,16').map(Number),
+    profiles: list(values.profiles, 'default,fast'),
+    keepalived: !values['no-keepalived'],
+    directed: !values['no-directed'],
+    lossWindowS: Number(values['loss-window'] ?? (values.quick ? 5 : 20)),
+    progress,
+  });
+  const text = `${JSON.stringify(machineFacts().date)}\n${renderFailover(report)}`;
+  if (values.json) {
+    process.stderr.write(`\n${text}`);
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    process.stdout.write(`\n${text}`);
+  }
+  return 0;
+}
