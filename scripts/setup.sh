@@ -48,9 +48,15 @@ if [[ $(id -u) -eq 0 ]] && ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf || die "cannot mount bpffs at /sys/fs/bpf"
 fi
 
-# npm deps: only when the lock file changed since the last install.
+# npm deps: only when the lock file changed since the last install. An installed package
+# (npm pack / npm install -g) has no lock file: npm installed its dependencies already.
 stamp=node_modules/.farmlb-lock-stamp
-if [[ ! -f $stamp ]] || ! cmp -s package-lock.json "$stamp"; then
+if [[ ! -f package-lock.json ]]; then
+  [[ -d node_modules/node-addon-api ]] || {
+    say "installing npm dependencies"
+    npm install --omit=dev --no-audit --no-fund --loglevel=error >/dev/null || die "npm install failed"
+  }
+elif [[ ! -f $stamp ]] || ! cmp -s package-lock.json "$stamp"; then
   say "installing npm dependencies"
   npm ci --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed"
   cp package-lock.json "$stamp"

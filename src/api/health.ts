@@ -6,6 +6,8 @@
 //   GET /health                          → 200, JSON: node, module, state, view, epoch,
 //                                          leader, buckets owned per group, lease remaining,
 //                                          split brain, last view change
+//   GET /metrics                         → Prometheus text format (src/api/metrics.ts),
+//                                          when the daemon gives a metrics renderer
 //
 // Anything else is 404; methods other than GET (and HEAD, which Node answers as GET without
 // a body) are 405. Nothing else is exposed. Two routes need no framework: node:http.
@@ -34,6 +36,18 @@ export function healthRoute(method: string | undefined, url: string | undefined,
   return s.ready ? text(200, 'OK') : text(404, 'NOT FOUND');
 }
 
+/** GET /metrics, or undefined when the request is for another path (or metrics are off). */
+export async function metricsRoute(method: string | undefined, url: string | undefined, metrics?: MetricsRenderer): Promise<HealthResponse | undefined> {
+  if (!metrics || (url ?? '/').split('?')[0] !== '/metrics') return undefined;
+  if (method !== 'GET' && method !== 'HEAD') return { ...text(405, 'METHOD NOT ALLOWED'), headers: { allow: 'GET, HEAD' } };
+  return { status: 200, contentType: metrics.contentType, body: await metrics.render() };
+}
+
+export interface MetricsRenderer {
+  readonly contentType: string;
+  render(): Promise<string>;
+}
+
 function text(status: number, body: string): HealthResponse {
   return { status, contentType: 'text/plain; charset=utf-8', body };
 }
@@ -54,14 +68,15 @@ export async function startHealthServer(opts: {
   module: string;
   status: () => DaemonStatus;
   log: Logger;
+  metrics?: MetricsRenderer;
 }): Promise<HealthServer> {
   const servers: http.Server[] = [];
   const bound: string[] = [];
   for (const addr of opts.addrs) {
-    const server = http.createServer((req, res) => {
+    const server = http.createServer(async (req, res) => {
       let r: HealthResponse;
       try {
-        r = healthRoute(req.method, req.url, opts.module, opts.status);
+        r = (await metricsRoute(req.method, req.url, opts.metrics)) ?? healthRoute(req.method, req.url, opts.module, opts.status);
       } catch (err) {
         opts.log.error({ err, event: 'health_error' }, 'health request failed');
         r = text(500, 'ERROR');

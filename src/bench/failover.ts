@@ -581,6 +581,10 @@ async function directedRecovery(tag: string, trials: number, progress: (s: strin
       await inNs(farm.clientNs, 'ping', ['-c', '1', '-W', '1', '-I', src, VIP]).catch(() => '');
       const entry = await inNs(farm.clientNs, 'ip', ['neigh', 'show', VIP, 'dev', 'flbc']);
       if (!entry.includes(nodeMac(victim.index))) throw new Error(`the client's entry for ${VIP} is not ${victim.name}'s MAC: ${entry.trim()}`);
+      // Linux ignores an ARP reply within locktime (1 s) of the entry's last update: a client
+      // that resolved the VIP just now would ignore the first reroute round. Clients normally
+      // resolved long before the crash; wait out the locktime like them.
+      await sleep(1_500);
       const probe = prober.probe(src, victim.name, 15_000);
       await sleep(30);
       const killedAt = nowNs();
@@ -598,6 +602,12 @@ async function directedRecovery(tag: string, trials: number, progress: (s: strin
       await arpWatch;
       if (r) times.push(Number(r.atNs - killedAt) / 1e6);
       if (arpAt) arpTimes.push(Number(arpAt - killedAt) / 1e6);
+      if (!r || !arpAt) {
+        for (const n of farm.nodes.filter((x) => x !== victim)) {
+          progress(`${n.name} arpreroute log:\n${n.log.split('\n').filter((x) => /arpreroute|"event":"view"/.test(x)).slice(-4).join('\n')}`);
+        }
+        progress(`client entry: ${(await inNs(farm.clientNs, 'ip', ['neigh', 'show', VIP, 'dev', 'flbc']).catch(() => '')).trim()}`);
+      }
       progress(`vmac_directed trial ${t + 1}/${trials}: ${victim.name} killed → served again ${r ? `${round(Number(r.atNs - killedAt) / 1e6)} ms` : 'never'}, ARP entry moved ${arpAt ? `${round(Number(arpAt - killedAt) / 1e6)} ms` : 'never'}`);
       await farm.startDaemon(victim);
     }

@@ -15,8 +15,9 @@
 // lease has surely run out. The VIP aliases stay: SafeKit unconfigures the VIP in WAIT,
 // farmlb gets the same effect on the wire from the revoked lease, and keeping the alias
 // keeps the rule "never the alias without the program" trivially true and the return to UP
-// instant. With tcpreset on, the connections with a VIP as local address are reset on
-// entering WAIT from UP and when the VIPs are removed at stop (src/daemon/tcpreset.ts).
+// instant. With tcpreset on, the connections with a VIP as local address are reset when
+// this node itself goes from UP to WAIT (a failing check, `farmlb stop`) and when the VIPs
+// are removed at stop (src/daemon/tcpreset.ts) — not on a WAIT the membership causes.
 
 import type { Logger } from 'pino';
 import { loadConfigs } from '../config/index.js';
@@ -30,6 +31,9 @@ import type { NeighbourSystem } from '../net/neighbours.js';
 import type { InstancePaths } from '../paths.js';
 import { startControlServer, type ControlServer, type PowerChange } from '../api/control.js';
 import { startHealthServer, type HealthServer } from '../api/health.js';
+import { createMetrics, ViewHistory, type DataplaneCounters, type Metrics } from '../api/metrics.js';
+import { XdpDataplane, type PinnedDataplane } from '../dataplane/xdp.js';
+import { EventsLog, eventsFile, movedBucketsByGroup } from './events-log.js';
 import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from '../api/status.js';
 import { CheckPoller, describeFailures, type CheckResult, type CheckTarget } from '../checks/local-checks.js';
 import { NodeHost, ownedCount } from './node-host.js';
@@ -73,6 +77,12 @@ export class FarmDaemon {
   private installedEpoch = -1;
   private lastViewChange: ViewChange | null = null;
   private readonly digest: string;
+  /** <run-dir>/events.log: state and view events for `farmlb events` and `buckets --diff`. */
+  private readonly events: EventsLog;
+  private readonly history = new ViewHistory();
+  private readonly metrics: Metrics;
+  /** Read-only handle on the pinned maps, opened at the first scrape (the kernel counters). */
+  private counterReader: PinnedDataplane | undefined;
   private readonly onSighup = () => {
     this.reload().catch((err) => this.opts.log.error({ err, event: 'reload_failed' }, 'reload failed; the previous configuration stays'));
   };
@@ -84,6 +94,15 @@ export class FarmDaemon {
     });
     this.source = opts.source;
     this.digest = configDigest(opts.farm, opts.cluster);
+    this.events = new EventsLog(eventsFile(opts.paths.runDir), { log: opts.log });
+    this.metrics = createMetrics({
+      status: () => this.status(),
+      dataplaneCounters: () => this.dataplaneCounters(),
+      tables: () => this.host.tables(),
+      interfaces: () => [...new Set(this.host.vips().map((v) => v.ifname))],
+      arpreroute: () => this.host.arprerouteStats(),
+      history: () => this.history,
+    });
   }
 
   get mode(): 'static' | 'membership' {
@@ -112,7 +131,9 @@ export class FarmDaemon {
       } });
       const port = this.opts.healthPort ?? this.host.farm.farmlb.healthPort;
       if (port > 0) {
-        this.health = await startHealthServer({ addrs: this.nodeAddrs(), port, module: paths.module, status: () => this.status(), log: log.child({ room: 'api' }) });
+        this.health = await startHealthServer({
+          addrs: this.nodeAddrs(), port, module: paths.module, status: () => this.status(), log: log.child({ room: 'api' }), metrics: this.metrics,
+        });
       }
       // Last: the source is what says UP, and by then status, health and checks answer.
       await this.source.start({ decide: (d) => this.decide(d), nowNs: nowNs });
@@ -142,9 +163,16 @@ export class FarmDaemon {
     const { clean } = await this.host.stop({
       afterAliases: tcpreset ? async () => { await resetVipConnections(this.host.vips().map((v) => v.addr), log, 'stop'); } : undefined,
     });
+    this.counterReader?.close();
+    this.counterReader = undefined;
+    const previous = this.state;
     this.state = 'STOP';
     this.stateSince = Date.now();
     log.info({ event: 'state', state: 'STOP', clean }, 'stopped');
+    this.events.append({
+      event: 'state', time: new Date(this.stateSince).toISOString(), node: this.opts.node, module: this.opts.paths.module,
+      state: 'STOP', previous, cause: clean ? 'daemon stopped' : 'daemon stopped (cleanup incomplete: see the log)', buckets: 0,
+    });
   }
 
   tables(): DataplaneTables | undefined {
@@ -185,9 +213,21 @@ export class FarmDaemon {
         installMs: Number(process.hrtime.bigint() - t0) / 1e6,
         moved: movedBuckets(before, after),
       };
+      const previousView = this.lastViewChange?.view ?? [];
       this.lastViewChange = change;
-      this.opts.log.info({ event: 'view', ...change, buckets: after ? ownedCount(after.buckets, after.selfNode) : 0 },
+      const buckets = after ? ownedCount(after.buckets, after.selfNode) : 0;
+      this.opts.log.info({ event: 'view', ...change, buckets },
         `view ${table.view.join(',')} epoch ${table.epoch} installed (${table.cause})`);
+      this.history.record(change, previousView);
+      this.events.append({
+        event: 'view', time: new Date(change.at).toISOString(), node: this.opts.node, module: this.opts.paths.module,
+        epoch: change.epoch, view: change.view, cause: change.cause,
+        ...(change.detectionMs !== undefined ? { detectionMs: change.detectionMs } : {}),
+        ...(change.installMs !== undefined ? { installMs: change.installMs } : {}),
+        moved: change.moved ?? 0,
+        movedBuckets: movedBucketsByGroup(this.host.farm.groups.map((g) => g.name), this.ownerNames(before), this.ownerNames(after) ?? []),
+        buckets,
+      });
     }
     // WAIT serves nothing from the first instant: the lease goes before anything else would.
     if (state === 'WAIT') {
@@ -195,7 +235,7 @@ export class FarmDaemon {
     } else if (d.leaseDeadlineNs !== undefined && d.leaseDeadlineNs !== this.host.leaseDeadlineNs()) {
       await this.host.setLease(d.leaseDeadlineNs);
     }
-    await this.setStateAsync(state, cause);
+    await this.setStateAsync(state, cause, local !== undefined);
   }
 
   /** Why this node must be in WAIT whatever the source says (administrative stop, checks). */
@@ -205,10 +245,17 @@ export class FarmDaemon {
     return undefined;
   }
 
-  private async setStateAsync(next: ModuleState, cause: string): Promise<void> {
+  /**
+   * `localCause`: WAIT comes from this node (a failing check, `farmlb stop`), the case where
+   * SafeKit unconfigures the VIP and tcpreset makes its clients fail fast. A WAIT the
+   * membership causes (a leader change, waiting for the new leader's table) is transient and
+   * usually gives the node back the same buckets: resetting there would cut every
+   * connection of every follower whenever the leader is lost.
+   */
+  private async setStateAsync(next: ModuleState, cause: string, localCause: boolean): Promise<void> {
     const prev = this.state;
     this.setState(next, cause);
-    if (prev === 'UP' && next === 'WAIT' && this.host.farm.tcpreset) {
+    if (prev === 'UP' && next === 'WAIT' && localCause && this.host.farm.tcpreset) {
       // Not awaited: decisions (and the heartbeats queued behind them) must not wait for ss.
       void resetVipConnections(this.host.vips().map((v) => v.addr), this.opts.log, 'wait');
     }
@@ -226,6 +273,10 @@ export class FarmDaemon {
     this.stateSince = Date.now();
     const t = this.host.tables();
     const { node, paths } = this.opts;
+    this.events.append({
+      event: 'state', time: new Date(this.stateSince).toISOString(), node, module: paths.module,
+      state: next, previous: prev, cause, buckets: t ? ownedCount(t.buckets, t.selfNode) : 0,
+    });
     const msg = next === 'UP' && this.source.mode === 'static' ? 'serving the static table' : `module ${next}: ${cause}`;
     // The lab harness waits on "state":"UP": keep this shape.
     this.opts.log[next === 'WAIT' && prev === 'UP' ? 'warn' : 'info']({
@@ -363,6 +414,19 @@ export class FarmDaemon {
       checks: this.checkResult,
       configDigest: this.digest,
     };
+  }
+
+  /** [group][bucket] owner names of a table (null: unowned). */
+  private ownerNames(t: DataplaneTables | undefined): (string | null)[][] | undefined {
+    return t?.buckets.map((row) => row.map((o) => (o === NODE_NONE ? null : this.opts.cluster.nodes[o] ?? `node#${o}`)));
+  }
+
+  /** The kernel counters for /metrics, from the pinned maps (read-only, like `farmlb buckets`). */
+  private async dataplaneCounters(): Promise<DataplaneCounters | undefined> {
+    if (!this.started || this.stopping) return undefined;
+    this.counterReader ??= XdpDataplane.readPinned(this.opts.paths.pinDir);
+    const groups = Math.max(1, this.host.tables()?.buckets.length ?? 1);
+    return { reasons: this.counterReader.reasonCounters(), buckets: this.counterReader.bucketCounters(groups) };
   }
 
   private checkTargets(): CheckTarget[] {

@@ -110,6 +110,8 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   return new MembershipSource({ ...opts, membership });
 }
 
+const REJECT_LOG_EVERY_MS = 10_000;
+
 export class MembershipSource implements TableSource {
   readonly mode = 'membership' as const;
   private sink: SourceSink | undefined;
@@ -229,7 +231,14 @@ export class MembershipSource implements TableSource {
         void this.savePowersIfChanged();
         return;
       case 'rejected':
-        log.debug({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, 'heartbeat rejected');
+        // A duplicate (one copy per LAN) or a reordered heartbeat is routine; anything else —
+        // another module's name, a bad MAC, an unknown sender — is a misconfiguration or an
+        // attack an operator must see, once per sender and reason every REJECT_LOG_EVERY_MS.
+        if (/^replayed or reordered/.test(e.reason) || !this.shouldLogRejection(e.from, e.reason)) {
+          log.debug({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, 'heartbeat rejected');
+        } else {
+          log.warn({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, `heartbeat from ${e.from} rejected: ${e.reason}`);
+        }
         return;
       case 'peer_lost':
         log.warn({ event: 'peer_lost', peer: e.node, detectionMs: e.detectionMs }, `${e.node} lost`);
@@ -244,6 +253,20 @@ export class MembershipSource implements TableSource {
         log.warn({ event: 'quorum_lost', alive: e.alive, needed: e.needed }, `no quorum: ${e.alive} of ${e.needed} needed`);
         return;
     }
+  }
+
+  private readonly rejectionLoggedAt = new Map<string, number>();
+
+  /** True at most once per sender and reason every REJECT_LOG_EVERY_MS. */
+  private shouldLogRejection(from: string, reason: string): boolean {
+    const key = `${from}\u0000${reason}`;
+    const now = Date.now();
+    const last = this.rejectionLoggedAt.get(key);
+    if (last !== undefined && now - last < REJECT_LOG_EVERY_MS) return false;
+    // Bounded: a flood of forged senders cannot grow the map without limit.
+    if (this.rejectionLoggedAt.size >= 1024) this.rejectionLoggedAt.clear();
+    this.rejectionLoggedAt.set(key, now);
+    return true;
   }
 
   private savePowersIfChanged(): Promise<void> {

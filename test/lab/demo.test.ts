@@ -20,10 +20,12 @@ function leftovers(): string[] {
 
 describePrivileged('scripts/demo', () => {
   for (const mode of ['invisible', 'directed']) {
-    it(`runs a three-node ${mode} farm end to end, every connection served by the predicted node, and cleans up`, async () => {
+    it(`runs a three-node ${mode} farm end to end: every connection served by the predicted node, a crash failed over, the rejoin restoring the quotas, nothing left behind`, async () => {
       const { stdout } = await exec(path.join(REPO, 'scripts/demo'), ['--mode', mode], { timeout: 120_000, maxBuffer: 16 << 20 });
       expect(stdout).toContain('0 failed, 0 served by another node than predicted');
       expect(stdout).toMatch(/n3 \(power 2, 50% of the buckets\): \d+ connections/);
+      expect(stdout).toMatch(/served again by n[13] after \d+ ms/);
+      expect(stdout).toContain("n1 64, n2 64, n3 128 buckets again");
       expect(stdout).toContain('clean.');
       expect(leftovers()).toEqual([]);
     }, 150_000);

@@ -3,7 +3,9 @@ import { XdpDataplane } from '../../dataplane/xdp.js';
 import { NBUCKETS, NODE_NONE } from '../../dataplane/types.js';
 import { instancePaths, namesFile } from '../../paths.js';
 import { EXIT, INSTANCE_OPTIONS, type CommandDef } from '../command.js';
-import { legend, renderGrid } from '../render/grid.js';
+import { legend, nodeLabel, renderGrid } from '../render/grid.js';
+import { eventsFile, readEvents, type ViewEvent } from '../../daemon/events-log.js';
+import { bold, dim, nodeColour, type Output } from '../output.js';
 
 interface Names {
   node?: string;
@@ -26,10 +28,12 @@ export const bucketsCommand: CommandDef = {
   options: [
     ...INSTANCE_OPTIONS,
     { flags: '--group <name>', description: 'only this group (name or index)' },
+    { flags: '--diff', description: 'the buckets that moved at the last view change, from the event log (<run-dir>/events.log)' },
   ],
-  examples: ['farmlb buckets', 'farmlb buckets --group web --json', 'farmlb buckets --pin-dir /sys/fs/bpf/farmlb/lab-node1'],
+  examples: ['farmlb buckets', 'farmlb buckets --group web --json', 'farmlb buckets --diff', 'farmlb buckets --pin-dir /sys/fs/bpf/farmlb/lab-node1'],
   async run(ctx, _args, opts) {
     const paths = instancePaths(opts as { module?: string; pinDir?: string; runDir?: string });
+    if (opts.diff) return showDiff(ctx.out, paths.runDir, opts.group as string | undefined);
     const pinned = await XdpDataplane.readPinned(paths.pinDir);
     try {
       const tables = pinned.activeTables();
@@ -73,3 +77,72 @@ export const bucketsCommand: CommandDef = {
     }
   },
 };
+
+/** Last view change with bucket detail in the event log, or undefined. */
+export function lastViewEvent(runDir: string): ViewEvent | undefined {
+  return readEvents(eventsFile(runDir)).filter((e): e is ViewEvent => e.event === 'view' && e.movedBuckets !== undefined).at(-1);
+}
+
+/** --diff: the grid of the buckets that moved at the last view change, in their new owner's letter. */
+async function showDiff(out: Output, runDir: string, group: string | undefined): Promise<number> {
+  const last = lastViewEvent(runDir);
+  const names = await readNames(runDir);
+  const nodeNames = names?.nodes ?? [];
+  if (!last) {
+    if (out.json) out.printJson({ viewChange: null, groups: [] });
+    else out.print(`no view change recorded in ${eventsFile(runDir)}`);
+    return EXIT.OK;
+  }
+  const groups = Object.entries(last.movedBuckets)
+    .map(([name, moved], index) => ({ name, index: names?.groups.indexOf(name) ?? index, moved }))
+    .filter((g) => group === undefined || g.name === group || String(g.index) === group);
+  if (out.json) {
+    const { movedBuckets: _detail, ...viewChange } = last;
+    out.printJson({
+      viewChange,
+      groups: groups.map((g) => ({ name: g.name, index: g.index, moved: g.moved.map(([bucket, from, to]) => ({ bucket, from, to })) })),
+    });
+    return EXIT.OK;
+  }
+  if (groups.length === 0) {
+    out.print(`no group named ${String(group)}`);
+    return EXIT.FAILED;
+  }
+  // A node keeps the letter and colour of the owner grid: its index in cluster.xml.
+  const idOf = (name: string | null) => {
+    if (name === null) return NODE_NONE;
+    const i = nodeNames.indexOf(name);
+    if (i < 0) nodeNames.push(name);
+    return i < 0 ? nodeNames.length - 1 : i;
+  };
+  const timing = [last.detectionMs !== undefined && `detection ${Math.round(last.detectionMs)} ms`,
+    last.installMs !== undefined && `install ${last.installMs.toFixed(1)} ms`].filter(Boolean).join(', ');
+  const blocks = [`${bold(out, `view change at epoch ${last.epoch}`)} ${dim(out, last.time)}: ${last.cause}${timing ? ` (${timing})` : ''}`];
+  for (const g of groups) {
+    const moved = new Map(g.moved.map(([b, from, to]) => [b, { from, to }]));
+    const lines = [bold(out, `group ${g.name}`) + dim(out, ` (#${g.index}): ${g.moved.length} buckets moved; each shows its new owner, · did not move`)];
+    lines.push(dim(out, `      ${Array.from({ length: 16 }, (_, c) => c.toString(16)).join(' ')}`));
+    for (let r = 0; r < 16; r++) {
+      const cells = Array.from({ length: 16 }, (_, c) => {
+        const m = moved.get(r * 16 + c);
+        if (!m) return dim(out, '·');
+        const id = idOf(m.to);
+        return id === NODE_NONE ? nodeLabel(id) : nodeColour(out, id)(nodeLabel(id));
+      });
+      lines.push(`  ${dim(out, `${(r * 16).toString(16).padStart(2, '0')}:`)} ${cells.join(' ')}`);
+    }
+    const flows = new Map<string, number>();
+    for (const [, from, to] of g.moved) {
+      const k = `${from ?? '(unowned)'} → ${to ?? '(unowned)'}`;
+      flows.set(k, (flows.get(k) ?? 0) + 1);
+    }
+    for (const [k, n] of [...flows].sort((a, b) => b[1] - a[1])) lines.push(`  ${k}: ${n} buckets`);
+    for (const name of new Set(g.moved.map(([, , to]) => to))) {
+      const id = idOf(name);
+      lines.push(`  ${id === NODE_NONE ? nodeLabel(id) : nodeColour(out, id)(nodeLabel(id))} ${name ?? '(unowned)'}`);
+    }
+    blocks.push(lines.join('\n'));
+  }
+  out.print(blocks.join('\n\n'));
+  return EXIT.OK;
+}

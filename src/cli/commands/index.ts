@@ -1,6 +1,8 @@
 // The command table: every `farmlb` sub-command, in the order `--help` lists them.
 import type { CommandDef } from '../command.js';
 import { bucketsCommand } from './buckets.js';
+import { confinfoCommand } from './confinfo.js';
+import { eventsCommand } from './events.js';
 import { explainCommand } from './explain.js';
 import { drainCommand, powerCommand, startCommand, stopCommand, undrainCommand } from './module-control.js';
 import { runCommand } from './run.js';
@@ -9,5 +11,5 @@ import { validateCommand } from './validate.js';
 
 export const COMMANDS: CommandDef[] = [
   runCommand, statusCommand, startCommand, stopCommand, powerCommand, drainCommand, undrainCommand,
-  validateCommand, bucketsCommand, explainCommand,
+  validateCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
 ];

@@ -1,10 +1,10 @@
 import { controlRequest } from '../../api/control.js';
 import { stateExitCode, type DaemonStatus } from '../../api/status.js';
 import { loadFarmConfig } from '../../config/index.js';
-import { isFarmlbError } from '../../errors.js';
+import { FarmlbError, isFarmlbError } from '../../errors.js';
 import { instancePaths, type InstancePaths } from '../../paths.js';
 import { EXIT, INSTANCE_OPTIONS, type CommandContext, type CommandDef } from '../command.js';
-import { bold, dim, type Output } from '../output.js';
+import { bold, dim, jsonReplacer, type Output } from '../output.js';
 
 /** The instance a control command talks to: --module/--run-dir, or the module named in -c's <farmlb module=…>. */
 export async function controlPaths(opts: Record<string, unknown>): Promise<InstancePaths> {
@@ -24,10 +24,15 @@ export const statusCommand: CommandDef = {
   options: [
     ...CONTROL_OPTIONS,
     { flags: '-q, --quiet', description: 'print nothing; exit with the module state: STOP 0, WAIT 1, UP 2' },
+    { flags: '-w, --watch', description: 'redraw every second (on a terminal; else print one status per interval) until Ctrl-C' },
+    { flags: '--interval <ms>', description: 'with --watch: time between updates', defaultValue: '1000' },
+    { flags: '--count <n>', description: 'with --watch: stop after N updates' },
   ],
-  examples: ['farmlb status', 'farmlb status --json', 'farmlb status -q; echo $?', 'farmlb status --module web --run-dir /run/farmlb/web'],
+  examples: ['farmlb status', 'farmlb status --json', 'farmlb status -q; echo $?', 'farmlb status --watch',
+    'farmlb status --watch --json --interval 500 | jq -c "{state, epoch}"', 'farmlb status --module web --run-dir /run/farmlb/web'],
   async run(ctx, _args, opts) {
     const paths = await controlPaths(opts);
+    if (opts.watch && !opts.quiet) return watchStatus(ctx.out, paths, opts);
     let status: DaemonStatus;
     try {
       status = await controlRequest(paths.runDir, { cmd: 'status' }, { module: paths.module }) as DaemonStatus;
@@ -42,6 +47,58 @@ export const statusCommand: CommandDef = {
     return EXIT.OK;
   },
 };
+
+function positiveInt(value: unknown, option: string, min: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(String(value)) || n < min) {
+    throw new FarmlbError('FARMLB_E_CLI_BAD_OPTION', { option, value: String(value), expected: `an integer of at least ${min}` });
+  }
+  return n;
+}
+
+/**
+ * --watch: one status per interval until SIGINT/SIGTERM (or --count updates). On a terminal
+ * the screen is redrawn in place; otherwise (a pipe, a log) each status is printed after
+ * the previous one, and with --json each is one line (NDJSON). A daemon that is not
+ * running is shown as such and watched for: it may be restarting.
+ */
+export async function watchStatus(out: Output, paths: InstancePaths, opts: Record<string, unknown>,
+  stream: NodeJS.WriteStream = process.stdout): Promise<number> {
+  const intervalMs = positiveInt(opts.interval ?? 1000, '--interval', 100);
+  const count = opts.count === undefined ? Infinity : positiveInt(opts.count, '--count', 1);
+  const redraw = stream.isTTY === true && !out.json;
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    for (let i = 0; i < count && !stop.signal.aborted; i++) {
+      let status: DaemonStatus | undefined;
+      let text: string;
+      try {
+        status = await controlRequest(paths.runDir, { cmd: 'status' }, { module: paths.module }) as DaemonStatus;
+        text = renderStatus(out, status);
+      } catch (err) {
+        if (!isFarmlbError(err) || err.code !== 'FARMLB_E_CLI_NOT_RUNNING') throw err;
+        text = `module ${paths.module}: STOP (no daemon answers on ${paths.runDir}/control.sock)`;
+      }
+      if (out.json) stream.write(`${JSON.stringify(status ?? { module: paths.module, state: 'STOP' }, jsonReplacer)}\n`);
+      // Home, draw, then clear what the previous (longer) status left below.
+      else if (redraw) stream.write(`\x1b[H${text.split('\n').map((l) => `${l}\x1b[K`).join('\n')}\n${dim(out, `every ${intervalMs / 1000} s · Ctrl-C stops`)}\x1b[K\n\x1b[J`);
+      else stream.write(`${i > 0 ? '\n' : ''}${dim(out, `--- ${new Date().toISOString()}`)}\n${text}\n`);
+      if (i + 1 < count) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, intervalMs);
+          stop.signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+        });
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  return EXIT.OK;
+}
 
 function pct(x: number): string {
   return `${(x * 100).toFixed(1)}%`;

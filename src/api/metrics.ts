@@ -1,0 +1,261 @@
+// Prometheus metrics for GET /metrics on the health port (docs/metrics.md). Everything is
+// read when Prometheus scrapes (prom-client collect callbacks): the per-CPU verdict and
+// bucket counters straight from the maps, the rest from the daemon's status and its view
+// history. No timers: a daemon nobody scrapes does no metrics work.
+//
+// Counters taken from the kernel are cumulative since the maps were created; they are
+// exposed as Prometheus counters (reset + inc to the read value at each scrape), so rate()
+// works and a daemon restart that re-creates the maps shows as a counter reset.
+
+import { Counter, Gauge, Registry, type CounterConfiguration, type GaugeConfiguration } from 'prom-client';
+import { NBUCKETS, NODE_NONE, REASONS, type BucketCounter, type DataplaneTables, type Reason, type ReasonCounter } from '../dataplane/types.js';
+import type { ArpRerouteStats } from '../net/arpreroute.js';
+import type { DaemonStatus, ModuleState, ViewChange } from './status.js';
+
+const STATES: ModuleState[] = ['STOP', 'WAIT', 'UP'];
+
+/** What a view change did, as the metrics and the event log see it. */
+export interface FailoverRecord {
+  /** Wall clock (ms) of the install. */
+  at: number;
+  epoch: number;
+  detectionMs: number;
+  installMs: number;
+  /** Nodes that left the view. */
+  lost: string[];
+}
+
+/**
+ * Failovers and peer losses seen by this daemon since it started. A failover is a view
+ * change that removed a node which the membership detected as lost (the view event carries
+ * its detectionMs); a node leaving the view for any reason counts as one loss of that peer.
+ */
+export class ViewHistory {
+  viewChanges = 0;
+  failovers = 0;
+  lastFailover: FailoverRecord | undefined;
+  readonly peerLosses = new Map<string, number>();
+
+  record(change: ViewChange, previousView: readonly string[]): void {
+    this.viewChanges++;
+    const lost = previousView.filter((n) => !change.view.includes(n));
+    for (const n of lost) this.peerLosses.set(n, (this.peerLosses.get(n) ?? 0) + 1);
+    if (change.detectionMs === undefined || lost.length === 0) return;
+    this.failovers++;
+    this.lastFailover = { at: change.at, epoch: change.epoch, detectionMs: change.detectionMs, installMs: change.installMs ?? 0, lost };
+  }
+}
+
+export interface DataplaneCounters {
+  reasons: Record<Reason, ReasonCounter>;
+  /** [group][bucket], summed over CPUs. */
+  buckets: BucketCounter[][];
+}
+
+/** What the metrics read at scrape time; the daemon implements it, unit tests fake it. */
+export interface MetricsSource {
+  status(): DaemonStatus;
+  /** The kernel counters; undefined when the maps cannot be read (the scrape still answers). */
+  dataplaneCounters(): Promise<DataplaneCounters | undefined>;
+  /** Tables in force: who owns each bucket (for packets per owner). */
+  tables(): DataplaneTables | undefined;
+  /** Interfaces the XDP program is attached to. */
+  interfaces(): string[];
+  arpreroute(): ArpRerouteStats;
+  history(): ViewHistory;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly contentType: string;
+  /** The exposition text of one scrape. */
+  render(): Promise<string>;
+}
+
+export function createMetrics(source: MetricsSource): Metrics {
+  const registry = new Registry();
+  const gauge = <T extends string>(cfg: Omit<GaugeConfiguration<T>, 'registers'>) => new Gauge<T>({ ...cfg, registers: [registry] });
+  const counter = <T extends string>(cfg: Omit<CounterConfiguration<T>, 'registers'>) => new Counter<T>({ ...cfg, registers: [registry] });
+  // One status and one counter read per scrape, shared by every collect callback of that scrape.
+  let scrape: { status: DaemonStatus; counters: Promise<DataplaneCounters | undefined> } | undefined;
+  const current = () => (scrape ??= { status: source.status(), counters: source.dataplaneCounters().catch(() => undefined) });
+  const setCounter = <T extends string>(c: Counter<T>, labels: Partial<Record<T, string>>, value: number | bigint) => {
+    c.inc(labels as never, Number(value));
+  };
+
+  gauge({
+    name: 'farmlb_info', help: 'Constant 1, labelled with the node, module, mode and config digest',
+    labelNames: ['node', 'module', 'mode', 'config_digest'],
+    collect() { const s = current().status; this.reset(); this.set({ node: s.node, module: s.module, mode: s.mode, config_digest: s.configDigest }, 1); },
+  });
+  gauge({
+    name: 'farmlb_state', help: 'Module state: 1 for the current state (STOP, WAIT, UP), 0 for the others',
+    labelNames: ['state'],
+    collect() { const s = current().status; for (const st of STATES) this.set({ state: st }, s.state === st ? 1 : 0); },
+  });
+  gauge({
+    name: 'farmlb_ready', help: '1 when the module is UP and its kernel lease valid (what ready.txt answers), else 0',
+    collect() { this.set(current().status.ready ? 1 : 0); },
+  });
+  gauge({
+    name: 'farmlb_view_epoch', help: 'Epoch of the view (bucket table) in force',
+    collect() { this.set(current().status.epoch); },
+  });
+  gauge({
+    name: 'farmlb_view_nodes', help: 'Number of nodes in this node\'s view',
+    collect() { this.set(current().status.view.length); },
+  });
+  gauge({
+    name: 'farmlb_split_brain', help: '1 when the view lacks configured nodes (partition or nodes down)',
+    collect() { this.set(current().status.splitBrain ? 1 : 0); },
+  });
+  gauge({
+    name: 'farmlb_lease_remaining_seconds', help: 'Time left on the kernel lease (0: expired or revoked)',
+    collect() { this.set(current().status.leaseRemainingMs / 1000); },
+  });
+  gauge({
+    name: 'farmlb_owned_buckets', help: 'Buckets this node owns in the table in force, per group',
+    labelNames: ['group'],
+    collect() { const s = current().status; this.reset(); for (const g of s.groups) this.set({ group: g }, s.bucketsOwned[g] ?? 0); },
+  });
+  gauge({
+    name: 'farmlb_node_buckets', help: 'Buckets each node owns in the table in force, per group',
+    labelNames: ['group', 'node'],
+    collect() {
+      const s = current().status;
+      this.reset();
+      for (const n of s.nodes) for (const g of s.groups) this.set({ group: g, node: n.name }, n.buckets[g] ?? 0);
+    },
+  });
+  gauge({
+    name: 'farmlb_peer_up', help: 'Per configured peer: 1 when heard alive (UP or WAIT), 0 when lost or never heard',
+    labelNames: ['peer'],
+    collect() {
+      const s = current().status;
+      this.reset();
+      for (const n of s.nodes) if (!n.self) this.set({ peer: n.name }, n.state === 'UP' || n.state === 'WAIT' ? 1 : 0);
+    },
+  });
+  gauge({
+    name: 'farmlb_peer_last_heard_seconds', help: 'Per peer: seconds since its last heartbeat was heard (absent when never heard)',
+    labelNames: ['peer'],
+    collect() {
+      const s = current().status;
+      this.reset();
+      for (const n of s.nodes) if (!n.self && n.lastHeardMs !== undefined) this.set({ peer: n.name }, n.lastHeardMs / 1000);
+    },
+  });
+  counter({
+    name: 'farmlb_peer_losses_total', help: 'Per peer: times it left this node\'s view (heartbeats lost, stopped, partitioned)',
+    labelNames: ['peer'],
+    collect() {
+      const s = current().status;
+      const losses = source.history().peerLosses;
+      this.reset();
+      for (const n of s.nodes) if (!n.self) setCounter(this, { peer: n.name }, losses.get(n.name) ?? 0);
+    },
+  });
+  counter({
+    name: 'farmlb_view_changes_total', help: 'Tables installed by this daemon (view or rebalance changes)',
+    collect() { this.reset(); setCounter(this, {}, source.history().viewChanges); },
+  });
+  counter({
+    name: 'farmlb_failovers_total', help: 'View changes that took over the buckets of a node detected as lost',
+    collect() { this.reset(); setCounter(this, {}, source.history().failovers); },
+  });
+  const lastFailover = (name: string, help: string, pick: (f: FailoverRecord) => number) => gauge({
+    name, help,
+    collect() { this.reset(); const f = source.history().lastFailover; if (f) this.set(pick(f)); },
+  });
+  lastFailover('farmlb_last_failover_detection_seconds', 'Last failover: from the lost node\'s last heartbeat to its detection', (f) => f.detectionMs / 1000);
+  lastFailover('farmlb_last_failover_install_seconds', 'Last failover: from the detection to the new table in the data plane of this node', (f) => f.installMs / 1000);
+  lastFailover('farmlb_last_failover_duration_seconds', 'Last failover: detection plus install', (f) => (f.detectionMs + f.installMs) / 1000);
+  lastFailover('farmlb_last_failover_timestamp_seconds', 'Last failover: wall clock of the install (Unix seconds)', (f) => f.at / 1000);
+
+  const verdictLabels = (reason: Reason, interfaces: string[]) => ({
+    reason, verdict: reason.split('_')[0]!, interface: interfaces.join(',') || 'none',
+  });
+  counter({
+    name: 'farmlb_verdict_packets_total',
+    help: 'Packets the XDP program decided, per reason (verdict = pass, drop or tx). The stats map is shared by the interfaces the program is attached to: interface lists them',
+    labelNames: ['reason', 'verdict', 'interface'],
+    async collect() {
+      const c = await current().counters;
+      this.reset();
+      if (!c) return;
+      const ifs = source.interfaces();
+      for (const r of REASONS) setCounter(this, verdictLabels(r, ifs), c.reasons[r]?.packets ?? 0n);
+    },
+  });
+  counter({
+    name: 'farmlb_verdict_bytes_total', help: 'Bytes the XDP program decided, per reason (as farmlb_verdict_packets_total)',
+    labelNames: ['reason', 'verdict', 'interface'],
+    async collect() {
+      const c = await current().counters;
+      this.reset();
+      if (!c) return;
+      const ifs = source.interfaces();
+      for (const r of REASONS) setCounter(this, verdictLabels(r, ifs), c.reasons[r]?.bytes ?? 0n);
+    },
+  });
+  counter({
+    name: 'farmlb_bucket_packets_total',
+    help: 'Packets per group and bucket: accepted (passed or answered by this node) or not_accepted (dropped, left to the owner, forwarded)',
+    labelNames: ['group', 'bucket', 'result'],
+    async collect() {
+      const c = await current().counters;
+      const groups = current().status.groups;
+      this.reset();
+      if (!c) return;
+      groups.forEach((g, gi) => (c.buckets[gi] ?? []).forEach((b, bucket) => {
+        if (b.accepted > 0n) setCounter(this, { group: g, bucket: String(bucket), result: 'accepted' }, b.accepted);
+        if (b.dropped > 0n) setCounter(this, { group: g, bucket: String(bucket), result: 'not_accepted' }, b.dropped);
+      }));
+    },
+  });
+  counter({
+    name: 'farmlb_owner_packets_total',
+    help: 'Packets per group summed over the buckets each node owns in the table in force (follows the buckets when they move)',
+    labelNames: ['group', 'owner', 'result'],
+    async collect() {
+      const c = await current().counters;
+      const s = current().status;
+      const t = source.tables();
+      this.reset();
+      if (!c || !t) return;
+      const nodeName = (id: number) => (id === NODE_NONE ? '(unowned)' : s.nodes.find((n) => n.id === id)?.name ?? `node#${id}`);
+      s.groups.forEach((g, gi) => {
+        const sums = new Map<number, { accepted: bigint; dropped: bigint }>();
+        for (let b = 0; b < NBUCKETS; b++) {
+          const owner = t.buckets[gi]?.[b] ?? NODE_NONE;
+          const cnt = c.buckets[gi]?.[b];
+          const sum = sums.get(owner) ?? { accepted: 0n, dropped: 0n };
+          if (cnt) { sum.accepted += cnt.accepted; sum.dropped += cnt.dropped; }
+          sums.set(owner, sum);
+        }
+        for (const [owner, sum] of sums) {
+          setCounter(this, { group: g, owner: nodeName(owner), result: 'accepted' }, sum.accepted);
+          setCounter(this, { group: g, owner: nodeName(owner), result: 'not_accepted' }, sum.dropped);
+        }
+      });
+    },
+  });
+  const arp = (name: string, help: string, pick: (s: ArpRerouteStats) => number) => counter({
+    name, help, collect() { this.reset(); setCounter(this, {}, pick(source.arpreroute())); },
+  });
+  arp('farmlb_arpreroute_frames_sent_total', 'Gratuitous ARP replies and neighbour advertisements sent (arpreroute)', (s) => s.framesSent);
+  arp('farmlb_arpreroute_rounds_total', 'arpreroute rounds run over all campaigns and interfaces', (s) => s.rounds);
+  arp('farmlb_arpreroute_send_errors_total', 'arpreroute frames the kernel refused to send', (s) => s.sendErrors);
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    async render() {
+      try {
+        return await registry.metrics();
+      } finally {
+        scrape = undefined;
+      }
+    },
+  };
+}

@@ -1,0 +1,212 @@
+// GET /metrics (src/api/metrics.ts): scraped from a fake daemon and read back with an
+// independent Prometheus text-format parser, so the exposition is checked as Prometheus
+// would read it, not as prom-client writes it.
+
+import { createRequire } from 'node:module';
+import { afterEach, describe, expect, it } from 'vitest';
+import { metricsRoute, startHealthServer, type HealthServer } from '../../src/api/health.js';
+import { createMetrics, ViewHistory, type DataplaneCounters, type MetricsSource } from '../../src/api/metrics.js';
+import type { DaemonStatus, NodeStatus } from '../../src/api/status.js';
+import { NBUCKETS, REASONS, type BucketCounter, type DataplaneTables, type Reason, type ReasonCounter } from '../../src/dataplane/types.js';
+import { silentLogger } from '../../src/log.js';
+
+interface Sample { labels?: Record<string, string>; value?: string }
+interface Family { name: string; help: string; type: string; metrics: Sample[] }
+// parse-prometheus-text-format ships no types; this is the shape its README documents.
+const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Family[];
+
+function node(name: string, id: number, over: Partial<NodeStatus> = {}): NodeStatus {
+  return {
+    name, id, self: false, inView: true, state: 'UP', buckets: { web: 0 }, share: { web: 0 }, power: { web: 1 }, overridden: false, ...over,
+  };
+}
+
+function status(over: Partial<DaemonStatus> = {}): DaemonStatus {
+  return {
+    node: 'node1', module: 'farm', mode: 'membership', pid: 1, state: 'UP', stateCause: 'in the view', stateSince: 0,
+    admin: 'started', ready: true, view: ['node1', 'node2'], epoch: 7, leader: 'node1', groups: ['web'],
+    nodes: [
+      node('node1', 0, { self: true, buckets: { web: 128 } }),
+      node('node2', 1, { buckets: { web: 128 }, lastHeardMs: 40 }),
+      node('node3', 2, { inView: false, state: 'lost', lastHeardMs: 5200 }),
+    ],
+    bucketsOwned: { web: 128 }, leaseRemainingMs: 180, splitBrain: true, splitBrainPolicy: 'serve',
+    lastViewChange: null, checks: { ok: true, failures: [] }, configDigest: 'd1g3st', ...over,
+  };
+}
+
+/** Buckets 0-127 owned by node1 (id 0), 128-255 by node2 (id 1); bucket b saw b packets. */
+function fakeSource(over: Partial<MetricsSource> = {}): MetricsSource {
+  const owners = Array.from({ length: NBUCKETS }, (_, b) => (b < 128 ? 0 : 1));
+  const tables = { buckets: [owners], selfNode: 0 } as unknown as DataplaneTables;
+  const reasons = Object.fromEntries(REASONS.map((r, i) => [r, { packets: BigInt(i * 10), bytes: BigInt(i * 1000) }])) as Record<Reason, ReasonCounter>;
+  const buckets: BucketCounter[][] = [Array.from({ length: NBUCKETS }, (_, b) => (b < 128 ? { accepted: BigInt(b), dropped: 0n } : { accepted: 0n, dropped: BigInt(b) }))];
+  const history = new ViewHistory();
+  history.record({ at: 1_000, epoch: 6, view: ['node1', 'node2', 'node3'], cause: 'joined node3' }, ['node1', 'node2']);
+  history.record({ at: 2_000, epoch: 7, view: ['node1', 'node2'], cause: 'lost node3', detectionMs: 250, installMs: 1.5, moved: 85 }, ['node1', 'node2', 'node3']);
+  return {
+    status: () => status(),
+    dataplaneCounters: async (): Promise<DataplaneCounters> => ({ reasons, buckets }),
+    tables: () => tables,
+    interfaces: () => ['eth0'],
+    arpreroute: () => ({ rounds: 4, framesSent: 12, sendErrors: 0 }),
+    history: () => history,
+    ...over,
+  };
+}
+
+async function scrape(source: MetricsSource): Promise<Map<string, Family>> {
+  const text = await createMetrics(source).render();
+  return new Map(parsePrometheus(text).map((f) => [f.name, f]));
+}
+
+function value(f: Family | undefined, labels: Record<string, string> = {}): number | undefined {
+  const s = f?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
+  return s?.value === undefined ? undefined : Number(s.value);
+}
+
+describe('Prometheus metrics', () => {
+  it('exposes only farmlb_* families, each with help and a counter or gauge type', async () => {
+    const families = await scrape(fakeSource());
+    expect(families.size).toBeGreaterThan(15);
+    for (const f of families.values()) {
+      expect(f.name).toMatch(/^farmlb_[a-z_]+$/);
+      expect(f.help.length).toBeGreaterThan(10);
+      expect(['COUNTER', 'GAUGE']).toContain(f.type);
+      if (f.type === 'COUNTER') expect(f.name).toMatch(/_total$/);
+    }
+  });
+
+  it('reports the state as one gauge per state, 1 for the current one', async () => {
+    const f = await scrape(fakeSource({ status: () => status({ state: 'WAIT', ready: false }) }));
+    expect(value(f.get('farmlb_state'), { state: 'WAIT' })).toBe(1);
+    expect(value(f.get('farmlb_state'), { state: 'UP' })).toBe(0);
+    expect(value(f.get('farmlb_state'), { state: 'STOP' })).toBe(0);
+    expect(value(f.get('farmlb_ready'))).toBe(0);
+  });
+
+  it('reports epoch, lease remaining in seconds, split brain and owned buckets per group and per node', async () => {
+    const f = await scrape(fakeSource());
+    expect(value(f.get('farmlb_view_epoch'))).toBe(7);
+    expect(value(f.get('farmlb_lease_remaining_seconds'))).toBeCloseTo(0.18);
+    expect(value(f.get('farmlb_split_brain'))).toBe(1);
+    expect(value(f.get('farmlb_owned_buckets'), { group: 'web' })).toBe(128);
+    expect(value(f.get('farmlb_node_buckets'), { group: 'web', node: 'node2' })).toBe(128);
+    expect(value(f.get('farmlb_node_buckets'), { group: 'web', node: 'node3' })).toBe(0);
+    expect(value(f.get('farmlb_info'), { node: 'node1', module: 'farm', mode: 'membership', config_digest: 'd1g3st' })).toBe(1);
+  });
+
+  it('reads the verdict counters per reason at scrape time, labelled with the interface and verdict', async () => {
+    const f = await scrape(fakeSource());
+    const i = REASONS.indexOf('drop_not_owned');
+    expect(value(f.get('farmlb_verdict_packets_total'), { reason: 'drop_not_owned', verdict: 'drop', interface: 'eth0' })).toBe(i * 10);
+    expect(value(f.get('farmlb_verdict_bytes_total'), { reason: 'drop_not_owned' })).toBe(i * 1000);
+    expect(f.get('farmlb_verdict_packets_total')!.metrics).toHaveLength(REASONS.length);
+  });
+
+  it('counts packets per bucket and sums them per owner node of the table in force', async () => {
+    const f = await scrape(fakeSource());
+    expect(value(f.get('farmlb_bucket_packets_total'), { group: 'web', bucket: '5', result: 'accepted' })).toBe(5);
+    expect(value(f.get('farmlb_bucket_packets_total'), { group: 'web', bucket: '200', result: 'not_accepted' })).toBe(200);
+    const sum = (from: number, to: number) => (to - from + 1) * (from + to) / 2;
+    expect(value(f.get('farmlb_owner_packets_total'), { group: 'web', owner: 'node1', result: 'accepted' })).toBe(sum(0, 127));
+    expect(value(f.get('farmlb_owner_packets_total'), { group: 'web', owner: 'node2', result: 'not_accepted' })).toBe(sum(128, 255));
+  });
+
+  it('reads the kernel counters anew at every scrape', async () => {
+    let packets = 1n;
+    const src = fakeSource();
+    const base = await src.dataplaneCounters();
+    const metrics = createMetrics({ ...src, dataplaneCounters: async () => ({ ...base!, reasons: { ...base!.reasons, pass_owned: { packets, bytes: 0n } } }) });
+    const read = async () => value(new Map(parsePrometheus(await metrics.render()).map((x) => [x.name, x])).get('farmlb_verdict_packets_total'), { reason: 'pass_owned' });
+    expect(await read()).toBe(1);
+    packets = 42n;
+    expect(await read()).toBe(42);
+  });
+
+  it('still answers when the maps cannot be read, without the kernel counters', async () => {
+    const f = await scrape(fakeSource({ dataplaneCounters: async () => { throw new Error('no maps'); } }));
+    expect(f.get('farmlb_verdict_packets_total')?.metrics ?? []).toEqual([]);
+    expect(value(f.get('farmlb_view_epoch'))).toBe(7);
+  });
+
+  it('counts failovers, keeps the last one\'s detection and install durations, and counts losses per peer', async () => {
+    const f = await scrape(fakeSource());
+    expect(value(f.get('farmlb_view_changes_total'))).toBe(2);
+    expect(value(f.get('farmlb_failovers_total'))).toBe(1);
+    expect(value(f.get('farmlb_last_failover_detection_seconds'))).toBeCloseTo(0.25);
+    expect(value(f.get('farmlb_last_failover_install_seconds'))).toBeCloseTo(0.0015);
+    expect(value(f.get('farmlb_last_failover_duration_seconds'))).toBeCloseTo(0.2515);
+    expect(value(f.get('farmlb_peer_losses_total'), { peer: 'node3' })).toBe(1);
+    expect(value(f.get('farmlb_peer_losses_total'), { peer: 'node2' })).toBe(0);
+  });
+
+  it('reports per peer whether it is heard and since when; the node itself is not a peer', async () => {
+    const f = await scrape(fakeSource());
+    expect(value(f.get('farmlb_peer_up'), { peer: 'node2' })).toBe(1);
+    expect(value(f.get('farmlb_peer_up'), { peer: 'node3' })).toBe(0);
+    expect(value(f.get('farmlb_peer_last_heard_seconds'), { peer: 'node3' })).toBeCloseTo(5.2);
+    expect(f.get('farmlb_peer_up')!.metrics.some((m) => m.labels?.peer === 'node1')).toBe(false);
+  });
+
+  it('counts the arpreroute frames sent', async () => {
+    const f = await scrape(fakeSource());
+    expect(value(f.get('farmlb_arpreroute_frames_sent_total'))).toBe(12);
+  });
+
+  it('a view change that only adds nodes, or carries no detection time, is not a failover', () => {
+    const h = new ViewHistory();
+    h.record({ at: 1, epoch: 1, view: ['a', 'b'], cause: 'joined b' }, ['a']);
+    h.record({ at: 2, epoch: 2, view: ['a'], cause: 'rebalance' }, ['a', 'b']);
+    expect(h.failovers).toBe(0);
+    expect(h.viewChanges).toBe(2);
+    expect(h.peerLosses.get('b')).toBe(1);
+  });
+});
+
+describe('GET /metrics on the health server', () => {
+  let server: HealthServer | undefined;
+  afterEach(async () => { await server?.close(); server = undefined; });
+
+  it('routes only /metrics, GET and HEAD, and only when metrics are on', async () => {
+    const metrics = createMetrics(fakeSource());
+    expect(await metricsRoute('GET', '/health', metrics)).toBeUndefined();
+    expect(await metricsRoute('GET', '/metrics', undefined)).toBeUndefined();
+    expect(await metricsRoute('POST', '/metrics', metrics)).toMatchObject({ status: 405 });
+    const r = await metricsRoute('GET', '/metrics?x', metrics);
+    expect(r?.status).toBe(200);
+    expect(r?.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+  });
+
+  it('serves the exposition over HTTP next to /health', async () => {
+    server = await startHealthServer({ addrs: ['127.0.0.1'], port: 0, module: 'farm', status: () => status(), log: silentLogger(), metrics: createMetrics(fakeSource()) });
+    const res = await fetch(`http://${server.bound[0]}/metrics`);
+    expect(res.status).toBe(200);
+    const families = parsePrometheus(await res.text());
+    expect(families.find((f) => f.name === 'farmlb_view_epoch')?.metrics[0]?.value).toBe('7');
+    expect((await fetch(`http://${server.bound[0]}/health`)).status).toBe(200);
+  });
+});
+
+describe('Grafana dashboard (docs/grafana-farmlb.json)', () => {
+  it('is importable JSON whose panels query only metrics farmlb exposes, with the five required views', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const dash = JSON.parse(await readFile(new URL('../../docs/grafana-farmlb.json', import.meta.url), 'utf8')) as
+      { uid: string; panels: { title: string; targets: { expr: string }[] }[] };
+    const exposed = new Set((await scrape(fakeSource())).keys());
+    for (const p of dash.panels) for (const t of p.targets) {
+      for (const name of t.expr.match(/farmlb_[a-z_]+/g) ?? []) expect(exposed, `${p.title}: ${name}`).toContain(name);
+    }
+    const titles = dash.panels.map((p) => p.title.toLowerCase()).join('|');
+    for (const want of ['state', 'owned buckets', 'verdict', 'failover duration', 'lease']) expect(titles).toContain(want);
+  });
+});
+
+describe('metrics documentation (docs/metrics.md)', () => {
+  it('documents every exposed metric and no other', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const doc = await readFile(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
+    const documented = new Set([...doc.matchAll(/^\| `(farmlb_[a-z_]+)` \|/gm)].map((m) => m[1]!));
+    expect([...documented].sort()).toEqual([...(await scrape(fakeSource())).keys()].sort());
+  });
+});
