@@ -161,7 +161,7 @@ export class ArpReroute {
         .catch((err) => this.opts.log.warn({ err, event: 'arpreroute_failed', iface: c.iface.ifname }, 'arpreroute round failed'))
         .finally(() => {
           if (this.campaigns.get(c.iface.ifname) !== c) return;
-          const next = c.startedMs + c.round * c.iface.intervalMs;
+          const next = nextRoundAt(c);
           if (c.iface.intervalMs <= 0 || next - c.startedMs > c.iface.elapseMs) {
             this.opts.log.info({ event: 'arpreroute_done', iface: c.iface.ifname, rounds: c.round }, 'arpreroute: campaign over');
             this.end(c);
@@ -212,4 +212,18 @@ export class ArpReroute {
     c.sock = undefined;
     if (this.campaigns.get(c.iface.ifname) === c) this.campaigns.delete(c.iface.ifname);
   }
+}
+
+/**
+ * Linux ignores an ARP reply that comes within `locktime` (1 s by default) of the entry's
+ * last update, so a client that resolved the VIP just before the buckets moved ignores the
+ * first round. A second round follows just after the locktime; then every `arpinterval`.
+ */
+const LOCKTIME_RETRY_MS = 1_100;
+
+function nextRoundAt(c: { startedMs: number; round: number; iface: { intervalMs: number } }): number {
+  const { intervalMs } = c.iface;
+  if (intervalMs <= LOCKTIME_RETRY_MS) return c.startedMs + c.round * intervalMs;
+  if (c.round === 1) return c.startedMs + LOCKTIME_RETRY_MS;
+  return c.startedMs + (c.round - 1) * intervalMs;
 }

@@ -109,6 +109,21 @@ describe('arpreroute: campaign timing', () => {
     expect(sockets()).toEqual({ opened: 1, closed: 1 });
   });
 
+  it('with a long arpinterval, repeats once just after the ARP locktime (a client that just resolved ignores the first reply), then every arpinterval', async () => {
+    const sent: number[] = [];
+    const reroute = new ArpReroute({
+      requesters: async () => [requester('10.0.0.7', 3)],
+      openSocket: () => ({ ifname: 'eth0', ifindex: 2, send: () => { sent.push(Date.now()); }, close: () => {} }),
+      log,
+    });
+    reroute.configure([{ ...IFACE, intervalMs: 60_000, elapseMs: 130_000 }]);
+    const t0 = Date.now();
+    reroute.tablesChanged(tables(() => 0), tables((b) => (b === 3 ? SELF : 0)));
+    await vi.advanceTimersByTimeAsync(200_000);
+    // Rounds at 0, 1.1 s (after the locktime), 60 s and 120 s; 180 s is past arpelapse.
+    expect(sent.map((t) => t - t0)).toEqual([0, 1_100, 60_000, 120_000]);
+  });
+
   it('stops sending when stopped mid-campaign', async () => {
     const { reroute, sent } = setup([requester('10.0.0.7', 3)]);
     reroute.tablesChanged(tables(() => 0), tables((b) => (b === 3 ? SELF : 0)));
