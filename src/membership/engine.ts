@@ -115,7 +115,14 @@ export class MembershipEngine {
 
   tick(nowNs: bigint): EngineOutput {
     const out = this.output();
-    if (this.lastTickNs !== undefined && nowNs - this.lastTickNs > 3n * this.pulseNs) {
+    if (this.lastTickNs === undefined) {
+      // The discovery grace counts from the first tick, not from construction: the daemon
+      // builds the engine before it loads and attaches the program (hundreds of ms), and a
+      // grace spent before any heartbeat went out would let a starting node serve every
+      // bucket alone, and reset its peers' connections, before it has heard them.
+      const graceFromFirstTick = nowNs + BigInt(this.opts.timing.mlostCount) * this.pulseNs;
+      if (graceFromFirstTick > this.graceUntilNs) this.graceUntilNs = graceFromFirstTick;
+    } else if (nowNs - this.lastTickNs > 3n * this.pulseNs) {
       // Resumed after a pause (SIGSTOP, a stalled event loop): what we knew is stale, so
       // re-discover before ever serving alone.
       this.graceUntilNs = nowNs + BigInt(this.opts.timing.mlostCount) * this.pulseNs;
