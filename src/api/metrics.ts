@@ -175,29 +175,28 @@ export function createMetrics(source: MetricsSource): Metrics {
   const verdictLabels = (reason: Reason, interfaces: string[]) => ({
     reason, verdict: reason.split('_')[0]!, interface: interfaces.join(',') || 'none',
   });
-  counter({
-    name: 'farmlb_verdict_packets_total',
-    help: 'Packets the XDP program decided, per reason (verdict = pass, drop or tx). The stats map is shared by the interfaces the program is attached to: interface lists them',
-    labelNames: ['reason', 'verdict', 'interface'],
-    async collect() {
-      const c = await current().counters;
-      this.reset();
-      if (!c) return;
-      const ifs = source.interfaces();
-      for (const r of REASONS) setCounter(this, verdictLabels(r, ifs), c.reasons[r]?.packets ?? 0n);
+  const verdictCounters = [
+    {
+      name: 'farmlb_verdict_packets_total',
+      help: 'Packets the XDP program decided, per reason (verdict = pass, drop or tx). The stats map is shared by the interfaces the program is attached to: interface lists them',
+      field: 'packets',
     },
-  });
-  counter({
-    name: 'farmlb_verdict_bytes_total', help: 'Bytes the XDP program decided, per reason (as farmlb_verdict_packets_total)',
-    labelNames: ['reason', 'verdict', 'interface'],
-    async collect() {
-      const c = await current().counters;
-      this.reset();
-      if (!c) return;
-      const ifs = source.interfaces();
-      for (const r of REASONS) setCounter(this, verdictLabels(r, ifs), c.reasons[r]?.bytes ?? 0n);
-    },
-  });
+    { name: 'farmlb_verdict_bytes_total', help: 'Bytes the XDP program decided, per reason (as farmlb_verdict_packets_total)', field: 'bytes' },
+  ] as const;
+  for (const { name, help, field } of verdictCounters) {
+    counter({
+      name,
+      help,
+      labelNames: ['reason', 'verdict', 'interface'],
+      async collect() {
+        const c = await current().counters;
+        this.reset();
+        if (!c) return;
+        const ifs = source.interfaces();
+        for (const r of REASONS) setCounter(this, verdictLabels(r, ifs), c.reasons[r]?.[field] ?? 0n);
+      },
+    });
+  }
   counter({
     name: 'farmlb_bucket_packets_total',
     help: 'Packets per group and bucket: accepted (passed or answered by this node) or not_accepted (dropped, left to the owner, forwarded)',
