@@ -46,6 +46,7 @@ import {
   type Reason,
   type ReasonCounter,
 } from '../../src/dataplane/types.js';
+import { rule, vip } from '../helpers/tables.js';
 import { describePrivileged } from '../helpers/privileged.js';
 
 const TOTAL_PACKETS = Number(process.env.FARMLB_DIFF_PACKETS ?? 100_000);
@@ -100,19 +101,6 @@ class Rng {
 
 const SELF = 1;
 
-function vip(
-  id: number,
-  addr: string,
-  icmpGroup: number,
-  mode: CompiledVip['mode'] = 'vmac_invisible',
-  arpGroup = GROUP_NONE,
-): CompiledVip {
-  return { id, family: parseIp(addr).family, addr, addrBytes: addrBytes16(addr), icmpGroup, arpGroup, mode };
-}
-
-function rule(proto: 6 | 17, port: number, vipId: number, group: number, criterion: CriterionId): CompiledRule {
-  return { proto, port, vipId, group, criterion };
-}
 
 const fill = (owner: number): number[] => Array<number>(NBUCKETS).fill(owner);
 

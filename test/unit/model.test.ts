@@ -2,6 +2,7 @@
 // per rule of the document (Katran-style fixtures: name, packet, expected reason and
 // action). The same model is held equal to the XDP program by test/bpf/differential.test.ts.
 
+import { rule, vip } from '../helpers/tables.js';
 import { describe, expect, it } from 'vitest';
 import { bucketOf } from '../../src/balance/hash.js';
 import { formatMac, parseMac } from '../../src/dataplane/abi.js';
@@ -41,19 +42,6 @@ const SELF = 1;
 const OTHER = 2;
 const LEASE_FOREVER = 2n ** 64n - 1n;
 
-function vip(
-  id: number,
-  addr: string,
-  icmpGroup: number,
-  mode: CompiledVip['mode'] = 'vmac_invisible',
-  arpGroup = GROUP_NONE,
-): CompiledVip {
-  return { id, family: parseIp(addr).family, addr, addrBytes: addrBytes16(addr), icmpGroup, arpGroup, mode };
-}
-
-function rule(proto: 6 | 17, port: number, vipId: number, group: number, criterion: CriterionId): CompiledRule {
-  return { proto, port, vipId, group, criterion };
-}
 
 const row = (owner: number): number[] => Array<number>(256).fill(owner);
 
