@@ -598,7 +598,9 @@ export class MembershipEngine {
   private updateSplitBrain(view: string[], out: EngineOutput): void {
     const inView = new Set(view);
     const missing = [...this.heardSinceStart].filter((n) => !inView.has(n)).sort(byName);
-    const split = this.eligible && missing.length > 0;
+    // A node that serves with peers missing is one side of a split brain; so is a `quorum`
+    // minority, which serves nothing but must still say loudly that the farm is partitioned.
+    const split = missing.length > 0 && (this.eligible || !this.quorumOk());
     this.missing = missing;
     if (split && !this.splitBrain) out.events.push({ type: 'split_brain', view, missing });
     if (!split && this.splitBrain) out.events.push({ type: 'split_brain_healed', view });

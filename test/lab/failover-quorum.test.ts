@@ -57,11 +57,12 @@ describePrivileged('lab: failover with split_brain="quorum": an isolated minorit
           expect(coverage(l, [isolated]).counts[isolated]).toBe(0);
           await sleep(50);
         }
-        const h = await clientHealth(l, isolated, '/health');
-        expect(h.status).toBe(200);
-        // Not ready (its lease is gone); what else it says of itself is printed for the record.
-        console.info(`quorum minority ${isolated} /health: ${h.body}`);
-        expect(JSON.parse(h.body)).toMatchObject({ node: isolated, ready: false, leaseRemainingMs: 0 });
+        // Not ready (its lease is gone), and it reports the partition loudly.
+        const h = await waitFor(async () => {
+          const r = await clientHealth(l, isolated, '/health');
+          return r.status === 200 && (JSON.parse(r.body) as { splitBrain?: boolean }).splitBrain === true ? r : undefined;
+        }, { timeoutMs: 5_000, intervalMs: 100, what: `/health of the quorum minority ${isolated} to report the split brain` });
+        expect(JSON.parse(h.body)).toMatchObject({ node: isolated, ready: false, leaseRemainingMs: 0, splitBrain: true });
         const during = (await conns.report()).filter((c) => c.servedBy !== isolated);
         expect(during.length, 'long connections on the majority').toBeGreaterThanOrEqual(50);
         expect(LongConns.problems(during, () => true)).toEqual([]);
