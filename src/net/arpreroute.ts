@@ -129,7 +129,7 @@ export class ArpReroute {
         for (const [g, set] of old.moved) {
           for (const b of set) if (next.buckets[g]?.[b] === next.selfNode) (taken.get(g) ?? taken.set(g, new Set()).get(g)!).add(b);
         }
-        this.end(old);
+        this.end(old, 'superseded by a table change');
       }
       if (taken.size === 0) continue;
       const campaign: Campaign = { iface, moved: taken, startedMs: Date.now(), round: 0, timer: undefined, sock: undefined, running: false };
@@ -151,7 +151,7 @@ export class ArpReroute {
 
   stop(): void {
     this.stopped = true;
-    for (const c of this.campaigns.values()) this.end(c);
+    for (const c of this.campaigns.values()) this.end(c, 'stopped');
   }
 
   private schedule(c: Campaign, delayMs: number): void {
@@ -163,8 +163,7 @@ export class ArpReroute {
           if (this.campaigns.get(c.iface.ifname) !== c) return;
           const next = nextRoundAt(c);
           if (c.iface.intervalMs <= 0 || next - c.startedMs > c.iface.elapseMs) {
-            this.opts.log.info({ event: 'arpreroute_done', iface: c.iface.ifname, rounds: c.round }, 'arpreroute: campaign over');
-            this.end(c);
+            this.end(c, 'arpelapse over');
             return;
           }
           this.schedule(c, Math.max(0, next - Date.now()));
@@ -205,7 +204,10 @@ export class ArpReroute {
     }
   }
 
-  private end(c: Campaign): void {
+  /** Every campaign that was started ends here, and says so: an operator (or a test)
+   * reading the log sees each `arpreroute_start` closed by an `arpreroute_done`. */
+  private end(c: Campaign, why: string): void {
+    this.opts.log.info({ event: 'arpreroute_done', iface: c.iface.ifname, rounds: c.round, why }, `arpreroute: campaign over (${why})`);
     if (c.timer) clearTimeout(c.timer);
     c.timer = undefined;
     try { c.sock?.close(); } catch { /* close is idempotent; a failure leaves nothing to undo */ }
