@@ -2,25 +2,16 @@
 // (SafeKit user guide §12). A node's id in the maps is its index in order of first
 // appearance over all LANs, so every node computes the same ids from the same file.
 
-import type { FarmlbError } from '../errors.js';
 import { LIMITS } from './defaults.js';
-import { aggregateConfigErrors, Diagnostics } from './diagnostics.js';
-import { Reader } from './reader.js';
+import { openConfigDocument, Reader } from './reader.js';
 import type { ClusterConfig, ClusterLan, ClusterNode } from './types.js';
 import { parseIp } from './values.js';
-import { parseXml, type XmlElement } from './xml.js';
+import type { XmlElement } from './xml.js';
 
 const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export function parseClusterConfig(text: string, file: string): ClusterConfig {
-  let root: XmlElement;
-  try {
-    root = parseXml(text, file);
-  } catch (err) {
-    throw aggregateConfigErrors(file, [err as FarmlbError]);
-  }
-  const diag = new Diagnostics(file);
-  const r = new Reader(diag);
+  const { root, diag, r } = openConfigDocument(text, file);
   if (root.name !== 'cluster') {
     diag.error('FARMLB_E_CONFIG_ROOT', { found: root.name, expected: '<cluster>' }, root);
     diag.throwIfErrors();

@@ -5,10 +5,8 @@
 // typo there silently changes which node serves which packet.
 
 import path from 'node:path';
-import type { FarmlbError } from '../errors.js';
 import { defaultFarmlbSettings, defaultFarmTopology, DEFAULT_HASH_SEED, INTERFACE_DEFAULTS, LIMITS } from './defaults.js';
-import { aggregateConfigErrors, Diagnostics } from './diagnostics.js';
-import { Reader } from './reader.js';
+import { openConfigDocument, Reader } from './reader.js';
 import { checkRules } from './rules.js';
 import type {
   Criterion, FarmConfig, FarmlbSettings, FarmTopology, Group, Host, Rule, RuleProto, SplitBrainPolicy, VipInterface, VirtualAddr, VmacMode,
@@ -17,7 +15,7 @@ import {
   defaultVmac, looksLikeHostname, parseDurationMs, parseIp, parseNetmask, parsePortNumber, parseUint, parseUint32,
   parseUnicastMac, vipAddressProblem, type IpAddr,
 } from './values.js';
-import { parseXml, type XmlAttr, type XmlElement } from './xml.js';
+import type { XmlAttr, XmlElement } from './xml.js';
 
 /** SafeKit userconfig sections farmlb reads nothing from (user guide §13), with what they do. */
 export const IGNORED_SAFEKIT_SECTIONS: Record<string, string> = {
@@ -68,14 +66,7 @@ interface Sections {
 }
 
 export function parseFarmConfig(text: string, file: string): FarmConfig {
-  let root: XmlElement;
-  try {
-    root = parseXml(text, file);
-  } catch (err) {
-    throw aggregateConfigErrors(file, [err as FarmlbError]);
-  }
-  const diag = new Diagnostics(file);
-  const r = new Reader(diag);
+  const { root, diag, r } = openConfigDocument(text, file);
   const sections = findSections(r, root);
 
   const farm = readFarm(r, sections.farm);

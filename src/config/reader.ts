@@ -2,14 +2,29 @@
 // macros (%NAME%), reports a located error when the value is bad, and returns the default
 // so parsing can continue and report the next problem too.
 
-import type { ErrorCode } from '../errors.js';
-import { Diagnostics } from './diagnostics.js';
+import type { ErrorCode, FarmlbError } from '../errors.js';
+import { aggregateConfigErrors, Diagnostics } from './diagnostics.js';
 import { didYouMean } from './suggest.js';
 import type { Parsed } from './values.js';
 import type { ConfigWarningCode } from './warnings.js';
-import type { XmlAttr, XmlElement } from './xml.js';
+import { parseXml, type XmlAttr, type XmlElement } from './xml.js';
 
 export type Strictness = 'error' | 'warn';
+
+/**
+ * The start every config file shares: parse the XML (malformed XML is thrown as the file's
+ * aggregate error) and give the root with a fresh Diagnostics and Reader for the file.
+ */
+export function openConfigDocument(text: string, file: string): { root: XmlElement; diag: Diagnostics; r: Reader } {
+  let root: XmlElement;
+  try {
+    root = parseXml(text, file);
+  } catch (err) {
+    throw aggregateConfigErrors(file, [err as FarmlbError]);
+  }
+  const diag = new Diagnostics(file);
+  return { root, diag, r: new Reader(diag) };
+}
 
 export class Reader {
   private readonly macros = new Map<string, string>();
