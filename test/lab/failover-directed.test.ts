@@ -4,16 +4,16 @@
 // carry on; and when the dead node is the one the client resolved the VIP through, the
 // survivors' arpreroute repoints the client, whose new connections are served again.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { FarmLab } from './helpers/farm-lab.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { OverlapSampler, readServed } from './helpers/overlap-sampler.js';
 import { LongConns } from './helpers/long-conns.js';
-import { FAILOVER_NODES, FULL_QUOTAS, logsOnFailure, srcOwner, waitCoverage } from './helpers/failover-kit.js';
+import { FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, logsOnFailure, srcOwner, waitCoverage } from './helpers/failover-kit.js';
 
-const ALL = FAILOVER_NODES.map((n) => n.name);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ALL = FAILOVER_NODE_NAMES;
 
 describePrivileged('lab: failover in vmac_directed (arp rule, arpreroute): kill -9, connections through live nodes carry on, clients of the dead node are repointed', () => {
   const name = `fd${uniqueSuffix()}`;

@@ -4,6 +4,7 @@
 // across the partition, and established connections on the majority carry on. Healing
 // restores the quotas.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { FarmLab } from './helpers/farm-lab.js';
@@ -11,10 +12,9 @@ import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { OverlapSampler, coverage, readServed } from './helpers/overlap-sampler.js';
 import { heal, partition } from './helpers/nft-faults.js';
 import { LongConns } from './helpers/long-conns.js';
-import { FAILOVER_NODES, FULL_QUOTAS, clientHealth, logsOnFailure, srcOwner, waitCoverage } from './helpers/failover-kit.js';
+import { FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, clientHealth, logsOnFailure, srcOwner, waitCoverage } from './helpers/failover-kit.js';
 
-const ALL = FAILOVER_NODES.map((n) => n.name);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ALL = FAILOVER_NODE_NAMES;
 
 describePrivileged('lab: failover with split_brain="quorum": an isolated minority owns nothing, the majority serves every bucket', () => {
   const name = `fq${uniqueSuffix()}`;

@@ -10,6 +10,7 @@
 
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { FarmLab, NODE_IF } from './helpers/farm-lab.js';
@@ -18,13 +19,12 @@ import { OverlapSampler, coverage, readServed, type SamplerReport } from './help
 import { droppedByFault, heal, heartbeatLoss, partition } from './helpers/nft-faults.js';
 import { LongConns, type ConnReport } from './helpers/long-conns.js';
 import {
-  FAILOVER_NODES, FULL_QUOTAS, captureHeartbeats, clientHealth, logMarks, logsOnFailure, readyPath, sendDatagrams,
+  FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, captureHeartbeats, clientHealth, logMarks, logsOnFailure, readyPath, sendDatagrams,
   srcOwner, viewEvents, waitCoverage, waitHealth,
 } from './helpers/failover-kit.js';
 
-const ALL = FAILOVER_NODES.map((n) => n.name);
+const ALL = FAILOVER_NODE_NAMES;
 const LONG_CONNS = 160;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const others = (victim: string) => ALL.filter((n) => n !== victim);
 
 function noOverlaps(r: SamplerReport): void {

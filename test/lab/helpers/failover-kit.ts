@@ -29,6 +29,7 @@ export const FAILOVER_NODES = [
   { name: 'n2', power: 1 },
   { name: 'n3', power: 2 },
 ];
+export const FAILOVER_NODE_NAMES = FAILOVER_NODES.map((n) => n.name);
 /** Largest-remainder quotas of 1:1:2 over 256 buckets. */
 export const FULL_QUOTAS: Record<string, number> = { n1: 64, n2: 64, n3: 128 };
 export const HEALTH_PORT = 9010;
