@@ -29,6 +29,13 @@ export type Owners = (string | null)[];
 /** One row of owners per group, indexed by Group.index. */
 export interface BucketTable {
   groups: Owners[];
+  /**
+   * Connection-preserving handover (DESIGN.md, "Handover"; docs/datapath.md): per group, the
+   * previous owner of each bucket that is moving, else null. Absent = no bucket in handover.
+   * A TCP packet of such a bucket goes to the previous owner when it holds the connection,
+   * to the owner when it is a SYN or the owner holds the connection, else to nobody.
+   */
+  prev?: Owners[];
 }
 
 function byName(a: string, b: string): number {

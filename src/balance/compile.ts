@@ -126,6 +126,10 @@ export function compileTables(
     const row = table.groups[g.index];
     return row ? ownersToIds(row, nodes) : new Array<number>(NBUCKETS).fill(NODE_NONE);
   });
+  const prevOwners = farm.groups.map((g) => {
+    const row = table.prev?.[g.index];
+    return row ? ownersToIds(row, nodes) : new Array<number>(NBUCKETS).fill(NODE_NONE);
+  });
   return {
     hashSeed: farm.farmlb.hashSeed >>> 0,
     selfNode: nodeIdOf(cluster, selfNode),
@@ -133,6 +137,7 @@ export function compileTables(
     vips: farm.vips.map((v) => compileVip(farm, v)),
     rules: compileRules(farm),
     buckets,
+    prevOwners,
     // Learnt on the LAN, not configured: the daemon fills them in before apply().
     nodeMacs: nodes.map(() => null),
   };

@@ -83,6 +83,11 @@ export interface DataplaneTables {
   /** buckets[group][bucket] = owner node id or NODE_NONE; one row of 256 per group. */
   buckets: number[][];
   /**
+   * prevOwners[group][bucket] = the previous owner's node id while the bucket is in handover,
+   * else NODE_NONE (farmlb_bucket.prev_owner). Same shape as `buckets`; absent = no handover.
+   */
+  prevOwners?: number[][];
+  /**
    * MAC (aa:bb:cc:dd:ee:ff) of each node id on the VIP LAN, null when unknown: where
    * vmac_directed forwards, and how a frame from a node is recognised (never forwarded twice).
    * Index = node id; at most MAX_NODES entries.
