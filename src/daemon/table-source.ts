@@ -37,6 +37,21 @@ export interface SourceView {
   lastViewChange: ViewChange | null;
 }
 
+/**
+ * Connections this node still holds as the previous owner of buckets in handover (issue 7),
+ * counted from the kernel's socket table (src/daemon/holdings.ts). The sample is taken after
+ * the table of `epoch` was applied, so a count of 0 proves the node is done with a bucket:
+ * a previous owner never accepts a new connection.
+ */
+export interface Holdings {
+  /** Epoch of the installed table the sample was taken under. */
+  epoch: number;
+  /** counts[group][bucket]: established (not LISTEN, not TIME_WAIT) sockets; 0 where this node is not the previous owner. */
+  counts: number[][];
+  /** CLOCK_MONOTONIC ns when the sample was taken. */
+  sampledAtNs: bigint;
+}
+
 export interface TableSource {
   readonly mode: 'static' | 'membership';
   /** The table and lease the data plane starts with (before the program is attached). */
@@ -45,6 +60,8 @@ export interface TableSource {
   stop(): Promise<void>;
   /** The local checks or an administrative stop: false = this node must serve nothing. */
   setLocalHealth(ok: boolean, cause: string): void;
+  /** The latest connection sample of the buckets this node is handing over (optional: the static source ignores it). */
+  setHoldings?(h: Holdings): void;
   /** A runtime power change (farmlb power/drain/undrain). */
   setPower(change: PowerChange): Promise<void>;
   /** A SIGHUP reload checked by the host: the table to apply, or a refusal (throws). */

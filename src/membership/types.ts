@@ -169,6 +169,10 @@ export interface PeerStatus {
   incarnation?: string;
   configDigest?: string;
   epoch?: number;
+  /** Heartbeats accepted from this peer since start (all incarnations). */
+  heartbeatsReceived?: number;
+  /** Heartbeats of this peer never received: seq gaps within an incarnation. */
+  heartbeatsMissed?: number;
 }
 
 export interface MembershipStatus {
