@@ -182,12 +182,21 @@ static __always_inline struct farmlb_vip *find_vip(const struct farmlb_rule_key 
  * verifier from having to prove, after the IPv4 and IPv6 paths join, which header a
  * pointer came from (clang re-derives "is IPv6" from the EtherType, and the verifier
  * cannot link the two). */
+/* Where vmac_directed sends a frame this node does not take (deliver()). */
+struct forward {
+	__u8 to;         /* node id, FARMLB_NODE_NONE: nowhere */
+	__u8 second_hop; /* the owner of a bucket in handover, to the previous owner (§7) */
+};
+
 struct flow_bytes {
 	__u8 saddr[FARMLB_JHASH_MAX_LEN] FARMLB_JHASH_KEY_ALIGN; /* wire order; zero past addr_len */
 	__u8 sport[2];                    /* wire order */
 	__u8 ipid[2];                     /* wire order; IPv4 only */
 	__u8 addr_len;                    /* 4 or 16 */
-	__u8 _pad0[3];
+	__u8 tcp;                         /* a TCP flow: the handover rule applies (§7) */
+	__u8 syn;                         /* a TCP SYN without ACK: a new connection */
+	__u8 _pad0;
+	__be16 dport;                     /* the VIP's port: the socket lookup's local port */
 };
 
 /* Hash of the criterion bytes: constant lengths per branch, so each farmlb_jhash call folds
@@ -219,22 +228,101 @@ static __always_inline int criterion_hash(struct verdict *v, __u32 seed, __u32 c
 	return 1;
 }
 
+static __always_inline struct farmlb_bucket *bucket_entry(__u32 slot, __u32 group, __u32 bucket)
+{
+	__u32 idx = (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket;
+
+	return bpf_map_lookup_elem(&farmlb_buckets, &idx);
+}
+
 /* Owner of a bucket of the slot, FARMLB_NODE_NONE when nobody's (group < FARMLB_MAX_GROUPS). */
 static __always_inline __u8 bucket_owner(__u32 slot, __u32 group, __u32 bucket)
 {
-	__u32 idx = (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket;
-	struct farmlb_bucket *bkt = bpf_map_lookup_elem(&farmlb_buckets, &idx);
+	struct farmlb_bucket *bkt = bucket_entry(slot, group, bucket);
 
 	return bkt ? bkt->owner : FARMLB_NODE_NONE;
 }
 
-/* Steps 5 and 6 of docs/datapath.md: hash the criterion bytes, find the owner, decide.
- * *owner is left FARMLB_NODE_NONE unless a bucket decided. */
-static __always_inline void decide_by_bucket(struct verdict *v, const struct farmlb_ctl *ctl,
-					     const struct farmlb_slot_cfg *cfg, __u32 slot, __u32 group,
-					     __u32 criterion, const struct flow_bytes *flow, __u8 *owner)
+/* Does this node hold the TCP connection of the flow (client → VIP)? A socket that is not a
+ * listener: ESTABLISHED and the other synchronized states, or a request socket (the last ACK
+ * of a handshake this node started). TIME_WAIT does not count: its connection is over, and a
+ * client reusing the port opens a new one, which belongs to the new owner. The skc variant
+ * sees request and TIME_WAIT sockets as they are (bpf_sk_lookup_tcp would return the listener
+ * for the first and hide the second). The lookup runs in the namespace of the receiving
+ * device, the node's. */
+static __always_inline int holds_connection(struct xdp_md *ctx, const struct flow_bytes *flow,
+					    const __u8 *vip_addr)
 {
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 len;
+	int held;
+
+	if (flow->addr_len == 4) {
+		__builtin_memcpy(&t.ipv4.saddr, flow->saddr, 4);
+		__builtin_memcpy(&t.ipv4.daddr, vip_addr, 4);
+		__builtin_memcpy(&t.ipv4.sport, flow->sport, 2);
+		t.ipv4.dport = flow->dport;
+		len = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, flow->saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, vip_addr, 16);
+		__builtin_memcpy(&t.ipv6.sport, flow->sport, 2);
+		t.ipv6.dport = flow->dport;
+		len = sizeof(t.ipv6);
+	}
+	sk = bpf_skc_lookup_tcp(ctx, &t, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	held = sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT;
+	bpf_sk_release(sk);
+	return held;
+}
+
+/* §7, a TCP packet of a bucket in handover, on its owner or previous owner. The previous owner
+ * keeps what its sockets hold and never a SYN; the owner takes SYNs and what its sockets hold.
+ * What neither takes here goes, in vmac_directed, to the other one (*to); see deliver(). */
+static __always_inline void decide_handover(struct xdp_md *ctx, struct verdict *v, const struct farmlb_ctl *ctl,
+					    __u8 self, const struct farmlb_bucket *bkt, const struct flow_bytes *flow,
+					    const __u8 *vip_addr, struct forward *fwd)
+{
+	int mine;
+
+	if (self == bkt->prev_owner) {
+		mine = !flow->syn && holds_connection(ctx, flow, vip_addr);
+		fwd->to = bkt->owner;
+		if (!mine) {
+			set_verdict(v, XDP_DROP, FARMLB_R_DROP_HANDOVER);
+			return;
+		}
+		if (lease_valid(ctl))
+			set_verdict(v, XDP_PASS, FARMLB_R_PASS_HANDOVER_PREV);
+		else
+			set_verdict(v, XDP_DROP, FARMLB_R_DROP_LEASE);
+		return;
+	}
+	mine = flow->syn || holds_connection(ctx, flow, vip_addr);
+	fwd->to = bkt->prev_owner;
+	fwd->second_hop = 1;
+	if (!mine)
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_HANDOVER);
+	else if (lease_valid(ctl))
+		set_verdict(v, XDP_PASS, FARMLB_R_PASS_HANDOVER_NEW);
+	else
+		set_verdict(v, XDP_DROP, FARMLB_R_DROP_LEASE);
+}
+
+/* Steps 5 to 7 of docs/datapath.md: hash the criterion bytes, find the owner, decide.
+ * fwd says where vmac_directed sends what this node does not take: left to nobody unless a
+ * bucket decided. */
+static __always_inline void decide_by_bucket(struct xdp_md *ctx, struct verdict *v, const struct farmlb_ctl *ctl,
+					     const struct farmlb_slot_cfg *cfg, __u32 slot, __u32 group,
+					     __u32 criterion, const struct flow_bytes *flow, const __u8 *vip_addr,
+					     struct forward *fwd)
+{
+	struct farmlb_bucket *bkt;
 	__u32 hash, bucket;
+	__u8 owner, prev;
 
 	/* Never written by the daemon (the config has at most FARMLB_MAX_GROUPS groups),
 	 * but a larger group would index another slot's buckets; GROUP_NONE lands here too. */
@@ -245,10 +333,24 @@ static __always_inline void decide_by_bucket(struct verdict *v, const struct far
 	if (!criterion_hash(v, cfg->hash_seed, criterion, flow, &hash))
 		return;
 	bucket = farmlb_bucket_of(hash);
-	*owner = bucket_owner(slot, group, bucket);
+	bkt = bucket_entry(slot, group, bucket);
+	owner = bkt ? bkt->owner : FARMLB_NODE_NONE;
+	prev = bkt ? bkt->prev_owner : FARMLB_NODE_NONE;
 
 	v->bucket_stat = group * FARMLB_NBUCKETS + bucket;
-	if (*owner == FARMLB_NODE_NONE || *owner != cfg->self_node)
+	fwd->to = owner;
+	/* §7: only TCP flows hashed per connection hand over; on_ipid spreads one connection
+	 * over every node anyway, UDP follows the owner at once. */
+	if (bkt && prev != FARMLB_NODE_NONE && prev != owner && flow->tcp && criterion != FARMLB_CRIT_IPID) {
+		if (cfg->self_node != FARMLB_NODE_NONE && (cfg->self_node == owner || cfg->self_node == prev)) {
+			decide_handover(ctx, v, ctl, cfg->self_node, bkt, flow, vip_addr, fwd);
+			return;
+		}
+		/* A bystander: the owner decides, or, before there is one, the previous owner. */
+		if (owner == FARMLB_NODE_NONE)
+			fwd->to = prev;
+	}
+	if (owner == FARMLB_NODE_NONE || owner != cfg->self_node)
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NOT_OWNED);
 	else if (lease_valid(ctl))
 		set_verdict(v, XDP_PASS, FARMLB_R_PASS_OWNED);
@@ -313,35 +415,43 @@ static __always_inline void vmac_to_iface(struct xdp_md *ctx, const struct farml
 }
 
 /* After a bucket decided: the frame changes the verdict asks for. Passed frames get the
- * VMAC rewrite; in vmac_directed a frame owned by another node is sent on to it, unless it
- * came from a farm node already (never forwarded twice: no loops) or the lease ran out. */
+ * VMAC rewrite. In vmac_directed a frame this node does not take is sent on to `to` (the
+ * owner; during a handover see §7), unless it came from a farm node already (never forwarded
+ * twice: no loops) or the lease ran out. The one exception: the owner of a bucket in handover
+ * sends what it does not hold on to the previous owner even when another node forwarded it
+ * (the second hop), but never back to the previous owner's own forward. */
 static __always_inline void deliver(struct xdp_md *ctx, struct verdict *v, const struct farmlb_ctl *ctl,
 				    const struct farmlb_slot_cfg *cfg, __u32 slot, __u32 mode,
-				    struct ethhdr *eth, __u8 owner)
+				    struct ethhdr *eth, const struct forward *fwd)
 {
 	struct farmlb_mac_key mkey = { .slot = slot };
 	struct farmlb_node *node;
 	const __u8 *mac;
-	__u32 nidx;
+	__u32 nidx, to = fwd->to;
 
-	if (v->reason == FARMLB_R_PASS_OWNED) {
+	if (v->action == XDP_PASS) {
 		vmac_to_iface(ctx, ctl, eth, cfg, mode);
 		return;
 	}
-	if (v->reason != FARMLB_R_DROP_NOT_OWNED || mode != FARMLB_MODE_DIRECTED ||
-	    owner == FARMLB_NODE_NONE || owner >= FARMLB_MAX_NODES)
+	if ((v->reason != FARMLB_R_DROP_NOT_OWNED && v->reason != FARMLB_R_DROP_HANDOVER) ||
+	    mode != FARMLB_MODE_DIRECTED || to == FARMLB_NODE_NONE || to >= FARMLB_MAX_NODES)
 		return;
 	if (!lease_valid(ctl)) {
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_LEASE);
 		return;
 	}
-	mac_copy(mkey.mac, eth->h_source);
-	if (bpf_map_lookup_elem(&farmlb_node_macs, &mkey))
-		return; /* forwarded by a node already: DROP_NOT_OWNED */
-	nidx = slot * FARMLB_MAX_NODES + owner;
+	nidx = slot * FARMLB_MAX_NODES + to;
 	node = bpf_map_lookup_elem(&farmlb_nodes, &nidx);
 	if (!node || !(node->flags & FARMLB_NODE_F_KNOWN))
-		return; /* nowhere to send it: DROP_NOT_OWNED */
+		return; /* nowhere to send it: the drop stands */
+	if (fwd->second_hop) {
+		if (mac_equal(eth->h_source, node->mac))
+			return; /* the previous owner sent it here: never back */
+	} else {
+		mac_copy(mkey.mac, eth->h_source);
+		if (bpf_map_lookup_elem(&farmlb_node_macs, &mkey))
+			return; /* forwarded by a node already */
+	}
 	mac = ingress_mac(ctx, ctl);
 	if (!mac) {
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_NO_IFACE);
@@ -349,7 +459,7 @@ static __always_inline void deliver(struct xdp_md *ctx, struct verdict *v, const
 	}
 	mac_copy(eth->h_dest, node->mac);
 	mac_copy(eth->h_source, mac);
-	set_verdict(v, XDP_TX, FARMLB_R_TX_FORWARD);
+	set_verdict(v, XDP_TX, fwd->second_hop ? FARMLB_R_TX_FORWARD_PREV : FARMLB_R_TX_FORWARD);
 }
 
 /* ARP request / neighbour solicitation for a VIP (docs/datapath.md §8): record the requester,
@@ -695,7 +805,8 @@ int farmlb_xdp(struct xdp_md *ctx)
 	struct flow_bytes flow = {};
 	__u32 key0 = 0, slot, entry, group, criterion, mode = FARMLB_MODE_INVISIBLE;
 	int eth_type, proto, is_v6;
-	__u8 icmp_type, owner = FARMLB_NODE_NONE;
+	struct forward fwd = { .to = FARMLB_NODE_NONE };
+	__u8 icmp_type;
 	__u64 len = data_end - data;
 
 	eth_type = parse_ethhdr(&nh, data_end, &eth);
@@ -791,6 +902,15 @@ int farmlb_xdp(struct xdp_md *ctx)
 		if ((void *)(ports + 1) > data_end)
 			goto malformed;
 		__builtin_memcpy(flow.sport, &ports->source, 2);
+		flow.dport = ports->dest;
+		if (proto == IPPROTO_TCP) {
+			struct tcphdr *th = nh.pos;
+
+			if ((void *)(th + 1) > data_end) /* checked above; again for the verifier */
+				goto malformed;
+			flow.tcp = 1;
+			flow.syn = th->syn && !th->ack;
+		}
 
 		rkey.proto = proto;
 		rule = resolved_rule(desc, &rkey, ports->dest);
@@ -819,6 +939,8 @@ int farmlb_xdp(struct xdp_md *ctx)
 			if (!(is_v6 ? quoted_flow_v6(nh.pos, data_end, &rkey, &flow)
 				    : quoted_flow_v4(nh.pos, data_end, &rkey, &flow)))
 				goto control;
+			flow.dport = rkey.port;
+			flow.tcp = rkey.proto == IPPROTO_TCP;
 			rule = resolved_rule(desc, &rkey, rkey.port);
 			if (!rule || rule->criterion == FARMLB_CRIT_IPID)
 				goto control;
@@ -839,8 +961,8 @@ int farmlb_xdp(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
 	if (!cfg) /* slot < FARMLB_SLOTS: an array lookup that cannot miss */
 		goto out;
-	decide_by_bucket(&v, ctl, cfg, slot, group, criterion, &flow, &owner);
-	deliver(ctx, &v, ctl, cfg, slot, mode, eth, owner);
+	decide_by_bucket(ctx, &v, ctl, cfg, slot, group, criterion, &flow, rkey.addr, &fwd);
+	deliver(ctx, &v, ctl, cfg, slot, mode, eth, &fwd);
 	goto out;
 
 	/* VIP-only verdicts: each confirms the VIP first (see step 2 above). */

@@ -920,6 +920,19 @@ export function validateTables(t: DataplaneTables): void {
       if (!isNode(owner)) throw invalid(`group ${group} bucket ${bucket}: owner ${owner} is neither < ${MAX_NODES} nor NODE_NONE`);
     });
   });
+  if (t.prevOwners) {
+    if (t.prevOwners.length !== t.buckets.length) throw invalid(`${t.prevOwners.length} rows of previous owners for ${t.buckets.length} groups`);
+    t.prevOwners.forEach((row, group) => {
+      if (row.length !== NBUCKETS) throw invalid(`group ${group} has ${row.length} previous owners, not ${NBUCKETS}`);
+      row.forEach((prev, bucket) => {
+        if (!isNode(prev)) throw invalid(`group ${group} bucket ${bucket}: previous owner ${prev} is neither < ${MAX_NODES} nor NODE_NONE`);
+        // The program reads prev == owner as no handover; the membership never writes it.
+        if (prev !== NODE_NONE && prev === t.buckets[group]![bucket]) {
+          throw invalid(`group ${group} bucket ${bucket}: node ${prev} is both owner and previous owner`);
+        }
+      });
+    });
+  }
   if (t.vips.length > MAX_VIPS) throw invalid(`${t.vips.length} VIPs, the data plane holds ${MAX_VIPS}`);
   const vipIds = new Set<number>();
   const vipAddrs = new Set<string>();

@@ -48,6 +48,9 @@ const ETH_P_ARP = 0x0806;
 const IPPROTO_HOPOPTS = 0;
 const IPPROTO_ICMP = 1;
 const IPPROTO_TCP = 6;
+/** TCP flag bits (byte 13 of the header): a SYN without ACK opens a connection. */
+const TCP_SYN = 0x02;
+const TCP_ACK = 0x10;
 const IPPROTO_UDP = 17;
 const IPPROTO_ROUTING = 43;
 const IPPROTO_FRAGMENT = 44;
@@ -210,6 +213,18 @@ export interface Ingress {
   /** MAC of the receiving interface (6 bytes); undefined = the daemon has not registered it. */
   ifaceMac?: Uint8Array;
 }
+
+/**
+ * The node's TCP sockets as the program's bpf_skc_lookup_tcp sees them (docs/datapath.md §7):
+ * does a socket for this client → VIP flow exist that is neither a listener nor in TIME_WAIT?
+ * Addresses are wire-order bytes (4 or 16), ports host order.
+ */
+export interface ConnectionTable {
+  holds(family: 4 | 6, client: Uint8Array, clientPort: number, vip: Uint8Array, vipPort: number): boolean;
+}
+
+/** No sockets at all: what a namespace without the VIP's connections answers. */
+export const NO_CONNECTIONS: ConnectionTable = { holds: () => false };
 
 /** What the quoted packet of an ICMP error says about the flow it belongs to (docs/datapath.md §10). */
 interface QuotedFlow {
@@ -425,6 +440,7 @@ export function decide(
   leaseDeadlineNs: bigint,
   nowNs: bigint,
   ingress: Ingress = {},
+  sockets: ConnectionTable = NO_CONNECTIONS,
 ): PacketDecision {
   const verdict = (action: number, reason: Reason): PacketDecision => ({ action, reason, frame });
   const malformed = (): PacketDecision => verdict(XDP_DROP, 'drop_malformed');
@@ -453,11 +469,20 @@ export function decide(
   let criterion: number;
   let addrBytes: Uint8Array = net.saddr;
   let sport: Uint8Array | undefined;
+  // §7: what the handover rule needs: a TCP flow, a new connection, the VIP's port.
+  let tcp = false;
+  let syn = false;
+  let vipPort = 0;
 
   if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
     if (l4 + (proto === IPPROTO_TCP ? 20 : 8) > frame.length) return malformed();
     const dport = be16(frame, l4 + 2);
     sport = frame.slice(l4, l4 + 2);
+    vipPort = dport;
+    if (proto === IPPROTO_TCP) {
+      tcp = true;
+      syn = (frame[l4 + 13]! & (TCP_SYN | TCP_ACK)) === TCP_SYN;
+    }
     // The semantic precedence (the program reads the same answer, precomputed, from the
     // resolved table XdpDataplane writes; test/unit/rule-table.test.ts holds them equal).
     const rule = winningRule(idx.rules, proto, vip.id, family, dport);
@@ -480,6 +505,8 @@ export function decide(
       criterion = rule.criterion;
       addrBytes = q.clientAddr;
       sport = q.clientPort;
+      tcp = q.proto === IPPROTO_TCP;
+      vipPort = q.vipPort;
     } else if (family === 6 && ICMPV6_ND_TYPES.has(type)) {
       if (type === ICMPV6_NS && l4 + ND_MSG_LEN > frame.length) return malformed();
       return control();
@@ -500,20 +527,42 @@ export function decide(
 
   const bucket = bucketOf(bytes, tables.hashSeed);
   const owner = tables.buckets[group]?.[bucket] ?? NODE_NONE;
+  const prev = tables.prevOwners?.[group]?.[bucket] ?? NODE_NONE;
+  const self = tables.selfNode;
   const withBucket = (action: number, reason: Reason, out = frame): PacketDecision => ({ action, reason, group, bucket, owner, frame: out });
-  if (owner === tables.selfNode && owner !== NODE_NONE)
-    return leaseValid ? withBucket(XDP_PASS, 'pass_owned', vmacToIface(frame, vip, idx, ingress)) : withBucket(XDP_DROP, 'drop_lease');
-  // §9, vmac_directed: another node's packet goes on to it, once.
-  if (!isDirected(vip) || owner === NODE_NONE || owner >= MAX_NODES) return withBucket(XDP_DROP, 'drop_not_owned');
+  const pass = (reason: Reason): PacketDecision =>
+    leaseValid ? withBucket(XDP_PASS, reason, vmacToIface(frame, vip, idx, ingress)) : withBucket(XDP_DROP, 'drop_lease');
+  const holds = (): boolean => sockets.holds(family, addrBytes, be16(sport ?? new Uint8Array(2), 0), vip.addrBytes.subarray(0, family === 4 ? 4 : 16), vipPort);
+
+  // §7, handover: a TCP connection's packets go to whichever of the two nodes holds it.
+  let to = owner;
+  let secondHop = false;
+  let dropReason: Reason = 'drop_not_owned';
+  const handover = prev !== NODE_NONE && prev !== owner && tcp && criterion !== CriterionId.Ipid;
+  if (handover && self !== NODE_NONE && self === prev) {
+    if (!syn && holds()) return pass('pass_handover_prev');
+    dropReason = 'drop_handover';
+  } else if (handover && self !== NODE_NONE && self === owner) {
+    if (syn || holds()) return pass('pass_handover_new');
+    dropReason = 'drop_handover';
+    to = prev;
+    secondHop = true;
+  } else {
+    if (handover && owner === NODE_NONE) to = prev;
+    if (owner === self && owner !== NODE_NONE) return pass('pass_owned');
+  }
+  // §9, vmac_directed: another node's packet goes on to it, once (twice in a handover).
+  if (!isDirected(vip) || to === NODE_NONE || to >= MAX_NODES) return withBucket(XDP_DROP, dropReason);
   if (!leaseValid) return withBucket(XDP_DROP, 'drop_lease');
-  if (idx.nodeByMac.has(formatMac(frame.subarray(6, 12)))) return withBucket(XDP_DROP, 'drop_not_owned');
-  const ownerMac = tables.nodeMacs?.[owner];
-  if (!ownerMac) return withBucket(XDP_DROP, 'drop_not_owned');
+  const toMac = tables.nodeMacs?.[to];
+  if (!toMac) return withBucket(XDP_DROP, dropReason);
+  const source = formatMac(frame.subarray(6, 12));
+  if (secondHop ? source === formatMac(parseMac(toMac)) : idx.nodeByMac.has(source)) return withBucket(XDP_DROP, dropReason);
   if (!ingress.ifaceMac) return withBucket(XDP_DROP, 'drop_no_iface');
   const out = frame.slice();
-  out.set(parseMac(ownerMac), 0);
+  out.set(parseMac(toMac), 0);
   out.set(ingress.ifaceMac.subarray(0, 6), 6);
-  return withBucket(XDP_TX, 'tx_forward', out);
+  return withBucket(XDP_TX, secondHop ? 'tx_forward_prev' : 'tx_forward', out);
 }
 
 /** struct farmlb_nd_msg + the option, behind an untagged Ethernet header: farmlb_egress's offsets. */
@@ -579,6 +628,7 @@ export class ModelDataplane implements Dataplane {
   private buckets = zeroBucketCounters();
   private requesterMap = new Map<string, Requester>();
   private ifaceMacs = new Map<number, Uint8Array>();
+  private sockets: ConnectionTable = NO_CONNECTIONS;
 
   async apply(tables: DataplaneTables): Promise<void> {
     this.current = tables;
@@ -602,13 +652,18 @@ export class ModelDataplane implements Dataplane {
     else this.ifaceMacs.set(ifindex, parseMac(mac));
   }
 
+  /** The node's sockets, as the program's socket lookup would find them (§7). */
+  setConnections(sockets: ConnectionTable): void {
+    this.sockets = sockets;
+  }
+
   /**
    * Decide one frame as the program would at time nowNs, coming in on interface `ifindex`
    * (BPF_PROG_TEST_RUN uses the loopback device, 1), and count it as the program does.
    */
   process(frame: Uint8Array, nowNs: bigint, ifindex = 1): PacketDecision {
     const mac = this.ifaceMacs.get(ifindex);
-    const decision = decide(frame, this.current, this.leaseDeadlineNs, nowNs, mac ? { ifaceMac: mac } : {});
+    const decision = decide(frame, this.current, this.leaseDeadlineNs, nowNs, mac ? { ifaceMac: mac } : {}, this.sockets);
     const counter = this.reasons[decision.reason];
     counter.packets += 1n;
     counter.bytes += BigInt(frame.length);

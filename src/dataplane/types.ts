@@ -35,6 +35,11 @@ export const REASONS = [
   'tx_forward',
   'drop_arp_dad',
   'drop_no_iface',
+  // issue 7: connection-preserving handover (docs/datapath.md §7)
+  'pass_handover_prev',
+  'pass_handover_new',
+  'drop_handover',
+  'tx_forward_prev',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 

@@ -217,13 +217,20 @@ function readActiveTables(maps: Maps): DataplaneTables {
   for (const v of vips) if (v.arpGroup !== GROUP_NONE) groups = Math.max(groups, v.arpGroup + 1);
   groups = Math.min(groups, MAX_GROUPS);
   const buckets: number[][] = [];
+  const prevOwners: number[][] = [];
+  let handover = false;
   for (let group = 0; group < groups; group++) {
     const row: number[] = [];
+    const prevRow: number[] = [];
     for (let bucket = 0; bucket < NBUCKETS; bucket++) {
       const value = maps.farmlb_buckets.lookup(encodeIndexKey(bucketIndex(slot, group, bucket)));
-      row.push(value ? decodeBucket(value).owner : NODE_NONE);
+      const b = value ? decodeBucket(value) : undefined;
+      row.push(b ? b.owner : NODE_NONE);
+      prevRow.push(b ? b.prevOwner : NODE_NONE);
+      if (b && b.prevOwner !== NODE_NONE) handover = true;
     }
     buckets.push(row);
+    prevOwners.push(prevRow);
   }
   const nodeMacs: (string | null)[] = [];
   for (let node = 0; node < MAX_NODES; node++) {
@@ -233,7 +240,16 @@ function readActiveTables(maps: Maps): DataplaneTables {
   }
   // Trailing unknown nodes carry nothing: the table had at most as many entries as nodes.
   while (nodeMacs.length > 0 && nodeMacs[nodeMacs.length - 1] === null) nodeMacs.pop();
-  return { hashSeed: cfg.hashSeed, selfNode: cfg.selfNode, vmac: formatMac(cfg.vmac), vips, rules, buckets, nodeMacs };
+  return {
+    hashSeed: cfg.hashSeed,
+    selfNode: cfg.selfNode,
+    vmac: formatMac(cfg.vmac),
+    vips,
+    rules,
+    buckets,
+    ...(handover ? { prevOwners } : {}),
+    nodeMacs,
+  };
 }
 
 function readRequesters(maps: Maps): Requester[] {
@@ -264,6 +280,7 @@ function cloneTables(t: DataplaneTables): DataplaneTables {
     vips: t.vips.map((v) => ({ ...v, addrBytes: Uint8Array.from(v.addrBytes) })),
     rules: t.rules.map((r) => ({ ...r })),
     buckets: t.buckets.map((row) => [...row]),
+    ...(t.prevOwners ? { prevOwners: t.prevOwners.map((row) => [...row]) } : {}),
     nodeMacs: [...(t.nodeMacs ?? [])],
   };
 }
@@ -421,10 +438,11 @@ export class XdpDataplane implements Dataplane {
     const values = Buffer.alloc(count * size);
     for (let group = 0; group < MAX_GROUPS; group++) {
       const row = t.buckets[group];
+      const prevRow = t.prevOwners?.[group];
       for (let bucket = 0; bucket < NBUCKETS; bucket++) {
         const i = group * NBUCKETS + bucket;
         encodeIndexKey(bucketIndex(slot, group, bucket)).copy(keys, i * 4);
-        encodeBucket({ owner: row?.[bucket] ?? NODE_NONE, prevOwner: NODE_NONE, flags: 0 }, values, i * size);
+        encodeBucket({ owner: row?.[bucket] ?? NODE_NONE, prevOwner: prevRow?.[bucket] ?? NODE_NONE, flags: 0 }, values, i * size);
       }
     }
     await buckets.updateBatch(keys, values, count);
