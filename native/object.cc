@@ -5,6 +5,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -183,12 +184,52 @@ class TestRunWorker : public PromiseWorker {
   uint32_t durationNs_ = 0;
 };
 
+// Runs the worker's thread in another network namespace for its lifetime. BPF_PROG_TEST_RUN
+// of an XDP program gives the frame the loopback device of the caller's namespace, and the
+// program's socket lookups (bpf_skc_lookup_tcp) search that namespace: testing a decision that
+// depends on sockets needs the namespace that holds them. setns(CLONE_NEWNET) changes only the
+// calling thread; the thread is a pool thread that later runs other work, so failing to go
+// back is fatal rather than silently leaving it in the wrong namespace.
+class ThreadNetns {
+ public:
+  explicit ThreadNetns(const std::string& path) {
+    if (path.empty()) return;
+    home_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home_ < 0) {
+      error_ = errno;
+      what_ = "open(/proc/thread-self/ns/net)";
+      return;
+    }
+    int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (target < 0 || setns(target, CLONE_NEWNET) != 0) {
+      error_ = errno;
+      what_ = target < 0 ? "open(" + path + ")" : "setns(" + path + ")";
+    }
+    if (target >= 0) close(target);
+  }
+  ~ThreadNetns() {
+    if (home_ < 0) return;
+    if (error_ == 0 && setns(home_, CLONE_NEWNET) != 0) abort();
+    close(home_);
+  }
+  int error() const { return error_; }
+  const std::string& what() const { return what_; }
+
+ private:
+  int home_ = -1;
+  int error_ = 0;
+  std::string what_;
+};
+
 // Many frames, one run each, in one worker: a differential test of 10^5 packets would
 // otherwise pay a thread-pool round trip per packet.
 class TestRunManyWorker : public PromiseWorker {
  public:
-  TestRunManyWorker(Napi::Env env, UniqueFd progFd, std::string program)
-      : PromiseWorker(env, "farmlb:testRunMany"), progFd_(std::move(progFd)), program_(std::move(program)) {}
+  TestRunManyWorker(Napi::Env env, UniqueFd progFd, std::string program, std::string netns)
+      : PromiseWorker(env, "farmlb:testRunMany"),
+        progFd_(std::move(progFd)),
+        program_(std::move(program)),
+        netns_(std::move(netns)) {}
 
   void AddFrame(const uint8_t* data, size_t len) {
     inOffsets_.push_back(in_.size());
@@ -198,6 +239,11 @@ class TestRunManyWorker : public PromiseWorker {
  protected:
   void Run() override {
     LogCapture capture;
+    ThreadNetns netns(netns_);
+    if (netns.error() != 0) {
+      failure_ = MakeFailure("FARMLB_E_BPF_TEST_RUN", netns.error(), netns.what().c_str(), program_, capture.Take());
+      return;
+    }
     size_t frames = inOffsets_.size();
     outOffsets_.reserve(frames + 1);
     retvals_.reserve(frames);
@@ -245,6 +291,7 @@ class TestRunManyWorker : public PromiseWorker {
  private:
   UniqueFd progFd_;
   std::string program_;
+  std::string netns_;
   std::vector<uint8_t> in_;
   std::vector<size_t> inOffsets_;
   std::vector<uint8_t> out_;
@@ -402,9 +449,11 @@ Napi::Value NativeObject::TestRunMany(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsArray())
     Throw(env, "FARMLB_E_BPF_ARG", EINVAL, "argument", "frames must be an array of Buffers");
   Napi::Array frames = info[1].As<Napi::Array>();
+  // Optional: the path of a network namespace (/run/netns/NAME) to run the frames in.
+  std::string netns = info.Length() > 2 && !info[2].IsUndefined() ? ArgString(info, 2, "netns") : "";
   UniqueFd fd = DupFd(ProgFdOrThrow(env, program));
   if (!fd.valid()) Throw(env, "FARMLB_E_BPF_TEST_RUN", errno, "fcntl(F_DUPFD_CLOEXEC)", program);
-  std::unique_ptr<TestRunManyWorker> worker(new TestRunManyWorker(env, std::move(fd), program));
+  std::unique_ptr<TestRunManyWorker> worker(new TestRunManyWorker(env, std::move(fd), program, std::move(netns)));
   for (uint32_t i = 0; i < frames.Length(); i++) {
     Napi::Value v = frames[i];
     if (!v.IsBuffer())

@@ -59,7 +59,8 @@ export interface NativeObject {
   unpinMaps(dir: string): void;
   testRun(program: string, data: Buffer, repeat?: number): Promise<TestRunResult>;
   /** One run per frame, all in one worker thread. */
-  testRunMany(program: string, frames: Buffer[]): Promise<{ retval: number; dataOut: Buffer }[]>;
+  /** netns: path of a network namespace (/run/netns/NAME) whose loopback and sockets the runs see. */
+  testRunMany(program: string, frames: Buffer[], netns?: string): Promise<{ retval: number; dataOut: Buffer }[]>;
   /** Idempotent. Does not detach programs attached by netlink. */
   close(): void;
 }
@@ -257,8 +258,8 @@ class ObjectHandle implements NativeObject {
   testRun(program: string, data: Buffer, repeat?: number): Promise<TestRunResult> {
     return callAsync(() => this.raw.testRun(program, data, repeat));
   }
-  testRunMany(program: string, frames: Buffer[]): Promise<{ retval: number; dataOut: Buffer }[]> {
-    return callAsync(() => this.raw.testRunMany(program, frames));
+  testRunMany(program: string, frames: Buffer[], netns?: string): Promise<{ retval: number; dataOut: Buffer }[]> {
+    return callAsync(() => this.raw.testRunMany(program, frames, netns));
   }
   close(): void {
     this.raw.close();

@@ -594,11 +594,17 @@ export class XdpDataplane implements Dataplane {
     return this.obj.testRun(PROGRAM_NAME, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), repeat);
   }
 
-  testRunMany(frames: Uint8Array[]): Promise<{ retval: number; dataOut: Buffer }[]> {
+  /**
+   * One BPF_PROG_TEST_RUN per frame. `netns` (a path such as /run/netns/flb-x) runs them in
+   * that namespace: its loopback is the ingress device and its sockets are what the handover
+   * decision (§7) looks up.
+   */
+  testRunMany(frames: Uint8Array[], opts: { netns?: string } = {}): Promise<{ retval: number; dataOut: Buffer }[]> {
     this.assertOpen();
     return this.obj.testRunMany(
       PROGRAM_NAME,
       frames.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength)),
+      opts.netns,
     );
   }
 
