@@ -185,7 +185,7 @@ static __always_inline struct farmlb_vip *find_vip(const struct farmlb_rule_key 
 /* Where vmac_directed sends a frame this node does not take (deliver()). */
 struct forward {
 	__u8 to;         /* node id, FARMLB_NODE_NONE: nowhere */
-	__u8 second_hop; /* the owner of a bucket in handover, to the previous owner (§7) */
+	__u8 second_hop; /* the owner of a bucket in handover, to the previous owner (§12) */
 };
 
 struct flow_bytes {
@@ -193,7 +193,7 @@ struct flow_bytes {
 	__u8 sport[2];                    /* wire order */
 	__u8 ipid[2];                     /* wire order; IPv4 only */
 	__u8 addr_len;                    /* 4 or 16 */
-	__u8 tcp;                         /* a TCP flow: the handover rule applies (§7) */
+	__u8 tcp;                         /* a TCP flow: the handover rule applies (§12) */
 	__u8 syn;                         /* a TCP SYN without ACK: a new connection */
 	__u8 _pad0;
 	__be16 dport;                     /* the VIP's port: the socket lookup's local port */
@@ -279,7 +279,7 @@ static __always_inline int holds_connection(struct xdp_md *ctx, const struct flo
 	return held;
 }
 
-/* §7, a TCP packet of a bucket in handover, on its owner or previous owner. The previous owner
+/* §12, a TCP packet of a bucket in handover, on its owner or previous owner. The previous owner
  * keeps what its sockets hold and never a SYN; the owner takes SYNs and what its sockets hold.
  * What neither takes here goes, in vmac_directed, to the other one (*to); see deliver(). */
 static __always_inline void decide_handover(struct xdp_md *ctx, struct verdict *v, const struct farmlb_ctl *ctl,
@@ -339,7 +339,7 @@ static __always_inline void decide_by_bucket(struct xdp_md *ctx, struct verdict 
 
 	v->bucket_stat = group * FARMLB_NBUCKETS + bucket;
 	fwd->to = owner;
-	/* §7: only TCP flows hashed per connection hand over; on_ipid spreads one connection
+	/* §12: only TCP flows hashed per connection hand over; on_ipid spreads one connection
 	 * over every node anyway, UDP follows the owner at once. */
 	if (bkt && prev != FARMLB_NODE_NONE && prev != owner && flow->tcp && criterion != FARMLB_CRIT_IPID) {
 		if (cfg->self_node != FARMLB_NODE_NONE && (cfg->self_node == owner || cfg->self_node == prev)) {
@@ -416,7 +416,7 @@ static __always_inline void vmac_to_iface(struct xdp_md *ctx, const struct farml
 
 /* After a bucket decided: the frame changes the verdict asks for. Passed frames get the
  * VMAC rewrite. In vmac_directed a frame this node does not take is sent on to `to` (the
- * owner; during a handover see §7), unless it came from a farm node already (never forwarded
+ * owner; during a handover see §12), unless it came from a farm node already (never forwarded
  * twice: no loops) or the lease ran out. The one exception: the owner of a bucket in handover
  * sends what it does not hold on to the previous owner even when another node forwarded it
  * (the second hop), but never back to the previous owner's own forward. */

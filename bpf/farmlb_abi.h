@@ -96,7 +96,7 @@ enum farmlb_reason {
 	FARMLB_R_TX_FORWARD = 10,    /* vmac_directed: sent on to the bucket's owner (XDP_TX) */
 	FARMLB_R_DROP_ARP_DAD = 11,  /* ARP probe / DAD solicitation (requester 0.0.0.0 or ::): never answered */
 	FARMLB_R_DROP_NO_IFACE = 12, /* an answer or a forward was due, but farmlb_ifaces has no MAC for the interface */
-	/* Handover (docs/datapath.md §7): a TCP packet of a bucket that names a previous owner. */
+	/* Handover (docs/datapath.md §12): a TCP packet of a bucket that names a previous owner. */
 	FARMLB_R_PASS_HANDOVER_PREV = 13, /* previous owner: a packet of a connection it still holds */
 	FARMLB_R_PASS_HANDOVER_NEW = 14,  /* owner: a SYN, or a packet of a connection it holds */
 	FARMLB_R_DROP_HANDOVER = 15,      /* owner or previous owner: a packet of the other's connection (or of none) */
@@ -245,7 +245,7 @@ struct farmlb_vip_desc {
  * key (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket. */
 struct farmlb_bucket {
 	__u8 owner;      /* node id, FARMLB_NODE_NONE when nobody serves the bucket */
-	__u8 prev_owner; /* node id while the bucket is handed over (docs/datapath.md §7), else
+	__u8 prev_owner; /* node id while the bucket is handed over (docs/datapath.md §12), else
 			  * FARMLB_NODE_NONE; never equal to owner */
 	__u8 flags;
 	__u8 _pad0;

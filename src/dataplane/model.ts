@@ -1,4 +1,4 @@
-// The reference data plane in TypeScript: the steps of docs/datapath.md §0–11 over the
+// The reference data plane in TypeScript: the steps of docs/datapath.md §0–12 over the
 // semantic tables. bpf/farmlb.bpf.c reaches the same answers by a cheaper route (a VIP
 // index with per-VIP descriptors, the rule precedence resolved in advance: docs/datapath.md
 // §7); the model keeps
@@ -215,7 +215,7 @@ export interface Ingress {
 }
 
 /**
- * The node's TCP sockets as the program's bpf_skc_lookup_tcp sees them (docs/datapath.md §7):
+ * The node's TCP sockets as the program's bpf_skc_lookup_tcp sees them (docs/datapath.md §12):
  * does a socket for this client → VIP flow exist that is neither a listener nor in TIME_WAIT?
  * Addresses are wire-order bytes (4 or 16), ports host order.
  */
@@ -469,7 +469,7 @@ export function decide(
   let criterion: number;
   let addrBytes: Uint8Array = net.saddr;
   let sport: Uint8Array | undefined;
-  // §7: what the handover rule needs: a TCP flow, a new connection, the VIP's port.
+  // §12: what the handover rule needs: a TCP flow, a new connection, the VIP's port.
   let tcp = false;
   let syn = false;
   let vipPort = 0;
@@ -534,7 +534,7 @@ export function decide(
     leaseValid ? withBucket(XDP_PASS, reason, vmacToIface(frame, vip, idx, ingress)) : withBucket(XDP_DROP, 'drop_lease');
   const holds = (): boolean => sockets.holds(family, addrBytes, be16(sport ?? new Uint8Array(2), 0), vip.addrBytes.subarray(0, family === 4 ? 4 : 16), vipPort);
 
-  // §7, handover: a TCP connection's packets go to whichever of the two nodes holds it.
+  // §12, handover: a TCP connection's packets go to whichever of the two nodes holds it.
   let to = owner;
   let secondHop = false;
   let dropReason: Reason = 'drop_not_owned';
@@ -652,7 +652,7 @@ export class ModelDataplane implements Dataplane {
     else this.ifaceMacs.set(ifindex, parseMac(mac));
   }
 
-  /** The node's sockets, as the program's socket lookup would find them (§7). */
+  /** The node's sockets, as the program's socket lookup would find them (§12). */
   setConnections(sockets: ConnectionTable): void {
     this.sockets = sockets;
   }

@@ -35,7 +35,7 @@ export const REASONS = [
   'tx_forward',
   'drop_arp_dad',
   'drop_no_iface',
-  // issue 7: connection-preserving handover (docs/datapath.md §7)
+  // issue 7: connection-preserving handover (docs/datapath.md §12)
   'pass_handover_prev',
   'pass_handover_new',
   'drop_handover',

@@ -597,7 +597,7 @@ export class XdpDataplane implements Dataplane {
   /**
    * One BPF_PROG_TEST_RUN per frame. `netns` (a path such as /run/netns/flb-x) runs them in
    * that namespace: its loopback is the ingress device and its sockets are what the handover
-   * decision (§7) looks up.
+   * decision (§12) looks up.
    */
   testRunMany(frames: Uint8Array[], opts: { netns?: string } = {}): Promise<{ retval: number; dataOut: Buffer }[]> {
     this.assertOpen();

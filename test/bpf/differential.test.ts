@@ -155,7 +155,7 @@ const HAND_TABLES: DataplaneTables = {
 };
 
 /**
- * HAND_TABLES' rules in the middle of handovers (§7): this node handing group 0 over to node
+ * HAND_TABLES' rules in the middle of handovers (§12): this node handing group 0 over to node
  * 2, taking group 1 over from node 2 (TCP to the first VIP on any port: the busiest group),
  * group 2 leaving node 2 before its new owner is set (owner none, previous owner 2), and
  * group 3 both ways bucket by bucket.
@@ -209,7 +209,7 @@ function randomTables(rng: Rng, selfNode: number, vipAddrs?: readonly string[]):
   }
   const nodeMacs = NODE_MACS.map((m) => (rng.chance(0.8) ? m : null));
   const tables: DataplaneTables = { hashSeed: rng.int(2 ** 32), selfNode, vmac: VMAC, vips, rules: [...rules.values()], buckets: rows(...buckets), nodeMacs };
-  // Half the setups hand buckets over (§7). No socket of the test's namespace holds a flow of
+  // Half the setups hand buckets over (§12). No socket of the test's namespace holds a flow of
   // these VIPs, so this reaches every handover decision but "the previous owner holds it"
   // (test/bpf/handover.test.ts covers that one with real sockets).
   if (rng.chance(0.5)) {
@@ -292,7 +292,7 @@ function randomV6(rng: Rng): string {
 function randomL4(rng: Rng, family: 4 | 6): L4Spec | undefined {
   const port = (): number => (rng.chance(0.7) ? rng.pick(PORTS) : rng.int(0x10000));
   return rng.weighted<L4Spec | undefined>([
-    // A third are SYNs: handover (§7) tells a new connection from the rest.
+    // A third are SYNs: handover (§12) tells a new connection from the rest.
     [35, { proto: 'tcp', sport: rng.int(0x10000), dport: port(), flags: rng.chance(0.33) ? 0x02 : rng.int(256) }],
     [25, { proto: 'udp', sport: rng.int(0x10000), dport: port() }],
     [8, { proto: 'icmp', type: rng.chance(0.6) ? rng.pick([0, 3, 8, 11, 12, 5, 13]) : rng.int(256), code: rng.int(16) }],

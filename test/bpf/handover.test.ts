@@ -1,4 +1,4 @@
-// The handover decision (docs/datapath.md §7) of the XDP program against the TS model, with
+// The handover decision (docs/datapath.md §12) of the XDP program against the TS model, with
 // real sockets. A namespace holds a server on the VIPs (IPv4 and IPv6) and real client
 // connections to it: established ones, and ones the server closed first (TIME_WAIT on the
 // server side). BPF_PROG_TEST_RUN runs in that namespace (its loopback is the ingress device
