@@ -132,58 +132,6 @@ class OpenObjectWorker : public PromiseWorker {
   std::vector<std::string> mismatches_;
 };
 
-// BPF_PROG_TEST_RUN of one frame, `repeat` times. Output room: the frame plus 256 bytes,
-// the most XDP may grow a frame by (bpf_xdp_adjust_head/tail within the headroom).
-class TestRunWorker : public PromiseWorker {
- public:
-  TestRunWorker(Napi::Env env, UniqueFd progFd, std::string program, const uint8_t* data, size_t len,
-                uint32_t repeat)
-      : PromiseWorker(env, "farmlb:testRun"),
-        progFd_(std::move(progFd)),
-        program_(std::move(program)),
-        in_(data, data + len),
-        out_(len + 256),
-        repeat_(repeat) {}
-
- protected:
-  void Run() override {
-    LogCapture capture;
-    struct bpf_test_run_opts opts;
-    std::memset(&opts, 0, sizeof opts);
-    opts.sz = sizeof opts;
-    opts.data_in = in_.data();
-    opts.data_size_in = uint32_t(in_.size());
-    opts.data_out = out_.data();
-    opts.data_size_out = uint32_t(out_.size());
-    opts.repeat = int(repeat_);
-    int err = bpf_prog_test_run_opts(progFd_.get(), &opts);
-    if (err != 0) {
-      failure_ = MakeFailure("FARMLB_E_BPF_TEST_RUN", err, "bpf_prog_test_run_opts", program_, capture.Take());
-      return;
-    }
-    out_.resize(opts.data_size_out);
-    retval_ = opts.retval;
-    durationNs_ = opts.duration;
-  }
-
-  Napi::Value Result(Napi::Env env) override {
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("retval", Napi::Number::New(env, retval_));
-    result.Set("dataOut", Napi::Buffer<uint8_t>::Copy(env, out_.data(), out_.size()));
-    result.Set("durationNs", Napi::Number::New(env, durationNs_));
-    return result;
-  }
-
- private:
-  UniqueFd progFd_;
-  std::string program_;
-  std::vector<uint8_t> in_;
-  std::vector<uint8_t> out_;
-  uint32_t repeat_;
-  uint32_t retval_ = 0;
-  uint32_t durationNs_ = 0;
-};
-
 // Runs the worker's thread in another network namespace for its lifetime. BPF_PROG_TEST_RUN
 // of an XDP program gives the frame the loopback device of the caller's namespace, and the
 // program's socket lookups (bpf_skc_lookup_tcp) search that namespace: testing a decision that
@@ -219,6 +167,65 @@ class ThreadNetns {
   int home_ = -1;
   int error_ = 0;
   std::string what_;
+};
+
+// BPF_PROG_TEST_RUN of one frame, `repeat` times. Output room: the frame plus 256 bytes,
+// the most XDP may grow a frame by (bpf_xdp_adjust_head/tail within the headroom).
+class TestRunWorker : public PromiseWorker {
+ public:
+  TestRunWorker(Napi::Env env, UniqueFd progFd, std::string program, const uint8_t* data, size_t len,
+                uint32_t repeat, std::string netns)
+      : PromiseWorker(env, "farmlb:testRun"),
+        progFd_(std::move(progFd)),
+        program_(std::move(program)),
+        netns_(std::move(netns)),
+        in_(data, data + len),
+        out_(len + 256),
+        repeat_(repeat) {}
+
+ protected:
+  void Run() override {
+    LogCapture capture;
+    ThreadNetns netns(netns_);
+    if (netns.error() != 0) {
+      failure_ = MakeFailure("FARMLB_E_BPF_TEST_RUN", netns.error(), netns.what().c_str(), program_, capture.Take());
+      return;
+    }
+    struct bpf_test_run_opts opts;
+    std::memset(&opts, 0, sizeof opts);
+    opts.sz = sizeof opts;
+    opts.data_in = in_.data();
+    opts.data_size_in = uint32_t(in_.size());
+    opts.data_out = out_.data();
+    opts.data_size_out = uint32_t(out_.size());
+    opts.repeat = int(repeat_);
+    int err = bpf_prog_test_run_opts(progFd_.get(), &opts);
+    if (err != 0) {
+      failure_ = MakeFailure("FARMLB_E_BPF_TEST_RUN", err, "bpf_prog_test_run_opts", program_, capture.Take());
+      return;
+    }
+    out_.resize(opts.data_size_out);
+    retval_ = opts.retval;
+    durationNs_ = opts.duration;
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("retval", Napi::Number::New(env, retval_));
+    result.Set("dataOut", Napi::Buffer<uint8_t>::Copy(env, out_.data(), out_.size()));
+    result.Set("durationNs", Napi::Number::New(env, durationNs_));
+    return result;
+  }
+
+ private:
+  UniqueFd progFd_;
+  std::string program_;
+  std::string netns_;
+  std::vector<uint8_t> in_;
+  std::vector<uint8_t> out_;
+  uint32_t repeat_;
+  uint32_t retval_ = 0;
+  uint32_t durationNs_ = 0;
 };
 
 // Many frames, one run each, in one worker: a differential test of 10^5 packets would
@@ -437,9 +444,11 @@ Napi::Value NativeObject::TestRun(const Napi::CallbackInfo& info) {
   Napi::Buffer<uint8_t> data = ArgBuffer(info, 1, "data");
   uint32_t repeat = info.Length() > 2 && !info[2].IsUndefined() ? ArgU32(info, 2, "repeat") : 1;
   if (repeat > INT32_MAX) Throw(env, "FARMLB_E_BPF_ARG", EINVAL, "bpf_prog_test_run_opts", "repeat too large");
+  // Optional: the path of a network namespace (/run/netns/NAME) to run in (ThreadNetns).
+  std::string netns = info.Length() > 3 && !info[3].IsUndefined() ? ArgString(info, 3, "netns") : "";
   UniqueFd fd = DupFd(ProgFdOrThrow(env, program));
   if (!fd.valid()) Throw(env, "FARMLB_E_BPF_TEST_RUN", errno, "fcntl(F_DUPFD_CLOEXEC)", program);
-  auto* worker = new TestRunWorker(env, std::move(fd), program, data.Data(), data.Length(), repeat);
+  auto* worker = new TestRunWorker(env, std::move(fd), program, data.Data(), data.Length(), repeat, std::move(netns));
   return worker->QueuePromise();
 }
 

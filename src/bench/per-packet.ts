@@ -11,11 +11,13 @@
 
 import { bucketOf } from '../balance/hash.js';
 import { bpfObjectPath, loadNative, type Native, type NativeObject } from '../dataplane/native.js';
-import { addrBytes16, buildFrame, parseIp, TCP_ACK, type FrameSpec } from '../dataplane/packet.js';
+import { addrBytes16, buildFrame, parseIp, TCP_ACK, TCP_SYN, type FrameSpec } from '../dataplane/packet.js';
+import { holdConnection, type HeldConnection } from './socket-holder.js';
 import {
   CriterionId,
   GROUP_NONE,
   NBUCKETS,
+  NODE_NONE,
   PORT_ANY,
   VIP_ANY,
   XDP_DROP,
@@ -48,6 +50,9 @@ export type CaseId =
   | 'not_owned_v4_tcp'
   | 'vip_no_rule_v4_udp'
   | 'owned_v6_tcp'
+  | 'handover_owner_syn'
+  | 'handover_owner_miss'
+  | 'handover_prev_held'
   | 'drop';
 
 export interface PerPacketRow {
@@ -167,19 +172,44 @@ interface Case {
   verdict: number;
   reason?: Reason;
   targetNs?: number;
+  /** Run in this namespace (its sockets are what the handover lookup finds). */
+  netns?: string;
+}
+
+/**
+ * Buckets in handover (docs/datapath.md §12), none of them the bucket of the plain owned
+ * case: `held`'s bucket is being handed over by this node (it is the previous owner and
+ * holds the connection), `taking`'s bucket is being taken over by this node.
+ */
+function handoverSetup(tables: DataplaneTables, plainOwned: string, held: string): { tables: DataplaneTables; taking: string } {
+  const row = [...tables.buckets[0]!];
+  const prev = Array<number>(NBUCKETS).fill(NODE_NONE);
+  const bucketOfAddr = (a: string): number => bucketOf(parseIp(a).bytes, tables.hashSeed);
+  const other = (SELF_NODE + 1) % NODES;
+  const heldBucket = bucketOfAddr(held);
+  const used = new Set([bucketOfAddr(plainOwned), heldBucket]);
+  let taking = '';
+  for (let n = 1; n < 10_000 && !taking; n++) if (!used.has(bucketOfAddr(v4(n)))) taking = v4(n);
+  row[heldBucket] = other;
+  prev[heldBucket] = SELF_NODE;
+  row[bucketOfAddr(taking)] = SELF_NODE;
+  prev[bucketOfAddr(taking)] = other;
+  const prevOwners = tables.buckets.map(() => Array<number>(NBUCKETS).fill(NODE_NONE));
+  prevOwners[0] = prev;
+  return { tables: { ...tables, buckets: [row, ...tables.buckets.slice(1)], prevOwners }, taking };
 }
 
 /** 60-byte frames (the Ethernet minimum without FCS) for IPv4, 74+ for IPv6 TCP. */
-function cases(tables: DataplaneTables): Case[] {
+function cases(tables: DataplaneTables, owned4: string, held: HeldConnection, taking: string): Case[] {
   const udp = (src: string, dst: string, dport: number): FrameSpec => ({
     l3: { family: 4, src, dst },
     l4: { proto: 'udp', sport: 40000, dport },
     payload: 18,
   });
-  const tcp = (src: string, dst: string, dport: number, ethDst?: string): FrameSpec => ({
+  const tcp = (src: string, dst: string, dport: number, ethDst?: string, flags = TCP_ACK, sport = 40000): FrameSpec => ({
     ...(ethDst && { eth: { dst: ethDst } }),
     l3: src.includes(':') ? { family: 6, src, dst } : { family: 4, src, dst },
-    l4: { proto: 'tcp', sport: 40000, dport, flags: TCP_ACK },
+    l4: { proto: 'tcp', sport, dport, flags },
     payload: src.includes(':') ? 0 : 6,
   });
   const nonVip = buildFrame(udp('198.51.100.7', NON_VIP4, 53));
@@ -198,7 +228,7 @@ function cases(tables: DataplaneTables): Case[] {
       id: 'owned_v4_tcp',
       label: 'owned IPv4 TCP',
       program: 'farmlb_xdp',
-      frame: buildFrame(tcp(sourceFor(tables, true, v4), VIP_WEB4, 80)),
+      frame: buildFrame(tcp(owned4, VIP_WEB4, 80)),
       verdict: XDP_PASS,
       reason: 'pass_owned',
       targetNs: 15,
@@ -209,7 +239,7 @@ function cases(tables: DataplaneTables): Case[] {
       id: 'owned_v4_tcp_vmac',
       label: 'owned IPv4 TCP to the VMAC',
       program: 'farmlb_xdp',
-      frame: buildFrame(tcp(sourceFor(tables, true, v4), VIP_WEB4, 80, VMAC)),
+      frame: buildFrame(tcp(owned4, VIP_WEB4, 80, VMAC)),
       verdict: XDP_PASS,
       reason: 'pass_owned',
     },
@@ -237,20 +267,46 @@ function cases(tables: DataplaneTables): Case[] {
       verdict: XDP_PASS,
       reason: 'pass_owned',
     },
+    {
+      // §12: a SYN needs no socket lookup; the owner takes it.
+      id: 'handover_owner_syn',
+      label: 'in handover, owner: SYN',
+      program: 'farmlb_xdp',
+      frame: buildFrame(tcp(taking, VIP_WEB4, 80, undefined, TCP_SYN)),
+      verdict: XDP_PASS,
+      reason: 'pass_handover_new',
+    },
+    {
+      id: 'handover_owner_miss',
+      label: 'in handover, owner: ACK it does not hold (lookup misses)',
+      program: 'farmlb_xdp',
+      frame: buildFrame(tcp(taking, VIP_WEB4, 80)),
+      verdict: XDP_DROP,
+      reason: 'drop_handover',
+    },
+    {
+      id: 'handover_prev_held',
+      label: 'in handover, previous owner: ACK of its connection (lookup finds it)',
+      program: 'farmlb_xdp',
+      frame: buildFrame(tcp(held.client, VIP_WEB4, held.vipPort, undefined, TCP_ACK, held.clientPort)),
+      verdict: XDP_PASS,
+      reason: 'pass_handover_prev',
+      netns: held.netnsPath,
+    },
     { id: 'drop', label: 'drop program', program: 'farmlb_drop', frame: nonVip, verdict: XDP_DROP },
   ];
 }
 
 // ---- measuring ------------------------------------------------------------------------
 
-type Runner = (frame: Uint8Array, repeat: number) => Promise<{ retval: number; durationNs: number }>;
+type Runner = (frame: Uint8Array, repeat: number, netns?: string) => Promise<{ retval: number; durationNs: number }>;
 
 const buf = (f: Uint8Array): Buffer => Buffer.from(f.buffer, f.byteOffset, f.byteLength);
 const verdictName = (v: number): PerPacketRow['verdict'] => (v === XDP_DROP ? 'XDP_DROP' : 'XDP_PASS');
 
 async function checkReason(dp: XdpDataplane, c: Case): Promise<void> {
   const before = await dp.reasonCounters();
-  const { retval } = await dp.testRun(c.frame, 1);
+  const { retval } = await dp.testRun(c.frame, 1, c.netns ? { netns: c.netns } : {});
   const after = await dp.reasonCounters();
   const moved = (Object.keys(after) as Reason[]).filter((r) => after[r].packets !== before[r].packets);
   if (retval !== c.verdict || moved.length !== 1 || moved[0] !== c.reason)
@@ -261,6 +317,7 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
   const native = opts.native ?? loadNative();
   const opened: NativeObject[] = [];
   let dp: XdpDataplane | undefined;
+  let held: HeldConnection | undefined;
   try {
     const nop = await native.openObject(bpfObjectPath('nop'));
     opened.push(nop);
@@ -268,7 +325,9 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
     opened.push(drop);
     dp = await XdpDataplane.open({ native });
     const farm = dp;
-    const tables = benchTables();
+    const owned4 = sourceFor(benchTables(), true, v4);
+    held = await holdConnection(VIP_WEB4, 80, sourceFor(benchTables(), false, (n) => v4(n + 5000)));
+    const { tables, taking } = handoverSetup(benchTables(), owned4, held.client);
     await farm.apply(tables);
     // Valid for an hour: the lease check takes its "still valid" branch, as on a healthy node.
     await farm.setLease(native.monotonicNs() + 3_600_000_000_000n);
@@ -278,16 +337,16 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
     const runners: Record<Case['program'], Runner> = {
       farmlb_nop: (f, n) => nop.testRun('farmlb_nop', buf(f), n),
       farmlb_drop: (f, n) => drop.testRun('farmlb_drop', buf(f), n),
-      farmlb_xdp: (f, n) => farm.testRun(f, n),
+      farmlb_xdp: (f, n, netns) => farm.testRun(f, n, netns ? { netns } : {}),
     };
-    const all = cases(tables);
+    const all = cases(tables, owned4, held, taking);
     for (const c of all) if (c.program === 'farmlb_xdp') await checkReason(farm, c);
 
     const samples = new Map<CaseId, number[]>(all.map((c) => [c.id, []]));
     // Round 0 warms caches, the JIT image and the CPU frequency; it is not kept.
     for (let round = 0; round <= opts.rounds; round++) {
       for (const c of all) {
-        const r = await runners[c.program](c.frame, opts.repeat);
+        const r = await runners[c.program](c.frame, opts.repeat, c.netns);
         if (r.retval !== c.verdict) throw new Error(`bench case "${c.label}": verdict ${r.retval} during timing`);
         if (round > 0) samples.get(c.id)!.push(r.durationNs);
       }
@@ -327,6 +386,9 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
         ['owned_v4_tcp_vmac', 'owned_v4_tcp', 'the VMAC rewrite (interface MAC from the per-CPU cache, destination rewritten)'],
         ['vip_no_rule_v4_udp', 'non_vip_v4_udp', 'VIP traffic no rule covers (descriptor, a port scan that misses, then "drop, no rule")'],
         ['owned_v6_tcp', 'owned_v4_tcp', 'IPv6 instead of IPv4 on the owned path (16-byte address compare and hash)'],
+        ['handover_owner_syn', 'owned_v4_tcp', 'a SYN in a bucket in handover (the TCP flags and the previous owner read; no lookup)'],
+        ['handover_owner_miss', 'owned_v4_tcp', 'a socket lookup that misses (the owner checks a packet it does not hold)'],
+        ['handover_prev_held', 'owned_v4_tcp', 'a socket lookup that finds an established connection (and releases it)'],
       ].map(([a, b, what]) => ({ formula: `${a} − ${b}`, what: what!, ns: ns(a as CaseId) - ns(b as CaseId) })),
       tables: {
         groups: tables.buckets.length,
@@ -337,6 +399,7 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
       },
     };
   } finally {
+    await held?.close();
     await dp?.close();
     for (const o of opened) o.close();
   }

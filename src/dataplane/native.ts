@@ -57,7 +57,7 @@ export interface NativeObject {
   pinMaps(dir: string): void;
   /** Remove this object's pins (absent ones are fine), then rmdir if empty. */
   unpinMaps(dir: string): void;
-  testRun(program: string, data: Buffer, repeat?: number): Promise<TestRunResult>;
+  testRun(program: string, data: Buffer, repeat?: number, netns?: string): Promise<TestRunResult>;
   /** One run per frame, all in one worker thread. */
   /** netns: path of a network namespace (/run/netns/NAME) whose loopback and sockets the runs see. */
   testRunMany(program: string, frames: Buffer[], netns?: string): Promise<{ retval: number; dataOut: Buffer }[]>;
@@ -255,8 +255,8 @@ class ObjectHandle implements NativeObject {
   unpinMaps(dir: string): void {
     call(() => this.raw.unpinMaps(dir));
   }
-  testRun(program: string, data: Buffer, repeat?: number): Promise<TestRunResult> {
-    return callAsync(() => this.raw.testRun(program, data, repeat));
+  testRun(program: string, data: Buffer, repeat?: number, netns?: string): Promise<TestRunResult> {
+    return callAsync(() => this.raw.testRun(program, data, repeat, netns));
   }
   testRunMany(program: string, frames: Buffer[], netns?: string): Promise<{ retval: number; dataOut: Buffer }[]> {
     return callAsync(() => this.raw.testRunMany(program, frames, netns));

@@ -589,9 +589,10 @@ export class XdpDataplane implements Dataplane {
     return this.obj.testRun(EGRESS_PROGRAM_NAME, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
   }
 
-  testRun(frame: Uint8Array, repeat = 1): Promise<TestRunResult> {
+  /** One frame, `repeat` times; `netns` as for testRunMany. */
+  testRun(frame: Uint8Array, repeat = 1, opts: { netns?: string } = {}): Promise<TestRunResult> {
     this.assertOpen();
-    return this.obj.testRun(PROGRAM_NAME, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), repeat);
+    return this.obj.testRun(PROGRAM_NAME, Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), repeat, opts.netns);
   }
 
   /**
