@@ -256,6 +256,10 @@ export const ERRORS = {
     message: 'cannot send a raw frame: {detail}',
     hint: 'needs root (CAP_NET_RAW); check that the interface exists and is up',
   },
+  FARMLB_E_NET_PROC: {
+    message: 'cannot read {file}: {detail}',
+    hint: 'farmlb reads the socket table and TCP counters of its network namespace under /proc/net; check that /proc is mounted and readable there',
+  },
   // --- cli (src/cli/) ----------------------------------------------------------
   FARMLB_E_CLI_BAD_OPTION: {
     message: 'bad value "{value}" for {option}: expected {expected}',

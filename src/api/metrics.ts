@@ -10,9 +10,16 @@
 import { Counter, Gauge, Registry, type CounterConfiguration, type GaugeConfiguration } from 'prom-client';
 import { NBUCKETS, NODE_NONE, REASONS, type BucketCounter, type DataplaneTables, type Reason, type ReasonCounter } from '../dataplane/types.js';
 import type { ArpRerouteStats } from '../net/arpreroute.js';
-import type { DaemonStatus, ModuleState, ViewChange } from './status.js';
+import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from './status.js';
 
 const STATES: ModuleState[] = ['STOP', 'WAIT', 'UP'];
+
+/**
+ * Heartbeat counts per peer, from the membership engine (PeerStatus). Read as optional on
+ * top of NodeStatus: a static daemon, or a status that does not carry them, has none, and
+ * then the series are absent rather than 0.
+ */
+export type PeerHeartbeats = Pick<NodeStatus, 'name' | 'self'> & { heartbeatsReceived?: number; heartbeatsMissed?: number };
 
 /** What a view change did, as the metrics and the event log see it. */
 export interface FailoverRecord {
@@ -155,6 +162,19 @@ export function createMetrics(source: MetricsSource): Metrics {
       for (const n of s.nodes) if (!n.self) setCounter(this, { peer: n.name }, losses.get(n.name) ?? 0);
     },
   });
+  const heartbeats = (name: string, help: string, pick: (n: PeerHeartbeats) => number | undefined) => counter({
+    name, help,
+    labelNames: ['peer'],
+    collect() {
+      this.reset();
+      for (const n of current().status.nodes as PeerHeartbeats[]) {
+        const v = n.self ? undefined : pick(n);
+        if (v !== undefined) setCounter(this, { peer: n.name }, v);
+      }
+    },
+  });
+  heartbeats('farmlb_heartbeats_received_total', 'Per peer: heartbeats received from it since this daemon started', (n) => n.heartbeatsReceived);
+  heartbeats('farmlb_heartbeats_missed_total', 'Per peer: its heartbeats never received (gaps in its sequence numbers) since this daemon started', (n) => n.heartbeatsMissed);
   counter({
     name: 'farmlb_view_changes_total', help: 'Tables installed by this daemon (view or rebalance changes)',
     collect() { this.reset(); setCounter(this, {}, source.history().viewChanges); },

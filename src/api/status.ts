@@ -22,6 +22,22 @@ export interface NodeStatus {
   overridden: boolean;
   /** Milliseconds since its last heartbeat was heard (by anyone in the view), when known. */
   lastHeardMs?: number;
+  /** Heartbeats received from this peer since this daemon started (membership mode only). */
+  heartbeatsReceived?: number;
+  /** Heartbeats of this peer that never arrived: gaps in its sequence numbers (membership mode only). */
+  heartbeatsMissed?: number;
+  /**
+   * This node only: the buckets it hands over as their previous owner and the connections it
+   * still holds in them (sampled from its socket table every 250 ms while prevBuckets > 0;
+   * sampledAtMs = wall clock of the last sample).
+   */
+  handover?: { prevBuckets: number; connections: number; sampledAtMs?: number };
+  /**
+   * This node only: SYN cookies, which defeat the handover's socket test. mode =
+   * net.ipv4.tcp_syncookies; sentRecently = cookies sent within the last 30 s; sentTotal =
+   * TcpExt SyncookiesSent.
+   */
+  synCookies?: { mode: 0 | 1 | 2; sentRecently: boolean; sentTotal: number };
 }
 
 export interface ViewChange {

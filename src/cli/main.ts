@@ -27,6 +27,24 @@ function addCommand(program: Command, def: CommandDef, onExit: (code: number) =>
   });
 }
 
+const TOP_LEVEL_HELP = `
+Examples:
+  $ farmlb validate /etc/farmlb/farm/userconfig.xml --cluster /etc/farmlb/cluster.xml
+  $ farmlb run -c /etc/farmlb/farm/userconfig.xml --cluster /etc/farmlb/cluster.xml --node node1
+  $ farmlb status                  module state, view, nodes, lease
+  $ farmlb status -q; echo $?      0 STOP, 1 WAIT, 2 UP
+  $ farmlb buckets                 the 16×16 owner grid of every group
+  $ farmlb buckets --rate          packets/s per bucket as a heat view
+  $ farmlb explain 192.0.2.7:40000 10.0.0.100:80/tcp -c userconfig.xml --cluster cluster.xml
+  $ farmlb events --follow
+  $ farmlb drain node2 && farmlb undrain node2
+  $ farmlb <command> --help        options and examples of one command
+
+Every command takes --json. Exit codes: 0 success, 1 failed (the message names the error
+code), 2 usage error, 70 internal error; status -q exits with the module state.
+Colour: on a terminal unless NO_COLOR is set; FORCE_COLOR=1 forces it. See docs/cli.md.
+`;
+
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
@@ -38,7 +56,8 @@ export async function main(argv: string[]): Promise<number> {
     .description('kernel-assisted farm load balancer (XDP)')
     .version(packageVersion(), '-V, --version')
     .exitOverride()
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', TOP_LEVEL_HELP);
   for (const def of COMMANDS) addCommand(program, def, (code) => { exitCode = code; });
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -1,5 +1,6 @@
 // How commands print: plain text for people, the same data object as JSON with --json.
-// Colour only on a terminal and never when NO_COLOR is set (https://no-color.org).
+// Colour only on a terminal and never when NO_COLOR is set (https://no-color.org), unless
+// FORCE_COLOR asks for it (https://force-color.org), e.g. for `watch -c` or `less -R`.
 
 export interface Output {
   readonly json: boolean;
@@ -11,7 +12,7 @@ export interface Output {
 
 export function makeOutput(opts: { json: boolean; stream?: NodeJS.WriteStream }): Output {
   const stream = opts.stream ?? process.stdout;
-  const color = !opts.json && stream.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
+  const color = !opts.json && colorWanted(process.env, stream.isTTY === true);
   return {
     json: opts.json,
     color,
@@ -19,6 +20,17 @@ export function makeOutput(opts: { json: boolean; stream?: NodeJS.WriteStream })
     printJson: (data) => { stream.write(`${JSON.stringify(data, jsonReplacer, 2)}\n`); },
     error: (text) => { process.stderr.write(text.endsWith('\n') ? text : `${text}\n`); },
   };
+}
+
+/**
+ * FORCE_COLOR (non-empty, not "0" or "false") turns colour on even off a terminal and wins
+ * over NO_COLOR, as in Node.js itself: it is the more explicit request of the two. Else
+ * colour needs a terminal that is not "dumb" and no NO_COLOR (non-empty).
+ */
+export function colorWanted(env: NodeJS.ProcessEnv, isTTY: boolean): boolean {
+  const force = env.FORCE_COLOR;
+  if (force !== undefined && force !== '') return force !== '0' && force.toLowerCase() !== 'false';
+  return isTTY && !env.NO_COLOR && env.TERM !== 'dumb';
 }
 
 /** bigint counters become numbers when exact, strings otherwise. */

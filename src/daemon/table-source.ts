@@ -33,7 +33,7 @@ export interface SourceView {
   leader: string | null;
   splitBrain: boolean;
   /** Per node: state as known, last heard, runtime power override. */
-  peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> }>;
+  peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> } & Pick<NodeStatus, 'heartbeatsReceived' | 'heartbeatsMissed'>>;
   lastViewChange: ViewChange | null;
 }
 

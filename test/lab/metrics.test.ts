@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { FarmLab } from './helpers/farm-lab.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
+import type { PeerHeartbeats } from '../../src/api/metrics.js';
 import type { DaemonStatus } from '../../src/api/status.js';
 import type { FarmEvent, ViewEvent } from '../../src/daemon/events-log.js';
 
@@ -70,7 +71,15 @@ describePrivileged('lab: metrics, events, buckets --diff and confinfo on running
       expect(value(m, 'farmlb_info', { node, config_digest: s.configDigest }), node).toBe(1);
       // The verdict counters come from the pinned per-CPU map: every reason is there.
       expect(m.find((f) => f.name === 'farmlb_verdict_packets_total')?.metrics.length, node).toBeGreaterThanOrEqual(13);
-      expect(value(m, 'farmlb_peer_up', { peer: node === 'node1' ? 'node2' : 'node1' }), node).toBe(1);
+      const peer = node === 'node1' ? 'node2' : 'node1';
+      expect(value(m, 'farmlb_peer_up', { peer }), node).toBe(1);
+      // Heartbeat counts reach the metrics through the daemon status (NodeStatus); where the
+      // status carries them, the counters are there and count the peer's heartbeats.
+      const heard = (s.nodes.find((n) => n.name === peer) as PeerHeartbeats | undefined)?.heartbeatsReceived;
+      if (heard !== undefined) {
+        expect(value(m, 'farmlb_heartbeats_received_total', { peer }), node).toBeGreaterThanOrEqual(heard);
+        expect(value(m, 'farmlb_heartbeats_missed_total', { peer }), node).toBeGreaterThanOrEqual(0);
+      }
     }
   });
 

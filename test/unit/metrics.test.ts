@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
 import { metricsRoute, startHealthServer, type HealthServer } from '../../src/api/health.js';
-import { createMetrics, ViewHistory, type DataplaneCounters, type MetricsSource } from '../../src/api/metrics.js';
+import { createMetrics, ViewHistory, type DataplaneCounters, type MetricsSource, type PeerHeartbeats } from '../../src/api/metrics.js';
 import type { DaemonStatus, NodeStatus } from '../../src/api/status.js';
 import { NBUCKETS, REASONS, type BucketCounter, type DataplaneTables, type Reason, type ReasonCounter } from '../../src/dataplane/types.js';
 import { silentLogger } from '../../src/log.js';
@@ -15,7 +15,8 @@ interface Family { name: string; help: string; type: string; metrics: Sample[] }
 // parse-prometheus-text-format ships no types; this is the shape its README documents.
 const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Family[];
 
-function node(name: string, id: number, over: Partial<NodeStatus> = {}): NodeStatus {
+// PeerHeartbeats: the engine's heartbeat counts, carried in the status as optional fields.
+function node(name: string, id: number, over: Partial<NodeStatus> & Partial<PeerHeartbeats> = {}): NodeStatus {
   return {
     name, id, self: false, inView: true, state: 'UP', buckets: { web: 0 }, share: { web: 0 }, power: { web: 1 }, overridden: false, ...over,
   };
@@ -27,8 +28,8 @@ function status(over: Partial<DaemonStatus> = {}): DaemonStatus {
     admin: 'started', ready: true, view: ['node1', 'node2'], epoch: 7, leader: 'node1', groups: ['web'],
     nodes: [
       node('node1', 0, { self: true, buckets: { web: 128 } }),
-      node('node2', 1, { buckets: { web: 128 }, lastHeardMs: 40 }),
-      node('node3', 2, { inView: false, state: 'lost', lastHeardMs: 5200 }),
+      node('node2', 1, { buckets: { web: 128 }, lastHeardMs: 40, heartbeatsReceived: 980, heartbeatsMissed: 20 }),
+      node('node3', 2, { inView: false, state: 'lost', lastHeardMs: 5200, heartbeatsReceived: 50, heartbeatsMissed: 0 }),
     ],
     bucketsOwned: { web: 128 }, leaseRemainingMs: 180, splitBrain: true, splitBrainPolicy: 'serve',
     lastViewChange: null, checks: { ok: true, failures: [] }, configDigest: 'd1g3st', ...over,
@@ -147,6 +148,21 @@ describe('Prometheus metrics', () => {
     expect(value(f.get('farmlb_peer_up'), { peer: 'node3' })).toBe(0);
     expect(value(f.get('farmlb_peer_last_heard_seconds'), { peer: 'node3' })).toBeCloseTo(5.2);
     expect(f.get('farmlb_peer_up')!.metrics.some((m) => m.labels?.peer === 'node1')).toBe(false);
+  });
+
+  it('counts per peer the heartbeats received and missed, as counters rate() can use', async () => {
+    const f = await scrape(fakeSource());
+    expect(f.get('farmlb_heartbeats_received_total')?.type).toBe('COUNTER');
+    expect(value(f.get('farmlb_heartbeats_received_total'), { peer: 'node2' })).toBe(980);
+    expect(value(f.get('farmlb_heartbeats_missed_total'), { peer: 'node2' })).toBe(20);
+    expect(value(f.get('farmlb_heartbeats_missed_total'), { peer: 'node3' })).toBe(0);
+    expect(f.get('farmlb_heartbeats_received_total')!.metrics.some((m) => m.labels?.peer === 'node1')).toBe(false);
+  });
+
+  it('leaves the heartbeat series out when the status does not carry the counts (static mode)', async () => {
+    const f = await scrape(fakeSource({ status: () => status({ mode: 'static', nodes: [node('node1', 0, { self: true }), node('node2', 1)] }) }));
+    expect(f.get('farmlb_heartbeats_received_total')?.metrics ?? []).toEqual([]);
+    expect(f.get('farmlb_heartbeats_missed_total')?.metrics ?? []).toEqual([]);
   });
 
   it('counts the arpreroute frames sent', async () => {

@@ -1,9 +1,12 @@
 import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { XdpDataplane } from '../../dataplane/xdp.js';
 import { NBUCKETS, NODE_NONE } from '../../dataplane/types.js';
-import { instancePaths, namesFile } from '../../paths.js';
+import { FarmlbError } from '../../errors.js';
+import { instancePaths, namesFile, type InstancePaths } from '../../paths.js';
 import { EXIT, INSTANCE_OPTIONS, type CommandDef } from '../command.js';
 import { legend, nodeLabel, renderGrid } from '../render/grid.js';
+import { bucketRates, ownerRates, renderHeat, type BucketRate } from '../render/heat.js';
 import { eventsFile, readEvents, type ViewEvent } from '../../daemon/events-log.js';
 import { bold, dim, nodeColour, type Output } from '../output.js';
 
@@ -22,18 +25,28 @@ export async function readNames(runDir: string): Promise<Names | undefined> {
   }
 }
 
+/** --rate --interval: seconds between the two counter reads. */
+export const RATE_INTERVAL = { default: 1, min: 0.1, max: 60 } as const;
+
 export const bucketsCommand: CommandDef = {
   name: 'buckets',
-  summary: 'show which node owns each of the 256 buckets of every group (reads the pinned maps)',
+  summary: 'show which node owns each of the 256 buckets of every group, or their packet rates (reads the pinned maps)',
   options: [
     ...INSTANCE_OPTIONS,
     { flags: '--group <name>', description: 'only this group (name or index)' },
     { flags: '--diff', description: 'the buckets that moved at the last view change, from the event log (<run-dir>/events.log)' },
+    { flags: '--rate', description: 'packets/s per bucket as a heat view: the counters read twice, --interval apart' },
+    { flags: '--interval <seconds>', description: `with --rate: time between the two reads (${RATE_INTERVAL.min} to ${RATE_INTERVAL.max}; default ${RATE_INTERVAL.default})` },
   ],
-  examples: ['farmlb buckets', 'farmlb buckets --group web --json', 'farmlb buckets --diff', 'farmlb buckets --pin-dir /sys/fs/bpf/farmlb/lab-node1'],
+  examples: ['farmlb buckets', 'farmlb buckets --group web --json', 'farmlb buckets --diff', 'farmlb buckets --rate',
+    'farmlb buckets --rate --interval 5 --group web', 'farmlb buckets --rate --json | jq \'.groups[].totals\'',
+    'farmlb buckets --pin-dir /sys/fs/bpf/farmlb/lab-node1'],
   async run(ctx, _args, opts) {
     const paths = instancePaths(opts as { module?: string; pinDir?: string; runDir?: string });
+    if (opts.rate && opts.diff) throw new FarmlbError('FARMLB_E_CLI_BAD_OPTION', { option: '--rate', value: 'with --diff', expected: 'one of --rate and --diff' });
+    if (opts.interval !== undefined && !opts.rate) throw new FarmlbError('FARMLB_E_CLI_BAD_OPTION', { option: '--interval', value: String(opts.interval), expected: 'to be used with --rate' });
     if (opts.diff) return showDiff(ctx.out, paths.runDir, opts.group as string | undefined);
+    if (opts.rate) return showRates(ctx.out, paths, opts.group as string | undefined, rateInterval(opts.interval));
     const pinned = await XdpDataplane.readPinned(paths.pinDir);
     try {
       const tables = pinned.activeTables();
@@ -77,6 +90,77 @@ export const bucketsCommand: CommandDef = {
     }
   },
 };
+
+export function rateInterval(value: unknown): number {
+  if (value === undefined) return RATE_INTERVAL.default;
+  const s = Number(value);
+  if (!/^\d*\.?\d+$/.test(String(value)) || s < RATE_INTERVAL.min || s > RATE_INTERVAL.max) {
+    throw new FarmlbError('FARMLB_E_CLI_BAD_OPTION', { option: '--interval', value: String(value), expected: `seconds, from ${RATE_INTERVAL.min} to ${RATE_INTERVAL.max}` });
+  }
+  return s;
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/**
+ * --rate: the per-bucket counters read twice, `seconds` apart, from the pinned maps (so it
+ * works while the daemon is down, showing zeros then), and their difference per second as
+ * a heat grid per group with the totals per owner of the table in force.
+ */
+async function showRates(out: Output, paths: InstancePaths, group: string | undefined, seconds: number): Promise<number> {
+  const pinned = XdpDataplane.readPinned(paths.pinDir);
+  try {
+    const names = await readNames(paths.runDir);
+    const nodeNames = names?.nodes ?? [];
+    const groupCount = Math.max(pinned.activeTables().buckets.length, names?.groups.length ?? 0);
+    const before = pinned.bucketCounters(groupCount);
+    const t0 = process.hrtime.bigint();
+    await sleep(seconds * 1000);
+    const after = pinned.bucketCounters(groupCount);
+    // Measured, not nominal: the reads themselves take time on many CPUs.
+    const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+    const tables = pinned.activeTables();
+    const groups = Array.from({ length: groupCount }, (_, index) => ({
+      index,
+      name: names?.groups[index] ?? `group${index}`,
+      owners: tables.buckets[index] ?? Array<number>(NBUCKETS).fill(NODE_NONE),
+      rates: bucketRates(before[index] ?? [], after[index] ?? [], elapsed),
+    })).filter((g) => group === undefined || g.name === group || String(g.index) === group);
+
+    if (out.json) {
+      const total = (rates: BucketRate[], k: keyof BucketRate) => round3(rates.reduce((t, r) => t + r[k], 0));
+      out.printJson({
+        module: paths.module,
+        pinDir: paths.pinDir,
+        selfNode: tables.selfNode === NODE_NONE ? null : { id: tables.selfNode, name: nodeNames[tables.selfNode] ?? null },
+        nodes: nodeNames,
+        intervalS: round3(elapsed),
+        groups: groups.map((g) => ({
+          index: g.index,
+          name: g.name,
+          owners: g.owners.map((o) => (o === NODE_NONE ? null : nodeNames[o] ?? o)),
+          ownerIds: g.owners.map((o) => (o === NODE_NONE ? null : o)),
+          rates: { accepted: g.rates.map((r) => round3(r.accepted)), notAccepted: g.rates.map((r) => round3(r.notAccepted)) },
+          maxAccepted: round3(Math.max(0, ...g.rates.map((r) => r.accepted))),
+          totals: ownerRates(g.owners, g.rates, nodeNames).map((o) => ({
+            id: o.id === NODE_NONE ? null : o.id, node: o.id === NODE_NONE ? null : o.name, label: o.label, buckets: o.buckets,
+            accepted: round3(o.accepted), notAccepted: round3(o.notAccepted), share: round3(o.share),
+          })),
+          total: { accepted: total(g.rates, 'accepted'), notAccepted: total(g.rates, 'notAccepted') },
+        })),
+      });
+      return EXIT.OK;
+    }
+    if (groups.length === 0) {
+      out.print(group === undefined ? 'no groups are configured' : `no group named ${group}`);
+      return group === undefined ? EXIT.OK : EXIT.FAILED;
+    }
+    out.print(groups.map((g) => renderHeat(out, g, nodeNames, tables.selfNode, elapsed)).join('\n\n'));
+    return EXIT.OK;
+  } finally {
+    pinned.close();
+  }
+}
 
 /** Last view change with bucket detail in the event log, or undefined. */
 export function lastViewEvent(runDir: string): ViewEvent | undefined {

@@ -1,5 +1,6 @@
 import { controlRequest } from '../../api/control.js';
-import { stateExitCode, type DaemonStatus } from '../../api/status.js';
+import type { PeerHeartbeats } from '../../api/metrics.js';
+import { stateExitCode, type DaemonStatus, type NodeStatus } from '../../api/status.js';
 import { loadFarmConfig } from '../../config/index.js';
 import { FarmlbError, isFarmlbError } from '../../errors.js';
 import { instancePaths, type InstancePaths } from '../../paths.js';
@@ -124,12 +125,17 @@ export function renderStatus(out: Output, s: DaemonStatus): string {
     lines.push(bold(out, `WARNING: split brain: the view lacks ${missing.join(', ')} (policy ${s.splitBrainPolicy}: ${s.splitBrainPolicy === 'serve' ? 'each side serves its view\'s buckets' : 'a minority serves nothing'})`));
   }
   if (!s.checks.ok) lines.push(`checks failing: ${s.checks.failures.map((f) => `${f.kind} ${f.target}: ${f.detail}`).join('; ')}`);
-  const header = ['NODE', 'STATE', 'VIEW', ...s.groups.flatMap((g) => [`${g} BUCKETS`, 'SHARE', 'POWER'])];
-  const rows = s.nodes.map((n) => [
+  // Heartbeat counts come from the membership engine; a static daemon has none.
+  const heard = (s.nodes as (NodeStatus & PeerHeartbeats)[]).map((n) => (n.self || n.heartbeatsReceived === undefined ? undefined
+    : `${n.heartbeatsReceived} (${n.heartbeatsMissed ?? 0} missed)`));
+  const withHeartbeats = heard.some((h) => h !== undefined);
+  const header = ['NODE', 'STATE', 'VIEW', ...s.groups.flatMap((g) => [`${g} BUCKETS`, 'SHARE', 'POWER']), ...(withHeartbeats ? ['HEARTBEATS'] : [])];
+  const rows = s.nodes.map((n, i) => [
     `${n.name}${n.self ? '*' : ''}`,
     n.state,
     n.inView ? 'yes' : 'no',
     ...s.groups.flatMap((g) => [String(n.buckets[g] ?? 0), pct(n.share[g] ?? 0), `${n.power[g] ?? 0}${n.overridden ? ' (set)' : ''}`]),
+    ...(withHeartbeats ? [heard[i] ?? '-'] : []),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
