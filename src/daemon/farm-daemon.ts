@@ -6,8 +6,17 @@
 //   start: host (program attached, VIPs up; lease as the source says: --static renews from
 //          its own liveness, membership starts revoked) → state WAIT (membership) →
 //          checks polled → control socket → health server → source started (it says UP).
-//   stop:  health, control, checks, source stopped → host stopped (VIPs removed, then
-//          tcpreset, lease revoked, program detached …) → state STOP.
+//   stop:  health, control, checks, holdings sampler and SYN cookie watch, source stopped →
+//          host stopped (VIPs removed, then tcpreset, lease revoked, program detached …) →
+//          state STOP.
+//
+// Handover (issue 7): after every table it applied, the daemon tells the holdings sampler
+// (src/daemon/holdings.ts) the installed table and its epoch; while that table names this
+// node the previous owner of a bucket, the sampler reads the socket table every 250 ms
+// and hands the counts to the source (TableSource.setHoldings), which lets the leader end
+// the handover. Every few seconds the SYN cookie counters are checked: cookies defeat the
+// data path's socket test, so an episode of cookies sent is logged (once) and shown in the
+// status.
 //
 // WAIT (a failing check, `farmlb stop`, a config digest that differs from the view's, a
 // minority under `quorum`): the lease is revoked at once, so the program accepts no VIP
@@ -38,6 +47,8 @@ import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from '../api/s
 import { CheckPoller, describeFailures, type CheckResult, type CheckTarget } from '../checks/local-checks.js';
 import { NodeHost, ownedCount } from './node-host.js';
 import { resetVipConnections } from './tcpreset.js';
+import { HoldingsSampler, type InstalledTables } from './holdings.js';
+import { SynCookieMonitor } from '../net/syncookies.js';
 import type { SourceDecision, TableSource } from './table-source.js';
 
 export interface FarmDaemonOptions {
@@ -81,6 +92,12 @@ export class FarmDaemon {
   private readonly events: EventsLog;
   private readonly history = new ViewHistory();
   private readonly metrics: Metrics;
+  /** Connections held as previous owner of buckets in handover, reported to the source. */
+  private readonly holdings: HoldingsSampler;
+  private readonly synCookies = new SynCookieMonitor();
+  private synCookieTimer: NodeJS.Timeout | undefined;
+  private synCookieChecking = false;
+  private synCookieReadFailed = false;
   /** Read-only handle on the pinned maps, opened at the first scrape (the kernel counters). */
   private counterReader: PinnedDataplane | undefined;
   private readonly onSighup = () => {
@@ -94,6 +111,11 @@ export class FarmDaemon {
     });
     this.source = opts.source;
     this.digest = configDigest(opts.farm, opts.cluster);
+    this.holdings = new HoldingsSampler({
+      report: (h) => this.source.setHoldings?.(h),
+      nowNs,
+      log: opts.log.child({ module: 'holdings' }),
+    });
     this.events = new EventsLog(eventsFile(opts.paths.runDir), { log: opts.log });
     this.metrics = createMetrics({
       status: () => this.status(),
@@ -114,6 +136,8 @@ export class FarmDaemon {
     try {
       await this.host.start(this.source.initial());
       this.started = true;
+      this.holdings.tablesChanged(this.installed());
+      await this.startSynCookieWatch();
       if (this.source.mode === 'membership') this.setState('WAIT', 'starting: waiting for the membership');
       this.checks = new CheckPoller({
         targets: this.checkTargets(),
@@ -157,6 +181,9 @@ export class FarmDaemon {
     await this.health?.close().catch((err) => log.error({ err, event: 'stop_step_failed', step: 'health server' }, 'stop: health server'));
     await this.control?.close().catch((err) => log.error({ err, event: 'stop_step_failed', step: 'control socket' }, 'stop: control socket'));
     this.checks?.stop();
+    await this.holdings.stop();
+    if (this.synCookieTimer) clearInterval(this.synCookieTimer);
+    this.synCookieTimer = undefined;
     await this.source.stop().catch((err) => log.error({ err, event: 'stop_step_failed', step: 'table source' }, 'stop: table source'));
     await this.decisions;
     const tcpreset = this.host.farm.tcpreset && this.started;
@@ -204,6 +231,9 @@ export class FarmDaemon {
       await this.host.changeTables(() => this.host.compile(table.table), `epoch ${table.epoch}`);
       this.installedEpoch = table.epoch;
       const after = this.host.tables();
+      // Only now, with the table in the data plane: a sample tagged with this epoch proves
+      // what this node holds under it.
+      this.holdings.tablesChanged(this.installed());
       const change: ViewChange = {
         at: Date.now(),
         epoch: table.epoch,
@@ -358,6 +388,8 @@ export class FarmDaemon {
     const table = this.source.reload(checked.farm, checked.cluster);
     await this.host.applyReload(checked, table);
     const t = this.host.tables()!;
+    // Rules or the hash seed may have changed: the buckets of the held connections with them.
+    this.holdings.tablesChanged(this.installed());
     log.info({ event: 'reloaded', buckets: ownedCount(t.buckets, t.selfNode) }, 'configuration reloaded');
   }
 
@@ -386,6 +418,8 @@ export class FarmDaemon {
         power: Object.fromEntries(groups.map((g, gi) => [g, overrides[g] ?? configured[gi]?.get(name) ?? 0])),
         overridden: Object.keys(overrides).length > 0,
         ...(peer?.lastHeardMs !== undefined ? { lastHeardMs: peer.lastHeardMs } : {}),
+        ...(peer?.heartbeatsReceived !== undefined ? { heartbeatsReceived: peer.heartbeatsReceived, heartbeatsMissed: peer.heartbeatsMissed ?? 0 } : {}),
+        ...(name === node ? this.selfHandoverStatus() : {}),
       };
     });
     const self = cluster.nodes.indexOf(node);
@@ -414,6 +448,56 @@ export class FarmDaemon {
       checks: this.checkResult,
       configDigest: this.digest,
     };
+  }
+
+  /** This node's handover and SYN cookie state, for its NodeStatus. */
+  private selfHandoverStatus(): Pick<NodeStatus, 'handover' | 'synCookies'> {
+    const handover = this.holdings.status();
+    const synCookies = this.synCookies.status();
+    return { ...(handover ? { handover } : {}), ...(synCookies ? { synCookies } : {}) };
+  }
+
+  /** The table in the data plane and the epoch it was installed for (-1: the source's initial table). */
+  private installed(): InstalledTables | undefined {
+    const tables = this.host.tables();
+    return tables ? { epoch: this.installedEpoch, tables } : undefined;
+  }
+
+  // ---- SYN cookies -----------------------------------------------------------------
+
+  /** The first check sets the baseline; then one every SYN_COOKIE_CHECK_MS. */
+  private async startSynCookieWatch(): Promise<void> {
+    await this.checkSynCookies();
+    const mode = this.synCookies.status()?.mode;
+    if (mode === 2) {
+      this.opts.log.warn({ event: 'syn_cookies_always', mode },
+        'net.ipv4.tcp_syncookies=2: every handshake gets a SYN cookie, so a connection opened while its bucket moves is lost (set it to 1 and give the service a large listen backlog)');
+    }
+    this.synCookieTimer = setInterval(() => void this.checkSynCookies(), SYN_COOKIE_CHECK_MS);
+    this.synCookieTimer.unref();
+  }
+
+  private async checkSynCookies(): Promise<void> {
+    if (this.synCookieChecking || this.stopping) return;
+    this.synCookieChecking = true;
+    const { log } = this.opts;
+    try {
+      const c = await this.synCookies.check();
+      this.synCookieReadFailed = false;
+      if (c.started) {
+        log.warn({ event: 'syn_cookies_sent', sent: c.sentSinceLast, sentTotal: c.sample.sent, mode: c.sample.mode },
+          `the kernel sent ${c.sentSinceLast} SYN cookie(s): a listen backlog overflowed, and a connection made from a cookie is lost if its bucket moves during the handshake (give the service a larger listen backlog)`);
+      }
+      if (c.ended) {
+        log.info({ event: 'syn_cookies_stopped', sent: c.ended.sent, durationMs: c.ended.durationMs },
+          `no SYN cookie sent for a while (${c.ended.sent} in the episode)`);
+      }
+    } catch (err) {
+      if (!this.synCookieReadFailed) log.warn({ err, event: 'syn_cookies_unreadable' }, 'cannot read the SYN cookie counters');
+      this.synCookieReadFailed = true;
+    } finally {
+      this.synCookieChecking = false;
+    }
   }
 
   /** [group][bucket] owner names of a table (null: unowned). */
@@ -447,6 +531,9 @@ export class FarmDaemon {
     return [...new Set(cluster.lans.flatMap((l) => l.nodes.filter((n) => n.name === node).map((n) => n.addr)))];
   }
 }
+
+/** How often the SYN cookie counters are read (cheap: one small /proc file). */
+const SYN_COOKIE_CHECK_MS = 5_000;
 
 function nowNs(): bigint {
   return loadNative().monotonicNs();

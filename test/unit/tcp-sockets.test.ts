@@ -1,0 +1,228 @@
+// /proc/net/tcp and tcp6 parsing (src/net/tcp-sockets.ts): fixture lines in both byte
+// orders, then the real table of this machine with sockets the test opens on 127.0.0.1
+// and ::1 (loopback only).
+
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatAddr } from '../../src/dataplane/abi.js';
+import {
+  endpointText,
+  listTcpSockets,
+  parseProcEndpoint,
+  parseTcpLine,
+  scanTcpSockets,
+  type TcpSocket,
+} from '../../src/net/tcp-sockets.js';
+
+const TAIL = ' 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 20 4 30 10 -1';
+const line4 = (local: string, remote: string, st: string, sl = 0): string => `   ${sl}: ${local} ${remote} ${st}${TAIL}`;
+const HEADER4 = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode';
+const HEADER6 = '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode';
+
+const text = (s: TcpSocket | undefined) =>
+  s && { family: s.family, local: endpointText(s.family, s.localAddr, s.localPort), remote: endpointText(s.family, s.remoteAddr, s.remotePort), state: s.state };
+
+describe('parseTcpLine', () => {
+  it('reads an IPv4 line printed by a little-endian host (words reversed, port in host order)', () => {
+    // 10.0.0.100:80 ← 192.168.1.7:40000, ESTABLISHED
+    expect(text(parseTcpLine(line4('6400000A:0050', '0701A8C0:9C40', '01'), true))).toEqual({
+      family: 4, local: '10.0.0.100:80', remote: '192.168.1.7:40000', state: 'ESTABLISHED',
+    });
+  });
+
+  it('reads the same socket as printed by a big-endian host', () => {
+    expect(text(parseTcpLine(line4('0A000064:0050', 'C0A80107:9C40', '01'), false))).toEqual({
+      family: 4, local: '10.0.0.100:80', remote: '192.168.1.7:40000', state: 'ESTABLISHED',
+    });
+  });
+
+  it('reads an IPv6 line as four host-endian words', () => {
+    // [2001:db8::100]:443 ← [2001:db8:1::7]:50000
+    const l = line4('B80D0120000000000000000000010000:01BB', 'B80D0120000001000000000007000000:C350', '01');
+    expect(text(parseTcpLine(l, true))).toEqual({
+      family: 6, local: '[2001:db8::100]:443', remote: '[2001:db8:1::7]:50000', state: 'ESTABLISHED',
+    });
+    expect(parseTcpLine(l, true)!.localAddr).toEqual(Uint8Array.from([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]));
+  });
+
+  it('reports a v4-mapped tcp6 socket (a dual-stack listener\'s IPv4 connection) as IPv4', () => {
+    const l = line4('0000000000000000FFFF00006400000A:0050', '0000000000000000FFFF00000701A8C0:9C40', '01');
+    const s = parseTcpLine(l, true)!;
+    expect(text(s)).toEqual({ family: 4, local: '10.0.0.100:80', remote: '192.168.1.7:40000', state: 'ESTABLISHED' });
+    expect(s.localAddr).toHaveLength(4);
+    expect(s.remoteAddr).toHaveLength(4);
+  });
+
+  it('maps the kernel state numbers (SYN_RECV is how a request socket is printed)', () => {
+    const states = ['01', '02', '03', '04', '05', '06', '07', '08', '09', '0A', '0B'].map((st) =>
+      parseTcpLine(line4('0100007F:1F90', '0100007F:9C40', st), true)!.state);
+    expect(states).toEqual(['ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING']);
+    expect(parseTcpLine(line4('0100007F:1F90', '00000000:0000', '0A'), true)!.stateNumber).toBe(10);
+  });
+
+  it('skips the header, malformed lines and unknown states', () => {
+    expect(parseTcpLine(HEADER4)).toBeUndefined();
+    expect(parseTcpLine(HEADER6)).toBeUndefined();
+    expect(parseTcpLine('')).toBeUndefined();
+    expect(parseTcpLine(line4('0100007F', '0100007F:9C40', '01'))).toBeUndefined();
+    expect(parseTcpLine(line4('0100007G:1F90', '0100007F:9C40', '01'))).toBeUndefined();
+    expect(parseTcpLine(line4('0100007F:1F90', '00000000000000000000000001000000:9C40', '01'))).toBeUndefined();
+    expect(parseTcpLine(line4('0100007F:1F90', '0100007F:9C40', '2A'))).toBeUndefined();
+  });
+
+  it('reads an endpoint with its port', () => {
+    expect(parseProcEndpoint('0100007F:1F90', true)).toEqual({ addr: Uint8Array.of(127, 0, 0, 1), port: 8080 });
+    expect(parseProcEndpoint('0100007F:1F9', true)).toBeUndefined();
+  });
+});
+
+describe('scanTcpSockets on fixture files', () => {
+  let dir: string;
+  // ~150 kB: more than one 64 kB read, so lines are cut across chunks.
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'farmlb-tcp-'));
+    await mkdir(join(dir, 'net'));
+    const lines = [HEADER4];
+    for (let i = 0; i < 1000; i++) lines.push(line4('6400000A:0050', `0701A8C0:${(40000 + i).toString(16).toUpperCase()}`, i % 3 === 0 ? '06' : '01', i));
+    lines.push(line4('00000000:0050', '00000000:0000', '0A', 1000));
+    await writeFile(join(dir, 'net', 'tcp'), `${lines.join('\n')}\n`);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('visits every line across read chunks and treats a missing tcp6 as empty', async () => {
+    const seen: TcpSocket[] = [];
+    const r = await scanTcpSockets({ procDir: dir, visit: (s) => seen.push(s) });
+    expect(r).toEqual({ lines: 1001, visited: 1001, truncated: false });
+    expect(new Set(seen.map((s) => s.remotePort)).size).toBe(1001);
+  });
+
+  it('parses only the wanted states', async () => {
+    const { sockets } = await listTcpSockets({ procDir: dir, states: new Set([1]) });
+    expect(sockets).toHaveLength(666);
+    expect(sockets.every((s) => s.state === 'ESTABLISHED')).toBe(true);
+  });
+
+  it('stops at the line cap and says the table was truncated', async () => {
+    const r = await scanTcpSockets({ procDir: dir, maxLines: 50, visit: () => undefined });
+    expect(r).toMatchObject({ lines: 50, truncated: true });
+  });
+
+  it('fails with FARMLB_E_NET_PROC when the table cannot be read', async () => {
+    await expect(scanTcpSockets({ procDir: join(dir, 'nowhere'), visit: () => undefined })).rejects.toMatchObject({ code: 'FARMLB_E_NET_PROC' });
+  });
+});
+
+// ---- the real table, with sockets this test opens on loopback -------------------------
+
+interface Pair {
+  server: Server;
+  client: Socket;
+  accepted: Socket;
+  port: number;
+}
+
+async function openPair(listenHost: string, connectHost: string): Promise<Pair> {
+  let resolveAccepted!: (s: Socket) => void;
+  const acceptedP = new Promise<Socket>((r) => { resolveAccepted = r; });
+  const server = createServer((s) => resolveAccepted(s));
+  await new Promise<void>((r, j) => { server.once('error', j); server.listen({ host: listenHost, port: 0, ipv6Only: false }, () => r()); });
+  const port = (server.address() as AddressInfo).port;
+  const client = createConnection({ host: connectHost, port });
+  await new Promise<void>((r, j) => { client.once('error', j); client.once('connect', () => r()); });
+  return { server, client, accepted: await acceptedP, port };
+}
+
+async function closePair(p: Pair | undefined): Promise<void> {
+  if (!p) return;
+  p.client.destroy();
+  p.accepted.destroy();
+  await new Promise<void>((r) => p.server.close(() => r()));
+}
+
+function find(sockets: TcpSocket[], family: 4 | 6, local: string, localPort: number, remotePort?: number): TcpSocket[] {
+  return sockets.filter((s) => s.family === family && formatAddr(family, s.localAddr) === local && s.localPort === localPort
+    && (remotePort === undefined || s.remotePort === remotePort));
+}
+
+async function hasIpv6Loopback(): Promise<boolean> {
+  const server = createServer();
+  try {
+    await new Promise<void>((r, j) => { server.once('error', j); server.listen({ host: '::1', port: 0 }, () => r()); });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    server.close();
+  }
+}
+
+describe('scanTcpSockets on this machine', () => {
+  it('finds a listener and both ends of an IPv4 loopback connection', async () => {
+    let p: Pair | undefined;
+    try {
+      p = await openPair('127.0.0.1', '127.0.0.1');
+      const { sockets } = await listTcpSockets();
+      const clientPort = p.client.localPort!;
+      expect(find(sockets, 4, '127.0.0.1', p.port).map((s) => s.state).sort()).toEqual(['ESTABLISHED', 'LISTEN']);
+      const accepted = find(sockets, 4, '127.0.0.1', p.port, clientPort);
+      expect(accepted).toHaveLength(1);
+      expect(formatAddr(4, accepted[0]!.remoteAddr)).toBe('127.0.0.1');
+      expect(find(sockets, 4, '127.0.0.1', clientPort, p.port).map((s) => s.state)).toEqual(['ESTABLISHED']);
+    } finally {
+      await closePair(p);
+    }
+  });
+
+  it('finds an IPv6 loopback connection on ::1', async (ctx) => {
+    if (!(await hasIpv6Loopback())) ctx.skip();
+    let p: Pair | undefined;
+    try {
+      p = await openPair('::1', '::1');
+      const { sockets } = await listTcpSockets();
+      const accepted = find(sockets, 6, '::1', p.port, p.client.localPort!);
+      expect(accepted.map((s) => s.state)).toEqual(['ESTABLISHED']);
+      expect(formatAddr(6, accepted[0]!.remoteAddr)).toBe('::1');
+    } finally {
+      await closePair(p);
+    }
+  });
+
+  it('reports the IPv4 connection of a dual-stack listener as IPv4 (v4-mapped in tcp6)', async (ctx) => {
+    if (!(await hasIpv6Loopback())) ctx.skip();
+    let p: Pair | undefined;
+    try {
+      p = await openPair('::', '127.0.0.1');
+      const { sockets } = await listTcpSockets();
+      const accepted = find(sockets, 4, '127.0.0.1', p.port, p.client.localPort!);
+      expect(accepted.map((s) => s.state)).toEqual(['ESTABLISHED']);
+      expect(formatAddr(4, accepted[0]!.remoteAddr)).toBe('127.0.0.1');
+    } finally {
+      await closePair(p);
+    }
+  });
+
+  it('sees the side that closed first in TIME_WAIT', async () => {
+    let p: Pair | undefined;
+    try {
+      p = await openPair('127.0.0.1', '127.0.0.1');
+      const clientPort = p.client.localPort!;
+      p.accepted.on('end', () => p!.accepted.end());
+      p.client.end();
+      let states: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        const { sockets } = await listTcpSockets();
+        states = find(sockets, 4, '127.0.0.1', clientPort, p.port).map((s) => s.state);
+        if (states.includes('TIME_WAIT')) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(states).toEqual(['TIME_WAIT']);
+    } finally {
+      await closePair(p);
+    }
+  });
+});
