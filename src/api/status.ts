@@ -14,6 +14,12 @@ export interface NodeStatus {
   state: 'UP' | 'WAIT' | 'lost' | 'unknown';
   /** Buckets it owns in the installed table, per group name. */
   buckets: Record<string, number>;
+  /**
+   * Buckets it is handing over, per group name: the installed table names it their previous
+   * owner (docs/datapath.md §12), so it still serves its established TCP connections in them.
+   * A node is empty (drained) when `buckets` and `handingOver` are 0 in every group.
+   */
+  handingOver?: Record<string, number>;
   /** buckets / 256, per group name. */
   share: Record<string, number>;
   /** Its power per group name: the runtime override (farmlb power/drain) if any, else the configured one. */

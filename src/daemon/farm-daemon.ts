@@ -403,6 +403,7 @@ export class FarmDaemon {
     const groups = farm.groups.map((g) => g.name);
     const configured = groupPowers(farm, cluster);
     const count = (id: number) => Object.fromEntries(groups.map((g, gi) => [g, t?.buckets[gi]?.filter((o) => o === id).length ?? 0]));
+    const countPrev = (id: number) => Object.fromEntries(groups.map((g, gi) => [g, t?.prevOwners?.[gi]?.filter((o) => o === id).length ?? 0]));
     const nodes: NodeStatus[] = cluster.nodes.map((name, id) => {
       const peer = v.peers.get(name);
       const buckets = count(id);
@@ -414,6 +415,7 @@ export class FarmDaemon {
         inView: v.view.includes(name),
         state: peer?.state ?? 'unknown',
         buckets,
+        handingOver: countPrev(id),
         share: Object.fromEntries(groups.map((g) => [g, buckets[g]! / NBUCKETS])),
         power: Object.fromEntries(groups.map((g, gi) => [g, overrides[g] ?? configured[gi]?.get(name) ?? 0])),
         overridden: Object.keys(overrides).length > 0,

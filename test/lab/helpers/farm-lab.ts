@@ -153,6 +153,8 @@ export interface FarmLabOptions {
   farmTiming?: { pulse?: string; mlostCount?: number; slostCount?: number };
   /** `<farmlb split_brain=…>`; default serve. */
   splitBrain?: 'serve' | 'quorum';
+  /** `<farmlb handover_limit=…>` (e.g. '120s', '0' = no handover); default farmlb's own. */
+  handoverLimit?: string;
 }
 
 export interface CurlOptions {
@@ -453,7 +455,7 @@ ${groupXml}
    </loadbalancing_list>
   </vip>
   <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
-    key_file: o.membership ? this.keyFile : undefined, split_brain: o.splitBrain })}/>
+    key_file: o.membership ? this.keyFile : undefined, split_brain: o.splitBrain, handover_limit: o.handoverLimit })}/>
  </service>
 </safe>
 `;
