@@ -28,9 +28,9 @@ const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../.
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
 const PIN_ROOT = '/sys/fs/bpf/farmlb';
 const HASH_SEED = 0x2545f491;
-const HTTP_PORT = 8080;
+export const HTTP_PORT = 8080;
 const MEMBERSHIP_PORT = 4800;
-const VIP = '10.80.0.100';
+export const VIP = '10.80.0.100';
 const node4 = (i: number) => `10.80.0.${11 + i}`;
 const nodeMac = (i: number) => `02:80:00:00:00:${(0x11 + i).toString(16).padStart(2, '0')}`;
 const clientExtra = (i: number) => `10.80.1.${1 + i}`;
@@ -108,7 +108,7 @@ const nowNs = (): bigint => process.hrtime.bigint();
 // ---- the lab -------------------------------------------------------------------------
 
 /** Farms not yet cleaned up, for a signal handler. */
-const liveFarms = new Set<BenchFarm>();
+export const liveFarms = new Set<BenchFarm>();
 
 interface BenchNode {
   name: string;
@@ -136,6 +136,8 @@ export class BenchFarm {
   readonly clientAddrs: string[];
   private readonly keyFile: string;
   private prober?: Prober;
+  /** Extra <farmlb> attributes (the handover benchmark sets handover_limit). */
+  farmlbAttrs: Record<string, string> = {};
 
   constructor(tag: string, powers: number[], private readonly mode: 'vmac_invisible' | 'vmac_directed', clientAddrs: number) {
     this.tag = tag;
@@ -194,7 +196,7 @@ export class BenchFarm {
  <loadbalancing_list><group name="web"><cluster>${hosts}</cluster>
   <rule virtual_addr="${VIP}" port="${HTTP_PORT}" proto="tcp" filter="on_addr"/>${this.mode === 'vmac_directed' ? '<rule proto="arp" filter="on_addr"/>' : ''}
  </group></loadbalancing_list></vip>
- <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toString(16)}" key_file="${this.keyFile}"/>
+ <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toString(16)}" key_file="${this.keyFile}"${Object.entries(this.farmlbAttrs).map(([k, v]) => ` ${k}="${v}"`).join('')}/>
 </service></safe>\n`);
   }
 

@@ -27,6 +27,8 @@ Must run as root. scripts/bench sets up the namespaces and passes the veth optio
 async function main(): Promise<number> {
   // `failover` is its own benchmark (src/bench/failover.ts), with its own lab and options.
   if (process.argv[2] === 'failover') return (await import('./failover.js')).failoverMain(process.argv.slice(3));
+  // `handover`: connections lost on a rejoin with the handover on and off (src/bench/handover.ts).
+  if (process.argv[2] === 'handover') return (await import('./handover.js')).handoverMain(process.argv.slice(3));
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
