@@ -285,6 +285,10 @@ export const ERRORS = {
     message: 'the daemon refused the command: {detail}',
     hint: 'see the daemon\'s message; farmlb status shows the module\'s state',
   },
+  FARMLB_E_CLI_DRAIN_TIMEOUT: {
+    message: 'node {node} is not drained after {seconds} s: {remaining}',
+    hint: 'the drain stays in force (farmlb undrain {node} cancels it): the node keeps its established connections until they close or the handover limit ends them; farmlb status shows what is left; wait again with a longer --timeout',
+  },
   // --- api (src/api/: control socket, HTTP health) -----------------------------
   FARMLB_E_API_BAD_REQUEST: {
     message: 'bad control request: {detail}',

@@ -89,6 +89,14 @@ export function createMetrics(source: MetricsSource): Metrics {
   const setCounter = <T extends string>(c: Counter<T>, labels: Partial<Record<T, string>>, value: number | bigint) => {
     c.inc(labels as never, Number(value));
   };
+  // prom-client gives an unlabelled metric a 0 sample after reset(); remove() makes the
+  // series absent instead, so "unknown" does not read as a real 0.
+  const setOrAbsent = (m: Gauge | Counter, value: number | undefined) => {
+    m.reset();
+    if (value === undefined) m.remove();
+    else if (m instanceof Gauge) m.set(value);
+    else m.inc(value);
+  };
 
   gauge({
     name: 'farmlb_info', help: 'Constant 1, labelled with the node, module, mode and config digest',
@@ -133,6 +141,30 @@ export function createMetrics(source: MetricsSource): Metrics {
       this.reset();
       for (const n of s.nodes) for (const g of s.groups) this.set({ group: g, node: n.name }, n.buckets[g] ?? 0);
     },
+  });
+  // Handover (docs/datapath.md §12), as this node sees it from its own status.
+  const selfNode = () => current().status.nodes.find((n) => n.self);
+  gauge({
+    name: 'farmlb_handover_buckets', help: 'Buckets this node is handing over as their previous owner (it still serves its established TCP connections there), per group',
+    labelNames: ['group'],
+    collect() {
+      const s = current().status;
+      const self = selfNode();
+      this.reset();
+      if (self?.handingOver) for (const g of s.groups) this.set({ group: g }, self.handingOver[g] ?? 0);
+    },
+  });
+  gauge({
+    name: 'farmlb_handover_connections', help: 'Connections this node still holds in the buckets it is handing over (its socket table, sampled every 250 ms during a handover)',
+    collect() { setOrAbsent(this, selfNode()?.handover?.connections); },
+  });
+  gauge({
+    name: 'farmlb_syncookies_sent_recently', help: '1 when the kernel sent SYN cookies in the last 30 s (they defeat the handover\'s socket test), else 0',
+    collect() { const c = selfNode()?.synCookies; setOrAbsent(this, c ? (c.sentRecently ? 1 : 0) : undefined); },
+  });
+  counter({
+    name: 'farmlb_syncookies_sent_total', help: 'SYN cookies the kernel sent in this node\'s network namespace (TcpExt SyncookiesSent, cumulative since the namespace was created)',
+    collect() { setOrAbsent(this, selfNode()?.synCookies?.sentTotal); },
   });
   gauge({
     name: 'farmlb_peer_up', help: 'Per configured peer: 1 when heard alive (UP or WAIT), 0 when lost or never heard',
@@ -185,7 +217,7 @@ export function createMetrics(source: MetricsSource): Metrics {
   });
   const lastFailover = (name: string, help: string, pick: (f: FailoverRecord) => number) => gauge({
     name, help,
-    collect() { this.reset(); const f = source.history().lastFailover; if (f) this.set(pick(f)); },
+    collect() { const f = source.history().lastFailover; setOrAbsent(this, f ? pick(f) : undefined); },
   });
   lastFailover('farmlb_last_failover_detection_seconds', 'Last failover: from the lost node\'s last heartbeat to its detection', (f) => f.detectionMs / 1000);
   lastFailover('farmlb_last_failover_install_seconds', 'Last failover: from the detection to the new table in the data plane of this node', (f) => f.installMs / 1000);

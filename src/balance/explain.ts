@@ -53,13 +53,41 @@ export interface PacketExplanation {
   /** Owner of the bucket; null = nobody serves it. */
   owner?: NodeRef | null;
   self: NodeRef | null;
-  /** What this node's data plane does, assuming its lease is valid (else drop_lease). */
+  /**
+   * The bucket's previous owner while it is handed over (docs/datapath.md §12), null when it
+   * is not in handover; set with `bucket`.
+   */
+  prevOwner?: NodeRef | null;
+  /** When the bucket is in handover: whether the handover rule applies to this packet, and what each node does. */
+  handover?: HandoverExplanation;
+  /**
+   * What this node's data plane does, assuming its lease is valid (else drop_lease). For a
+   * TCP packet of a bucket in handover: with a new connection (a SYN); `handover` gives the
+   * verdict for a connection this node holds and for any other packet.
+   */
   reason: Reason;
   verdict: 'pass' | 'drop';
   /** Owner of the bucket if the current owner failed (rebalance without it); needs the cluster. */
   ownerIfOwnerFails?: NodeRef | null;
   /** One sentence for a terminal. */
   summary: string;
+}
+
+export interface HandoverVerdict {
+  reason: Reason;
+  verdict: 'pass' | 'drop';
+}
+
+export interface HandoverExplanation {
+  prevOwner: NodeRef;
+  /** False for UDP, ICMP echo and on_ipid rules: they follow the owner at once (§12). */
+  applies: boolean;
+  /** This node's part in the handover. */
+  role: 'prev_owner' | 'owner' | 'neither';
+  /** On this node, per kind of packet (applies only): a SYN, a packet of a connection it holds (its socket table), anything else. */
+  onThisNode?: { syn: HandoverVerdict; held: HandoverVerdict; other: HandoverVerdict };
+  /** What the previous owner and the owner each do, in words. */
+  rule: string;
 }
 
 export interface ExplainOptions {
@@ -171,11 +199,21 @@ export function explainPacket(
     ownerIfOwnerFails = next === null ? null : { id: cluster.nodes.indexOf(next), name: next };
   }
 
+  const prevId = tables.prevOwners?.[groupIndex]?.[bucket] ?? NODE_NONE;
+  const prevOwner = prevId !== NODE_NONE && prevId !== ownerId ? nodeRef(prevId, cluster) : null;
+  const handover = prevOwner ? explainHandover(prevOwner, owner, tables.selfNode, query.proto === 'tcp' && criterion !== 'on_ipid') : undefined;
+  let reason: Reason = mine ? 'pass_owned' : 'drop_not_owned';
+  if (handover?.onThisNode) reason = handover.onThisNode.syn.reason;
+  const verdict: 'pass' | 'drop' = reason.startsWith('pass') ? 'pass' : 'drop';
+
   const who = owner ? owner.name : 'nobody';
+  let doing = mine ? 'this node passes it (while its lease is valid)' : 'this node drops it';
+  if (handover?.role === 'owner' && handover.applies) doing = 'this node takes new connections and its own, the previous owner its established ones';
+  else if (handover?.role === 'prev_owner' && handover.applies) doing = 'this node keeps only its established connections and takes no new one';
   const summary =
     `${query.proto} ${query.src} → ${vip.addr}${query.vipPort !== undefined && query.proto !== 'icmp' ? `:${query.vipPort}` : ''}: ` +
-    `group ${groupName}, ${criterion} bucket ${bucket}, owner ${who}; ` +
-    (mine ? 'this node passes it (while its lease is valid)' : 'this node drops it');
+    `group ${groupName}, ${criterion} bucket ${bucket}, owner ${who}` +
+    (prevOwner ? ` (in handover from ${prevOwner.name})` : '') + `; ${doing}`;
   return {
     ...base,
     ...(rule ? { rule } : {}),
@@ -184,9 +222,34 @@ export function explainPacket(
     criterionBytes: bytesToHex(bytes),
     bucket,
     owner,
-    reason: mine ? 'pass_owned' : 'drop_not_owned',
-    verdict: mine ? 'pass' : 'drop',
+    prevOwner,
+    ...(handover ? { handover } : {}),
+    reason,
+    verdict,
     ...(ownerIfOwnerFails !== undefined ? { ownerIfOwnerFails } : {}),
     summary,
+  };
+}
+
+/**
+ * docs/datapath.md §12 for a bucket whose previous owner is `prev`: the previous owner passes
+ * only the packets of connections it holds and never a SYN; the owner passes SYNs and its
+ * own connections; neither takes the rest until the handover ends.
+ */
+function explainHandover(prev: NodeRef, owner: NodeRef | null, self: number, applies: boolean): HandoverExplanation {
+  const role = self !== NODE_NONE && self === prev.id ? 'prev_owner' : self !== NODE_NONE && self === owner?.id ? 'owner' : 'neither';
+  const to = owner?.name ?? 'nobody';
+  if (!applies) {
+    return { prevOwner: prev, applies, role, rule: `only TCP on_addr/on_port rules are handed over: this packet follows ${to} at once` };
+  }
+  const pass = (reason: Reason): HandoverVerdict => ({ reason, verdict: 'pass' });
+  const drop: HandoverVerdict = { reason: 'drop_handover', verdict: 'drop' };
+  const notMine: HandoverVerdict = { reason: 'drop_not_owned', verdict: 'drop' };
+  const onThisNode = role === 'prev_owner' ? { syn: drop, held: pass('pass_handover_prev'), other: drop }
+    : role === 'owner' ? { syn: pass('pass_handover_new'), held: pass('pass_handover_new'), other: drop }
+    : { syn: notMine, held: notMine, other: notMine };
+  return {
+    prevOwner: prev, applies, role, onThisNode,
+    rule: `${prev.name} (previous owner) keeps its established connections, ${to} (owner) takes SYNs and its own connections; any other packet is dropped until the handover ends`,
   };
 }

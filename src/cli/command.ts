@@ -30,6 +30,8 @@ export const EXIT = {
   OK: 0,
   FAILED: 1,
   USAGE: 2,
+  /** `drain --wait` reached its --timeout; the number timeout(1) uses, so scripts read it one way. */
+  TIMEOUT: 124,
   INTERNAL: 70,
 } as const;
 

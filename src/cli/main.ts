@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { COMMANDS } from './commands/index.js';
 import { EXIT, type CommandDef } from './command.js';
-import { makeOutput } from './output.js';
+import { errorJson, errorText, makeOutput } from './output.js';
 import { isFarmlbError } from '../errors.js';
 
 function addCommand(program: Command, def: CommandDef, onExit: (code: number) => void): void {
@@ -37,11 +37,13 @@ Examples:
   $ farmlb buckets --rate          packets/s per bucket as a heat view
   $ farmlb explain 192.0.2.7:40000 10.0.0.100:80/tcp -c userconfig.xml --cluster cluster.xml
   $ farmlb events --follow
-  $ farmlb drain node2 && farmlb undrain node2
+  $ farmlb drain node2 --wait      new connections go elsewhere; wait for the existing ones
+  $ farmlb undrain node2
   $ farmlb <command> --help        options and examples of one command
 
 Every command takes --json. Exit codes: 0 success, 1 failed (the message names the error
-code), 2 usage error, 70 internal error; status -q exits with the module state.
+code), 2 usage error, 70 internal error; status -q exits with the module state; drain --wait
+exits 124 when its --timeout passes before the node is empty.
 Colour: on a terminal unless NO_COLOR is set; FORCE_COLOR=1 forces it. See docs/cli.md.
 `;
 
@@ -70,8 +72,8 @@ export async function main(argv: string[]): Promise<number> {
     if (isFarmlbError(err)) {
       const e = err as Error & { code: string; hint?: string };
       const json = argv.includes('--json');
-      if (json) process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint } })}\n`);
-      else process.stderr.write(`farmlb: ${e.message} (${e.code})${e.hint ? `\n  hint: ${e.hint}` : ''}\n`);
+      if (json) process.stdout.write(`${JSON.stringify({ error: errorJson(e) })}\n`);
+      else process.stderr.write(errorText(e));
       return EXIT.FAILED;
     }
     process.stderr.write(`farmlb: internal error: ${(err as Error)?.stack ?? String(err)}\n`);

@@ -27,6 +27,16 @@ export function makeOutput(opts: { json: boolean; stream?: NodeJS.WriteStream })
  * over NO_COLOR, as in Node.js itself: it is the more explicit request of the two. Else
  * colour needs a terminal that is not "dumb" and no NO_COLOR (non-empty).
  */
+/** A FarmlbError as the CLI shows it: one line with the code, then the hint (stderr). */
+export function errorText(e: { code: string; message: string; hint?: string }): string {
+  return `farmlb: ${e.message} (${e.code})${e.hint ? `\n  hint: ${e.hint}` : ''}\n`;
+}
+
+/** A FarmlbError in --json output: `{"error": {code, message, hint}}` (docs/cli.md). */
+export function errorJson(e: { code: string; message: string; hint?: string }): { code: string; message: string; hint?: string } {
+  return { code: e.code, message: e.message, hint: e.hint };
+}
+
 export function colorWanted(env: NodeJS.ProcessEnv, isTTY: boolean): boolean {
   const force = env.FORCE_COLOR;
   if (force !== undefined && force !== '') return force !== '0' && force.toLowerCase() !== 'false';

@@ -260,7 +260,7 @@ describePrivileged('lab: every farmlb command as a child process — text withou
     expect(c.digest).toBe((await lab!.status('node1')).configDigest);
   });
 
-  it('power, drain and undrain: exit 0, the resulting powers as text or the status as --json; the table follows', async (ctx) => {
+  it('power, drain (--wait) and undrain: exit 0, the resulting powers as text or the status as --json; the table follows', async (ctx) => {
     logsOnFailure(ctx);
     expect(await text(['power', 'node2', '3'], { node: 'node1' })).toMatch(/^node2: web power 3, \d+ buckets \(runtime override\)/);
     await waitBalanced({ node1: 64, node2: 192 }, 'the table to follow power 3 for node2');
@@ -268,8 +268,14 @@ describePrivileged('lab: every farmlb command as a child process — text withou
     expect(Object.keys(cleared)).toEqual(expect.arrayContaining(STATUS_KEYS));
     await waitBalanced({ node1: 128, node2: 128 }, 'the configured powers back');
 
-    expect(await text(['drain', 'node2'], { node: 'node1' })).toMatch(/^node2: web power 0/);
+    // drain --wait returns once node2 owns nothing and hands nothing over (no long-lived connections here).
+    const drained = await farmlb(['drain', 'node2', '--wait', '--timeout', '30'], { node: 'node1', timeoutMs: 40_000 });
+    expect(drained.code, drained.stderr).toBe(0);
+    expect(drained.stdout).toMatch(/^node2: web power 0/);
+    expect(drained.stdout).toMatch(/^node2 is drained: it owns no bucket and hands none over \(waited \d+\.\d s\)$/m);
     await waitBalanced({ node1: 256, node2: 0 }, 'node2 drained');
+    const again = await json<{ drained: boolean; remaining: { totalBuckets: number; totalHandingOver: number } }>(['drain', 'node2', '--wait', '--timeout', '0'], { node: 'node1' });
+    expect(again).toMatchObject({ drained: true, remaining: { totalBuckets: 0, totalHandingOver: 0 } });
     const undrained = await json<DaemonStatus>(['undrain', 'node2'], { node: 'node1' });
     expect(undrained.nodes.find((n) => n.name === 'node2')?.overridden).toBe(false);
     await waitBalanced({ node1: 128, node2: 128 }, 'node2 undrained');

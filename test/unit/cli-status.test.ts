@@ -1,11 +1,12 @@
 // `farmlb status` text (src/cli/commands/status.ts renderStatus): the per-node table gains a
 // HEARTBEATS column when the status carries the engine's heartbeat counts (membership
-// mode), and has none when it does not (static mode).
+// mode), and has none when it does not (static mode); buckets in handover, this node's
+// remaining connections in them and SYN cookies show when there are any.
 
 import { describe, expect, it } from 'vitest';
 import type { PeerHeartbeats } from '../../src/api/metrics.js';
 import type { DaemonStatus, NodeStatus } from '../../src/api/status.js';
-import { renderStatus } from '../../src/cli/commands/status.js';
+import { renderStatus, SYN_COOKIE_WARNING } from '../../src/cli/commands/status.js';
 import { makeOutput } from '../../src/cli/output.js';
 
 function node(name: string, id: number, over: Partial<NodeStatus> & Partial<PeerHeartbeats> = {}): NodeStatus {
@@ -35,5 +36,32 @@ describe('farmlb status text', () => {
     const text = renderStatus(plain, status([node('node1', 0, { self: true }), node('node2', 1)]));
     expect(text).not.toContain('HEARTBEATS');
     expect(text).not.toContain('\x1b[');
+  });
+
+  it('shows the buckets a node hands over next to those it owns, and this node\'s connections still held in them', () => {
+    const text = renderStatus(plain, status([
+      node('node1', 0, { self: true, buckets: { web: 0 }, share: { web: 0 }, handingOver: { web: 128 },
+        handover: { prevBuckets: 128, connections: 37, sampledAtMs: Date.now() } }),
+      node('node2', 1, { buckets: { web: 256 }, share: { web: 1 }, handingOver: { web: 0 } }),
+    ]));
+    expect(text).toMatch(/^node1\*\s+UP\s+yes\s+0 \(handing over 128\)\s+0\.0%\s+1$/m);
+    expect(text).toMatch(/^node2\s+UP\s+yes\s+256\s+100\.0%\s+1$/m);
+    expect(text).toMatch(/^handover: node1 hands over 128 buckets and still holds 37 connections in them \(counted \d+ s ago\)$/m);
+  });
+
+  it('says nothing of handovers when none is under way', () => {
+    const text = renderStatus(plain, status([
+      node('node1', 0, { self: true, handingOver: { web: 0 }, handover: { prevBuckets: 0, connections: 0 }, synCookies: { mode: 1, sentRecently: false, sentTotal: 4 } }),
+      node('node2', 1, { handingOver: { web: 0 } }),
+    ]));
+    expect(text).not.toMatch(/handing over|handover|SYN cookie/i);
+  });
+
+  it('warns when this node sent SYN cookies recently, or sends one for every handshake', () => {
+    const recent = renderStatus(plain, status([node('node1', 0, { self: true, synCookies: { mode: 1, sentRecently: true, sentTotal: 9 } }), node('node2', 1)]));
+    expect(recent).toContain(`WARNING: ${SYN_COOKIE_WARNING}`);
+    expect(SYN_COOKIE_WARNING).toBe('SYN cookies in use: connections moved during a handover may be reset — raise the listen backlog / net.core.somaxconn');
+    const always = renderStatus(plain, status([node('node1', 0, { self: true, synCookies: { mode: 2, sentRecently: false, sentTotal: 0 } }), node('node2', 1)]));
+    expect(always).toMatch(/^WARNING: net\.ipv4\.tcp_syncookies=2 /m);
   });
 });

@@ -27,7 +27,8 @@ function status(over: Partial<DaemonStatus> = {}): DaemonStatus {
     node: 'node1', module: 'farm', mode: 'membership', pid: 1, state: 'UP', stateCause: 'in the view', stateSince: 0,
     admin: 'started', ready: true, view: ['node1', 'node2'], epoch: 7, leader: 'node1', groups: ['web'],
     nodes: [
-      node('node1', 0, { self: true, buckets: { web: 128 } }),
+      node('node1', 0, { self: true, buckets: { web: 128 }, handingOver: { web: 12 }, handover: { prevBuckets: 12, connections: 37, sampledAtMs: 1_000 },
+        synCookies: { mode: 1, sentRecently: true, sentTotal: 5 } }),
       node('node2', 1, { buckets: { web: 128 }, lastHeardMs: 40, heartbeatsReceived: 980, heartbeatsMissed: 20 }),
       node('node3', 2, { inView: false, state: 'lost', lastHeardMs: 5200, heartbeatsReceived: 50, heartbeatsMissed: 0 }),
     ],
@@ -165,9 +166,46 @@ describe('Prometheus metrics', () => {
     expect(f.get('farmlb_heartbeats_missed_total')?.metrics ?? []).toEqual([]);
   });
 
+  it('reports the buckets this node hands over per group, the connections it still holds in them and whether SYN cookies were sent', async () => {
+    const f = await scrape(fakeSource());
+    expect(value(f.get('farmlb_handover_buckets'), { group: 'web' })).toBe(12);
+    expect(value(f.get('farmlb_handover_connections'))).toBe(37);
+    expect(value(f.get('farmlb_syncookies_sent_recently'))).toBe(1);
+    expect(f.get('farmlb_syncookies_sent_total')?.type).toBe('COUNTER');
+    expect(value(f.get('farmlb_syncookies_sent_total'))).toBe(5);
+  });
+
+  it('reports 0 handover buckets and connections after a handover, and leaves the series out when the status lacks them', async () => {
+    const done = status({ nodes: [node('node1', 0, { self: true, buckets: { web: 256 }, handingOver: { web: 0 }, handover: { prevBuckets: 0, connections: 0 },
+      synCookies: { mode: 1, sentRecently: false, sentTotal: 5 } })] });
+    const f = await scrape(fakeSource({ status: () => done }));
+    expect(value(f.get('farmlb_handover_buckets'), { group: 'web' })).toBe(0);
+    expect(value(f.get('farmlb_handover_connections'))).toBe(0);
+    expect(value(f.get('farmlb_syncookies_sent_recently'))).toBe(0);
+    const old = await scrape(fakeSource({ status: () => status({ nodes: [node('node1', 0, { self: true })] }) }));
+    for (const name of ['farmlb_handover_buckets', 'farmlb_handover_connections', 'farmlb_syncookies_sent_recently', 'farmlb_syncookies_sent_total']) {
+      expect(old.get(name)?.metrics ?? [], name).toEqual([]);
+    }
+  });
+
+  it('counts the handover verdicts of the data path through the per-reason counter', async () => {
+    const f = await scrape(fakeSource());
+    for (const reason of ['pass_handover_prev', 'pass_handover_new', 'drop_handover', 'tx_forward_prev'] as const) {
+      expect(value(f.get('farmlb_verdict_packets_total'), { reason, verdict: reason.split('_')[0]! }), reason).toBe(REASONS.indexOf(reason) * 10);
+    }
+  });
+
   it('counts the arpreroute frames sent', async () => {
     const f = await scrape(fakeSource());
     expect(value(f.get('farmlb_arpreroute_frames_sent_total'))).toBe(12);
+  });
+
+  it('leaves the last-failover gauges out until a failover happened, rather than reporting 0', async () => {
+    const f = await scrape(fakeSource({ history: () => new ViewHistory() }));
+    for (const name of ['farmlb_last_failover_duration_seconds', 'farmlb_last_failover_detection_seconds', 'farmlb_last_failover_timestamp_seconds']) {
+      expect(f.get(name)?.metrics ?? [], name).toEqual([]);
+    }
+    expect(value(f.get('farmlb_failovers_total'))).toBe(0);
   });
 
   it('a view change that only adds nodes, or carries no detection time, is not a failover', () => {

@@ -5,7 +5,7 @@ import { NBUCKETS, NODE_NONE } from '../../dataplane/types.js';
 import { FarmlbError } from '../../errors.js';
 import { instancePaths, namesFile, type InstancePaths } from '../../paths.js';
 import { EXIT, INSTANCE_OPTIONS, type CommandDef } from '../command.js';
-import { legend, nodeLabel, renderGrid } from '../render/grid.js';
+import { handoverFlows, inHandover, legend, nodeLabel, renderGrid } from '../render/grid.js';
 import { bucketRates, ownerRates, renderHeat, type BucketRate } from '../render/heat.js';
 import { eventsFile, readEvents, type ViewEvent } from '../../daemon/events-log.js';
 import { bold, dim, nodeColour, type Output } from '../output.js';
@@ -30,7 +30,7 @@ export const RATE_INTERVAL = { default: 1, min: 0.1, max: 60 } as const;
 
 export const bucketsCommand: CommandDef = {
   name: 'buckets',
-  summary: 'show which node owns each of the 256 buckets of every group, or their packet rates (reads the pinned maps)',
+  summary: 'show which node owns each of the 256 buckets of every group and which are in handover, or their packet rates (reads the pinned maps)',
   options: [
     ...INSTANCE_OPTIONS,
     { flags: '--group <name>', description: 'only this group (name or index)' },
@@ -58,6 +58,7 @@ export const bucketsCommand: CommandDef = {
         index,
         name: names?.groups[index] ?? `group${index}`,
         owners: tables.buckets[index] ?? Array<number>(NBUCKETS).fill(NODE_NONE),
+        prevOwners: tables.prevOwners?.[index] ?? Array<number>(NBUCKETS).fill(NODE_NONE),
         accepted: (counters[index] ?? []).map((c) => c.accepted),
         dropped: (counters[index] ?? []).map((c) => c.dropped),
       })).filter((g) => opts.group === undefined || g.name === opts.group || String(g.index) === opts.group);
@@ -74,6 +75,10 @@ export const bucketsCommand: CommandDef = {
             owners: g.owners.map((o) => (o === NODE_NONE ? null : nodeNames[o] ?? o)),
             ownerIds: g.owners.map((o) => (o === NODE_NONE ? null : o)),
             legend: legend(g.owners, nodeNames),
+            // The previous owner of each bucket in handover (docs/datapath.md §12), else null.
+            prevOwners: g.prevOwners.map((p, b) => (inHandover(g.owners[b]!, p) ? nodeNames[p] ?? p : null)),
+            prevOwnerIds: g.prevOwners.map((p, b) => (inHandover(g.owners[b]!, p) ? p : null)),
+            handover: handoverJson(g.owners, g.prevOwners, nodeNames),
             counters: { accepted: g.accepted, dropped: g.dropped },
           })),
         });
@@ -90,6 +95,15 @@ export const bucketsCommand: CommandDef = {
     }
   },
 };
+
+/** --json: the buckets in handover of one group, per (previous owner → owner). */
+export function handoverJson(owners: number[], prevOwners: number[], nodeNames: string[]): { buckets: number; flows: { from: string; to: string | null; buckets: number }[] } {
+  const flows = handoverFlows(owners, prevOwners, nodeNames);
+  return {
+    buckets: flows.reduce((t, f) => t + f.buckets, 0),
+    flows: flows.map((f) => ({ from: f.from, to: f.toId === NODE_NONE ? null : f.to, buckets: f.buckets })),
+  };
+}
 
 export function rateInterval(value: unknown): number {
   if (value === undefined) return RATE_INTERVAL.default;

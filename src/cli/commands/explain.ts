@@ -100,7 +100,16 @@ export const explainCommand: CommandDef = {
     if (result.criterion) lines.push(`  criterion: ${result.criterion} = ${result.criterionBytes}`);
     if (result.bucket !== undefined) lines.push(`  bucket:    ${result.bucket} (0x${result.bucket.toString(16).padStart(2, '0')})`);
     if (result.owner !== undefined) lines.push(`  owner:     ${result.owner ? `${result.owner.name} (#${result.owner.id})` : 'nobody'}`);
-    lines.push(`  verdict:   ${result.verdict} (${result.reason}) on ${result.self ? result.self.name : 'a node outside the cluster'}`);
+    const h = result.handover;
+    if (h) lines.push(`  handover:  from ${h.prevOwner.name} (#${h.prevOwner.id}): ${h.rule}`);
+    const on = result.self ? result.self.name : 'a node outside the cluster';
+    if (h?.onThisNode && h.role !== 'neither') {
+      const v = h.onThisNode;
+      lines.push(`  verdict:   ${v.syn.verdict} (${v.syn.reason}) on ${on} for a new connection (SYN); ` +
+        `${v.held.verdict} (${v.held.reason}) for a connection it holds; ${v.other.verdict} (${v.other.reason}) for any other packet`);
+    } else {
+      lines.push(`  verdict:   ${result.verdict} (${result.reason}) on ${on}`);
+    }
     if (result.ownerIfOwnerFails !== undefined) {
       lines.push(`  if ${result.owner?.name ?? 'the owner'} fails: ${result.ownerIfOwnerFails ? result.ownerIfOwnerFails.name : 'nobody'} takes bucket ${result.bucket}`);
     }

@@ -2,10 +2,13 @@
 // control socket (src/api/control.ts). Power changes go through the membership protocol
 // to every node and persist in <run-dir>/powers.json until cleared.
 
-import { FarmlbError } from '../../errors.js';
+import { controlRequest } from '../../api/control.js';
 import type { DaemonStatus } from '../../api/status.js';
-import type { CommandDef } from '../command.js';
-import { CONTROL_OPTIONS, runControl } from './status.js';
+import { FarmlbError } from '../../errors.js';
+import { EXIT, type CommandDef } from '../command.js';
+import { DRAIN_TIMEOUT_DEFAULT_S, describeRemaining, drainTimeoutError, waitForDrain, type DrainRemaining, type DrainWaitResult } from '../drain-wait.js';
+import { errorJson, errorText, type Output } from '../output.js';
+import { CONTROL_OPTIONS, controlPaths, runControl } from './status.js';
 
 function powerLine(s: DaemonStatus, node: string): string {
   const n = s.nodes.find((x) => x.name === node);
@@ -55,11 +58,79 @@ export const powerCommand: CommandDef = {
 export const drainCommand: CommandDef = {
   name: 'drain',
   args: '<node>',
-  summary: 'power 0 for a node in every group: its buckets move to the others (until undrain)',
-  options: CONTROL_OPTIONS,
-  examples: ['farmlb drain node2'],
-  run: (ctx, args, opts) => runControl(ctx, opts, { cmd: 'drain', node: args[0]! }, (s) => powerLine(s, args[0]!)),
+  summary: 'power 0 for a node in every group: new connections go to the others at once, established ones finish on it (until undrain); --wait waits until it is empty',
+  options: [
+    ...CONTROL_OPTIONS,
+    { flags: '--wait', description: 'then wait until the node owns no bucket and hands none over (its last connections closed); exit 124 at --timeout' },
+    { flags: '--timeout <seconds>', description: `with --wait: give up after this long (default ${DRAIN_TIMEOUT_DEFAULT_S})` },
+  ],
+  examples: ['farmlb drain node2', 'farmlb drain node2 --wait', 'farmlb drain node2 --wait --timeout 60 && systemctl stop farmlb@farm',
+    'farmlb drain node2 --wait --json | jq .remaining'],
+  async run(ctx, args, opts) {
+    const node = args[0]!;
+    if (opts.timeout !== undefined && !opts.wait) throw new FarmlbError('FARMLB_E_CLI_BAD_OPTION', { option: '--timeout', value: String(opts.timeout), expected: 'to be used with --wait' });
+    if (!opts.wait) return runControl(ctx, opts, { cmd: 'drain', node }, (s) => powerLine(s, node));
+    const timeoutS = drainTimeout(opts.timeout);
+    const paths = await controlPaths(opts);
+    const initial = await controlRequest(paths.runDir, { cmd: 'drain', node }, { module: paths.module, timeoutMs: 10_000 }) as DaemonStatus;
+    if (!ctx.out.json) ctx.out.print(powerLine(initial, node));
+    const progress = progressLine(process.stderr, node, timeoutS);
+    let result: DrainWaitResult;
+    try {
+      result = await waitForDrain({
+        node, initial, timeoutMs: timeoutS * 1000,
+        fetchStatus: async () => await controlRequest(paths.runDir, { cmd: 'status' }, { module: paths.module }) as DaemonStatus,
+        onProgress: progress.update,
+      });
+    } finally {
+      progress.done();
+    }
+    return reportDrain(ctx.out, result, timeoutS);
+  },
 };
+
+/** --timeout: seconds, a non-negative number (0 checks once). */
+export function drainTimeout(value: unknown): number {
+  if (value === undefined) return DRAIN_TIMEOUT_DEFAULT_S;
+  if (!/^\d*\.?\d+$/.test(String(value))) {
+    throw new FarmlbError('FARMLB_E_CLI_BAD_OPTION', { option: '--timeout', value: String(value), expected: 'seconds (a number, 0 or more)' });
+  }
+  return Number(value);
+}
+
+/**
+ * Progress of the wait on a terminal (stderr, redrawn in place), so stdout stays the result
+ * alone; nothing when stderr is a pipe or a log.
+ */
+function progressLine(stream: NodeJS.WriteStream, node: string, timeoutS: number): { update: (r: DrainRemaining, elapsedMs: number) => void; done: () => void } {
+  if (stream.isTTY !== true) return { update: () => {}, done: () => {} };
+  let drawn = false;
+  return {
+    update(r, elapsedMs) {
+      stream.write(`\r${drainProgressText(node, r, elapsedMs, timeoutS)}\x1b[K`);
+      drawn = true;
+    },
+    done() { if (drawn) stream.write('\r\x1b[K'); },
+  };
+}
+
+export function drainProgressText(node: string, r: DrainRemaining, elapsedMs: number, timeoutS: number): string {
+  return `waiting for ${node} to drain: ${describeRemaining(r)} · ${(elapsedMs / 1000).toFixed(1)} s of ${timeoutS} s`;
+}
+
+/** The end of drain --wait: the final state (text or --json), exit 0 drained, 124 timed out. */
+export function reportDrain(out: Output, result: DrainWaitResult, timeoutS: number): number {
+  const err = result.drained ? undefined : drainTimeoutError(result, timeoutS);
+  if (out.json) {
+    out.printJson({ ...result, ...(err ? { error: errorJson(err) } : {}) });
+  } else if (err) {
+    out.error(errorText(err).trimEnd());
+  } else {
+    const unknown = result.remaining.handoverKnown ? '' : ' (this daemon does not report handovers: only its buckets were waited for)';
+    out.print(`${result.node} is drained: it owns no bucket and hands none over (waited ${(result.waitedMs / 1000).toFixed(1)} s)${unknown}`);
+  }
+  return err ? EXIT.TIMEOUT : EXIT.OK;
+}
 
 export const undrainCommand: CommandDef = {
   name: 'undrain',

@@ -114,6 +114,16 @@ function ago(ms: number): string {
   return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
 }
 
+export const SYN_COOKIE_WARNING = 'SYN cookies in use: connections moved during a handover may be reset — raise the listen backlog / net.core.somaxconn';
+export const SYN_COOKIE_ALWAYS_WARNING = 'net.ipv4.tcp_syncookies=2 (a cookie for every handshake): connections opened while their bucket moves may be reset — set it to 1 and raise the listen backlog';
+
+/** Owned buckets of a node in one group, and those it hands over when there are any: "0 (handing over 12)". */
+function bucketsCell(n: NodeStatus, group: string): string {
+  const owned = String(n.buckets[group] ?? 0);
+  const handing = n.handingOver?.[group] ?? 0;
+  return handing > 0 ? `${owned} (handing over ${handing})` : owned;
+}
+
 /** The text form of `farmlb status`. */
 export function renderStatus(out: Output, s: DaemonStatus): string {
   const lines: string[] = [];
@@ -124,6 +134,10 @@ export function renderStatus(out: Output, s: DaemonStatus): string {
     const missing = s.nodes.filter((n) => !n.inView).map((n) => n.name);
     lines.push(bold(out, `WARNING: split brain: the view lacks ${missing.join(', ')} (policy ${s.splitBrainPolicy}: ${s.splitBrainPolicy === 'serve' ? 'each side serves its view\'s buckets' : 'a minority serves nothing'})`));
   }
+  const selfNode = s.nodes.find((n) => n.self);
+  const cookies = selfNode?.synCookies;
+  if (cookies?.sentRecently) lines.push(bold(out, `WARNING: ${SYN_COOKIE_WARNING}`));
+  else if (cookies?.mode === 2) lines.push(bold(out, `WARNING: ${SYN_COOKIE_ALWAYS_WARNING}`));
   if (!s.checks.ok) lines.push(`checks failing: ${s.checks.failures.map((f) => `${f.kind} ${f.target}: ${f.detail}`).join('; ')}`);
   // Heartbeat counts come from the membership engine; a static daemon has none.
   const heard = (s.nodes as (NodeStatus & PeerHeartbeats)[]).map((n) => (n.self || n.heartbeatsReceived === undefined ? undefined
@@ -134,12 +148,17 @@ export function renderStatus(out: Output, s: DaemonStatus): string {
     `${n.name}${n.self ? '*' : ''}`,
     n.state,
     n.inView ? 'yes' : 'no',
-    ...s.groups.flatMap((g) => [String(n.buckets[g] ?? 0), pct(n.share[g] ?? 0), `${n.power[g] ?? 0}${n.overridden ? ' (set)' : ''}`]),
+    ...s.groups.flatMap((g) => [bucketsCell(n, g), pct(n.share[g] ?? 0), `${n.power[g] ?? 0}${n.overridden ? ' (set)' : ''}`]),
     ...(withHeartbeats ? [heard[i] ?? '-'] : []),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   lines.push('', fmt(header), ...rows.map(fmt));
+  const handover = selfNode?.handover;
+  if (selfNode && handover && handover.prevBuckets > 0) {
+    const sampled = handover.sampledAtMs === undefined ? '' : dim(out, ` (counted ${ago(handover.sampledAtMs)} ago)`);
+    lines.push('', `handover: ${selfNode.name} hands over ${handover.prevBuckets} bucket${handover.prevBuckets === 1 ? '' : 's'} and still holds ${handover.connections} connection${handover.connections === 1 ? '' : 's'} in them${sampled}`);
+  }
   const v = s.lastViewChange;
   if (v) {
     const timing = [v.detectionMs !== undefined && `detection ${Math.round(v.detectionMs)} ms`, v.installMs !== undefined && `install ${v.installMs.toFixed(1)} ms`,
