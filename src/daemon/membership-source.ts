@@ -5,7 +5,9 @@
 // the engine says: the daemon never extends a lease on its own, so a stale view cannot be
 // served), and the module state. Runtime power overrides are persisted in
 // <run-dir>/powers.json whenever they change (locally or from a peer) and handed back to
-// the engine at the next start, until cleared.
+// the engine at the next start, until cleared. With `<farmlb handover_limit>` > 0 a moving
+// bucket also names its previous owner (BucketTable.prev), and the daemon's connection
+// samples (setHoldings) tell the farm when this node is done with the buckets it hands over.
 
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -22,9 +24,23 @@ import type { PowerChange } from '../api/control.js';
 import type { NodeStatus } from '../api/status.js';
 import {
   BuiltinMembership, DEFAULT_TIMING, MembershipEngine, createUdpTransport, loadKey, timingFromTopology,
-  type EngineOutput, type Membership, type MembershipEvent, type MembershipStatus, type PowerOverrides,
+  type EngineOutput, type GroupHandover, type Membership, type MembershipEvent, type MembershipStatus, type PowerOverrides,
+  type ViewTable,
 } from '../membership/index.js';
-import type { SourceSink, SourceView, TableSource } from './table-source.js';
+import type { Holdings, SourceSink, SourceView, TableSource } from './table-source.js';
+
+/** view() of the membership source: the common view plus what only the membership knows. */
+export interface MembershipSourceView extends SourceView {
+  /** Buckets in handover per group of the installed table, and each previous owner's report. */
+  handover: GroupHandover[];
+  /** Per peer: heartbeats received and missed (seq gaps within an incarnation). */
+  heartbeats: Map<string, { received: number; missed: number }>;
+}
+
+/** The data plane's table: previous owners only when some bucket is in handover (absent = none). */
+export function bucketTable(t: Pick<ViewTable, 'groups' | 'prev'>): BucketTable {
+  return t.prev.some((row) => row.some((p) => p !== null)) ? { groups: t.groups, prev: t.prev } : { groups: t.groups };
+}
 
 export interface MembershipSourceOptions {
   farm: FarmConfig;
@@ -91,6 +107,7 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
     startNs,
     ...(initialTable ? { initialTable } : {}),
     ...(powerOverrides ? { powerOverrides } : {}),
+    handoverLimitMs: farm.farmlb.handoverLimitMs,
   });
   const lans = topo.lans.length > 0 ? cluster.lans.filter((l) => topo.lans.includes(l.name)) : cluster.lans;
   const transport = await createUdpTransport({
@@ -102,6 +119,7 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   });
   log.info({ event: 'membership_config', ...timing,
     port: farm.farmlb.membershipPort, lans: lans.map((l) => l.name), splitBrain: farm.farmlb.splitBrain,
+    handoverLimitMs: farm.farmlb.handoverLimitMs,
     powersRestored: powerOverrides?.entries.length ?? 0 }, 'membership configured');
   const membership = new BuiltinMembership({
     engine, transport, pulseMs: timing.pulseMs, nowNs: opts.nowNs,
@@ -148,6 +166,15 @@ export class MembershipSource implements TableSource {
     this.opts.membership.setLocalHealth(ok, cause);
   }
 
+  setHoldings(h: Holdings): void {
+    this.opts.membership.setHoldings(h);
+  }
+
+  /** The membership's full status (handover, per-peer counters included). */
+  status(): MembershipStatus {
+    return this.opts.membership.status();
+  }
+
   async setPower(change: PowerChange): Promise<void> {
     const { node, power, group } = change;
     if (power === null) this.opts.membership.clearPower(node, group);
@@ -161,10 +188,10 @@ export class MembershipSource implements TableSource {
         detail: 'with the membership, a changed configuration is rolled out by restarting the nodes (the config digest is in every heartbeat); use farmlb power for runtime power changes',
       });
     }
-    return { groups: this.opts.membership.status().table.groups };
+    return bucketTable(this.opts.membership.status().table);
   }
 
-  view(): SourceView {
+  view(): MembershipSourceView {
     const s: MembershipStatus = this.opts.membership.status();
     const overrides = new Map<string, Record<string, number>>();
     // Whole-node entries first, then per-group ones (the engine's precedence).
@@ -176,7 +203,7 @@ export class MembershipSource implements TableSource {
         overrides.set(e.node, per);
       }
     }
-    const peers = new Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> }>();
+    const peers: SourceView['peers'] = new Map();
     for (const name of this.opts.cluster.nodes) {
       const p = s.peers.find((x) => x.node === name);
       const state: NodeStatus['state'] = name === this.opts.node ? s.state
@@ -184,10 +211,12 @@ export class MembershipSource implements TableSource {
       peers.set(name, {
         state,
         ...(p?.lastHeardMs !== undefined ? { lastHeardMs: p.lastHeardMs } : {}),
+        ...(p?.heartbeatsReceived !== undefined ? { heartbeatsReceived: p.heartbeatsReceived, heartbeatsMissed: p.heartbeatsMissed ?? 0 } : {}),
         ...(overrides.has(name) ? { overrides: overrides.get(name)! } : {}),
       });
     }
-    return { view: s.view, epoch: s.epoch, leader: s.leader, splitBrain: s.splitBrain, peers, lastViewChange: null };
+    const heartbeats = new Map(s.peers.map((p) => [p.node, { received: p.heartbeatsReceived ?? 0, missed: p.heartbeatsMissed ?? 0 }]));
+    return { view: s.view, epoch: s.epoch, leader: s.leader, splitBrain: s.splitBrain, peers, lastViewChange: null, handover: s.handover, heartbeats };
   }
 
   /** One engine decision: to the daemon (table, lease, state, in that order, awaited), then its events to the log. */
@@ -201,7 +230,7 @@ export class MembershipSource implements TableSource {
       cause: out.cause,
       ...(out.table ? { table: {
         epoch: out.table.epoch,
-        table: { groups: out.table.groups },
+        table: bucketTable(out.table),
         view: out.table.view,
         cause: viewEvent?.cause ?? `table of ${out.table.leader ?? 'no leader'}`,
         ...(viewEvent?.detectionMs !== undefined ? { detectionMs: viewEvent.detectionMs } : {}),
@@ -252,6 +281,19 @@ export class MembershipSource implements TableSource {
       case 'quorum_lost':
         log.warn({ event: 'quorum_lost', alive: e.alive, needed: e.needed }, `no quorum: ${e.alive} of ${e.needed} needed`);
         return;
+      case 'handover_started':
+        log.info({ event: 'handover_started', group: e.group, from: e.from, to: e.to, buckets: e.buckets.length },
+          `${e.buckets.length} bucket(s) of ${e.group} handing over from ${e.from} to ${e.to ?? '(none yet)'}`);
+        return;
+      case 'handover_ended': {
+        const fields = { event: 'handover_ended', group: e.group, from: e.from, reason: e.reason, buckets: e.buckets.length,
+          ...(e.connectionsLeft !== undefined ? { connectionsLeft: e.connectionsLeft } : {}) };
+        const cut = (e.connectionsLeft ?? 0) > 0;
+        const msg = `${e.from} handed over ${e.buckets.length} bucket(s) of ${e.group}: ${e.reason}${cut ? `, ${e.connectionsLeft} connection(s) cut` : ''}`;
+        if (cut) log.warn(fields, msg);
+        else log.info(fields, msg);
+        return;
+      }
     }
   }
 

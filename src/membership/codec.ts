@@ -10,7 +10,7 @@
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { FarmlbError } from '../errors.js';
-import type { AckEntry, Heartbeat, HeardEntry, NodeState, PowerOverrides } from './types.js';
+import type { AckEntry, Heartbeat, HeardEntry, HeartbeatHoldings, NodeState, PowerOverrides } from './types.js';
 
 const MAGIC = Buffer.from('FLB1');
 const MAC_LEN = 32;
@@ -100,6 +100,24 @@ function parse(raw: unknown): Heartbeat {
       epoch: int(h.epoch, 'heard epoch'), tableDigest: str(h.tableDigest, 'heard tableDigest'),
     };
   });
+  const rows = (x: unknown, what: string): string[] => arr(x, what, 64).map((r) => {
+    if (typeof r !== 'string' || r.length > 400) throw bad(`${what} row`);
+    return r;
+  });
+  // Optional fields (handover): absent = no bucket in handover, nothing held.
+  let holdings: HeartbeatHoldings | undefined;
+  if (raw.holdings !== undefined) {
+    const h = raw.holdings;
+    if (!isObj(h)) throw bad('holdings');
+    holdings = {
+      epoch: int(h.epoch, 'holdings.epoch'),
+      held: arr(h.held, 'holdings.held', 64).map((r) => {
+        if (typeof r !== 'string' || r.length > 64) throw bad('holdings.held row');
+        return r;
+      }),
+      connections: arr(h.connections, 'holdings.connections', 64).map((c) => int(c, 'holdings.connections')),
+    };
+  }
   return {
     v: 1,
     module: str(raw.module, 'module'),
@@ -114,10 +132,9 @@ function parse(raw: unknown): Heartbeat {
     leader: raw.leader === null ? null : str(raw.leader, 'leader'),
     view: arr(raw.view, 'view', 256).map((v) => str(v, 'view node')),
     tableDigest: str(raw.tableDigest, 'tableDigest'),
-    table: arr(raw.table, 'table', 64).map((r) => {
-      if (typeof r !== 'string' || r.length > 400) throw bad('table row');
-      return r;
-    }),
+    table: rows(raw.table, 'table'),
+    ...(raw.prev !== undefined ? { prev: rows(raw.prev, 'prev') } : {}),
+    ...(holdings ? { holdings } : {}),
     powers,
     acks,
     heard,

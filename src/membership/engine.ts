@@ -12,17 +12,21 @@
 //   view member whose reported table (or the leader's own) gives it b must first report a
 //   table without it; every other node only after its lease has surely run out.
 // - A node that stops being eligible (health, config digest, quorum) revokes its lease at once.
+// - Handover (handoverLimitMs > 0): a node "may serve" b when a table it may have installed
+//   names it owner OR previous owner of b. The leader names a new owner only when no other
+//   node may be owner and no node but the (single) previous owner it names may serve b.
 
 import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
 import { rebalance } from '../balance/assign.js';
 import { ReplayGuard } from './codec.js';
 import {
-  NO_OVERRIDES, checkPowerChange, decodeRows, effectivePowers, emptyRows, encodeRows, overridesNewer, sameRows, tableDigest,
+  NO_OVERRIDES, bitmapHas, checkPowerChange, decodeRows, effectivePowers, emptyRows, encodeBitmap, encodeRows, hasAny, overridesNewer,
+  sameRows, tableDigest, type Rows, type TableRows,
 } from './table.js';
 import { leaseWaitNs, checkTiming } from './timing.js';
 import type {
-  AckEntry, EngineOutput, Heartbeat, HeardEntry, MembershipEngineOptions, MembershipEvent, MembershipStatus, NodeState,
-  PeerStatus, PowerOverrides, ViewTable,
+  AckEntry, EngineOutput, GroupHandover, HandoverEndReason, Heartbeat, HeartbeatHoldings, HeardEntry, HoldingsSample,
+  MembershipEngineOptions, MembershipEvent, MembershipStatus, NodeState, PeerStatus, PowerOverrides, ViewTable,
 } from './types.js';
 
 const MS = 1_000_000n;
@@ -32,7 +36,12 @@ const SENT_RING = 256;
 interface Peer {
   name: string;
   hb?: Heartbeat;
-  rows?: (string | null)[][];
+  /** The table of `hb` (owners and previous owners); undefined when it did not decode. */
+  rows?: TableRows;
+  /** Heartbeats accepted (all incarnations) and seq gaps within an incarnation. */
+  received: number;
+  missed: number;
+  lastSeq?: number;
   lastRecvNs?: bigint;
   /** Latest evidence reported by others (our clock, conservative: arrival − reported age). */
   indirectNs?: bigint;
@@ -47,6 +56,14 @@ interface Peer {
   ackDeadlineNs?: bigint;
   alive: boolean;
   everHeard: boolean;
+}
+
+/** One bucket's handover as the leader tracks it (for the limit and the drained check). */
+interface HandoverRecord {
+  prev: string;
+  startNs: bigint;
+  /** Epoch of the table that made `prev` previous owner: its reports from older tables prove nothing. */
+  startEpoch: number;
 }
 
 function byName(a: string, b: string): number {
@@ -90,7 +107,11 @@ export class MembershipEngine {
   private pendingEvents: MembershipEvent[] = [];
   private lostAt = new Map<string, number>();
   /** Tables seen in direct heartbeats, by digest: what a peer reported only by relay holds. */
-  private readonly knownTables = new Map<string, (string | null)[][]>();
+  private readonly knownTables = new Map<string, TableRows>();
+  private readonly handoverLimitNs: bigint;
+  /** Leader only: handovers in the installed table, by `${group}:${bucket}`. */
+  private readonly handovers = new Map<string, HandoverRecord>();
+  private holdingsSample: HoldingsSample | undefined;
 
   constructor(opts: MembershipEngineOptions) {
     checkTiming(opts.timing);
@@ -101,11 +122,14 @@ export class MembershipEngine {
     this.leaseNs = BigInt(Math.round(opts.timing.leaseMs * 1e6));
     this.takeoverWaitNs = leaseWaitNs(opts.timing);
     this.guard = new ReplayGuard(this.leaseNs);
-    for (const n of opts.nodes) if (n !== opts.self) this.peers.set(n, { name: n, alive: false, everHeard: false });
+    this.handoverLimitNs = BigInt(Math.max(0, Math.round((opts.handoverLimitMs ?? 0) * 1e6)));
+    for (const n of opts.nodes) if (n !== opts.self) this.peers.set(n, { name: n, alive: false, everHeard: false, received: 0, missed: 0 });
     const rows = opts.initialTable && opts.initialTable.length === opts.groups.length ? opts.initialTable.map((r) => [...r]) : emptyRows(opts.groups.length);
     // An adopted table is what the kernel may still serve; it is reported (so a leader waits
-    // for it to be released) but it is no view's table: epoch 0, no leader.
-    this.table = { epoch: 0, leader: null, view: [], groups: rows, digest: tableDigest(rows) };
+    // for it to be released) but it is no view's table: epoch 0, no leader. (Its previous
+    // owners are not adopted: the lease starts revoked, so the kernel serves none of them.)
+    const prev = emptyRows(opts.groups.length);
+    this.table = { epoch: 0, leader: null, view: [], groups: rows, prev, digest: tableDigest(rows, prev) };
     this.overrides = opts.powerOverrides ?? NO_OVERRIDES;
     this.referenceDigest = opts.configDigest;
     this.graceUntilNs = opts.startNs + BigInt(opts.timing.mlostCount) * this.pulseNs;
@@ -142,8 +166,10 @@ export class MembershipEngine {
     // then part of what it must not hand over twice.
     if (leader === this.self) {
       if (this.leaderSinceTick) this.lead(nowNs, candidates, out);
-    } else if (leader !== null) {
-      this.followBest(nowNs, out);
+    } else {
+      // Handover start times are the leader's; a later leadership starts its own clocks.
+      this.handovers.clear();
+      if (leader !== null) this.followBest(nowNs, out);
     }
     this.leaderSinceTick = leader === this.self;
 
@@ -175,10 +201,15 @@ export class MembershipEngine {
     if (!verdict.ok) return reject(verdict.reason);
     if (verdict.newIncarnation) {
       peer.ackDeadlineNs = undefined;
+      peer.lastSeq = undefined;
       out.events.push({ type: 'peer_joined', node: hb.from, incarnation: hb.incarnation.toString() });
     }
+    peer.received++;
+    // Gaps within an incarnation only: a restarted peer starts counting afresh.
+    if (peer.lastSeq !== undefined && hb.seq > peer.lastSeq + 1) peer.missed += hb.seq - peer.lastSeq - 1;
+    peer.lastSeq = hb.seq;
     peer.hb = hb;
-    peer.rows = decodeRows(hb.table, this.opts.nodes);
+    peer.rows = this.decodeTable(hb);
     if (peer.rows) this.rememberTable(hb.tableDigest, peer.rows);
     peer.lastRecvNs = nowNs;
     peer.everHeard = true;
@@ -227,6 +258,15 @@ export class MembershipEngine {
     return this.finish(out);
   }
 
+  /**
+   * The daemon's latest count of the connections this node holds as previous owner. Sent
+   * in the next heartbeats; the leader ends a bucket's handover when it shows none left.
+   */
+  setHoldings(sample: HoldingsSample): void {
+    if (this.holdingsSample && sample.epoch < this.holdingsSample.epoch) return;
+    this.holdingsSample = sample;
+  }
+
   /** A runtime power override (farmlb power/drain), for all of the node's groups or one. */
   setPower(node: string, power: number, group?: string): EngineOutput {
     checkPowerChange(this.opts.groups, this.opts.nodes, node, power, group);
@@ -255,6 +295,8 @@ export class MembershipEngine {
       incarnation: p.hb?.incarnation.toString(),
       configDigest: p.hb?.configDigest,
       epoch: p.hb?.epoch,
+      heartbeatsReceived: p.received,
+      heartbeatsMissed: p.missed,
     }));
     return {
       node: this.self,
@@ -274,7 +316,28 @@ export class MembershipEngine {
       powers: this.overrides,
       incarnation: this.opts.incarnation.toString(),
       peers,
+      handover: this.handoverStatus(),
     };
+  }
+
+  /** Buckets in handover in the installed table, per group, with what each previous owner reported. */
+  private handoverStatus(): GroupHandover[] {
+    const out: GroupHandover[] = [];
+    this.table.prev.forEach((row, g) => {
+      const byNode = new Map<string, number[]>();
+      row.forEach((p, b) => {
+        if (p !== null) byNode.set(p, [...(byNode.get(p) ?? []), b]);
+      });
+      if (byNode.size === 0) return;
+      const prevs: GroupHandover['prevs'] = [...byNode].sort(([a], [b]) => byName(a, b)).map(([node, buckets]) => {
+        const report = node === this.self ? this.ownHoldings() : this.peers.get(node)?.hb?.holdings;
+        if (!report) return { node, buckets: buckets.length };
+        const held = buckets.filter((b) => bitmapHas(report.held[g], b)).length;
+        return { node, buckets: buckets.length, held, ...(report.epoch > 0 ? { connections: report.connections[g] ?? 0 } : {}) };
+      });
+      out.push({ group: this.opts.groups[g]?.name ?? String(g), buckets: row.filter((p) => p !== null).length, prevs });
+    });
+    return out;
   }
 
   /** The power overrides in force (for powers.json). */
@@ -415,19 +478,168 @@ export class MembershipEngine {
     // anything: decide nothing until its heartbeat (or a peer's with that table) arrives.
     if (holdings === undefined) return;
     const powers = effectivePowers(this.opts.groups, this.overrides);
-    const base = this.table.groups;
-    const next = base.map((row, g) => {
+    const base = this.table;
+    const members = new Set(view);
+    const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
+    // A table inherited from another leader may carry handovers: their clocks start now.
+    base.prev.forEach((row, g) => row.forEach((p, b) => {
+      const key = `${g}:${b}`;
+      if (p === null) this.handovers.delete(key);
+      else if (this.handovers.get(key)?.prev !== p) this.handovers.set(key, { prev: p, startNs: nowNs, startEpoch: base.epoch });
+    }));
+    const ended: { g: number; b: number; from: string; reason: HandoverEndReason }[] = [];
+    const started: { g: number; b: number; from: string; to: string | null }[] = [];
+    const nextGroups: Rows = [];
+    const nextPrev: Rows = [];
+    base.groups.forEach((row, g) => {
       const desired = rebalance(row, powers[g] ?? new Map(), view);
-      return desired.map((owner, b) => (owner !== null && holdings.some(([name, rows]) => name !== owner && rows[g]?.[b] === name) ? null : owner));
+      // Who may serve each bucket, as owner or as previous owner, in a table they may have installed.
+      const asOwner = Array.from({ length: row.length }, () => new Set<string>());
+      const asPrev = Array.from({ length: row.length }, () => new Set<string>());
+      // Owners with no previous owner in their table: they take every packet of the bucket.
+      // (Not a restarted node's adopted table: it starts with its lease revoked and renews
+      // it only from acknowledgements of a view's table, or alone — out of the farm's contact.)
+      const takesAll = Array.from({ length: row.length }, () => new Set<string>());
+      for (const [name, t, adopted] of holdings) {
+        t.groups[g]?.forEach((o, b) => {
+          if (o !== name) return;
+          asOwner[b]!.add(name);
+          if (!adopted && (t.prev[g]?.[b] ?? null) === null) takesAll[b]!.add(name);
+        });
+        t.prev[g]?.forEach((p, b) => { if (p === name) asPrev[b]!.add(name); });
+      }
+      const owners: (string | null)[] = [];
+      const prevs: (string | null)[] = [];
+      desired.forEach((want, b) => {
+        const was = row[b] ?? null;
+        const wasPrev = base.prev[g]?.[b] ?? null;
+        const on = this.handoverLimitNs > 0n;
+        // A previous owner keeps packets of its own connections: never beside a node that may
+        // take every packet of b (two sides of a healed partition), or both would take them.
+        const clashes = (q: string | null) => q !== null && [...takesAll[b]!].some((n) => n !== q);
+        let prev = on ? this.nextPrev(g, b, was, wasPrev, want, members, asOwner[b]!, asPrev[b]!, nowNs) : null;
+        if (clashes(prev)) prev = null;
+        // A handover that ends here (drained: it holds nothing and takes nothing new; limit:
+        // what it holds is given up) no longer stands in the owner's way.
+        const released = on && wasPrev !== null && prev === null ? wasPrev : null;
+        // The new owner may take b only when nobody else may be owner, and nobody but the
+        // previous owner named here may serve it in any role.
+        let owner = want;
+        if (owner !== null) {
+          for (const n of asOwner[b]!) if (n !== owner) owner = null;
+          for (const n of asPrev[b]!) if (n !== want && n !== prev && n !== released) owner = null;
+        }
+        // A live owner that loses b — moved, or held back because another node may still
+        // serve it — keeps its connections as previous owner.
+        if (on && owner === null && was !== null && members.has(was) && !clashes(was)) prev = was;
+        if (prev === owner) prev = null;
+        if (wasPrev !== null && wasPrev !== prev) {
+          const reason: HandoverEndReason = owner === wasPrev ? 'returned' : prev !== null || clashes(wasPrev) ? 'moved'
+            : this.endReason(g, b, wasPrev, members, asOwner[b]!, asPrev[b]!, nowNs) ?? 'prev_lost';
+          ended.push({ g, b, from: wasPrev, reason });
+        }
+        if (prev !== null && prev !== wasPrev) started.push({ g, b, from: prev, to: want });
+        owners.push(owner);
+        prevs.push(prev);
+      });
+      nextGroups.push(owners);
+      nextPrev.push(prevs);
     });
     const memberAhead = view.some((n) => {
       const hb = this.peers.get(n)?.hb;
       return hb !== undefined && (hb.epoch > this.table.epoch || (hb.epoch === this.table.epoch && hb.tableDigest !== this.table.digest));
     });
     const sameView = this.table.view.length === view.length && this.table.view.every((n, i) => n === view[i]);
-    if (sameRows(next, base) && sameView && this.table.leader === this.self && !memberAhead) return;
-    const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
-    this.install({ epoch, leader: this.self, view, groups: next, digest: tableDigest(next) }, out, this.viewCause(view, 'leader'));
+    if (sameRows(nextGroups, base.groups) && sameRows(nextPrev, base.prev) && sameView && this.table.leader === this.self && !memberAhead) return;
+    this.noteHandovers(started, ended, epoch, nowNs, out);
+    this.install({ epoch, leader: this.self, view, groups: nextGroups, prev: nextPrev, digest: tableDigest(nextGroups, nextPrev) }, out, this.viewCause(view, 'leader'));
+  }
+
+  /**
+   * The previous owner bucket b names next, before the owner is checked (docs/membership.md,
+   * "Handover"): a live owner that loses b becomes it (only the latest one is kept); a
+   * crashed owner does not (its buckets wait for its lease). A previous owner stays until it
+   * reports no connection left, the limit passes, or — gone from the view — its lease has
+   * surely run out. May equal `want` (b goes back to it): the caller drops it once it owns b.
+   */
+  private nextPrev(g: number, b: number, was: string | null, wasPrev: string | null, want: string | null,
+    members: Set<string>, asOwner: Set<string>, asPrev: Set<string>, nowNs: bigint): string | null {
+    let prev = was !== null && was !== want && members.has(was) ? was : wasPrev;
+    if (prev !== null && prev === wasPrev && this.endReason(g, b, prev, members, asOwner, asPrev, nowNs) !== undefined) prev = null;
+    return prev;
+  }
+
+  /** Why the handover of b from `prev` ends now, or undefined while it goes on. */
+  private endReason(g: number, b: number, prev: string, members: Set<string>, asOwner: Set<string>, asPrev: Set<string>, nowNs: bigint): HandoverEndReason | undefined {
+    const rec = this.handovers.get(`${g}:${b}`);
+    if (!members.has(prev)) {
+      // Our own table names it, so it stays in the holdings until its lease surely ran out.
+      return asOwner.has(prev) || asPrev.has(prev) ? undefined : 'prev_lost';
+    }
+    if (this.drained(g, b, prev, rec?.startEpoch ?? 0)) return 'drained';
+    if (rec && nowNs - rec.startNs >= this.handoverLimitNs) return 'limit';
+    return undefined;
+  }
+
+  /**
+   * Has `node` reported holding no connection in b, under a table that names it previous
+   * owner of b (it never accepts a new connection there), sampled under that very table?
+   */
+  private drained(g: number, b: number, node: string, sinceEpoch: number): boolean {
+    if (node === this.self) {
+      const s = this.holdingsSample;
+      return s !== undefined && s.epoch === this.table.epoch && this.table.epoch >= sinceEpoch
+        && this.table.prev[g]?.[b] === node && (s.counts[g]?.[b] ?? 0) === 0;
+    }
+    const p = this.peers.get(node);
+    const hb = p?.hb;
+    const h = hb?.holdings;
+    if (!hb || !h || !p.rows || h.epoch !== hb.epoch || hb.epoch < sinceEpoch) return false;
+    return p.rows.prev[g]?.[b] === node && !bitmapHas(h.held[g], b);
+  }
+
+  /** Updates the leader's handover clocks and reports what starts and ends with the table of `epoch`. */
+  private noteHandovers(started: { g: number; b: number; from: string; to: string | null }[],
+    ended: { g: number; b: number; from: string; reason: HandoverEndReason }[], epoch: number, nowNs: bigint, out: EngineOutput): void {
+    const groupName = (g: number) => this.opts.groups[g]?.name ?? String(g);
+    const endedBy = new Map<string, { g: number; from: string; reason: HandoverEndReason; buckets: number[] }>();
+    for (const e of ended) {
+      this.handovers.delete(`${e.g}:${e.b}`);
+      const key = `${e.g}\u0000${e.from}\u0000${e.reason}`;
+      const entry = endedBy.get(key) ?? { g: e.g, from: e.from, reason: e.reason, buckets: [] };
+      entry.buckets.push(e.b);
+      endedBy.set(key, entry);
+    }
+    for (const e of endedBy.values()) {
+      const cut = e.reason === 'limit' || e.reason === 'moved';
+      const left = cut ? this.reportedConnections(e.g, e.from, e.buckets) : undefined;
+      out.events.push({
+        type: 'handover_ended', group: groupName(e.g), from: e.from, buckets: e.buckets, reason: e.reason,
+        ...(left !== undefined ? { connectionsLeft: left } : {}),
+      });
+    }
+    const startedBy = new Map<string, { g: number; from: string; to: string | null; buckets: number[] }>();
+    for (const s of started) {
+      this.handovers.set(`${s.g}:${s.b}`, { prev: s.from, startNs: nowNs, startEpoch: epoch });
+      const key = `${s.g}\u0000${s.from}\u0000${s.to ?? ''}`;
+      const entry = startedBy.get(key) ?? { g: s.g, from: s.from, to: s.to, buckets: [] };
+      entry.buckets.push(s.b);
+      startedBy.set(key, entry);
+    }
+    for (const s of startedBy.values()) {
+      out.events.push({ type: 'handover_started', group: groupName(s.g), from: s.from, to: s.to, buckets: s.buckets });
+    }
+  }
+
+  /** Connections `node` last reported holding in `buckets` of group g (0 when it reported none held). */
+  private reportedConnections(g: number, node: string, buckets: number[]): number | undefined {
+    if (node === this.self) {
+      const s = this.holdingsSample;
+      return s === undefined ? undefined : buckets.reduce((sum, b) => sum + (s.counts[g]?.[b] ?? 0), 0);
+    }
+    const h = this.peers.get(node)?.hb?.holdings;
+    if (!h || h.epoch === 0) return undefined;
+    return buckets.some((b) => bitmapHas(h.held[g], b)) ? (h.connections[g] ?? 0) : 0;
   }
 
   /**
@@ -436,8 +648,8 @@ export class MembershipEngine {
    * counted from the last time it could have renewed it. undefined = a member's table is
    * unknown (reported by relay with a digest we have not seen).
    */
-  private holdings(view: string[], nowNs: bigint): [string, (string | null)[][]][] | undefined {
-    const out: [string, (string | null)[][]][] = [];
+  private holdings(view: string[], nowNs: bigint): [string, TableRows, boolean?][] | undefined {
+    const out: [string, TableRows, boolean?][] = [];
     // Releasing a silent node's buckets trusts that our members would have told us they
     // still hear it. If their own reports are stale (we were cut off ourselves, or just
     // healed), that silence proves nothing: a node can renew its lease from peers we did
@@ -453,7 +665,7 @@ export class MembershipEngine {
         const since = p.alive ? p.servingNs : minBig(this.evidence(p), p.servingNs ?? this.evidence(p));
         if (since === undefined || (reportsFresh && nowNs >= since + this.takeoverWaitNs)) continue;
       }
-      out.push([p.name, this.table.groups]);
+      out.push([p.name, this.table]);
       const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
         && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
       if (relayedNewer) {
@@ -461,7 +673,7 @@ export class MembershipEngine {
         if (rows) out.push([p.name, rows]);
         else if (member) return undefined;
       }
-      if (p.rows) out.push([p.name, p.rows]);
+      if (p.rows) out.push([p.name, p.rows, p.hb!.epoch === 0]);
     }
     // A node may also install, at any moment, the table of another node that acts as
     // leader (views disagree for a pulse after a heal, a restart, a leader's loss): every
@@ -473,7 +685,7 @@ export class MembershipEngine {
     return out;
   }
 
-  private rememberTable(digest: string, rows: (string | null)[][]): void {
+  private rememberTable(digest: string, rows: TableRows): void {
     if (this.knownTables.has(digest)) return;
     this.knownTables.set(digest, rows);
     // Insertion order: drop the oldest beyond a few dozen (tables change a few times per failover).
@@ -507,16 +719,26 @@ export class MembershipEngine {
     if (best) this.maybeInstall(best.hb!, best.rows!, nowNs, out);
   }
 
-  private maybeInstall(hb: Heartbeat, rows: (string | null)[][], _nowNs: bigint, out: EngineOutput): void {
+  private maybeInstall(hb: Heartbeat, rows: TableRows, _nowNs: bigint, out: EngineOutput): void {
     // A node whose configuration differs cannot read the leader's table reliably (node
     // ids may differ) and serves nothing anyway.
     if (this.opts.configDigest !== this.referenceDigest) return;
-    if (rows.length !== this.opts.groups.length) return;
+    if (rows.groups.length !== this.opts.groups.length) return;
     // Strictly newer only: two leaders (two sides of a partition) can publish the same epoch;
     // the merged leader then republishes above both (see lead()).
     const newer = hb.epoch > this.table.epoch;
-    if (!newer || tableDigest(rows) !== hb.tableDigest) return;
-    this.install({ epoch: hb.epoch, leader: hb.leader, view: [...hb.view], groups: rows, digest: hb.tableDigest }, out, this.viewCause(hb.view, `leader ${hb.leader}`));
+    if (!newer || tableDigest(rows.groups, rows.prev) !== hb.tableDigest) return;
+    this.install({ epoch: hb.epoch, leader: hb.leader, view: [...hb.view], groups: rows.groups, prev: rows.prev, digest: hb.tableDigest },
+      out, this.viewCause(hb.view, `leader ${hb.leader}`));
+  }
+
+  /** The table a heartbeat carries; undefined when a row is malformed (prev absent = no handover). */
+  private decodeTable(hb: Heartbeat): TableRows | undefined {
+    const groups = decodeRows(hb.table, this.opts.nodes);
+    if (!groups) return undefined;
+    const prev = hb.prev === undefined ? emptyRows(groups.length) : decodeRows(hb.prev, this.opts.nodes);
+    if (!prev || prev.length !== groups.length) return undefined;
+    return { groups, prev };
   }
 
   private install(table: ViewTable, out: EngineOutput, cause: string): void {
@@ -532,7 +754,7 @@ export class MembershipEngine {
       if (was === this.self) lost++;
     }));
     this.table = table;
-    this.rememberTable(table.digest, table.groups);
+    this.rememberTable(table.digest, table);
     if (table.epoch > this.maxEpochSeen) this.maxEpochSeen = table.epoch;
     out.table = table;
     const lostNodes = prev.view.filter((n) => !table.view.includes(n));
@@ -635,6 +857,7 @@ export class MembershipEngine {
         tableDigest: p.hb.tableDigest,
       });
     }
+    const holdings = this.ownHoldings();
     return {
       v: 1,
       module: this.module,
@@ -650,9 +873,28 @@ export class MembershipEngine {
       view: this.table.view,
       tableDigest: this.table.digest,
       table: encodeRows(this.table.groups, this.opts.nodes),
+      ...(hasAny(this.table.prev) ? { prev: encodeRows(this.table.prev, this.opts.nodes) } : {}),
+      ...(holdings ? { holdings } : {}),
       powers: this.overrides,
       acks,
       heard,
+    };
+  }
+
+  /**
+   * What this node reports holding as previous owner; undefined when it is previous owner
+   * of nothing. Without a sample under the installed table every such bucket counts as
+   * held: a sample from an older table says nothing about buckets that moved since.
+   */
+  private ownHoldings(): HeartbeatHoldings | undefined {
+    const prev = this.table.prev;
+    if (!prev.some((row) => row.includes(this.self))) return undefined;
+    const s = this.holdingsSample;
+    const current = s !== undefined && s.epoch === this.table.epoch;
+    return {
+      epoch: s?.epoch ?? 0,
+      held: prev.map((row, g) => encodeBitmap((b) => row[b] === this.self && (!current || (s.counts[g]?.[b] ?? 0) > 0))),
+      connections: prev.map((row, g) => (s?.counts[g] ?? []).reduce((sum, c, b) => sum + (row[b] === this.self || !current ? c : 0), 0)),
     };
   }
 

@@ -7,10 +7,12 @@
 //              (by Group.index; configured powers), configDigest, timing: { pulseMs,
 //              slostCount, mlostCount, leaseMs }, splitBrain: 'serve'|'quorum',
 //              incarnation: bigint (greater after every restart), startNs: bigint,
-//              initialTable?: (string|null)[][], powerOverrides?: PowerOverrides }
+//              initialTable?: (string|null)[][], powerOverrides?: PowerOverrides,
+//              handoverLimitMs?: number (0/absent = no connection-preserving handover) }
 //     .tick(nowNs: bigint): EngineOutput                       — every pulseMs
 //     .receive(hb: Heartbeat, nowNs: bigint): EngineOutput     — every authenticated heartbeat
 //     .setLocalHealth(ok: boolean, cause: string): EngineOutput — false revokes the lease at once
+//     .setHoldings({ epoch, counts: number[][], sampledAtNs }): void — connections held as previous owner
 //     .setPower(node, power, group?): EngineOutput             — throws FARMLB_E_MEMBERSHIP_*
 //     .clearPower(node, group?): EngineOutput
 //     .status(nowNs?: bigint): MembershipStatus
@@ -37,5 +39,5 @@ export { loadKey, loadHeartbeatKey, MIN_KEY_BYTES } from './key.js';
 export { DEFAULT_TIMING, timingFromTopology, leaseWaitNs, checkTiming } from './timing.js';
 export { BuiltinMembership } from './membership.js';
 export type { Membership, BuiltinMembershipOptions } from './membership.js';
-export { effectivePowers, overridesNewer, NO_OVERRIDES, tableDigest } from './table.js';
+export { effectivePowers, overridesNewer, NO_OVERRIDES, tableDigest, encodeBitmap, bitmapHas } from './table.js';
 export type * from './types.js';

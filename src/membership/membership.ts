@@ -6,7 +6,7 @@
 
 import type { MembershipEngine } from './engine.js';
 import type { Transport } from './transport.js';
-import type { EngineOutput, MembershipStatus, PowerOverrides } from './types.js';
+import type { EngineOutput, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
 
 export interface Membership {
   /** Starts heartbeats; `apply` receives every decision, in order, and is awaited. */
@@ -16,6 +16,8 @@ export interface Membership {
   setLocalHealth(ok: boolean, cause: string): void;
   setPower(node: string, power: number, group?: string): void;
   clearPower(node: string, group?: string): void;
+  /** The latest count of connections held as previous owner (handover); reported in heartbeats. */
+  setHoldings(sample: HoldingsSample): void;
   status(): MembershipStatus;
   powerOverrides(): PowerOverrides;
 }
@@ -65,6 +67,11 @@ export class BuiltinMembership implements Membership {
 
   clearPower(node: string, group?: string): void {
     this.handle(this.opts.engine.clearPower(node, group));
+  }
+
+  setHoldings(sample: HoldingsSample): void {
+    // No decision follows from it at once: the next pulse's heartbeat carries it.
+    this.opts.engine.setHoldings(sample);
   }
 
   status(): MembershipStatus {

@@ -5,6 +5,12 @@
 // codec (HMAC). After every applied decision it checks the safety invariant: no bucket is
 // served by two nodes in contact (served = the node's installed table gives it the bucket
 // AND its lease is valid under the data plane's rule, deadline + LEASE_CLOCK_SLACK_NS).
+// With handover on it also models TCP connections in the buckets a node hands over (each
+// lives a random drain time), feeds their counts to the engine as the daemon does
+// (setHoldings), and checks that no packet can be accepted by two nodes: at most one owner
+// (SYNs), a previous owner never also owner, and a node that takes every packet of a bucket
+// (owner, no previous owner in its table) never while another serving node still holds
+// connections there as previous owner — unless the leader cut them (limit, moved again).
 // Used by test/unit/membership-*.test.ts and to measure failover timings.
 
 import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
@@ -15,6 +21,14 @@ import { MembershipEngine } from './engine.js';
 import { emptyRows } from './table.js';
 import { DEFAULT_TIMING } from './timing.js';
 import type { EngineOutput, GroupPowers, MembershipEvent, MembershipTiming, PowerOverrides } from './types.js';
+
+/** Connections a previous owner still holds in one bucket (the simulated socket table). */
+interface Held {
+  count: number;
+  untilNs: bigint;
+  /** The leader ended the handover while they lived (limit, moved again): lost, not protected. */
+  cut: boolean;
+}
 
 const MS = 1_000_000n;
 const SLACK = BigInt(LEASE_CLOCK_SLACK_NS);
@@ -43,6 +57,14 @@ export interface SimOptions {
   strictGlobal?: boolean;
   /** Throw on the first violation (default true). */
   throwOnViolation?: boolean;
+  /** Engine option handoverLimitMs (default 0: no handover). */
+  handoverLimitMs?: number;
+  /**
+   * Model connections in buckets a node hands over: `perBucket` connections (default 3) per
+   * bucket, each bucket's gone after a random time in `drainMs` (default [50, 400]).
+   * Default: modelled when handoverLimitMs > 0.
+   */
+  connections?: { drainMs?: [number, number]; perBucket?: number } | false;
 }
 
 export interface Violation {
@@ -59,6 +81,9 @@ interface SimNode {
   paused: boolean;
   queue: Buffer[];
   rows: (string | null)[][];
+  prev: (string | null)[][];
+  epoch: number;
+  held: (Held | undefined)[][];
   leaseNs: bigint;
   offsetNs: bigint;
   phaseNs: bigint;
@@ -94,6 +119,11 @@ export class Simulator {
   /** Datagrams delivered / dropped by the codec (bad MAC or malformed). */
   delivered = 0;
   rejectedByCodec = 0;
+  /** Handover model: connections lost (cut by the leader, or the node lost its role while they lived). */
+  lostConnections = 0;
+  /** Handover model: connections a previous owner kept until they ended by themselves. */
+  carriedConnections = 0;
+  private readonly conn: { drainMs: [number, number]; perBucket: number } | undefined;
 
   constructor(opts: SimOptions) {
     this.opts = opts;
@@ -110,6 +140,9 @@ export class Simulator {
         paused: false,
         queue: [],
         rows: emptyRows(this.groups.length),
+        prev: emptyRows(this.groups.length),
+        epoch: 0,
+        held: this.groups.map(() => new Array<Held | undefined>(NBUCKETS).fill(undefined)),
         leaseNs: 0n,
         // Monotonic clocks of different machines share no base.
         offsetNs: BigInt(Math.floor(this.random() * 1e6)) * 1000n + 1_000_000_000n,
@@ -122,6 +155,9 @@ export class Simulator {
       });
     }
     for (const a of opts.nodes) for (const b of opts.nodes) if (a !== b) this.links.set(`${a}>${b}`, { up: true, loss: 0, upSinceNs: 0n });
+    const modelled = opts.connections !== undefined ? opts.connections !== false : (opts.handoverLimitMs ?? 0) > 0;
+    const c = opts.connections || {};
+    this.conn = modelled ? { drainMs: c.drainMs ?? [50, 400], perBucket: c.perBucket ?? 3 } : undefined;
   }
 
   // --- randomness and time ------------------------------------------------------------------
@@ -214,6 +250,9 @@ export class Simulator {
     n.paused = false;
     n.queue = [];
     n.leaseNs = 0n;
+    // A restart revokes the lease: whatever the node held as previous owner is gone.
+    n.held = this.groups.map(() => new Array<Held | undefined>(NBUCKETS).fill(undefined));
+    n.epoch = 0;
     n.engine = new MembershipEngine({
       module: 'farm',
       self: name,
@@ -226,6 +265,7 @@ export class Simulator {
       startNs: this.localNs(name),
       initialTable: n.rows.map((r) => [...r]),
       ...(n.overrides ? { powerOverrides: n.overrides } : {}),
+      ...(this.opts.handoverLimitMs ? { handoverLimitMs: this.opts.handoverLimitMs } : {}),
     });
     const engine = n.engine;
     const pulseNs = BigInt(this.timing.pulseMs) * MS;
@@ -233,7 +273,10 @@ export class Simulator {
     const tick = (at: bigint) => {
       this.schedule(at, () => {
         if (n.engine !== engine || !n.running) return;
-        if (!n.paused) this.apply(n, engine.tick(this.localNs(name)));
+        if (!n.paused) {
+          if (this.conn) engine.setHoldings(this.sample(n));
+          this.apply(n, engine.tick(this.localNs(name)));
+        }
         tick(at + pulseNs);
       });
     };
@@ -358,16 +401,88 @@ export class Simulator {
 
   /** The daemon's order: table, lease, then the heartbeat. */
   private apply(n: SimNode, out: EngineOutput): void {
-    if (out.table) n.rows = out.table.groups.map((r) => [...r]);
+    if (out.table) {
+      if (this.conn) this.moveConnections(n, out.table.groups, out.table.prev);
+      n.rows = out.table.groups.map((r) => [...r]);
+      n.prev = out.table.prev.map((r) => [...r]);
+      n.epoch = out.table.epoch;
+    }
     if (out.leaseDeadlineNs !== undefined) n.leaseNs = out.leaseDeadlineNs;
     n.state = out.state;
     for (const e of out.events) {
       n.events.push({ atMs: this.nowMs, event: e });
       if (e.type === 'powers') n.overrides = e.overrides;
+      if (e.type === 'handover_ended' && (e.reason === 'limit' || e.reason === 'moved')) this.cut(e.from, e.group, e.buckets);
     }
     if (n.events.length > 5000) n.events.splice(0, 2500);
     if (out.table || out.leaseDeadlineNs !== undefined) this.check();
     this.send(n, out);
+  }
+
+  // --- connections (handover model) ---------------------------------------------------------
+
+  /** The connection model's own random stream: modelling connections does not change the network's. */
+  private connRnd = 0x9e3779b9;
+  private connRandom(): number {
+    this.connRnd ^= this.connRnd << 13; this.connRnd >>>= 0;
+    this.connRnd ^= this.connRnd >>> 17;
+    this.connRnd ^= this.connRnd << 5; this.connRnd >>>= 0;
+    return this.connRnd / 0x1_0000_0000;
+  }
+
+  private live(h: Held | undefined): h is Held {
+    return h !== undefined && this.nowNs < h.untilNs;
+  }
+
+  /** A table installed on n: buckets it hands over keep its connections; a role lost drops them. */
+  private moveConnections(n: SimNode, groups: (string | null)[][], prev: (string | null)[][]): void {
+    const [lo, hi] = this.conn!.drainMs;
+    groups.forEach((row, g) => row.forEach((owner, b) => {
+      const held = n.held[g]![b];
+      if (owner === n.name) {
+        n.held[g]![b] = undefined; // owner again: its connections are its own
+      } else if (prev[g]?.[b] === n.name) {
+        if (held === undefined && n.rows[g]?.[b] === n.name) {
+          const drainNs = BigInt(Math.round((lo + this.connRandom() * (hi - lo)) * 1e6));
+          n.held[g]![b] = { count: 1 + Math.floor(this.connRandom() * this.conn!.perBucket), untilNs: this.nowNs + drainNs, cut: false };
+        }
+      } else {
+        if (this.live(held) && !held.cut) this.lostConnections += held.count;
+        else if (held && !held.cut) this.carriedConnections += held.count;
+        n.held[g]![b] = undefined;
+      }
+    }));
+  }
+
+  private cut(node: string, group: string, buckets: number[]): void {
+    const g = this.groups.findIndex((x) => x.name === group);
+    const n = this.nodes.get(node);
+    if (!n || g < 0) return;
+    for (const b of buckets) {
+      const held = n.held[g]![b];
+      if (this.live(held) && !held.cut) {
+        held.cut = true;
+        this.lostConnections += held.count;
+      }
+    }
+  }
+
+  /** The daemon's connection sample: live connections in the buckets n is previous owner of. */
+  private sample(n: SimNode): { epoch: number; counts: number[][]; sampledAtNs: bigint } {
+    return {
+      epoch: n.epoch,
+      counts: n.prev.map((row, g) => row.map((p, b) => {
+        const h = n.held[g]![b];
+        return p === n.name && this.live(h) ? h.count : 0;
+      })),
+      sampledAtNs: this.localNs(n.name),
+    };
+  }
+
+  /** Live connections n still holds as previous owner in bucket b of group g. */
+  heldConnections(name: string, g: number, b: number): number {
+    const h = this.node(name).held[g]?.[b];
+    return this.live(h) && !h.cut ? h.count : 0;
   }
 
   // --- observation ------------------------------------------------------------------------------
@@ -401,7 +516,39 @@ export class Simulator {
     return ab.up && ba.up && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
   }
 
+  private violation(g: number, b: number, nodes: string[], what: string): void {
+    const bad = this.opts.strictGlobal || nodes.length < 2 || nodes.some((x, i) => nodes.slice(i + 1).some((y) => this.inContact(x, y)));
+    if (!bad) return;
+    this.violations.push({ atMs: this.nowMs, group: g, bucket: b, nodes });
+    if (this.opts.throwOnViolation !== false) {
+      throw new Error(`bucket ${b} of group ${g}: ${what} (${nodes.join(', ')}) at ${this.nowMs.toFixed(1)} ms`);
+    }
+  }
+
+  /** Handover: no packet class of a bucket accepted by two serving nodes (see the header). */
+  private checkHandover(): void {
+    const serving = this.names.filter((name) => this.localNs(name) < this.node(name).leaseNs + SLACK);
+    for (const name of serving) {
+      const n = this.node(name);
+      n.prev.forEach((prevRow, g) => {
+        if (!prevRow.includes(name)) return;
+        prevRow.forEach((p, b) => {
+          if (p !== name) return;
+          if (n.rows[g]?.[b] === name) this.violation(g, b, [name], 'a table names one node owner and previous owner');
+          if (this.heldConnections(name, g, b) === 0) return;
+          for (const x of serving) {
+            const other = this.node(x);
+            if (x !== name && other.rows[g]?.[b] === x && (other.prev[g]?.[b] ?? null) === null) {
+              this.violation(g, b, [x, name], `${x} takes every packet while ${name} still holds connections as previous owner`);
+            }
+          }
+        });
+      });
+    }
+  }
+
   check(): void {
+    if (this.conn) this.checkHandover();
     for (let g = 0; g < this.groups.length; g++) {
       this.servers(g).forEach((nodes, b) => {
         if (nodes.length < 2) return;
@@ -439,6 +586,8 @@ export class Simulator {
       digests.add(n.engine.status().tableDigest);
     }
     if (digests.size !== 1) return false;
+    // With handover, converged also means every handover has ended.
+    if (this.opts.handoverLimitMs && names.some((name) => this.node(name).prev.some((row) => row.some((p) => p !== null)))) return false;
     for (let g = 0; g < this.groups.length; g++) {
       if (!this.servers(g).every((s) => s.filter((n) => names.includes(n)).length === 1)) return false;
     }

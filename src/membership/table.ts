@@ -29,11 +29,50 @@ export function decodeRows(rows: readonly string[], nodes: readonly string[]): (
   return out;
 }
 
-/** Digest of a table's content (not its epoch): equal digests = equal tables. */
-export function tableDigest(rows: readonly (readonly (string | null)[])[]): string {
+/** Rows of owners (or previous owners) per group. */
+export type Rows = (string | null)[][];
+
+/** A table's content: owners and previous owners (same shape). */
+export interface TableRows {
+  groups: Rows;
+  prev: Rows;
+}
+
+export function hasAny(rows: readonly (readonly (string | null)[])[]): boolean {
+  return rows.some((row) => row.some((o) => o !== null));
+}
+
+/**
+ * Digest of a table's content (not its epoch): equal digests = equal tables. Previous owners
+ * count only when some bucket has one, so a table without handover keeps the digest it had
+ * before handover existed (nodes with handover off, or older ones, agree on it).
+ */
+export function tableDigest(rows: readonly (readonly (string | null)[])[], prev?: readonly (readonly (string | null)[])[]): string {
   const h = createHash('sha256');
   for (const row of rows) h.update(JSON.stringify(row)).update('\n');
+  if (prev && hasAny(prev)) {
+    h.update('prev\n');
+    for (const row of prev) h.update(JSON.stringify(row)).update('\n');
+  }
   return h.digest('hex').slice(0, 16);
+}
+
+/** Bytes of a bucket bitmap: one bit per bucket. */
+export const BITMAP_BYTES = NBUCKETS / 8;
+
+/** base64 of 32 bytes: bit b (byte b>>3, bit b&7) set when `has(b)`. */
+export function encodeBitmap(has: (bucket: number) => boolean): string {
+  const bytes = Buffer.alloc(BITMAP_BYTES);
+  for (let b = 0; b < NBUCKETS; b++) if (has(b)) bytes[b >> 3]! |= 1 << (b & 7);
+  return bytes.toString('base64');
+}
+
+/** Is bucket b set in an encoded bitmap? A malformed bitmap reads as all set (conservative). */
+export function bitmapHas(bitmap: string | undefined, bucket: number): boolean {
+  if (bitmap === undefined) return true;
+  const bytes = Buffer.from(bitmap, 'base64');
+  if (bytes.length !== BITMAP_BYTES) return true;
+  return (bytes[bucket >> 3]! & (1 << (bucket & 7))) !== 0;
 }
 
 export function sameRows(a: readonly (readonly (string | null)[])[], b: readonly (readonly (string | null)[])[]): boolean {

@@ -65,9 +65,44 @@ export interface Heartbeat {
   tableDigest: string;
   /** The installed table, one row per group: 256 node indexes (cluster.xml order; 255 = none), base64. */
   table: string[];
+  /**
+   * The installed table's previous owners (handover), encoded like `table`. Absent = no
+   * bucket in handover (and what a sender without handover support means).
+   */
+  prev?: string[];
+  /** Present when the sender is the previous owner of some bucket of its installed table. */
+  holdings?: HeartbeatHoldings;
   powers: PowerOverrides;
   acks: AckEntry[];
   heard: HeardEntry[];
+}
+
+/**
+ * What a previous owner still holds (docs/membership.md, "Handover"). The leader ends the
+ * handover of bucket b when the bit of b is clear in a report whose `epoch` is the sender's
+ * installed epoch and whose table names the sender previous owner of b.
+ */
+export interface HeartbeatHoldings {
+  /** Epoch of the installed table the connection sample was taken under; 0 = no sample yet. */
+  epoch: number;
+  /**
+   * Per group: base64 of 32 bytes, bit b (byte b>>3, bit b&7, least significant first) set =
+   * the sender is previous owner of b and holds ≥ 1 connection in it. Without a sample for
+   * the installed epoch every bucket the sender is previous owner of is set (conservative).
+   */
+  held: string[];
+  /** Per group: connections the sample counted in the sender's previous-owner buckets (for display). */
+  connections: number[];
+}
+
+/** A connection sample of the buckets this node is handing over (the daemon's Holdings). */
+export interface HoldingsSample {
+  /** Epoch of the installed table the sample was taken under. */
+  epoch: number;
+  /** counts[group][bucket]: connections held; only buckets where this node is previous owner count. */
+  counts: number[][];
+  /** CLOCK_MONOTONIC ns of the sample. */
+  sampledAtNs: bigint;
 }
 
 /** A bucket table agreed for a view. */
@@ -77,6 +112,12 @@ export interface ViewTable {
   view: string[];
   /** owners per group (Group.index), 256 entries each; null = unowned. */
   groups: (string | null)[][];
+  /**
+   * Previous owners per group, same shape as `groups`: the node that still serves its own
+   * TCP connections of a moving bucket; null = not in handover. Never equal to the owner.
+   */
+  prev: (string | null)[][];
+  /** Digest of owners and previous owners (tableDigest()). */
   digest: string;
 }
 
@@ -114,7 +155,28 @@ export interface MembershipEngineOptions {
   initialTable?: (string | null)[][];
   /** powers.json of the run directory. */
   powerOverrides?: PowerOverrides;
+  /**
+   * Connection-preserving moves (`<farmlb handover_limit>`, ms): how long a moving bucket
+   * keeps its previous owner at most. 0 or absent = off: a bucket moves in one hand-over.
+   */
+  handoverLimitMs?: number;
 }
+
+/** Why a previous owner stopped being named for some buckets. */
+export type HandoverEndReason =
+  /** It reported no connection left in them. */
+  | 'drained'
+  /** `handoverLimitMs` passed: its remaining connections are cut. */
+  | 'limit'
+  /** It left the view; cleared once its lease had surely run out. */
+  | 'prev_lost'
+  /**
+   * Its connections are cut: the bucket moved again (the owner it was taken from is the
+   * previous owner now), or another node may take every packet of it (after a partition).
+   */
+  | 'moved'
+  /** The bucket went back to it: it owns its connections again, nothing is cut. */
+  | 'returned';
 
 export type MembershipEvent =
   | { type: 'state'; state: NodeState; cause: string }
@@ -140,7 +202,15 @@ export type MembershipEvent =
   | { type: 'quorum_lost'; alive: number; needed: number }
   | { type: 'config_mismatch'; node: string; ours: string; theirs: string; reference: string }
   | { type: 'powers'; overrides: PowerOverrides; origin: 'local' | 'peer' }
-  | { type: 'rejected'; from: string; reason: string };
+  | { type: 'rejected'; from: string; reason: string }
+  /** Leader only: buckets of `group` start handing over from `from` (their owner-to-be: `to`, null = none yet). */
+  | { type: 'handover_started'; group: string; from: string; to: string | null; buckets: number[] }
+  /**
+   * Leader only: `from` is no longer previous owner of `buckets`. connectionsLeft (reasons
+   * 'limit' and 'moved'): the connections it last reported holding in the group's handed-over
+   * buckets — exact when all of them end together, else an upper bound.
+   */
+  | { type: 'handover_ended'; group: string; from: string; buckets: number[]; reason: HandoverEndReason; connectionsLeft?: number };
 
 /** What one call to the engine asks the caller to do, in this order. */
 export interface EngineOutput {
@@ -175,6 +245,22 @@ export interface PeerStatus {
   heartbeatsMissed?: number;
 }
 
+/** Buckets in handover in one group of the installed table. */
+export interface GroupHandover {
+  group: string;
+  /** Buckets whose installed table names a previous owner. */
+  buckets: number;
+  prevs: {
+    node: string;
+    /** Buckets this node is previous owner of. */
+    buckets: number;
+    /** Of those, the ones it last reported still holding connections in (undefined = no report). */
+    held?: number;
+    /** Connections it last reported holding in them (undefined = no sample reported yet). */
+    connections?: number;
+  }[];
+}
+
 export interface MembershipStatus {
   node: string;
   state: NodeState;
@@ -194,4 +280,6 @@ export interface MembershipStatus {
   powers: PowerOverrides;
   incarnation: string;
   peers: PeerStatus[];
+  /** Groups of the installed table with buckets in handover (empty: none). */
+  handover: GroupHandover[];
 }

@@ -8,7 +8,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   ReplayGuard, createMemoryNetwork, createUdpTransport, decodeHeartbeat, encodeHeartbeat, loadKey, MembershipEngine,
-  DEFAULT_TIMING, addressesFromLans, type Heartbeat,
+  DEFAULT_TIMING, addressesFromLans, encodeBitmap, bitmapHas, tableDigest, type Heartbeat,
 } from '../../src/membership/index.js';
 
 const key = Buffer.alloc(32, 1);
@@ -45,6 +45,35 @@ describe('heartbeat codec', () => {
   it('rejects what is not a farmlb heartbeat without parsing it', () => {
     expect(() => decodeHeartbeat(Buffer.from('hello'), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
     expect(() => decodeHeartbeat(Buffer.alloc(70_000), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+  });
+
+  it('round-trips the handover fields: previous owners and what the sender still holds', () => {
+    const withHandover = hb({
+      prev: [Buffer.alloc(256, 255).toString('base64')],
+      holdings: { epoch: 3, held: [encodeBitmap((b) => b === 0 || b === 255)], connections: [12] },
+    });
+    const back = decodeHeartbeat(encodeHeartbeat(withHandover, key), key);
+    expect(back).toEqual(withHandover);
+    expect(bitmapHas(back.holdings!.held[0], 0)).toBe(true);
+    expect(bitmapHas(back.holdings!.held[0], 1)).toBe(false);
+    expect(bitmapHas(back.holdings!.held[0], 255)).toBe(true);
+  });
+
+  it('reads a heartbeat without handover fields as no bucket in handover, and a malformed bitmap as all held', () => {
+    const back = decodeHeartbeat(encodeHeartbeat(hb(), key), key);
+    expect('prev' in back).toBe(false);
+    expect('holdings' in back).toBe(false);
+    expect(bitmapHas('AAAA', 7)).toBe(true);
+    expect(() => decodeHeartbeat(encodeHeartbeat(hb({ holdings: { epoch: -1, held: [], connections: [] } }), key), key))
+      .toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+  });
+
+  it('gives a table with previous owners another digest, and one without them the digest it always had', () => {
+    const owners = [new Array<string | null>(256).fill('a')];
+    const none = [new Array<string | null>(256).fill(null)];
+    const some = [new Array<string | null>(256).fill(null).map((_, b) => (b === 3 ? 'b' : null))];
+    expect(tableDigest(owners, none)).toBe(tableDigest(owners));
+    expect(tableDigest(owners, some)).not.toBe(tableDigest(owners));
   });
 
   it('rejects an authenticated body of the wrong shape', () => {

@@ -3,6 +3,11 @@
 // checks and power changes. Checked throughout: no bucket served by two nodes in contact
 // (the simulator throws at the first violation). Checked at the end: once every fault is
 // repaired, the farm converges to one table within a bounded number of pulses.
+// With handover on (connection-preserving moves), also checked throughout: no packet of a
+// bucket can be accepted by two nodes — at most one owner, a previous owner never owner in
+// its own table, and no node takes every packet of a bucket while another still holds
+// connections there as previous owner (unless the leader cut them at the limit); and at the
+// end every handover has ended (drained, or the limit).
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -69,12 +74,17 @@ function repairAll(sim: Simulator): void {
   }
 }
 
-function scenario(policy: SplitBrainPolicy) {
+/** Handover runs: a short limit so that a scenario also sees handovers cut at the limit. */
+const HANDOVER_LIMIT_MS = 1000;
+const DRAIN_MS: [number, number] = [50, 1500];
+
+function scenario(policy: SplitBrainPolicy, handover = false) {
   return fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.array(step, { minLength: 1, maxLength: 12 }), (seed, steps) => {
     const sim = new Simulator({
       nodes: NODES,
       seed,
       splitBrain: policy,
+      ...(handover ? { handoverLimitMs: HANDOVER_LIMIT_MS, connections: { drainMs: DRAIN_MS } } : {}),
       // quorum: a minority serves nothing, so the invariant holds between every pair.
       // serve: two sides of a partition both serve; they must stop within a few pulses of hearing each other.
       ...(policy === 'quorum' ? { strictGlobal: true } : { contactGraceMs: 4 * pulse }),
@@ -87,7 +97,8 @@ function scenario(policy: SplitBrainPolicy) {
     }
     repairAll(sim);
     // Bounded convergence: restarted nodes discover, the lost timeouts run, the 2-step moves finish.
-    const bound = (DEFAULT_TIMING.mlostCount + 30) * pulse;
+    // With handover, the moves of the repair also wait for their previous owners (at most the limit).
+    const bound = (DEFAULT_TIMING.mlostCount + 30) * pulse + (handover ? HANDOVER_LIMIT_MS : 0);
     const ok = sim.run(bound, () => sim.converged(NODES));
     expect(ok, `not converged ${bound} ms after the repair`).toBe(true);
   });
@@ -107,5 +118,13 @@ describe('membership properties', () => {
 
   it('quorum policy: no bucket is ever served twice, anywhere; after repair the farm converges', () => {
     fc.assert(scenario('quorum'), params);
+  });
+
+  it('serve policy with handover: no packet accepted by two nodes in contact; after repair every handover has ended', () => {
+    fc.assert(scenario('serve', true), params);
+  });
+
+  it('quorum policy with handover: no packet ever accepted by two nodes; after repair every handover has ended', () => {
+    fc.assert(scenario('quorum', true), params);
   });
 });
