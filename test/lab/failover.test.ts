@@ -20,7 +20,7 @@ import { droppedByFault, heal, heartbeatLoss, partition } from './helpers/nft-fa
 import { LongConns, type ConnReport } from './helpers/long-conns.js';
 import {
   FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, captureHeartbeats, clientHealth, logMarks, logsOnFailure, readyPath, sendDatagrams,
-  srcOwner, viewEvents, waitCoverage, waitHealth,
+  srcOwner, viewEvents, waitCoverage, waitHealth, waitNoHandover,
 } from './helpers/failover-kit.js';
 
 const ALL = FAILOVER_NODE_NAMES;
@@ -74,6 +74,9 @@ describePrivileged('lab: failover (vmac_invisible, serve): every failure kind, n
     }
     await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000, what: 'the full farm at its quotas before the case' });
     conns?.close();
+    // The last case's rejoin handed buckets back while its connections ran; with them closed
+    // the handovers end (table changes this case must not count).
+    await waitNoHandover(l, ALL);
     conns = await LongConns.open(l, l.clientAddrs4);
     sampler = new OverlapSampler(l).start();
     return { l, before: readServed(l, 'n1')!.owners[0]! };

@@ -23,6 +23,8 @@ import { coverage } from './overlap-sampler.js';
 import { MEMBERSHIP_PORT } from './nft-faults.js';
 import { addrBytes } from '../../../src/balance/addr.js';
 import { bucketOf } from '../../../src/balance/hash.js';
+import { NODE_NONE } from '../../../src/dataplane/types.js';
+import { XdpDataplane } from '../../../src/dataplane/xdp.js';
 
 export const FAILOVER_NODES = [
   { name: 'n1', power: 1 },
@@ -59,6 +61,27 @@ export async function waitCoverage(lab: FarmLab, nodes: string[], opts: { quotas
   } catch (err) {
     throw new Error(`${err instanceof Error ? err.message : String(err)}; last coverage: ${JSON.stringify(last)}`, { cause: err });
   }
+}
+
+/**
+ * Waits (bounded) until no bucket of any group is in handover on any of `nodes` (their pinned
+ * tables name no previous owner): a rejoin hands buckets over while connections run, and the
+ * table changes that end it must not fall into the next case's "no view change" window.
+ */
+export async function waitNoHandover(lab: FarmLab, nodes: string[], timeoutMs = 20_000): Promise<void> {
+  await waitFor(() => nodes.every((n) => {
+    let pinned;
+    try {
+      pinned = XdpDataplane.readPinned(lab.pinDir(n));
+    } catch {
+      return false;
+    }
+    try {
+      return (pinned.activeTables().prevOwners ?? []).every((row) => row.every((p) => p === NODE_NONE));
+    } finally {
+      pinned.close();
+    }
+  }) || undefined, { timeoutMs, intervalMs: 50, what: `no bucket in handover on ${nodes.join(', ')}` });
 }
 
 /** GET from the client to a node's health port; status 0 when nothing answers (refused, unreachable). */
