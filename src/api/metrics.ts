@@ -158,6 +158,16 @@ export function createMetrics(source: MetricsSource): Metrics {
     name: 'farmlb_handover_connections', help: 'Connections this node still holds in the buckets it is handing over (its socket table, sampled every 250 ms during a handover)',
     collect() { setOrAbsent(this, selfNode()?.handover?.connections); },
   });
+  counter({
+    name: 'farmlb_handover_connections_carried_total',
+    help: 'Connections this node kept serving as previous owner after their bucket moved (rejoin, power change, drain), since the daemon started',
+    collect() { setOrAbsent(this, selfNode()?.handover?.carriedTotal); },
+  });
+  counter({
+    name: 'farmlb_handover_connections_lost_total',
+    help: 'Connections still open on this node when a bucket it was handing over moved on without them (handover_limit, or a second move): reset by the new owner',
+    collect() { setOrAbsent(this, selfNode()?.handover?.lostTotal); },
+  });
   gauge({
     name: 'farmlb_syncookies_sent_recently', help: '1 when the kernel sent SYN cookies in the last 30 s (they defeat the handover\'s socket test), else 0',
     collect() { const c = selfNode()?.synCookies; setOrAbsent(this, c ? (c.sentRecently ? 1 : 0) : undefined); },

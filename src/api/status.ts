@@ -37,7 +37,7 @@ export interface NodeStatus {
    * still holds in them (sampled from its socket table every 250 ms while prevBuckets > 0;
    * sampledAtMs = wall clock of the last sample).
    */
-  handover?: { prevBuckets: number; connections: number; sampledAtMs?: number };
+  handover?: { prevBuckets: number; connections: number; sampledAtMs?: number; carriedTotal?: number; lostTotal?: number };
   /**
    * This node only: SYN cookies, which defeat the handover's socket test. mode =
    * net.ipv4.tcp_syncookies; sentRecently = cookies sent within the last 30 s; sentTotal =

@@ -176,6 +176,15 @@ export interface HandoverStatus {
   connections: number;
   /** Wall clock (ms since the epoch) of the last sample reported; absent before the first. */
   sampledAtMs?: number;
+  /**
+   * Since the daemon started: connections this node kept serving after their bucket moved
+   * (the first sample of each bucket it handed over), and those still open when a bucket
+   * stopped being its to hand over without coming back to it (the limit, or a second move:
+   * the new owner resets them). Counted from samples 250 ms apart, so a connection that
+   * opened and closed between two samples is in neither.
+   */
+  carriedTotal: number;
+  lostTotal: number;
 }
 
 /** Reads the socket table, handing each socket of a held state to `visit`. */
@@ -210,6 +219,10 @@ export class HoldingsSampler {
   /** The last sample: its tables, its latest read's own counts (before the two-read rule), what was reported. */
   private last: { tables: DataplaneTables; raw: number[][]; status: HandoverStatus } | undefined;
   private warned = new Set<string>();
+  /** Per bucket this node hands over (`g:b`): connections at its first sample and at its latest. */
+  private tracked = new Map<string, { first: number; latest: number }>();
+  private carriedTotal = 0;
+  private lostTotal = 0;
   private readonly intervalMs: number;
   private readonly scan: SocketScan;
   private readonly nowMs: () => number;
@@ -224,6 +237,7 @@ export class HoldingsSampler {
   tablesChanged(installed: InstalledTables | undefined): void {
     if (this.stopped) return;
     this.installed = installed;
+    this.settle(installed?.tables);
     if (!this.sampling()) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
@@ -237,9 +251,28 @@ export class HoldingsSampler {
   /** This node's handover as last sampled; undefined when no table is installed. */
   status(): HandoverStatus | undefined {
     if (!this.installed) return undefined;
+    const totals = { carriedTotal: this.carriedTotal, lostTotal: this.lostTotal };
     const prevBuckets = prevBucketCount(this.installed.tables);
-    if (prevBuckets === 0) return { prevBuckets, connections: 0 };
-    return this.last ? { ...this.last.status, prevBuckets } : { prevBuckets, connections: 0 };
+    if (prevBuckets === 0) return { prevBuckets, connections: 0, ...totals };
+    return this.last ? { ...this.last.status, prevBuckets, ...totals } : { prevBuckets, connections: 0, ...totals };
+  }
+
+  /**
+   * A table was applied: each bucket that no longer names this node previous owner ends its
+   * handover here. If the bucket came back to this node, its connections simply go on;
+   * otherwise those still open at the last sample are cut (the new owner takes every packet).
+   */
+  private settle(tables: DataplaneTables | undefined): void {
+    for (const [key, t] of this.tracked) {
+      const [g, b] = key.split(':').map(Number) as [number, number];
+      if (tables && tables.prevOwners?.[g]?.[b] === tables.selfNode) continue;
+      this.tracked.delete(key);
+      const returned = tables !== undefined && tables.buckets[g]?.[b] === tables.selfNode;
+      if (returned || t.latest === 0) continue;
+      this.lostTotal += t.latest;
+      this.opts.log.warn({ event: 'handover_connections_cut', group: g, bucket: b, connections: t.latest },
+        `${t.latest} connection(s) still open in bucket ${b} (group ${g}) when its handover ended: the new owner resets them`);
+    }
   }
 
   /** Stops sampling; a read in flight finishes but reports nothing. */
@@ -297,7 +330,17 @@ export class HoldingsSampler {
     const other = (g: number, b: number): number => second?.counts[g]?.[b] ?? last?.raw[g]?.[b] ?? 0;
     const counts = first.counts.map((row, g) => row.map((n, b) => (isPrev(tables, g, b) ? Math.max(n, other(g, b)) : 0)));
     const connections = counts.reduce((n, row) => n + row.reduce((a, b) => a + b, 0), 0);
-    this.last = { tables, raw: (second ?? first).counts, status: { prevBuckets: first.prevBuckets, connections, sampledAtMs } };
+    this.last = { tables, raw: (second ?? first).counts, status: { prevBuckets: first.prevBuckets, connections, sampledAtMs, carriedTotal: 0, lostTotal: 0 } };
+    counts.forEach((row, g) => row.forEach((n, b) => {
+      if (!isPrev(tables, g, b)) return;
+      const key = `${g}:${b}`;
+      const t = this.tracked.get(key);
+      if (t) t.latest = n;
+      else {
+        this.tracked.set(key, { first: n, latest: n });
+        this.carriedTotal += n;
+      }
+    }));
     if (first.unbucketed > 0) {
       this.warnOnce('ipid', () => log.warn({ event: 'holdings_unbucketed', connections: first.unbucketed },
         `${first.unbucketed} connection(s) in on_ipid groups have no bucket: their handover ends by its time limit`));

@@ -218,7 +218,31 @@ describe('HoldingsSampler', () => {
     s.tablesChanged({ epoch: 8, tables: NO_PREV });
     await vi.advanceTimersByTimeAsync(2000);
     expect(reports).toHaveLength(5);
-    expect(s.status()).toEqual({ prevBuckets: 0, connections: 0 });
+    expect(s.status()).toEqual({ prevBuckets: 0, connections: 0, carriedTotal: 1, lostTotal: 1 });
+    await s.stop();
+  });
+
+  it('counts the connections carried over, and those cut when a bucket moves on without coming back', async () => {
+    const s = sampler();
+    // A handover that ends with the connection still open (the limit): carried 1, lost 1.
+    s.tablesChanged({ epoch: 1, tables: ONE_PREV });
+    await vi.advanceTimersByTimeAsync(300);
+    s.tablesChanged({ epoch: 2, tables: NO_PREV });
+    expect(s.status()).toMatchObject({ carriedTotal: 1, lostTotal: 1 });
+    // One that ends after the connection closed (drained): carried 1 more, nothing lost.
+    s.tablesChanged({ epoch: 3, tables: ONE_PREV });
+    await vi.advanceTimersByTimeAsync(300);
+    sockets = [];
+    await vi.advanceTimersByTimeAsync(600);
+    s.tablesChanged({ epoch: 4, tables: NO_PREV });
+    expect(s.status()).toMatchObject({ carriedTotal: 2, lostTotal: 1 });
+    // One whose bucket comes back to this node: its connections go on, nothing lost.
+    sockets = [held];
+    s.tablesChanged({ epoch: 5, tables: ONE_PREV });
+    await vi.advanceTimersByTimeAsync(300);
+    const back = ONE_PREV.buckets.map((r, g) => (g === 0 ? r.map((o, b) => (b === heldBucket ? SELF : o)) : r));
+    s.tablesChanged({ epoch: 6, tables: { ...NO_PREV, buckets: back } });
+    expect(s.status()).toMatchObject({ carriedTotal: 3, lostTotal: 1 });
     await s.stop();
   });
 
