@@ -111,6 +111,11 @@ function runMode(mode: 'vmac_invisible' | 'vmac_directed'): void {
       conns = await LongConns.open(l, l.clientAddrs4);
       const before = await conns.report();
       const ownersBefore = ownersOf(l, 'n1');
+      const totals = async () => Object.fromEntries(await Promise.all(expectPrev.map(async (n) => {
+        const self = (await l.status(n)).nodes.find((x) => x.self);
+        return [n, { carried: self?.handover?.carriedTotal ?? 0, lost: self?.handover?.lostTotal ?? 0, synCookies: self?.synCookies?.sentRecently ?? false }] as const;
+      })));
+      const totalsBefore = await totals();
       await move();
       // The move is under way: buckets name their previous owner on every node in the view.
       await waitFor(() => {
@@ -145,6 +150,14 @@ function runMode(mode: 'vmac_invisible' | 'vmac_directed'): void {
       await waitFor(() => l.nodeNames().filter((n) => l.daemonRunning(n)).every((n) => handoverOf(l, n)?.total === 0) || undefined, {
         timeoutMs: 20_000, intervalMs: 100, what: 'every handover to end once the connections closed',
       });
+      // The previous owners counted the connections they carried over, lost none, and sent no
+      // SYN cookie (which would have defeated the socket test).
+      const totalsAfter = await totals();
+      for (const n of expectPrev) {
+        expect(totalsAfter[n]!.carried, `${n} carried connections over`).toBeGreaterThan(totalsBefore[n]!.carried);
+        expect(totalsAfter[n]!.lost, `${n} lost none`).toBe(totalsBefore[n]!.lost);
+        expect(totalsAfter[n]!.synCookies, `${n} sent no SYN cookie`).toBe(false);
+      }
     }
 
     it('a node rejoining takes its buckets without breaking a connection', async () => {
