@@ -33,7 +33,8 @@ const MEMBERSHIP_PORT = 4800;
 export const VIP = '10.80.0.100';
 const node4 = (i: number) => `10.80.0.${11 + i}`;
 const nodeMac = (i: number) => `02:80:00:00:00:${(0x11 + i).toString(16).padStart(2, '0')}`;
-const clientExtra = (i: number) => `10.80.1.${1 + i}`;
+/** Client source addresses, 250 per /24 from 10.80.1.1 (the handover bench uses up to 4,000). */
+const clientExtra = (i: number) => `10.80.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
 /** Client probe period and per-attempt timeout (a `curl --max-time 0.15` every 20 ms). */
 const PROBE_EVERY_MS = 20;
 const PROBE_TIMEOUT_MS = 150;

@@ -14,7 +14,9 @@ export async function run(cmd: string, args: string[], timeoutMs = 15_000): Prom
     return stdout;
   } catch (err) {
     const e = err as { stderr?: string; message?: string };
-    throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`, { cause: err });
+    // A batch command line can be kilobytes long: the start of it says which one failed.
+    const line = `${cmd} ${args.join(' ')}`;
+    throw new Error(`${line.length > 300 ? `${line.slice(0, 300)}…` : line}: ${(e.stderr ?? '').trim() || e.message}`, { cause: err });
   }
 }
 
