@@ -10,11 +10,11 @@
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
-import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { NODE_NONE } from '../../src/dataplane/types.js';
 import { FarmLab } from './helpers/farm-lab.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { LongConns, type ConnReport } from './helpers/long-conns.js';
+import { withPinned } from './helpers/overlap-sampler.js';
 import { logsOnFailure, srcOwner, waitCoverage } from './helpers/failover-kit.js';
 
 const NODES = [
@@ -35,36 +35,24 @@ interface Handover {
 
 /** Group 0's handover state in a node's pinned table. */
 function handoverOf(lab: FarmLab, node: string): Handover | undefined {
-  let pinned;
-  try {
-    pinned = XdpDataplane.readPinned(lab.pinDir(node));
-  } catch {
-    return undefined;
-  }
-  try {
-    const t = pinned.activeTables();
+  return withPinned(lab, node, (pinned) => {
     const byPrev: Record<string, number> = {};
     let total = 0;
-    for (const prev of t.prevOwners?.[0] ?? []) {
+    for (const prev of pinned.activeTables().prevOwners?.[0] ?? []) {
       if (prev === NODE_NONE) continue;
       const name = ALL[prev] ?? String(prev);
       byPrev[name] = (byPrev[name] ?? 0) + 1;
       total++;
     }
     return { byPrev, total };
-  } finally {
-    pinned.close();
-  }
+  });
 }
 
 /** Group 0's owners as a node's pinned table says (node names). */
 function ownersOf(lab: FarmLab, node: string): (string | null)[] {
-  const pinned = XdpDataplane.readPinned(lab.pinDir(node));
-  try {
-    return pinned.activeTables().buckets[0]!.map((o) => (o === NODE_NONE ? null : ALL[o] ?? null));
-  } finally {
-    pinned.close();
-  }
+  const owners = withPinned(lab, node, (pinned) => pinned.activeTables().buckets[0]!.map((o) => (o === NODE_NONE ? null : ALL[o] ?? null)));
+  if (!owners) throw new Error(`nothing pinned for ${node}`);
+  return owners;
 }
 
 /** Waits until every connection has been answered `more` more times than in `before`: traffic flowed through the move. */

@@ -19,12 +19,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FarmLab } from './farm-lab.js';
 import { inNetns, run, waitFor } from './netns.js';
-import { coverage } from './overlap-sampler.js';
+import { coverage, withPinned } from './overlap-sampler.js';
 import { MEMBERSHIP_PORT } from './nft-faults.js';
 import { addrBytes } from '../../../src/balance/addr.js';
 import { bucketOf } from '../../../src/balance/hash.js';
 import { NODE_NONE } from '../../../src/dataplane/types.js';
-import { XdpDataplane } from '../../../src/dataplane/xdp.js';
 
 export const FAILOVER_NODES = [
   { name: 'n1', power: 1 },
@@ -69,19 +68,8 @@ export async function waitCoverage(lab: FarmLab, nodes: string[], opts: { quotas
  * table changes that end it must not fall into the next case's "no view change" window.
  */
 export async function waitNoHandover(lab: FarmLab, nodes: string[], timeoutMs = 20_000): Promise<void> {
-  await waitFor(() => nodes.every((n) => {
-    let pinned;
-    try {
-      pinned = XdpDataplane.readPinned(lab.pinDir(n));
-    } catch {
-      return false;
-    }
-    try {
-      return (pinned.activeTables().prevOwners ?? []).every((row) => row.every((p) => p === NODE_NONE));
-    } finally {
-      pinned.close();
-    }
-  }) || undefined, { timeoutMs, intervalMs: 50, what: `no bucket in handover on ${nodes.join(', ')}` });
+  const settled = (n: string) => withPinned(lab, n, (p) => (p.activeTables().prevOwners ?? []).every((row) => row.every((x) => x === NODE_NONE)));
+  await waitFor(() => nodes.every(settled) || undefined, { timeoutMs, intervalMs: 50, what: `no bucket in handover on ${nodes.join(', ')}` });
 }
 
 /** GET from the client to a node's health port; status 0 when nothing answers (refused, unreachable). */

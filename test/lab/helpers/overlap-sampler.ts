@@ -59,8 +59,11 @@ export interface SamplerReport {
 
 const MAX_KEPT = 20;
 
-/** One read of a node's pinned data plane; undefined when nothing is pinned (yet). */
-export function readServed(lab: FarmLab, node: string): NodeRead | undefined {
+/**
+ * `read` applied to a node's pinned data plane (closed afterwards); undefined when nothing is
+ * pinned (yet).
+ */
+export function withPinned<T>(lab: FarmLab, node: string, read: (pinned: ReturnType<typeof XdpDataplane.readPinned>) => T): T | undefined {
   let pinned;
   try {
     pinned = XdpDataplane.readPinned(lab.pinDir(node));
@@ -68,13 +71,20 @@ export function readServed(lab: FarmLab, node: string): NodeRead | undefined {
     return undefined;
   }
   try {
+    return read(pinned);
+  } finally {
+    pinned.close();
+  }
+}
+
+/** One read of a node's pinned data plane; undefined when nothing is pinned (yet). */
+export function readServed(lab: FarmLab, node: string): NodeRead | undefined {
+  return withPinned(lab, node, (pinned) => {
     const tables = pinned.activeTables();
     const lease = pinned.lease();
     const owned = tables.buckets.map((row) => row.flatMap((owner, b) => (owner === tables.selfNode && owner !== NODE_NONE ? [b] : [])));
     return { node, atNs: lease.nowNs, leaseValid: lease.valid, leaseDeadlineNs: lease.deadlineNs, selfNode: tables.selfNode, owned, owners: tables.buckets };
-  } finally {
-    pinned.close();
-  }
+  });
 }
 
 /** Buckets a read says its node serves now (owned and lease valid), per group. */
