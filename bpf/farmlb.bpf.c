@@ -281,7 +281,7 @@ static __always_inline int holds_connection(struct xdp_md *ctx, const struct flo
 
 /* §12, a TCP packet of a bucket in handover, on its owner or previous owner. The previous owner
  * keeps what its sockets hold and never a SYN; the owner takes SYNs and what its sockets hold.
- * What neither takes here goes, in vmac_directed, to the other one (*to); see deliver(). */
+ * What this node does not take goes, in vmac_directed, to the other one (fwd); see deliver(). */
 static __always_inline void decide_handover(struct xdp_md *ctx, struct verdict *v, const struct farmlb_ctl *ctl,
 					    __u8 self, const struct farmlb_bucket *bkt, const struct flow_bytes *flow,
 					    const __u8 *vip_addr, struct forward *fwd)
