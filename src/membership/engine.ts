@@ -10,7 +10,9 @@
 //   stale table). Under `quorum`, acknowledgements from a majority are needed.
 // - The leader gives bucket b to node Y only when no other node may still serve b: every
 //   view member whose reported table (or the leader's own) gives it b must first report a
-//   table without it; every other node only after its lease has surely run out.
+//   table without it; every other node only after its lease has surely run out AND behind the
+//   fence: no live peer (nor we) is still on a table whose view includes it — a lease is
+//   renewed only on a table whose view includes the renewing node.
 // - A node that stops being eligible (health, config digest, quorum) revokes its lease at once.
 // - Handover (handoverLimitMs > 0): a node "may serve" b when a table it may have installed
 //   names it owner OR previous owner of b. The leader names a new owner only when no other
@@ -100,6 +102,15 @@ export class MembershipEngine {
   private lastTickNs: bigint | undefined;
   private lastInvalidNs: bigint | undefined;
   private leaderSinceTick = false;
+  /** The candidates of the last tick (the view lead() works on between ticks). */
+  private lastCandidates: string[] = [];
+  /**
+   * Leader: some non-member's buckets wait only for the fence (a live peer may still
+   * acknowledge it): re-decide as soon as the peers' heartbeats show the fence installed.
+   */
+  private fencePending = false;
+  /** Set by install(): the table just installed left out a node of the previous view. */
+  private droppedFromView = false;
   private splitBrain = false;
   private missing: string[] = [];
   private readonly heardSinceStart = new Set<string>();
@@ -164,6 +175,7 @@ export class MembershipEngine {
     // A new leader waits one pulse before its first table: a competing leader's table (the
     // other side of a heal, a leader that has not yet seen us) reaches it meanwhile and is
     // then part of what it must not hand over twice.
+    this.lastCandidates = candidates;
     if (leader === this.self) {
       if (this.leaderSinceTick) this.lead(nowNs, candidates, out);
     } else {
@@ -178,7 +190,8 @@ export class MembershipEngine {
     // A live peer that does (WAIT while it discovers, a one-way cut) may lead a view of its
     // own a moment later; with it, the lease comes from acknowledgements or not at all.
     const sameConfigPeer = [...this.peers.values()].some((p) => p.alive && (p.hb === undefined || p.hb.configDigest === this.referenceDigest));
-    if (this.eligible && leader === this.self && candidates.length === 1 && !sameConfigPeer) {
+    // Only on a table whose view includes us: a fenced node (see holdings()) renews nothing.
+    if (this.eligible && leader === this.self && candidates.length === 1 && !sameConfigPeer && this.table.view.includes(this.self)) {
       this.renew(nowNs + this.leaseNs, out);
     }
     this.updateState(out);
@@ -227,8 +240,19 @@ export class MembershipEngine {
     }
     if (this.leader !== null && this.leader !== this.self && hb.leader === this.leader && peer.rows) {
       this.maybeInstall(hb, peer.rows, nowNs, out);
+      // A table that drops a node fences it (holdings()): tell the leader at once that we
+      // installed it, so that the fence costs a round trip, not a pulse.
+      if (out.table && this.droppedFromView) out.send = this.heartbeat(nowNs);
     }
     this.noteAck(peer, hb, out);
+    // The fence the leader waited for may be complete now: decide without waiting for the pulse.
+    if (this.fencePending && this.leader === this.self && this.leaderSinceTick && this.eligible) {
+      this.lead(nowNs, this.lastCandidates, out);
+      if (out.table) {
+        this.updateState(out);
+        out.send = this.heartbeat(nowNs);
+      }
+    }
     return this.finish(out);
   }
 
@@ -473,6 +497,7 @@ export class MembershipEngine {
   // --- leader -------------------------------------------------------------------------------
 
   private lead(nowNs: bigint, view: string[], out: EngineOutput): void {
+    this.fencePending = false;
     const holdings = this.holdings(view, nowNs);
     // A member known only by relay to have installed a table we never saw may serve
     // anything: decide nothing until its heartbeat (or a peer's with that table) arrives.
@@ -663,7 +688,11 @@ export class MembershipEngine {
       const member = view.includes(p.name);
       if (!member) {
         const since = p.alive ? p.servingNs : minBig(this.evidence(p), p.servingNs ?? this.evidence(p));
-        if (since === undefined || (reportsFresh && nowNs >= since + this.takeoverWaitNs)) continue;
+        if (since === undefined) continue;
+        if (reportsFresh && nowNs >= since + this.takeoverWaitNs) {
+          if (this.fenced(p)) continue;
+          this.fencePending = true;
+        }
       }
       out.push([p.name, this.table]);
       const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
@@ -683,6 +712,31 @@ export class MembershipEngine {
       for (const n of q.hb.view) if (n !== this.self) out.push([n, q.rows]);
     }
     return out;
+  }
+
+  /**
+   * Can no node we know of still extend x's lease? A lease grows only from acknowledgements
+   * sent on x's own table, and only on a table whose view includes x (noteAck). So x's
+   * silence bounds its lease only once every live peer that could acknowledge it (and we)
+   * reports a table that leaves x out: acknowledgements they sent before carry heartbeats
+   * of x they had received by then, which their later reports (and so our evidence of x)
+   * include. Without this, a peer that heard x after its last report reaching us (loss, a
+   * one-way cut to us, a WAIT node still following x's table) renews x unseen.
+   * (A peer we have lost ourselves is not covered: a lossy partition, see docs.)
+   */
+  private fenced(x: Peer): boolean {
+    if (this.table.view.includes(x.name)) return false;
+    const xDigest = x.hb?.configDigest;
+    for (const m of this.peers.values()) {
+      if (m === x || !m.alive) continue;
+      // A peer with another configuration cannot acknowledge x (noteAck compares digests).
+      if (m.hb !== undefined && xDigest !== undefined && m.hb.configDigest !== xDigest) continue;
+      // Its own heartbeat, not a relay: only that carries when it last heard x.
+      const relayedNewer = m.indirectNs !== undefined && (m.lastRecvNs === undefined || m.indirectNs > m.lastRecvNs)
+        && m.indirectDigest !== undefined && m.indirectDigest !== m.hb?.tableDigest;
+      if (relayedNewer || !m.hb || m.hb.view.includes(x.name)) return false;
+    }
+    return true;
   }
 
   private rememberTable(digest: string, rows: TableRows): void {
@@ -758,6 +812,7 @@ export class MembershipEngine {
     if (table.epoch > this.maxEpochSeen) this.maxEpochSeen = table.epoch;
     out.table = table;
     const lostNodes = prev.view.filter((n) => !table.view.includes(n));
+    this.droppedFromView = lostNodes.length > 0;
     const detections = lostNodes.map((n) => this.lostAt.get(n)).filter((x): x is number => x !== undefined);
     for (const n of lostNodes) this.lostAt.delete(n);
     out.events.push({
@@ -771,6 +826,8 @@ export class MembershipEngine {
   private noteAck(peer: Peer, hb: Heartbeat, out: EngineOutput): void {
     if (!this.eligible) return;
     if (hb.epoch !== this.table.epoch || hb.tableDigest !== this.table.digest || hb.configDigest !== this.opts.configDigest) return;
+    // Only on a table whose view includes us: a table that leaves us out is a fence (holdings()).
+    if (!this.table.view.includes(this.self)) return;
     const ack = hb.acks.find((a: AckEntry) => a.node === this.self && a.incarnation === this.opts.incarnation);
     if (!ack) return;
     const sentAt = this.sent.get(ack.seq);
