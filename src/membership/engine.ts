@@ -34,6 +34,12 @@ import type {
 const MS = 1_000_000n;
 /** Own heartbeats remembered to turn an acknowledgement back into its send time. */
 const SENT_RING = 256;
+/**
+ * Own installed tables remembered (holdings()): far more than a leader publishes between two
+ * reports of a live peer, or during a lost peer's lease wait (about one per pulse, a few more
+ * when a fence completes).
+ */
+const RECENT_TABLES = 32;
 
 interface Peer {
   name: string;
@@ -117,6 +123,11 @@ export class MembershipEngine {
   private mismatchReported = new Set<string>();
   private pendingEvents: MembershipEvent[] = [];
   private lostAt = new Map<string, number>();
+  /**
+   * The tables this node installed lately (its own as leader, or followed), oldest first: a
+   * peer may have installed any of them newer than the table it last reported to us.
+   */
+  private readonly recentTables: ViewTable[] = [];
   /** Tables seen in direct heartbeats, by digest: what a peer reported only by relay holds. */
   private readonly knownTables = new Map<string, TableRows>();
   private readonly handoverLimitNs: bigint;
@@ -695,6 +706,10 @@ export class MembershipEngine {
         }
       }
       out.push([p.name, this.table]);
+      // Tables we installed after the one it last reported (several in one pulse when a
+      // fence completes, or its reports were lost): it may have installed any of them.
+      const reportedEpoch = p.hb?.epoch ?? -1;
+      for (const t of this.recentTables) if (t !== this.table && t.epoch > reportedEpoch) out.push([p.name, t]);
       const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
         && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
       if (relayedNewer) {
@@ -808,6 +823,8 @@ export class MembershipEngine {
       if (was === this.self) lost++;
     }));
     this.table = table;
+    this.recentTables.push(table);
+    if (this.recentTables.length > RECENT_TABLES) this.recentTables.shift();
     this.rememberTable(table.digest, table);
     if (table.epoch > this.maxEpochSeen) this.maxEpochSeen = table.epoch;
     out.table = table;

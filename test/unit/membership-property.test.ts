@@ -136,9 +136,11 @@ describe('membership properties', () => {
 });
 
 // Counterexamples found by long random runs, replayed exactly (Simulator seed, steps; node i
-// = NODES[i]; a `resume` of a node that is not paused is a plain wait). Each failed before
-// the fence (docs/membership.md, "Fence"): a node renewed its lease from a peer's
-// acknowledgement that the leader had not heard of, while the leader gave its buckets away.
+// = NODES[i]; a `resume` of a node that is not paused is a plain wait). The first three
+// failed before the fence (docs/membership.md, "the fence"): a node renewed its lease from a
+// peer's acknowledgement that the leader had not heard of, while the leader gave its buckets
+// away. The handover ones failed before the leader counted every table it published since a
+// member's last report as one the member may hold.
 const wait = (waitMs: number): Step => ({ op: { kind: 'resume', node: 0 }, waitMs });
 describe('membership counterexamples (fixed replays)', () => {
   it('serve: a node cut one way from the leader under 50% loss keeps its buckets while a peer it reaches still acknowledges it', () => {
@@ -165,6 +167,32 @@ describe('membership counterexamples (fixed replays)', () => {
       { op: { kind: 'partition', mask: 1 }, waitMs: 0 }, { op: { kind: 'crash', node: 2 }, waitMs: 72 },
       { op: { kind: 'partition', mask: 1 }, waitMs: 264 }, { op: { kind: 'partition', mask: 1 }, waitMs: 464 },
       { op: { kind: 'loss', loss: 0 }, waitMs: 0 },
+    ]);
+  });
+
+  // Found with handover on, after the fence: the fence completes as heartbeats arrive, so a
+  // leader may publish several tables within one pulse, and a member may have installed any
+  // of them — not only the one it last reported or the leader's latest.
+  it('serve with handover: a bucket the leader gave a member two tables ago stays its own until the member reports a newer table', () => {
+    // n4 paused; n1 gave n4's bucket 94 to n5 (e16), held it back the next instant (e17: n4's
+    // lease not yet fenced again) and gave it to itself (e18) while n5, still reporting e15, served e16.
+    runScenario('serve', true, 202381, [
+      { op: { kind: 'restart', node: 2 }, waitMs: 796 }, { op: { kind: 'heal' }, waitMs: 796 },
+      { op: { kind: 'power', at: 2, node: 4, power: 2 }, waitMs: 631 }, { op: { kind: 'pause', node: 3 }, waitMs: 6 },
+      { op: { kind: 'power', at: 3, node: 1, power: 1 }, waitMs: 635 }, { op: { kind: 'pause', node: 2 }, waitMs: 771 },
+      { op: { kind: 'loss', loss: 0.2 }, waitMs: 554 }, { op: { kind: 'sick', node: 0 }, waitMs: 8 },
+      { op: { kind: 'heal' }, waitMs: 0 }, { op: { kind: 'loss', loss: 0 }, waitMs: 117 },
+      { op: { kind: 'oneway', from: 4, to: 4 }, waitMs: 546 },
+    ]);
+  });
+
+  it('quorum with handover: a member that may hold any table published since its last report keeps its buckets', () => {
+    runScenario('quorum', true, 16, [
+      { op: { kind: 'heal' }, waitMs: 683 }, { op: { kind: 'partition', mask: 19 }, waitMs: 100 },
+      { op: { kind: 'oneway', from: 1, to: 4 }, waitMs: 521 }, { op: { kind: 'power', at: 0, node: 2, power: 2 }, waitMs: 157 },
+      { op: { kind: 'heal' }, waitMs: 360 }, { op: { kind: 'crash', node: 0 }, waitMs: 707 },
+      { op: { kind: 'loss', loss: 0.5 }, waitMs: 572 }, { op: { kind: 'partition', mask: 6 }, waitMs: 778 },
+      { op: { kind: 'oneway', from: 3, to: 2 }, waitMs: 547 }, { op: { kind: 'partition', mask: 1 }, waitMs: 366 },
     ]);
   });
 });
