@@ -14,6 +14,10 @@
 //   fence: no live peer (nor we) is still on a table whose view includes it — a lease is
 //   renewed only on a table whose view includes the renewing node.
 // - A node that stops being eligible (health, config digest, quorum) revokes its lease at once.
+// - Nobody goes back to an older leadership's table (the fence's premise): a node that is
+//   leader again sets the table it made in an earlier leadership aside (leader none, a new
+//   epoch) until it decides anew; followers install only tables not older than their
+//   leader's latest report.
 // - Handover (handoverLimitMs > 0): a node "may serve" b when a table it may have installed
 //   names it owner OR previous owner of b. The leader names a new owner only when no other
 //   node may be owner and no node but the (single) previous owner it names may serve b.
@@ -54,8 +58,9 @@ interface Peer {
   /** Latest evidence reported by others (our clock, conservative: arrival − reported age). */
   indirectNs?: bigint;
   indirectState?: NodeState;
-  /** The table digest that report says the peer had installed. */
+  /** The table digest and epoch that report says the peer had installed. */
   indirectDigest?: string;
+  indirectEpoch?: number;
   /** Latest report (direct or relayed) that this peer hears someone: it can receive acks. */
   connectedNs?: bigint;
   /** Last time this peer could have been renewing a lease from acknowledgements. */
@@ -187,6 +192,7 @@ export class MembershipEngine {
     // other side of a heal, a leader that has not yet seen us) reaches it meanwhile and is
     // then part of what it must not hand over twice.
     this.lastCandidates = candidates;
+    if (leader === this.self && !this.leaderSinceTick && this.table.leader === this.self) this.setAsideOwnTable();
     if (leader === this.self) {
       if (this.leaderSinceTick) this.lead(nowNs, candidates, out);
     } else {
@@ -400,6 +406,7 @@ export class MembershipEngine {
       p.indirectNs = at;
       p.indirectState = h.state;
       p.indirectDigest = h.tableDigest;
+      p.indirectEpoch = h.epoch;
     }
     if (h.mutual) {
       p.connectedNs = maxBig(p.connectedNs, at);
@@ -797,8 +804,38 @@ export class MembershipEngine {
     // the merged leader then republishes above both (see lead()).
     const newer = hb.epoch > this.table.epoch;
     if (!newer || tableDigest(rows.groups, rows.prev) !== hb.tableDigest) return;
+    // Only a table of the leader's current leadership: one it made in an earlier one (relayed
+    // by a node still on it after a heal) may give back what our side's leader has moved on
+    // from under a lower epoch. The leader's latest report shows its current epoch (a leader
+    // again sets its old table aside under a new epoch, see setAsideOwnTable).
+    const floor = this.leaderFloor();
+    if (floor === undefined || hb.epoch < floor) return;
     this.install({ epoch: hb.epoch, leader: hb.leader, view: [...hb.view], groups: rows.groups, prev: rows.prev, digest: hb.tableDigest },
       out, this.viewCause(hb.view, `leader ${hb.leader}`));
+  }
+
+  /** The epoch our leader advertised in its latest report (its own heartbeat or a peer's relay). */
+  private leaderFloor(): number | undefined {
+    const p = this.leader === null ? undefined : this.peers.get(this.leader);
+    if (!p) return undefined;
+    const direct = p.lastRecvNs !== undefined && (p.indirectNs === undefined || p.lastRecvNs >= p.indirectNs);
+    return direct ? p.hb?.epoch : p.indirectEpoch ?? p.hb?.epoch;
+  }
+
+  /**
+   * Leader again while the installed table is one we made in an earlier leadership: the
+   * other side of a healed partition may have moved on from it under lower epochs (epochs of
+   * two sides are not ordered by what they know), so nobody must go back to it. We stop
+   * standing behind it — same content, leader none, an epoch above all seen — until our
+   * first decision, a pulse later: followers do not install it (not made by their leader)
+   * and, the floor being that epoch, nor the old one relayed by a node still on it; and no
+   * acknowledgement of the old one renews our lease. The kernel keeps the content (not
+   * re-applied: nothing changes in what may be served).
+   */
+  private setAsideOwnTable(): void {
+    const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
+    this.table = { ...this.table, epoch, leader: null };
+    this.maxEpochSeen = epoch;
   }
 
   /** The table a heartbeat carries; undefined when a row is malformed (prev absent = no handover). */

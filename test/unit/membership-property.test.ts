@@ -195,4 +195,28 @@ describe('membership counterexamples (fixed replays)', () => {
       { op: { kind: 'oneway', from: 3, to: 2 }, waitMs: 547 }, { op: { kind: 'partition', mask: 1 }, waitMs: 366 },
     ]);
   });
+
+  // Found with handover on (seed 906762 of a wider search, shrunk): the two sides of a healed
+  // `quorum` partition publish epochs that are not ordered by what they know. The minority's
+  // leader kept the table it made before losing quorum; on the heal it was leader again and
+  // the majority's nodes installed that table at once (higher epoch) and renewed each other on
+  // it, while a node still on the majority's table owned the same bucket. A leader again now
+  // sets its old table aside until it decides anew, and followers install only tables of
+  // their leader's current leadership (docs/membership.md, "Leader again").
+  it('quorum with handover: after a heal nobody goes back to the table a minority leader made before it lost quorum', () => {
+    // n1 (power 0) and n4 cut off; n1 published e5 (b36 to n2), the majority's n2 then gave its
+    // own b36 to n5 (e3); on the heal n2 installed n1's e5 and served b36 beside n5.
+    runScenario('quorum', true, 906762, [
+      { op: { kind: 'power', at: 2, node: 0, power: 0 }, waitMs: 31 }, { op: { kind: 'partition', mask: 22 }, waitMs: 252 },
+    ]);
+  });
+
+  it('quorum: after a heal nobody goes back to the table a minority leader made before it lost quorum (handover off)', () => {
+    // n1 published tables for n4's power changes up to e5 (b6 to n4) before it lost quorum; the
+    // majority's n2 gave b6 to n5 (e3); on the heal n2 and n3 installed e5 and renewed n4's lease on it.
+    runScenario('quorum', false, 7, [
+      { op: { kind: 'partition', mask: 22 }, waitMs: 30 }, { op: { kind: 'power', at: 0, node: 3, power: 2 }, waitMs: 40 },
+      { op: { kind: 'power', at: 0, node: 3, power: 3 }, waitMs: 40 }, { op: { kind: 'power', at: 0, node: 0, power: 0 }, waitMs: 150 },
+    ]);
+  });
 });
