@@ -754,9 +754,19 @@ export class MembershipEngine {
       // A peer with another configuration cannot acknowledge x (noteAck compares digests).
       if (m.hb !== undefined && xDigest !== undefined && m.hb.configDigest !== xDigest) continue;
       // Its own heartbeat, not a relay: only that carries when it last heard x.
+      if (!m.hb || m.hb.view.includes(x.name)) return false;
+      // Its own last heartbeat was on a table without x: acknowledgements it sent on a table
+      // with x came before, and that heartbeat said when it last heard x. A relay shows it on
+      // a newer table since: that matters only if the newer table may name x again (unknown,
+      // or naming it), as its acknowledgements carry that table. With many peers some relay
+      // is nearly always newer than the peer's own report; refusing on every one of them
+      // stalled takeovers in 16-node farms for seconds.
       const relayedNewer = m.indirectNs !== undefined && (m.lastRecvNs === undefined || m.indirectNs > m.lastRecvNs)
-        && m.indirectDigest !== undefined && m.indirectDigest !== m.hb?.tableDigest;
-      if (relayedNewer || !m.hb || m.hb.view.includes(x.name)) return false;
+        && m.indirectDigest !== undefined && m.indirectDigest !== m.hb.tableDigest;
+      if (relayedNewer) {
+        const newer = this.recentTables.find((t) => t.digest === m.indirectDigest);
+        if (!newer || newer.view.includes(x.name)) return false;
+      }
     }
     return true;
   }
