@@ -23,21 +23,29 @@ struct ObjectInit {
   std::string path;
 };
 
-// mkdir -p; 0 or a negative errno.
+// mkdir -p; 0 or a negative errno. An instance that stops removes the shared pin root
+// when it is empty (unpinDir in src/dataplane/xdp.ts): if that happens between two of the
+// mkdirs here (ENOENT), start over, a bounded number of times.
 int MkdirP(const std::string& dir) {
   if (dir.empty()) return -EINVAL;
-  std::string partial;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = dir.find('/', pos + 1);
-    partial = dir.substr(0, pos);
-    if (partial.empty()) continue;
-    // 0700: the pins are the farm's control state; only root has any business there.
-    if (mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) return -errno;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    std::string partial;
+    size_t pos = 0;
+    int err = 0;
+    while (pos != std::string::npos && err == 0) {
+      pos = dir.find('/', pos + 1);
+      partial = dir.substr(0, pos);
+      if (partial.empty()) continue;
+      // 0700: the pins are the farm's control state; only root has any business there.
+      if (mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) err = -errno;
+    }
+    if (err == -ENOENT) continue;
+    if (err != 0) return err;
+    struct stat st;
+    if (stat(dir.c_str(), &st) != 0) return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
   }
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0) return -errno;
-  return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+  return -ENOENT;
 }
 
 std::string ShapeMismatch(const struct bpf_map* map, const struct bpf_map_info& pinned) {

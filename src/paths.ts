@@ -6,6 +6,8 @@ import path from 'node:path';
 
 export const DEFAULT_MODULE = 'farm';
 export const BPFFS_ROOT = '/sys/fs/bpf';
+/** Where every instance's pin directory lives by default; removed when the last one goes. */
+export const PIN_ROOT = path.join(BPFFS_ROOT, 'farmlb');
 
 export interface InstancePaths {
   module: string;
@@ -17,7 +19,7 @@ export function instancePaths(opts: { module?: string; pinDir?: string; runDir?:
   const module = opts.module ?? DEFAULT_MODULE;
   return {
     module,
-    pinDir: opts.pinDir ?? path.join(BPFFS_ROOT, 'farmlb', module),
+    pinDir: opts.pinDir ?? path.join(PIN_ROOT, module),
     runDir: opts.runDir ?? path.join('/run/farmlb', module),
   };
 }

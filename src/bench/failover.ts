@@ -15,7 +15,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { XdpDataplane } from '../dataplane/xdp.js';
+import { XdpDataplane, removeEmptyPinRoot } from '../dataplane/xdp.js';
+import { PIN_ROOT } from '../paths.js';
 import { NODE_NONE } from '../dataplane/types.js';
 import { addrBytes } from '../balance/addr.js';
 import { bucketOf } from '../balance/hash.js';
@@ -26,7 +27,6 @@ import { machineFacts } from './machine.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
-const PIN_ROOT = '/sys/fs/bpf/farmlb';
 const HASH_SEED = 0x2545f491;
 export const HTTP_PORT = 8080;
 const MEMBERSHIP_PORT = 4800;
@@ -292,6 +292,7 @@ export class BenchFarm {
       await run('ip', ['netns', 'del', ns]).catch(() => '');
     }
     for (const n of this.nodes) rmSync(n.pinDir, { recursive: true, force: true });
+    removeEmptyPinRoot();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

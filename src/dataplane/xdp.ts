@@ -12,9 +12,10 @@
 // process's handles only; detach() and unpin() are separate, explicit calls.
 
 import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { FarmlbError } from '../errors.js';
+import { PIN_ROOT } from '../paths.js';
 import {
   MAP_NAMES,
   MAX_GROUPS,
@@ -292,6 +293,20 @@ const RETIRED_MAP_NAMES = ['farmlb_vip_filter'];
 export function unpinDir(pinDir: string): void {
   for (const name of [...MAP_NAMES, ...RETIRED_MAP_NAMES]) rmSync(join(pinDir, name), { force: true });
   if (existsSync(pinDir) && readdirSync(pinDir).length === 0) rmdirSync(pinDir);
+  if (dirname(pinDir) === PIN_ROOT) removeEmptyPinRoot();
+}
+
+/**
+ * Removes farmlb's shared pin root once no instance directory is left in it. Another
+ * instance pinning at the same moment keeps it (ENOTEMPTY), or recreates it: the addon's
+ * mkdir -p starts over when a parent vanishes under it.
+ */
+export function removeEmptyPinRoot(): void {
+  try {
+    rmdirSync(PIN_ROOT);
+  } catch {
+    // ENOTEMPTY (other instances), ENOENT (already gone): both fine.
+  }
 }
 
 // ---- the data plane ----------------------------------------------------------------

@@ -3,6 +3,8 @@
 // what the killed one left (docs/net.md). Plus the addon's raw socket: an arpreroute frame
 // built by src/net/announce.ts, sent on one end of a veth and captured on the other.
 
+import { removeEmptyPinRoot } from '../../src/dataplane/xdp.js';
+import { PIN_ROOT } from '../../src/paths.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -21,7 +23,7 @@ const NS_NODE = `flb-net-n${sfx}`;
 const NS_PEER = `flb-net-p${sfx}`;
 const DIR = `/tmp/flb-net-${sfx}`;
 const RUN_DIR = `${DIR}/run`;
-const PIN = `/sys/fs/bpf/farmlb/flb-net-${sfx}`;
+const PIN = `${PIN_ROOT}/flb-net-${sfx}`;
 const IF = 'flb-n';
 const VIP4 = '10.79.0.100';
 const VIP6 = 'fd79::100';
@@ -146,7 +148,7 @@ describePrivileged('lab: interface setup by farmlb run --static (sysctls, promis
     await setSysctls(ORIGINAL_SYSCTLS);
     await mkdir(DIR, { recursive: true });
     lab.onCleanup(`rm ${DIR}`, () => rm(DIR, { recursive: true, force: true }));
-    lab.onCleanup(`rm ${PIN}`, () => rm(PIN, { recursive: true, force: true }));
+    lab.onCleanup(`rm ${PIN}`, async () => { await rm(PIN, { recursive: true, force: true }); removeEmptyPinRoot(); });
     await writeFile(`${DIR}/cluster.xml`, CLUSTER_XML);
     await writeFile(`${DIR}/vmac_invisible.xml`, userconfig('vmac_invisible'));
     await writeFile(`${DIR}/vmac_directed.xml`, userconfig('vmac_directed'));

@@ -6,6 +6,8 @@
 // `farmlb buckets --json` must show exactly the buckets the traffic hit, on the side
 // (accepted/dropped) the ownership predicts.
 
+import { removeEmptyPinRoot } from '../../src/dataplane/xdp.js';
+import { PIN_ROOT } from '../../src/paths.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -24,7 +26,7 @@ const sfx = uniqueSuffix();
 const NS_CLIENT = `flb-l3c-${sfx}`;
 const NS_NODE = `flb-l3n-${sfx}`;
 const DIR = `/tmp/flb-l3-${sfx}`;
-const PIN = `/sys/fs/bpf/farmlb/flb-l3-${sfx}`;
+const PIN = `${PIN_ROOT}/flb-l3-${sfx}`;
 const VIP4 = '10.78.0.100';
 const VIP6 = 'fd78::100';
 const CLIENT4 = Array.from({ length: 64 }, (_, i) => `10.78.0.${10 + i}`);
@@ -152,6 +154,7 @@ describePrivileged('lab: one node on veth, native XDP, static table', () => {
     lab.onCleanup('stop daemon', async () => {
       if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
       await rm(PIN, { recursive: true, force: true });
+      removeEmptyPinRoot();
     });
 
     await waitFor(async () => {

@@ -58,13 +58,13 @@ import { compileTables, staticTable } from '../../../src/balance/compile.js';
 import { addrBytes } from '../../../src/balance/addr.js';
 import { bucketOf } from '../../../src/balance/hash.js';
 import { GROUP_NONE, NODE_NONE, type DataplaneTables } from '../../../src/dataplane/types.js';
-import { XdpDataplane } from '../../../src/dataplane/xdp.js';
+import { XdpDataplane, removeEmptyPinRoot } from '../../../src/dataplane/xdp.js';
+import { PIN_ROOT } from '../../../src/paths.js';
 import type { DaemonStatus } from '../../../src/api/status.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
 const NOP_OBJECT = path.join(REPO, 'bpf/build/nop.bpf.o');
-const PIN_ROOT = '/sys/fs/bpf/farmlb';
 
 export const CLIENT_IF = 'flbc';
 export const NODE_IF = 'flbn';
@@ -331,7 +331,8 @@ export class FarmLab {
     }
     for (const n of this.nodes) {
       // Pins outlive a SIGKILLed daemon; they are the lab's to remove.
-      reg.onCleanup(`rm pins ${n.pinDir}`, () => rm(n.pinDir, { recursive: true, force: true }), () => rmSync(n.pinDir, { recursive: true, force: true }));
+      reg.onCleanup(`rm pins ${n.pinDir}`, async () => { await rm(n.pinDir, { recursive: true, force: true }); removeEmptyPinRoot(); },
+        () => { rmSync(n.pinDir, { recursive: true, force: true }); removeEmptyPinRoot(); });
     }
     await this.buildSwitch();
     await this.buildClient();
