@@ -23,6 +23,7 @@ import { bucketOf } from '../balance/hash.js';
 import { clockTicksPerSecond, processTicks, run } from './proc.js';
 import { median, round, sleep } from './stats.js';
 import { parseArgs } from 'node:util';
+import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { machineFacts } from './machine.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -750,15 +751,13 @@ export async function failoverMain(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      quick: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+      ...COMMON_OPTIONS,
       trials: { type: 'string' },
       sizes: { type: 'string' },
       profiles: { type: 'string' },
       'no-keepalived': { type: 'boolean', default: false },
       'no-directed': { type: 'boolean', default: false },
       'loss-window': { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
   });
@@ -766,11 +765,7 @@ export async function failoverMain(argv: string[]): Promise<number> {
     process.stdout.write(`${FAILOVER_USAGE}\n`);
     return 0;
   }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('bench failover: must run as root (namespaces, XDP, nftables)\n');
-    return 1;
-  }
-  const progress = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+  if (notRoot('bench failover', 'namespaces, XDP, nftables')) return 1;
   const list = (v: string | undefined, d: string) => (v ?? d).split(',').map((x) => x.trim()).filter(Boolean);
   const report = await measureFailover({
     trials: Number(values.trials ?? (values.quick ? 5 : 20)),
@@ -781,12 +776,6 @@ export async function failoverMain(argv: string[]): Promise<number> {
     lossWindowS: Number(values['loss-window'] ?? (values.quick ? 5 : 20)),
     progress,
   });
-  const text = `${JSON.stringify(machineFacts().date)}\n${renderFailover(report)}`;
-  if (values.json) {
-    process.stderr.write(`\n${text}`);
-    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  } else {
-    process.stdout.write(`\n${text}`);
-  }
+  emitReport(`${JSON.stringify(machineFacts().date)}\n${renderFailover(report)}`, report, values.json);
   return 0;
 }

@@ -11,6 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BenchFarm, HTTP_PORT, PROFILES, VIP, liveFarms } from './failover.js';
+import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { LONG_CLIENT_JS } from './long-client.js';
 import { sleep } from './stats.js';
 
@@ -183,10 +184,8 @@ export async function handoverMain(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
+      ...COMMON_OPTIONS,
       connections: { type: 'string' },
-      quick: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
   });
@@ -194,19 +193,13 @@ export async function handoverMain(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  if (notRoot('bench handover', 'namespaces, XDP')) return 1;
   const connections = Number(values.connections ?? (values.quick ? 200 : 1000));
   if (!Number.isInteger(connections) || connections < 1 || connections > 4000) {
     process.stderr.write(`bench handover: --connections must be an integer 1..4000\n\n${USAGE}\n`);
     return 2;
   }
-  const progress = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
   const report = await measureHandover({ connections, progress });
-  const text = renderHandover(report);
-  if (values.json) {
-    process.stderr.write(text);
-    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  } else {
-    process.stdout.write(text);
-  }
+  emitReport(renderHandover(report), report, values.json);
   return 0;
 }

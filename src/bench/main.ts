@@ -8,6 +8,7 @@
 
 import { parseArgs } from 'node:util';
 import { loadNative } from '../dataplane/native.js';
+import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { machineFacts } from './machine.js';
 import { measurePerPacket } from './per-packet.js';
 import { renderReport, type BenchReport } from './report.js';
@@ -31,13 +32,11 @@ async function main(): Promise<number> {
   if (process.argv[2] === 'handover') return (await import('./handover.js')).handoverMain(process.argv.slice(3));
   const { values } = parseArgs({
     options: {
-      quick: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+      ...COMMON_OPTIONS,
       'rx-dev': { type: 'string' },
       'tx-ns': { type: 'string' },
       'tx-dev': { type: 'string' },
       'no-veth': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
   });
@@ -45,10 +44,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('bench: must run as root (BPF_PROG_TEST_RUN, XDP attach, nftables)\n');
-    return 1;
-  }
+  if (notRoot('bench', 'BPF_PROG_TEST_RUN, XDP attach, nftables')) return 1;
   const rxDev = values['rx-dev'];
   const txNs = values['tx-ns'];
   const txDev = values['tx-dev'];
@@ -58,7 +54,6 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  const progress = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
   const native = loadNative();
   const machine = machineFacts();
   const repeat = values.quick ? 100_000 : 1_000_000;
@@ -80,13 +75,7 @@ async function main(): Promise<number> {
     report.vethSkipped = '--no-veth';
   }
 
-  const text = renderReport(report);
-  if (values.json) {
-    process.stderr.write(`\n${text}`);
-    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  } else {
-    process.stdout.write(`\n${text}`);
-  }
+  emitReport(renderReport(report), report, values.json);
   return 0;
 }
 
