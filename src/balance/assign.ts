@@ -18,6 +18,9 @@
 //   of the same powers). They can differ from them after a failure: largest remainder is
 //   not monotone (the Alabama paradox), so removing a node can lower a survivor's quota —
 //   honouring it would move a survivor's bucket, which DESIGN.md forbids on a failure.
+//   The one exception: when the failed node's buckets are too few to bring every survivor
+//   within one bucket of its share (a large node well below its share, small nodes rounded
+//   up), a survivor above its share gives up a bucket too — the bound on the share wins.
 
 import { FarmlbError } from '../errors.js';
 import { NBUCKETS, NODE_NONE } from '../dataplane/types.js';

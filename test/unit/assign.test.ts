@@ -158,7 +158,11 @@ describe('rebalance', () => {
     );
   });
 
-  test('moves only the buckets of a failed node, and every survivor ends within one bucket of its share', () => {
+  // Both rules hold together whenever they can: a survivor gives up a bucket only when the
+  // failed node's buckets alone cannot bring every survivor within one bucket of its share
+  // (powers hotel 4, foxtrot 8, juliet 490, india 1, echo 2, alpha 106 with foxtrot failing
+  // need 4 buckets and free 3), and then only a bucket above its share.
+  test('moves only the buckets of a failed node unless they cannot bring every survivor within one bucket of its share', () => {
     fc.assert(
       fc.property(servingPowersArb, fc.nat(), (powers, pick) => {
         const before = freshTable(powers);
@@ -166,17 +170,41 @@ describe('rebalance', () => {
         const failed = names[pick % names.length]!;
         const survivors = names.filter((n) => n !== failed);
         const after = rebalance(before, powers, survivors);
-        for (let b = 0; b < 256; b++) if (before[b] !== failed) expect(after[b]).toBe(before[b]);
         expect(after.includes(failed)).toBe(false);
         const alive = new Map(survivors.map((n) => [n, powers.get(n)!]));
         if (total(alive) === 0) {
           expect(after.every((o) => o === null)).toBe(true);
           return;
         }
+        const sum = total(alive);
+        const countsBefore = countOwners(before);
         const counts = countOwners(after);
-        for (const [name, p] of alive) expect(withinOneOfShare(counts.get(name) ?? 0, p, total(alive))).toBe(true);
+        for (const [name, p] of alive) expect(withinOneOfShare(counts.get(name) ?? 0, p, sum)).toBe(true);
+        const freed = countsBefore.get(failed) ?? 0;
+        // The fewest buckets each survivor must gain to end within one bucket of its share.
+        let needed = 0;
+        for (const [name, p] of alive) {
+          let c = countsBefore.get(name) ?? 0;
+          while (!withinOneOfShare(c, p, sum) && c * sum < 256 * p) c++;
+          needed += c - (countsBefore.get(name) ?? 0);
+        }
+        const survivorBucketsMoved = before.filter((o, b) => o !== null && o !== failed && after[b] !== o).length;
+        if (needed <= freed) expect(survivorBucketsMoved).toBe(0);
+        for (const [name, p] of alive) {
+          const lost = before.filter((o, b) => o === name && after[b] !== name).length;
+          if (lost > 0) expect((counts.get(name) ?? 0) * sum).toBeGreaterThanOrEqual(256 * p - sum + 1);
+        }
       }),
     );
+  });
+
+  test('a failure that frees fewer buckets than the survivors need still leaves every survivor within one bucket of its share', () => {
+    const powers = new Map([['hotel', 4], ['foxtrot', 8], ['juliet', 490], ['india', 1], ['echo', 2], ['alpha', 106]]);
+    const survivors = [...powers.keys()].filter((n) => n !== 'foxtrot');
+    const after = rebalance(freshTable(powers), powers, survivors);
+    const sum = total(new Map(survivors.map((n) => [n, powers.get(n)!])));
+    const counts = countOwners(after);
+    for (const n of survivors) expect(withinOneOfShare(counts.get(n) ?? 0, powers.get(n)!, sum)).toBe(true);
   });
 
   test('keeps survivors in place even where largest remainder alone would lower a survivor (Alabama paradox)', () => {
