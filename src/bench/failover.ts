@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { XdpDataplane, removeEmptyPinRoot } from '../dataplane/xdp.js';
+import { PinnedDataplane, XdpDataplane, removeEmptyPinRoot } from '../dataplane/xdp.js';
 import { PIN_ROOT } from '../paths.js';
 import { NODE_NONE } from '../dataplane/types.js';
 import { addrBytes } from '../balance/addr.js';
@@ -138,6 +138,7 @@ export class BenchFarm {
   readonly clientAddrs: string[];
   private readonly keyFile: string;
   private prober?: Prober;
+  private readonly readers = new Map<BenchNode, PinnedDataplane>();
   /** Extra <farmlb> attributes (the handover benchmark sets handover_limit). */
   farmlbAttrs: Record<string, string> = {};
 
@@ -203,10 +204,12 @@ export class BenchFarm {
   }
 
   async startDaemon(n: BenchNode, timeoutMs = 30_000): Promise<void> {
+    this.forgetReader(n);
     const args = ['run', '-c', path.join(this.dir, 'userconfig.xml'), '--cluster', path.join(this.dir, 'cluster.xml'), '--node', n.name,
       '--pin-dir', n.pinDir, '--run-dir', n.runDir, '--xdp-mode', this.mode === 'vmac_directed' ? 'native' : 'generic'];
     const from = n.log.length;
-    const d = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'node', FARMLB_BIN, ...args],
+    const nodeArgs = (process.env.FARMLB_BENCH_DAEMON_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const d = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'node', ...nodeArgs, FARMLB_BIN, ...args],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FARMLB_LOG_LEVEL: 'info', NO_COLOR: '1' } });
     n.daemon = d;
     const add = (b: Buffer) => { if (n.log.length < 4 << 20) n.log += b.toString(); };
@@ -236,32 +239,52 @@ export class BenchFarm {
   }
 
   /** owners[bucket] (group 0) and lease validity of a node, read from its pins; undefined when absent. */
-  read(n: BenchNode): { owners: number[]; leaseValid: boolean; self: number } | undefined {
-    let p;
+  /**
+   * One node's active owners of group 0 and whether its lease is valid. The pinned maps stay
+   * open between polls (reopening and checking ten maps costs ~1 ms a node, and a poller
+   * that busy on 2 vCPUs slows the very daemons it times); a (re)started daemon gets a new
+   * reader, as it may have replaced its maps.
+   */
+  read(n: BenchNode): { owners: number[]; leaseValid: boolean } | undefined {
     try {
-      p = XdpDataplane.readPinned(n.pinDir);
+      let reader = this.readers.get(n);
+      if (!reader) {
+        reader = XdpDataplane.readPinned(n.pinDir);
+        this.readers.set(n, reader);
+      }
+      const { owners, lease } = reader.ownersAndLease(0);
+      return { owners, leaseValid: lease.valid };
     } catch {
+      this.forgetReader(n);
       return undefined;
-    }
-    try {
-      const t = p.activeTables();
-      return { owners: t.buckets[0] ?? [], leaseValid: p.lease().valid, self: t.selfNode };
-    } finally {
-      p.close();
     }
   }
 
-  /** Every node of `members` has the same table, owned only by members (all of them), and a valid lease. */
+  private forgetReader(n: BenchNode): void {
+    this.readers.get(n)?.close();
+    this.readers.delete(n);
+  }
+
+  /**
+   * Every node of `members` has the same table, owned only by members (all of them), and a
+   * valid lease. Stops at the first node that is not there yet: a poll while the farm
+   * converges mostly costs one node's read.
+   */
   agreed(members: BenchNode[]): number[] | undefined {
-    const reads = members.map((n) => this.read(n));
-    if (reads.some((r) => !r || !r.leaseValid)) return undefined;
-    const first = reads[0]!.owners.join();
-    if (reads.some((r) => r!.owners.join() !== first)) return undefined;
     const ids = new Set(members.map((n) => n.index));
-    const owners = reads[0]!.owners;
-    if (owners.some((o) => o === NODE_NONE || !ids.has(o))) return undefined;
-    if (members.some((n) => !owners.includes(n.index))) return undefined;
-    return owners;
+    let first: number[] | undefined;
+    for (const n of members) {
+      const r = this.read(n);
+      if (!r || !r.leaseValid) return undefined;
+      if (!first) {
+        first = r.owners;
+        if (first.some((o) => o === NODE_NONE || !ids.has(o))) return undefined;
+        if (members.some((m) => !first!.includes(m.index))) return undefined;
+      } else if (r.owners.some((o, b) => o !== first![b])) {
+        return undefined;
+      }
+    }
+    return first;
   }
 
   async waitAgreed(members: BenchNode[], timeoutMs: number, intervalMs = 5): Promise<number[]> {
@@ -282,6 +305,7 @@ export class BenchFarm {
   async cleanup(): Promise<void> {
     liveFarms.delete(this);
     this.prober?.close();
+    for (const n of this.nodes) this.forgetReader(n);
     await Promise.all(this.nodes.map((n) => this.killDaemon(n, 'SIGTERM')));
     for (const n of this.nodes) n.server?.kill('SIGKILL');
     await stopKeepalived(this).catch(() => undefined);
@@ -643,7 +667,7 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
       const survivors = farm.nodes.filter((n) => n !== victim);
       const killedAt = nowNs();
       await farm.killDaemon(victim, 'SIGKILL');
-      await farm.waitAgreed(survivors, 30_000, 2);
+      await farm.waitAgreed(survivors, 30_000, 5);
       conv.push(Number(nowNs() - killedAt) / 1e6);
       await farm.startDaemon(victim, 60_000);
       await farm.waitAgreed(farm.nodes, 60_000, 50);

@@ -356,6 +356,49 @@ describePrivileged('XdpDataplane over the loaded program (root)', () => {
     }
   });
 
+  it('rewrites only changed buckets when nothing else changed, and both slots read back exactly what was applied', async () => {
+    const read = (): DataplaneTables => {
+      const reader = XdpDataplane.readPinned(pinDir);
+      try {
+        return reader.activeTables();
+      } finally {
+        reader.close();
+      }
+    };
+    const withBuckets = (t: DataplaneTables, change: (row: number[], prev: number[]) => void): DataplaneTables => {
+      const row = [...t.buckets[0]!];
+      const prev = [...(t.prevOwners?.[0] ?? new Array<number>(256).fill(NODE_NONE))];
+      change(row, prev);
+      const handover = prev.some((p) => p !== NODE_NONE);
+      return { ...t, buckets: [row], ...(handover ? { prevOwners: [prev] } : { prevOwners: undefined }) };
+    };
+    // Two full writes give both slots a known content; every later apply of the same
+    // VIPs and rules only rewrites buckets, alternating slots.
+    let t = tables(0);
+    await dp.apply(t);
+    await dp.apply(tables(1));
+    const steps: ((row: number[], prev: number[]) => void)[] = [
+      (row, prev) => { row[5] = 2; prev[5] = 0; },
+      (row, prev) => { row[5] = 2; prev[5] = NODE_NONE; row[200] = NODE_NONE; },
+      (row) => { for (let b = 0; b < 256; b += 3) row[b] = 3; },
+      (row, prev) => { row.fill(1); prev[9] = 2; },
+      (row, prev) => { prev.fill(NODE_NONE); },
+    ];
+    for (const step of steps) {
+      t = withBuckets(t, step);
+      await dp.apply(t);
+      const got = read();
+      expect(got.buckets[0]).toEqual(t.buckets[0]);
+      expect(got.prevOwners?.[0] ?? null).toEqual(t.prevOwners?.[0] ?? null);
+    }
+    // Another VIP set: a full write of the slot.
+    const other = { ...tables(2, 9), vips: [{ ...tables(2).vips[0]!, addr: '10.0.0.2', addrBytes: vipBytes(10, 0, 0, 2) }] };
+    await dp.apply(other);
+    expect(read()).toMatchObject({ hashSeed: 9, vips: [{ addr: '10.0.0.2' }], buckets: [other.buckets[0]] });
+    await dp.apply(tables(0));
+    expect(read()).toMatchObject({ hashSeed: 7, vips: [{ addr: '10.0.0.1' }], buckets: [tables(0).buckets[0]] });
+  });
+
   it('rejects an invalid table before any write, leaving both slots as they were', async () => {
     await dp.apply(tables(0, 11));
     const slot = dp.activeSlot();
