@@ -27,7 +27,7 @@ import { rebalance } from '../balance/assign.js';
 import { ReplayGuard } from './codec.js';
 import {
   NO_OVERRIDES, bitmapHas, checkPowerChange, decodeRows, effectivePowers, emptyRows, encodeBitmap, encodeRows, hasAny, overridesNewer,
-  sameRows, tableDigest, type Rows, type TableRows,
+  sameRows, sameWireRows, tableDigest, type Rows, type TableRows,
 } from './table.js';
 import { leaseWaitNs, checkTiming } from './timing.js';
 import type {
@@ -50,6 +50,12 @@ interface Peer {
   hb?: Heartbeat;
   /** The table of `hb` (owners and previous owners); undefined when it did not decode. */
   rows?: TableRows;
+  /**
+   * The wire rows `rows` was decoded from: a peer sends the same table every pulse, so an
+   * identical `table`/`prev` reuses `rows` instead of decoding it again (decodeTable).
+   */
+  wireTable?: readonly string[];
+  wirePrev?: readonly string[];
   /** Heartbeats accepted (all incarnations) and seq gaps within an incarnation. */
   received: number;
   missed: number;
@@ -83,8 +89,14 @@ function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Nobody (a bucket no table names anyone for). Never modified. */
+const NO_ONE: ReadonlySet<string> = new Set<string>();
+
 const maxBig = (a: bigint | undefined, b: bigint | undefined): bigint | undefined =>
   a === undefined ? b : b === undefined ? a : a > b ? a : b;
+
+/** The WAIT cause of a node in its discovery grace; peers read it (smallerPeerDiscovering). */
+const DISCOVERING = 'discovering peers';
 
 export class MembershipEngine {
   readonly self: string;
@@ -139,6 +151,8 @@ export class MembershipEngine {
   /** Leader only: handovers in the installed table, by `${group}:${bucket}`. */
   private readonly handovers = new Map<string, HandoverRecord>();
   private holdingsSample: HoldingsSample | undefined;
+  private readonly noPrevRows = new Map<number, Rows>();
+  private wireRowsCache: { groups: Rows; prev: Rows; wire: { table: string[]; prev?: string[] } } | undefined;
 
   constructor(opts: MembershipEngineOptions) {
     checkTiming(opts.timing);
@@ -194,7 +208,9 @@ export class MembershipEngine {
     this.lastCandidates = candidates;
     if (leader === this.self && !this.leaderSinceTick && this.table.leader === this.self) this.setAsideOwnTable();
     if (leader === this.self) {
-      if (this.leaderSinceTick) this.lead(nowNs, candidates, out);
+      // A smaller-named peer still discovering (a farm starting together) is about to lead:
+      // a table of ours now would be a second one, made from the same empty tables.
+      if (this.leaderSinceTick && !this.smallerPeerDiscovering()) this.lead(nowNs, candidates, out);
     } else {
       // Handover start times are the leader's; a later leadership starts its own clocks.
       this.handovers.clear();
@@ -239,7 +255,7 @@ export class MembershipEngine {
     if (peer.lastSeq !== undefined && hb.seq > peer.lastSeq + 1) peer.missed += hb.seq - peer.lastSeq - 1;
     peer.lastSeq = hb.seq;
     peer.hb = hb;
-    peer.rows = this.decodeTable(hb);
+    peer.rows = this.decodeTable(hb, peer);
     if (peer.rows) this.rememberTable(hb.tableDigest, peer.rows);
     peer.lastRecvNs = nowNs;
     peer.everHeard = true;
@@ -454,7 +470,14 @@ export class MembershipEngine {
     else if (alive.length === 0 && this.lastInvalidNs !== undefined && nowNs - this.lastInvalidNs < slostNs) {
       cause = 'peers\' heartbeats fail authentication (another key?)';
     }
-    else if (alive.length === 0 && nowNs < this.graceUntilNs) cause = 'discovering peers';
+    else if (alive.length === 0 && nowNs < this.graceUntilNs) cause = DISCOVERING;
+    // Within the grace, wait until every peer is heard and in mutual contact: a node that
+    // leads before would make a view of a few beside peers about to form the farm's, and a
+    // peer installing that table acknowledges it — two tables serving the same buckets at
+    // start. A peer that never shows up only delays the start by the grace.
+    else if (nowNs < this.graceUntilNs && (alive.length < this.peers.size || alive.some((p) => !this.connected(p, nowNs, slostNs) && p.hb?.configDigest === this.referenceDigest))) {
+      cause = DISCOVERING;
+    }
 
     const wasEligible = this.eligible;
     this.eligible = cause === '';
@@ -467,13 +490,25 @@ export class MembershipEngine {
 
     const members: string[] = [];
     for (const p of alive) {
-      const connected = p.connectedNs !== undefined && nowNs - p.connectedNs < slostNs;
-      if (this.peerState(p) === 'UP' && p.hb?.configDigest === this.referenceDigest && connected) {
+      if (this.peerState(p) === 'UP' && p.hb?.configDigest === this.referenceDigest && this.connected(p, nowNs, slostNs)) {
         members.push(p.name);
         p.servingNs = nowNs;
       }
     }
     return members;
+  }
+
+  /** A live peer of our configuration, named before us, that reports it is still discovering. */
+  private smallerPeerDiscovering(): boolean {
+    for (const p of this.peers.values()) {
+      if (p.alive && p.name < this.self && p.hb?.state === 'WAIT' && p.hb.cause === DISCOVERING && p.hb.configDigest === this.referenceDigest) return true;
+    }
+    return false;
+  }
+
+  /** Mutual contact: a recent heartbeat (direct or relayed) says the peer hears us. */
+  private connected(p: Peer, nowNs: bigint, slostNs: bigint): boolean {
+    return p.connectedNs !== undefined && nowNs - p.connectedNs < slostNs;
   }
 
   /**
@@ -525,11 +560,14 @@ export class MembershipEngine {
     const members = new Set(view);
     const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
     // A table inherited from another leader may carry handovers: their clocks start now.
-    base.prev.forEach((row, g) => row.forEach((p, b) => {
-      const key = `${g}:${b}`;
-      if (p === null) this.handovers.delete(key);
-      else if (this.handovers.get(key)?.prev !== p) this.handovers.set(key, { prev: p, startNs: nowNs, startEpoch: base.epoch });
-    }));
+    // (With no handover recorded and none in the table there is nothing to do: the usual tick.)
+    if (this.handovers.size > 0 || hasAny(base.prev)) {
+      base.prev.forEach((row, g) => row.forEach((p, b) => {
+        const key = `${g}:${b}`;
+        if (p === null) this.handovers.delete(key);
+        else if (this.handovers.get(key)?.prev !== p) this.handovers.set(key, { prev: p, startNs: nowNs, startEpoch: base.epoch });
+      }));
+    }
     const ended: { g: number; b: number; from: string; reason: HandoverEndReason }[] = [];
     const started: { g: number; b: number; from: string; to: string | null }[] = [];
     const nextGroups: Rows = [];
@@ -537,19 +575,26 @@ export class MembershipEngine {
     base.groups.forEach((row, g) => {
       const desired = rebalance(row, powers[g] ?? new Map(), view);
       // Who may serve each bucket, as owner or as previous owner, in a table they may have installed.
-      const asOwner = Array.from({ length: row.length }, () => new Set<string>());
-      const asPrev = Array.from({ length: row.length }, () => new Set<string>());
+      // (Sets made only for buckets someone holds; NO_ONE stands for the others.)
+      const asOwner = new Array<Set<string> | undefined>(row.length);
+      const asPrev = new Array<Set<string> | undefined>(row.length);
       // Owners with no previous owner in their table: they take every packet of the bucket.
       // (Not a restarted node's adopted table: it starts with its lease revoked and renews
       // it only from acknowledgements of a view's table, or alone — out of the farm's contact.)
-      const takesAll = Array.from({ length: row.length }, () => new Set<string>());
+      const takesAll = new Array<Set<string> | undefined>(row.length);
       for (const [name, t, adopted] of holdings) {
-        t.groups[g]?.forEach((o, b) => {
-          if (o !== name) return;
-          asOwner[b]!.add(name);
-          if (!adopted && (t.prev[g]?.[b] ?? null) === null) takesAll[b]!.add(name);
-        });
-        t.prev[g]?.forEach((p, b) => { if (p === name) asPrev[b]!.add(name); });
+        const owners = t.groups[g];
+        const prevs = t.prev[g];
+        if (owners) {
+          for (let b = 0; b < owners.length; b++) {
+            if (owners[b] !== name) continue;
+            (asOwner[b] ??= new Set()).add(name);
+            if (!adopted && (prevs?.[b] ?? null) === null) (takesAll[b] ??= new Set()).add(name);
+          }
+        }
+        if (prevs) {
+          for (let b = 0; b < prevs.length; b++) if (prevs[b] === name) (asPrev[b] ??= new Set()).add(name);
+        }
       }
       const owners: (string | null)[] = [];
       const prevs: (string | null)[] = [];
@@ -559,8 +604,15 @@ export class MembershipEngine {
         const on = this.handoverLimitNs > 0n;
         // A previous owner keeps packets of its own connections: never beside a node that may
         // take every packet of b (two sides of a healed partition), or both would take them.
-        const clashes = (q: string | null) => q !== null && [...takesAll[b]!].some((n) => n !== q);
-        let prev = on ? this.nextPrev(g, b, was, wasPrev, want, members, asOwner[b]!, asPrev[b]!, nowNs) : null;
+        const ownerOf = asOwner[b] ?? NO_ONE;
+        const prevOf = asPrev[b] ?? NO_ONE;
+        const all = takesAll[b] ?? NO_ONE;
+        const clashes = (q: string | null) => {
+          if (q === null) return false;
+          for (const n of all) if (n !== q) return true;
+          return false;
+        };
+        let prev = on ? this.nextPrev(g, b, was, wasPrev, want, members, ownerOf, prevOf, nowNs) : null;
         if (clashes(prev)) prev = null;
         // A handover that ends here (drained: it holds nothing and takes nothing new; limit:
         // what it holds is given up) no longer stands in the owner's way.
@@ -569,8 +621,8 @@ export class MembershipEngine {
         // previous owner named here may serve it in any role.
         let owner = want;
         if (owner !== null) {
-          for (const n of asOwner[b]!) if (n !== owner) owner = null;
-          for (const n of asPrev[b]!) if (n !== want && n !== prev && n !== released) owner = null;
+          for (const n of ownerOf) if (n !== owner) owner = null;
+          for (const n of prevOf) if (n !== want && n !== prev && n !== released) owner = null;
         }
         // A live owner that loses b — moved, or held back because another node may still
         // serve it — keeps its connections as previous owner.
@@ -578,7 +630,7 @@ export class MembershipEngine {
         if (prev === owner) prev = null;
         if (wasPrev !== null && wasPrev !== prev) {
           const reason: HandoverEndReason = owner === wasPrev ? 'returned' : prev !== null || clashes(wasPrev) ? 'moved'
-            : this.endReason(g, b, wasPrev, members, asOwner[b]!, asPrev[b]!, nowNs) ?? 'prev_lost';
+            : this.endReason(g, b, wasPrev, members, ownerOf, prevOf, nowNs) ?? 'prev_lost';
           ended.push({ g, b, from: wasPrev, reason });
         }
         if (prev !== null && prev !== wasPrev) started.push({ g, b, from: prev, to: want });
@@ -606,14 +658,14 @@ export class MembershipEngine {
    * surely run out. May equal `want` (b goes back to it): the caller drops it once it owns b.
    */
   private nextPrev(g: number, b: number, was: string | null, wasPrev: string | null, want: string | null,
-    members: Set<string>, asOwner: Set<string>, asPrev: Set<string>, nowNs: bigint): string | null {
+    members: Set<string>, asOwner: ReadonlySet<string>, asPrev: ReadonlySet<string>, nowNs: bigint): string | null {
     let prev = was !== null && was !== want && members.has(was) ? was : wasPrev;
     if (prev !== null && prev === wasPrev && this.endReason(g, b, prev, members, asOwner, asPrev, nowNs) !== undefined) prev = null;
     return prev;
   }
 
   /** Why the handover of b from `prev` ends now, or undefined while it goes on. */
-  private endReason(g: number, b: number, prev: string, members: Set<string>, asOwner: Set<string>, asPrev: Set<string>, nowNs: bigint): HandoverEndReason | undefined {
+  private endReason(g: number, b: number, prev: string, members: Set<string>, asOwner: ReadonlySet<string>, asPrev: ReadonlySet<string>, nowNs: bigint): HandoverEndReason | undefined {
     const rec = this.handovers.get(`${g}:${b}`);
     if (!members.has(prev)) {
       // Our own table names it, so it stays in the holdings until its lease surely ran out.
@@ -848,13 +900,33 @@ export class MembershipEngine {
     this.maxEpochSeen = epoch;
   }
 
-  /** The table a heartbeat carries; undefined when a row is malformed (prev absent = no handover). */
-  private decodeTable(hb: Heartbeat): TableRows | undefined {
+  /**
+   * The table a heartbeat carries; undefined when a row is malformed (prev absent = no
+   * handover). The same wire rows as the peer's previous heartbeat give the same rows object
+   * (decoding is a pure function of the strings and cluster.xml's node list): tables, like
+   * every row array here, are never modified once made.
+   */
+  private decodeTable(hb: Heartbeat, peer: Peer): TableRows | undefined {
+    if (peer.rows !== undefined && sameWireRows(peer.wireTable, hb.table) && sameWireRows(peer.wirePrev, hb.prev)) return peer.rows;
+    peer.wireTable = undefined;
+    peer.wirePrev = undefined;
     const groups = decodeRows(hb.table, this.opts.nodes);
     if (!groups) return undefined;
-    const prev = hb.prev === undefined ? emptyRows(groups.length) : decodeRows(hb.prev, this.opts.nodes);
+    const prev = hb.prev === undefined ? this.noPrev(groups.length) : decodeRows(hb.prev, this.opts.nodes);
     if (!prev || prev.length !== groups.length) return undefined;
+    peer.wireTable = hb.table;
+    peer.wirePrev = hb.prev;
     return { groups, prev };
+  }
+
+  /** Empty previous-owner rows for `groups` groups: one shared (never modified) instance per count. */
+  private noPrev(groups: number): Rows {
+    let rows = this.noPrevRows.get(groups);
+    if (!rows) {
+      rows = emptyRows(groups);
+      this.noPrevRows.set(groups, rows);
+    }
+    return rows;
   }
 
   private install(table: ViewTable, out: EngineOutput, cause: string): void {
@@ -993,13 +1065,22 @@ export class MembershipEngine {
       leader: this.table.leader,
       view: this.table.view,
       tableDigest: this.table.digest,
-      table: encodeRows(this.table.groups, this.opts.nodes),
-      ...(hasAny(this.table.prev) ? { prev: encodeRows(this.table.prev, this.opts.nodes) } : {}),
+      ...this.wireRows(),
       ...(holdings ? { holdings } : {}),
       powers: this.overrides,
       acks,
       heard,
     };
+  }
+
+  /** The installed table's rows as heartbeats carry them, encoded once per table (not per pulse). */
+  private wireRows(): { table: string[]; prev?: string[] } {
+    const { groups, prev } = this.table;
+    const c = this.wireRowsCache;
+    if (c && c.groups === groups && c.prev === prev) return c.wire;
+    const wire = { table: encodeRows(groups, this.opts.nodes), ...(hasAny(prev) ? { prev: encodeRows(prev, this.opts.nodes) } : {}) };
+    this.wireRowsCache = { groups, prev, wire };
+    return wire;
   }
 
   /**

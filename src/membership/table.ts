@@ -24,9 +24,22 @@ export function decodeRows(rows: readonly string[], nodes: readonly string[]): (
   for (const row of rows) {
     const bytes = Buffer.from(row, 'base64');
     if (bytes.length !== NBUCKETS) return undefined;
-    out.push([...bytes].map((b) => (b === WIRE_NONE ? null : (nodes[b] ?? null))));
+    const owners = new Array<string | null>(NBUCKETS);
+    for (let b = 0; b < NBUCKETS; b++) {
+      const id = bytes[b]!;
+      owners[b] = id === WIRE_NONE ? null : (nodes[id] ?? null);
+    }
+    out.push(owners);
   }
   return out;
+}
+
+/** Do two lists of wire rows (or two absent ones) hold the same strings? */
+export function sameWireRows(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Rows of owners (or previous owners) per group. */

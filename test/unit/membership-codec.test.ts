@@ -1,6 +1,7 @@
 // Heartbeat encoding, authentication, replay protection, the key file and the UDP
 // transport on loopback.
 
+import { createHmac } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import {
   ReplayGuard, createMemoryNetwork, createUdpTransport, decodeHeartbeat, encodeHeartbeat, loadKey, MembershipEngine,
   DEFAULT_TIMING, addressesFromLans, encodeBitmap, bitmapHas, tableDigest, type Heartbeat,
 } from '../../src/membership/index.js';
+import { decodeRows, encodeRows, sameWireRows } from '../../src/membership/table.js';
 
 const key = Buffer.alloc(32, 1);
 
@@ -79,6 +81,94 @@ describe('heartbeat codec', () => {
   it('rejects an authenticated body of the wrong shape', () => {
     const bytes = encodeHeartbeat({ ...hb(), seq: -1 }, key);
     expect(() => decodeHeartbeat(bytes, key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+  });
+});
+
+describe('receive path: decoding work skipped, validation kept', () => {
+  const nodes = ['node1', 'node2'];
+  const rowsOf = (owner: (b: number) => string | null) => [Array.from({ length: 256 }, (_, b) => owner(b))];
+  const follower = () => new MembershipEngine({
+    self: 'node2', nodes, groups: [{ name: 'web', powers: new Map([['node1', 1], ['node2', 1]]) }], configDigest: 'x',
+    timing: DEFAULT_TIMING, splitBrain: 'serve', incarnation: 1n, startNs: 0n,
+  });
+  /** A heartbeat of leader node1 carrying `rows` (wire rows overridable to tamper with them). */
+  const leaderHb = (seq: number, epoch: number, rows: (string | null)[][], wire?: string[]): Heartbeat => hb({
+    from: 'node1', seq, sentAtNs: BigInt(seq) * 50_000_000n, configDigest: 'x', epoch, leader: 'node1', view: nodes,
+    tableDigest: tableDigest(rows), table: wire ?? encodeRows(rows, nodes), acks: [], powers: { version: 0, origin: '', entries: [] },
+    heard: [{ node: 'node2', ageMs: 1, state: 'UP', mutual: true, epoch: 0, tableDigest: 'd' }],
+  });
+  const peerRows = (e: MembershipEngine) => (e as unknown as { peers: Map<string, { rows?: unknown }> }).peers.get('node1')!.rows;
+  const ms = 1_000_000n;
+
+  it('decodes a peer\'s unchanged table once, decodes a changed one afresh, and still refuses a tampered one', () => {
+    const e = follower();
+    e.tick(0n);
+    const a = rowsOf((b) => (b % 2 ? 'node1' : 'node2'));
+    e.receive(leaderHb(1, 1, a), 10n * ms);
+    const first = peerRows(e);
+    expect(first).toEqual({ groups: a, prev: [new Array(256).fill(null)] });
+    expect(e.tick(50n * ms).table?.groups).toEqual(a);
+    // Same wire rows (new strings from a new datagram): the same decoded rows, not a copy.
+    e.receive(leaderHb(2, 1, a), 60n * ms);
+    expect(peerRows(e)).toBe(first);
+    // A changed table is decoded again and installed as it is.
+    const b2 = rowsOf((b) => (b < 200 ? 'node1' : 'node2'));
+    expect(e.receive(leaderHb(3, 2, b2), 110n * ms).table?.groups).toEqual(b2);
+    expect(peerRows(e)).not.toBe(first);
+    // A row one byte short, or not base64 of 256 bytes: no table, nothing installed, however often it comes.
+    const short = Buffer.alloc(255, 0).toString('base64');
+    for (const [seq, wire] of [[4, [short]], [5, [short]], [6, ['!!!!']]] as const) {
+      expect(e.receive(leaderHb(seq, 3, b2, [...wire]), BigInt(110 + seq) * ms).table).toBeUndefined();
+      expect(peerRows(e)).toBeUndefined();
+    }
+    expect(e.status().table.epoch).toBe(2);
+    // And the valid table after them decodes again.
+    expect(e.receive(leaderHb(7, 3, a), 130n * ms).table?.groups).toEqual(a);
+  });
+
+  it('decodes rows exactly as encoded, unknown indexes as unowned, and compares wire rows by content', () => {
+    const rows = [rowsOf((b) => (b % 3 === 0 ? null : b % 3 === 1 ? 'node1' : 'node2'))[0]!, rowsOf(() => 'node2')[0]!];
+    expect(decodeRows(encodeRows(rows, nodes), nodes)).toEqual(rows);
+    expect(decodeRows([Buffer.alloc(256, 7).toString('base64')], nodes)).toEqual([new Array(256).fill(null)]);
+    expect(decodeRows([Buffer.alloc(257, 0).toString('base64')], nodes)).toBeUndefined();
+    const wire = encodeRows(rows, nodes);
+    expect(sameWireRows(wire, wire.map((r) => `${r}`))).toBe(true);
+    expect(sameWireRows(undefined, undefined)).toBe(true);
+    expect(sameWireRows(wire, undefined)).toBe(false);
+    expect(sameWireRows(wire, [wire[0]!])).toBe(false);
+    expect(sameWireRows(wire, [wire[0]!, wire[0]!])).toBe(false);
+  });
+
+  it('still refuses malformed bodies field by field, also after the same fields were accepted', () => {
+    // An incarnation accepted once (and remembered) does not make a malformed one pass.
+    expect(decodeHeartbeat(encodeHeartbeat(hb(), key), key).acks[0]!.incarnation).toBe(42n);
+    const forge = (body: Record<string, unknown>) => {
+      const json = Buffer.from(JSON.stringify(body));
+      const mac = createHmac('sha256', key).update('FLB1').update(json).digest();
+      return Buffer.concat([Buffer.from('FLB1'), mac, json]);
+    };
+    const good = JSON.parse(encodeHeartbeat(hb(), key).subarray(36).toString()) as Record<string, unknown>;
+    expect(decodeHeartbeat(forge(good), key)).toEqual(hb());
+    const bad: [string, unknown][] = [
+      ['acks', [{ node: 'node2', incarnation: '42x', seq: 9 }]],
+      ['acks', [{ node: 'node2', incarnation: 42, seq: 9 }]],
+      ['incarnation', '-1'],
+      ['sentAtNs', '1e9'],
+      ['table', ['x'.repeat(401)]],
+      ['table', [7]],
+      ['prev', 'AAAA'],
+      ['view', ['node1', 3]],
+      ['heard', [{ node: 'node2', ageMs: 1.5, state: 'UP', mutual: true, epoch: 3, tableDigest: 'd' }]],
+      ['heard', [{ node: 'node2', ageMs: 1, state: 'UP', mutual: 'yes', epoch: 3, tableDigest: 'd' }]],
+      ['powers', { version: 1, origin: 'node2', entries: [{ node: 'node2', group: 5, power: 0 }] }],
+      ['holdings', { epoch: 1, held: ['x'.repeat(65)], connections: [] }],
+      ['holdings', { epoch: 1, held: [], connections: [-1] }],
+      ['leader', 7],
+    ];
+    for (const [field, value] of bad) {
+      expect(() => decodeHeartbeat(forge({ ...good, [field]: value }), key), `${field} = ${JSON.stringify(value)}`)
+        .toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+    }
   });
 });
 
