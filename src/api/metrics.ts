@@ -218,6 +218,19 @@ export function createMetrics(source: MetricsSource): Metrics {
   heartbeats('farmlb_heartbeats_received_total', 'Per peer: heartbeats received from it since this daemon started', (n) => n.heartbeatsReceived);
   heartbeats('farmlb_heartbeats_missed_total', 'Per peer: its heartbeats never received (gaps in its sequence numbers) since this daemon started', (n) => n.heartbeatsMissed);
   counter({
+    name: 'farmlb_membership_cpu_seconds_total',
+    help: 'CPU seconds this daemon spent on the heartbeat path since it started, by part: send (encode, sign, sendmsg), receive (authenticate, decode, handle), tick (the pulse)',
+    labelNames: ['part'],
+    collect() {
+      this.reset();
+      const c = current().status.membershipCpu;
+      if (!c) return;
+      setCounter(this, { part: 'send' }, c.sendSeconds);
+      setCounter(this, { part: 'receive' }, c.receiveSeconds);
+      setCounter(this, { part: 'tick' }, c.tickSeconds);
+    },
+  });
+  counter({
     name: 'farmlb_view_changes_total', help: 'Tables installed by this daemon (view or rebalance changes)',
     collect() { this.reset(); setCounter(this, {}, source.history().viewChanges); },
   });

@@ -90,6 +90,8 @@ export interface DaemonStatus {
   lastViewChange: ViewChange | null;
   checks: { ok: boolean; failures: { kind: string; target: string; detail: string }[] };
   configDigest: string;
+  /** Membership mode: CPU seconds this daemon spent on heartbeats since it started, per part. */
+  membershipCpu?: { sendSeconds: number; receiveSeconds: number; tickSeconds: number };
 }
 
 /** What GET /health answers: the part of the status a load balancer or monitor needs. */

@@ -17,6 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { PinnedDataplane, XdpDataplane, removeEmptyPinRoot } from '../dataplane/xdp.js';
 import { PIN_ROOT } from '../paths.js';
+import { controlRequest } from '../api/control.js';
+import type { DaemonStatus } from '../api/status.js';
 import { NODE_NONE } from '../dataplane/types.js';
 import { addrBytes } from '../balance/addr.js';
 import { bucketOf } from '../balance/hash.js';
@@ -49,7 +51,7 @@ export interface TimingProfile {
 
 export const PROFILES: Record<string, TimingProfile> = {
   default: { name: 'default', farm: {}, description: 'no <farm> timing attributes: what farmlb ships' },
-  fast: { name: 'fast', farm: { pulse: '20ms', slost_count: 4, mlost_count: 5 }, description: 'pulse 20 ms, slost_count 4, mlost_count 5' },
+  fast: { name: 'fast', farm: { pulse: '15ms', slost_count: 4, mlost_count: 5 }, description: 'pulse 15 ms, slost_count 4, mlost_count 5' },
 };
 
 export interface FailoverSeries {
@@ -77,6 +79,11 @@ export interface ScaleRow {
   /** Daemon CPU per node over the window, % of one core. */
   cpuMeanPct: number;
   cpuMaxPct: number;
+  /** Of that, the heartbeat path (the daemons' own meter: send, receive, tick), % of one core. */
+  heartbeatCpuMeanPct: number;
+  heartbeatCpuMaxPct: number;
+  /** No table changed on any node during the window (else the CPU is not that of a farm at rest). */
+  atRest: boolean;
   windowS: number;
 }
 
@@ -221,6 +228,14 @@ export class BenchFarm {
       if (Date.now() > deadline) throw new Error(`farmlb run on ${n.name} did not start within ${timeoutMs} ms:\n${n.log.slice(from)}`);
       await sleep(50);
     }
+  }
+
+  /** The daemon's heartbeat CPU meter (seconds, all parts) and installed epoch, over its control socket. */
+  async meter(n: BenchNode): Promise<{ cpuSeconds: number; epoch: number }> {
+    const s = await controlRequest(n.runDir, { cmd: 'status' }, { module: `bench-${this.tag}`, timeoutMs: 5_000 }) as DaemonStatus;
+    const c = s.membershipCpu;
+    if (!c) throw new Error(`${n.name}: the status carries no membershipCpu (not in membership mode?)`);
+    return { cpuSeconds: c.sendSeconds + c.receiveSeconds + c.tickSeconds, epoch: s.epoch };
   }
 
   async killDaemon(n: BenchNode, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -658,9 +673,13 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     await sleep(2_000);
     const hz = clockTicksPerSecond();
     const pids = farm.nodes.map((n) => n.daemon!.pid!);
+    const m0 = await Promise.all(farm.nodes.map((n) => farm.meter(n)));
     const t0 = pids.map(processTicks);
     await sleep(windowS * 1000);
     const cpu = pids.map((pid, i) => ((processTicks(pid) - t0[i]!) / hz / windowS) * 100);
+    const m1 = await Promise.all(farm.nodes.map((n) => farm.meter(n)));
+    const heartbeatCpu = m1.map((m, i) => ((m.cpuSeconds - m0[i]!.cpuSeconds) / windowS) * 100);
+    const atRest = m1.every((m, i) => m.epoch === m0[i]!.epoch);
     const conv: number[] = [];
     for (let t = 0; t < trials; t++) {
       const victim = farm.nodes[farm.nodes.length - 1 - (t % Math.max(1, farm.nodes.length - 1))]!;
@@ -674,8 +693,9 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
       await sleep(500);
     }
     const row = { nodes: size, timing: farm.timing(), convergenceMs: median(conv), convergenceTrialsMs: conv.map((c) => round(c)),
-      cpuMeanPct: cpu.reduce((a, b) => a + b, 0) / cpu.length, cpuMaxPct: Math.max(...cpu), windowS };
-    progress(`${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')}), daemon CPU mean ${round(row.cpuMeanPct, 2)}% max ${round(row.cpuMaxPct, 2)}% of a core`);
+      cpuMeanPct: cpu.reduce((a, b) => a + b, 0) / cpu.length, cpuMaxPct: Math.max(...cpu),
+      heartbeatCpuMeanPct: heartbeatCpu.reduce((a, b) => a + b, 0) / heartbeatCpu.length, heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS };
+    progress(`${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')}), daemon CPU mean ${round(row.cpuMeanPct, 2)}% max ${round(row.cpuMaxPct, 2)}% of a core, heartbeats mean ${round(row.heartbeatCpuMeanPct, 2)}% max ${round(row.heartbeatCpuMaxPct, 2)}%${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
     return row;
   } finally {
     await farm.cleanup();
@@ -724,7 +744,7 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
       }
     }
     if (opts.directed) report.directed = await directedRecovery(`${base}d`, Math.max(4, Math.floor(opts.trials / 2)), opts.progress);
-    for (const size of opts.sizes) report.scale.push(await scaleRow(`${base}s${size}`, size, 3, 5, opts.progress));
+    for (const size of opts.sizes) report.scale.push(await scaleRow(`${base}s${size}`, size, 3, 10, opts.progress));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -748,8 +768,12 @@ export function renderFailover(r: FailoverReport): string {
   if (r.directed) out.push('', `vmac_directed, client resolved the VIP through the dead node: served again p50 ${round(r.directed.p50)} ms, its ARP entry repointed p50 ${round(r.directed.arpP50)} ms (${r.directed.trials.length} trials)`);
   if (r.scale.length > 0) {
     out.push('', 'Scale (powers 1, kill -9 of a follower → every survivor has the same table; daemon CPU at rest)');
-    out.push(row(['nodes', 'conv p50', 'CPU mean%', 'CPU max%']).replace(/^nodes {29}/, 'nodes'.padEnd(34)));
-    for (const s of r.scale) out.push(row([String(s.nodes), String(round(s.convergenceMs)), String(round(s.cpuMeanPct, 2)), String(round(s.cpuMaxPct, 2))]));
+    out.push(row(['nodes', 'conv p50', 'CPU mean%', 'CPU max%', 'hb mean%', 'hb max%']).replace(/^nodes {29}/, 'nodes'.padEnd(34)));
+    for (const s of r.scale) {
+      out.push(row([String(s.nodes), String(round(s.convergenceMs)), String(round(s.cpuMeanPct, 2)), String(round(s.cpuMaxPct, 2)),
+        String(round(s.heartbeatCpuMeanPct, 2)), `${round(s.heartbeatCpuMaxPct, 2)}${s.atRest ? '' : ' (not at rest)'}`]));
+    }
+    out.push('CPU = whole daemon (utime + stime); hb = its heartbeat path (send, receive, tick), metered by the daemon (farmlb_membership_cpu_seconds_total)');
     out.push(`timing: ${r.scale[0]!.timing}`);
   }
   out.push('', ...r.notes);

@@ -449,6 +449,7 @@ export class FarmDaemon {
       lastViewChange: v.lastViewChange ?? this.lastViewChange,
       checks: this.checkResult,
       configDigest: this.digest,
+      ...(v.membershipCpu ? { membershipCpu: v.membershipCpu } : {}),
     };
   }
 

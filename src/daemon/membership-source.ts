@@ -216,7 +216,8 @@ export class MembershipSource implements TableSource {
       });
     }
     const heartbeats = new Map(s.peers.map((p) => [p.node, { received: p.heartbeatsReceived ?? 0, missed: p.heartbeatsMissed ?? 0 }]));
-    return { view: s.view, epoch: s.epoch, leader: s.leader, splitBrain: s.splitBrain, peers, lastViewChange: null, handover: s.handover, heartbeats };
+    return { view: s.view, epoch: s.epoch, leader: s.leader, splitBrain: s.splitBrain, peers, lastViewChange: null, handover: s.handover, heartbeats,
+      membershipCpu: this.opts.membership.cpu() };
   }
 
   /** One engine decision: to the daemon (table, lease, state, in that order, awaited), then its events to the log. */

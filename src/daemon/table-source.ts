@@ -7,6 +7,7 @@ import type { BucketTable } from '../balance/assign.js';
 import type { ClusterConfig, FarmConfig } from '../config/types.js';
 import type { PowerChange } from '../api/control.js';
 import type { NodeStatus, ViewChange } from '../api/status.js';
+import type { MembershipCpu } from '../membership/membership.js';
 
 /** What a source decided; the daemon applies it (tables, lease, state) in this order. */
 export interface SourceDecision {
@@ -35,6 +36,8 @@ export interface SourceView {
   /** Per node: state as known, last heard, runtime power override. */
   peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> } & Pick<NodeStatus, 'heartbeatsReceived' | 'heartbeatsMissed'>>;
   lastViewChange: ViewChange | null;
+  /** CPU of the heartbeat path since start (membership mode only). */
+  membershipCpu?: MembershipCpu;
 }
 
 /**

@@ -20,6 +20,18 @@ export interface Membership {
   setHoldings(sample: HoldingsSample): void;
   status(): MembershipStatus;
   powerOverrides(): PowerOverrides;
+  /** CPU this process spent on the heartbeat path since start (bench, /metrics). */
+  cpu(): MembershipCpu;
+}
+
+/** Seconds of CPU (user + system) per part of the heartbeat path. */
+export interface MembershipCpu {
+  /** Encoding, signing and sending heartbeats. */
+  sendSeconds: number;
+  /** Authenticating, decoding and handling received heartbeats. */
+  receiveSeconds: number;
+  /** The pulse: liveness, leadership, the leader's table decisions. */
+  tickSeconds: number;
 }
 
 export interface BuiltinMembershipOptions {
@@ -37,6 +49,7 @@ export class BuiltinMembership implements Membership {
   private queue: Promise<void> = Promise.resolve();
   private apply: ((out: EngineOutput) => Promise<void> | void) | undefined;
   private stopped = false;
+  private tickCpuUs = 0;
 
   constructor(private readonly opts: BuiltinMembershipOptions) {}
 
@@ -45,8 +58,23 @@ export class BuiltinMembership implements Membership {
     const { engine, transport, nowNs } = this.opts;
     transport.onReceive((hb) => this.handle(engine.receive(hb, nowNs())));
     transport.onInvalid((from, reason) => this.handle(engine.receiveInvalid(from, reason, nowNs())));
-    this.timer = setInterval(() => this.handle(engine.tick(nowNs())), this.opts.pulseMs);
-    this.handle(engine.tick(nowNs()));
+    this.timer = setInterval(() => this.handle(this.tick()), this.opts.pulseMs);
+    this.handle(this.tick());
+  }
+
+  private tick(): EngineOutput {
+    const t0 = process.cpuUsage();
+    try {
+      return this.opts.engine.tick(this.opts.nowNs());
+    } finally {
+      const d = process.cpuUsage(t0);
+      this.tickCpuUs += d.user + d.system;
+    }
+  }
+
+  cpu(): MembershipCpu {
+    const t = this.opts.transport.stats();
+    return { sendSeconds: t.sendCpuUs / 1e6, receiveSeconds: t.receiveCpuUs / 1e6, tickSeconds: this.tickCpuUs / 1e6 };
   }
 
   async stop(): Promise<void> {

@@ -80,6 +80,10 @@ describePrivileged('lab: metrics, events, buckets --diff and confinfo on running
         expect(value(m, 'farmlb_heartbeats_received_total', { peer }), node).toBeGreaterThanOrEqual(heard);
         expect(value(m, 'farmlb_heartbeats_missed_total', { peer }), node).toBeGreaterThanOrEqual(0);
       }
+      // The heartbeat path is metered in the daemon: a farm that has run for seconds spent some
+      // CPU sending and receiving, and the status says the same.
+      for (const part of ['send', 'receive', 'tick']) expect(value(m, 'farmlb_membership_cpu_seconds_total', { part }), `${node} ${part}`).toBeGreaterThan(0);
+      expect(s.membershipCpu?.receiveSeconds, node).toBeGreaterThan(0);
     }
   });
 

@@ -160,6 +160,17 @@ describe('Prometheus metrics', () => {
     expect(f.get('farmlb_heartbeats_received_total')!.metrics.some((m) => m.labels?.peer === 'node1')).toBe(false);
   });
 
+  it('reports the CPU seconds of the heartbeat path per part, and nothing in static mode', async () => {
+    const cpu = { sendSeconds: 1.25, receiveSeconds: 2.5, tickSeconds: 0.5 };
+    const f = await scrape(fakeSource({ status: () => status({ membershipCpu: cpu }) }));
+    expect(f.get('farmlb_membership_cpu_seconds_total')?.type).toBe('COUNTER');
+    expect(value(f.get('farmlb_membership_cpu_seconds_total'), { part: 'send' })).toBe(1.25);
+    expect(value(f.get('farmlb_membership_cpu_seconds_total'), { part: 'receive' })).toBe(2.5);
+    expect(value(f.get('farmlb_membership_cpu_seconds_total'), { part: 'tick' })).toBe(0.5);
+    const none = await scrape(fakeSource({ status: () => status({ mode: 'static' }) }));
+    expect(none.get('farmlb_membership_cpu_seconds_total')?.metrics ?? []).toEqual([]);
+  });
+
   it('leaves the heartbeat series out when the status does not carry the counts (static mode)', async () => {
     const f = await scrape(fakeSource({ status: () => status({ mode: 'static', nodes: [node('node1', 0, { self: true }), node('node2', 1)] }) }));
     expect(f.get('farmlb_heartbeats_received_total')?.metrics ?? []).toEqual([]);
