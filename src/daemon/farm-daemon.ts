@@ -49,6 +49,7 @@ import { NodeHost, ownedCount } from './node-host.js';
 import { resetVipConnections } from './tcpreset.js';
 import { HoldingsSampler, type InstalledTables } from './holdings.js';
 import { SynCookieMonitor } from '../net/syncookies.js';
+import { leaseWriteNeeded } from './lease-write.js';
 import type { SourceDecision, TableSource } from './table-source.js';
 
 export interface FarmDaemonOptions {
@@ -262,7 +263,7 @@ export class FarmDaemon {
     // WAIT serves nothing from the first instant: the lease goes before anything else would.
     if (state === 'WAIT') {
       if (this.host.leaseDeadlineNs() !== 0n) await this.host.setLease(0n);
-    } else if (d.leaseDeadlineNs !== undefined && d.leaseDeadlineNs !== this.host.leaseDeadlineNs()) {
+    } else if (d.leaseDeadlineNs !== undefined && leaseWriteNeeded(d.leaseDeadlineNs, this.host.leaseDeadlineNs(), nowNs(), this.source.leaseWriteStepNs)) {
       await this.host.setLease(d.leaseDeadlineNs);
     }
     await this.setStateAsync(state, cause, local !== undefined);

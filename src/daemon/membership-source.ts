@@ -125,10 +125,12 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
     engine, transport, pulseMs: timing.pulseMs, nowNs: opts.nowNs,
     onError: (err) => log.error({ err, event: 'membership_apply_failed' }, 'a membership decision could not be applied; the next pulse decides again'),
   });
-  return new MembershipSource({ ...opts, membership });
+  return new MembershipSource({ ...opts, membership }, BigInt(timing.leaseMs) * 1_000_000n / LEASE_WRITE_FRACTION);
 }
 
 const REJECT_LOG_EVERY_MS = 10_000;
+/** A renewal is written once it extends the kernel's lease by an eighth of the lease (25 ms by default). */
+const LEASE_WRITE_FRACTION = 8n;
 
 export class MembershipSource implements TableSource {
   readonly mode = 'membership' as const;
@@ -137,7 +139,7 @@ export class MembershipSource implements TableSource {
   private savingPowers: Promise<void> = Promise.resolve();
   private readonly digest: string;
 
-  constructor(private readonly opts: MembershipSourceOptions & { membership: Membership }) {
+  constructor(private readonly opts: MembershipSourceOptions & { membership: Membership }, readonly leaseWriteStepNs?: bigint) {
     this.digest = configDigest(opts.farm, opts.cluster);
     this.lastSaved = JSON.stringify(opts.membership.powerOverrides());
   }

@@ -57,6 +57,13 @@ export interface Holdings {
 
 export interface TableSource {
   readonly mode: 'static' | 'membership';
+  /**
+   * Lease renewals that extend the written deadline by less than this are not written (the
+   * membership renews on every acknowledgement: hundreds a second at 16 nodes). The written
+   * lease is never further than this behind, and is written anyway when it would run out
+   * within it, so coalescing only ever shortens what the kernel allows. Absent: write all.
+   */
+  readonly leaseWriteStepNs?: bigint;
   /** The table and lease the data plane starts with (before the program is attached). */
   initial(): { table: BucketTable; leaseDeadlineNs: bigint; announce: boolean };
   start(sink: SourceSink): Promise<void>;

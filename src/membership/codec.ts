@@ -1,7 +1,15 @@
 // Heartbeats on the wire: "FLB1" ‖ HMAC-SHA256(key, "FLB1" ‖ json) ‖ json. JSON keeps the
-// format readable in tcpdump and easy to extend; at 16 nodes and 20 pulses/s (300 bodies of
-// ~2.9 KB a second) parsing and checking them is about half of the membership's CPU, which
-// stays under 1% of a core (docs/membership.md, "CPU"). bigints travel as decimal strings.
+// format readable in tcpdump and easy to extend. Two body versions (docs/membership.md,
+// "Heartbeats"): v1 names every node and field in full (~150 bytes per peer, two IP fragments
+// at 16 nodes); v2 carries the node names once, in `n`, and refers to them by index, with
+// positional rows for acks and heard entries (~50 bytes per peer: one datagram up to ~20
+// nodes). Both decode into the same Heartbeat (its `v` says which one came); encodeHeartbeat
+// writes the version the Heartbeat's `v` names (the engine chooses: v1 while a peer that
+// speaks only v1 is alive). bigints travel as decimal strings.
+//
+// v2 carries its own name list rather than indexes into the receiver's cluster.xml: a peer
+// whose cluster.xml differs (a rolling configuration change) must still be heard as it is
+// (config_mismatch, liveness), not with its peers renamed by another node order.
 //
 // ReplayGuard rejects, per sender: an incarnation older than the newest accepted, a seq not
 // above the last accepted one of the same incarnation, and a heartbeat that arrives much
@@ -22,14 +30,89 @@ function mac(key: Buffer, body: Buffer): Buffer {
   return createHmac('sha256', key).update(MAGIC).update(body).digest();
 }
 
+/** Encodes `hb` in the body version its `v` names. */
 export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
-  const body = Buffer.from(JSON.stringify({
+  const body = Buffer.from(hb.v === 2 ? encodeV2(hb) : JSON.stringify({
     ...hb,
     incarnation: hb.incarnation.toString(),
     sentAtNs: hb.sentAtNs.toString(),
     acks: hb.acks.map((a) => ({ ...a, incarnation: a.incarnation.toString() })),
   }));
   return Buffer.concat([MAGIC, mac(key, body), body]);
+}
+
+/** Wire states of v2. */
+const UP = 1;
+const WAIT = 0;
+
+/** v2 bigints: base 36 (an incarnation is 12 characters, not 19 digits: it is in every ack). */
+const b36 = (x: bigint): string => x.toString(36);
+
+/**
+ * The v2 body (docs/membership.md, "Heartbeats"). Every node name the heartbeat mentions is
+ * in `n` once, the view's members first and in view order (so `vw` is their count); `f`,
+ * `l` and node columns are indexes into `n`. A peer the sender acknowledges and reports is
+ * one row of `p`; its epoch and table digest are left out when they are the sender's own
+ * (a farm on one table). Empty cause and no power overrides are left out.
+ */
+function encodeV2(hb: Heartbeat): string {
+  const names: string[] = [];
+  const ids = new Map<string, number>();
+  const id = (name: string): number => {
+    let i = ids.get(name);
+    if (i === undefined) {
+      i = names.length;
+      names.push(name);
+      ids.set(name, i);
+    }
+    return i;
+  };
+  const viewIds = hb.view.map(id);
+  // A view naming a node twice (never made by the engine) cannot be a prefix of `n`.
+  const view: number | number[] = names.length === hb.view.length ? names.length : viewIds;
+  const body: Record<string, unknown> = {
+    v: 2, m: hb.module, n: names, f: id(hb.from), i: b36(hb.incarnation), s: hb.seq, t: b36(hb.sentAtNs),
+    st: hb.state === 'UP' ? UP : WAIT,
+  };
+  if (hb.cause !== '') body.c = hb.cause;
+  body.cd = hb.configDigest;
+  body.e = hb.epoch;
+  body.l = hb.leader === null ? null : id(hb.leader);
+  body.vw = view;
+  body.td = hb.tableDigest;
+  body.tb = hb.table;
+  if (hb.prev !== undefined) body.pr = hb.prev;
+  if (hb.holdings !== undefined) body.ho = [hb.holdings.epoch, hb.holdings.held, hb.holdings.connections];
+  const pw = hb.powers;
+  if (pw.version !== 0 || pw.origin !== '' || pw.entries.length > 0) {
+    body.pw = [pw.version, pw.origin, pw.entries.map((e) => [id(e.node), e.group, e.power])];
+  }
+  // The heard tail: state, mutual, then epoch and digest only where they differ from ours.
+  const heardTail = (h: HeardEntry, row: unknown[]): unknown[] => {
+    row.push(h.state === 'UP' ? UP : WAIT, h.mutual ? 1 : 0);
+    if (h.tableDigest !== hb.tableDigest) row.push(h.epoch, h.tableDigest);
+    else if (h.epoch !== hb.epoch) row.push(h.epoch);
+    return row;
+  };
+  // The engine acknowledges and reports the same peers in the same order: one row each.
+  const peers: unknown[] = [];
+  const acks: unknown[] = [];
+  const heard: unknown[] = [];
+  const both = Math.min(hb.acks.length, hb.heard.length);
+  for (let i = 0; i < Math.max(hb.acks.length, hb.heard.length); i++) {
+    const a = hb.acks[i];
+    const h = hb.heard[i];
+    if (i < both && a!.node === h!.node) {
+      peers.push(heardTail(h!, [id(a!.node), b36(a!.incarnation), a!.seq, h!.ageMs]));
+      continue;
+    }
+    if (a) acks.push([id(a.node), b36(a.incarnation), a.seq]);
+    if (h) heard.push(heardTail(h, [id(h.node), h.ageMs]));
+  }
+  body.p = peers;
+  if (acks.length) body.a = acks;
+  if (heard.length) body.h = heard;
+  return JSON.stringify(body);
 }
 
 function bad(detail: string): FarmlbError {
@@ -107,6 +190,7 @@ const strings = (x: unknown, what: string, max: number, maxLen: number, rowWhat:
 
 function parse(raw: unknown): Heartbeat {
   if (!isObj(raw)) throw bad('body is not an object');
+  if (raw.v === 2) return parseV2(raw);
   if (raw.v !== 1) throw bad(`version ${String(raw.v)}`);
   const powersRaw = raw.powers;
   if (!isObj(powersRaw)) throw bad('powers missing');
@@ -174,6 +258,140 @@ function parse(raw: unknown): Heartbeat {
     heard,
   };
   if (raw.prev !== undefined) hb.prev = strings(raw.prev, 'prev', 64, 400, 'prev row');
+  if (holdings) hb.holdings = holdings;
+  if (raw.readsV2 !== undefined) {
+    if (raw.readsV2 !== true) throw bad('readsV2 is not true');
+    hb.readsV2 = true;
+  }
+  return hb;
+}
+
+// --- v2 ---------------------------------------------------------------------------------------
+
+/** Every key a v2 body may have; any other is refused (a later format is another `v`). */
+const V2_KEYS = new Set(['v', 'm', 'n', 'f', 'i', 's', 't', 'st', 'c', 'cd', 'e', 'l', 'vw', 'td', 'tb', 'pr', 'ho', 'pw', 'p', 'a', 'h']);
+/** Names one v2 heartbeat may carry: as many as v1's longest list (nodes are < 64). */
+const V2_MAX_NAMES = 256;
+/** Base 36, at most 13 digits (above 2^64, like v1's 20 decimal digits). */
+const BASE36 = /^[0-9a-z]{1,13}$/;
+const B36_LOW = 36 ** 10;
+/** Like bigCache, for base-36 strings (a string can be valid in both bases, with two values). */
+const big36Cache = new Map<string, bigint>();
+
+/** A v2 bigint; incarnations (repeated in every ack) are cached like v1's. */
+const big36 = (x: unknown, what: string, cache: boolean): bigint => {
+  if (typeof x !== 'string') throw bad(`${what} is not a base-36 integer`);
+  const known = big36Cache.get(x);
+  if (known !== undefined) return known;
+  if (!BASE36.test(x)) throw bad(`${what} is not a base-36 integer`);
+  // Two chunks of at most 10 digits, each exact as a double (36^10 < 2^53).
+  const split = Math.max(0, x.length - 10);
+  const v = split === 0 ? BigInt(parseInt(x, 36)) : BigInt(parseInt(x.slice(0, split), 36)) * BigInt(B36_LOW) + BigInt(parseInt(x.slice(split), 36));
+  if (cache) {
+    if (big36Cache.size >= BIG_CACHE_MAX) big36Cache.clear();
+    big36Cache.set(x, v);
+  }
+  return v;
+};
+const flag = (x: unknown, what: string): boolean => {
+  if (x !== 0 && x !== 1) throw bad(`${what} is not 0 or 1`);
+  return x === 1;
+};
+const state01 = (x: unknown): NodeState => (flag(x, 'state') ? 'UP' : 'WAIT');
+/** A row of `min`..`max` elements. */
+const row = (x: unknown, what: string, min: number, max: number): unknown[] => {
+  if (!Array.isArray(x) || x.length < min || x.length > max) throw bad(`${what} is not a row of ${min === max ? min : `${min}-${max}`}`);
+  return x;
+};
+
+function parseV2(raw: Record<string, unknown>): Heartbeat {
+  for (const k in raw) if (!V2_KEYS.has(k)) throw bad(`unknown field ${k.slice(0, 20)}`);
+  const names = strings(raw.n, 'n', V2_MAX_NAMES, 200, 'n: a node name is not a string');
+  // A name twice would let two indexes mean one node: refused, as the sender never does it.
+  if (new Set(names).size !== names.length) throw bad('n: a node name twice');
+  const node = (x: unknown, what: string): string => {
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= names.length) throw bad(`${what} is not an index of n`);
+    return names[x]!;
+  };
+  let view: string[];
+  if (typeof raw.vw === 'number') {
+    if (!Number.isInteger(raw.vw) || raw.vw < 0 || raw.vw > names.length) throw bad('vw is not a count of n');
+    view = names.slice(0, raw.vw);
+  } else {
+    const viewRaw = arr(raw.vw, 'vw', 256);
+    view = new Array<string>(viewRaw.length);
+    for (let i = 0; i < viewRaw.length; i++) view[i] = node(viewRaw[i], 'view node');
+  }
+  const epoch = int(raw.e, 'epoch');
+  const tableDigest = str(raw.td, 'tableDigest');
+
+  let powers: PowerOverrides = { version: 0, origin: '', entries: [] };
+  if (raw.pw !== undefined) {
+    const pw = row(raw.pw, 'powers', 3, 3);
+    const entriesRaw = arr(pw[2], 'powers entries', 4096);
+    const entries: PowerOverrides['entries'] = new Array(entriesRaw.length);
+    for (let i = 0; i < entriesRaw.length; i++) {
+      const e = row(entriesRaw[i], 'power entry', 3, 3);
+      entries[i] = { node: node(e[0], 'power node'), group: e[1] === null ? null : str(e[1], 'power group'), power: int(e[2], 'power') };
+    }
+    powers = { version: int(pw[0], 'powers version'), origin: str(pw[1], 'powers origin'), entries };
+  }
+
+  // A heard entry from `at` on: state, mutual, then epoch and digest (absent = the sender's).
+  const heardAt = (h: unknown[], at: number, name: string, ageMs: number): HeardEntry => ({
+    node: name, ageMs, state: state01(h[at]), mutual: flag(h[at + 1], 'heard mutual'),
+    epoch: h.length > at + 2 ? int(h[at + 2], 'heard epoch') : epoch,
+    tableDigest: h.length > at + 3 ? str(h[at + 3], 'heard tableDigest') : tableDigest,
+  });
+  const peersRaw = arr(raw.p, 'peers', 256);
+  const acksRaw = raw.a === undefined ? [] : arr(raw.a, 'acks', 256);
+  const heardRaw = raw.h === undefined ? [] : arr(raw.h, 'heard', 256);
+  if (peersRaw.length + acksRaw.length > 256 || peersRaw.length + heardRaw.length > 256) throw bad('too many peers');
+  const acks: AckEntry[] = new Array(peersRaw.length + acksRaw.length);
+  const heard: HeardEntry[] = new Array(peersRaw.length + heardRaw.length);
+  for (let i = 0; i < peersRaw.length; i++) {
+    const p = row(peersRaw[i], 'peer', 6, 8);
+    const name = node(p[0], 'peer node');
+    acks[i] = { node: name, incarnation: big36(p[1], 'ack incarnation', true), seq: int(p[2], 'ack seq') };
+    heard[i] = heardAt(p, 4, name, int(p[3], 'heard age'));
+  }
+  for (let i = 0; i < acksRaw.length; i++) {
+    const a = row(acksRaw[i], 'ack', 3, 3);
+    acks[peersRaw.length + i] = { node: node(a[0], 'ack node'), incarnation: big36(a[1], 'ack incarnation', true), seq: int(a[2], 'ack seq') };
+  }
+  for (let i = 0; i < heardRaw.length; i++) {
+    const h = row(heardRaw[i], 'heard', 4, 6);
+    heard[peersRaw.length + i] = heardAt(h, 2, node(h[0], 'heard node'), int(h[1], 'heard age'));
+  }
+
+  let holdings: HeartbeatHoldings | undefined;
+  if (raw.ho !== undefined) {
+    const ho = row(raw.ho, 'holdings', 3, 3);
+    const connectionsRaw = arr(ho[2], 'holdings connections', 64);
+    const connections = new Array<number>(connectionsRaw.length);
+    for (let i = 0; i < connectionsRaw.length; i++) connections[i] = int(connectionsRaw[i], 'holdings connections');
+    holdings = { epoch: int(ho[0], 'holdings epoch'), held: strings(ho[1], 'holdings held', 64, 64, 'holdings held row'), connections };
+  }
+  const hb: Heartbeat = {
+    v: 2,
+    module: str(raw.m, 'module'),
+    from: node(raw.f, 'from'),
+    incarnation: big36(raw.i, 'incarnation', true),
+    seq: int(raw.s, 'seq'),
+    sentAtNs: big36(raw.t, 'sentAtNs', false),
+    state: state01(raw.st),
+    cause: raw.c === undefined ? '' : str(raw.c, 'cause'),
+    configDigest: str(raw.cd, 'configDigest'),
+    epoch,
+    leader: raw.l === null ? null : node(raw.l, 'leader'),
+    view,
+    tableDigest,
+    table: strings(raw.tb, 'table', 64, 400, 'table row'),
+    powers,
+    acks,
+    heard,
+  };
+  if (raw.pr !== undefined) hb.prev = strings(raw.pr, 'prev', 64, 400, 'prev row');
   if (holdings) hb.holdings = holdings;
   return hb;
 }

@@ -75,6 +75,8 @@ interface Peer {
   ackDeadlineNs?: bigint;
   alive: boolean;
   everHeard: boolean;
+  /** Last time a v1 heartbeat of this peer was accepted (wireVersion()). */
+  v1RecvNs?: bigint;
 }
 
 /** One bucket's handover as the leader tracks it (for the limit and the drained check). */
@@ -255,6 +257,7 @@ export class MembershipEngine {
     if (peer.lastSeq !== undefined && hb.seq > peer.lastSeq + 1) peer.missed += hb.seq - peer.lastSeq - 1;
     peer.lastSeq = hb.seq;
     peer.hb = hb;
+    if (hb.v === 1 && hb.readsV2 !== true) peer.v1RecvNs = nowNs;
     peer.rows = this.decodeTable(hb, peer);
     if (peer.rows) this.rememberTable(hb.tableDigest, peer.rows);
     peer.lastRecvNs = nowNs;
@@ -1051,8 +1054,10 @@ export class MembershipEngine {
       });
     }
     const holdings = this.ownHoldings();
+    const v = this.wireVersion(nowNs, windowNs);
     return {
-      v: 1,
+      v,
+      ...(v === 1 ? { readsV2: true as const } : {}),
       module: this.module,
       from: this.self,
       incarnation: this.opts.incarnation,
@@ -1071,6 +1076,17 @@ export class MembershipEngine {
       acks,
       heard,
     };
+  }
+
+  /**
+   * The heartbeat body version to send: v2, unless a peer that reads only v1 (not upgraded
+   * yet) was heard within the last `mlost` pulses. It refuses v2 bodies, so while one is alive
+   * the farm speaks v1 and stays one membership; every node reads both. Our v1 bodies say
+   * readsV2, so that they do not hold the farm on v1 after the last v1-only node is gone.
+   */
+  private wireVersion(nowNs: bigint, windowNs: bigint): 1 | 2 {
+    for (const p of this.peers.values()) if (p.v1RecvNs !== undefined && nowNs - p.v1RecvNs < windowNs) return 1;
+    return 2;
   }
 
   /** The installed table's rows as heartbeats carry them, encoded once per table (not per pulse). */

@@ -50,6 +50,8 @@ export class BuiltinMembership implements Membership {
   private apply: ((out: EngineOutput) => Promise<void> | void) | undefined;
   private stopped = false;
   private tickCpuUs = 0;
+  private lastState: EngineOutput['state'] | undefined;
+  private lastCause: string | undefined;
 
   constructor(private readonly opts: BuiltinMembershipOptions) {}
 
@@ -113,6 +115,13 @@ export class BuiltinMembership implements Membership {
   /** Applies decisions one at a time; a heartbeat leaves only after its decision applied. */
   private handle(out: EngineOutput): void {
     if (this.stopped) return;
+    // Most received heartbeats change nothing to apply: no table, lease, heartbeat, event or
+    // state. Queueing them through the daemon would cost more than the heartbeat itself.
+    const idle = !out.table && out.leaseDeadlineNs === undefined && !out.send && out.events.length === 0
+      && out.state === this.lastState && out.cause === this.lastCause;
+    if (idle) return;
+    this.lastState = out.state;
+    this.lastCause = out.cause;
     const step = this.queue.then(async () => {
       await this.apply?.(out);
       if (out.send && !this.stopped) this.opts.transport.send(out.send);

@@ -16,6 +16,7 @@
 import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
 import { NBUCKETS } from '../dataplane/types.js';
 import type { SplitBrainPolicy } from '../config/types.js';
+import { FarmlbError } from '../errors.js';
 import { decodeHeartbeat, encodeHeartbeat } from './codec.js';
 import { MembershipEngine } from './engine.js';
 import { emptyRows } from './table.js';
@@ -72,6 +73,11 @@ export interface SimOptions {
    * vCPUs) delays the node's table, lease and heartbeats while its engine runs on.
    */
   installMs?: [number, number];
+  /**
+   * Nodes running a release before heartbeat v2 (a rolling upgrade): they send v1 and refuse
+   * v2 bodies as that release's decoder did (FARMLB_E_MEMBERSHIP_BAD_MESSAGE). See upgrade().
+   */
+  v1Only?: string[];
 }
 
 export interface Violation {
@@ -133,10 +139,12 @@ export class Simulator {
   /** Handover model: connections a previous owner kept until they ended by themselves. */
   carriedConnections = 0;
   private readonly conn: { drainMs: [number, number]; perBucket: number } | undefined;
+  private readonly v1Only: Set<string>;
 
   constructor(opts: SimOptions) {
     this.opts = opts;
     this.names = opts.nodes;
+    this.v1Only = new Set(opts.v1Only);
     this.timing = opts.timing ?? DEFAULT_TIMING;
     this.groups = opts.groups ?? [{ name: 'g', powers: new Map(opts.nodes.map((n) => [n, 1])) }];
     this.rnd = (opts.seed ?? 1) >>> 0 || 1;
@@ -293,6 +301,12 @@ export class Simulator {
     tick(first);
   }
 
+  /** A v1-only node (SimOptions.v1Only) restarts with the current release. */
+  upgrade(name: string): void {
+    this.v1Only.delete(name);
+    this.start(name);
+  }
+
   startAll(): void {
     for (const name of this.names) this.start(name);
   }
@@ -374,7 +388,8 @@ export class Simulator {
 
   private send(from: SimNode, out: EngineOutput): void {
     if (!out.send) return;
-    const bytes = encodeHeartbeat(out.send, from.key);
+    const { readsV2: _, ...asV1Only } = out.send;
+    const bytes = encodeHeartbeat(this.v1Only.has(from.name) ? { ...asV1Only, v: 1 } : out.send, from.key);
     const [lo, hi] = this.opts.delayMs ?? [0.1, 2];
     for (const to of this.names) {
       if (to === from.name) continue;
@@ -400,6 +415,7 @@ export class Simulator {
     let hb;
     try {
       hb = decodeHeartbeat(bytes, n.key);
+      if (hb.v !== 1 && this.v1Only.has(n.name)) throw new FarmlbError('FARMLB_E_MEMBERSHIP_BAD_MESSAGE', { detail: `version ${hb.v}` });
     } catch (err) {
       this.rejectedByCodec++;
       this.apply(n, n.engine.receiveInvalid(undefined, (err as Error).message, this.localNs(n.name)));

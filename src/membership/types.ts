@@ -45,7 +45,13 @@ export interface PowerOverrides {
 }
 
 export interface Heartbeat {
-  v: 1;
+  /** Wire body version: what it came in, or what to send it in (codec.ts, docs "Heartbeats"). */
+  v: 1 | 2;
+  /**
+   * A v1 body from a node that reads v2 (it speaks v1 for a peer that does not): its v1
+   * heartbeats must not keep the farm on v1 once the last v1-only node is gone. Implied by v2.
+   */
+  readsV2?: true;
   module: string;
   from: string;
   /** Sender boot id; strictly greater after every restart (wall-clock ns at start). */

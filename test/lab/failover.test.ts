@@ -8,11 +8,14 @@
 // buckets that stay with their node carry on. Forged, replayed and wrong-key heartbeats
 // change nothing. ready.txt and /health answer from the client as the state says.
 
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
+import { decodeHeartbeat, encodeHeartbeat } from '../../src/membership/codec.js';
+import { loadKey } from '../../src/membership/key.js';
+import type { Heartbeat } from '../../src/membership/types.js';
 import { FarmLab, NODE_IF } from './helpers/farm-lab.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { OverlapSampler, coverage, readServed, type SamplerReport } from './helpers/overlap-sampler.js';
@@ -303,14 +306,14 @@ describePrivileged('lab: failover (vmac_invisible, serve): every failure kind, n
     const { l } = await begin();
     const real = await captureHeartbeats(l, 'n3', 3);
     expect(real.length).toBeGreaterThan(0);
-    const body = JSON.parse(real[0]!.subarray(36).toString()) as Record<string, unknown>;
+    // Decoded with the farm's key, whatever wire version n3 speaks.
+    const hb = decodeHeartbeat(real[0]!, await loadKey(l.keyFile));
     // n3 claiming a far newer epoch, every bucket and a new incarnation: accepted, it would take over.
-    const claim = Buffer.from(JSON.stringify({ ...body, epoch: 1_000_000, seq: Number(body.seq) + 100_000,
-      incarnation: (BigInt(String(body.incarnation)) + 1n).toString(), view: ['n3'], leader: 'n3' }));
-    const signed = (key: Buffer) => Buffer.concat([Buffer.from('FLB1'), createHmac('sha256', key).update('FLB1').update(claim).digest(), claim]);
+    const claim: Heartbeat = { ...hb, epoch: 1_000_000, seq: hb.seq + 100_000, incarnation: hb.incarnation + 1n, view: ['n3'], leader: 'n3' };
     const forged = [
-      signed(randomBytes(32)),
-      Buffer.concat([real[0]!.subarray(0, 36), claim]),
+      encodeHeartbeat(claim, randomBytes(32)),
+      // The real heartbeat's MAC in front of the claim's body.
+      Buffer.concat([real[0]!.subarray(0, 36), encodeHeartbeat(claim, randomBytes(32)).subarray(36)]),
       randomBytes(200),
       Buffer.concat([Buffer.from('FLB1'), randomBytes(40)]),
     ];

@@ -84,6 +84,135 @@ describe('heartbeat codec', () => {
   });
 });
 
+describe('heartbeat codec v2 (compact body)', () => {
+  const forge = (json: string) => {
+    const body = Buffer.from(json);
+    const mac = createHmac('sha256', key).update('FLB1').update(body).digest();
+    return Buffer.concat([Buffer.from('FLB1'), mac, body]);
+  };
+  const bodyOf = (bytes: Buffer) => JSON.parse(bytes.subarray(36).toString()) as Record<string, unknown>;
+  /** A node's heartbeat in a farm of `n` on one table, with 19-digit incarnations as the daemon makes them. */
+  const farmHb = (n: number): Heartbeat => {
+    const names = Array.from({ length: n }, (_, i) => `n${String(i + 1).padStart(2, '0')}`);
+    const peers = names.filter((x) => x !== 'n02');
+    const rows = [Array.from({ length: 256 }, (_, b) => names[b % n]!)];
+    const digest = tableDigest(rows);
+    return hb({
+      v: 2, from: 'n02', incarnation: 1_761_000_000_123_456_789n, seq: 1_728_123, sentAtNs: 864_123_456_789_012n,
+      configDigest: 'c'.repeat(64), epoch: 7, leader: 'n01', view: names, tableDigest: digest, table: encodeRows(rows, names),
+      powers: { version: 0, origin: '', entries: [] },
+      acks: peers.map((node, i) => ({ node, incarnation: 1_761_000_000_123_456_789n + BigInt(i * 7919), seq: 1_728_100 + i })),
+      heard: peers.map((node, i) => ({ node, ageMs: 40 + i, state: 'UP' as const, mutual: true, epoch: 7, tableDigest: digest })),
+    });
+  };
+
+  it('round-trips every field: prev rows, holdings, powers, bigints, peers on other tables, unpaired acks and reports', () => {
+    const full = hb({
+      v: 2, incarnation: 18_446_744_073_709_551_615n, sentAtNs: 0n, state: 'WAIT', cause: 'waiting for the table of leader node1',
+      leader: null, view: ['node2', 'node1'], prev: [Buffer.alloc(256, 255).toString('base64'), Buffer.alloc(256, 1).toString('base64')],
+      table: [Buffer.alloc(256, 0).toString('base64'), Buffer.alloc(256, 1).toString('base64')],
+      holdings: { epoch: 3, held: [encodeBitmap((b) => b === 0 || b === 255), encodeBitmap(() => false)], connections: [12, 0] },
+      powers: { version: 4, origin: 'node3', entries: [{ node: 'node2', group: null, power: 0 }, { node: 'node4', group: 'web', power: 7 }] },
+      acks: [{ node: 'node2', incarnation: 42n, seq: 9 }, { node: 'node3', incarnation: 1_700_000_000_000_000_001n, seq: 1 }, { node: 'node5', incarnation: 1n, seq: 2 }],
+      heard: [
+        { node: 'node2', ageMs: 12, state: 'UP', mutual: true, epoch: 3, tableDigest: 'd' },
+        { node: 'node3', ageMs: 0, state: 'WAIT', mutual: false, epoch: 2, tableDigest: 'd' },
+        { node: 'node6', ageMs: 99, state: 'UP', mutual: false, epoch: 1, tableDigest: 'other' },
+      ],
+    });
+    const back = decodeHeartbeat(encodeHeartbeat(full, key), key);
+    expect(back).toEqual(full);
+    expect(bodyOf(encodeHeartbeat(full, key))).toMatchObject({ v: 2, a: [[expect.any(Number), '1', 2]], h: [[expect.any(Number), 99, 1, 0, 1, 'other']] });
+    // The defaults left out of the body come back as they were.
+    const plain = hb({ v: 2, powers: { version: 0, origin: '', entries: [] } });
+    const body = bodyOf(encodeHeartbeat(plain, key));
+    expect(body).not.toHaveProperty('c');
+    expect(body).not.toHaveProperty('pw');
+    expect(body).not.toHaveProperty('pr');
+    expect(decodeHeartbeat(encodeHeartbeat(plain, key), key)).toEqual(plain);
+    // A view naming a node twice (the engine never sends one) still round-trips, as indexes.
+    const twice = hb({ v: 2, view: ['node1', 'node2', 'node1'] });
+    expect(decodeHeartbeat(encodeHeartbeat(twice, key), key)).toEqual(twice);
+  });
+
+  it('decodes v1 and v2 into the same heartbeat, each marked with its version', () => {
+    const one = farmHb(4);
+    const v1 = decodeHeartbeat(encodeHeartbeat({ ...one, v: 1 }, key), key);
+    const v2 = decodeHeartbeat(encodeHeartbeat(one, key), key);
+    expect(v1.v).toBe(1);
+    expect(v2.v).toBe(2);
+    expect({ ...v1, v: 2 }).toEqual(v2);
+    // A v1 body of a node that reads v2 says so (older releases ignore the extra field).
+    const marked = decodeHeartbeat(encodeHeartbeat({ ...one, v: 1, readsV2: true }, key), key);
+    expect(marked.readsV2).toBe(true);
+    const body = { ...JSON.parse(encodeHeartbeat({ ...one, v: 1 }, key).subarray(36).toString()), readsV2: 1 };
+    expect(() => decodeHeartbeat(forge(JSON.stringify(body)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+  });
+
+  it('fits one datagram: ≤ 1,300 bytes at 16 nodes, under the IPv6 payload of a 1500-byte MTU at 20', () => {
+    const at16 = encodeHeartbeat(farmHb(16), key);
+    expect(at16.length).toBeLessThanOrEqual(1300);
+    expect(encodeHeartbeat({ ...farmHb(16), v: 1 }, key).length).toBeGreaterThan(3000);
+    expect(encodeHeartbeat(farmHb(20), key).length).toBeLessThanOrEqual(1500 - 40 - 8);
+    expect(decodeHeartbeat(at16, key)).toEqual(farmHb(16));
+  });
+
+  it('rejects a v2 heartbeat with a tampered MAC or body', () => {
+    const bytes = encodeHeartbeat(farmHb(3), key);
+    for (const i of [10, 60, bytes.length - 3]) {
+      const forged = Buffer.from(bytes);
+      forged[i] = forged[i]! ^ 1;
+      expect(() => decodeHeartbeat(forged, key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
+    }
+    expect(() => decodeHeartbeat(encodeHeartbeat(farmHb(3), Buffer.alloc(32, 2)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
+  });
+
+  it('refuses malformed v2 bodies: bad indexes, wrong arity, values out of range, unknown fields, garbage', () => {
+    const sample = hb({
+      v: 2, holdings: { epoch: 3, held: [encodeBitmap(() => true)], connections: [1] },
+      acks: [{ node: 'node2', incarnation: 42n, seq: 9 }, { node: 'node3', incarnation: 5n, seq: 1 }],
+      heard: [{ node: 'node2', ageMs: 12, state: 'UP', mutual: true, epoch: 3, tableDigest: 'd' }],
+    });
+    const good = bodyOf(encodeHeartbeat(sample, key));
+    expect(decodeHeartbeat(forge(JSON.stringify(good)), key)).toEqual(sample);
+    const names = good.n as string[];
+    const bad: [string, unknown][] = [
+      ['f', names.length], ['f', -1], ['f', 0.5], ['f', '0'], ['l', 99], ['l', -1],
+      ['vw', names.length + 1], ['vw', -1], ['vw', [0, names.length]], ['vw', 'all'],
+      ['n', ['node1', 'node1', 'node2', 'node3']], ['n', ['node1', 7]], ['n', 'node1'], ['n', ['x'.repeat(201)]],
+      ['p', [[1, '16', 9, 12, 1]]], ['p', [[1, '16', 9, 12, 1, 1, 3, 'd', 'x']]], ['p', [[9, '16', 9, 12, 1, 1]]],
+      ['p', [[1, '16', 9, 12, 2, 1]]], ['p', [[1, '16', 9, 12, 1, true]]], ['p', [[1, '16', 9, -3, 1, 1]]],
+      ['p', [[1, 'G', 9, 12, 1, 1]]], ['p', [[1, '1'.repeat(14), 9, 12, 1, 1]]], ['p', [[1, 16, 9, 12, 1, 1]]],
+      ['p', [[1, '16', 9, 12, 1, 1, -1]]], ['p', [[1, '16', 9, 12, 1, 1, 3, 4]]], ['p', {}],
+      ['a', [[2, '5']]], ['a', [[2, '5', 1, 0]]], ['a', [[7, '5', 1]]], ['h', [[1, 12, 1]]], ['h', [[1, 12, 1, 1, 3, 'd', 0]]],
+      ['i', '-1'], ['i', 'ABC'], ['t', '1.5'], ['t', 5], ['s', -1], ['st', 2], ['st', 'UP'], ['e', 1.5], ['c', 5], ['m', null],
+      ['cd', 3], ['td', ['d']], ['tb', ['x'.repeat(401)]], ['tb', [7]], ['pr', 'AAAA'],
+      ['pw', [1, 'node2']], ['pw', [1, 'node2', [[1, null]]]], ['pw', [1, 'node2', [[9, null, 0]]]], ['pw', [1, 'node2', [[1, 5, 0]]]],
+      ['ho', [1, []]], ['ho', [1, ['x'.repeat(65)], []]], ['ho', [1, [], [-1]]],
+      ['extra', 1], ['v', 3],
+    ];
+    for (const [field, value] of bad) {
+      expect(() => decodeHeartbeat(forge(JSON.stringify({ ...good, [field]: value })), key), `${field} = ${JSON.stringify(value)}`)
+        .toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+    }
+    for (const field of ['n', 'f', 'i', 's', 't', 'st', 'cd', 'e', 'l', 'vw', 'td', 'tb', 'p', 'm']) {
+      const { [field]: _, ...without } = good;
+      expect(() => decodeHeartbeat(forge(JSON.stringify(without)), key), `without ${field}`)
+        .toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+    }
+    for (const garbage of [`${JSON.stringify(good)} x`, `${JSON.stringify(good)}{}`, JSON.stringify([good]), '']) {
+      expect(() => decodeHeartbeat(forge(garbage), key), garbage.slice(-10)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
+    }
+  });
+
+  it('keeps decimal (v1) and base-36 (v2) incarnations apart: one string, two values', () => {
+    const v1 = decodeHeartbeat(encodeHeartbeat(hb({ acks: [{ node: 'node2', incarnation: 1001n, seq: 1 }] }), key), key);
+    expect(v1.acks[0]!.incarnation).toBe(1001n);
+    const body = { ...bodyOf(encodeHeartbeat(hb({ v: 2 }), key)), p: [[1, '1001', 1, 5, 1, 1]] };
+    expect(decodeHeartbeat(forge(JSON.stringify(body)), key).acks[0]!.incarnation).toBe(BigInt(parseInt('1001', 36)));
+  });
+});
+
 describe('receive path: decoding work skipped, validation kept', () => {
   const nodes = ['node1', 'node2'];
   const rowsOf = (owner: (b: number) => string | null) => [Array.from({ length: 256 }, (_, b) => owner(b))];
