@@ -260,15 +260,15 @@ export class BenchFarm {
    * that busy on 2 vCPUs slows the very daemons it times); a (re)started daemon gets a new
    * reader, as it may have replaced its maps.
    */
-  read(n: BenchNode): { owners: number[]; leaseValid: boolean } | undefined {
+  read(n: BenchNode): { owners: number[]; handover: boolean; leaseValid: boolean } | undefined {
     try {
       let reader = this.readers.get(n);
       if (!reader) {
         reader = XdpDataplane.readPinned(n.pinDir);
         this.readers.set(n, reader);
       }
-      const { owners, lease } = reader.ownersAndLease(0);
-      return { owners, leaseValid: lease.valid };
+      const { owners, handover, lease } = reader.ownersAndLease(0);
+      return { owners, handover, leaseValid: lease.valid };
     } catch {
       this.forgetReader(n);
       return undefined;
@@ -472,7 +472,15 @@ async function farmlbSeries(farm: BenchFarm, profile: TimingProfile, trials: num
 
 /** Table changes on any node while every node drops 20% of incoming heartbeats (nft numgen). */
 async function countTableChangesUnderLoss(farm: BenchFarm, windowS: number, progress: (s: string) => void): Promise<number> {
+  // At rest first: the last trial's rejoin hands buckets back (docs/membership.md, Handover),
+  // and the table that ends a handover is not a false failover.
   await farm.waitAgreed(farm.nodes, 30_000);
+  const deadline = Date.now() + 60_000;
+  while (farm.nodes.some((n) => farm.read(n)?.handover !== false)) {
+    if (Date.now() > deadline) throw new Error('the farm still hands buckets over 60 s after the last trial');
+    await sleep(50);
+  }
+  await sleep(1_000);
   for (const n of farm.nodes) {
     await inNs(n.ns, 'sh', ['-c', `nft -f - <<'EOF'
 table inet flb_bench_loss {

@@ -718,20 +718,24 @@ export class PinnedDataplane {
   }
 
   /**
-   * The owners of one group's buckets in the active slot, and the lease — 257 lookups
+   * The owners of one group's buckets in the active slot, whether any is in handover, and
+   * the lease — 257 lookups
    * instead of activeTables()'s full read, for pollers that watch a table change.
    */
-  ownersAndLease(group = 0): { owners: number[]; lease: LeaseState } {
+  ownersAndLease(group = 0): { owners: number[]; handover: boolean; lease: LeaseState } {
     this.assertOpen();
     const ctl = readCtl(this.maps);
     const slot = activeSlotOf(ctl);
     const owners: number[] = [];
+    let handover = false;
     for (let bucket = 0; bucket < NBUCKETS; bucket++) {
       const value = this.maps.farmlb_buckets.lookup(encodeIndexKey(bucketIndex(slot, group, bucket)));
-      owners.push(value ? decodeBucket(value).owner : NODE_NONE);
+      const b = value ? decodeBucket(value) : undefined;
+      owners.push(b ? b.owner : NODE_NONE);
+      if (b && b.prevOwner !== NODE_NONE) handover = true;
     }
     const nowNs = this.native.monotonicNs();
-    return { owners, lease: { deadlineNs: ctl.leaseDeadlineNs, nowNs, valid: nowNs < ctl.leaseDeadlineNs, activeSlot: slot } };
+    return { owners, handover, lease: { deadlineNs: ctl.leaseDeadlineNs, nowNs, valid: nowNs < ctl.leaseDeadlineNs, activeSlot: slot } };
   }
 
   reasonCounters(): Record<Reason, ReasonCounter> {
