@@ -10,7 +10,7 @@ import { startControlServer, type ControlHandler, type ControlServer, type Power
 import type { DaemonStatus, NodeStatus } from '../../src/api/status.js';
 import { reportDrain } from '../../src/cli/commands/module-control.js';
 import { describeRemaining, drainRemaining, waitForDrain } from '../../src/cli/drain-wait.js';
-import { main } from '../../src/cli/main.js';
+import { runCli } from '../helpers/cli.js';
 import { makeOutput } from '../../src/cli/output.js';
 import { silentLogger } from '../../src/log.js';
 
@@ -125,18 +125,7 @@ describe('farmlb drain --wait against a daemon on its control socket', () => {
   beforeEach(async () => { dir = await mkdtemp(path.join(os.tmpdir(), 'flb-drain-')); });
   afterEach(async () => { await server?.close(); server = undefined; await rm(dir, { recursive: true, force: true }); });
 
-  async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const o = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => { out.push(String(c)); return true; });
-    const e = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => { err.push(String(c)); return true; });
-    try {
-      return { code: await main([...args, '--run-dir', dir, '--module', 'farm']), stdout: out.join(''), stderr: err.join('') };
-    } finally {
-      o.mockRestore();
-      e.mockRestore();
-    }
-  }
+  const cli = (args: string[]) => runCli([...args, '--run-dir', dir, '--module', 'farm']);
 
   /** A daemon whose node2 empties over the status requests that follow the drain. */
   async function daemon(after: DaemonStatus[], stuck?: DaemonStatus): Promise<PowerChange[]> {
