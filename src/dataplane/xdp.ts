@@ -169,6 +169,21 @@ function readBucketCounters(maps: Maps, cpus: number, groups: number): BucketCou
   return rows;
 }
 
+/** One group's owners and previous owners in `slot` (NODE_NONE where an entry is missing). */
+function readBucketRow(maps: Maps, slot: number, group: number): { owners: number[]; prevOwners: number[]; handover: boolean } {
+  const owners: number[] = [];
+  const prevOwners: number[] = [];
+  let handover = false;
+  for (let bucket = 0; bucket < NBUCKETS; bucket++) {
+    const value = maps.farmlb_buckets.lookup(encodeIndexKey(bucketIndex(slot, group, bucket)));
+    const b = value ? decodeBucket(value) : undefined;
+    owners.push(b ? b.owner : NODE_NONE);
+    prevOwners.push(b ? b.prevOwner : NODE_NONE);
+    if (b && b.prevOwner !== NODE_NONE) handover = true;
+  }
+  return { owners, prevOwners, handover };
+}
+
 /**
  * The active slot decoded back into tables. Bucket rows are returned for groups 0..g,
  * g being the highest group a rule or a VIP's ICMP group names (the maps do not record
@@ -221,17 +236,10 @@ function readActiveTables(maps: Maps): DataplaneTables {
   const prevOwners: number[][] = [];
   let handover = false;
   for (let group = 0; group < groups; group++) {
-    const row: number[] = [];
-    const prevRow: number[] = [];
-    for (let bucket = 0; bucket < NBUCKETS; bucket++) {
-      const value = maps.farmlb_buckets.lookup(encodeIndexKey(bucketIndex(slot, group, bucket)));
-      const b = value ? decodeBucket(value) : undefined;
-      row.push(b ? b.owner : NODE_NONE);
-      prevRow.push(b ? b.prevOwner : NODE_NONE);
-      if (b && b.prevOwner !== NODE_NONE) handover = true;
-    }
-    buckets.push(row);
-    prevOwners.push(prevRow);
+    const row = readBucketRow(maps, slot, group);
+    buckets.push(row.owners);
+    prevOwners.push(row.prevOwners);
+    if (row.handover) handover = true;
   }
   const nodeMacs: (string | null)[] = [];
   for (let node = 0; node < MAX_NODES; node++) {
@@ -427,23 +435,29 @@ export class XdpDataplane implements Dataplane {
     });
   }
 
-  /** The bucket entries of `slot` that differ between `was` (what it holds) and `t`. */
-  private async writeBuckets(slot: number, t: DataplaneTables, was: DataplaneTables): Promise<void> {
-    const size = ABI_STRUCTS.farmlb_bucket.size;
-    const keys: Buffer[] = [];
-    const values: Buffer[] = [];
+  /**
+   * Every bucket entry of `slot` (all groups, NODE_NONE past the table's), or only those that
+   * differ from `was`, what the slot holds.
+   */
+  private async writeBuckets(slot: number, t: DataplaneTables, was?: DataplaneTables): Promise<void> {
+    const entries: { index: number; owner: number; prevOwner: number }[] = [];
     for (let group = 0; group < MAX_GROUPS; group++) {
       for (let bucket = 0; bucket < NBUCKETS; bucket++) {
         const owner = t.buckets[group]?.[bucket] ?? NODE_NONE;
         const prevOwner = t.prevOwners?.[group]?.[bucket] ?? NODE_NONE;
-        if (owner === (was.buckets[group]?.[bucket] ?? NODE_NONE) && prevOwner === (was.prevOwners?.[group]?.[bucket] ?? NODE_NONE)) continue;
-        keys.push(encodeIndexKey(bucketIndex(slot, group, bucket)));
-        const value = Buffer.alloc(size);
-        encodeBucket({ owner, prevOwner, flags: 0 }, value, 0);
-        values.push(value);
+        if (was && owner === (was.buckets[group]?.[bucket] ?? NODE_NONE) && prevOwner === (was.prevOwners?.[group]?.[bucket] ?? NODE_NONE)) continue;
+        entries.push({ index: bucketIndex(slot, group, bucket), owner, prevOwner });
       }
     }
-    if (keys.length > 0) await this.maps.farmlb_buckets.updateBatch(Buffer.concat(keys), Buffer.concat(values), keys.length);
+    if (entries.length === 0) return;
+    const size = ABI_STRUCTS.farmlb_bucket.size;
+    const keys = Buffer.alloc(entries.length * 4);
+    const values = Buffer.alloc(entries.length * size);
+    entries.forEach((e, i) => {
+      encodeIndexKey(e.index).copy(keys, i * 4);
+      encodeBucket({ owner: e.owner, prevOwner: e.prevOwner, flags: 0 }, values, i * size);
+    });
+    await this.maps.farmlb_buckets.updateBatch(keys, values, entries.length);
   }
 
   private async writeSlot(slot: number, t: DataplaneTables, resolved: ResolvedRule[], layout: VipLayout): Promise<void> {
@@ -454,7 +468,6 @@ export class XdpDataplane implements Dataplane {
       farmlb_vip_index: vipIndex,
       farmlb_vip_desc: vipDesc,
       farmlb_slot_cfg: slotCfg,
-      farmlb_buckets: buckets,
       farmlb_nodes: nodes,
       farmlb_node_macs: nodeMacs,
     } = this.maps;
@@ -480,20 +493,7 @@ export class XdpDataplane implements Dataplane {
     await batch(nodes, nodeEntries(slot, t.nodeMacs ?? []));
     await batch(nodeMacs, nodeMacEntries(slot, t.nodeMacs ?? []));
 
-    const count = MAX_GROUPS * NBUCKETS;
-    const size = ABI_STRUCTS.farmlb_bucket.size;
-    const keys = Buffer.alloc(count * 4);
-    const values = Buffer.alloc(count * size);
-    for (let group = 0; group < MAX_GROUPS; group++) {
-      const row = t.buckets[group];
-      const prevRow = t.prevOwners?.[group];
-      for (let bucket = 0; bucket < NBUCKETS; bucket++) {
-        const i = group * NBUCKETS + bucket;
-        encodeIndexKey(bucketIndex(slot, group, bucket)).copy(keys, i * 4);
-        encodeBucket({ owner: row?.[bucket] ?? NODE_NONE, prevOwner: prevRow?.[bucket] ?? NODE_NONE, flags: 0 }, values, i * size);
-      }
-    }
-    await buckets.updateBatch(keys, values, count);
+    await this.writeBuckets(slot, t);
   }
 
   async setLease(deadlineNs: bigint): Promise<void> {
@@ -726,14 +726,7 @@ export class PinnedDataplane {
     this.assertOpen();
     const ctl = readCtl(this.maps);
     const slot = activeSlotOf(ctl);
-    const owners: number[] = [];
-    let handover = false;
-    for (let bucket = 0; bucket < NBUCKETS; bucket++) {
-      const value = this.maps.farmlb_buckets.lookup(encodeIndexKey(bucketIndex(slot, group, bucket)));
-      const b = value ? decodeBucket(value) : undefined;
-      owners.push(b ? b.owner : NODE_NONE);
-      if (b && b.prevOwner !== NODE_NONE) handover = true;
-    }
+    const { owners, handover } = readBucketRow(this.maps, slot, group);
     const nowNs = this.native.monotonicNs();
     return { owners, handover, lease: { deadlineNs: ctl.leaseDeadlineNs, nowNs, valid: nowNs < ctl.leaseDeadlineNs, activeSlot: slot } };
   }
