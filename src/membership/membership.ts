@@ -5,7 +5,7 @@
 // a bucket from us as soon as our heartbeat says we installed the table that moves it.
 
 import type { MembershipEngine } from './engine.js';
-import type { Transport } from './transport.js';
+import { metered, type Transport } from './transport.js';
 import type { EngineOutput, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
 
 export interface Membership {
@@ -65,13 +65,7 @@ export class BuiltinMembership implements Membership {
   }
 
   private tick(): EngineOutput {
-    const t0 = process.cpuUsage();
-    try {
-      return this.opts.engine.tick(this.opts.nowNs());
-    } finally {
-      const d = process.cpuUsage(t0);
-      this.tickCpuUs += d.user + d.system;
-    }
+    return metered((us) => { this.tickCpuUs += us; }, () => this.opts.engine.tick(this.opts.nowNs()));
   }
 
   cpu(): MembershipCpu {

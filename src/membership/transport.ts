@@ -29,14 +29,14 @@ export interface TransportStats {
   receiveCpuUs: number;
 }
 
-/** Adds the CPU time `fn` takes to `stats[field]`. */
-function metered(stats: TransportStats, field: 'sendCpuUs' | 'receiveCpuUs', fn: () => void): void {
+/** Runs `fn` and hands the CPU time it took (user + system, µs) to `add`. */
+export function metered<T>(add: (us: number) => void, fn: () => T): T {
   const t0 = process.cpuUsage();
   try {
-    fn();
+    return fn();
   } finally {
     const d = process.cpuUsage(t0);
-    stats[field] += d.user + d.system;
+    add(d.user + d.system);
   }
 }
 
@@ -117,7 +117,7 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   const sockets: dgram.Socket[] = [];
   // Rate-limit logs of dropped datagrams: a wrong-key node sends 20 per second.
   let lastDropLogMs = 0;
-  const onDatagram = (msg: Buffer, rinfo: dgram.RemoteInfo) => metered(stats, 'receiveCpuUs', () => {
+  const onDatagram = (msg: Buffer, rinfo: dgram.RemoteInfo) => metered((us) => { stats.receiveCpuUs += us; }, () => {
     try {
       const hb = decodeHeartbeat(msg, opts.key);
       stats.received++;
@@ -154,7 +154,7 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   }
   return {
     send(hb) {
-      metered(stats, 'sendCpuUs', () => {
+      metered((us) => { stats.sendCpuUs += us; }, () => {
         const bytes = encodeHeartbeat(hb, opts.key);
         sockets.forEach((socket, lan) => {
           for (const peer of peers) {
