@@ -8,9 +8,13 @@ usage() {
   cat <<'USAGE'
 Usage: scripts/setup.sh [--help]
 
-Installs what farmlb needs on Debian 12 (run as root): apt packages, bpffs at
-/sys/fs/bpf, npm dependencies (npm ci), the native addon (node-gyp, against the
-system Node headers), the BPF objects (bpf/build/) and the TypeScript build (dist/).
+Prepares a development or test machine (Debian 12, run as root): the Debian packages
+of the build toolchain and of the lab tests and demo, Node 24 when the system's node is
+older than 22.12 (from the npm registry into .node/, the system's node is not replaced),
+bpffs at /sys/fs/bpf, npm dependencies (npm ci), the native addon (node-gyp against the
+headers of that node), the BPF objects (bpf/build/) and the TypeScript build (dist/).
+
+A production node needs none of the toolchain: see README.md ("Install on a node").
 USAGE
 }
 
@@ -23,10 +27,43 @@ say() { echo "setup: $*"; }
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 
-# Debian packages: toolchain for BPF and the addon, and the real tools the lab tests use.
-packages=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool make g++ python3 pkg-config
-  iproute2 nftables iputils-ping iputils-arping tcpdump netsniff-ng ethtool netcat-openbsd
-  curl util-linux procps keepalived)
+# Debian packages, one a line so that additions merge cleanly.
+# What a production node needs at run time (README.md "Install on a node"):
+runtime_packages=(
+  libbpf1
+  libelf1
+  zlib1g
+  iproute2
+)
+# What building the addon and the BPF objects needs:
+build_packages=(
+  clang
+  llvm
+  libbpf-dev
+  libelf-dev
+  zlib1g-dev
+  bpftool
+  make
+  g++
+  python3
+  pkg-config
+)
+# What the lab tests and scripts/demo use (real tools, real clients):
+lab_packages=(
+  nftables
+  iputils-ping
+  iputils-arping
+  tcpdump
+  netsniff-ng
+  ethtool
+  netcat-openbsd
+  curl
+  util-linux
+  procps
+  keepalived
+  jq
+)
+packages=("${runtime_packages[@]}" "${build_packages[@]}" "${lab_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -38,8 +75,12 @@ if ((${#missing[@]})); then
   apt-get update -qq >/dev/null || die "apt-get update failed"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed"
 fi
-command -v node >/dev/null || die "node is not installed (Node 20 expected)"
-[[ -d /usr/include/node ]] || die "Node headers not found in /usr/include/node (needed by node-gyp without download)"
+
+# Node: a supported major first on PATH (scripts/lib/node-runtime.sh).
+# shellcheck source=lib/node-runtime.sh
+. "$here/scripts/lib/node-runtime.sh"
+farmlb_node_ensure "$here" || die "no supported Node"
+[[ -n $FARMLB_NODEDIR ]] || die "headers of node $(node --version) not found (include/node next to its bin/, or /usr/include/node)"
 
 # bpffs: maps are pinned under /sys/fs/bpf/farmlb/<module>/.
 if [[ $(id -u) -eq 0 ]] && ! mountpoint -q /sys/fs/bpf; then
@@ -58,17 +99,22 @@ if [[ ! -f package-lock.json ]]; then
   }
 elif [[ ! -f $stamp ]] || ! cmp -s package-lock.json "$stamp"; then
   say "installing npm dependencies"
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed"
+  # --ignore-scripts: the addon is built below, against the right headers.
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed"
   cp package-lock.json "$stamp"
 fi
 
 # The addon: rebuilt when a source or the ABI header is newer than the binary.
 addon=build/Release/farmlb_native.node
-if [[ ! -f $addon ]] || [[ -n $(find native binding.gyp bpf/farmlb_abi.h -newer "$addon" 2>/dev/null | head -1) ]]; then
+if [[ ! -f $addon ]] || [[ -n $(find native binding.gyp bpf/farmlb_abi.h -newer "$addon" 2>/dev/null | head -1) ]] \
+  || ! cmp -s <(echo "$FARMLB_NODEDIR") build/.farmlb-nodedir 2>/dev/null; then
   say "building the native addon"
   # npm's bundled node-gyp (npm puts it on PATH for scripts); npx would try to download one.
-  npm run --silent build:native -- --loglevel=error >/tmp/farmlb-node-gyp.log 2>&1 \
+  # --nodedir: the headers of the node that runs farmlb (N-API: any major >= the one built
+  # against loads it), never a download.
+  npm run --silent build:native -- --nodedir="$FARMLB_NODEDIR" --loglevel=error >/tmp/farmlb-node-gyp.log 2>&1 \
     || { cat /tmp/farmlb-node-gyp.log >&2; die "addon build failed"; }
+  echo "$FARMLB_NODEDIR" >build/.farmlb-nodedir
 fi
 
 # BPF objects: make is incremental and quiet.

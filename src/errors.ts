@@ -322,7 +322,7 @@ export const ERRORS = {
   // --- bpf (native addon over libbpf) -------------------------------------------
   FARMLB_E_BPF_ADDON_MISSING: {
     message: 'the native addon is not built: {detail}',
-    hint: 'run scripts/setup.sh (it builds build/Release/farmlb_native.node)',
+    hint: 'no prebuilt addon fits this platform: install libbpf-dev libelf-dev zlib1g-dev g++ make python3 and run `npm rebuild farmlb` (or scripts/setup.sh in a source checkout)',
   },
   FARMLB_E_BPF_ARG: {
     message: 'invalid argument to the BPF addon: {detail}',

@@ -302,8 +302,10 @@ export function loadNative(): Native {
   const require = createRequire(import.meta.url);
   let raw: Native;
   try {
-    const bindings = require('bindings') as (opts: { bindings: string; module_root: string }) => unknown;
-    raw = bindings({ bindings: 'farmlb_native', module_root: repoRoot() }) as Native;
+    // node-gyp-build: build/Release (a local build) first, else the prebuilt N-API binary
+    // shipped in the package (prebuilds/<platform>-<arch>/, made by prebuildify).
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    raw = load(repoRoot()) as Native;
   } catch (err) {
     const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
     throw new FarmlbError('FARMLB_E_BPF_ADDON_MISSING', { detail }, { cause: err });
