@@ -9,6 +9,7 @@
         "native/map.cc",
         "native/object.cc",
         "native/rawsock.cc",
+        "native/sdnotify.cc",
         "native/tc.cc",
         "native/xdp.cc"
       ],

@@ -6,6 +6,7 @@
 #include "map.h"
 #include "object.h"
 #include "rawsock.h"
+#include "sdnotify.h"
 #include "tc.h"
 #include "xdp.h"
 
@@ -69,6 +70,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openRawSocket", Napi::Function::New<OpenRawSocket>(env, "openRawSocket"));
   exports.Set("ifindex", Napi::Function::New<IfIndex>(env, "ifindex"));
   exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
+  exports.Set("unixDatagramSend", Napi::Function::New<UnixDatagramSend>(env, "unixDatagramSend"));
   exports.Set("monotonicNs", Napi::Function::New<MonotonicNs>(env, "monotonicNs"));
   exports.Set("setLogCallback", Napi::Function::New<SetLogCallback>(env, "setLogCallback"));
   exports.Set("abiLayout", AbiLayout(env));

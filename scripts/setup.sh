@@ -48,7 +48,8 @@ build_packages=(
   python3
   pkg-config
 )
-# What the lab tests and scripts/demo use (real tools, real clients):
+# What the tests and scripts/demo use (real tools, real clients; prometheus for promtool,
+# which checks docs/farmlb-alerts.yml):
 lab_packages=(
   nftables
   iputils-ping
@@ -62,6 +63,7 @@ lab_packages=(
   procps
   keepalived
   jq
+  prometheus
 )
 packages=("${runtime_packages[@]}" "${build_packages[@]}" "${lab_packages[@]}")
 missing=()

@@ -227,6 +227,10 @@ export const ERRORS = {
     message: 'farmlb run needs --cluster FILE',
     hint: 'pass the SafeKit cluster.xml listing the farm nodes',
   },
+  FARMLB_E_RUN_NOTIFY: {
+    message: 'cannot tell systemd ({detail})',
+    hint: 'NOTIFY_SOCKET names a socket farmlb cannot send to; run farmlb from its systemd unit (Type=notify) or unset NOTIFY_SOCKET',
+  },
   FARMLB_E_RUN_RELOAD_NEEDS_RESTART: {
     message: 'reload refused: {detail}; the daemon keeps serving the previous configuration',
     hint: 'a reload (SIGHUP) changes powers, rules, groups and arpreroute settings; restart farmlb run to change interfaces, VIPs, VMAC modes or the cluster\'s nodes',

@@ -8,7 +8,8 @@
 //
 // Commands: status; start / stop (the module leaves / enters an administrative WAIT);
 // power {node, power, group?} (power null clears the override); drain {node} (= power 0,
-// every group); undrain {node} (clears node's overrides). One response per request line,
+// every group); undrain {node} (clears node's overrides); reload (re-reads the configuration
+// files as SIGHUP does, answering with the refusal when there is one). One response per request line,
 // in order; several requests may share a connection.
 //
 // Root only: Node cannot read SO_PEERCRED without an addon, so access is by file mode: the
@@ -36,7 +37,8 @@ export type ControlRequest =
   | { id?: unknown; cmd: 'stop' }
   | { id?: unknown; cmd: 'power'; node: string; power: number | null; group?: string }
   | { id?: unknown; cmd: 'drain'; node: string }
-  | { id?: unknown; cmd: 'undrain'; node: string };
+  | { id?: unknown; cmd: 'undrain'; node: string }
+  | { id?: unknown; cmd: 'reload' };
 
 export type ControlResponse =
   | { id?: unknown; ok: true; result: unknown }
@@ -56,9 +58,11 @@ export interface ControlHandler {
   start(): Promise<DaemonStatus>;
   stop(): Promise<DaemonStatus>;
   power(change: PowerChange): Promise<DaemonStatus>;
+  /** Re-reads the configuration files (as SIGHUP does); a refusal reaches the client as its error. Without it, reload is refused as unknown. */
+  reload?(): Promise<DaemonStatus>;
 }
 
-const COMMANDS = new Set(['status', 'start', 'stop', 'power', 'drain', 'undrain']);
+const COMMANDS = new Set(['status', 'start', 'stop', 'power', 'drain', 'undrain', 'reload']);
 
 /** Parses and checks one request line. Throws FARMLB_E_API_BAD_REQUEST. */
 export function parseRequest(line: string): ControlRequest {
@@ -90,7 +94,7 @@ export function parseRequest(line: string): ControlRequest {
     case 'undrain':
       return { id: r.id, cmd: r.cmd, node: needNode() };
     default:
-      return { id: r.id, cmd: r.cmd as 'status' | 'start' | 'stop' };
+      return { id: r.id, cmd: r.cmd as 'status' | 'start' | 'stop' | 'reload' };
   }
 }
 
@@ -127,6 +131,9 @@ async function dispatch(req: ControlRequest, h: ControlHandler): Promise<unknown
     case 'power': return h.power({ node: req.node, power: req.power, ...(req.group !== undefined ? { group: req.group } : {}) });
     case 'drain': return h.power({ node: req.node, power: 0 });
     case 'undrain': return h.power({ node: req.node, power: null });
+    case 'reload':
+      if (!h.reload) throw new FarmlbError('FARMLB_E_API_BAD_REQUEST', { detail: 'this daemon does not reload over the control socket' });
+      return h.reload();
   }
 }
 

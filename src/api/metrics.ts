@@ -7,7 +7,7 @@
 // exposed as Prometheus counters (reset + inc to the read value at each scrape), so rate()
 // works and a daemon restart that re-creates the maps shows as a counter reset.
 
-import { Counter, Gauge, Registry, type CounterConfiguration, type GaugeConfiguration } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type CounterConfiguration, type GaugeConfiguration } from 'prom-client';
 import { NBUCKETS, NODE_NONE, REASONS, type BucketCounter, type DataplaneTables, type Reason, type ReasonCounter } from '../dataplane/types.js';
 import type { ArpRerouteStats } from '../net/arpreroute.js';
 import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from './status.js';
@@ -77,10 +77,21 @@ export interface Metrics {
   readonly contentType: string;
   /** The exposition text of one scrape. */
   render(): Promise<string>;
+  /** Counts a configuration reload (SIGHUP, `farmlb reload`) that was applied (true) or refused. */
+  reloaded(ok: boolean, atMs?: number): void;
 }
 
-export function createMetrics(source: MetricsSource): Metrics {
+/** What farmlb_build_info says; the daemon passes the package version and the running Node. */
+export interface BuildInfo {
+  version: string;
+  node: string;
+}
+
+export function createMetrics(source: MetricsSource, build: BuildInfo = { version: 'unknown', node: process.version }): Metrics {
   const registry = new Registry();
+  // process_* (CPU, memory, file descriptors, start time) and nodejs_* (event loop lag, heap,
+  // GC): prom-client's standard set, read at scrape time like the rest.
+  collectDefaultMetrics({ register: registry });
   const gauge = <T extends string>(cfg: Omit<GaugeConfiguration<T>, 'registers'>) => new Gauge<T>({ ...cfg, registers: [registry] });
   const counter = <T extends string>(cfg: Omit<CounterConfiguration<T>, 'registers'>) => new Counter<T>({ ...cfg, registers: [registry] });
   // One status and one counter read per scrape, shared by every collect callback of that scrape.
@@ -98,6 +109,26 @@ export function createMetrics(source: MetricsSource): Metrics {
     else m.inc(value);
   };
 
+  gauge({
+    name: 'farmlb_build_info', help: 'Constant 1, labelled with the farmlb version and the Node.js version running it',
+    labelNames: ['version', 'nodejs_version'],
+    collect() { this.reset(); this.set({ version: build.version, nodejs_version: build.node }, 1); },
+  });
+  const reloads = counter({
+    name: 'farmlb_config_reloads_total', help: 'Configuration reloads (SIGHUP, farmlb reload, systemctl reload) since the daemon started, by result: applied or refused',
+    labelNames: ['result'],
+  });
+  reloads.inc({ result: 'applied' }, 0);
+  reloads.inc({ result: 'refused' }, 0);
+  const lastReloadOk = gauge({
+    name: 'farmlb_config_last_reload_successful', help: '1 when the last reload was applied (or none was tried), 0 when it was refused and the previous configuration stays',
+  });
+  lastReloadOk.set(1);
+  const lastReloadAt = gauge({
+    name: 'farmlb_config_last_reload_timestamp_seconds', help: 'Wall clock (Unix seconds) of the last reload tried (absent until one is)',
+  });
+  lastReloadAt.reset();
+  lastReloadAt.remove();
   gauge({
     name: 'farmlb_info', help: 'Constant 1, labelled with the node, module, mode and config digest',
     labelNames: ['node', 'module', 'mode', 'config_digest'],
@@ -287,9 +318,11 @@ export function createMetrics(source: MetricsSource): Metrics {
       }));
     },
   });
-  counter({
-    name: 'farmlb_owner_packets_total',
-    help: 'Packets per group summed over the buckets each node owns in the table in force (follows the buckets when they move)',
+  // A gauge, not a counter: it sums the bucket counters over the buckets each node owns
+  // now, so it drops when buckets move away, and rate() would read that as a reset.
+  gauge({
+    name: 'farmlb_owner_packets',
+    help: 'Packets per group summed over the buckets each node owns in the table in force (follows the buckets when they move, so it can go down: use farmlb_bucket_packets_total for rates)',
     labelNames: ['group', 'owner', 'result'],
     async collect() {
       const c = await current().counters;
@@ -308,8 +341,8 @@ export function createMetrics(source: MetricsSource): Metrics {
           sums.set(owner, sum);
         }
         for (const [owner, sum] of sums) {
-          setCounter(this, { group: g, owner: nodeName(owner), result: 'accepted' }, sum.accepted);
-          setCounter(this, { group: g, owner: nodeName(owner), result: 'not_accepted' }, sum.dropped);
+          this.set({ group: g, owner: nodeName(owner), result: 'accepted' }, Number(sum.accepted));
+          this.set({ group: g, owner: nodeName(owner), result: 'not_accepted' }, Number(sum.dropped));
         }
       });
     },
@@ -330,6 +363,11 @@ export function createMetrics(source: MetricsSource): Metrics {
       } finally {
         scrape = undefined;
       }
+    },
+    reloaded(ok, atMs = Date.now()) {
+      reloads.inc({ result: ok ? 'applied' : 'refused' });
+      lastReloadOk.set(ok ? 1 : 0);
+      lastReloadAt.set(atMs / 1000);
     },
   };
 }

@@ -33,7 +33,14 @@ export const EXIT = {
   /** `drain --wait` reached its --timeout; the number timeout(1) uses, so scripts read it one way. */
   TIMEOUT: 124,
   INTERNAL: 70,
+  /** sysexits.h EX_CONFIG: the configuration is wrong; the unit's RestartPreventExitStatus=78 stops restarting. */
+  CONFIG: 78,
 } as const;
+
+/** Errors that mean "fix the configuration", not "try again": exit EXIT.CONFIG. */
+export function isConfigErrorCode(code: string): boolean {
+  return code.startsWith('FARMLB_E_CONFIG_') || code === 'FARMLB_E_RUN_NODE_UNKNOWN';
+}
 
 /** Options every command that touches an instance accepts. */
 export const INSTANCE_OPTIONS: OptionDef[] = [

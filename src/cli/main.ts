@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { COMMANDS } from './commands/index.js';
-import { EXIT, type CommandDef } from './command.js';
+import { EXIT, isConfigErrorCode, type CommandDef } from './command.js';
 import { errorJson, errorText, makeOutput } from './output.js';
 import { isFarmlbError } from '../errors.js';
 
@@ -42,7 +42,7 @@ Examples:
   $ farmlb <command> --help        options and examples of one command
 
 Every command takes --json. Exit codes: 0 success, 1 failed (the message names the error
-code), 2 usage error, 70 internal error; status -q exits with the module state; drain --wait
+code), 2 usage error, 70 internal error, 78 configuration error; status -q exits with the module state; drain --wait
 exits 124 when its --timeout passes before the node is empty.
 Colour: on a terminal unless NO_COLOR is set; FORCE_COLOR=1 forces it. See docs/cli.md.
 `;
@@ -74,7 +74,7 @@ export async function main(argv: string[]): Promise<number> {
       const json = argv.includes('--json');
       if (json) process.stdout.write(`${JSON.stringify({ error: errorJson(e) })}\n`);
       else process.stderr.write(errorText(e));
-      return EXIT.FAILED;
+      return isConfigErrorCode(e.code) ? EXIT.CONFIG : EXIT.FAILED;
     }
     process.stderr.write(`farmlb: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
     return EXIT.INTERNAL;

@@ -38,6 +38,8 @@ import { NBUCKETS, NODE_NONE, type DataplaneTables } from '../dataplane/types.js
 import { FarmlbError } from '../errors.js';
 import type { NeighbourSystem } from '../net/neighbours.js';
 import type { InstancePaths } from '../paths.js';
+import { packageVersion } from '../version.js';
+import type { SystemdNotifier } from './systemd.js';
 import { startControlServer, type ControlServer, type PowerChange } from '../api/control.js';
 import { startHealthServer, type HealthServer } from '../api/health.js';
 import { createMetrics, ViewHistory, type DataplaneCounters, type Metrics } from '../api/metrics.js';
@@ -69,6 +71,8 @@ export interface FarmDaemonOptions {
   reloadOnSighup?: boolean;
   /** For tests: how peers' MACs are found. */
   neighbours?: NeighbourSystem;
+  /** Told RELOADING=1 / READY=1 around every reload (systemd Type=notify; src/daemon/systemd.ts). */
+  notifier?: Pick<SystemdNotifier, 'reloading' | 'ready'>;
 }
 
 export class FarmDaemon {
@@ -102,7 +106,7 @@ export class FarmDaemon {
   /** Read-only handle on the pinned maps, opened at the first scrape (the kernel counters). */
   private counterReader: PinnedDataplane | undefined;
   private readonly onSighup = () => {
-    this.reload().catch((err) => this.opts.log.error({ err, event: 'reload_failed' }, 'reload failed; the previous configuration stays'));
+    this.reload().catch(() => { /* logged by reload() */ });
   };
 
   constructor(private readonly opts: FarmDaemonOptions) {
@@ -125,7 +129,7 @@ export class FarmDaemon {
       interfaces: () => [...new Set(this.host.vips().map((v) => v.ifname))],
       arpreroute: () => this.host.arprerouteStats(),
       history: () => this.history,
-    });
+    }, { version: packageVersion(), node: process.version });
   }
 
   get mode(): 'static' | 'membership' {
@@ -153,6 +157,7 @@ export class FarmDaemon {
         start: () => this.adminStart(),
         stop: () => this.adminStop(),
         power: (c) => this.power(c),
+        reload: async () => { await this.reload(); return this.status(); },
       } });
       const port = this.opts.healthPort ?? this.host.farm.farmlb.healthPort;
       if (port > 0) {
@@ -381,17 +386,28 @@ export class FarmDaemon {
    * applied; anything else is refused with FARMLB_E_RUN_RELOAD_NEEDS_RESTART.
    */
   async reload(): Promise<void> {
-    const { log } = this.opts;
+    const { log, notifier } = this.opts;
     if (this.stopping || !this.started) return;
     log.info({ event: 'reload', config: this.host.farm.file }, 'reloading the configuration');
-    const loaded = await loadConfigs({ config: this.host.farm.file, cluster: this.opts.cluster.file });
-    const checked = await this.host.checkReload(loaded.farm, loaded.cluster);
-    const table = this.source.reload(checked.farm, checked.cluster);
-    await this.host.applyReload(checked, table);
-    const t = this.host.tables()!;
-    // Rules or the hash seed may have changed: the buckets of the held connections with them.
-    this.holdings.tablesChanged(this.installed());
-    log.info({ event: 'reloaded', buckets: ownedCount(t.buckets, t.selfNode) }, 'configuration reloaded');
+    notifier?.reloading();
+    try {
+      const loaded = await loadConfigs({ config: this.host.farm.file, cluster: this.opts.cluster.file });
+      const checked = await this.host.checkReload(loaded.farm, loaded.cluster);
+      const table = this.source.reload(checked.farm, checked.cluster);
+      await this.host.applyReload(checked, table);
+      const t = this.host.tables()!;
+      // Rules or the hash seed may have changed: the buckets of the held connections with them.
+      this.holdings.tablesChanged(this.installed());
+      this.metrics.reloaded(true);
+      log.info({ event: 'reloaded', buckets: ownedCount(t.buckets, t.selfNode) }, 'configuration reloaded');
+    } catch (err) {
+      this.metrics.reloaded(false);
+      log.error({ err, event: 'reload_failed' }, 'reload failed; the previous configuration stays');
+      throw err;
+    } finally {
+      // Serving again either way: with the new configuration or the previous one.
+      notifier?.ready();
+    }
   }
 
   // ---- status ----------------------------------------------------------------------

@@ -127,6 +127,8 @@ export interface Native {
   numPossibleCpus(): number;
   /** CLOCK_MONOTONIC, the base of bpf_ktime_get_ns(). */
   monotonicNs(): bigint;
+  /** One AF_UNIX datagram to path ("@name": abstract), for sd_notify (src/daemon/systemd.ts). */
+  unixDatagramSend(path: string, message: string): void;
   /** libbpf's messages (level: LibbpfLogLevel), delivered on the JS thread; null stops them. */
   setLogCallback(cb: ((level: number, msg: string) => void) | null): void;
   abiLayout: Record<string, AbiStructLayout>;
@@ -288,6 +290,7 @@ function wrap(raw: Native): Native {
     },
     numPossibleCpus: () => call(() => raw.numPossibleCpus()),
     monotonicNs: () => raw.monotonicNs(),
+    unixDatagramSend: (p, m) => call(() => raw.unixDatagramSend(p, m)),
     setLogCallback: (cb) => call(() => raw.setLogCallback(cb)),
     abiLayout: raw.abiLayout,
     abiConstants: raw.abiConstants,

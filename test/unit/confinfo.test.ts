@@ -73,7 +73,8 @@ describe('farmlb confinfo', () => {
     const bad = path.join(dir, 'bad.xml');
     await writeFile(bad, '<safe><service mode="farm"><farm><lan name="default"/></farm><vip><interface_list><interface><real_interface><virtual_addr addr="nope"/></real_interface></interface></interface_list></vip></service></safe>');
     const r = await cli(['confinfo', '-c', bad, '--json']);
-    expect(r.code).toBe(1);
+    // 78 (EX_CONFIG): every command exits so on a configuration error (docs/cli.md "Exit codes").
+    expect(r.code).toBe(78);
     expect((JSON.parse(r.stdout) as { error: { code: string } }).error.code).toMatch(/^FARMLB_E_CONFIG_/);
   });
 });

@@ -68,9 +68,12 @@ function value(f: Family | undefined, labels: Record<string, string> = {}): numb
 }
 
 describe('Prometheus metrics', () => {
-  it('exposes only farmlb_* families, each with help and a counter or gauge type', async () => {
-    const families = await scrape(fakeSource());
+  it('exposes farmlb_* families (and prom-client\'s process_*/nodejs_* ones), each with help and a counter or gauge type', async () => {
+    const all = await scrape(fakeSource());
+    const families = new Map([...all].filter(([name]) => name.startsWith('farmlb_')));
     expect(families.size).toBeGreaterThan(15);
+    for (const name of all.keys()) expect(name).toMatch(/^(farmlb|process|nodejs)_[a-z0-9_]+$/);
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'nodejs_eventloop_lag_seconds']) expect(all.has(name), name).toBe(true);
     for (const f of families.values()) {
       expect(f.name).toMatch(/^farmlb_[a-z_]+$/);
       expect(f.help.length).toBeGreaterThan(10);
@@ -111,8 +114,10 @@ describe('Prometheus metrics', () => {
     expect(value(f.get('farmlb_bucket_packets_total'), { group: 'web', bucket: '5', result: 'accepted' })).toBe(5);
     expect(value(f.get('farmlb_bucket_packets_total'), { group: 'web', bucket: '200', result: 'not_accepted' })).toBe(200);
     const sum = (from: number, to: number) => (to - from + 1) * (from + to) / 2;
-    expect(value(f.get('farmlb_owner_packets_total'), { group: 'web', owner: 'node1', result: 'accepted' })).toBe(sum(0, 127));
-    expect(value(f.get('farmlb_owner_packets_total'), { group: 'web', owner: 'node2', result: 'not_accepted' })).toBe(sum(128, 255));
+    expect(value(f.get('farmlb_owner_packets'), { group: 'web', owner: 'node1', result: 'accepted' })).toBe(sum(0, 127));
+    expect(value(f.get('farmlb_owner_packets'), { group: 'web', owner: 'node2', result: 'not_accepted' })).toBe(sum(128, 255));
+    // A gauge: it goes down when buckets move away, which a counter must not.
+    expect(f.get('farmlb_owner_packets')?.type).toBe('GAUGE');
   });
 
   it('reads the kernel counters anew at every scrape', async () => {
@@ -253,7 +258,47 @@ describe('GET /metrics on the health server', () => {
   });
 });
 
+describe('build info and reloads', () => {
+  it('says the farmlb and Node versions, and counts reloads applied and refused', async () => {
+    const metrics = createMetrics(fakeSource(), { version: '9.8.7', node: 'v24.0.0' });
+    const read = async () => new Map(parsePrometheus(await metrics.render()).map((f) => [f.name, f]));
+    let f = await read();
+    expect(value(f.get('farmlb_build_info'), { version: '9.8.7', nodejs_version: 'v24.0.0' })).toBe(1);
+    expect(value(f.get('farmlb_config_reloads_total'), { result: 'refused' })).toBe(0);
+    expect(value(f.get('farmlb_config_last_reload_successful'))).toBe(1);
+    expect(f.get('farmlb_config_last_reload_timestamp_seconds')?.metrics ?? []).toEqual([]);
+    metrics.reloaded(true, 1_000_000);
+    metrics.reloaded(false, 2_000_000);
+    f = await read();
+    expect(value(f.get('farmlb_config_reloads_total'), { result: 'applied' })).toBe(1);
+    expect(value(f.get('farmlb_config_reloads_total'), { result: 'refused' })).toBe(1);
+    expect(value(f.get('farmlb_config_last_reload_successful'))).toBe(0);
+    expect(value(f.get('farmlb_config_last_reload_timestamp_seconds'))).toBe(2000);
+  });
+});
+
 describe('Grafana dashboard (docs/grafana-farmlb.json)', () => {
+  it('has datasource, module and instance variables that every query uses, and declares the Grafana version of its schema', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const dash = JSON.parse(await readFile(new URL('../../docs/grafana-farmlb.json', import.meta.url), 'utf8')) as {
+      schemaVersion: number; __requires: { id: string; version: string }[];
+      templating: { list: { name: string; type: string }[] };
+      panels: { title: string; datasource: { uid: string }; targets: { expr: string; datasource: { uid: string } }[] }[];
+    };
+    expect(dash.templating.list.map((v) => `${v.name}:${v.type}`)).toEqual(['datasource:datasource', 'module:query', 'instance:query']);
+    for (const p of dash.panels) {
+      expect(p.datasource.uid, p.title).toBe('${datasource}');
+      for (const t of p.targets) {
+        expect(t.datasource.uid, p.title).toBe('${datasource}');
+        // Every selector of a farmlb metric is narrowed to the chosen instances.
+        for (const sel of t.expr.match(/farmlb_[a-z_]+(\{[^}]*\})?/g) ?? []) expect(sel, `${p.title}: ${sel}`).toContain('instance=~"$instance"');
+      }
+    }
+    // Dashboard JSON schema 39 is what Grafana 10.4 writes (and reads); older Grafana cannot import it.
+    const minGrafana: Record<number, string> = { 36: '9.0.0', 37: '9.4.0', 38: '10.0.0', 39: '10.4.0' };
+    expect(dash.__requires.find((r) => r.id === 'grafana')?.version).toBe(minGrafana[dash.schemaVersion]);
+  });
+
   it('is importable JSON whose panels query only metrics farmlb exposes, with the five required views', async () => {
     const { readFile } = await import('node:fs/promises');
     const dash = JSON.parse(await readFile(new URL('../../docs/grafana-farmlb.json', import.meta.url), 'utf8')) as
@@ -272,6 +317,6 @@ describe('metrics documentation (docs/metrics.md)', () => {
     const { readFile } = await import('node:fs/promises');
     const doc = await readFile(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
     const documented = new Set([...doc.matchAll(/^\| `(farmlb_[a-z_]+)` \|/gm)].map((m) => m[1]!));
-    expect([...documented].sort()).toEqual([...(await scrape(fakeSource())).keys()].sort());
+    expect([...documented].sort()).toEqual([...(await scrape(fakeSource())).keys()].filter((n) => n.startsWith('farmlb_')).sort());
   });
 });

@@ -5,11 +5,12 @@ import { confinfoCommand } from './confinfo.js';
 import { eventsCommand } from './events.js';
 import { explainCommand } from './explain.js';
 import { drainCommand, powerCommand, startCommand, stopCommand, undrainCommand } from './module-control.js';
+import { reloadCommand } from './reload.js';
 import { runCommand } from './run.js';
 import { statusCommand } from './status.js';
 import { validateCommand } from './validate.js';
 
 export const COMMANDS: CommandDef[] = [
   runCommand, statusCommand, startCommand, stopCommand, powerCommand, drainCommand, undrainCommand,
-  validateCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
+  reloadCommand, validateCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
 ];
