@@ -49,7 +49,7 @@ build_packages=(
   pkg-config
 )
 # What the tests and scripts/demo use (real tools, real clients; prometheus for promtool,
-# which checks docs/farmlb-alerts.yml):
+# which checks docs/farmlb-alerts.yml; systemd for systemd-analyze, which checks the unit):
 lab_packages=(
   nftables
   iputils-ping
@@ -64,6 +64,7 @@ lab_packages=(
   keepalived
   jq
   prometheus
+  systemd
 )
 packages=("${runtime_packages[@]}" "${build_packages[@]}" "${lab_packages[@]}")
 missing=()

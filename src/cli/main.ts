@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { COMMANDS } from './commands/index.js';
 import { EXIT, isConfigErrorCode, type CommandDef } from './command.js';
+import { applyDefaultPaths } from './default-paths.js';
 import { errorJson, errorText, makeOutput } from './output.js';
 import { isFarmlbError } from '../errors.js';
 
@@ -22,6 +23,8 @@ function addCommand(program: Command, def: CommandDef, onExit: (code: number) =>
     const command = params[params.length - 1] as Command;
     const opts = command.opts();
     const args = command.args;
+    applyDefaultPaths(opts, command.getOptionValueSource('config') === 'default',
+      def.options.some((o) => o.flags.startsWith('--cluster')));
     const out = makeOutput({ json: opts.json === true });
     onExit(await def.run({ out }, args, opts));
   });

@@ -2,6 +2,7 @@ import { loadConfigs, configDigest } from '../../config/index.js';
 import { configErrorList, formatConfigError } from '../../config/diagnostics.js';
 import { isFarmlbError } from '../../errors.js';
 import { EXIT, type CommandDef } from '../command.js';
+import { defaultConfigFile } from '../default-paths.js';
 
 export const validateCommand: CommandDef = {
   name: 'validate',
@@ -13,7 +14,7 @@ export const validateCommand: CommandDef = {
     'farmlb validate /etc/safekit/modules/farm/conf/userconfig.xml --cluster /etc/safekit/cluster.xml --json',
   ],
   async run(ctx, args, opts) {
-    const config = args[0] ?? 'userconfig.xml';
+    const config = args[0] ?? defaultConfigFile(undefined);
     const cluster = opts.cluster as string | undefined;
     try {
       const result = await loadConfigs({ config, ...(cluster ? { cluster } : {}) });
@@ -39,7 +40,7 @@ export const validateCommand: CommandDef = {
         for (const e of errors) ctx.out.error(formatConfigError(e));
         ctx.out.error(`${errors.length} error(s)`);
       }
-      return EXIT.FAILED;
+      return EXIT.CONFIG;
     }
   },
 };
