@@ -114,7 +114,7 @@ static __always_inline __u64 lease_clock_ns(void)
 
 static __always_inline int lease_valid(const struct farmlb_ctl *ctl)
 {
-	return lease_clock_ns() < ctl->lease_deadline_ns;
+	return lease_clock_ns() < hot_lease_deadline_ns();
 }
 
 /* Step 2 on the direct-mapped VIP index (farmlb_abi.h): the entry for an address whose last
@@ -122,11 +122,7 @@ static __always_inline int lease_valid(const struct farmlb_ctl *ctl)
  * like (FARMLB_VIP_INDEX_NONE) costs a few instructions. */
 static __always_inline __u32 vip_index_entry(__u32 slot, __u8 hi, __u8 lo)
 {
-	struct farmlb_vip_index *index = bpf_map_lookup_elem(&farmlb_vip_index, &slot);
-
-	if (!index) /* slot < FARMLB_SLOTS: cannot miss */
-		return FARMLB_VIP_INDEX_NONE;
-	return index->entry[FARMLB_VIP_INDEX_OF(hi, lo)];
+	return farmlb_hot.vip_index[slot & (FARMLB_SLOTS - 1)].entry[FARMLB_VIP_INDEX_OF(hi, lo)];
 }
 
 /* The descriptor an index entry names; NULL for FARMLB_VIP_INDEX_NONE and _MANY. */
@@ -134,9 +130,9 @@ static __always_inline struct farmlb_vip_desc *vip_desc(__u32 slot, __u32 entry)
 {
 	__u32 key = slot * FARMLB_MAX_VIPS + entry - 1;
 
-	if (entry == FARMLB_VIP_INDEX_NONE || entry > FARMLB_MAX_VIPS)
+	if (entry == FARMLB_VIP_INDEX_NONE || entry > FARMLB_MAX_VIPS || key >= FARMLB_VIP_DESC_ENTRIES)
 		return NULL;
-	return bpf_map_lookup_elem(&farmlb_vip_desc, &key);
+	return &farmlb_hot.vip_desc[key];
 }
 
 /* Is the descriptor's VIP this address? addr: 16 bytes, 4-aligned (compared as words: the
@@ -237,7 +233,9 @@ static __always_inline struct farmlb_bucket *bucket_entry(__u32 slot, __u32 grou
 {
 	__u32 idx = (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket;
 
-	return bpf_map_lookup_elem(&farmlb_buckets, &idx);
+	if (idx >= FARMLB_BUCKET_ENTRIES) /* slot < FARMLB_SLOTS, group < FARMLB_MAX_GROUPS: never */
+		return NULL;
+	return &farmlb_hot.buckets[idx];
 }
 
 /* Owner of a bucket of the slot, FARMLB_NODE_NONE when nobody's (group < FARMLB_MAX_GROUPS). */
@@ -549,7 +547,7 @@ static __always_inline void handle_arp(struct xdp_md *ctx, struct verdict *v, st
 	struct farmlb_ctl *ctl;
 	struct farmlb_vip *vip;
 	__u8 announce[6], link[6];
-	__u32 key0 = 0, slot;
+	__u32 slot;
 
 	if ((void *)(arp + 1) > data_end)
 		return;
@@ -558,20 +556,14 @@ static __always_inline void handle_arp(struct xdp_md *ctx, struct verdict *v, st
 		return;
 	if (arp->op != bpf_htons(FARMLB_ARP_OP_REQUEST) && arp->op != bpf_htons(FARMLB_ARP_OP_REPLY))
 		return;
-	ctl = bpf_map_lookup_elem(&farmlb_ctl, &key0);
-	if (!ctl)
-		return;
-	slot = ctl->active_slot;
-	if (slot >= FARMLB_SLOTS)
-		slot = 0;
+	ctl = &farmlb_hot.ctl;
+	slot = hot_active_slot();
 	vkey.slot = slot;
 	__builtin_memcpy(vkey.addr, arp->tpa, 4);
 	vip = lookup_vip(&vkey, vkey.addr[2], vkey.addr[3]);
 	if (!vip)
 		return;
-	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
-	if (!cfg)
-		return;
+	cfg = hot_slot_cfg(slot);
 
 	if (arp->op == bpf_htons(FARMLB_ARP_OP_REPLY)) {
 		/* Nodes resolve clients too: every node takes replies for a VIP. */
@@ -655,9 +647,7 @@ static __always_inline int handle_ns(struct xdp_md *ctx, struct verdict *v, cons
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_ARP_DAD);
 		return 1;
 	}
-	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
-	if (!cfg)
-		return 1;
+	cfg = hot_slot_cfg(slot);
 	mac_copy(req_mac, eth->h_source);
 	if (!solicit_decide(ctx, v, ctl, cfg, slot, vip, &req, req_mac, announce, link))
 		return 1;
@@ -816,7 +806,7 @@ int farmlb_xdp(struct xdp_md *ctx)
 	struct iphdr *iph = NULL;
 	struct ipv6hdr *ip6h = NULL;
 	struct flow_bytes flow = {};
-	__u32 key0 = 0, slot, entry, group, criterion, mode = FARMLB_MODE_INVISIBLE;
+	__u32 slot, entry, group, criterion, mode = FARMLB_MODE_INVISIBLE;
 	int eth_type, proto, is_v6;
 	struct forward fwd = { .to = FARMLB_NODE_NONE };
 	__u8 icmp_type;
@@ -832,12 +822,8 @@ int farmlb_xdp(struct xdp_md *ctx)
 	if (eth_type != bpf_htons(ETH_P_IP) && eth_type != bpf_htons(ETH_P_IPV6))
 		goto out;
 
-	ctl = bpf_map_lookup_elem(&farmlb_ctl, &key0);
-	if (!ctl) /* a one-entry array: cannot miss, but the verifier wants the check */
-		goto out;
-	slot = ctl->active_slot;
-	if (slot >= FARMLB_SLOTS)
-		slot = 0;
+	ctl = &farmlb_hot.ctl;
+	slot = hot_active_slot();
 
 	/* Step 2. The index entry of the destination: none, one VIP (its descriptor, whose
 	 * address then decides at once), or several (the hash maps decide). Without a descriptor,
@@ -971,9 +957,7 @@ int farmlb_xdp(struct xdp_md *ctx)
 		goto no_rule;
 	}
 
-	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
-	if (!cfg) /* slot < FARMLB_SLOTS: an array lookup that cannot miss */
-		goto out;
+	cfg = hot_slot_cfg(slot);
 	decide_by_bucket(ctx, &v, ctl, cfg, slot, group, criterion, &flow, rkey.addr, &fwd);
 	deliver(ctx, &v, ctl, cfg, slot, mode, eth, &fwd);
 	goto out;
@@ -981,9 +965,8 @@ int farmlb_xdp(struct xdp_md *ctx)
 	/* VIP-only verdicts: each confirms the VIP first (see step 2 above). */
 control:
 	set_verdict(&v, XDP_PASS, FARMLB_R_PASS_CONTROL);
-	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
-	if (cfg)
-		vmac_to_iface(ctx, ctl, eth, cfg, mode);
+	cfg = hot_slot_cfg(slot);
+	vmac_to_iface(ctx, ctl, eth, cfg, mode);
 	goto out;
 
 fragment:
@@ -993,9 +976,8 @@ fragment:
 		goto out;
 	if (lease_valid(ctl)) {
 		set_verdict(&v, XDP_PASS, FARMLB_R_PASS_FRAGMENT);
-		cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
-		if (cfg)
-			vmac_to_iface(ctx, ctl, eth, cfg, vip->mode);
+		cfg = hot_slot_cfg(slot);
+		vmac_to_iface(ctx, ctl, eth, cfg, vip->mode);
 	} else {
 		set_verdict(&v, XDP_DROP, FARMLB_R_DROP_LEASE);
 	}

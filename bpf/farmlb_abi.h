@@ -362,6 +362,29 @@ struct farmlb_bucket_counter {
 #define FARMLB_VIP_DESC_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_VIPS)
 #define FARMLB_NODES_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_NODES)
 
+/* farmlb_hot: the tables every VIP packet reads, as global data of the program rather than
+ * array maps: one BPF_F_MMAPABLE ARRAY of one entry (libbpf's map ".data.hot", pinned as
+ * farmlb_hot), key __u32 0, this struct its value. The program reads it by direct loads
+ * (no lookup, no bounds check, no key on the stack); the addon writes it through a shared
+ * mmap() of the map, field by field, never with bpf_map_update_elem (which would copy the
+ * whole 53 KB value, active slot included, in no defined order). The members are what the
+ * array maps of the same names held, at index slot * n + i as before:
+ *   ctl        farmlb_ctl[0]
+ *   slot_cfg   farmlb_slot_cfg[slot]
+ *   vip_index  farmlb_vip_index[slot]
+ *   vip_desc   farmlb_vip_desc[slot * FARMLB_MAX_VIPS + k]
+ *   buckets    farmlb_buckets[(slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket]
+ * Ordering (docs/datapath.md §14): a table is written to the inactive slot, then
+ * ctl.active_slot with one 4-byte release store; ctl.lease_deadline_ns with one aligned
+ * 8-byte store, ctl.iface_gen with one 4-byte release store after farmlb_ifaces. */
+struct farmlb_hot {
+	struct farmlb_ctl ctl;
+	struct farmlb_slot_cfg slot_cfg[FARMLB_SLOTS];
+	struct farmlb_vip_index vip_index[FARMLB_SLOTS];
+	struct farmlb_vip_desc vip_desc[FARMLB_VIP_DESC_ENTRIES];
+	struct farmlb_bucket buckets[FARMLB_BUCKET_ENTRIES];
+};
+
 /* The tc egress filter (farmlb_egress) on clsact egress: a fixed handle and priority, so
  * attaching again replaces it in place and detaching removes ours and nothing else. */
 #define FARMLB_TC_HANDLE 0x666c62U  /* "flb" */
@@ -398,5 +421,8 @@ FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket) == 4, "farmlb_bucket layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_lease_clock) == 16, "farmlb_lease_clock layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_counter) == 16, "farmlb_counter layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket_counter) == 16, "farmlb_bucket_counter layout");
+/* The lease is written with one 8-byte store: it must be 8-aligned in the mapping. */
+FARMLB_STATIC_ASSERT(__builtin_offsetof(struct farmlb_hot, ctl) == 0, "farmlb_hot layout");
+FARMLB_STATIC_ASSERT(__builtin_offsetof(struct farmlb_hot, buckets) % 4 == 0, "farmlb_hot layout");
 
 #endif /* FARMLB_ABI_H */

@@ -136,6 +136,8 @@ export interface StructSpec {
 }
 
 const f = (offset: number, size: number, order: ByteOrder): FieldSpec => ({ offset, size, order });
+const HOT_VIP_DESC_OFFSET = 16 + 16 * SLOTS + VIP_INDEX_SIZE * SLOTS;
+const HOT_BUCKETS_OFFSET = HOT_VIP_DESC_OFFSET + (36 + 8 * VIP_INLINE_PORTS) * VIP_DESC_ENTRIES;
 
 export const ABI_STRUCTS = {
   farmlb_ctl: {
@@ -271,6 +273,18 @@ export const ABI_STRUCTS = {
   farmlb_bucket_counter: {
     size: 16,
     fields: { accepted: f(0, 8, 'host'), dropped: f(8, 8, 'host') },
+  },
+  // The hot tables: the value of the farmlb_hot map (global data of the program). Each member
+  // is an array of the struct of the same name; src/dataplane/hot-tables.ts addresses them.
+  farmlb_hot: {
+    size: HOT_BUCKETS_OFFSET + 4 * BUCKET_ENTRIES,
+    fields: {
+      ctl: f(0, 16, 'bytes'),
+      slot_cfg: f(16, 16 * SLOTS, 'bytes'),
+      vip_index: f(16 + 16 * SLOTS, VIP_INDEX_SIZE * SLOTS, 'bytes'),
+      vip_desc: f(HOT_VIP_DESC_OFFSET, (36 + 8 * VIP_INLINE_PORTS) * VIP_DESC_ENTRIES, 'bytes'),
+      buckets: f(HOT_BUCKETS_OFFSET, 4 * BUCKET_ENTRIES, 'bytes'),
+    },
   },
 } as const satisfies Record<string, StructSpec>;
 
@@ -784,8 +798,9 @@ export interface MapShape {
 
 /** The maps of farmlb.bpf.o by pin name, as the header comments define them. */
 export const MAP_SHAPES = {
-  farmlb_ctl: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_ctl.size, maxEntries: 1 },
-  farmlb_slot_cfg: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_slot_cfg.size, maxEntries: SLOTS },
+  // Global data (section .data.hot), pinned under this name: farmlb_ctl, farmlb_slot_cfg,
+  // farmlb_vip_index, farmlb_vip_desc and farmlb_buckets live in it (hot-tables.ts).
+  farmlb_hot: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_hot.size, maxEntries: 1 },
   farmlb_vips: {
     type: MapType.Hash,
     keySize: ABI_STRUCTS.farmlb_vip_key.size,
@@ -804,9 +819,6 @@ export const MAP_SHAPES = {
     valueSize: ABI_STRUCTS.farmlb_rule.size,
     maxEntries: RULE_SPECS_ENTRIES,
   },
-  farmlb_vip_index: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_vip_index.size, maxEntries: SLOTS },
-  farmlb_vip_desc: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_vip_desc.size, maxEntries: VIP_DESC_ENTRIES },
-  farmlb_buckets: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_bucket.size, maxEntries: BUCKET_ENTRIES },
   farmlb_nodes: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_node.size, maxEntries: NODES_ENTRIES },
   farmlb_node_macs: {
     type: MapType.Hash,
