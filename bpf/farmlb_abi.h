@@ -104,7 +104,7 @@ enum farmlb_reason {
 	FARMLB_R_MAX = 17,
 };
 
-/* farmlb_ctl: ARRAY, one entry, key __u32 0. Written by the daemon only. */
+/* farmlb_ctl: member ctl of farmlb_hot (below; was an ARRAY of one entry). Written by the daemon only. */
 struct farmlb_ctl {
 	__u64 lease_deadline_ns; /* host; CLOCK_MONOTONIC ns; VIP traffic is accepted while now < deadline,
 				  * "now" read from the coarse clock (see FARMLB_LEASE_CLOCK_SLACK_NS) */
@@ -113,7 +113,7 @@ struct farmlb_ctl {
 				  * farmlb_iface_cache filled under another value is stale */
 };
 
-/* farmlb_slot_cfg: ARRAY, FARMLB_SLOTS entries, key __u32 slot. */
+/* farmlb_slot_cfg: member slot_cfg[slot] of farmlb_hot. */
 struct farmlb_slot_cfg {
 	__u32 hash_seed;  /* host; jhash initval, identical on every node of a farm */
 	__u8 self_node;   /* this node's id, FARMLB_NODE_NONE when not in the cluster */
@@ -183,16 +183,15 @@ struct farmlb_rule_spec_key {
 	__u16 _pad0;
 };
 
-/* farmlb_vip_index: ARRAY, FARMLB_SLOTS entries, key __u32 slot. A direct-mapped index over
+/* farmlb_vip_index: member vip_index[slot] of farmlb_hot. A direct-mapped index over
  * the slot's VIP addresses (IPv4 and IPv6 share it), addressed by the last two address bytes
  * (what varies inside a VIP subnet): entry[FARMLB_VIP_INDEX_OF(hi, lo)] says
  *   FARMLB_VIP_INDEX_NONE  no VIP of the slot ends so: the destination is not a VIP;
  *   1..FARMLB_MAX_VIPS     exactly one does, descriptor farmlb_vip_desc[slot * FARMLB_MAX_VIPS + entry - 1]:
  *                          compare its address, and it decides without any hash lookup;
  *   FARMLB_VIP_INDEX_MANY  several do: the hash maps farmlb_vips and farmlb_rules decide.
- * Array lookups are inlined by the verifier and cost next to nothing where a hash lookup
- * costs ~27 ns on the reference VM, so the common VIP packet costs two array lookups and a
- * short scan. An entry other than a descriptor number is never a verdict by itself: the
+ * Both are global data read by direct loads (no lookup at all) where a hash lookup costs
+ * ~27 ns on the reference VM, so the common VIP packet costs two loads and a short scan. An entry other than a descriptor number is never a verdict by itself: the
  * address compare or the hash lookups decide (a collision costs lookups, never a verdict). */
 #define FARMLB_VIP_INDEX_BITS 12
 #define FARMLB_VIP_INDEX_SIZE (1 << FARMLB_VIP_INDEX_BITS)
@@ -227,7 +226,7 @@ struct farmlb_vip_port {
 	struct farmlb_rule rule;
 };
 
-/* farmlb_vip_desc: ARRAY, FARMLB_SLOTS * FARMLB_MAX_VIPS entries, key slot * FARMLB_MAX_VIPS + k.
+/* farmlb_vip_desc: member vip_desc[slot * FARMLB_MAX_VIPS + k] of farmlb_hot.
  * Descriptor k of a slot: one VIP (k = its position in the applied table), everything the
  * program needs to decide a packet to it. Unused descriptors have family 0. */
 struct farmlb_vip_desc {
@@ -241,8 +240,8 @@ struct farmlb_vip_desc {
 	struct farmlb_vip_port ports[FARMLB_VIP_INLINE_PORTS]; /* the first resolved port entries, TCP before UDP, ports ascending */
 };
 
-/* farmlb_buckets: ARRAY, FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS entries,
- * key (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket. */
+/* farmlb_buckets: member buckets[(slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket]
+ * of farmlb_hot. */
 struct farmlb_bucket {
 	__u8 owner;      /* node id, FARMLB_NODE_NONE when nobody serves the bucket */
 	__u8 prev_owner; /* node id while the bucket is handed over (docs/datapath.md §12), else
@@ -374,7 +373,7 @@ struct farmlb_bucket_counter {
  *   vip_index  farmlb_vip_index[slot]
  *   vip_desc   farmlb_vip_desc[slot * FARMLB_MAX_VIPS + k]
  *   buckets    farmlb_buckets[(slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket]
- * Ordering (docs/datapath.md §14): a table is written to the inactive slot, then
+ * Ordering (docs/datapath.md §13): a table is written to the inactive slot, then
  * ctl.active_slot with one 4-byte release store; ctl.lease_deadline_ns with one aligned
  * 8-byte store, ctl.iface_gen with one 4-byte release store after farmlb_ifaces. */
 struct farmlb_hot {

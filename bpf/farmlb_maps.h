@@ -15,7 +15,7 @@
 /* The hot tables (struct farmlb_hot in farmlb_abi.h): global data in a section of its own,
  * so libbpf makes it a one-entry BPF_F_MMAPABLE array map (".data.hot", pinned as
  * farmlb_hot) and the program reads it by direct loads from a constant address: no lookup,
- * no bounds check, no key on the stack (docs/datapath.md §14). The program never writes it. */
+ * no bounds check, no key on the stack (docs/datapath.md §13). The program never writes it. */
 struct farmlb_hot farmlb_hot SEC(".data.hot");
 
 /* farmlb_ctl.active_slot, read once per packet (volatile: the compiler must not load it

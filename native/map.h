@@ -34,7 +34,7 @@ class NativeMap : public Napi::ObjectWrap<NativeMap> {
   Napi::Value UpdateBatch(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   // Direct access to a BPF_F_MMAPABLE array through a shared mapping (the hot tables,
-  // docs/datapath.md §14): copies in and out, and the two single stores the ABI promises.
+  // docs/datapath.md §13): copies in and out, and the two single stores the ABI promises.
   Napi::Value ReadAt(const Napi::CallbackInfo& info);
   Napi::Value WriteAt(const Napi::CallbackInfo& info);
   Napi::Value StoreU32Release(const Napi::CallbackInfo& info);

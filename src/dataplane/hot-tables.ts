@@ -3,7 +3,7 @@
 // data, one map (pinned as farmlb_hot) that the program reads by direct loads. This module
 // gives each member the array-map interface the rest of the data plane used when they were
 // maps of their own (lookup / update / updateBatch by __u32 index), over a shared mapping of
-// farmlb_hot. What the ABI promises about the writes (docs/datapath.md §14) is kept here:
+// farmlb_hot. What the ABI promises about the writes (docs/datapath.md §13) is kept here:
 //   - table entries are plain copies; the caller writes them to the inactive slot only;
 //   - farmlb_ctl is written field by field, each changed field with one store: the lease
 //     deadline with one aligned 8-byte store, active_slot and iface_gen with one 4-byte
