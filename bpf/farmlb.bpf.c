@@ -60,30 +60,37 @@ static __always_inline void set_verdict(struct verdict *v, __u32 action, __u32 r
 	v->reason = reason;
 }
 
-/* The one exit: count the verdict (and the bucket) and return it. */
+/* The one exit: count the verdict (and the bucket) and return it. A packet a bucket decided
+ * as PASS_OWNED or DROP_NOT_OWNED — nearly every VIP packet — is counted once, in its
+ * bucket's owned / not_owned counter (packets and bytes); the readers add those back into
+ * the reason and accepted / dropped totals (farmlb_abi.h, farmlb_bucket_counter). Every
+ * other packet is counted per reason and, when a bucket decided, in accepted / dropped. */
 static __always_inline int record(struct verdict *v, __u64 bytes)
 {
 	struct farmlb_counter *cnt;
 	struct farmlb_bucket_counter *bcnt;
 	__u32 reason = v->reason;
+	__u32 key = v->bucket_stat;
 
+	if (key != FARMLB_NO_BUCKET) {
+		bcnt = bpf_map_lookup_elem(&farmlb_bucket_stats, &key);
+		if (!bcnt) /* key < FARMLB_BUCKET_STATS_ENTRIES: cannot miss */
+			return v->action;
+		if (reason == FARMLB_R_PASS_OWNED || reason == FARMLB_R_DROP_NOT_OWNED) {
+			/* Per-CPU slot: no other CPU writes it, so plain adds are exact. */
+			cnt = reason == FARMLB_R_PASS_OWNED ? &bcnt->owned : &bcnt->not_owned;
+			cnt->packets++;
+			cnt->bytes += bytes;
+			return v->action;
+		}
+		/* accepted = served here: passed, or an ARP/NS this node answered; dropped
+		 * (the next field) otherwise. An index rather than a branch: one add. */
+		(&bcnt->accepted)[!(v->action == XDP_PASS || reason == FARMLB_R_TX_ARP_REPLY)]++;
+	}
 	cnt = bpf_map_lookup_elem(&farmlb_stats, &reason);
 	if (cnt) {
-		/* Per-CPU slot: no other CPU writes it, so plain adds are exact. */
 		cnt->packets++;
 		cnt->bytes += bytes;
-	}
-	if (v->bucket_stat != FARMLB_NO_BUCKET) {
-		__u32 key = v->bucket_stat;
-
-		bcnt = bpf_map_lookup_elem(&farmlb_bucket_stats, &key);
-		if (bcnt) {
-			/* accepted = served here: passed, or an ARP/NS this node answered; dropped
-			 * (the next field) otherwise. An index rather than a branch: one add. */
-			__u64 *field = &bcnt->accepted;
-
-			field[!(v->action == XDP_PASS || reason == FARMLB_R_TX_ARP_REPLY)]++;
-		}
 	}
 	return v->action;
 }

@@ -341,11 +341,22 @@ struct farmlb_counter {
 };
 
 /* farmlb_bucket_stats: PERCPU_ARRAY, FARMLB_MAX_GROUPS * FARMLB_NBUCKETS entries,
- * key group * FARMLB_NBUCKETS + bucket. Not slotted: counters survive a reload. */
+ * key group * FARMLB_NBUCKETS + bucket. Not slotted: counters survive a reload.
+ * One counter update per packet on the common path: a packet the bucket decided as
+ * PASS_OWNED or DROP_NOT_OWNED is counted in owned / not_owned only, neither in farmlb_stats
+ * nor in accepted / dropped. Readers add them back (src/dataplane/xdp.ts):
+ *   reason pass_owned      = farmlb_stats[PASS_OWNED]     + sum over buckets of owned
+ *   reason drop_not_owned  = farmlb_stats[DROP_NOT_OWNED] + sum over buckets of not_owned
+ *   bucket accepted        = accepted + owned.packets
+ *   bucket dropped         = dropped + not_owned.packets */
 struct farmlb_bucket_counter {
-	__u64 accepted; /* host; packets this node passed for the bucket, and ARP/NS it answered */
-	__u64 dropped;  /* host; everything else the bucket decided: dropped (not owned, lease out,
-			 * another node answers the ARP/NS) or forwarded to the owner (TX_FORWARD) */
+	__u64 accepted; /* host; packets this node passed for the bucket, and ARP/NS it answered
+			 * (PASS_OWNED excepted: in owned) */
+	__u64 dropped;  /* host; everything else the bucket decided: dropped (lease out, another
+			 * node answers the ARP/NS) or forwarded to the owner (TX_FORWARD); DROP_NOT_OWNED
+			 * excepted: in not_owned */
+	struct farmlb_counter owned;     /* PASS_OWNED of this bucket: packets, bytes */
+	struct farmlb_counter not_owned; /* DROP_NOT_OWNED of this bucket: packets, bytes */
 };
 
 #define FARMLB_BUCKET_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS)
@@ -419,7 +430,7 @@ FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule) == 4, "farmlb_rule layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket) == 4, "farmlb_bucket layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_lease_clock) == 16, "farmlb_lease_clock layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_counter) == 16, "farmlb_counter layout");
-FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket_counter) == 16, "farmlb_bucket_counter layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket_counter) == 48, "farmlb_bucket_counter layout");
 /* The lease is written with one 8-byte store: it must be 8-aligned in the mapping. */
 FARMLB_STATIC_ASSERT(__builtin_offsetof(struct farmlb_hot, ctl) == 0, "farmlb_hot layout");
 FARMLB_STATIC_ASSERT(__builtin_offsetof(struct farmlb_hot, buckets) % 4 == 0, "farmlb_hot layout");

@@ -271,8 +271,9 @@ export const ABI_STRUCTS = {
     fields: { packets: f(0, 8, 'host'), bytes: f(8, 8, 'host') },
   },
   farmlb_bucket_counter: {
-    size: 16,
-    fields: { accepted: f(0, 8, 'host'), dropped: f(8, 8, 'host') },
+    size: 48,
+    // owned, not_owned: nested struct farmlb_counter (PASS_OWNED / DROP_NOT_OWNED of the bucket)
+    fields: { accepted: f(0, 8, 'host'), dropped: f(8, 8, 'host'), owned: f(16, 16, 'bytes'), not_owned: f(32, 16, 'bytes') },
   },
   // The hot tables: the value of the farmlb_hot map (global data of the program). Each member
   // is an array of the struct of the same name; src/dataplane/hot-tables.ts addresses them.
@@ -750,8 +751,20 @@ export function decodeCounter(buf: Buffer, at = 0): ReasonCounter {
 }
 
 const BCOUNTER = ABI_STRUCTS.farmlb_bucket_counter.fields;
-export function decodeBucketCounter(buf: Buffer, at = 0): BucketCounter {
-  return { accepted: get64(buf, BCOUNTER.accepted, at), dropped: get64(buf, BCOUNTER.dropped, at) };
+/** One CPU's farmlb_bucket_counter as the program stores it (see sumPerCpuBucketCounter). */
+export interface RawBucketCounter {
+  accepted: bigint;
+  dropped: bigint;
+  owned: ReasonCounter;
+  notOwned: ReasonCounter;
+}
+export function decodeBucketCounter(buf: Buffer, at = 0): RawBucketCounter {
+  return {
+    accepted: get64(buf, BCOUNTER.accepted, at),
+    dropped: get64(buf, BCOUNTER.dropped, at),
+    owned: decodeCounter(buf, at + BCOUNTER.owned.offset),
+    notOwned: decodeCounter(buf, at + BCOUNTER.not_owned.offset),
+  };
 }
 
 /**
@@ -775,12 +788,22 @@ export function sumPerCpuCounter(buf: Buffer, numPossibleCpus: number): ReasonCo
   return sum;
 }
 
-export function sumPerCpuBucketCounter(buf: Buffer, numPossibleCpus: number): BucketCounter {
-  const sum = { accepted: 0n, dropped: 0n };
+/**
+ * A bucket's counters summed over CPUs, with what the program counted in owned / not_owned
+ * only (one update per packet, bpf/farmlb_abi.h) added back: accepted includes PASS_OWNED,
+ * dropped DROP_NOT_OWNED; `owned` / `notOwned` are those two reasons' share of this bucket,
+ * for the reason totals (readers add them to farmlb_stats).
+ */
+export function sumPerCpuBucketCounter(buf: Buffer, numPossibleCpus: number): BucketCounter & { owned: ReasonCounter; notOwned: ReasonCounter } {
+  const sum = { accepted: 0n, dropped: 0n, owned: { packets: 0n, bytes: 0n }, notOwned: { packets: 0n, bytes: 0n } };
   for (const at of perCpuOffsets(buf, ABI_STRUCTS.farmlb_bucket_counter.size, numPossibleCpus)) {
     const c = decodeBucketCounter(buf, at);
-    sum.accepted += c.accepted;
-    sum.dropped += c.dropped;
+    sum.accepted += c.accepted + c.owned.packets;
+    sum.dropped += c.dropped + c.notOwned.packets;
+    sum.owned.packets += c.owned.packets;
+    sum.owned.bytes += c.owned.bytes;
+    sum.notOwned.packets += c.notOwned.packets;
+    sum.notOwned.bytes += c.notOwned.bytes;
   }
   return sum;
 }

@@ -150,26 +150,50 @@ function activeSlotOf(ctl: Ctl): number {
   return ctl.activeSlot === 1 ? 1 : 0;
 }
 
+/**
+ * Per reason, summed over CPUs. PASS_OWNED and DROP_NOT_OWNED of a bucket are counted in the
+ * bucket's counter only (one update per packet, bpf/farmlb_abi.h): they are added from every
+ * bucket here.
+ */
 function readReasonCounters(maps: Maps, cpus: number): Record<Reason, ReasonCounter> {
   const out = {} as Record<Reason, ReasonCounter>;
   REASONS.forEach((reason, index) => {
     const value = maps.farmlb_stats.lookup(encodeIndexKey(index));
     out[reason] = value ? sumPerCpuCounter(value, cpus) : { packets: 0n, bytes: 0n };
   });
+  const add = (into: ReasonCounter, c: ReasonCounter): void => {
+    into.packets += c.packets;
+    into.bytes += c.bytes;
+  };
+  for (const row of readBucketCounterRows(maps, cpus, MAX_GROUPS))
+    for (const b of row) {
+      add(out.pass_owned, b.owned);
+      add(out.drop_not_owned, b.notOwned);
+    }
   return out;
 }
 
-function readBucketCounters(maps: Maps, cpus: number, groups: number): BucketCounter[][] {
-  const rows: BucketCounter[][] = [];
+function readBucketCounterRows(maps: Maps, cpus: number, groups: number): ReturnType<typeof sumPerCpuBucketCounter>[][] {
+  const rows: ReturnType<typeof sumPerCpuBucketCounter>[][] = [];
+  const zero = (): ReturnType<typeof sumPerCpuBucketCounter> => ({
+    accepted: 0n,
+    dropped: 0n,
+    owned: { packets: 0n, bytes: 0n },
+    notOwned: { packets: 0n, bytes: 0n },
+  });
   for (let group = 0; group < groups; group++) {
-    const row: BucketCounter[] = [];
+    const row: ReturnType<typeof sumPerCpuBucketCounter>[] = [];
     for (let bucket = 0; bucket < NBUCKETS; bucket++) {
       const value = maps.farmlb_bucket_stats.lookup(encodeIndexKey(bucketStatsIndex(group, bucket)));
-      row.push(value ? sumPerCpuBucketCounter(value, cpus) : { accepted: 0n, dropped: 0n });
+      row.push(value ? sumPerCpuBucketCounter(value, cpus) : zero());
     }
     rows.push(row);
   }
   return rows;
+}
+
+function readBucketCounters(maps: Maps, cpus: number, groups: number): BucketCounter[][] {
+  return readBucketCounterRows(maps, cpus, groups).map((row) => row.map(({ accepted, dropped }) => ({ accepted, dropped })));
 }
 
 /** One group's owners and previous owners in `slot` (NODE_NONE where an entry is missing). */
