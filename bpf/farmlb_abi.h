@@ -104,7 +104,7 @@ enum farmlb_reason {
 	FARMLB_R_MAX = 17,
 };
 
-/* farmlb_ctl: ARRAY, one entry, key __u32 0. Written by the daemon only. */
+/* farmlb_ctl: member ctl of farmlb_hot (below; was an ARRAY of one entry). Written by the daemon only. */
 struct farmlb_ctl {
 	__u64 lease_deadline_ns; /* host; CLOCK_MONOTONIC ns; VIP traffic is accepted while now < deadline,
 				  * "now" read from the coarse clock (see FARMLB_LEASE_CLOCK_SLACK_NS) */
@@ -113,7 +113,7 @@ struct farmlb_ctl {
 				  * farmlb_iface_cache filled under another value is stale */
 };
 
-/* farmlb_slot_cfg: ARRAY, FARMLB_SLOTS entries, key __u32 slot. */
+/* farmlb_slot_cfg: member slot_cfg[slot] of farmlb_hot. */
 struct farmlb_slot_cfg {
 	__u32 hash_seed;  /* host; jhash initval, identical on every node of a farm */
 	__u8 self_node;   /* this node's id, FARMLB_NODE_NONE when not in the cluster */
@@ -183,16 +183,15 @@ struct farmlb_rule_spec_key {
 	__u16 _pad0;
 };
 
-/* farmlb_vip_index: ARRAY, FARMLB_SLOTS entries, key __u32 slot. A direct-mapped index over
+/* farmlb_vip_index: member vip_index[slot] of farmlb_hot. A direct-mapped index over
  * the slot's VIP addresses (IPv4 and IPv6 share it), addressed by the last two address bytes
  * (what varies inside a VIP subnet): entry[FARMLB_VIP_INDEX_OF(hi, lo)] says
  *   FARMLB_VIP_INDEX_NONE  no VIP of the slot ends so: the destination is not a VIP;
  *   1..FARMLB_MAX_VIPS     exactly one does, descriptor farmlb_vip_desc[slot * FARMLB_MAX_VIPS + entry - 1]:
  *                          compare its address, and it decides without any hash lookup;
  *   FARMLB_VIP_INDEX_MANY  several do: the hash maps farmlb_vips and farmlb_rules decide.
- * Array lookups are inlined by the verifier and cost next to nothing where a hash lookup
- * costs ~27 ns on the reference VM, so the common VIP packet costs two array lookups and a
- * short scan. An entry other than a descriptor number is never a verdict by itself: the
+ * Both are global data read by direct loads (no lookup at all) where a hash lookup costs
+ * ~27 ns on the reference VM, so the common VIP packet costs two loads and a short scan. An entry other than a descriptor number is never a verdict by itself: the
  * address compare or the hash lookups decide (a collision costs lookups, never a verdict). */
 #define FARMLB_VIP_INDEX_BITS 12
 #define FARMLB_VIP_INDEX_SIZE (1 << FARMLB_VIP_INDEX_BITS)
@@ -227,7 +226,7 @@ struct farmlb_vip_port {
 	struct farmlb_rule rule;
 };
 
-/* farmlb_vip_desc: ARRAY, FARMLB_SLOTS * FARMLB_MAX_VIPS entries, key slot * FARMLB_MAX_VIPS + k.
+/* farmlb_vip_desc: member vip_desc[slot * FARMLB_MAX_VIPS + k] of farmlb_hot.
  * Descriptor k of a slot: one VIP (k = its position in the applied table), everything the
  * program needs to decide a packet to it. Unused descriptors have family 0. */
 struct farmlb_vip_desc {
@@ -241,8 +240,8 @@ struct farmlb_vip_desc {
 	struct farmlb_vip_port ports[FARMLB_VIP_INLINE_PORTS]; /* the first resolved port entries, TCP before UDP, ports ascending */
 };
 
-/* farmlb_buckets: ARRAY, FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS entries,
- * key (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket. */
+/* farmlb_buckets: member buckets[(slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket]
+ * of farmlb_hot. */
 struct farmlb_bucket {
 	__u8 owner;      /* node id, FARMLB_NODE_NONE when nobody serves the bucket */
 	__u8 prev_owner; /* node id while the bucket is handed over (docs/datapath.md §12), else
@@ -342,11 +341,22 @@ struct farmlb_counter {
 };
 
 /* farmlb_bucket_stats: PERCPU_ARRAY, FARMLB_MAX_GROUPS * FARMLB_NBUCKETS entries,
- * key group * FARMLB_NBUCKETS + bucket. Not slotted: counters survive a reload. */
+ * key group * FARMLB_NBUCKETS + bucket. Not slotted: counters survive a reload.
+ * One counter update per packet on the common path: a packet the bucket decided as
+ * PASS_OWNED or DROP_NOT_OWNED is counted in owned / not_owned only, neither in farmlb_stats
+ * nor in accepted / dropped. Readers add them back (src/dataplane/xdp.ts):
+ *   reason pass_owned      = farmlb_stats[PASS_OWNED]     + sum over buckets of owned
+ *   reason drop_not_owned  = farmlb_stats[DROP_NOT_OWNED] + sum over buckets of not_owned
+ *   bucket accepted        = accepted + owned.packets
+ *   bucket dropped         = dropped + not_owned.packets */
 struct farmlb_bucket_counter {
-	__u64 accepted; /* host; packets this node passed for the bucket, and ARP/NS it answered */
-	__u64 dropped;  /* host; everything else the bucket decided: dropped (not owned, lease out,
-			 * another node answers the ARP/NS) or forwarded to the owner (TX_FORWARD) */
+	__u64 accepted; /* host; packets this node passed for the bucket, and ARP/NS it answered
+			 * (PASS_OWNED excepted: in owned) */
+	__u64 dropped;  /* host; everything else the bucket decided: dropped (lease out, another
+			 * node answers the ARP/NS) or forwarded to the owner (TX_FORWARD); DROP_NOT_OWNED
+			 * excepted: in not_owned */
+	struct farmlb_counter owned;     /* PASS_OWNED of this bucket: packets, bytes */
+	struct farmlb_counter not_owned; /* DROP_NOT_OWNED of this bucket: packets, bytes */
 };
 
 #define FARMLB_BUCKET_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_GROUPS * FARMLB_NBUCKETS)
@@ -361,6 +371,29 @@ struct farmlb_bucket_counter {
 #define FARMLB_RULE_SPECS_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_RULES)
 #define FARMLB_VIP_DESC_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_VIPS)
 #define FARMLB_NODES_ENTRIES (FARMLB_SLOTS * FARMLB_MAX_NODES)
+
+/* farmlb_hot: the tables every VIP packet reads, as global data of the program rather than
+ * array maps: one BPF_F_MMAPABLE ARRAY of one entry (libbpf's map ".data.hot", pinned as
+ * farmlb_hot), key __u32 0, this struct its value. The program reads it by direct loads
+ * (no lookup, no bounds check, no key on the stack); the addon writes it through a shared
+ * mmap() of the map, field by field, never with bpf_map_update_elem (which would copy the
+ * whole 53 KB value, active slot included, in no defined order). The members are what the
+ * array maps of the same names held, at index slot * n + i as before:
+ *   ctl        farmlb_ctl[0]
+ *   slot_cfg   farmlb_slot_cfg[slot]
+ *   vip_index  farmlb_vip_index[slot]
+ *   vip_desc   farmlb_vip_desc[slot * FARMLB_MAX_VIPS + k]
+ *   buckets    farmlb_buckets[(slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket]
+ * Ordering (docs/datapath.md §13): a table is written to the inactive slot, then
+ * ctl.active_slot with one 4-byte release store; ctl.lease_deadline_ns with one aligned
+ * 8-byte store, ctl.iface_gen with one 4-byte release store after farmlb_ifaces. */
+struct farmlb_hot {
+	struct farmlb_ctl ctl;
+	struct farmlb_slot_cfg slot_cfg[FARMLB_SLOTS];
+	struct farmlb_vip_index vip_index[FARMLB_SLOTS];
+	struct farmlb_vip_desc vip_desc[FARMLB_VIP_DESC_ENTRIES];
+	struct farmlb_bucket buckets[FARMLB_BUCKET_ENTRIES];
+};
 
 /* The tc egress filter (farmlb_egress) on clsact egress: a fixed handle and priority, so
  * attaching again replaces it in place and detaching removes ours and nothing else. */
@@ -397,6 +430,9 @@ FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule) == 4, "farmlb_rule layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket) == 4, "farmlb_bucket layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_lease_clock) == 16, "farmlb_lease_clock layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_counter) == 16, "farmlb_counter layout");
-FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket_counter) == 16, "farmlb_bucket_counter layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket_counter) == 48, "farmlb_bucket_counter layout");
+/* The lease is written with one 8-byte store: it must be 8-aligned in the mapping. */
+FARMLB_STATIC_ASSERT(__builtin_offsetof(struct farmlb_hot, ctl) == 0, "farmlb_hot layout");
+FARMLB_STATIC_ASSERT(__builtin_offsetof(struct farmlb_hot, buckets) % 4 == 0, "farmlb_hot layout");
 
 #endif /* FARMLB_ABI_H */

@@ -63,12 +63,11 @@ int farmlb_egress(struct __sk_buff *skb)
 	struct farmlb_vip_key vkey = { .family = 6 };
 	struct farmlb_slot_cfg *cfg;
 	struct farmlb_nd_msg *nd;
-	struct farmlb_ctl *ctl;
 	struct farmlb_vip *vip;
 	struct ethhdr *eth = data;
 	struct ipv6hdr *ip6h = (void *)(eth + 1);
 	__u8 client[16];
-	__u32 key0 = 0, slot;
+	__u32 slot;
 	__s64 diff;
 
 	/* Every other packet leaves after these checks; TC_ACT_UNSPEC lets the next filter
@@ -84,20 +83,13 @@ int farmlb_egress(struct __sk_buff *skb)
 	if (old_opt.type != (nd->type == ICMPV6_NS ? FARMLB_ND_OPT_SLLA : FARMLB_ND_OPT_TLLA) || old_opt.len != 1)
 		return TC_ACT_UNSPEC;
 
-	ctl = bpf_map_lookup_elem(&farmlb_ctl, &key0);
-	if (!ctl)
-		return TC_ACT_UNSPEC;
-	slot = ctl->active_slot;
-	if (slot >= FARMLB_SLOTS)
-		slot = 0;
+	slot = hot_active_slot();
 	vkey.slot = slot;
 	__builtin_memcpy(vkey.addr, ip6h->saddr.s6_addr, 16);
 	vip = bpf_map_lookup_elem(&farmlb_vips, &vkey);
 	if (!vip)
 		return TC_ACT_UNSPEC;
-	cfg = bpf_map_lookup_elem(&farmlb_slot_cfg, &slot);
-	if (!cfg)
-		return TC_ACT_UNSPEC;
+	cfg = hot_slot_cfg(slot);
 	/* The neighbour concerned: the solicited target, or the advertisement's receiver. */
 	if (nd->type == ICMPV6_NS)
 		__builtin_memcpy(client, nd->target, 16);

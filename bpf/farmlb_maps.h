@@ -12,19 +12,29 @@
 
 #include "farmlb_abi.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct farmlb_ctl);
-} farmlb_ctl SEC(".maps");
+/* The hot tables (struct farmlb_hot in farmlb_abi.h): global data in a section of its own,
+ * so libbpf makes it a one-entry BPF_F_MMAPABLE array map (".data.hot", pinned as
+ * farmlb_hot) and the program reads it by direct loads from a constant address: no lookup,
+ * no bounds check, no key on the stack (docs/datapath.md §13). The program never writes it. */
+struct farmlb_hot farmlb_hot SEC(".data.hot");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FARMLB_SLOTS);
-	__type(key, __u32);
-	__type(value, struct farmlb_slot_cfg);
-} farmlb_slot_cfg SEC(".maps");
+/* farmlb_ctl.active_slot, read once per packet (volatile: the compiler must not load it
+ * again later, which could give one packet two slots); anything but 1 counts as 0. */
+static __always_inline __u32 hot_active_slot(void)
+{
+	return *(volatile const __u32 *)&farmlb_hot.ctl.active_slot == 1 ? 1 : 0;
+}
+
+/* farmlb_ctl.lease_deadline_ns: one 8-byte load, as the addon writes it with one 8-byte store. */
+static __always_inline __u64 hot_lease_deadline_ns(void)
+{
+	return *(volatile const __u64 *)&farmlb_hot.ctl.lease_deadline_ns;
+}
+
+static __always_inline struct farmlb_slot_cfg *hot_slot_cfg(__u32 slot)
+{
+	return &farmlb_hot.slot_cfg[slot & (FARMLB_SLOTS - 1)];
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -46,27 +56,6 @@ struct {
 	__type(key, struct farmlb_rule_spec_key);
 	__type(value, struct farmlb_rule);
 } farmlb_rule_specs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FARMLB_SLOTS);
-	__type(key, __u32);
-	__type(value, struct farmlb_vip_index);
-} farmlb_vip_index SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FARMLB_VIP_DESC_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct farmlb_vip_desc);
-} farmlb_vip_desc SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FARMLB_BUCKET_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct farmlb_bucket);
-} farmlb_buckets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -86,7 +86,10 @@ static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
 	if ((void *)(eth + 1) > data_end)
 		return FARMLB_PARSE_TRUNCATED;
 	pos = eth + 1;
-	h_proto = eth->h_proto;
+	/* struct ethhdr is packed, so clang reads its members byte by byte; the EtherType is
+	 * 2-aligned in every frame the stack hands XDP (and the verifier allows unaligned
+	 * packet loads where the CPU does): one 2-byte load instead of two loads, a shift, an or. */
+	h_proto = *(const __be16 *)((const void *)eth + __builtin_offsetof(struct ethhdr, h_proto));
 
 #pragma unroll
 	for (i = 0; i < FARMLB_VLAN_MAX_DEPTH; i++) {

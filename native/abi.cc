@@ -141,7 +141,15 @@ Napi::Object AbiLayout(Napi::Env env) {
       .ABI_FIELD(farmlb_counter, bytes);
   ABI_STRUCT(farmlb_bucket_counter)
       .ABI_FIELD(farmlb_bucket_counter, accepted)
-      .ABI_FIELD(farmlb_bucket_counter, dropped);
+      .ABI_FIELD(farmlb_bucket_counter, dropped)
+      .ABI_FIELD(farmlb_bucket_counter, owned)
+      .ABI_FIELD(farmlb_bucket_counter, not_owned);
+  ABI_STRUCT(farmlb_hot)
+      .ABI_FIELD(farmlb_hot, ctl)
+      .ABI_FIELD(farmlb_hot, slot_cfg)
+      .ABI_FIELD(farmlb_hot, vip_index)
+      .ABI_FIELD(farmlb_hot, vip_desc)
+      .ABI_FIELD(farmlb_hot, buckets);
   return layout;
 }
 

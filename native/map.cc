@@ -3,8 +3,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <atomic>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <vector>
 
 namespace farmlb {
@@ -104,6 +106,10 @@ Napi::Function NativeMap::Define(Napi::Env env) {
                          InstanceMethod<&NativeMap::Keys>("keys"),
                          InstanceMethod<&NativeMap::UpdateBatch>("updateBatch"),
                          InstanceMethod<&NativeMap::Close>("close"),
+                         InstanceMethod<&NativeMap::ReadAt>("readAt"),
+                         InstanceMethod<&NativeMap::WriteAt>("writeAt"),
+                         InstanceMethod<&NativeMap::StoreU32Release>("storeU32Release"),
+                         InstanceMethod<&NativeMap::StoreU64>("storeU64"),
                      });
 }
 
@@ -126,6 +132,7 @@ NativeMap::NativeMap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeMa
   keySize_ = init->info.key_size;
   valueSize_ = init->info.value_size;
   maxEntries_ = init->info.max_entries;
+  mapFlags_ = init->info.map_flags;
   bool perCpu = IsPerCpuMapType(type_);
   if (perCpu) {
     int cpus = PossibleCpus();
@@ -237,8 +244,102 @@ Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeMap::Close(const Napi::CallbackInfo& info) {
+  Unmap();
   fd_.reset();
   return info.Env().Undefined();
+}
+
+NativeMap::~NativeMap() { Unmap(); }
+
+void NativeMap::Unmap() {
+  if (mapped_ != nullptr) munmap(mapped_, mappedLen_);
+  mapped_ = nullptr;
+  mappedLen_ = 0;
+}
+
+uint8_t* NativeMap::Mapped(Napi::Env env, size_t offset, size_t len, bool write, const char* what) {
+  int fd = FdOrThrow(env, what);
+  if (type_ != BPF_MAP_TYPE_ARRAY || !(mapFlags_ & BPF_F_MMAPABLE))
+    Throw(env, "FARMLB_E_BPF_ARG", EINVAL, what, name_ + " is not a BPF_F_MMAPABLE array");
+  // Array values are laid out back to back, each rounded up to 8 bytes.
+  size_t total = ((size_t(valueSize_) + 7) / 8 * 8) * maxEntries_;
+  if (offset > total || len > total - offset)
+    Throw(env, "FARMLB_E_BPF_ARG", ERANGE, what,
+          name_ + ": bytes " + std::to_string(offset) + ".." + std::to_string(offset + len) + " are outside its " +
+              std::to_string(total));
+  if (mapped_ == nullptr && !unmappable_) {
+    // A read-only fd (the CLI opens pins with BPF_F_RDONLY) cannot be mapped at all: the
+    // kernel drops VM_SHARED from a shared mapping of a file not open for writing, and BPF
+    // refuses a mapping without it. Such a map is read with bpf_map_lookup_elem (ReadAt).
+    void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED && (errno == EPERM || errno == EACCES)) {
+      unmappable_ = true;
+    } else if (p == MAP_FAILED) {
+      Throw(env, "FARMLB_E_BPF_MAP", errno, "mmap", name_);
+    } else {
+      mapped_ = static_cast<uint8_t*>(p);
+      mappedLen_ = total;
+    }
+  }
+  if (mapped_ == nullptr && write) Throw(env, "FARMLB_E_BPF_MAP", EPERM, what, name_ + " is open read-only");
+  return mapped_ == nullptr ? nullptr : mapped_ + offset;
+}
+
+Napi::Value NativeMap::ReadAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t offset = ArgU32(info, 0, "offset");
+  size_t len = ArgU32(info, 1, "length");
+  const uint8_t* p = Mapped(env, offset, len, false, "readAt");
+  if (p != nullptr) return Napi::Buffer<uint8_t>::Copy(env, p, len);
+  // Read-only fd: the element holding the range, copied out by the kernel.
+  size_t elem = (size_t(valueSize_) + 7) / 8 * 8;
+  uint32_t index = uint32_t(offset / elem);
+  size_t within = offset % elem;
+  if (within + len > valueSize_)
+    Throw(env, "FARMLB_E_BPF_ARG", ERANGE, "readAt", name_ + ": a read-only map is read one element at a time");
+  std::vector<uint8_t> value(valueSize_);
+  int err = bpf_map_lookup_elem(fd_.get(), &index, value.data());
+  if (err != 0) Throw(env, "FARMLB_E_BPF_MAP", err, "bpf_map_lookup_elem", name_);
+  return Napi::Buffer<uint8_t>::Copy(env, value.data() + within, len);
+}
+
+Napi::Value NativeMap::WriteAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t offset = ArgU32(info, 0, "offset");
+  Napi::Buffer<uint8_t> data = ArgBuffer(info, 1, "data");
+  uint8_t* p = Mapped(env, offset, data.Length(), true, "writeAt");
+  // Plain stores: what is written here is published by a later StoreU32Release.
+  std::memcpy(p, data.Data(), data.Length());
+  return env.Undefined();
+}
+
+// One 4-byte store that publishes every earlier write of this thread: the full fence orders
+// the memcpy stores of WriteAt (string stores on x86 may be reordered among themselves) before
+// it, and the release store is one instruction the program's 4-byte load sees whole.
+Napi::Value NativeMap::StoreU32Release(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t offset = ArgU32(info, 0, "offset");
+  uint32_t value = ArgU32(info, 1, "value");
+  if (offset % 4 != 0) Throw(env, "FARMLB_E_BPF_ARG", EINVAL, "storeU32Release", name_ + ": offset not 4-aligned");
+  auto* p = reinterpret_cast<uint32_t*>(Mapped(env, offset, 4, true, "storeU32Release"));
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  __atomic_store_n(p, value, __ATOMIC_RELEASE);
+  return env.Undefined();
+}
+
+// One aligned 8-byte store (the lease deadline): the program's 8-byte load sees the old
+// value or the new one, never half of each.
+Napi::Value NativeMap::StoreU64(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t offset = ArgU32(info, 0, "offset");
+  if (info.Length() < 2 || !info[1].IsBigInt()) Throw(env, "FARMLB_E_BPF_ARG", EINVAL, "storeU64", "value must be a bigint");
+  bool lossless = false;
+  uint64_t value = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) Throw(env, "FARMLB_E_BPF_ARG", ERANGE, "storeU64", "value does not fit 64 bits");
+  if (offset % 8 != 0) Throw(env, "FARMLB_E_BPF_ARG", EINVAL, "storeU64", name_ + ": offset not 8-aligned");
+  auto* p = reinterpret_cast<uint64_t*>(Mapped(env, offset, 8, true, "storeU64"));
+  __atomic_store_n(p, value, __ATOMIC_RELEASE);
+  return env.Undefined();
 }
 
 }  // namespace farmlb

@@ -24,6 +24,7 @@ class NativeMap : public Napi::ObjectWrap<NativeMap> {
   static Napi::Object Create(Napi::Env env, UniqueFd fd, const std::string& name);
 
   explicit NativeMap(const Napi::CallbackInfo& info);
+  ~NativeMap() override;
 
  private:
   Napi::Value Lookup(const Napi::CallbackInfo& info);
@@ -32,12 +33,28 @@ class NativeMap : public Napi::ObjectWrap<NativeMap> {
   Napi::Value Keys(const Napi::CallbackInfo& info);
   Napi::Value UpdateBatch(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  // Direct access to a BPF_F_MMAPABLE array through a shared mapping (the hot tables,
+  // docs/datapath.md §13): copies in and out, and the two single stores the ABI promises.
+  Napi::Value ReadAt(const Napi::CallbackInfo& info);
+  Napi::Value WriteAt(const Napi::CallbackInfo& info);
+  Napi::Value StoreU32Release(const Napi::CallbackInfo& info);
+  Napi::Value StoreU64(const Napi::CallbackInfo& info);
+
+  // The mapping (made on first use), or nullptr for a read-only fd, which cannot be mapped;
+  // throws when the map is not mmapable, [offset, offset + len) is outside its values, or a
+  // write is asked of a read-only fd.
+  uint8_t* Mapped(Napi::Env env, size_t offset, size_t len, bool write, const char* what);
+  void Unmap();
 
   int FdOrThrow(Napi::Env env, const char* syscall) const;
   void CheckKey(Napi::Env env, const Napi::Buffer<uint8_t>& key, const char* syscall) const;
 
   UniqueFd fd_;
   std::string name_;
+  uint8_t* mapped_ = nullptr;
+  size_t mappedLen_ = 0;
+  bool unmappable_ = false;  // a read-only fd: mmap() refused, reads go through lookups
+  uint32_t mapFlags_ = 0;
   uint32_t type_ = 0;
   uint32_t keySize_ = 0;
   uint32_t valueSize_ = 0;

@@ -18,6 +18,19 @@ namespace farmlb {
 
 namespace {
 
+// The name a map is pinned under and known by in JS: its own for the maps of .maps; for the
+// program's hot tables (global data of section .data.hot, a map libbpf names ".data.hot",
+// bpf/farmlb_maps.h) "farmlb_hot", since bpffs refuses names with a '.'; "" for libbpf's
+// other internal maps (.rodata), which hold nothing farmlb reads or pins.
+constexpr const char* kHotSection = ".data.hot";
+constexpr const char* kHotPinName = "farmlb_hot";
+
+std::string PinName(const struct bpf_map* map) {
+  if (!bpf_map__is_internal(map)) return bpf_map__name(map);
+  if (std::strcmp(bpf_map__name(map), kHotSection) == 0) return kHotPinName;
+  return "";
+}
+
 struct ObjectInit {
   struct bpf_object* obj;
   std::string path;
@@ -104,8 +117,9 @@ class OpenObjectWorker : public PromiseWorker {
   bool ReusePinnedMaps(LogCapture& capture) {
     struct bpf_map* map;
     bpf_object__for_each_map(map, obj_) {
-      if (bpf_map__is_internal(map)) continue;
-      std::string pin = reuseDir_ + "/" + bpf_map__name(map);
+      std::string name = PinName(map);
+      if (name.empty()) continue;
+      std::string pin = reuseDir_ + "/" + name;
       UniqueFd fd(bpf_obj_get(pin.c_str()));
       if (!fd.valid()) {
         if (errno == ENOENT) continue;
@@ -120,7 +134,7 @@ class OpenObjectWorker : public PromiseWorker {
       }
       std::string mismatch = ShapeMismatch(map, info);
       if (!mismatch.empty()) {
-        mismatches_.push_back(std::string(bpf_map__name(map)) + ": " + mismatch);
+        mismatches_.push_back(name + ": " + mismatch);
         continue;
       }
       err = bpf_map__reuse_fd(map, fd.get());  // dups the fd; ours closes at scope end
@@ -128,7 +142,7 @@ class OpenObjectWorker : public PromiseWorker {
         failure_ = MakeFailure("FARMLB_E_BPF_MAP", err, "bpf_map__reuse_fd", pin, capture.Take());
         return false;
       }
-      reused_.push_back(bpf_map__name(map));
+      reused_.push_back(name);
     }
     return true;
   }
@@ -363,7 +377,7 @@ Napi::Value NativeObject::Map(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = ArgString(info, 0, "name");
   struct bpf_object* obj = ObjOrThrow(env, "bpf_object__find_map_by_name");
-  struct bpf_map* map = bpf_object__find_map_by_name(obj, name.c_str());
+  struct bpf_map* map = bpf_object__find_map_by_name(obj, name == kHotPinName ? kHotSection : name.c_str());
   if (map == nullptr) Throw(env, "FARMLB_E_BPF_NO_MAP", ENOENT, "bpf_object__find_map_by_name", name);
   UniqueFd fd = DupFd(bpf_map__fd(map));
   if (!fd.valid()) Throw(env, "FARMLB_E_BPF_MAP", errno, "fcntl(F_DUPFD_CLOEXEC)", name);
@@ -377,7 +391,8 @@ Napi::Value NativeObject::MapNames(const Napi::CallbackInfo& info) {
   uint32_t i = 0;
   struct bpf_map* map;
   bpf_object__for_each_map(map, obj) {
-    if (!bpf_map__is_internal(map)) names.Set(i++, bpf_map__name(map));
+    std::string name = PinName(map);
+    if (!name.empty()) names.Set(i++, name);
   }
   return names;
 }
@@ -412,8 +427,8 @@ Napi::Value NativeObject::PinMaps(const Napi::CallbackInfo& info) {
 
   struct bpf_map* map;
   bpf_object__for_each_map(map, obj) {
-    if (bpf_map__is_internal(map)) continue;
-    std::string name = bpf_map__name(map);
+    std::string name = PinName(map);
+    if (name.empty()) continue;
     std::string final = dir + "/" + name;
     // Pin under a temporary name and rename over the old pin: a reader (the CLI) sees the
     // old map or the new one, never no map. (bpffs refuses names with a '.'.)
@@ -436,8 +451,9 @@ Napi::Value NativeObject::UnpinMaps(const Napi::CallbackInfo& info) {
   struct bpf_object* obj = ObjOrThrow(env, "unlink");
   struct bpf_map* map;
   bpf_object__for_each_map(map, obj) {
-    if (bpf_map__is_internal(map)) continue;
-    std::string pin = dir + "/" + bpf_map__name(map);
+    std::string name = PinName(map);
+    if (name.empty()) continue;
+    std::string pin = dir + "/" + name;
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) Throw(env, "FARMLB_E_BPF_PIN", errno, "unlink", pin);
   }
   // Someone else's files in the directory keep it; that is theirs to clean up.

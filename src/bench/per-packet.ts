@@ -27,6 +27,7 @@ import {
   type DataplaneTables,
   type Reason,
 } from '../dataplane/types.js';
+import { MAX_GROUPS, MAX_RULES, VIP_INLINE_PORTS } from '../dataplane/abi.js';
 import { XdpDataplane } from '../dataplane/xdp.js';
 import { median } from './stats.js';
 
@@ -53,6 +54,8 @@ export type CaseId =
   | 'handover_owner_syn'
   | 'handover_owner_miss'
   | 'handover_prev_held'
+  | 'max_owned_v4_inline'
+  | 'max_owned_v4_overflow'
   | 'drop';
 
 export interface PerPacketRow {
@@ -150,6 +153,29 @@ export function benchTables(): DataplaneTables {
   };
 }
 
+const VIP_MAX4 = '10.0.1.100';
+/** Ports of the configured-maximum table: MAX_RULES (vip, port) rules on one VIP. */
+const MAX_TABLE_FIRST_PORT = 1000;
+
+/**
+ * The rule lookup at the configured maximum: 16 groups and 256 rules, all (vip, port) rules
+ * of one VIP spread over the groups. The descriptor keeps the first VIP_INLINE_PORTS ports
+ * inline; the others are "overflow" ports the program finds in the farmlb_rules hash map.
+ */
+export function maxTables(): DataplaneTables {
+  const rules = Array.from({ length: MAX_RULES }, (_, i) => rule(6, MAX_TABLE_FIRST_PORT + i, 0, i % MAX_GROUPS, CriterionId.Addr));
+  const row = Array.from({ length: NBUCKETS }, (_, b) => b % NODES);
+  return {
+    hashSeed: HASH_SEED,
+    selfNode: SELF_NODE,
+    vmac: VMAC,
+    vips: [vip(0, VIP_MAX4, 0)],
+    rules,
+    buckets: Array.from({ length: MAX_GROUPS }, () => [...row]),
+    nodeMacs: Array<string | null>(NODES).fill(null),
+  };
+}
+
 /** The first source address of the form prefix+n whose bucket is (or is not) this node's. */
 function sourceFor(tables: DataplaneTables, owned: boolean, make: (n: number) => string): string {
   const row = tables.buckets[0]!;
@@ -174,6 +200,8 @@ interface Case {
   targetNs?: number;
   /** Run in this namespace (its sockets are what the handover lookup finds). */
   netns?: string;
+  /** Run on the data plane holding maxTables() instead of benchTables(). */
+  maxTable?: boolean;
 }
 
 /**
@@ -200,7 +228,7 @@ function handoverSetup(tables: DataplaneTables, plainOwned: string, held: string
 }
 
 /** 60-byte frames (the Ethernet minimum without FCS) for IPv4, 74+ for IPv6 TCP. */
-function cases(tables: DataplaneTables, owned4: string, held: HeldConnection, taking: string): Case[] {
+function cases(tables: DataplaneTables, owned4: string, held: HeldConnection, taking: string, ownedMax: string): Case[] {
   const udp = (src: string, dst: string, dport: number): FrameSpec => ({
     l3: { family: 4, src, dst },
     l4: { proto: 'udp', sport: 40000, dport },
@@ -293,6 +321,26 @@ function cases(tables: DataplaneTables, owned4: string, held: HeldConnection, ta
       reason: 'pass_handover_prev',
       netns: held.netnsPath,
     },
+    {
+      // 16 groups × 256 rules: a port of the descriptor's inline table (the last one scanned).
+      id: 'max_owned_v4_inline',
+      label: '16 groups × 256 rules: owned IPv4 TCP, inline port',
+      program: 'farmlb_xdp',
+      frame: buildFrame(tcp(owned4, VIP_MAX4, MAX_TABLE_FIRST_PORT + VIP_INLINE_PORTS - 1)),
+      verdict: XDP_PASS,
+      reason: 'pass_owned',
+      maxTable: true,
+    },
+    {
+      // The same table, a port past the inline ones: the scan misses, farmlb_rules answers.
+      id: 'max_owned_v4_overflow',
+      label: '16 groups × 256 rules: owned IPv4 TCP, overflow port (hash lookup)',
+      program: 'farmlb_xdp',
+      frame: buildFrame(tcp(ownedMax, VIP_MAX4, MAX_TABLE_FIRST_PORT + MAX_RULES - 1)),
+      verdict: XDP_PASS,
+      reason: 'pass_owned',
+      maxTable: true,
+    },
     { id: 'drop', label: 'drop program', program: 'farmlb_drop', frame: nonVip, verdict: XDP_DROP },
   ];
 }
@@ -317,6 +365,7 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
   const native = opts.native ?? loadNative();
   const opened: NativeObject[] = [];
   let dp: XdpDataplane | undefined;
+  let maxDp: XdpDataplane | undefined;
   let held: HeldConnection | undefined;
   try {
     const nop = await native.openObject(bpfObjectPath('nop'));
@@ -333,20 +382,32 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
     await farm.setLease(native.monotonicNs() + 3_600_000_000_000n);
     // What attach() registers on a real interface; the VMAC case rewrites to it.
     farm.setInterfaceMac(TEST_RUN_IFINDEX, IFACE_MAC);
+    // A second instance of the program with its own maps, for the configured-maximum table.
+    maxDp = await XdpDataplane.open({ native });
+    const max = maxDp;
+    const big = maxTables();
+    await max.apply(big);
+    await max.setLease(native.monotonicNs() + 3_600_000_000_000n);
+    max.setInterfaceMac(TEST_RUN_IFINDEX, IFACE_MAC);
+    // The overflow port's rule is in group (MAX_RULES - 1) % MAX_GROUPS: a source this node owns there.
+    const overflowGroup = (MAX_RULES - 1) % MAX_GROUPS;
+    const ownedMax = sourceFor({ ...big, buckets: [big.buckets[overflowGroup]!] }, true, v4);
 
     const runners: Record<Case['program'], Runner> = {
       farmlb_nop: (f, n) => nop.testRun('farmlb_nop', buf(f), n),
       farmlb_drop: (f, n) => drop.testRun('farmlb_drop', buf(f), n),
       farmlb_xdp: (f, n, netns) => farm.testRun(f, n, netns ? { netns } : {}),
     };
-    const all = cases(tables, owned4, held, taking);
-    for (const c of all) if (c.program === 'farmlb_xdp') await checkReason(farm, c);
+    const run = (c: Case, n: number): ReturnType<Runner> =>
+      c.maxTable ? max.testRun(c.frame, n) : runners[c.program](c.frame, n, c.netns);
+    const all = cases(tables, owned4, held, taking, ownedMax);
+    for (const c of all) if (c.program === 'farmlb_xdp') await checkReason(c.maxTable ? max : farm, c);
 
     const samples = new Map<CaseId, number[]>(all.map((c) => [c.id, []]));
     // Round 0 warms caches, the JIT image and the CPU frequency; it is not kept.
     for (let round = 0; round <= opts.rounds; round++) {
       for (const c of all) {
-        const r = await runners[c.program](c.frame, opts.repeat, c.netns);
+        const r = await run(c, opts.repeat);
         if (r.retval !== c.verdict) throw new Error(`bench case "${c.label}": verdict ${r.retval} during timing`);
         if (round > 0) samples.get(c.id)!.push(r.durationNs);
       }
@@ -389,6 +450,8 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
         ['handover_owner_syn', 'owned_v4_tcp', 'a SYN in a bucket in handover (the TCP flags and the previous owner read; no lookup)'],
         ['handover_owner_miss', 'owned_v4_tcp', 'a socket lookup that misses (the owner checks a packet it does not hold)'],
         ['handover_prev_held', 'owned_v4_tcp', 'a socket lookup that finds an established connection (and releases it)'],
+        ['max_owned_v4_inline', 'owned_v4_tcp', '16 groups × 256 rules instead of 3 × 11, a port found inline (a scan of 8 ports)'],
+        ['max_owned_v4_overflow', 'owned_v4_tcp', '16 groups × 256 rules, a port past the inline table (scan misses, one farmlb_rules hash lookup)'],
       ].map(([a, b, what]) => ({ formula: `${a} − ${b}`, what: what!, ns: ns(a as CaseId) - ns(b as CaseId) })),
       tables: {
         groups: tables.buckets.length,
@@ -401,6 +464,7 @@ export async function measurePerPacket(opts: PerPacketOptions): Promise<PerPacke
   } finally {
     await held?.close();
     await dp?.close();
+    await maxDp?.close();
     for (const o of opened) o.close();
   }
 }

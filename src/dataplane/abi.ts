@@ -136,6 +136,8 @@ export interface StructSpec {
 }
 
 const f = (offset: number, size: number, order: ByteOrder): FieldSpec => ({ offset, size, order });
+const HOT_VIP_DESC_OFFSET = 16 + 16 * SLOTS + VIP_INDEX_SIZE * SLOTS;
+const HOT_BUCKETS_OFFSET = HOT_VIP_DESC_OFFSET + (36 + 8 * VIP_INLINE_PORTS) * VIP_DESC_ENTRIES;
 
 export const ABI_STRUCTS = {
   farmlb_ctl: {
@@ -269,8 +271,21 @@ export const ABI_STRUCTS = {
     fields: { packets: f(0, 8, 'host'), bytes: f(8, 8, 'host') },
   },
   farmlb_bucket_counter: {
-    size: 16,
-    fields: { accepted: f(0, 8, 'host'), dropped: f(8, 8, 'host') },
+    size: 48,
+    // owned, not_owned: nested struct farmlb_counter (PASS_OWNED / DROP_NOT_OWNED of the bucket)
+    fields: { accepted: f(0, 8, 'host'), dropped: f(8, 8, 'host'), owned: f(16, 16, 'bytes'), not_owned: f(32, 16, 'bytes') },
+  },
+  // The hot tables: the value of the farmlb_hot map (global data of the program). Each member
+  // is an array of the struct of the same name; src/dataplane/hot-tables.ts addresses them.
+  farmlb_hot: {
+    size: HOT_BUCKETS_OFFSET + 4 * BUCKET_ENTRIES,
+    fields: {
+      ctl: f(0, 16, 'bytes'),
+      slot_cfg: f(16, 16 * SLOTS, 'bytes'),
+      vip_index: f(16 + 16 * SLOTS, VIP_INDEX_SIZE * SLOTS, 'bytes'),
+      vip_desc: f(HOT_VIP_DESC_OFFSET, (36 + 8 * VIP_INLINE_PORTS) * VIP_DESC_ENTRIES, 'bytes'),
+      buckets: f(HOT_BUCKETS_OFFSET, 4 * BUCKET_ENTRIES, 'bytes'),
+    },
   },
 } as const satisfies Record<string, StructSpec>;
 
@@ -736,8 +751,20 @@ export function decodeCounter(buf: Buffer, at = 0): ReasonCounter {
 }
 
 const BCOUNTER = ABI_STRUCTS.farmlb_bucket_counter.fields;
-export function decodeBucketCounter(buf: Buffer, at = 0): BucketCounter {
-  return { accepted: get64(buf, BCOUNTER.accepted, at), dropped: get64(buf, BCOUNTER.dropped, at) };
+/** One CPU's farmlb_bucket_counter as the program stores it (see sumPerCpuBucketCounter). */
+export interface RawBucketCounter {
+  accepted: bigint;
+  dropped: bigint;
+  owned: ReasonCounter;
+  notOwned: ReasonCounter;
+}
+export function decodeBucketCounter(buf: Buffer, at = 0): RawBucketCounter {
+  return {
+    accepted: get64(buf, BCOUNTER.accepted, at),
+    dropped: get64(buf, BCOUNTER.dropped, at),
+    owned: decodeCounter(buf, at + BCOUNTER.owned.offset),
+    notOwned: decodeCounter(buf, at + BCOUNTER.not_owned.offset),
+  };
 }
 
 /**
@@ -761,12 +788,22 @@ export function sumPerCpuCounter(buf: Buffer, numPossibleCpus: number): ReasonCo
   return sum;
 }
 
-export function sumPerCpuBucketCounter(buf: Buffer, numPossibleCpus: number): BucketCounter {
-  const sum = { accepted: 0n, dropped: 0n };
+/**
+ * A bucket's counters summed over CPUs, with what the program counted in owned / not_owned
+ * only (one update per packet, bpf/farmlb_abi.h) added back: accepted includes PASS_OWNED,
+ * dropped DROP_NOT_OWNED; `owned` / `notOwned` are those two reasons' share of this bucket,
+ * for the reason totals (readers add them to farmlb_stats).
+ */
+export function sumPerCpuBucketCounter(buf: Buffer, numPossibleCpus: number): BucketCounter & { owned: ReasonCounter; notOwned: ReasonCounter } {
+  const sum = { accepted: 0n, dropped: 0n, owned: { packets: 0n, bytes: 0n }, notOwned: { packets: 0n, bytes: 0n } };
   for (const at of perCpuOffsets(buf, ABI_STRUCTS.farmlb_bucket_counter.size, numPossibleCpus)) {
     const c = decodeBucketCounter(buf, at);
-    sum.accepted += c.accepted;
-    sum.dropped += c.dropped;
+    sum.accepted += c.accepted + c.owned.packets;
+    sum.dropped += c.dropped + c.notOwned.packets;
+    sum.owned.packets += c.owned.packets;
+    sum.owned.bytes += c.owned.bytes;
+    sum.notOwned.packets += c.notOwned.packets;
+    sum.notOwned.bytes += c.notOwned.bytes;
   }
   return sum;
 }
@@ -784,8 +821,9 @@ export interface MapShape {
 
 /** The maps of farmlb.bpf.o by pin name, as the header comments define them. */
 export const MAP_SHAPES = {
-  farmlb_ctl: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_ctl.size, maxEntries: 1 },
-  farmlb_slot_cfg: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_slot_cfg.size, maxEntries: SLOTS },
+  // Global data (section .data.hot), pinned under this name: farmlb_ctl, farmlb_slot_cfg,
+  // farmlb_vip_index, farmlb_vip_desc and farmlb_buckets live in it (hot-tables.ts).
+  farmlb_hot: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_hot.size, maxEntries: 1 },
   farmlb_vips: {
     type: MapType.Hash,
     keySize: ABI_STRUCTS.farmlb_vip_key.size,
@@ -804,9 +842,6 @@ export const MAP_SHAPES = {
     valueSize: ABI_STRUCTS.farmlb_rule.size,
     maxEntries: RULE_SPECS_ENTRIES,
   },
-  farmlb_vip_index: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_vip_index.size, maxEntries: SLOTS },
-  farmlb_vip_desc: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_vip_desc.size, maxEntries: VIP_DESC_ENTRIES },
-  farmlb_buckets: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_bucket.size, maxEntries: BUCKET_ENTRIES },
   farmlb_nodes: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_node.size, maxEntries: NODES_ENTRIES },
   farmlb_node_macs: {
     type: MapType.Hash,

@@ -31,6 +31,16 @@ export interface NativeMap {
   keys(): Buffer[];
   /** bpf_map_update_batch (BPF_ANY), falling back to one update per element where unsupported. */
   updateBatch(keys: Buffer, values: Buffer, count: number): Promise<void>;
+  /**
+   * BPF_F_MMAPABLE arrays only (farmlb_hot), through a shared mapping of the values:
+   * readAt/writeAt copy bytes out / in (plain stores, published by a later storeU32Release);
+   * storeU32Release is one 4-byte release store after a full fence, storeU64 one aligned
+   * 8-byte store. A map opened read-only can be read, not written.
+   */
+  readAt(offset: number, length: number): Buffer;
+  writeAt(offset: number, data: Buffer): void;
+  storeU32Release(offset: number, value: number): void;
+  storeU64(offset: number, value: bigint): void;
   close(): void;
 }
 
@@ -225,6 +235,18 @@ class MapHandle implements NativeMap {
   }
   updateBatch(keys: Buffer, values: Buffer, count: number): Promise<void> {
     return callAsync(() => this.raw.updateBatch(keys, values, count));
+  }
+  readAt(offset: number, length: number): Buffer {
+    return call(() => this.raw.readAt(offset, length));
+  }
+  writeAt(offset: number, data: Buffer): void {
+    call(() => this.raw.writeAt(offset, data));
+  }
+  storeU32Release(offset: number, value: number): void {
+    call(() => this.raw.storeU32Release(offset, value));
+  }
+  storeU64(offset: number, value: bigint): void {
+    call(() => this.raw.storeU64(offset, value));
   }
   close(): void {
     this.raw.close();

@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { FarmlbError } from '../errors.js';
 import { PIN_ROOT } from '../paths.js';
+import { hotTables, type ArrayTable, type HotTableName } from './hot-tables.js';
 import {
   MAP_NAMES,
   MAX_GROUPS,
@@ -86,7 +87,8 @@ export const PROGRAM_NAME = 'farmlb_xdp';
 /** The tc egress program in the same object (docs/datapath.md §11). */
 export const EGRESS_PROGRAM_NAME = 'farmlb_egress';
 
-type Maps = Record<MapName, NativeMap>;
+/** The maps, and the hot tables inside farmlb_hot by their former map names (hot-tables.ts). */
+type Maps = Record<MapName, NativeMap> & Record<HotTableName, ArrayTable>;
 
 export interface XdpOpenOptions {
   /** Default: bpfObjectPath(), i.e. <repo>/bpf/build/farmlb.bpf.o. */
@@ -116,7 +118,7 @@ export interface LeaseState {
 // ---- reading maps (shared by the daemon side and the CLI reader) ----------------------
 
 function openMaps(open: (name: MapName) => NativeMap, onMismatch: (name: MapName, mismatch: string) => Error): Maps {
-  const maps: Partial<Maps> = {};
+  const maps: Partial<Record<MapName, NativeMap>> = {};
   try {
     for (const name of MAP_NAMES) {
       const map = open(name);
@@ -124,15 +126,16 @@ function openMaps(open: (name: MapName) => NativeMap, onMismatch: (name: MapName
       const mismatch = mapShapeMismatch(name, map);
       if (mismatch) throw onMismatch(name, mismatch);
     }
-    return maps as Maps;
+    const all = maps as Record<MapName, NativeMap>;
+    return { ...all, ...hotTables(all.farmlb_hot) };
   } catch (err) {
     closeMaps(maps);
     throw err;
   }
 }
 
-function closeMaps(maps: Partial<Maps>): void {
-  for (const map of Object.values(maps)) map?.close();
+function closeMaps(maps: Partial<Record<MapName, NativeMap>>): void {
+  for (const name of MAP_NAMES) maps[name]?.close();
 }
 
 function readCtl(maps: Maps): Ctl {
@@ -147,26 +150,50 @@ function activeSlotOf(ctl: Ctl): number {
   return ctl.activeSlot === 1 ? 1 : 0;
 }
 
+/**
+ * Per reason, summed over CPUs. PASS_OWNED and DROP_NOT_OWNED of a bucket are counted in the
+ * bucket's counter only (one update per packet, bpf/farmlb_abi.h): they are added from every
+ * bucket here.
+ */
 function readReasonCounters(maps: Maps, cpus: number): Record<Reason, ReasonCounter> {
   const out = {} as Record<Reason, ReasonCounter>;
   REASONS.forEach((reason, index) => {
     const value = maps.farmlb_stats.lookup(encodeIndexKey(index));
     out[reason] = value ? sumPerCpuCounter(value, cpus) : { packets: 0n, bytes: 0n };
   });
+  const add = (into: ReasonCounter, c: ReasonCounter): void => {
+    into.packets += c.packets;
+    into.bytes += c.bytes;
+  };
+  for (const row of readBucketCounterRows(maps, cpus, MAX_GROUPS))
+    for (const b of row) {
+      add(out.pass_owned, b.owned);
+      add(out.drop_not_owned, b.notOwned);
+    }
   return out;
 }
 
-function readBucketCounters(maps: Maps, cpus: number, groups: number): BucketCounter[][] {
-  const rows: BucketCounter[][] = [];
+function readBucketCounterRows(maps: Maps, cpus: number, groups: number): ReturnType<typeof sumPerCpuBucketCounter>[][] {
+  const rows: ReturnType<typeof sumPerCpuBucketCounter>[][] = [];
+  const zero = (): ReturnType<typeof sumPerCpuBucketCounter> => ({
+    accepted: 0n,
+    dropped: 0n,
+    owned: { packets: 0n, bytes: 0n },
+    notOwned: { packets: 0n, bytes: 0n },
+  });
   for (let group = 0; group < groups; group++) {
-    const row: BucketCounter[] = [];
+    const row: ReturnType<typeof sumPerCpuBucketCounter>[] = [];
     for (let bucket = 0; bucket < NBUCKETS; bucket++) {
       const value = maps.farmlb_bucket_stats.lookup(encodeIndexKey(bucketStatsIndex(group, bucket)));
-      row.push(value ? sumPerCpuBucketCounter(value, cpus) : { accepted: 0n, dropped: 0n });
+      row.push(value ? sumPerCpuBucketCounter(value, cpus) : zero());
     }
     rows.push(row);
   }
   return rows;
+}
+
+function readBucketCounters(maps: Maps, cpus: number, groups: number): BucketCounter[][] {
+  return readBucketCounterRows(maps, cpus, groups).map((row) => row.map(({ accepted, dropped }) => ({ accepted, dropped })));
 }
 
 /** One group's owners and previous owners in `slot` (NODE_NONE where an entry is missing). */
@@ -174,12 +201,13 @@ function readBucketRow(maps: Maps, slot: number, group: number): { owners: numbe
   const owners: number[] = [];
   const prevOwners: number[] = [];
   let handover = false;
+  // One read for the row (a read-only reader pays one syscall, not 256).
+  const row = maps.farmlb_buckets.lookupRange(bucketIndex(slot, group, 0), NBUCKETS);
   for (let bucket = 0; bucket < NBUCKETS; bucket++) {
-    const value = maps.farmlb_buckets.lookup(encodeIndexKey(bucketIndex(slot, group, bucket)));
-    const b = value ? decodeBucket(value) : undefined;
-    owners.push(b ? b.owner : NODE_NONE);
-    prevOwners.push(b ? b.prevOwner : NODE_NONE);
-    if (b && b.prevOwner !== NODE_NONE) handover = true;
+    const b = decodeBucket(row, bucket * ABI_STRUCTS.farmlb_bucket.size);
+    owners.push(b.owner);
+    prevOwners.push(b.prevOwner);
+    if (b.prevOwner !== NODE_NONE) handover = true;
   }
   return { owners, prevOwners, handover };
 }
@@ -295,7 +323,7 @@ function cloneTables(t: DataplaneTables): DataplaneTables {
 }
 
 /** Maps earlier versions of the object pinned: removed with ours, or the directory would stay. */
-const RETIRED_MAP_NAMES = ['farmlb_vip_filter'];
+const RETIRED_MAP_NAMES = ['farmlb_vip_filter', 'farmlb_ctl', 'farmlb_slot_cfg', 'farmlb_vip_index', 'farmlb_vip_desc', 'farmlb_buckets'];
 
 /** Removes farmlb's pins in pinDir (absent ones are fine) and the directory if it is then empty. */
 export function unpinDir(pinDir: string): void {
@@ -361,14 +389,10 @@ export class XdpDataplane implements Dataplane {
       if (opts.pinDir !== undefined) obj.pinMaps(opts.pinDir);
       const dp = new XdpDataplane(native, obj, maps, opts.pinDir, log);
       const tableMaps: MapName[] = [
-        'farmlb_ctl',
-        'farmlb_slot_cfg',
+        'farmlb_hot',
         'farmlb_vips',
         'farmlb_rules',
         'farmlb_rule_specs',
-        'farmlb_vip_index',
-        'farmlb_vip_desc',
-        'farmlb_buckets',
         'farmlb_nodes',
         'farmlb_node_macs',
       ];
@@ -682,7 +706,7 @@ export class XdpDataplane implements Dataplane {
   }
 }
 
-async function batch(map: NativeMap, entries: { key: Buffer; value: Buffer }[]): Promise<void> {
+async function batch(map: Pick<NativeMap, 'updateBatch'>, entries: { key: Buffer; value: Buffer }[]): Promise<void> {
   if (entries.length === 0) return;
   await map.updateBatch(
     Buffer.concat(entries.map((e) => e.key)),

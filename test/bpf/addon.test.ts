@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
+  ABI_STRUCTS,
   LEASE_CLOCK_SLACK_NS,
   MAP_SHAPES,
   decodeRuleKey,
@@ -124,27 +125,61 @@ describePrivileged('native addon over libbpf (root)', () => {
   });
 
   it('writes many array entries in one batch update', async () => {
-    const buckets = obj.map('farmlb_buckets');
-    const count = 512;
+    const nodes = obj.map('farmlb_nodes');
+    const count = 40;
     const keys = Buffer.alloc(count * 4);
-    const values = Buffer.alloc(count * 4);
+    const values = Buffer.alloc(count * 8);
     for (let i = 0; i < count; i++) {
       keys.writeUInt32LE(i * 3, i * 4);
-      values.writeUInt32LE(i, i * 4);
+      values.writeUInt32LE(i, i * 8);
     }
-    await buckets.updateBatch(keys, values, count);
-    expect(buckets.lookup(encodeIndexKey(3 * 300))!.readUInt32LE(0)).toBe(300);
-    await expect(buckets.updateBatch(keys, values, count + 1)).rejects.toMatchObject({ code: 'FARMLB_E_BPF_ARG' });
-    buckets.close();
+    await nodes.updateBatch(keys, values, count);
+    expect(nodes.lookup(encodeIndexKey(3 * 30))!.readUInt32LE(0)).toBe(30);
+    await expect(nodes.updateBatch(keys, values, count + 1)).rejects.toMatchObject({ code: 'FARMLB_E_BPF_ARG' });
+    nodes.close();
   });
 
   it('reports a kernel error with code, errno and syscall', () => {
-    const ctl = obj.map('farmlb_ctl');
+    const nodes = obj.map('farmlb_nodes');
     // Array elements cannot be deleted: EINVAL from the kernel.
-    expect(() => ctl.delete(encodeIndexKey(0))).toThrow(
+    expect(() => nodes.delete(encodeIndexKey(0))).toThrow(
       expect.objectContaining({ code: 'FARMLB_E_BPF_MAP', errno: 22, syscall: 'bpf_map_delete_elem' }),
     );
-    ctl.close();
+    nodes.close();
+  });
+
+  it('reads and writes the hot tables (global data) through a shared mapping, and a read-only pin through lookups', () => {
+    const hot = obj.map('farmlb_hot');
+    expect(hot.valueSize).toBe(ABI_STRUCTS.farmlb_hot.size);
+    hot.writeAt(100, Buffer.from([1, 2, 3]));
+    hot.storeU64(0, 0x1122334455667788n);
+    hot.storeU32Release(8, 1);
+    expect(hot.readAt(100, 3)).toEqual(Buffer.from([1, 2, 3]));
+    // The kernel's copy of the value is the same memory.
+    const whole = hot.lookup(encodeIndexKey(0))!;
+    expect(whole.readBigUInt64LE(0)).toBe(0x1122334455667788n);
+    expect(whole.readUInt32LE(8)).toBe(1);
+    expect(() => hot.readAt(ABI_STRUCTS.farmlb_hot.size + 8, 1)).toThrow(expect.objectContaining({ code: 'FARMLB_E_BPF_ARG' }));
+    expect(() => hot.storeU64(4, 1n)).toThrow(expect.objectContaining({ code: 'FARMLB_E_BPF_ARG' }));
+    // Not mmapable: refused, not attempted.
+    const nodes = obj.map('farmlb_nodes');
+    expect(() => nodes.readAt(0, 8)).toThrow(expect.objectContaining({ code: 'FARMLB_E_BPF_ARG' }));
+    nodes.close();
+
+    const dir = join(PIN_ROOT, 'hot');
+    obj.pinMaps(dir);
+    try {
+      const ro = native.openPinnedMap(join(dir, 'farmlb_hot'), { readOnly: true });
+      expect(ro.readAt(100, 3)).toEqual(Buffer.from([1, 2, 3]));
+      expect(ro.readAt(0, 8).readBigUInt64LE(0)).toBe(0x1122334455667788n);
+      expect(() => ro.writeAt(100, Buffer.from([9]))).toThrow(expect.objectContaining({ code: 'FARMLB_E_BPF_MAP', errno: 1 }));
+      ro.close();
+    } finally {
+      obj.unpinMaps(dir);
+    }
+    hot.writeAt(0, Buffer.alloc(16));
+    hot.writeAt(100, Buffer.alloc(3));
+    hot.close();
   });
 
   it('pins every map, replaces existing pins, adopts them on the next load and unpins', async () => {
@@ -158,17 +193,17 @@ describePrivileged('native addon over libbpf (root)', () => {
     expect(pinned.maxEntries).toBe(MAP_SHAPES.farmlb_bucket_stats.maxEntries);
     pinned.close();
 
-    const ctl = obj.map('farmlb_ctl');
-    const marker = Buffer.alloc(16);
-    marker.writeBigUInt64LE(123456789n, 0);
-    ctl.update(encodeIndexKey(0), marker);
-    ctl.close();
+    // The hot tables are global data (not in .maps), pinned and adopted like the maps.
+    const hot = obj.map('farmlb_hot');
+    hot.storeU64(0, 123456789n);
+    hot.close();
     const again = await native.openObject(objectPath, { reusePinDir: dir });
     try {
       expect([...again.reusedMaps].sort()).toEqual(Object.keys(MAP_SHAPES).sort());
-      const ctl2 = again.map('farmlb_ctl');
-      expect(ctl2.lookup(encodeIndexKey(0))).toEqual(marker);
-      ctl2.close();
+      const hot2 = again.map('farmlb_hot');
+      expect(hot2.readAt(0, 8).readBigUInt64LE(0)).toBe(123456789n);
+      hot2.storeU64(0, 0n);
+      hot2.close();
     } finally {
       again.close();
     }
@@ -176,7 +211,7 @@ describePrivileged('native addon over libbpf (root)', () => {
     obj.unpinMaps(dir);
     obj.unpinMaps(dir); // absent pins are not an error
     expect(existsSync(dir)).toBe(false);
-    expect(() => native.openPinnedMap(join(dir, 'farmlb_ctl'))).toThrow(
+    expect(() => native.openPinnedMap(join(dir, 'farmlb_hot'))).toThrow(
       expect.objectContaining({ code: 'FARMLB_E_BPF_PIN', errno: 2 }),
     );
   });
@@ -448,17 +483,17 @@ describePrivileged('XdpDataplane over the loaded program (root)', () => {
   it('refuses to read pins whose shape differs from the ABI, naming the map', () => {
     const odd = join(PIN_ROOT, 'odd');
     rmSync(odd, { recursive: true, force: true });
-    // Same maps, but farmlb_rules pinned under the name farmlb_ctl.
+    // Same maps, but farmlb_rules pinned under the name farmlb_hot.
     const pinnedDp = pinDir;
-    renameSync(join(pinnedDp, 'farmlb_ctl'), join(PIN_ROOT, 'ctl-aside'));
+    renameSync(join(pinnedDp, 'farmlb_hot'), join(PIN_ROOT, 'hot-aside'));
     try {
-      renameSync(join(pinnedDp, 'farmlb_rules'), join(pinnedDp, 'farmlb_ctl'));
+      renameSync(join(pinnedDp, 'farmlb_rules'), join(pinnedDp, 'farmlb_hot'));
       expect(() => XdpDataplane.readPinned(pinnedDp)).toThrow(
-        expect.objectContaining({ code: 'FARMLB_E_DATAPLANE_PIN_MISMATCH', message: expect.stringContaining('farmlb_ctl') }),
+        expect.objectContaining({ code: 'FARMLB_E_DATAPLANE_PIN_MISMATCH', message: expect.stringContaining('farmlb_hot') }),
       );
-      renameSync(join(pinnedDp, 'farmlb_ctl'), join(pinnedDp, 'farmlb_rules'));
+      renameSync(join(pinnedDp, 'farmlb_hot'), join(pinnedDp, 'farmlb_rules'));
     } finally {
-      renameSync(join(PIN_ROOT, 'ctl-aside'), join(pinnedDp, 'farmlb_ctl'));
+      renameSync(join(PIN_ROOT, 'hot-aside'), join(pinnedDp, 'farmlb_hot'));
     }
     expect(() => XdpDataplane.readPinned(odd)).toThrow(expect.objectContaining({ code: 'FARMLB_E_DATAPLANE_NOT_PINNED' }));
   });
@@ -470,6 +505,6 @@ describePrivileged('XdpDataplane over the loaded program (root)', () => {
     await other.close();
     await other.close();
     await expect(other.apply(tables(0))).rejects.toMatchObject({ code: 'FARMLB_E_DATAPLANE_CLOSED' });
-    expect(existsSync(join(pinDir, 'farmlb_ctl'))).toBe(true);
+    expect(existsSync(join(pinDir, 'farmlb_hot'))).toBe(true);
   });
 });
