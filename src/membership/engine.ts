@@ -125,7 +125,8 @@ export class MembershipEngine {
   private aliveCount = 0;
   private graceUntilNs: bigint;
   private lastTickNs: bigint | undefined;
-  private lastInvalidNs: bigint | undefined;
+  /** Per peer, the last well-formed frame of its address that failed the MAC (noteForeignKey). */
+  private readonly foreignKeyNs = new Map<string, bigint>();
   private leaderSinceTick = false;
   /** The candidates of the last tick (the view lead() works on between ticks). */
   private lastCandidates: string[] = [];
@@ -293,15 +294,13 @@ export class MembershipEngine {
   }
 
   /**
-   * A datagram on the membership port that did not authenticate (wrong key, forged). A node
-   * that hears only such datagrams is not alone: its peers are there with another key, so
-   * it must not serve everything as an isolated node would.
+   * A well-formed frame from a configured address of `node` that failed the MAC: that node
+   * probably uses another key. Reported only (status, docs/security.md): it changes no
+   * eligibility, state or lease — a datagram without the key is no evidence anyone can act
+   * on, and one that made a node leave the farm would be an outage anyone on the LAN causes.
    */
-  receiveInvalid(from: string | undefined, reason: string, nowNs: bigint): EngineOutput {
-    const out = this.output();
-    this.lastInvalidNs = nowNs;
-    out.events.push({ type: 'rejected', from: from ?? '?', reason });
-    return this.finish(out);
+  noteForeignKey(node: string, nowNs: bigint): void {
+    if (this.peers.has(node)) this.foreignKeyNs.set(node, nowNs);
   }
 
   /** The local checks or an administrative stop. false revokes the lease at once. */
@@ -357,6 +356,7 @@ export class MembershipEngine {
       epoch: p.hb?.epoch,
       heartbeatsReceived: p.received,
       heartbeatsMissed: p.missed,
+      ...(this.foreignKeyNs.has(p.name) ? { foreignKeyMs: ms(this.foreignKeyNs.get(p.name)) } : {}),
     }));
     return {
       node: this.self,
@@ -470,9 +470,6 @@ export class MembershipEngine {
     else if (this.opts.configDigest !== this.referenceDigest) cause = `configuration differs from ${this.digestHolder(alive)}'s`;
     else if (!this.quorumOk()) cause = `no quorum: ${alive.length + 1} of ${this.opts.nodes.length} nodes reachable`;
     else if (alive.length > 0 && !heardByPeer) cause = 'not heard by any peer (one-way cut?)';
-    else if (alive.length === 0 && this.lastInvalidNs !== undefined && nowNs - this.lastInvalidNs < slostNs) {
-      cause = 'peers\' heartbeats fail authentication (another key?)';
-    }
     else if (alive.length === 0 && nowNs < this.graceUntilNs) cause = DISCOVERING;
     // Within the grace, wait until every peer is heard and in mutual contact: a node that
     // leads before would make a view of a few beside peers about to form the farm's, and a

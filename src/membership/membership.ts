@@ -59,7 +59,9 @@ export class BuiltinMembership implements Membership {
     this.apply = apply;
     const { engine, transport, nowNs } = this.opts;
     transport.onReceive((hb) => this.handle(engine.receive(hb, nowNs())));
-    transport.onInvalid((from, reason) => this.handle(engine.receiveInvalid(from, reason, nowNs())));
+    // Datagrams that do not authenticate are counted and dropped by the transport; only the
+    // diagnosis "this peer uses another key" reaches the engine, as a report (no decision).
+    transport.onForeignKey((node) => engine.noteForeignKey(node, nowNs()));
     this.timer = setInterval(() => this.handle(this.tick()), this.opts.pulseMs);
     this.handle(this.tick());
   }
