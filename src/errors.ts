@@ -206,6 +206,10 @@ export const ERRORS = {
     message: 'host {host} of group {group} is not a node of {clusterFile}',
     hint: 'nodes in {clusterFile}: {nodes}; fix the name or add the node to cluster.xml',
   },
+  FARMLB_E_CONFIG_VIP_IS_NODE_ADDR: {
+    message: 'VIP {addr} is the address of node {node} in {clusterFile}',
+    hint: 'a VIP is added and removed by farmlb on every node: use an address no node owns (removing it at stop would remove the node\'s own address)',
+  },
   FARMLB_E_CONFIG_UNKNOWN_LAN: {
     message: '<farm><lan name="{lan}"> is not a LAN of {clusterFile}',
     hint: 'LANs in {clusterFile}: {lans}; fix the name or add the LAN to cluster.xml',

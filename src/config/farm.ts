@@ -13,9 +13,10 @@ import type {
 } from './types.js';
 import {
   defaultVmac, looksLikeHostname, parseDurationMs, parseIp, parseNetmask, parsePortNumber, parseUint, parseUint32,
-  parseUnicastMac, vipAddressProblem, type IpAddr,
+  parseUnicastMac, vipAddressProblem, vipPrefixProblem, type IpAddr,
 } from './values.js';
 import type { XmlAttr, XmlElement } from './xml.js';
+import { isInterfaceName, RESERVED_IFNAMES } from '../net/ifname.js';
 
 /** SafeKit userconfig sections farmlb reads nothing from (user guide §13), with what they do. */
 export const IGNORED_SAFEKIT_SECTIONS: Record<string, string> = {
@@ -54,8 +55,6 @@ const FARMLB_ATTRS = {
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const NAME_EXPECTED = 'letters, digits, "_", "." and "-" (1 to 64, starting with a letter or digit)';
 const MODULE_PATTERN = /^[a-z0-9_-]{1,32}$/;
-/** Linux IFNAMSIZ is 16 including the NUL. */
-const IFNAME_PATTERN = /^[^\s/:]{1,15}$/;
 const MAX_HANDOVER_MS = 600_000;
 
 interface Sections {
@@ -302,10 +301,11 @@ function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipIn
   const nameAttr = r.attr(el, 'name');
   let name: string | undefined;
   if (nameAttr) {
-    if (IFNAME_PATTERN.test(nameAttr.value)) name = nameAttr.value;
+    if (isInterfaceName(nameAttr.value)) name = nameAttr.value;
     else {
       diag.error('FARMLB_E_CONFIG_BAD_NAME', {
-        attribute: 'name', value: nameAttr.value, element: 'interface', expected: 'a Linux interface name (1 to 15 characters, no "/", ":" or blanks)',
+        attribute: 'name', value: nameAttr.value, element: 'interface',
+        expected: `a Linux interface name (1 to 15 characters, no "/", ":" or blanks, not ${RESERVED_IFNAMES.map((n) => `"${n}"`).join(', ')})`,
       }, el, nameAttr);
     }
   }
@@ -394,8 +394,9 @@ function readVirtualAddr(r: Reader, el: XmlElement):
   const mask = r.attr(el, 'netmask');
   if (mask) {
     const m = addr.family === 6 ? { ok: false as const, why: 'netmask= applies to IPv4 VIPs only (SafeKit §13.6.5)' } : parseNetmask(mask.value);
-    if (m.ok) prefixLen = m.value;
-    else diag.error('FARMLB_E_CONFIG_BAD_NETMASK', { value: mask.value, addr: addr.canonical, why: m.why }, el, mask);
+    const why = m.ok ? vipPrefixProblem(addr, m.value) : m.why;
+    if (m.ok && why === undefined) prefixLen = m.value;
+    else diag.error('FARMLB_E_CONFIG_BAD_NETMASK', { value: mask.value, addr: addr.canonical, why: why! }, el, mask);
   }
   return { addr, fields: { where: 'alias', check, connections, ...(prefixLen !== undefined ? { prefixLen } : {}) } };
 }

@@ -25,6 +25,7 @@
 import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
 import { rebalance } from '../balance/assign.js';
 import { ReplayGuard } from './codec.js';
+import { heartbeatProblem, overridesProblem } from './bounds.js';
 import {
   NO_OVERRIDES, bitmapHas, checkPowerChange, decodeRows, effectivePowers, emptyRows, encodeBitmap, encodeRows, hasAny, overridesNewer,
   sameRows, sameWireRows, tableDigest, type Rows, type TableRows,
@@ -246,6 +247,17 @@ export class MembershipEngine {
     if (hb.from === this.self) return reject('carries our own node name');
     const peer = this.peers.get(hb.from);
     if (!peer) return reject('not a node of cluster.xml');
+    // Bounded before use (docs/security.md, "Values from peers"): the key proves who may
+    // speak, not that what is said is sane.
+    const problem = heartbeatProblem(hb);
+    if (problem) return reject(problem);
+    // A node whose configuration differs has no say in powers or tables: it is heard (liveness,
+    // config_mismatch) and nothing more.
+    const sameConfig = hb.configDigest === this.opts.configDigest;
+    if (sameConfig && hb.powers.entries.length > 0) {
+      const powersProblem = overridesProblem(hb.powers, this.opts.nodes, this.opts.groups);
+      if (powersProblem) return reject(powersProblem);
+    }
     const verdict = this.guard.check(hb, nowNs);
     if (!verdict.ok) return reject(verdict.reason);
     if (verdict.newIncarnation) {
@@ -259,7 +271,7 @@ export class MembershipEngine {
     peer.lastSeq = hb.seq;
     peer.hb = hb;
     if (hb.v === 1 && hb.readsV2 !== true) peer.v1RecvNs = nowNs;
-    peer.rows = this.decodeTable(hb, peer);
+    peer.rows = sameConfig ? this.decodeTable(hb, peer) : undefined;
     if (peer.rows) this.rememberTable(hb.tableDigest, peer.rows);
     peer.lastRecvNs = nowNs;
     peer.everHeard = true;
@@ -270,8 +282,8 @@ export class MembershipEngine {
       if (hb.state === 'UP') peer.servingNs = nowNs;
     }
     for (const h of hb.heard) this.noteIndirect(h, nowNs);
-    if (hb.epoch > this.maxEpochSeen) this.maxEpochSeen = hb.epoch;
-    if (overridesNewer(hb.powers, this.overrides)) {
+    if (sameConfig && hb.epoch > this.maxEpochSeen) this.maxEpochSeen = hb.epoch;
+    if (sameConfig && overridesNewer(hb.powers, this.overrides)) {
       this.overrides = hb.powers;
       out.events.push({ type: 'powers', overrides: hb.powers, origin: 'peer' });
     }
@@ -911,7 +923,7 @@ export class MembershipEngine {
     peer.wireTable = undefined;
     peer.wirePrev = undefined;
     const groups = decodeRows(hb.table, this.opts.nodes);
-    if (!groups) return undefined;
+    if (!groups || groups.length !== this.opts.groups.length) return undefined;
     const prev = hb.prev === undefined ? this.noPrev(groups.length) : decodeRows(hb.prev, this.opts.nodes);
     if (!prev || prev.length !== groups.length) return undefined;
     peer.wireTable = hb.table;
