@@ -17,6 +17,7 @@ import {
 } from './values.js';
 import type { XmlAttr, XmlElement } from './xml.js';
 import { isInterfaceName, RESERVED_IFNAMES } from '../net/ifname.js';
+import { parseCidr } from '../api/allow-list.js';
 
 /** SafeKit userconfig sections farmlb reads nothing from (user guide §13), with what they do. */
 export const IGNORED_SAFEKIT_SECTIONS: Record<string, string> = {
@@ -48,6 +49,8 @@ const FARMLB_ATTRS = {
   keyFile: ['key_file', 'keyFile'],
   membershipPort: ['membership_port', 'membershipPort'],
   healthPort: ['health_port', 'healthPort'],
+  healthBind: ['health_bind', 'healthBind'],
+  healthDetail: ['health_detail', 'healthDetail'],
   splitBrain: ['split_brain', 'splitBrain'],
   handoverLimit: ['handover_limit', 'handoverLimit'],
 } as const;
@@ -217,6 +220,34 @@ function readFarmlb(r: Reader, el: XmlElement | undefined): FarmlbSettings {
   }
   s.membershipPort = r.parsed(el, get('membershipPort'), parsePortNumber, s.membershipPort, 'FARMLB_E_CONFIG_BAD_PORT');
   s.healthPort = r.parsed(el, get('healthPort'), parsePortNumber, s.healthPort, 'FARMLB_E_CONFIG_BAD_PORT');
+  // Addresses the health server listens on (default: the node's own of cluster.xml), and
+  // the clients that may read /health and /metrics (default: the node itself); see
+  // docs/security.md, "Health and metrics".
+  const bind = get('healthBind');
+  if (bind) {
+    const list = bind.value.split(/[\s,]+/).filter((x) => x !== '');
+    const addrs = list.map((x) => parseIp(x));
+    const unspecified = addrs.some((a) => a.ok && (a.value.canonical === '0.0.0.0' || a.value.canonical === '::'));
+    if (list.length === 0 || addrs.some((a) => !a.ok) || unspecified) {
+      r.diag.error('FARMLB_E_CONFIG_BAD_VALUE', {
+        attribute: bind.name, value: bind.value, element: 'farmlb', expected: 'IP addresses of this node separated by commas (not the wildcard 0.0.0.0 or ::)',
+      }, el, bind);
+    } else {
+      s.healthBind = addrs.map((a) => (a as { value: IpAddr }).value.canonical);
+    }
+  }
+  const detail = get('healthDetail');
+  if (detail) {
+    const list = detail.value.split(/[\s,]+/).filter((x) => x !== '');
+    if (list.length === 1 && list[0] === 'any') s.healthDetail = ['any'];
+    else if (list.length === 0 || list.some((x) => parseCidr(x) === undefined)) {
+      r.diag.error('FARMLB_E_CONFIG_BAD_VALUE', {
+        attribute: detail.name, value: detail.value, element: 'farmlb', expected: 'addresses or prefixes (10.0.0.0/8, ::1) separated by commas, or "any"',
+      }, el, detail);
+    } else {
+      s.healthDetail = list;
+    }
+  }
   s.splitBrain = r.oneOf<SplitBrainPolicy>(el, get('splitBrain'), ['serve', 'quorum'], s.splitBrain);
   const handover = get('handoverLimit');
   s.handoverLimitMs = duration(r, el, handover, s.handoverLimitMs, 'ms');
