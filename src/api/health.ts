@@ -14,8 +14,9 @@
 // Bound to this node's own addresses from cluster.xml (what a cloud LB probes), or to
 // <farmlb health_bind>, never to the wildcard address.
 //
-// It must not be able to hurt the farm (docs/security.md, "Health and metrics"): it runs on
-// the daemon's only event loop, beside the heartbeat pulse. So: /health and /metrics
+// It must not be able to hurt the farm (docs/security.md, "Health and metrics"): connections
+// are handled in a worker thread (./health-worker.ts), so no HTTP load delays the
+// heartbeat pulse on the daemon's event loop. /health and /metrics
 // (the view, the leader, the config digest, each node's buckets) answer only the addresses
 // of <farmlb health_detail> (default: this node itself), others get 403 and ready.txt;
 // idle, slow and header-dribbling connections are closed within seconds (checked every
@@ -23,9 +24,9 @@
 // evicted first so a probe always gets in; the status is computed at most every 100 ms and
 // /metrics rendered at most once a second, whatever the request rate.
 
-import http from 'node:http';
-import type { Socket } from 'node:net';
-import { LOOPBACK, cidrContains, parseCidr, type Cidr } from './allow-list.js';
+import { Worker } from 'node:worker_threads';
+import type { Cidr } from './allow-list.js';
+import { HEALTH_WORKER_SOURCE, type HealthWorkerData, type MainToWorker, type WorkerToMain } from './health-worker.js';
 import type { Logger } from 'pino';
 import { healthView, type DaemonStatus } from './status.js';
 
@@ -142,49 +143,6 @@ export function rateLimitedRenderer(inner: MetricsRenderer, minIntervalMs: numbe
   };
 }
 
-/** Tracks open connections: per-source and total caps, oldest evicted first (HEALTH_LIMITS). */
-class ConnectionLimiter {
-  private readonly open = new Set<Socket>();
-  private readonly perSource = new Map<string, number>();
-  refused = 0;
-  evicted = 0;
-
-  constructor(private readonly limits: { maxConnections: number; maxPerSource: number }) {}
-
-  admit(socket: Socket): void {
-    const source = socket.remoteAddress ?? '?';
-    const n = this.perSource.get(source) ?? 0;
-    if (n >= this.limits.maxPerSource) {
-      this.refused++;
-      socket.destroy();
-      return;
-    }
-    if (this.open.size >= this.limits.maxConnections) {
-      const oldest = this.open.values().next().value;
-      if (oldest) {
-        this.evicted++;
-        this.forget(oldest);
-        oldest.destroy();
-      }
-    }
-    this.open.add(socket);
-    this.perSource.set(source, n + 1);
-    socket.once('close', () => this.forget(socket));
-  }
-
-  private forget(socket: Socket): void {
-    if (!this.open.delete(socket)) return;
-    const source = socket.remoteAddress ?? '?';
-    const n = (this.perSource.get(source) ?? 1) - 1;
-    if (n <= 0) this.perSource.delete(source);
-    else this.perSource.set(source, n);
-  }
-
-  size(): number {
-    return this.open.size;
-  }
-}
-
 export interface HealthServer {
   /** host:port actually listening. */
   readonly bound: string[];
@@ -212,59 +170,59 @@ export async function startHealthServer(opts: {
   limits?: Partial<HealthLimits>;
 }): Promise<HealthServer> {
   const limits = { ...HEALTH_LIMITS, ...opts.limits };
-  const servers: http.Server[] = [];
-  const bound: string[] = [];
+  // The worker reuses answers; these bound the main thread's work again should it not.
   const status = cachedFor(limits.statusCacheMs, opts.status);
   const metrics = opts.metrics ? rateLimitedRenderer(opts.metrics, limits.metricsMinIntervalMs) : undefined;
-  const own = [...LOOPBACK, ...opts.addrs.map((a) => parseCidr(a)).filter((c): c is Cidr => c !== undefined)];
-  const detailList = opts.detail === 'any' ? 'any' : [...own, ...(opts.detail ?? [])];
-  const detailFor = (addr: string | undefined): boolean => detailList === 'any' || (addr !== undefined && detailList.some((c) => cidrContains(c, addr)));
-  const limiter = new ConnectionLimiter(limits);
-  for (const addr of opts.addrs) {
-    const server = http.createServer({
-      connectionsCheckingInterval: limits.checkMs,
-      headersTimeout: limits.headersMs,
-      requestTimeout: limits.requestMs,
-      keepAliveTimeout: limits.idleMs,
-      maxHeaderSize: limits.maxHeaderBytes,
-    }, async (req, res) => {
-      let r: HealthResponse;
-      try {
-        const detail = detailFor(req.socket.remoteAddress);
-        r = (await metricsRoute(req.method, req.url, metrics, detail)) ?? healthRoute(req.method, req.url, opts.module, status, detail);
-      } catch (err) {
-        opts.log.error({ err, event: 'health_error' }, 'health request failed');
-        r = text(500, 'ERROR');
-      }
-      res.writeHead(r.status, { 'content-type': r.contentType, 'content-length': Buffer.byteLength(r.body), 'cache-control': 'no-store', ...r.headers });
-      res.end(r.body);
-    });
-    // Probes are tiny: bound every wait so a slow or hostile client cannot hold sockets.
-    server.on('connection', (socket: Socket) => {
-      limiter.admit(socket);
-      socket.setTimeout(limits.idleMs, () => socket.destroy());
-    });
+  const data: HealthWorkerData = {
+    addrs: [...opts.addrs], port: opts.port, module: opts.module, limits,
+    detail: opts.detail === 'any' ? 'any' : (opts.detail ?? []).map((c) => ({ addr: c.addr.canonical, prefixLen: c.prefixLen, family: c.addr.family })),
+  };
+  const worker = new Worker(HEALTH_WORKER_SOURCE, { eval: true, workerData: data });
+  let stats = { open: 0, refused: 0, evicted: 0 };
+  const answer = async (m: Extract<WorkerToMain, { t: 'ask' }>): Promise<MainToWorker> => {
+    let r: HealthResponse;
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: addr, port: opts.port }, () => { server.off('error', reject); resolve(); });
-      });
-      servers.push(server);
-      const port = (server.address() as { port: number }).port;
-      bound.push(addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`);
+      const method = m.get ? 'GET' : 'POST';
+      r = (await metricsRoute(method, m.path, metrics, m.detail)) ?? healthRoute(method, m.path, opts.module, status, m.detail);
     } catch (err) {
-      opts.log.error({ err, event: 'health_bind_failed', addr, port: opts.port }, `cannot serve health on ${addr}:${opts.port}`);
+      opts.log.error({ err, event: 'health_error' }, 'health request failed');
+      r = text(500, 'ERROR');
     }
+    return { t: 'answer', id: m.id, status: r.status, contentType: r.contentType, body: r.body, ...(r.headers ? { headers: r.headers } : {}) };
+  };
+  const listening = new Promise<Extract<WorkerToMain, { t: 'bound' }>>((resolve, reject) => {
+    worker.on('message', (m: WorkerToMain) => {
+      if (m.t === 'bound') resolve(m);
+      else if (m.t === 'stats') stats = { open: m.open, refused: m.refused, evicted: m.evicted };
+      else if (m.t === 'ask') void answer(m).then((a) => worker.postMessage(a));
+    });
+    worker.once('error', reject);
+    worker.once('exit', () => reject(new Error('the health worker exited while starting')));
+  });
+  worker.on('error', (err) => opts.log.error({ err, event: 'health_error' }, 'the health server worker failed'));
+  let started: Extract<WorkerToMain, { t: 'bound' }>;
+  try {
+    started = await listening;
+  } catch (err) {
+    opts.log.error({ err, event: 'health_bind_failed', port: opts.port }, 'the health server could not start');
+    await worker.terminate();
+    return { bound: [], connections: () => stats, async close() {} };
   }
-  if (bound.length > 0) opts.log.info({ event: 'health_listening', addrs: bound }, 'health check listening');
+  for (const f of started.failed) {
+    opts.log.error({ err: { message: f.message }, event: 'health_bind_failed', addr: f.addr, port: opts.port }, `cannot serve health on ${f.addr}:${opts.port}`);
+  }
+  if (started.bound.length > 0) opts.log.info({ event: 'health_listening', addrs: started.bound }, 'health check listening');
+  let closing: Promise<void> | undefined;
   return {
-    bound,
-    connections: () => ({ open: limiter.size(), refused: limiter.refused, evicted: limiter.evicted }),
-    async close() {
-      await Promise.all(servers.map((s) => new Promise<void>((resolve) => {
-        s.close(() => resolve());
-        s.closeAllConnections();
-      })));
+    bound: started.bound,
+    connections: () => ({ ...stats }),
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        const bound = setTimeout(() => { void worker.terminate(); }, 2_000);
+        worker.once('exit', () => { clearTimeout(bound); resolve(); });
+        worker.postMessage({ t: 'close' } satisfies MainToWorker);
+      });
+      return closing;
     },
   };
 }

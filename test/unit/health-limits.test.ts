@@ -26,7 +26,7 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
 /** An HTTP GET from a chosen local address (loopback has all of 127/8). */
 function get(port: number, path: string, localAddress = '127.0.0.1'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port, localAddress }, () => s.end(`GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`));
+    const s = net.connect({ host: '127.0.0.1', port, localAddress }, () => s.write(`GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`));
     let data = '';
     s.on('data', (d) => { data += d.toString(); });
     s.on('end', () => {
