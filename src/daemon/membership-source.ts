@@ -28,6 +28,7 @@ import {
   type ViewTable,
 } from '../membership/index.js';
 import { overridesProblem } from '../membership/bounds.js';
+import { nextIncarnation } from '../membership/incarnation.js';
 import type { GroupPowers } from '../membership/types.js';
 import type { Holdings, SourceSink, SourceView, TableSource } from './table-source.js';
 
@@ -111,8 +112,8 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
     configDigest: configDigest(farm, cluster),
     timing,
     splitBrain: farm.farmlb.splitBrain,
-    // Strictly greater after every restart: replay protection rejects older incarnations.
-    incarnation: BigInt(Date.now()) * 1_000_000n + BigInt(process.pid % 1_000_000),
+    // New at every start, from a persisted counter (not the wall clock): src/membership/incarnation.ts.
+    incarnation: await nextIncarnation(paths.runDir),
     startNs,
     ...(initialTable ? { initialTable } : {}),
     ...(powerOverrides ? { powerOverrides } : {}),

@@ -417,7 +417,7 @@ interface SenderRecord {
 /** Accepted clock-rate difference between two nodes' monotonic clocks: 1000 ppm. */
 const DRIFT_PPM = 1000n;
 
-export type ReplayVerdict = { ok: true; newIncarnation: boolean } | { ok: false; reason: string };
+export type ReplayVerdict = { ok: true; newIncarnation: boolean } | { ok: false; reason: string; candidate?: true };
 
 export class ReplayGuard {
   private readonly senders = new Map<string, SenderRecord>();
@@ -425,11 +425,20 @@ export class ReplayGuard {
   /** @param windowNs how much later than its best transit a heartbeat may arrive */
   constructor(private readonly windowNs: bigint) {}
 
-  check(hb: Pick<Heartbeat, 'from' | 'incarnation' | 'seq' | 'sentAtNs'>, recvNs: bigint): ReplayVerdict {
+  /**
+   * @param proven whether the heartbeat acknowledges a recent heartbeat of our current
+   *   incarnation (the engine's nonce check, docs/membership.md "Replay protection"). With it,
+   *   any other incarnation than the known one — older too (a clock stepped back) — starts
+   *   anew; without it (false) none does: the heartbeat is a candidate, to acknowledge and
+   *   wait for. Omitted: the rule of releases before it (a greater incarnation starts anew).
+   */
+  check(hb: Pick<Heartbeat, 'from' | 'incarnation' | 'seq' | 'sentAtNs'>, recvNs: bigint, proven?: boolean): ReplayVerdict {
     const known = this.senders.get(hb.from);
     const observed = recvNs - hb.sentAtNs;
-    if (known && hb.incarnation < known.incarnation) return { ok: false, reason: 'older incarnation' };
-    if (!known || hb.incarnation > known.incarnation) {
+    const other = !known || hb.incarnation !== known.incarnation;
+    if (proven === false && other) return { ok: false, reason: 'new incarnation not yet acknowledging ours', candidate: true };
+    if (proven === undefined && known && hb.incarnation < known.incarnation) return { ok: false, reason: 'older incarnation' };
+    if (other) {
       this.senders.set(hb.from, { incarnation: hb.incarnation, seq: hb.seq, offsetNs: observed, lastRecvNs: recvNs });
       return { ok: true, newIncarnation: true };
     }

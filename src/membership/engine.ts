@@ -78,6 +78,11 @@ interface Peer {
   everHeard: boolean;
   /** Last time a v1 heartbeat of this peer was accepted (wireVersion()). */
   v1RecvNs?: bigint;
+  /**
+   * The latest heartbeat of an incarnation not (yet) accepted: acknowledged in ours so that
+   * the peer can prove it is live (acceptsIncarnation), never used as evidence.
+   */
+  candidate?: { incarnation: bigint; seq: number; recvNs: bigint };
 }
 
 /** One bucket's handover as the leader tracks it (for the limit and the drained check). */
@@ -258,8 +263,16 @@ export class MembershipEngine {
       const powersProblem = overridesProblem(hb.powers, this.opts.nodes, this.opts.groups);
       if (powersProblem) return reject(powersProblem);
     }
-    const verdict = this.guard.check(hb, nowNs);
+    const verdict = this.guard.check(hb, nowNs, this.acknowledgesUs(hb, nowNs));
+    if (!verdict.ok && verdict.candidate) {
+      // Routine at every (re)start of a peer: acknowledge it and wait for its proof. No event.
+      // A candidate that reads only v1 must get our acknowledgement in v1 (wireVersion).
+      peer.candidate = { incarnation: hb.incarnation, seq: hb.seq, recvNs: nowNs };
+      if (hb.v === 1 && hb.readsV2 !== true) peer.v1RecvNs = nowNs;
+      return this.finish(out);
+    }
     if (!verdict.ok) return reject(verdict.reason);
+    peer.candidate = undefined;
     if (verdict.newIncarnation) {
       peer.ackDeadlineNs = undefined;
       peer.lastSeq = undefined;
@@ -303,6 +316,21 @@ export class MembershipEngine {
       }
     }
     return this.finish(out);
+  }
+
+  /**
+   * Does `hb` acknowledge a heartbeat of our current incarnation sent within the last lease?
+   * Only a live sender can (our incarnation is new at every start): a new incarnation of a
+   * peer counts only with it, so a recording — of a dead peer, replayed after our restart, or
+   * of an older incarnation — never revives anyone (docs/membership.md, "Replay protection").
+   */
+  private acknowledgesUs(hb: Heartbeat, nowNs: bigint): boolean {
+    for (const a of hb.acks) {
+      if (a.node !== this.self || a.incarnation !== this.opts.incarnation) continue;
+      const sentAt = this.sent.get(a.seq);
+      if (sentAt !== undefined && nowNs - sentAt <= this.leaseNs) return true;
+    }
+    return false;
   }
 
   /**
@@ -1061,6 +1089,12 @@ export class MembershipEngine {
         epoch: p.hb.epoch,
         tableDigest: p.hb.tableDigest,
       });
+    }
+    // Candidates (a new incarnation not accepted yet) get an acknowledgement and nothing
+    // else: with it they prove they are live (acknowledgesUs on their side of the exchange).
+    for (const p of this.peers.values()) {
+      const c = p.candidate;
+      if (c && nowNs - c.recvNs < windowNs) acks.push({ node: p.name, incarnation: c.incarnation, seq: c.seq });
     }
     const holdings = this.ownHoldings();
     const v = this.wireVersion(nowNs, windowNs);
