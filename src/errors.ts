@@ -231,6 +231,10 @@ export const ERRORS = {
     message: 'farmlb run needs --cluster FILE',
     hint: 'pass the SafeKit cluster.xml listing the farm nodes',
   },
+  FARMLB_E_RUN_UNSAFE_DIR: {
+    message: 'the {what} {dir} cannot be trusted: {detail}',
+    hint: 'remove it (farmlb creates it root-only, mode 0700) or fix it: chown root {dir}; chmod 700 {dir}',
+  },
   FARMLB_E_RUN_RELOAD_NEEDS_RESTART: {
     message: 'reload refused: {detail}; the daemon keeps serving the previous configuration',
     hint: 'a reload (SIGHUP) changes powers, rules, groups and arpreroute settings; restart farmlb run to change interfaces, VIPs, VMAC modes or the cluster\'s nodes',

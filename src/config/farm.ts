@@ -18,6 +18,7 @@ import {
 import type { XmlAttr, XmlElement } from './xml.js';
 import { isInterfaceName, RESERVED_IFNAMES } from '../net/ifname.js';
 import { parseCidr } from '../api/allow-list.js';
+import { MODULE_PATTERN } from '../paths.js';
 
 /** SafeKit userconfig sections farmlb reads nothing from (user guide §13), with what they do. */
 export const IGNORED_SAFEKIT_SECTIONS: Record<string, string> = {
@@ -57,7 +58,6 @@ const FARMLB_ATTRS = {
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const NAME_EXPECTED = 'letters, digits, "_", "." and "-" (1 to 64, starting with a letter or digit)';
-const MODULE_PATTERN = /^[a-z0-9_-]{1,32}$/;
 const MAX_HANDOVER_MS = 600_000;
 
 interface Sections {

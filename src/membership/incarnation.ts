@@ -6,8 +6,9 @@
 // first start (no counter yet) takes the wall clock in ns, above any incarnation those
 // releases sent.
 
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
+import { ensurePrivateDir } from '../paths.js';
 import { MAX_INCARNATION } from './bounds.js';
 
 export function incarnationFile(runDir: string): string {
@@ -25,7 +26,7 @@ export async function nextIncarnation(runDir: string, wallNs: () => bigint = () 
   } catch {
     next = wallNs();
   }
-  await mkdir(runDir, { recursive: true, mode: 0o700 });
+  await ensurePrivateDir(runDir, 'run directory');
   const tmp = `${file}.${process.pid}.tmp`;
   const fh = await open(tmp, 'w', 0o600);
   try {
