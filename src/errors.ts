@@ -206,6 +206,10 @@ export const ERRORS = {
     message: 'host {host} of group {group} is not a node of {clusterFile}',
     hint: 'nodes in {clusterFile}: {nodes}; fix the name or add the node to cluster.xml',
   },
+  FARMLB_E_CONFIG_VIP_IS_NODE_ADDR: {
+    message: 'VIP {addr} is the address of node {node} in {clusterFile}',
+    hint: 'a VIP is added and removed by farmlb on every node: use an address no node owns (removing it at stop would remove the node\'s own address)',
+  },
   FARMLB_E_CONFIG_UNKNOWN_LAN: {
     message: '<farm><lan name="{lan}"> is not a LAN of {clusterFile}',
     hint: 'LANs in {clusterFile}: {lans}; fix the name or add the LAN to cluster.xml',
@@ -230,6 +234,10 @@ export const ERRORS = {
   FARMLB_E_RUN_NOTIFY: {
     message: 'cannot tell systemd ({detail})',
     hint: 'NOTIFY_SOCKET names a socket farmlb cannot send to; run farmlb from its systemd unit (Type=notify) or unset NOTIFY_SOCKET',
+  },
+  FARMLB_E_RUN_UNSAFE_DIR: {
+    message: 'the {what} {dir} cannot be trusted: {detail}',
+    hint: 'remove it (farmlb creates it root-only, mode 0700) or fix it: chown root {dir}; chmod 700 {dir}',
   },
   FARMLB_E_RUN_RELOAD_NEEDS_RESTART: {
     message: 'reload refused: {detail}; the daemon keeps serving the previous configuration',

@@ -13,9 +13,12 @@ import type {
 } from './types.js';
 import {
   defaultVmac, looksLikeHostname, parseDurationMs, parseIp, parseNetmask, parsePortNumber, parseUint, parseUint32,
-  parseUnicastMac, vipAddressProblem, type IpAddr,
+  parseUnicastMac, vipAddressProblem, vipPrefixProblem, type IpAddr,
 } from './values.js';
 import type { XmlAttr, XmlElement } from './xml.js';
+import { isInterfaceName, RESERVED_IFNAMES } from '../net/ifname.js';
+import { parseCidr } from '../api/allow-list.js';
+import { MODULE_PATTERN } from '../paths.js';
 
 /** SafeKit userconfig sections farmlb reads nothing from (user guide §13), with what they do. */
 export const IGNORED_SAFEKIT_SECTIONS: Record<string, string> = {
@@ -47,15 +50,14 @@ const FARMLB_ATTRS = {
   keyFile: ['key_file', 'keyFile'],
   membershipPort: ['membership_port', 'membershipPort'],
   healthPort: ['health_port', 'healthPort'],
+  healthBind: ['health_bind', 'healthBind'],
+  healthDetail: ['health_detail', 'healthDetail'],
   splitBrain: ['split_brain', 'splitBrain'],
   handoverLimit: ['handover_limit', 'handoverLimit'],
 } as const;
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const NAME_EXPECTED = 'letters, digits, "_", "." and "-" (1 to 64, starting with a letter or digit)';
-const MODULE_PATTERN = /^[a-z0-9_-]{1,32}$/;
-/** Linux IFNAMSIZ is 16 including the NUL. */
-const IFNAME_PATTERN = /^[^\s/:]{1,15}$/;
 const MAX_HANDOVER_MS = 600_000;
 
 interface Sections {
@@ -218,6 +220,34 @@ function readFarmlb(r: Reader, el: XmlElement | undefined): FarmlbSettings {
   }
   s.membershipPort = r.parsed(el, get('membershipPort'), parsePortNumber, s.membershipPort, 'FARMLB_E_CONFIG_BAD_PORT');
   s.healthPort = r.parsed(el, get('healthPort'), parsePortNumber, s.healthPort, 'FARMLB_E_CONFIG_BAD_PORT');
+  // Addresses the health server listens on (default: the node's own of cluster.xml), and
+  // the clients that may read /health and /metrics (default: the node itself); see
+  // docs/security.md, "Health and metrics".
+  const bind = get('healthBind');
+  if (bind) {
+    const list = bind.value.split(/[\s,]+/).filter((x) => x !== '');
+    const addrs = list.map((x) => parseIp(x));
+    const unspecified = addrs.some((a) => a.ok && (a.value.canonical === '0.0.0.0' || a.value.canonical === '::'));
+    if (list.length === 0 || addrs.some((a) => !a.ok) || unspecified) {
+      r.diag.error('FARMLB_E_CONFIG_BAD_VALUE', {
+        attribute: bind.name, value: bind.value, element: 'farmlb', expected: 'IP addresses of this node separated by commas (not the wildcard 0.0.0.0 or ::)',
+      }, el, bind);
+    } else {
+      s.healthBind = addrs.map((a) => (a as { value: IpAddr }).value.canonical);
+    }
+  }
+  const detail = get('healthDetail');
+  if (detail) {
+    const list = detail.value.split(/[\s,]+/).filter((x) => x !== '');
+    if (list.length === 1 && list[0] === 'any') s.healthDetail = ['any'];
+    else if (list.length === 0 || list.some((x) => parseCidr(x) === undefined)) {
+      r.diag.error('FARMLB_E_CONFIG_BAD_VALUE', {
+        attribute: detail.name, value: detail.value, element: 'farmlb', expected: 'addresses or prefixes (10.0.0.0/8, ::1) separated by commas, or "any"',
+      }, el, detail);
+    } else {
+      s.healthDetail = list;
+    }
+  }
   s.splitBrain = r.oneOf<SplitBrainPolicy>(el, get('splitBrain'), ['serve', 'quorum'], s.splitBrain);
   const handover = get('handoverLimit');
   s.handoverLimitMs = duration(r, el, handover, s.handoverLimitMs, 'ms');
@@ -302,10 +332,11 @@ function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipIn
   const nameAttr = r.attr(el, 'name');
   let name: string | undefined;
   if (nameAttr) {
-    if (IFNAME_PATTERN.test(nameAttr.value)) name = nameAttr.value;
+    if (isInterfaceName(nameAttr.value)) name = nameAttr.value;
     else {
       diag.error('FARMLB_E_CONFIG_BAD_NAME', {
-        attribute: 'name', value: nameAttr.value, element: 'interface', expected: 'a Linux interface name (1 to 15 characters, no "/", ":" or blanks)',
+        attribute: 'name', value: nameAttr.value, element: 'interface',
+        expected: `a Linux interface name (1 to 15 characters, no "/", ":" or blanks, not ${RESERVED_IFNAMES.map((n) => `"${n}"`).join(', ')})`,
       }, el, nameAttr);
     }
   }
@@ -394,8 +425,9 @@ function readVirtualAddr(r: Reader, el: XmlElement):
   const mask = r.attr(el, 'netmask');
   if (mask) {
     const m = addr.family === 6 ? { ok: false as const, why: 'netmask= applies to IPv4 VIPs only (SafeKit §13.6.5)' } : parseNetmask(mask.value);
-    if (m.ok) prefixLen = m.value;
-    else diag.error('FARMLB_E_CONFIG_BAD_NETMASK', { value: mask.value, addr: addr.canonical, why: m.why }, el, mask);
+    const why = m.ok ? vipPrefixProblem(addr, m.value) : m.why;
+    if (m.ok && why === undefined) prefixLen = m.value;
+    else diag.error('FARMLB_E_CONFIG_BAD_NETMASK', { value: mask.value, addr: addr.canonical, why: why! }, el, mask);
   }
   return { addr, fields: { where: 'alias', check, connections, ...(prefixLen !== undefined ? { prefixLen } : {}) } };
 }

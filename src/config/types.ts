@@ -79,6 +79,13 @@ export interface FarmlbSettings {
   keyFile: string;
   membershipPort: number;
   healthPort: number;
+  /** <farmlb health_bind>: addresses the health server listens on; absent = the node's cluster.xml addresses. */
+  healthBind?: string[];
+  /**
+   * <farmlb health_detail>: who may read /health and /metrics — addresses or prefixes, or
+   * ['any']; absent = loopback and the node's own addresses (docs/security.md).
+   */
+  healthDetail?: string[];
   splitBrain: SplitBrainPolicy;
   handoverLimitMs: number;
   src?: SourceRef;

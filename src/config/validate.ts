@@ -1,4 +1,5 @@
-// Cross-file checks: every <host> of a group and every <farm><lan> must exist in cluster.xml.
+// Cross-file checks: every <host> of a group and every <farm><lan> must exist in cluster.xml,
+// and no VIP may be a node's address.
 // Kept apart from parsing so `farmlb validate` without --cluster can still check one file.
 
 import { FarmlbError } from '../errors.js';
@@ -20,6 +21,15 @@ export function crossCheckErrors(config: FarmConfig, cluster: ClusterConfig): Fa
         host: host.name, group: group.name, clusterFile: cluster.file, nodes: cluster.nodes.join(', ') || 'none',
       }, { location: at(host.src, 'name') }));
     }
+  }
+  // farmlb adds a VIP on start and deletes it at stop: a VIP that is a node's own address
+  // would delete that node's address (keepalived once shipped this bug).
+  const nodeOf = new Map<string, string>();
+  for (const lan of cluster.lans) for (const n of lan.nodes) nodeOf.set(n.addr, n.name);
+  for (const vip of config.vips) {
+    const node = nodeOf.get(vip.addr);
+    if (node === undefined) continue;
+    errors.push(new FarmlbError('FARMLB_E_CONFIG_VIP_IS_NODE_ADDR', { addr: vip.addr, node, clusterFile: cluster.file }, { location: at(vip.src, 'addr') }));
   }
   const lans = new Set(cluster.lans.map((l) => l.name));
   for (const lan of config.farm?.lanRefs ?? []) {

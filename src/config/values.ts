@@ -136,13 +136,32 @@ export function vipAddressProblem(addr: IpAddr): string | undefined {
   if (addr.family === 4) {
     if (b[0] === 0) return 'a 0.0.0.0/8 address is not routable';
     if (b[0] === 127) return 'a loopback address never reaches the farm';
+    if (b[0] === 169 && b[1] === 254) return 'a link-local address (169.254.0.0/16) is per link and cannot be a farm VIP';
     if (b[0]! >= 224) return 'a multicast, reserved or broadcast address cannot be a VIP';
     return undefined;
   }
   if (b.every((x) => x === 0)) return 'the unspecified address :: cannot be a VIP';
   if (b.slice(0, 15).every((x) => x === 0) && b[15] === 1) return 'the loopback address ::1 never reaches the farm';
+  // ::ffff:a.b.c.d is an IPv4 address to the kernel's sockets but an IPv6 one on the wire
+  // (neighbour discovery, the maps): write the IPv4 VIP instead. ::a.b.c.d is deprecated (RFC 4291).
+  if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return 'an IPv4-mapped address (::ffff:a.b.c.d) is not a VIP: write the IPv4 address';
+  if (b.slice(0, 12).every((x) => x === 0)) return 'an IPv4-compatible address (::a.b.c.d) is deprecated and cannot be a VIP';
   if (b[0] === 0xff) return 'a multicast address cannot be a VIP';
   if (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) return 'a link-local address is per interface and cannot be a farm VIP';
+  return undefined;
+}
+
+/**
+ * Why an IPv4 VIP cannot have this prefix length: the network or broadcast address of its
+ * own subnet (only with /30 and wider; /31 and /32 have neither). undefined when it can.
+ */
+export function vipPrefixProblem(addr: IpAddr, prefixLen: number): string | undefined {
+  if (addr.family !== 4 || prefixLen > 30) return undefined;
+  const b = ipBytes(addr);
+  const n = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+  const host = prefixLen === 0 ? 0xffffffff : (2 ** (32 - prefixLen) - 1);
+  if ((n & host) >>> 0 === 0) return `${addr.canonical} is the network address of its /${prefixLen}`;
+  if ((n & host) >>> 0 === host) return `${addr.canonical} is the broadcast address of its /${prefixLen}`;
   return undefined;
 }
 

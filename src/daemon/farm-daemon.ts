@@ -42,6 +42,14 @@ import { packageVersion } from '../version.js';
 import type { SystemdNotifier } from './systemd.js';
 import { startControlServer, type ControlServer, type PowerChange } from '../api/control.js';
 import { startHealthServer, type HealthServer } from '../api/health.js';
+import { parseCidr, type Cidr } from '../api/allow-list.js';
+
+/** <farmlb health_detail> as the health server takes it (absent: its default, the node itself). */
+function healthDetailOption(list: string[] | undefined): { detail?: readonly Cidr[] | 'any' } {
+  if (list === undefined) return {};
+  if (list.length === 1 && list[0] === 'any') return { detail: 'any' };
+  return { detail: list.map((x) => parseCidr(x)).filter((c): c is Cidr => c !== undefined) };
+}
 import { createMetrics, ViewHistory, type DataplaneCounters, type Metrics } from '../api/metrics.js';
 import { XdpDataplane, type PinnedDataplane } from '../dataplane/xdp.js';
 import { EventsLog, eventsFile, movedBucketsByGroup } from './events-log.js';
@@ -162,7 +170,8 @@ export class FarmDaemon {
       const port = this.opts.healthPort ?? this.host.farm.farmlb.healthPort;
       if (port > 0) {
         this.health = await startHealthServer({
-          addrs: this.nodeAddrs(), port, module: paths.module, status: () => this.status(), log: log.child({ room: 'api' }), metrics: this.metrics,
+          addrs: this.host.farm.farmlb.healthBind ?? this.nodeAddrs(), port, module: paths.module, status: () => this.status(), log: log.child({ room: 'api' }), metrics: this.metrics,
+          ...healthDetailOption(this.host.farm.farmlb.healthDetail),
         });
       }
       // Last: the source is what says UP, and by then status, health and checks answer.

@@ -27,6 +27,9 @@ import {
   type EngineOutput, type GroupHandover, type Membership, type MembershipEvent, type MembershipStatus, type PowerOverrides,
   type ViewTable,
 } from '../membership/index.js';
+import { overridesProblem } from '../membership/bounds.js';
+import { nextIncarnation } from '../membership/incarnation.js';
+import type { GroupPowers } from '../membership/types.js';
 import type { Holdings, SourceSink, SourceView, TableSource } from './table-source.js';
 
 /** view() of the membership source: the common view plus what only the membership knows. */
@@ -57,11 +60,18 @@ export function powersFile(runDir: string): string {
   return path.join(runDir, 'powers.json');
 }
 
-async function readPowers(runDir: string, log: Logger): Promise<PowerOverrides | undefined> {
+/**
+ * powers.json, validated like a peer's overrides (docs/security.md, "Persisted state"): a
+ * record that is not valid for this configuration is ignored with a warning, never handed
+ * to the engine (an override of 2^50 once made every next leader's rebalance throw).
+ */
+export async function readPowers(runDir: string, log: Logger, nodes: readonly string[], groups: readonly GroupPowers[]): Promise<PowerOverrides | undefined> {
   try {
     const raw = JSON.parse(await readFile(powersFile(runDir), 'utf8')) as PowerOverrides;
-    if (typeof raw.version !== 'number' || !Array.isArray(raw.entries)) throw new Error('not a powers record');
-    return raw;
+    if (typeof raw !== 'object' || raw === null || typeof raw.version !== 'number' || !Array.isArray(raw.entries)) throw new Error('not a powers record');
+    const problem = overridesProblem(raw, nodes, groups);
+    if (problem) throw new Error(problem);
+    return { version: raw.version, origin: raw.origin, entries: raw.entries.map((e) => ({ node: e.node, group: e.group, power: e.power })) };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err, event: 'powers_unreadable', file: powersFile(runDir) }, 'ignoring an unreadable powers.json');
     return undefined;
@@ -91,7 +101,7 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   // --lease-ms overrides the lease derived from the pulse; the engine refuses one that cannot work.
   const timing = { ...timingFromTopology(topo), ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}) };
   const groups = groupPowers(farm, cluster).map((powers, i) => ({ name: farm.groups[i]!.name, powers }));
-  const powerOverrides = await readPowers(paths.runDir, log);
+  const powerOverrides = await readPowers(paths.runDir, log, cluster.nodes, groups);
   const initialTable = pinnedTable(paths.pinDir, cluster.nodes, farm.groups.length);
   const startNs = opts.nowNs();
   const engine = new MembershipEngine({
@@ -102,8 +112,8 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
     configDigest: configDigest(farm, cluster),
     timing,
     splitBrain: farm.farmlb.splitBrain,
-    // Strictly greater after every restart: replay protection rejects older incarnations.
-    incarnation: BigInt(Date.now()) * 1_000_000n + BigInt(process.pid % 1_000_000),
+    // New at every start, from a persisted counter (not the wall clock): src/membership/incarnation.ts.
+    incarnation: await nextIncarnation(paths.runDir),
     startNs,
     ...(initialTable ? { initialTable } : {}),
     ...(powerOverrides ? { powerOverrides } : {}),

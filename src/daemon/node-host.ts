@@ -17,7 +17,8 @@
 // Every change is recorded in <run-dir>/netstate.json before it is made (src/net/setup.ts),
 // so a restart after SIGKILL adopts what was left instead of leaking it.
 
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { ClusterConfig, FarmConfig, VmacMode } from '../config/types.js';
 import { compileTables } from '../balance/compile.js';
@@ -31,7 +32,7 @@ import { findInterfaceForVip, linkKind, listAddrs } from '../net/ip.js';
 import { linkMac, NodeMacResolver, type NeighbourSystem } from '../net/neighbours.js';
 import type { RecordedXdp } from '../net/netstate.js';
 import { NetSetup, type InterfacePlan, type NetPlan } from '../net/setup.js';
-import { namesFile, type InstancePaths } from '../paths.js';
+import { ensurePrivateDir, namesFile, type InstancePaths } from '../paths.js';
 
 export interface NodeHostOptions {
   farm: FarmConfig;
@@ -126,6 +127,9 @@ export class NodeHost {
         await this.resolver.resolve();
         tables = withNodeMacs(tables, this.resolver.macs());
       }
+      // Before anything is read back from them (netstate.json, pins): ours alone (docs/security.md).
+      await ensurePrivateDir(paths.runDir, 'run directory');
+      if (existsSync(paths.pinDir)) await ensurePrivateDir(paths.pinDir, 'pin directory');
       const net = (this.net = await NetSetup.open({ runDir: paths.runDir, log: log.child({ room: 'net' }) }));
       await net.recordPinDir(paths.pinDir);
       this.dp = await XdpDataplane.open({ pinDir: paths.pinDir, reusePins: true, log: log.child({ room: 'dataplane' }) });
@@ -160,7 +164,7 @@ export class NodeHost {
         unpinDir(dir);
         await net.forgetPinDir(dir);
       }
-      await mkdir(paths.runDir, { recursive: true, mode: 0o700 });
+      await ensurePrivateDir(paths.runDir, 'run directory');
       await writeFile(namesFile(paths.runDir), JSON.stringify({
         node,
         nodes: cluster.nodes,

@@ -119,10 +119,20 @@ function bad(detail: string): FarmlbError {
   return new FarmlbError('FARMLB_E_MEMBERSHIP_BAD_MESSAGE', { detail });
 }
 
+/**
+ * Could `buf` be a heartbeat (our magic, room for a MAC and a body, not oversize)? No
+ * allocation: the receive path drops what fails this before any HMAC.
+ */
+export function looksLikeHeartbeat(buf: Buffer): boolean {
+  return buf.length >= MAGIC.length + MAC_LEN + 2 && buf.length <= MAX_MESSAGE_BYTES
+    && buf[0] === MAGIC[0] && buf[1] === MAGIC[1] && buf[2] === MAGIC[2] && buf[3] === MAGIC[3];
+}
+
 /** Verifies and parses one datagram; throws FARMLB_E_MEMBERSHIP_BAD_MAC or _BAD_MESSAGE. */
 export function decodeHeartbeat(buf: Buffer, key: Buffer): Heartbeat {
-  if (buf.length > MAX_MESSAGE_BYTES) throw bad(`${buf.length} bytes`);
-  if (buf.length < MAGIC.length + MAC_LEN + 2 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) throw bad('not a farmlb heartbeat');
+  // A fixed detail: the reason is a log key, and a size in it would defeat the rate limit.
+  if (buf.length > MAX_MESSAGE_BYTES) throw bad('larger than the largest heartbeat');
+  if (!looksLikeHeartbeat(buf)) throw bad('not a farmlb heartbeat');
   const body = buf.subarray(MAGIC.length + MAC_LEN);
   const expected = mac(key, body);
   if (!timingSafeEqual(expected, buf.subarray(MAGIC.length, MAGIC.length + MAC_LEN))) {
@@ -407,7 +417,7 @@ interface SenderRecord {
 /** Accepted clock-rate difference between two nodes' monotonic clocks: 1000 ppm. */
 const DRIFT_PPM = 1000n;
 
-export type ReplayVerdict = { ok: true; newIncarnation: boolean } | { ok: false; reason: string };
+export type ReplayVerdict = { ok: true; newIncarnation: boolean } | { ok: false; reason: string; candidate?: true };
 
 export class ReplayGuard {
   private readonly senders = new Map<string, SenderRecord>();
@@ -415,11 +425,20 @@ export class ReplayGuard {
   /** @param windowNs how much later than its best transit a heartbeat may arrive */
   constructor(private readonly windowNs: bigint) {}
 
-  check(hb: Pick<Heartbeat, 'from' | 'incarnation' | 'seq' | 'sentAtNs'>, recvNs: bigint): ReplayVerdict {
+  /**
+   * @param proven whether the heartbeat acknowledges a recent heartbeat of our current
+   *   incarnation (the engine's nonce check, docs/membership.md "Replay protection"). With it,
+   *   any other incarnation than the known one — older too (a clock stepped back) — starts
+   *   anew; without it (false) none does: the heartbeat is a candidate, to acknowledge and
+   *   wait for. Omitted: the rule of releases before it (a greater incarnation starts anew).
+   */
+  check(hb: Pick<Heartbeat, 'from' | 'incarnation' | 'seq' | 'sentAtNs'>, recvNs: bigint, proven?: boolean): ReplayVerdict {
     const known = this.senders.get(hb.from);
     const observed = recvNs - hb.sentAtNs;
-    if (known && hb.incarnation < known.incarnation) return { ok: false, reason: 'older incarnation' };
-    if (!known || hb.incarnation > known.incarnation) {
+    const other = !known || hb.incarnation !== known.incarnation;
+    if (proven === false && other) return { ok: false, reason: 'new incarnation not yet acknowledging ours', candidate: true };
+    if (proven === undefined && known && hb.incarnation < known.incarnation) return { ok: false, reason: 'older incarnation' };
+    if (other) {
       this.senders.set(hb.from, { incarnation: hb.incarnation, seq: hb.seq, offsetNs: observed, lastRecvNs: recvNs });
       return { ok: true, newIncarnation: true };
     }

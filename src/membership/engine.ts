@@ -25,6 +25,7 @@
 import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
 import { rebalance } from '../balance/assign.js';
 import { ReplayGuard } from './codec.js';
+import { heartbeatProblem, overridesProblem } from './bounds.js';
 import {
   NO_OVERRIDES, bitmapHas, checkPowerChange, decodeRows, effectivePowers, emptyRows, encodeBitmap, encodeRows, hasAny, overridesNewer,
   sameRows, sameWireRows, tableDigest, type Rows, type TableRows,
@@ -77,6 +78,11 @@ interface Peer {
   everHeard: boolean;
   /** Last time a v1 heartbeat of this peer was accepted (wireVersion()). */
   v1RecvNs?: bigint;
+  /**
+   * The latest heartbeat of an incarnation not (yet) accepted: acknowledged in ours so that
+   * the peer can prove it is live (acceptsIncarnation), never used as evidence.
+   */
+  candidate?: { incarnation: bigint; seq: number; recvNs: bigint };
 }
 
 /** One bucket's handover as the leader tracks it (for the limit and the drained check). */
@@ -125,7 +131,8 @@ export class MembershipEngine {
   private aliveCount = 0;
   private graceUntilNs: bigint;
   private lastTickNs: bigint | undefined;
-  private lastInvalidNs: bigint | undefined;
+  /** Per peer, the last well-formed frame of its address that failed the MAC (noteForeignKey). */
+  private readonly foreignKeyNs = new Map<string, bigint>();
   private leaderSinceTick = false;
   /** The candidates of the last tick (the view lead() works on between ticks). */
   private lastCandidates: string[] = [];
@@ -245,8 +252,27 @@ export class MembershipEngine {
     if (hb.from === this.self) return reject('carries our own node name');
     const peer = this.peers.get(hb.from);
     if (!peer) return reject('not a node of cluster.xml');
-    const verdict = this.guard.check(hb, nowNs);
+    // Bounded before use (docs/security.md, "Values from peers"): the key proves who may
+    // speak, not that what is said is sane.
+    const problem = heartbeatProblem(hb);
+    if (problem) return reject(problem);
+    // A node whose configuration differs has no say in powers or tables: it is heard (liveness,
+    // config_mismatch) and nothing more.
+    const sameConfig = hb.configDigest === this.opts.configDigest;
+    if (sameConfig && hb.powers.entries.length > 0) {
+      const powersProblem = overridesProblem(hb.powers, this.opts.nodes, this.opts.groups);
+      if (powersProblem) return reject(powersProblem);
+    }
+    const verdict = this.guard.check(hb, nowNs, this.acknowledgesUs(hb, nowNs));
+    if (!verdict.ok && verdict.candidate) {
+      // Routine at every (re)start of a peer: acknowledge it and wait for its proof. No event.
+      // A candidate that reads only v1 must get our acknowledgement in v1 (wireVersion).
+      peer.candidate = { incarnation: hb.incarnation, seq: hb.seq, recvNs: nowNs };
+      if (hb.v === 1 && hb.readsV2 !== true) peer.v1RecvNs = nowNs;
+      return this.finish(out);
+    }
     if (!verdict.ok) return reject(verdict.reason);
+    peer.candidate = undefined;
     if (verdict.newIncarnation) {
       peer.ackDeadlineNs = undefined;
       peer.lastSeq = undefined;
@@ -258,7 +284,7 @@ export class MembershipEngine {
     peer.lastSeq = hb.seq;
     peer.hb = hb;
     if (hb.v === 1 && hb.readsV2 !== true) peer.v1RecvNs = nowNs;
-    peer.rows = this.decodeTable(hb, peer);
+    peer.rows = sameConfig ? this.decodeTable(hb, peer) : undefined;
     if (peer.rows) this.rememberTable(hb.tableDigest, peer.rows);
     peer.lastRecvNs = nowNs;
     peer.everHeard = true;
@@ -269,8 +295,8 @@ export class MembershipEngine {
       if (hb.state === 'UP') peer.servingNs = nowNs;
     }
     for (const h of hb.heard) this.noteIndirect(h, nowNs);
-    if (hb.epoch > this.maxEpochSeen) this.maxEpochSeen = hb.epoch;
-    if (overridesNewer(hb.powers, this.overrides)) {
+    if (sameConfig && hb.epoch > this.maxEpochSeen) this.maxEpochSeen = hb.epoch;
+    if (sameConfig && overridesNewer(hb.powers, this.overrides)) {
       this.overrides = hb.powers;
       out.events.push({ type: 'powers', overrides: hb.powers, origin: 'peer' });
     }
@@ -293,15 +319,28 @@ export class MembershipEngine {
   }
 
   /**
-   * A datagram on the membership port that did not authenticate (wrong key, forged). A node
-   * that hears only such datagrams is not alone: its peers are there with another key, so
-   * it must not serve everything as an isolated node would.
+   * Does `hb` acknowledge a heartbeat of our current incarnation sent within the last lease?
+   * Only a live sender can (our incarnation is new at every start): a new incarnation of a
+   * peer counts only with it, so a recording — of a dead peer, replayed after our restart, or
+   * of an older incarnation — never revives anyone (docs/membership.md, "Replay protection").
    */
-  receiveInvalid(from: string | undefined, reason: string, nowNs: bigint): EngineOutput {
-    const out = this.output();
-    this.lastInvalidNs = nowNs;
-    out.events.push({ type: 'rejected', from: from ?? '?', reason });
-    return this.finish(out);
+  private acknowledgesUs(hb: Heartbeat, nowNs: bigint): boolean {
+    for (const a of hb.acks) {
+      if (a.node !== this.self || a.incarnation !== this.opts.incarnation) continue;
+      const sentAt = this.sent.get(a.seq);
+      if (sentAt !== undefined && nowNs - sentAt <= this.leaseNs) return true;
+    }
+    return false;
+  }
+
+  /**
+   * A well-formed frame from a configured address of `node` that failed the MAC: that node
+   * probably uses another key. Reported only (status, docs/security.md): it changes no
+   * eligibility, state or lease — a datagram without the key is no evidence anyone can act
+   * on, and one that made a node leave the farm would be an outage anyone on the LAN causes.
+   */
+  noteForeignKey(node: string, nowNs: bigint): void {
+    if (this.peers.has(node)) this.foreignKeyNs.set(node, nowNs);
   }
 
   /** The local checks or an administrative stop. false revokes the lease at once. */
@@ -357,6 +396,7 @@ export class MembershipEngine {
       epoch: p.hb?.epoch,
       heartbeatsReceived: p.received,
       heartbeatsMissed: p.missed,
+      ...(this.foreignKeyNs.has(p.name) ? { foreignKeyMs: ms(this.foreignKeyNs.get(p.name)) } : {}),
     }));
     return {
       node: this.self,
@@ -470,9 +510,6 @@ export class MembershipEngine {
     else if (this.opts.configDigest !== this.referenceDigest) cause = `configuration differs from ${this.digestHolder(alive)}'s`;
     else if (!this.quorumOk()) cause = `no quorum: ${alive.length + 1} of ${this.opts.nodes.length} nodes reachable`;
     else if (alive.length > 0 && !heardByPeer) cause = 'not heard by any peer (one-way cut?)';
-    else if (alive.length === 0 && this.lastInvalidNs !== undefined && nowNs - this.lastInvalidNs < slostNs) {
-      cause = 'peers\' heartbeats fail authentication (another key?)';
-    }
     else if (alive.length === 0 && nowNs < this.graceUntilNs) cause = DISCOVERING;
     // Within the grace, wait until every peer is heard and in mutual contact: a node that
     // leads before would make a view of a few beside peers about to form the farm's, and a
@@ -914,7 +951,7 @@ export class MembershipEngine {
     peer.wireTable = undefined;
     peer.wirePrev = undefined;
     const groups = decodeRows(hb.table, this.opts.nodes);
-    if (!groups) return undefined;
+    if (!groups || groups.length !== this.opts.groups.length) return undefined;
     const prev = hb.prev === undefined ? this.noPrev(groups.length) : decodeRows(hb.prev, this.opts.nodes);
     if (!prev || prev.length !== groups.length) return undefined;
     peer.wireTable = hb.table;
@@ -1052,6 +1089,12 @@ export class MembershipEngine {
         epoch: p.hb.epoch,
         tableDigest: p.hb.tableDigest,
       });
+    }
+    // Candidates (a new incarnation not accepted yet) get an acknowledgement and nothing
+    // else: with it they prove they are live (acknowledgesUs on their side of the exchange).
+    for (const p of this.peers.values()) {
+      const c = p.candidate;
+      if (c && nowNs - c.recvNs < windowNs) acks.push({ node: p.name, incarnation: c.incarnation, seq: c.seq });
     }
     const holdings = this.ownHoldings();
     const v = this.wireVersion(nowNs, windowNs);

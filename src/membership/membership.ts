@@ -50,6 +50,8 @@ export class BuiltinMembership implements Membership {
   private apply: ((out: EngineOutput) => Promise<void> | void) | undefined;
   private stopped = false;
   private tickCpuUs = 0;
+  /** The last pulse threw: the lease stays revoked until one succeeds (contained()). */
+  private failed = false;
   private lastState: EngineOutput['state'] | undefined;
   private lastCause: string | undefined;
 
@@ -58,14 +60,36 @@ export class BuiltinMembership implements Membership {
   start(apply: (out: EngineOutput) => Promise<void> | void): void {
     this.apply = apply;
     const { engine, transport, nowNs } = this.opts;
-    transport.onReceive((hb) => this.handle(engine.receive(hb, nowNs())));
-    transport.onInvalid((from, reason) => this.handle(engine.receiveInvalid(from, reason, nowNs())));
+    transport.onReceive((hb) => this.handle(this.contained('receive', () => engine.receive(hb, nowNs()))));
+    // Datagrams that do not authenticate are counted and dropped by the transport; only the
+    // diagnosis "this peer uses another key" reaches the engine, as a report (no decision).
+    transport.onForeignKey((node) => engine.noteForeignKey(node, nowNs()));
     this.timer = setInterval(() => this.handle(this.tick()), this.opts.pulseMs);
     this.handle(this.tick());
   }
 
   private tick(): EngineOutput {
-    return metered((us) => { this.tickCpuUs += us; }, () => this.opts.engine.tick(this.opts.nowNs()));
+    return metered((us) => { this.tickCpuUs += us; }, () => this.contained('tick', () => this.opts.engine.tick(this.opts.nowNs())));
+  }
+
+  /**
+   * Runs one engine input; an exception (a bug, or peer data the bounds missed) must not
+   * escape into a timer or socket callback and end the process, nor leave the node serving
+   * on a decision it could not make: it is logged, and the node revokes its lease and stays
+   * WAIT until a pulse decides without failing (docs/security.md, "Values from peers").
+   */
+  private contained(what: string, fn: () => EngineOutput): EngineOutput {
+    try {
+      const out = fn();
+      if (what === 'tick') this.failed = false;
+      // After a failed pulse, no renewal from a heartbeat until a pulse succeeds.
+      if (this.failed && out.leaseDeadlineNs !== undefined && out.leaseDeadlineNs > 0n) delete out.leaseDeadlineNs;
+      return out;
+    } catch (err) {
+      this.failed = true;
+      this.opts.onError?.(err);
+      return { state: 'WAIT', cause: `a membership decision failed (${what}); see the log`, leaseDeadlineNs: 0n, events: [] };
+    }
   }
 
   cpu(): MembershipCpu {

@@ -417,8 +417,8 @@ export class Simulator {
       hb = decodeHeartbeat(bytes, n.key);
       if (hb.v !== 1 && this.v1Only.has(n.name)) throw new FarmlbError('FARMLB_E_MEMBERSHIP_BAD_MESSAGE', { detail: `version ${hb.v}` });
     } catch (err) {
+      // Dropped and counted, as the transport does: no decision follows from it.
       this.rejectedByCodec++;
-      this.apply(n, n.engine.receiveInvalid(undefined, (err as Error).message, this.localNs(n.name)));
       return;
     }
     this.delivered++;
@@ -557,6 +557,8 @@ export class Simulator {
     const grace = BigInt(Math.round((this.opts.contactGraceMs ?? 0) * 1e6));
     const ab = this.link(a, b);
     const ba = this.link(b, a);
+    // Nodes with different keys cannot hear each other: a partition (docs/security.md).
+    if (!this.node(a).key.equals(this.node(b).key)) return false;
     return ab.up && ba.up && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
   }
 

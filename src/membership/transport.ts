@@ -2,14 +2,16 @@
 // real UDP implementation (one socket per own LAN address, never 0.0.0.0, so heartbeats
 // leave on the LAN they belong to) and an in-memory one for tests with loss and cuts.
 // Replay protection is the engine's (it needs the receive time); the transport drops what
-// does not authenticate and counts it.
+// does not authenticate, or comes from an address that is not its sender's, and counts it
+// per source (docs/security.md, "Unauthenticated datagrams"): such a datagram never reaches
+// the engine nor the daemon's decision queue, so it changes no state and costs no decision.
 
 import dgram from 'node:dgram';
 import dns from 'node:dns';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { FarmlbError } from '../errors.js';
-import { decodeHeartbeat, encodeHeartbeat } from './codec.js';
+import { MAX_MESSAGE_BYTES, decodeHeartbeat, encodeHeartbeat, looksLikeHeartbeat } from './codec.js';
 import type { Heartbeat } from './types.js';
 
 export interface TransportStats {
@@ -19,6 +21,8 @@ export interface TransportStats {
   badMac: number;
   /** Dropped: not a farmlb heartbeat. */
   malformed: number;
+  /** Dropped: authenticated, but `from` names a node the source address is not an address of. */
+  wrongSource: number;
   sendErrors: number;
   /**
    * CPU time (user + system, µs) of the heartbeat path in this process: sending (encode,
@@ -57,12 +61,15 @@ export interface Transport {
   /** One handler; called for every heartbeat that authenticates. */
   onReceive(handler: (hb: Heartbeat) => void): void;
   /**
-   * Datagrams that did not authenticate, with the peer they came from when the source
-   * address is a peer's. Feed them to engine.receiveInvalid: a node that hears only
-   * wrong-key heartbeats must not serve as if it were alone.
+   * The only evidence of "a peer uses another key" farmlb believes: a well-formed frame (our
+   * magic, a plausible size) that fails the MAC, from a configured address of `node`. It is
+   * reported (engine.noteForeignKey), never acted upon: any sender can make junk, and a node
+   * that left the farm on junk would be an outage anyone on the LAN can cause.
    */
-  onInvalid(handler: (from: string | undefined, reason: string) => void): void;
+  onForeignKey(handler: (node: string) => void): void;
   stats(): TransportStats;
+  /** Dropped datagrams per source address (bounded: the busiest first, the rest as "other"). */
+  drops(): DropCounts;
   close(): Promise<void>;
 }
 
@@ -94,12 +101,79 @@ export function addressesFromLans(self: string, lans: NonNullable<UdpTransportOp
 }
 
 function newStats(): TransportStats {
-  return { sent: 0, received: 0, badMac: 0, malformed: 0, sendErrors: 0, sendCpuUs: 0, receiveCpuUs: 0 };
+  return { sent: 0, received: 0, badMac: 0, malformed: 0, wrongSource: 0, sendErrors: 0, sendCpuUs: 0, receiveCpuUs: 0 };
 }
 
-function classify(err: unknown, stats: TransportStats): void {
-  if ((err as FarmlbError).code === 'FARMLB_E_MEMBERSHIP_BAD_MAC') stats.badMac++;
-  else stats.malformed++;
+/** Why a datagram was dropped; fixed strings (log keys and labels never carry sizes or content). */
+export type DropReason = 'oversize' | 'not_farmlb' | 'bad_mac' | 'malformed' | 'wrong_source';
+
+export type DropCounts = Map<string, number>;
+
+/** Source addresses tracked one by one; a flood from more sources is counted under "other". */
+export const MAX_DROP_SOURCES = 256;
+/** At most one warning per reason in this long (a flood of 10,000 datagrams is one line). */
+export const DROP_LOG_EVERY_MS = 10_000;
+
+/**
+ * The receive side's accounting of dropped datagrams: per source (bounded) and per reason,
+ * with one warning per reason every DROP_LOG_EVERY_MS that says how many were dropped since.
+ */
+export class DropAccounting {
+  private readonly bySource: DropCounts = new Map();
+  private readonly lastLogMs = new Map<DropReason, number>();
+  private readonly sinceLog = new Map<DropReason, number>();
+
+  constructor(private readonly stats: TransportStats, private readonly log: Logger | undefined, private readonly nowMs: () => number = Date.now) {}
+
+  drop(reason: DropReason, source: string): void {
+    if (reason === 'bad_mac') this.stats.badMac++;
+    else if (reason === 'wrong_source') this.stats.wrongSource++;
+    else this.stats.malformed++;
+    const key = this.bySource.has(source) || this.bySource.size < MAX_DROP_SOURCES ? source : 'other';
+    this.bySource.set(key, (this.bySource.get(key) ?? 0) + 1);
+    this.sinceLog.set(reason, (this.sinceLog.get(reason) ?? 0) + 1);
+    const now = this.nowMs();
+    const last = this.lastLogMs.get(reason);
+    if (last !== undefined && now - last < DROP_LOG_EVERY_MS) return;
+    this.lastLogMs.set(reason, now);
+    const dropped = this.sinceLog.get(reason)!;
+    this.sinceLog.set(reason, 0);
+    this.log?.warn({ event: 'heartbeat_dropped', reason, from: source, dropped }, `dropped ${dropped} datagram(s) on the membership port: ${reason} (last from ${source})`);
+  }
+
+  counts(): DropCounts {
+    return new Map(this.bySource);
+  }
+}
+
+/**
+ * One received datagram: dropped (and counted) unless it authenticates, decodes and names as
+ * its sender the node the source address belongs to. `sourceNode` is the configured node of
+ * the source address (undefined: not a node address; a memory network passes names).
+ */
+function receiveDatagram(
+  msg: Buffer, source: string, sourceNode: string | undefined, key: Buffer, accounting: DropAccounting, stats: TransportStats,
+  deliver: ((hb: Heartbeat) => void) | undefined, foreignKey: ((node: string) => void) | undefined,
+): void {
+  // Cheap checks first: no HMAC, no copy for what cannot be a heartbeat.
+  if (msg.length > MAX_MESSAGE_BYTES) return accounting.drop('oversize', source);
+  if (!looksLikeHeartbeat(msg)) return accounting.drop('not_farmlb', source);
+  let hb: Heartbeat;
+  try {
+    hb = decodeHeartbeat(msg, key);
+  } catch (err) {
+    if ((err as FarmlbError).code === 'FARMLB_E_MEMBERSHIP_BAD_MAC') {
+      accounting.drop('bad_mac', source);
+      if (sourceNode !== undefined) foreignKey?.(sourceNode);
+    } else {
+      accounting.drop('malformed', source);
+    }
+    return;
+  }
+  // keepalived's check_unicast_src: a heartbeat names the node its source address is of.
+  if (sourceNode === undefined || hb.from !== sourceNode) return accounting.drop('wrong_source', source);
+  stats.received++;
+  deliver?.(hb);
 }
 
 export async function createUdpTransport(opts: UdpTransportOptions): Promise<Transport> {
@@ -110,27 +184,14 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
     throw new FarmlbError('FARMLB_E_MEMBERSHIP_BIND', { addr: '(none)', port: opts.port, detail: 'this node has no address on any heartbeat LAN of cluster.xml' });
   }
   const stats = newStats();
+  const accounting = new DropAccounting(stats, opts.log);
   let handler: ((hb: Heartbeat) => void) | undefined;
-  let invalidHandler: ((from: string | undefined, reason: string) => void) | undefined;
+  let foreignKeyHandler: ((node: string) => void) | undefined;
   const peerByAddr = new Map<string, string>();
   for (const p of peers) for (const a of p.addrs) if (a) peerByAddr.set(a, p.node);
   const sockets: dgram.Socket[] = [];
-  // Rate-limit logs of dropped datagrams: a wrong-key node sends 20 per second.
-  let lastDropLogMs = 0;
   const onDatagram = (msg: Buffer, rinfo: dgram.RemoteInfo) => metered((us) => { stats.receiveCpuUs += us; }, () => {
-    try {
-      const hb = decodeHeartbeat(msg, opts.key);
-      stats.received++;
-      handler?.(hb);
-    } catch (err) {
-      classify(err, stats);
-      invalidHandler?.(peerByAddr.get(rinfo.address), (err as Error).message);
-      const now = Date.now();
-      if (now - lastDropLogMs > 10_000) {
-        lastDropLogMs = now;
-        opts.log.warn({ err, event: 'heartbeat_dropped', from: `${rinfo.address}:${rinfo.port}`, stats: { ...stats } }, 'dropped a datagram on the membership port');
-      }
-    }
+    receiveDatagram(msg, rinfo.address, peerByAddr.get(rinfo.address), opts.key, accounting, stats, handler, foreignKeyHandler);
   });
   try {
     for (const addr of bindAddrs) {
@@ -171,10 +232,11 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
     onReceive(h) {
       handler = h;
     },
-    onInvalid(h) {
-      invalidHandler = h;
+    onForeignKey(h) {
+      foreignKeyHandler = h;
     },
     stats: () => ({ ...stats }),
+    drops: () => accounting.counts(),
     async close() {
       await Promise.all(sockets.map((s) => new Promise<void>((resolve) => {
         try { s.close(() => resolve()); } catch { resolve(); }
@@ -198,8 +260,11 @@ export interface MemoryNetwork {
   setLink(from: string, to: string, link: MemoryLink): void;
   /** Cuts (or restores) both directions between two sets of nodes. */
   partition(sideA: string[], sideB: string[], cut?: boolean): void;
-  /** Delivers raw bytes to `to` as if received from the network (forged/replayed datagrams). */
-  inject(to: string, bytes: Buffer): void;
+  /**
+   * Delivers raw bytes to `to` as if received from the network (forged/replayed datagrams),
+   * from the address of node `as` (a replay with a spoofed source) or of no node.
+   */
+  inject(to: string, bytes: Buffer, as?: string): void;
   /** Every datagram sent, for replay tests. */
   readonly log: { from: string; to: string; bytes: Buffer }[];
 }
@@ -224,19 +289,13 @@ export function createMemoryNetwork(seed = 1): MemoryNetwork {
     log,
     transport(node, key) {
       const stats = newStats();
+      const accounting = new DropAccounting(stats, undefined);
       let handler: ((hb: Heartbeat) => void) | undefined;
-      let invalidHandler: ((from: string | undefined, reason: string) => void) | undefined;
+      let foreignKeyHandler: ((node: string) => void) | undefined;
       let closed = false;
       receivers.set(node, (bytes, from) => {
         if (closed) return;
-        try {
-          const hb = decodeHeartbeat(bytes, key);
-          stats.received++;
-          handler?.(hb);
-        } catch (err) {
-          classify(err, stats);
-          invalidHandler?.(from, (err as Error).message);
-        }
+        receiveDatagram(bytes, from ?? '(injected)', from, key, accounting, stats, handler, foreignKeyHandler);
       });
       return {
         send(hb) {
@@ -255,10 +314,11 @@ export function createMemoryNetwork(seed = 1): MemoryNetwork {
         onReceive(h) {
           handler = h;
         },
-        onInvalid(h) {
-          invalidHandler = h;
+        onForeignKey(h) {
+          foreignKeyHandler = h;
         },
         stats: () => ({ ...stats }),
+        drops: () => accounting.counts(),
         async close() {
           closed = true;
           receivers.delete(node);
@@ -274,8 +334,8 @@ export function createMemoryNetwork(seed = 1): MemoryNetwork {
         links.set(`${b}>${a}`, { ...linkOf(b, a), up: !cut });
       }
     },
-    inject(to, bytes) {
-      setImmediate(() => receivers.get(to)?.(bytes, undefined));
+    inject(to, bytes, as) {
+      setImmediate(() => receivers.get(to)?.(bytes, as));
     },
   };
 }

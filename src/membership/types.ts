@@ -249,6 +249,11 @@ export interface PeerStatus {
   heartbeatsReceived?: number;
   /** Heartbeats of this peer never received: seq gaps within an incarnation. */
   heartbeatsMissed?: number;
+  /**
+   * ms since a well-formed frame from this peer's address failed the MAC (it probably uses
+   * another key). Reported only: it changes no state (docs/security.md).
+   */
+  foreignKeyMs?: number;
 }
 
 /** Buckets in handover in one group of the installed table. */

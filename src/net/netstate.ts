@@ -6,8 +6,11 @@
 // then rename): a reader sees the old record or the new one, never half of one.
 
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { FarmlbError } from '../errors.js';
+import { isInterfaceName } from './ifname.js';
+import { isFarmlbSysctl, isSysctlValue } from './sysctl.js';
 
 export const NETSTATE_VERSION = 1;
 
@@ -85,19 +88,23 @@ export async function readNetState(runDir: string): Promise<NetState | undefined
 }
 
 // A record that does not have this shape is refused rather than half-used: guessing would
-// risk treating farmlb's own settings as the originals to restore.
+// risk treating farmlb's own settings as the originals to restore. It is input like any
+// other (docs/security.md, "Persisted state"): sysctl keys only from the fixed list farmlb
+// changes, interface names that are names, pin directories under bpffs.
 function checkNetState(v: unknown, file: string): NetState {
   const o = v as Partial<NetState> | null;
   const isStr = (x: unknown): x is string => typeof x === 'string';
+  const isIf = (x: unknown): x is string => isStr(x) && isInterfaceName(x);
+  const isPinDir = (x: unknown): x is string => isStr(x) && /^\/sys\/fs\/bpf\/[A-Za-z0-9_./-]{1,200}$/.test(x) && !x.split('/').some((p) => p === '..' || p === '.');
   const ok =
     o !== null && typeof o === 'object' && o.version === NETSTATE_VERSION &&
-    Array.isArray(o.pinDirs) && o.pinDirs.every(isStr) &&
-    Array.isArray(o.xdp) && o.xdp.every((x) => isStr(x?.ifname) && Number.isInteger(x?.progId)) &&
-    Array.isArray(o.sysctls) && o.sysctls.every((x) => isStr(x?.key) && isStr(x?.original)) &&
-    Array.isArray(o.promisc) && o.promisc.every(isStr) &&
-    Array.isArray(o.aliases) && o.aliases.every((x) => isStr(x?.ifname) && isStr(x?.addr) && Number.isInteger(x?.prefixlen)) &&
-    (o.egress === undefined || (Array.isArray(o.egress) && o.egress.every(isStr)));
-  if (!ok) throw stateError(file, `not a version ${NETSTATE_VERSION} farmlb interface state record`);
+    Array.isArray(o.pinDirs) && o.pinDirs.every(isPinDir) &&
+    Array.isArray(o.xdp) && o.xdp.every((x) => isIf(x?.ifname) && Number.isInteger(x?.progId)) &&
+    Array.isArray(o.sysctls) && o.sysctls.every((x) => isStr(x?.key) && isFarmlbSysctl(x.key) && isStr(x?.original) && isSysctlValue(x.original)) &&
+    Array.isArray(o.promisc) && o.promisc.every(isIf) &&
+    Array.isArray(o.aliases) && o.aliases.every((x) => isIf(x?.ifname) && isStr(x?.addr) && isIP(x.addr) !== 0 && Number.isInteger(x?.prefixlen) && x.prefixlen >= 0 && x.prefixlen <= 128) &&
+    (o.egress === undefined || (Array.isArray(o.egress) && o.egress.every(isIf)));
+  if (!ok) throw stateError(file, `not a version ${NETSTATE_VERSION} farmlb interface state record (or one naming a setting, interface or path farmlb never changes)`);
   return { ...(o as NetState), pid: Number.isInteger(o.pid) ? o.pid! : 0, egress: o.egress ?? [] };
 }
 

@@ -6,6 +6,7 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { FarmlbError } from '../errors.js';
+import { isInterfaceName } from './ifname.js';
 
 export interface SysctlSetting {
   /** Path under /proc/sys. */
@@ -30,7 +31,26 @@ export async function readSysctl(key: string): Promise<string> {
   }
 }
 
+/**
+ * Is `key` one farmlb ever changes (wantedSysctls: the fixed list, for a real interface
+ * name)? Only these are written, so a tampered netstate.json cannot turn the restore at
+ * start into a write of any file as root ("../../etc/…", docs/security.md).
+ */
+export function isFarmlbSysctl(key: string): boolean {
+  const m = /^net\/(ipv4|ipv6)\/conf\/([^/]+)\/([a-z_]+)$/.exec(key);
+  if (!m || !isInterfaceName(m[2]!)) return false;
+  return m[1] === 'ipv4' ? m[3] === 'arp_announce' || m[3] === 'arp_notify' : m[3] === 'ndisc_notify';
+}
+
+/** A value farmlb writes or restores: a small integer, as every key of the list holds. */
+export function isSysctlValue(value: string): boolean {
+  return /^-?[0-9]{1,10}$/.test(value);
+}
+
 export async function writeSysctl(key: string, value: string): Promise<void> {
+  if (!isFarmlbSysctl(key) || !isSysctlValue(value)) {
+    throw new FarmlbError('FARMLB_E_NET_SYSCTL', { op: 'write', name: key.slice(0, 200), detail: 'not a setting farmlb changes (refused)' });
+  }
   try {
     await writeFile(sysctlPath(key), `${value}\n`);
   } catch (err) {

@@ -64,7 +64,7 @@ describe('health server', () => {
 
   it('serves the routes over HTTP on the given address only', async () => {
     let s = status();
-    server = await startHealthServer({ addrs: ['127.0.0.1'], port: 0, module: 'farm', status: () => s, log: silentLogger() });
+    server = await startHealthServer({ addrs: ['127.0.0.1'], port: 0, module: 'farm', status: () => s, log: silentLogger(), limits: { statusCacheMs: 0 } });
     expect(server.bound).toHaveLength(1);
     // port 0: read the one the kernel chose.
     const port = Number(server.bound[0]!.split(':').pop());

@@ -456,7 +456,9 @@ ${groupXml}
    </loadbalancing_list>
   </vip>
   <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
-    key_file: o.membership ? this.keyFile : undefined, split_brain: o.splitBrain, handover_limit: o.handoverLimit })}/>
+    key_file: o.membership ? this.keyFile : undefined, split_brain: o.splitBrain, handover_limit: o.handoverLimit,
+    // The client reads /health and /metrics in the lab (docs/security.md: detail is local by default).
+    health_detail: `${LAB_NET.client4}/${LAB_NET.prefix4},${LAB_NET.client6}/${LAB_NET.prefix6}` })}/>
  </service>
 </safe>
 `;
