@@ -999,7 +999,12 @@ export class MembershipEngine {
     let state: NodeState = 'WAIT';
     let cause = this.cause;
     if (this.eligible) {
-      if (this.leader !== null && this.table.leader === this.leader && this.table.view.includes(this.self)) {
+      // UP also while a new leader's table is on its way: the installed table is a view's
+      // (made by a leader, naming us) and the lease still grows only from acknowledgements on
+      // it, so the buckets it gives us are ours until a table moves them (docs/membership.md,
+      // "Survivors keep serving"). WAIT would make the daemon revoke the kernel lease of every
+      // survivor at each change of leader.
+      if (this.leader !== null && this.table.leader !== null && this.table.view.includes(this.self)) {
         state = 'UP';
         cause = '';
       } else {

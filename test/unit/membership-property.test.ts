@@ -7,7 +7,9 @@
 // bucket can be accepted by two nodes — at most one owner, a previous owner never owner in
 // its own table, and no node takes every packet of a bucket while another still holds
 // connections there as previous owner (unless the leader cut them at the limit); and at the
-// end every handover has ended (drained, or the limit).
+// end every handover has ended (drained, or the limit). Also checked: continuity — a node in
+// loss-free contact with a majority of its view whose buckets the next table keeps never has
+// its lease lapse (the simulator's `lapses`), whatever happens to the leader.
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -103,6 +105,9 @@ function runScenario(policy: SplitBrainPolicy, handover: boolean, seed: number, 
   const bound = (DEFAULT_TIMING.mlostCount + 30) * pulse + (handover ? HANDOVER_LIMIT_MS : 0);
   const ok = sim.run(bound, () => sim.converged(NODES));
   expect(ok, `not converged ${bound} ms after the repair`).toBe(true);
+  // Continuity: no node in clean contact with a majority of its view, keeping its buckets,
+  // ever stopped serving them (docs/membership.md, "Survivors keep serving").
+  expect(sim.lapses, 'a node in contact with a majority of its view stopped serving the buckets it kept').toEqual([]);
 }
 
 function scenario(policy: SplitBrainPolicy, handover = false) {
