@@ -278,7 +278,9 @@ export class MembershipEngine {
       this.maybeInstall(hb, peer.rows, nowNs, out);
       // A table that drops a node fences it (holdings()): tell the leader at once that we
       // installed it, so that the fence costs a round trip, not a pulse.
-      if (out.table && this.droppedFromView) out.send = this.heartbeat(nowNs);
+      // Any new table: the leader's lease (and ours) grows only from acknowledgements on it, so
+      // answering at once keeps them renewed when the leader publishes a table per pulse.
+      if (out.table) out.send = this.heartbeat(nowNs);
     }
     this.noteAck(peer, hb, out);
     // The fence the leader waited for may be complete now: decide without waiting for the pulse.
@@ -307,6 +309,13 @@ export class MembershipEngine {
   /** The local checks or an administrative stop. false revokes the lease at once. */
   setLocalHealth(ok: boolean, cause: string): EngineOutput {
     const out = this.output();
+    // Back from a failed check (a link down, `farmlb stop`): what we knew is stale and our
+    // buckets were given away meanwhile, so rejoin like a starting node — discover every
+    // peer before leading or serving alone (docs/membership.md, "A returning node").
+    if (ok && !this.healthOk && this.lastTickNs !== undefined) {
+      const grace = this.lastTickNs + BigInt(this.opts.timing.mlostCount + 1) * this.pulseNs;
+      if (grace > this.graceUntilNs) this.graceUntilNs = grace;
+    }
     this.healthOk = ok;
     this.healthCause = ok ? '' : cause;
     if (!ok && this.eligible) {
@@ -770,8 +779,11 @@ export class MembershipEngine {
       out.push([p.name, this.table]);
       // Tables we installed after the one it last reported (several in one pulse when a
       // fence completes, or its reports were lost): it may have installed any of them.
+      // (A peer that reports epoch 0 restarted and has installed none of them: only its
+      // previous incarnation could have, and a restart revokes the lease — like an adopted
+      // table, they never take every packet.)
       const reportedEpoch = p.hb?.epoch ?? -1;
-      for (const t of this.recentTables) if (t !== this.table && t.epoch > reportedEpoch) out.push([p.name, t]);
+      for (const t of this.recentTables) if (t !== this.table && t.epoch > reportedEpoch) out.push([p.name, t, reportedEpoch === 0]);
       const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
         && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
       if (relayedNewer) {

@@ -135,6 +135,13 @@ describe('membership properties', () => {
     fc.assert(scenario('serve', true), params);
   });
 
+  it('quorum with handover: a leader publishing a table per pulse keeps its lease (continuity)', () => {
+    runScenario('quorum', true, 10, [
+      { op: { kind: 'partition', mask: 6 }, waitMs: 148 }, { op: { kind: 'oneway', from: 0, to: 0 }, waitMs: 172 },
+      { op: { kind: 'power', at: 0, node: 0, power: 2 }, waitMs: 356 },
+    ]);
+  });
+
   it('quorum policy with handover: no packet ever accepted by two nodes; after repair every handover has ended', () => {
     fc.assert(scenario('quorum', true), params);
   });
