@@ -134,6 +134,13 @@ export class MembershipEngine {
    * acknowledge it): re-decide as soon as the peers' heartbeats show the fence installed.
    */
   private fencePending = false;
+  /**
+   * Since installing a table of another leader than the previous one, no renewal yet: the
+   * lease comes from acknowledgements of the previous leader's tables, so the buckets the new
+   * table gains us are held back (servedGroups: the owners the data plane has meanwhile).
+   */
+  private awaitingRenewal = false;
+  private servedGroups: Rows | undefined;
   /** Set by install(): the table just installed left out a node of the previous view. */
   private droppedFromView = false;
   private splitBrain = false;
@@ -660,6 +667,8 @@ export class MembershipEngine {
     if (sameRows(nextGroups, base.groups) && sameRows(nextPrev, base.prev) && sameView && this.table.leader === this.self && !memberAhead) return;
     this.noteHandovers(started, ended, epoch, nowNs, out);
     this.install({ epoch, leader: this.self, view, groups: nextGroups, prev: nextPrev, digest: tableDigest(nextGroups, nextPrev) }, out, this.viewCause(view, 'leader'));
+    this.awaitingRenewal = false;
+    this.servedGroups = undefined;
   }
 
   /**
@@ -872,7 +881,7 @@ export class MembershipEngine {
     if (best) this.maybeInstall(best.hb!, best.rows!, nowNs, out);
   }
 
-  private maybeInstall(hb: Heartbeat, rows: TableRows, _nowNs: bigint, out: EngineOutput): void {
+  private maybeInstall(hb: Heartbeat, rows: TableRows, nowNs: bigint, out: EngineOutput): void {
     // A node whose configuration differs cannot read the leader's table reliably (node
     // ids may differ) and serves nothing anyway.
     if (this.opts.configDigest !== this.referenceDigest) return;
@@ -887,8 +896,33 @@ export class MembershipEngine {
     // again sets its old table aside under a new epoch, see setAsideOwnTable).
     const floor = this.leaderFloor();
     if (floor === undefined || hb.epoch < floor) return;
+    const served = this.servedGroups ?? this.table.groups;
+    // A table of another leader than the one our lease was renewed with: what it gains us is
+    // served only once a peer acknowledges us on it (docs/membership.md, "Switching leaders").
+    if (hb.leader !== this.table.leader) {
+      for (const p of this.peers.values()) p.ackDeadlineNs = undefined;
+      this.awaitingRenewal = true;
+    }
     this.install({ epoch: hb.epoch, leader: hb.leader, view: [...hb.view], groups: rows.groups, prev: rows.prev, digest: hb.tableDigest },
       out, this.viewCause(hb.view, `leader ${hb.leader}`));
+    // (A lease that has run out serves nothing to hold back: the next renewal is on this leader's tables.)
+    if (this.awaitingRenewal && this.leaseNsValue + BigInt(LEASE_CLOCK_SLACK_NS) > nowNs) this.holdBackGained(served, out);
+    else this.servedGroups = undefined;
+  }
+
+  /**
+   * Gives the data plane the installed table without the buckets it gains us over `served`
+   * (what the data plane has), until a renewal on a table of this leader (renew()).
+   */
+  private holdBackGained(served: Rows, out: EngineOutput): void {
+    let held = 0;
+    const groups = this.table.groups.map((row, g) => row.map((o, b) => {
+      if (o !== this.self || served[g]?.[b] === this.self) return o;
+      held++;
+      return null;
+    }));
+    this.servedGroups = held > 0 ? groups : undefined;
+    if (held > 0) out.table = { ...this.table, groups };
   }
 
   /** The epoch our leader advertised in its latest report (its own heartbeat or a peer's relay). */
@@ -996,7 +1030,18 @@ export class MembershipEngine {
     if (deadline > this.leaseNsValue) {
       this.leaseNsValue = deadline;
       out.leaseDeadlineNs = deadline;
+      // The acknowledgements since a change of leader were all on its tables (maybeInstall
+      // cleared the older ones): the buckets held back are ours now.
+      if (this.awaitingRenewal) this.releaseHeldBack(out);
     }
+  }
+
+  private releaseHeldBack(out: EngineOutput): void {
+    this.awaitingRenewal = false;
+    if (this.servedGroups === undefined) return;
+    this.servedGroups = undefined;
+    out.table = this.table;
+    out.completesTable = true;
   }
 
   private revoke(out: EngineOutput): void {
