@@ -804,9 +804,12 @@ export class MembershipEngine {
     }
     // A node may also install, at any moment, the table of another node that acts as
     // leader (views disagree for a pulse after a heal, a restart, a leader's loss): every
-    // node of that leader's view may hold what that table gives it.
+    // node of that leader's view may hold what that table gives it. Also when a live peer
+    // relays it (its own table, made by another leader): that leader's heartbeats may not
+    // reach us (a heal, a one-way cut), and a member we hear only by relay may be on it
+    // (docs/membership.md, "the relay freshness gap").
     for (const q of this.peers.values()) {
-      if (!q.alive || !q.hb || !q.rows || q.hb.leader !== q.name) continue;
+      if (!q.alive || !q.hb || !q.rows || q.hb.leader === null || q.hb.leader === this.self) continue;
       for (const n of q.hb.view) if (n !== this.self) out.push([n, q.rows]);
     }
     return out;
@@ -896,6 +899,13 @@ export class MembershipEngine {
     // again sets its old table aside under a new epoch, see setAsideOwnTable).
     const floor = this.leaderFloor();
     if (floor === undefined || hb.epoch < floor) return;
+    // A leader whose view leaves us out while we serve a view's table has not heard us yet (a
+    // heal, a returning node) or lost us while we hear it: keep serving our table rather than
+    // stop for a table that does not know us; one naming us follows once it hears us. Safe
+    // because our lease grows only from acknowledgements on our table: peers that install the
+    // leader's table stop giving them, and the leader's fence counts any peer still on ours
+    // (docs/membership.md, "Survivors keep serving").
+    if (this.eligible && this.table.leader !== null && this.table.view.includes(this.self) && !hb.view.includes(this.self)) return;
     const served = this.servedGroups ?? this.table.groups;
     // A table of another leader than the one our lease was renewed with: what it gains us is
     // served only once a peer acknowledges us on it (docs/membership.md, "Switching leaders").

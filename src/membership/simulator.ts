@@ -556,7 +556,8 @@ export class Simulator {
     const contacts = view.filter((m) => m !== n.name && this.nodes.has(m) && calm(this.node(m))
       && clean(this.link(n.name, m)) && clean(this.link(m, n.name))).length;
     // A majority of its view (itself included); under quorum also the acknowledgers a lease needs.
-    const needed = Math.max(Math.floor(view.length / 2), this.opts.splitBrain === 'quorum' ? Math.floor(this.names.length / 2) : 0);
+    // (At least one: a node alone in its view is one side of a split brain, in contact with nobody.)
+    const needed = Math.max(1, Math.floor(view.length / 2), this.opts.splitBrain === 'quorum' ? Math.floor(this.names.length / 2) : 0);
     if (!view.includes(n.name) || contacts < needed) return;
     const lapse = { node: n.name, fromMs: Number(fromNs) / 1e6, toMs: this.nowMs, buckets };
     this.lapses.push(lapse);

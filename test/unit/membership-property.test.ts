@@ -120,24 +120,26 @@ function scenario(policy: SplitBrainPolicy, handover = false) {
 // remains open is listed in docs/membership.md; each one fixed is pinned below.
 const runs = Number(process.env.FARMLB_PROPERTY_RUNS ?? 40);
 const seedEnv = process.env.FARMLB_PROPERTY_SEED;
+// A long search (300 runs with handover) takes minutes per property on a loaded machine.
+const TIMEOUT_MS = Math.max(60_000, runs * 2_000);
 const params = { numRuns: runs, ...(seedEnv === 'random' ? {} : { seed: Number(seedEnv ?? 20240611) }) };
 
 describe('membership properties', () => {
   it('serve policy: nodes in contact never serve the same bucket; after repair the farm converges', () => {
     fc.assert(scenario('serve'), params);
-  });
+  }, TIMEOUT_MS);
 
   it('quorum policy: no bucket is ever served twice, anywhere; after repair the farm converges', () => {
     fc.assert(scenario('quorum'), params);
-  });
+  }, TIMEOUT_MS);
 
   it('serve policy with handover: no packet accepted by two nodes in contact; after repair every handover has ended', () => {
     fc.assert(scenario('serve', true), params);
-  });
+  }, TIMEOUT_MS);
 
   it('quorum policy with handover: no packet ever accepted by two nodes; after repair every handover has ended', () => {
     fc.assert(scenario('quorum', true), params);
-  });
+  }, TIMEOUT_MS);
 });
 
 // Counterexamples found by long random runs, replayed exactly (Simulator seed, steps; node i
