@@ -247,4 +247,16 @@ describe('membership counterexamples (fixed replays)', () => {
       { op: { kind: 'heal' }, waitMs: 0 },
     ]);
   });
+  // The old seed-6 failure (docs/membership.md): under 50% loss n4 installed the leader's e8
+  // (bucket 176 to n4) by relay 90 ms late, its last report still e7; the leader n2 counted
+  // for n4 only e7 and its own latest, and gave 176 to n3 in e10 while n4 served it. Closed by
+  // counting every table published since a member's last report (engine commit 6829ff2;
+  // before it this replay fails at 2979.3 ms: bucket 176 served by n3 and n4, in contact).
+  it('serve: a member whose reports are lost under 50% loss may hold every table published since (old seed 6)', () => {
+    runScenario('serve', false, 8, [
+      { op: { kind: 'oneway', from: 0, to: 1 }, waitMs: 0 }, { op: { kind: 'loss', loss: 0.5 }, waitMs: 492 },
+      { op: { kind: 'partition', mask: 17 }, waitMs: 303 }, { op: { kind: 'healthy', node: 0 }, waitMs: 633 },
+      wait(439), { op: { kind: 'crash', node: 0 }, waitMs: 61 }, { op: { kind: 'loss', loss: 0 }, waitMs: 50 },
+    ]);
+  });
 });
