@@ -5,14 +5,26 @@
 // flight per source: a tick that finds one still pending starts none (the pending one fails
 // at its timeout). Over stdin: "report" prints, per source, answered and failed counts since
 // the last "mark", the times of the failures (ms since the mark) and which nodes answered;
-// "mark" starts a new window; "exit" ends it.
+// "mark" starts a new window; "exit" ends it. A request that got no answer while this client
+// itself was stalled (its event loop late by more than a third of the timeout: a loaded test
+// machine) is counted `stalled`, not failed: the client, not the farm, missed it.
 //
 // Plain CommonJS run with `node -e`; argv: JSON of { sources, host, port, intervalMs, timeoutMs }.
 export const POLL_CLIENT_JS = String.raw`
 const net = require('net');
 const { sources, host, port, intervalMs, timeoutMs } = JSON.parse(process.argv[1]);
 let markAt = Date.now();
-const state = sources.map((src) => ({ src, pending: false, answered: 0, failed: 0, failedAtMs: [], servedBy: {} }));
+const state = sources.map((src) => ({ src, pending: false, answered: 0, failed: 0, stalled: 0, failedAtMs: [], servedBy: {} }));
+// Event-loop stalls of this client: [start, end] (ms), the last few seconds' worth.
+const stalls = [];
+let lastBeat = Date.now();
+setInterval(() => {
+  const now = Date.now();
+  if (now - lastBeat > 10 + timeoutMs / 3) { stalls.push([lastBeat, now]); if (stalls.length > 200) stalls.shift(); }
+  lastBeat = now;
+}, 10);
+// (A stall still going on when the timeout fires has not been recorded yet: lastBeat shows it.)
+const stalledDuring = (from, to) => to - lastBeat > 10 + timeoutMs / 3 || stalls.some(([a, b]) => a < to && b > from);
 const attempt = (s) => {
   s.pending = true;
   let buf = '';
@@ -27,6 +39,7 @@ const attempt = (s) => {
     s.pending = false;
     if (startedAt < markAt) return; // begun before the mark: counts in no window
     if (body) { s.answered++; s.servedBy[body] = (s.servedBy[body] || 0) + 1; }
+    else if (stalledDuring(startedAt, Date.now())) s.stalled++;
     else { s.failed++; if (s.failedAtMs.length < 50) s.failedAtMs.push(startedAt - markAt); }
   };
   const t = setTimeout(() => finish(null), timeoutMs);
@@ -47,7 +60,7 @@ process.stdin.on('data', (d) => {
     input = input.slice(nl + 1);
     if (cmd === 'mark') {
       markAt = Date.now();
-      for (const s of state) { s.answered = 0; s.failed = 0; s.failedAtMs = []; s.servedBy = {}; }
+      for (const s of state) { s.answered = 0; s.failed = 0; s.stalled = 0; s.failedAtMs = []; s.servedBy = {}; }
       process.stdout.write('marked\n');
     }
     if (cmd === 'report') process.stdout.write(JSON.stringify(state.map(({ pending, ...r }) => r)) + '\n');

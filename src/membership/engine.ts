@@ -124,6 +124,12 @@ export class MembershipEngine {
   private referenceDigest: string;
   private aliveCount = 0;
   private graceUntilNs: bigint;
+  /**
+   * Whether the grace waits for every peer (start, a recovered check) or only for one (after
+   * a pause: a daemon stalled for a few pulses by a loaded host still hears its view, and
+   * waiting for a dead peer's return would stop it serving — docs/membership.md).
+   */
+  private graceForAll = true;
   private lastTickNs: bigint | undefined;
   private lastInvalidNs: bigint | undefined;
   private leaderSinceTick = false;
@@ -199,6 +205,7 @@ export class MembershipEngine {
     } else if (nowNs - this.lastTickNs > 3n * this.pulseNs) {
       // Resumed after a pause (SIGSTOP, a stalled event loop): what we knew is stale, so
       // re-discover before ever serving alone.
+      if (nowNs >= this.graceUntilNs) this.graceForAll = false;
       this.graceUntilNs = nowNs + BigInt(this.opts.timing.mlostCount) * this.pulseNs;
     }
     this.lastTickNs = nowNs;
@@ -322,6 +329,7 @@ export class MembershipEngine {
     if (ok && !this.healthOk && this.lastTickNs !== undefined) {
       const grace = this.lastTickNs + BigInt(this.opts.timing.mlostCount + 1) * this.pulseNs;
       if (grace > this.graceUntilNs) this.graceUntilNs = grace;
+      this.graceForAll = true;
     }
     this.healthOk = ok;
     this.healthCause = ok ? '' : cause;
@@ -494,7 +502,7 @@ export class MembershipEngine {
     // leads before would make a view of a few beside peers about to form the farm's, and a
     // peer installing that table acknowledges it — two tables serving the same buckets at
     // start. A peer that never shows up only delays the start by the grace.
-    else if (nowNs < this.graceUntilNs && (alive.length < this.peers.size || alive.some((p) => !this.connected(p, nowNs, slostNs) && p.hb?.configDigest === this.referenceDigest))) {
+    else if (nowNs < this.graceUntilNs && this.graceForAll && (alive.length < this.peers.size || alive.some((p) => !this.connected(p, nowNs, slostNs) && p.hb?.configDigest === this.referenceDigest))) {
       cause = DISCOVERING;
     }
 

@@ -83,3 +83,25 @@ describe.each([
     expect(sim.violations).toEqual([]);
   });
 });
+
+describe('survivors keep serving: a stalled survivor', () => {
+  it('resumes after a 200 ms stall of its event loop without waiting for a dead peer (rediscovery waits only to not be alone)', () => {
+    // The lab on a loaded host: n1 (leader) killed, then n2's daemon stalls for 4 pulses.
+    // Rediscovery waiting for every peer kept n2 WAIT (lease 0) for mlost pulses, since the
+    // dead n1 never shows up.
+    const nodes = ['n1', 'n2', 'n3'];
+    const sim = new Simulator({ nodes, seed: 5 });
+    sim.startAll();
+    expect(sim.run(3000, () => sim.converged(nodes))).toBe(true);
+    sim.crash('n1');
+    expect(sim.run(3000, () => sim.converged(['n2', 'n3']))).toBe(true);
+    const from = sim.nowMs;
+    sim.pause('n2');
+    sim.run(200);
+    sim.resume('n2');
+    sim.run(1000);
+    const waits = sim.eventsOf('n2', 'state').filter((e) => e.atMs >= from).map((e) => e.event);
+    expect(waits).toEqual([]);
+    expect(sim.converged(['n2', 'n3'])).toBe(true);
+  });
+});

@@ -9,6 +9,7 @@
 //   poller.mark()                            start a new window: counts restart from 0.
 //   poller.report()                          per source since the mark: { src, answered, failed, failedAtMs, servedBy }.
 //   ClientPoller.failures(report, keep)      the sources among `keep` with failed requests, described.
+//   ClientPoller.totals(report, keep)        { answered, failed, stalled } summed over `keep`.
 //   poller.close()                           end the client (idempotent; also at process exit).
 //   SynAckCapture.start(lab)                 tcpdump of SYN-ACKs reaching the client.
 //   capture.stop()                           { synAcks, doubles }: doubles = SYNs answered from two MACs.
@@ -22,6 +23,8 @@ export interface PollReport {
   src: string;
   answered: number;
   failed: number;
+  /** Unanswered while the client itself was stalled (a loaded machine): not the farm's failures. */
+  stalled: number;
   /** Start of each failed request, ms after the mark (the first 50). */
   failedAtMs: number[];
   /** Answers per answering node. */
@@ -49,7 +52,8 @@ export class ClientPoller {
   static async start(lab: FarmLab, sources: string[], opts: { intervalMs?: number; timeoutMs?: number } = {}): Promise<ClientPoller> {
     const args = { sources, host: lab.vip4, port: HTTP_PORT, intervalMs: opts.intervalMs ?? 50, timeoutMs: opts.timeoutMs ?? 300 };
     // The lab directory on the command line lets FarmLab.leftovers() see a forgotten client.
-    const child = spawn('nsenter', [`--net=${netnsPath(lab.clientNs)}`, '--', 'node', '-e', POLL_CLIENT_JS, JSON.stringify(args), lab.dir],
+    // Niced up: a client starved by the other processes of the test machine misses answers.
+    const child = spawn('nsenter', [`--net=${netnsPath(lab.clientNs)}`, '--', 'nice', '-n', '-5', 'node', '-e', POLL_CLIENT_JS, JSON.stringify(args), lab.dir],
       { stdio: ['pipe', 'pipe', 'pipe'] });
     track(child);
     let stderr = '';
@@ -90,6 +94,16 @@ export class ClientPoller {
   static failures(report: PollReport[], keep: (src: string) => boolean): string[] {
     return report.filter((r) => keep(r.src) && r.failed > 0)
       .map((r) => `${r.src}: ${r.failed} failed of ${r.failed + r.answered} (at ${r.failedAtMs.join(', ')} ms)`);
+  }
+
+  static totals(report: PollReport[], keep: (src: string) => boolean): { answered: number; failed: number; stalled: number } {
+    const t = { answered: 0, failed: 0, stalled: 0 };
+    for (const r of report.filter((x) => keep(x.src))) {
+      t.answered += r.answered;
+      t.failed += r.failed;
+      t.stalled += r.stalled;
+    }
+    return t;
   }
 
   close(): void {
