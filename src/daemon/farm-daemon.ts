@@ -239,7 +239,7 @@ export class FarmDaemon {
     const local = this.localWaitCause();
     const state: 'WAIT' | 'UP' = local ? 'WAIT' : d.state;
     const cause = local ?? (d.cause || (state === 'UP' ? 'serving its buckets of the view' : 'waiting for the membership'));
-    if (d.table && d.table.epoch !== this.installedEpoch) {
+    if (d.table && (d.table.epoch !== this.installedEpoch || d.table.completes === true)) {
       const t0 = process.hrtime.bigint();
       const before = this.host.tables();
       const table = d.table;

@@ -247,6 +247,7 @@ export class MembershipSource implements TableSource {
         view: out.table.view,
         cause: viewEvent?.cause ?? `table of ${out.table.leader ?? 'no leader'}`,
         ...(viewEvent?.detectionMs !== undefined ? { detectionMs: viewEvent.detectionMs } : {}),
+        ...(out.completesTable ? { completes: true } : {}),
       } } : {}),
       ...(out.leaseDeadlineNs !== undefined ? { leaseDeadlineNs: out.leaseDeadlineNs } : {}),
     });

@@ -15,7 +15,9 @@ export interface SourceDecision {
   state: 'WAIT' | 'UP';
   cause: string;
   /** A new table to install (undefined: keep the installed one). */
-  table?: { epoch: number; table: BucketTable; view: string[]; cause: string; detectionMs?: number };
+  table?: { epoch: number; table: BucketTable; view: string[]; cause: string; detectionMs?: number;
+    /** The installed epoch again, now complete: buckets held back after a change of leader (docs/membership.md). */
+    completes?: boolean };
   /** A new lease deadline (CLOCK_MONOTONIC ns). Never extended by the daemon on its own. */
   leaseDeadlineNs?: bigint;
 }

@@ -130,6 +130,12 @@ export class MembershipEngine {
   private referenceDigest: string;
   private aliveCount = 0;
   private graceUntilNs: bigint;
+  /**
+   * Whether the grace waits for every peer (start, a recovered check) or only for one (after
+   * a pause: a daemon stalled for a few pulses by a loaded host still hears its view, and
+   * waiting for a dead peer's return would stop it serving — docs/membership.md).
+   */
+  private graceForAll = true;
   private lastTickNs: bigint | undefined;
   /** Per peer, the last well-formed frame of its address that failed the MAC (noteForeignKey). */
   private readonly foreignKeyNs = new Map<string, bigint>();
@@ -141,6 +147,13 @@ export class MembershipEngine {
    * acknowledge it): re-decide as soon as the peers' heartbeats show the fence installed.
    */
   private fencePending = false;
+  /**
+   * Since installing a table of another leader than the previous one, no renewal yet: the
+   * lease comes from acknowledgements of the previous leader's tables, so the buckets the new
+   * table gains us are held back (servedGroups: the owners the data plane has meanwhile).
+   */
+  private awaitingRenewal = false;
+  private servedGroups: Rows | undefined;
   /** Set by install(): the table just installed left out a node of the previous view. */
   private droppedFromView = false;
   private splitBrain = false;
@@ -199,6 +212,7 @@ export class MembershipEngine {
     } else if (nowNs - this.lastTickNs > 3n * this.pulseNs) {
       // Resumed after a pause (SIGSTOP, a stalled event loop): what we knew is stale, so
       // re-discover before ever serving alone.
+      if (nowNs >= this.graceUntilNs) this.graceForAll = false;
       this.graceUntilNs = nowNs + BigInt(this.opts.timing.mlostCount) * this.pulseNs;
     }
     this.lastTickNs = nowNs;
@@ -304,7 +318,9 @@ export class MembershipEngine {
       this.maybeInstall(hb, peer.rows, nowNs, out);
       // A table that drops a node fences it (holdings()): tell the leader at once that we
       // installed it, so that the fence costs a round trip, not a pulse.
-      if (out.table && this.droppedFromView) out.send = this.heartbeat(nowNs);
+      // Any new table: the leader's lease (and ours) grows only from acknowledgements on it, so
+      // answering at once keeps them renewed when the leader publishes a table per pulse.
+      if (out.table) out.send = this.heartbeat(nowNs);
     }
     this.noteAck(peer, hb, out);
     // The fence the leader waited for may be complete now: decide without waiting for the pulse.
@@ -346,6 +362,14 @@ export class MembershipEngine {
   /** The local checks or an administrative stop. false revokes the lease at once. */
   setLocalHealth(ok: boolean, cause: string): EngineOutput {
     const out = this.output();
+    // Back from a failed check (a link down, `farmlb stop`): what we knew is stale and our
+    // buckets were given away meanwhile, so rejoin like a starting node — discover every
+    // peer before leading or serving alone (docs/membership.md, "A returning node").
+    if (ok && !this.healthOk && this.lastTickNs !== undefined) {
+      const grace = this.lastTickNs + BigInt(this.opts.timing.mlostCount + 1) * this.pulseNs;
+      if (grace > this.graceUntilNs) this.graceUntilNs = grace;
+      this.graceForAll = true;
+    }
     this.healthOk = ok;
     this.healthCause = ok ? '' : cause;
     if (!ok && this.eligible) {
@@ -515,7 +539,7 @@ export class MembershipEngine {
     // leads before would make a view of a few beside peers about to form the farm's, and a
     // peer installing that table acknowledges it — two tables serving the same buckets at
     // start. A peer that never shows up only delays the start by the grace.
-    else if (nowNs < this.graceUntilNs && (alive.length < this.peers.size || alive.some((p) => !this.connected(p, nowNs, slostNs) && p.hb?.configDigest === this.referenceDigest))) {
+    else if (nowNs < this.graceUntilNs && this.graceForAll && (alive.length < this.peers.size || alive.some((p) => !this.connected(p, nowNs, slostNs) && p.hb?.configDigest === this.referenceDigest))) {
       cause = DISCOVERING;
     }
 
@@ -688,6 +712,8 @@ export class MembershipEngine {
     if (sameRows(nextGroups, base.groups) && sameRows(nextPrev, base.prev) && sameView && this.table.leader === this.self && !memberAhead) return;
     this.noteHandovers(started, ended, epoch, nowNs, out);
     this.install({ epoch, leader: this.self, view, groups: nextGroups, prev: nextPrev, digest: tableDigest(nextGroups, nextPrev) }, out, this.viewCause(view, 'leader'));
+    this.awaitingRenewal = false;
+    this.servedGroups = undefined;
   }
 
   /**
@@ -807,8 +833,11 @@ export class MembershipEngine {
       out.push([p.name, this.table]);
       // Tables we installed after the one it last reported (several in one pulse when a
       // fence completes, or its reports were lost): it may have installed any of them.
+      // (A peer that reports epoch 0 restarted and has installed none of them: only its
+      // previous incarnation could have, and a restart revokes the lease — like an adopted
+      // table, they never take every packet.)
       const reportedEpoch = p.hb?.epoch ?? -1;
-      for (const t of this.recentTables) if (t !== this.table && t.epoch > reportedEpoch) out.push([p.name, t]);
+      for (const t of this.recentTables) if (t !== this.table && t.epoch > reportedEpoch) out.push([p.name, t, reportedEpoch === 0]);
       const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
         && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
       if (relayedNewer) {
@@ -820,9 +849,12 @@ export class MembershipEngine {
     }
     // A node may also install, at any moment, the table of another node that acts as
     // leader (views disagree for a pulse after a heal, a restart, a leader's loss): every
-    // node of that leader's view may hold what that table gives it.
+    // node of that leader's view may hold what that table gives it. Also when a live peer
+    // relays it (its own table, made by another leader): that leader's heartbeats may not
+    // reach us (a heal, a one-way cut), and a member we hear only by relay may be on it
+    // (docs/membership.md, "the relay freshness gap").
     for (const q of this.peers.values()) {
-      if (!q.alive || !q.hb || !q.rows || q.hb.leader !== q.name) continue;
+      if (!q.alive || !q.hb || !q.rows || q.hb.leader === null || q.hb.leader === this.self) continue;
       for (const n of q.hb.view) if (n !== this.self) out.push([n, q.rows]);
     }
     return out;
@@ -897,7 +929,7 @@ export class MembershipEngine {
     if (best) this.maybeInstall(best.hb!, best.rows!, nowNs, out);
   }
 
-  private maybeInstall(hb: Heartbeat, rows: TableRows, _nowNs: bigint, out: EngineOutput): void {
+  private maybeInstall(hb: Heartbeat, rows: TableRows, nowNs: bigint, out: EngineOutput): void {
     // A node whose configuration differs cannot read the leader's table reliably (node
     // ids may differ) and serves nothing anyway.
     if (this.opts.configDigest !== this.referenceDigest) return;
@@ -912,8 +944,40 @@ export class MembershipEngine {
     // again sets its old table aside under a new epoch, see setAsideOwnTable).
     const floor = this.leaderFloor();
     if (floor === undefined || hb.epoch < floor) return;
+    // A leader whose view leaves us out while we serve a view's table has not heard us yet (a
+    // heal, a returning node) or lost us while we hear it: keep serving our table rather than
+    // stop for a table that does not know us; one naming us follows once it hears us. Safe
+    // because our lease grows only from acknowledgements on our table: peers that install the
+    // leader's table stop giving them, and the leader's fence counts any peer still on ours
+    // (docs/membership.md, "Survivors keep serving").
+    if (this.eligible && this.table.leader !== null && this.table.view.includes(this.self) && !hb.view.includes(this.self)) return;
+    const served = this.servedGroups ?? this.table.groups;
+    // A table of another leader than the one our lease was renewed with: what it gains us is
+    // served only once a peer acknowledges us on it (docs/membership.md, "Switching leaders").
+    if (hb.leader !== this.table.leader) {
+      for (const p of this.peers.values()) p.ackDeadlineNs = undefined;
+      this.awaitingRenewal = true;
+    }
     this.install({ epoch: hb.epoch, leader: hb.leader, view: [...hb.view], groups: rows.groups, prev: rows.prev, digest: hb.tableDigest },
       out, this.viewCause(hb.view, `leader ${hb.leader}`));
+    // (A lease that has run out serves nothing to hold back: the next renewal is on this leader's tables.)
+    if (this.awaitingRenewal && this.leaseNsValue + BigInt(LEASE_CLOCK_SLACK_NS) > nowNs) this.holdBackGained(served, out);
+    else this.servedGroups = undefined;
+  }
+
+  /**
+   * Gives the data plane the installed table without the buckets it gains us over `served`
+   * (what the data plane has), until a renewal on a table of this leader (renew()).
+   */
+  private holdBackGained(served: Rows, out: EngineOutput): void {
+    let held = 0;
+    const groups = this.table.groups.map((row, g) => row.map((o, b) => {
+      if (o !== this.self || served[g]?.[b] === this.self) return o;
+      held++;
+      return null;
+    }));
+    this.servedGroups = held > 0 ? groups : undefined;
+    if (held > 0) out.table = { ...this.table, groups };
   }
 
   /** The epoch our leader advertised in its latest report (its own heartbeat or a peer's relay). */
@@ -1021,7 +1085,18 @@ export class MembershipEngine {
     if (deadline > this.leaseNsValue) {
       this.leaseNsValue = deadline;
       out.leaseDeadlineNs = deadline;
+      // The acknowledgements since a change of leader were all on its tables (maybeInstall
+      // cleared the older ones): the buckets held back are ours now.
+      if (this.awaitingRenewal) this.releaseHeldBack(out);
     }
+  }
+
+  private releaseHeldBack(out: EngineOutput): void {
+    this.awaitingRenewal = false;
+    if (this.servedGroups === undefined) return;
+    this.servedGroups = undefined;
+    out.table = this.table;
+    out.completesTable = true;
   }
 
   private revoke(out: EngineOutput): void {
@@ -1036,7 +1111,12 @@ export class MembershipEngine {
     let state: NodeState = 'WAIT';
     let cause = this.cause;
     if (this.eligible) {
-      if (this.leader !== null && this.table.leader === this.leader && this.table.view.includes(this.self)) {
+      // UP also while a new leader's table is on its way: the installed table is a view's
+      // (made by a leader, naming us) and the lease still grows only from acknowledgements on
+      // it, so the buckets it gives us are ours until a table moves them (docs/membership.md,
+      // "Survivors keep serving"). WAIT would make the daemon revoke the kernel lease of every
+      // survivor at each change of leader.
+      if (this.leader !== null && this.table.leader !== null && this.table.view.includes(this.self)) {
         state = 'UP';
         cause = '';
       } else {

@@ -11,6 +11,10 @@
 // (SYNs), a previous owner never also owner, and a node that takes every packet of a bucket
 // (owner, no previous owner in its table) never while another serving node still holds
 // connections there as previous owner — unless the leader cut them (limit, moved again).
+// Like the daemon (src/daemon/farm-daemon.ts), a node whose engine reports WAIT writes lease
+// 0 at once. It also checks continuity (docs/membership.md, "Survivors keep serving"): a node
+// in clean contact with a majority of its view, whose buckets the next table leaves to it,
+// never has its lease lapse — recorded in `lapses`.
 // Used by test/unit/membership-*.test.ts and to measure failover timings.
 
 import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
@@ -78,6 +82,21 @@ export interface SimOptions {
    * v2 bodies as that release's decoder did (FARMLB_E_MEMBERSHIP_BAD_MESSAGE). See upgrade().
    */
   v1Only?: string[];
+  /** Throw on the first continuity violation (see `lapses`; default false: recorded only). */
+  throwOnLapse?: boolean;
+}
+
+/**
+ * A lapse of a node's kernel lease that the continuity property forbids: from `fromMs` to
+ * `toMs` (global time) the node served nothing although it, and a majority of its view, had
+ * been running, healthy and in loss-free two-way contact for `settleMs` before, and the table
+ * it renewed on still gives it every bucket it served before.
+ */
+export interface Lapse {
+  node: string;
+  fromMs: number;
+  toMs: number;
+  buckets: number;
 }
 
 export interface Violation {
@@ -108,6 +127,15 @@ interface SimNode {
   overrides?: PowerOverrides;
   events: { atMs: number; event: MembershipEvent }[];
   state: 'UP' | 'WAIT';
+  /** Global time until which the kernel lease lets it serve (continuity monitor). */
+  validUntilNs: bigint;
+  /** Owned buckets of the table installed while the lease was last valid, and its view. */
+  servingRows?: (string | null)[][];
+  servingView?: readonly string[];
+  /** The local check result the simulation set (setHealth). */
+  healthy: boolean;
+  /** Global time of its last start, crash, pause, resume or health change. */
+  changedNs: bigint;
 }
 
 interface Link {
@@ -115,6 +143,8 @@ interface Link {
   loss: number;
   /** Global time the link last came up. */
   upSinceNs: bigint;
+  /** Global time the link last went up or down or changed its loss. */
+  changedNs: bigint;
 }
 
 type SimEvent = { at: bigint; seq: number; run: () => void };
@@ -123,6 +153,8 @@ export class Simulator {
   nowNs = 0n;
   readonly nodes = new Map<string, SimNode>();
   readonly violations: Violation[] = [];
+  /** Continuity violations (see Lapse). */
+  readonly lapses: Lapse[] = [];
   readonly names: string[];
   readonly timing: MembershipTiming;
   private readonly groups: GroupPowers[];
@@ -170,9 +202,12 @@ export class Simulator {
         key: opts.keys?.[name] ?? key,
         events: [],
         state: 'WAIT',
+        validUntilNs: 0n,
+        healthy: true,
+        changedNs: 0n,
       });
     }
-    for (const a of opts.nodes) for (const b of opts.nodes) if (a !== b) this.links.set(`${a}>${b}`, { up: true, loss: 0, upSinceNs: 0n });
+    for (const a of opts.nodes) for (const b of opts.nodes) if (a !== b) this.links.set(`${a}>${b}`, { up: true, loss: 0, upSinceNs: 0n, changedNs: 0n });
     const modelled = opts.connections !== undefined ? opts.connections !== false : (opts.handoverLimitMs ?? 0) > 0;
     const c = opts.connections || {};
     this.conn = modelled ? { drainMs: c.drainMs ?? [50, 400], perBucket: c.perBucket ?? 3 } : undefined;
@@ -268,6 +303,9 @@ export class Simulator {
     n.paused = false;
     n.queue = [];
     n.leaseNs = 0n;
+    n.validUntilNs = 0n;
+    n.servingRows = undefined;
+    n.changedNs = this.nowNs;
     // A restart revokes the lease: whatever the node held as previous owner is gone.
     n.held = this.groups.map(() => new Array<Held | undefined>(NBUCKETS).fill(undefined));
     n.epoch = 0;
@@ -317,24 +355,31 @@ export class Simulator {
     n.running = false;
     n.engine = undefined;
     n.overrides = undefined;
+    n.changedNs = this.nowNs;
   }
 
   /** SIGSTOP: no ticks, no receives; datagrams wait in the socket buffer. */
   pause(name: string): void {
     this.node(name).paused = true;
+    this.node(name).changedNs = this.nowNs;
   }
 
   /** SIGCONT: queued datagrams are read first (with the current time), then ticks resume. */
   resume(name: string): void {
     const n = this.node(name);
     n.paused = false;
+    n.changedNs = this.nowNs;
     const queued = n.queue.splice(0);
     for (const bytes of queued) this.deliver(n, bytes);
   }
 
   setHealth(name: string, ok: boolean, cause = 'interface check failed'): void {
     const n = this.node(name);
-    if (n.engine && !n.paused) this.apply(n, n.engine.setLocalHealth(ok, cause));
+    if (n.engine && !n.paused) {
+      if (n.healthy !== ok) n.changedNs = this.nowNs;
+      n.healthy = ok;
+      this.apply(n, n.engine.setLocalHealth(ok, cause));
+    }
   }
 
   setPower(at: string, node: string, power: number, group?: string): void {
@@ -356,6 +401,7 @@ export class Simulator {
   setLink(from: string, to: string, up: boolean): void {
     const l = this.link(from, to);
     if (up && !l.up) l.upSinceNs = this.nowNs;
+    if (up !== l.up) l.changedNs = this.nowNs;
     l.up = up;
   }
 
@@ -374,7 +420,10 @@ export class Simulator {
   setLoss(loss: number, from?: string, to?: string): void {
     for (const [k, l] of this.links) {
       const [f, t] = k.split('>');
-      if ((from === undefined || f === from) && (to === undefined || t === to)) l.loss = loss;
+      if ((from === undefined || f === from) && (to === undefined || t === to)) {
+        if (l.loss !== loss) l.changedNs = this.nowNs;
+        l.loss = loss;
+      }
     }
   }
 
@@ -452,6 +501,9 @@ export class Simulator {
       n.epoch = out.table.epoch;
     }
     if (out.leaseDeadlineNs !== undefined) n.leaseNs = out.leaseDeadlineNs;
+    // The daemon: "WAIT serves nothing from the first instant" (lease 0, whatever the engine's).
+    if (out.state === 'WAIT') n.leaseNs = 0n;
+    this.noteLease(n, out.table !== undefined);
     n.state = out.state;
     for (const e of out.events) {
       n.events.push({ atMs: this.nowMs, event: e });
@@ -461,6 +513,57 @@ export class Simulator {
     if (n.events.length > 5000) n.events.splice(0, 2500);
     if (out.table || out.leaseDeadlineNs !== undefined) this.check();
     this.send(n, out);
+  }
+
+  // --- continuity (docs/membership.md, "Survivors keep serving") ---------------------------
+
+  /** How long a node and its contacts must have been undisturbed before a lapse counts. */
+  private get settleNs(): bigint {
+    return BigInt(this.timing.mlostCount + 2) * BigInt(this.timing.pulseMs) * MS;
+  }
+
+  /** After a lease write or table install on n: track when its lease lapses and check each lapse's end. */
+  private noteLease(n: SimNode, tableChanged: boolean): void {
+    const now = this.nowNs;
+    const wasValid = n.validUntilNs > now;
+    const until = n.leaseNs + SLACK - n.offsetNs;
+    const lapseFrom = n.validUntilNs;
+    n.validUntilNs = until > now ? until : wasValid ? now : n.validUntilNs;
+    const valid = n.validUntilNs > now;
+    if (valid && !wasValid && n.servingRows) this.checkLapse(n, lapseFrom);
+    if (valid && (tableChanged || !n.servingRows)) {
+      n.servingRows = n.rows.map((r) => [...r]);
+      n.servingView = n.engine?.status().view ?? [];
+    }
+  }
+
+  /** A lapse of n from `fromNs` to now ended: a violation when nothing put n's buckets in question. */
+  private checkLapse(n: SimNode, fromNs: bigint): void {
+    const rows = n.servingRows!;
+    let buckets = 0;
+    let kept = true;
+    rows.forEach((row, g) => row.forEach((o, b) => {
+      if (o !== n.name) return;
+      buckets++;
+      if (n.rows[g]?.[b] !== n.name) kept = false;
+    }));
+    if (buckets === 0 || !kept) return;
+    const since = fromNs - this.settleNs;
+    const calm = (x: SimNode) => x.running && !x.paused && x.healthy && x.changedNs <= since;
+    if (!calm(n)) return;
+    const clean = (l: Link) => l.up && l.loss === 0 && l.changedNs <= since;
+    const view = n.servingView ?? [];
+    const contacts = view.filter((m) => m !== n.name && this.nodes.has(m) && calm(this.node(m))
+      && clean(this.link(n.name, m)) && clean(this.link(m, n.name))).length;
+    // A majority of its view (itself included); under quorum also the acknowledgers a lease needs.
+    // (At least one: a node alone in its view is one side of a split brain, in contact with nobody.)
+    const needed = Math.max(1, Math.floor(view.length / 2), this.opts.splitBrain === 'quorum' ? Math.floor(this.names.length / 2) : 0);
+    if (!view.includes(n.name) || contacts < needed) return;
+    const lapse = { node: n.name, fromMs: Number(fromNs) / 1e6, toMs: this.nowMs, buckets };
+    this.lapses.push(lapse);
+    if (this.opts.throwOnLapse) {
+      throw new Error(`${n.name} served none of its ${buckets} buckets from ${lapse.fromMs.toFixed(1)} to ${lapse.toMs.toFixed(1)} ms while in contact with ${contacts} of its view`);
+    }
   }
 
   // --- connections (handover model) ---------------------------------------------------------

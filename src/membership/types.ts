@@ -220,8 +220,14 @@ export type MembershipEvent =
 
 /** What one call to the engine asks the caller to do, in this order. */
 export interface EngineOutput {
-  /** Install this table in the data plane (before transmitting `send`). */
+  /**
+   * Install this table in the data plane (before transmitting `send`). After a change of
+   * leader its `groups` may hold back buckets it gains us (docs/membership.md, "Switching
+   * leaders"): then a later output gives the same epoch again, complete (`completesTable`).
+   */
   table?: ViewTable;
+  /** `table` is the installed epoch again, now with the buckets held back since a change of leader. */
+  completesTable?: true;
   /** Write this lease deadline (monotonic ns); 0n = revoke now. */
   leaseDeadlineNs?: bigint;
   /** Transmit to every peer on every LAN. */

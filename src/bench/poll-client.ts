@@ -1,0 +1,71 @@
+// A client of short connections through a VIP, shared by the lab tests
+// (test/lab/helpers/client-watch.ts) and the failover benchmark: from every source address,
+// a new TCP connection every `intervalMs` (HTTP/1.0 GET, the servers answer their node's
+// name and close); a request that has no answer within `timeoutMs` is failed. One request in
+// flight per source: a tick that finds one still pending starts none (the pending one fails
+// at its timeout). Over stdin: "report" prints, per source, answered and failed counts since
+// the last "mark", the times of the failures (ms since the mark) and which nodes answered;
+// "mark" starts a new window; "exit" ends it. A request that got no answer while this client
+// itself was stalled (its event loop late by more than a third of the timeout: a loaded test
+// machine) is counted `stalled`, not failed: the client, not the farm, missed it.
+//
+// Plain CommonJS run with `node -e`; argv: JSON of { sources, host, port, intervalMs, timeoutMs }.
+export const POLL_CLIENT_JS = String.raw`
+const net = require('net');
+const { sources, host, port, intervalMs, timeoutMs } = JSON.parse(process.argv[1]);
+let markAt = Date.now();
+const state = sources.map((src) => ({ src, pending: false, answered: 0, failed: 0, stalled: 0, failedAtMs: [], servedBy: {} }));
+// Event-loop stalls of this client: [start, end] (ms), the last few seconds' worth.
+const stalls = [];
+let lastBeat = Date.now();
+setInterval(() => {
+  const now = Date.now();
+  if (now - lastBeat > 10 + timeoutMs / 3) { stalls.push([lastBeat, now]); if (stalls.length > 200) stalls.shift(); }
+  lastBeat = now;
+}, 10);
+// (A stall still going on when the timeout fires has not been recorded yet: lastBeat shows it.)
+const stalledDuring = (from, to) => to - lastBeat > 10 + timeoutMs / 3 || stalls.some(([a, b]) => a < to && b > from);
+const attempt = (s) => {
+  s.pending = true;
+  let buf = '';
+  let done = false;
+  const startedAt = Date.now();
+  const sock = net.connect({ host, port, localAddress: s.src });
+  const finish = (body) => {
+    if (done) return;
+    done = true;
+    clearTimeout(t);
+    sock.destroy();
+    s.pending = false;
+    if (startedAt < markAt) return; // begun before the mark: counts in no window
+    if (body) { s.answered++; s.servedBy[body] = (s.servedBy[body] || 0) + 1; }
+    else if (stalledDuring(startedAt, Date.now())) s.stalled++;
+    else { s.failed++; if (s.failedAtMs.length < 50) s.failedAtMs.push(startedAt - markAt); }
+  };
+  const t = setTimeout(() => finish(null), timeoutMs);
+  sock.setNoDelay(true);
+  sock.on('connect', () => sock.write('GET / HTTP/1.0\r\n\r\n'));
+  sock.on('data', (d) => { buf += d.toString('latin1'); });
+  sock.on('end', () => { const i = buf.indexOf('\r\n\r\n'); finish(i >= 0 ? buf.slice(i + 4).trim() || null : null); });
+  sock.on('error', () => finish(null));
+};
+// Sources spread over the interval, so that connections do not all start at once.
+sources.forEach((_, i) => setTimeout(() => setInterval(() => { const s = state[i]; if (!s.pending) attempt(s); }, intervalMs), (i * intervalMs) / sources.length));
+let input = '';
+process.stdin.on('data', (d) => {
+  input += d;
+  let nl;
+  while ((nl = input.indexOf('\n')) >= 0) {
+    const cmd = input.slice(0, nl).trim();
+    input = input.slice(nl + 1);
+    if (cmd === 'mark') {
+      markAt = Date.now();
+      for (const s of state) { s.answered = 0; s.failed = 0; s.stalled = 0; s.failedAtMs = []; s.servedBy = {}; }
+      process.stdout.write('marked\n');
+    }
+    if (cmd === 'report') process.stdout.write(JSON.stringify(state.map(({ pending, ...r }) => r)) + '\n');
+    if (cmd === 'exit') process.exit(0);
+  }
+});
+process.stdin.on('end', () => process.exit(0));
+`;
