@@ -324,7 +324,12 @@ export class MembershipEngine {
     }
     this.noteAck(peer, hb, out);
     // The fence the leader waited for may be complete now: decide without waiting for the pulse.
-    if (this.fencePending && this.leader === this.self && this.leaderSinceTick && this.eligible) {
+    // Only while no smaller-named peer has become a member since the tick (this very heartbeat
+    // may show it UP and in contact): that peer leads from our next tick on, and a table of
+    // ours now would race its own — two leaders giving one free bucket to two nodes (found by
+    // the property search under `quorum`: n3 gave itself a bucket 0.5 ms before n2, the new
+    // leader it had not counted yet, gave it to n5).
+    if (this.fencePending && this.leader === this.self && this.leaderSinceTick && this.eligible && !this.smallerMember(nowNs)) {
       this.lead(nowNs, this.lastCandidates, out);
       if (out.table) {
         this.updateState(out);
@@ -566,6 +571,18 @@ export class MembershipEngine {
   private smallerPeerDiscovering(): boolean {
     for (const p of this.peers.values()) {
       if (p.alive && p.name < this.self && p.hb?.state === 'WAIT' && p.hb.cause === DISCOVERING && p.hb.configDigest === this.referenceDigest) return true;
+    }
+    return false;
+  }
+
+  /** A peer named before us that is a member by the evidence at hand (assess()'s test). */
+  private smallerMember(nowNs: bigint): boolean {
+    const slostNs = BigInt(this.opts.timing.slostCount) * this.pulseNs;
+    for (const p of this.peers.values()) {
+      if (p.name >= this.self) continue;
+      const ev = this.evidence(p);
+      if (ev === undefined || nowNs - ev >= this.timeoutNs(p.name)) continue;
+      if (this.peerState(p) === 'UP' && p.hb?.configDigest === this.referenceDigest && this.connected(p, nowNs, slostNs)) return true;
     }
     return false;
   }
@@ -950,7 +967,14 @@ export class MembershipEngine {
     // because our lease grows only from acknowledgements on our table: peers that install the
     // leader's table stop giving them, and the leader's fence counts any peer still on ours
     // (docs/membership.md, "Survivors keep serving").
-    if (this.eligible && this.table.leader !== null && this.table.view.includes(this.self) && !hb.view.includes(this.self)) return;
+    // Unless that table gives a bucket we serve to another node: the leader released it once
+    // our lease had surely run out as far as it knew (lease wait and fence, a partition under
+    // `serve`), so its new owner may be serving it already — we yield at once, as a side of a
+    // healed partition does (found by the property search: n1, cut from n2, gave n2's buckets
+    // to n3 at the heal; n2, renewed by n4 and n5 on n1's older table, refused n1's table and
+    // served beside n3 for a whole lease while n1 was cut off again).
+    if (this.eligible && this.table.leader !== null && this.table.view.includes(this.self) && !hb.view.includes(this.self)
+      && !this.givesAwayServed(rows)) return;
     const served = this.servedGroups ?? this.table.groups;
     // A table of another leader than the one our lease was renewed with: what it gains us is
     // served only once a peer acknowledges us on it (docs/membership.md, "Switching leaders").
@@ -963,6 +987,17 @@ export class MembershipEngine {
     // (A lease that has run out serves nothing to hold back: the next renewal is on this leader's tables.)
     if (this.awaitingRenewal && this.leaseNsValue + BigInt(LEASE_CLOCK_SLACK_NS) > nowNs) this.holdBackGained(served, out);
     else this.servedGroups = undefined;
+  }
+
+  /** Does `rows` name another node owner or previous owner of a bucket the data plane serves for us? */
+  private givesAwayServed(rows: TableRows): boolean {
+    const served = this.servedGroups ?? this.table.groups;
+    return served.some((row, g) => row.some((o, b) => {
+      if (o !== this.self) return false;
+      const owner = rows.groups[g]?.[b] ?? null;
+      const prev = rows.prev[g]?.[b] ?? null;
+      return (owner !== null && owner !== this.self) || (prev !== null && prev !== this.self);
+    }));
   }
 
   /**
