@@ -639,6 +639,12 @@ export class MembershipEngine {
     const powers = effectivePowers(this.opts.groups, this.overrides);
     const base = this.table;
     const members = new Set(view);
+    // Members still acting as leaders (their installed table is their own): they have not yet
+    // taken us as leader and may, at this very moment, give a bucket that their table leaves
+    // unowned to another node than we would (found by the property search under 50% loss: n1
+    // and n2 published tables 0.7 ms apart, giving one free bucket to n3 and to n2). Such a
+    // bucket gets no owner from us until they follow us; what they own they alone move.
+    const rivals = view.map((n) => this.peers.get(n)).filter((p): p is Peer => p !== undefined && p.hb?.leader === p.name && p.rows !== undefined);
     const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
     // A table inherited from another leader may carry handovers: their clocks start now.
     // (With no handover recorded and none in the table there is nothing to do: the usual tick.)
@@ -704,6 +710,7 @@ export class MembershipEngine {
         if (owner !== null) {
           for (const n of ownerOf) if (n !== owner) owner = null;
           for (const n of prevOf) if (n !== want && n !== prev && n !== released) owner = null;
+          if (owner !== was) for (const r of rivals) if ((r.rows!.groups[g]?.[b] ?? null) === null) owner = null;
         }
         // A live owner that loses b — moved, or held back because another node may still
         // serve it — keeps its connections as previous owner.
@@ -860,7 +867,7 @@ export class MembershipEngine {
       if (relayedNewer) {
         const rows = this.knownTables.get(p.indirectDigest!);
         if (rows) out.push([p.name, rows]);
-        else if (member) return undefined;
+        else return undefined;
       }
       if (p.rows) out.push([p.name, p.rows, p.hb!.epoch === 0]);
     }

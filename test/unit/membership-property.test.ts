@@ -301,6 +301,39 @@ describe('membership counterexamples of the seeds 1–20 search (fixed replays)'
     ]);
   });
 
+  // Search seeds 14 and 19: under `serve`, the sides of a partition both took the other
+  // side's buckets. A node paused on one side (n2) was resumed at the heal; its first
+  // heartbeats to the other side's leader n1 relayed what it had read from its queue: n5
+  // alive, on a table (n3's) n1 had never seen. n1 counted n5 only by its last own heartbeat,
+  // from before the partition, and gave n2 bucket 171 — which n3's table gave n5 — while n5,
+  // in contact with n2, still served it. A node known only by relay to hold an unknown table
+  // now blocks the leader's decision whether it is a member or not, until its table arrives.
+  it('serve: a leader decides nothing while a node it has not released holds, by relay, a table it never saw', () => {
+    runScenario('serve', false, 884850, [
+      { op: { kind: 'partition', mask: 9 }, waitMs: 0 }, { op: { kind: 'pause', node: 1 }, waitMs: 412 },
+    ]);
+  });
+
+  it('serve: the same with two paused nodes on the other side (search seed 19)', () => {
+    runScenario('serve', false, 1, [
+      { op: { kind: 'pause', node: 2 }, waitMs: 0 }, { op: { kind: 'pause', node: 1 }, waitMs: 0 },
+      { op: { kind: 'partition', mask: 3 }, waitMs: 434 },
+    ]);
+  });
+
+  // Search seed 18: after a heal under 50% loss n1 became leader of all five while n2, which
+  // had not heard n1 as a member yet, still led n2..n5. They published tables 0.7 ms apart,
+  // giving bucket 8 (unowned in both tables before) to n3 and to n2. A leader now gives no
+  // owner to a bucket that another member still acting as leader leaves unowned, until that
+  // member follows it.
+  it('serve: a new leader does not give away a bucket a member still acting as leader leaves unowned', () => {
+    runScenario('serve', false, 15, [
+      { op: { kind: 'partition', mask: 23 }, waitMs: 1372 }, { op: { kind: 'partition', mask: 1 }, waitMs: 499 },
+      { op: { kind: 'power', at: 0, node: 0, power: 1 }, waitMs: 196 }, { op: { kind: 'loss', loss: 0.1 }, waitMs: 53 },
+      { op: { kind: 'heal' }, waitMs: 100 }, { op: { kind: 'loss', loss: 0.5 }, waitMs: 30 },
+    ]);
+  });
+
   // A lossy partition (search seed 1): under 50% loss n4 heard none of n1 and n3 for 5 pulses,
   // led a view of its own and, after the lease wait, took bucket 0, which n1 had meanwhile
   // given n3. Under `serve` that is a side of a partition serving (n4 cannot tell it from n1's
