@@ -154,6 +154,12 @@ export class MembershipEngine {
    */
   private awaitingRenewal = false;
   private servedGroups: Rows | undefined;
+  /**
+   * The epoch of the first table of the current lineage: the tables installed since the
+   * installed table's leader last changed (or since we set our own aside). An acknowledgement
+   * on any of them renews the lease (noteAck).
+   */
+  private lineageStartEpoch = 0;
   /** Set by install(): the table just installed left out a node of the previous view. */
   private droppedFromView = false;
   private splitBrain = false;
@@ -959,8 +965,14 @@ export class MembershipEngine {
     if (this.opts.configDigest !== this.referenceDigest) return;
     if (rows.groups.length !== this.opts.groups.length) return;
     // Strictly newer only: two leaders (two sides of a partition) can publish the same epoch;
-    // the merged leader then republishes above both (see lead()).
-    const newer = hb.epoch > this.table.epoch;
+    // the merged leader then republishes above both (see lead()). Except a table of our
+    // (new) leader that gives a bucket we serve to another node, when ours is another
+    // leader's: the epochs of two sides are not ordered, and after a heal that leader may be
+    // cut off again before it can republish above ours — we yield to its current table rather
+    // than serve beside that node until our lease runs out (found by the property search:
+    // n3, alone on its side, and n4, on n2's table, served one bucket for a whole lease after
+    // the heal, both following n2, cut off again at once).
+    const newer = hb.epoch > this.table.epoch || (hb.leader !== this.table.leader && this.givesAwayServed(rows));
     if (!newer || tableDigest(rows.groups, rows.prev) !== hb.tableDigest) return;
     // Only a table of the leader's current leadership: one it made in an earlier one (relayed
     // by a node still on it after a heal) may give back what our side's leader has moved on
@@ -1044,6 +1056,7 @@ export class MembershipEngine {
     const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
     this.table = { ...this.table, epoch, leader: null };
     this.maxEpochSeen = epoch;
+    this.lineageStartEpoch = epoch;
   }
 
   /**
@@ -1087,6 +1100,7 @@ export class MembershipEngine {
       if (o === this.self) gained++;
       if (was === this.self) lost++;
     }));
+    if (table.leader === null || table.leader !== prev.leader) this.lineageStartEpoch = table.epoch;
     this.table = table;
     this.recentTables.push(table);
     if (this.recentTables.length > RECENT_TABLES) this.recentTables.shift();
@@ -1107,9 +1121,9 @@ export class MembershipEngine {
 
   private noteAck(peer: Peer, hb: Heartbeat, out: EngineOutput): void {
     if (!this.eligible) return;
-    if (hb.epoch !== this.table.epoch || hb.tableDigest !== this.table.digest || hb.configDigest !== this.opts.configDigest) return;
+    if (hb.configDigest !== this.opts.configDigest) return;
     // Only on a table whose view includes us: a table that leaves us out is a fence (holdings()).
-    if (!this.table.view.includes(this.self)) return;
+    if (!this.table.view.includes(this.self) || !this.onOurLineage(hb)) return;
     const ack = hb.acks.find((a: AckEntry) => a.node === this.self && a.incarnation === this.opts.incarnation);
     if (!ack) return;
     const sentAt = this.sent.get(ack.seq);
@@ -1121,6 +1135,24 @@ export class MembershipEngine {
     const deadlines = [...this.peers.values()].map((p) => p.ackDeadlineNs).filter((d): d is bigint => d !== undefined).sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
     const kth = deadlines[needed - 1];
     if (kth !== undefined) this.renew(kth, out);
+  }
+
+  /**
+   * Is the peer on our installed table, or on an earlier one of the same leader's current
+   * lineage that names us? During a handover the leader publishes a table per pulse; with
+   * installs of tens of ms (a loaded host), a follower's answer on table k reached the leader
+   * once it was on k+1, and the follower's on k the leader's on k+1, so nobody's lease was
+   * renewed while the handover lasted (found in the lab: survivors' leases lapsing at a
+   * rejoin; reproduced by the simulator with installs of 5–60 ms). Safe: those tables are one
+   * leader's, each made by the hand-over rule against every table a peer may hold, so they
+   * agree on who serves what; the lease bounds serving by the table the data plane has, never
+   * an older one; and a peer that has moved to a table leaving us out (the fence) sends no
+   * acknowledgement on ours any more.
+   */
+  private onOurLineage(hb: Heartbeat): boolean {
+    if (hb.epoch === this.table.epoch) return hb.tableDigest === this.table.digest;
+    if (hb.epoch < this.lineageStartEpoch || hb.epoch > this.table.epoch || this.table.leader === null) return false;
+    return this.recentTables.some((t) => t.epoch === hb.epoch && t.digest === hb.tableDigest && t.leader === this.table.leader && t.view.includes(this.self));
   }
 
   private renew(deadline: bigint, out: EngineOutput): void {

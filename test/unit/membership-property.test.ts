@@ -334,6 +334,21 @@ describe('membership counterexamples of the seeds 1–20 search (fixed replays)'
     ]);
   });
 
+  // Search seed 11: n3, alone on its side, had taken every bucket (its own table, epoch 11);
+  // after the heal n3 and n4 were cut off together from n2, whom both followed, and n4 on
+  // n2's table (epoch 8) served bucket 2 beside n3 until their leases ran out. n3 refused
+  // n2's table as older (the epochs of two sides are not ordered). A follower now yields to
+  // its leader's table that gives a bucket it serves to another node whatever the epochs,
+  // when its own table is another leader's.
+  it('serve: after a heal a follower yields to its new leader\'s table even under a lower epoch', () => {
+    runScenario('serve', false, 454492, [
+      { op: { kind: 'partition', mask: 1 }, waitMs: 355 }, { op: { kind: 'heal' }, waitMs: 562 },
+      { op: { kind: 'partition', mask: 5 }, waitMs: 590 }, { op: { kind: 'partition', mask: 1 }, waitMs: 449 },
+      { op: { kind: 'heal' }, waitMs: 31 }, { op: { kind: 'partition', mask: 12 }, waitMs: 47 },
+      { op: { kind: 'restart', node: 0 }, waitMs: 72 }, { op: { kind: 'partition', mask: 1 }, waitMs: 10 },
+    ]);
+  });
+
   // A lossy partition (search seed 1): under 50% loss n4 heard none of n1 and n3 for 5 pulses,
   // led a view of its own and, after the lease wait, took bucket 0, which n1 had meanwhile
   // given n3. Under `serve` that is a side of a partition serving (n4 cannot tell it from n1's
