@@ -361,30 +361,6 @@ describe('engine input checks', () => {
   });
 });
 
-describe('key file', () => {
-  let dir: string;
-  afterAll(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  it('loads a 0600 key (a trailing newline removed), refuses missing, short and world-readable keys, warns on group access', async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'farmlb-key-'));
-    const file = path.join(dir, 'farm.key');
-    await writeFile(file, 'a'.repeat(32) + '\n', { mode: 0o600 });
-    expect((await loadKey(file)).length).toBe(32);
-    await expect(loadKey(path.join(dir, 'missing'))).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_KEY_MISSING' });
-    await chmod(file, 0o604);
-    await expect(loadKey(file)).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_KEY_PERMISSIONS' });
-    await chmod(file, 0o640);
-    const warnings: string[] = [];
-    await loadKey(file, (w) => warnings.push(w));
-    expect(warnings).toHaveLength(1);
-    const short = path.join(dir, 'short.key');
-    await writeFile(short, 'abc', { mode: 0o600 });
-    await expect(loadKey(short)).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_KEY_SHORT' });
-  });
-});
-
 describe('transports', () => {
   const log = pino({ level: 'silent' });
 
