@@ -479,6 +479,10 @@ export const ERRORS = {
     message: 'the heartbeat key file {file} holds {bytes} bytes; a key is at most {max}',
     hint: 'check that <farmlb key_file> names the key file; farmlb keygen writes one',
   },
+  FARMLB_E_MEMBERSHIP_UNKNOWN_KEY: {
+    message: 'heartbeat signed with key id {keyId}; this node accepts {accepted}',
+    hint: 'the sender uses another key file: give every node the same key, or rotate as docs/security.md says (accept_key_file)',
+  },
   FARMLB_E_MEMBERSHIP_KEY_WEAK: {
     message: 'the heartbeat key in {file} is too weak: {detail}',
     hint: 'write a random key: farmlb keygen --key-file {file} --force (then copy it to every node)',

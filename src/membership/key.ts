@@ -29,9 +29,17 @@ export const MIN_KEY_BITS = 48;
 
 const KEY_ID_LABEL = 'farmlb heartbeat key id\u0000';
 
+/** Ids of the keys in use, by identity: the receive path asks for them per datagram. */
+const idCache = new WeakMap<Buffer, Buffer>();
+
 /** The 4-byte id of `key` carried in every heartbeat (FLB2 frames). */
 export function keyIdBytes(key: Buffer): Buffer {
-  return createHash('sha256').update(KEY_ID_LABEL).update(key).digest().subarray(0, 4);
+  let id = idCache.get(key);
+  if (!id) {
+    id = createHash('sha256').update(KEY_ID_LABEL).update(key).digest().subarray(0, 4);
+    idCache.set(key, id);
+  }
+  return id;
 }
 
 /** keyIdBytes as 8 hex digits, as logs, status and `farmlb keygen` show it. */

@@ -260,6 +260,8 @@ export interface PeerStatus {
    * another key). Reported only: it changes no state (docs/security.md).
    */
   foreignKeyMs?: number;
+  /** The key id that peer's frames named (8 hex digits; absent for frames of releases without key ids). */
+  foreignKeyId?: string;
 }
 
 /** Buckets in handover in one group of the installed table. */

@@ -17,6 +17,8 @@ import { configDigest, crossCheckErrors, parseClusterConfig, parseFarmConfig } f
 import { isFarmlbError } from '../../src/errors.js';
 import { Simulator } from '../../src/membership/simulator.js';
 import { decodeHeartbeat, encodeHeartbeat, type Heartbeat } from '../../src/membership/index.js';
+import { frameBody } from '../../src/membership/codec.js';
+import { keyIdBytes } from '../../src/membership/key.js';
 import { createHmac } from 'node:crypto';
 
 const runs = Number(process.env.FARMLB_FUZZ_RUNS ?? 500);
@@ -43,7 +45,7 @@ function decodeOrRefuse(bytes: Buffer): Heartbeat | undefined {
   try {
     return decodeHeartbeat(bytes, key);
   } catch (err) {
-    if (!refusedWith(err, 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE', 'FARMLB_E_MEMBERSHIP_BAD_MAC')) throw err;
+    if (!refusedWith(err, 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE', 'FARMLB_E_MEMBERSHIP_BAD_MAC', 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY')) throw err;
     return undefined;
   }
 }
@@ -129,6 +131,8 @@ describe('fuzz: heartbeat codec', () => {
     const datagram = fc.oneof(
       fc.uint8Array({ maxLength: 1600 }).map((b) => Buffer.from(b)),
       fc.uint8Array({ minLength: 30, maxLength: 1600 }).map((b) => Buffer.concat([MAGIC, Buffer.from(b)])),
+      fc.uint8Array({ minLength: 30, maxLength: 1600 }).map((b) => Buffer.concat([Buffer.from('FLB2'), Buffer.from(b)])),
+      fc.uint8Array({ minLength: 30, maxLength: 1600 }).map((b) => Buffer.concat([Buffer.from('FLB2'), keyIdBytes(key), Buffer.from(b)])),
       fc.uint8Array({ maxLength: 800 }).map((b) => signed(Buffer.from(b))),
       fc.jsonValue().map((j) => signed(Buffer.from(JSON.stringify(j) ?? 'null'))),
     );
@@ -141,7 +145,9 @@ describe('fuzz: heartbeat codec', () => {
     fc.assert(fc.property(fc.nat({ max: real.length - 1 }), fc.integer({ min: 1, max: 255 }), (at, x) => {
       const bytes = Buffer.from(real);
       bytes[at]! ^= x;
-      expect(() => decodeHeartbeat(bytes, key)).toThrow(expect.objectContaining({ code: at < 4 ? expect.stringMatching(/BAD_MESSAGE|BAD_MAC/) : 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
+      // The magic: not ours, or the other frame (whose MAC then fails); the key id: not our key.
+      const code = at < 4 ? /BAD_MESSAGE|BAD_MAC/ : at < 8 ? /UNKNOWN_KEY/ : /BAD_MAC/;
+      expect(() => decodeHeartbeat(bytes, key)).toThrow(expect.objectContaining({ code: expect.stringMatching(code) }));
     }), params(2));
   }, TIMEOUT_MS);
 
@@ -151,7 +157,7 @@ describe('fuzz: heartbeat codec', () => {
       const engine = sim.engine('node1');
       fc.assert(fc.property(fc.array(mutation, { minLength: 1, maxLength: 4 }), fc.boolean(), (ms, newIncarnation) => {
         const real = latest();
-        let body: Json = JSON.parse(real.subarray(36).toString('utf8'));
+        let body: Json = JSON.parse(frameBody(real).toString('utf8'));
         for (const m of ms) body = mutate(body, m);
         const hb = decodeOrRefuse(signed(Buffer.from(JSON.stringify(body) ?? 'null')));
         if (!hb) return;
@@ -169,7 +175,7 @@ describe('fuzz: heartbeat codec', () => {
 
   it('re-signed bodies with bytes inserted, deleted or replaced are refused or decoded', () => {
     const { latest } = farm(false);
-    const body = latest().subarray(36);
+    const body = frameBody(latest());
     const edit = fc.record({ at: fc.nat(), del: fc.nat({ max: 8 }), ins: fc.uint8Array({ maxLength: 8 }) });
     fc.assert(fc.property(fc.array(edit, { minLength: 1, maxLength: 6 }), (edits) => {
       let b = Buffer.from(body);

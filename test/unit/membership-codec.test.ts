@@ -12,6 +12,8 @@ import {
   DEFAULT_TIMING, addressesFromLans, encodeBitmap, bitmapHas, tableDigest, type Heartbeat,
 } from '../../src/membership/index.js';
 import { decodeRows, encodeRows, sameWireRows } from '../../src/membership/table.js';
+import { frameBody } from '../../src/membership/codec.js';
+import { keyId } from '../../src/membership/key.js';
 
 const key = Buffer.alloc(32, 1);
 
@@ -31,8 +33,12 @@ describe('heartbeat codec', () => {
     expect(decodeHeartbeat(encodeHeartbeat(hb(), key), key)).toEqual(hb());
   });
 
-  it('rejects a heartbeat signed with another key', () => {
-    expect(() => decodeHeartbeat(encodeHeartbeat(hb(), Buffer.alloc(32, 2)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
+  it('rejects a heartbeat signed with another key: by its key id (FLB2), by its MAC (FLB1)', () => {
+    const other = Buffer.alloc(32, 2);
+    expect(() => decodeHeartbeat(encodeHeartbeat(hb(), other), key)).toThrow(expect.objectContaining({
+      code: 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY', details: expect.objectContaining({ keyId: keyId(other), accepted: keyId(key) }),
+    }));
+    expect(() => decodeHeartbeat(encodeHeartbeat(hb(), other, { frame: 1 }), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
   });
 
   it('rejects a forged heartbeat: any flipped byte of the body fails authentication', () => {
@@ -90,7 +96,7 @@ describe('heartbeat codec v2 (compact body)', () => {
     const mac = createHmac('sha256', key).update('FLB1').update(body).digest();
     return Buffer.concat([Buffer.from('FLB1'), mac, body]);
   };
-  const bodyOf = (bytes: Buffer) => JSON.parse(bytes.subarray(36).toString()) as Record<string, unknown>;
+  const bodyOf = (bytes: Buffer) => JSON.parse(frameBody(bytes).toString()) as Record<string, unknown>;
   /** A node's heartbeat in a farm of `n` on one table, with 19-digit incarnations as the daemon makes them. */
   const farmHb = (n: number): Heartbeat => {
     const names = Array.from({ length: n }, (_, i) => `n${String(i + 1).padStart(2, '0')}`);
@@ -145,7 +151,7 @@ describe('heartbeat codec v2 (compact body)', () => {
     // A v1 body of a node that reads v2 says so (older releases ignore the extra field).
     const marked = decodeHeartbeat(encodeHeartbeat({ ...one, v: 1, readsV2: true }, key), key);
     expect(marked.readsV2).toBe(true);
-    const body = { ...JSON.parse(encodeHeartbeat({ ...one, v: 1 }, key).subarray(36).toString()), readsV2: 1 };
+    const body = { ...JSON.parse(frameBody(encodeHeartbeat({ ...one, v: 1 }, key)).toString()), readsV2: 1 };
     expect(() => decodeHeartbeat(forge(JSON.stringify(body)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
   });
 
@@ -164,7 +170,7 @@ describe('heartbeat codec v2 (compact body)', () => {
       forged[i] = forged[i]! ^ 1;
       expect(() => decodeHeartbeat(forged, key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
     }
-    expect(() => decodeHeartbeat(encodeHeartbeat(farmHb(3), Buffer.alloc(32, 2)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
+    expect(() => decodeHeartbeat(encodeHeartbeat(farmHb(3), Buffer.alloc(32, 2)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY' }));
   });
 
   it('refuses malformed v2 bodies: bad indexes, wrong arity, values out of range, unknown fields, garbage', () => {
@@ -277,7 +283,7 @@ describe('receive path: decoding work skipped, validation kept', () => {
       const mac = createHmac('sha256', key).update('FLB1').update(json).digest();
       return Buffer.concat([Buffer.from('FLB1'), mac, json]);
     };
-    const good = JSON.parse(encodeHeartbeat(hb(), key).subarray(36).toString()) as Record<string, unknown>;
+    const good = JSON.parse(frameBody(encodeHeartbeat(hb(), key)).toString()) as Record<string, unknown>;
     expect(decodeHeartbeat(forge(good), key)).toEqual(hb());
     const bad: [string, unknown][] = [
       ['acks', [{ node: 'node2', incarnation: '42x', seq: 9 }]],
