@@ -541,7 +541,10 @@ export class FarmDaemon {
     if (!this.started || this.stopping) return undefined;
     this.counterReader ??= XdpDataplane.readPinned(this.opts.paths.pinDir);
     const groups = Math.max(1, this.host.tables()?.buckets.length ?? 1);
-    return { reasons: this.counterReader.reasonCounters(), buckets: this.counterReader.bucketCounters(groups) };
+    return {
+      reasons: this.counterReader.reasonCounters(), buckets: this.counterReader.bucketCounters(groups),
+      requestersRefused: this.counterReader.requesterBudget().refused,
+    };
   }
 
   private checkTargets(): CheckTarget[] {
