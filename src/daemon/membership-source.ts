@@ -304,9 +304,10 @@ export class MembershipSource implements TableSource {
         // another module's name, a bad MAC, an unknown sender — is a misconfiguration or an
         // attack an operator must see, once per sender and reason every REJECT_LOG_EVERY_MS.
         if (/^replayed or reordered/.test(e.reason) || !this.shouldLogRejection(e.from, e.reason)) {
-          log.debug({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, 'heartbeat rejected');
+          log.debug({ event: 'heartbeat_rejected', from: e.from, reason: e.reason, detail: e.detail }, 'heartbeat rejected');
         } else {
-          log.warn({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, `heartbeat from ${e.from} rejected: ${e.reason}`);
+          log.warn({ event: 'heartbeat_rejected', from: e.from, reason: e.reason, detail: e.detail },
+            `heartbeat from ${e.from} rejected: ${e.reason}${e.detail !== undefined ? ` (${e.detail})` : ''}`);
         }
         return;
       case 'peer_lost':

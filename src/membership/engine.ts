@@ -260,11 +260,11 @@ export class MembershipEngine {
 
   receive(hb: Heartbeat, nowNs: bigint): EngineOutput {
     const out = this.output();
-    const reject = (reason: string): EngineOutput => {
-      out.events.push({ type: 'rejected', from: hb.from, reason });
+    const reject = (reason: string, detail?: string): EngineOutput => {
+      out.events.push({ type: 'rejected', from: hb.from, reason, ...(detail !== undefined ? { detail } : {}) });
       return this.finish(out);
     };
-    if (hb.module !== this.module) return reject(`module ${hb.module}, not ${this.module}`);
+    if (hb.module !== this.module) return reject('another module', `module ${JSON.stringify(hb.module.slice(0, 64))}, not ${this.module}`);
     if (hb.from === this.self) return reject('carries our own node name');
     const peer = this.peers.get(hb.from);
     if (!peer) return reject('not a node of cluster.xml');

@@ -365,6 +365,17 @@ describe('engine input checks', () => {
       expect(e.receive(bad, 10n).events[0]).toMatchObject({ type: 'rejected' });
     }
   });
+
+  it('gives every rejection a fixed reason (the log\'s rate-limit key): what the sender wrote goes to detail', () => {
+    const e = engine();
+    const reasons = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const ev = e.receive(hb({ module: `m${i}`, from: 'node2' }), 10n).events[0];
+      expect(ev).toMatchObject({ type: 'rejected', reason: 'another module', detail: `module "m${i}", not farm` });
+      if (ev?.type === 'rejected') reasons.add(ev.reason);
+    }
+    expect(reasons.size).toBe(1);
+  });
 });
 
 describe('transports', () => {
