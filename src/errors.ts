@@ -301,6 +301,10 @@ export const ERRORS = {
     message: 'node {node} is not drained after {seconds} s: {remaining}',
     hint: 'the drain stays in force (farmlb undrain {node} cancels it): the node keeps its established connections until they close or the handover limit ends them; farmlb status shows what is left; wait again with a longer --timeout',
   },
+  FARMLB_E_CLI_KEY_EXISTS: {
+    message: 'the key file {file} exists already',
+    hint: 'a new key cuts this node off from the farm until every node has it: rotate it as docs/security.md says, or give --force to replace it',
+  },
   // --- api (src/api/: control socket, HTTP health) -----------------------------
   FARMLB_E_API_BAD_REQUEST: {
     message: 'bad control request: {detail}',
@@ -421,14 +425,14 @@ export const ERRORS = {
   // --- membership (src/membership/) ------------------------------------------------
   FARMLB_E_MEMBERSHIP_KEY_MISSING: {
     message: 'cannot read the heartbeat key file {file}: {detail}',
-    hint: 'create it on every node with the same content (e.g. head -c 32 /dev/urandom > {file}; chmod 600 {file}) or set <farmlb key_file="…">',
+    hint: 'create it once with farmlb keygen --key-file {file} and copy it to every node (scp -p), or set <farmlb key_file="…">',
   },
   FARMLB_E_MEMBERSHIP_KEY_SHORT: {
     message: 'the heartbeat key file {file} holds {bytes} bytes; at least {min} are needed',
-    hint: 'write at least 32 random bytes: head -c 32 /dev/urandom > {file}',
+    hint: 'write a random key: farmlb keygen --key-file {file} --force (then copy it to every node)',
   },
   FARMLB_E_MEMBERSHIP_KEY_PERMISSIONS: {
-    message: 'the heartbeat key file {file} is readable or writable by other users (mode {mode})',
+    message: 'the heartbeat key file {file} is accessible to its group or to other users (mode {mode})',
     hint: 'chmod 600 {file} (owner root): anyone who reads the key can forge heartbeats',
   },
   FARMLB_E_MEMBERSHIP_BAD_MESSAGE: {
@@ -462,6 +466,26 @@ export const ERRORS = {
   FARMLB_E_MEMBERSHIP_TIMING: {
     message: 'membership timing cannot work: {detail}',
     hint: 'adjust <farm pulse= mlost_count= slost_count=> (docs/membership.md, "Defaults and why")',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_OWNER: {
+    message: 'the heartbeat key {what} {file} belongs to uid {uid}, not to root',
+    hint: 'chown root:root {file}: whoever owns the key file or its directory can replace the key',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_DIRECTORY: {
+    message: 'the directory {dir} of the heartbeat key file {file} is writable by others than its owner (mode {mode})',
+    hint: 'keep the key in a directory only root can write to (chmod 755 {dir}, or move the key to /etc/farmlb/): anyone who can write there can replace the key',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_LONG: {
+    message: 'the heartbeat key file {file} holds {bytes} bytes; a key is at most {max}',
+    hint: 'check that <farmlb key_file> names the key file; farmlb keygen writes one',
+  },
+  FARMLB_E_MEMBERSHIP_UNKNOWN_KEY: {
+    message: 'heartbeat signed with key id {keyId}; this node accepts {accepted}',
+    hint: 'the sender uses another key file: give every node the same key, or rotate as docs/security.md says (accept_key_file)',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_WEAK: {
+    message: 'the heartbeat key in {file} is too weak: {detail}',
+    hint: 'write a random key: farmlb keygen --key-file {file} --force (then copy it to every node)',
   },
 } as const satisfies Record<string, ErrorDef>;
 

@@ -57,6 +57,8 @@ export interface DataplaneCounters {
   reasons: Record<Reason, ReasonCounter>;
   /** [group][bucket], summed over CPUs. */
   buckets: BucketCounter[][];
+  /** New ARP / NS requesters the program could not record (its budget per window was spent). */
+  requestersRefused?: bigint;
 }
 
 /** What the metrics read at scrape time; the daemon implements it, unit tests fake it. */
@@ -353,6 +355,15 @@ export function createMetrics(source: MetricsSource, build: BuildInfo = { versio
   arp('farmlb_arpreroute_frames_sent_total', 'Gratuitous ARP replies and neighbour advertisements sent (arpreroute)', (s) => s.framesSent);
   arp('farmlb_arpreroute_rounds_total', 'arpreroute rounds run over all campaigns and interfaces', (s) => s.rounds);
   arp('farmlb_arpreroute_send_errors_total', 'arpreroute frames the kernel refused to send', (s) => s.sendErrors);
+  counter({
+    name: 'farmlb_arpreroute_requesters_refused_total',
+    help: 'New ARP / NS requesters the XDP program did not record because more new ones than its budget came in one window (a flood of spoofed requests, or a very large segment)',
+    async collect() {
+      const c = await current().counters;
+      this.reset();
+      if (c?.requestersRefused !== undefined) setCounter(this, {}, c.requestersRefused);
+    },
+  });
 
   return {
     registry,

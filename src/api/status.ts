@@ -38,6 +38,8 @@ export interface NodeStatus {
    * acted upon: a forged frame must not take a node out of the farm.
    */
   foreignKeyMs?: number;
+  /** The key id those heartbeats named (absent: a release without key ids sent them). */
+  foreignKeyId?: string;
   /**
    * This node only: the buckets it hands over as their previous owner and the connections it
    * still holds in them (sampled from its socket table every 250 ms while prevBuckets > 0;

@@ -48,6 +48,7 @@ const FARMLB_ATTRS = {
   module: ['module'],
   hashSeed: ['hash_seed', 'hashSeed'],
   keyFile: ['key_file', 'keyFile'],
+  acceptKeyFile: ['accept_key_file', 'acceptKeyFile'],
   membershipPort: ['membership_port', 'membershipPort'],
   healthPort: ['health_port', 'healthPort'],
   healthBind: ['health_bind', 'healthBind'],
@@ -216,6 +217,18 @@ function readFarmlb(r: Reader, el: XmlElement | undefined): FarmlbSettings {
     } else {
       // Relative to the config file, so a config and its key can move together.
       s.keyFile = path.resolve(path.dirname(r.diag.file), keyAttr.value);
+    }
+  }
+  // A second key accepted on receive, never signed with: the next (or previous) key of a
+  // rotation (docs/security.md, "Rotating the key").
+  const acceptAttr = get('acceptKeyFile');
+  if (acceptAttr) {
+    if (acceptAttr.value.trim() === '') {
+      r.diag.error('FARMLB_E_CONFIG_FARMLB_SETTING', {
+        attribute: acceptAttr.name, value: '', why: 'the accepted key file path is empty', advice: 'give the path of the other key of a rotation, or omit the attribute',
+      }, el, acceptAttr);
+    } else {
+      s.acceptKeyFile = path.resolve(path.dirname(r.diag.file), acceptAttr.value);
     }
   }
   s.membershipPort = r.parsed(el, get('membershipPort'), parsePortNumber, s.membershipPort, 'FARMLB_E_CONFIG_BAD_PORT');

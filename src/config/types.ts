@@ -77,6 +77,8 @@ export interface FarmlbSettings {
   module: string;
   hashSeed: number;
   keyFile: string;
+  /** <farmlb accept_key_file>: another key accepted on receive (a rotation); absent = none. */
+  acceptKeyFile?: string;
   membershipPort: number;
   healthPort: number;
   /** <farmlb health_bind>: addresses the health server listens on; absent = the node's cluster.xml addresses. */

@@ -402,7 +402,7 @@ export class FarmDaemon {
     try {
       const loaded = await loadConfigs({ config: this.host.farm.file, cluster: this.opts.cluster.file });
       const checked = await this.host.checkReload(loaded.farm, loaded.cluster);
-      const table = this.source.reload(checked.farm, checked.cluster);
+      const table = await this.source.reload(checked.farm, checked.cluster);
       await this.host.applyReload(checked, table);
       const t = this.host.tables()!;
       // Rules or the hash seed may have changed: the buckets of the held connections with them.
@@ -448,6 +448,7 @@ export class FarmDaemon {
         ...(peer?.lastHeardMs !== undefined ? { lastHeardMs: peer.lastHeardMs } : {}),
         ...(peer?.heartbeatsReceived !== undefined ? { heartbeatsReceived: peer.heartbeatsReceived, heartbeatsMissed: peer.heartbeatsMissed ?? 0 } : {}),
         ...(peer?.foreignKeyMs !== undefined ? { foreignKeyMs: peer.foreignKeyMs } : {}),
+        ...(peer?.foreignKeyId !== undefined ? { foreignKeyId: peer.foreignKeyId } : {}),
         ...(name === node ? this.selfHandoverStatus() : {}),
       };
     });
@@ -540,7 +541,10 @@ export class FarmDaemon {
     if (!this.started || this.stopping) return undefined;
     this.counterReader ??= XdpDataplane.readPinned(this.opts.paths.pinDir);
     const groups = Math.max(1, this.host.tables()?.buckets.length ?? 1);
-    return { reasons: this.counterReader.reasonCounters(), buckets: this.counterReader.bucketCounters(groups) };
+    return {
+      reasons: this.counterReader.reasonCounters(), buckets: this.counterReader.bucketCounters(groups),
+      requestersRefused: this.counterReader.requesterBudget().refused,
+    };
   }
 
   private checkTargets(): CheckTarget[] {

@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import type { BucketTable } from '../balance/assign.js';
 import { groupPowers } from '../balance/compile.js';
 import { configDigest } from '../config/digest.js';
-import type { ClusterConfig, FarmConfig } from '../config/types.js';
+import type { ClusterConfig, FarmConfig, FarmlbSettings } from '../config/types.js';
 import { XdpDataplane } from '../dataplane/xdp.js';
 import { NODE_NONE } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
@@ -29,6 +29,7 @@ import {
 } from '../membership/index.js';
 import { overridesProblem } from '../membership/bounds.js';
 import { nextIncarnation } from '../membership/incarnation.js';
+import { keyId } from '../membership/key.js';
 import type { GroupPowers } from '../membership/types.js';
 import type { Holdings, SourceSink, SourceView, TableSource } from './table-source.js';
 
@@ -93,10 +94,25 @@ function pinnedTable(pinDir: string, nodes: readonly string[], groups: number): 
   }
 }
 
-/** Builds the source: reads the key (a missing or unreadable key is a startup error), powers.json and a pinned table. */
+/** The heartbeat keys of <farmlb key_file> (signs) and <farmlb accept_key_file> (accepted too). */
+export interface HeartbeatKeys {
+  key: Buffer;
+  accept: Buffer[];
+}
+
+/** Reads and checks both key files (src/membership/key.ts); logs their ids, never the keys. */
+export async function readHeartbeatKeys(farmlb: Pick<FarmlbSettings, 'keyFile' | 'acceptKeyFile'>, log: Logger): Promise<HeartbeatKeys> {
+  const key = await loadKey(farmlb.keyFile);
+  const accept = farmlb.acceptKeyFile !== undefined ? [await loadKey(farmlb.acceptKeyFile)] : [];
+  log.info({ event: 'membership_keys', keyFile: farmlb.keyFile, keyId: keyId(key), acceptKeyFile: farmlb.acceptKeyFile ?? null, acceptKeyIds: accept.map(keyId) },
+    `heartbeats signed with key id ${keyId(key)}${accept.length ? `, key id ${accept.map(keyId).join(', ')} accepted too` : ''}`);
+  return { key, accept };
+}
+
+/** Builds the source: reads the keys (a missing, unreadable or unsafe key is a startup error), powers.json and a pinned table. */
 export async function createMembershipSource(opts: MembershipSourceOptions): Promise<MembershipSource> {
   const { farm, cluster, node, paths, log } = opts;
-  const key = await loadKey(farm.farmlb.keyFile, (message) => log.warn({ event: 'key_warning', file: farm.farmlb.keyFile }, message));
+  const { key, accept } = await readHeartbeatKeys(farm.farmlb, log);
   const topo = farm.farm ?? { ...DEFAULT_TIMING, lans: [] };
   // --lease-ms overrides the lease derived from the pulse; the engine refuses one that cannot work.
   const timing = { ...timingFromTopology(topo), ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}) };
@@ -123,6 +139,7 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   const transport = await createUdpTransport({
     self: node,
     key,
+    acceptKeys: accept,
     port: farm.farmlb.membershipPort,
     lans: lans.map((l) => ({ name: l.name, nodes: l.nodes.map((n) => ({ name: n.name, addr: n.addr })) })),
     log,
@@ -194,12 +211,19 @@ export class MembershipSource implements TableSource {
     await this.savePowersIfChanged();
   }
 
-  reload(farm: FarmConfig, cluster: ClusterConfig): BucketTable {
+  /**
+   * A reload with the same digest; the key files are read again (a key rotation is a reload
+   * on every node: docs/security.md, "Rotating the key"). A key file that fails its checks
+   * refuses the reload and the keys in use stay.
+   */
+  async reload(farm: FarmConfig, cluster: ClusterConfig): Promise<BucketTable> {
     if (configDigest(farm, cluster) !== this.digest) {
       throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', {
         detail: 'with the membership, a changed configuration is rolled out by restarting the nodes (the config digest is in every heartbeat); use farmlb power for runtime power changes',
       });
     }
+    const keys = await readHeartbeatKeys(farm.farmlb, this.opts.log);
+    this.opts.membership.setKeys?.(keys.key, keys.accept);
     return bucketTable(this.opts.membership.status().table);
   }
 
@@ -225,6 +249,7 @@ export class MembershipSource implements TableSource {
         ...(p?.lastHeardMs !== undefined ? { lastHeardMs: p.lastHeardMs } : {}),
         ...(p?.heartbeatsReceived !== undefined ? { heartbeatsReceived: p.heartbeatsReceived, heartbeatsMissed: p.heartbeatsMissed ?? 0 } : {}),
         ...(p?.foreignKeyMs !== undefined ? { foreignKeyMs: p.foreignKeyMs } : {}),
+        ...(p?.foreignKeyId !== undefined ? { foreignKeyId: p.foreignKeyId } : {}),
         ...(overrides.has(name) ? { overrides: overrides.get(name)! } : {}),
       });
     }
@@ -279,9 +304,10 @@ export class MembershipSource implements TableSource {
         // another module's name, a bad MAC, an unknown sender — is a misconfiguration or an
         // attack an operator must see, once per sender and reason every REJECT_LOG_EVERY_MS.
         if (/^replayed or reordered/.test(e.reason) || !this.shouldLogRejection(e.from, e.reason)) {
-          log.debug({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, 'heartbeat rejected');
+          log.debug({ event: 'heartbeat_rejected', from: e.from, reason: e.reason, detail: e.detail }, 'heartbeat rejected');
         } else {
-          log.warn({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, `heartbeat from ${e.from} rejected: ${e.reason}`);
+          log.warn({ event: 'heartbeat_rejected', from: e.from, reason: e.reason, detail: e.detail },
+            `heartbeat from ${e.from} rejected: ${e.reason}${e.detail !== undefined ? ` (${e.detail})` : ''}`);
         }
         return;
       case 'peer_lost':

@@ -36,7 +36,7 @@ export interface SourceView {
   leader: string | null;
   splitBrain: boolean;
   /** Per node: state as known, last heard, runtime power override. */
-  peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> } & Pick<NodeStatus, 'heartbeatsReceived' | 'heartbeatsMissed' | 'foreignKeyMs'>>;
+  peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> } & Pick<NodeStatus, 'heartbeatsReceived' | 'heartbeatsMissed' | 'foreignKeyMs' | 'foreignKeyId'>>;
   lastViewChange: ViewChange | null;
   /** CPU of the heartbeat path since start (membership mode only). */
   membershipCpu?: MembershipCpu;
@@ -77,6 +77,6 @@ export interface TableSource {
   /** A runtime power change (farmlb power/drain/undrain). */
   setPower(change: PowerChange): Promise<void>;
   /** A SIGHUP reload checked by the host: the table to apply, or a refusal (throws). */
-  reload(farm: FarmConfig, cluster: ClusterConfig): BucketTable;
+  reload(farm: FarmConfig, cluster: ClusterConfig): BucketTable | Promise<BucketTable>;
   view(): SourceView;
 }

@@ -31,6 +31,8 @@ import {
   decodeNode,
   decodeMacKey,
   decodeRequester,
+  decodeRequesterBudget,
+  type RequesterBudget,
   decodeRequesterKey,
   encodeIface,
   MAX_NODES,
@@ -287,6 +289,12 @@ function readActiveTables(maps: Maps): DataplaneTables {
     ...(handover ? { prevOwners } : {}),
     nodeMacs,
   };
+}
+
+function readRequesterBudget(maps: Maps): RequesterBudget {
+  const value = maps.farmlb_requester_budget.lookup(encodeIndexKey(0));
+  if (!value) throw new FarmlbError('FARMLB_E_INTERNAL', { detail: 'farmlb_requester_budget[0] is missing' });
+  return decodeRequesterBudget(value);
 }
 
 function readRequesters(maps: Maps): Requester[] {
@@ -655,6 +663,12 @@ export class XdpDataplane implements Dataplane {
     return readRequesters(this.maps);
   }
 
+  /** How many new requesters the program recorded in its current window and could not record since it was loaded. */
+  requesterBudget(): RequesterBudget {
+    this.assertOpen();
+    return readRequesterBudget(this.maps);
+  }
+
   /** Runs farmlb_egress (tc) on one frame through BPF_PROG_TEST_RUN. */
   testRunEgress(frame: Uint8Array): Promise<TestRunResult> {
     this.assertOpen();
@@ -764,6 +778,11 @@ export class PinnedDataplane {
   bucketCounters(groups = MAX_GROUPS): BucketCounter[][] {
     this.assertOpen();
     return readBucketCounters(this.maps, this.native.numPossibleCpus(), Math.min(groups, MAX_GROUPS));
+  }
+
+  requesterBudget(): RequesterBudget {
+    this.assertOpen();
+    return readRequesterBudget(this.maps);
   }
 
   requesters(): Requester[] {

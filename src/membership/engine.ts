@@ -139,6 +139,8 @@ export class MembershipEngine {
   private lastTickNs: bigint | undefined;
   /** Per peer, the last well-formed frame of its address that failed the MAC (noteForeignKey). */
   private readonly foreignKeyNs = new Map<string, bigint>();
+  /** Per peer, the key id its last foreign frame named (FLB2 frames only). */
+  private readonly foreignKeyIds = new Map<string, string>();
   private leaderSinceTick = false;
   /** The candidates of the last tick (the view lead() works on between ticks). */
   private lastCandidates: string[] = [];
@@ -264,11 +266,11 @@ export class MembershipEngine {
 
   receive(hb: Heartbeat, nowNs: bigint): EngineOutput {
     const out = this.output();
-    const reject = (reason: string): EngineOutput => {
-      out.events.push({ type: 'rejected', from: hb.from, reason });
+    const reject = (reason: string, detail?: string): EngineOutput => {
+      out.events.push({ type: 'rejected', from: hb.from, reason, ...(detail !== undefined ? { detail } : {}) });
       return this.finish(out);
     };
-    if (hb.module !== this.module) return reject(`module ${hb.module}, not ${this.module}`);
+    if (hb.module !== this.module) return reject('another module', `module ${JSON.stringify(hb.module.slice(0, 64))}, not ${this.module}`);
     if (hb.from === this.self) return reject('carries our own node name');
     const peer = this.peers.get(hb.from);
     if (!peer) return reject('not a node of cluster.xml');
@@ -366,8 +368,10 @@ export class MembershipEngine {
    * eligibility, state or lease — a datagram without the key is no evidence anyone can act
    * on, and one that made a node leave the farm would be an outage anyone on the LAN causes.
    */
-  noteForeignKey(node: string, nowNs: bigint): void {
-    if (this.peers.has(node)) this.foreignKeyNs.set(node, nowNs);
+  noteForeignKey(node: string, nowNs: bigint, keyId?: string): void {
+    if (!this.peers.has(node)) return;
+    this.foreignKeyNs.set(node, nowNs);
+    if (keyId !== undefined) this.foreignKeyIds.set(node, keyId); else this.foreignKeyIds.delete(node);
   }
 
   /** The local checks or an administrative stop. false revokes the lease at once. */
@@ -432,6 +436,7 @@ export class MembershipEngine {
       heartbeatsReceived: p.received,
       heartbeatsMissed: p.missed,
       ...(this.foreignKeyNs.has(p.name) ? { foreignKeyMs: ms(this.foreignKeyNs.get(p.name)) } : {}),
+      ...(this.foreignKeyIds.has(p.name) ? { foreignKeyId: this.foreignKeyIds.get(p.name) } : {}),
     }));
     return {
       node: this.self,

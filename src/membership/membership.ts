@@ -22,6 +22,11 @@ export interface Membership {
   powerOverrides(): PowerOverrides;
   /** CPU this process spent on the heartbeat path since start (bench, /metrics). */
   cpu(): MembershipCpu;
+  /**
+   * The key to sign heartbeats with and the other keys accepted (docs/security.md, "Rotating
+   * the key"), from the next heartbeat on. A backend with its own keys may not have it.
+   */
+  setKeys?(key: Buffer, accept: readonly Buffer[]): void;
 }
 
 /** Seconds of CPU (user + system) per part of the heartbeat path. */
@@ -63,7 +68,7 @@ export class BuiltinMembership implements Membership {
     transport.onReceive((hb) => this.handle(this.contained('receive', () => engine.receive(hb, nowNs()))));
     // Datagrams that do not authenticate are counted and dropped by the transport; only the
     // diagnosis "this peer uses another key" reaches the engine, as a report (no decision).
-    transport.onForeignKey((node) => engine.noteForeignKey(node, nowNs()));
+    transport.onForeignKey((node, keyId) => engine.noteForeignKey(node, nowNs(), keyId));
     this.timer = setInterval(() => this.handle(this.tick()), this.opts.pulseMs);
     this.handle(this.tick());
   }
@@ -115,6 +120,10 @@ export class BuiltinMembership implements Membership {
 
   clearPower(node: string, group?: string): void {
     this.handle(this.opts.engine.clearPower(node, group));
+  }
+
+  setKeys(key: Buffer, accept: readonly Buffer[]): void {
+    this.opts.transport.setKeys(key, accept);
   }
 
   setHoldings(sample: HoldingsSample): void {

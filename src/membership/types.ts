@@ -208,7 +208,11 @@ export type MembershipEvent =
   | { type: 'quorum_lost'; alive: number; needed: number }
   | { type: 'config_mismatch'; node: string; ours: string; theirs: string; reference: string }
   | { type: 'powers'; overrides: PowerOverrides; origin: 'local' | 'peer' }
-  | { type: 'rejected'; from: string; reason: string }
+  /**
+   * `reason` is a fixed text (a log key: the rejections of one sender are rate-limited per
+   * reason); what the heartbeat said, when it matters, is in `detail`.
+   */
+  | { type: 'rejected'; from: string; reason: string; detail?: string }
   /** Leader only: buckets of `group` start handing over from `from` (their owner-to-be: `to`, null = none yet). */
   | { type: 'handover_started'; group: string; from: string; to: string | null; buckets: number[] }
   /**
@@ -260,6 +264,8 @@ export interface PeerStatus {
    * another key). Reported only: it changes no state (docs/security.md).
    */
   foreignKeyMs?: number;
+  /** The key id that peer's frames named (8 hex digits; absent for frames of releases without key ids). */
+  foreignKeyId?: string;
 }
 
 /** Buckets in handover in one group of the installed table. */
