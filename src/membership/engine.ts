@@ -888,8 +888,16 @@ export class MembershipEngine {
     // relays it (its own table, made by another leader): that leader's heartbeats may not
     // reach us (a heal, a one-way cut), and a member we hear only by relay may be on it
     // (docs/membership.md, "the relay freshness gap").
+    const leadsNobodyNs = BigInt(this.opts.timing.mlostCount) * this.pulseNs;
     for (const q of this.peers.values()) {
       if (!q.alive || !q.hb || !q.rows || q.hb.leader === null || q.hb.leader === this.self) continue;
+      // Not the table of its own leadership that a WAIT node still carries (a leader whose
+      // check failed, back after its link came up): nobody follows a WAIT node, and once it
+      // has been out of service for `mlost` pulses no follower can still take it for its
+      // leader; when it leads again it sets that table aside. Counting it made the leader
+      // take back, table after table, the buckets it had given the survivors (seen in the
+      // lab: kept buckets of every survivor unowned for a pulse at the old leader's return).
+      if (q.hb.leader === q.name && q.hb.state === 'WAIT' && (q.servingNs === undefined || nowNs - q.servingNs > leadsNobodyNs)) continue;
       for (const n of q.hb.view) if (n !== this.self) out.push([n, q.rows]);
     }
     return out;
