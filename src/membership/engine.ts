@@ -743,8 +743,17 @@ export class MembershipEngine {
       const hb = this.peers.get(n)?.hb;
       return hb !== undefined && (hb.epoch > this.table.epoch || (hb.epoch === this.table.epoch && hb.tableDigest !== this.table.digest));
     });
+    // A member on another leader's table of our epoch or above (a rival above, or its
+    // followers) installs only a table of ours with a higher epoch: republish even when
+    // nothing changes, or a rival
+    // whose free buckets we leave unowned, on a table with our very digest, would stay one
+    // (found by the property search: every bucket unowned in both, and no table ever again).
+    const memberElsewhere = view.some((n) => {
+      const hb = n === this.self ? undefined : this.peers.get(n)?.hb;
+      return hb !== undefined && hb.leader !== this.self && hb.epoch >= this.table.epoch;
+    });
     const sameView = this.table.view.length === view.length && this.table.view.every((n, i) => n === view[i]);
-    if (sameRows(nextGroups, base.groups) && sameRows(nextPrev, base.prev) && sameView && this.table.leader === this.self && !memberAhead) return;
+    if (sameRows(nextGroups, base.groups) && sameRows(nextPrev, base.prev) && sameView && this.table.leader === this.self && !memberAhead && !memberElsewhere) return;
     this.noteHandovers(started, ended, epoch, nowNs, out);
     this.install({ epoch, leader: this.self, view, groups: nextGroups, prev: nextPrev, digest: tableDigest(nextGroups, nextPrev) }, out, this.viewCause(view, 'leader'));
     this.awaitingRenewal = false;

@@ -349,6 +349,18 @@ describe('membership counterexamples of the seeds 1–20 search (fixed replays)'
     ]);
   });
 
+  // Search seed 11 again, after the rivals' rule: n1 and n2 both published epoch 8 after a
+  // heal, every bucket unowned in both (one digest: a digest covers owners, not the view). n1
+  // left n2's free buckets unowned while n2 acted as leader, so its table never changed, and
+  // n2 and its followers never installed n1's same-epoch table: no table again, no bucket
+  // served. A leader now republishes while a member is on another leader's table.
+  it('serve: a leader republishes while a member is still on a rival\'s table (no deadlock on one digest)', () => {
+    runScenario('serve', false, 454492, [
+      { op: { kind: 'partition', mask: 1 }, waitMs: 437 }, { op: { kind: 'partition', mask: 6 }, waitMs: 449 },
+      { op: { kind: 'heal' }, waitMs: 54 }, { op: { kind: 'partition', mask: 1 }, waitMs: 16 },
+    ]);
+  });
+
   // A lossy partition (search seed 1): under 50% loss n4 heard none of n1 and n3 for 5 pulses,
   // led a view of its own and, after the lease wait, took bucket 0, which n1 had meanwhile
   // given n3. Under `serve` that is a side of a partition serving (n4 cannot tell it from n1's
