@@ -301,6 +301,14 @@ export const ERRORS = {
     message: 'node {node} is not drained after {seconds} s: {remaining}',
     hint: 'the drain stays in force (farmlb undrain {node} cancels it): the node keeps its established connections until they close or the handover limit ends them; farmlb status shows what is left; wait again with a longer --timeout',
   },
+  FARMLB_E_CLI_KEY_EXISTS: {
+    message: 'the key file {file} exists; farmlb keygen keeps it',
+    hint: 'the farm already has a key: copy that file to the other nodes; to replace it on purpose, farmlb keygen --force and then copy the new file to every node (nodes with different keys do not hear each other)',
+  },
+  FARMLB_E_CLI_KEY_WRITE: {
+    message: 'cannot write the key file {file}: {detail}',
+    hint: 'run as root (the key lives in /etc/farmlb), or give a writable path with --out',
+  },
   // --- api (src/api/: control socket, HTTP health) -----------------------------
   FARMLB_E_API_BAD_REQUEST: {
     message: 'bad control request: {detail}',

@@ -4,6 +4,7 @@ import { bucketsCommand } from './buckets.js';
 import { confinfoCommand } from './confinfo.js';
 import { eventsCommand } from './events.js';
 import { explainCommand } from './explain.js';
+import { keygenCommand } from './keygen.js';
 import { drainCommand, powerCommand, startCommand, stopCommand, undrainCommand } from './module-control.js';
 import { reloadCommand } from './reload.js';
 import { runCommand } from './run.js';
@@ -12,5 +13,5 @@ import { validateCommand } from './validate.js';
 
 export const COMMANDS: CommandDef[] = [
   runCommand, statusCommand, startCommand, stopCommand, powerCommand, drainCommand, undrainCommand,
-  reloadCommand, validateCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
+  reloadCommand, validateCommand, keygenCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
 ];
