@@ -272,6 +272,10 @@ export const ERRORS = {
     message: 'cannot read {file}: {detail}',
     hint: 'farmlb reads the socket table and TCP counters of its network namespace under /proc/net; check that /proc is mounted and readable there',
   },
+  FARMLB_E_NET_SOCK_DIAG: {
+    message: 'cannot read the socket table through sock_diag: {detail}',
+    hint: 'the kernel needs inet_diag and tcp_diag (CONFIG_INET_DIAG, CONFIG_INET_TCP_DIAG, or modprobe tcp_diag); meanwhile farmlb reads /proc/net/tcp and tcp6 instead, which costs more on a host with many sockets',
+  },
   // --- cli (src/cli/) ----------------------------------------------------------
   FARMLB_E_CLI_BAD_OPTION: {
     message: 'bad value "{value}" for {option}: expected {expected}',

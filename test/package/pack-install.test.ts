@@ -62,8 +62,10 @@ describe('npm package', () => {
         `const m = await import(${JSON.stringify(path.join(pkg, 'dist/dataplane/native.js'))}); console.log(typeof m.loadNative().monotonicNs(), m.bpfObjectPath());`]);
       expect(loaded.trim()).toBe(`bigint ${path.join(pkg, 'bpf/build/farmlb.bpf.o')}`);
       expect(readdirSync(pkg)).not.toContain('build');
-      // package.json "man": the page lands where man looks under the prefix.
-      expect(readdirSync(path.join(prefix, 'share/man/man1'))).toContain('farmlb.1');
+      // farmlb(1) ships in the package; npm 11 also links it (package.json "man") where man
+      // looks under the prefix, npm 12 no longer does (docs/operations.md says how to link it).
+      expect(readdirSync(path.join(pkg, 'man'))).toContain('farmlb.1');
+      if (npmVersion.startsWith('11.')) expect(readdirSync(path.join(prefix, 'share/man/man1'))).toContain('farmlb.1');
     }, 300_000);
   }
 });
