@@ -140,11 +140,12 @@ export async function socketsMain(args: string[]): Promise<number> {
     progress(`${n} sockets (the VIP's ${vipConnections} connections): ${samples} samples per reader`);
     for (const reader of ['sock_diag', 'proc'] as const) results.push(await measure(reader, samples, n));
     progress(`opening ${unrelated} unrelated sockets`);
+    // Listener ports below 1024, outside the ephemeral range the clients take theirs from.
     // Holders of at most PER_HOLDER connections each: a process may hold only so many fds
     // (RLIMIT_NOFILE's hard limit, 20,000 on the machine this was written on).
     const others: Holder[] = [];
     try {
-      for (let left = Math.ceil(unrelated / 2), port = 8080; left > 0; left -= PER_HOLDER, port++) {
+      for (let left = Math.ceil(unrelated / 2), port = 900; left > 0; left -= PER_HOLDER, port++) {
         others.push(await hold([['127.0.0.1', port, Math.min(left, PER_HOLDER)]]));
       }
       n = await socketsOnHost();
