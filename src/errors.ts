@@ -241,7 +241,7 @@ export const ERRORS = {
   },
   FARMLB_E_RUN_RELOAD_NEEDS_RESTART: {
     message: 'reload refused: {detail}; the daemon keeps serving the previous configuration',
-    hint: 'a reload (SIGHUP) changes powers, rules, groups and arpreroute settings; restart farmlb run to change interfaces, VIPs, VMAC modes or the cluster\'s nodes',
+    hint: 'with --static a reload changes powers, rules, groups and arpreroute settings; with the membership, powers and rules for new traffic (staged until every node has them); anything else is a rolling restart of the nodes (docs/operations.md, "Changing the configuration")',
   },
   // --- net (src/net/) ----------------------------------------------------------
   FARMLB_E_NET_IP: {
