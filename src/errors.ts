@@ -241,7 +241,7 @@ export const ERRORS = {
   },
   FARMLB_E_RUN_RELOAD_NEEDS_RESTART: {
     message: 'reload refused: {detail}; the daemon keeps serving the previous configuration',
-    hint: 'a reload (SIGHUP) changes powers, rules, groups and arpreroute settings; restart farmlb run to change interfaces, VIPs, VMAC modes or the cluster\'s nodes',
+    hint: 'with --static a reload changes powers, rules, groups and arpreroute settings; with the membership, powers and rules for new traffic (staged until every node has them); anything else is a rolling restart of the nodes (docs/operations.md, "Changing the configuration")',
   },
   // --- net (src/net/) ----------------------------------------------------------
   FARMLB_E_NET_IP: {
@@ -271,6 +271,10 @@ export const ERRORS = {
   FARMLB_E_NET_PROC: {
     message: 'cannot read {file}: {detail}',
     hint: 'farmlb reads the socket table and TCP counters of its network namespace under /proc/net; check that /proc is mounted and readable there',
+  },
+  FARMLB_E_NET_SOCK_DIAG: {
+    message: 'cannot read the socket table through sock_diag: {detail}',
+    hint: 'the kernel needs inet_diag and tcp_diag (CONFIG_INET_DIAG, CONFIG_INET_TCP_DIAG, or modprobe tcp_diag); meanwhile farmlb reads /proc/net/tcp and tcp6 instead, which costs more on a host with many sockets',
   },
   // --- cli (src/cli/) ----------------------------------------------------------
   FARMLB_E_CLI_BAD_OPTION: {

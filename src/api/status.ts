@@ -98,6 +98,8 @@ export interface DaemonStatus {
   lastViewChange: ViewChange | null;
   checks: { ok: boolean; failures: { kind: string; target: string; detail: string }[] };
   configDigest: string;
+  /** Membership mode: a reloaded configuration waiting until every node has it (docs/operations.md). */
+  stagedDigest?: string;
   /** Membership mode: CPU seconds this daemon spent on heartbeats since it started, per part. */
   membershipCpu?: { sendSeconds: number; receiveSeconds: number; tickSeconds: number };
 }

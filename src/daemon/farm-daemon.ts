@@ -31,6 +31,7 @@
 import type { Logger } from 'pino';
 import { loadConfigs } from '../config/index.js';
 import { groupPowers } from '../balance/compile.js';
+import type { BucketTable } from '../balance/assign.js';
 import type { ClusterConfig, FarmConfig } from '../config/types.js';
 import { configDigest } from '../config/digest.js';
 import { loadNative } from '../dataplane/native.js';
@@ -100,7 +101,9 @@ export class FarmDaemon {
   private decisions: Promise<void> = Promise.resolve();
   private installedEpoch = -1;
   private lastViewChange: ViewChange | null = null;
-  private readonly digest: string;
+  private digest: string;
+  /** A reload the membership staged (reload() got 'staged'): applied at configSwitched. */
+  private stagedReload: Awaited<ReturnType<NodeHost['checkReload']>> | undefined;
   /** <run-dir>/events.log: state and view events for `farmlb events` and `buckets --diff`. */
   private readonly events: EventsLog;
   private readonly history = new ViewHistory();
@@ -175,7 +178,7 @@ export class FarmDaemon {
         });
       }
       // Last: the source is what says UP, and by then status, health and checks answer.
-      await this.source.start({ decide: (d) => this.decide(d), nowNs: nowNs });
+      await this.source.start({ decide: (d) => this.decide(d), nowNs: nowNs, configSwitched: (digest, table) => this.configSwitched(digest, table) });
       if (this.opts.reloadOnSighup ?? true) process.on('SIGHUP', this.onSighup);
       log.info({ event: 'started', node, module: paths.module, mode: this.source.mode }, 'daemon started');
     } catch (err) {
@@ -403,7 +406,15 @@ export class FarmDaemon {
       const loaded = await loadConfigs({ config: this.host.farm.file, cluster: this.opts.cluster.file });
       const checked = await this.host.checkReload(loaded.farm, loaded.cluster);
       const table = await this.source.reload(checked.farm, checked.cluster);
+      if (table === 'staged') {
+        // The membership applies it once every node has it (configSwitched).
+        this.stagedReload = checked;
+        this.metrics.reloaded(true);
+        return;
+      }
+      this.stagedReload = undefined;
       await this.host.applyReload(checked, table);
+      this.digest = configDigest(checked.farm, checked.cluster);
       const t = this.host.tables()!;
       // Rules or the hash seed may have changed: the buckets of the held connections with them.
       this.holdings.tablesChanged(this.installed());
@@ -417,6 +428,21 @@ export class FarmDaemon {
       // Serving again either way: with the new configuration or the previous one.
       notifier?.ready();
     }
+  }
+
+  /** Every node has the staged configuration: apply it now, with the membership's current table. */
+  private async configSwitched(digest: string, table: BucketTable): Promise<void> {
+    const checked = this.stagedReload;
+    this.stagedReload = undefined;
+    if (!checked || configDigest(checked.farm, checked.cluster) !== digest) {
+      this.opts.log.error({ event: 'config_switch_failed', digest }, 'the membership switched to a configuration this daemon does not hold; restart it');
+      return;
+    }
+    await this.host.applyReload(checked, table);
+    this.digest = digest;
+    this.holdings.tablesChanged(this.installed());
+    const t = this.host.tables()!;
+    this.opts.log.info({ event: 'reloaded', digest, buckets: ownedCount(t.buckets, t.selfNode) }, 'staged configuration applied');
   }
 
   // ---- status ----------------------------------------------------------------------
@@ -477,6 +503,7 @@ export class FarmDaemon {
       lastViewChange: v.lastViewChange ?? this.lastViewChange,
       checks: this.checkResult,
       configDigest: this.digest,
+      ...(this.stagedReload ? { stagedDigest: configDigest(this.stagedReload.farm, this.stagedReload.cluster) } : {}),
       ...(v.membershipCpu ? { membershipCpu: v.membershipCpu } : {}),
     };
   }

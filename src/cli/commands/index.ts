@@ -1,6 +1,7 @@
 // The command table: every `farmlb` sub-command, in the order `--help` lists them.
 import type { CommandDef } from '../command.js';
 import { bucketsCommand } from './buckets.js';
+import { completionCommand } from './completion.js';
 import { confinfoCommand } from './confinfo.js';
 import { eventsCommand } from './events.js';
 import { explainCommand } from './explain.js';
@@ -13,5 +14,6 @@ import { validateCommand } from './validate.js';
 
 export const COMMANDS: CommandDef[] = [
   runCommand, statusCommand, startCommand, stopCommand, powerCommand, drainCommand, undrainCommand,
-  reloadCommand, validateCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand, keygenCommand,
+  reloadCommand, validateCommand, keygenCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
+  completionCommand(() => COMMANDS),
 ];
