@@ -401,6 +401,10 @@ export const ERRORS = {
     message: 'interface {iface} runs an XDP program in {attached} mode; attaching in {requested} mode would leave a moment with no program',
     hint: 'use XDP mode auto or {attached}, or detach the old program first (the VIP is unfiltered until the new one is attached)',
   },
+  FARMLB_E_XDP_NATIVE_UNDELIVERABLE: {
+    message: 'native XDP on {iface} cannot work for {vmacMode}: {detail}',
+    hint: 'use --xdp-mode auto (picks generic here and says why) or generic; native on a veth needs a native XDP program on its peer, and vmac_invisible never works native on a veth (docs/net.md, "XDP mode")',
+  },
   // --- dataplane (tables in BPF maps) -------------------------------------------
   FARMLB_E_DATAPLANE_TABLE_INVALID: {
     message: 'data plane table rejected: {detail}',

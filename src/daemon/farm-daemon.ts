@@ -475,6 +475,7 @@ export class FarmDaemon {
       lastViewChange: v.lastViewChange ?? this.lastViewChange,
       checks: this.checkResult,
       configDigest: this.digest,
+      interfaces: this.host.interfaces().map((i) => ({ ...i })),
       ...(v.membershipCpu ? { membershipCpu: v.membershipCpu } : {}),
     };
   }

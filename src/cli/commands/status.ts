@@ -138,6 +138,10 @@ export function renderStatus(out: Output, s: DaemonStatus): string {
   const cookies = selfNode?.synCookies;
   if (cookies?.sentRecently) lines.push(bold(out, `WARNING: ${SYN_COOKIE_WARNING}`));
   else if (cookies?.mode === 2) lines.push(bold(out, `WARNING: ${SYN_COOKIE_ALWAYS_WARNING}`));
+  for (const i of s.interfaces ?? []) {
+    lines.push(`interface ${i.ifname}: ${i.vmacMode}, XDP ${i.xdpMode}${i.requested === 'auto' ? '' : ` (--xdp-mode ${i.requested})`} — ${i.reason}`);
+    if (i.warning) lines.push(bold(out, `WARNING: ${i.warning}`));
+  }
   if (!s.checks.ok) lines.push(`checks failing: ${s.checks.failures.map((f) => `${f.kind} ${f.target}: ${f.detail}`).join('; ')}`);
   // Heartbeat counts come from the membership engine; a static daemon has none.
   const heard = (s.nodes as (NodeStatus & PeerHeartbeats)[]).map((n) => (n.self || n.heartbeatsReceived === undefined ? undefined
