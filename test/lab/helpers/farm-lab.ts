@@ -64,7 +64,6 @@ import type { DaemonStatus } from '../../../src/api/status.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
-const NOP_OBJECT = path.join(REPO, 'bpf/build/nop.bpf.o');
 
 export const CLIENT_IF = 'flbc';
 export const NODE_IF = 'flbn';
@@ -132,12 +131,9 @@ export interface FarmLabOptions {
   /** Passed to every daemon (`--lease-ms`). */
   leaseMs?: number;
   /**
-   * `--xdp-mode` of every daemon (default native). On a veth, native XDP runs on an skb
-   * that already went through eth_type_trans: a frame to the virtual MAC is
-   * PACKET_OTHERHOST, and rewriting its destination in XDP does not change that, so IP
-   * drops it (`otherhost` in `ip -s -s link`). Generic XDP re-classifies a frame whose
-   * destination the program changed. A real NIC runs native XDP before the skb exists.
-   * vmac_invisible labs therefore run generic.
+   * `--xdp-mode` of every daemon; default: none given, so farmlb's own `auto` decides, as
+   * for a user (docs/net.md, "XDP mode": generic on these veths, whose bridge-side peers
+   * run nothing).
    */
   xdpMode?: 'native' | 'generic';
   /** FARMLB_LOG_LEVEL of the daemons (default debug: the logs are only read on failure). */
@@ -308,7 +304,6 @@ export class FarmLab {
     if (opts.nodes.length < 1 || opts.nodes.length > 9) throw new Error('a lab farm has 1..9 nodes');
     if (opts.clientAddrs4 > 2000 || opts.clientAddrs6 > 2000) throw new Error('at most 2000 client addresses per family');
     if (!existsSync(path.join(REPO, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run scripts/setup.sh');
-    if (!existsSync(NOP_OBJECT)) throw new Error(`${NOP_OBJECT} is missing: run scripts/setup.sh`);
     const dir = await mkdtemp(path.join(os.tmpdir(), `flb-${opts.name}-`));
     const lab = new FarmLab(opts, dir);
     try {
@@ -363,25 +358,23 @@ export class FarmLab {
     await inNetns(this.switchNs, 'ip', ['link', 'set', BRIDGE, 'up']);
   }
 
-  /** A veth from the switch (port `port`) into `ns` (interface `ifname`), with the bridge-side XDP stub. */
+  /**
+   * A veth from the switch (port `port`) into `ns` (interface `ifname`). Nothing is attached
+   * to the bridge side and no offload is changed: a plain bridge, as a user's containers or
+   * test namespaces have, so the lab sees what they would (LAB-NOTES).
+   */
   private async plug(port: string, ns: string, ifname: string, mac: string): Promise<void> {
     // Created directly in both namespaces: no name in the root namespace, so concurrent
     // labs never collide.
     await run('ip', ['link', 'add', port, 'netns', this.switchNs, 'mtu', '1500', 'type', 'veth',
       'peer', 'name', ifname, 'netns', ns, 'mtu', '1500', 'address', mac]);
     await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'master', BRIDGE]);
-    // Frames a node sends with XDP_TX are dropped by the receiving veth unless it has an XDP
-    // program of its own (LAB-NOTES): a no-op one on every bridge port lets them through.
-    await inNetns(this.switchNs, 'ip', ['link', 'set', 'dev', port, 'xdpdrv', 'obj', NOP_OBJECT, 'sec', 'xdp']);
     await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'up']);
     await inNetns(ns, 'ip', ['link', 'set', ifname, 'up']);
   }
 
   private async buildClient(): Promise<void> {
     await this.plug('p-c', this.clientNs, CLIENT_IF, LAB_NET.clientMac);
-    // A veth sender leaves the TCP checksum to offload, and a node's native XDP_TX loses that
-    // state: without this, forwarded segments arrive with bad checksums (LAB-NOTES).
-    await inNetns(this.clientNs, 'ethtool', ['-K', CLIENT_IF, 'tx', 'off']);
     const lines = [
       `addr add ${LAB_NET.client4}/${LAB_NET.prefix4} dev ${CLIENT_IF}`,
       `addr add ${LAB_NET.client6}/${LAB_NET.prefix6} dev ${CLIENT_IF} nodad`,
@@ -500,7 +493,7 @@ ${groupXml}
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
     const args = ['run', ...(this.opts.membership ? [] : ['--static']), ...this.configArgs(), '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
-      '--xdp-mode', this.opts.xdpMode ?? 'native', ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
+      ...(this.opts.xdpMode ? ['--xdp-mode', this.opts.xdpMode] : []), ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
     const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', 'node', FARMLB_BIN, ...args], {
