@@ -301,6 +301,10 @@ export const ERRORS = {
     message: 'node {node} is not drained after {seconds} s: {remaining}',
     hint: 'the drain stays in force (farmlb undrain {node} cancels it): the node keeps its established connections until they close or the handover limit ends them; farmlb status shows what is left; wait again with a longer --timeout',
   },
+  FARMLB_E_CLI_USAGE: {
+    message: '{detail}',
+    hint: 'see farmlb <command> --help (exit code 2: the command line, not the system, is wrong)',
+  },
   // --- api (src/api/: control socket, HTTP health) -----------------------------
   FARMLB_E_API_BAD_REQUEST: {
     message: 'bad control request: {detail}',
@@ -421,6 +425,10 @@ export const ERRORS = {
   FARMLB_E_DATAPLANE_CLOSED: {
     message: 'the data plane was used after close()',
     hint: 'this is a bug in farmlb; report it with the log line above',
+  },
+  FARMLB_E_DATAPLANE_PIN_ACCESS: {
+    message: 'cannot read the pinned maps at {path}: {detail}',
+    hint: 'run as root (sudo farmlb …): the pin directory and BPF maps are root-only',
   },
   // --- membership (src/membership/) ------------------------------------------------
   FARMLB_E_MEMBERSHIP_KEY_MISSING: {
