@@ -92,7 +92,7 @@ export const ERRORS = {
   },
   FARMLB_E_CONFIG_VIP_HOSTNAME: {
     message: '{attribute}="{value}" is a host name; farmlb needs the VIP as an address',
-    hint: 'replace the name by its IP address (SafeKit also advises an address, to be independent of DNS)',
+    hint: 'replace the name by its IP address (`getent ahosts {value}` shows it; SafeKit also advises an address, to be independent of DNS at start and on every node)',
   },
   FARMLB_E_CONFIG_DUPLICATE_VIP: {
     message: 'VIP {addr} is configured twice (first at line {firstLine})',
@@ -213,6 +213,10 @@ export const ERRORS = {
   FARMLB_E_CONFIG_UNKNOWN_LAN: {
     message: '<farm><lan name="{lan}"> is not a LAN of {clusterFile}',
     hint: 'LANs in {clusterFile}: {lans}; fix the name or add the LAN to cluster.xml',
+  },
+  FARMLB_E_CONFIG_DEAD_RULE: {
+    message: 'rule {rule} of group {group} can match no packet: {why}',
+    hint: '{hint}',
   },
   // --- run / daemon (src/daemon/) ---------------------------------------------
   FARMLB_E_RUN_NODE_UNKNOWN: {

@@ -30,11 +30,13 @@ export const validateCommand: CommandDef = {
     try {
       const configText = fromStdin ? await readStdin() : undefined;
       const result = await loadConfigs({ config, ...(cluster ? { cluster } : {}), ...(configText !== undefined ? { configText } : {}) });
-      const warnings = result.farm.warnings.map((w) => ({ ...w.src, code: w.code, message: w.message }));
+      // Both files' warnings: cluster.xml's (an unknown section, an attribute farmlb ignores) too.
+      const all = [...result.farm.warnings, ...(result.cluster?.warnings ?? [])];
+      const warnings = all.map((w) => ({ ...w.src, code: w.code, message: w.message }));
       if (ctx.out.json) {
         ctx.out.printJson({ valid: true, errors: [], warnings, digest: configDigest(result.farm, result.cluster) });
       } else {
-        for (const w of result.farm.warnings) ctx.out.error(`${w.src.file}:${w.src.line}:${w.src.column}: warning ${w.code}: ${w.message}`);
+        for (const w of all) ctx.out.error(`${w.src.file}:${w.src.line}:${w.src.column}: warning ${w.code}: ${w.message}`);
         ctx.out.print(`${config}: valid (${result.farm.vips.length} VIP(s), ${result.farm.groups.length} group(s)` +
           `${result.cluster ? `, ${result.cluster.nodes.length} node(s) in ${cluster}` : ''})`);
       }
