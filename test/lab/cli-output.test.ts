@@ -235,7 +235,7 @@ describePrivileged('lab: every farmlb command as a child process — text withou
     expect(await json<unknown[]>(['events', '-n', '1'], { node: 'node1' })).toHaveLength(1);
   });
 
-  it('validate and confinfo: exit 0 and the digest for the lab config; exit 78 (configuration error) with file:line errors for a broken one', async (ctx) => {
+  it('validate and confinfo: exit 0 and the digest for the lab config; exit 78 (EX_CONFIG) with file:line errors for a broken one', async (ctx) => {
     logsOnFailure(ctx);
     expect(await text(['validate', lab!.configFile, '--cluster', lab!.clusterFile])).toMatch(/: valid \(2 VIP\(s\), 1 group\(s\), 2 node\(s\) in /);
     const v = await json<{ valid: boolean; errors: unknown[]; warnings: unknown[]; digest: string }>(['validate', lab!.configFile, '--cluster', lab!.clusterFile]);
