@@ -14,6 +14,8 @@ const REPO = path.resolve(import.meta.dirname, '../..');
 const FARMLB = path.join(REPO, 'bin/farmlb.js');
 const CONFIG = path.join(REPO, 'test/fixtures/configs/multi-group.xml');
 const CLUSTER = path.join(REPO, 'test/fixtures/configs/cluster.xml');
+// No warnings (multi-group.xml has one, printed on stderr by validate).
+const QUIET_CONFIG = path.join(REPO, 'test/fixtures/configs/ipv6.xml');
 const NO_PINS = ['--pin-dir', '/nonexistent/farmlb-pipe-test'];
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -31,8 +33,8 @@ function piped(args: string[], reader: string): { code: number; stderr: string; 
 const RUNS: string[][] = [
   ['--help'],
   ...COMMANDS.map((c) => [c.name, '--help']),
-  ['validate', CONFIG, '--cluster', CLUSTER],
-  ['validate', '-c', CONFIG, '--cluster', CLUSTER, '--json'],
+  ['validate', QUIET_CONFIG, '--cluster', CLUSTER],
+  ['validate', '-c', QUIET_CONFIG, '--cluster', CLUSTER, '--json'],
   ['confinfo', '-c', CONFIG, '--cluster', CLUSTER],
   ['confinfo', '-c', CONFIG, '--cluster', CLUSTER, '--json'],
   ['explain', '192.0.2.7:40000', '10.0.0.100:80/tcp', '-c', CONFIG, '--cluster', CLUSTER, ...NO_PINS],
