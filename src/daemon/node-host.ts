@@ -11,9 +11,10 @@
 //          promiscuous mode → tc egress NS guard (IPv6) → VIP aliases → whatever a killed
 //          run left and this config no longer wants, undone → arpreroute for the buckets
 //          this node took.
-//   stop:  arpreroute and MAC resolution stopped → aliases removed → (tcpreset) → lease
-//          revoked → tc egress guard detached → sysctls, promiscuous mode restored →
-//          program detached → pins removed → the state record removed.
+//   stop:  arpreroute and MAC resolution stopped → lease revoked → (tcpreset, the VIPs
+//          still configured, as SafeKit does) → aliases removed → tc egress guard detached →
+//          sysctls, promiscuous mode restored → program detached → pins removed → the state
+//          record removed.
 // Every change is recorded in <run-dir>/netstate.json before it is made (src/net/setup.ts),
 // so a restart after SIGKILL adopts what was left instead of leaking it.
 
@@ -277,15 +278,20 @@ export class NodeHost {
     await this.net.addAliases(this.plan);
   }
 
-  /** The one cleanup path: undoes start() in reverse order; idempotent. `afterAliases` runs once the VIPs are gone. */
-  stop(hooks: { afterAliases?: () => Promise<void> } = {}): Promise<{ clean: boolean }> {
+  /**
+   * The one cleanup path: undoes start() in reverse order; idempotent. `beforeAliases` runs
+   * once the lease is revoked and while the VIPs are still configured (tcpreset: SafeKit
+   * resets the connections before it unconfigures the VIP, so the RSTs leave from an
+   * address the node still holds).
+   */
+  stop(hooks: { beforeAliases?: () => Promise<void> } = {}): Promise<{ clean: boolean }> {
     this.stopping ??= this.doStop(hooks);
     return this.stopping.then(() => ({ clean: this.stopProblems === 0 }));
   }
 
   private stopProblems = 0;
 
-  private async doStop(hooks: { afterAliases?: () => Promise<void> }): Promise<void> {
+  private async doStop(hooks: { beforeAliases?: () => Promise<void> }): Promise<void> {
     const { log, paths } = this.opts;
     this.resolver?.stop();
     this.reroute?.stop();
@@ -296,17 +302,16 @@ export class NodeHost {
     };
     const net = this.net;
     const dp = this.dp;
-    // The aliases go first and, if that fails, nothing that filters them is undone: a VIP
-    // left up must keep its program (and the record, for the next run to finish the job).
+    // The lease first: from here the program takes no VIP packet and answers no ARP/ND, so
+    // no new connection lands here while the connections are reset and the aliases go.
+    if (dp) await attempt('revoke lease', async () => { await dp.setLease(0n); this.leaseDeadline = 0n; });
+    if (hooks.beforeAliases) await attempt('before the VIPs are removed', hooks.beforeAliases);
+    // Then the aliases and, if that fails, nothing that filters them is undone: a VIP left
+    // up must keep its program (and the record, for the next run to finish the job).
     let aliasesGone = true;
     if (net) await attempt('remove VIP aliases', async () => {
       try { await net.removeAliases(); } catch (err) { aliasesGone = false; throw err; }
     });
-    if (aliasesGone && hooks.afterAliases) await attempt('after the VIPs were removed', hooks.afterAliases);
-    if (dp && aliasesGone) {
-      // With the aliases gone the kernel no longer accepts VIP traffic: the lease can end.
-      await attempt('revoke lease', async () => { await dp.setLease(0n); this.leaseDeadline = 0n; });
-    }
     if (net && aliasesGone) {
       for (const ifname of net.record().egress.reverse()) await attempt(`detach the egress guard from ${ifname}`, () => this.detachEgress(ifname));
     }
