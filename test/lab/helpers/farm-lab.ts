@@ -68,6 +68,8 @@ const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
 export const CLIENT_IF = 'flbc';
 export const NODE_IF = 'flbn';
 const BRIDGE = 'br0';
+/** The nodes' interface on the second LAN (opts.secondLan) and its bridge; addresses 10.78.0.(11+i)/16. */
+export const SECOND_LAN = { ifname: 'flbm', bridge: 'br1', node4: (i: number) => `10.78.0.${11 + i}` } as const;
 export const HTTP_PORT = 8080;
 
 /** Addressing of every lab: namespaces are isolated, so concurrent labs may share it. */
@@ -151,6 +153,11 @@ export interface FarmLabOptions {
   splitBrain?: 'serve' | 'quorum';
   /** `<farmlb handover_limit=…>` (e.g. '120s', '0' = no handover); default farmlb's own. */
   handoverLimit?: string;
+  /**
+   * A second LAN for the heartbeats: bridge br1, interface `flbm` (SECOND_LAN) on every
+   * node, cluster.xml LAN "backup", `<farm><lan name="default"/><lan name="backup"/>`.
+   */
+  secondLan?: boolean;
 }
 
 export interface CurlOptions {
@@ -354,8 +361,10 @@ export class FarmLab {
   }
 
   private async buildSwitch(): Promise<void> {
-    await inNetns(this.switchNs, 'ip', ['link', 'add', BRIDGE, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
-    await inNetns(this.switchNs, 'ip', ['link', 'set', BRIDGE, 'up']);
+    for (const br of [BRIDGE, ...(this.opts.secondLan ? [SECOND_LAN.bridge] : [])]) {
+      await inNetns(this.switchNs, 'ip', ['link', 'add', br, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
+      await inNetns(this.switchNs, 'ip', ['link', 'set', br, 'up']);
+    }
   }
 
   /**
@@ -363,12 +372,12 @@ export class FarmLab {
    * to the bridge side and no offload is changed: a plain bridge, as a user's containers or
    * test namespaces have, so the lab sees what they would (LAB-NOTES).
    */
-  private async plug(port: string, ns: string, ifname: string, mac: string): Promise<void> {
+  private async plug(port: string, ns: string, ifname: string, mac: string, bridge: string = BRIDGE): Promise<void> {
     // Created directly in both namespaces: no name in the root namespace, so concurrent
     // labs never collide.
     await run('ip', ['link', 'add', port, 'netns', this.switchNs, 'mtu', '1500', 'type', 'veth',
       'peer', 'name', ifname, 'netns', ns, 'mtu', '1500', 'address', mac]);
-    await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'master', BRIDGE]);
+    await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'master', bridge]);
     await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'up']);
     await inNetns(ns, 'ip', ['link', 'set', ifname, 'up']);
   }
@@ -388,6 +397,11 @@ export class FarmLab {
     await this.plug(`p-n${n.index + 1}`, n.ns, NODE_IF, n.mac);
     await inNetns(n.ns, 'ip', ['addr', 'add', `${n.addr4}/${LAB_NET.prefix4}`, 'dev', NODE_IF]);
     await inNetns(n.ns, 'ip', ['addr', 'add', `${n.addr6}/${LAB_NET.prefix6}`, 'dev', NODE_IF, 'nodad']);
+    if (this.opts.secondLan) {
+      const mac = `02:78:00:00:00:${(0x11 + n.index).toString(16).padStart(2, '0')}`;
+      await this.plug(`q-n${n.index + 1}`, n.ns, SECOND_LAN.ifname, mac, SECOND_LAN.bridge);
+      await inNetns(n.ns, 'ip', ['addr', 'add', `${SECOND_LAN.node4(n.index)}/16`, 'dev', SECOND_LAN.ifname]);
+    }
   }
 
   // ---- configuration ----------------------------------------------------------------
@@ -405,7 +419,9 @@ export class FarmLab {
 
   clusterXml(): string {
     const nodes = this.nodes.map((n) => `    <node name="${n.spec.name}" addr="${n.addr4}"/>`).join('\n');
-    return `<cluster>\n <lans>\n  <lan name="default">\n${nodes}\n  </lan>\n </lans>\n</cluster>\n`;
+    const backup = this.opts.secondLan
+      ? `\n  <lan name="backup">\n${this.nodes.map((n) => `    <node name="${n.spec.name}" addr="${SECOND_LAN.node4(n.index)}"/>`).join('\n')}\n  </lan>` : '';
+    return `<cluster>\n <lans>\n  <lan name="default">\n${nodes}\n  </lan>${backup}\n </lans>\n</cluster>\n`;
   }
 
   userconfigXml(): string {
@@ -434,7 +450,7 @@ export class FarmLab {
     }).join('\n');
     return `<safe>
  <service mode="farm">
-  <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/></farm>
+  <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/>${o.secondLan ? '<lan name="backup"/>' : ''}</farm>
   <vip>
    <interface_list>
     <interface${attrs({ check: 'on', name: NODE_IF, ...o.interfaceAttrs })}>
