@@ -92,7 +92,7 @@ export const ERRORS = {
   },
   FARMLB_E_CONFIG_VIP_HOSTNAME: {
     message: '{attribute}="{value}" is a host name; farmlb needs the VIP as an address',
-    hint: 'replace the name by its IP address (SafeKit also advises an address, to be independent of DNS)',
+    hint: 'replace the name by its IP address (`getent ahosts {value}` shows it; SafeKit also advises an address, to be independent of DNS at start and on every node)',
   },
   FARMLB_E_CONFIG_DUPLICATE_VIP: {
     message: 'VIP {addr} is configured twice (first at line {firstLine})',
@@ -214,6 +214,10 @@ export const ERRORS = {
     message: '<farm><lan name="{lan}"> is not a LAN of {clusterFile}',
     hint: 'LANs in {clusterFile}: {lans}; fix the name or add the LAN to cluster.xml',
   },
+  FARMLB_E_CONFIG_DEAD_RULE: {
+    message: 'rule {rule} of group {group} can match no packet: {why}',
+    hint: '{hint}',
+  },
   // --- run / daemon (src/daemon/) ---------------------------------------------
   FARMLB_E_RUN_NODE_UNKNOWN: {
     message: 'node "{node}" is not in {file} (nodes: {nodes})',
@@ -308,6 +312,10 @@ export const ERRORS = {
   FARMLB_E_CLI_KEY_EXISTS: {
     message: 'the key file {file} exists already',
     hint: 'a new key cuts this node off from the farm until every node has it: rotate it as docs/security.md says, or give --force to replace it',
+  },
+  FARMLB_E_CLI_USAGE: {
+    message: '{detail}',
+    hint: 'see farmlb <command> --help (exit code 2: the command line, not the system, is wrong)',
   },
   // --- api (src/api/: control socket, HTTP health) -----------------------------
   FARMLB_E_API_BAD_REQUEST: {
@@ -409,6 +417,10 @@ export const ERRORS = {
     message: 'interface {iface} runs an XDP program in {attached} mode; attaching in {requested} mode would leave a moment with no program',
     hint: 'use XDP mode auto or {attached}, or detach the old program first (the VIP is unfiltered until the new one is attached)',
   },
+  FARMLB_E_XDP_NATIVE_UNDELIVERABLE: {
+    message: 'native XDP on {iface} cannot work for {vmacMode}: {detail}',
+    hint: 'use --xdp-mode auto (picks generic here and says why) or generic; native on a veth needs a native XDP program on its peer, and vmac_invisible never works native on a veth (docs/net.md, "XDP mode")',
+  },
   // --- dataplane (tables in BPF maps) -------------------------------------------
   FARMLB_E_DATAPLANE_TABLE_INVALID: {
     message: 'data plane table rejected: {detail}',
@@ -425,6 +437,10 @@ export const ERRORS = {
   FARMLB_E_DATAPLANE_CLOSED: {
     message: 'the data plane was used after close()',
     hint: 'this is a bug in farmlb; report it with the log line above',
+  },
+  FARMLB_E_DATAPLANE_PIN_ACCESS: {
+    message: 'cannot read the pinned maps at {path}: {detail}',
+    hint: 'run as root (sudo farmlb …): the pin directory and BPF maps are root-only',
   },
   // --- membership (src/membership/) ------------------------------------------------
   FARMLB_E_MEMBERSHIP_KEY_MISSING: {

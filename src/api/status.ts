@@ -68,6 +68,16 @@ export interface ViewChange {
   moved?: number;
 }
 
+export interface InterfaceStatus {
+  ifname: string;
+  vmacMode: 'vmac_invisible' | 'vmac_directed';
+  /** --xdp-mode as given. */
+  requested: 'auto' | 'native' | 'generic';
+  xdpMode: 'native' | 'generic';
+  reason: string;
+  warning?: string;
+}
+
 export interface DaemonStatus {
   node: string;
   module: string;
@@ -100,6 +110,11 @@ export interface DaemonStatus {
   configDigest: string;
   /** Membership mode: a reloaded configuration waiting until every node has it (docs/operations.md). */
   stagedDigest?: string;
+  /**
+   * Each interface the program is attached to: its VMAC mode, the XDP mode it runs in and
+   * why (docs/net.md, "XDP mode"), and a limit of that mode worth knowing, if any.
+   */
+  interfaces?: InterfaceStatus[];
   /** Membership mode: CPU seconds this daemon spent on heartbeats since it started, per part. */
   membershipCpu?: { sendSeconds: number; receiveSeconds: number; tickSeconds: number };
 }

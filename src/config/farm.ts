@@ -287,12 +287,18 @@ function readVip(r: Reader, vipEl: XmlElement, farmlb: FarmlbSettings): FarmConf
   const vips: VirtualAddr[] = [];
   const vipAddrs: IpAddr[] = [];
   const vipFirstLine = new Map<string, number>();
+  // Interfaces whose type= or a <virtual_addr> was rejected: their mode or VIPs are not
+  // known, so the rule checks must not report what only follows from that first error.
+  const uncertainInterfaces = new Set<VipInterface>();
+  // VIPs that parse as addresses but were rejected (broadcast, node address…): a rule naming
+  // one is not also "a rule for an unknown VIP".
+  const rejectedVips = new Set<string>();
   if (interfaceList) {
     r.checkAttributes(interfaceList, [], 'error');
     r.checkChildren(interfaceList, ['interface'], 'error');
     r.checkNoText(interfaceList);
     for (const ifEl of r.children(interfaceList, 'interface')) {
-      const itf = readInterface(r, ifEl, (vaEl, addr, family) => {
+      const itf = readInterface(r, ifEl, uncertainInterfaces, rejectedVips, (vaEl, addr, family) => {
         const first = vipFirstLine.get(addr.canonical);
         if (first !== undefined) {
           diag.error('FARMLB_E_CONFIG_DUPLICATE_VIP', { addr: addr.canonical, firstLine: first }, vaEl, 'addr');
@@ -323,14 +329,14 @@ function readVip(r: Reader, vipEl: XmlElement, farmlb: FarmlbSettings): FarmConf
   const vmac = vipAddrs[0] ? defaultVmac(vipAddrs[0]) : '';
   for (const itf of interfaces) if (!itf.vmacExplicit) itf.vmac = vmac;
 
-  const groups = readGroups(r, vipEl, vips);
-  checkRules(r, groups, interfaces, vips);
+  const groups = readGroups(r, vipEl, vips, rejectedVips);
+  checkRules(r, groups, interfaces, vips, { uncertain: uncertainInterfaces });
   return { file: diag.file, tcpreset, scriptcontrol, interfaces, vips, groups, farmlb, warnings: diag.warnings };
 }
 
 type VipAllocator = (el: XmlElement, addr: IpAddr, family: 4 | 6) => { id: number; family: 4 | 6 } | undefined;
 
-function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipInterface | undefined {
+function readInterface(r: Reader, el: XmlElement, uncertain: Set<VipInterface>, rejectedVips: Set<string>, allocate: VipAllocator): VipInterface | undefined {
   const diag = r.diag;
   r.checkAttributes(el, INTERFACE_ATTRS, 'error');
   r.checkNoText(el);
@@ -364,7 +370,12 @@ function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipIn
   r.checkAttributes(vi, VIRTUAL_INTERFACE_ATTRS, 'error');
   r.checkChildren(vi, ['virtual_addr'], 'error');
   r.checkNoText(vi);
-  const type = r.oneOf<VmacMode>(vi, r.attr(vi, 'type'), ['vmac_invisible', 'vmac_directed'], INTERFACE_DEFAULTS.type);
+  const typeAttr = r.attr(vi, 'type');
+  const type = r.oneOf<VmacMode>(vi, typeAttr, ['vmac_invisible', 'vmac_directed'], INTERFACE_DEFAULTS.type);
+  let certain = typeAttr === undefined || typeAttr?.value === type;
+  if (typeAttr === undefined) {
+    r.warn('FARMLB_W_CONFIG_DEFAULT_TYPE', `no type=: this interface runs ${INTERFACE_DEFAULTS.type} (SafeKit's default), which turns promiscuous mode on; write type="vmac_invisible" or type="vmac_directed"`, vi);
+  }
   let vmac = '';
   let vmacExplicit = false;
   const macAttr = r.attr(vi, 'addr');
@@ -379,10 +390,10 @@ function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipIn
 
   const addrs: VirtualAddr[] = [];
   for (const va of r.children(vi, 'virtual_addr')) {
-    const parsed = readVirtualAddr(r, va);
-    if (!parsed) continue;
+    const parsed = readVirtualAddr(r, va, rejectedVips);
+    if (!parsed) { certain = false; continue; }
     const slot = allocate(va, parsed.addr, parsed.addr.family);
-    if (!slot) continue;
+    if (!slot) { certain = false; continue; }
     addrs.push({ ...parsed.fields, addr: parsed.addr.canonical, family: slot.family, id: slot.id, src: diag.ref(va) });
   }
   if (addrs.length === 0 && r.children(vi, 'virtual_addr').length === 0) {
@@ -391,13 +402,15 @@ function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipIn
   if (!addrs.some((a) => a.family === 4)) {
     for (const n of ['arpreroute', 'arpinterval', 'arpelapse']) {
       const a = el.attrs.find((x) => x.name === n);
-      if (a && addrs.length) r.warn('FARMLB_W_CONFIG_IPV4_ONLY', `${n}= has no effect: this interface has no IPv4 VIP (IPv6 clients follow neighbour discovery)`, el, a);
+      if (a && addrs.length) r.warn('FARMLB_W_CONFIG_IPV4_ONLY', `${n}= on an interface without IPv4 VIPs: SafeKit documents arpreroute for IPv4 only; farmlb sends its IPv6 clients unsolicited neighbour advertisements instead (docs/net.md, "arpreroute")`, el, a);
     }
   }
-  return {
+  const itf: VipInterface = {
     ...(name !== undefined ? { name } : {}),
     check, arpreroute, arpintervalMs, arpelapseMs, type, vmac, vmacExplicit, addrs, src: diag.ref(el),
   };
+  if (!certain) uncertain.add(itf);
+  return itf;
 }
 
 function readAddress(r: Reader, el: XmlElement, attr: XmlAttr): IpAddr | undefined {
@@ -411,7 +424,7 @@ function readAddress(r: Reader, el: XmlElement, attr: XmlAttr): IpAddr | undefin
   return undefined;
 }
 
-function readVirtualAddr(r: Reader, el: XmlElement):
+function readVirtualAddr(r: Reader, el: XmlElement, rejectedVips: Set<string>):
   { addr: IpAddr; fields: Pick<VirtualAddr, 'where' | 'check' | 'connections' | 'prefixLen'> } | undefined {
   const diag = r.diag;
   r.checkAttributes(el, VIRTUAL_ADDR_ATTRS, 'error');
@@ -425,6 +438,11 @@ function readVirtualAddr(r: Reader, el: XmlElement):
   }
   const check = r.onOff(el, 'check', true);
   const connections = r.onOff(el, 'connections', false);
+  const connectionsAttr = r.attr(el, 'connections');
+  if (connections && connectionsAttr) {
+    // SafeKit's per-VIP connection accounting has no counterpart here: say so rather than pretend.
+    r.warn('FARMLB_W_CONFIG_IGNORED_SETTING', 'connections="on" is accepted for SafeKit compatibility but farmlb does nothing with it; ignored', el, connectionsAttr);
+  }
   const addrAttr = r.required(el, 'addr', 'an IPv4 or IPv6 address');
   if (!addrAttr) return undefined;
   const addr = readAddress(r, el, addrAttr);
@@ -432,6 +450,7 @@ function readVirtualAddr(r: Reader, el: XmlElement):
   const problem = vipAddressProblem(addr);
   if (problem) {
     diag.error('FARMLB_E_CONFIG_BAD_VALUE', { attribute: 'addr', value: addrAttr.value, element: el.name, expected: `a unicast address (${problem})` }, el, addrAttr);
+    rejectedVips.add(addr.canonical);
     return undefined;
   }
   let prefixLen: number | undefined;
@@ -445,7 +464,7 @@ function readVirtualAddr(r: Reader, el: XmlElement):
   return { addr, fields: { where: 'alias', check, connections, ...(prefixLen !== undefined ? { prefixLen } : {}) } };
 }
 
-function readGroups(r: Reader, vipEl: XmlElement, vips: VirtualAddr[]): Group[] {
+function readGroups(r: Reader, vipEl: XmlElement, vips: VirtualAddr[], rejectedVips: Set<string>): Group[] {
   const diag = r.diag;
   const list = r.children(vipEl, 'loadbalancing_list', true)[0];
   if (!list) {
@@ -492,7 +511,7 @@ function readGroups(r: Reader, vipEl: XmlElement, vips: VirtualAddr[]): Group[] 
           what: 'rules', count: `more than ${LIMITS.rules}`, max: LIMITS.rules, advice: 'use virtual_addr="*" or port="*" rules to cover several VIPs or ports at once',
         }, ruleEl);
       }
-      const rule = readRule(r, ruleEl, vips);
+      const rule = readRule(r, ruleEl, vips, rejectedVips);
       if (rule) rules.push(rule);
     }
     if (gEl.children.every((c) => c.name !== 'rule')) {
@@ -537,7 +556,7 @@ function readHosts(r: Reader, el: XmlElement, group: string): Host[] {
 const PROTOS: readonly RuleProto[] = ['tcp', 'udp', 'arp'];
 const CRITERIA: readonly Criterion[] = ['on_addr', 'on_port', 'on_ipid'];
 
-function readRule(r: Reader, el: XmlElement, vips: VirtualAddr[]): Rule | undefined {
+function readRule(r: Reader, el: XmlElement, vips: VirtualAddr[], rejectedVips: Set<string>): Rule | undefined {
   const diag = r.diag;
   const before = diag.errors.length;
   r.checkAttributes(el, RULE_ATTRS, 'error');
@@ -574,7 +593,7 @@ function readRule(r: Reader, el: XmlElement, vips: VirtualAddr[]): Rule | undefi
     const addr = readAddress(r, el, vaAttr);
     if (addr) {
       vip = addr.canonical;
-      if (!vips.some((v) => v.addr === vip)) {
+      if (!vips.some((v) => v.addr === vip) && !rejectedVips.has(vip)) {
         diag.error('FARMLB_E_CONFIG_RULE_UNKNOWN_VIP', { vip: vaAttr.value, vips: vips.map((v) => v.addr).join(', ') || 'none' }, el, vaAttr);
       }
     }

@@ -7,7 +7,7 @@
 //          its own liveness, membership starts revoked) → state WAIT (membership) →
 //          checks polled → control socket → health server → source started (it says UP).
 //   stop:  health, control, checks, holdings sampler and SYN cookie watch, source stopped →
-//          host stopped (VIPs removed, then tcpreset, lease revoked, program detached …) →
+//          host stopped (lease revoked, tcpreset, VIPs removed, program detached …) →
 //          state STOP.
 //
 // Handover (issue 7): after every table it applied, the daemon tells the holdings sampler
@@ -206,7 +206,7 @@ export class FarmDaemon {
     await this.decisions;
     const tcpreset = this.host.farm.tcpreset && this.started;
     const { clean } = await this.host.stop({
-      afterAliases: tcpreset ? async () => { await resetVipConnections(this.host.vips().map((v) => v.addr), log, 'stop'); } : undefined,
+      beforeAliases: tcpreset ? async () => { await resetVipConnections(this.host.vips().map((v) => v.addr), log, 'stop'); } : undefined,
     });
     this.counterReader?.close();
     this.counterReader = undefined;
@@ -504,6 +504,7 @@ export class FarmDaemon {
       checks: this.checkResult,
       configDigest: this.digest,
       ...(this.stagedReload ? { stagedDigest: configDigest(this.stagedReload.farm, this.stagedReload.cluster) } : {}),
+      interfaces: this.host.interfaces().map((i) => ({ ...i })),
       ...(v.membershipCpu ? { membershipCpu: v.membershipCpu } : {}),
     };
   }

@@ -226,23 +226,25 @@ describe('parseFarmConfig on richer files', () => {
     expect(farm.groups[0]!.rules.map((r) => r.proto)).toEqual(['arp', 'tcp']);
   });
 
-  it('accepts on_ipid on virtual_addr="*" even with IPv6 VIPs (it then applies to IPv4 VIPs only)', () => {
-    const farm = parseFarmConfig(vipDoc(`${oneVip('vmac_invisible', '2001:db8::1')}
+  it('accepts on_ipid on virtual_addr="*" with IPv6 VIPs among IPv4 ones (it then applies to the IPv4 VIPs only)', () => {
+    const farm = parseFarmConfig(vipDoc(`<interface_list><interface><virtual_interface type="vmac_invisible"><virtual_addr addr="10.0.0.100"/><virtual_addr addr="2001:db8::1"/></virtual_interface></interface></interface_list>
       <loadbalancing_list><group name="g"><rule port="53" proto="udp" filter="on_ipid"/></group></loadbalancing_list>`), 'u.xml');
     expect(farm.groups[0]!.rules[0]!.filter).toBe('on_ipid');
   });
 
   it('accepts rules of different specificity for the same traffic: (VIP, *) and (*, port) do not overlap', () => {
-    const farm = parseFarmConfig(vipDoc(`${oneVip()}<loadbalancing_list>
+    // Two VIPs: the "*" rules of group b still serve 10.0.0.101 (on 10.0.0.100 more specific rules win).
+    const farm = parseFarmConfig(vipDoc(`<interface_list><interface><virtual_interface type="vmac_directed"><virtual_addr addr="10.0.0.100"/><virtual_addr addr="10.0.0.101"/></virtual_interface></interface></interface_list><loadbalancing_list>
       <group name="a"><rule virtual_addr="10.0.0.100" proto="tcp" filter="on_addr"/></group>
       <group name="b"><rule port="80" proto="tcp" filter="on_port"/><rule proto="tcp" filter="on_addr"/><rule virtual_addr="10.0.0.100" port="80" proto="tcp" filter="on_addr"/><rule virtual_addr="10.0.0.100" port="80" proto="udp" filter="on_addr"/></group>
       </loadbalancing_list>`), 'u.xml');
     expect(farm.groups[1]!.rules).toHaveLength(4);
+    expect(farm.warnings).toEqual([]);
   });
 
   it('warns about a group without rules and about ARP settings on an interface without IPv4 VIPs', () => {
-    const farm = parseFarmConfig(vipDoc(`<interface_list><interface arpreroute="on"><virtual_interface><virtual_addr addr="2001:db8::1"/></virtual_interface></interface></interface_list>
-      <loadbalancing_list><group name="empty"/><group name="g"><rule proto="tcp" filter="on_addr"/></group></loadbalancing_list>`), 'u.xml');
+    const farm = parseFarmConfig(vipDoc(`<interface_list><interface arpreroute="on"><virtual_interface type="vmac_directed"><virtual_addr addr="2001:db8::1"/></virtual_interface></interface></interface_list>
+      <loadbalancing_list><group name="empty"/><group name="g"><rule proto="tcp" filter="on_addr"/><rule proto="arp" filter="on_addr"/></group></loadbalancing_list>`), 'u.xml');
     expect(farm.warnings.map((w) => w.code).sort()).toEqual(['FARMLB_W_CONFIG_GROUP_NO_RULES', 'FARMLB_W_CONFIG_IPV4_ONLY']);
   });
 

@@ -64,11 +64,12 @@ import type { DaemonStatus } from '../../../src/api/status.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
-const NOP_OBJECT = path.join(REPO, 'bpf/build/nop.bpf.o');
 
 export const CLIENT_IF = 'flbc';
 export const NODE_IF = 'flbn';
 const BRIDGE = 'br0';
+/** The nodes' interface on the second LAN (opts.secondLan) and its bridge; addresses 10.78.0.(11+i)/16. */
+export const SECOND_LAN = { ifname: 'flbm', bridge: 'br1', node4: (i: number) => `10.78.0.${11 + i}` } as const;
 export const HTTP_PORT = 8080;
 
 /** Addressing of every lab: namespaces are isolated, so concurrent labs may share it. */
@@ -132,12 +133,9 @@ export interface FarmLabOptions {
   /** Passed to every daemon (`--lease-ms`). */
   leaseMs?: number;
   /**
-   * `--xdp-mode` of every daemon (default native). On a veth, native XDP runs on an skb
-   * that already went through eth_type_trans: a frame to the virtual MAC is
-   * PACKET_OTHERHOST, and rewriting its destination in XDP does not change that, so IP
-   * drops it (`otherhost` in `ip -s -s link`). Generic XDP re-classifies a frame whose
-   * destination the program changed. A real NIC runs native XDP before the skb exists.
-   * vmac_invisible labs therefore run generic.
+   * `--xdp-mode` of every daemon; default: none given, so farmlb's own `auto` decides, as
+   * for a user (docs/net.md, "XDP mode": generic on these veths, whose bridge-side peers
+   * run nothing).
    */
   xdpMode?: 'native' | 'generic';
   /** FARMLB_LOG_LEVEL of the daemons (default debug: the logs are only read on failure). */
@@ -155,6 +153,11 @@ export interface FarmLabOptions {
   splitBrain?: 'serve' | 'quorum';
   /** `<farmlb handover_limit=…>` (e.g. '120s', '0' = no handover); default farmlb's own. */
   handoverLimit?: string;
+  /**
+   * A second LAN for the heartbeats: bridge br1, interface `flbm` (SECOND_LAN) on every
+   * node, cluster.xml LAN "backup", `<farm><lan name="default"/><lan name="backup"/>`.
+   */
+  secondLan?: boolean;
 }
 
 export interface CurlOptions {
@@ -308,7 +311,6 @@ export class FarmLab {
     if (opts.nodes.length < 1 || opts.nodes.length > 9) throw new Error('a lab farm has 1..9 nodes');
     if (opts.clientAddrs4 > 2000 || opts.clientAddrs6 > 2000) throw new Error('at most 2000 client addresses per family');
     if (!existsSync(path.join(REPO, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run scripts/setup.sh');
-    if (!existsSync(NOP_OBJECT)) throw new Error(`${NOP_OBJECT} is missing: run scripts/setup.sh`);
     const dir = await mkdtemp(path.join(os.tmpdir(), `flb-${opts.name}-`));
     const lab = new FarmLab(opts, dir);
     try {
@@ -359,29 +361,29 @@ export class FarmLab {
   }
 
   private async buildSwitch(): Promise<void> {
-    await inNetns(this.switchNs, 'ip', ['link', 'add', BRIDGE, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
-    await inNetns(this.switchNs, 'ip', ['link', 'set', BRIDGE, 'up']);
+    for (const br of [BRIDGE, ...(this.opts.secondLan ? [SECOND_LAN.bridge] : [])]) {
+      await inNetns(this.switchNs, 'ip', ['link', 'add', br, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
+      await inNetns(this.switchNs, 'ip', ['link', 'set', br, 'up']);
+    }
   }
 
-  /** A veth from the switch (port `port`) into `ns` (interface `ifname`), with the bridge-side XDP stub. */
-  private async plug(port: string, ns: string, ifname: string, mac: string): Promise<void> {
+  /**
+   * A veth from the switch (port `port`) into `ns` (interface `ifname`). Nothing is attached
+   * to the bridge side and no offload is changed: a plain bridge, as a user's containers or
+   * test namespaces have, so the lab sees what they would (LAB-NOTES).
+   */
+  private async plug(port: string, ns: string, ifname: string, mac: string, bridge: string = BRIDGE): Promise<void> {
     // Created directly in both namespaces: no name in the root namespace, so concurrent
     // labs never collide.
     await run('ip', ['link', 'add', port, 'netns', this.switchNs, 'mtu', '1500', 'type', 'veth',
       'peer', 'name', ifname, 'netns', ns, 'mtu', '1500', 'address', mac]);
-    await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'master', BRIDGE]);
-    // Frames a node sends with XDP_TX are dropped by the receiving veth unless it has an XDP
-    // program of its own (LAB-NOTES): a no-op one on every bridge port lets them through.
-    await inNetns(this.switchNs, 'ip', ['link', 'set', 'dev', port, 'xdpdrv', 'obj', NOP_OBJECT, 'sec', 'xdp']);
+    await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'master', bridge]);
     await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'up']);
     await inNetns(ns, 'ip', ['link', 'set', ifname, 'up']);
   }
 
   private async buildClient(): Promise<void> {
     await this.plug('p-c', this.clientNs, CLIENT_IF, LAB_NET.clientMac);
-    // A veth sender leaves the TCP checksum to offload, and a node's native XDP_TX loses that
-    // state: without this, forwarded segments arrive with bad checksums (LAB-NOTES).
-    await inNetns(this.clientNs, 'ethtool', ['-K', CLIENT_IF, 'tx', 'off']);
     const lines = [
       `addr add ${LAB_NET.client4}/${LAB_NET.prefix4} dev ${CLIENT_IF}`,
       `addr add ${LAB_NET.client6}/${LAB_NET.prefix6} dev ${CLIENT_IF} nodad`,
@@ -395,6 +397,11 @@ export class FarmLab {
     await this.plug(`p-n${n.index + 1}`, n.ns, NODE_IF, n.mac);
     await inNetns(n.ns, 'ip', ['addr', 'add', `${n.addr4}/${LAB_NET.prefix4}`, 'dev', NODE_IF]);
     await inNetns(n.ns, 'ip', ['addr', 'add', `${n.addr6}/${LAB_NET.prefix6}`, 'dev', NODE_IF, 'nodad']);
+    if (this.opts.secondLan) {
+      const mac = `02:78:00:00:00:${(0x11 + n.index).toString(16).padStart(2, '0')}`;
+      await this.plug(`q-n${n.index + 1}`, n.ns, SECOND_LAN.ifname, mac, SECOND_LAN.bridge);
+      await inNetns(n.ns, 'ip', ['addr', 'add', `${SECOND_LAN.node4(n.index)}/16`, 'dev', SECOND_LAN.ifname]);
+    }
   }
 
   // ---- configuration ----------------------------------------------------------------
@@ -412,7 +419,9 @@ export class FarmLab {
 
   clusterXml(): string {
     const nodes = this.nodes.map((n) => `    <node name="${n.spec.name}" addr="${n.addr4}"/>`).join('\n');
-    return `<cluster>\n <lans>\n  <lan name="default">\n${nodes}\n  </lan>\n </lans>\n</cluster>\n`;
+    const backup = this.opts.secondLan
+      ? `\n  <lan name="backup">\n${this.nodes.map((n) => `    <node name="${n.spec.name}" addr="${SECOND_LAN.node4(n.index)}"/>`).join('\n')}\n  </lan>` : '';
+    return `<cluster>\n <lans>\n  <lan name="default">\n${nodes}\n  </lan>${backup}\n </lans>\n</cluster>\n`;
   }
 
   userconfigXml(): string {
@@ -441,7 +450,7 @@ export class FarmLab {
     }).join('\n');
     return `<safe>
  <service mode="farm">
-  <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/></farm>
+  <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/>${o.secondLan ? '<lan name="backup"/>' : ''}</farm>
   <vip>
    <interface_list>
     <interface${attrs({ check: 'on', name: NODE_IF, ...o.interfaceAttrs })}>
@@ -500,7 +509,7 @@ ${groupXml}
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
     const args = ['run', ...(this.opts.membership ? [] : ['--static']), ...this.configArgs(), '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
-      '--xdp-mode', this.opts.xdpMode ?? 'native', ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
+      ...(this.opts.xdpMode ? ['--xdp-mode', this.opts.xdpMode] : []), ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
     const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', 'node', FARMLB_BIN, ...args], {
