@@ -214,6 +214,10 @@ export const ERRORS = {
     message: '<farm><lan name="{lan}"> is not a LAN of {clusterFile}',
     hint: 'LANs in {clusterFile}: {lans}; fix the name or add the LAN to cluster.xml',
   },
+  FARMLB_E_CONFIG_DUPLICATE_IDENT: {
+    message: 'two checkers name the resource {resource} (first at line {firstLine})',
+    hint: 'give each checker of one kind its own ident= (the resource is <kind>.<ident>)',
+  },
   // --- run / daemon (src/daemon/) ---------------------------------------------
   FARMLB_E_RUN_NODE_UNKNOWN: {
     message: 'node "{node}" is not in {file} (nodes: {nodes})',
