@@ -39,8 +39,8 @@ const IGNORED_CHECKERS: Record<string, string> = {
 const MAX_COUNT = 100;
 const IDENT_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
-export function defaultAppConfig(): AppConfig {
-  return { checkers: [], procs: [], procPollMs: APP_DEFAULTS.procPollMs, maxloop: APP_DEFAULTS.maxloop, loopIntervalMs: APP_DEFAULTS.loopIntervalMs };
+export function defaultAppConfig(binDir = ''): AppConfig {
+  return { binDir, checkers: [], procs: [], procPollMs: APP_DEFAULTS.procPollMs, maxloop: APP_DEFAULTS.maxloop, loopIntervalMs: APP_DEFAULTS.loopIntervalMs };
 }
 
 export interface AppSections {
@@ -51,11 +51,11 @@ export interface AppSections {
 }
 
 /**
- * The application of a module. `scriptsDir`: where the module scripts live when <farmlb
- * scripts_dir> does not say (SafeKit's layout: <module>/conf/userconfig.xml and <module>/bin/).
+ * The application of a module. `scriptsDir`: <farmlb scripts_dir> when given; else the
+ * module's programs live in SafeKit's layout, <module>/bin beside <module>/conf/userconfig.xml.
  */
 export function readApp(r: Reader, s: AppSections, scriptsDir?: string): AppConfig {
-  const app = defaultAppConfig();
+  const app = defaultAppConfig(scriptsDir ?? defaultScriptsDir(r.diag.file));
   if (s.service) {
     const maxloop = r.attr(s.service, 'maxloop');
     app.maxloop = r.parsed(s.service, maxloop, (t) => parseUint(t, 1000), app.maxloop, 'FARMLB_E_CONFIG_BAD_NUMBER');
@@ -68,7 +68,7 @@ export function readApp(r: Reader, s: AppSections, scriptsDir?: string): AppConf
     app.procPollMs = duration(r, s.errd, r.attr(s.errd, 'polltimer'), app.procPollMs, 's', 100);
     app.procs = readProcs(r, s.errd);
   }
-  if (s.user) app.scripts = readUser(r, s.user, scriptsDir ?? defaultScriptsDir(r.diag.file));
+  if (s.user) app.scripts = readUser(r, s.user);
   return app;
 }
 
@@ -291,7 +291,7 @@ function readProcs(r: Reader, el: XmlElement): ProcConfig[] {
   return out;
 }
 
-function readUser(r: Reader, el: XmlElement, dir: string): NonNullable<AppConfig['scripts']> {
+function readUser(r: Reader, el: XmlElement): NonNullable<AppConfig['scripts']> {
   r.checkAttributes(el, ['nicestoptimeout', 'forcestoptimeout', 'logging', 'userlogsize'], 'warn');
   const niceStopTimeoutMs = duration(r, el, r.attr(el, 'nicestoptimeout'), APP_DEFAULTS.niceStopTimeoutMs, 's', 100);
   const forceStopTimeoutMs = duration(r, el, r.attr(el, 'forcestoptimeout'), APP_DEFAULTS.forceStopTimeoutMs, 's', 100);
@@ -311,5 +311,5 @@ function readUser(r: Reader, el: XmlElement, dir: string): NonNullable<AppConfig
     }
     vars.push({ name: name.value, value: r.attr(v, 'value')?.value ?? '' });
   }
-  return { dir, niceStopTimeoutMs, forceStopTimeoutMs, logOutput: logging === 'userlog', vars, src: r.diag.ref(el) };
+  return { niceStopTimeoutMs, forceStopTimeoutMs, logOutput: logging === 'userlog', vars, src: r.diag.ref(el) };
 }

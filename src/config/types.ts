@@ -182,6 +182,8 @@ export interface ProcConfig {
 }
 
 export interface AppConfig {
+  /** Where the module's programs live (scripts, custom checkers): <farmlb scripts_dir>, else SafeKit's <module>/bin. */
+  binDir: string;
   /** <check>: checkers in file order. */
   checkers: CheckerConfig[];
   /** <errd>: processes monitored, and how often. */
@@ -189,8 +191,6 @@ export interface AppConfig {
   procPollMs: number;
   /** <user>: the module scripts run (absent: no script runs, as in SafeKit). */
   scripts?: {
-    /** Directory of prestart, start_both, stop_both, poststop (SafeKit's SAFEUSERBIN). */
-    dir: string;
     /** <user nicestoptimeout>: bound of a script's normal run. */
     niceStopTimeoutMs: number;
     /** <user forcestoptimeout>: bound of `stop_both -force` after a stop timed out. */

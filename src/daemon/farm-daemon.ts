@@ -61,6 +61,9 @@ import { HoldingsSampler, type InstalledTables } from './holdings.js';
 import { SynCookieMonitor } from '../net/syncookies.js';
 import { leaseWriteNeeded } from './lease-write.js';
 import type { SourceDecision, TableSource } from './table-source.js';
+import { Application } from './application.js';
+import { defaultAppConfig } from '../config/app.js';
+import type { CheckerStatus } from '../api/status.js';
 
 export interface FarmDaemonOptions {
   farm: FarmConfig;
@@ -113,6 +116,10 @@ export class FarmDaemon {
   private synCookieReadFailed = false;
   /** Read-only handle on the pinned maps, opened at the first scrape (the kernel counters). */
   private counterReader: PinnedDataplane | undefined;
+  /** The application: checkers, process monitoring, module scripts (docs/application.md). */
+  private readonly app: Application;
+  /** The last local health pushed to the source (pushed again only when it changes). */
+  private pushedHealth: string | undefined;
   private readonly onSighup = () => {
     this.reload().catch(() => { /* logged by reload() */ });
   };
@@ -130,6 +137,19 @@ export class FarmDaemon {
       log: opts.log.child({ module: 'holdings' }),
     });
     this.events = new EventsLog(eventsFile(opts.paths.runDir), { log: opts.log });
+    this.app = new Application({
+      app: opts.farm.app ?? defaultAppConfig(), paths: opts.paths, node: opts.node, configFile: opts.farm.file,
+      log: opts.log.child({ room: 'application' }),
+      hooks: {
+        changed: () => this.pushLocalHealth(),
+        servingNothing: (limitMs) => this.servingNothing(limitMs),
+        checker: (e) => this.events.append({ event: 'checker', time: new Date().toISOString(), node: opts.node, module: opts.paths.module, ...e }),
+        script: (r) => this.events.append({
+          event: 'script', time: new Date().toISOString(), node: opts.node, module: opts.paths.module,
+          script: r.script, ok: r.ok, detail: r.detail, durationMs: r.durationMs,
+        }),
+      },
+    });
     this.metrics = createMetrics({
       status: () => this.status(),
       dataplaneCounters: () => this.dataplaneCounters(),
@@ -147,7 +167,12 @@ export class FarmDaemon {
   async start(): Promise<void> {
     const { log, node, paths } = this.opts;
     try {
-      await this.host.start(this.source.initial());
+      // docs/application.md, "Order": pre checkers, prestart, the VIPs (serving nothing yet),
+      // then start_both, and only then the source may make the node take buckets.
+      this.app.startPre();
+      await this.app.prestart();
+      const initial = this.source.initial();
+      await this.host.start(this.app.hasScripts ? { ...initial, leaseDeadlineNs: 0n } : initial);
       this.started = true;
       this.holdings.tablesChanged(this.installed());
       await this.startSynCookieWatch();
@@ -174,8 +199,13 @@ export class FarmDaemon {
           ...healthDetailOption(this.host.farm.farmlb.healthDetail),
         });
       }
-      // Last: the source is what says UP, and by then status, health and checks answer.
+      // Last: the source is what says UP, and by then status, health and checks answer. The
+      // application's cause (not started yet, no checker result yet) holds the node in WAIT
+      // until start_both and the first results allow it.
+      this.pushLocalHealth();
       await this.source.start({ decide: (d) => this.decide(d), nowNs: nowNs });
+      // Not awaited: start_both may take minutes (nicestoptimeout), and the daemon answers meanwhile.
+      void this.app.startBoth();
       if (this.opts.reloadOnSighup ?? true) process.on('SIGHUP', this.onSighup);
       log.info({ event: 'started', node, module: paths.module, mode: this.source.mode }, 'daemon started');
     } catch (err) {
@@ -207,6 +237,10 @@ export class FarmDaemon {
     });
     this.counterReader?.close();
     this.counterReader = undefined;
+    // The node serves nothing now: the application stops after it (stop_both, poststop).
+    this.app.close();
+    await this.app.stopBoth();
+    await this.app.poststop();
     const previous = this.state;
     this.state = 'STOP';
     this.stateSince = Date.now();
@@ -287,7 +321,7 @@ export class FarmDaemon {
   private localWaitCause(): string | undefined {
     if (this.adminStopped) return 'stopped by farmlb stop';
     if (!this.checkResult.ok) return `check failed: ${describeFailures(this.checkResult.failures)}`;
-    return undefined;
+    return this.app.waitCause();
   }
 
   /**
@@ -339,7 +373,31 @@ export class FarmDaemon {
 
   private pushLocalHealth(): void {
     const cause = this.localWaitCause();
+    if (cause === this.pushedHealth && this.pushedHealth !== undefined) return;
+    if (cause === undefined && this.pushedHealth === undefined && this.started) return;
+    this.pushedHealth = cause;
     this.source.setLocalHealth(cause === undefined, cause ?? 'local checks pass');
+  }
+
+  /**
+   * Resolves once this node serves nothing — its lease revoked, or no bucket owned and none
+   * handed over — or after `limitMs`: stop_both runs after the node gave its buckets up and
+   * its handover ended (docs/application.md).
+   */
+  private async servingNothing(limitMs: number): Promise<void> {
+    const deadline = Date.now() + limitMs;
+    for (;;) {
+      if (this.stopping || !this.started) return;
+      if (this.host.leaseDeadlineNs() === 0n) return;
+      const self = this.status().nodes.find((n) => n.self);
+      const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
+      if (self && sum(self.buckets) === 0 && sum(self.handingOver) === 0) return;
+      if (Date.now() >= deadline) {
+        this.opts.log.warn({ event: 'leave_timeout', limitMs }, `the node still serves after ${limitMs} ms; the application stops anyway`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   // ---- control ---------------------------------------------------------------------
@@ -351,6 +409,11 @@ export class FarmDaemon {
       this.pushLocalHealth();
     }
     await this.settle();
+    // SafeKit's stop stops the application too, once the node gave its buckets up.
+    if (this.app.hasScripts) {
+      await this.servingNothing(35_000);
+      await this.app.stopBoth();
+    }
     return this.status();
   }
 
@@ -358,11 +421,15 @@ export class FarmDaemon {
     // A VIP removed by hand comes back with an administrative start (SafeKit restarts the module).
     await this.host.ensureAliases();
     await this.checks?.poll();
+    // After maxloop stopped the module, or farmlb stop: start_both again before serving.
+    const appStopped = this.app.stopped !== undefined || (this.app.hasScripts && this.app.status().phase !== 'running');
+    this.app.clearStop();
     if (this.adminStopped) {
       this.adminStopped = false;
       this.opts.log.info({ event: 'admin_start' }, 'farmlb start: module may go UP');
       this.pushLocalHealth();
     }
+    if (appStopped) await this.app.startBoth();
     await this.settle();
     return this.status();
   }
@@ -474,6 +541,8 @@ export class FarmDaemon {
       splitBrainPolicy: farm.farmlb.splitBrain,
       lastViewChange: v.lastViewChange ?? this.lastViewChange,
       checks: this.checkResult,
+      checkers: [...this.vipCheckers(), ...this.app.checkers()],
+      ...(this.app.hasScripts || this.app.checkers().length > 0 ? { application: this.app.status() } : {}),
       configDigest: this.digest,
       ...(v.membershipCpu ? { membershipCpu: v.membershipCpu } : {}),
     };
@@ -552,6 +621,21 @@ export class FarmDaemon {
       for (const a of intf.addrs) if (a.check) targets.push({ kind: 'vip', ifname, addr: a.addr });
     }
     return targets;
+  }
+
+  /** The <vip> checks (interface link, VIP configured) as resources beside the configured checkers. */
+  private vipCheckers(): CheckerStatus[] {
+    const interval = this.opts.checkIntervalMs ?? 2 * (this.host.farm.farm?.pulseMs ?? 100);
+    return (this.checks ? this.checkTargets() : []).map((t) => {
+      const target = t.kind === 'interface' ? t.ifname : t.addr;
+      const failure = this.checkResult.failures.find((f) => f.kind === t.kind && f.target === target);
+      return {
+        resource: t.kind === 'interface' ? `intf.${t.ifname}` : `ip.${t.addr}`, kind: t.kind === 'interface' ? 'intf' : 'ip', target,
+        when: 'pre', action: 'wait', effectiveAction: 'wait', fall: 1, rise: 1, intervalMs: interval, timeoutMs: 2_000,
+        state: failure ? 'down' : 'up', probes: 0, failures: 0, consecutiveOk: 0, consecutiveFailed: 0, changes: 0,
+        ...(failure ? { lastResult: { ok: false, detail: failure.detail, atMs: this.stateSince, durationMs: 0 } } : {}),
+      };
+    });
   }
 
   /** This node's addresses in cluster.xml (every LAN): where the health check listens. */

@@ -101,9 +101,10 @@ describe('<errd>, <user>, <service maxloop>', () => {
 
   it('reads <user> timeouts, logging and variables; the scripts live in SafeKit\'s <module>/bin unless <farmlb scripts_dir> says', () => {
     const farm = parseFarmConfig(doc('<user nicestoptimeout="20" forcestoptimeout="5s" logging="none"><var name="SERVICES" value="nginx"/></user>'), '/m/conf/userconfig.xml');
-    expect(farm.app!.scripts).toMatchObject({ dir: '/m/bin', niceStopTimeoutMs: 20_000, forceStopTimeoutMs: 5_000, logOutput: false, vars: [{ name: 'SERVICES', value: 'nginx' }] });
+    expect(farm.app!.binDir).toBe('/m/bin');
+    expect(farm.app!.scripts).toMatchObject({ niceStopTimeoutMs: 20_000, forceStopTimeoutMs: 5_000, logOutput: false, vars: [{ name: 'SERVICES', value: 'nginx' }] });
     const other = parseFarmConfig(doc('<user/><farmlb scripts_dir="scripts"/>'), '/etc/farmlb/u.xml');
-    expect(other.app!.scripts!.dir).toBe('/etc/farmlb/scripts');
+    expect(other.app!.binDir).toBe('/etc/farmlb/scripts');
     expect(defaultScriptsDir('/etc/farmlb/u.xml')).toBe('/etc/farmlb/bin');
     expect(errors(doc('<user><var name="1BAD" value=""/></user>'))).toEqual(['FARMLB_E_CONFIG_BAD_NAME:name']);
   });

@@ -1,6 +1,7 @@
 // The command table: every `farmlb` sub-command, in the order `--help` lists them.
 import type { CommandDef } from '../command.js';
 import { bucketsCommand } from './buckets.js';
+import { checksCommand } from './checks.js';
 import { confinfoCommand } from './confinfo.js';
 import { eventsCommand } from './events.js';
 import { explainCommand } from './explain.js';
@@ -11,6 +12,6 @@ import { statusCommand } from './status.js';
 import { validateCommand } from './validate.js';
 
 export const COMMANDS: CommandDef[] = [
-  runCommand, statusCommand, startCommand, stopCommand, powerCommand, drainCommand, undrainCommand,
+  runCommand, statusCommand, checksCommand, startCommand, stopCommand, powerCommand, drainCommand, undrainCommand,
   reloadCommand, validateCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
 ];
