@@ -326,6 +326,10 @@ export const ERRORS = {
     message: '{command} needs the membership protocol: this daemon runs with --static',
     hint: 'powers of a --static daemon come from userconfig.xml: edit it and send SIGHUP; or run without --static',
   },
+  FARMLB_E_API_SCRIPTCONTROL_OFF: {
+    message: 'farmlb vip {action}: the module does not let its scripts control the VIP traffic (<vip scriptcontrol="off">)',
+    hint: 'set <vip scriptcontrol="on"> so the module scripts open and close the VIP traffic; without it farmlb opens the traffic when the node may serve',
+  },
   // --- balance ----------------------------------------------------------------
   FARMLB_E_BALANCE_UNKNOWN_NODE: {
     message: 'bucket owner {node} is not a node of cluster.xml',

@@ -93,6 +93,8 @@ export class FarmDaemon {
   private stateCause = 'not started';
   private stateSince = Date.now();
   private adminStopped = false;
+  /** <vip scriptcontrol="on">: the VIP traffic is closed until the scripts open it (farmlb vip open). */
+  private vipClosed: boolean;
   private checkResult: CheckResult = { ok: true, failures: [] };
   private checks: CheckPoller | undefined;
   private control: ControlServer | undefined;
@@ -130,6 +132,7 @@ export class FarmDaemon {
       log: opts.log, ...(opts.neighbours ? { neighbours: opts.neighbours } : {}),
     });
     this.source = opts.source;
+    this.vipClosed = opts.farm.scriptcontrol;
     this.digest = configDigest(opts.farm, opts.cluster);
     this.holdings = new HoldingsSampler({
       report: (h) => this.source.setHoldings?.(h),
@@ -191,6 +194,7 @@ export class FarmDaemon {
         stop: () => this.adminStop(),
         power: (c) => this.power(c),
         reload: async () => { await this.reload(); return this.status(); },
+        vip: (action) => this.scriptVip(action),
       } });
       const port = this.opts.healthPort ?? this.host.farm.farmlb.healthPort;
       if (port > 0) {
@@ -320,6 +324,7 @@ export class FarmDaemon {
   /** Why this node must be in WAIT whatever the source says (administrative stop, checks). */
   private localWaitCause(): string | undefined {
     if (this.adminStopped) return 'stopped by farmlb stop';
+    if (this.vipClosed) return 'VIP traffic closed by the module scripts (scriptcontrol: farmlb vip open opens it)';
     if (!this.checkResult.ok) return `check failed: ${describeFailures(this.checkResult.failures)}`;
     return this.app.waitCause();
   }
@@ -430,6 +435,23 @@ export class FarmDaemon {
       this.pushLocalHealth();
     }
     if (appStopped) await this.app.startBoth();
+    await this.settle();
+    return this.status();
+  }
+
+  /**
+   * SafeKit's scriptcontrol (seed 001 §13.6.4): with <vip scriptcontrol="on"> the module
+   * scripts open the VIP traffic (typically at the end of start_both) and close it (at the
+   * start of stop_both). Closed, the node serves nothing, as in any WAIT.
+   */
+  private async scriptVip(action: 'open' | 'close'): Promise<DaemonStatus> {
+    if (!this.host.farm.scriptcontrol) throw new FarmlbError('FARMLB_E_API_SCRIPTCONTROL_OFF', { action });
+    const closed = action === 'close';
+    if (closed !== this.vipClosed) {
+      this.vipClosed = closed;
+      this.opts.log.info({ event: 'vip_traffic', action }, `farmlb vip ${action}: VIP traffic ${closed ? 'closed' : 'opened'} by the module scripts`);
+      this.pushLocalHealth();
+    }
     await this.settle();
     return this.status();
   }

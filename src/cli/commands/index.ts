@@ -5,13 +5,13 @@ import { checksCommand } from './checks.js';
 import { confinfoCommand } from './confinfo.js';
 import { eventsCommand } from './events.js';
 import { explainCommand } from './explain.js';
-import { drainCommand, powerCommand, startCommand, stopCommand, undrainCommand } from './module-control.js';
+import { drainCommand, powerCommand, startCommand, stopCommand, undrainCommand, vipCommand } from './module-control.js';
 import { reloadCommand } from './reload.js';
 import { runCommand } from './run.js';
 import { statusCommand } from './status.js';
 import { validateCommand } from './validate.js';
 
 export const COMMANDS: CommandDef[] = [
-  runCommand, statusCommand, checksCommand, startCommand, stopCommand, powerCommand, drainCommand, undrainCommand,
+  runCommand, statusCommand, checksCommand, startCommand, stopCommand, vipCommand, powerCommand, drainCommand, undrainCommand,
   reloadCommand, validateCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
 ];
