@@ -1,15 +1,19 @@
 // <errd><proc>: how many processes of a name run (SafeKit §13.10). Read from /proc — the
-// name is /proc/PID/comm (what ps shows, 15 characters at most), the arguments
+// name is /proc/PID/comm (what ps shows, 15 characters at most) or the file name of argv[0]
+// (a program may rename its thread: Node.js's is "MainThread"), the arguments
 // /proc/PID/cmdline after argv[0] — so no ps is forked every poll. A process that ends while
 // it is read is simply not counted.
 
 import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { ProcConfig } from '../config/types.js';
 import type { ProbeResult } from './resource.js';
 
 export interface ProcessInfo {
   pid: number;
   name: string;
+  /** The file name of argv[0] (what started it, e.g. "node"). */
+  argv0: string;
   /** Arguments after argv[0], joined by spaces. */
   args: string;
 }
@@ -23,7 +27,8 @@ export async function listProcesses(procDir = '/proc'): Promise<ProcessInfo[]> {
         readFile(`${procDir}/${p}/comm`, 'utf8'),
         readFile(`${procDir}/${p}/cmdline`, 'utf8'),
       ]);
-      return { pid: Number(p), name: comm.replace(/\n$/, ''), args: cmdline.split('\0').slice(1).filter((x) => x !== '').join(' ') };
+      const argv = cmdline.split('\0');
+      return { pid: Number(p), name: comm.replace(/\n$/, ''), argv0: path.basename(argv[0] ?? ''), args: argv.slice(1).filter((x) => x !== '').join(' ') };
     } catch {
       return undefined;
     }
@@ -32,7 +37,9 @@ export async function listProcesses(procDir = '/proc'): Promise<ProcessInfo[]> {
 }
 
 export function matches(p: ProcConfig, info: ProcessInfo): boolean {
-  const nameOk = p.nameRegex !== undefined ? new RegExp(p.nameRegex).test(info.name) : info.name === p.name.slice(0, 15);
+  const nameOk = p.nameRegex !== undefined
+    ? new RegExp(p.nameRegex).test(info.name) || new RegExp(p.nameRegex).test(info.argv0)
+    : info.name === p.name.slice(0, 15) || info.argv0 === p.name;
   return nameOk && (p.argRegex === undefined || new RegExp(p.argRegex).test(info.args));
 }
 

@@ -102,7 +102,8 @@ describe('probes', () => {
 
   it('proc: counts processes by name or regex and arguments, against atleast and atmost', () => {
     const list: ProcessInfo[] = [
-      { pid: 1, name: 'nginx', args: '-g daemon off;' }, { pid: 2, name: 'nginx', args: '' }, { pid: 3, name: 'java', args: '-jar tomcat.jar' },
+      { pid: 1, name: 'nginx', argv0: 'nginx', args: '-g daemon off;' }, { pid: 2, name: 'nginx', argv0: 'nginx', args: '' },
+      { pid: 3, name: 'java', argv0: 'java', args: '-jar tomcat.jar' }, { pid: 4, name: 'MainThread', argv0: 'node', args: 'app.js' },
     ];
     const p = (over: Partial<ProcConfig>): ProcConfig => ({ name: 'nginx', atleast: 1, atmost: -1, action: 'restart', when: 'both', resource: 'proc.nginx', src: SRC, ...over });
     expect(procResult(p({}), list)).toMatchObject({ ok: true, detail: '2 processes nginx running' });
@@ -110,6 +111,8 @@ describe('probes', () => {
     expect(procResult(p({ name: 'httpd' }), list)).toMatchObject({ ok: false, refused: true });
     expect(procResult(p({ name: 'java', argRegex: 'tomcat' }), list)).toMatchObject({ ok: true });
     expect(procResult(p({ name: 'j', nameRegex: '^ja', argRegex: 'jetty' }), list)).toMatchObject({ ok: false });
+    // A program that renamed its thread is still found by the name it was started as.
+    expect(procResult(p({ name: 'node', argRegex: 'app' }), list)).toMatchObject({ ok: true });
   });
 });
 
@@ -246,7 +249,7 @@ describe('the application\'s actions', () => {
     const proc: ProcConfig = { name: 'app', atleast: 1, atmost: -1, action: 'restart', when: 'both', resource: 'proc.app', src: SRC };
     const { a, order, changes } = await make({ procs: [proc], procPollMs: 50 }, true, async () => {
       reads++;
-      return running ? [{ pid: 9, name: 'app', args: '' }] : [];
+      return running ? [{ pid: 9, name: 'app', argv0: 'app', args: '' }] : [];
     });
     await a.startBoth();
     await waitFor(() => reads > 2, { timeoutMs: 3_000, intervalMs: 20, what: 'polls' });
@@ -255,7 +258,7 @@ describe('the application\'s actions', () => {
     running = true;
     await a.idle();
     expect((await order()).slice(0, 3)).toEqual(['start_both', 'stop_both', 'start_both']);
-    expect(changes.filter((c) => c !== 'serving' && !/^application starting|^waiting/.test(c))).toEqual([]);
+    expect(changes.filter((c) => c !== 'serving' && !/^application starting|^waiting/.test(c)), JSON.stringify(changes)).toEqual([]);
     a.close();
   });
 });
