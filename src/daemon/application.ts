@@ -54,6 +54,8 @@ export interface ApplicationOptions {
 
 interface Watched {
   resource: string;
+  /** An HTTP checker's URL (the leave rule tries its port). */
+  url?: string;
   kind: CheckerStatus['kind'];
   target: string;
   when: AppWhen;
@@ -162,9 +164,10 @@ export class Application {
   }
 
   /** The down resources that make the node leave, with their last results (for the leave rule). */
-  downResources(): { resource: string; kind: CheckerStatus['kind']; result?: ProbeResult }[] {
+  downResources(): { resource: string; kind: CheckerStatus['kind']; url?: string; result?: ProbeResult }[] {
+    if (this.stoppedBy || this.leavingFor || this.phase !== 'running') return [];
     return this.watched.filter((w) => w.running && this.effective(w) === 'wait' && w.state.state === 'down')
-      .map((w) => ({ resource: w.resource, kind: w.kind, ...(w.state.snapshot().lastResult ? { result: w.state.snapshot().lastResult! } : {}) }));
+      .map((w) => ({ resource: w.resource, kind: w.kind, ...(w.url ? { url: w.url } : {}), ...(w.state.snapshot().lastResult ? { result: w.state.snapshot().lastResult! } : {}) }));
   }
 
   checkers(): CheckerStatus[] {
@@ -210,7 +213,7 @@ export class Application {
     return r;
   }
 
-  private async doStartBoth(): Promise<boolean> {
+  private async doStartBoth(keepState = false): Promise<boolean> {
     if (this.closed || this.stoppedBy) return false;
     this.phase = 'starting';
     this.opts.hooks.changed();
@@ -221,13 +224,13 @@ export class Application {
       return false;
     }
     this.phase = 'running';
-    for (const w of this.watched) if (w.when === 'both') this.run(w, true);
+    for (const w of this.watched) if (w.when === 'both') this.run(w, true, keepState);
     this.opts.hooks.changed();
     return true;
   }
 
-  private async doStopBoth(): Promise<void> {
-    for (const w of this.watched) if (w.when === 'both') this.run(w, false);
+  private async doStopBoth(keepState = false): Promise<void> {
+    for (const w of this.watched) if (w.when === 'both') this.run(w, false, keepState);
     if (this.phase === 'stopped') return;
     this.phase = 'stopping';
     this.opts.hooks.changed();
@@ -236,23 +239,28 @@ export class Application {
     this.opts.hooks.changed();
   }
 
-  private run(w: Watched, on: boolean): void {
+  /**
+   * Starts or stops a checker. `keepState` (a restart): its resource keeps the state it had,
+   * so a restarted application that answers again is not first "unknown" — which would make
+   * the node leave the farm for the first probe.
+   */
+  private run(w: Watched, on: boolean, keepState = false): void {
     if (on && this.closed) return;
     if (on === w.running) return;
     w.running = on;
     if (on) {
-      w.state.reset('unknown');
+      if (!keepState) w.state.reset('unknown');
       w.runner.start();
     } else {
       w.runner.stop();
-      w.state.reset('stopped');
+      if (!keepState) w.state.reset('stopped');
     }
   }
 
   private watch(c: CheckerConfig, env: NodeJS.ProcessEnv): void {
     const state = new Resource(c.fall, c.rise);
     const w: Watched = {
-      resource: c.resource, kind: c.kind, target: checkerTarget(c), when: c.when, action: c.action,
+      resource: c.resource, kind: c.kind, target: checkerTarget(c), when: c.when, action: c.action, ...(c.kind === 'http' ? { url: c.url } : {}),
       fall: c.fall, rise: c.rise, intervalMs: c.intervalMs, timeoutMs: c.timeoutMs, state, running: false,
       runner: undefined as unknown as CheckerRunner,
     };
@@ -341,8 +349,10 @@ export class Application {
     }
     this.restarting = action === 'restart';
     try {
-      await this.doStopBoth();
-      await this.doStartBoth();
+      await this.doStopBoth(this.restarting);
+      // The resource that called the restart starts afresh, so failing again is a new down.
+      w.state.reset('unknown');
+      await this.doStartBoth(this.restarting);
     } finally {
       this.leavingFor = undefined;
       this.restarting = false;

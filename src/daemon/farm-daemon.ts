@@ -62,6 +62,7 @@ import { SynCookieMonitor } from '../net/syncookies.js';
 import { leaseWriteNeeded } from './lease-write.js';
 import type { SourceDecision, TableSource } from './table-source.js';
 import { Application } from './application.js';
+import { GracefulLeave } from './leave.js';
 import { defaultAppConfig } from '../config/app.js';
 import type { CheckerStatus } from '../api/status.js';
 
@@ -120,6 +121,8 @@ export class FarmDaemon {
   private counterReader: PinnedDataplane | undefined;
   /** The application: checkers, process monitoring, module scripts (docs/application.md). */
   private readonly app: Application;
+  /** How the node leaves when its application fails (docs/application.md, "Leaving the farm"). */
+  private readonly leave: GracefulLeave;
   /** The last local health pushed to the source (pushed again only when it changes). */
   private pushedHealth: string | undefined;
   private readonly onSighup = () => {
@@ -140,11 +143,19 @@ export class FarmDaemon {
       log: opts.log.child({ module: 'holdings' }),
     });
     this.events = new EventsLog(eventsFile(opts.paths.runDir), { log: opts.log });
+    this.leave = new GracefulLeave({
+      membership: opts.source.mode === 'membership', handoverLimitMs: opts.farm.farmlb.handoverLimitMs, runDir: opts.paths.runDir,
+      log: opts.log.child({ room: 'application' }),
+      selfOverrides: () => this.source.view().peers.get(opts.node)?.overrides ?? {},
+      setSelfPower: async (power, group) => { await this.source.setPower({ node: opts.node, power, ...(group !== undefined ? { group } : {}) }); },
+      servingNothing: () => this.emptyHanded(),
+      changed: () => this.pushLocalHealth(),
+    });
     this.app = new Application({
       app: opts.farm.app ?? defaultAppConfig(), paths: opts.paths, node: opts.node, configFile: opts.farm.file,
       log: opts.log.child({ room: 'application' }),
       hooks: {
-        changed: () => this.pushLocalHealth(),
+        changed: () => this.appChanged(),
         servingNothing: (limitMs) => this.servingNothing(limitMs),
         checker: (e) => this.events.append({ event: 'checker', time: new Date().toISOString(), node: opts.node, module: opts.paths.module, ...e }),
         script: (r) => this.events.append({
@@ -208,6 +219,8 @@ export class FarmDaemon {
       // until start_both and the first results allow it.
       this.pushLocalHealth();
       await this.source.start({ decide: (d) => this.decide(d), nowNs: nowNs });
+      // A drain a killed run left in force (powers.json) is undone (docs/application.md).
+      if (this.source.mode === 'membership') await this.leave.restoreAtStart();
       // Not awaited: start_both may take minutes (nicestoptimeout), and the daemon answers meanwhile.
       void this.app.startBoth();
       if (this.opts.reloadOnSighup ?? true) process.on('SIGHUP', this.onSighup);
@@ -243,6 +256,7 @@ export class FarmDaemon {
     this.counterReader = undefined;
     // The node serves nothing now: the application stops after it (stop_both, poststop).
     this.app.close();
+    this.leave.close();
     await this.app.stopBoth();
     await this.app.poststop();
     const previous = this.state;
@@ -276,7 +290,9 @@ export class FarmDaemon {
     if (this.stopping) return;
     const local = this.localWaitCause();
     const state: 'WAIT' | 'UP' = local ? 'WAIT' : d.state;
-    const cause = local ?? (d.cause || (state === 'UP' ? 'serving its buckets of the view' : 'waiting for the membership'));
+    const appCause = this.app.waitCause();
+    const cause = local ?? (state === 'UP' && appCause !== undefined && this.leave.draining() ? this.leave.cause(appCause)
+      : d.cause || (state === 'UP' ? 'serving its buckets of the view' : 'waiting for the membership'));
     if (d.table && (d.table.epoch !== this.installedEpoch || d.table.completes === true)) {
       const t0 = process.hrtime.bigint();
       const before = this.host.tables();
@@ -326,7 +342,24 @@ export class FarmDaemon {
     if (this.adminStopped) return 'stopped by farmlb stop';
     if (this.vipClosed) return 'VIP traffic closed by the module scripts (scriptcontrol: farmlb vip open opens it)';
     if (!this.checkResult.ok) return `check failed: ${describeFailures(this.checkResult.failures)}`;
-    return this.app.waitCause();
+    const app = this.app.waitCause();
+    // Draining (or deciding whether to): the node keeps serving the connections it hands over.
+    if (app !== undefined && this.leave.holding()) return undefined;
+    return app;
+  }
+
+  /** The application changed: the node's health now, or once the leave rule has decided. */
+  private appChanged(): void {
+    const down = this.app.downResources();
+    if (!this.leave.mayDrain(down)) this.pushLocalHealth();
+    void this.leave.update(down).then(() => this.pushLocalHealth());
+  }
+
+  /** This node owns no bucket and hands none over. */
+  private emptyHanded(): boolean {
+    const self = this.status().nodes.find((n) => n.self);
+    const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
+    return self !== undefined && sum(self.buckets) === 0 && sum(self.handingOver) === 0;
   }
 
   /**
@@ -393,10 +426,7 @@ export class FarmDaemon {
     const deadline = Date.now() + limitMs;
     for (;;) {
       if (this.stopping || !this.started) return;
-      if (this.host.leaseDeadlineNs() === 0n) return;
-      const self = this.status().nodes.find((n) => n.self);
-      const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
-      if (self && sum(self.buckets) === 0 && sum(self.handingOver) === 0) return;
+      if (this.host.leaseDeadlineNs() === 0n || this.emptyHanded()) return;
       if (Date.now() >= deadline) {
         this.opts.log.warn({ event: 'leave_timeout', limitMs }, `the node still serves after ${limitMs} ms; the application stops anyway`);
         return;

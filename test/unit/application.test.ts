@@ -16,6 +16,8 @@ import { procResult, type ProcessInfo } from '../../src/checks/procs.js';
 import { CustomRunner } from '../../src/checks/runner.js';
 import { ModuleScripts } from '../../src/daemon/scripts.js';
 import { Application } from '../../src/daemon/application.js';
+import { GracefulLeave, leaveRule } from '../../src/daemon/leave.js';
+import { existsSync } from 'node:fs';
 import { defaultAppConfig } from '../../src/config/app.js';
 import type { AppConfig, CheckerConfig, ProcConfig } from '../../src/config/types.js';
 import { waitFor } from '../lab/helpers/netns.js';
@@ -260,5 +262,53 @@ describe('the application\'s actions', () => {
     expect((await order()).slice(0, 3)).toEqual(['start_both', 'stop_both', 'start_both']);
     expect(changes.filter((c) => c !== 'serving' && !/^application starting|^waiting/.test(c)), JSON.stringify(changes)).toEqual([]);
     a.close();
+  });
+});
+
+describe('leaving the farm (docs/application.md)', () => {
+  const tcpOk = async () => ({ ok: true, detail: 'connected' });
+  const tcpRefused = async () => ({ ok: false, detail: 'connection refused', refused: true });
+  const http = (over: Partial<{ result: { ok: boolean; detail: string; refused?: boolean } }> = {}) => ({ resource: 'http.web', kind: 'http', url: 'http://127.0.0.1:8080/health', result: { ok: false, detail: 'status 503' }, ...over });
+
+  it('drains when every down resource is an HTTP checker whose port still accepts connections; else leaves at once', async () => {
+    expect(await leaveRule([http()], tcpOk)).toEqual({ drain: true, why: 'the TCP port still accepts connections' });
+    expect((await leaveRule([http()], tcpRefused)).drain).toBe(false);
+    expect((await leaveRule([http({ result: { ok: false, detail: 'connection refused', refused: true } })], tcpOk)).drain).toBe(false);
+    expect((await leaveRule([http(), { resource: 'tcp.db', kind: 'tcp' }], tcpOk)).drain).toBe(false);
+    expect((await leaveRule([], tcpOk)).drain).toBe(false);
+  });
+
+  it('drains with a power override of 0, is held until the node serves nothing, and puts the earlier override back', async () => {
+    const calls: string[] = [];
+    let empty = false;
+    let changes = 0;
+    const runDir = await mkdtemp(path.join(dir, 'run-'));
+    const leave = new GracefulLeave({
+      membership: true, handoverLimitMs: 30_000, runDir, log: silent,
+      selfOverrides: () => ({ web: 3 }),
+      setSelfPower: async (p, g) => { calls.push(`${p}${g ? `@${g}` : ''}`); },
+      servingNothing: () => empty,
+      changed: () => { changes++; },
+    }, tcpOk);
+    expect(leave.mayDrain([http()])).toBe(true);
+    const pending = leave.update([http()]);
+    expect(leave.holding()).toBe(true);
+    await pending;
+    expect(leave.draining()).toBe(true);
+    expect(calls).toEqual(['0']);
+    expect(JSON.parse(await readFile(path.join(runDir, 'leave.json'), 'utf8'))).toEqual({ overrides: { web: 3 } });
+    empty = true;
+    await waitFor(() => !leave.holding(), { timeoutMs: 2_000, intervalMs: 20, what: 'the drain to end' });
+    expect(changes).toBeGreaterThanOrEqual(2);
+    await leave.update([]);
+    expect(calls).toEqual(['0', '3@web']);
+    expect(existsSync(path.join(runDir, 'leave.json'))).toBe(false);
+    leave.close();
+  });
+
+  it('does not drain a --static node, nor with handover_limit 0', () => {
+    const host = { runDir: dir, log: silent, selfOverrides: () => ({}), setSelfPower: async () => undefined, servingNothing: () => true, changed: () => undefined };
+    expect(new GracefulLeave({ ...host, membership: false, handoverLimitMs: 30_000 }).mayDrain([http()])).toBe(false);
+    expect(new GracefulLeave({ ...host, membership: true, handoverLimitMs: 0 }).mayDrain([http()])).toBe(false);
   });
 });
