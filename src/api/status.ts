@@ -67,6 +67,12 @@ export interface NodeStatus {
   /** Heartbeats of this peer that never arrived: gaps in its sequence numbers (membership mode only). */
   heartbeatsMissed?: number;
   /**
+   * Milliseconds since a well-formed heartbeat from this peer's configured address failed
+   * authentication: it probably uses another key (membership mode only). Reported, never
+   * acted upon: a forged frame must not take a node out of the farm.
+   */
+  foreignKeyMs?: number;
+  /**
    * This node only: the buckets it hands over as their previous owner and the connections it
    * still holds in them (sampled from its socket table every 250 ms while prevBuckets > 0;
    * sampledAtMs = wall clock of the last sample).

@@ -566,6 +566,7 @@ export class FarmDaemon {
         overridden: Object.keys(overrides).length > 0,
         ...(peer?.lastHeardMs !== undefined ? { lastHeardMs: peer.lastHeardMs } : {}),
         ...(peer?.heartbeatsReceived !== undefined ? { heartbeatsReceived: peer.heartbeatsReceived, heartbeatsMissed: peer.heartbeatsMissed ?? 0 } : {}),
+        ...(peer?.foreignKeyMs !== undefined ? { foreignKeyMs: peer.foreignKeyMs } : {}),
         ...(name === node ? this.selfHandoverStatus() : {}),
       };
     });

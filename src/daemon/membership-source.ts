@@ -224,6 +224,7 @@ export class MembershipSource implements TableSource {
         state,
         ...(p?.lastHeardMs !== undefined ? { lastHeardMs: p.lastHeardMs } : {}),
         ...(p?.heartbeatsReceived !== undefined ? { heartbeatsReceived: p.heartbeatsReceived, heartbeatsMissed: p.heartbeatsMissed ?? 0 } : {}),
+        ...(p?.foreignKeyMs !== undefined ? { foreignKeyMs: p.foreignKeyMs } : {}),
         ...(overrides.has(name) ? { overrides: overrides.get(name)! } : {}),
       });
     }

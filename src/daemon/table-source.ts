@@ -36,7 +36,7 @@ export interface SourceView {
   leader: string | null;
   splitBrain: boolean;
   /** Per node: state as known, last heard, runtime power override. */
-  peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> } & Pick<NodeStatus, 'heartbeatsReceived' | 'heartbeatsMissed'>>;
+  peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> } & Pick<NodeStatus, 'heartbeatsReceived' | 'heartbeatsMissed' | 'foreignKeyMs'>>;
   lastViewChange: ViewChange | null;
   /** CPU of the heartbeat path since start (membership mode only). */
   membershipCpu?: MembershipCpu;

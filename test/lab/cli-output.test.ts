@@ -235,7 +235,7 @@ describePrivileged('lab: every farmlb command as a child process — text withou
     expect(await json<unknown[]>(['events', '-n', '1'], { node: 'node1' })).toHaveLength(1);
   });
 
-  it('validate and confinfo: exit 0 and the digest for the lab config; exit 1 with file:line errors for a broken one', async (ctx) => {
+  it('validate and confinfo: exit 0 and the digest for the lab config; exit 78 (EX_CONFIG) with file:line errors for a broken one', async (ctx) => {
     logsOnFailure(ctx);
     expect(await text(['validate', lab!.configFile, '--cluster', lab!.clusterFile])).toMatch(/: valid \(2 VIP\(s\), 1 group\(s\), 2 node\(s\) in /);
     const v = await json<{ valid: boolean; errors: unknown[]; warnings: unknown[]; digest: string }>(['validate', lab!.configFile, '--cluster', lab!.clusterFile]);
@@ -245,10 +245,10 @@ describePrivileged('lab: every farmlb command as a child process — text withou
     const broken = path.join(lab!.dir, 'broken.xml');
     await writeFile(broken, (await import('node:fs')).readFileSync(lab!.configFile, 'utf8').replace('filter="on_addr"', 'filter="on_moon"'));
     const bad = await farmlb(['validate', broken, '--cluster', lab!.clusterFile]);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(78);
     expect(bad.stderr).toMatch(new RegExp(`${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: FARMLB_E_\\w+`));
     expect(bad.stderr).not.toMatch(ESC);
-    const badJson = await json<{ valid: boolean; errors: { code: string; line: number }[] }>(['validate', broken, '--cluster', lab!.clusterFile], {}, 1);
+    const badJson = await json<{ valid: boolean; errors: { code: string; line: number }[] }>(['validate', broken, '--cluster', lab!.clusterFile], {}, 78);
     expect(badJson.valid).toBe(false);
     expect(badJson.errors[0]).toMatchObject({ code: expect.stringMatching(/^FARMLB_E_/), line: expect.any(Number) });
 

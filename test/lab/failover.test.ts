@@ -338,7 +338,9 @@ describePrivileged('lab: failover (vmac_invisible, serve): every failure kind, n
     await sendDatagrams(l, captured, others(victim), { rounds: 5, intervalMs: 50 });
     await sleep(300);
     expect(viewEvents(l, marks)).toEqual(Object.fromEntries(ALL.map((n) => [n, []])));
-    for (const n of others(victim)) expect(l.logSince(n, marks[n]!)).toMatch(/"event":"heartbeat_rejected"[^\n]*"from":"n3"/);
+    // Replays of a live node are routine rejections (stale sequence numbers), logged at debug:
+    // what matters is that they changed nothing (above) and that n3 stays a member.
+    for (const n of others(victim)) expect((await l.status(n)).view).toEqual(ALL);
 
     await l.killNode(victim, 'SIGKILL');
     await waitCoverage(l, others(victim));
@@ -380,7 +382,9 @@ describePrivileged('lab: failover (vmac_invisible, serve): every failure kind, n
     await sleep(2_000);
     for (const n of others(victim)) {
       expect((await l.status(n)).view).toEqual(others(victim));
-      expect(l.logSince(n, marks[n]!)).toMatch(/"event":"heartbeat_dropped"/);
+      // Its frames come from its configured address and fail the MAC: reported (status), never acted upon.
+      const reported = (await l.status(n)).nodes.find((x) => x.name === victim);
+      expect(reported?.foreignKeyMs, `${n} reports ${victim}'s key as foreign`).toBeLessThan(5_000);
       expect(l.logSince(n, marks[n]!)).not.toMatch(/"event":"peer_joined"/);
     }
     expect((await l.status(victim)).view).not.toContain('n1');

@@ -94,7 +94,7 @@ function runMode(mode: 'vmac_invisible' | 'vmac_directed'): void {
      * and that new connections of moved buckets reach the new owner, then closes the client's
      * connections and waits until no bucket is in handover any more.
      */
-    async function moveWithConnections(l: FarmLab, move: () => Promise<void>, expectPrev: string[]): Promise<void> {
+    async function moveWithConnections(l: FarmLab, move: () => Promise<void>, expectPrev: string[], moveFailed: () => string | undefined = () => undefined): Promise<void> {
       conns?.close();
       conns = await LongConns.open(l, l.clientAddrs4);
       const before = await conns.report();
@@ -107,6 +107,9 @@ function runMode(mode: 'vmac_invisible' | 'vmac_directed'): void {
       await move();
       // The move is under way: buckets name their previous owner on every node in the view.
       await waitFor(() => {
+        // A move that failed (the command exited) will never show: say why at once.
+        const failed = moveFailed();
+        if (failed !== undefined) throw new Error(`the move failed: ${failed}`);
         const h = l.nodeNames().filter((n) => l.daemonRunning(n)).map((n) => handoverOf(l, n));
         const settled = h.every((x) => x && x.total > 0 && Object.keys(x.byPrev).every((p) => expectPrev.includes(p)));
         // ... and past its first step: every bucket has its new owner (new connections land there).
@@ -158,20 +161,30 @@ function runMode(mode: 'vmac_invisible' | 'vmac_directed'): void {
 
     it('a power change moves buckets without breaking a connection', async () => {
       const l = lab!;
+      const ownedBy = (n: string, owner: string) => ownersOf(l, n).filter((o) => o === owner).length;
+      const n1Owned = ownedBy('n1', 'n1');
       await moveWithConnections(l, async () => {
         await l.farmlb(['power', 'n1', '3'], 'n1');
       }, ['n2', 'n3']);
       await l.farmlb(['power', 'n1', 'clear'], 'n1');
-      await waitFor(() => handoverOf(l, 'n1')?.total === 0 || undefined, { timeoutMs: 20_000, what: 'the power reset settled' });
+      // Settled means the reset's table is installed everywhere (n1 back to its share) and its
+      // handover over: no handover before the table arrives is not "over", and a handover still
+      // running would hold the next test's new connections in n1's old buckets.
+      await waitFor(() => ALL.every((n) => ownedBy(n, 'n1') === n1Owned && handoverOf(l, n)?.total === 0) || undefined,
+        { timeoutMs: 20_000, what: `the power reset settled (n1 back to ${n1Owned} buckets on every node, no handover)` });
     }, 180_000);
 
     it('a graceful drain empties the node without breaking a connection; drain --wait returns when it is empty', async () => {
       const l = lab!;
       let drained: Promise<{ code: number; stdout: string }> | undefined;
+      let drainFailure: string | undefined;
       await moveWithConnections(l, async () => {
         drained = l.farmlb(['drain', 'n2', '--wait', '--timeout', '120'], 'n1', { timeoutMs: 150_000 })
-          .then((r) => ({ code: 0, stdout: r.stdout }), (e: unknown) => ({ code: 1, stdout: String(e) }));
-      }, ['n2']);
+          .then((r) => ({ code: 0, stdout: r.stdout }), (e: unknown) => {
+            drainFailure = String(e);
+            return { code: 1, stdout: drainFailure };
+          });
+      }, ['n2'], () => drainFailure);
       const result = await drained!;
       expect(result.code, result.stdout).toBe(0);
       expect(ownersOf(l, 'n1').filter((o) => o === 'n2')).toEqual([]);

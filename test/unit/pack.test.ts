@@ -1,6 +1,8 @@
-// Packaging: `npm pack` carries everything an installed farmlb needs to build its addon and
-// BPF objects (scripts/setup.sh) and run (dist/, bin/), and the systemd unit is valid.
-// Needs the TypeScript build (dist/), which scripts/setup.sh makes.
+// Packaging: `npm pack` carries everything an installed farmlb needs to run without a
+// compiler (dist/, bin/, the compiled BPF objects; the prebuilt addon is added by `prepack`,
+// which test/package/pack-install.test.ts exercises) and to rebuild the addon from source
+// when no prebuild fits, and the systemd unit is valid.
+// Needs the TypeScript and BPF builds (dist/, bpf/build/), which scripts/setup.sh makes.
 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -17,18 +19,20 @@ const ESSENTIALS = [
   'package.json', 'README.md', 'bin/farmlb.js',
   'dist/cli/main.js', 'dist/daemon/farm-daemon.js', 'dist/api/metrics.js', 'dist/daemon/events-log.js',
   'binding.gyp', 'native/addon.cc', 'native/common.h',
-  'bpf/Makefile', 'bpf/farmlb.bpf.c', 'bpf/farmlb_abi.h', 'bpf/farmlb_maps.h',
-  'scripts/setup.sh', 'docs/cli.md', 'docs/metrics.md', 'docs/grafana-farmlb.json', 'docs/errors.md',
+  'bpf/Makefile', 'bpf/farmlb.bpf.c', 'bpf/farmlb_abi.h', 'bpf/farmlb_maps.h', 'bpf/build/farmlb.bpf.o',
+  'LICENSE', 'docs/cli.md', 'docs/metrics.md', 'docs/grafana-farmlb.json', 'docs/errors.md',
   'packaging/farmlb@.service',
 ];
 
 describe('npm pack', () => {
-  it('packs the CLI build, the addon and BPF sources, the setup script, the docs and the systemd unit, and no tests or build output', async () => {
+  it('packs the CLI build, the BPF objects, the addon and BPF sources, the docs, the licence and the systemd unit, and no tests, source maps, scripts or intermediate build output', async () => {
     expect(existsSync(path.join(REPO, 'dist/cli/main.js')), 'dist/ is missing: run scripts/setup.sh first').toBe(true);
     const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO, timeout: 60_000 });
     const files = (JSON.parse(stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
     for (const f of ESSENTIALS) expect(files, f).toContain(f);
-    const forbidden = files.filter((f) => /^(test|src|node_modules|build|bpf\/build)\//.test(f) || f.endsWith('.tgz') || f.endsWith('.node'));
+    // The addon ships only as a prebuild (prebuilds/<platform>-<arch>/), never node-gyp's build/.
+    const forbidden = files.filter((f) => /^(test|src|scripts|node_modules|build)\//.test(f) || f.endsWith('.tgz') || f.endsWith('.map')
+      || (f.endsWith('.node') && !f.startsWith('prebuilds/')) || (f.startsWith('bpf/build/') && !f.endsWith('.bpf.o')));
     expect(forbidden).toEqual([]);
   }, 60_000);
 
@@ -56,7 +60,7 @@ describe('systemd unit', () => {
   it.skipIf(!existsSync('/usr/bin/systemd-analyze'))('passes systemd-analyze verify (with ExecStart pointing at this checkout)', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'flb-unit-'));
     try {
-      const unit = (await readFile(path.join(REPO, 'packaging/farmlb@.service'), 'utf8')).replace('/usr/bin/farmlb', path.join(REPO, 'bin/farmlb.js'));
+      const unit = (await readFile(path.join(REPO, 'packaging/farmlb@.service'), 'utf8')).replaceAll('/usr/bin/farmlb', path.join(REPO, 'bin/farmlb.js'));
       await writeFile(path.join(dir, 'farmlb@.service'), unit);
       const r = await run('systemd-analyze', ['verify', path.join(dir, 'farmlb@farm.service')], { timeout: 30_000 }).then(
         (x) => ({ code: 0, out: x.stdout + x.stderr }), (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }));

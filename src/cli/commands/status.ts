@@ -124,6 +124,9 @@ function bucketsCell(n: NodeStatus, group: string): string {
   return handing > 0 ? `${owned} (handing over ${handing})` : owned;
 }
 
+/** A peer whose heartbeats failed the MAC this recently is shown with a warning. */
+const FOREIGN_KEY_RECENT_MS = 60_000;
+
 /** The text form of `farmlb status`. */
 export function renderStatus(out: Output, s: DaemonStatus): string {
   const lines: string[] = [];
@@ -138,6 +141,9 @@ export function renderStatus(out: Output, s: DaemonStatus): string {
   const cookies = selfNode?.synCookies;
   if (cookies?.sentRecently) lines.push(bold(out, `WARNING: ${SYN_COOKIE_WARNING}`));
   else if (cookies?.mode === 2) lines.push(bold(out, `WARNING: ${SYN_COOKIE_ALWAYS_WARNING}`));
+  // Reported, not acted upon (docs/membership.md): a peer whose heartbeats fail the MAC.
+  const foreignKey = s.nodes.filter((n) => n.foreignKeyMs !== undefined && n.foreignKeyMs < FOREIGN_KEY_RECENT_MS).map((n) => n.name);
+  if (foreignKey.length > 0) lines.push(bold(out, `WARNING: heartbeats from ${foreignKey.join(', ')} fail authentication: another key file? (give every node the same key)`));
   if (!s.checks.ok) lines.push(`checks failing: ${s.checks.failures.map((f) => `${f.kind} ${f.target}: ${f.detail}`).join('; ')}`);
   // Heartbeat counts come from the membership engine; a static daemon has none.
   const heard = (s.nodes as (NodeStatus & PeerHeartbeats)[]).map((n) => (n.self || n.heartbeatsReceived === undefined ? undefined
