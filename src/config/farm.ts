@@ -80,7 +80,7 @@ export function parseFarmConfig(text: string, file: string): FarmConfig {
   if (sections.vip) {
     config = readVip(r, sections.vip, farmlb);
   } else if (sections.service) {
-    diag.error('FARMLB_E_CONFIG_MISSING_ELEMENT', { parent: 'service', name: 'vip' }, sections.service);
+    config = cloudFarm(diag.file, farmlb);
   }
   diag.throwIfErrors();
   return { ...config!, farm, app, warnings: diag.warnings };
@@ -322,6 +322,21 @@ function readVip(r: Reader, vipEl: XmlElement, farmlb: FarmlbSettings): FarmConf
   const groups = readGroups(r, vipEl, vips);
   checkRules(r, groups, interfaces, vips);
   return { file: diag.file, tcpreset, scriptcontrol, interfaces, vips, groups, farmlb, warnings: diag.warnings };
+}
+
+/**
+ * A farm module without <vip>: SafeKit's cloud farm (seed 001 §13.6.3). The cloud's load
+ * balancer spreads the traffic over the nodes and probes each node's ready.txt; farmlb runs
+ * the membership, the checkers and the scripts, and answers the probe (docs/application.md,
+ * "Cloud farm"). No VIP, no data plane rule: one implicit group of every node, power 1, so
+ * the membership still agrees on who is in the farm.
+ */
+function cloudFarm(file: string, farmlb: FarmlbSettings): FarmConfig {
+  return {
+    file, tcpreset: false, scriptcontrol: false, interfaces: [], vips: [], cloud: true,
+    groups: [{ name: 'farm', index: 0, hosts: null, rules: [], src: { file, line: 1, column: 1, element: 'service' } }],
+    farmlb, warnings: [],
+  };
 }
 
 type VipAllocator = (el: XmlElement, addr: IpAddr, family: 4 | 6) => { id: number; family: 4 | 6 } | undefined;

@@ -208,6 +208,8 @@ export interface AppConfig {
 
 export interface FarmConfig {
   file: string;
+  /** A farm without <vip> (SafeKit's cloud farm): no VIP, no data plane; ready.txt tells the cloud's load balancer. */
+  cloud?: boolean;
   /** The application around the VIP: checkers, process monitoring, module scripts (set by the parser; absent = none). */
   app?: AppConfig;
   tcpreset: boolean;

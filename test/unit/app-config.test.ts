@@ -2,6 +2,8 @@
 // SafeKit's names read as SafeKit means them, farmlb's additions (<http>, fall/rise), strict
 // values and warned-about names farmlb does not use.
 
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configErrorList, parseFarmConfig } from '../../src/config/index.js';
 import { defaultScriptsDir, parseStatuses } from '../../src/config/app.js';
@@ -76,6 +78,15 @@ describe('<check>', () => {
     expect(parseStatuses('200-202, 301')).toEqual([200, 201, 202, 301]);
     expect(parseStatuses('99')).toBeUndefined();
     expect(parseStatuses('300-200')).toBeUndefined();
+  });
+});
+
+describe('a cloud farm (no <vip>)', () => {
+  it('loads: no VIP, one implicit group of every node, the application as configured', () => {
+    const file = path.join(import.meta.dirname, '../fixtures/configs/cloud-farm.xml');
+    const farm = parseFarmConfig(readFileSync(file, 'utf8'), file);
+    expect(farm).toMatchObject({ cloud: true, vips: [], interfaces: [], groups: [{ name: 'farm', hosts: null, rules: [] }], warnings: [] });
+    expect(farm.app!.checkers.map((c) => c.resource)).toEqual(['tcp.web']);
   });
 });
 

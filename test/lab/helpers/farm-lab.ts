@@ -164,6 +164,8 @@ export interface FarmLabOptions {
    * written executable). The app sections are not in the config digest, so the nodes agree.
    */
   app?: { xml: (node: string) => string; serviceAttrs?: string; scripts?: Record<string, string> };
+  /** A cloud farm (docs/application.md): no <vip>; the daemons run the membership and the application only. */
+  cloud?: boolean;
 }
 
 export interface CurlOptions {
@@ -481,7 +483,7 @@ export class FarmLab {
     return `<safe>
  <service mode="farm">
   <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/></farm>
-  <vip>
+${o.cloud ? '' : `  <vip>
    <interface_list>
     <interface${attrs({ check: 'on', name: NODE_IF, ...o.interfaceAttrs })}>
      <virtual_interface${attrs({ type: o.mode, addr: o.vmac })}>
@@ -494,7 +496,7 @@ export class FarmLab {
 ${groupXml}
    </loadbalancing_list>
   </vip>
-  <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
+`}  <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
     key_file: o.membership ? this.keyFile : undefined, split_brain: o.splitBrain, handover_limit: o.handoverLimit,
     // The client reads /health and /metrics in the lab (docs/security.md: detail is local by default).
     health_detail: `${LAB_NET.client4}/${LAB_NET.prefix4},${LAB_NET.client6}/${LAB_NET.prefix6}` })}/>
@@ -582,6 +584,8 @@ ${groupXml}
       const said = n.log.slice(logFrom);
       const up = opts.expectUp === false ? /"event":"started"/ : /"state":"UP"|: node \S+ serving/;
       if (!up.test(said)) return false;
+      // A cloud farm holds no VIP and attaches no program.
+      if (this.opts.cloud) return true;
       const addrs = await inNetns(n.ns, 'ip', ['-j', 'addr', 'show', 'dev', NODE_IF]);
       const link = await inNetns(n.ns, 'ip', ['-d', 'link', 'show', 'dev', NODE_IF]);
       return addrs.stdout.includes(`"${this.vip4}"`) && addrs.stdout.includes(`"${this.vip6}"`) && /prog\/xdp id \d+/.test(link.stdout);
