@@ -717,7 +717,12 @@ async function farmlbAppSeries(farm: BenchFarm, timing: { intervalMs: number; fa
       const src = farm.clientAddrs.find((a) => ownerOf(a) === victim.index);
       if (!src) throw new Error(`no client address in a bucket of ${victim.name}`);
       const role = victim.index === 0 ? 'leader' : 'follower';
-      const before = await prober.once(src);
+      // The first connection after the farm formed may still wait for ARP: a few tries.
+      let before = await prober.once(src);
+      for (let i = 0; i < 20 && before !== victim.name; i++) {
+        await sleep(100);
+        before = await prober.once(src);
+      }
       if (before !== victim.name) throw new Error(`before the kill, ${src} was served by ${before}, not ${victim.name}`);
       await poller.mark();
       const probe = prober.probe(src, victim.name, 15_000);

@@ -520,6 +520,12 @@ export class FarmDaemon {
     notifier?.reloading();
     try {
       const loaded = await loadConfigs({ config: this.host.farm.file, cluster: this.opts.cluster.file });
+      // The application's checkers, processes and scripts run from the start: a change needs one.
+      if (appKey(loaded.farm.app) !== appKey(this.host.farm.app)) {
+        throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', {
+          detail: '<check>, <errd>, <user> or <service maxloop> changed: restart the daemon to apply them (docs/application.md)',
+        });
+      }
       const checked = await this.host.checkReload(loaded.farm, loaded.cluster);
       const table = this.source.reload(checked.farm, checked.cluster);
       await this.host.applyReload(checked, table);
@@ -696,6 +702,11 @@ export class FarmDaemon {
     const { cluster, node } = this.opts;
     return [...new Set(cluster.lans.flatMap((l) => l.nodes.filter((n) => n.name === node).map((n) => n.addr)))];
   }
+}
+
+/** The application configuration without source positions: what a reload may not change. */
+function appKey(app: FarmConfig['app']): string {
+  return JSON.stringify(app ?? null, (k, v) => (k === 'src' ? undefined : v));
 }
 
 /** How often the SYN cookie counters are read (cheap: one small /proc file). */
