@@ -166,6 +166,8 @@ export interface FarmLabOptions {
   app?: { xml: (node: string) => string; serviceAttrs?: string; scripts?: Record<string, string> };
   /** A cloud farm (docs/application.md): no <vip>; the daemons run the membership and the application only. */
   cloud?: boolean;
+  /** Attributes of <vip> (tcpreset, scriptcontrol). */
+  vipAttrs?: Record<string, string>;
 }
 
 export interface CurlOptions {
@@ -483,7 +485,7 @@ export class FarmLab {
     return `<safe>
  <service mode="farm">
   <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/></farm>
-${o.cloud ? '' : `  <vip>
+${o.cloud ? '' : `  <vip${attrs({ ...o.vipAttrs })}>
    <interface_list>
     <interface${attrs({ check: 'on', name: NODE_IF, ...o.interfaceAttrs })}>
      <virtual_interface${attrs({ type: o.mode, addr: o.vmac })}>
