@@ -16,8 +16,6 @@
 //     a process that dies at once every time: the module stops after maxloop restarts, and
 //     farmlb start brings it back;
 //   custom checker: n2's flag file says down, then up;
-//   scriptcontrol="on": start_both opens the VIP traffic (farmlb vip open); vip close / open
-//     from the module's environment take the node out and back;
 //   scripts: prestart, start_both before the node first serves; farmlb stop: stop_both after
 //     the node left; farmlb start: start_both before it serves again; SIGTERM: stop_both, poststop.
 
@@ -27,7 +25,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
-import { FarmLab, REPO, type VmacMode } from './helpers/farm-lab.js';
+import { FarmLab, type VmacMode } from './helpers/farm-lab.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { readServed } from './helpers/overlap-sampler.js';
 import { ClientPoller } from './helpers/client-watch.js';
@@ -55,8 +53,6 @@ echo $pid > ../app.pid
 # Ready when it answers (or gone): start_both returns with the application started.
 i=0
 while [ $i -lt 100 ] && kill -0 $pid 2>/dev/null && ! curl -s -o /dev/null http://127.0.0.1:8081/; do sleep 0.05; i=$((i+1)); done
-# scriptcontrol: the application answers, open the VIP traffic.
-"$SAFEBIN/farmlb.js" vip open >> ../vip.log 2>&1
 exit 0`,
   stop_both: `echo "stop_both $(date +%s%3N)" >> ../order
 [ -f ../app.pid ] && kill "$(cat ../app.pid)" 2>/dev/null
@@ -88,7 +84,6 @@ for (const mode of ['vmac_invisible', 'vmac_directed'] as VmacMode[]) {
         name, mode, xdpMode: 'generic', nodes: FAILOVER_NODES, clientAddrs4: SOURCES, clientAddrs6: 0, membership: true,
         ...(mode === 'vmac_directed' ? { arpRule: true } : {}),
         app: { xml: APP_XML, serviceAttrs: 'maxloop="2" loop_interval="1h"', scripts: SCRIPTS },
-        vipAttrs: { scriptcontrol: 'on' },
       });
       seed = (await lab.compiled()).tables.hashSeed;
       await waitCoverage(lab, ALL, { quotas: FULL_QUOTAS, timeoutMs: 30_000 });
@@ -239,23 +234,6 @@ for (const mode of ['vmac_invisible', 'vmac_directed'] as VmacMode[]) {
         await waitCoverage(l, others('n2'), { timeoutMs: 10_000 });
         expect((await l.status('n2')).stateCause).toMatch(/checker custom\.flag down \(flag file\)/);
         await rm(mod('n2', 'flag-down'));
-        await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
-      });
-      await waitNoHandover(l, ALL);
-    }, 60_000);
-
-    it('scriptcontrol: farmlb vip close from the module\'s environment takes the node out, vip open brings it back', async (ctx) => {
-      logsOnFailure(ctx, () => lab);
-      const l = lab!;
-      // The environment a script has: the module is found without options.
-      const env = `SAFEMODULE=lab-${name} FARMLB_RUN_DIR=${l.runDir('n2')}`;
-      const vip = (action: string) => l.inNode('n2', 'sh', ['-c', `${env} node ${path.join(REPO, 'bin/farmlb.js')} vip ${action}`]);
-      ctx.onTestFailed(() => vip('open').then(() => undefined, () => undefined));
-      await bystandersUnhurt('n2', async () => {
-        await vip('close');
-        await waitCoverage(l, others('n2'), { timeoutMs: 10_000 });
-        expect((await l.status('n2')).stateCause).toMatch(/VIP traffic closed by the module scripts/);
-        await vip('open');
         await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
       });
       await waitNoHandover(l, ALL);
