@@ -218,6 +218,10 @@ export const ERRORS = {
     message: 'rule {rule} of group {group} can match no packet: {why}',
     hint: '{hint}',
   },
+  FARMLB_E_CONFIG_DUPLICATE_IDENT: {
+    message: 'two checkers name the resource {resource} (first at line {firstLine})',
+    hint: 'give each checker of one kind its own ident= (the resource is <kind>.<ident>)',
+  },
   // --- run / daemon (src/daemon/) ---------------------------------------------
   FARMLB_E_RUN_NODE_UNKNOWN: {
     message: 'node "{node}" is not in {file} (nodes: {nodes})',
@@ -337,6 +341,10 @@ export const ERRORS = {
   FARMLB_E_API_STATIC_MODE: {
     message: '{command} needs the membership protocol: this daemon runs with --static',
     hint: 'powers of a --static daemon come from userconfig.xml: edit it and send SIGHUP; or run without --static',
+  },
+  FARMLB_E_API_SCRIPTCONTROL_OFF: {
+    message: 'farmlb vip {action}: the module does not let its scripts control the VIP traffic (<vip scriptcontrol="off">)',
+    hint: 'set <vip scriptcontrol="on"> so the module scripts open and close the VIP traffic; without it farmlb opens the traffic when the node may serve',
   },
   // --- balance ----------------------------------------------------------------
   FARMLB_E_BALANCE_UNKNOWN_NODE: {

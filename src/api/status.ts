@@ -1,7 +1,41 @@
 // The status a running daemon reports: one data object, rendered by `farmlb status` (text,
 // or as is with --json), answered on the control socket and, in part, by GET /health.
 
+import type { AppAction, AppWhen, CheckerKind } from '../config/types.js';
+import type { ResourceSnapshot } from '../checks/resource.js';
+import type { ScriptResult } from '../daemon/scripts.js';
+
 export type ModuleState = 'STOP' | 'WAIT' | 'UP';
+
+/** One resource as `farmlb checks` and the status show it. */
+export interface CheckerStatus extends ResourceSnapshot {
+  resource: string;
+  kind: CheckerKind | 'proc';
+  target: string;
+  when: AppWhen;
+  action: AppAction;
+  /** The action in force: restart/stopstart without module scripts act as wait. */
+  effectiveAction: AppAction;
+  fall: number;
+  rise: number;
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+export interface ApplicationStatus {
+  /** Scripts configured (<user>). */
+  scripts: boolean;
+  /** stopped: not started or stopped; starting/stopping: start_both/stop_both running; failed: start_both failed. */
+  phase: 'stopped' | 'starting' | 'running' | 'stopping' | 'failed';
+  /** Restarts and stopstarts within the current loop_interval, and the limit. */
+  loops: number;
+  maxloop: number;
+  /** Set when maxloop stopped the module (until farmlb start). */
+  stoppedBy?: string;
+  lastScripts: ScriptResult[];
+}
+
+
 
 export interface NodeStatus {
   name: string;
@@ -107,6 +141,13 @@ export interface DaemonStatus {
   splitBrainPolicy: 'serve' | 'quorum';
   lastViewChange: ViewChange | null;
   checks: { ok: boolean; failures: { kind: string; target: string; detail: string }[] };
+  /**
+   * Every resource checked on this node (docs/application.md): the <vip> checks (interface,
+   * VIP) and the checkers and processes of <check> and <errd>, with their counts.
+   */
+  checkers?: CheckerStatus[];
+  /** The module scripts and the restarts counted against maxloop (absent: no application configured). */
+  application?: ApplicationStatus;
   configDigest: string;
   /** Membership mode: a reloaded configuration waiting until every node has it (docs/operations.md). */
   stagedDigest?: string;

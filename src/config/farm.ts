@@ -8,6 +8,7 @@ import path from 'node:path';
 import { defaultFarmlbSettings, defaultFarmTopology, DEFAULT_HASH_SEED, INTERFACE_DEFAULTS, LIMITS } from './defaults.js';
 import { openConfigDocument, Reader } from './reader.js';
 import { checkRules } from './rules.js';
+import { readApp } from './app.js';
 import type {
   Criterion, FarmConfig, FarmlbSettings, FarmTopology, Group, Host, Rule, RuleProto, SplitBrainPolicy, VipInterface, VirtualAddr, VmacMode,
 } from './types.js';
@@ -24,10 +25,7 @@ import { MODULE_PATTERN } from '../paths.js';
 export const IGNORED_SAFEKIT_SECTIONS: Record<string, string> = {
   heart: 'mirror heartbeats (farm heartbeats are <farm>)',
   rfs: 'file replication',
-  user: 'module scripts and their variables',
   vhost: 'virtual hostname',
-  errd: 'process and service monitoring',
-  check: 'checkers (tcp, ping, intf, ip, custom, module, splitbrain)',
   checker: 'checkers',
   failover: 'the failover machine',
   module: 'module checker',
@@ -55,6 +53,7 @@ const FARMLB_ATTRS = {
   healthDetail: ['health_detail', 'healthDetail'],
   splitBrain: ['split_brain', 'splitBrain'],
   handoverLimit: ['handover_limit', 'handoverLimit'],
+  scriptsDir: ['scripts_dir', 'scriptsDir'],
 } as const;
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -66,6 +65,9 @@ interface Sections {
   farm?: XmlElement;
   vip?: XmlElement;
   farmlb?: XmlElement;
+  check?: XmlElement;
+  errd?: XmlElement;
+  user?: XmlElement;
 }
 
 export function parseFarmConfig(text: string, file: string): FarmConfig {
@@ -74,14 +76,15 @@ export function parseFarmConfig(text: string, file: string): FarmConfig {
 
   const farm = readFarm(r, sections.farm);
   const farmlb = readFarmlb(r, sections.farmlb);
+  const app = readApp(r, sections, farmlb.scriptsDir);
   let config: FarmConfig | undefined;
   if (sections.vip) {
     config = readVip(r, sections.vip, farmlb);
   } else if (sections.service) {
-    diag.error('FARMLB_E_CONFIG_MISSING_ELEMENT', { parent: 'service', name: 'vip' }, sections.service);
+    config = cloudFarm(diag.file, farmlb);
   }
   diag.throwIfErrors();
-  return { ...config!, farm, warnings: diag.warnings };
+  return { ...config!, farm, app, warnings: diag.warnings };
 }
 
 /** <safe><service>…</service></safe>, a bare <service>, or a bare <vip> (as in the user guide's examples). */
@@ -113,9 +116,9 @@ function findSections(r: Reader, root: XmlElement): Sections {
   if (mode && mode.value !== 'farm') {
     diag.error('FARMLB_E_CONFIG_NOT_FARM', { mode: mode.value }, service, mode);
   }
-  r.checkAttributes(service, ['mode'], 'warn');
+  r.checkAttributes(service, ['mode', 'maxloop', 'loop_interval'], 'warn');
   for (const c of service.children) {
-    if (['farm', 'vip', 'farmlb', 'macro'].includes(c.name)) continue;
+    if (['farm', 'vip', 'farmlb', 'macro', 'check', 'errd', 'user'].includes(c.name)) continue;
     const what = IGNORED_SAFEKIT_SECTIONS[c.name];
     if (what) {
       r.warn('FARMLB_W_CONFIG_IGNORED_SECTION', `<${c.name}> (${what}) is not implemented by farmlb; ignored`, c);
@@ -128,6 +131,9 @@ function findSections(r: Reader, root: XmlElement): Sections {
     farm: r.children(service, 'farm', true)[0],
     vip: r.children(service, 'vip', true)[0],
     farmlb: r.children(service, 'farmlb', true)[0],
+    check: r.children(service, 'check', true)[0],
+    errd: r.children(service, 'errd', true)[0],
+    user: r.children(service, 'user', true)[0],
   };
 }
 
@@ -262,6 +268,9 @@ function readFarmlb(r: Reader, el: XmlElement | undefined): FarmlbSettings {
     }
   }
   s.splitBrain = r.oneOf<SplitBrainPolicy>(el, get('splitBrain'), ['serve', 'quorum'], s.splitBrain);
+  const scripts = get('scriptsDir');
+  // Relative to the config file, like key_file.
+  if (scripts && scripts.value.trim() !== '') s.scriptsDir = path.resolve(path.dirname(r.diag.file), scripts.value);
   const handover = get('handoverLimit');
   s.handoverLimitMs = duration(r, el, handover, s.handoverLimitMs, 'ms');
   if (handover && s.handoverLimitMs > MAX_HANDOVER_MS) {
@@ -332,6 +341,21 @@ function readVip(r: Reader, vipEl: XmlElement, farmlb: FarmlbSettings): FarmConf
   const groups = readGroups(r, vipEl, vips, rejectedVips);
   checkRules(r, groups, interfaces, vips, { uncertain: uncertainInterfaces });
   return { file: diag.file, tcpreset, scriptcontrol, interfaces, vips, groups, farmlb, warnings: diag.warnings };
+}
+
+/**
+ * A farm module without <vip>: SafeKit's cloud farm (seed 001 §13.6.3). The cloud's load
+ * balancer spreads the traffic over the nodes and probes each node's ready.txt; farmlb runs
+ * the membership, the checkers and the scripts, and answers the probe (docs/application.md,
+ * "Cloud farm"). No VIP, no data plane rule: one implicit group of every node, power 1, so
+ * the membership still agrees on who is in the farm.
+ */
+function cloudFarm(file: string, farmlb: FarmlbSettings): FarmConfig {
+  return {
+    file, tcpreset: false, scriptcontrol: false, interfaces: [], vips: [], cloud: true,
+    groups: [{ name: 'farm', index: 0, hosts: null, rules: [], src: { file, line: 1, column: 1, element: 'service' } }],
+    farmlb, warnings: [],
+  };
 }
 
 type VipAllocator = (el: XmlElement, addr: IpAddr, family: 4 | 6) => { id: number; family: 4 | 6 } | undefined;

@@ -3,7 +3,7 @@
 // here rather than in the error registry; docs/config.md lists each one.
 
 export const CONFIG_WARNINGS = {
-  FARMLB_W_CONFIG_IGNORED_SECTION: 'a SafeKit section farmlb does not implement (e.g. <errd>, <user>, <rfs>) is ignored',
+  FARMLB_W_CONFIG_IGNORED_SECTION: 'a SafeKit section farmlb does not implement (e.g. <rfs>, <heart>) is ignored',
   FARMLB_W_CONFIG_UNKNOWN_SECTION: 'an element outside <vip>/<farm>/<farmlb> that is not a SafeKit section farmlb knows is ignored',
   FARMLB_W_CONFIG_IGNORED_ATTRIBUTE: 'an attribute farmlb does not use (outside <vip> and <farmlb>) is ignored',
   FARMLB_W_CONFIG_GROUP_NO_RULES: 'a <group> has no <rule>, so it balances nothing',

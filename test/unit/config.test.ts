@@ -182,14 +182,16 @@ describe('parseFarmConfig on richer files', () => {
     expect(farm.interfaces[0]!.type).toBe('vmac_invisible');
   });
 
-  it('loads a SafeKit file with <user>, <errd> and <check>, expanding macros and warning about what it ignores', () => {
+  it('loads a SafeKit file with <user>, <errd> and <check> without a warning, expanding macros', () => {
     const farm = parseFarmConfig(read('safekit-full.xml'), 'full.xml');
     expect(farm.vips[0]!.addr).toBe('192.168.1.99');
-    const ignored = farm.warnings.filter((w) => w.code === 'FARMLB_W_CONFIG_IGNORED_SECTION').map((w) => w.src.element);
-    expect(ignored).toEqual(['user', 'errd', 'check']);
-    expect(farm.warnings.find((w) => w.src.element === 'errd')!.message).toContain('process and service monitoring');
-    expect(farm.warnings.filter((w) => w.code === 'FARMLB_W_CONFIG_IGNORED_ATTRIBUTE').map((w) => w.message))
-      .toEqual([expect.stringContaining('maxloop='), expect.stringContaining('loop_interval=')]);
+    expect(farm.warnings).toEqual([]);
+    expect(farm.app).toMatchObject({
+      maxloop: 3, loopIntervalMs: 24 * 3_600_000, procPollMs: 10_000,
+      checkers: [{ kind: 'tcp', resource: 'tcp.HTTP_APP', addr: '127.0.0.1', port: 9453, intervalMs: 10_000, timeoutMs: 5_000, when: 'both', action: 'restart' }],
+      procs: [{ name: 'apache2', atleast: 1, action: 'restart', when: 'both', resource: 'proc.apache2' }],
+      scripts: { niceStopTimeoutMs: 300_000, forceStopTimeoutMs: 300_000, logOutput: true, vars: [{ name: 'SERVICES', value: 'apache2' }] },
+    });
   });
 
   it('defaults <virtual_interface> without type= to vmac_invisible', () => {

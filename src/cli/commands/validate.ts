@@ -37,7 +37,10 @@ export const validateCommand: CommandDef = {
         ctx.out.printJson({ valid: true, errors: [], warnings, digest: configDigest(result.farm, result.cluster) });
       } else {
         for (const w of all) ctx.out.error(`${w.src.file}:${w.src.line}:${w.src.column}: warning ${w.code}: ${w.message}`);
-        ctx.out.print(`${config}: valid (${result.farm.vips.length} VIP(s), ${result.farm.groups.length} group(s)` +
+        const app = result.farm.app;
+        const appText = app && (app.checkers.length || app.procs.length || app.scripts)
+          ? `, ${app.checkers.length} checker(s), ${app.procs.length} process(es) monitored${app.scripts ? ', module scripts' : ''}` : '';
+        ctx.out.print(`${config}: valid (${result.farm.cloud ? 'cloud farm, no VIP' : `${result.farm.vips.length} VIP(s), ${result.farm.groups.length} group(s)`}${appText}` +
           `${result.cluster ? `, ${result.cluster.nodes.length} node(s) in ${cluster}` : ''})`);
       }
       return EXIT.OK;

@@ -31,6 +31,8 @@
 //   lab.startNode(name) / signalNode(name, signal)   restart a daemon / send it a signal.
 //   lab.reloadNode(name)              SIGHUP a daemon and wait until it says it reloaded.
 //   lab.logMark(name) / logSince(name, mark) / waitForLog(name, pattern, { from })   read or wait for daemon log lines.
+//   lab.signalServer(name, sig) / restartServer(name)   kill, stop or continue a node's HTTP server (its application) / start it again.
+//   lab.moduleDir(name) / nodeConfigFile(name)   with opts.app: a node's module directory (conf/, bin/) and its userconfig.xml.
 //   lab.writeConfig(change?)          rewrite userconfig.xml (e.g. new powers) and validate; the
 //                                     daemons see it when restarted (or signalled, once they reload).
 //   lab.nodeMac(name), nodeAddr(name, family), nodeNs(name), pinDir(name), runDir(name),
@@ -47,7 +49,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -158,6 +160,17 @@ export interface FarmLabOptions {
    * node, cluster.xml LAN "backup", `<farm><lan name="default"/><lan name="backup"/>`.
    */
   secondLan?: boolean;
+  /**
+   * The application (docs/application.md): each node gets its own module directory, SafeKit
+   * style — <dir>/<node>/conf/userconfig.xml (the lab config plus `xml(node)` inside
+   * <service>, `serviceAttrs` on it) and <dir>/<node>/bin/ with `scripts` (name → shell body,
+   * written executable). The app sections are not in the config digest, so the nodes agree.
+   */
+  app?: { xml: (node: string) => string; serviceAttrs?: string; scripts?: Record<string, string> };
+  /** A cloud farm (docs/application.md): no <vip>; the daemons run the membership and the application only. */
+  cloud?: boolean;
+  /** Attributes of <vip> (tcpreset, scriptcontrol). */
+  vipAttrs?: Record<string, string>;
 }
 
 export interface CurlOptions {
@@ -415,6 +428,36 @@ export class FarmLab {
     await writeFile(this.clusterFile, this.clusterXml());
     await writeFile(this.configFile, this.userconfigXml());
     await run('node', [FARMLB_BIN, 'validate', this.configFile, '--cluster', this.clusterFile], { timeoutMs: 20_000 });
+    await this.writeAppModules();
+  }
+
+  /** The module directory of a node with an application (opts.app): conf/ and bin/. */
+  moduleDir(name: string): string {
+    return path.join(this.dir, name, 'module');
+  }
+
+  /** The userconfig.xml a node's daemon reads: its own module's with an application, else the shared one. */
+  nodeConfigFile(name: string): string {
+    return this.opts.app ? path.join(this.moduleDir(name), 'conf', 'userconfig.xml') : this.configFile;
+  }
+
+  private async writeAppModules(): Promise<void> {
+    const app = this.opts.app;
+    if (!app) return;
+    for (const n of this.nodes) {
+      const dir = this.moduleDir(n.spec.name);
+      await mkdir(path.join(dir, 'conf'), { recursive: true });
+      await mkdir(path.join(dir, 'bin'), { recursive: true });
+      const xml = this.userconfigXml()
+        .replace(' <service mode="farm">', ` <service mode="farm"${app.serviceAttrs ? ` ${app.serviceAttrs}` : ''}>`)
+        .replace(' </service>', `${app.xml(n.spec.name)}\n </service>`);
+      const file = this.nodeConfigFile(n.spec.name);
+      await writeFile(file, xml);
+      for (const [name, body] of Object.entries(app.scripts ?? {})) {
+        await writeFile(path.join(dir, 'bin', name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+      }
+      await run('node', [FARMLB_BIN, 'validate', file, '--cluster', this.clusterFile], { timeoutMs: 20_000 });
+    }
   }
 
   clusterXml(): string {
@@ -451,7 +494,7 @@ export class FarmLab {
     return `<safe>
  <service mode="farm">
   <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/>${o.secondLan ? '<lan name="backup"/>' : ''}</farm>
-  <vip>
+${o.cloud ? '' : `  <vip${attrs({ ...o.vipAttrs })}>
    <interface_list>
     <interface${attrs({ check: 'on', name: NODE_IF, ...o.interfaceAttrs })}>
      <virtual_interface${attrs({ type: o.mode, addr: o.vmac })}>
@@ -464,7 +507,7 @@ export class FarmLab {
 ${groupXml}
    </loadbalancing_list>
   </vip>
-  <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
+`}  <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
     key_file: o.membership ? this.keyFile : undefined, split_brain: o.splitBrain, handover_limit: o.handoverLimit,
     // The client reads /health and /metrics in the lab (docs/security.md: detail is local by default).
     health_detail: `${LAB_NET.client4}/${LAB_NET.prefix4},${LAB_NET.client6}/${LAB_NET.prefix6}` })}/>
@@ -490,6 +533,25 @@ ${groupXml}
     return this.nodes.map((n) => n.spec.name);
   }
 
+  /** Signal a node's HTTP server (its application); SIGKILL/SIGTERM: wait (bounded) until it is gone. */
+  async signalServer(name: string, signal: NodeJS.Signals): Promise<void> {
+    const srv = this.node(name).server;
+    if (!srv || srv.exitCode !== null || srv.signalCode !== null) throw new Error(`the server of ${name} is not running`);
+    srv.kill(signal);
+    if (signal === 'SIGKILL' || signal === 'SIGTERM') {
+      await waitFor(() => srv.exitCode !== null || srv.signalCode !== null, { timeoutMs: 5_000, intervalMs: 20, what: `${name}'s server to exit` });
+    }
+  }
+
+  /** (Re)start a node's HTTP server and wait until it listens. */
+  async restartServer(name: string): Promise<void> {
+    const n = this.node(name);
+    if (n.server && n.server.exitCode === null && n.server.signalCode === null) throw new Error(`the server of ${name} is running`);
+    this.startServer(n);
+    await waitFor(async () => (await inNetns(n.ns, 'ss', ['-Hltn', `sport = :${HTTP_PORT}`])).stdout.includes(`:${HTTP_PORT}`),
+      { timeoutMs: 10_000, what: `the HTTP server of ${name}` });
+  }
+
   private startServer(n: NodeState): void {
     n.server = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', 'node', '-e', SERVER_JS, n.spec.name, this.dir],
       { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -508,7 +570,7 @@ ${groupXml}
   async startNode(name: string, opts: { timeoutMs?: number; expectUp?: boolean } = {}): Promise<void> {
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
-    const args = ['run', ...(this.opts.membership ? [] : ['--static']), ...this.configArgs(), '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
+    const args = ['run', ...(this.opts.membership ? [] : ['--static']), '-c', this.nodeConfigFile(name), '--cluster', this.clusterFile, '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
       ...(this.opts.xdpMode ? ['--xdp-mode', this.opts.xdpMode] : []), ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
@@ -533,6 +595,8 @@ ${groupXml}
       const said = n.log.slice(logFrom);
       const up = opts.expectUp === false ? /"event":"started"/ : /"state":"UP"|: node \S+ serving/;
       if (!up.test(said)) return false;
+      // A cloud farm holds no VIP and attaches no program.
+      if (this.opts.cloud) return true;
       const addrs = await inNetns(n.ns, 'ip', ['-j', 'addr', 'show', 'dev', NODE_IF]);
       const link = await inNetns(n.ns, 'ip', ['-d', 'link', 'show', 'dev', NODE_IF]);
       return addrs.stdout.includes(`"${this.vip4}"`) && addrs.stdout.includes(`"${this.vip6}"`) && /prog\/xdp id \d+/.test(link.stdout);
