@@ -169,10 +169,13 @@ describePrivileged('lab: every farmlb command as a child process — text withou
 
   it('buckets --rate under client traffic: a heat grid of ramp characters with scale and owner totals; --json: rates only in the node\'s own buckets', async (ctx) => {
     logsOnFailure(ctx);
-    const until = Date.now() + 4_000;
+    // Traffic until the rate reads are done (each CLI may take a while to start on a busy
+    // machine), bounded at 20 s.
+    const until = Date.now() + 20_000;
+    let reading = true;
     let served = 0;
     const traffic = (async () => {
-      while (Date.now() < until) served += (await lab!.connectMany(lab!.clientAttempts(4), 8)).filter((r) => r.servedBy).length;
+      while (reading && Date.now() < until) served += (await lab!.connectMany(lab!.clientAttempts(4), 8)).filter((r) => r.servedBy).length;
     })();
     try {
       await sleep(300);
@@ -182,7 +185,7 @@ describePrivileged('lab: every farmlb command as a child process — text withou
         json<Rate>(['buckets', '--rate', '--interval', '1.5'], { node: 'node1' }),
         json<Rate>(['buckets', '--rate', '--interval', '1.5'], { node: 'node2' }),
         text(['buckets', '--rate', '--interval', '1'], { node: 'node1' }),
-      ]);
+      ]).finally(() => { reading = false; });
       for (const r of [r1, r2]) {
         expect(r.intervalS).toBeGreaterThanOrEqual(1.5);
         const g = r.groups[0]!;
