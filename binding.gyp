@@ -10,6 +10,7 @@
         "native/object.cc",
         "native/rawsock.cc",
         "native/sdnotify.cc",
+        "native/sockdiag.cc",
         "native/tc.cc",
         "native/xdp.cc"
       ],

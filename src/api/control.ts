@@ -8,7 +8,8 @@
 //
 // Commands: status; start / stop (the module leaves / enters an administrative WAIT);
 // power {node, power, group?} (power null clears the override); drain {node} (= power 0,
-// every group); undrain {node} (clears node's overrides); reload (re-reads the configuration
+// every group); undrain {node} (clears node's overrides); vip {action: open|close} (the
+// module scripts, with <vip scriptcontrol="on">); reload (re-reads the configuration
 // files as SIGHUP does, answering with the refusal when there is one). One response per request line,
 // in order; several requests may share a connection, answered one at a time: unanswered input
 // beyond MAX_PENDING_INPUT_BYTES is left unread and the next answer waits for the previous one
@@ -40,7 +41,8 @@ export type ControlRequest =
   | { id?: unknown; cmd: 'power'; node: string; power: number | null; group?: string }
   | { id?: unknown; cmd: 'drain'; node: string }
   | { id?: unknown; cmd: 'undrain'; node: string }
-  | { id?: unknown; cmd: 'reload' };
+  | { id?: unknown; cmd: 'reload' }
+  | { id?: unknown; cmd: 'vip'; action: 'open' | 'close' };
 
 export type ControlResponse =
   | { id?: unknown; ok: true; result: unknown }
@@ -62,9 +64,11 @@ export interface ControlHandler {
   power(change: PowerChange): Promise<DaemonStatus>;
   /** Re-reads the configuration files (as SIGHUP does); a refusal reaches the client as its error. Without it, reload is refused as unknown. */
   reload?(): Promise<DaemonStatus>;
+  /** <vip scriptcontrol="on">: the module scripts open or close traffic to the VIPs (farmlb vip open|close). */
+  vip?(action: 'open' | 'close'): Promise<DaemonStatus>;
 }
 
-const COMMANDS = new Set(['status', 'start', 'stop', 'power', 'drain', 'undrain', 'reload']);
+const COMMANDS = new Set(['status', 'start', 'stop', 'power', 'drain', 'undrain', 'reload', 'vip']);
 
 /** Parses and checks one request line. Throws FARMLB_E_API_BAD_REQUEST. */
 export function parseRequest(line: string): ControlRequest {
@@ -95,6 +99,9 @@ export function parseRequest(line: string): ControlRequest {
     case 'drain':
     case 'undrain':
       return { id: r.id, cmd: r.cmd, node: needNode() };
+    case 'vip':
+      if (r.action !== 'open' && r.action !== 'close') throw new FarmlbError('FARMLB_E_API_BAD_REQUEST', { detail: 'vip needs "action": "open" or "close"' });
+      return { id: r.id, cmd: 'vip', action: r.action };
     default:
       return { id: r.id, cmd: r.cmd as 'status' | 'start' | 'stop' | 'reload' };
   }
@@ -136,6 +143,9 @@ async function dispatch(req: ControlRequest, h: ControlHandler): Promise<unknown
     case 'reload':
       if (!h.reload) throw new FarmlbError('FARMLB_E_API_BAD_REQUEST', { detail: 'this daemon does not reload over the control socket' });
       return h.reload();
+    case 'vip':
+      if (!h.vip) throw new FarmlbError('FARMLB_E_API_BAD_REQUEST', { detail: 'this daemon does not take vip open/close' });
+      return h.vip(req.action);
   }
 }
 

@@ -1,7 +1,41 @@
 // The status a running daemon reports: one data object, rendered by `farmlb status` (text,
 // or as is with --json), answered on the control socket and, in part, by GET /health.
 
+import type { AppAction, AppWhen, CheckerKind } from '../config/types.js';
+import type { ResourceSnapshot } from '../checks/resource.js';
+import type { ScriptResult } from '../daemon/scripts.js';
+
 export type ModuleState = 'STOP' | 'WAIT' | 'UP';
+
+/** One resource as `farmlb checks` and the status show it. */
+export interface CheckerStatus extends ResourceSnapshot {
+  resource: string;
+  kind: CheckerKind | 'proc';
+  target: string;
+  when: AppWhen;
+  action: AppAction;
+  /** The action in force: restart/stopstart without module scripts act as wait. */
+  effectiveAction: AppAction;
+  fall: number;
+  rise: number;
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+export interface ApplicationStatus {
+  /** Scripts configured (<user>). */
+  scripts: boolean;
+  /** stopped: not started or stopped; starting/stopping: start_both/stop_both running; failed: start_both failed. */
+  phase: 'stopped' | 'starting' | 'running' | 'stopping' | 'failed';
+  /** Restarts and stopstarts within the current loop_interval, and the limit. */
+  loops: number;
+  maxloop: number;
+  /** Set when maxloop stopped the module (until farmlb start). */
+  stoppedBy?: string;
+  lastScripts: ScriptResult[];
+}
+
+
 
 export interface NodeStatus {
   name: string;
@@ -68,6 +102,16 @@ export interface ViewChange {
   moved?: number;
 }
 
+export interface InterfaceStatus {
+  ifname: string;
+  vmacMode: 'vmac_invisible' | 'vmac_directed';
+  /** --xdp-mode as given. */
+  requested: 'auto' | 'native' | 'generic';
+  xdpMode: 'native' | 'generic';
+  reason: string;
+  warning?: string;
+}
+
 export interface DaemonStatus {
   node: string;
   module: string;
@@ -97,7 +141,21 @@ export interface DaemonStatus {
   splitBrainPolicy: 'serve' | 'quorum';
   lastViewChange: ViewChange | null;
   checks: { ok: boolean; failures: { kind: string; target: string; detail: string }[] };
+  /**
+   * Every resource checked on this node (docs/application.md): the <vip> checks (interface,
+   * VIP) and the checkers and processes of <check> and <errd>, with their counts.
+   */
+  checkers?: CheckerStatus[];
+  /** The module scripts and the restarts counted against maxloop (absent: no application configured). */
+  application?: ApplicationStatus;
   configDigest: string;
+  /** Membership mode: a reloaded configuration waiting until every node has it (docs/operations.md). */
+  stagedDigest?: string;
+  /**
+   * Each interface the program is attached to: its VMAC mode, the XDP mode it runs in and
+   * why (docs/net.md, "XDP mode"), and a limit of that mode worth knowing, if any.
+   */
+  interfaces?: InterfaceStatus[];
   /** Membership mode: CPU seconds this daemon spent on heartbeats since it started, per part. */
   membershipCpu?: { sendSeconds: number; receiveSeconds: number; tickSeconds: number };
 }

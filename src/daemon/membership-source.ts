@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { BucketTable } from '../balance/assign.js';
 import { groupPowers } from '../balance/compile.js';
 import { configDigest } from '../config/digest.js';
+import { liveChangeProblem } from '../config/live-change.js';
 import type { ClusterConfig, FarmConfig, FarmlbSettings } from '../config/types.js';
 import { XdpDataplane } from '../dataplane/xdp.js';
 import { NODE_NONE } from '../dataplane/types.js';
@@ -164,9 +165,11 @@ export class MembershipSource implements TableSource {
   private sink: SourceSink | undefined;
   private lastSaved: string;
   private savingPowers: Promise<void> = Promise.resolve();
-  private readonly digest: string;
+  private digest: string;
+  /** A reloaded configuration waiting for every node (reload()). */
+  private staged: { digest: string; farm: FarmConfig } | undefined;
 
-  constructor(private readonly opts: MembershipSourceOptions & { membership: Membership }, readonly leaseWriteStepNs?: bigint) {
+  constructor(private opts: MembershipSourceOptions & { membership: Membership }, readonly leaseWriteStepNs?: bigint) {
     this.digest = configDigest(opts.farm, opts.cluster);
     this.lastSaved = JSON.stringify(opts.membership.powerOverrides());
   }
@@ -212,19 +215,37 @@ export class MembershipSource implements TableSource {
   }
 
   /**
-   * A reload with the same digest; the key files are read again (a key rotation is a reload
-   * on every node: docs/security.md, "Rotating the key"). A key file that fails its checks
-   * refuses the reload and the keys in use stay.
+   * Unchanged digest: nothing to do but read the key files again (a key rotation is a reload
+   * on every node: docs/security.md, "Rotating the key"; a staged configuration is withdrawn).
+   * A change that can be switched to live (src/config/live-change.ts) is staged: every
+   * heartbeat advertises it, and once every node of cluster.xml has it the engine switches
+   * (config_switched) and the daemon applies it (SourceSink.configSwitched). Anything else
+   * needs a rolling restart. A key file that fails its checks refuses the reload and the keys
+   * in use stay.
    */
-  async reload(farm: FarmConfig, cluster: ClusterConfig): Promise<BucketTable> {
-    if (configDigest(farm, cluster) !== this.digest) {
-      throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', {
-        detail: 'with the membership, a changed configuration is rolled out by restarting the nodes (the config digest is in every heartbeat); use farmlb power for runtime power changes',
-      });
-    }
+  async reload(farm: FarmConfig, cluster: ClusterConfig): Promise<BucketTable | 'staged'> {
+    const digest = configDigest(farm, cluster);
+    const problem = digest === this.digest ? undefined : liveChangeProblem(this.opts.farm, farm, cluster);
+    if (problem) throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', { detail: problem });
     const keys = await readHeartbeatKeys(farm.farmlb, this.opts.log);
     this.opts.membership.setKeys?.(keys.key, keys.accept);
-    return bucketTable(this.opts.membership.status().table);
+    if (digest === this.digest) {
+      if (this.staged) this.opts.log.info({ event: 'config_unstaged', digest: this.staged.digest }, 'the staged configuration is withdrawn: the files are the running configuration again');
+      this.staged = undefined;
+      this.opts.membership.stageConfig(null);
+      return bucketTable(this.opts.membership.status().table);
+    }
+    const groups = groupPowers(farm, cluster).map((powers, i) => ({ name: farm.groups[i]!.name, powers }));
+    this.opts.membership.stageConfig({ digest, groups });
+    this.staged = { digest, farm };
+    this.opts.log.info({ event: 'config_staged', digest, running: this.digest },
+      `configuration ${digest.slice(0, 12)} staged: applied on every node once every node has it (farmlb reload on each)`);
+    return 'staged';
+  }
+
+  /** The configuration a reload staged, until every node has it. */
+  stagedDigest(): string | undefined {
+    return this.staged?.digest;
   }
 
   view(): MembershipSourceView {
@@ -264,6 +285,15 @@ export class MembershipSource implements TableSource {
     if (!sink) return;
     const viewEvent = out.events.find((e): e is Extract<MembershipEvent, { type: 'view' }> => e.type === 'view');
     for (const e of out.events) this.logEvent(e);
+    const switched = out.events.find((e): e is Extract<MembershipEvent, { type: 'config_switched' }> => e.type === 'config_switched');
+    if (switched && this.staged?.digest === switched.to) {
+      // Applied before this decision's heartbeat (the first to carry the new digest) leaves.
+      const { farm } = this.staged;
+      this.staged = undefined;
+      this.digest = switched.to;
+      this.opts = { ...this.opts, farm };
+      await sink.configSwitched?.(switched.to, bucketTable(this.opts.membership.status().table));
+    }
     await sink.decide({
       state: out.state,
       cause: out.cause,
@@ -287,6 +317,9 @@ export class MembershipSource implements TableSource {
       case 'split_brain':
         log.warn({ event: 'split_brain', view: e.view, missing: e.missing, policy: this.opts.farm.farmlb.splitBrain },
           `split brain: the view lacks ${e.missing.join(', ')}`);
+        return;
+      case 'config_switched':
+        log.info({ event: 'config_switched', from: e.from, to: e.to }, `every node has configuration ${e.to.slice(0, 12)}: switched to it`);
         return;
       case 'split_brain_healed':
         log.info({ event: 'split_brain_healed', view: e.view }, 'split brain healed');

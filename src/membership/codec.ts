@@ -111,6 +111,7 @@ function encodeV2(hb: Heartbeat): string {
   };
   if (hb.cause !== '') body.c = hb.cause;
   body.cd = hb.configDigest;
+  if (hb.stagedDigest !== undefined) body.sd = hb.stagedDigest;
   body.e = hb.epoch;
   body.l = hb.leader === null ? null : id(hb.leader);
   body.vw = view;
@@ -359,6 +360,7 @@ function parse(raw: unknown): Heartbeat {
   };
   if (raw.prev !== undefined) hb.prev = strings(raw.prev, 'prev', 64, 400, 'prev row');
   if (holdings) hb.holdings = holdings;
+  if (raw.stagedDigest !== undefined) hb.stagedDigest = str(raw.stagedDigest, 'stagedDigest');
   if (raw.readsV2 !== undefined) {
     if (raw.readsV2 !== true) throw bad('readsV2 is not true');
     hb.readsV2 = true;
@@ -369,7 +371,7 @@ function parse(raw: unknown): Heartbeat {
 // --- v2 ---------------------------------------------------------------------------------------
 
 /** Every key a v2 body may have; any other is refused (a later format is another `v`). */
-const V2_KEYS = new Set(['v', 'm', 'n', 'f', 'i', 's', 't', 'st', 'c', 'cd', 'e', 'l', 'vw', 'td', 'tb', 'pr', 'ho', 'pw', 'p', 'a', 'h']);
+const V2_KEYS = new Set(['v', 'm', 'n', 'f', 'i', 's', 't', 'st', 'c', 'cd', 'sd', 'e', 'l', 'vw', 'td', 'tb', 'pr', 'ho', 'pw', 'p', 'a', 'h']);
 /** Names one v2 heartbeat may carry: as many as v1's longest list (nodes are < 64). */
 const V2_MAX_NAMES = 256;
 /** Base 36, at most 13 digits (above 2^64, like v1's 20 decimal digits). */
@@ -493,6 +495,7 @@ function parseV2(raw: Record<string, unknown>): Heartbeat {
   };
   if (raw.pr !== undefined) hb.prev = strings(raw.pr, 'prev', 64, 400, 'prev row');
   if (holdings) hb.holdings = holdings;
+  if (raw.sd !== undefined) hb.stagedDigest = str(raw.sd, 'stagedDigest');
   return hb;
 }
 

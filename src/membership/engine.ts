@@ -108,7 +108,9 @@ const DISCOVERING = 'discovering peers';
 
 export class MembershipEngine {
   readonly self: string;
-  private readonly opts: MembershipEngineOptions;
+  private opts: MembershipEngineOptions;
+  /** A configuration loaded by a reload, switched to once every node has it (stageConfig). */
+  private staged: { digest: string; groups: MembershipEngineOptions['groups'] } | undefined;
   private readonly module: string;
   private readonly pulseNs: bigint;
   private readonly leaseNs: bigint;
@@ -208,8 +210,46 @@ export class MembershipEngine {
 
   // --- inputs ---------------------------------------------------------------------------
 
+  /**
+   * A reload loaded another configuration (`digest`, its group powers; same nodes, groups and
+   * timing): advertise it in every heartbeat and switch to it once every node of cluster.xml
+   * is alive and has it, staged or active (docs/operations.md, "Changing the configuration").
+   * Until then this node keeps its configuration; meanwhile, and during the switch, a node
+   * whose active or staged digest is our active or staged one counts as having ours
+   * (digestOf). null withdraws a staged configuration.
+   */
+  stageConfig(staged: { digest: string; groups: MembershipEngineOptions['groups'] } | null): void {
+    if (staged && staged.groups.map((g) => g.name).join('\0') !== this.opts.groups.map((g) => g.name).join('\0')) {
+      throw new Error('a staged configuration must keep the groups (names and order)');
+    }
+    this.staged = staged && staged.digest !== this.opts.configDigest ? staged : undefined;
+  }
+
+  /** The configuration digest a peer's heartbeat counts with: ours when its active or staged one meets our active or staged one. */
+  private digestOf(hb: Heartbeat): string {
+    const mine = this.opts.configDigest;
+    if (hb.configDigest === mine) return mine;
+    const staged = this.staged?.digest;
+    if (staged !== undefined && (hb.configDigest === staged || hb.stagedDigest === staged)) return mine;
+    if (hb.stagedDigest === mine) return mine;
+    return hb.configDigest;
+  }
+
+  /** Every peer of cluster.xml is alive and has the staged configuration (staged or active): switch to it. */
+  private maybeSwitchConfig(out: EngineOutput): void {
+    const staged = this.staged;
+    if (!staged) return;
+    for (const p of this.peers.values()) {
+      if (!p.alive || !p.hb || (p.hb.configDigest !== staged.digest && p.hb.stagedDigest !== staged.digest)) return;
+    }
+    out.events.push({ type: 'config_switched', from: this.opts.configDigest, to: staged.digest });
+    this.opts = { ...this.opts, configDigest: staged.digest, groups: staged.groups };
+    this.staged = undefined;
+  }
+
   tick(nowNs: bigint): EngineOutput {
     const out = this.output();
+    this.maybeSwitchConfig(out);
     if (this.lastTickNs === undefined) {
       // The discovery grace counts from the first tick, not from construction: the daemon
       // builds the engine before it loads and attaches the program (hundreds of ms), and a
@@ -253,7 +293,7 @@ export class MembershipEngine {
     // is already part of eligibility) — only when no live peer shares our configuration.
     // A live peer that does (WAIT while it discovers, a one-way cut) may lead a view of its
     // own a moment later; with it, the lease comes from acknowledgements or not at all.
-    const sameConfigPeer = [...this.peers.values()].some((p) => p.alive && (p.hb === undefined || p.hb.configDigest === this.referenceDigest));
+    const sameConfigPeer = [...this.peers.values()].some((p) => p.alive && (p.hb === undefined || this.digestOf(p.hb) === this.referenceDigest));
     // Only on a table whose view includes us: a fenced node (see holdings()) renews nothing.
     if (this.eligible && leader === this.self && candidates.length === 1 && !sameConfigPeer && this.table.view.includes(this.self)) {
       this.renew(nowNs + this.leaseNs, out);
@@ -280,7 +320,7 @@ export class MembershipEngine {
     if (problem) return reject(problem);
     // A node whose configuration differs has no say in powers or tables: it is heard (liveness,
     // config_mismatch) and nothing more.
-    const sameConfig = hb.configDigest === this.opts.configDigest;
+    const sameConfig = this.digestOf(hb) === this.opts.configDigest;
     if (sameConfig && hb.powers.entries.length > 0) {
       const powersProblem = overridesProblem(hb.powers, this.opts.nodes, this.opts.groups);
       if (powersProblem) return reject(powersProblem);
@@ -452,6 +492,7 @@ export class MembershipEngine {
       missing: this.missing,
       quorum: this.quorumOk(),
       configDigest: this.opts.configDigest,
+      ...(this.staged ? { stagedDigest: this.staged.digest } : {}),
       referenceDigest: this.referenceDigest,
       powers: this.overrides,
       incarnation: this.opts.incarnation.toString(),
@@ -555,7 +596,7 @@ export class MembershipEngine {
     // leads before would make a view of a few beside peers about to form the farm's, and a
     // peer installing that table acknowledges it — two tables serving the same buckets at
     // start. A peer that never shows up only delays the start by the grace.
-    else if (nowNs < this.graceUntilNs && this.graceForAll && (alive.length < this.peers.size || alive.some((p) => !this.connected(p, nowNs, slostNs) && p.hb?.configDigest === this.referenceDigest))) {
+    else if (nowNs < this.graceUntilNs && this.graceForAll && (alive.length < this.peers.size || alive.some((p) => !this.connected(p, nowNs, slostNs) && p.hb !== undefined && this.digestOf(p.hb) === this.referenceDigest))) {
       cause = DISCOVERING;
     }
 
@@ -570,7 +611,7 @@ export class MembershipEngine {
 
     const members: string[] = [];
     for (const p of alive) {
-      if (this.peerState(p) === 'UP' && p.hb?.configDigest === this.referenceDigest && this.connected(p, nowNs, slostNs)) {
+      if (this.peerState(p) === 'UP' && p.hb !== undefined && this.digestOf(p.hb) === this.referenceDigest && this.connected(p, nowNs, slostNs)) {
         members.push(p.name);
         p.servingNs = nowNs;
       }
@@ -581,7 +622,7 @@ export class MembershipEngine {
   /** A live peer of our configuration, named before us, that reports it is still discovering. */
   private smallerPeerDiscovering(): boolean {
     for (const p of this.peers.values()) {
-      if (p.alive && p.name < this.self && p.hb?.state === 'WAIT' && p.hb.cause === DISCOVERING && p.hb.configDigest === this.referenceDigest) return true;
+      if (p.alive && p.name < this.self && p.hb?.state === 'WAIT' && p.hb.cause === DISCOVERING && this.digestOf(p.hb) === this.referenceDigest) return true;
     }
     return false;
   }
@@ -611,7 +652,7 @@ export class MembershipEngine {
     const holders = new Map<string, string[]>();
     const add = (digest: string, node: string) => holders.set(digest, [...(holders.get(digest) ?? []), node]);
     add(this.opts.configDigest, this.self);
-    for (const p of alive) if (p.hb) add(p.hb.configDigest, p.name);
+    for (const p of alive) if (p.hb) add(this.digestOf(p.hb), p.name);
     let best: { digest: string; count: number; first: string } | undefined;
     for (const [digest, nodes] of holders) {
       const first = [...nodes].sort(byName)[0]!;
@@ -623,13 +664,13 @@ export class MembershipEngine {
   }
 
   private digestHolder(alive: Peer[]): string {
-    return alive.filter((p) => p.hb?.configDigest === this.referenceDigest).map((p) => p.name).sort(byName)[0] ?? '?';
+    return alive.filter((p) => p.hb !== undefined && this.digestOf(p.hb) === this.referenceDigest).map((p) => p.name).sort(byName)[0] ?? '?';
   }
 
   private reportMismatches(alive: Peer[], out: EngineOutput): void {
     const now = new Set<string>();
     for (const p of alive) {
-      if (p.hb && p.hb.configDigest !== this.opts.configDigest) {
+      if (p.hb && this.digestOf(p.hb) !== this.opts.configDigest) {
         now.add(p.name);
         if (!this.mismatchReported.has(p.name)) {
           out.events.push({ type: 'config_mismatch', node: p.name, ours: this.opts.configDigest, theirs: p.hb.configDigest, reference: this.referenceDigest });
@@ -924,11 +965,11 @@ export class MembershipEngine {
    */
   private fenced(x: Peer): boolean {
     if (this.table.view.includes(x.name)) return false;
-    const xDigest = x.hb?.configDigest;
+    const xDigest = x.hb === undefined ? undefined : this.digestOf(x.hb);
     for (const m of this.peers.values()) {
       if (m === x || !m.alive) continue;
       // A peer with another configuration cannot acknowledge x (noteAck compares digests).
-      if (m.hb !== undefined && xDigest !== undefined && m.hb.configDigest !== xDigest) continue;
+      if (m.hb !== undefined && xDigest !== undefined && this.digestOf(m.hb) !== xDigest) continue;
       // Its own heartbeat, not a relay: only that carries when it last heard x.
       if (!m.hb || m.hb.view.includes(x.name)) return false;
       // Its own last heartbeat was on a table without x: acknowledgements it sent on a table
@@ -1143,7 +1184,7 @@ export class MembershipEngine {
 
   private noteAck(peer: Peer, hb: Heartbeat, out: EngineOutput): void {
     if (!this.eligible) return;
-    if (hb.configDigest !== this.opts.configDigest) return;
+    if (this.digestOf(hb) !== this.opts.configDigest) return;
     // Only on a table whose view includes us: a table that leaves us out is a fence (holdings()).
     if (!this.table.view.includes(this.self) || !this.onOurLineage(hb)) return;
     const ack = hb.acks.find((a: AckEntry) => a.node === this.self && a.incarnation === this.opts.incarnation);
@@ -1285,6 +1326,7 @@ export class MembershipEngine {
       state: this.eligible ? 'UP' : 'WAIT',
       cause: this.eligible ? '' : this.cause,
       configDigest: this.opts.configDigest,
+      ...(this.staged ? { stagedDigest: this.staged.digest } : {}),
       epoch: this.table.epoch,
       leader: this.table.leader,
       view: this.table.view,

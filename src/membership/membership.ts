@@ -6,7 +6,7 @@
 
 import type { MembershipEngine } from './engine.js';
 import { metered, type Transport } from './transport.js';
-import type { EngineOutput, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
+import type { EngineOutput, GroupPowers, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
 
 export interface Membership {
   /** Starts heartbeats; `apply` receives every decision, in order, and is awaited. */
@@ -18,6 +18,8 @@ export interface Membership {
   clearPower(node: string, group?: string): void;
   /** The latest count of connections held as previous owner (handover); reported in heartbeats. */
   setHoldings(sample: HoldingsSample): void;
+  /** A reloaded configuration to switch to once every node has it (MembershipEngine.stageConfig); null withdraws it. */
+  stageConfig(staged: { digest: string; groups: GroupPowers[] } | null): void;
   status(): MembershipStatus;
   powerOverrides(): PowerOverrides;
   /** CPU this process spent on the heartbeat path since start (bench, /metrics). */
@@ -124,6 +126,11 @@ export class BuiltinMembership implements Membership {
 
   setKeys(key: Buffer, accept: readonly Buffer[]): void {
     this.opts.transport.setKeys(key, accept);
+  }
+
+  stageConfig(staged: { digest: string; groups: GroupPowers[] } | null): void {
+    // The next heartbeat advertises it; the switch comes from a pulse (every node has it).
+    this.opts.engine.stageConfig(staged);
   }
 
   setHoldings(sample: HoldingsSample): void {

@@ -64,6 +64,11 @@ export interface Heartbeat {
   /** Why WAIT (empty when UP). */
   cause: string;
   configDigest: string;
+  /**
+   * A configuration the sender has loaded (reload) and will switch to once every node of
+   * cluster.xml has it too (docs/operations.md, "Changing the configuration"). Absent: none.
+   */
+  stagedDigest?: string;
   /** The sender's installed table: epoch, the leader that made it, its view, its digest. */
   epoch: number;
   leader: string | null;
@@ -207,6 +212,8 @@ export type MembershipEvent =
   | { type: 'split_brain_healed'; view: string[] }
   | { type: 'quorum_lost'; alive: number; needed: number }
   | { type: 'config_mismatch'; node: string; ours: string; theirs: string; reference: string }
+  /** Every node of cluster.xml has the staged configuration: this node switched to it (the daemon applies it). */
+  | { type: 'config_switched'; from: string; to: string }
   | { type: 'powers'; overrides: PowerOverrides; origin: 'local' | 'peer' }
   /**
    * `reason` is a fixed text (a log key: the rejections of one sender are rate-limited per
@@ -299,6 +306,8 @@ export interface MembershipStatus {
   missing: string[];
   quorum: boolean;
   configDigest: string;
+  /** A reloaded configuration waiting for every node (stageConfig). */
+  stagedDigest?: string;
   referenceDigest: string;
   powers: PowerOverrides;
   incarnation: string;

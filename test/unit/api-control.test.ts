@@ -39,6 +39,8 @@ describe('control request parsing', () => {
     expect(parseRequest('{"cmd":"power","node":"n2","power":3,"group":"web"}')).toEqual({ cmd: 'power', node: 'n2', power: 3, group: 'web', id: undefined });
     expect(parseRequest('{"cmd":"power","node":"n2","power":null}')).toMatchObject({ cmd: 'power', power: null });
     expect(parseRequest('{"cmd":"drain","node":"n2"}')).toMatchObject({ cmd: 'drain', node: 'n2' });
+    expect(parseRequest('{"cmd":"vip","action":"close"}')).toMatchObject({ cmd: 'vip', action: 'close' });
+    expect(() => parseRequest('{"cmd":"vip","action":"toggle"}')).toThrow(expect.objectContaining({ code: 'FARMLB_E_API_BAD_REQUEST' }));
   });
 
   it('rejects malformed requests with FARMLB_E_API_BAD_REQUEST', () => {
