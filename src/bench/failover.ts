@@ -28,10 +28,11 @@ import { parseArgs } from 'node:util';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { POLL_CLIENT_JS } from './poll-client.js';
 import { machineFacts } from './machine.js';
+import { renderSurvivorCases, survivorCases, type SurvivorCase } from './survivors.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
-const HASH_SEED = 0x2545f491;
+export const HASH_SEED = 0x2545f491;
 export const HTTP_PORT = 8080;
 const MEMBERSHIP_PORT = 4800;
 export const VIP = '10.80.0.100';
@@ -106,18 +107,20 @@ export interface AppKilledSeries extends FailoverSeries {
 export interface FailoverReport {
   series: FailoverSeries[];
   app?: AppKilledSeries[];
+  /** Per case, the failed requests of the other nodes' clients (survivors.ts), for the first profile. */
+  survivors?: { timing: string; cases: SurvivorCase[] };
   scale: ScaleRow[];
   directed?: DirectedRecovery;
   notes: string[];
 }
 
-function percentile(values: number[], p: number): number {
+export function percentile(values: number[], p: number): number {
   if (values.length === 0) return NaN;
   const s = [...values].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
-function inNs(ns: string, cmd: string, args: string[], timeoutMs = 15_000): Promise<string> {
+export function inNs(ns: string, cmd: string, args: string[], timeoutMs = 15_000): Promise<string> {
   return run('nsenter', [`--net=/run/netns/${ns}`, '--', cmd, ...args], timeoutMs);
 }
 
@@ -942,6 +945,8 @@ export interface FailoverBenchOptions {
   profiles: string[];
   keepalived: boolean;
   directed: boolean;
+  /** Trials of each survivors case (0 = skip). */
+  survivorTrials: number;
   lossWindowS: number;
   /** The "application killed" series (farmlb checker timings and keepalived vrrp_script). */
   app: boolean;
@@ -971,6 +976,9 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
         for (const n of farm.nodes) await farm.startDaemon(n);
         opts.progress(`farmlb ${name}: ${farm.timing()}`);
         report.series.push(await farmlbSeries(farm, profile, opts.trials, opts.lossWindowS, opts.progress));
+        if (opts.survivorTrials > 0 && name === opts.profiles[0]) {
+          report.survivors = { timing: farm.timing(), cases: await survivorCases(farm, opts.survivorTrials, opts.progress) };
+        }
         if (opts.keepalived && name === opts.profiles[0]) {
           await Promise.all(farm.nodes.map((n) => farm.killDaemon(n, 'SIGTERM')));
           report.series.push(await keepalivedSeries(farm, 1, 2, opts.trials, opts.progress));
@@ -1013,6 +1021,7 @@ export function renderFailover(r: FailoverReport): string {
     }
     for (const s of r.app) out.push(`${s.system}: ${s.timing}${s.byRole ? `; p50 leader ${round(s.byRole.leader ?? NaN)} ms, follower ${round(s.byRole.follower ?? NaN)} ms` : ''}`);
   }
+  if (r.survivors) out.push('', renderSurvivorCases(r.survivors.cases, r.survivors.timing));
   if (r.directed) out.push('', `vmac_directed, client resolved the VIP through the dead node: served again p50 ${round(r.directed.p50)} ms, its ARP entry repointed p50 ${round(r.directed.arpP50)} ms (${r.directed.trials.length} trials)`);
   if (r.scale.length > 0) {
     out.push('', 'Scale (powers 1, kill -9 of a follower → every survivor has the same table; daemon CPU at rest)');
@@ -1033,6 +1042,7 @@ export function renderFailover(r: FailoverReport): string {
 const FAILOVER_USAGE = `Usage: node dist/bench/main.js failover [--quick] [--json] [--trials N] [--sizes 2,4,8,16]
                                          [--profiles default,fast] [--no-keepalived] [--no-directed] [--loss-window S]
                                          [--no-app | --app-only]
+                                         [--survivor-trials N]
 
   --trials N        kill -9 trials per system (default 20; --quick 5)
   --sizes LIST      farm sizes for convergence and heartbeat CPU (default 2,4,8,16; --quick 2,4)
@@ -1042,6 +1052,9 @@ const FAILOVER_USAGE = `Usage: node dist/bench/main.js failover [--quick] [--jso
   --loss-window S   seconds of 20% heartbeat loss after each farmlb series (default 20; --quick 5; 0 = skip)
   --no-app          skip the "application killed" series (a <tcp> checker at 250 ms and 1 s, fall 2; keepalived vrrp_script)
   --app-only        only the "application killed" series
+  --survivor-trials N  trials of each survivors case — leader and follower killed, hung, link down,
+                    and each one's return — with the other nodes' clients' failed requests
+                    (first profile only; default: --trials; 0 = skip)
   --json            JSON document on stdout (the report then goes to stderr)
 
 Must run as root. Namespaces flb-bfo<pid>* are removed on exit.`;
@@ -1059,6 +1072,7 @@ export async function failoverMain(argv: string[]): Promise<number> {
       'loss-window': { type: 'string' },
       'no-app': { type: 'boolean', default: false },
       'app-only': { type: 'boolean', default: false },
+      'survivor-trials': { type: 'string' },
     },
     strict: true,
   });
@@ -1077,6 +1091,7 @@ export async function failoverMain(argv: string[]): Promise<number> {
     lossWindowS: Number(values['loss-window'] ?? (values.quick ? 5 : 20)),
     app: !values['no-app'],
     appOnly: values['app-only'],
+    survivorTrials: Number(values['survivor-trials'] ?? values.trials ?? (values.quick ? 5 : 20)),
     progress,
   });
   emitReport(`${JSON.stringify(machineFacts().date)}\n${renderFailover(report)}`, report, values.json);

@@ -158,6 +158,12 @@ export class MembershipEngine {
    */
   private awaitingRenewal = false;
   private servedGroups: Rows | undefined;
+  /**
+   * The epoch of the first table of the current lineage: the tables installed since the
+   * installed table's leader last changed (or since we set our own aside). An acknowledgement
+   * on any of them renews the lease (noteAck).
+   */
+  private lineageStartEpoch = 0;
   /** Set by install(): the table just installed left out a node of the previous view. */
   private droppedFromView = false;
   private splitBrain = false;
@@ -366,7 +372,12 @@ export class MembershipEngine {
     }
     this.noteAck(peer, hb, out);
     // The fence the leader waited for may be complete now: decide without waiting for the pulse.
-    if (this.fencePending && this.leader === this.self && this.leaderSinceTick && this.eligible) {
+    // Only while no smaller-named peer has become a member since the tick (this very heartbeat
+    // may show it UP and in contact): that peer leads from our next tick on, and a table of
+    // ours now would race its own — two leaders giving one free bucket to two nodes (found by
+    // the property search under `quorum`: n3 gave itself a bucket 0.5 ms before n2, the new
+    // leader it had not counted yet, gave it to n5).
+    if (this.fencePending && this.leader === this.self && this.leaderSinceTick && this.eligible && !this.smallerMember(nowNs)) {
       this.lead(nowNs, this.lastCandidates, out);
       if (out.table) {
         this.updateState(out);
@@ -616,6 +627,18 @@ export class MembershipEngine {
     return false;
   }
 
+  /** A peer named before us that is a member by the evidence at hand (assess()'s test). */
+  private smallerMember(nowNs: bigint): boolean {
+    const slostNs = BigInt(this.opts.timing.slostCount) * this.pulseNs;
+    for (const p of this.peers.values()) {
+      if (p.name >= this.self) continue;
+      const ev = this.evidence(p);
+      if (ev === undefined || nowNs - ev >= this.timeoutNs(p.name)) continue;
+      if (this.peerState(p) === 'UP' && p.hb?.configDigest === this.referenceDigest && this.connected(p, nowNs, slostNs)) return true;
+    }
+    return false;
+  }
+
   /** Mutual contact: a recent heartbeat (direct or relayed) says the peer hears us. */
   private connected(p: Peer, nowNs: bigint, slostNs: bigint): boolean {
     return p.connectedNs !== undefined && nowNs - p.connectedNs < slostNs;
@@ -668,6 +691,12 @@ export class MembershipEngine {
     const powers = effectivePowers(this.opts.groups, this.overrides);
     const base = this.table;
     const members = new Set(view);
+    // Members still acting as leaders (their installed table is their own): they have not yet
+    // taken us as leader and may, at this very moment, give a bucket that their table leaves
+    // unowned to another node than we would (found by the property search under 50% loss: n1
+    // and n2 published tables 0.7 ms apart, giving one free bucket to n3 and to n2). Such a
+    // bucket gets no owner from us until they follow us; what they own they alone move.
+    const rivals = view.map((n) => this.peers.get(n)).filter((p): p is Peer => p !== undefined && p.hb?.leader === p.name && p.rows !== undefined);
     const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
     // A table inherited from another leader may carry handovers: their clocks start now.
     // (With no handover recorded and none in the table there is nothing to do: the usual tick.)
@@ -733,6 +762,7 @@ export class MembershipEngine {
         if (owner !== null) {
           for (const n of ownerOf) if (n !== owner) owner = null;
           for (const n of prevOf) if (n !== want && n !== prev && n !== released) owner = null;
+          if (owner !== was) for (const r of rivals) if ((r.rows!.groups[g]?.[b] ?? null) === null) owner = null;
         }
         // A live owner that loses b — moved, or held back because another node may still
         // serve it — keeps its connections as previous owner.
@@ -889,7 +919,7 @@ export class MembershipEngine {
       if (relayedNewer) {
         const rows = this.knownTables.get(p.indirectDigest!);
         if (rows) out.push([p.name, rows]);
-        else if (member) return undefined;
+        else return undefined;
       }
       if (p.rows) out.push([p.name, p.rows, p.hb!.epoch === 0]);
     }
@@ -981,8 +1011,14 @@ export class MembershipEngine {
     if (this.opts.configDigest !== this.referenceDigest) return;
     if (rows.groups.length !== this.opts.groups.length) return;
     // Strictly newer only: two leaders (two sides of a partition) can publish the same epoch;
-    // the merged leader then republishes above both (see lead()).
-    const newer = hb.epoch > this.table.epoch;
+    // the merged leader then republishes above both (see lead()). Except a table of our
+    // (new) leader that gives a bucket we serve to another node, when ours is another
+    // leader's: the epochs of two sides are not ordered, and after a heal that leader may be
+    // cut off again before it can republish above ours — we yield to its current table rather
+    // than serve beside that node until our lease runs out (found by the property search:
+    // n3, alone on its side, and n4, on n2's table, served one bucket for a whole lease after
+    // the heal, both following n2, cut off again at once).
+    const newer = hb.epoch > this.table.epoch || (hb.leader !== this.table.leader && this.givesAwayServed(rows));
     if (!newer || tableDigest(rows.groups, rows.prev) !== hb.tableDigest) return;
     // Only a table of the leader's current leadership: one it made in an earlier one (relayed
     // by a node still on it after a heal) may give back what our side's leader has moved on
@@ -996,7 +1032,14 @@ export class MembershipEngine {
     // because our lease grows only from acknowledgements on our table: peers that install the
     // leader's table stop giving them, and the leader's fence counts any peer still on ours
     // (docs/membership.md, "Survivors keep serving").
-    if (this.eligible && this.table.leader !== null && this.table.view.includes(this.self) && !hb.view.includes(this.self)) return;
+    // Unless that table gives a bucket we serve to another node: the leader released it once
+    // our lease had surely run out as far as it knew (lease wait and fence, a partition under
+    // `serve`), so its new owner may be serving it already — we yield at once, as a side of a
+    // healed partition does (found by the property search: n1, cut from n2, gave n2's buckets
+    // to n3 at the heal; n2, renewed by n4 and n5 on n1's older table, refused n1's table and
+    // served beside n3 for a whole lease while n1 was cut off again).
+    if (this.eligible && this.table.leader !== null && this.table.view.includes(this.self) && !hb.view.includes(this.self)
+      && !this.givesAwayServed(rows)) return;
     const served = this.servedGroups ?? this.table.groups;
     // A table of another leader than the one our lease was renewed with: what it gains us is
     // served only once a peer acknowledges us on it (docs/membership.md, "Switching leaders").
@@ -1009,6 +1052,17 @@ export class MembershipEngine {
     // (A lease that has run out serves nothing to hold back: the next renewal is on this leader's tables.)
     if (this.awaitingRenewal && this.leaseNsValue + BigInt(LEASE_CLOCK_SLACK_NS) > nowNs) this.holdBackGained(served, out);
     else this.servedGroups = undefined;
+  }
+
+  /** Does `rows` name another node owner or previous owner of a bucket the data plane serves for us? */
+  private givesAwayServed(rows: TableRows): boolean {
+    const served = this.servedGroups ?? this.table.groups;
+    return served.some((row, g) => row.some((o, b) => {
+      if (o !== this.self) return false;
+      const owner = rows.groups[g]?.[b] ?? null;
+      const prev = rows.prev[g]?.[b] ?? null;
+      return (owner !== null && owner !== this.self) || (prev !== null && prev !== this.self);
+    }));
   }
 
   /**
@@ -1048,6 +1102,7 @@ export class MembershipEngine {
     const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
     this.table = { ...this.table, epoch, leader: null };
     this.maxEpochSeen = epoch;
+    this.lineageStartEpoch = epoch;
   }
 
   /**
@@ -1091,6 +1146,7 @@ export class MembershipEngine {
       if (o === this.self) gained++;
       if (was === this.self) lost++;
     }));
+    if (table.leader === null || table.leader !== prev.leader) this.lineageStartEpoch = table.epoch;
     this.table = table;
     this.recentTables.push(table);
     if (this.recentTables.length > RECENT_TABLES) this.recentTables.shift();
@@ -1111,9 +1167,9 @@ export class MembershipEngine {
 
   private noteAck(peer: Peer, hb: Heartbeat, out: EngineOutput): void {
     if (!this.eligible) return;
-    if (hb.epoch !== this.table.epoch || hb.tableDigest !== this.table.digest || this.digestOf(hb) !== this.opts.configDigest) return;
+    if (this.digestOf(hb) !== this.opts.configDigest) return;
     // Only on a table whose view includes us: a table that leaves us out is a fence (holdings()).
-    if (!this.table.view.includes(this.self)) return;
+    if (!this.table.view.includes(this.self) || !this.onOurLineage(hb)) return;
     const ack = hb.acks.find((a: AckEntry) => a.node === this.self && a.incarnation === this.opts.incarnation);
     if (!ack) return;
     const sentAt = this.sent.get(ack.seq);
@@ -1125,6 +1181,24 @@ export class MembershipEngine {
     const deadlines = [...this.peers.values()].map((p) => p.ackDeadlineNs).filter((d): d is bigint => d !== undefined).sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
     const kth = deadlines[needed - 1];
     if (kth !== undefined) this.renew(kth, out);
+  }
+
+  /**
+   * Is the peer on our installed table, or on an earlier one of the same leader's current
+   * lineage that names us? During a handover the leader publishes a table per pulse; with
+   * installs of tens of ms (a loaded host), a follower's answer on table k reached the leader
+   * once it was on k+1, and the follower's on k the leader's on k+1, so nobody's lease was
+   * renewed while the handover lasted (found in the lab: survivors' leases lapsing at a
+   * rejoin; reproduced by the simulator with installs of 5–60 ms). Safe: those tables are one
+   * leader's, each made by the hand-over rule against every table a peer may hold, so they
+   * agree on who serves what; the lease bounds serving by the table the data plane has, never
+   * an older one; and a peer that has moved to a table leaving us out (the fence) sends no
+   * acknowledgement on ours any more.
+   */
+  private onOurLineage(hb: Heartbeat): boolean {
+    if (hb.epoch === this.table.epoch) return hb.tableDigest === this.table.digest;
+    if (hb.epoch < this.lineageStartEpoch || hb.epoch > this.table.epoch || this.table.leader === null) return false;
+    return this.recentTables.some((t) => t.epoch === hb.epoch && t.digest === hb.tableDigest && t.leader === this.table.leader && t.view.includes(this.self));
   }
 
   private renew(deadline: bigint, out: EngineOutput): void {

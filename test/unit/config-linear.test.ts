@@ -38,7 +38,8 @@ describe('configuration parsing is linear', () => {
   it('1 MiB of blanks then 20,000 text/comment pairs', () => {
     const body = `${' '.repeat(1 << 20)}${Array.from({ length: 20_000 }, (_, i) => `t${i}<!-- c -->`).join('')}`;
     expect(refusalOf(() => parseClusterConfig(`<cluster>${body}</cluster>`, 'c.xml'))).toBeDefined();
-    expect(refusalOf(() => parseFarmConfig(`<safe><service mode="farm">${body}</service></safe>`, 'u.xml'))).toBeDefined();
+    // Accepted or refused (a farm without <vip> is a cloud farm, the text a warning): it is read.
+    refusalOf(() => parseFarmConfig(`<safe><service mode="farm">${body}</service></safe>`, 'u.xml'));
   }, TIMEOUT_MS);
 });
 
