@@ -113,7 +113,7 @@ for (const { farm, mode } of SUITES) {
     beforeAll(async () => {
       lab = await FarmLab.create({
         // Generic XDP until the lab's plain bridge (native on veth) lands.
-        name, mode, xdpMode: 'generic', nodes: farm.nodes, clientAddrs4: SOURCES, clientAddrs6: 0, membership: true,
+        name, mode, xdpMode: 'generic', nodes: farm.nodes, clientAddrs4: SOURCES, clientAddrs6: 0, membership: true, nice: -10,
         ...(mode === 'vmac_directed' ? { arpRule: true } : {}),
       });
       seed = (await lab.compiled()).tables.hashSeed;
