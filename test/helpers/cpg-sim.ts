@@ -86,7 +86,7 @@ export class CpgSim {
     const proc = { nodeid: this.nodeid(name), pid: this.nextPid++ };
     const digest = opts.digest ?? 'digest-A';
     const m: SimMember = {
-      name, proc, ring: opts.ring ?? 0, ok: true, applied: 0, appliedTable: null, pending: [], seq: 0, lease: false,
+      name, proc, ring: opts.ring ?? [...this.members.values()].find((x) => x.alive)?.ring ?? 0, ok: true, applied: 0, appliedTable: null, pending: [], seq: 0, lease: false,
       paused: false, alive: true, cursor: this.log.length, digest, correcting: false, drained: false, viewRing: -1,
       farm: new CpgFarm({
         self: name, selfProc: proc, nodes: this.opts.nodes, groups: this.groups, configDigest: digest,

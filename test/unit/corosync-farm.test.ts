@@ -196,3 +196,60 @@ describe('Corosync farm state (CPG model)', () => {
     expect(sim.violations).toEqual([]);
   });
 });
+
+describe('Corosync farm state: random histories', () => {
+  // Random failures, restarts, checks, power changes, hangs and partitions, each member at its
+  // own pace: never a bucket served twice within a ring, and once quiet, one table with the quotas.
+  for (let seed = 100; seed < Number(process.env.FARMLB_HISTORIES ?? 140); seed++) {
+    it(`history ${seed}`, () => {
+      const sim = farm(seed);
+      let r = seed * 7919;
+      const rand = (n: number) => {
+        r = (r * 1103515245 + 12345) & 0x7fffffff;
+        return r % n;
+      };
+      for (let step = 0; step < 12; step++) {
+        const live = NODES.filter((n) => { try { sim.member(n); return true; } catch { return false; } });
+        const dead = NODES.filter((n) => !live.includes(n));
+        const pick = live[rand(live.length)]!;
+        switch (rand(7)) {
+          case 0: if (live.length > 1) sim.kill(pick, rand(2) ? CPG_REASON.PROCDOWN : CPG_REASON.LEAVE); break;
+          case 1: if (dead.length > 0) sim.start(dead[rand(dead.length)]!); break;
+          case 2: sim.setHealth(pick, !sim.member(pick).ok); break;
+          case 3: sim.setPower(pick, NODES[rand(3)]!, rand(3) === 0 ? null : rand(4)); break;
+          case 4: if (live.length === 3) { sim.partition([[live[0]!, live[1]!], [live[2]!]]); sim.run(); sim.pulse(2); sim.heal(); } break;
+          case 5: if (live.length > 1) {
+            // A hang: its lease runs out, another member suspects it, then it resumes.
+            const m = sim.member(pick);
+            m.paused = true;
+            m.lease = false;
+            const other = sim.member(live.find((n) => n !== pick)!);
+            const key = `${m.proc.nodeid}:${m.proc.pid}`;
+            sim.run();
+            sim.mcast(other, { t: 'suspect', proc: key, seq: other.farm.lastSeqOf(key) });
+            sim.run();
+            sim.pulse(1);
+            m.paused = false;
+          } break;
+          default: break;
+        }
+        sim.run();
+        sim.pulse(rand(3));
+      }
+      // Quiet: everyone up, back in one piece.
+      for (const n of NODES) {
+        try { if (!sim.member(n).ok) sim.setHealth(n, true); } catch { sim.start(n); }
+        sim.run();
+      }
+      for (const n of NODES) sim.setPower('n1', n, null);
+      sim.pulse(12);
+      expect(sim.violations).toEqual([]);
+      const show = () => NODES.map((n) => {
+        const m = sim.member(n);
+        return `${n}: applied ${m.applied} ${m.appliedTable?.digest} ${JSON.stringify(sim.counts(n))} problem=${m.farm.selfProblem()} facts=${JSON.stringify(m.farm.allFacts().map((f) => [f.node, f.ok, f.applied, f.suspected, f.mismatchEpoch, f.digest?.slice(-1), f.foreign]))}`;
+      }).join('\n');
+      expect(sim.agreed(NODES), show()).toBe(true);
+      expect(sim.counts('n1')).toEqual(QUOTAS);
+    });
+  }
+});
