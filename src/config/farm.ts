@@ -9,7 +9,7 @@ import { defaultFarmlbSettings, defaultFarmTopology, DEFAULT_HASH_SEED, INTERFAC
 import { openConfigDocument, Reader } from './reader.js';
 import { checkRules } from './rules.js';
 import type {
-  Criterion, FarmConfig, FarmlbSettings, FarmTopology, Group, Host, Rule, RuleProto, SplitBrainPolicy, VipInterface, VirtualAddr, VmacMode,
+  Criterion, FarmConfig, FarmlbSettings, FarmTopology, Group, Host, Rule, RuleProto, SplitBrainPolicy, MembershipBackend, VipInterface, VirtualAddr, VmacMode,
 } from './types.js';
 import {
   defaultVmac, looksLikeHostname, parseDurationMs, parseIp, parseNetmask, parsePortNumber, parseUint, parseUint32,
@@ -54,6 +54,7 @@ const FARMLB_ATTRS = {
   healthDetail: ['health_detail', 'healthDetail'],
   splitBrain: ['split_brain', 'splitBrain'],
   handoverLimit: ['handover_limit', 'handoverLimit'],
+  membership: ['membership'],
 } as const;
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -249,6 +250,7 @@ function readFarmlb(r: Reader, el: XmlElement | undefined): FarmlbSettings {
     }
   }
   s.splitBrain = r.oneOf<SplitBrainPolicy>(el, get('splitBrain'), ['serve', 'quorum'], s.splitBrain);
+  s.membership = r.oneOf<MembershipBackend>(el, get('membership'), ['builtin', 'corosync'], s.membership ?? 'builtin');
   const handover = get('handoverLimit');
   s.handoverLimitMs = duration(r, el, handover, s.handoverLimitMs, 'ms');
   if (handover && s.handoverLimitMs > MAX_HANDOVER_MS) {
