@@ -480,6 +480,10 @@ export const ERRORS = {
     message: 'corosync call failed: {detail}',
     hint: 'see the corosync log on this node (corosync-cmapctl and corosync-quorumtool tell its state); farmlb reconnects once corosync answers again',
   },
+  FARMLB_E_COROSYNC_CONF: {
+    message: 'cannot write a corosync.conf for this farm: {detail}',
+    hint: 'fix cluster.xml or the options of farmlb corosync-conf (docs/cli.md)',
+  },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

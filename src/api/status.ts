@@ -1,6 +1,8 @@
 // The status a running daemon reports: one data object, rendered by `farmlb status` (text,
 // or as is with --json), answered on the control socket and, in part, by GET /health.
 
+import type { CorosyncStatus } from '../membership/types.js';
+
 export type ModuleState = 'STOP' | 'WAIT' | 'UP';
 
 export interface NodeStatus {
@@ -96,6 +98,10 @@ export interface DaemonStatus {
   lastViewChange: ViewChange | null;
   checks: { ok: boolean; failures: { kind: string; target: string; detail: string }[] };
   configDigest: string;
+  /** Membership mode: the engine that agrees on the table (<farmlb membership>). */
+  backend?: 'builtin' | 'corosync';
+  /** Corosync backend: the ring and votequorum's answer for it, the CPG group's members (corosync node id, pid, node). */
+  corosync?: CorosyncStatus;
   /** Membership mode: CPU seconds this daemon spent on heartbeats since it started, per part. */
   membershipCpu?: { sendSeconds: number; receiveSeconds: number; tickSeconds: number };
 }

@@ -476,6 +476,8 @@ export class FarmDaemon {
       lastViewChange: v.lastViewChange ?? this.lastViewChange,
       checks: this.checkResult,
       configDigest: this.digest,
+      ...(v.backend ? { backend: v.backend } : {}),
+      ...(v.corosync ? { corosync: v.corosync } : {}),
       ...(v.membershipCpu ? { membershipCpu: v.membershipCpu } : {}),
     };
   }

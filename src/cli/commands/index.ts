@@ -2,6 +2,7 @@
 import type { CommandDef } from '../command.js';
 import { bucketsCommand } from './buckets.js';
 import { confinfoCommand } from './confinfo.js';
+import { corosyncConfCommand } from './corosync-conf.js';
 import { eventsCommand } from './events.js';
 import { explainCommand } from './explain.js';
 import { drainCommand, powerCommand, startCommand, stopCommand, undrainCommand } from './module-control.js';
@@ -12,5 +13,5 @@ import { validateCommand } from './validate.js';
 
 export const COMMANDS: CommandDef[] = [
   runCommand, statusCommand, startCommand, stopCommand, powerCommand, drainCommand, undrainCommand,
-  reloadCommand, validateCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
+  reloadCommand, validateCommand, confinfoCommand, corosyncConfCommand, bucketsCommand, explainCommand, eventsCommand,
 ];

@@ -550,7 +550,9 @@ export class CpgFarm {
           out.events.push({ type: 'rejected', from: f.node, reason: `power change for ${msg.node} does not fit the configuration` });
           return false;
         }
-        const entries = s.powers.entries.filter((e) => !(e.node === msg.node && e.group === msg.group));
+        // As with the built-in engine: a whole-node change (group null) replaces the node's
+        // per-group entries, a cleared whole node drops them all.
+        const entries = s.powers.entries.filter((e) => !(e.node === msg.node && (msg.group === null || e.group === msg.group)));
         if (msg.power !== null) entries.push({ node: msg.node, group: msg.group, power: msg.power });
         s.powers = { version: s.powers.version + 1, origin: f.node, entries };
         out.events.push({ type: 'powers', overrides: s.powers, origin: key === this.selfKey ? 'local' : 'peer' });
