@@ -680,6 +680,7 @@ Napi::Value CorosyncConfig(const Napi::CallbackInfo& info) {
   totem.Set("tokenMs", cmap.Get("runtime.config.totem.token"));
   totem.Set("consensusMs", cmap.Get("runtime.config.totem.consensus"));
   totem.Set("joinMs", cmap.Get("runtime.config.totem.join"));
+  totem.Set("holdMs", cmap.Get("runtime.config.totem.hold"));
   Napi::Object quorum = Napi::Object::New(env);
   quorum.Set("provider", cmap.Get("quorum.provider"));
   quorum.Set("twoNode", cmap.Get("quorum.two_node"));

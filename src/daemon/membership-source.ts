@@ -30,7 +30,7 @@ import {
 import { overridesProblem } from '../membership/bounds.js';
 import { nextIncarnation } from '../membership/incarnation.js';
 import type { GroupPowers, MembershipTiming } from '../membership/types.js';
-import { CorosyncMembership, cpgGroupName } from '../membership/corosync/corosync-membership.js';
+import { CorosyncMembership, corosyncLeaseMs, cpgGroupName } from '../membership/corosync/corosync-membership.js';
 import { nodelistProblems } from '../membership/corosync/conf.js';
 import { loadNative } from '../dataplane/native.js';
 import type { Holdings, SourceSink, SourceView, TableSource } from './table-source.js';
@@ -106,8 +106,8 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   const groups = groupPowers(farm, cluster).map((powers, i) => ({ name: farm.groups[i]!.name, powers }));
   const powerOverrides = await readPowers(paths.runDir, log, cluster.nodes, groups);
   if (farm.farmlb.membership === 'corosync') {
-    const membership = corosyncMembership(opts, key, timing, groups, powerOverrides);
-    return new MembershipSource({ ...opts, membership }, BigInt(timing.leaseMs) * 1_000_000n / LEASE_WRITE_FRACTION);
+    const { membership, leaseMs } = corosyncMembership(opts, key, timing, groups, powerOverrides);
+    return new MembershipSource({ ...opts, membership }, BigInt(leaseMs) * 1_000_000n / LEASE_WRITE_FRACTION);
   }
   const initialTable = pinnedTable(paths.pinDir, cluster.nodes, farm.groups.length);
   const startNs = opts.nowNs();
@@ -149,23 +149,26 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
  * The Corosync backend (docs/membership.md, "Corosync backend"): refuses to start when the
  * corosync of this node does not answer or runs another nodelist than cluster.xml.
  */
-function corosyncMembership(opts: MembershipSourceOptions, key: Buffer, timing: MembershipTiming, groups: GroupPowers[], powerOverrides: PowerOverrides | undefined): CorosyncMembership {
+function corosyncMembership(opts: MembershipSourceOptions, key: Buffer, topoTiming: MembershipTiming, groups: GroupPowers[], powerOverrides: PowerOverrides | undefined): { membership: CorosyncMembership; leaseMs: number } {
   const { farm, cluster, node, paths, log } = opts;
   const native = loadNative();
   const running = native.corosyncConfig();
   const problems = nodelistProblems(running, cluster, node);
   if (problems.length > 0) throw new FarmlbError('FARMLB_E_COROSYNC_NODELIST', { detail: problems.join('; ') });
+  // The lease follows corosync's failure detection, not the pulse (unless --lease-ms says).
+  const timing = { ...topoTiming, leaseMs: opts.leaseMs ?? corosyncLeaseMs(running, topoTiming.pulseMs) };
   log.info({ event: 'membership_config', backend: 'corosync', ...timing, splitBrain: farm.farmlb.splitBrain, handoverLimitMs: farm.farmlb.handoverLimitMs,
-    group: cpgGroupName(paths.module), transport: running.totem.transport, tokenMs: running.totem.tokenMs, consensusMs: running.totem.consensusMs,
+    group: cpgGroupName(paths.module), transport: running.totem.transport, tokenMs: running.totem.tokenMs, consensusMs: running.totem.consensusMs, holdMs: running.totem.holdMs,
     twoNode: running.quorum.twoNode === 1, quorumDevice: running.quorum.deviceModel, powersRestored: powerOverrides?.entries.length ?? 0 },
   'membership configured (corosync)');
-  return new CorosyncMembership({
+  const membership = new CorosyncMembership({
     native, module: paths.module, self: node, nodes: cluster.nodes, groups, configDigest: configDigest(farm, cluster), timing,
     splitBrain: farm.farmlb.splitBrain, handoverLimitMs: farm.farmlb.handoverLimitMs, key, running, nowNs: opts.nowNs,
     ...(powerOverrides ? { powerOverrides } : {}),
     onWarning: (message, fields) => log.warn(fields, message),
     onError: (err) => log.error({ err, event: 'membership_apply_failed' }, 'a membership decision could not be applied'),
   });
+  return { membership, leaseMs: timing.leaseMs };
 }
 
 const REJECT_LOG_EVERY_MS = 10_000;

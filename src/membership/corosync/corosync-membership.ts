@@ -42,6 +42,27 @@ const MS = 1_000_000n;
 const RECONNECT_MS = 1000;
 /** Sends refused with CS_ERR_TRY_AGAIN (corosync's flow control) are tried again this soon. */
 const RETRY_SEND_MS = 5;
+/** What the lease gives beyond corosync's own failure detection (token + consensus) and one pulse. */
+const LEASE_MARGIN_MS = 30;
+/** Added to the token hold time to bound a token rotation (the other members forward it at once). */
+const ROTATION_MARGIN_MS = 20;
+
+/** corosync's runtime timing, with corosync's own defaults where cmap has none. */
+export function corosyncTiming(running: CorosyncRunningConfig): { tokenMs: number; consensusMs: number; holdMs: number } {
+  const tokenMs = running.totem.tokenMs ?? 1000;
+  return { tokenMs, consensusMs: running.totem.consensusMs ?? Math.round(1.2 * tokenMs), holdMs: running.totem.holdMs ?? Math.round(0.8 * tokenMs) };
+}
+
+/**
+ * The kernel lease under Corosync (docs/membership.md, "Corosync backend"): while a ring
+ * re-forms after a failure no message is delivered for up to token + consensus, so a
+ * survivor renews nothing for that long plus up to a pulse; the lease outlasts that, and the
+ * survivors serve on without a gap.
+ */
+export function corosyncLeaseMs(running: CorosyncRunningConfig, pulseMs: number): number {
+  const t = corosyncTiming(running);
+  return t.tokenMs + t.consensusMs + pulseMs + LEASE_MARGIN_MS;
+}
 
 export interface CorosyncMembershipOptions {
   native: Pick<Native, 'corosyncOpen' | 'corosyncConfig'>;
@@ -370,6 +391,8 @@ export class CorosyncMembership implements Membership {
         }
         this.handle(farm.confchg(e.members, e.left, e.joined, this.localFacts()));
         this.correctFacts();
+        // A new configuration: renew as soon as the ring carries our messages again.
+        this.beat();
         return;
       }
       case 'totem':
@@ -446,8 +469,12 @@ export class CorosyncMembership implements Membership {
     if (!d) return now + wait;
     if (d.reason === CPG_REASON.LEAVE) return d.atNs;
     if (d.reason === CPG_REASON.NODEDOWN) {
-      const consensus = BigInt(this.opts.running.totem.consensusMs ?? 0) * MS;
-      return d.atNs + (wait > consensus ? wait - consensus : 0n);
+      // The node renewed last when it held the token. The first survivor to miss the token
+      // had it at most one rotation (≤ the hold time) before, times out `token` after that,
+      // and the survivors then wait `consensus` for the lost node before declaring it gone.
+      const t = corosyncTiming(this.opts.running);
+      const gap = BigInt(t.tokenMs + t.consensusMs - t.holdMs - ROTATION_MARGIN_MS) * MS;
+      return d.atNs + (wait > gap ? wait - gap : 0n);
     }
     return d.atNs + wait;
   }
