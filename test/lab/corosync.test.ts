@@ -2,12 +2,12 @@
 // backend"): three daemons with <farmlb membership="corosync">, one corosync per node
 // namespace (helpers/corosync-lab.ts, configured by `farmlb corosync-conf`). A sampler reads
 // every node's pinned table and lease every 20 ms: no bucket is ever served by two nodes.
-// Failures: kill -9 of a daemon (PROCDOWN: its buckets move once its lease is out), kill -9 of
-// corosync itself on a node (its daemon stops serving at once, the others take its buckets
-// after the ring notices), a hung daemon (SIGSTOP: suspected, then back), a partition under
-// `quorum` (the minority serves nothing). Every rejoin restores the quotas.
+// The failure matrix common to both backends runs in test/lab/failover.test.ts; here what is
+// Corosync's own: the status it adds, kill -9 of corosync itself on a node (its daemon stops
+// serving at once, the survivors never pause and take its buckets once the ring drops it),
+// a partition under `quorum` (votequorum: the minority serves nothing). Every rejoin
+// restores the quotas.
 
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { FarmLab } from './helpers/farm-lab.js';
@@ -92,7 +92,7 @@ describePrivileged('lab: Corosync membership backend (CPG + votequorum): failove
     const statuses = await Promise.all(ALL.map((n) => l.status(n)));
     for (const s of statuses) {
       expect(s).toMatchObject({ backend: 'corosync', state: 'UP', ready: true, leader: null, view: ALL });
-      expect(s.corosync).toMatchObject({ connected: true, quorate: true, syncing: false, transport: 'udpu', tokenMs: 200 });
+      expect(s.corosync).toMatchObject({ connected: true, quorate: true, syncing: false, transport: 'udpu', tokenMs: 300 });
       expect(s.corosync!.ringId).toMatch(/^[0-9a-f]+\.[0-9a-f]+$/);
       expect(s.corosync!.members.map((m) => m.node).sort()).toEqual(ALL);
       expect(s.corosync!.members.every((m) => m.state === 'UP' && m.pid > 0)).toBe(true);
@@ -103,51 +103,21 @@ describePrivileged('lab: Corosync membership backend (CPG + votequorum): failove
     expect(text.stdout).toMatch(/corosync/);
   });
 
-  it('kill -9 of a daemon: its buckets move to the survivors once its lease is out, theirs stay; its restart restores the quotas', async (ctx) => {
-    corosyncLogsOnFailure(ctx);
-    const { l, before } = await begin();
-    const t0 = Date.now();
-    await l.killNode('n2', 'SIGKILL');
-    await waitCoverage(l, others('n2'));
-    const tookMs = Date.now() - t0;
-    onlyVictimMoved(before, readServed(l, 'n1')!.owners[0]!, 'n2');
-    // PROCDOWN: corosync says at once; the survivors hold its buckets for its lease
-    // (token 200 + consensus 240 + pulse 50 + 30 ms).
-    expect(tookMs).toBeGreaterThanOrEqual(500);
-    await l.startNode('n2', { timeoutMs: 30_000 });
-    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
-    noOverlaps(await end());
-  }, 90_000);
-
   it('kill -9 of corosync on a node: that node serves nothing at once, the others take its buckets when the ring drops it; corosync back, the quotas come back', async (ctx) => {
     corosyncLogsOnFailure(ctx);
     const { l, before } = await begin();
     await l.corosync!.kill('n3', 'SIGKILL');
     await waitFor(() => !readServed(l, 'n3')!.leaseValid, { timeoutMs: 2_000, intervalMs: 10, what: 'n3 to stop serving' });
-    await waitCoverage(l, others('n3'));
+    // The survivors' leases never lapse while the ring re-forms (the lease outlasts token + consensus).
+    const lapses: string[] = [];
+    await waitFor(() => {
+      for (const n of others('n3')) if (!readServed(l, n)!.leaseValid) lapses.push(`${n} at ${Date.now()}`);
+      return coverage(l, others('n3')).complete;
+    }, { timeoutMs: 10_000, intervalMs: 5, what: 'n1 and n2 to serve every bucket' });
+    expect(lapses, 'survivor lease lapses').toEqual([]);
     onlyVictimMoved(before, readServed(l, 'n1')!.owners[0]!, 'n3');
     expect((await l.status('n3')).corosync?.connected).toBe(false);
     await l.corosync!.start('n3');
-    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
-    noOverlaps(await end());
-  }, 90_000);
-
-  it('SIGSTOP of a daemon (its corosync alive): suspected once its lease is out, its buckets move; after SIGCONT it rejoins', async (ctx) => {
-    corosyncLogsOnFailure(ctx);
-    const { l, before } = await begin();
-    l.signalNode('n1', 'SIGSTOP');
-    try {
-      await waitCoverage(l, others('n1'));
-      expect(readServed(l, 'n1')!.leaseValid).toBe(false);
-      onlyVictimMoved(before, readServed(l, 'n2')!.owners[0]!, 'n1');
-    } finally {
-      l.signalNode('n1', 'SIGCONT');
-    }
-    const dense = Date.now() + 1_000;
-    while (Date.now() < dense) {
-      sampler!.sampleOnce();
-      await sleep(2);
-    }
     await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
     noOverlaps(await end());
   }, 90_000);

@@ -26,9 +26,10 @@ function running(over: Partial<CorosyncRunningConfig> = {}): CorosyncRunningConf
 }
 
 describe('farmlb corosync-conf', () => {
-  it('writes udpu with token 200, token_coefficient 0, votequorum and the nodelist of cluster.xml in its order', () => {
+  it('writes udpu with token 300, token_coefficient 0, 9 token resends, votequorum and the nodelist of cluster.xml in its order', () => {
     const text = corosyncConf({ farm: FARM, cluster: CLUSTER, transport: 'udpu' });
-    expect(text).toMatch(/transport: udpu\n  token: 200\n/);
+    expect(text).toMatch(/transport: udpu\n  token: 300\n/);
+    expect(text).toMatch(/token_retransmits_before_loss_const: 9\n/);
     expect(text).toMatch(/token_coefficient: 0/);
     expect(text).toMatch(/cluster_name: farmlb-web/);
     expect(text).toMatch(/provider: corosync_votequorum/);

@@ -20,7 +20,7 @@ export const corosyncConfCommand: CommandDef = {
   summary: 'write the corosync.conf of a farm run with <farmlb membership="corosync"> from cluster.xml',
   options: [
     ...CONFIG_OPTIONS,
-    { flags: '--transport <name>', description: 'udpu (default: 200 ms token, ~430 ms failover, no encryption) or knet (1000 ms token, encrypted with the authkey)', defaultValue: 'udpu' },
+    { flags: '--transport <name>', description: 'udpu (default: 300 ms token, failure detected in ~650 ms, no encryption) or knet (1000 ms token, encrypted with the authkey)', defaultValue: 'udpu' },
     { flags: '--token <ms>', description: `totem token (default ${DEFAULT_TOKEN_MS.udpu} for udpu, ${DEFAULT_TOKEN_MS.knet} for knet)` },
     { flags: '--cluster-name <name>', description: 'totem cluster_name (default farmlb-<module>)' },
     { flags: '--qnetd <host>', description: 'two-node farm: the address of the corosync-qnetd witness (votequorum device, model net, algorithm ffsplit)' },

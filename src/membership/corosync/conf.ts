@@ -4,8 +4,9 @@
 //
 // Node ids are cluster.xml's order + 1 (corosync reserves 0), names are cluster.xml's, ring0
 // is the node's address on the farm's first LAN. Timing for sub-second failover on a LAN
-// (LAB-NOTES, "Corosync 3 in network namespaces"): udpu with token 200 ms and
-// token_coefficient 0 detects a failure in ≈ 2.15 × token ≈ 430 ms; knet at ≤ 300 ms flaps,
+// (LAB-NOTES, "Corosync 3 in network namespaces"): udpu with token_coefficient 0 detects a
+// failure in ≈ 2.15 × token; the token is 300 ms (≈ 650 ms), the smallest that stays stable
+// under 20% packet loss with the most token resends corosync allows; knet at ≤ 300 ms flaps,
 // so knet gets 1000 ms (≈ 2.1 s) — with the encryption udpu cannot do.
 
 import type { CorosyncRunningConfig } from '../../dataplane/native.js';
@@ -27,7 +28,20 @@ export interface CorosyncConfOptions {
   authkeyFile?: string;
 }
 
-export const DEFAULT_TOKEN_MS: Record<CorosyncTransport, number> = { udpu: 200, knet: 1000 };
+/**
+ * udpu 300 ms: the smallest token that stayed free of ring re-formations at 20% packet loss
+ * here (200 re-formed the ring about every 25 s: docs/benchmarks.md); failure detection ≈ 2.15 × token.
+ */
+export const DEFAULT_TOKEN_MS: Record<CorosyncTransport, number> = { udpu: 300, knet: 1000 };
+/**
+ * token_retransmits_before_loss_const for a token (corosync's default is 4): as many resends
+ * as corosync allows (each at least 30 ms apart: token / (n + 0.2) ≥ 30), at most 10. At 20%
+ * packet loss a token is lost with probability 0.2^(n+1) per hop: 4 loses it every few
+ * seconds, 6 (token 200) about every ten minutes, 9 (token 300) about once a day.
+ */
+export function tokenRetransmits(tokenMs: number): number {
+  return Math.max(4, Math.min(10, Math.floor(tokenMs / 30 - 0.2)));
+}
 
 /** The LANs that carry the membership: <farm><lan> if given, else every LAN of cluster.xml. */
 function membershipLans(farm: CorosyncConfOptions['farm'], cluster: ClusterConfig): ClusterConfig['lans'] {
@@ -72,6 +86,10 @@ export function corosyncConf(opts: CorosyncConfOptions): string {
     `  token: ${token}`,
     '  # The token stays as written whatever the number of nodes (the default adds 650 ms per node beyond two).',
     '  token_coefficient: 0',
+    '  # The token is resent every token / (this + 0.2) ms before it counts as lost: with the default',
+    '  # 4, 20% packet loss loses it every few seconds and re-forms the ring (no delivery meanwhile).',
+    '  # Failure detection does not change (token + consensus).',
+    `  token_retransmits_before_loss_const: ${tokenRetransmits(token)}`,
   ];
   if (opts.transport === 'knet') {
     lines.push('  crypto_cipher: aes256', '  crypto_hash: sha256', `  keyfile: ${opts.authkeyFile ?? '/etc/corosync/authkey'}`);

@@ -115,6 +115,14 @@ export class CorosyncMembership implements Membership {
   private seq = 0;
   private correcting = false;
   private lastPulseNs: bigint | undefined;
+  /**
+   * Rejoin grace: at start and when its checks pass again, a node whose CPG group lacks
+   * configured nodes says WAIT until they are back or the ring has had time to merge. A
+   * node back from a link down would otherwise serve alone in its own ring for the moment
+   * before corosync merges it into the farm's (SafeKit's `serve` split brain, for nothing).
+   */
+  private graceUntil: bigint | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
 
   // What corosync said.
   private totemRing: string | null = null;
@@ -158,6 +166,7 @@ export class CorosyncMembership implements Membership {
 
   start(apply: (out: EngineOutput) => Promise<void> | void): void {
     this.apply = apply;
+    this.startGrace();
     this.connect();
     this.pulseTimer = setInterval(() => this.pulse(), this.opts.timing.pulseMs);
   }
@@ -165,7 +174,7 @@ export class CorosyncMembership implements Membership {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const t of [this.pulseTimer, this.holdTimer, this.reconnectTimer, this.retryTimer]) if (t) clearTimeout(t);
+    for (const t of [this.pulseTimer, this.holdTimer, this.reconnectTimer, this.retryTimer, this.graceTimer]) if (t) clearTimeout(t);
     clearInterval(this.pulseTimer);
     await this.queue;
     // Leaving the group lets the others take our buckets at once (a LEAVE needs no hold):
@@ -183,10 +192,53 @@ export class CorosyncMembership implements Membership {
       // WAIT serves nothing from this instant: the lease goes before the farm hears of it.
       this.leaseDeadlineNs = 0n;
       this.emit({ leaseDeadlineNs: 0n, events: [] }, () => this.sendHealth());
+    } else if (this.missingNodes().length > 0) {
+      this.startGrace();
+      this.emit({ events: [] });
     } else {
       this.sendHealth();
       this.emit({ events: [] });
     }
+  }
+
+  /** Configured nodes whose daemon is not in the CPG group. */
+  private missingNodes(): string[] {
+    const present = new Set((this.farm?.memberProcs() ?? []).map((p) => this.nodeName.get(p.nodeid)));
+    return this.opts.nodes.filter((n) => !present.has(n));
+  }
+
+  private graceNs(): bigint {
+    // The ring needs the merge detection (runtime.config.totem.merge, 200 ms by default), a
+    // join and consensus to take a node back; then a pulse for its first beat.
+    const t = corosyncTiming(this.opts.running);
+    return BigInt(t.tokenMs + t.consensusMs + 200 + this.opts.timing.pulseMs) * MS;
+  }
+
+  private startGrace(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    const ns = this.graceNs();
+    this.graceUntil = this.opts.nowNs() + ns;
+    this.graceTimer = setTimeout(() => this.endGrace(), Number(ns / MS) + 1);
+  }
+
+  private endGrace(): void {
+    if (this.graceUntil === undefined) return;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this.graceUntil = undefined;
+    if (this.localOk) this.sendHealth();
+    this.emit({ events: [] });
+  }
+
+  /** What this node says of itself: its checks, held back during the rejoin grace. */
+  private reportedOk(): boolean {
+    return this.localOk && this.graceUntil === undefined;
+  }
+
+  private reportedCause(): string {
+    if (!this.localOk) return this.localCause;
+    if (this.graceUntil !== undefined) return `rejoining: waiting up to ${Number(this.graceNs() / MS)} ms for ${this.missingNodes().join(', ') || 'the ring'} to be in the group`;
+    return '';
   }
 
   setPower(node: string, power: number, group?: string): void {
@@ -365,7 +417,13 @@ export class CorosyncMembership implements Membership {
         const own = key === procKey(this.selfProc!);
         if (own && decoded.ok && decoded.msg.t === 'health') this.correcting = false;
         this.handle(step);
-        if (own && decoded.ok && decoded.msg.t === 'beat') this.renew(BigInt(decoded.msg.at));
+        if (own && decoded.ok && decoded.msg.t === 'beat') {
+          const sent = BigInt(decoded.msg.at);
+          // A beat that took longer than a third of the lease to come back: the ring is slow
+          // (loss, retransmissions); at a whole lease this node stops serving.
+          if ((now - sent) * 3n > this.leaseNs) this.opts.onWarning?.(`own beat delivered after ${Number((now - sent) / MS)} ms`, { event: 'corosync_slow_delivery', ms: Number((now - sent) / MS) });
+          this.renew(sent);
+        }
         this.correctFacts();
         return;
       }
@@ -388,6 +446,11 @@ export class CorosyncMembership implements Membership {
           const name = this.nodeName.get(m.nodeid);
           if (name && name !== this.opts.self) this.seenNames.add(name);
           if (!this.lastBeatAt.has(procKey(m))) this.lastBeatAt.set(procKey(m), now);
+        }
+        if (this.graceUntil !== undefined && e.members.length > 0 && this.opts.nodes.every((n) => e.members.some((m) => this.nodeName.get(m.nodeid) === n))) {
+          this.graceUntil = undefined;
+          if (this.graceTimer) clearTimeout(this.graceTimer);
+          this.graceTimer = undefined;
         }
         this.handle(farm.confchg(e.members, e.left, e.joined, this.localFacts()));
         this.correctFacts();
@@ -424,7 +487,7 @@ export class CorosyncMembership implements Membership {
   }
 
   private localFacts(): LocalFacts {
-    return { ok: this.localOk, cause: this.localOk ? '' : this.localCause, applied: this.appliedEpoch, ...(this.holdingsReport ? { holdings: this.holdingsReport } : {}) };
+    return { ok: this.reportedOk(), cause: this.reportedCause(), applied: this.appliedEpoch, ...(this.holdingsReport ? { holdings: this.holdingsReport } : {}) };
   }
 
   /** The farm's facts about this member out of date (it was out of a round, or a message was lost with one): say them again. */
@@ -433,14 +496,13 @@ export class CorosyncMembership implements Membership {
     if (!farm || this.correcting || farm.syncing() || !farm.hasState()) return;
     const f = farm.factsOf(procKey(this.selfProc!));
     if (!f || f.foreign) return;
-    const cause = this.localOk ? '' : this.localCause;
-    if (f.digest !== this.opts.configDigest || f.ok !== this.localOk || f.cause !== cause) this.sendHealth();
+    if (f.digest !== this.opts.configDigest || f.ok !== this.reportedOk() || f.cause !== this.reportedCause()) this.sendHealth();
   }
 
   private sendHealth(): void {
     if (!this.farm) return;
     this.correcting = true;
-    this.send({ t: 'health', ok: this.localOk, cause: this.localOk ? '' : this.localCause, digest: this.opts.configDigest });
+    this.send({ t: 'health', ok: this.reportedOk(), cause: this.reportedCause(), digest: this.opts.configDigest });
   }
 
   // ---- decisions ------------------------------------------------------------------------
@@ -544,7 +606,7 @@ export class CorosyncMembership implements Membership {
   private evaluate(): { state: NodeState; cause: string } {
     if (this.stopped) return { state: 'WAIT', cause: 'stopping' };
     if (!this.session) return { state: 'WAIT', cause: `corosync not reachable${this.sessionError ? `: ${this.sessionError}` : ''}` };
-    if (!this.localOk) return { state: 'WAIT', cause: this.localCause };
+    if (!this.reportedOk()) return { state: 'WAIT', cause: this.reportedCause() };
     const problem = this.farm?.selfProblem();
     if (problem !== undefined) return { state: 'WAIT', cause: problem };
     if (this.opts.splitBrain === 'quorum') {

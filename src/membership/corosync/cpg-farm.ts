@@ -476,13 +476,19 @@ export class CpgFarm {
     this.state = next;
   }
 
-  /** Two sides claim bucket b: nobody serves it until every member applied `epoch`. */
+  /**
+   * Two sides claim bucket b: nobody owns it until every member applied `epoch`. With
+   * handover on, the base side's owner becomes its previous owner and keeps its connections
+   * (it gets the bucket back when the quotas say so: 'returned').
+   */
   private contest(s: Replicated, g: number, b: number, epoch: number, out: FarmStep, reason: HandoverEndReason): void {
-    const p = s.prev[g]![b];
-    if (p) this.ended(out, g, p, [b], reason);
+    const owner = s.owners[g]![b] ?? null;
+    const p = s.prev[g]![b] ?? null;
+    const keep = this.opts.handover ? owner ?? p : null;
+    if (p !== null && p !== keep) this.ended(out, g, p, [b], reason);
     s.owners[g]![b] = null;
-    s.prev[g]![b] = null;
-    s.hoStart[g]![b] = 0;
+    s.prev[g]![b] = keep;
+    s.hoStart[g]![b] = keep !== null ? epoch : 0;
     s.fence[g]![b] = epoch;
   }
 
