@@ -11,6 +11,7 @@
         "native/object.cc",
         "native/rawsock.cc",
         "native/sdnotify.cc",
+        "native/sockdiag.cc",
         "native/tc.cc",
         "native/xdp.cc"
       ],

@@ -480,6 +480,36 @@ static __always_inline void deliver(struct xdp_md *ctx, struct verdict *v, const
 	set_verdict(v, XDP_TX, fwd->second_hop ? FARMLB_R_TX_FORWARD_PREV : FARMLB_R_TX_FORWARD);
 }
 
+/* Records one requester: a known one is refreshed in place; a new one only within the
+ * window's budget (FARMLB_REQUESTERS_NEW_PER_WINDOW), so that spoofed requests from ever new
+ * addresses cannot flush the real clients out of the LRU within seconds (docs/security.md,
+ * "Bounded resources"). ARP / NS path only: the owned-packet path never comes here. */
+static __always_inline void record_requester(const struct farmlb_requester_key *rkey, const struct farmlb_requester *rval)
+{
+	struct farmlb_requester_budget *budget;
+	struct farmlb_requester *known;
+	__u32 key0 = 0;
+
+	known = bpf_map_lookup_elem(&farmlb_requesters, rkey);
+	if (known) {
+		*known = *rval;
+		return;
+	}
+	budget = bpf_map_lookup_elem(&farmlb_requester_budget, &key0);
+	if (!budget) /* a one-entry array: cannot miss */
+		return;
+	if (rval->last_seen_ns - budget->window_ns >= FARMLB_REQUESTERS_WINDOW_NS) {
+		budget->window_ns = rval->last_seen_ns;
+		budget->admitted = 0;
+	}
+	if (budget->admitted >= FARMLB_REQUESTERS_NEW_PER_WINDOW) {
+		__sync_fetch_and_add(&budget->refused, 1);
+		return;
+	}
+	__sync_fetch_and_add(&budget->admitted, 1);
+	bpf_map_update_elem(&farmlb_requesters, rkey, rval, BPF_ANY);
+}
+
 /* ARP request / neighbour solicitation for a VIP (docs/datapath.md §8): record the requester,
  * then decide whether this node answers. Returns 1 with the verdict set to TX_ARP_REPLY, the
  * MAC to announce in *announce and the interface's MAC in *link; else 0 with the verdict set.
@@ -511,7 +541,7 @@ static __always_inline int solicit_decide(struct xdp_md *ctx, struct verdict *v,
 	rval.group = group;
 	rval.bucket = bucket;
 	rval.vip_id = vip->vip_id;
-	bpf_map_update_elem(&farmlb_requesters, &rkey, &rval, BPF_ANY);
+	record_requester(&rkey, &rval);
 
 	if (!lease_valid(ctl)) {
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_LEASE);

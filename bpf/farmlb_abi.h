@@ -42,6 +42,12 @@
 #ifndef FARMLB_REQUESTERS_ENTRIES
 #define FARMLB_REQUESTERS_ENTRIES 16384
 #endif
+/* New requesters recorded per window (farmlb_requester_budget): a flood of spoofed ARP
+ * requests / NS from new addresses records at most this many a window, so it takes
+ * ENTRIES / NEW_PER_WINDOW windows (over 4 minutes) to push a real client out of the LRU;
+ * a requester already recorded is refreshed whatever the budget. */
+#define FARMLB_REQUESTERS_NEW_PER_WINDOW 1024
+#define FARMLB_REQUESTERS_WINDOW_NS 16000000000ULL
 #define FARMLB_GROUP_NONE 0xff
 /* vip_id of a rule whose virtual_addr is "*". */
 #define FARMLB_VIP_ANY 0xffff
@@ -323,6 +329,17 @@ struct farmlb_requester {
 	__u8 _pad0[6];
 };
 
+/* farmlb_requester_budget: ARRAY, one entry, key __u32 0. Written by the program only: how
+ * many new requesters it recorded in the current window, and how many it could not record
+ * since it was loaded (the daemon reports them: farmlb_requesters_refused_total). One
+ * entry for every CPU, updated with atomic adds; the window's reset races benignly (a few
+ * more admissions at a window's edge). */
+struct farmlb_requester_budget {
+	__u64 window_ns; /* host; bpf_ktime_get_ns() at the window's start */
+	__u64 admitted;  /* host; new requesters recorded in this window */
+	__u64 refused;   /* host; new requesters not recorded (budget spent) since load */
+};
+
 /* farmlb_lease_clock: PERCPU_ARRAY, one entry, key __u32 0. Written by the program only:
  * this CPU's last reading of the lease clock and the jiffies value it was read at, so that
  * the clock helper runs once per tick per CPU instead of once per packet (see
@@ -429,6 +446,7 @@ FARMLB_STATIC_ASSERT((FARMLB_IFACE_CACHE_ENTRIES & (FARMLB_IFACE_CACHE_ENTRIES -
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_rule) == 4, "farmlb_rule layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket) == 4, "farmlb_bucket layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_lease_clock) == 16, "farmlb_lease_clock layout");
+FARMLB_STATIC_ASSERT(sizeof(struct farmlb_requester_budget) == 24, "farmlb_requester_budget layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_counter) == 16, "farmlb_counter layout");
 FARMLB_STATIC_ASSERT(sizeof(struct farmlb_bucket_counter) == 48, "farmlb_bucket_counter layout");
 /* The lease is written with one 8-byte store: it must be 8-aligned in the mapping. */

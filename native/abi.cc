@@ -133,6 +133,10 @@ Napi::Object AbiLayout(Napi::Env env) {
       .ABI_FIELD(farmlb_bucket, prev_owner)
       .ABI_FIELD(farmlb_bucket, flags)
       .ABI_FIELD(farmlb_bucket, _pad0);
+  ABI_STRUCT(farmlb_requester_budget)
+      .ABI_FIELD(farmlb_requester_budget, window_ns)
+      .ABI_FIELD(farmlb_requester_budget, admitted)
+      .ABI_FIELD(farmlb_requester_budget, refused);
   ABI_STRUCT(farmlb_lease_clock)
       .ABI_FIELD(farmlb_lease_clock, jiffies)
       .ABI_FIELD(farmlb_lease_clock, now_ns);
@@ -163,6 +167,8 @@ Napi::Object AbiConstants(Napi::Env env) {
   ABI_CONST(FARMLB_MAX_NODES);
   ABI_CONST(FARMLB_MAX_IFACES);
   ABI_CONST(FARMLB_REQUESTERS_ENTRIES);
+  ABI_CONST(FARMLB_REQUESTERS_NEW_PER_WINDOW);
+  ABI_CONST(FARMLB_REQUESTERS_WINDOW_NS);
   ABI_CONST(FARMLB_NODES_ENTRIES);
   ABI_CONST(FARMLB_NODE_F_KNOWN);
   ABI_CONST(FARMLB_TC_HANDLE);

@@ -8,6 +8,7 @@
 #include "object.h"
 #include "rawsock.h"
 #include "sdnotify.h"
+#include "sockdiag.h"
 #include "tc.h"
 #include "xdp.h"
 
@@ -73,6 +74,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ifindex", Napi::Function::New<IfIndex>(env, "ifindex"));
   exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
   exports.Set("unixDatagramSend", Napi::Function::New<UnixDatagramSend>(env, "unixDatagramSend"));
+  exports.Set("tcpDiag", Napi::Function::New<TcpDiag>(env, "tcpDiag"));
   exports.Set("monotonicNs", Napi::Function::New<MonotonicNs>(env, "monotonicNs"));
   exports.Set("setLogCallback", Napi::Function::New<SetLogCallback>(env, "setLogCallback"));
   exports.Set("corosyncOpen", Napi::Function::New<CorosyncOpen>(env, "corosyncOpen"));

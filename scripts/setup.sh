@@ -64,7 +64,8 @@ build_packages=(
   libcmap-dev
 )
 # What the tests and scripts/demo use (real tools, real clients; prometheus for promtool,
-# which checks docs/farmlb-alerts.yml; systemd for systemd-analyze, which checks the unit):
+# which checks docs/farmlb-alerts.yml; systemd for systemd-analyze, which checks the unit;
+# man-db for man, which checks the generated farmlb(1)):
 lab_packages=(
   nftables
   iputils-ping
@@ -78,6 +79,7 @@ lab_packages=(
   procps
   keepalived
   jq
+  man-db
   prometheus
   systemd
   corosync-qnetd

@@ -92,7 +92,7 @@ export const ERRORS = {
   },
   FARMLB_E_CONFIG_VIP_HOSTNAME: {
     message: '{attribute}="{value}" is a host name; farmlb needs the VIP as an address',
-    hint: 'replace the name by its IP address (SafeKit also advises an address, to be independent of DNS)',
+    hint: 'replace the name by its IP address (`getent ahosts {value}` shows it; SafeKit also advises an address, to be independent of DNS at start and on every node)',
   },
   FARMLB_E_CONFIG_DUPLICATE_VIP: {
     message: 'VIP {addr} is configured twice (first at line {firstLine})',
@@ -214,6 +214,14 @@ export const ERRORS = {
     message: '<farm><lan name="{lan}"> is not a LAN of {clusterFile}',
     hint: 'LANs in {clusterFile}: {lans}; fix the name or add the LAN to cluster.xml',
   },
+  FARMLB_E_CONFIG_DEAD_RULE: {
+    message: 'rule {rule} of group {group} can match no packet: {why}',
+    hint: '{hint}',
+  },
+  FARMLB_E_CONFIG_DUPLICATE_IDENT: {
+    message: 'two checkers name the resource {resource} (first at line {firstLine})',
+    hint: 'give each checker of one kind its own ident= (the resource is <kind>.<ident>)',
+  },
   // --- run / daemon (src/daemon/) ---------------------------------------------
   FARMLB_E_RUN_NODE_UNKNOWN: {
     message: 'node "{node}" is not in {file} (nodes: {nodes})',
@@ -241,7 +249,7 @@ export const ERRORS = {
   },
   FARMLB_E_RUN_RELOAD_NEEDS_RESTART: {
     message: 'reload refused: {detail}; the daemon keeps serving the previous configuration',
-    hint: 'a reload (SIGHUP) changes powers, rules, groups and arpreroute settings; restart farmlb run to change interfaces, VIPs, VMAC modes or the cluster\'s nodes',
+    hint: 'with --static a reload changes powers, rules, groups and arpreroute settings; with the membership, powers and rules for new traffic (staged until every node has them); anything else is a rolling restart of the nodes (docs/operations.md, "Changing the configuration")',
   },
   // --- net (src/net/) ----------------------------------------------------------
   FARMLB_E_NET_IP: {
@@ -272,6 +280,10 @@ export const ERRORS = {
     message: 'cannot read {file}: {detail}',
     hint: 'farmlb reads the socket table and TCP counters of its network namespace under /proc/net; check that /proc is mounted and readable there',
   },
+  FARMLB_E_NET_SOCK_DIAG: {
+    message: 'cannot read the socket table through sock_diag: {detail}',
+    hint: 'the kernel needs inet_diag and tcp_diag (CONFIG_INET_DIAG, CONFIG_INET_TCP_DIAG, or modprobe tcp_diag); meanwhile farmlb reads /proc/net/tcp and tcp6 instead, which costs more on a host with many sockets',
+  },
   // --- cli (src/cli/) ----------------------------------------------------------
   FARMLB_E_CLI_BAD_OPTION: {
     message: 'bad value "{value}" for {option}: expected {expected}',
@@ -301,6 +313,14 @@ export const ERRORS = {
     message: 'node {node} is not drained after {seconds} s: {remaining}',
     hint: 'the drain stays in force (farmlb undrain {node} cancels it): the node keeps its established connections until they close or the handover limit ends them; farmlb status shows what is left; wait again with a longer --timeout',
   },
+  FARMLB_E_CLI_KEY_EXISTS: {
+    message: 'the key file {file} exists already',
+    hint: 'a new key cuts this node off from the farm until every node has it: rotate it as docs/security.md says, or give --force to replace it',
+  },
+  FARMLB_E_CLI_USAGE: {
+    message: '{detail}',
+    hint: 'see farmlb <command> --help (exit code 2: the command line, not the system, is wrong)',
+  },
   // --- api (src/api/: control socket, HTTP health) -----------------------------
   FARMLB_E_API_BAD_REQUEST: {
     message: 'bad control request: {detail}',
@@ -321,6 +341,10 @@ export const ERRORS = {
   FARMLB_E_API_STATIC_MODE: {
     message: '{command} needs the membership protocol: this daemon runs with --static',
     hint: 'powers of a --static daemon come from userconfig.xml: edit it and send SIGHUP; or run without --static',
+  },
+  FARMLB_E_API_SCRIPTCONTROL_OFF: {
+    message: 'farmlb vip {action}: the module does not let its scripts control the VIP traffic (<vip scriptcontrol="off">)',
+    hint: 'set <vip scriptcontrol="on"> so the module scripts open and close the VIP traffic; without it farmlb opens the traffic when the node may serve',
   },
   // --- balance ----------------------------------------------------------------
   FARMLB_E_BALANCE_UNKNOWN_NODE: {
@@ -401,6 +425,10 @@ export const ERRORS = {
     message: 'interface {iface} runs an XDP program in {attached} mode; attaching in {requested} mode would leave a moment with no program',
     hint: 'use XDP mode auto or {attached}, or detach the old program first (the VIP is unfiltered until the new one is attached)',
   },
+  FARMLB_E_XDP_NATIVE_UNDELIVERABLE: {
+    message: 'native XDP on {iface} cannot work for {vmacMode}: {detail}',
+    hint: 'use --xdp-mode auto (picks generic here and says why) or generic; native on a veth needs a native XDP program on its peer, and vmac_invisible never works native on a veth (docs/net.md, "XDP mode")',
+  },
   // --- dataplane (tables in BPF maps) -------------------------------------------
   FARMLB_E_DATAPLANE_TABLE_INVALID: {
     message: 'data plane table rejected: {detail}',
@@ -418,17 +446,21 @@ export const ERRORS = {
     message: 'the data plane was used after close()',
     hint: 'this is a bug in farmlb; report it with the log line above',
   },
+  FARMLB_E_DATAPLANE_PIN_ACCESS: {
+    message: 'cannot read the pinned maps at {path}: {detail}',
+    hint: 'run as root (sudo farmlb …): the pin directory and BPF maps are root-only',
+  },
   // --- membership (src/membership/) ------------------------------------------------
   FARMLB_E_MEMBERSHIP_KEY_MISSING: {
     message: 'cannot read the heartbeat key file {file}: {detail}',
-    hint: 'create it on every node with the same content (e.g. head -c 32 /dev/urandom > {file}; chmod 600 {file}) or set <farmlb key_file="…">',
+    hint: 'create it once with farmlb keygen --key-file {file} and copy it to every node (scp -p), or set <farmlb key_file="…">',
   },
   FARMLB_E_MEMBERSHIP_KEY_SHORT: {
     message: 'the heartbeat key file {file} holds {bytes} bytes; at least {min} are needed',
-    hint: 'write at least 32 random bytes: head -c 32 /dev/urandom > {file}',
+    hint: 'write a random key: farmlb keygen --key-file {file} --force (then copy it to every node)',
   },
   FARMLB_E_MEMBERSHIP_KEY_PERMISSIONS: {
-    message: 'the heartbeat key file {file} is readable or writable by other users (mode {mode})',
+    message: 'the heartbeat key file {file} is accessible to its group or to other users (mode {mode})',
     hint: 'chmod 600 {file} (owner root): anyone who reads the key can forge heartbeats',
   },
   FARMLB_E_MEMBERSHIP_BAD_MESSAGE: {
@@ -462,6 +494,26 @@ export const ERRORS = {
   FARMLB_E_MEMBERSHIP_TIMING: {
     message: 'membership timing cannot work: {detail}',
     hint: 'adjust <farm pulse= mlost_count= slost_count=> (docs/membership.md, "Defaults and why")',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_OWNER: {
+    message: 'the heartbeat key {what} {file} belongs to uid {uid}, not to root',
+    hint: 'chown root:root {file}: whoever owns the key file or its directory can replace the key',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_DIRECTORY: {
+    message: 'the directory {dir} of the heartbeat key file {file} is writable by others than its owner (mode {mode})',
+    hint: 'keep the key in a directory only root can write to (chmod 755 {dir}, or move the key to /etc/farmlb/): anyone who can write there can replace the key',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_LONG: {
+    message: 'the heartbeat key file {file} holds {bytes} bytes; a key is at most {max}',
+    hint: 'check that <farmlb key_file> names the key file; farmlb keygen writes one',
+  },
+  FARMLB_E_MEMBERSHIP_UNKNOWN_KEY: {
+    message: 'heartbeat signed with key id {keyId}; this node accepts {accepted}',
+    hint: 'the sender uses another key file: give every node the same key, or rotate as docs/security.md says (accept_key_file)',
+  },
+  FARMLB_E_MEMBERSHIP_KEY_WEAK: {
+    message: 'the heartbeat key in {file} is too weak: {detail}',
+    hint: 'write a random key: farmlb keygen --key-file {file} --force (then copy it to every node)',
   },
   // --- corosync (src/membership/corosync/: <farmlb membership="corosync">) -------
   FARMLB_E_COROSYNC_LIBRARY: {

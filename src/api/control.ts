@@ -8,9 +8,12 @@
 //
 // Commands: status; start / stop (the module leaves / enters an administrative WAIT);
 // power {node, power, group?} (power null clears the override); drain {node} (= power 0,
-// every group); undrain {node} (clears node's overrides); reload (re-reads the configuration
+// every group); undrain {node} (clears node's overrides); vip {action: open|close} (the
+// module scripts, with <vip scriptcontrol="on">); reload (re-reads the configuration
 // files as SIGHUP does, answering with the refusal when there is one). One response per request line,
-// in order; several requests may share a connection.
+// in order; several requests may share a connection, answered one at a time: unanswered input
+// beyond MAX_PENDING_INPUT_BYTES is left unread and the next answer waits for the previous one
+// to leave the socket buffer, so a pipelining client costs bounded memory.
 //
 // Root only: Node cannot read SO_PEERCRED without an addon, so access is by file mode: the
 // socket is created under umask 077 (mode 0600, owned by the daemon's user, root) inside the
@@ -38,7 +41,8 @@ export type ControlRequest =
   | { id?: unknown; cmd: 'power'; node: string; power: number | null; group?: string }
   | { id?: unknown; cmd: 'drain'; node: string }
   | { id?: unknown; cmd: 'undrain'; node: string }
-  | { id?: unknown; cmd: 'reload' };
+  | { id?: unknown; cmd: 'reload' }
+  | { id?: unknown; cmd: 'vip'; action: 'open' | 'close' };
 
 export type ControlResponse =
   | { id?: unknown; ok: true; result: unknown }
@@ -60,9 +64,11 @@ export interface ControlHandler {
   power(change: PowerChange): Promise<DaemonStatus>;
   /** Re-reads the configuration files (as SIGHUP does); a refusal reaches the client as its error. Without it, reload is refused as unknown. */
   reload?(): Promise<DaemonStatus>;
+  /** <vip scriptcontrol="on">: the module scripts open or close traffic to the VIPs (farmlb vip open|close). */
+  vip?(action: 'open' | 'close'): Promise<DaemonStatus>;
 }
 
-const COMMANDS = new Set(['status', 'start', 'stop', 'power', 'drain', 'undrain', 'reload']);
+const COMMANDS = new Set(['status', 'start', 'stop', 'power', 'drain', 'undrain', 'reload', 'vip']);
 
 /** Parses and checks one request line. Throws FARMLB_E_API_BAD_REQUEST. */
 export function parseRequest(line: string): ControlRequest {
@@ -93,6 +99,9 @@ export function parseRequest(line: string): ControlRequest {
     case 'drain':
     case 'undrain':
       return { id: r.id, cmd: r.cmd, node: needNode() };
+    case 'vip':
+      if (r.action !== 'open' && r.action !== 'close') throw new FarmlbError('FARMLB_E_API_BAD_REQUEST', { detail: 'vip needs "action": "open" or "close"' });
+      return { id: r.id, cmd: 'vip', action: r.action };
     default:
       return { id: r.id, cmd: r.cmd as 'status' | 'start' | 'stop' | 'reload' };
   }
@@ -134,6 +143,9 @@ async function dispatch(req: ControlRequest, h: ControlHandler): Promise<unknown
     case 'reload':
       if (!h.reload) throw new FarmlbError('FARMLB_E_API_BAD_REQUEST', { detail: 'this daemon does not reload over the control socket' });
       return h.reload();
+    case 'vip':
+      if (!h.vip) throw new FarmlbError('FARMLB_E_API_BAD_REQUEST', { detail: 'this daemon does not take vip open/close' });
+      return h.vip(req.action);
   }
 }
 
@@ -181,29 +193,68 @@ export async function startControlServer(opts: { runDir: string; handler: Contro
   };
 }
 
+/**
+ * Bounds on one connection (docs/security.md, "Local users"): unanswered input beyond this is
+ * not read (the client's writes block), and an answer is written only once the previous one
+ * left the socket buffer — a client that pipelines requests and never reads its answers
+ * holds this much memory, not the 567 MiB an unbounded queue once grew to.
+ */
+export const MAX_PENDING_INPUT_BYTES = MAX_REQUEST_BYTES;
+
 function serveConnection(sock: net.Socket, handler: ControlHandler): void {
+  // Unanswered input: the text from `pos` on (consumed lines are skipped, not copied away).
   let buffered = '';
-  // Requests of one connection are answered in order.
-  let chain = Promise.resolve();
+  let pos = 0;
+  let serving = false;
+  const pending = () => buffered.length - pos;
+  const refuseLongLine = () => {
+    sock.end(`${JSON.stringify({ ok: false, error: { code: 'FARMLB_E_API_BAD_REQUEST', message: `bad control request: a request line is longer than ${MAX_REQUEST_BYTES} bytes` } })}\n`);
+    sock.destroySoon?.();
+    buffered = '';
+    pos = 0;
+  };
+  const drained = () => new Promise<void>((resolve) => {
+    const done = () => {
+      sock.off('drain', done);
+      sock.off('close', done);
+      resolve();
+    };
+    sock.on('drain', done);
+    sock.on('close', done);
+  });
+  // Requests of one connection are answered one at a time, in order.
+  const serve = async () => {
+    if (serving) return;
+    serving = true;
+    try {
+      let nl: number;
+      while (!sock.destroyed && (nl = buffered.indexOf('\n', pos)) >= 0) {
+        const line = buffered.slice(pos, nl).trim();
+        pos = nl + 1;
+        if (pos > 4096 && pos * 2 > buffered.length) {
+          buffered = buffered.slice(pos);
+          pos = 0;
+        }
+        if (line === '') continue;
+        const res = await handleLine(line, handler);
+        if (sock.destroyed) return;
+        // Output backpressure: the next request waits until this answer left the buffer.
+        if (!sock.write(`${JSON.stringify(res)}\n`)) await drained();
+        if (pending() < MAX_PENDING_INPUT_BYTES && sock.isPaused()) sock.resume();
+      }
+    } finally {
+      serving = false;
+    }
+    if (!sock.destroyed && sock.isPaused()) sock.resume();
+  };
   sock.setEncoding('utf8');
   sock.on('data', (chunk: string) => {
     buffered += chunk;
-    if (buffered.length > MAX_REQUEST_BYTES && !buffered.includes('\n')) {
-      sock.end(`${JSON.stringify({ ok: false, error: { code: 'FARMLB_E_API_BAD_REQUEST', message: `bad control request: a request line is longer than ${MAX_REQUEST_BYTES} bytes` } })}\n`);
-      sock.destroySoon?.();
-      buffered = '';
-      return;
-    }
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl).trim();
-      buffered = buffered.slice(nl + 1);
-      if (line === '') continue;
-      chain = chain.then(async () => {
-        const res = await handleLine(line, handler);
-        if (!sock.destroyed) sock.write(`${JSON.stringify(res)}\n`);
-      });
-    }
+    const partial = buffered.length - (buffered.lastIndexOf('\n') + 1);
+    if (partial > MAX_REQUEST_BYTES) return refuseLongLine();
+    // Input backpressure: stop reading until the queue is answered down.
+    if (pending() >= MAX_PENDING_INPUT_BYTES) sock.pause();
+    serve().catch(() => sock.destroy());
   });
 }
 

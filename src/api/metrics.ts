@@ -57,6 +57,8 @@ export interface DataplaneCounters {
   reasons: Record<Reason, ReasonCounter>;
   /** [group][bucket], summed over CPUs. */
   buckets: BucketCounter[][];
+  /** New ARP / NS requesters the program could not record (its budget per window was spent). */
+  requestersRefused?: bigint;
 }
 
 /** What the metrics read at scrape time; the daemon implements it, unit tests fake it. */
@@ -347,12 +349,51 @@ export function createMetrics(source: MetricsSource, build: BuildInfo = { versio
       });
     },
   });
+  // The application (docs/application.md): one series per resource checked on this node.
+  gauge({
+    name: 'farmlb_checker_up', help: 'Per resource checked on this node (<vip> checks, <check> checkers, <errd> processes): 1 up, 0 down; absent before the first result or while its application is stopped',
+    labelNames: ['resource', 'kind', 'action'],
+    collect() {
+      this.reset();
+      for (const c of current().status.checkers ?? []) {
+        if (c.state === 'up' || c.state === 'down') this.set({ resource: c.resource, kind: c.kind, action: c.effectiveAction }, c.state === 'up' ? 1 : 0);
+      }
+    },
+  });
+  const checkerCounter = (name: string, help: string, pick: (c: NonNullable<DaemonStatus['checkers']>[number]) => number) => counter({
+    name, help,
+    labelNames: ['resource'],
+    collect() {
+      this.reset();
+      for (const c of current().status.checkers ?? []) setCounter(this, { resource: c.resource }, pick(c));
+    },
+  });
+  checkerCounter('farmlb_checker_probes_total', 'Per resource: probes (or custom checker reports) since the daemon started', (c) => c.probes);
+  checkerCounter('farmlb_checker_failures_total', 'Per resource: failed probes since the daemon started', (c) => c.failures);
+  checkerCounter('farmlb_checker_changes_total', 'Per resource: changes between up and down since the daemon started', (c) => c.changes);
+  gauge({
+    name: 'farmlb_application_restarts', help: 'Restarts and stopstarts of the application within the current loop_interval (the module stops past <service maxloop>); absent without an application',
+    collect() { setOrAbsent(this, current().status.application?.loops); },
+  });
+  gauge({
+    name: 'farmlb_application_stopped', help: '1 when maxloop stopped the module (until farmlb start), else 0; absent without an application',
+    collect() { const a = current().status.application; setOrAbsent(this, a ? (a.stoppedBy ? 1 : 0) : undefined); },
+  });
   const arp = (name: string, help: string, pick: (s: ArpRerouteStats) => number) => counter({
     name, help, collect() { this.reset(); setCounter(this, {}, pick(source.arpreroute())); },
   });
   arp('farmlb_arpreroute_frames_sent_total', 'Gratuitous ARP replies and neighbour advertisements sent (arpreroute)', (s) => s.framesSent);
   arp('farmlb_arpreroute_rounds_total', 'arpreroute rounds run over all campaigns and interfaces', (s) => s.rounds);
   arp('farmlb_arpreroute_send_errors_total', 'arpreroute frames the kernel refused to send', (s) => s.sendErrors);
+  counter({
+    name: 'farmlb_arpreroute_requesters_refused_total',
+    help: 'New ARP / NS requesters the XDP program did not record because more new ones than its budget came in one window (a flood of spoofed requests, or a very large segment)',
+    async collect() {
+      const c = await current().counters;
+      this.reset();
+      if (c?.requestersRefused !== undefined) setCounter(this, {}, c.requestersRefused);
+    },
+  });
 
   return {
     registry,

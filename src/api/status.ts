@@ -2,8 +2,41 @@
 // or as is with --json), answered on the control socket and, in part, by GET /health.
 
 import type { CorosyncStatus } from '../membership/types.js';
+import type { AppAction, AppWhen, CheckerKind } from '../config/types.js';
+import type { ResourceSnapshot } from '../checks/resource.js';
+import type { ScriptResult } from '../daemon/scripts.js';
 
 export type ModuleState = 'STOP' | 'WAIT' | 'UP';
+
+/** One resource as `farmlb checks` and the status show it. */
+export interface CheckerStatus extends ResourceSnapshot {
+  resource: string;
+  kind: CheckerKind | 'proc';
+  target: string;
+  when: AppWhen;
+  action: AppAction;
+  /** The action in force: restart/stopstart without module scripts act as wait. */
+  effectiveAction: AppAction;
+  fall: number;
+  rise: number;
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+export interface ApplicationStatus {
+  /** Scripts configured (<user>). */
+  scripts: boolean;
+  /** stopped: not started or stopped; starting/stopping: start_both/stop_both running; failed: start_both failed. */
+  phase: 'stopped' | 'starting' | 'running' | 'stopping' | 'failed';
+  /** Restarts and stopstarts within the current loop_interval, and the limit. */
+  loops: number;
+  maxloop: number;
+  /** Set when maxloop stopped the module (until farmlb start). */
+  stoppedBy?: string;
+  lastScripts: ScriptResult[];
+}
+
+
 
 export interface NodeStatus {
   name: string;
@@ -40,6 +73,8 @@ export interface NodeStatus {
    * acted upon: a forged frame must not take a node out of the farm.
    */
   foreignKeyMs?: number;
+  /** The key id those heartbeats named (absent: a release without key ids sent them). */
+  foreignKeyId?: string;
   /**
    * This node only: the buckets it hands over as their previous owner and the connections it
    * still holds in them (sampled from its socket table every 250 ms while prevBuckets > 0;
@@ -66,6 +101,16 @@ export interface ViewChange {
   installMs?: number;
   /** Buckets whose owner changed (all groups). */
   moved?: number;
+}
+
+export interface InterfaceStatus {
+  ifname: string;
+  vmacMode: 'vmac_invisible' | 'vmac_directed';
+  /** --xdp-mode as given. */
+  requested: 'auto' | 'native' | 'generic';
+  xdpMode: 'native' | 'generic';
+  reason: string;
+  warning?: string;
 }
 
 export interface DaemonStatus {
@@ -97,11 +142,25 @@ export interface DaemonStatus {
   splitBrainPolicy: 'serve' | 'quorum';
   lastViewChange: ViewChange | null;
   checks: { ok: boolean; failures: { kind: string; target: string; detail: string }[] };
+  /**
+   * Every resource checked on this node (docs/application.md): the <vip> checks (interface,
+   * VIP) and the checkers and processes of <check> and <errd>, with their counts.
+   */
+  checkers?: CheckerStatus[];
+  /** The module scripts and the restarts counted against maxloop (absent: no application configured). */
+  application?: ApplicationStatus;
   configDigest: string;
   /** Membership mode: the engine that agrees on the table (<farmlb membership>). */
   backend?: 'builtin' | 'corosync';
   /** Corosync backend: the ring and votequorum's answer for it, the CPG group's members (corosync node id, pid, node). */
   corosync?: CorosyncStatus;
+  /** Membership mode: a reloaded configuration waiting until every node has it (docs/operations.md). */
+  stagedDigest?: string;
+  /**
+   * Each interface the program is attached to: its VMAC mode, the XDP mode it runs in and
+   * why (docs/net.md, "XDP mode"), and a limit of that mode worth knowing, if any.
+   */
+  interfaces?: InterfaceStatus[];
   /** Membership mode: CPU seconds this daemon spent on heartbeats since it started, per part. */
   membershipCpu?: { sendSeconds: number; receiveSeconds: number; tickSeconds: number };
 }

@@ -20,6 +20,7 @@ import { idsToOwners, rebalance } from './assign.js';
 import { groupPowers } from './compile.js';
 import { bucketOf } from './hash.js';
 import { ruleLookup, winningRule } from '../dataplane/rule-table.js';
+import { MAX_NODES } from '../dataplane/abi.js';
 
 export interface PacketQuery {
   /** Client (source) address. */
@@ -61,21 +62,28 @@ export interface PacketExplanation {
   /** When the bucket is in handover: whether the handover rule applies to this packet, and what each node does. */
   handover?: HandoverExplanation;
   /**
-   * What this node's data plane does, assuming its lease is valid (else drop_lease). For a
-   * TCP packet of a bucket in handover: with a new connection (a SYN); `handover` gives the
-   * verdict for a connection this node holds and for any other packet.
+   * What this node's data plane does with the packet as a client sent it, assuming its
+   * lease is valid (else drop_lease). For a TCP packet of a bucket in handover: with a new
+   * connection (a SYN); `handover` gives the verdict for a connection this node holds and
+   * for any other packet. `tx` = sent on (vmac_directed: tx_forward to the owner).
    */
   reason: Reason;
-  verdict: 'pass' | 'drop';
+  verdict: Verdict;
+  /** vmac_directed: the node this node forwards the packet to (verdict tx). */
+  forwardTo?: NodeRef;
   /** Owner of the bucket if the current owner failed (rebalance without it); needs the cluster. */
   ownerIfOwnerFails?: NodeRef | null;
   /** One sentence for a terminal. */
   summary: string;
 }
 
+export type Verdict = 'pass' | 'drop' | 'tx';
+
 export interface HandoverVerdict {
   reason: Reason;
-  verdict: 'pass' | 'drop';
+  verdict: Verdict;
+  /** vmac_directed: where the packet is forwarded (verdict tx). */
+  forwardTo?: NodeRef;
 }
 
 export interface HandoverExplanation {
@@ -94,6 +102,13 @@ export interface ExplainOptions {
   cluster?: ClusterConfig;
   /** Nodes considered up for the failover answer; default: every node owning a bucket in some group. */
   live?: Iterable<string>;
+  /**
+   * vmac_directed forwarding needs the owner's MAC. 'tables' (a running node's pinned maps):
+   * a MAC missing from tables.nodeMacs means the packet is dropped, as the data path does.
+   * 'learnt' (default; a table compiled from the config knows no MAC): assume the daemon
+   * learnt every node's MAC (docs/net.md, "Node MACs").
+   */
+  nodeMacs?: 'tables' | 'learnt';
 }
 
 const CRITERION_NAMES: Record<number, Criterion> = {
@@ -201,13 +216,25 @@ export function explainPacket(
 
   const prevId = tables.prevOwners?.[groupIndex]?.[bucket] ?? NODE_NONE;
   const prevOwner = prevId !== NODE_NONE && prevId !== ownerId ? nodeRef(prevId, cluster) : null;
-  const handover = prevOwner ? explainHandover(prevOwner, owner, tables.selfNode, query.proto === 'tcp' && criterion !== 'on_ipid') : undefined;
-  let reason: Reason = mine ? 'pass_owned' : 'drop_not_owned';
-  if (handover?.onThisNode) reason = handover.onThisNode.syn.reason;
-  const verdict: 'pass' | 'drop' = reason.startsWith('pass') ? 'pass' : 'drop';
+  // The same steps as ModelDataplane (§9, §12), for a frame a client sent (a frame another
+  // node forwarded is never forwarded again, except the one second hop of a handover).
+  const forward = (to: number, secondHop: boolean, dropReason: Reason): HandoverVerdict => {
+    const known = (opts.nodeMacs ?? 'learnt') === 'learnt' || Boolean(tables.nodeMacs?.[to]);
+    if (vip.mode !== 'vmac_directed' || to === NODE_NONE || to >= MAX_NODES || !known) return { reason: dropReason, verdict: 'drop' };
+    return { reason: secondHop ? 'tx_forward_prev' : 'tx_forward', verdict: 'tx', forwardTo: nodeRef(to, cluster)! };
+  };
+  const handover = prevOwner
+    ? explainHandover(prevOwner, owner, tables.selfNode, query.proto === 'tcp' && criterion !== 'on_ipid', forward)
+    : undefined;
+  let decided: HandoverVerdict;
+  if (handover?.onThisNode && handover.role !== 'neither') decided = handover.onThisNode.syn;
+  else if (mine) decided = { reason: 'pass_owned', verdict: 'pass' };
+  else decided = forward(ownerId === NODE_NONE && handover?.applies ? prevId : ownerId, false, 'drop_not_owned');
+  const { reason, verdict } = decided;
 
   const who = owner ? owner.name : 'nobody';
-  let doing = mine ? 'this node passes it (while its lease is valid)' : 'this node drops it';
+  const fwd = (v: HandoverVerdict) => `forwards it to ${v.forwardTo?.name}${v.reason === 'tx_forward_prev' ? ' (the previous owner, second hop)' : ''}`;
+  let doing = mine ? 'this node passes it (while its lease is valid)' : verdict === 'tx' ? `this node ${fwd(decided)} (vmac_directed)` : 'this node drops it';
   if (handover?.role === 'owner' && handover.applies) doing = 'this node takes new connections and its own, the previous owner its established ones';
   else if (handover?.role === 'prev_owner' && handover.applies) doing = 'this node keeps only its established connections and takes no new one';
   const summary =
@@ -226,6 +253,7 @@ export function explainPacket(
     ...(handover ? { handover } : {}),
     reason,
     verdict,
+    ...(decided.forwardTo ? { forwardTo: decided.forwardTo } : {}),
     ...(ownerIfOwnerFails !== undefined ? { ownerIfOwnerFails } : {}),
     summary,
   };
@@ -236,18 +264,26 @@ export function explainPacket(
  * only the packets of connections it holds and never a SYN; the owner passes SYNs and its
  * own connections; neither takes the rest until the handover ends.
  */
-function explainHandover(prev: NodeRef, owner: NodeRef | null, self: number, applies: boolean): HandoverExplanation {
+function explainHandover(prev: NodeRef, owner: NodeRef | null, self: number, applies: boolean,
+  forward: (to: number, secondHop: boolean, dropReason: Reason) => HandoverVerdict): HandoverExplanation {
   const role = self !== NODE_NONE && self === prev.id ? 'prev_owner' : self !== NODE_NONE && self === owner?.id ? 'owner' : 'neither';
   const to = owner?.name ?? 'nobody';
   if (!applies) {
     return { prevOwner: prev, applies, role, rule: `only TCP on_addr/on_port rules are handed over: this packet follows ${to} at once` };
   }
   const pass = (reason: Reason): HandoverVerdict => ({ reason, verdict: 'pass' });
-  const drop: HandoverVerdict = { reason: 'drop_handover', verdict: 'drop' };
-  const notMine: HandoverVerdict = { reason: 'drop_not_owned', verdict: 'drop' };
-  const onThisNode = role === 'prev_owner' ? { syn: drop, held: pass('pass_handover_prev'), other: drop }
-    : role === 'owner' ? { syn: pass('pass_handover_new'), held: pass('pass_handover_new'), other: drop }
-    : { syn: notMine, held: notMine, other: notMine };
+  // What is not this node's goes on in vmac_directed: from the previous owner to the owner,
+  // from the owner back to the previous owner (the second hop), from a third node to the
+  // owner (to the previous owner while the bucket has no owner); else it is dropped.
+  const ownerId = owner?.id ?? NODE_NONE;
+  const onThisNode = role === 'prev_owner'
+    ? { syn: forward(ownerId, false, 'drop_handover'), held: pass('pass_handover_prev'), other: forward(ownerId, false, 'drop_handover') }
+    : role === 'owner'
+      ? { syn: pass('pass_handover_new'), held: pass('pass_handover_new'), other: forward(prev.id, true, 'drop_handover') }
+      : (() => {
+        const v = forward(ownerId === NODE_NONE ? prev.id : ownerId, false, 'drop_not_owned');
+        return { syn: v, held: v, other: v };
+      })();
   return {
     prevOwner: prev, applies, role, onThisNode,
     rule: `${prev.name} (previous owner) keeps its established connections, ${to} (owner) takes SYNs and its own connections; any other packet is dropped until the handover ends`,

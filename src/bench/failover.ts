@@ -26,16 +26,18 @@ import { clockTicksPerSecond, processTicks, run } from './proc.js';
 import { median, round, sleep } from './stats.js';
 import { parseArgs } from 'node:util';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
+import { POLL_CLIENT_JS } from './poll-client.js';
 import { machineFacts } from './machine.js';
 import { CorosyncNodes } from './corosync-nodes.js';
 
 export type MembershipBackend = 'builtin' | 'corosync';
 /** corosync's totem port (udpu). */
 const COROSYNC_PORT = 5405;
+import { renderSurvivorCases, survivorCases, type SurvivorCase } from './survivors.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
-const HASH_SEED = 0x2545f491;
+export const HASH_SEED = 0x2545f491;
 export const HTTP_PORT = 8080;
 const MEMBERSHIP_PORT = 4800;
 export const VIP = '10.80.0.100';
@@ -111,20 +113,30 @@ export interface DirectedRecovery {
   arpP50: number;
 }
 
+/** "Application killed": the web server of a node killed → its clients served by another node. */
+export interface AppKilledSeries extends FailoverSeries {
+  /** Requests of the sources not served by the killed node (bystanders), and how many failed. */
+  bystanderRequests?: number;
+  bystanderFailed?: number;
+}
+
 export interface FailoverReport {
   series: FailoverSeries[];
+  app?: AppKilledSeries[];
+  /** Per case, the failed requests of the other nodes' clients (survivors.ts), for the first profile. */
+  survivors?: { timing: string; cases: SurvivorCase[] };
   scale: ScaleRow[];
   directed?: DirectedRecovery;
   notes: string[];
 }
 
-function percentile(values: number[], p: number): number {
+export function percentile(values: number[], p: number): number {
   if (values.length === 0) return NaN;
   const s = [...values].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
-function inNs(ns: string, cmd: string, args: string[], timeoutMs = 15_000): Promise<string> {
+export function inNs(ns: string, cmd: string, args: string[], timeoutMs = 15_000): Promise<string> {
   return run('nsenter', [`--net=/run/netns/${ns}`, '--', cmd, ...args], timeoutMs);
 }
 
@@ -169,6 +181,8 @@ export class BenchFarm {
   /** corosync's token with the corosync backend (default: farmlb corosync-conf's). */
   corosyncTokenMs: number | undefined;
   corosync: CorosyncNodes | undefined;
+  /** Extra sections inside <service> (the "application killed" series sets a <check>). */
+  appXml = '';
 
   constructor(tag: string, powers: number[], private readonly mode: 'vmac_invisible' | 'vmac_directed', clientAddrs: number) {
     this.tag = tag;
@@ -209,7 +223,7 @@ export class BenchFarm {
       await plug(`p-n${n.index + 1}`, n.ns, 'flbn', nodeMac(n.index));
       await inNs(n.ns, 'ip', ['addr', 'add', `${node4(n.index)}/16`, 'dev', 'flbn']);
       mkdirSync(n.runDir, { recursive: true });
-      n.server = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'node', '-e', SERVER_JS, n.name, this.dir], { stdio: 'ignore' });
+      this.startServer(n);
     }
     writeFileSync(this.keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
     if (this.membership === 'corosync') this.farmlbAttrs.membership = 'corosync';
@@ -225,6 +239,26 @@ export class BenchFarm {
     }
   }
 
+  /** The node's web server (the application of the "application killed" series). */
+  startServer(n: BenchNode): void {
+    n.server = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'node', '-e', SERVER_JS, n.name, this.dir], { stdio: 'ignore' });
+  }
+
+  async waitServer(n: BenchNode, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await inNs(n.ns, 'ss', ['-Hltn', `sport = :${HTTP_PORT}`]).catch(() => '')).includes(`:${HTTP_PORT}`)) {
+      if (Date.now() > deadline) throw new Error(`the server of ${n.name} does not listen`);
+      await sleep(20);
+    }
+  }
+
+  async killServer(n: BenchNode): Promise<void> {
+    const srv = n.server;
+    if (!srv || srv.exitCode !== null || srv.signalCode !== null) return;
+    srv.kill('SIGKILL');
+    while (srv.exitCode === null && srv.signalCode === null) await sleep(2);
+  }
+
   writeConfig(profile: TimingProfile): void {
     const farmAttrs = Object.entries(profile.farm).map(([k, v]) => ` ${k}="${String(v)}"`).join('');
     const hosts = this.nodes.map((n) => `<host name="${n.name}" power="${n.power}"/>`).join('');
@@ -237,7 +271,7 @@ export class BenchFarm {
  <loadbalancing_list><group name="web"><cluster>${hosts}</cluster>
   <rule virtual_addr="${VIP}" port="${HTTP_PORT}" proto="tcp" filter="on_addr"/>${this.mode === 'vmac_directed' ? '<rule proto="arp" filter="on_addr"/>' : ''}
  </group></loadbalancing_list></vip>
- <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toString(16)}" key_file="${this.keyFile}"${Object.entries(this.farmlbAttrs).map(([k, v]) => ` ${k}="${v}"`).join('')}/>
+${this.appXml} <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toString(16)}" key_file="${this.keyFile}"${Object.entries(this.farmlbAttrs).map(([k, v]) => ` ${k}="${v}"`).join('')}/>
 </service></safe>\n`);
   }
 
@@ -592,9 +626,9 @@ function commOf(pid: number): string {
   return existsSync(`/proc/${pid}/comm`) ? readFileSync(`/proc/${pid}/comm`, 'utf8').trim() : '';
 }
 
-async function startKeepalived(n: BenchNode, advertInt: number, version: 2 | 3): Promise<void> {
+async function startKeepalived(n: BenchNode, advertInt: number, version: 2 | 3, text?: string): Promise<void> {
   const conf = path.join(n.runDir, 'keepalived.conf');
-  writeFileSync(conf, keepalivedConf(n, advertInt, version));
+  writeFileSync(conf, text ?? keepalivedConf(n, advertInt, version));
   const child = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'keepalived', '--vrrp', '--dont-fork', '--log-console', '-f', conf,
     // Fresh pid files per start: a killed run's files (or its child still exiting) must not stop this one.
     '-p', path.join(n.runDir, `keepalived-${++kaStarts}.pid`), '-r', path.join(n.runDir, `vrrp-${kaStarts}.pid`), '--no-syslog'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -663,6 +697,199 @@ async function keepalivedSeries(farm: BenchFarm, advertInt: number, version: 2 |
   }
   return { system: name, timing: `advert_int ${advertInt} s, VRRPv${version}, priorities 250/200/150, preempt`, trials: times,
     p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times), failed };
+}
+
+// ---- application killed ----------------------------------------------------------------
+
+/** Checker timings of the "application killed" series: the target one, and keepalived's smallest. */
+export const APP_TIMINGS = [
+  { intervalMs: 250, fall: 2 },
+  { intervalMs: 1000, fall: 2 },
+];
+
+/** The short-connection client of the lab tests over every source: bystander failures during a trial. */
+class Poller {
+  private readonly child: ChildProcess;
+  private out = '';
+
+  constructor(farm: BenchFarm) {
+    const args = { sources: farm.clientAddrs, host: VIP, port: HTTP_PORT, intervalMs: 50, timeoutMs: 300 };
+    this.child = spawn('nsenter', [`--net=/run/netns/${farm.clientNs}`, '--', 'node', '-e', POLL_CLIENT_JS, JSON.stringify(args), farm.dir],
+      { stdio: ['pipe', 'pipe', 'ignore'] });
+    this.child.stdout!.on('data', (d: Buffer) => { this.out += d.toString(); });
+  }
+
+  private async ask(cmd: string, prefix: string): Promise<string> {
+    const from = this.out.length;
+    this.child.stdin!.write(`${cmd}\n`);
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const at = this.out.indexOf(prefix, from);
+      const nl = at < 0 ? -1 : this.out.indexOf('\n', at);
+      if (nl >= 0) return this.out.slice(at, nl);
+      if (Date.now() > deadline) throw new Error(`the poll client did not answer ${cmd}`);
+      await sleep(5);
+    }
+  }
+
+  mark(): Promise<string> {
+    return this.ask('mark', 'marked');
+  }
+
+  async report(): Promise<{ src: string; answered: number; failed: number }[]> {
+    return JSON.parse(await this.ask('report', '[')) as { src: string; answered: number; failed: number }[];
+  }
+
+  close(): void {
+    this.child.stdin!.end('exit\n');
+    setTimeout(() => this.child.kill('SIGKILL'), 500).unref();
+  }
+}
+
+function appCheckXml(t: { intervalMs: number; fall: number }): string {
+  return ` <check><tcp ident="web" action="wait" fall="${t.fall}" rise="2"><to addr="127.0.0.1" port="${HTTP_PORT}" interval="${t.intervalMs}ms" timeout="1s"/></tcp></check>\n`;
+}
+
+/**
+ * farmlb: kill -9 of a node's web server (each node in turn) → the first answer from another
+ * node to a source of its buckets; meanwhile a client polls from every source, and the sources
+ * the killed node did not serve must see no failed request.
+ */
+async function farmlbAppSeries(farm: BenchFarm, timing: { intervalMs: number; fall: number }, trials: number, progress: (s: string) => void): Promise<AppKilledSeries> {
+  const prober = farm.getProber();
+  const poller = new Poller(farm);
+  const times: number[] = [];
+  const roles: Record<string, number[]> = { leader: [], follower: [] };
+  let failed = 0;
+  let bystanderRequests = 0;
+  let bystanderFailed = 0;
+  const label = `interval ${timing.intervalMs} ms, fall ${timing.fall}`;
+  try {
+    for (let t = 0; t < trials; t++) {
+      const owners = await farm.waitAgreed(farm.nodes, 30_000);
+      const victim = farm.nodes[t % farm.nodes.length]!;
+      const ownerOf = (a: string) => owners[bucketOf(addrBytes(a)!, HASH_SEED)];
+      const src = farm.clientAddrs.find((a) => ownerOf(a) === victim.index);
+      if (!src) throw new Error(`no client address in a bucket of ${victim.name}`);
+      const role = victim.index === 0 ? 'leader' : 'follower';
+      // The first connection after the farm formed may still wait for ARP: a few tries.
+      let before = await prober.once(src);
+      for (let i = 0; i < 20 && before !== victim.name; i++) {
+        await sleep(100);
+        before = await prober.once(src);
+      }
+      if (before !== victim.name) throw new Error(`before the kill, ${src} was served by ${before}, not ${victim.name}`);
+      await poller.mark();
+      const probe = prober.probe(src, victim.name, 15_000);
+      await sleep(30);
+      const killedAt = nowNs();
+      await farm.killServer(victim);
+      const r = await probe;
+      await sleep(500);
+      const report = await poller.report();
+      const byst = report.filter((x) => ownerOf(x.src) !== victim.index);
+      const bFailed = byst.reduce((a, x) => a + x.failed, 0);
+      bystanderRequests += byst.reduce((a, x) => a + x.answered + x.failed, 0);
+      bystanderFailed += bFailed;
+      if (r) {
+        const ms = Number(r.atNs - killedAt) / 1e6;
+        times.push(ms);
+        roles[role]!.push(ms);
+      } else {
+        failed++;
+      }
+      progress(`farmlb application killed (${label}) trial ${t + 1}/${trials}: ${victim.name} (${role}) → ${r ? `${round(Number(r.atNs - killedAt) / 1e6)} ms, served by ${r.body}` : 'not served again within 15 s'}; bystander requests failed: ${bFailed}`);
+      farm.startServer(victim);
+      await farm.waitServer(victim);
+      // Back in the farm (after rise), every handover over, before the next trial.
+      await farm.waitAgreed(farm.nodes, 30_000);
+      const deadline = Date.now() + 60_000;
+      while (farm.nodes.some((n) => farm.read(n)?.handover !== false)) {
+        if (Date.now() > deadline) throw new Error('the farm still hands buckets over 60 s after the application came back');
+        await sleep(50);
+      }
+      await sleep(300);
+    }
+  } finally {
+    poller.close();
+  }
+  return {
+    system: `farmlb application killed, ${label}`, timing: `<tcp> checker ${label}, rise 2; ${farm.timing()}`, trials: times,
+    p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times), failed, bystanderRequests, bystanderFailed,
+    byRole: Object.fromEntries(Object.entries(roles).filter(([, v]) => v.length > 0).map(([k, v]) => [k, median(v)])),
+  };
+}
+
+/**
+ * keepalived, the same application check as a vrrp_script (curl of the web server) with the
+ * interval and fall it accepts (interval is a whole number of seconds in 2.2), VRRPv3
+ * advert_int 0.1 so that VRRP itself is not what is measured: the master's web server killed
+ * → the first answer from another node.
+ */
+async function keepalivedAppSeries(farm: BenchFarm, timing: { intervalMs: number; fall: number }, trials: number, progress: (s: string) => void): Promise<AppKilledSeries> {
+  const intervalS = Math.max(1, Math.round(timing.intervalMs / 1000));
+  const conf = (n: BenchNode) => `${keepalivedConf(n, 0.1, 3).replace('vrrp_instance VI_BENCH {', `vrrp_script chk_web {
+  script "/usr/bin/curl -sf -o /dev/null -m 1 http://127.0.0.1:${HTTP_PORT}/"
+  interval ${intervalS}
+  timeout 1
+  fall ${timing.fall}
+  rise 2
+}
+vrrp_instance VI_BENCH {
+  track_script {
+    chk_web
+  }`)}`;
+  for (const n of farm.nodes) await startKeepalived(n, 0.1, 3, conf(n));
+  const master = farm.nodes[0]!;
+  const prober = farm.getProber();
+  const src = farm.clientAddrs[0]!;
+  const times: number[] = [];
+  let failed = 0;
+  const name = `keepalived vrrp_script, interval ${intervalS} s, fall ${timing.fall}`;
+  try {
+    for (let t = 0; t < trials; t++) {
+      const deadline = Date.now() + 30_000;
+      while ((await prober.once(src)) !== master.name) {
+        if (Date.now() > deadline) throw new Error(`${name}: ${master.name} did not become master again`);
+        await sleep(100);
+      }
+      const probe = prober.probe(src, master.name, 20_000);
+      await sleep(30);
+      const killedAt = nowNs();
+      await farm.killServer(master);
+      const r = await probe;
+      if (r) times.push(Number(r.atNs - killedAt) / 1e6);
+      else failed++;
+      progress(`${name} trial ${t + 1}/${trials}: ${r ? `${round(Number(r.atNs - killedAt) / 1e6)} ms, served by ${r.body}` : 'not served again within 20 s'}`);
+      farm.startServer(master);
+      await farm.waitServer(master);
+    }
+  } finally {
+    await stopKeepalived(farm);
+    for (const n of farm.nodes) if (await vipOn(n)) await inNs(n.ns, 'ip', ['addr', 'del', `${VIP}/16`, 'dev', 'flbn']).catch(() => '');
+  }
+  return { system: name, timing: `vrrp_script curl every ${intervalS} s, fall ${timing.fall}, rise 2; VRRPv3 advert_int 0.1, preempt`, trials: times,
+    p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times), failed };
+}
+
+async function applicationKilled(tag: string, trials: number, progress: (s: string) => void): Promise<AppKilledSeries[]> {
+  const farm = new BenchFarm(tag, [1, 1, 2], 'vmac_invisible', 64);
+  liveFarms.add(farm);
+  const out: AppKilledSeries[] = [];
+  try {
+    await farm.build(PROFILES.default!);
+    for (const timing of APP_TIMINGS) {
+      farm.appXml = appCheckXml(timing);
+      farm.writeConfig(PROFILES.default!);
+      for (const n of farm.nodes) await farm.startDaemon(n);
+      out.push(await farmlbAppSeries(farm, timing, trials, progress));
+      await Promise.all(farm.nodes.map((n) => farm.killDaemon(n, 'SIGTERM')));
+    }
+    out.push(await keepalivedAppSeries(farm, APP_TIMINGS[1]!, trials, progress));
+  } finally {
+    await farm.cleanup();
+  }
+  return out;
 }
 
 // ---- vmac_directed: clients that resolved the VIP through the dead node ------------------
@@ -776,12 +1003,18 @@ export interface FailoverBenchOptions {
   profiles: string[];
   keepalived: boolean;
   directed: boolean;
+  /** Trials of each survivors case (0 = skip). */
+  survivorTrials: number;
   lossWindowS: number;
   /** Which membership backends to measure (builtin: the timing profiles; corosync: one series). */
   memberships: MembershipBackend[];
   corosyncTokenMs?: number;
   /** Seconds at rest counting table changes and (corosync) ring re-formations; 0 = skip. */
   idleWindowS: number;
+  /** The "application killed" series (farmlb checker timings and keepalived vrrp_script). */
+  app: boolean;
+  /** Only the "application killed" series. */
+  appOnly?: boolean;
   progress: (line: string) => void;
 }
 
@@ -795,7 +1028,8 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    for (const name of opts.memberships.includes('builtin') ? opts.profiles : []) {
+    if (opts.app) report.app = await applicationKilled(`${base}a`, opts.trials, opts.progress);
+    for (const name of !opts.appOnly && opts.memberships.includes('builtin') ? opts.profiles : []) {
       const profile = PROFILES[name];
       if (!profile) throw new Error(`unknown profile ${name} (${Object.keys(PROFILES).join(', ')})`);
       const farm = new BenchFarm(`${base}${name[0]}`, [1, 1, 2], 'vmac_invisible', 64);
@@ -805,6 +1039,9 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
         for (const n of farm.nodes) await farm.startDaemon(n);
         opts.progress(`farmlb ${name}: ${farm.timing()}`);
         report.series.push(await farmlbSeries(farm, profile, opts.trials, opts.lossWindowS, opts.progress));
+        if (opts.survivorTrials > 0 && name === opts.profiles[0]) {
+          report.survivors = { timing: farm.timing(), cases: await survivorCases(farm, opts.survivorTrials, opts.progress) };
+        }
         if (opts.keepalived && name === opts.profiles[0]) {
           await Promise.all(farm.nodes.map((n) => farm.killDaemon(n, 'SIGTERM')));
           report.series.push(await keepalivedSeries(farm, 1, 2, opts.trials, opts.progress));
@@ -814,7 +1051,7 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
         await farm.cleanup();
       }
     }
-    if (opts.memberships.includes('corosync')) {
+    if (!opts.appOnly && opts.memberships.includes('corosync')) {
       const farm = new BenchFarm(`${base}c`, [1, 1, 2], 'vmac_invisible', 64);
       farm.membership = 'corosync';
       farm.corosyncTokenMs = opts.corosyncTokenMs;
@@ -829,8 +1066,8 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
         await farm.cleanup();
       }
     }
-    if (opts.directed) report.directed = await directedRecovery(`${base}d`, Math.max(4, Math.floor(opts.trials / 2)), opts.progress);
-    for (const m of opts.memberships) {
+    if (opts.directed && !opts.appOnly) report.directed = await directedRecovery(`${base}d`, Math.max(4, Math.floor(opts.trials / 2)), opts.progress);
+    for (const m of opts.appOnly ? [] : opts.memberships) {
       for (const size of opts.sizes) report.scale.push(await scaleRow(`${base}${m === 'corosync' ? 'cs' : 's'}${size}`, size, 3, 10, opts.progress, m, opts.corosyncTokenMs));
     }
   } finally {
@@ -842,9 +1079,9 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
 }
 
 export function renderFailover(r: FailoverReport): string {
-  const out: string[] = ['Failover (kill -9 → the client is served again), 3 nodes, powers 1:1:2', ''];
-  const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(34) : c.padStart(10))).join(' ');
-  out.push(row(['system', 'trials', 'p50 ms', 'p99 ms', 'max ms', 'failed']));
+  const out: string[] = r.series.length > 0 ? ['Failover (kill -9 → the client is served again), 3 nodes, powers 1:1:2', ''] : [];
+  const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(52) : c.padStart(9))).join(' ');
+  if (r.series.length > 0) out.push(row(['system', 'trials', 'p50 ms', 'p99 ms', 'max ms', 'failed']));
   for (const s of r.series) {
     const ms = (v: number) => (Number.isFinite(v) ? String(round(v)) : '-');
     out.push(row([s.system, String(s.trials.length), ms(s.p50), ms(s.p99), ms(s.max), String(s.failed)]));
@@ -856,6 +1093,18 @@ export function renderFailover(r: FailoverReport): string {
     const idle = s.idleWindowS !== undefined ? `; at rest for ${s.idleWindowS} s: ${s.tableChangesIdle} table change(s)${s.ringChangesIdle !== undefined ? `, totem rings re-formed ${s.ringChangesIdle}` : ''}` : '';
     out.push(`${s.system}: ${s.timing}${s.byRole ? `; p50 leader killed ${round(s.byRole.leader ?? NaN)} ms, follower killed ${round(s.byRole.follower ?? NaN)} ms` : ''}${perNode}${s.falseFailoversUnderLoss !== undefined ? `; table changes under 20% loss of the membership's packets for ${s.lossWindowS} s: ${s.falseFailoversUnderLoss}${rings}` : ''}${idle}`);
   }
+  if (r.app && r.app.length > 0) {
+    if (out.length > 0) out.push('');
+    out.push('Application killed (kill -9 of a node\'s web server → its client served by another node), 3 nodes, powers 1:1:2');
+    out.push(row(['system', 'trials', 'p50 ms', 'p99 ms', 'max ms', 'failed']) + '  bystander failed');
+    for (const s of r.app) {
+      const ms = (v: number) => (Number.isFinite(v) ? String(round(v)) : '-');
+      out.push(row([s.system, String(s.trials.length), ms(s.p50), ms(s.p99), ms(s.max), String(s.failed)])
+        + (s.bystanderRequests !== undefined ? `  ${s.bystanderFailed} of ${s.bystanderRequests}` : '  - (one master serves every source)'));
+    }
+    for (const s of r.app) out.push(`${s.system}: ${s.timing}${s.byRole ? `; p50 leader ${round(s.byRole.leader ?? NaN)} ms, follower ${round(s.byRole.follower ?? NaN)} ms` : ''}`);
+  }
+  if (r.survivors) out.push('', renderSurvivorCases(r.survivors.cases, r.survivors.timing));
   if (r.directed) out.push('', `vmac_directed, client resolved the VIP through the dead node: served again p50 ${round(r.directed.p50)} ms, its ARP entry repointed p50 ${round(r.directed.arpP50)} ms (${r.directed.trials.length} trials)`);
   if (r.scale.length > 0) {
     out.push('', 'Scale (powers 1, kill -9 of a follower → every survivor has the same table; daemon CPU at rest)');
@@ -877,6 +1126,8 @@ export function renderFailover(r: FailoverReport): string {
 const FAILOVER_USAGE = `Usage: node dist/bench/main.js failover [--quick] [--json] [--trials N] [--sizes 2,4,8,16]
                                          [--profiles default,fast] [--no-keepalived] [--no-directed] [--loss-window S]
                                          [--membership builtin,corosync] [--corosync-token MS] [--idle-window S]
+                                         [--no-app | --app-only]
+                                         [--survivor-trials N]
 
   --trials N        kill -9 trials per system (default 20; --quick 5)
   --sizes LIST      farm sizes for convergence and heartbeat CPU (default 2,4,8,16; --quick 2,4)
@@ -888,6 +1139,11 @@ const FAILOVER_USAGE = `Usage: node dist/bench/main.js failover [--quick] [--jso
                     loss on corosync's port 5405) and scale rows with corosync's own CPU
   --corosync-token MS   corosync's token (default farmlb corosync-conf's: 300)
   --idle-window S   seconds at rest before the loss window, counting table changes and totem rings (default 0)
+  --no-app          skip the "application killed" series (a <tcp> checker at 250 ms and 1 s, fall 2; keepalived vrrp_script)
+  --app-only        only the "application killed" series
+  --survivor-trials N  trials of each survivors case — leader and follower killed, hung, link down,
+                    and each one's return — with the other nodes' clients' failed requests
+                    (first profile only; default: --trials; 0 = skip)
   --json            JSON document on stdout (the report then goes to stderr)
 
 Must run as root. Namespaces flb-bfo<pid>* are removed on exit.`;
@@ -906,6 +1162,9 @@ export async function failoverMain(argv: string[]): Promise<number> {
       membership: { type: 'string' },
       'corosync-token': { type: 'string' },
       'idle-window': { type: 'string' },
+      'no-app': { type: 'boolean', default: false },
+      'app-only': { type: 'boolean', default: false },
+      'survivor-trials': { type: 'string' },
     },
     strict: true,
   });
@@ -928,6 +1187,9 @@ export async function failoverMain(argv: string[]): Promise<number> {
     }),
     ...(values['corosync-token'] !== undefined ? { corosyncTokenMs: Number(values['corosync-token']) } : {}),
     idleWindowS: Number(values['idle-window'] ?? 0),
+    app: !values['no-app'],
+    appOnly: values['app-only'],
+    survivorTrials: Number(values['survivor-trials'] ?? values.trials ?? (values.quick ? 5 : 20)),
     progress,
   });
   emitReport(`${JSON.stringify(machineFacts().date)}\n${renderFailover(report)}`, report, values.json);

@@ -30,6 +30,8 @@ async function main(): Promise<number> {
   if (process.argv[2] === 'failover') return (await import('./failover.js')).failoverMain(process.argv.slice(3));
   // `handover`: connections lost on a rejoin with the handover on and off (src/bench/handover.ts).
   if (process.argv[2] === 'handover') return (await import('./handover.js')).handoverMain(process.argv.slice(3));
+  // `sockets`: a handover connection count through sock_diag and /proc with many sockets (src/bench/sockets.ts).
+  if (process.argv[2] === 'sockets') return (await import('./sockets.js')).socketsMain(process.argv.slice(3));
   const { values } = parseArgs({
     options: {
       ...COMMON_OPTIONS,

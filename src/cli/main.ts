@@ -6,7 +6,7 @@ import { COMMANDS } from './commands/index.js';
 import { EXIT, isConfigErrorCode, type CommandDef } from './command.js';
 import { applyDefaultPaths } from './default-paths.js';
 import { errorJson, errorText, makeOutput } from './output.js';
-import { isFarmlbError } from '../errors.js';
+import { FarmlbError, isFarmlbError } from '../errors.js';
 
 function addCommand(program: Command, def: CommandDef, onExit: (code: number) => void): void {
   const cmd = program.command(def.args ? `${def.name} ${def.args}` : def.name).description(def.summary);
@@ -55,14 +55,46 @@ function packageVersion(): string {
   return pkg.version;
 }
 
+const guarded = new WeakSet<NodeJS.WriteStream>();
+
+/**
+ * `farmlb … | head`: once the reader is gone, writing to the pipe fails with EPIPE. Like
+ * `ls` and `git` (killed quietly by SIGPIPE) the command stops without a word; as ripgrep
+ * does, it exits 0, since the reader chose to stop reading. Any other stream error is
+ * rethrown as before.
+ */
+export function exitQuietlyOnClosedPipe(streams: NodeJS.WriteStream[] = [process.stdout, process.stderr],
+  exit: (code: number) => void = (code) => process.exit(code)): void {
+  for (const stream of streams) {
+    // main() may run many times in one process (the unit tests): one listener per stream.
+    if (guarded.has(stream)) continue;
+    guarded.add(stream);
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') exit(EXIT.OK);
+      else throw err;
+    });
+  }
+}
+
+/** A commander parse error as the CLI prints it under --json (docs/cli.md, "Exit codes"). */
+function usageError(err: CommanderError): { code: string; message: string; hint: string } {
+  const e = new FarmlbError('FARMLB_E_CLI_USAGE', { detail: err.message.replace(/^error: /, '') });
+  return errorJson(e) as { code: string; message: string; hint: string };
+}
+
 export async function main(argv: string[]): Promise<number> {
   let exitCode: number = EXIT.OK;
+  const json = argv.includes('--json');
+  exitQuietlyOnClosedPipe();
   const program = new Command('farmlb')
     .description('kernel-assisted farm load balancer (XDP)')
     .version(packageVersion(), '-V, --version')
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', TOP_LEVEL_HELP);
+  // Before the commands are added, which inherit it: under --json a usage error is printed
+  // as {"error": …} on stdout below, not as commander's text.
+  if (json) program.configureOutput({ outputError: () => undefined, writeErr: () => undefined });
   for (const def of COMMANDS) addCommand(program, def, (code) => { exitCode = code; });
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -70,11 +102,12 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version exit 0; every parse error is a usage error.
-      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+      if (err.exitCode === 0) return EXIT.OK;
+      if (json) process.stdout.write(`${JSON.stringify({ error: usageError(err) })}\n`);
+      return EXIT.USAGE;
     }
     if (isFarmlbError(err)) {
       const e = err as Error & { code: string; hint?: string };
-      const json = argv.includes('--json');
       if (json) process.stdout.write(`${JSON.stringify({ error: errorJson(e) })}\n`);
       else process.stderr.write(errorText(e));
       return isConfigErrorCode(e.code) ? EXIT.CONFIG : EXIT.FAILED;

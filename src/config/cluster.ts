@@ -23,6 +23,8 @@ export function parseClusterConfig(text: string, file: string): ClusterConfig {
   const lansEl = r.children(root, 'lans', true)[0];
   const lans: ClusterLan[] = [];
   const nodes: string[] = [];
+  // A Set beside the ordered list: a 40,000-node file took 4 s with nodes.includes().
+  const nodeNames = new Set<string>();
   const addrOwner = new Map<string, { node: string; line: number }>();
   if (!lansEl) {
     diag.error('FARMLB_E_CONFIG_MISSING_ELEMENT', { parent: 'cluster', name: 'lans' }, root);
@@ -52,13 +54,14 @@ export function parseClusterConfig(text: string, file: string): ClusterConfig {
         const node = readNode(r, nodeEl, lanName, seen, addrOwner);
         if (!node) continue;
         lan.nodes.push(node);
-        if (!nodes.includes(node.name)) {
+        if (!nodeNames.has(node.name)) {
           if (nodes.length === LIMITS.nodes) {
             diag.error('FARMLB_E_CONFIG_TOO_MANY', {
               what: 'nodes', count: `more than ${LIMITS.nodes}`, max: LIMITS.nodes, advice: 'split the farm into several clusters',
             }, nodeEl, 'name');
           }
           nodes.push(node.name);
+          nodeNames.add(node.name);
         }
       }
       if (lan.nodes.length === 0 && !lanEl.children.some((c) => c.name === 'node')) {

@@ -39,6 +39,11 @@ export class Diagnostics {
     this.warnings.push({ code, message, src: { file: this.file, line: pos.line, column: pos.column, element: el.name } });
   }
 
+  /** A warning at a place already recorded (a rule's or an interface's SourceRef). */
+  warnAt(code: string, message: string, src: SourceRef): void {
+    this.warnings.push({ code, message, src: { file: src.file, line: src.line, column: src.column, element: src.element } });
+  }
+
   /** Throws the aggregate when anything went wrong. */
   throwIfErrors(): void {
     if (this.errors.length) throw aggregateConfigErrors(this.file, this.errors);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { defaultFarmlbSettings, defaultFarmTopology, DEFAULT_HASH_SEED, INTERFACE_DEFAULTS, LIMITS } from './defaults.js';
 import { openConfigDocument, Reader } from './reader.js';
 import { checkRules } from './rules.js';
+import { readApp } from './app.js';
 import type {
   Criterion, FarmConfig, FarmlbSettings, FarmTopology, Group, Host, Rule, RuleProto, SplitBrainPolicy, MembershipBackend, VipInterface, VirtualAddr, VmacMode,
 } from './types.js';
@@ -24,10 +25,7 @@ import { MODULE_PATTERN } from '../paths.js';
 export const IGNORED_SAFEKIT_SECTIONS: Record<string, string> = {
   heart: 'mirror heartbeats (farm heartbeats are <farm>)',
   rfs: 'file replication',
-  user: 'module scripts and their variables',
   vhost: 'virtual hostname',
-  errd: 'process and service monitoring',
-  check: 'checkers (tcp, ping, intf, ip, custom, module, splitbrain)',
   checker: 'checkers',
   failover: 'the failover machine',
   module: 'module checker',
@@ -48,6 +46,7 @@ const FARMLB_ATTRS = {
   module: ['module'],
   hashSeed: ['hash_seed', 'hashSeed'],
   keyFile: ['key_file', 'keyFile'],
+  acceptKeyFile: ['accept_key_file', 'acceptKeyFile'],
   membershipPort: ['membership_port', 'membershipPort'],
   healthPort: ['health_port', 'healthPort'],
   healthBind: ['health_bind', 'healthBind'],
@@ -55,6 +54,7 @@ const FARMLB_ATTRS = {
   splitBrain: ['split_brain', 'splitBrain'],
   handoverLimit: ['handover_limit', 'handoverLimit'],
   membership: ['membership'],
+  scriptsDir: ['scripts_dir', 'scriptsDir'],
 } as const;
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -66,6 +66,9 @@ interface Sections {
   farm?: XmlElement;
   vip?: XmlElement;
   farmlb?: XmlElement;
+  check?: XmlElement;
+  errd?: XmlElement;
+  user?: XmlElement;
 }
 
 export function parseFarmConfig(text: string, file: string): FarmConfig {
@@ -74,14 +77,15 @@ export function parseFarmConfig(text: string, file: string): FarmConfig {
 
   const farm = readFarm(r, sections.farm);
   const farmlb = readFarmlb(r, sections.farmlb);
+  const app = readApp(r, sections, farmlb.scriptsDir);
   let config: FarmConfig | undefined;
   if (sections.vip) {
     config = readVip(r, sections.vip, farmlb);
   } else if (sections.service) {
-    diag.error('FARMLB_E_CONFIG_MISSING_ELEMENT', { parent: 'service', name: 'vip' }, sections.service);
+    config = cloudFarm(diag.file, farmlb);
   }
   diag.throwIfErrors();
-  return { ...config!, farm, warnings: diag.warnings };
+  return { ...config!, farm, app, warnings: diag.warnings };
 }
 
 /** <safe><service>…</service></safe>, a bare <service>, or a bare <vip> (as in the user guide's examples). */
@@ -113,9 +117,9 @@ function findSections(r: Reader, root: XmlElement): Sections {
   if (mode && mode.value !== 'farm') {
     diag.error('FARMLB_E_CONFIG_NOT_FARM', { mode: mode.value }, service, mode);
   }
-  r.checkAttributes(service, ['mode'], 'warn');
+  r.checkAttributes(service, ['mode', 'maxloop', 'loop_interval'], 'warn');
   for (const c of service.children) {
-    if (['farm', 'vip', 'farmlb', 'macro'].includes(c.name)) continue;
+    if (['farm', 'vip', 'farmlb', 'macro', 'check', 'errd', 'user'].includes(c.name)) continue;
     const what = IGNORED_SAFEKIT_SECTIONS[c.name];
     if (what) {
       r.warn('FARMLB_W_CONFIG_IGNORED_SECTION', `<${c.name}> (${what}) is not implemented by farmlb; ignored`, c);
@@ -128,6 +132,9 @@ function findSections(r: Reader, root: XmlElement): Sections {
     farm: r.children(service, 'farm', true)[0],
     vip: r.children(service, 'vip', true)[0],
     farmlb: r.children(service, 'farmlb', true)[0],
+    check: r.children(service, 'check', true)[0],
+    errd: r.children(service, 'errd', true)[0],
+    user: r.children(service, 'user', true)[0],
   };
 }
 
@@ -219,6 +226,18 @@ function readFarmlb(r: Reader, el: XmlElement | undefined): FarmlbSettings {
       s.keyFile = path.resolve(path.dirname(r.diag.file), keyAttr.value);
     }
   }
+  // A second key accepted on receive, never signed with: the next (or previous) key of a
+  // rotation (docs/security.md, "Rotating the key").
+  const acceptAttr = get('acceptKeyFile');
+  if (acceptAttr) {
+    if (acceptAttr.value.trim() === '') {
+      r.diag.error('FARMLB_E_CONFIG_FARMLB_SETTING', {
+        attribute: acceptAttr.name, value: '', why: 'the accepted key file path is empty', advice: 'give the path of the other key of a rotation, or omit the attribute',
+      }, el, acceptAttr);
+    } else {
+      s.acceptKeyFile = path.resolve(path.dirname(r.diag.file), acceptAttr.value);
+    }
+  }
   s.membershipPort = r.parsed(el, get('membershipPort'), parsePortNumber, s.membershipPort, 'FARMLB_E_CONFIG_BAD_PORT');
   s.healthPort = r.parsed(el, get('healthPort'), parsePortNumber, s.healthPort, 'FARMLB_E_CONFIG_BAD_PORT');
   // Addresses the health server listens on (default: the node's own of cluster.xml), and
@@ -251,6 +270,9 @@ function readFarmlb(r: Reader, el: XmlElement | undefined): FarmlbSettings {
   }
   s.splitBrain = r.oneOf<SplitBrainPolicy>(el, get('splitBrain'), ['serve', 'quorum'], s.splitBrain);
   s.membership = r.oneOf<MembershipBackend>(el, get('membership'), ['builtin', 'corosync'], s.membership ?? 'builtin');
+  const scripts = get('scriptsDir');
+  // Relative to the config file, like key_file.
+  if (scripts && scripts.value.trim() !== '') s.scriptsDir = path.resolve(path.dirname(r.diag.file), scripts.value);
   const handover = get('handoverLimit');
   s.handoverLimitMs = duration(r, el, handover, s.handoverLimitMs, 'ms');
   if (handover && s.handoverLimitMs > MAX_HANDOVER_MS) {
@@ -276,12 +298,18 @@ function readVip(r: Reader, vipEl: XmlElement, farmlb: FarmlbSettings): FarmConf
   const vips: VirtualAddr[] = [];
   const vipAddrs: IpAddr[] = [];
   const vipFirstLine = new Map<string, number>();
+  // Interfaces whose type= or a <virtual_addr> was rejected: their mode or VIPs are not
+  // known, so the rule checks must not report what only follows from that first error.
+  const uncertainInterfaces = new Set<VipInterface>();
+  // VIPs that parse as addresses but were rejected (broadcast, node address…): a rule naming
+  // one is not also "a rule for an unknown VIP".
+  const rejectedVips = new Set<string>();
   if (interfaceList) {
     r.checkAttributes(interfaceList, [], 'error');
     r.checkChildren(interfaceList, ['interface'], 'error');
     r.checkNoText(interfaceList);
     for (const ifEl of r.children(interfaceList, 'interface')) {
-      const itf = readInterface(r, ifEl, (vaEl, addr, family) => {
+      const itf = readInterface(r, ifEl, uncertainInterfaces, rejectedVips, (vaEl, addr, family) => {
         const first = vipFirstLine.get(addr.canonical);
         if (first !== undefined) {
           diag.error('FARMLB_E_CONFIG_DUPLICATE_VIP', { addr: addr.canonical, firstLine: first }, vaEl, 'addr');
@@ -312,14 +340,29 @@ function readVip(r: Reader, vipEl: XmlElement, farmlb: FarmlbSettings): FarmConf
   const vmac = vipAddrs[0] ? defaultVmac(vipAddrs[0]) : '';
   for (const itf of interfaces) if (!itf.vmacExplicit) itf.vmac = vmac;
 
-  const groups = readGroups(r, vipEl, vips);
-  checkRules(r, groups, interfaces, vips);
+  const groups = readGroups(r, vipEl, vips, rejectedVips);
+  checkRules(r, groups, interfaces, vips, { uncertain: uncertainInterfaces });
   return { file: diag.file, tcpreset, scriptcontrol, interfaces, vips, groups, farmlb, warnings: diag.warnings };
+}
+
+/**
+ * A farm module without <vip>: SafeKit's cloud farm (seed 001 §13.6.3). The cloud's load
+ * balancer spreads the traffic over the nodes and probes each node's ready.txt; farmlb runs
+ * the membership, the checkers and the scripts, and answers the probe (docs/application.md,
+ * "Cloud farm"). No VIP, no data plane rule: one implicit group of every node, power 1, so
+ * the membership still agrees on who is in the farm.
+ */
+function cloudFarm(file: string, farmlb: FarmlbSettings): FarmConfig {
+  return {
+    file, tcpreset: false, scriptcontrol: false, interfaces: [], vips: [], cloud: true,
+    groups: [{ name: 'farm', index: 0, hosts: null, rules: [], src: { file, line: 1, column: 1, element: 'service' } }],
+    farmlb, warnings: [],
+  };
 }
 
 type VipAllocator = (el: XmlElement, addr: IpAddr, family: 4 | 6) => { id: number; family: 4 | 6 } | undefined;
 
-function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipInterface | undefined {
+function readInterface(r: Reader, el: XmlElement, uncertain: Set<VipInterface>, rejectedVips: Set<string>, allocate: VipAllocator): VipInterface | undefined {
   const diag = r.diag;
   r.checkAttributes(el, INTERFACE_ATTRS, 'error');
   r.checkNoText(el);
@@ -353,7 +396,12 @@ function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipIn
   r.checkAttributes(vi, VIRTUAL_INTERFACE_ATTRS, 'error');
   r.checkChildren(vi, ['virtual_addr'], 'error');
   r.checkNoText(vi);
-  const type = r.oneOf<VmacMode>(vi, r.attr(vi, 'type'), ['vmac_invisible', 'vmac_directed'], INTERFACE_DEFAULTS.type);
+  const typeAttr = r.attr(vi, 'type');
+  const type = r.oneOf<VmacMode>(vi, typeAttr, ['vmac_invisible', 'vmac_directed'], INTERFACE_DEFAULTS.type);
+  let certain = typeAttr === undefined || typeAttr?.value === type;
+  if (typeAttr === undefined) {
+    r.warn('FARMLB_W_CONFIG_DEFAULT_TYPE', `no type=: this interface runs ${INTERFACE_DEFAULTS.type} (SafeKit's default), which turns promiscuous mode on; write type="vmac_invisible" or type="vmac_directed"`, vi);
+  }
   let vmac = '';
   let vmacExplicit = false;
   const macAttr = r.attr(vi, 'addr');
@@ -368,10 +416,10 @@ function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipIn
 
   const addrs: VirtualAddr[] = [];
   for (const va of r.children(vi, 'virtual_addr')) {
-    const parsed = readVirtualAddr(r, va);
-    if (!parsed) continue;
+    const parsed = readVirtualAddr(r, va, rejectedVips);
+    if (!parsed) { certain = false; continue; }
     const slot = allocate(va, parsed.addr, parsed.addr.family);
-    if (!slot) continue;
+    if (!slot) { certain = false; continue; }
     addrs.push({ ...parsed.fields, addr: parsed.addr.canonical, family: slot.family, id: slot.id, src: diag.ref(va) });
   }
   if (addrs.length === 0 && r.children(vi, 'virtual_addr').length === 0) {
@@ -380,13 +428,15 @@ function readInterface(r: Reader, el: XmlElement, allocate: VipAllocator): VipIn
   if (!addrs.some((a) => a.family === 4)) {
     for (const n of ['arpreroute', 'arpinterval', 'arpelapse']) {
       const a = el.attrs.find((x) => x.name === n);
-      if (a && addrs.length) r.warn('FARMLB_W_CONFIG_IPV4_ONLY', `${n}= has no effect: this interface has no IPv4 VIP (IPv6 clients follow neighbour discovery)`, el, a);
+      if (a && addrs.length) r.warn('FARMLB_W_CONFIG_IPV4_ONLY', `${n}= on an interface without IPv4 VIPs: SafeKit documents arpreroute for IPv4 only; farmlb sends its IPv6 clients unsolicited neighbour advertisements instead (docs/net.md, "arpreroute")`, el, a);
     }
   }
-  return {
+  const itf: VipInterface = {
     ...(name !== undefined ? { name } : {}),
     check, arpreroute, arpintervalMs, arpelapseMs, type, vmac, vmacExplicit, addrs, src: diag.ref(el),
   };
+  if (!certain) uncertain.add(itf);
+  return itf;
 }
 
 function readAddress(r: Reader, el: XmlElement, attr: XmlAttr): IpAddr | undefined {
@@ -400,7 +450,7 @@ function readAddress(r: Reader, el: XmlElement, attr: XmlAttr): IpAddr | undefin
   return undefined;
 }
 
-function readVirtualAddr(r: Reader, el: XmlElement):
+function readVirtualAddr(r: Reader, el: XmlElement, rejectedVips: Set<string>):
   { addr: IpAddr; fields: Pick<VirtualAddr, 'where' | 'check' | 'connections' | 'prefixLen'> } | undefined {
   const diag = r.diag;
   r.checkAttributes(el, VIRTUAL_ADDR_ATTRS, 'error');
@@ -414,6 +464,11 @@ function readVirtualAddr(r: Reader, el: XmlElement):
   }
   const check = r.onOff(el, 'check', true);
   const connections = r.onOff(el, 'connections', false);
+  const connectionsAttr = r.attr(el, 'connections');
+  if (connections && connectionsAttr) {
+    // SafeKit's per-VIP connection accounting has no counterpart here: say so rather than pretend.
+    r.warn('FARMLB_W_CONFIG_IGNORED_SETTING', 'connections="on" is accepted for SafeKit compatibility but farmlb does nothing with it; ignored', el, connectionsAttr);
+  }
   const addrAttr = r.required(el, 'addr', 'an IPv4 or IPv6 address');
   if (!addrAttr) return undefined;
   const addr = readAddress(r, el, addrAttr);
@@ -421,6 +476,7 @@ function readVirtualAddr(r: Reader, el: XmlElement):
   const problem = vipAddressProblem(addr);
   if (problem) {
     diag.error('FARMLB_E_CONFIG_BAD_VALUE', { attribute: 'addr', value: addrAttr.value, element: el.name, expected: `a unicast address (${problem})` }, el, addrAttr);
+    rejectedVips.add(addr.canonical);
     return undefined;
   }
   let prefixLen: number | undefined;
@@ -434,7 +490,7 @@ function readVirtualAddr(r: Reader, el: XmlElement):
   return { addr, fields: { where: 'alias', check, connections, ...(prefixLen !== undefined ? { prefixLen } : {}) } };
 }
 
-function readGroups(r: Reader, vipEl: XmlElement, vips: VirtualAddr[]): Group[] {
+function readGroups(r: Reader, vipEl: XmlElement, vips: VirtualAddr[], rejectedVips: Set<string>): Group[] {
   const diag = r.diag;
   const list = r.children(vipEl, 'loadbalancing_list', true)[0];
   if (!list) {
@@ -481,7 +537,7 @@ function readGroups(r: Reader, vipEl: XmlElement, vips: VirtualAddr[]): Group[] 
           what: 'rules', count: `more than ${LIMITS.rules}`, max: LIMITS.rules, advice: 'use virtual_addr="*" or port="*" rules to cover several VIPs or ports at once',
         }, ruleEl);
       }
-      const rule = readRule(r, ruleEl, vips);
+      const rule = readRule(r, ruleEl, vips, rejectedVips);
       if (rule) rules.push(rule);
     }
     if (gEl.children.every((c) => c.name !== 'rule')) {
@@ -526,7 +582,7 @@ function readHosts(r: Reader, el: XmlElement, group: string): Host[] {
 const PROTOS: readonly RuleProto[] = ['tcp', 'udp', 'arp'];
 const CRITERIA: readonly Criterion[] = ['on_addr', 'on_port', 'on_ipid'];
 
-function readRule(r: Reader, el: XmlElement, vips: VirtualAddr[]): Rule | undefined {
+function readRule(r: Reader, el: XmlElement, vips: VirtualAddr[], rejectedVips: Set<string>): Rule | undefined {
   const diag = r.diag;
   const before = diag.errors.length;
   r.checkAttributes(el, RULE_ATTRS, 'error');
@@ -563,7 +619,7 @@ function readRule(r: Reader, el: XmlElement, vips: VirtualAddr[]): Rule | undefi
     const addr = readAddress(r, el, vaAttr);
     if (addr) {
       vip = addr.canonical;
-      if (!vips.some((v) => v.addr === vip)) {
+      if (!vips.some((v) => v.addr === vip) && !rejectedVips.has(vip)) {
         diag.error('FARMLB_E_CONFIG_RULE_UNKNOWN_VIP', { vip: vaAttr.value, vips: vips.map((v) => v.addr).join(', ') || 'none' }, el, vaAttr);
       }
     }

@@ -47,9 +47,10 @@ export interface LoadedConfigs {
  * Problems of both files come back in one FARMLB_E_CONFIG_INVALID (a file that cannot be
  * read is thrown alone as FARMLB_E_CONFIG_READ).
  */
-export async function loadConfigs(opts: { config: string; cluster?: string | undefined }): Promise<LoadedConfigs> {
+export async function loadConfigs(opts: { config: string; cluster?: string | undefined; configText?: string }): Promise<LoadedConfigs> {
   const [farmText, clusterText] = await Promise.all([
-    readText(opts.config),
+    // configText: userconfig.xml already read (e.g. from stdin); `config` then only names it.
+    opts.configText ?? readText(opts.config),
     opts.cluster === undefined ? Promise.resolve(undefined) : readText(opts.cluster),
   ]);
   const errors: FarmlbError[] = [];

@@ -79,6 +79,8 @@ export interface FarmlbSettings {
   module: string;
   hashSeed: number;
   keyFile: string;
+  /** <farmlb accept_key_file>: another key accepted on receive (a rotation); absent = none. */
+  acceptKeyFile?: string;
   membershipPort: number;
   healthPort: number;
   /** <farmlb health_bind>: addresses the health server listens on; absent = the node's cluster.xml addresses. */
@@ -92,6 +94,8 @@ export interface FarmlbSettings {
   handoverLimitMs: number;
   /** <farmlb membership>: the membership engine (absent = builtin). */
   membership?: MembershipBackend;
+  /** <farmlb scripts_dir>: the module scripts' directory (default: SafeKit's <module>/bin, docs/application.md). */
+  scriptsDir?: string;
   src?: SourceRef;
 }
 
@@ -120,8 +124,100 @@ export interface FarmTopology {
   src?: SourceRef;
 }
 
+// ---- the application: <check>, <errd>, <user> (SafeKit user guide §13.8, §13.10–13.16) ----
+
+/**
+ * What a failing checker or process does (SafeKit's failover actions, for a farm):
+ * wait — the node leaves the farm while the resource is down and returns when it is up;
+ * restart — stop_both then start_both, the node staying in the farm;
+ * stopstart — the node leaves the farm, stop_both, start_both, and it comes back.
+ */
+export type AppAction = 'wait' | 'restart' | 'stopstart';
+
+/**
+ * When a checker (or a <proc>) runs: `pre` from the daemon's start (before prestart), even
+ * while the module is in WAIT; `both` once start_both succeeded, until stop_both (SafeKit's
+ * farm class; its mirror word `prim` is read as `both`).
+ */
+export type AppWhen = 'pre' | 'both';
+
+interface CheckerCommon {
+  /** SafeKit's ident=: the resource is `<kind>.<ident>`. */
+  ident: string;
+  /** SafeKit resource name, e.g. tcp.HTTP_APP. */
+  resource: string;
+  when: AppWhen;
+  action: AppAction;
+  intervalMs: number;
+  /** A probe not answered within this fails. */
+  timeoutMs: number;
+  /** Consecutive failures before the resource goes down. */
+  fall: number;
+  /** Consecutive successes before it is up again. */
+  rise: number;
+  src: SourceRef;
+}
+
+export type CheckerConfig = CheckerCommon & (
+  | { kind: 'tcp'; addr: string; port: number }
+  /** keepalived's HTTP_GET/SSL_GET: a GET of url must answer one of `status`. */
+  | { kind: 'http'; url: string; status: number[]; verifyTls: boolean }
+  | { kind: 'ping'; addr: string }
+  | { kind: 'intf'; ifname: string }
+  | { kind: 'ip'; addr: string }
+  /** A program farmlb starts and supervises; it reports its resource by printing up/down lines. */
+  | { kind: 'custom'; exec: string; args: string[] }
+);
+
+export type CheckerKind = CheckerConfig['kind'];
+
+/** <errd><proc>: at least `atleast` (at most `atmost`, -1 = any) processes named so must run. */
+export interface ProcConfig {
+  /** Matched against the process name (/proc/PID/comm, 15 characters) unless nameRegex. */
+  name: string;
+  nameRegex?: string;
+  /** A regular expression the process's arguments (cmdline after argv[0], space-joined) must match. */
+  argRegex?: string;
+  atleast: number;
+  atmost: number;
+  action: AppAction;
+  when: AppWhen;
+  /** SafeKit resource name: proc.<name>. */
+  resource: string;
+  src: SourceRef;
+}
+
+export interface AppConfig {
+  /** Where the module's programs live (scripts, custom checkers): <farmlb scripts_dir>, else SafeKit's <module>/bin. */
+  binDir: string;
+  /** <check>: checkers in file order. */
+  checkers: CheckerConfig[];
+  /** <errd>: processes monitored, and how often. */
+  procs: ProcConfig[];
+  procPollMs: number;
+  /** <user>: the module scripts run (absent: no script runs, as in SafeKit). */
+  scripts?: {
+    /** <user nicestoptimeout>: bound of a script's normal run. */
+    niceStopTimeoutMs: number;
+    /** <user forcestoptimeout>: bound of `stop_both -force` after a stop timed out. */
+    forceStopTimeoutMs: number;
+    /** <user logging="userlog"|"none">: the scripts' output is logged, or dropped. */
+    logOutput: boolean;
+    /** <var name value>: environment of every script. */
+    vars: { name: string; value: string }[];
+    src: SourceRef;
+  };
+  /** <service maxloop loop_interval>: restarts and stopstarts allowed within the interval before the module stops. */
+  maxloop: number;
+  loopIntervalMs: number;
+}
+
 export interface FarmConfig {
   file: string;
+  /** A farm without <vip> (SafeKit's cloud farm): no VIP, no data plane; ready.txt tells the cloud's load balancer. */
+  cloud?: boolean;
+  /** The application around the VIP: checkers, process monitoring, module scripts (set by the parser; absent = none). */
+  app?: AppConfig;
   tcpreset: boolean;
   scriptcontrol: boolean;
   interfaces: VipInterface[];

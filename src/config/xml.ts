@@ -45,8 +45,30 @@ class LineIndex {
   }
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const isXmlSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+
+/**
+ * The offset in `tag` (the text of one well-formed start tag, from its "<") where each
+ * attribute name starts, first occurrence. One pass over the tag: finding each name with its
+ * own search made an element with 20,000 attributes take seconds.
+ */
+export function attributeOffsets(tag: string): Map<string, number> {
+  const out = new Map<string, number>();
+  let i = 1;
+  while (i < tag.length && !isXmlSpace(tag.charCodeAt(i)) && tag[i] !== '/' && tag[i] !== '>') i++;
+  for (;;) {
+    while (i < tag.length && isXmlSpace(tag.charCodeAt(i))) i++;
+    if (i >= tag.length || tag[i] === '/' || tag[i] === '>') return out;
+    const nameStart = i;
+    while (i < tag.length && tag[i] !== '=' && !isXmlSpace(tag.charCodeAt(i))) i++;
+    const name = tag.slice(nameStart, i);
+    if (!out.has(name)) out.set(name, nameStart);
+    while (i < tag.length && tag[i] !== '"' && tag[i] !== "'") i++;
+    if (i >= tag.length) return out;
+    const close = tag.indexOf(tag[i]!, i + 1);
+    if (close < 0) return out;
+    i = close + 1;
+  }
 }
 
 /** Parses well-formed XML or throws FARMLB_E_CONFIG_XML at the first syntax error. */
@@ -56,7 +78,11 @@ export function parseXml(text: string, file: string): XmlElement {
   const stack: XmlElement[] = [];
   let root: XmlElement | undefined;
   let firstError: FarmlbError | undefined;
-  let lastTagEnd = 0;
+  // Where the last thing saxes reported (tag, comment, text, …) ended: the next text starts
+  // there. Tracking tags alone made every text after a comment rescan back to the last tag
+  // (1 MiB of blanks then 10,000 text/comment pairs took 49 s).
+  let lastEventEnd = 0;
+  const eventEnded = () => { lastEventEnd = parser.position; };
 
   parser.on('error', (err) => {
     if (firstError) return;
@@ -69,28 +95,36 @@ export function parseXml(text: string, file: string): XmlElement {
   parser.on('opentag', (tag) => {
     const end = parser.position;
     const start = Math.max(0, text.lastIndexOf(`<${tag.name}`, end - 1));
-    const raw = text.slice(start, end);
+    const offsets = attributeOffsets(text.slice(start, end));
     const attrs: XmlAttr[] = Object.entries(tag.attributes as Record<string, string>).map(([name, value]) => {
-      const m = new RegExp(`\\s${escapeRegExp(name)}\\s*=`).exec(raw);
-      const pos = lines.at(m ? start + m.index + 1 : start);
-      return { name, value, ...pos };
+      const at = offsets.get(name);
+      return { name, value, ...lines.at(at !== undefined ? start + at : start) };
     });
     const el: XmlElement = { name: tag.name, attrs, children: [], texts: [], ...lines.at(start) };
     const parent = stack[stack.length - 1];
     if (parent) parent.children.push(el); else root ??= el;
-    lastTagEnd = end;
+    lastEventEnd = end;
     if (!tag.isSelfClosing) stack.push(el);
   });
   parser.on('closetag', (tag) => {
-    lastTagEnd = parser.position;
+    lastEventEnd = parser.position;
     if (!tag.isSelfClosing) stack.pop();
   });
+  // saxes reports a comment with its final '>' still ahead.
+  parser.on('comment', () => { lastEventEnd = text.charCodeAt(parser.position) === 0x3e ? parser.position + 1 : parser.position; });
+  parser.on('processinginstruction', eventEnded);
+  parser.on('doctype', eventEnded);
+  parser.on('xmldecl', eventEnded);
   const onText = (t: string) => {
+    const from = lastEventEnd;
+    eventEnded();
     const current = stack[stack.length - 1];
-    if (!current || t.trim() === '') return;
-    const raw = text.slice(lastTagEnd, parser.position);
-    const lead = Math.max(0, raw.search(/\S/));
-    current.texts.push({ text: t.trim(), ...lines.at(lastTagEnd + lead) });
+    if (!current) return;
+    const trimmed = t.trim();
+    if (trimmed === '') return;
+    let lead = from;
+    while (lead < text.length && isXmlSpace(text.charCodeAt(lead))) lead++;
+    current.texts.push({ text: trimmed, ...lines.at(lead) });
   };
   parser.on('text', onText);
   parser.on('cdata', onText);

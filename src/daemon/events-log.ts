@@ -52,7 +52,32 @@ export interface ViewEvent {
   buckets: number;
 }
 
-export type FarmEvent = StateEvent | ViewEvent;
+/** A checker's or a monitored process's resource went up or down (docs/application.md). */
+export interface CheckerEvent {
+  event: 'checker';
+  time: string;
+  node: string;
+  module: string;
+  resource: string;
+  state: 'up' | 'down';
+  detail: string;
+  /** What the node does about it: wait (leave while down), restart, stopstart. */
+  action: string;
+}
+
+/** A module script ran (prestart, start_both, stop_both, poststop). */
+export interface ScriptEvent {
+  event: 'script';
+  time: string;
+  node: string;
+  module: string;
+  script: string;
+  ok: boolean;
+  detail: string;
+  durationMs: number;
+}
+
+export type FarmEvent = StateEvent | ViewEvent | CheckerEvent | ScriptEvent;
 
 export class EventsLog {
   private size: number | undefined;
@@ -94,7 +119,7 @@ export function parseEvents(text: string): FarmEvent[] {
     if (!line.trim()) continue;
     try {
       const e = JSON.parse(line) as FarmEvent;
-      if (e && (e.event === 'state' || e.event === 'view')) events.push(e);
+      if (e && (e.event === 'state' || e.event === 'view' || e.event === 'checker' || e.event === 'script')) events.push(e);
     } catch {
       // a line cut by a crash mid-append
     }

@@ -7,7 +7,7 @@
 //          its own liveness, membership starts revoked) → state WAIT (membership) →
 //          checks polled → control socket → health server → source started (it says UP).
 //   stop:  health, control, checks, holdings sampler and SYN cookie watch, source stopped →
-//          host stopped (VIPs removed, then tcpreset, lease revoked, program detached …) →
+//          host stopped (lease revoked, tcpreset, VIPs removed, program detached …) →
 //          state STOP.
 //
 // Handover (issue 7): after every table it applied, the daemon tells the holdings sampler
@@ -31,6 +31,7 @@
 import type { Logger } from 'pino';
 import { loadConfigs } from '../config/index.js';
 import { groupPowers } from '../balance/compile.js';
+import type { BucketTable } from '../balance/assign.js';
 import type { ClusterConfig, FarmConfig } from '../config/types.js';
 import { configDigest } from '../config/digest.js';
 import { loadNative } from '../dataplane/native.js';
@@ -61,6 +62,10 @@ import { HoldingsSampler, type InstalledTables } from './holdings.js';
 import { SynCookieMonitor } from '../net/syncookies.js';
 import { leaseWriteNeeded } from './lease-write.js';
 import type { SourceDecision, TableSource } from './table-source.js';
+import { Application } from './application.js';
+import { GracefulLeave } from './leave.js';
+import { defaultAppConfig } from '../config/app.js';
+import type { CheckerStatus } from '../api/status.js';
 
 export interface FarmDaemonOptions {
   farm: FarmConfig;
@@ -90,6 +95,8 @@ export class FarmDaemon {
   private stateCause = 'not started';
   private stateSince = Date.now();
   private adminStopped = false;
+  /** <vip scriptcontrol="on">: the VIP traffic is closed until the scripts open it (farmlb vip open). */
+  private vipClosed: boolean;
   private checkResult: CheckResult = { ok: true, failures: [] };
   private checks: CheckPoller | undefined;
   private control: ControlServer | undefined;
@@ -100,7 +107,9 @@ export class FarmDaemon {
   private decisions: Promise<void> = Promise.resolve();
   private installedEpoch = -1;
   private lastViewChange: ViewChange | null = null;
-  private readonly digest: string;
+  private digest: string;
+  /** A reload the membership staged (reload() got 'staged'): applied at configSwitched. */
+  private stagedReload: Awaited<ReturnType<NodeHost['checkReload']>> | undefined;
   /** <run-dir>/events.log: state and view events for `farmlb events` and `buckets --diff`. */
   private readonly events: EventsLog;
   private readonly history = new ViewHistory();
@@ -113,6 +122,12 @@ export class FarmDaemon {
   private synCookieReadFailed = false;
   /** Read-only handle on the pinned maps, opened at the first scrape (the kernel counters). */
   private counterReader: PinnedDataplane | undefined;
+  /** The application: checkers, process monitoring, module scripts (docs/application.md). */
+  private readonly app: Application;
+  /** How the node leaves when its application fails (docs/application.md, "Leaving the farm"). */
+  private readonly leave: GracefulLeave;
+  /** The last local health pushed to the source (pushed again only when it changes). */
+  private pushedHealth: string | undefined;
   private readonly onSighup = () => {
     this.reload().catch(() => { /* logged by reload() */ });
   };
@@ -123,6 +138,7 @@ export class FarmDaemon {
       log: opts.log, ...(opts.neighbours ? { neighbours: opts.neighbours } : {}),
     });
     this.source = opts.source;
+    this.vipClosed = opts.farm.scriptcontrol;
     this.digest = configDigest(opts.farm, opts.cluster);
     this.holdings = new HoldingsSampler({
       report: (h) => this.source.setHoldings?.(h),
@@ -130,6 +146,27 @@ export class FarmDaemon {
       log: opts.log.child({ module: 'holdings' }),
     });
     this.events = new EventsLog(eventsFile(opts.paths.runDir), { log: opts.log });
+    this.leave = new GracefulLeave({
+      membership: opts.source.mode === 'membership', handoverLimitMs: opts.farm.farmlb.handoverLimitMs, runDir: opts.paths.runDir,
+      log: opts.log.child({ room: 'application' }),
+      selfOverrides: () => this.source.view().peers.get(opts.node)?.overrides ?? {},
+      setSelfPower: async (power, group) => { await this.source.setPower({ node: opts.node, power, ...(group !== undefined ? { group } : {}) }); },
+      servingNothing: () => this.emptyHanded(),
+      changed: () => this.pushLocalHealth(),
+    });
+    this.app = new Application({
+      app: opts.farm.app ?? defaultAppConfig(), paths: opts.paths, node: opts.node, configFile: opts.farm.file,
+      log: opts.log.child({ room: 'application' }),
+      hooks: {
+        changed: () => this.appChanged(),
+        servingNothing: (limitMs) => this.servingNothing(limitMs),
+        checker: (e) => this.events.append({ event: 'checker', time: new Date().toISOString(), node: opts.node, module: opts.paths.module, ...e }),
+        script: (r) => this.events.append({
+          event: 'script', time: new Date().toISOString(), node: opts.node, module: opts.paths.module,
+          script: r.script, ok: r.ok, detail: r.detail, durationMs: r.durationMs,
+        }),
+      },
+    });
     this.metrics = createMetrics({
       status: () => this.status(),
       dataplaneCounters: () => this.dataplaneCounters(),
@@ -147,7 +184,12 @@ export class FarmDaemon {
   async start(): Promise<void> {
     const { log, node, paths } = this.opts;
     try {
-      await this.host.start(this.source.initial());
+      // docs/application.md, "Order": pre checkers, prestart, the VIPs (serving nothing yet),
+      // then start_both, and only then the source may make the node take buckets.
+      this.app.startPre();
+      await this.app.prestart();
+      const initial = this.source.initial();
+      await this.host.start(this.app.hasScripts ? { ...initial, leaseDeadlineNs: 0n } : initial);
       this.started = true;
       this.holdings.tablesChanged(this.installed());
       await this.startSynCookieWatch();
@@ -166,6 +208,7 @@ export class FarmDaemon {
         stop: () => this.adminStop(),
         power: (c) => this.power(c),
         reload: async () => { await this.reload(); return this.status(); },
+        vip: (action) => this.scriptVip(action),
       } });
       const port = this.opts.healthPort ?? this.host.farm.farmlb.healthPort;
       if (port > 0) {
@@ -174,8 +217,15 @@ export class FarmDaemon {
           ...healthDetailOption(this.host.farm.farmlb.healthDetail),
         });
       }
-      // Last: the source is what says UP, and by then status, health and checks answer.
-      await this.source.start({ decide: (d) => this.decide(d), nowNs: nowNs });
+      // Last: the source is what says UP, and by then status, health and checks answer. The
+      // application's cause (not started yet, no checker result yet) holds the node in WAIT
+      // until start_both and the first results allow it.
+      this.pushLocalHealth();
+      await this.source.start({ decide: (d) => this.decide(d), nowNs: nowNs, configSwitched: (digest, table) => this.configSwitched(digest, table) });
+      // A drain a killed run left in force (powers.json) is undone (docs/application.md).
+      if (this.source.mode === 'membership') await this.leave.restoreAtStart();
+      // Not awaited: start_both may take minutes (nicestoptimeout), and the daemon answers meanwhile.
+      void this.app.startBoth();
       if (this.opts.reloadOnSighup ?? true) process.on('SIGHUP', this.onSighup);
       log.info({ event: 'started', node, module: paths.module, mode: this.source.mode }, 'daemon started');
     } catch (err) {
@@ -203,10 +253,15 @@ export class FarmDaemon {
     await this.decisions;
     const tcpreset = this.host.farm.tcpreset && this.started;
     const { clean } = await this.host.stop({
-      afterAliases: tcpreset ? async () => { await resetVipConnections(this.host.vips().map((v) => v.addr), log, 'stop'); } : undefined,
+      beforeAliases: tcpreset ? async () => { await resetVipConnections(this.host.vips().map((v) => v.addr), log, 'stop'); } : undefined,
     });
     this.counterReader?.close();
     this.counterReader = undefined;
+    // The node serves nothing now: the application stops after it (stop_both, poststop).
+    this.app.close();
+    this.leave.close();
+    await this.app.stopBoth();
+    await this.app.poststop();
     const previous = this.state;
     this.state = 'STOP';
     this.stateSince = Date.now();
@@ -238,7 +293,9 @@ export class FarmDaemon {
     if (this.stopping) return;
     const local = this.localWaitCause();
     const state: 'WAIT' | 'UP' = local ? 'WAIT' : d.state;
-    const cause = local ?? (d.cause || (state === 'UP' ? 'serving its buckets of the view' : 'waiting for the membership'));
+    const appCause = this.app.waitCause();
+    const cause = local ?? (state === 'UP' && appCause !== undefined && this.leave.draining() ? this.leave.cause(appCause)
+      : d.cause || (state === 'UP' ? 'serving its buckets of the view' : 'waiting for the membership'));
     if (d.table && (d.table.epoch !== this.installedEpoch || d.table.completes === true)) {
       const t0 = process.hrtime.bigint();
       const before = this.host.tables();
@@ -286,8 +343,26 @@ export class FarmDaemon {
   /** Why this node must be in WAIT whatever the source says (administrative stop, checks). */
   private localWaitCause(): string | undefined {
     if (this.adminStopped) return 'stopped by farmlb stop';
+    if (this.vipClosed) return 'VIP traffic closed by the module scripts (scriptcontrol: farmlb vip open opens it)';
     if (!this.checkResult.ok) return `check failed: ${describeFailures(this.checkResult.failures)}`;
-    return undefined;
+    const app = this.app.waitCause();
+    // Draining (or deciding whether to): the node keeps serving the connections it hands over.
+    if (app !== undefined && this.leave.holding()) return undefined;
+    return app;
+  }
+
+  /** The application changed: the node's health now, or once the leave rule has decided. */
+  private appChanged(): void {
+    const down = this.app.downResources();
+    if (!this.leave.mayDrain(down)) this.pushLocalHealth();
+    void this.leave.update(down).then(() => this.pushLocalHealth());
+  }
+
+  /** This node owns no bucket and hands none over. */
+  private emptyHanded(): boolean {
+    const self = this.status().nodes.find((n) => n.self);
+    const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
+    return self !== undefined && sum(self.buckets) === 0 && sum(self.handingOver) === 0;
   }
 
   /**
@@ -339,7 +414,28 @@ export class FarmDaemon {
 
   private pushLocalHealth(): void {
     const cause = this.localWaitCause();
+    if (cause === this.pushedHealth && this.pushedHealth !== undefined) return;
+    if (cause === undefined && this.pushedHealth === undefined && this.started) return;
+    this.pushedHealth = cause;
     this.source.setLocalHealth(cause === undefined, cause ?? 'local checks pass');
+  }
+
+  /**
+   * Resolves once this node serves nothing — its lease revoked, or no bucket owned and none
+   * handed over — or after `limitMs`: stop_both runs after the node gave its buckets up and
+   * its handover ended (docs/application.md).
+   */
+  private async servingNothing(limitMs: number): Promise<void> {
+    const deadline = Date.now() + limitMs;
+    for (;;) {
+      if (this.stopping || !this.started) return;
+      if (this.host.leaseDeadlineNs() === 0n || this.emptyHanded()) return;
+      if (Date.now() >= deadline) {
+        this.opts.log.warn({ event: 'leave_timeout', limitMs }, `the node still serves after ${limitMs} ms; the application stops anyway`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   // ---- control ---------------------------------------------------------------------
@@ -351,6 +447,11 @@ export class FarmDaemon {
       this.pushLocalHealth();
     }
     await this.settle();
+    // SafeKit's stop stops the application too, once the node gave its buckets up.
+    if (this.app.hasScripts) {
+      await this.servingNothing(35_000);
+      await this.app.stopBoth();
+    }
     return this.status();
   }
 
@@ -358,9 +459,30 @@ export class FarmDaemon {
     // A VIP removed by hand comes back with an administrative start (SafeKit restarts the module).
     await this.host.ensureAliases();
     await this.checks?.poll();
+    // After maxloop stopped the module, or farmlb stop: start_both again before serving.
+    const appStopped = this.app.stopped !== undefined || (this.app.hasScripts && this.app.status().phase !== 'running');
+    this.app.clearStop();
     if (this.adminStopped) {
       this.adminStopped = false;
       this.opts.log.info({ event: 'admin_start' }, 'farmlb start: module may go UP');
+      this.pushLocalHealth();
+    }
+    if (appStopped) await this.app.startBoth();
+    await this.settle();
+    return this.status();
+  }
+
+  /**
+   * SafeKit's scriptcontrol (seed 001 §13.6.4): with <vip scriptcontrol="on"> the module
+   * scripts open the VIP traffic (typically at the end of start_both) and close it (at the
+   * start of stop_both). Closed, the node serves nothing, as in any WAIT.
+   */
+  private async scriptVip(action: 'open' | 'close'): Promise<DaemonStatus> {
+    if (!this.host.farm.scriptcontrol) throw new FarmlbError('FARMLB_E_API_SCRIPTCONTROL_OFF', { action });
+    const closed = action === 'close';
+    if (closed !== this.vipClosed) {
+      this.vipClosed = closed;
+      this.opts.log.info({ event: 'vip_traffic', action }, `farmlb vip ${action}: VIP traffic ${closed ? 'closed' : 'opened'} by the module scripts`);
       this.pushLocalHealth();
     }
     await this.settle();
@@ -401,9 +523,23 @@ export class FarmDaemon {
     notifier?.reloading();
     try {
       const loaded = await loadConfigs({ config: this.host.farm.file, cluster: this.opts.cluster.file });
+      // The application's checkers, processes and scripts run from the start: a change needs one.
+      if (appKey(loaded.farm.app) !== appKey(this.host.farm.app)) {
+        throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', {
+          detail: '<check>, <errd>, <user> or <service maxloop> changed: restart the daemon to apply them (docs/application.md)',
+        });
+      }
       const checked = await this.host.checkReload(loaded.farm, loaded.cluster);
-      const table = this.source.reload(checked.farm, checked.cluster);
+      const table = await this.source.reload(checked.farm, checked.cluster);
+      if (table === 'staged') {
+        // The membership applies it once every node has it (configSwitched).
+        this.stagedReload = checked;
+        this.metrics.reloaded(true);
+        return;
+      }
+      this.stagedReload = undefined;
       await this.host.applyReload(checked, table);
+      this.digest = configDigest(checked.farm, checked.cluster);
       const t = this.host.tables()!;
       // Rules or the hash seed may have changed: the buckets of the held connections with them.
       this.holdings.tablesChanged(this.installed());
@@ -417,6 +553,21 @@ export class FarmDaemon {
       // Serving again either way: with the new configuration or the previous one.
       notifier?.ready();
     }
+  }
+
+  /** Every node has the staged configuration: apply it now, with the membership's current table. */
+  private async configSwitched(digest: string, table: BucketTable): Promise<void> {
+    const checked = this.stagedReload;
+    this.stagedReload = undefined;
+    if (!checked || configDigest(checked.farm, checked.cluster) !== digest) {
+      this.opts.log.error({ event: 'config_switch_failed', digest }, 'the membership switched to a configuration this daemon does not hold; restart it');
+      return;
+    }
+    await this.host.applyReload(checked, table);
+    this.digest = digest;
+    this.holdings.tablesChanged(this.installed());
+    const t = this.host.tables()!;
+    this.opts.log.info({ event: 'reloaded', digest, buckets: ownedCount(t.buckets, t.selfNode) }, 'staged configuration applied');
   }
 
   // ---- status ----------------------------------------------------------------------
@@ -448,6 +599,7 @@ export class FarmDaemon {
         ...(peer?.lastHeardMs !== undefined ? { lastHeardMs: peer.lastHeardMs } : {}),
         ...(peer?.heartbeatsReceived !== undefined ? { heartbeatsReceived: peer.heartbeatsReceived, heartbeatsMissed: peer.heartbeatsMissed ?? 0 } : {}),
         ...(peer?.foreignKeyMs !== undefined ? { foreignKeyMs: peer.foreignKeyMs } : {}),
+        ...(peer?.foreignKeyId !== undefined ? { foreignKeyId: peer.foreignKeyId } : {}),
         ...(name === node ? this.selfHandoverStatus() : {}),
       };
     });
@@ -475,9 +627,13 @@ export class FarmDaemon {
       splitBrainPolicy: farm.farmlb.splitBrain,
       lastViewChange: v.lastViewChange ?? this.lastViewChange,
       checks: this.checkResult,
+      checkers: [...this.vipCheckers(), ...this.app.checkers()],
+      ...(this.app.hasScripts || this.app.checkers().length > 0 ? { application: this.app.status() } : {}),
       configDigest: this.digest,
       ...(v.backend ? { backend: v.backend } : {}),
       ...(v.corosync ? { corosync: v.corosync } : {}),
+      ...(this.stagedReload ? { stagedDigest: configDigest(this.stagedReload.farm, this.stagedReload.cluster) } : {}),
+      interfaces: this.host.interfaces().map((i) => ({ ...i })),
       ...(v.membershipCpu ? { membershipCpu: v.membershipCpu } : {}),
     };
   }
@@ -542,7 +698,10 @@ export class FarmDaemon {
     if (!this.started || this.stopping) return undefined;
     this.counterReader ??= XdpDataplane.readPinned(this.opts.paths.pinDir);
     const groups = Math.max(1, this.host.tables()?.buckets.length ?? 1);
-    return { reasons: this.counterReader.reasonCounters(), buckets: this.counterReader.bucketCounters(groups) };
+    return {
+      reasons: this.counterReader.reasonCounters(), buckets: this.counterReader.bucketCounters(groups),
+      requestersRefused: this.counterReader.requesterBudget().refused,
+    };
   }
 
   private checkTargets(): CheckTarget[] {
@@ -557,11 +716,31 @@ export class FarmDaemon {
     return targets;
   }
 
+  /** The <vip> checks (interface link, VIP configured) as resources beside the configured checkers. */
+  private vipCheckers(): CheckerStatus[] {
+    const interval = this.opts.checkIntervalMs ?? 2 * (this.host.farm.farm?.pulseMs ?? 100);
+    return (this.checks ? this.checkTargets() : []).map((t) => {
+      const target = t.kind === 'interface' ? t.ifname : t.addr;
+      const failure = this.checkResult.failures.find((f) => f.kind === t.kind && f.target === target);
+      return {
+        resource: t.kind === 'interface' ? `intf.${t.ifname}` : `ip.${t.addr}`, kind: t.kind === 'interface' ? 'intf' : 'ip', target,
+        when: 'pre', action: 'wait', effectiveAction: 'wait', fall: 1, rise: 1, intervalMs: interval, timeoutMs: 2_000,
+        state: failure ? 'down' : 'up', probes: 0, failures: 0, consecutiveOk: 0, consecutiveFailed: 0, changes: 0,
+        ...(failure ? { lastResult: { ok: false, detail: failure.detail, atMs: this.stateSince, durationMs: 0 } } : {}),
+      };
+    });
+  }
+
   /** This node's addresses in cluster.xml (every LAN): where the health check listens. */
   private nodeAddrs(): string[] {
     const { cluster, node } = this.opts;
     return [...new Set(cluster.lans.flatMap((l) => l.nodes.filter((n) => n.name === node).map((n) => n.addr)))];
   }
+}
+
+/** The application configuration without source positions: what a reload may not change. */
+function appKey(app: FarmConfig['app']): string {
+  return JSON.stringify(app ?? null, (k, v) => (k === 'src' ? undefined : v));
 }
 
 /** How often the SYN cookie counters are read (cheap: one small /proc file). */

@@ -17,8 +17,10 @@
 // sides agree and a TIME_WAIT cannot hold a handover open for its 60 s.
 //
 // Sampling: while the installed table names this node the previous owner of a bucket, the
-// socket table is read every HOLDINGS_INTERVAL_MS at most (a read costs a pass over every
-// TCP socket of the namespace). A sample counts with the tables installed when it started
+// socket table is read every HOLDINGS_INTERVAL_MS at most, through sock_diag with the VIPs
+// as a filter the kernel applies (src/net/tcp-sockets.ts; the kernel still walks every TCP
+// socket of the namespace, but sends only the VIPs'), or /proc/net/tcp{,6} where inet_diag
+// is missing. A sample counts with the tables installed when it started
 // and carries their epoch: a sample started before a newer table was applied is tagged
 // with the older epoch. A bucket's count is the larger of two reads: this sample's and the
 // previous sample's when that one counted the bucket the same way, else a second read made
@@ -31,7 +33,9 @@ import type { Logger } from 'pino';
 import { bucketOf } from '../balance/hash.js';
 import { ruleLookup, winningRule, type RuleLookup } from '../dataplane/rule-table.js';
 import { CriterionId, NBUCKETS, NODE_NONE, type CompiledVip, type DataplaneTables } from '../dataplane/types.js';
-import { scanTcpSockets, TCP_STATES, type ScanTcpResult, type TcpSocket, type TcpState } from '../net/tcp-sockets.js';
+import { loadNative } from '../dataplane/native.js';
+import { isFarmlbError } from '../errors.js';
+import { diagTcpSockets, scanTcpSockets, TCP_STATES, type LocalAddr, type ScanTcpResult, type TcpSocket, type TcpState } from '../net/tcp-sockets.js';
 import type { Holdings } from './table-source.js';
 
 /** States that hold a connection in a bucket. */
@@ -187,10 +191,35 @@ export interface HandoverStatus {
   lostTotal: number;
 }
 
-/** Reads the socket table, handing each socket of a held state to `visit`. */
-export type SocketScan = (visit: (s: TcpSocket) => void) => Promise<Pick<ScanTcpResult, 'truncated' | 'lines'>>;
+/** Reads the socket table, handing each socket of a held state whose local address may be one of `vips` to `visit`. */
+export type SocketScan = (visit: (s: TcpSocket) => void, vips: readonly LocalAddr[]) => Promise<Pick<ScanTcpResult, 'truncated' | 'lines'>>;
 
-const scanProc: SocketScan = (visit) => scanTcpSockets({ visit, states: HELD_STATE_NUMBERS });
+/** The local addresses a held connection can have: the VIPs of `tables`. */
+export function vipAddrs(tables: DataplaneTables): LocalAddr[] {
+  return tables.vips.map((v) => ({ family: v.family, addr: v.addrBytes.subarray(0, v.family === 4 ? 4 : 16) }));
+}
+
+/**
+ * sock_diag filtered to the VIPs in the kernel; /proc/net/tcp{,6} from the first time the
+ * kernel (no inet_diag) or the addon cannot, told once to `onFallback`.
+ */
+export function defaultSocketScan(onFallback: (err: unknown) => void): SocketScan {
+  let useProc = false;
+  return async (visit, vips) => {
+    if (!useProc) {
+      // No VIP: no socket can be held (and an empty filter would mean every socket).
+      if (vips.length === 0) return { lines: 0, truncated: false };
+      try {
+        return await diagTcpSockets({ visit, states: HELD_STATE_NUMBERS, locals: vips, native: loadNative() });
+      } catch (err) {
+        if (!isFarmlbError(err) || !['FARMLB_E_NET_SOCK_DIAG', 'FARMLB_E_BPF_ADDON_MISSING'].includes((err as { code: string }).code)) throw err;
+        useProc = true;
+        onFallback(err);
+      }
+    }
+    return scanTcpSockets({ visit, states: HELD_STATE_NUMBERS });
+  };
+}
 
 export interface HoldingsSamplerOptions {
   /** Receives each sample (TableSource.setHoldings). */
@@ -229,7 +258,8 @@ export class HoldingsSampler {
 
   constructor(private readonly opts: HoldingsSamplerOptions) {
     this.intervalMs = Math.max(HOLDINGS_INTERVAL_MS, opts.intervalMs ?? HOLDINGS_INTERVAL_MS);
-    this.scan = opts.scan ?? scanProc;
+    this.scan = opts.scan ?? defaultSocketScan((err) => opts.log.warn({ err, event: 'holdings_sock_diag_unavailable' },
+      'sock_diag cannot list the sockets: reading /proc/net/tcp instead (costs more with many sockets on the host)'));
     this.nowMs = opts.nowMs ?? Date.now;
   }
 
@@ -359,7 +389,7 @@ export class HoldingsSampler {
     const counter = new HoldingsCounter(tables);
     let scanned: Awaited<ReturnType<SocketScan>>;
     try {
-      scanned = await this.scan((s) => counter.add(s));
+      scanned = await this.scan((s) => counter.add(s), vipAddrs(tables));
     } catch (err) {
       this.warnOnce('read', () => log.warn({ err, event: 'holdings_unreadable' },
         'cannot read the socket table: handovers from this node end by their time limit'));

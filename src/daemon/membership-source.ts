@@ -15,7 +15,8 @@ import type { Logger } from 'pino';
 import type { BucketTable } from '../balance/assign.js';
 import { groupPowers } from '../balance/compile.js';
 import { configDigest } from '../config/digest.js';
-import type { ClusterConfig, FarmConfig } from '../config/types.js';
+import { liveChangeProblem } from '../config/live-change.js';
+import type { ClusterConfig, FarmConfig, FarmlbSettings } from '../config/types.js';
 import { XdpDataplane } from '../dataplane/xdp.js';
 import { NODE_NONE } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
@@ -29,6 +30,7 @@ import {
 } from '../membership/index.js';
 import { overridesProblem } from '../membership/bounds.js';
 import { nextIncarnation } from '../membership/incarnation.js';
+import { keyId } from '../membership/key.js';
 import type { GroupPowers, MembershipTiming } from '../membership/types.js';
 import { CorosyncMembership, corosyncLeaseMs, cpgGroupName } from '../membership/corosync/corosync-membership.js';
 import { nodelistProblems } from '../membership/corosync/conf.js';
@@ -96,10 +98,25 @@ function pinnedTable(pinDir: string, nodes: readonly string[], groups: number): 
   }
 }
 
-/** Builds the source: reads the key (a missing or unreadable key is a startup error), powers.json and a pinned table. */
+/** The heartbeat keys of <farmlb key_file> (signs) and <farmlb accept_key_file> (accepted too). */
+export interface HeartbeatKeys {
+  key: Buffer;
+  accept: Buffer[];
+}
+
+/** Reads and checks both key files (src/membership/key.ts); logs their ids, never the keys. */
+export async function readHeartbeatKeys(farmlb: Pick<FarmlbSettings, 'keyFile' | 'acceptKeyFile'>, log: Logger): Promise<HeartbeatKeys> {
+  const key = await loadKey(farmlb.keyFile);
+  const accept = farmlb.acceptKeyFile !== undefined ? [await loadKey(farmlb.acceptKeyFile)] : [];
+  log.info({ event: 'membership_keys', keyFile: farmlb.keyFile, keyId: keyId(key), acceptKeyFile: farmlb.acceptKeyFile ?? null, acceptKeyIds: accept.map(keyId) },
+    `heartbeats signed with key id ${keyId(key)}${accept.length ? `, key id ${accept.map(keyId).join(', ')} accepted too` : ''}`);
+  return { key, accept };
+}
+
+/** Builds the source: reads the keys (a missing, unreadable or unsafe key is a startup error), powers.json and a pinned table. */
 export async function createMembershipSource(opts: MembershipSourceOptions): Promise<MembershipSource> {
   const { farm, cluster, node, paths, log } = opts;
-  const key = await loadKey(farm.farmlb.keyFile, (message) => log.warn({ event: 'key_warning', file: farm.farmlb.keyFile }, message));
+  const { key, accept } = await readHeartbeatKeys(farm.farmlb, log);
   const topo = farm.farm ?? { ...DEFAULT_TIMING, lans: [] };
   // --lease-ms overrides the lease derived from the pulse; the engine refuses one that cannot work.
   const timing = { ...timingFromTopology(topo), ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}) };
@@ -130,6 +147,7 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   const transport = await createUdpTransport({
     self: node,
     key,
+    acceptKeys: accept,
     port: farm.farmlb.membershipPort,
     lans: lans.map((l) => ({ name: l.name, nodes: l.nodes.map((n) => ({ name: n.name, addr: n.addr })) })),
     log,
@@ -180,9 +198,11 @@ export class MembershipSource implements TableSource {
   private sink: SourceSink | undefined;
   private lastSaved: string;
   private savingPowers: Promise<void> = Promise.resolve();
-  private readonly digest: string;
+  private digest: string;
+  /** A reloaded configuration waiting for every node (reload()). */
+  private staged: { digest: string; farm: FarmConfig } | undefined;
 
-  constructor(private readonly opts: MembershipSourceOptions & { membership: Membership }, readonly leaseWriteStepNs?: bigint) {
+  constructor(private opts: MembershipSourceOptions & { membership: Membership }, readonly leaseWriteStepNs?: bigint) {
     this.digest = configDigest(opts.farm, opts.cluster);
     this.lastSaved = JSON.stringify(opts.membership.powerOverrides());
   }
@@ -227,13 +247,38 @@ export class MembershipSource implements TableSource {
     await this.savePowersIfChanged();
   }
 
-  reload(farm: FarmConfig, cluster: ClusterConfig): BucketTable {
-    if (configDigest(farm, cluster) !== this.digest) {
-      throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', {
-        detail: 'with the membership, a changed configuration is rolled out by restarting the nodes (the config digest is in every heartbeat); use farmlb power for runtime power changes',
-      });
+  /**
+   * Unchanged digest: nothing to do but read the key files again (a key rotation is a reload
+   * on every node: docs/security.md, "Rotating the key"; a staged configuration is withdrawn).
+   * A change that can be switched to live (src/config/live-change.ts) is staged: every
+   * heartbeat advertises it, and once every node of cluster.xml has it the engine switches
+   * (config_switched) and the daemon applies it (SourceSink.configSwitched). Anything else
+   * needs a rolling restart. A key file that fails its checks refuses the reload and the keys
+   * in use stay.
+   */
+  async reload(farm: FarmConfig, cluster: ClusterConfig): Promise<BucketTable | 'staged'> {
+    const digest = configDigest(farm, cluster);
+    const problem = digest === this.digest ? undefined : liveChangeProblem(this.opts.farm, farm, cluster);
+    if (problem) throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', { detail: problem });
+    const keys = await readHeartbeatKeys(farm.farmlb, this.opts.log);
+    this.opts.membership.setKeys?.(keys.key, keys.accept);
+    if (digest === this.digest) {
+      if (this.staged) this.opts.log.info({ event: 'config_unstaged', digest: this.staged.digest }, 'the staged configuration is withdrawn: the files are the running configuration again');
+      this.staged = undefined;
+      this.opts.membership.stageConfig(null);
+      return bucketTable(this.opts.membership.status().table);
     }
-    return bucketTable(this.opts.membership.status().table);
+    const groups = groupPowers(farm, cluster).map((powers, i) => ({ name: farm.groups[i]!.name, powers }));
+    this.opts.membership.stageConfig({ digest, groups });
+    this.staged = { digest, farm };
+    this.opts.log.info({ event: 'config_staged', digest, running: this.digest },
+      `configuration ${digest.slice(0, 12)} staged: applied on every node once every node has it (farmlb reload on each)`);
+    return 'staged';
+  }
+
+  /** The configuration a reload staged, until every node has it. */
+  stagedDigest(): string | undefined {
+    return this.staged?.digest;
   }
 
   view(): MembershipSourceView {
@@ -258,6 +303,7 @@ export class MembershipSource implements TableSource {
         ...(p?.lastHeardMs !== undefined ? { lastHeardMs: p.lastHeardMs } : {}),
         ...(p?.heartbeatsReceived !== undefined ? { heartbeatsReceived: p.heartbeatsReceived, heartbeatsMissed: p.heartbeatsMissed ?? 0 } : {}),
         ...(p?.foreignKeyMs !== undefined ? { foreignKeyMs: p.foreignKeyMs } : {}),
+        ...(p?.foreignKeyId !== undefined ? { foreignKeyId: p.foreignKeyId } : {}),
         ...(overrides.has(name) ? { overrides: overrides.get(name)! } : {}),
       });
     }
@@ -272,6 +318,15 @@ export class MembershipSource implements TableSource {
     if (!sink) return;
     const viewEvent = out.events.find((e): e is Extract<MembershipEvent, { type: 'view' }> => e.type === 'view');
     for (const e of out.events) this.logEvent(e);
+    const switched = out.events.find((e): e is Extract<MembershipEvent, { type: 'config_switched' }> => e.type === 'config_switched');
+    if (switched && this.staged?.digest === switched.to) {
+      // Applied before this decision's heartbeat (the first to carry the new digest) leaves.
+      const { farm } = this.staged;
+      this.staged = undefined;
+      this.digest = switched.to;
+      this.opts = { ...this.opts, farm };
+      await sink.configSwitched?.(switched.to, bucketTable(this.opts.membership.status().table));
+    }
     await sink.decide({
       state: out.state,
       cause: out.cause,
@@ -296,6 +351,9 @@ export class MembershipSource implements TableSource {
         log.warn({ event: 'split_brain', view: e.view, missing: e.missing, policy: this.opts.farm.farmlb.splitBrain },
           `split brain: the view lacks ${e.missing.join(', ')}`);
         return;
+      case 'config_switched':
+        log.info({ event: 'config_switched', from: e.from, to: e.to }, `every node has configuration ${e.to.slice(0, 12)}: switched to it`);
+        return;
       case 'split_brain_healed':
         log.info({ event: 'split_brain_healed', view: e.view }, 'split brain healed');
         return;
@@ -312,9 +370,10 @@ export class MembershipSource implements TableSource {
         // another module's name, a bad MAC, an unknown sender — is a misconfiguration or an
         // attack an operator must see, once per sender and reason every REJECT_LOG_EVERY_MS.
         if (/^replayed or reordered/.test(e.reason) || !this.shouldLogRejection(e.from, e.reason)) {
-          log.debug({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, 'heartbeat rejected');
+          log.debug({ event: 'heartbeat_rejected', from: e.from, reason: e.reason, detail: e.detail }, 'heartbeat rejected');
         } else {
-          log.warn({ event: 'heartbeat_rejected', from: e.from, reason: e.reason }, `heartbeat from ${e.from} rejected: ${e.reason}`);
+          log.warn({ event: 'heartbeat_rejected', from: e.from, reason: e.reason, detail: e.detail },
+            `heartbeat from ${e.from} rejected: ${e.reason}${e.detail !== undefined ? ` (${e.detail})` : ''}`);
         }
         return;
       case 'peer_lost':

@@ -11,9 +11,10 @@
 //          promiscuous mode → tc egress NS guard (IPv6) → VIP aliases → whatever a killed
 //          run left and this config no longer wants, undone → arpreroute for the buckets
 //          this node took.
-//   stop:  arpreroute and MAC resolution stopped → aliases removed → (tcpreset) → lease
-//          revoked → tc egress guard detached → sysctls, promiscuous mode restored →
-//          program detached → pins removed → the state record removed.
+//   stop:  arpreroute and MAC resolution stopped → lease revoked → (tcpreset, the VIPs
+//          still configured, as SafeKit does) → aliases removed → tc egress guard detached →
+//          sysctls, promiscuous mode restored → program detached → pins removed → the state
+//          record removed.
 // Every change is recorded in <run-dir>/netstate.json before it is made (src/net/setup.ts),
 // so a restart after SIGKILL adopts what was left instead of leaking it.
 
@@ -28,10 +29,11 @@ import { loadNative } from '../dataplane/native.js';
 import type { DataplaneTables } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
 import { ArpReroute, type ArpRerouteStats, type RerouteInterface } from '../net/arpreroute.js';
-import { findInterfaceForVip, linkKind, listAddrs } from '../net/ip.js';
+import { findInterfaceForVip, listAddrs } from '../net/ip.js';
 import { linkMac, NodeMacResolver, type NeighbourSystem } from '../net/neighbours.js';
 import type { RecordedXdp } from '../net/netstate.js';
 import { NetSetup, type InterfacePlan, type NetPlan } from '../net/setup.js';
+import { chooseXdpMode, type RequestedXdpMode, type XdpModeDecision } from '../net/xdp-mode.js';
 import { ensurePrivateDir, namesFile, type InstancePaths } from '../paths.js';
 
 export interface NodeHostOptions {
@@ -39,7 +41,7 @@ export interface NodeHostOptions {
   cluster: ClusterConfig;
   node: string;
   paths: InstancePaths;
-  xdpMode: 'auto' | 'native' | 'generic';
+  xdpMode: RequestedXdpMode;
   log: Logger;
   /** For tests: how peers' MACs are found. */
   neighbours?: NeighbourSystem;
@@ -63,6 +65,20 @@ export interface BoundVip {
   mode: VmacMode;
 }
 
+/** The XDP program on one interface, as `farmlb status` shows it. */
+export interface InterfaceXdp {
+  ifname: string;
+  vmacMode: VmacMode;
+  /** --xdp-mode. */
+  requested: RequestedXdpMode;
+  /** The mode the program runs in. */
+  xdpMode: 'native' | 'generic';
+  /** Why this mode: the decision (src/net/xdp-mode.ts) or the kernel's reason for a fallback. */
+  reason: string;
+  /** A limit of this mode the operator must know about. */
+  warning?: string;
+}
+
 export class NodeHost {
   private dp: XdpDataplane | undefined;
   // Opened before the data plane: whatever start() did is in its record.
@@ -71,6 +87,7 @@ export class NodeHost {
   private farmConfig: FarmConfig;
   private plan: NetPlan | undefined;
   private boundVips: BoundVip[] = [];
+  private xdpInterfaces: InterfaceXdp[] = [];
   private resolver: NodeMacResolver | undefined;
   private reroute: ArpReroute | undefined;
   private leaseDeadline = 0n;
@@ -88,6 +105,11 @@ export class NodeHost {
   /** The VIPs as bound to interfaces (known once start() resolved them). */
   vips(): readonly BoundVip[] {
     return this.boundVips;
+  }
+
+  /** Each interface's XDP mode and why (known once start() attached the program). */
+  interfaces(): readonly InterfaceXdp[] {
+    return this.xdpInterfaces;
   }
 
   /** Tables in force (node MACs filled in). */
@@ -120,6 +142,12 @@ export class NodeHost {
     const bound = (this.boundVips = await resolveInterfaces(farm));
     const plan = (this.plan = planNetwork(bound));
     let tables = compileTables(farm, cluster, first.table, node);
+    // Before anything is changed: a refused mode (native on a veth that cannot deliver
+    // XDP_TX) must leave the node as it was.
+    const decisions = new Map<string, XdpModeDecision>();
+    for (const { ifname, mode: vmacMode } of plan.interfaces) {
+      decisions.set(ifname, await chooseXdpMode(ifname, vmacMode, this.opts.xdpMode, log.child({ room: 'net', iface: ifname })));
+    }
     try {
       // Before the first apply: a directed node forwards to its peers' MACs from the first packet.
       this.resolver = this.makeResolver(plan);
@@ -141,12 +169,14 @@ export class NodeHost {
       await this.dp.apply(tables);
       const progId = this.dp.programId();
       for (const { ifname, mode: vmacMode } of plan.interfaces) {
-        const xdpMode = await chooseXdpMode(ifname, vmacMode, this.opts.xdpMode, log);
+        const decision = decisions.get(ifname)!;
         // A program a killed run left on this interface is swapped atomically (XDP_FLAGS_REPLACE).
         await net.attaching(ifname, progId);
-        const mode = await this.dp.attach(ifname, xdpMode);
+        const mode = await this.dp.attach(ifname, decision.mode);
         await net.attached(ifname, progId);
-        log.info({ event: 'xdp_attached', iface: ifname, mode: mode.mode, fallbackReason: mode.fallbackReason }, 'XDP program attached');
+        const reason = mode.fallbackReason ? `native failed, generic instead: ${mode.fallbackReason}` : decision.reason;
+        this.xdpInterfaces.push({ ifname, vmacMode, requested: this.opts.xdpMode, xdpMode: mode.mode, reason, ...(decision.warning ? { warning: decision.warning } : {}) });
+        log.info({ event: 'xdp_attached', iface: ifname, mode: mode.mode, reason, fallbackReason: mode.fallbackReason }, 'XDP program attached');
       }
       await net.configureInterfaces(plan);
       // The IPv6 NS-source guard: before the VIPs exist, so no NS from a VIP leaves with
@@ -248,15 +278,20 @@ export class NodeHost {
     await this.net.addAliases(this.plan);
   }
 
-  /** The one cleanup path: undoes start() in reverse order; idempotent. `afterAliases` runs once the VIPs are gone. */
-  stop(hooks: { afterAliases?: () => Promise<void> } = {}): Promise<{ clean: boolean }> {
+  /**
+   * The one cleanup path: undoes start() in reverse order; idempotent. `beforeAliases` runs
+   * once the lease is revoked and while the VIPs are still configured (tcpreset: SafeKit
+   * resets the connections before it unconfigures the VIP, so the RSTs leave from an
+   * address the node still holds).
+   */
+  stop(hooks: { beforeAliases?: () => Promise<void> } = {}): Promise<{ clean: boolean }> {
     this.stopping ??= this.doStop(hooks);
     return this.stopping.then(() => ({ clean: this.stopProblems === 0 }));
   }
 
   private stopProblems = 0;
 
-  private async doStop(hooks: { afterAliases?: () => Promise<void> }): Promise<void> {
+  private async doStop(hooks: { beforeAliases?: () => Promise<void> }): Promise<void> {
     const { log, paths } = this.opts;
     this.resolver?.stop();
     this.reroute?.stop();
@@ -267,17 +302,16 @@ export class NodeHost {
     };
     const net = this.net;
     const dp = this.dp;
-    // The aliases go first and, if that fails, nothing that filters them is undone: a VIP
-    // left up must keep its program (and the record, for the next run to finish the job).
+    // The lease first: from here the program takes no VIP packet and answers no ARP/ND, so
+    // no new connection lands here while the connections are reset and the aliases go.
+    if (dp) await attempt('revoke lease', async () => { await dp.setLease(0n); this.leaseDeadline = 0n; });
+    if (hooks.beforeAliases) await attempt('before the VIPs are removed', hooks.beforeAliases);
+    // Then the aliases and, if that fails, nothing that filters them is undone: a VIP left
+    // up must keep its program (and the record, for the next run to finish the job).
     let aliasesGone = true;
     if (net) await attempt('remove VIP aliases', async () => {
       try { await net.removeAliases(); } catch (err) { aliasesGone = false; throw err; }
     });
-    if (aliasesGone && hooks.afterAliases) await attempt('after the VIPs were removed', hooks.afterAliases);
-    if (dp && aliasesGone) {
-      // With the aliases gone the kernel no longer accepts VIP traffic: the lease can end.
-      await attempt('revoke lease', async () => { await dp.setLease(0n); this.leaseDeadline = 0n; });
-    }
     if (net && aliasesGone) {
       for (const ifname of net.record().egress.reverse()) await attempt(`detach the egress guard from ${ifname}`, () => this.detachEgress(ifname));
     }
@@ -413,28 +447,4 @@ export function withNodeMacs(tables: DataplaneTables, macs: readonly (string | n
 
 export function ownedCount(buckets: number[][], self: number): number {
   return buckets.reduce((n, row) => n + row.filter((o) => o === self).length, 0);
-}
-
-/**
- * Native XDP on a veth runs on an skb that eth_type_trans has already classified: a frame
- * to the virtual MAC is PACKET_OTHERHOST, and rewriting its destination in XDP does not
- * change that, so IP drops it. Generic XDP re-classifies a frame whose destination the
- * program changed, and a real NIC runs native XDP before any classification. So
- * vmac_invisible on a veth uses generic mode unless native is asked for explicitly.
- */
-export async function chooseXdpMode(
-  ifname: string,
-  vmacMode: VmacMode,
-  requested: 'auto' | 'native' | 'generic',
-  log: Logger,
-): Promise<'auto' | 'native' | 'generic'> {
-  if (vmacMode !== 'vmac_invisible' || requested === 'generic') return requested;
-  if ((await linkKind(ifname)) !== 'veth') return requested;
-  const reason = 'native XDP on a veth cannot deliver frames sent to the virtual MAC (they stay PACKET_OTHERHOST)';
-  if (requested === 'native') {
-    log.warn({ event: 'xdp_mode_unsuitable', iface: ifname, reason }, 'native XDP requested on a veth in vmac_invisible mode');
-    return requested;
-  }
-  log.info({ event: 'xdp_mode_choice', iface: ifname, mode: 'generic', reason }, 'using generic XDP on this veth');
-  return 'generic';
 }

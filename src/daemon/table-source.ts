@@ -29,6 +29,8 @@ export interface SourceSink {
   decide(d: SourceDecision): Promise<void>;
   /** Monotonic clock, ns (CLOCK_MONOTONIC: the lease's base). */
   nowNs(): bigint;
+  /** The staged configuration (reload() said 'staged') is now the farm's: apply it with `table`, before the next heartbeat. */
+  configSwitched?(digest: string, table: BucketTable): Promise<void>;
 }
 
 export interface SourceView {
@@ -37,7 +39,7 @@ export interface SourceView {
   leader: string | null;
   splitBrain: boolean;
   /** Per node: state as known, last heard, runtime power override. */
-  peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> } & Pick<NodeStatus, 'heartbeatsReceived' | 'heartbeatsMissed' | 'foreignKeyMs'>>;
+  peers: Map<string, { state: NodeStatus['state']; lastHeardMs?: number; overrides?: Record<string, number> } & Pick<NodeStatus, 'heartbeatsReceived' | 'heartbeatsMissed' | 'foreignKeyMs' | 'foreignKeyId'>>;
   lastViewChange: ViewChange | null;
   /** CPU of the heartbeat path since start (membership mode only). */
   membershipCpu?: MembershipCpu;
@@ -80,7 +82,11 @@ export interface TableSource {
   setHoldings?(h: Holdings): void;
   /** A runtime power change (farmlb power/drain/undrain). */
   setPower(change: PowerChange): Promise<void>;
-  /** A SIGHUP reload checked by the host: the table to apply, or a refusal (throws). */
-  reload(farm: FarmConfig, cluster: ClusterConfig): BucketTable;
+  /**
+   * A SIGHUP reload checked by the host: the table to apply now, 'staged' (the membership
+   * applies it later, through SourceSink.configSwitched, once every node has it), or a
+   * refusal (throws).
+   */
+  reload(farm: FarmConfig, cluster: ClusterConfig): BucketTable | 'staged' | Promise<BucketTable | 'staged'>;
   view(): SourceView;
 }

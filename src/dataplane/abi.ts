@@ -35,6 +35,9 @@ export const MAX_RULES = 256;
 export const MAX_NODES = 64;
 export const MAX_IFACES = 64;
 export const REQUESTERS_ENTRIES = 16384;
+/** New requesters the program records per window; known ones are refreshed whatever the budget. */
+export const REQUESTERS_NEW_PER_WINDOW = 1024;
+export const REQUESTERS_WINDOW_NS = 16_000_000_000;
 export const NODES_ENTRIES = 2 * MAX_NODES;
 export const NODE_F_KNOWN = 0x01;
 /** The tc egress filter's fixed handle and priority (FARMLB_TC_HANDLE / FARMLB_TC_PRIORITY). */
@@ -83,6 +86,8 @@ export const ABI_CONSTANTS: Record<string, number> = {
   FARMLB_MAX_NODES: MAX_NODES,
   FARMLB_MAX_IFACES: MAX_IFACES,
   FARMLB_REQUESTERS_ENTRIES: REQUESTERS_ENTRIES,
+  FARMLB_REQUESTERS_NEW_PER_WINDOW: REQUESTERS_NEW_PER_WINDOW,
+  FARMLB_REQUESTERS_WINDOW_NS: REQUESTERS_WINDOW_NS,
   FARMLB_NODES_ENTRIES: NODES_ENTRIES,
   FARMLB_NODE_F_KNOWN: NODE_F_KNOWN,
   FARMLB_TC_HANDLE: TC_HANDLE,
@@ -265,6 +270,10 @@ export const ABI_STRUCTS = {
   farmlb_lease_clock: {
     size: 16,
     fields: { jiffies: f(0, 8, 'host'), now_ns: f(8, 8, 'host') },
+  },
+  farmlb_requester_budget: {
+    size: 24,
+    fields: { window_ns: f(0, 8, 'host'), admitted: f(8, 8, 'host'), refused: f(16, 8, 'host') },
   },
   farmlb_counter: {
     size: 16,
@@ -717,6 +726,17 @@ export function decodeRequester(buf: Buffer): RequesterValue {
   };
 }
 
+/** farmlb_requester_budget[0]: new requesters recorded in the current window, and refused since load. */
+export interface RequesterBudget {
+  windowNs: bigint;
+  admitted: bigint;
+  refused: bigint;
+}
+const BUDGET = ABI_STRUCTS.farmlb_requester_budget.fields;
+export function decodeRequesterBudget(buf: Buffer): RequesterBudget {
+  return { windowNs: get64(buf, BUDGET.window_ns), admitted: get64(buf, BUDGET.admitted), refused: get64(buf, BUDGET.refused) };
+}
+
 export interface BucketValue {
   owner: number;
   prevOwner: number;
@@ -862,6 +882,7 @@ export const MAP_SHAPES = {
     valueSize: ABI_STRUCTS.farmlb_requester.size,
     maxEntries: REQUESTERS_ENTRIES,
   },
+  farmlb_requester_budget: { type: MapType.Array, keySize: 4, valueSize: ABI_STRUCTS.farmlb_requester_budget.size, maxEntries: 1 },
   farmlb_lease_clock: { type: MapType.PercpuArray, keySize: 4, valueSize: ABI_STRUCTS.farmlb_lease_clock.size, maxEntries: 1 },
   farmlb_stats: { type: MapType.PercpuArray, keySize: 4, valueSize: ABI_STRUCTS.farmlb_counter.size, maxEntries: R_MAX },
   farmlb_bucket_stats: {

@@ -679,7 +679,10 @@ export class ModelDataplane implements Dataplane {
     return decision;
   }
 
-  /** farmlb_requesters as the program would hold it (no LRU eviction: the model keeps all). */
+  /**
+   * farmlb_requesters as the program would hold it, without its LRU eviction and its budget of
+   * new requesters per window (the model keeps all; tests stay within both).
+   */
   async requesters(): Promise<Requester[]> {
     return [...this.requesterMap.values()].map((r) => ({ ...r }));
   }

@@ -196,6 +196,13 @@ export interface Native {
   monotonicNs(): bigint;
   /** One AF_UNIX datagram to path ("@name": abstract), for sd_notify (src/daemon/systemd.ts). */
   unixDatagramSend(path: string, message: string): void;
+  /**
+   * The TCP sockets of this network namespace through NETLINK_SOCK_DIAG, off the JS thread:
+   * `states` a bitmask (1 << kernel TCP state), `locals` 20-byte records (family 4|6 at 0,
+   * address at 4) the kernel filters on (none: every socket). Records: native/sockdiag.cc;
+   * decoded by src/net/tcp-sockets.ts.
+   */
+  tcpDiag(states: number, locals: Buffer): Promise<{ records: Buffer; count: number; interrupted: boolean }>;
   /** libbpf's messages (level: LibbpfLogLevel), delivered on the JS thread; null stops them. */
   setLogCallback(cb: ((level: number, msg: string) => void) | null): void;
   /** Joins CPG group `group` of the corosync in this network namespace (src/membership/corosync/). */
@@ -373,6 +380,7 @@ function wrap(raw: Native): Native {
     numPossibleCpus: () => call(() => raw.numPossibleCpus()),
     monotonicNs: () => raw.monotonicNs(),
     unixDatagramSend: (p, m) => call(() => raw.unixDatagramSend(p, m)),
+    tcpDiag: (states, locals) => callAsync(() => raw.tcpDiag(states, locals)),
     setLogCallback: (cb) => call(() => raw.setLogCallback(cb)),
     corosyncOpen: (group, onEvents) => {
       const session = call(() => raw.corosyncOpen(group, onEvents));

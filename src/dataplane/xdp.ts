@@ -11,7 +11,7 @@
 // The program must outlive the daemon (DESIGN.md, kernel lease): close() releases this
 // process's handles only; detach() and unpin() are separate, explicit calls.
 
-import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { FarmlbError } from '../errors.js';
@@ -31,6 +31,8 @@ import {
   decodeNode,
   decodeMacKey,
   decodeRequester,
+  decodeRequesterBudget,
+  type RequesterBudget,
   decodeRequesterKey,
   encodeIface,
   MAX_NODES,
@@ -289,6 +291,12 @@ function readActiveTables(maps: Maps): DataplaneTables {
   };
 }
 
+function readRequesterBudget(maps: Maps): RequesterBudget {
+  const value = maps.farmlb_requester_budget.lookup(encodeIndexKey(0));
+  if (!value) throw new FarmlbError('FARMLB_E_INTERNAL', { detail: 'farmlb_requester_budget[0] is missing' });
+  return decodeRequesterBudget(value);
+}
+
 function readRequesters(maps: Maps): Requester[] {
   const out: Requester[] = [];
   for (const key of maps.farmlb_requesters.keys()) {
@@ -415,11 +423,19 @@ export class XdpDataplane implements Dataplane {
    */
   static readPinned(pinDir: string, opts: { native?: Native } = {}): PinnedDataplane {
     const native = opts.native ?? loadNative();
+    checkPinAccess(pinDir, pinDir);
     const maps = openMaps(
       (name) => {
         const path = join(pinDir, name);
-        if (!existsSync(path)) throw new FarmlbError('FARMLB_E_DATAPLANE_NOT_PINNED', { pinDir, detail: `${name} is missing` });
-        return native.openPinnedMap(path, { readOnly: true });
+        checkPinAccess(path, pinDir);
+        try {
+          return native.openPinnedMap(path, { readOnly: true });
+        } catch (err) {
+          const errno = (err as { errno?: number }).errno;
+          // bpf_obj_get without CAP_BPF (or on a root-only pin): not "nothing pinned".
+          if (errno === 1 || errno === 13) throw new FarmlbError('FARMLB_E_DATAPLANE_PIN_ACCESS', { path, detail: 'permission denied' }, { cause: err });
+          throw err;
+        }
       },
       (name, mismatch) => new FarmlbError('FARMLB_E_DATAPLANE_PIN_MISMATCH', { map: name, pinDir, mismatch }),
     );
@@ -655,6 +671,12 @@ export class XdpDataplane implements Dataplane {
     return readRequesters(this.maps);
   }
 
+  /** How many new requesters the program recorded in its current window and could not record since it was loaded. */
+  requesterBudget(): RequesterBudget {
+    this.assertOpen();
+    return readRequesterBudget(this.maps);
+  }
+
   /** Runs farmlb_egress (tc) on one frame through BPF_PROG_TEST_RUN. */
   testRunEgress(frame: Uint8Array): Promise<TestRunResult> {
     this.assertOpen();
@@ -766,6 +788,11 @@ export class PinnedDataplane {
     return readBucketCounters(this.maps, this.native.numPossibleCpus(), Math.min(groups, MAX_GROUPS));
   }
 
+  requesterBudget(): RequesterBudget {
+    this.assertOpen();
+    return readRequesterBudget(this.maps);
+  }
+
   requesters(): Requester[] {
     this.assertOpen();
     return readRequesters(this.maps);
@@ -779,5 +806,21 @@ export class PinnedDataplane {
 
   private assertOpen(): void {
     if (this.closed) throw new FarmlbError('FARMLB_E_DATAPLANE_CLOSED');
+  }
+}
+
+/**
+ * A pin path that is missing is FARMLB_E_DATAPLANE_NOT_PINNED; one that exists but cannot be
+ * looked at (the CLI without root: bpffs pins and their directory are root-only) is
+ * FARMLB_E_DATAPLANE_PIN_ACCESS, which says to run as root rather than "nothing is pinned".
+ */
+function checkPinAccess(path: string, pinDir: string): void {
+  try {
+    statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw new FarmlbError('FARMLB_E_DATAPLANE_PIN_ACCESS', { path, detail: 'permission denied' }, { cause: err });
+    const what = path === pinDir ? 'the directory does not exist' : `${path.slice(pinDir.length + 1)} is missing`;
+    throw new FarmlbError('FARMLB_E_DATAPLANE_NOT_PINNED', { pinDir, detail: what }, { cause: err });
   }
 }

@@ -1,11 +1,22 @@
-// Heartbeats on the wire: "FLB1" ‖ HMAC-SHA256(key, "FLB1" ‖ json) ‖ json. JSON keeps the
-// format readable in tcpdump and easy to extend. Two body versions (docs/membership.md,
-// "Heartbeats"): v1 names every node and field in full (~150 bytes per peer, two IP fragments
-// at 16 nodes); v2 carries the node names once, in `n`, and refers to them by index, with
-// positional rows for acks and heard entries (~50 bytes per peer: one datagram up to ~20
-// nodes). Both decode into the same Heartbeat (its `v` says which one came); encodeHeartbeat
-// writes the version the Heartbeat's `v` names (the engine chooses: v1 while a peer that
-// speaks only v1 is alive). bigints travel as decimal strings.
+// Heartbeats on the wire, in one of two frames (docs/membership.md, "Wire format"):
+//
+//   FLB2: "FLB2" ‖ key id (4 bytes) ‖ HMAC-SHA256(key, "FLB2" ‖ key id ‖ json) ‖ json
+//   FLB1: "FLB1" ‖ HMAC-SHA256(key, "FLB1" ‖ json) ‖ json            (releases before key ids)
+//
+// The key id (key.ts) lets a node accept two keys — the one it signs with and one more, for a
+// rotation without an outage — and pick the right one without trying each, and names the key
+// a node with another one signs with. FLB2 is sent by default; FLB1 only to a peer heard
+// sending FLB1 unmarked (an older release, which drops FLB2 frames: the transport decides).
+// This release marks the FLB1 frames it sends with a blank after the JSON (which every
+// release's JSON.parse ignores), so that two upgraded nodes never hold each other in FLB1.
+//
+// JSON keeps the format readable in tcpdump and easy to extend. Two body versions
+// (docs/membership.md, "Heartbeats"): v1 names every node and field in full (~150 bytes per
+// peer, two IP fragments at 16 nodes); v2 carries the node names once, in `n`, and refers to
+// them by index, with positional rows for acks and heard entries (~50 bytes per peer: one
+// datagram up to ~20 nodes). Both decode into the same Heartbeat (its `v` says which one
+// came); encodeHeartbeat writes the version the Heartbeat's `v` names (the engine chooses: v1
+// while a peer that speaks only v1 is alive). bigints travel as decimal strings.
 //
 // v2 carries its own name list rather than indexes into the receiver's cluster.xml: a peer
 // whose cluster.xml differs (a rolling configuration change) must still be heard as it is
@@ -19,26 +30,50 @@
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { FarmlbError } from '../errors.js';
+import { keyId, keyIdBytes } from './key.js';
 import type { AckEntry, Heartbeat, HeardEntry, HeartbeatHoldings, NodeState, PowerOverrides } from './types.js';
 
 const MAGIC = Buffer.from('FLB1');
+const MAGIC2 = Buffer.from('FLB2');
+const KEY_ID_LEN = 4;
 const MAC_LEN = 32;
+/** The byte after the JSON of an FLB1 frame sent by a release that reads FLB2. */
+const READS_FLB2_MARK = 0x20;
 /** Far above a heartbeat of 64 nodes and 16 groups (~12 KiB); anything bigger is refused unparsed. */
 export const MAX_MESSAGE_BYTES = 60_000;
 
-function mac(key: Buffer, body: Buffer): Buffer {
-  return createHmac('sha256', key).update(MAGIC).update(body).digest();
+/** Which frame to write: 2 (key id, the default) or 1 (for a peer of an older release). */
+export interface FrameOptions {
+  frame?: 1 | 2;
+  /**
+   * FLB1 only: mark the frame as sent by a release that reads FLB2 (default true; false is
+   * what releases before key ids send, for tests of a mixed farm).
+   */
+  mark?: boolean;
 }
 
-/** Encodes `hb` in the body version its `v` names. */
-export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
-  const body = Buffer.from(hb.v === 2 ? encodeV2(hb) : JSON.stringify({
+/** The keys a node accepts: the first signs, any other (one, during a rotation) is accepted too. */
+export type AcceptedKeys = Buffer | readonly Buffer[];
+
+function keyList(keys: AcceptedKeys): readonly Buffer[] {
+  return Buffer.isBuffer(keys) ? [keys] : keys;
+}
+
+/** Encodes `hb` in the body version its `v` names, signed with `key`, in the frame `opts` names. */
+export function encodeHeartbeat(hb: Heartbeat, key: Buffer, opts: FrameOptions = {}): Buffer {
+  const json = hb.v === 2 ? encodeV2(hb) : JSON.stringify({
     ...hb,
     incarnation: hb.incarnation.toString(),
     sentAtNs: hb.sentAtNs.toString(),
     acks: hb.acks.map((a) => ({ ...a, incarnation: a.incarnation.toString() })),
-  }));
-  return Buffer.concat([MAGIC, mac(key, body), body]);
+  });
+  if (opts.frame === 1) {
+    const body = Buffer.from(opts.mark === false ? json : `${json} `);
+    return Buffer.concat([MAGIC, createHmac('sha256', key).update(MAGIC).update(body).digest(), body]);
+  }
+  const body = Buffer.from(json);
+  const id = keyIdBytes(key);
+  return Buffer.concat([MAGIC2, id, createHmac('sha256', key).update(MAGIC2).update(id).update(body).digest(), body]);
 }
 
 /** Wire states of v2. */
@@ -76,6 +111,7 @@ function encodeV2(hb: Heartbeat): string {
   };
   if (hb.cause !== '') body.c = hb.cause;
   body.cd = hb.configDigest;
+  if (hb.stagedDigest !== undefined) body.sd = hb.stagedDigest;
   body.e = hb.epoch;
   body.l = hb.leader === null ? null : id(hb.leader);
   body.vw = view;
@@ -119,32 +155,87 @@ function bad(detail: string): FarmlbError {
   return new FarmlbError('FARMLB_E_MEMBERSHIP_BAD_MESSAGE', { detail });
 }
 
+/** Which frame `buf` starts with: 1, 2, or 0 (not a farmlb heartbeat). */
+export function frameOf(buf: Buffer): 0 | 1 | 2 {
+  if (buf.length < 4 || buf[0] !== MAGIC[0] || buf[1] !== MAGIC[1] || buf[2] !== MAGIC[2]) return 0;
+  return buf[3] === MAGIC[3] ? 1 : buf[3] === MAGIC2[3] ? 2 : 0;
+}
+
 /**
  * Could `buf` be a heartbeat (our magic, room for a MAC and a body, not oversize)? No
  * allocation: the receive path drops what fails this before any HMAC.
  */
 export function looksLikeHeartbeat(buf: Buffer): boolean {
-  return buf.length >= MAGIC.length + MAC_LEN + 2 && buf.length <= MAX_MESSAGE_BYTES
-    && buf[0] === MAGIC[0] && buf[1] === MAGIC[1] && buf[2] === MAGIC[2] && buf[3] === MAGIC[3];
+  const frame = frameOf(buf);
+  const header = frame === 2 ? MAGIC2.length + KEY_ID_LEN + MAC_LEN : MAGIC.length + MAC_LEN;
+  return frame !== 0 && buf.length >= header + 2 && buf.length <= MAX_MESSAGE_BYTES;
 }
 
-/** Verifies and parses one datagram; throws FARMLB_E_MEMBERSHIP_BAD_MAC or _BAD_MESSAGE. */
-export function decodeHeartbeat(buf: Buffer, key: Buffer): Heartbeat {
+/** The JSON body of a frame (unverified: for tests and tools that look inside). */
+export function frameBody(buf: Buffer): Buffer {
+  return buf.subarray(frameOf(buf) === 2 ? MAGIC2.length + KEY_ID_LEN + MAC_LEN : MAGIC.length + MAC_LEN);
+}
+
+/** An authenticated frame: its body, and what the transport needs to know of the sender. */
+export interface OpenedFrame {
+  hb: Heartbeat;
+  frame: 1 | 2;
+  /** FLB1 only: marked by a release that reads FLB2. */
+  marked: boolean;
+  /** The key that verified it (index into the accepted keys). */
+  keyIndex: number;
+}
+
+/** FARMLB_E_MEMBERSHIP_UNKNOWN_KEY for a frame signed with a key id none of `keys` has. */
+function unknownKey(id: Buffer, keys: readonly Buffer[]): FarmlbError {
+  return new FarmlbError('FARMLB_E_MEMBERSHIP_UNKNOWN_KEY', { keyId: id.toString('hex'), accepted: keys.map(keyId).join(', ') });
+}
+
+/**
+ * Verifies and parses one datagram against the accepted keys; throws
+ * FARMLB_E_MEMBERSHIP_BAD_MESSAGE, _BAD_MAC or _UNKNOWN_KEY (an FLB2 frame whose key id is
+ * none of ours: another key; its `keyId` detail names it).
+ */
+export function openFrame(buf: Buffer, keys: AcceptedKeys): OpenedFrame {
   // A fixed detail: the reason is a log key, and a size in it would defeat the rate limit.
   if (buf.length > MAX_MESSAGE_BYTES) throw bad('larger than the largest heartbeat');
   if (!looksLikeHeartbeat(buf)) throw bad('not a farmlb heartbeat');
-  const body = buf.subarray(MAGIC.length + MAC_LEN);
-  const expected = mac(key, body);
-  if (!timingSafeEqual(expected, buf.subarray(MAGIC.length, MAGIC.length + MAC_LEN))) {
-    throw new FarmlbError('FARMLB_E_MEMBERSHIP_BAD_MAC', {});
+  const list = keyList(keys);
+  let body: Buffer;
+  let keyIndex = -1;
+  const frame = frameOf(buf) as 1 | 2;
+  if (frame === 2) {
+    const id = buf.subarray(MAGIC2.length, MAGIC2.length + KEY_ID_LEN);
+    const macAt = MAGIC2.length + KEY_ID_LEN;
+    body = buf.subarray(macAt + MAC_LEN);
+    let known = false;
+    for (let i = 0; i < list.length && keyIndex < 0; i++) {
+      if (!keyIdBytes(list[i]!).equals(id)) continue;
+      known = true;
+      const expected = createHmac('sha256', list[i]!).update(MAGIC2).update(id).update(body).digest();
+      if (timingSafeEqual(expected, buf.subarray(macAt, macAt + MAC_LEN))) keyIndex = i;
+    }
+    if (!known) throw unknownKey(id, list);
+  } else {
+    body = buf.subarray(MAGIC.length + MAC_LEN);
+    const got = buf.subarray(MAGIC.length, MAGIC.length + MAC_LEN);
+    for (let i = 0; i < list.length && keyIndex < 0; i++) {
+      if (timingSafeEqual(createHmac('sha256', list[i]!).update(MAGIC).update(body).digest(), got)) keyIndex = i;
+    }
   }
+  if (keyIndex < 0) throw new FarmlbError('FARMLB_E_MEMBERSHIP_BAD_MAC', {});
   let raw: unknown;
   try {
     raw = JSON.parse(body.toString('utf8'));
   } catch {
     throw bad('body is not JSON');
   }
-  return parse(raw);
+  return { hb: parse(raw), frame, marked: frame === 1 && body[body.length - 1] === READS_FLB2_MARK, keyIndex };
+}
+
+/** Verifies and parses one datagram; throws FARMLB_E_MEMBERSHIP_BAD_MAC, _UNKNOWN_KEY or _BAD_MESSAGE. */
+export function decodeHeartbeat(buf: Buffer, keys: AcceptedKeys): Heartbeat {
+  return openFrame(buf, keys).hb;
 }
 
 // The checks below run on every heartbeat (300 a second per node in a 16-node farm), so they
@@ -269,6 +360,7 @@ function parse(raw: unknown): Heartbeat {
   };
   if (raw.prev !== undefined) hb.prev = strings(raw.prev, 'prev', 64, 400, 'prev row');
   if (holdings) hb.holdings = holdings;
+  if (raw.stagedDigest !== undefined) hb.stagedDigest = str(raw.stagedDigest, 'stagedDigest');
   if (raw.readsV2 !== undefined) {
     if (raw.readsV2 !== true) throw bad('readsV2 is not true');
     hb.readsV2 = true;
@@ -279,7 +371,7 @@ function parse(raw: unknown): Heartbeat {
 // --- v2 ---------------------------------------------------------------------------------------
 
 /** Every key a v2 body may have; any other is refused (a later format is another `v`). */
-const V2_KEYS = new Set(['v', 'm', 'n', 'f', 'i', 's', 't', 'st', 'c', 'cd', 'e', 'l', 'vw', 'td', 'tb', 'pr', 'ho', 'pw', 'p', 'a', 'h']);
+const V2_KEYS = new Set(['v', 'm', 'n', 'f', 'i', 's', 't', 'st', 'c', 'cd', 'sd', 'e', 'l', 'vw', 'td', 'tb', 'pr', 'ho', 'pw', 'p', 'a', 'h']);
 /** Names one v2 heartbeat may carry: as many as v1's longest list (nodes are < 64). */
 const V2_MAX_NAMES = 256;
 /** Base 36, at most 13 digits (above 2^64, like v1's 20 decimal digits). */
@@ -403,6 +495,7 @@ function parseV2(raw: Record<string, unknown>): Heartbeat {
   };
   if (raw.pr !== undefined) hb.prev = strings(raw.pr, 'prev', 64, 400, 'prev row');
   if (holdings) hb.holdings = holdings;
+  if (raw.sd !== undefined) hb.stagedDigest = str(raw.sd, 'stagedDigest');
   return hb;
 }
 

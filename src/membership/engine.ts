@@ -108,7 +108,9 @@ const DISCOVERING = 'discovering peers';
 
 export class MembershipEngine {
   readonly self: string;
-  private readonly opts: MembershipEngineOptions;
+  private opts: MembershipEngineOptions;
+  /** A configuration loaded by a reload, switched to once every node has it (stageConfig). */
+  private staged: { digest: string; groups: MembershipEngineOptions['groups'] } | undefined;
   private readonly module: string;
   private readonly pulseNs: bigint;
   private readonly leaseNs: bigint;
@@ -139,6 +141,8 @@ export class MembershipEngine {
   private lastTickNs: bigint | undefined;
   /** Per peer, the last well-formed frame of its address that failed the MAC (noteForeignKey). */
   private readonly foreignKeyNs = new Map<string, bigint>();
+  /** Per peer, the key id its last foreign frame named (FLB2 frames only). */
+  private readonly foreignKeyIds = new Map<string, string>();
   private leaderSinceTick = false;
   /** The candidates of the last tick (the view lead() works on between ticks). */
   private lastCandidates: string[] = [];
@@ -154,6 +158,12 @@ export class MembershipEngine {
    */
   private awaitingRenewal = false;
   private servedGroups: Rows | undefined;
+  /**
+   * The epoch of the first table of the current lineage: the tables installed since the
+   * installed table's leader last changed (or since we set our own aside). An acknowledgement
+   * on any of them renews the lease (noteAck).
+   */
+  private lineageStartEpoch = 0;
   /** Set by install(): the table just installed left out a node of the previous view. */
   private droppedFromView = false;
   private splitBrain = false;
@@ -200,8 +210,46 @@ export class MembershipEngine {
 
   // --- inputs ---------------------------------------------------------------------------
 
+  /**
+   * A reload loaded another configuration (`digest`, its group powers; same nodes, groups and
+   * timing): advertise it in every heartbeat and switch to it once every node of cluster.xml
+   * is alive and has it, staged or active (docs/operations.md, "Changing the configuration").
+   * Until then this node keeps its configuration; meanwhile, and during the switch, a node
+   * whose active or staged digest is our active or staged one counts as having ours
+   * (digestOf). null withdraws a staged configuration.
+   */
+  stageConfig(staged: { digest: string; groups: MembershipEngineOptions['groups'] } | null): void {
+    if (staged && staged.groups.map((g) => g.name).join('\0') !== this.opts.groups.map((g) => g.name).join('\0')) {
+      throw new Error('a staged configuration must keep the groups (names and order)');
+    }
+    this.staged = staged && staged.digest !== this.opts.configDigest ? staged : undefined;
+  }
+
+  /** The configuration digest a peer's heartbeat counts with: ours when its active or staged one meets our active or staged one. */
+  private digestOf(hb: Heartbeat): string {
+    const mine = this.opts.configDigest;
+    if (hb.configDigest === mine) return mine;
+    const staged = this.staged?.digest;
+    if (staged !== undefined && (hb.configDigest === staged || hb.stagedDigest === staged)) return mine;
+    if (hb.stagedDigest === mine) return mine;
+    return hb.configDigest;
+  }
+
+  /** Every peer of cluster.xml is alive and has the staged configuration (staged or active): switch to it. */
+  private maybeSwitchConfig(out: EngineOutput): void {
+    const staged = this.staged;
+    if (!staged) return;
+    for (const p of this.peers.values()) {
+      if (!p.alive || !p.hb || (p.hb.configDigest !== staged.digest && p.hb.stagedDigest !== staged.digest)) return;
+    }
+    out.events.push({ type: 'config_switched', from: this.opts.configDigest, to: staged.digest });
+    this.opts = { ...this.opts, configDigest: staged.digest, groups: staged.groups };
+    this.staged = undefined;
+  }
+
   tick(nowNs: bigint): EngineOutput {
     const out = this.output();
+    this.maybeSwitchConfig(out);
     if (this.lastTickNs === undefined) {
       // The discovery grace counts from the first tick, not from construction: the daemon
       // builds the engine before it loads and attaches the program (hundreds of ms), and a
@@ -245,7 +293,7 @@ export class MembershipEngine {
     // is already part of eligibility) — only when no live peer shares our configuration.
     // A live peer that does (WAIT while it discovers, a one-way cut) may lead a view of its
     // own a moment later; with it, the lease comes from acknowledgements or not at all.
-    const sameConfigPeer = [...this.peers.values()].some((p) => p.alive && (p.hb === undefined || p.hb.configDigest === this.referenceDigest));
+    const sameConfigPeer = [...this.peers.values()].some((p) => p.alive && (p.hb === undefined || this.digestOf(p.hb) === this.referenceDigest));
     // Only on a table whose view includes us: a fenced node (see holdings()) renews nothing.
     if (this.eligible && leader === this.self && candidates.length === 1 && !sameConfigPeer && this.table.view.includes(this.self)) {
       this.renew(nowNs + this.leaseNs, out);
@@ -258,11 +306,11 @@ export class MembershipEngine {
 
   receive(hb: Heartbeat, nowNs: bigint): EngineOutput {
     const out = this.output();
-    const reject = (reason: string): EngineOutput => {
-      out.events.push({ type: 'rejected', from: hb.from, reason });
+    const reject = (reason: string, detail?: string): EngineOutput => {
+      out.events.push({ type: 'rejected', from: hb.from, reason, ...(detail !== undefined ? { detail } : {}) });
       return this.finish(out);
     };
-    if (hb.module !== this.module) return reject(`module ${hb.module}, not ${this.module}`);
+    if (hb.module !== this.module) return reject('another module', `module ${JSON.stringify(hb.module.slice(0, 64))}, not ${this.module}`);
     if (hb.from === this.self) return reject('carries our own node name');
     const peer = this.peers.get(hb.from);
     if (!peer) return reject('not a node of cluster.xml');
@@ -272,7 +320,7 @@ export class MembershipEngine {
     if (problem) return reject(problem);
     // A node whose configuration differs has no say in powers or tables: it is heard (liveness,
     // config_mismatch) and nothing more.
-    const sameConfig = hb.configDigest === this.opts.configDigest;
+    const sameConfig = this.digestOf(hb) === this.opts.configDigest;
     if (sameConfig && hb.powers.entries.length > 0) {
       const powersProblem = overridesProblem(hb.powers, this.opts.nodes, this.opts.groups);
       if (powersProblem) return reject(powersProblem);
@@ -324,7 +372,12 @@ export class MembershipEngine {
     }
     this.noteAck(peer, hb, out);
     // The fence the leader waited for may be complete now: decide without waiting for the pulse.
-    if (this.fencePending && this.leader === this.self && this.leaderSinceTick && this.eligible) {
+    // Only while no smaller-named peer has become a member since the tick (this very heartbeat
+    // may show it UP and in contact): that peer leads from our next tick on, and a table of
+    // ours now would race its own — two leaders giving one free bucket to two nodes (found by
+    // the property search under `quorum`: n3 gave itself a bucket 0.5 ms before n2, the new
+    // leader it had not counted yet, gave it to n5).
+    if (this.fencePending && this.leader === this.self && this.leaderSinceTick && this.eligible && !this.smallerMember(nowNs)) {
       this.lead(nowNs, this.lastCandidates, out);
       if (out.table) {
         this.updateState(out);
@@ -355,8 +408,10 @@ export class MembershipEngine {
    * eligibility, state or lease — a datagram without the key is no evidence anyone can act
    * on, and one that made a node leave the farm would be an outage anyone on the LAN causes.
    */
-  noteForeignKey(node: string, nowNs: bigint): void {
-    if (this.peers.has(node)) this.foreignKeyNs.set(node, nowNs);
+  noteForeignKey(node: string, nowNs: bigint, keyId?: string): void {
+    if (!this.peers.has(node)) return;
+    this.foreignKeyNs.set(node, nowNs);
+    if (keyId !== undefined) this.foreignKeyIds.set(node, keyId); else this.foreignKeyIds.delete(node);
   }
 
   /** The local checks or an administrative stop. false revokes the lease at once. */
@@ -421,6 +476,7 @@ export class MembershipEngine {
       heartbeatsReceived: p.received,
       heartbeatsMissed: p.missed,
       ...(this.foreignKeyNs.has(p.name) ? { foreignKeyMs: ms(this.foreignKeyNs.get(p.name)) } : {}),
+      ...(this.foreignKeyIds.has(p.name) ? { foreignKeyId: this.foreignKeyIds.get(p.name) } : {}),
     }));
     return {
       node: this.self,
@@ -436,6 +492,7 @@ export class MembershipEngine {
       missing: this.missing,
       quorum: this.quorumOk(),
       configDigest: this.opts.configDigest,
+      ...(this.staged ? { stagedDigest: this.staged.digest } : {}),
       referenceDigest: this.referenceDigest,
       powers: this.overrides,
       incarnation: this.opts.incarnation.toString(),
@@ -539,7 +596,7 @@ export class MembershipEngine {
     // leads before would make a view of a few beside peers about to form the farm's, and a
     // peer installing that table acknowledges it — two tables serving the same buckets at
     // start. A peer that never shows up only delays the start by the grace.
-    else if (nowNs < this.graceUntilNs && this.graceForAll && (alive.length < this.peers.size || alive.some((p) => !this.connected(p, nowNs, slostNs) && p.hb?.configDigest === this.referenceDigest))) {
+    else if (nowNs < this.graceUntilNs && this.graceForAll && (alive.length < this.peers.size || alive.some((p) => !this.connected(p, nowNs, slostNs) && p.hb !== undefined && this.digestOf(p.hb) === this.referenceDigest))) {
       cause = DISCOVERING;
     }
 
@@ -554,7 +611,7 @@ export class MembershipEngine {
 
     const members: string[] = [];
     for (const p of alive) {
-      if (this.peerState(p) === 'UP' && p.hb?.configDigest === this.referenceDigest && this.connected(p, nowNs, slostNs)) {
+      if (this.peerState(p) === 'UP' && p.hb !== undefined && this.digestOf(p.hb) === this.referenceDigest && this.connected(p, nowNs, slostNs)) {
         members.push(p.name);
         p.servingNs = nowNs;
       }
@@ -565,7 +622,19 @@ export class MembershipEngine {
   /** A live peer of our configuration, named before us, that reports it is still discovering. */
   private smallerPeerDiscovering(): boolean {
     for (const p of this.peers.values()) {
-      if (p.alive && p.name < this.self && p.hb?.state === 'WAIT' && p.hb.cause === DISCOVERING && p.hb.configDigest === this.referenceDigest) return true;
+      if (p.alive && p.name < this.self && p.hb?.state === 'WAIT' && p.hb.cause === DISCOVERING && this.digestOf(p.hb) === this.referenceDigest) return true;
+    }
+    return false;
+  }
+
+  /** A peer named before us that is a member by the evidence at hand (assess()'s test). */
+  private smallerMember(nowNs: bigint): boolean {
+    const slostNs = BigInt(this.opts.timing.slostCount) * this.pulseNs;
+    for (const p of this.peers.values()) {
+      if (p.name >= this.self) continue;
+      const ev = this.evidence(p);
+      if (ev === undefined || nowNs - ev >= this.timeoutNs(p.name)) continue;
+      if (this.peerState(p) === 'UP' && p.hb?.configDigest === this.referenceDigest && this.connected(p, nowNs, slostNs)) return true;
     }
     return false;
   }
@@ -583,7 +652,7 @@ export class MembershipEngine {
     const holders = new Map<string, string[]>();
     const add = (digest: string, node: string) => holders.set(digest, [...(holders.get(digest) ?? []), node]);
     add(this.opts.configDigest, this.self);
-    for (const p of alive) if (p.hb) add(p.hb.configDigest, p.name);
+    for (const p of alive) if (p.hb) add(this.digestOf(p.hb), p.name);
     let best: { digest: string; count: number; first: string } | undefined;
     for (const [digest, nodes] of holders) {
       const first = [...nodes].sort(byName)[0]!;
@@ -595,13 +664,13 @@ export class MembershipEngine {
   }
 
   private digestHolder(alive: Peer[]): string {
-    return alive.filter((p) => p.hb?.configDigest === this.referenceDigest).map((p) => p.name).sort(byName)[0] ?? '?';
+    return alive.filter((p) => p.hb !== undefined && this.digestOf(p.hb) === this.referenceDigest).map((p) => p.name).sort(byName)[0] ?? '?';
   }
 
   private reportMismatches(alive: Peer[], out: EngineOutput): void {
     const now = new Set<string>();
     for (const p of alive) {
-      if (p.hb && p.hb.configDigest !== this.opts.configDigest) {
+      if (p.hb && this.digestOf(p.hb) !== this.opts.configDigest) {
         now.add(p.name);
         if (!this.mismatchReported.has(p.name)) {
           out.events.push({ type: 'config_mismatch', node: p.name, ours: this.opts.configDigest, theirs: p.hb.configDigest, reference: this.referenceDigest });
@@ -622,6 +691,12 @@ export class MembershipEngine {
     const powers = effectivePowers(this.opts.groups, this.overrides);
     const base = this.table;
     const members = new Set(view);
+    // Members still acting as leaders (their installed table is their own): they have not yet
+    // taken us as leader and may, at this very moment, give a bucket that their table leaves
+    // unowned to another node than we would (found by the property search under 50% loss: n1
+    // and n2 published tables 0.7 ms apart, giving one free bucket to n3 and to n2). Such a
+    // bucket gets no owner from us until they follow us; what they own they alone move.
+    const rivals = view.map((n) => this.peers.get(n)).filter((p): p is Peer => p !== undefined && p.hb?.leader === p.name && p.rows !== undefined);
     const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
     // A table inherited from another leader may carry handovers: their clocks start now.
     // (With no handover recorded and none in the table there is nothing to do: the usual tick.)
@@ -687,6 +762,7 @@ export class MembershipEngine {
         if (owner !== null) {
           for (const n of ownerOf) if (n !== owner) owner = null;
           for (const n of prevOf) if (n !== want && n !== prev && n !== released) owner = null;
+          if (owner !== was) for (const r of rivals) if ((r.rows!.groups[g]?.[b] ?? null) === null) owner = null;
         }
         // A live owner that loses b — moved, or held back because another node may still
         // serve it — keeps its connections as previous owner.
@@ -708,8 +784,17 @@ export class MembershipEngine {
       const hb = this.peers.get(n)?.hb;
       return hb !== undefined && (hb.epoch > this.table.epoch || (hb.epoch === this.table.epoch && hb.tableDigest !== this.table.digest));
     });
+    // A member on another leader's table of our epoch or above (a rival above, or its
+    // followers) installs only a table of ours with a higher epoch: republish even when
+    // nothing changes, or a rival
+    // whose free buckets we leave unowned, on a table with our very digest, would stay one
+    // (found by the property search: every bucket unowned in both, and no table ever again).
+    const memberElsewhere = view.some((n) => {
+      const hb = n === this.self ? undefined : this.peers.get(n)?.hb;
+      return hb !== undefined && hb.leader !== this.self && hb.epoch >= this.table.epoch;
+    });
     const sameView = this.table.view.length === view.length && this.table.view.every((n, i) => n === view[i]);
-    if (sameRows(nextGroups, base.groups) && sameRows(nextPrev, base.prev) && sameView && this.table.leader === this.self && !memberAhead) return;
+    if (sameRows(nextGroups, base.groups) && sameRows(nextPrev, base.prev) && sameView && this.table.leader === this.self && !memberAhead && !memberElsewhere) return;
     this.noteHandovers(started, ended, epoch, nowNs, out);
     this.install({ epoch, leader: this.self, view, groups: nextGroups, prev: nextPrev, digest: tableDigest(nextGroups, nextPrev) }, out, this.viewCause(view, 'leader'));
     this.awaitingRenewal = false;
@@ -843,7 +928,7 @@ export class MembershipEngine {
       if (relayedNewer) {
         const rows = this.knownTables.get(p.indirectDigest!);
         if (rows) out.push([p.name, rows]);
-        else if (member) return undefined;
+        else return undefined;
       }
       if (p.rows) out.push([p.name, p.rows, p.hb!.epoch === 0]);
     }
@@ -853,8 +938,16 @@ export class MembershipEngine {
     // relays it (its own table, made by another leader): that leader's heartbeats may not
     // reach us (a heal, a one-way cut), and a member we hear only by relay may be on it
     // (docs/membership.md, "the relay freshness gap").
+    const leadsNobodyNs = BigInt(this.opts.timing.mlostCount) * this.pulseNs;
     for (const q of this.peers.values()) {
       if (!q.alive || !q.hb || !q.rows || q.hb.leader === null || q.hb.leader === this.self) continue;
+      // Not the table of its own leadership that a WAIT node still carries (a leader whose
+      // check failed, back after its link came up): nobody follows a WAIT node, and once it
+      // has been out of service for `mlost` pulses no follower can still take it for its
+      // leader; when it leads again it sets that table aside. Counting it made the leader
+      // take back, table after table, the buckets it had given the survivors (seen in the
+      // lab: kept buckets of every survivor unowned for a pulse at the old leader's return).
+      if (q.hb.leader === q.name && q.hb.state === 'WAIT' && (q.servingNs === undefined || nowNs - q.servingNs > leadsNobodyNs)) continue;
       for (const n of q.hb.view) if (n !== this.self) out.push([n, q.rows]);
     }
     return out;
@@ -872,11 +965,11 @@ export class MembershipEngine {
    */
   private fenced(x: Peer): boolean {
     if (this.table.view.includes(x.name)) return false;
-    const xDigest = x.hb?.configDigest;
+    const xDigest = x.hb === undefined ? undefined : this.digestOf(x.hb);
     for (const m of this.peers.values()) {
       if (m === x || !m.alive) continue;
       // A peer with another configuration cannot acknowledge x (noteAck compares digests).
-      if (m.hb !== undefined && xDigest !== undefined && m.hb.configDigest !== xDigest) continue;
+      if (m.hb !== undefined && xDigest !== undefined && this.digestOf(m.hb) !== xDigest) continue;
       // Its own heartbeat, not a relay: only that carries when it last heard x.
       if (!m.hb || m.hb.view.includes(x.name)) return false;
       // Its own last heartbeat was on a table without x: acknowledgements it sent on a table
@@ -935,8 +1028,14 @@ export class MembershipEngine {
     if (this.opts.configDigest !== this.referenceDigest) return;
     if (rows.groups.length !== this.opts.groups.length) return;
     // Strictly newer only: two leaders (two sides of a partition) can publish the same epoch;
-    // the merged leader then republishes above both (see lead()).
-    const newer = hb.epoch > this.table.epoch;
+    // the merged leader then republishes above both (see lead()). Except a table of our
+    // (new) leader that gives a bucket we serve to another node, when ours is another
+    // leader's: the epochs of two sides are not ordered, and after a heal that leader may be
+    // cut off again before it can republish above ours — we yield to its current table rather
+    // than serve beside that node until our lease runs out (found by the property search:
+    // n3, alone on its side, and n4, on n2's table, served one bucket for a whole lease after
+    // the heal, both following n2, cut off again at once).
+    const newer = hb.epoch > this.table.epoch || (hb.leader !== this.table.leader && this.givesAwayServed(rows));
     if (!newer || tableDigest(rows.groups, rows.prev) !== hb.tableDigest) return;
     // Only a table of the leader's current leadership: one it made in an earlier one (relayed
     // by a node still on it after a heal) may give back what our side's leader has moved on
@@ -950,7 +1049,14 @@ export class MembershipEngine {
     // because our lease grows only from acknowledgements on our table: peers that install the
     // leader's table stop giving them, and the leader's fence counts any peer still on ours
     // (docs/membership.md, "Survivors keep serving").
-    if (this.eligible && this.table.leader !== null && this.table.view.includes(this.self) && !hb.view.includes(this.self)) return;
+    // Unless that table gives a bucket we serve to another node: the leader released it once
+    // our lease had surely run out as far as it knew (lease wait and fence, a partition under
+    // `serve`), so its new owner may be serving it already — we yield at once, as a side of a
+    // healed partition does (found by the property search: n1, cut from n2, gave n2's buckets
+    // to n3 at the heal; n2, renewed by n4 and n5 on n1's older table, refused n1's table and
+    // served beside n3 for a whole lease while n1 was cut off again).
+    if (this.eligible && this.table.leader !== null && this.table.view.includes(this.self) && !hb.view.includes(this.self)
+      && !this.givesAwayServed(rows)) return;
     const served = this.servedGroups ?? this.table.groups;
     // A table of another leader than the one our lease was renewed with: what it gains us is
     // served only once a peer acknowledges us on it (docs/membership.md, "Switching leaders").
@@ -963,6 +1069,17 @@ export class MembershipEngine {
     // (A lease that has run out serves nothing to hold back: the next renewal is on this leader's tables.)
     if (this.awaitingRenewal && this.leaseNsValue + BigInt(LEASE_CLOCK_SLACK_NS) > nowNs) this.holdBackGained(served, out);
     else this.servedGroups = undefined;
+  }
+
+  /** Does `rows` name another node owner or previous owner of a bucket the data plane serves for us? */
+  private givesAwayServed(rows: TableRows): boolean {
+    const served = this.servedGroups ?? this.table.groups;
+    return served.some((row, g) => row.some((o, b) => {
+      if (o !== this.self) return false;
+      const owner = rows.groups[g]?.[b] ?? null;
+      const prev = rows.prev[g]?.[b] ?? null;
+      return (owner !== null && owner !== this.self) || (prev !== null && prev !== this.self);
+    }));
   }
 
   /**
@@ -1002,6 +1119,7 @@ export class MembershipEngine {
     const epoch = Math.max(this.maxEpochSeen, this.table.epoch) + 1;
     this.table = { ...this.table, epoch, leader: null };
     this.maxEpochSeen = epoch;
+    this.lineageStartEpoch = epoch;
   }
 
   /**
@@ -1045,6 +1163,7 @@ export class MembershipEngine {
       if (o === this.self) gained++;
       if (was === this.self) lost++;
     }));
+    if (table.leader === null || table.leader !== prev.leader) this.lineageStartEpoch = table.epoch;
     this.table = table;
     this.recentTables.push(table);
     if (this.recentTables.length > RECENT_TABLES) this.recentTables.shift();
@@ -1065,9 +1184,9 @@ export class MembershipEngine {
 
   private noteAck(peer: Peer, hb: Heartbeat, out: EngineOutput): void {
     if (!this.eligible) return;
-    if (hb.epoch !== this.table.epoch || hb.tableDigest !== this.table.digest || hb.configDigest !== this.opts.configDigest) return;
+    if (this.digestOf(hb) !== this.opts.configDigest) return;
     // Only on a table whose view includes us: a table that leaves us out is a fence (holdings()).
-    if (!this.table.view.includes(this.self)) return;
+    if (!this.table.view.includes(this.self) || !this.onOurLineage(hb)) return;
     const ack = hb.acks.find((a: AckEntry) => a.node === this.self && a.incarnation === this.opts.incarnation);
     if (!ack) return;
     const sentAt = this.sent.get(ack.seq);
@@ -1079,6 +1198,24 @@ export class MembershipEngine {
     const deadlines = [...this.peers.values()].map((p) => p.ackDeadlineNs).filter((d): d is bigint => d !== undefined).sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
     const kth = deadlines[needed - 1];
     if (kth !== undefined) this.renew(kth, out);
+  }
+
+  /**
+   * Is the peer on our installed table, or on an earlier one of the same leader's current
+   * lineage that names us? During a handover the leader publishes a table per pulse; with
+   * installs of tens of ms (a loaded host), a follower's answer on table k reached the leader
+   * once it was on k+1, and the follower's on k the leader's on k+1, so nobody's lease was
+   * renewed while the handover lasted (found in the lab: survivors' leases lapsing at a
+   * rejoin; reproduced by the simulator with installs of 5–60 ms). Safe: those tables are one
+   * leader's, each made by the hand-over rule against every table a peer may hold, so they
+   * agree on who serves what; the lease bounds serving by the table the data plane has, never
+   * an older one; and a peer that has moved to a table leaving us out (the fence) sends no
+   * acknowledgement on ours any more.
+   */
+  private onOurLineage(hb: Heartbeat): boolean {
+    if (hb.epoch === this.table.epoch) return hb.tableDigest === this.table.digest;
+    if (hb.epoch < this.lineageStartEpoch || hb.epoch > this.table.epoch || this.table.leader === null) return false;
+    return this.recentTables.some((t) => t.epoch === hb.epoch && t.digest === hb.tableDigest && t.leader === this.table.leader && t.view.includes(this.self));
   }
 
   private renew(deadline: bigint, out: EngineOutput): void {
@@ -1189,6 +1326,7 @@ export class MembershipEngine {
       state: this.eligible ? 'UP' : 'WAIT',
       cause: this.eligible ? '' : this.cause,
       configDigest: this.opts.configDigest,
+      ...(this.staged ? { stagedDigest: this.staged.digest } : {}),
       epoch: this.table.epoch,
       leader: this.table.leader,
       view: this.table.view,

@@ -6,7 +6,7 @@
 
 import type { MembershipEngine } from './engine.js';
 import { metered, type Transport } from './transport.js';
-import type { EngineOutput, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
+import type { EngineOutput, GroupPowers, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
 
 export interface Membership {
   /** Starts heartbeats; `apply` receives every decision, in order, and is awaited. */
@@ -18,10 +18,17 @@ export interface Membership {
   clearPower(node: string, group?: string): void;
   /** The latest count of connections held as previous owner (handover); reported in heartbeats. */
   setHoldings(sample: HoldingsSample): void;
+  /** A reloaded configuration to switch to once every node has it (MembershipEngine.stageConfig); null withdraws it. */
+  stageConfig(staged: { digest: string; groups: GroupPowers[] } | null): void;
   status(): MembershipStatus;
   powerOverrides(): PowerOverrides;
   /** CPU this process spent on the heartbeat path since start (bench, /metrics). */
   cpu(): MembershipCpu;
+  /**
+   * The key to sign heartbeats with and the other keys accepted (docs/security.md, "Rotating
+   * the key"), from the next heartbeat on. A backend with its own keys may not have it.
+   */
+  setKeys?(key: Buffer, accept: readonly Buffer[]): void;
 }
 
 /** Seconds of CPU (user + system) per part of the heartbeat path. */
@@ -63,7 +70,7 @@ export class BuiltinMembership implements Membership {
     transport.onReceive((hb) => this.handle(this.contained('receive', () => engine.receive(hb, nowNs()))));
     // Datagrams that do not authenticate are counted and dropped by the transport; only the
     // diagnosis "this peer uses another key" reaches the engine, as a report (no decision).
-    transport.onForeignKey((node) => engine.noteForeignKey(node, nowNs()));
+    transport.onForeignKey((node, keyId) => engine.noteForeignKey(node, nowNs(), keyId));
     this.timer = setInterval(() => this.handle(this.tick()), this.opts.pulseMs);
     this.handle(this.tick());
   }
@@ -115,6 +122,15 @@ export class BuiltinMembership implements Membership {
 
   clearPower(node: string, group?: string): void {
     this.handle(this.opts.engine.clearPower(node, group));
+  }
+
+  setKeys(key: Buffer, accept: readonly Buffer[]): void {
+    this.opts.transport.setKeys(key, accept);
+  }
+
+  stageConfig(staged: { digest: string; groups: GroupPowers[] } | null): void {
+    // The next heartbeat advertises it; the switch comes from a pulse (every node has it).
+    this.opts.engine.stageConfig(staged);
   }
 
   setHoldings(sample: HoldingsSample): void {

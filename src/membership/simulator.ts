@@ -141,10 +141,18 @@ interface SimNode {
 interface Link {
   up: boolean;
   loss: number;
-  /** Global time the link last came up. */
+  /** Global time the link last came up (or a loss cut ended, see lossCut). */
   upSinceNs: bigint;
   /** Global time the link last went up or down or changed its loss. */
   changedNs: bigint;
+  /** Global time of the first datagram lost to `loss` since the last one that got through. */
+  dropRunFromNs?: bigint;
+  /**
+   * A run of lost datagrams long enough that the receiver lost the sender: while it lasts the
+   * link is cut as far as contact goes — a partition made by loss (docs/membership.md,
+   * invariant 1) — and contact starts afresh when a datagram gets through again.
+   */
+  lossCut: boolean;
 }
 
 type SimEvent = { at: bigint; seq: number; run: () => void };
@@ -207,7 +215,7 @@ export class Simulator {
         changedNs: 0n,
       });
     }
-    for (const a of opts.nodes) for (const b of opts.nodes) if (a !== b) this.links.set(`${a}>${b}`, { up: true, loss: 0, upSinceNs: 0n, changedNs: 0n });
+    for (const a of opts.nodes) for (const b of opts.nodes) if (a !== b) this.links.set(`${a}>${b}`, { up: true, loss: 0, upSinceNs: 0n, changedNs: 0n, lossCut: false });
     const modelled = opts.connections !== undefined ? opts.connections !== false : (opts.handoverLimitMs ?? 0) > 0;
     const c = opts.connections || {};
     this.conn = modelled ? { drainMs: c.drainMs ?? [50, 400], perBucket: c.perBucket ?? 3 } : undefined;
@@ -427,6 +435,19 @@ export class Simulator {
     }
   }
 
+  /**
+   * Has the current run of lost datagrams on from→to lasted the `slost` pulses after which the
+   * receiver may have lost the sender — and has it? (Both: loss short of that is noise a farm
+   * rides out, and a receiver that still has the sender from relays is in contact with it.)
+   */
+  private cutByLoss(from: string, to: string, l: Link): boolean {
+    if (l.dropRunFromNs === undefined) return false;
+    const spanNs = BigInt(this.timing.slostCount - 1) * BigInt(this.timing.pulseMs) * MS;
+    if (this.nowNs - l.dropRunFromNs < spanNs) return false;
+    const receiver = this.node(to).engine;
+    return receiver !== undefined && receiver.status().peers.some((p) => p.node === from && !p.alive);
+  }
+
   /** Delivers raw bytes to a node now (forged or replayed datagrams). */
   inject(to: string, bytes: Buffer): void {
     this.deliver(this.node(to), bytes);
@@ -445,7 +466,15 @@ export class Simulator {
       this.wire.push({ from: from.name, to, bytes, atMs: this.nowMs });
       if (this.wire.length > 4000) this.wire.splice(0, 2000);
       const l = this.link(from.name, to);
-      if (!l.up || this.random() < l.loss) continue;
+      if (!l.up) continue;
+      if (this.random() < l.loss) {
+        l.dropRunFromNs ??= this.nowNs;
+        if (this.cutByLoss(from.name, to, l)) l.lossCut = true;
+        continue;
+      }
+      if (l.lossCut || this.cutByLoss(from.name, to, l)) l.upSinceNs = this.nowNs;
+      l.lossCut = false;
+      l.dropRunFromNs = undefined;
       const delay = BigInt(Math.round((lo + this.random() * (hi - lo)) * 1e6));
       this.schedule(this.nowNs + delay, () => {
         // A datagram in flight when the link is cut is lost too.
@@ -662,7 +691,7 @@ export class Simulator {
     const ba = this.link(b, a);
     // Nodes with different keys cannot hear each other: a partition (docs/security.md).
     if (!this.node(a).key.equals(this.node(b).key)) return false;
-    return ab.up && ba.up && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
+    return ab.up && ba.up && !ab.lossCut && !ba.lossCut && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
   }
 
   private violation(g: number, b: number, nodes: string[], what: string): void {

@@ -1,6 +1,9 @@
 // How heartbeats travel: authenticated datagrams (codec.ts) to every peer on every LAN. A
 // real UDP implementation (one socket per own LAN address, never 0.0.0.0, so heartbeats
 // leave on the LAN they belong to) and an in-memory one for tests with loss and cuts.
+// Each peer gets the frame it reads (FrameChooser, codec.ts): FLB2 with the key id, FLB1 for a
+// release before key ids. Received frames are verified against the keys this node accepts
+// (its own and, during a rotation, one more: setKeys).
 // Replay protection is the engine's (it needs the receive time); the transport drops what
 // does not authenticate, or comes from an address that is not its sender's, and counts it
 // per source (docs/security.md, "Unauthenticated datagrams"): such a datagram never reaches
@@ -11,7 +14,8 @@ import dns from 'node:dns';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { FarmlbError } from '../errors.js';
-import { MAX_MESSAGE_BYTES, decodeHeartbeat, encodeHeartbeat, looksLikeHeartbeat } from './codec.js';
+import { MAX_MESSAGE_BYTES, encodeHeartbeat, frameOf, looksLikeHeartbeat, openFrame, type OpenedFrame } from './codec.js';
+import { keyId } from './key.js';
 import type { Heartbeat } from './types.js';
 
 export interface TransportStats {
@@ -61,12 +65,18 @@ export interface Transport {
   /** One handler; called for every heartbeat that authenticates. */
   onReceive(handler: (hb: Heartbeat) => void): void;
   /**
+   * The key to sign with and the other keys to accept (one, during a rotation: docs/security.md,
+   * "Rotating the key"); from the next datagram on.
+   */
+  setKeys(key: Buffer, accept?: readonly Buffer[]): void;
+  /**
    * The only evidence of "a peer uses another key" farmlb believes: a well-formed frame (our
    * magic, a plausible size) that fails the MAC, from a configured address of `node`. It is
    * reported (engine.noteForeignKey), never acted upon: any sender can make junk, and a node
-   * that left the farm on junk would be an outage anyone on the LAN can cause.
+   * that left the farm on junk would be an outage anyone on the LAN can cause. `keyId` is the
+   * id the frame names (FLB2), absent for an FLB1 frame (releases before key ids).
    */
-  onForeignKey(handler: (node: string) => void): void;
+  onForeignKey(handler: (node: string, keyId?: string) => void): void;
   stats(): TransportStats;
   /** Dropped datagrams per source address (bounded: the busiest first, the rest as "other"). */
   drops(): DropCounts;
@@ -84,7 +94,10 @@ export interface UdpTransportOptions {
   self?: string;
   lans?: { name: string; nodes: { name: string; addr: string }[] }[];
   port: number;
+  /** The key heartbeats are signed with. */
   key: Buffer;
+  /** Other keys accepted on receive (the next or the previous key of a rotation). */
+  acceptKeys?: readonly Buffer[];
   log: Logger;
   /** Accepted for symmetry with the engine; not used by the transport. */
   module?: string;
@@ -146,34 +159,86 @@ export class DropAccounting {
   }
 }
 
+/** How long after an unmarked FLB1 frame from a peer (an older release) it gets FLB1 frames. */
+export const LEGACY_FRAME_HOLD_MS = 10_000;
+
+/**
+ * Which frame each peer gets (codec.ts): FLB2, unless that peer sent an unmarked FLB1 frame
+ * within LEGACY_FRAME_HOLD_MS — a release before key ids, which drops FLB2 frames. A peer
+ * heard in FLB2 reads it. Frames of this release's FLB1 are marked, so two upgraded nodes
+ * never keep each other in FLB1; a node upgraded in place gets FLB2 within the hold.
+ */
+export class FrameChooser {
+  private readonly legacyUntil = new Map<string, number>();
+
+  constructor(private readonly nowMs: () => number = () => performance.now(), private readonly holdMs = LEGACY_FRAME_HOLD_MS) {}
+
+  heard(node: string, opened: Pick<OpenedFrame, 'frame' | 'marked'>): void {
+    if (opened.frame === 1 && !opened.marked) this.legacyUntil.set(node, this.nowMs() + this.holdMs);
+    else this.legacyUntil.delete(node);
+  }
+
+  frameFor(node: string): 1 | 2 {
+    const until = this.legacyUntil.get(node);
+    return until !== undefined && until > this.nowMs() ? 1 : 2;
+  }
+}
+
+/** Encodes `hb` at most once per frame for one send to every peer. */
+function framesOf(hb: Heartbeat, key: Buffer, legacySender: boolean): (frame: 1 | 2) => Buffer {
+  const made: Partial<Record<1 | 2, Buffer>> = {};
+  return (frame) => (made[frame] ??= legacySender ? encodeHeartbeat(hb, key, { frame: 1, mark: false }) : encodeHeartbeat(hb, key, { frame }));
+}
+
+interface ReceiveContext {
+  keys: () => readonly Buffer[];
+  accounting: DropAccounting;
+  stats: TransportStats;
+  frames: FrameChooser;
+  deliver: (() => ((hb: Heartbeat) => void) | undefined);
+  foreignKey: (() => ((node: string, keyId?: string) => void) | undefined);
+  /** Emulates a release before key ids (tests): FLB2 frames are not ours. */
+  legacy?: boolean;
+}
+
 /**
  * One received datagram: dropped (and counted) unless it authenticates, decodes and names as
  * its sender the node the source address belongs to. `sourceNode` is the configured node of
  * the source address (undefined: not a node address; a memory network passes names).
  */
-function receiveDatagram(
-  msg: Buffer, source: string, sourceNode: string | undefined, key: Buffer, accounting: DropAccounting, stats: TransportStats,
-  deliver: ((hb: Heartbeat) => void) | undefined, foreignKey: ((node: string) => void) | undefined,
-): void {
+function receiveDatagram(msg: Buffer, source: string, sourceNode: string | undefined, c: ReceiveContext): void {
+  const { accounting } = c;
   // Cheap checks first: no HMAC, no copy for what cannot be a heartbeat.
   if (msg.length > MAX_MESSAGE_BYTES) return accounting.drop('oversize', source);
-  if (!looksLikeHeartbeat(msg)) return accounting.drop('not_farmlb', source);
-  let hb: Heartbeat;
+  if (!looksLikeHeartbeat(msg) || (c.legacy && frameOf(msg) === 2)) return accounting.drop('not_farmlb', source);
+  let opened: OpenedFrame;
   try {
-    hb = decodeHeartbeat(msg, key);
+    opened = openFrame(msg, c.keys());
   } catch (err) {
-    if ((err as FarmlbError).code === 'FARMLB_E_MEMBERSHIP_BAD_MAC') {
+    const code = (err as FarmlbError).code;
+    if (code === 'FARMLB_E_MEMBERSHIP_BAD_MAC' || code === 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY') {
       accounting.drop('bad_mac', source);
-      if (sourceNode !== undefined) foreignKey?.(sourceNode);
+      // Another key: an FLB2 frame naming a key id we lack, or an FLB1 frame no key verifies.
+      // (An FLB2 frame naming one of our ids with a wrong MAC is forged or corrupt: no report.)
+      const foreign = code === 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY' || frameOf(msg) === 1;
+      const id = code === 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY' ? String((err as FarmlbError).details?.keyId ?? '') : undefined;
+      if (foreign && sourceNode !== undefined) c.foreignKey()?.(sourceNode, id || undefined);
     } else {
       accounting.drop('malformed', source);
     }
     return;
   }
+  const hb = opened.hb;
   // keepalived's check_unicast_src: a heartbeat names the node its source address is of.
   if (sourceNode === undefined || hb.from !== sourceNode) return accounting.drop('wrong_source', source);
-  stats.received++;
-  deliver?.(hb);
+  c.frames.heard(sourceNode, opened);
+  c.stats.received++;
+  c.deliver()?.(hb);
+}
+
+/** The keys to verify with, the signing key first. */
+function keyRing(key: Buffer, accept: readonly Buffer[] | undefined): Buffer[] {
+  return [key, ...(accept ?? []).filter((k) => !k.equals(key))];
 }
 
 export async function createUdpTransport(opts: UdpTransportOptions): Promise<Transport> {
@@ -186,12 +251,28 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   const stats = newStats();
   const accounting = new DropAccounting(stats, opts.log);
   let handler: ((hb: Heartbeat) => void) | undefined;
-  let foreignKeyHandler: ((node: string) => void) | undefined;
+  let foreignKeyHandler: ((node: string, keyId?: string) => void) | undefined;
+  let signKey = opts.key;
+  let keys = keyRing(opts.key, opts.acceptKeys);
+  const frames = new FrameChooser();
+  // One warning per node every DROP_LOG_EVERY_MS: which key id it signs with, which we accept.
+  const foreignLoggedAt = new Map<string, number>();
+  const onForeign = (node: string, id?: string) => {
+    foreignKeyHandler?.(node, id);
+    const now = Date.now();
+    const last = foreignLoggedAt.get(node);
+    if (last !== undefined && now - last < DROP_LOG_EVERY_MS) return;
+    foreignLoggedAt.set(node, now);
+    const accepted = keys.map(keyId);
+    opts.log.warn({ event: 'heartbeat_foreign_key', peer: node, keyId: id ?? null, accepted },
+      `heartbeats from ${node} are signed with ${id ? `key id ${id}` : 'a key (of a release without key ids)'} this node does not accept (it accepts ${accepted.join(', ')}): give every node the same key`);
+  };
+  const ctx: ReceiveContext = { keys: () => keys, accounting, stats, frames, deliver: () => handler, foreignKey: () => onForeign };
   const peerByAddr = new Map<string, string>();
   for (const p of peers) for (const a of p.addrs) if (a) peerByAddr.set(a, p.node);
   const sockets: dgram.Socket[] = [];
   const onDatagram = (msg: Buffer, rinfo: dgram.RemoteInfo) => metered((us) => { stats.receiveCpuUs += us; }, () => {
-    receiveDatagram(msg, rinfo.address, peerByAddr.get(rinfo.address), opts.key, accounting, stats, handler, foreignKeyHandler);
+    receiveDatagram(msg, rinfo.address, peerByAddr.get(rinfo.address), ctx);
   });
   try {
     for (const addr of bindAddrs) {
@@ -216,12 +297,12 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   return {
     send(hb) {
       metered((us) => { stats.sendCpuUs += us; }, () => {
-        const bytes = encodeHeartbeat(hb, opts.key);
+        const frame = framesOf(hb, signKey, false);
         sockets.forEach((socket, lan) => {
           for (const peer of peers) {
             const to = peer.addrs[lan];
             if (!to) continue;
-            socket.send(bytes, opts.port, to, (err) => {
+            socket.send(frame(frames.frameFor(peer.node)), opts.port, to, (err) => {
               if (err) stats.sendErrors++;
               else stats.sent++;
             });
@@ -231,6 +312,10 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
     },
     onReceive(h) {
       handler = h;
+    },
+    setKeys(key, accept) {
+      signKey = key;
+      keys = keyRing(key, accept);
     },
     onForeignKey(h) {
       foreignKeyHandler = h;
@@ -253,9 +338,18 @@ export interface MemoryLink {
   up?: boolean;
 }
 
+export interface MemoryTransportOptions {
+  /** Other keys accepted (rotation). */
+  acceptKeys?: readonly Buffer[];
+  /** Behave as a release before key ids: send unmarked FLB1 frames, drop FLB2 ones. */
+  legacy?: boolean;
+  /** The frame chooser's clock (ms), for tests of the legacy hold. */
+  nowMs?: () => number;
+}
+
 export interface MemoryNetwork {
   /** A transport for `node`, signing with `key` (a wrong key is a test of its own). */
-  transport(node: string, key: Buffer): Transport;
+  transport(node: string, key: Buffer, opts?: MemoryTransportOptions): Transport;
   /** Sets the link from → to (one direction). */
   setLink(from: string, to: string, link: MemoryLink): void;
   /** Cuts (or restores) both directions between two sets of nodes. */
@@ -287,22 +381,29 @@ export function createMemoryNetwork(seed = 1): MemoryNetwork {
   const linkOf = (from: string, to: string) => links.get(`${from}>${to}`) ?? {};
   return {
     log,
-    transport(node, key) {
+    transport(node, key, topts = {}) {
       const stats = newStats();
       const accounting = new DropAccounting(stats, undefined);
       let handler: ((hb: Heartbeat) => void) | undefined;
-      let foreignKeyHandler: ((node: string) => void) | undefined;
+      let foreignKeyHandler: ((node: string, keyId?: string) => void) | undefined;
+      let signKey = key;
+      let keys = keyRing(key, topts.acceptKeys);
+      const frames = new FrameChooser(topts.nowMs);
+      const ctx: ReceiveContext = {
+        keys: () => keys, accounting, stats, frames, deliver: () => handler, foreignKey: () => foreignKeyHandler, ...(topts.legacy ? { legacy: true } : {}),
+      };
       let closed = false;
       receivers.set(node, (bytes, from) => {
         if (closed) return;
-        receiveDatagram(bytes, from ?? '(injected)', from, key, accounting, stats, handler, foreignKeyHandler);
+        receiveDatagram(bytes, from ?? '(injected)', from, ctx);
       });
       return {
         send(hb) {
           if (closed) return;
-          const bytes = encodeHeartbeat(hb, key);
+          const frame = framesOf(hb, signKey, topts.legacy === true);
           for (const to of receivers.keys()) {
             if (to === node) continue;
+            const bytes = frame(frames.frameFor(to));
             const link = linkOf(node, to);
             log.push({ from: node, to, bytes });
             if (log.length > 10_000) log.splice(0, 5_000);
@@ -313,6 +414,10 @@ export function createMemoryNetwork(seed = 1): MemoryNetwork {
         },
         onReceive(h) {
           handler = h;
+        },
+        setKeys(k, accept) {
+          signKey = k;
+          keys = keyRing(k, accept);
         },
         onForeignKey(h) {
           foreignKeyHandler = h;

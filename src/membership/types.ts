@@ -64,6 +64,11 @@ export interface Heartbeat {
   /** Why WAIT (empty when UP). */
   cause: string;
   configDigest: string;
+  /**
+   * A configuration the sender has loaded (reload) and will switch to once every node of
+   * cluster.xml has it too (docs/operations.md, "Changing the configuration"). Absent: none.
+   */
+  stagedDigest?: string;
   /** The sender's installed table: epoch, the leader that made it, its view, its digest. */
   epoch: number;
   leader: string | null;
@@ -207,8 +212,14 @@ export type MembershipEvent =
   | { type: 'split_brain_healed'; view: string[] }
   | { type: 'quorum_lost'; alive: number; needed: number }
   | { type: 'config_mismatch'; node: string; ours: string; theirs: string; reference: string }
+  /** Every node of cluster.xml has the staged configuration: this node switched to it (the daemon applies it). */
+  | { type: 'config_switched'; from: string; to: string }
   | { type: 'powers'; overrides: PowerOverrides; origin: 'local' | 'peer' }
-  | { type: 'rejected'; from: string; reason: string }
+  /**
+   * `reason` is a fixed text (a log key: the rejections of one sender are rate-limited per
+   * reason); what the heartbeat said, when it matters, is in `detail`.
+   */
+  | { type: 'rejected'; from: string; reason: string; detail?: string }
   /** Leader only: buckets of `group` start handing over from `from` (their owner-to-be: `to`, null = none yet). */
   | { type: 'handover_started'; group: string; from: string; to: string | null; buckets: number[] }
   /**
@@ -260,6 +271,8 @@ export interface PeerStatus {
    * another key). Reported only: it changes no state (docs/security.md).
    */
   foreignKeyMs?: number;
+  /** The key id that peer's frames named (8 hex digits; absent for frames of releases without key ids). */
+  foreignKeyId?: string;
 }
 
 /** Buckets in handover in one group of the installed table. */
@@ -316,6 +329,8 @@ export interface MembershipStatus {
   missing: string[];
   quorum: boolean;
   configDigest: string;
+  /** A reloaded configuration waiting for every node (stageConfig). */
+  stagedDigest?: string;
   referenceDigest: string;
   powers: PowerOverrides;
   incarnation: string;

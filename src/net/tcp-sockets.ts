@@ -1,7 +1,12 @@
-// The TCP sockets of the current network namespace, read from /proc/net/tcp and
-// /proc/net/tcp6: how a previous owner counts the connections it still holds in buckets it
-// is handing over (src/daemon/holdings.ts, issue 7).
+// The TCP sockets of the current network namespace: how a previous owner counts the
+// connections it still holds in buckets it is handing over (src/daemon/holdings.ts, issue 7).
+// Two readers: diagTcpSockets asks the kernel through NETLINK_SOCK_DIAG (the addon's
+// tcpDiag, native/sockdiag.cc) for the sockets whose local address is a VIP, filtered in the
+// kernel — the default; scanTcpSockets parses /proc/net/tcp and tcp6, the fallback where
+// inet_diag is missing, whose cost grows with every socket of the host (docs/benchmarks.md,
+// "Socket accounting").
 //
+// /proc/net/tcp{,6}:
 // Format (net/ipv4/tcp_ipv4.c get_tcp4_sock, net/ipv6/tcp_ipv6.c get_tcp6_sock): an
 // address is printed as 32-bit words with %08X, each word as it sits in memory read as a
 // host-endian integer, so the wire bytes of a word come back reversed on a little-endian
@@ -21,6 +26,7 @@
 import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { formatAddr } from '../dataplane/abi.js';
+import type { Native } from '../dataplane/native.js';
 import { FarmlbError } from '../errors.js';
 
 /** include/net/tcp_states.h, by number. */
@@ -212,4 +218,83 @@ async function scanFile(file: string, optional: boolean, opts: ScanTcpOptions, b
   } finally {
     await handle.close();
   }
+}
+
+// ---- NETLINK_SOCK_DIAG -----------------------------------------------------------------
+
+/** A local address the kernel filters on (wire order: 4 or 16 bytes). */
+export interface LocalAddr {
+  family: 4 | 6;
+  addr: Uint8Array;
+}
+
+/** native/sockdiag.h: kDiagRecordBytes, kDiagLocalBytes. */
+const DIAG_RECORD_BYTES = 40;
+const DIAG_LOCAL_BYTES = 20;
+
+export interface DiagTcpOptions {
+  /** Called for every socket the kernel sent. */
+  visit(socket: TcpSocket): void;
+  /** Kernel state numbers wanted (default: all). */
+  states?: ReadonlySet<number>;
+  /** Only sockets whose local address is one of these (filtered in the kernel); absent: every socket. */
+  locals?: readonly LocalAddr[];
+  /** The addon (src/dataplane/native.ts loadNative()). */
+  native: Pick<Native, 'tcpDiag'>;
+}
+
+export interface DiagTcpResult {
+  /** Sockets the kernel sent (every one matched the filter). */
+  lines: number;
+  visited: number;
+  /** Never: the kernel sends every match (kept for the same shape as scanTcpSockets'). */
+  truncated: false;
+  /** NLM_F_DUMP_INTR: sockets came and went during the dump; one may be missing or twice (as with /proc). */
+  interrupted: boolean;
+}
+
+/** The `locals` argument of tcpDiag: one 20-byte record per address. */
+export function encodeLocals(locals: readonly LocalAddr[]): Buffer {
+  const buf = Buffer.alloc(locals.length * DIAG_LOCAL_BYTES);
+  locals.forEach((l, i) => {
+    buf[i * DIAG_LOCAL_BYTES] = l.family;
+    buf.set(l.addr.subarray(0, l.family === 4 ? 4 : 16), i * DIAG_LOCAL_BYTES + 4);
+  });
+  return buf;
+}
+
+/** One record of tcpDiag's result → a socket (undefined for an unknown state). */
+export function decodeDiagRecord(rec: Uint8Array): TcpSocket | undefined {
+  const family = rec[0] === 6 ? 6 : 4;
+  const n = family === 4 ? 4 : 16;
+  const stateNumber = rec[1]!;
+  const state = TCP_STATES[stateNumber as TcpStateNumber];
+  if (!state) return undefined;
+  return {
+    family,
+    localAddr: rec.slice(8, 8 + n),
+    localPort: (rec[2]! << 8) | rec[3]!,
+    remoteAddr: rec.slice(24, 24 + n),
+    remotePort: (rec[4]! << 8) | rec[5]!,
+    state,
+    stateNumber,
+  };
+}
+
+/**
+ * The TCP sockets of this namespace through sock_diag, filtered in the kernel to `locals`.
+ * Errors: FARMLB_E_NET_SOCK_DIAG (no inet_diag in this kernel), FARMLB_E_BPF_ADDON_MISSING.
+ */
+export async function diagTcpSockets(opts: DiagTcpOptions): Promise<DiagTcpResult> {
+  let mask = 0;
+  for (const n of opts.states ?? Object.keys(TCP_STATES).map(Number)) mask |= 1 << n;
+  const { records, count, interrupted } = await opts.native.tcpDiag(mask >>> 0, encodeLocals(opts.locals ?? []));
+  let visited = 0;
+  for (let i = 0; i < count; i++) {
+    const socket = decodeDiagRecord(records.subarray(i * DIAG_RECORD_BYTES, (i + 1) * DIAG_RECORD_BYTES));
+    if (!socket || (opts.states && !opts.states.has(socket.stateNumber))) continue;
+    visited++;
+    opts.visit(socket);
+  }
+  return { lines: count, visited, truncated: false, interrupted };
 }

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { FarmLab, REPO } from './helpers/farm-lab.js';
-import { uniqueSuffix, waitFor } from './helpers/netns.js';
+import { inNetns, uniqueSuffix, waitFor } from './helpers/netns.js';
 import type { DaemonStatus } from '../../src/api/status.js';
 
 const FARMLB = path.join(REPO, 'bin/farmlb.js');
@@ -169,10 +169,13 @@ describePrivileged('lab: every farmlb command as a child process — text withou
 
   it('buckets --rate under client traffic: a heat grid of ramp characters with scale and owner totals; --json: rates only in the node\'s own buckets', async (ctx) => {
     logsOnFailure(ctx);
-    const until = Date.now() + 4_000;
+    // Traffic until the rate reads are done (each CLI may take a while to start on a busy
+    // machine), bounded at 20 s.
+    const until = Date.now() + 20_000;
+    let reading = true;
     let served = 0;
     const traffic = (async () => {
-      while (Date.now() < until) served += (await lab!.connectMany(lab!.clientAttempts(4), 8)).filter((r) => r.servedBy).length;
+      while (reading && Date.now() < until) served += (await lab!.connectMany(lab!.clientAttempts(4), 8)).filter((r) => r.servedBy).length;
     })();
     try {
       await sleep(300);
@@ -182,7 +185,7 @@ describePrivileged('lab: every farmlb command as a child process — text withou
         json<Rate>(['buckets', '--rate', '--interval', '1.5'], { node: 'node1' }),
         json<Rate>(['buckets', '--rate', '--interval', '1.5'], { node: 'node2' }),
         text(['buckets', '--rate', '--interval', '1'], { node: 'node1' }),
-      ]);
+      ]).finally(() => { reading = false; });
       for (const r of [r1, r2]) {
         expect(r.intervalS).toBeGreaterThanOrEqual(1.5);
         const g = r.groups[0]!;
@@ -312,6 +315,39 @@ describePrivileged('lab: every farmlb command as a child process — text withou
     const forcedJson = await farmlb(['status', '--json'], { node: 'node1', tty: true, env: { NO_COLOR: undefined, FORCE_COLOR: '1' } });
     expect(forcedJson.stdout).not.toMatch(ESC);
     expect((JSON.parse(forcedJson.stdout) as DaemonStatus).node).toBe('node1');
+  });
+
+  it('every command piped into head -1 against a running daemon: its usual exit status, one line, nothing on stderr (no EPIPE trace)', async (ctx) => {
+    logsOnFailure(ctx);
+    const cfg = lab!.configArgs();
+    const src = `${lab!.clientAddrs4[0]}:40000`;
+    // [args, farmlb's own exit status]; stop/start and power/undrain leave the farm as it was.
+    const runs: [string[], number][] = [
+      [['status'], 0], [['status', '--json'], 0], [['status', '-q'], 2],
+      // --watch keeps writing after head has gone: the next write meets EPIPE.
+      [['status', '--watch', '--interval', '100', '--count', '50'], 0], [['status', '--watch', '--json', '--interval', '100', '--count', '50'], 0],
+      [['buckets'], 0], [['buckets', '--json'], 0], [['buckets', '--diff'], 0], [['buckets', '--rate', '--interval', '0.2'], 0],
+      [['explain', src, `${lab!.vip4}:8080/tcp`, ...cfg], 0], [['explain', src, `${lab!.vip4}:8080/tcp`, ...cfg, '--json'], 0],
+      [['events'], 0], [['events', '--json'], 0], [['validate', '-c', lab!.configFile, '--cluster', lab!.clusterFile], 0],
+      [['confinfo', ...cfg], 0], [['reload'], 0], [['power', 'node2', '1'], 0], [['power', 'node2', 'clear'], 0],
+      [['undrain', 'node2'], 0], [['stop'], 0], [['start'], 0], [['run', '--help'], 0], [['drain', '--help'], 0],
+    ];
+    const n = lab!.nodeNames()[0]!;
+    const dirs = ['--pin-dir', lab!.pinDir(n), '--run-dir', lab!.runDir(n)];
+    const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+    for (const [args, code] of runs) {
+      const argv = [FARMLB, ...args, ...(args.includes('--help') || args[0] === 'validate' || args[0] === 'confinfo' ? [] : dirs)];
+      const script = `node ${argv.map(q).join(' ')} 2>"$E" | head -1; echo "farmlb=\${PIPESTATUS[0]}"; cat "$E" >&2`;
+      const r = await inNetns(lab!.nodeNs(n), 'bash', ['-c', `E=$(mktemp); ${script}; rm -f "$E"`], { timeoutMs: 30_000 });
+      const lines = r.stdout.split('\n').filter(Boolean);
+      const what = `farmlb ${args.join(' ')} | head -1\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+      expect(lines.at(-1), what).toBe(`farmlb=${code}`);
+      expect(lines.length - 1, what).toBe(args.includes('-q') ? 0 : 1);
+      expect(r.stderr, what).toBe('');
+    }
+    await waitFor(async () => (await farmlb(['status', '-q'], { node: n })).code === 2,
+      { timeoutMs: 20_000, intervalMs: 250, what: `${n} UP again after stop/start` });
+    await waitBalanced({ node1: 128, node2: 128 }, 'the configured powers back');
   });
 
   it('exit codes: 2 for usage errors; 1 with the error code (text on stderr, {"error"} with --json) when no daemon answers', async (ctx) => {

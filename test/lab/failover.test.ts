@@ -17,7 +17,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
-import { decodeHeartbeat, encodeHeartbeat } from '../../src/membership/codec.js';
+import { decodeHeartbeat, encodeHeartbeat, frameBody } from '../../src/membership/codec.js';
 import { loadKey } from '../../src/membership/key.js';
 import type { Heartbeat } from '../../src/membership/types.js';
 import { FarmLab, NODE_IF } from './helpers/farm-lab.js';
@@ -321,8 +321,8 @@ for (const backend of MEMBERSHIP_BACKENDS) describePrivileged(`lab: failover (vm
     const claim: Heartbeat = { ...hb, epoch: 1_000_000, seq: hb.seq + 100_000, incarnation: hb.incarnation + 1n, view: ['n3'], leader: 'n3' };
     const forged = [
       encodeHeartbeat(claim, randomBytes(32)),
-      // The real heartbeat's MAC in front of the claim's body.
-      Buffer.concat([real[0]!.subarray(0, 36), encodeHeartbeat(claim, randomBytes(32)).subarray(36)]),
+      // The real heartbeat's header (magic, key id, MAC) in front of the claim's body.
+      Buffer.concat([real[0]!.subarray(0, real[0]!.length - frameBody(real[0]!).length), frameBody(encodeHeartbeat(claim, randomBytes(32)))]),
       randomBytes(200),
       Buffer.concat([Buffer.from('FLB1'), randomBytes(40)]),
     ];

@@ -4,11 +4,13 @@
 // address, and cleanup leaves nothing behind. What the VIP does (ARP answers, who serves a
 // connection) is asserted by the VMAC-mode tests, not here.
 
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { FarmLab, NODE_IF, type Family, type VmacMode } from './helpers/farm-lab.js';
-import { uniqueSuffix } from './helpers/netns.js';
+import { netnsPath, uniqueSuffix, waitFor } from './helpers/netns.js';
+import { explainPacket } from '../../src/balance/explain.js';
 
 const NODES = [
   { name: 'n1', power: 1 },
@@ -87,6 +89,34 @@ for (const mode of ['vmac_invisible', 'vmac_directed'] as const satisfies readon
       }
       expect(failures).toEqual([]);
     });
+
+    it('on SIGTERM (tcpreset on, the default) the node resets its VIP connections while it still holds the VIP, then removes it: the client gets a RST', async (ctx) => {
+      logsOnFailure(ctx, () => lab);
+      const c = await lab!.compiled();
+      const src = lab!.clientAddrs4[0]!;
+      const owner = explainPacket(c.farm, c.tables, { src, vip: lab!.vip4, vipPort: 8080, proto: 'tcp' }, { cluster: c.cluster }).owner!.name;
+      // A connection the HTTP server holds open (no request sent): it ends only by a RST or a FIN.
+      const hold = `const s = require('net').connect({ host: '${lab!.vip4}', port: 8080, localAddress: '${src}' });
+        s.on('connect', () => console.log('connected')); s.on('error', (e) => { console.log(e.code); process.exit(0); });
+        s.on('close', () => { console.log('closed'); process.exit(0); }); setTimeout(() => { console.log('no reset'); process.exit(0); }, 20000);`;
+      const holder = spawn('nsenter', [`--net=${netnsPath(lab!.clientNs)}`, '--', 'node', '-e', hold], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let said = '';
+      holder.stdout!.on('data', (d: Buffer) => { said += d.toString(); });
+      try {
+        await waitFor(() => said.includes('connected') || holder.exitCode !== null, { timeoutMs: 10_000, intervalMs: 50, what: 'the held connection' });
+        expect(said).toContain('connected');
+        const mark = lab!.logMark(owner);
+        expect(await lab!.killNode(owner, 'SIGTERM')).toEqual({ code: 0, signal: null });
+        await waitFor(() => holder.exitCode !== null, { timeoutMs: 25_000, intervalMs: 50, what: 'the held connection to end' });
+        expect(said.trim().split('\n').at(-1), `the client of ${owner}`).toBe('ECONNRESET');
+        const log = lab!.logSince(owner, mark);
+        const reset = /"event":"tcpreset"[^\n]*"reset":(\d+)/.exec(log);
+        expect(Number(reset?.[1] ?? 0), log).toBeGreaterThanOrEqual(1);
+        expect(log.indexOf('"event":"tcpreset"'), 'tcpreset before the VIP is removed').toBeLessThan(log.indexOf('"event":"vip_removed"'));
+      } finally {
+        if (holder.exitCode === null) holder.kill('SIGKILL');
+      }
+    }, 60_000);
 
     it('leaves no namespace, pin, process or temp dir behind after cleanup', async (ctx) => {
       logsOnFailure(ctx, () => lab);

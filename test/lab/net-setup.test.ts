@@ -74,11 +74,11 @@ interface Daemon {
   log: () => string;
 }
 
-function startDaemon(mode: 'vmac_invisible' | 'vmac_directed'): Daemon {
+function startDaemon(mode: 'vmac_invisible' | 'vmac_directed', extra: string[] = []): Daemon {
   let out = '';
   const child = spawn('nsenter', [`--net=/run/netns/${NS_NODE}`, '--', 'node', FARMLB, 'run', '--static',
     '-c', `${DIR}/${mode}.xml`, '--cluster', `${DIR}/cluster.xml`, '--node', 'n1',
-    '--pin-dir', PIN, '--run-dir', RUN_DIR, '--xdp-mode', 'native', '--lease-ms', '1000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--pin-dir', PIN, '--run-dir', RUN_DIR, '--lease-ms', '1000', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   lab.onCleanup('kill daemon', () => { if (child.exitCode === null) child.kill('SIGKILL'); }, () => { if (child.exitCode === null) child.kill('SIGKILL'); });
@@ -175,6 +175,27 @@ describePrivileged('lab: interface setup by farmlb run --static (sysctls, promis
       await expectAllUndone();
     });
   }
+
+  it('on a veth whose peer runs no XDP program: --xdp-mode native is refused before anything changes; auto runs generic and farmlb status says why', async () => {
+    for (const mode of ['vmac_invisible', 'vmac_directed'] as const) {
+      const refused = startDaemon(mode, ['--xdp-mode', 'native']);
+      expect(await waitExit(refused), refused.log()).not.toBe(0);
+      expect(refused.log()).toContain('FARMLB_E_XDP_NATIVE_UNDELIVERABLE');
+      await expectAllUndone();
+    }
+    const d = startDaemon('vmac_directed');
+    await waitUp(d);
+    const { stdout: link } = await inNetns(NS_NODE, 'ip', ['-d', 'link', 'show', 'dev', IF]);
+    expect(link).toMatch(/xdpgeneric/);
+    const status = JSON.parse((await inNetns(NS_NODE, 'node', [FARMLB, 'status', '--json', '--run-dir', RUN_DIR])).stdout) as
+      { interfaces: { ifname: string; xdpMode: string; reason: string }[] };
+    expect(status.interfaces).toEqual([expect.objectContaining({ ifname: IF, xdpMode: 'generic', reason: expect.stringMatching(/^veth: its peer .* runs no native XDP program/) })]);
+    const text = (await inNetns(NS_NODE, 'node', [FARMLB, 'status', '--run-dir', RUN_DIR], { })).stdout;
+    expect(text).toContain(`interface ${IF}: vmac_directed, XDP generic — veth: its peer`);
+    d.child.kill('SIGTERM');
+    expect(await waitExit(d), d.log()).toBe(0);
+    await expectAllUndone();
+  });
 
   it('after SIGKILL the program and the VIP stay; a new run adopts them, replaces the program atomically and restores the true originals on stop', async () => {
     const first = startDaemon('vmac_invisible');

@@ -1,6 +1,6 @@
 // Lab: one farm node on a veth pair, the real XDP program attached in native mode by a real
 // `farmlb run --static` child process (vmac_directed: on a veth, native XDP cannot deliver
-// frames sent to a virtual MAC — see chooseXdpMode in src/daemon/node-host.ts), real
+// frames sent to a virtual MAC — see decideXdpMode in src/net/xdp-mode.ts), real
 // curl clients from many source addresses and ports. A connection must succeed exactly
 // when the node owns the packet's bucket, and the per-bucket counters read through
 // `farmlb buckets --json` must show exactly the buckets the traffic hit, on the side

@@ -39,6 +39,8 @@ describe('control request parsing', () => {
     expect(parseRequest('{"cmd":"power","node":"n2","power":3,"group":"web"}')).toEqual({ cmd: 'power', node: 'n2', power: 3, group: 'web', id: undefined });
     expect(parseRequest('{"cmd":"power","node":"n2","power":null}')).toMatchObject({ cmd: 'power', power: null });
     expect(parseRequest('{"cmd":"drain","node":"n2"}')).toMatchObject({ cmd: 'drain', node: 'n2' });
+    expect(parseRequest('{"cmd":"vip","action":"close"}')).toMatchObject({ cmd: 'vip', action: 'close' });
+    expect(() => parseRequest('{"cmd":"vip","action":"toggle"}')).toThrow(expect.objectContaining({ code: 'FARMLB_E_API_BAD_REQUEST' }));
   });
 
   it('rejects malformed requests with FARMLB_E_API_BAD_REQUEST', () => {
@@ -106,6 +108,44 @@ describe('control socket', () => {
     expect(parsed[1]).toMatchObject({ id: 2, ok: true, result: { state: 'WAIT' } });
     expect(parsed[2]).toMatchObject({ ok: false, error: { code: 'FARMLB_E_API_BAD_REQUEST' } });
   });
+
+  it('serves a client that pipelines requests and reads nothing only as fast as it reads: handled requests and memory stay bounded', async () => {
+    let handled = 0;
+    const counting: ControlHandler = { ...handler, status: () => { handled++; return fakeStatus(); }, start: () => handler.start(), stop: () => handler.stop(), power: (c) => handler.power(c) };
+    server = await startControlServer({ runDir: dir, handler: counting, log: silentLogger() });
+    const total = 20_000;
+    const s = net.createConnection(controlSocketPath(dir));
+    await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject); });
+    s.pause();
+    const line = '{"cmd":"status"}\n';
+    s.write(line.repeat(total));
+    // Give the server time to run ahead if it could: it stops once its answers fill the socket.
+    let before = -1;
+    const deadline = Date.now() + 5_000;
+    while (handled !== before && Date.now() < deadline) {
+      before = handled;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(handled).toBeGreaterThan(0);
+    expect(handled).toBeLessThan(total / 4);
+    // Reading resumes the server: every request is answered, in order.
+    let answers = 0;
+    let buf = '';
+    await new Promise<void>((resolve, reject) => {
+      s.on('data', (d: Buffer) => {
+        buf += d.toString();
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          buf = buf.slice(nl + 1);
+          if (++answers === total) resolve();
+        }
+      });
+      s.on('error', reject);
+      s.resume();
+    });
+    s.destroy();
+    expect(handled).toBe(total);
+  }, 30_000);
 
   it('says FARMLB_E_CLI_NOT_RUNNING with the module and socket path when no daemon listens', async () => {
     const err = await controlRequest(dir, { cmd: 'status' }, { module: 'web' }).catch((e: unknown) => e) as FarmlbError;

@@ -1,7 +1,9 @@
 // `farmlb explain` for a bucket in handover (src/balance/explain.ts, docs/datapath.md §12):
 // it names the previous owner and says what each node does; for TCP on_addr/on_port the
 // verdict on this node depends on the packet (SYN, held connection, other), and UDP,
-// ICMP echo and on_ipid follow the owner at once.
+// ICMP echo and on_ipid follow the owner at once. multi-group.xml is vmac_directed: what a
+// node does not keep it forwards (to the owner; the owner to the previous owner once).
+// test/unit/explain-model.test.ts holds every verdict equal to the model's.
 
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -31,34 +33,39 @@ function handingOver(query: PacketQuery, self: string, prev: string, owner: stri
 }
 
 describe('farmlb explain for a bucket in handover', () => {
-  it('on the owner: new connections and its own pass (pass_handover_new), any other packet is dropped (drop_handover)', () => {
+  it('on the owner: new connections and its own pass (pass_handover_new), any other packet goes on to the previous owner (tx_forward_prev)', () => {
     const { tables } = handingOver(WEB_SYN, 'node2', 'node1', 'node2');
     const e = explainPacket(farm, tables, WEB_SYN, { cluster: cluster! });
     expect(e.prevOwner).toEqual({ id: 0, name: 'node1' });
     expect([e.verdict, e.reason]).toEqual(['pass', 'pass_handover_new']);
     expect(e.handover).toMatchObject({
       applies: true, role: 'owner',
-      onThisNode: { syn: { verdict: 'pass', reason: 'pass_handover_new' }, held: { verdict: 'pass', reason: 'pass_handover_new' }, other: { verdict: 'drop', reason: 'drop_handover' } },
+      onThisNode: { syn: { verdict: 'pass', reason: 'pass_handover_new' }, held: { verdict: 'pass', reason: 'pass_handover_new' },
+        other: { verdict: 'tx', reason: 'tx_forward_prev', forwardTo: { id: 0, name: 'node1' } } },
     });
     expect(e.handover!.rule).toBe('node1 (previous owner) keeps its established connections, node2 (owner) takes SYNs and its own connections; any other packet is dropped until the handover ends');
     expect(e.summary).toMatch(/owner node2 \(in handover from node1\); this node takes new connections and its own, the previous owner its established ones$/);
   });
 
-  it('on the previous owner: only connections it holds pass (pass_handover_prev), never a SYN', () => {
+  it('on the previous owner: only connections it holds pass (pass_handover_prev), a SYN goes on to the owner', () => {
     const { tables } = handingOver(WEB_SYN, 'node1', 'node1', 'node2');
     const e = explainPacket(farm, tables, WEB_SYN, { cluster: cluster! });
-    expect([e.verdict, e.reason]).toEqual(['drop', 'drop_handover']);
+    expect([e.verdict, e.reason, e.forwardTo?.name]).toEqual(['tx', 'tx_forward', 'node2']);
     expect(e.handover).toMatchObject({
       role: 'prev_owner',
-      onThisNode: { syn: { reason: 'drop_handover' }, held: { verdict: 'pass', reason: 'pass_handover_prev' }, other: { reason: 'drop_handover' } },
+      onThisNode: { syn: { reason: 'tx_forward' }, held: { verdict: 'pass', reason: 'pass_handover_prev' }, other: { reason: 'tx_forward' } },
     });
+    // Without the owner's MAC (a running node that has not learnt it) the program drops them.
+    const noMac = { ...tables, nodeMacs: ['02:00:00:00:00:01', null, '02:00:00:00:00:03'] };
+    const d = explainPacket(farm, noMac, WEB_SYN, { cluster: cluster!, nodeMacs: 'tables' });
+    expect([d.verdict, d.reason, d.handover?.onThisNode?.other.reason]).toEqual(['drop', 'drop_handover', 'drop_handover']);
     expect(e.summary).toMatch(/this node keeps only its established connections and takes no new one$/);
   });
 
-  it('on a third node: dropped as not owned, with the handover still named', () => {
+  it('on a third node: forwarded to the owner, with the handover still named', () => {
     const { tables } = handingOver(WEB_SYN, 'node3', 'node1', 'node2');
     const e = explainPacket(farm, tables, WEB_SYN, { cluster: cluster! });
-    expect([e.reason, e.handover?.role, e.prevOwner?.name]).toEqual(['drop_not_owned', 'neither', 'node1']);
+    expect([e.reason, e.forwardTo?.name, e.handover?.role, e.prevOwner?.name]).toEqual(['tx_forward', 'node2', 'neither', 'node1']);
   });
 
   it('applies the handover to an on_port TCP rule, not to UDP on_ipid: that follows the owner at once', () => {

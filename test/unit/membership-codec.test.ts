@@ -12,6 +12,8 @@ import {
   DEFAULT_TIMING, addressesFromLans, encodeBitmap, bitmapHas, tableDigest, type Heartbeat,
 } from '../../src/membership/index.js';
 import { decodeRows, encodeRows, sameWireRows } from '../../src/membership/table.js';
+import { frameBody } from '../../src/membership/codec.js';
+import { keyId } from '../../src/membership/key.js';
 
 const key = Buffer.alloc(32, 1);
 
@@ -31,8 +33,12 @@ describe('heartbeat codec', () => {
     expect(decodeHeartbeat(encodeHeartbeat(hb(), key), key)).toEqual(hb());
   });
 
-  it('rejects a heartbeat signed with another key', () => {
-    expect(() => decodeHeartbeat(encodeHeartbeat(hb(), Buffer.alloc(32, 2)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
+  it('rejects a heartbeat signed with another key: by its key id (FLB2), by its MAC (FLB1)', () => {
+    const other = Buffer.alloc(32, 2);
+    expect(() => decodeHeartbeat(encodeHeartbeat(hb(), other), key)).toThrow(expect.objectContaining({
+      code: 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY', details: expect.objectContaining({ keyId: keyId(other), accepted: keyId(key) }),
+    }));
+    expect(() => decodeHeartbeat(encodeHeartbeat(hb(), other, { frame: 1 }), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
   });
 
   it('rejects a forged heartbeat: any flipped byte of the body fails authentication', () => {
@@ -90,7 +96,7 @@ describe('heartbeat codec v2 (compact body)', () => {
     const mac = createHmac('sha256', key).update('FLB1').update(body).digest();
     return Buffer.concat([Buffer.from('FLB1'), mac, body]);
   };
-  const bodyOf = (bytes: Buffer) => JSON.parse(bytes.subarray(36).toString()) as Record<string, unknown>;
+  const bodyOf = (bytes: Buffer) => JSON.parse(frameBody(bytes).toString()) as Record<string, unknown>;
   /** A node's heartbeat in a farm of `n` on one table, with 19-digit incarnations as the daemon makes them. */
   const farmHb = (n: number): Heartbeat => {
     const names = Array.from({ length: n }, (_, i) => `n${String(i + 1).padStart(2, '0')}`);
@@ -145,7 +151,7 @@ describe('heartbeat codec v2 (compact body)', () => {
     // A v1 body of a node that reads v2 says so (older releases ignore the extra field).
     const marked = decodeHeartbeat(encodeHeartbeat({ ...one, v: 1, readsV2: true }, key), key);
     expect(marked.readsV2).toBe(true);
-    const body = { ...JSON.parse(encodeHeartbeat({ ...one, v: 1 }, key).subarray(36).toString()), readsV2: 1 };
+    const body = { ...JSON.parse(frameBody(encodeHeartbeat({ ...one, v: 1 }, key)).toString()), readsV2: 1 };
     expect(() => decodeHeartbeat(forge(JSON.stringify(body)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MESSAGE' }));
   });
 
@@ -164,7 +170,7 @@ describe('heartbeat codec v2 (compact body)', () => {
       forged[i] = forged[i]! ^ 1;
       expect(() => decodeHeartbeat(forged, key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
     }
-    expect(() => decodeHeartbeat(encodeHeartbeat(farmHb(3), Buffer.alloc(32, 2)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_BAD_MAC' }));
+    expect(() => decodeHeartbeat(encodeHeartbeat(farmHb(3), Buffer.alloc(32, 2)), key)).toThrow(expect.objectContaining({ code: 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY' }));
   });
 
   it('refuses malformed v2 bodies: bad indexes, wrong arity, values out of range, unknown fields, garbage', () => {
@@ -277,7 +283,7 @@ describe('receive path: decoding work skipped, validation kept', () => {
       const mac = createHmac('sha256', key).update('FLB1').update(json).digest();
       return Buffer.concat([Buffer.from('FLB1'), mac, json]);
     };
-    const good = JSON.parse(encodeHeartbeat(hb(), key).subarray(36).toString()) as Record<string, unknown>;
+    const good = JSON.parse(frameBody(encodeHeartbeat(hb(), key)).toString()) as Record<string, unknown>;
     expect(decodeHeartbeat(forge(good), key)).toEqual(hb());
     const bad: [string, unknown][] = [
       ['acks', [{ node: 'node2', incarnation: '42x', seq: 9 }]],
@@ -359,29 +365,16 @@ describe('engine input checks', () => {
       expect(e.receive(bad, 10n).events[0]).toMatchObject({ type: 'rejected' });
     }
   });
-});
 
-describe('key file', () => {
-  let dir: string;
-  afterAll(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  it('loads a 0600 key (a trailing newline removed), refuses missing, short and world-readable keys, warns on group access', async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'farmlb-key-'));
-    const file = path.join(dir, 'farm.key');
-    await writeFile(file, 'a'.repeat(32) + '\n', { mode: 0o600 });
-    expect((await loadKey(file)).length).toBe(32);
-    await expect(loadKey(path.join(dir, 'missing'))).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_KEY_MISSING' });
-    await chmod(file, 0o604);
-    await expect(loadKey(file)).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_KEY_PERMISSIONS' });
-    await chmod(file, 0o640);
-    const warnings: string[] = [];
-    await loadKey(file, (w) => warnings.push(w));
-    expect(warnings).toHaveLength(1);
-    const short = path.join(dir, 'short.key');
-    await writeFile(short, 'abc', { mode: 0o600 });
-    await expect(loadKey(short)).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_KEY_SHORT' });
+  it('gives every rejection a fixed reason (the log\'s rate-limit key): what the sender wrote goes to detail', () => {
+    const e = engine();
+    const reasons = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const ev = e.receive(hb({ module: `m${i}`, from: 'node2' }), 10n).events[0];
+      expect(ev).toMatchObject({ type: 'rejected', reason: 'another module', detail: `module "m${i}", not farm` });
+      if (ev?.type === 'rejected') reasons.add(ev.reason);
+    }
+    expect(reasons.size).toBe(1);
   });
 });
 

@@ -260,3 +260,118 @@ describe('membership counterexamples (fixed replays)', () => {
     ]);
   });
 });
+
+// Found by the search of seeds 1–20 × 300 runs (docs/membership.md, "Property search").
+describe('membership counterexamples of the seeds 1–20 search (fixed replays)', () => {
+  // n1, cut from n2, n4 and n5 until the heal at 1248 ms, gave n2's buckets to n3 4 ms after
+  // it (n2's lease had surely run out as far as n1 knew) and was cut off alone again. n2,
+  // renewed by n4 and n5 on n1's first table, refused n1's table because it left n2 out (the
+  // survivors' rule) and served bucket 2 beside n3 for a whole lease. A follower now yields to
+  // a leader's table that gives a bucket it serves to another node.
+  it('serve with handover: a follower left out of its leader\'s table that gave its buckets away yields at once', () => {
+    runScenario('serve', true, 1, [
+      { op: { kind: 'partition', mask: 5 }, waitMs: 248 }, { op: { kind: 'heal' }, waitMs: 6 },
+      { op: { kind: 'partition', mask: 1 }, waitMs: 0 }, { op: { kind: 'power', at: 0, node: 0, power: 0 }, waitMs: 123 },
+      { op: { kind: 'partition', mask: 1 }, waitMs: 7 },
+    ]);
+  });
+
+  // The same cause under 50% loss (search seed 2): n2, left out of the leader's table, kept
+  // serving the buckets that table gave n3.
+  it('serve: under 50% loss a follower left out of a table that gives its buckets away yields', () => {
+    runScenario('serve', false, 7, [
+      { op: { kind: 'loss', loss: 0.5 }, waitMs: 309 }, { op: { kind: 'oneway', from: 1, to: 0 }, waitMs: 681 },
+      { op: { kind: 'heal' }, waitMs: 411 }, { op: { kind: 'heal' }, waitMs: 486 }, { op: { kind: 'heal' }, waitMs: 238 },
+      { op: { kind: 'partition', mask: 10 }, waitMs: 313 }, { op: { kind: 'heal' }, waitMs: 0 },
+      { op: { kind: 'power', at: 0, node: 0, power: 0 }, waitMs: 148 },
+    ]);
+  });
+
+  // After a heal under 10% loss n2 became leader of n2..n5 while n3 still led n3..n5. A
+  // heartbeat of n2 (its new table, which left n1 out) completed the fence n3 waited for, and
+  // n3 decided at once, on the view of its last pulse: it gave itself bucket 96 0.5 ms before
+  // n2 gave it to n5. A leader now decides between pulses only while no smaller-named peer
+  // has become a member meanwhile.
+  it('quorum: a leader does not decide between pulses once a smaller-named peer is a member (two leaders, one free bucket)', () => {
+    runScenario('quorum', false, 999994, [
+      { op: { kind: 'loss', loss: 0.1 }, waitMs: 48 }, { op: { kind: 'sick', node: 0 }, waitMs: 20 },
+      { op: { kind: 'partition', mask: 13 }, waitMs: 490 }, { op: { kind: 'power', at: 0, node: 0, power: 0 }, waitMs: 32 },
+      { op: { kind: 'oneway', from: 0, to: 2 }, waitMs: 524 }, { op: { kind: 'heal' }, waitMs: 0 },
+      { op: { kind: 'loss', loss: 0.1 }, waitMs: 76 },
+    ]);
+  });
+
+  // Search seeds 14 and 19: under `serve`, the sides of a partition both took the other
+  // side's buckets. A node paused on one side (n2) was resumed at the heal; its first
+  // heartbeats to the other side's leader n1 relayed what it had read from its queue: n5
+  // alive, on a table (n3's) n1 had never seen. n1 counted n5 only by its last own heartbeat,
+  // from before the partition, and gave n2 bucket 171 — which n3's table gave n5 — while n5,
+  // in contact with n2, still served it. A node known only by relay to hold an unknown table
+  // now blocks the leader's decision whether it is a member or not, until its table arrives.
+  it('serve: a leader decides nothing while a node it has not released holds, by relay, a table it never saw', () => {
+    runScenario('serve', false, 884850, [
+      { op: { kind: 'partition', mask: 9 }, waitMs: 0 }, { op: { kind: 'pause', node: 1 }, waitMs: 412 },
+    ]);
+  });
+
+  it('serve: the same with two paused nodes on the other side (search seed 19)', () => {
+    runScenario('serve', false, 1, [
+      { op: { kind: 'pause', node: 2 }, waitMs: 0 }, { op: { kind: 'pause', node: 1 }, waitMs: 0 },
+      { op: { kind: 'partition', mask: 3 }, waitMs: 434 },
+    ]);
+  });
+
+  // Search seed 18: after a heal under 50% loss n1 became leader of all five while n2, which
+  // had not heard n1 as a member yet, still led n2..n5. They published tables 0.7 ms apart,
+  // giving bucket 8 (unowned in both tables before) to n3 and to n2. A leader now gives no
+  // owner to a bucket that another member still acting as leader leaves unowned, until that
+  // member follows it.
+  it('serve: a new leader does not give away a bucket a member still acting as leader leaves unowned', () => {
+    runScenario('serve', false, 15, [
+      { op: { kind: 'partition', mask: 23 }, waitMs: 1372 }, { op: { kind: 'partition', mask: 1 }, waitMs: 499 },
+      { op: { kind: 'power', at: 0, node: 0, power: 1 }, waitMs: 196 }, { op: { kind: 'loss', loss: 0.1 }, waitMs: 53 },
+      { op: { kind: 'heal' }, waitMs: 100 }, { op: { kind: 'loss', loss: 0.5 }, waitMs: 30 },
+    ]);
+  });
+
+  // Search seed 11: n3, alone on its side, had taken every bucket (its own table, epoch 11);
+  // after the heal n3 and n4 were cut off together from n2, whom both followed, and n4 on
+  // n2's table (epoch 8) served bucket 2 beside n3 until their leases ran out. n3 refused
+  // n2's table as older (the epochs of two sides are not ordered). A follower now yields to
+  // its leader's table that gives a bucket it serves to another node whatever the epochs,
+  // when its own table is another leader's.
+  it('serve: after a heal a follower yields to its new leader\'s table even under a lower epoch', () => {
+    runScenario('serve', false, 454492, [
+      { op: { kind: 'partition', mask: 1 }, waitMs: 355 }, { op: { kind: 'heal' }, waitMs: 562 },
+      { op: { kind: 'partition', mask: 5 }, waitMs: 590 }, { op: { kind: 'partition', mask: 1 }, waitMs: 449 },
+      { op: { kind: 'heal' }, waitMs: 31 }, { op: { kind: 'partition', mask: 12 }, waitMs: 47 },
+      { op: { kind: 'restart', node: 0 }, waitMs: 72 }, { op: { kind: 'partition', mask: 1 }, waitMs: 10 },
+    ]);
+  });
+
+  // Search seed 11 again, after the rivals' rule: n1 and n2 both published epoch 8 after a
+  // heal, every bucket unowned in both (one digest: a digest covers owners, not the view). n1
+  // left n2's free buckets unowned while n2 acted as leader, so its table never changed, and
+  // n2 and its followers never installed n1's same-epoch table: no table again, no bucket
+  // served. A leader now republishes while a member is on another leader's table.
+  it('serve: a leader republishes while a member is still on a rival\'s table (no deadlock on one digest)', () => {
+    runScenario('serve', false, 454492, [
+      { op: { kind: 'partition', mask: 1 }, waitMs: 437 }, { op: { kind: 'partition', mask: 6 }, waitMs: 449 },
+      { op: { kind: 'heal' }, waitMs: 54 }, { op: { kind: 'partition', mask: 1 }, waitMs: 16 },
+    ]);
+  });
+
+  // A lossy partition (search seed 1): under 50% loss n4 heard none of n1 and n3 for 5 pulses,
+  // led a view of its own and, after the lease wait, took bucket 0, which n1 had meanwhile
+  // given n3. Under `serve` that is a side of a partition serving (n4 cannot tell it from n1's
+  // and n3's death); the simulator counts a run of lost datagrams after which the receiver
+  // lost the sender as a cut link, and contact starts afresh when one gets through.
+  it('serve: a node that lost its peers to 50% loss is a side of a partition, not in contact', () => {
+    runScenario('serve', false, 644074, [
+      { op: { kind: 'loss', loss: 0.5 }, waitMs: 0 }, { op: { kind: 'partition', mask: 4 }, waitMs: 299 },
+      { op: { kind: 'heal' }, waitMs: 571 }, { op: { kind: 'power', at: 4, node: 0, power: 0 }, waitMs: 7 },
+      { op: { kind: 'partition', mask: 18 }, waitMs: 770 }, { op: { kind: 'power', at: 2, node: 0, power: 0 }, waitMs: 9 },
+      { op: { kind: 'sick', node: 1 }, waitMs: 250 },
+    ]);
+  });
+});

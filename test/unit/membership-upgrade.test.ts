@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Simulator } from '../../src/membership/simulator.js';
 import { DEFAULT_TIMING } from '../../src/membership/timing.js';
+import { frameBody } from '../../src/membership/codec.js';
 
 const names = Array.from({ length: 5 }, (_, i) => `node${i + 1}`);
 const pulse = DEFAULT_TIMING.pulseMs;
@@ -14,7 +15,7 @@ function versionsSent(sim: Simulator, ms: number): Map<string, Set<number>> {
   const out = new Map<string, Set<number>>();
   for (const w of sim.wire) {
     if (w.atMs < sim.nowMs - ms) continue;
-    const v = (JSON.parse(w.bytes.subarray(36).toString()) as { v: number }).v;
+    const v = (JSON.parse(frameBody(w.bytes).toString()) as { v: number }).v;
     out.set(w.from, (out.get(w.from) ?? new Set()).add(v));
   }
   return out;

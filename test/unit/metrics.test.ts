@@ -48,7 +48,7 @@ function fakeSource(over: Partial<MetricsSource> = {}): MetricsSource {
   history.record({ at: 2_000, epoch: 7, view: ['node1', 'node2'], cause: 'lost node3', detectionMs: 250, installMs: 1.5, moved: 85 }, ['node1', 'node2', 'node3']);
   return {
     status: () => status(),
-    dataplaneCounters: async (): Promise<DataplaneCounters> => ({ reasons, buckets }),
+    dataplaneCounters: async (): Promise<DataplaneCounters> => ({ reasons, buckets, requestersRefused: 17n }),
     tables: () => tables,
     interfaces: () => ['eth0'],
     arpreroute: () => ({ rounds: 4, framesSent: 12, sendErrors: 0 }),
@@ -107,6 +107,11 @@ describe('Prometheus metrics', () => {
     expect(value(f.get('farmlb_verdict_packets_total'), { reason: 'drop_not_owned', verdict: 'drop', interface: 'eth0' })).toBe(i * 10);
     expect(value(f.get('farmlb_verdict_bytes_total'), { reason: 'drop_not_owned' })).toBe(i * 1000);
     expect(f.get('farmlb_verdict_packets_total')!.metrics).toHaveLength(REASONS.length);
+  });
+
+  it('counts the new ARP / NS requesters the program refused to record (its budget per window spent)', async () => {
+    const f = await scrape(fakeSource());
+    expect(value(f.get('farmlb_arpreroute_requesters_refused_total'))).toBe(17);
   });
 
   it('counts packets per bucket and sums them per owner node of the table in force', async () => {

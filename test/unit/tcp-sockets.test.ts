@@ -1,6 +1,7 @@
 // /proc/net/tcp and tcp6 parsing (src/net/tcp-sockets.ts): fixture lines in both byte
 // orders, then the real table of this machine with sockets the test opens on 127.0.0.1
-// and ::1 (loopback only).
+// and ::1 (loopback only), read from /proc and through sock_diag (the addon's tcpDiag,
+// filtered in the kernel), which must agree.
 
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -8,7 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatAddr } from '../../src/dataplane/abi.js';
+import { loadNative } from '../../src/dataplane/native.js';
 import {
+  decodeDiagRecord,
+  diagTcpSockets,
+  encodeLocals,
   endpointText,
   listTcpSockets,
   parseProcEndpoint,
@@ -223,6 +228,78 @@ describe('scanTcpSockets on this machine', () => {
       expect(states).toEqual(['TIME_WAIT']);
     } finally {
       await closePair(p);
+    }
+  });
+});
+
+describe('sock_diag records', () => {
+  it('encodes local addresses as 20-byte records and decodes a socket record (ports in network order)', () => {
+    const locals = encodeLocals([{ family: 4, addr: Uint8Array.of(10, 0, 0, 100) }, { family: 6, addr: new Uint8Array(16).fill(0xfe) }]);
+    expect(locals.length).toBe(40);
+    expect([...locals.subarray(0, 8)]).toEqual([4, 0, 0, 0, 10, 0, 0, 100]);
+    expect(locals[20]).toBe(6);
+    expect(locals.subarray(24, 40).every((b) => b === 0xfe)).toBe(true);
+    const rec = new Uint8Array(40);
+    rec.set([4, 1, 0, 80, 0x9c, 0x40], 0);
+    rec.set([10, 0, 0, 100], 8);
+    rec.set([192, 168, 1, 7], 24);
+    expect(text(decodeDiagRecord(rec))).toEqual({ family: 4, local: '10.0.0.100:80', remote: '192.168.1.7:40000', state: 'ESTABLISHED' });
+    rec[1] = 99;
+    expect(decodeDiagRecord(rec)).toBeUndefined();
+  });
+});
+
+describe('diagTcpSockets on this machine (sock_diag, filtered in the kernel)', () => {
+  const native = loadNative();
+  const diag = async (locals: { family: 4 | 6; addr: Uint8Array }[], states?: ReadonlySet<number>) => {
+    const sockets: TcpSocket[] = [];
+    const r = await diagTcpSockets({ native, locals, visit: (x) => sockets.push(x), ...(states ? { states } : {}) });
+    expect(r.visited).toBe(sockets.length);
+    return sockets;
+  };
+  const LO = { family: 4 as const, addr: Uint8Array.of(127, 0, 0, 1) };
+  const LO2 = { family: 4 as const, addr: Uint8Array.of(127, 0, 0, 2) };
+
+  it('sends only the sockets of the local addresses asked for, as /proc shows them', async () => {
+    let a: Pair | undefined;
+    let b: Pair | undefined;
+    try {
+      a = await openPair('127.0.0.1', '127.0.0.1');
+      b = await openPair('127.0.0.2', '127.0.0.2');
+      const only2 = await diag([LO2]);
+      // The listener and the accepted end (the client's end has 127.0.0.1, lo's source address).
+      expect(only2.length).toBeGreaterThanOrEqual(2);
+      expect(only2.every((s) => s.family === 4 && formatAddr(4, s.localAddr) === '127.0.0.2')).toBe(true);
+      const proc = find((await listTcpSockets()).sockets, 4, '127.0.0.2', b.port);
+      expect(find(only2, 4, '127.0.0.2', b.port).map(text).sort()).toEqual(proc.map(text).sort());
+      expect(find(only2, 4, '127.0.0.2', b.port, b.client.localPort!).map((s) => s.state)).toEqual(['ESTABLISHED']);
+      expect(find(only2, 4, '127.0.0.1', a.port)).toEqual([]);
+      // Both addresses: both pairs; a state filter: no listener.
+      const both = await diag([LO, LO2], new Set([1]));
+      expect(find(both, 4, '127.0.0.1', a.port).map((s) => s.state)).toEqual(['ESTABLISHED']);
+      expect(find(both, 4, '127.0.0.2', b.port).map((s) => s.state)).toEqual(['ESTABLISHED']);
+    } finally {
+      await closePair(a);
+      await closePair(b);
+    }
+  });
+
+  it('finds an IPv6 connection on ::1, and the IPv4 connection of a dual-stack listener as IPv4', async (ctx) => {
+    if (!(await hasIpv6Loopback())) ctx.skip();
+    let p6: Pair | undefined;
+    let dual: Pair | undefined;
+    try {
+      p6 = await openPair('::1', '::1');
+      dual = await openPair('::', '127.0.0.1');
+      const v6 = await diag([{ family: 6, addr: Uint8Array.of(...new Array(15).fill(0), 1) }]);
+      expect(find(v6, 6, '::1', p6.port, p6.client.localPort!).map((s) => s.state)).toEqual(['ESTABLISHED']);
+      const v4 = await diag([LO]);
+      const accepted = find(v4, 4, '127.0.0.1', dual.port, dual.client.localPort!);
+      expect(accepted.map((s) => s.state)).toEqual(['ESTABLISHED']);
+      expect(formatAddr(4, accepted[0]!.remoteAddr)).toBe('127.0.0.1');
+    } finally {
+      await closePair(p6);
+      await closePair(dual);
     }
   });
 });

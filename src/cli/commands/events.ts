@@ -18,6 +18,12 @@ export function formatEvent(out: Output, e: FarmEvent): string {
   if (e.event === 'state') {
     return `${time}  ${'state'.padEnd(5)}  ${bold(out, `${e.previous} → ${e.state}`)}  ${e.cause} (${e.buckets} buckets)`;
   }
+  if (e.event === 'checker') {
+    return `${time}  ${'check'.padEnd(5)}  ${bold(out, `${e.resource} ${e.state}`)}  ${e.detail} (action ${e.action})`;
+  }
+  if (e.event === 'script') {
+    return `${time}  ${'script'.padEnd(5)}  ${bold(out, e.script)}  ${e.ok ? 'done' : `failed: ${e.detail}`} in ${ms(e.durationMs)}`;
+  }
   const timing = [
     e.detectionMs !== undefined && `detection ${ms(e.detectionMs)}`,
     e.installMs !== undefined && `install ${ms(e.installMs, 1)}`,

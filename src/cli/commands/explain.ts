@@ -86,7 +86,8 @@ export const explainCommand: CommandDef = {
     if (typeof opts.node === 'string' && cluster && !cluster.nodes.includes(opts.node)) {
       throw new FarmlbError('FARMLB_E_RUN_NODE_UNKNOWN', { node: opts.node, file: cluster.file, nodes: cluster.nodes.join(', ') });
     }
-    const result = explainPacket(farm, tables, query, cluster ? { cluster } : {});
+    // A running node's maps say which peer MACs it knows; a static table knows none yet.
+    const result = explainPacket(farm, tables, query, { ...(cluster ? { cluster } : {}), nodeMacs: source === 'pinned' ? 'tables' : 'learnt' });
     if (ctx.out.json) {
       ctx.out.printJson({ ...result, table: source });
       return EXIT.OK;
@@ -108,7 +109,7 @@ export const explainCommand: CommandDef = {
       lines.push(`  verdict:   ${v.syn.verdict} (${v.syn.reason}) on ${on} for a new connection (SYN); ` +
         `${v.held.verdict} (${v.held.reason}) for a connection it holds; ${v.other.verdict} (${v.other.reason}) for any other packet`);
     } else {
-      lines.push(`  verdict:   ${result.verdict} (${result.reason}) on ${on}`);
+      lines.push(`  verdict:   ${result.verdict} (${result.reason}) on ${on}${result.forwardTo ? `, forwarded to ${result.forwardTo.name}` : ''}`);
     }
     if (result.ownerIfOwnerFails !== undefined) {
       lines.push(`  if ${result.owner?.name ?? 'the owner'} fails: ${result.ownerIfOwnerFails ? result.ownerIfOwnerFails.name : 'nobody'} takes bucket ${result.bucket}`);

@@ -34,6 +34,26 @@ export const stopCommand: CommandDef = {
   run: (ctx, _args, opts) => runControl(ctx, opts, { cmd: 'stop' }, (s) => `module ${s.module} on ${s.node}: ${s.state} (${s.stateCause})`),
 };
 
+export const vipCommand: CommandDef = {
+  name: 'vip',
+  args: '<open|close>',
+  summary: 'open or close the traffic to the VIPs from the module scripts (<vip scriptcontrol="on">); in a script the module is found from SAFEMODULE/FARMLB_RUN_DIR',
+  options: CONTROL_OPTIONS,
+  examples: ['farmlb vip open', 'farmlb vip close --module web'],
+  async run(ctx, args, opts) {
+    const [action] = args as [string];
+    if (action !== 'open' && action !== 'close') throw new FarmlbError('FARMLB_E_CLI_BAD_OPTION', { option: '<open|close>', value: action, expected: '"open" or "close"' });
+    // A module script has its module in the environment (src/daemon/scripts.ts).
+    const env = process.env;
+    const o = { ...opts };
+    if (o.module === undefined && o.config === undefined && o.runDir === undefined) {
+      if (env.FARMLB_MODULE ?? env.SAFEMODULE) o.module = env.FARMLB_MODULE ?? env.SAFEMODULE;
+      if (env.FARMLB_RUN_DIR) o.runDir = env.FARMLB_RUN_DIR;
+    }
+    return runControl(ctx, o, { cmd: 'vip', action }, (s) => `module ${s.module} on ${s.node}: VIP traffic ${action === 'open' ? 'opened' : 'closed'}; ${s.state} (${s.stateCause})`);
+  },
+};
+
 export const powerCommand: CommandDef = {
   name: 'power',
   args: '<node> <power>',

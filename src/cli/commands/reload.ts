@@ -12,5 +12,7 @@ export const reloadCommand: CommandDef = {
   options: CONTROL_OPTIONS,
   examples: ['farmlb reload', 'farmlb reload --module web'],
   run: (ctx, _args, opts) => runControl(ctx, opts, { cmd: 'reload' },
-    (s: DaemonStatus) => `module ${s.module} on ${s.node}: configuration reloaded (digest ${s.configDigest}), ${s.state}`),
+    (s: DaemonStatus) => s.stagedDigest
+      ? `module ${s.module} on ${s.node}: configuration ${s.stagedDigest.slice(0, 12)} staged; every node switches to it once every node has it (farmlb reload on each), ${s.state}`
+      : `module ${s.module} on ${s.node}: configuration reloaded (digest ${s.configDigest}), ${s.state}`),
 };

@@ -53,7 +53,7 @@ export const runCommand: CommandDef = {
     // systemd Type=notify (packaging/farmlb@.service): READY=1 once serving or waiting for
     // the view, RELOADING=1 around reloads, WATCHDOG=1 from the event loop.
     const notifier = systemdNotifier({ send: (p, m) => loadNative().unixDatagramSend(p, m) });
-    for (const w of farm.warnings) log.warn({ event: 'config_warning', code: w.code, file: w.src.file, line: w.src.line }, w.message);
+    for (const w of [...farm.warnings, ...(cluster?.warnings ?? [])]) log.warn({ event: 'config_warning', code: w.code, file: w.src.file, line: w.src.line }, w.message);
     const nowNs = () => loadNative().monotonicNs();
     const source = opts.static
       ? new StaticSource({ farm, cluster: cluster!, node: opts.node, leaseMs: leaseMs ?? STATIC_LEASE_MS, nowNs })

@@ -142,8 +142,13 @@ export function renderStatus(out: Output, s: DaemonStatus): string {
   const cookies = selfNode?.synCookies;
   if (cookies?.sentRecently) lines.push(bold(out, `WARNING: ${SYN_COOKIE_WARNING}`));
   else if (cookies?.mode === 2) lines.push(bold(out, `WARNING: ${SYN_COOKIE_ALWAYS_WARNING}`));
+  for (const i of s.interfaces ?? []) {
+    lines.push(`interface ${i.ifname}: ${i.vmacMode}, XDP ${i.xdpMode}${i.requested === 'auto' ? '' : ` (--xdp-mode ${i.requested})`} — ${i.reason}`);
+    if (i.warning) lines.push(bold(out, `WARNING: ${i.warning}`));
+  }
   // Reported, not acted upon (docs/membership.md): a peer whose heartbeats fail the MAC.
-  const foreignKey = s.nodes.filter((n) => n.foreignKeyMs !== undefined && n.foreignKeyMs < FOREIGN_KEY_RECENT_MS).map((n) => n.name);
+  const foreignKey = s.nodes.filter((n) => n.foreignKeyMs !== undefined && n.foreignKeyMs < FOREIGN_KEY_RECENT_MS)
+    .map((n) => (n.foreignKeyId ? `${n.name} (key id ${n.foreignKeyId})` : n.name));
   if (foreignKey.length > 0) lines.push(bold(out, `WARNING: heartbeats from ${foreignKey.join(', ')} fail authentication: another key file? (give every node the same key)`));
   if (!s.checks.ok) lines.push(`checks failing: ${s.checks.failures.map((f) => `${f.kind} ${f.target}: ${f.detail}`).join('; ')}`);
   // Heartbeat counts come from the membership engine; a static daemon has none.

@@ -36,6 +36,7 @@ import { tableDigest, emptyRows } from '../table.js';
 import { CpgFarm, CPG_REASON, procKey, type FarmStep, type GoneBucket, type LocalFacts, type Proc } from './cpg-farm.js';
 import { decodeMessage, encodeMessage, type FarmMessage, type HoldingsReport } from './messages.js';
 import { nodeNames } from './conf.js';
+import { FarmlbError } from '../../errors.js';
 
 const MS = 1_000_000n;
 /** A new session is tried this often while corosync does not answer. */
@@ -263,6 +264,19 @@ export class CorosyncMembership implements Membership {
     this.holdingsReport = report;
     const isPrev = t.prev.some((row) => row.includes(self));
     if (isPrev && (!before || before.epoch !== report.epoch || before.held.join() !== report.held.join())) this.send({ t: 'holdings', ...report });
+  }
+
+  /**
+   * A live reload (docs/operations.md, "Changing the configuration") is not staged on this
+   * backend yet: the switch would have to be one point of the agreed stream every member
+   * takes together, which the CPG farm state does not model. Refused with the reason, so the
+   * operator restarts the nodes one by one; withdrawing (null) has nothing to withdraw.
+   */
+  stageConfig(staged: { digest: string; groups: GroupPowers[] } | null): void {
+    if (staged === null) return;
+    throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', {
+      detail: 'the Corosync backend (<farmlb membership="corosync">) does not switch configurations live; restart the nodes one by one',
+    });
   }
 
   powerOverrides(): PowerOverrides {

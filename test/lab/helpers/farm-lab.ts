@@ -31,6 +31,8 @@
 //   lab.startNode(name) / signalNode(name, signal)   restart a daemon / send it a signal.
 //   lab.reloadNode(name)              SIGHUP a daemon and wait until it says it reloaded.
 //   lab.logMark(name) / logSince(name, mark) / waitForLog(name, pattern, { from })   read or wait for daemon log lines.
+//   lab.signalServer(name, sig) / restartServer(name)   kill, stop or continue a node's HTTP server (its application) / start it again.
+//   lab.moduleDir(name) / nodeConfigFile(name)   with opts.app: a node's module directory (conf/, bin/) and its userconfig.xml.
 //   lab.writeConfig(change?)          rewrite userconfig.xml (e.g. new powers) and validate; the
 //                                     daemons see it when restarted (or signalled, once they reload).
 //   lab.nodeMac(name), nodeAddr(name, family), nodeNs(name), pinDir(name), runDir(name),
@@ -47,7 +49,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -65,11 +67,12 @@ import type { DaemonStatus } from '../../../src/api/status.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
-const NOP_OBJECT = path.join(REPO, 'bpf/build/nop.bpf.o');
 
 export const CLIENT_IF = 'flbc';
 export const NODE_IF = 'flbn';
 const BRIDGE = 'br0';
+/** The nodes' interface on the second LAN (opts.secondLan) and its bridge; addresses 10.78.0.(11+i)/16. */
+export const SECOND_LAN = { ifname: 'flbm', bridge: 'br1', node4: (i: number) => `10.78.0.${11 + i}` } as const;
 export const HTTP_PORT = 8080;
 
 /** Addressing of every lab: namespaces are isolated, so concurrent labs may share it. */
@@ -133,12 +136,9 @@ export interface FarmLabOptions {
   /** Passed to every daemon (`--lease-ms`). */
   leaseMs?: number;
   /**
-   * `--xdp-mode` of every daemon (default native). On a veth, native XDP runs on an skb
-   * that already went through eth_type_trans: a frame to the virtual MAC is
-   * PACKET_OTHERHOST, and rewriting its destination in XDP does not change that, so IP
-   * drops it (`otherhost` in `ip -s -s link`). Generic XDP re-classifies a frame whose
-   * destination the program changed. A real NIC runs native XDP before the skb exists.
-   * vmac_invisible labs therefore run generic.
+   * `--xdp-mode` of every daemon; default: none given, so farmlb's own `auto` decides, as
+   * for a user (docs/net.md, "XDP mode": generic on these veths, whose bridge-side peers
+   * run nothing).
    */
   xdpMode?: 'native' | 'generic';
   /** FARMLB_LOG_LEVEL of the daemons (default debug: the logs are only read on failure). */
@@ -164,6 +164,22 @@ export interface FarmLabOptions {
   corosync?: boolean;
   /** corosync's totem token (ms) with `corosync`; default farmlb corosync-conf's (200). */
   corosyncTokenMs?: number;
+  /**
+   * A second LAN for the heartbeats: bridge br1, interface `flbm` (SECOND_LAN) on every
+   * node, cluster.xml LAN "backup", `<farm><lan name="default"/><lan name="backup"/>`.
+   */
+  secondLan?: boolean;
+  /**
+   * The application (docs/application.md): each node gets its own module directory, SafeKit
+   * style — <dir>/<node>/conf/userconfig.xml (the lab config plus `xml(node)` inside
+   * <service>, `serviceAttrs` on it) and <dir>/<node>/bin/ with `scripts` (name → shell body,
+   * written executable). The app sections are not in the config digest, so the nodes agree.
+   */
+  app?: { xml: (node: string) => string; serviceAttrs?: string; scripts?: Record<string, string> };
+  /** A cloud farm (docs/application.md): no <vip>; the daemons run the membership and the application only. */
+  cloud?: boolean;
+  /** Attributes of <vip> (tcpreset, scriptcontrol). */
+  vipAttrs?: Record<string, string>;
 }
 
 export interface CurlOptions {
@@ -319,7 +335,6 @@ export class FarmLab {
     if (opts.nodes.length < 1 || opts.nodes.length > 9) throw new Error('a lab farm has 1..9 nodes');
     if (opts.clientAddrs4 > 2000 || opts.clientAddrs6 > 2000) throw new Error('at most 2000 client addresses per family');
     if (!existsSync(path.join(REPO, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run scripts/setup.sh');
-    if (!existsSync(NOP_OBJECT)) throw new Error(`${NOP_OBJECT} is missing: run scripts/setup.sh`);
     const dir = await mkdtemp(path.join(os.tmpdir(), `flb-${opts.name}-`));
     const lab = new FarmLab(opts, dir);
     try {
@@ -388,29 +403,29 @@ export class FarmLab {
   }
 
   private async buildSwitch(): Promise<void> {
-    await inNetns(this.switchNs, 'ip', ['link', 'add', BRIDGE, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
-    await inNetns(this.switchNs, 'ip', ['link', 'set', BRIDGE, 'up']);
+    for (const br of [BRIDGE, ...(this.opts.secondLan ? [SECOND_LAN.bridge] : [])]) {
+      await inNetns(this.switchNs, 'ip', ['link', 'add', br, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
+      await inNetns(this.switchNs, 'ip', ['link', 'set', br, 'up']);
+    }
   }
 
-  /** A veth from the switch (port `port`) into `ns` (interface `ifname`), with the bridge-side XDP stub. */
-  private async plug(port: string, ns: string, ifname: string, mac: string): Promise<void> {
+  /**
+   * A veth from the switch (port `port`) into `ns` (interface `ifname`). Nothing is attached
+   * to the bridge side and no offload is changed: a plain bridge, as a user's containers or
+   * test namespaces have, so the lab sees what they would (LAB-NOTES).
+   */
+  private async plug(port: string, ns: string, ifname: string, mac: string, bridge: string = BRIDGE): Promise<void> {
     // Created directly in both namespaces: no name in the root namespace, so concurrent
     // labs never collide.
     await run('ip', ['link', 'add', port, 'netns', this.switchNs, 'mtu', '1500', 'type', 'veth',
       'peer', 'name', ifname, 'netns', ns, 'mtu', '1500', 'address', mac]);
-    await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'master', BRIDGE]);
-    // Frames a node sends with XDP_TX are dropped by the receiving veth unless it has an XDP
-    // program of its own (LAB-NOTES): a no-op one on every bridge port lets them through.
-    await inNetns(this.switchNs, 'ip', ['link', 'set', 'dev', port, 'xdpdrv', 'obj', NOP_OBJECT, 'sec', 'xdp']);
+    await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'master', bridge]);
     await inNetns(this.switchNs, 'ip', ['link', 'set', port, 'up']);
     await inNetns(ns, 'ip', ['link', 'set', ifname, 'up']);
   }
 
   private async buildClient(): Promise<void> {
     await this.plug('p-c', this.clientNs, CLIENT_IF, LAB_NET.clientMac);
-    // A veth sender leaves the TCP checksum to offload, and a node's native XDP_TX loses that
-    // state: without this, forwarded segments arrive with bad checksums (LAB-NOTES).
-    await inNetns(this.clientNs, 'ethtool', ['-K', CLIENT_IF, 'tx', 'off']);
     const lines = [
       `addr add ${LAB_NET.client4}/${LAB_NET.prefix4} dev ${CLIENT_IF}`,
       `addr add ${LAB_NET.client6}/${LAB_NET.prefix6} dev ${CLIENT_IF} nodad`,
@@ -424,6 +439,11 @@ export class FarmLab {
     await this.plug(`p-n${n.index + 1}`, n.ns, NODE_IF, n.mac);
     await inNetns(n.ns, 'ip', ['addr', 'add', `${n.addr4}/${LAB_NET.prefix4}`, 'dev', NODE_IF]);
     await inNetns(n.ns, 'ip', ['addr', 'add', `${n.addr6}/${LAB_NET.prefix6}`, 'dev', NODE_IF, 'nodad']);
+    if (this.opts.secondLan) {
+      const mac = `02:78:00:00:00:${(0x11 + n.index).toString(16).padStart(2, '0')}`;
+      await this.plug(`q-n${n.index + 1}`, n.ns, SECOND_LAN.ifname, mac, SECOND_LAN.bridge);
+      await inNetns(n.ns, 'ip', ['addr', 'add', `${SECOND_LAN.node4(n.index)}/16`, 'dev', SECOND_LAN.ifname]);
+    }
   }
 
   // ---- configuration ----------------------------------------------------------------
@@ -437,11 +457,43 @@ export class FarmLab {
     await writeFile(this.clusterFile, this.clusterXml());
     await writeFile(this.configFile, this.userconfigXml());
     await run('node', [FARMLB_BIN, 'validate', this.configFile, '--cluster', this.clusterFile], { timeoutMs: 20_000 });
+    await this.writeAppModules();
+  }
+
+  /** The module directory of a node with an application (opts.app): conf/ and bin/. */
+  moduleDir(name: string): string {
+    return path.join(this.dir, name, 'module');
+  }
+
+  /** The userconfig.xml a node's daemon reads: its own module's with an application, else the shared one. */
+  nodeConfigFile(name: string): string {
+    return this.opts.app ? path.join(this.moduleDir(name), 'conf', 'userconfig.xml') : this.configFile;
+  }
+
+  private async writeAppModules(): Promise<void> {
+    const app = this.opts.app;
+    if (!app) return;
+    for (const n of this.nodes) {
+      const dir = this.moduleDir(n.spec.name);
+      await mkdir(path.join(dir, 'conf'), { recursive: true });
+      await mkdir(path.join(dir, 'bin'), { recursive: true });
+      const xml = this.userconfigXml()
+        .replace(' <service mode="farm">', ` <service mode="farm"${app.serviceAttrs ? ` ${app.serviceAttrs}` : ''}>`)
+        .replace(' </service>', `${app.xml(n.spec.name)}\n </service>`);
+      const file = this.nodeConfigFile(n.spec.name);
+      await writeFile(file, xml);
+      for (const [name, body] of Object.entries(app.scripts ?? {})) {
+        await writeFile(path.join(dir, 'bin', name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+      }
+      await run('node', [FARMLB_BIN, 'validate', file, '--cluster', this.clusterFile], { timeoutMs: 20_000 });
+    }
   }
 
   clusterXml(): string {
     const nodes = this.nodes.map((n) => `    <node name="${n.spec.name}" addr="${n.addr4}"/>`).join('\n');
-    return `<cluster>\n <lans>\n  <lan name="default">\n${nodes}\n  </lan>\n </lans>\n</cluster>\n`;
+    const backup = this.opts.secondLan
+      ? `\n  <lan name="backup">\n${this.nodes.map((n) => `    <node name="${n.spec.name}" addr="${SECOND_LAN.node4(n.index)}"/>`).join('\n')}\n  </lan>` : '';
+    return `<cluster>\n <lans>\n  <lan name="default">\n${nodes}\n  </lan>${backup}\n </lans>\n</cluster>\n`;
   }
 
   userconfigXml(): string {
@@ -470,8 +522,8 @@ export class FarmLab {
     }).join('\n');
     return `<safe>
  <service mode="farm">
-  <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/></farm>
-  <vip>
+  <farm${attrs({ pulse: o.farmTiming?.pulse, mlost_count: o.farmTiming?.mlostCount, slost_count: o.farmTiming?.slostCount })}><lan name="default"/>${o.secondLan ? '<lan name="backup"/>' : ''}</farm>
+${o.cloud ? '' : `  <vip${attrs({ ...o.vipAttrs })}>
    <interface_list>
     <interface${attrs({ check: 'on', name: NODE_IF, ...o.interfaceAttrs })}>
      <virtual_interface${attrs({ type: o.mode, addr: o.vmac })}>
@@ -484,7 +536,7 @@ export class FarmLab {
 ${groupXml}
    </loadbalancing_list>
   </vip>
-  <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
+`}  <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
     key_file: this.membershipMode() ? this.keyFile : undefined, split_brain: o.splitBrain, handover_limit: o.handoverLimit,
     membership: o.corosync ? 'corosync' : undefined,
     // The client reads /health and /metrics in the lab (docs/security.md: detail is local by default).
@@ -511,6 +563,25 @@ ${groupXml}
     return this.nodes.map((n) => n.spec.name);
   }
 
+  /** Signal a node's HTTP server (its application); SIGKILL/SIGTERM: wait (bounded) until it is gone. */
+  async signalServer(name: string, signal: NodeJS.Signals): Promise<void> {
+    const srv = this.node(name).server;
+    if (!srv || srv.exitCode !== null || srv.signalCode !== null) throw new Error(`the server of ${name} is not running`);
+    srv.kill(signal);
+    if (signal === 'SIGKILL' || signal === 'SIGTERM') {
+      await waitFor(() => srv.exitCode !== null || srv.signalCode !== null, { timeoutMs: 5_000, intervalMs: 20, what: `${name}'s server to exit` });
+    }
+  }
+
+  /** (Re)start a node's HTTP server and wait until it listens. */
+  async restartServer(name: string): Promise<void> {
+    const n = this.node(name);
+    if (n.server && n.server.exitCode === null && n.server.signalCode === null) throw new Error(`the server of ${name} is running`);
+    this.startServer(n);
+    await waitFor(async () => (await inNetns(n.ns, 'ss', ['-Hltn', `sport = :${HTTP_PORT}`])).stdout.includes(`:${HTTP_PORT}`),
+      { timeoutMs: 10_000, what: `the HTTP server of ${name}` });
+  }
+
   private startServer(n: NodeState): void {
     n.server = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', 'node', '-e', SERVER_JS, n.spec.name, this.dir],
       { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -529,8 +600,8 @@ ${groupXml}
   async startNode(name: string, opts: { timeoutMs?: number; expectUp?: boolean } = {}): Promise<void> {
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
-    const args = ['run', ...(this.membershipMode() ? [] : ['--static']), ...this.configArgs(), '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
-      '--xdp-mode', this.opts.xdpMode ?? 'native', ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
+    const args = ['run', ...(this.membershipMode() ? [] : ['--static']), '-c', this.nodeConfigFile(name), '--cluster', this.clusterFile, '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
+      ...(this.opts.xdpMode ? ['--xdp-mode', this.opts.xdpMode] : []), ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
     const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', 'node', FARMLB_BIN, ...args], {
@@ -554,6 +625,8 @@ ${groupXml}
       const said = n.log.slice(logFrom);
       const up = opts.expectUp === false ? /"event":"started"/ : /"state":"UP"|: node \S+ serving/;
       if (!up.test(said)) return false;
+      // A cloud farm holds no VIP and attaches no program.
+      if (this.opts.cloud) return true;
       const addrs = await inNetns(n.ns, 'ip', ['-j', 'addr', 'show', 'dev', NODE_IF]);
       const link = await inNetns(n.ns, 'ip', ['-d', 'link', 'show', 'dev', NODE_IF]);
       return addrs.stdout.includes(`"${this.vip4}"`) && addrs.stdout.includes(`"${this.vip6}"`) && /prog\/xdp id \d+/.test(link.stdout);
