@@ -123,8 +123,10 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   const groups = groupPowers(farm, cluster).map((powers, i) => ({ name: farm.groups[i]!.name, powers }));
   const powerOverrides = await readPowers(paths.runDir, log, cluster.nodes, groups);
   if (farm.farmlb.membership === 'corosync') {
-    const { membership, leaseMs } = corosyncMembership(opts, key, timing, groups, powerOverrides);
-    return new MembershipSource({ ...opts, membership }, BigInt(leaseMs) * 1_000_000n / LEASE_WRITE_FRACTION);
+    // Renewals come once a pulse (a delivered beat), not per acknowledgement: each is written,
+    // so the kernel's lease is the one that outlasts a ring's re-formation, not a step shorter.
+    const { membership } = corosyncMembership(opts, key, timing, groups, powerOverrides);
+    return new MembershipSource({ ...opts, membership });
   }
   const initialTable = pinnedTable(paths.pinDir, cluster.nodes, farm.groups.length);
   const startNs = opts.nowNs();
@@ -167,7 +169,7 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
  * The Corosync backend (docs/membership.md, "Corosync backend"): refuses to start when the
  * corosync of this node does not answer or runs another nodelist than cluster.xml.
  */
-function corosyncMembership(opts: MembershipSourceOptions, key: Buffer, topoTiming: MembershipTiming, groups: GroupPowers[], powerOverrides: PowerOverrides | undefined): { membership: CorosyncMembership; leaseMs: number } {
+function corosyncMembership(opts: MembershipSourceOptions, key: Buffer, topoTiming: MembershipTiming, groups: GroupPowers[], powerOverrides: PowerOverrides | undefined): { membership: CorosyncMembership } {
   const { farm, cluster, node, paths, log } = opts;
   const native = loadNative();
   const running = native.corosyncConfig();
@@ -184,9 +186,10 @@ function corosyncMembership(opts: MembershipSourceOptions, key: Buffer, topoTimi
     splitBrain: farm.farmlb.splitBrain, handoverLimitMs: farm.farmlb.handoverLimitMs, key, running, nowNs: opts.nowNs,
     ...(powerOverrides ? { powerOverrides } : {}),
     onWarning: (message, fields) => log.warn(fields, message),
+    onDebug: (message, fields) => log.debug(fields, message),
     onError: (err) => log.error({ err, event: 'membership_apply_failed' }, 'a membership decision could not be applied'),
   });
-  return { membership, leaseMs: timing.leaseMs };
+  return { membership };
 }
 
 const REJECT_LOG_EVERY_MS = 10_000;

@@ -161,6 +161,31 @@ describe('Corosync farm state (CPG model)', () => {
     expect(sim.violations).toEqual([]);
   });
 
+  it('a suspicion sent by a member that just joined is judged alike by every member (seqs count from the change)', () => {
+    const sim = farm(75);
+    sim.kill('n3');
+    sim.pulse(2);
+    const n3 = sim.start('n3');
+    // n3 has seen no beat of n2 since it joined; the others have seen many before.
+    while (sim.deliverOne(n3)) { /* its join and the sync round */ }
+    // n2 hung (a suspicion is sent only after a silence longer than its lease).
+    const n2 = sim.member('n2');
+    n2.paused = true;
+    n2.lease = false;
+    const key = `${n2.proc.nodeid}:${n2.proc.pid}`;
+    sim.mcast(n3, { t: 'suspect', proc: key, seq: n3.farm.lastSeqOf(key) });
+    sim.run();
+    sim.pulse(2);
+    // Every member took it, the joiner as the others.
+    for (const n of ['n1', 'n3']) expect(sim.member(n).farm.factsOf(key)?.suspected, n).not.toBeNull();
+    n2.paused = false;
+    sim.run();
+    sim.pulse(6);
+    expect(sim.agreed(NODES)).toBe(true);
+    expect(sim.counts('n1')).toEqual(QUOTAS);
+    expect(sim.violations).toEqual([]);
+  });
+
   for (const seed of [81, 82, 83]) {
     it(`a partition heals into one table with the quotas, no bucket served twice within a ring (seed ${seed})`, () => {
       const sim = farm(seed);

@@ -43,8 +43,12 @@ const MS = 1_000_000n;
 const RECONNECT_MS = 1000;
 /** Sends refused with CS_ERR_TRY_AGAIN (corosync's flow control) are tried again this soon. */
 const RETRY_SEND_MS = 5;
-/** What the lease gives beyond corosync's own failure detection (token + consensus) and one pulse. */
-const LEASE_MARGIN_MS = 30;
+/**
+ * What the lease gives beyond corosync's own failure detection (token + consensus) and one
+ * pulse: votequorum's answer for the new ring (~20 ms after it in the lab) and the delivery
+ * of a beat.
+ */
+const LEASE_MARGIN_MS = 60;
 /** Added to the token hold time to bound a token rotation (the other members forward it at once). */
 const ROTATION_MARGIN_MS = 20;
 
@@ -85,6 +89,8 @@ export interface CorosyncMembershipOptions {
   /** Things an operator should see (a lost session, a refused message). */
   onWarning?: (message: string, fields: Record<string, unknown>) => void;
   onError?: (err: unknown) => void;
+  /** Corosync's events as they come (debug level): ring changes, quorum answers, the group's changes. */
+  onDebug?: (message: string, fields: Record<string, unknown>) => void;
 }
 
 export function cpgGroupName(module: string): string {
@@ -131,7 +137,14 @@ export class CorosyncMembership implements Membership {
   private quorate: boolean | null = null;
   /** A ring change was seen in CPG before its totem event: quorum is unknown until it comes. */
   private awaitTotem = false;
-  private ringAtLastChange: string | null = null;
+  /** The node ids of the latest totem ring: whether a CPG ring change is already in it. */
+  private totemMembers: ReadonlySet<number> | null = null;
+  /**
+   * The send time of the latest own beat delivered since the last ring change while quorum
+   * was still unknown: it proves this node is in the new ring, so once votequorum calls that
+   * ring quorate it renews the lease (at once, not a pulse later).
+   */
+  private pendingRenewalNs: bigint | undefined;
   private vq: VotequorumInfo | undefined;
   private sessionError: string | undefined;
 
@@ -289,6 +302,8 @@ export class CorosyncMembership implements Membership {
 
   status(): MembershipStatus {
     const now = this.opts.nowNs();
+    // votequorum's view changes without a quorum event (a qdevice registering): ask now.
+    this.refreshVotequorum();
     const farm = this.farm;
     const table = this.localTable() ?? this.emptyTable();
     const facts = farm?.allFacts() ?? [];
@@ -390,6 +405,16 @@ export class CorosyncMembership implements Membership {
   private lost(reason: string): void {
     this.closeSession();
     this.sessionError = reason;
+    // What this session measured is not evidence in the next: a suspicion must count from a
+    // delivery the new session saw (or from its joining), never from an old timestamp.
+    this.lastBeatAt.clear();
+    this.suspectedSent.clear();
+    this.epochSeenAt.clear();
+    this.limitSent.clear();
+    this.departures.clear();
+    this.pendingRenewalNs = undefined;
+    this.awaitTotem = false;
+    this.totemMembers = null;
     this.opts.onWarning?.(`lost corosync (${reason}): serving nothing until it answers again`, { event: 'corosync_lost' });
     this.farm = undefined;
     this.replicated = undefined;
@@ -421,6 +446,11 @@ export class CorosyncMembership implements Membership {
   private onEvent(e: CorosyncEvent): void {
     const farm = this.farm!;
     const now = this.opts.nowNs();
+    if (e.type !== 'deliver' && this.opts.onDebug) {
+      this.opts.onDebug(`corosync ${e.type}`, { event: 'corosync_event', type: e.type, ...(e.type === 'confchg'
+        ? { members: e.members.map(procKey), left: e.left.map((l) => `${procKey(l)}/${l.reason}`), joined: e.joined.map((j) => `${procKey(j)}/${j.reason}`) }
+        : e.type === 'totem' ? { ringId: e.ringId } : e.type === 'quorum' ? { ringId: e.ringId, quorate: e.quorate } : {}) });
+    }
     switch (e.type) {
       case 'deliver': {
         const from = { nodeid: e.nodeid, pid: e.pid };
@@ -444,10 +474,15 @@ export class CorosyncMembership implements Membership {
       case 'confchg': {
         const ringChange = [...e.left, ...e.joined].some((m) => m.reason === CPG_REASON.NODEDOWN || m.reason === CPG_REASON.NODEUP);
         if (ringChange) {
-          // The totem event of this change may come before or after it: until it has come,
-          // the quorum we know is the old ring's.
-          if (this.totemRing === this.ringAtLastChange) this.awaitTotem = true;
-          this.ringAtLastChange = this.totemRing;
+          // The totem event of this change may come before or after it: unless the latest ring
+          // already lacks the nodes that went down and has the ones that came up, it is still
+          // to come, and until then the quorum we know is the old ring's.
+          const ring = this.totemMembers;
+          const inRing = ring !== null
+            && e.left.every((m) => m.reason !== CPG_REASON.NODEDOWN || !ring.has(m.nodeid))
+            && e.joined.every((m) => m.reason !== CPG_REASON.NODEUP || ring.has(m.nodeid));
+          this.awaitTotem = !inRing;
+          this.pendingRenewalNs = undefined;
         }
         for (const l of e.left) {
           const name = this.nodeName.get(l.nodeid);
@@ -474,8 +509,9 @@ export class CorosyncMembership implements Membership {
       }
       case 'totem':
         this.totemRing = e.ringId;
+        this.totemMembers = new Set(e.members);
         this.awaitTotem = false;
-        this.ringAtLastChange = e.ringId;
+        this.renewPending();
         return;
       case 'quorum': {
         const was = this.quorumState();
@@ -485,18 +521,24 @@ export class CorosyncMembership implements Membership {
           this.leaseDeadlineNs = 0n;
           this.emit({ leaseDeadlineNs: 0n, events: [{ type: 'quorum_lost', alive: e.members.length, needed: this.vq?.quorum ?? 0 }] });
         }
-        try {
-          this.vq = this.session?.votequorumInfo();
-        } catch {
-          // Kept as it was: status only.
-        }
+        this.renewPending();
+        this.refreshVotequorum();
         return;
       }
       case 'votequorum':
+        this.refreshVotequorum();
         return;
       case 'error':
         this.lost(e.message);
         return;
+    }
+  }
+
+  private refreshVotequorum(): void {
+    try {
+      if (this.session) this.vq = this.session.votequorumInfo();
+    } catch {
+      // Kept as it was: it is for status only.
     }
   }
 
@@ -636,11 +678,23 @@ export class CorosyncMembership implements Membership {
   private renew(sentAtNs: bigint): void {
     const { state } = this.evaluate();
     if (state !== 'UP' || !this.farm?.hasState()) return;
-    if (this.opts.splitBrain === 'quorum' && this.quorumState() !== 'ok') return;
+    if (this.opts.splitBrain === 'quorum' && this.quorumState() !== 'ok') {
+      if (this.pendingRenewalNs === undefined || sentAtNs > this.pendingRenewalNs) this.pendingRenewalNs = sentAtNs;
+      this.opts.onDebug?.('lease not renewed: quorum unknown for this ring', { event: 'corosync_no_renewal', totemRing: this.totemRing, quorumRing: this.quorumRing, awaitTotem: this.awaitTotem, quorate: this.quorate });
+      return;
+    }
     const deadline = sentAtNs + this.leaseNs;
     if (deadline <= this.leaseDeadlineNs) return;
     this.leaseDeadlineNs = deadline;
     this.emit({ leaseDeadlineNs: deadline, events: [] });
+  }
+
+  /** Quorum became known and quorate for this ring: the beats it already carried renew now. */
+  private renewPending(): void {
+    const pending = this.pendingRenewalNs;
+    if (pending === undefined || this.quorumState() !== 'ok') return;
+    this.pendingRenewalNs = undefined;
+    this.renew(pending);
   }
 
   private emitIfStateChanged(): void {

@@ -130,7 +130,12 @@ export function viewKey(members: readonly Proc[]): string {
 export class CpgFarm {
   private members: Proc[] = [];
   private readonly facts = new Map<string, MemberFacts>();
-  /** Latest beat seq per member process, followed in and out of rounds (what a suspicion names). */
+  /**
+   * Latest beat seq per member process delivered since the last configuration change that
+   * brought members in (0: none since), followed in and out of rounds: what a suspicion names.
+   * Counted from that change, not from this member's start, so that a member that just
+   * joined judges a suspicion exactly as the others do.
+   */
   private readonly lastSeq = new Map<string, number>();
   private state: Replicated | null = null;
   private round: Round | null = null;
@@ -167,6 +172,7 @@ export class CpgFarm {
     }
     // Only what every member sees alike decides whether a round starts: the joined list.
     if (joined.length > 0) {
+      this.lastSeq.clear();
       const aborted = this.round;
       this.round = { view: viewKey(members), syncs: new Map(), buffered: [] };
       out.send.push(this.syncMessage(local));
@@ -257,7 +263,7 @@ export class CpgFarm {
     return this.round !== null;
   }
 
-  /** The latest beat seq delivered from a member (0: none): what a suspicion of it must name. */
+  /** The latest beat seq delivered from a member since the last joining change (0: none): what a suspicion of it must name. */
   lastSeqOf(proc: string): number {
     return this.lastSeq.get(proc) ?? 0;
   }
