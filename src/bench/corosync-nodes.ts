@@ -33,6 +33,8 @@ export interface CorosyncNodesOptions {
   /** -c userconfig.xml --cluster cluster.xml */
   configArgs: string[];
   tokenMs?: number;
+  /** More `farmlb corosync-conf` options (e.g. --qnetd ADDR). */
+  confArgs?: string[];
 }
 
 const LOG_LIMIT = 1 << 20;
@@ -54,7 +56,7 @@ export class CorosyncNodes {
 
   async writeConf(): Promise<void> {
     await run('node', [this.opts.farmlbBin, 'corosync-conf', ...this.opts.configArgs, '-o', this.confFile,
-      ...(this.opts.tokenMs ? ['--token', String(this.opts.tokenMs)] : [])], 20_000);
+      ...(this.opts.tokenMs ? ['--token', String(this.opts.tokenMs)] : []), ...(this.opts.confArgs ?? [])], 20_000);
     const conf = await readFile(this.confFile, 'utf8');
     // The lab reads corosync's log from its stderr; syslog would reach the host's.
     await writeFile(this.confFile, conf.replace(/logging \{[^}]*\}/, 'logging {\n  to_syslog: no\n  to_stderr: yes\n  timestamp: hires\n}'));

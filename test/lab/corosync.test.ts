@@ -14,6 +14,7 @@ import { FarmLab } from './helpers/farm-lab.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { OverlapSampler, coverage, readServed, type SamplerReport } from './helpers/overlap-sampler.js';
 import { heal, partition } from './helpers/nft-faults.js';
+import { QnetdWitness } from './helpers/qnetd-witness.js';
 import { FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, logsOnFailure, waitCoverage, waitNoHandover } from './helpers/failover-kit.js';
 
 const ALL = FAILOVER_NODE_NAMES;
@@ -139,3 +140,75 @@ describePrivileged('lab: Corosync membership backend (CPG + votequorum): failove
     noOverlaps(await end());
   }, 90_000);
 });
+
+// Two nodes under `quorum`: votequorum's two_node alone keeps both halves of a split quorate
+// (both serve: split brain); a qnetd witness (corosync-qnetd in a third namespace, qdevice on
+// both nodes, ffsplit) gives quorum to exactly one half — and that half only serves.
+const TWO = [{ name: 'n1', power: 1 }, { name: 'n2', power: 1 }];
+const TWO_QUOTAS = { n1: 128, n2: 128 };
+
+for (const witness of [true, false]) {
+  describePrivileged(`lab: two-node Corosync farm, split_brain="quorum", ${witness ? 'with a qnetd witness: exactly one half serves' : 'without a witness (two_node): both halves serve'}`, () => {
+    const name = `c2${witness ? 'w' : 'n'}${uniqueSuffix()}`;
+    let lab: FarmLab | undefined;
+    let qnetd: QnetdWitness | undefined;
+    let sampler: OverlapSampler | undefined;
+
+    beforeAll(async () => {
+      lab = await FarmLab.create({
+        name, mode: 'vmac_invisible', xdpMode: 'generic', nodes: TWO, clientAddrs4: 0, clientAddrs6: 0,
+        corosync: true, splitBrain: 'quorum', ...(witness ? { corosyncConfArgs: ['--qnetd', QnetdWitness.ADDR] } : {}),
+      });
+      if (witness) qnetd = await QnetdWitness.create(lab, `farmlb-${`lab-${name}`.slice(0, 32)}`);
+      await waitCoverage(lab, ['n1', 'n2'], { quotas: TWO_QUOTAS, timeoutMs: 30_000 });
+    }, 180_000);
+
+    afterAll(async () => {
+      await sampler?.stop();
+      await qnetd?.cleanup();
+      if (lab) expect(await lab.cleanup()).toEqual([]);
+      expect(FarmLab.leftovers(name)).toEqual({ namespaces: [], pins: [], processes: [] });
+    }, 60_000);
+
+    it(witness ? 'a split between the two nodes: one half keeps quorum and serves every bucket, the other none, never both; healed, the quotas come back'
+      : 'a split between the two nodes: both halves stay quorate and each serves every bucket (split brain, reported); healed, the quotas come back', async (ctx) => {
+      logsOnFailure(ctx, () => lab);
+      ctx.onTestFailed(() => {
+        if (qnetd) console.error(qnetd.allLogs());
+        for (const n of ['n1', 'n2']) console.error(`--- corosync ${n} ---\n${lab?.corosync?.log(n).split('\n').slice(-40).join('\n')}`);
+      });
+      const l = lab!;
+      if (witness) {
+        await waitFor(async () => (await Promise.all(['n1', 'n2'].map((n) => l.status(n)))).every((s) => s.corosync?.votequorum?.qdevice && s.corosync.votequorum.qdeviceAlive),
+          { timeoutMs: 30_000, intervalMs: 250, what: 'qdevice registered and alive on both nodes' });
+      }
+      // With a witness, no bucket is served by both halves even across the split.
+      sampler = new OverlapSampler(l).start();
+      if (!witness) sampler.setDomains([['n1'], ['n2']]);
+      await partition(l, [['n1'], ['n2']]);
+      try {
+        if (witness) {
+          const winner = await waitFor(() => {
+            const c = coverage(l, ['n1', 'n2']);
+            return c.complete && (c.counts.n1 === 256 || c.counts.n2 === 256) ? (c.counts.n1 === 256 ? 'n1' : 'n2') : undefined;
+          }, { timeoutMs: 20_000, intervalMs: 20, what: 'one half to serve every bucket' });
+          const loser = winner === 'n1' ? 'n2' : 'n1';
+          await waitFor(async () => (await l.status(loser)).corosync?.quorate === false, { timeoutMs: 20_000, intervalMs: 100, what: `${loser} to report no quorum` });
+          expect(coverage(l, [loser]).counts[loser]).toBe(0);
+          expect((await l.status(winner)).corosync?.quorate).toBe(true);
+        } else {
+          await waitCoverage(l, ['n1']);
+          await waitCoverage(l, ['n2']);
+          for (const n of ['n1', 'n2']) expect(await l.status(n)).toMatchObject({ splitBrain: true, corosync: { quorate: true } });
+        }
+      } finally {
+        await heal(l);
+      }
+      await waitCoverage(l, ['n1', 'n2'], { quotas: TWO_QUOTAS, timeoutMs: 30_000 });
+      sampler.setDomains([['n1', 'n2']]);
+      await waitNoHandover(l, ['n1', 'n2']);
+      noOverlaps(await sampler.stop());
+      sampler = undefined;
+    }, 120_000);
+  });
+}

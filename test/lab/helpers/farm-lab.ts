@@ -162,8 +162,10 @@ export interface FarmLabOptions {
    * daemons and stopped after them (helpers/corosync-lab.ts; `lab.corosync`).
    */
   corosync?: boolean;
-  /** corosync's totem token (ms) with `corosync`; default farmlb corosync-conf's (200). */
+  /** corosync's totem token (ms) with `corosync`; default farmlb corosync-conf's (300). */
   corosyncTokenMs?: number;
+  /** More `farmlb corosync-conf` options with `corosync` (e.g. ['--qnetd', addr]). */
+  corosyncConfArgs?: string[];
   /**
    * A second LAN for the heartbeats: bridge br1, interface `flbm` (SECOND_LAN) on every
    * node, cluster.xml LAN "backup", `<farm><lan name="default"/><lan name="backup"/>`.
@@ -388,6 +390,7 @@ export class FarmLab {
     const c = new CorosyncNodes({
       dir: this.dir, nodes: this.nodes.map((n) => ({ name: n.spec.name, ns: n.ns })), farmlbBin: FARMLB_BIN, configArgs: this.configArgs(),
       ...(this.opts.corosyncTokenMs ? { tokenMs: this.opts.corosyncTokenMs } : {}),
+      ...(this.opts.corosyncConfArgs ? { confArgs: this.opts.corosyncConfArgs } : {}),
     });
     this.corosync = c;
     // Registered before the daemons' cleanup: undone after them (newest first).
