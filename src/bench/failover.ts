@@ -516,8 +516,17 @@ async function farmlbSeries(farm: BenchFarm, profile: TimingProfile, trials: num
     // Leader = smallest name of the view (docs/membership.md): n1 in a full farm. Corosync has
     // none: its series is reported per node.
     const role = farm.membership === 'corosync' ? victim.name : victim.index === 0 ? 'leader' : 'follower';
-    const before = await prober.once(src);
-    if (before !== victim.name) throw new Error(`before the kill, ${src} was served by ${before}, not ${victim.name}`);
+    // The farm agreed on its table; the client may still need a moment (a probe lost to a
+    // handover step): a few tries before calling it a failure.
+    let before = await prober.once(src);
+    for (let i = 0; i < 20 && before !== victim.name; i++) {
+      await sleep(100);
+      before = await prober.once(src);
+    }
+    if (before !== victim.name) {
+      for (const n of farm.nodes) progress(`${n.name} log (tail):\n${n.log.split('\n').slice(-15).join('\n')}`);
+      throw new Error(`before the kill, ${src} was served by ${before}, not ${victim.name}`);
+    }
     const probe = prober.probe(src, victim.name, 15_000);
     await sleep(30);
     const killedAt = nowNs();
