@@ -8,6 +8,7 @@
  * that counts the verdict per reason and, when a bucket decided, per bucket.
  */
 #include <linux/bpf.h>
+#include <linux/icmpv6.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
@@ -20,6 +21,7 @@
 #include "farmlb_abi.h"
 #include "farmlb_hash.h"
 #include "farmlb_maps.h"
+#include "farmlb_mac.h"
 #include "farmlb_parse.h"
 #include "farmlb_nd.h"
 
@@ -28,19 +30,14 @@
 /* Low 13 bits of the IPv4 frag_off field: the fragment offset. */
 #define FARMLB_IP_OFFSET_MASK 0x1fff
 
-#define ICMP_ECHO_REQUEST 8
+/* ICMPv4 types, with the names and values of <linux/icmp.h>. That header cannot be included
+ * here: it pulls <linux/if.h> and through it glibc's <sys/socket.h>, which for the BPF target
+ * asks for gnu/stubs-32.h (a multilib package farmlb does not otherwise need). ICMPv6 types
+ * come from <linux/icmpv6.h>, which has no such include; ND types from farmlb_nd.h. */
 #define ICMP_DEST_UNREACH 3
+#define ICMP_ECHO 8
 #define ICMP_TIME_EXCEEDED 11
-#define ICMP_PARAMETER_PROB 12
-#define ICMPV6_DEST_UNREACH 1
-#define ICMPV6_PKT_TOOBIG 2
-#define ICMPV6_TIME_EXCEED 3
-#define ICMPV6_PARAMPROB 4
-#define ICMPV6_ECHO_REQUEST 128
-#define ICMPV6_ND_FIRST 133 /* router solicitation */
-#define ICMPV6_NS 135       /* neighbour solicitation */
-#define ICMPV6_NA 136       /* neighbour advertisement */
-#define ICMPV6_ND_LAST 137  /* redirect */
+#define ICMP_PARAMETERPROB 12
 /* ICMP error header before the quoted packet: type, code, checksum, 4 bytes of rest. */
 #define FARMLB_ICMP_ERR_HLEN 8
 /* Bytes of the quoted transport header an ICMP error always carries (RFC 792, RFC 4443). */
@@ -236,23 +233,6 @@ static __always_inline int criterion_hash(struct verdict *v, __u32 seed, __u32 c
 	return 1;
 }
 
-static __always_inline struct farmlb_bucket *bucket_entry(__u32 slot, __u32 group, __u32 bucket)
-{
-	__u32 idx = (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket;
-
-	if (idx >= FARMLB_BUCKET_ENTRIES) /* slot < FARMLB_SLOTS, group < FARMLB_MAX_GROUPS: never */
-		return NULL;
-	return &farmlb_hot.buckets[idx];
-}
-
-/* Owner of a bucket of the slot, FARMLB_NODE_NONE when nobody's (group < FARMLB_MAX_GROUPS). */
-static __always_inline __u8 bucket_owner(__u32 slot, __u32 group, __u32 bucket)
-{
-	struct farmlb_bucket *bkt = bucket_entry(slot, group, bucket);
-
-	return bkt ? bkt->owner : FARMLB_NODE_NONE;
-}
-
 /* Does this node hold the TCP connection of the flow (client → VIP)? A socket that is not a
  * listener: ESTABLISHED and the other synchronized states, or a request socket (the last ACK
  * of a handshake this node started). TIME_WAIT does not count: its connection is over, and a
@@ -366,26 +346,6 @@ static __always_inline void decide_by_bucket(struct xdp_md *ctx, struct verdict 
 		set_verdict(v, XDP_PASS, FARMLB_R_PASS_OWNED);
 	else
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_LEASE);
-}
-
-/* Byte-wise: MACs sit at odd offsets in keys and frames, and the verifier refuses
- * misaligned stack access. */
-static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
-{
-	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
-}
-
-/* The same for a frame's MAC against one in a map value: neither is on the stack, and the
- * verifier lets packet and map-value loads be unaligned where the CPU allows it (x86-64,
- * arm64), so two loads per side replace six (every owned frame makes this check). */
-static __always_inline int mac_equal_words(const __u8 *pkt, const __u8 *val)
-{
-	return ((*(const __u32 *)pkt ^ *(const __u32 *)val) | (*(const __u16 *)(pkt + 4) ^ *(const __u16 *)(val + 4))) == 0;
-}
-
-static __always_inline void mac_copy(__u8 *dst, const __u8 *src)
-{
-	__builtin_memcpy(dst, src, 6);
 }
 
 /* The MAC of the interface the frame came in on (farmlb_ifaces), NULL when the daemon has
@@ -694,7 +654,7 @@ static __always_inline int handle_ns(struct xdp_md *ctx, struct verdict *v, cons
 	__builtin_memcpy(na.daddr, req.saddr, 16);
 	na.len = bpf_htonl(FARMLB_NA_LEN);
 	na.nexthdr = IPPROTO_ICMPV6;
-	na.na.msg.type = ICMPV6_NA;
+	na.na.msg.type = FARMLB_ND_NEIGHBOUR_ADVERT;
 	na.na.msg.flags[0] = FARMLB_NA_FLAGS_SO;
 	__builtin_memcpy(na.na.msg.target, vkey.addr, 16);
 	na.na.opt.type = FARMLB_ND_OPT_TLLA;
@@ -903,7 +863,7 @@ int farmlb_xdp(struct xdp_md *ctx)
 		if (entry == FARMLB_VIP_INDEX_NONE)
 			goto out;
 		if (ip6h->version == 6 && ip6h->nexthdr == IPPROTO_ICMPV6 && (void *)(ip6h + 1) + 1 <= data_end &&
-		    *(__u8 *)(ip6h + 1) == ICMPV6_NS) {
+		    *(__u8 *)(ip6h + 1) == FARMLB_ND_NEIGHBOUR_SOLICIT) {
 			if (handle_ns(ctx, &v, ctl, slot, (void *)ip6h - data))
 				goto out;
 		}
@@ -964,11 +924,11 @@ int farmlb_xdp(struct xdp_md *ctx)
 			goto drop_malformed;
 		icmp_type = *(__u8 *)nh.pos;
 		mode = vip->mode;
-		if (icmp_type == (is_v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO_REQUEST)) {
+		if (icmp_type == (is_v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO)) {
 			group = vip->icmp_group;
 			criterion = FARMLB_CRIT_ADDR;
 		} else if ((!is_v6 && (icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED ||
-				       icmp_type == ICMP_PARAMETER_PROB)) ||
+				       icmp_type == ICMP_PARAMETERPROB)) ||
 			   (is_v6 && icmp_type >= ICMPV6_DEST_UNREACH && icmp_type <= ICMPV6_PARAMPROB)) {
 			/* An error follows the flow it quotes; what cannot be tied to one
 			 * passes on every node. */
@@ -982,8 +942,8 @@ int farmlb_xdp(struct xdp_md *ctx)
 				goto control;
 			group = rule->group;
 			criterion = rule->criterion;
-		} else if (is_v6 && icmp_type >= ICMPV6_ND_FIRST && icmp_type <= ICMPV6_ND_LAST) {
-			if (icmp_type == ICMPV6_NS && nh.pos + sizeof(struct farmlb_nd_msg) > data_end)
+		} else if (is_v6 && icmp_type >= FARMLB_ND_ROUTER_SOLICIT && icmp_type <= FARMLB_ND_REDIRECT) {
+			if (icmp_type == FARMLB_ND_NEIGHBOUR_SOLICIT && nh.pos + sizeof(struct farmlb_nd_msg) > data_end)
 				goto drop_malformed;
 			goto control;
 		} else {
@@ -1035,6 +995,5 @@ out:
 	return record(&v, len);
 }
 
-#include "farmlb_egress.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
