@@ -1,6 +1,6 @@
 // farmlb_native: node-addon-api binding over the system libbpf. Entry point; the pieces
 // live in map.cc (NativeMap), object.cc (NativeObject, openObject), xdp.cc (attach),
-// abi.cc (layout export) and common.cc (errors, libbpf log routing, workers).
+// abi.cc (layouts from BTF, ABI constants) and common.cc (errors, libbpf log routing, workers).
 #include "abi.h"
 #include "common.h"
 #include "map.h"
@@ -75,7 +75,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpDiag", Napi::Function::New<TcpDiag>(env, "tcpDiag"));
   exports.Set("monotonicNs", Napi::Function::New<MonotonicNs>(env, "monotonicNs"));
   exports.Set("setLogCallback", Napi::Function::New<SetLogCallback>(env, "setLogCallback"));
-  exports.Set("abiLayout", AbiLayout(env));
+  exports.Set("btfLayout", Napi::Function::New<BtfLayout>(env, "btfLayout"));
   exports.Set("abiConstants", AbiConstants(env));
   return exports;
 }
