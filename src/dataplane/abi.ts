@@ -1,7 +1,8 @@
 // TypeScript mirror of bpf/farmlb_abi.h: one declarative table per struct (field, offset,
 // size, byte order), encoders/decoders for every map key and value, the constants, and the
-// expected shape of every map. test/unit/abi.test.ts compares the tables and constants
-// with what the addon computes from the header (sizeof/offsetof), so the two cannot drift.
+// expected shape of every map. abi-check.ts compares the tables with the layouts in the
+// compiled object's BTF (test/unit/abi.test.ts, and XdpDataplane before it loads an object),
+// and the test compares the constants with the header's, so the two cannot drift.
 //
 // Byte order: 'host' is the CPU's order (the addon and the program share the machine),
 // 'network' is big-endian as on the wire, 'bytes' is a byte array copied as is.
