@@ -29,13 +29,13 @@ export const REASONS = [
   'drop_no_rule',
   'drop_lease',
   'drop_malformed',
-  // issue 4: ARP/ND answered in XDP, vmac_directed forwarding
+  // ARP/ND answered in XDP, vmac_directed forwarding (docs/datapath.md §8, §9)
   'tx_arp_reply',
   'drop_arp_not_mine',
   'tx_forward',
   'drop_arp_dad',
   'drop_no_iface',
-  // issue 7: connection-preserving handover (docs/datapath.md §12)
+  // connection-preserving handover (docs/datapath.md §12)
   'pass_handover_prev',
   'pass_handover_new',
   'drop_handover',
