@@ -12,6 +12,7 @@ import { bool, bytes, layout, nested, struct, u64, uint, type StructSpec } from 
 import { FarmlbError } from '../errors.js';
 import type { VmacMode } from '../config/types.js';
 import type { ResolvedRule, VipDescriptor, VipLayout } from './rule-table.js';
+import { MAX_NODES } from '../balance/tables.js';
 import {
   CriterionId,
   GROUP_NONE,
@@ -34,7 +35,7 @@ export { NBUCKETS, NODE_NONE, GROUP_NONE, VIP_ANY, PORT_ANY };
 export const MAX_GROUPS = 16;
 export const MAX_VIPS = 64;
 export const MAX_RULES = 256;
-export const MAX_NODES = 64;
+export { MAX_NODES };
 export const MAX_IFACES = 64;
 export const REQUESTERS_ENTRIES = 16384;
 /** New requesters the program records per window; known ones are refreshed whatever the budget. */
