@@ -1,5 +1,5 @@
 // The TCP sockets of the current network namespace: how a previous owner counts the
-// connections it still holds in buckets it is handing over (src/daemon/holdings.ts, issue 7).
+// connections it still holds in buckets it is handing over (src/daemon/holdings.ts, docs/membership.md "Handover").
 // Two readers: diagTcpSockets asks the kernel through NETLINK_SOCK_DIAG (the addon's
 // tcpDiag, native/sockdiag.cc) for the sockets whose local address is a VIP, filtered in the
 // kernel — the default; scanTcpSockets parses /proc/net/tcp and tcp6, the fallback where

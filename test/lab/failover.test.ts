@@ -1,4 +1,4 @@
-// Failover lab (issue 5), vmac_invisible, split-brain policy `serve`: three real daemons in
+// Failover lab (docs/membership.md "Survivors keep serving"), vmac_invisible, split-brain policy `serve`: three real daemons in
 // membership mode (powers 1, 1, 2) on a bridged farm and a client with long-lived connections.
 // For each failure kind — kill -9, SIGSTOP/SIGCONT, link down, a failing VIP check, an admin
 // stop, 20% heartbeat loss, a partition — the survivors serve every bucket (waited for with a

@@ -47,6 +47,7 @@ import { abiMismatches, abiStructNames } from '../../src/dataplane/abi-check.js'
 import { bpfObjectPath, loadNative, type Native } from '../../src/dataplane/native.js';
 import { resolveRules, vipLayout } from '../../src/dataplane/rule-table.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
+import { bool, bytes, layout, struct, u64, uint } from '../../src/dataplane/abi-codec.js';
 import type { DataplaneTables } from '../../src/dataplane/types.js';
 
 function native(): Native {
@@ -306,5 +307,41 @@ describe('table validation against the ABI limits', () => {
       { proto: 6, port: 80, vipId: 0xffff, group: 0, criterion: 1 },
     ];
     expect(() => validateTables(t)).toThrow(/twice/);
+  });
+});
+
+describe('ABI field tables (src/dataplane/abi-codec.ts)', () => {
+  interface Sample {
+    a: number;
+    port: number;
+    big: bigint;
+    mac: Uint8Array;
+    on: boolean;
+  }
+  const SAMPLE = struct<Sample>()(24, {
+    a: uint(0, 4, 'a'),
+    port: uint(4, 2, 'port', 'network'),
+    _pad0: layout(6, 2),
+    big: u64(8, 'big'),
+    mac: bytes(16, 6, 'mac'),
+    on: bool(22, 'on'),
+    _pad1: layout(23, 1),
+  });
+
+  it('encodes and decodes every field from the one table, network-order ports big-endian, at an offset too', () => {
+    const v = { a: 0xfffffffe, port: 443, big: 1n << 40n, mac: Uint8Array.from([1, 2, 3, 4, 5, 6]), on: true };
+    const buf = SAMPLE.encode(v);
+    expect(buf.length).toBe(24);
+    expect([...buf.subarray(4, 6)]).toEqual([0x01, 0xbb]);
+    expect(SAMPLE.decode(buf)).toEqual(v);
+    const bigger = Buffer.alloc(40);
+    SAMPLE.encode(v, bigger, 16);
+    expect(SAMPLE.decode(bigger, 16)).toEqual(v);
+    expect(SAMPLE.spec.fields.port).toEqual({ offset: 4, size: 2, order: 'network' });
+  });
+
+  it('refuses a table whose field runs past the struct, and bytes longer than their field', () => {
+    expect(() => struct<{ x: number }>()(2, { x: uint(0, 4, 'x') })).toThrow(RangeError);
+    expect(() => SAMPLE.encode({ a: 0, port: 0, big: 0n, mac: new Uint8Array(7), on: false })).toThrow(RangeError);
   });
 });
