@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/abi.cc",
         "native/common.cc",
+        "native/corosync.cc",
         "native/map.cc",
         "native/object.cc",
         "native/rawsock.cc",
@@ -22,7 +23,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
-      "libraries": ["-lbpf", "-lelf", "-lz"]
+      "libraries": ["-lbpf", "-lelf", "-lz", "-ldl"]
     }
   ]
 }

@@ -1,8 +1,9 @@
 // farmlb_native: node-addon-api binding over the system libbpf. Entry point; the pieces
 // live in map.cc (NativeMap), object.cc (NativeObject, openObject), xdp.cc (attach),
-// abi.cc (layout export) and common.cc (errors, libbpf log routing, workers).
+// abi.cc (layouts from BTF, ABI constants), corosync.cc (the Corosync membership's client) and common.cc (errors, libbpf log routing, workers).
 #include "abi.h"
 #include "common.h"
+#include "corosync.h"
 #include "map.h"
 #include "object.h"
 #include "rawsock.h"
@@ -59,6 +60,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->mapCtor = Napi::Persistent(NativeMap::Define(env));
   data->objectCtor = Napi::Persistent(NativeObject::Define(env));
   env.SetInstanceData<AddonData>(data);
+  DefineCorosyncSession(env);
 
   exports.Set("openObject", Napi::Function::New<OpenObject>(env, "openObject"));
   exports.Set("openPinnedMap", Napi::Function::New<OpenPinnedMap>(env, "openPinnedMap"));
@@ -75,7 +77,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpDiag", Napi::Function::New<TcpDiag>(env, "tcpDiag"));
   exports.Set("monotonicNs", Napi::Function::New<MonotonicNs>(env, "monotonicNs"));
   exports.Set("setLogCallback", Napi::Function::New<SetLogCallback>(env, "setLogCallback"));
-  exports.Set("abiLayout", AbiLayout(env));
+  exports.Set("corosyncOpen", Napi::Function::New<CorosyncOpen>(env, "corosyncOpen"));
+  exports.Set("corosyncConfig", Napi::Function::New<CorosyncConfig>(env, "corosyncConfig"));
+  exports.Set("btfLayout", Napi::Function::New<BtfLayout>(env, "btfLayout"));
   exports.Set("abiConstants", AbiConstants(env));
   return exports;
 }

@@ -35,6 +35,17 @@ runtime_packages=(
   zlib1g
   iproute2
 )
+# What `<farmlb membership="corosync">` needs at run time (loaded only by that backend;
+# docs/membership.md "Corosync"): the engine itself, and for a two-node farm's witness
+# corosync-qdevice on the nodes (corosync-qnetd on the third host, lab_packages below).
+corosync_runtime_packages=(
+  corosync
+  libcpg4
+  libquorum5
+  libvotequorum8
+  libcmap4
+  corosync-qdevice
+)
 # What building the addon and the BPF objects needs:
 build_packages=(
   clang
@@ -47,6 +58,10 @@ build_packages=(
   g++
   python3
   pkg-config
+  libcpg-dev
+  libquorum-dev
+  libvotequorum-dev
+  libcmap-dev
 )
 # What the tests and scripts/demo use (real tools, real clients; prometheus for promtool,
 # which checks docs/farmlb-alerts.yml; systemd for systemd-analyze, which checks the unit;
@@ -67,8 +82,9 @@ lab_packages=(
   man-db
   prometheus
   systemd
+  corosync-qnetd
 )
-packages=("${runtime_packages[@]}" "${build_packages[@]}" "${lab_packages[@]}")
+packages=("${runtime_packages[@]}" "${corosync_runtime_packages[@]}" "${build_packages[@]}" "${lab_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -396,6 +396,10 @@ export const ERRORS = {
     message: 'BPF object or map used after close: {detail}',
     hint: 'this is a bug in farmlb; report it with this message',
   },
+  FARMLB_E_BPF_ABI_MISMATCH: {
+    message: 'the BPF object {object} does not have the layouts this farmlb writes ({count} differences; first: {first})',
+    hint: 'the object was built from another farmlb_abi.h or with other FARMLB_MAX_* sizes; rebuild it with make -C bpf from this version',
+  },
   // --- xdp (attachment to interfaces) -------------------------------------------
   FARMLB_E_XDP_NO_IFACE: {
     message: 'no such network interface: {detail}',
@@ -514,6 +518,27 @@ export const ERRORS = {
   FARMLB_E_MEMBERSHIP_KEY_WEAK: {
     message: 'the heartbeat key in {file} is too weak: {detail}',
     hint: 'write a random key: farmlb keygen --key-file {file} --force (then copy it to every node)',
+  },
+  // --- corosync (src/membership/corosync/: <farmlb membership="corosync">) -------
+  FARMLB_E_COROSYNC_LIBRARY: {
+    message: 'cannot load the Corosync client library {detail}',
+    hint: 'install corosync and its client libraries on this node (apt-get install corosync libcpg4 libquorum5 libvotequorum8 libcmap4), or use <farmlb membership="builtin">',
+  },
+  FARMLB_E_COROSYNC_CONNECT: {
+    message: 'cannot talk to corosync on this node: {detail}',
+    hint: 'start corosync on this node (systemctl start corosync; `corosync-quorumtool -s` must answer) with a quorum provider (quorum { provider: corosync_votequorum }); farmlb runs as root',
+  },
+  FARMLB_E_COROSYNC_NODELIST: {
+    message: 'the running corosync\'s nodelist does not match cluster.xml: {detail}',
+    hint: 'write corosync.conf from cluster.xml with `farmlb corosync-conf`, copy it to every node and restart corosync there; or correct cluster.xml',
+  },
+  FARMLB_E_COROSYNC_CALL: {
+    message: 'corosync call failed: {detail}',
+    hint: 'see the corosync log on this node (corosync-cmapctl and corosync-quorumtool tell its state); farmlb reconnects once corosync answers again',
+  },
+  FARMLB_E_COROSYNC_CONF: {
+    message: 'cannot write a corosync.conf for this farm: {detail}',
+    hint: 'fix cluster.xml or the options of farmlb corosync-conf (docs/cli.md)',
   },
 } as const satisfies Record<string, ErrorDef>;
 

@@ -1,6 +1,7 @@
 // The status a running daemon reports: one data object, rendered by `farmlb status` (text,
 // or as is with --json), answered on the control socket and, in part, by GET /health.
 
+import type { CorosyncStatus } from '../membership/types.js';
 import type { AppAction, AppWhen, CheckerKind } from '../config/types.js';
 import type { ResourceSnapshot } from '../checks/resource.js';
 import type { ScriptResult } from '../daemon/scripts.js';
@@ -149,6 +150,10 @@ export interface DaemonStatus {
   /** The module scripts and the restarts counted against maxloop (absent: no application configured). */
   application?: ApplicationStatus;
   configDigest: string;
+  /** Membership mode: the engine that agrees on the table (<farmlb membership>). */
+  backend?: 'builtin' | 'corosync';
+  /** Corosync backend: the ring and votequorum's answer for it, the CPG group's members (corosync node id, pid, node). */
+  corosync?: CorosyncStatus;
   /** Membership mode: a reloaded configuration waiting until every node has it (docs/operations.md). */
   stagedDigest?: string;
   /**

@@ -14,7 +14,7 @@ import {
   type CompiledRule,
   type CompiledVip,
   type DataplaneTables,
-} from '../dataplane/types.js';
+} from './tables.js';
 import { addrBytes16 } from './addr.js';
 import { freshTable, ownersToIds, type BucketTable } from './assign.js';
 

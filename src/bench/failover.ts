@@ -28,6 +28,11 @@ import { parseArgs } from 'node:util';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { POLL_CLIENT_JS } from './poll-client.js';
 import { machineFacts } from './machine.js';
+import { CorosyncNodes } from './corosync-nodes.js';
+
+export type MembershipBackend = 'builtin' | 'corosync';
+/** corosync's totem port (udpu). */
+const COROSYNC_PORT = 5405;
 import { renderSurvivorCases, survivorCases, type SurvivorCase } from './survivors.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -67,6 +72,14 @@ export interface FailoverSeries {
   failed: number;
   /** Per victim role (farmlb): p50 when the leader / a follower died. */
   byRole?: Record<string, number>;
+  /** Corosync backend (no leader): p50 per killed node. */
+  byNode?: Record<string, number>;
+  /** Corosync backend: totem rings formed while the loss window ran (0 = no false membership change). */
+  ringChangesUnderLoss?: number;
+  /** Table changes (and, Corosync, totem rings formed) over idleWindowS seconds at rest. */
+  idleWindowS?: number;
+  tableChangesIdle?: number;
+  ringChangesIdle?: number;
   /** farmlb: table changes seen while 20% of heartbeats were dropped for lossWindowS (0 = no false failover). */
   falseFailoversUnderLoss?: number;
   lossWindowS?: number;
@@ -74,6 +87,9 @@ export interface FailoverSeries {
 
 export interface ScaleRow {
   nodes: number;
+  membership?: MembershipBackend;
+  /** Corosync backend: corosync's own CPU per node at rest, % of one core. */
+  corosyncCpuMeanPct?: number;
   timing: string;
   /** kill -9 of a follower → every survivor has the same table without it, median of the trials (ms). */
   convergenceMs: number;
@@ -160,6 +176,11 @@ export class BenchFarm {
   private readonly readers = new Map<BenchNode, PinnedDataplane>();
   /** Extra <farmlb> attributes (the handover benchmark sets handover_limit). */
   farmlbAttrs: Record<string, string> = {};
+  /** Set before build(): the membership backend; corosync runs one corosync per node namespace. */
+  membership: MembershipBackend = 'builtin';
+  /** corosync's token with the corosync backend (default: farmlb corosync-conf's). */
+  corosyncTokenMs: number | undefined;
+  corosync: CorosyncNodes | undefined;
   /** Extra sections inside <service> (the "application killed" series sets a <check>). */
   appXml = '';
 
@@ -205,7 +226,17 @@ export class BenchFarm {
       this.startServer(n);
     }
     writeFileSync(this.keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+    if (this.membership === 'corosync') this.farmlbAttrs.membership = 'corosync';
     this.writeConfig(profile);
+    if (this.membership === 'corosync') {
+      this.corosync = new CorosyncNodes({
+        dir: this.dir, nodes: this.nodes.map((n) => ({ name: n.name, ns: n.ns })), farmlbBin: FARMLB_BIN,
+        configArgs: ['-c', path.join(this.dir, 'userconfig.xml'), '--cluster', path.join(this.dir, 'cluster.xml')],
+        ...(this.corosyncTokenMs ? { tokenMs: this.corosyncTokenMs } : {}),
+      });
+      await this.corosync.writeConf();
+      await Promise.all(this.nodes.map((n) => this.corosync!.start(n.name, { timeoutMs: 60_000 })));
+    }
   }
 
   /** The node's web server (the application of the "application killed" series). */
@@ -283,8 +314,15 @@ ${this.appXml} <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toStr
 
   /** The timing the daemons logged (membership_config), for the report. */
   timing(): string {
+    const c = /"event":"membership_config","backend":"corosync","pulseMs":(\d+),"slostCount":\d+,"mlostCount":\d+,"leaseMs":(\d+).*?"transport":"(\w+)","tokenMs":(\d+),"consensusMs":(\d+)/.exec(this.nodes[0]!.log);
+    if (c) return `corosync ${c[3]} token ${c[4]} ms, consensus ${c[5]} ms; pulse ${c[1]} ms, lease ${c[2]} ms`;
     const m = /"event":"membership_config","pulseMs":(\d+),"slostCount":(\d+),"mlostCount":(\d+),"leaseMs":(\d+)/.exec(this.nodes[0]!.log);
     return m ? `pulse ${m[1]} ms, slost ${m[2]}, mlost ${m[3]}, lease ${m[4]} ms` : 'unknown';
+  }
+
+  /** Totem rings formed so far, all nodes together (corosync backend; 0 otherwise). */
+  ringsFormed(): number {
+    return this.nodes.reduce((sum, n) => sum + (this.corosync?.ringsFormed(n.name) ?? 0), 0);
   }
 
   /** owners[bucket] (group 0) and lease validity of a node, read from its pins; undefined when absent. */
@@ -356,6 +394,7 @@ ${this.appXml} <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toStr
     this.prober?.close();
     for (const n of this.nodes) this.forgetReader(n);
     await Promise.all(this.nodes.map((n) => this.killDaemon(n, 'SIGTERM')));
+    await this.corosync?.cleanup();
     for (const n of this.nodes) n.server?.kill('SIGKILL');
     await stopKeepalived(this).catch(() => undefined);
     for (const ns of [this.switchNs, this.clientNs, ...this.nodes.map((n) => n.ns)]) {
@@ -464,24 +503,35 @@ export class Prober {
 
 // ---- farmlb failover trials ---------------------------------------------------------
 
-async function farmlbSeries(farm: BenchFarm, profile: TimingProfile, trials: number, lossWindowS: number, progress: (s: string) => void): Promise<FailoverSeries> {
+async function farmlbSeries(farm: BenchFarm, profile: TimingProfile, trials: number, lossWindowS: number, progress: (s: string) => void, idleWindowS = 0, killCorosync = false): Promise<FailoverSeries> {
   const prober = farm.getProber();
   const times: number[] = [];
-  const roles: Record<string, number[]> = { leader: [], follower: [] };
+  const roles: Record<string, number[]> = farm.membership === 'corosync' ? Object.fromEntries(farm.nodes.map((n) => [n.name, []])) : { leader: [], follower: [] };
   let failed = 0;
   for (let t = 0; t < trials; t++) {
     const owners = await farm.waitAgreed(farm.nodes, 30_000);
     const victim = farm.nodes[t % farm.nodes.length]!;
     const src = farm.clientAddrs.find((a) => owners[bucketOf(addrBytes(a)!, HASH_SEED)] === victim.index);
     if (!src) throw new Error(`no client address in a bucket of ${victim.name}`);
-    // Leader = smallest name of the view (docs/membership.md): n1 in a full farm.
-    const role = victim.index === 0 ? 'leader' : 'follower';
-    const before = await prober.once(src);
-    if (before !== victim.name) throw new Error(`before the kill, ${src} was served by ${before}, not ${victim.name}`);
+    // Leader = smallest name of the view (docs/membership.md): n1 in a full farm. Corosync has
+    // none: its series is reported per node.
+    const role = farm.membership === 'corosync' ? victim.name : victim.index === 0 ? 'leader' : 'follower';
+    // The farm agreed on its table; the client may still need a moment (a probe lost to a
+    // handover step): a few tries before calling it a failure.
+    let before = await prober.once(src);
+    for (let i = 0; i < 20 && before !== victim.name; i++) {
+      await sleep(100);
+      before = await prober.once(src);
+    }
+    if (before !== victim.name) {
+      for (const n of farm.nodes) progress(`${n.name} log (tail):\n${n.log.split('\n').slice(-15).join('\n')}`);
+      throw new Error(`before the kill, ${src} was served by ${before}, not ${victim.name}`);
+    }
     const probe = prober.probe(src, victim.name, 15_000);
     await sleep(30);
     const killedAt = nowNs();
-    await farm.killDaemon(victim, 'SIGKILL');
+    // Corosync backend, a node's death: its corosync dies with its daemon (the ring loses it).
+    await Promise.all([farm.killDaemon(victim, 'SIGKILL'), killCorosync ? farm.corosync!.kill(victim.name, 'SIGKILL') : undefined]);
     const r = await probe;
     if (r) {
       const ms = Number(r.atNs - killedAt) / 1e6;
@@ -491,21 +541,32 @@ async function farmlbSeries(farm: BenchFarm, profile: TimingProfile, trials: num
       failed++;
     }
     progress(`${profile.name} trial ${t + 1}/${trials}: ${victim.name} (${role}) killed → ${r ? `${round(Number(r.atNs - killedAt) / 1e6)} ms, served by ${r.body}` : 'not served again within 15 s'}`);
+    if (killCorosync) await farm.corosync!.start(victim.name);
     await farm.startDaemon(victim);
     await farm.waitAgreed(farm.nodes, 30_000);
     await sleep(300);
   }
+  let idle: { changes: number; rings: number } | undefined;
+  if (idleWindowS > 0) {
+    const r0 = farm.ringsFormed();
+    const changes = await countTableChangesUnderLoss(farm, idleWindowS, progress, true);
+    idle = { changes, rings: farm.ringsFormed() - r0 };
+  }
+  const ringsBefore = farm.ringsFormed();
   const falseFailovers = lossWindowS > 0 ? await countTableChangesUnderLoss(farm, lossWindowS, progress) : undefined;
+  const perVictim = Object.fromEntries(Object.entries(roles).filter(([, v]) => v.length > 0).map(([k, v]) => [k, median(v)]));
   return {
-    system: `farmlb ${profile.name}`, timing: farm.timing(), trials: times,
+    system: farm.membership === 'corosync' ? `farmlb corosync, ${killCorosync ? 'node (daemon + corosync)' : 'daemon'} killed` : `farmlb ${profile.name}`, timing: farm.timing(), trials: times,
     p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times), failed,
-    byRole: Object.fromEntries(Object.entries(roles).filter(([, v]) => v.length > 0).map(([k, v]) => [k, median(v)])),
+    ...(farm.membership === 'corosync' ? { byNode: perVictim } : { byRole: perVictim }),
     ...(falseFailovers !== undefined ? { falseFailoversUnderLoss: falseFailovers, lossWindowS } : {}),
+    ...(falseFailovers !== undefined && farm.membership === 'corosync' ? { ringChangesUnderLoss: farm.ringsFormed() - ringsBefore } : {}),
+    ...(idle ? { idleWindowS, tableChangesIdle: idle.changes, ...(farm.membership === 'corosync' ? { ringChangesIdle: idle.rings } : {}) } : {}),
   };
 }
 
-/** Table changes on any node while every node drops 20% of incoming heartbeats (nft numgen). */
-async function countTableChangesUnderLoss(farm: BenchFarm, windowS: number, progress: (s: string) => void): Promise<number> {
+/** Table changes on any node while every node drops 20% of incoming heartbeats (nft numgen); `idle`: no loss. */
+async function countTableChangesUnderLoss(farm: BenchFarm, windowS: number, progress: (s: string) => void, idle = false): Promise<number> {
   // At rest first: the last trial's rejoin hands buckets back (docs/membership.md, Handover),
   // and the table that ends a handover is not a false failover.
   await farm.waitAgreed(farm.nodes, 30_000);
@@ -515,11 +576,11 @@ async function countTableChangesUnderLoss(farm: BenchFarm, windowS: number, prog
     await sleep(50);
   }
   await sleep(1_000);
-  for (const n of farm.nodes) {
+  for (const n of idle ? [] : farm.nodes) {
     await inNs(n.ns, 'sh', ['-c', `nft -f - <<'EOF'
 table inet flb_bench_loss {
   chain in { type filter hook input priority -10; policy accept;
-    udp dport ${MEMBERSHIP_PORT} numgen random mod 100 < 20 drop
+    udp dport ${farm.membership === 'corosync' ? COROSYNC_PORT : MEMBERSHIP_PORT} numgen random mod 100 < 20 drop
   }
 }
 EOF`]);
@@ -533,8 +594,8 @@ EOF`]);
     changes += now.filter((o, i) => o !== last[i]).length;
     last = now;
   }
-  for (const n of farm.nodes) await inNs(n.ns, 'nft', ['delete', 'table', 'inet', 'flb_bench_loss']).catch(() => '');
-  progress(`20% heartbeat loss for ${windowS} s: ${changes} table change(s)`);
+  for (const n of idle ? [] : farm.nodes) await inNs(n.ns, 'nft', ['delete', 'table', 'inet', 'flb_bench_loss']).catch(() => '');
+  progress(`${idle ? 'idle' : '20% heartbeat loss'} for ${windowS} s: ${changes} table change(s)`);
   return changes;
 }
 
@@ -898,8 +959,10 @@ async function directedRecovery(tag: string, trials: number, progress: (s: strin
 
 // ---- scale ------------------------------------------------------------------------------
 
-async function scaleRow(tag: string, size: number, trials: number, windowS: number, progress: (s: string) => void): Promise<ScaleRow> {
+async function scaleRow(tag: string, size: number, trials: number, windowS: number, progress: (s: string) => void, membership: MembershipBackend = 'builtin', corosyncTokenMs?: number): Promise<ScaleRow> {
   const farm = new BenchFarm(tag, Array.from({ length: size }, () => 1), 'vmac_invisible', 0);
+  farm.membership = membership;
+  farm.corosyncTokenMs = corosyncTokenMs;
   liveFarms.add(farm);
   try {
     await farm.build(PROFILES.default!);
@@ -908,10 +971,13 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     await sleep(2_000);
     const hz = clockTicksPerSecond();
     const pids = farm.nodes.map((n) => n.daemon!.pid!);
+    const cpids = farm.nodes.map((n) => farm.corosync?.pid(n.name));
     const m0 = await Promise.all(farm.nodes.map((n) => farm.meter(n)));
     const t0 = pids.map(processTicks);
+    const c0 = cpids.map((p) => (p ? processTicks(p) : 0));
     await sleep(windowS * 1000);
     const cpu = pids.map((pid, i) => ((processTicks(pid) - t0[i]!) / hz / windowS) * 100);
+    const corosyncCpu = cpids.map((p, i) => (p ? ((processTicks(p) - c0[i]!) / hz / windowS) * 100 : 0));
     const m1 = await Promise.all(farm.nodes.map((n) => farm.meter(n)));
     const heartbeatCpu = m1.map((m, i) => ((m.cpuSeconds - m0[i]!.cpuSeconds) / windowS) * 100);
     const atRest = m1.every((m, i) => m.epoch === m0[i]!.epoch);
@@ -931,10 +997,11 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
       await farm.waitAgreed(farm.nodes, 60_000, 50);
       await sleep(500);
     }
-    const row = { nodes: size, timing: farm.timing(), convergenceMs: median(conv), convergenceTrialsMs: conv.map((c) => round(c)),
+    const row = { nodes: size, membership, timing: farm.timing(), convergenceMs: median(conv),
+      ...(membership === 'corosync' ? { corosyncCpuMeanPct: mean(corosyncCpu) } : {}), convergenceTrialsMs: conv.map((c) => round(c)),
       cpuMeanPct: mean(cpu), cpuMaxPct: Math.max(...cpu),
       heartbeatCpuMeanPct: mean(heartbeatCpu), heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS };
-    progress(`${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')})`);
+    progress(`${membership} ${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')})${row.corosyncCpuMeanPct !== undefined ? `, corosync ${round(row.corosyncCpuMeanPct, 2)}% of a core at rest` : ''}`);
     return row;
   } finally {
     await farm.cleanup();
@@ -952,6 +1019,11 @@ export interface FailoverBenchOptions {
   /** Trials of each survivors case (0 = skip). */
   survivorTrials: number;
   lossWindowS: number;
+  /** Which membership backends to measure (builtin: the timing profiles; corosync: one series). */
+  memberships: MembershipBackend[];
+  corosyncTokenMs?: number;
+  /** Seconds at rest counting table changes and (corosync) ring re-formations; 0 = skip. */
+  idleWindowS: number;
   /** The "application killed" series (farmlb checker timings and keepalived vrrp_script). */
   app: boolean;
   /** Only the "application killed" series. */
@@ -970,7 +1042,7 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
   process.once('SIGTERM', onSignal);
   try {
     if (opts.app) report.app = await applicationKilled(`${base}a`, opts.trials, opts.progress);
-    for (const name of opts.appOnly ? [] : opts.profiles) {
+    for (const name of !opts.appOnly && opts.memberships.includes('builtin') ? opts.profiles : []) {
       const profile = PROFILES[name];
       if (!profile) throw new Error(`unknown profile ${name} (${Object.keys(PROFILES).join(', ')})`);
       const farm = new BenchFarm(`${base}${name[0]}`, [1, 1, 2], 'vmac_invisible', 64);
@@ -992,8 +1064,25 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
         await farm.cleanup();
       }
     }
+    if (!opts.appOnly && opts.memberships.includes('corosync')) {
+      const farm = new BenchFarm(`${base}c`, [1, 1, 2], 'vmac_invisible', 64);
+      farm.membership = 'corosync';
+      farm.corosyncTokenMs = opts.corosyncTokenMs;
+      farms.add(farm);
+      try {
+        await farm.build(PROFILES.default!);
+        for (const n of farm.nodes) await farm.startDaemon(n);
+        opts.progress(`farmlb corosync: ${farm.timing()}`);
+        report.series.push(await farmlbSeries(farm, PROFILES.default!, opts.trials, 0, opts.progress, 0, true));
+        report.series.push(await farmlbSeries(farm, PROFILES.default!, opts.trials, opts.lossWindowS, opts.progress, opts.idleWindowS, false));
+      } finally {
+        await farm.cleanup();
+      }
+    }
     if (opts.directed && !opts.appOnly) report.directed = await directedRecovery(`${base}d`, Math.max(4, Math.floor(opts.trials / 2)), opts.progress);
-    for (const size of opts.appOnly ? [] : opts.sizes) report.scale.push(await scaleRow(`${base}s${size}`, size, 3, 10, opts.progress));
+    for (const m of opts.appOnly ? [] : opts.memberships) {
+      for (const size of opts.sizes) report.scale.push(await scaleRow(`${base}${m === 'corosync' ? 'cs' : 's'}${size}`, size, 3, 10, opts.progress, m, opts.corosyncTokenMs));
+    }
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -1012,7 +1101,10 @@ export function renderFailover(r: FailoverReport): string {
   }
   out.push('');
   for (const s of r.series) {
-    out.push(`${s.system}: ${s.timing}${s.byRole ? `; p50 leader killed ${round(s.byRole.leader ?? NaN)} ms, follower killed ${round(s.byRole.follower ?? NaN)} ms` : ''}${s.falseFailoversUnderLoss !== undefined ? `; table changes under 20% heartbeat loss for ${s.lossWindowS} s: ${s.falseFailoversUnderLoss}` : ''}`);
+    const perNode = s.byNode ? `; p50 per killed node ${Object.entries(s.byNode).map(([n, v]) => `${n} ${round(v)} ms`).join(', ')}` : '';
+    const rings = s.ringChangesUnderLoss !== undefined ? `, totem rings re-formed ${s.ringChangesUnderLoss}` : '';
+    const idle = s.idleWindowS !== undefined ? `; at rest for ${s.idleWindowS} s: ${s.tableChangesIdle} table change(s)${s.ringChangesIdle !== undefined ? `, totem rings re-formed ${s.ringChangesIdle}` : ''}` : '';
+    out.push(`${s.system}: ${s.timing}${s.byRole ? `; p50 leader killed ${round(s.byRole.leader ?? NaN)} ms, follower killed ${round(s.byRole.follower ?? NaN)} ms` : ''}${perNode}${s.falseFailoversUnderLoss !== undefined ? `; table changes under 20% loss of the membership's packets for ${s.lossWindowS} s: ${s.falseFailoversUnderLoss}${rings}` : ''}${idle}`);
   }
   if (r.app && r.app.length > 0) {
     if (out.length > 0) out.push('');
@@ -1029,13 +1121,14 @@ export function renderFailover(r: FailoverReport): string {
   if (r.directed) out.push('', `vmac_directed, client resolved the VIP through the dead node: served again p50 ${round(r.directed.p50)} ms, its ARP entry repointed p50 ${round(r.directed.arpP50)} ms (${r.directed.trials.length} trials)`);
   if (r.scale.length > 0) {
     out.push('', 'Scale (powers 1, kill -9 of a follower → every survivor has the same table; daemon CPU at rest)');
-    out.push(row(['nodes', 'conv p50', 'CPU mean%', 'CPU max%', 'hb mean%', 'hb max%']));
+    out.push(row(['nodes', 'conv p50', 'CPU mean%', 'CPU max%', 'hb mean%', 'hb max%', 'corosync%']).replace(/^nodes {29}/, 'nodes'.padEnd(34)));
     for (const s of r.scale) {
-      out.push(row([String(s.nodes), String(round(s.convergenceMs)), String(round(s.cpuMeanPct, 2)), String(round(s.cpuMaxPct, 2)),
-        String(round(s.heartbeatCpuMeanPct, 2)), `${round(s.heartbeatCpuMaxPct, 2)}${s.atRest ? '' : ' (not at rest)'}`]));
+      out.push(row([`${s.nodes}${s.membership === 'corosync' ? ' (corosync)' : ''}`, String(round(s.convergenceMs)), String(round(s.cpuMeanPct, 2)), String(round(s.cpuMaxPct, 2)),
+        String(round(s.heartbeatCpuMeanPct, 2)), `${round(s.heartbeatCpuMaxPct, 2)}${s.atRest ? '' : ' (not at rest)'}`,
+        s.corosyncCpuMeanPct !== undefined ? String(round(s.corosyncCpuMeanPct, 2)) : '-']));
     }
     out.push('CPU = whole daemon (utime + stime); hb = its heartbeat path (send, receive, tick), metered by the daemon (farmlb_membership_cpu_seconds_total)');
-    out.push(`timing: ${r.scale[0]!.timing}`);
+    for (const t of new Set(r.scale.map((s) => s.timing))) out.push(`timing: ${t}`);
   }
   out.push('', ...r.notes);
   return `${out.join('\n')}\n`;
@@ -1045,6 +1138,7 @@ export function renderFailover(r: FailoverReport): string {
 
 const FAILOVER_USAGE = `Usage: node dist/bench/main.js failover [--quick] [--json] [--trials N] [--sizes 2,4,8,16]
                                          [--profiles default,fast] [--no-keepalived] [--no-directed] [--loss-window S]
+                                         [--membership builtin,corosync] [--corosync-token MS] [--idle-window S]
                                          [--no-app | --app-only]
                                          [--survivor-trials N]
 
@@ -1054,6 +1148,10 @@ const FAILOVER_USAGE = `Usage: node dist/bench/main.js failover [--quick] [--jso
   --no-keepalived   skip the keepalived VRRP series
   --no-directed     skip the vmac_directed client recovery
   --loss-window S   seconds of 20% heartbeat loss after each farmlb series (default 20; --quick 5; 0 = skip)
+  --membership LIST builtin (default) and/or corosync: the Corosync backend's series (kill -9 per node,
+                    loss on corosync's port 5405) and scale rows with corosync's own CPU
+  --corosync-token MS   corosync's token (default farmlb corosync-conf's: 300)
+  --idle-window S   seconds at rest before the loss window, counting table changes and totem rings (default 0)
   --no-app          skip the "application killed" series (a <tcp> checker at 250 ms and 1 s, fall 2; keepalived vrrp_script)
   --app-only        only the "application killed" series
   --survivor-trials N  trials of each survivors case — leader and follower killed, hung, link down,
@@ -1074,6 +1172,9 @@ export async function failoverMain(argv: string[]): Promise<number> {
       'no-keepalived': { type: 'boolean', default: false },
       'no-directed': { type: 'boolean', default: false },
       'loss-window': { type: 'string' },
+      membership: { type: 'string' },
+      'corosync-token': { type: 'string' },
+      'idle-window': { type: 'string' },
       'no-app': { type: 'boolean', default: false },
       'app-only': { type: 'boolean', default: false },
       'survivor-trials': { type: 'string' },
@@ -1093,6 +1194,12 @@ export async function failoverMain(argv: string[]): Promise<number> {
     keepalived: !values['no-keepalived'],
     directed: !values['no-directed'],
     lossWindowS: Number(values['loss-window'] ?? (values.quick ? 5 : 20)),
+    memberships: list(values.membership, 'builtin').map((m) => {
+      if (m !== 'builtin' && m !== 'corosync') throw new Error(`--membership ${m}: use builtin and/or corosync`);
+      return m;
+    }),
+    ...(values['corosync-token'] !== undefined ? { corosyncTokenMs: Number(values['corosync-token']) } : {}),
+    idleWindowS: Number(values['idle-window'] ?? 0),
     app: !values['no-app'],
     appOnly: values['app-only'],
     survivorTrials: Number(values['survivor-trials'] ?? values.trials ?? (values.quick ? 5 : 20)),

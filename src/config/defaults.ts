@@ -33,6 +33,7 @@ export function defaultFarmlbSettings(module: string = DEFAULT_MODULE): FarmlbSe
     healthPort: 9010,
     splitBrain: 'serve',
     handoverLimitMs: 30_000,
+    membership: 'builtin',
   };
 }
 

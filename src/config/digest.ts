@@ -41,6 +41,8 @@ export function effectiveConfig(farm: FarmConfig, cluster?: ClusterConfig): unkn
       membershipPort: farm.farmlb.membershipPort,
       splitBrain: farm.farmlb.splitBrain,
       handoverLimitMs: farm.farmlb.handoverLimitMs,
+      // Only when not the default, so the digests of existing configurations do not change.
+      ...(farm.farmlb.membership === 'corosync' ? { membership: farm.farmlb.membership } : {}),
     },
     farm: farm.farm ? {
       pulseMs: farm.farm.pulseMs, mlostCount: farm.farm.mlostCount, slostCount: farm.farm.slostCount, lans: farm.farm.lans,

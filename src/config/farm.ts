@@ -10,7 +10,7 @@ import { openConfigDocument, Reader } from './reader.js';
 import { checkRules } from './rules.js';
 import { readApp } from './app.js';
 import type {
-  Criterion, FarmConfig, FarmlbSettings, FarmTopology, Group, Host, Rule, RuleProto, SplitBrainPolicy, VipInterface, VirtualAddr, VmacMode,
+  Criterion, FarmConfig, FarmlbSettings, FarmTopology, Group, Host, Rule, RuleProto, SplitBrainPolicy, MembershipBackend, VipInterface, VirtualAddr, VmacMode,
 } from './types.js';
 import {
   defaultVmac, looksLikeHostname, parseDurationMs, parseIp, parseNetmask, parsePortNumber, parseUint, parseUint32,
@@ -53,6 +53,7 @@ const FARMLB_ATTRS = {
   healthDetail: ['health_detail', 'healthDetail'],
   splitBrain: ['split_brain', 'splitBrain'],
   handoverLimit: ['handover_limit', 'handoverLimit'],
+  membership: ['membership'],
   scriptsDir: ['scripts_dir', 'scriptsDir'],
 } as const;
 
@@ -268,6 +269,7 @@ function readFarmlb(r: Reader, el: XmlElement | undefined): FarmlbSettings {
     }
   }
   s.splitBrain = r.oneOf<SplitBrainPolicy>(el, get('splitBrain'), ['serve', 'quorum'], s.splitBrain);
+  s.membership = r.oneOf<MembershipBackend>(el, get('membership'), ['builtin', 'corosync'], s.membership ?? 'builtin');
   const scripts = get('scriptsDir');
   // Relative to the config file, like key_file.
   if (scripts && scripts.value.trim() !== '') s.scriptsDir = path.resolve(path.dirname(r.diag.file), scripts.value);

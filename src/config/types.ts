@@ -9,6 +9,8 @@ export type RuleProto = 'tcp' | 'udp' | 'arp';
 export type Criterion = 'on_addr' | 'on_port' | 'on_ipid';
 export type VmacMode = 'vmac_invisible' | 'vmac_directed';
 export type SplitBrainPolicy = 'serve' | 'quorum';
+/** Which engine agrees on the table: farmlb's heartbeats, or Corosync CPG/votequorum (docs/membership.md). */
+export type MembershipBackend = 'builtin' | 'corosync';
 
 export interface SourceRef {
   file: string;
@@ -90,6 +92,8 @@ export interface FarmlbSettings {
   healthDetail?: string[];
   splitBrain: SplitBrainPolicy;
   handoverLimitMs: number;
+  /** <farmlb membership>: the membership engine (absent = builtin). */
+  membership?: MembershipBackend;
   /** <farmlb scripts_dir>: the module scripts' directory (default: SafeKit's <module>/bin, docs/application.md). */
   scriptsDir?: string;
   src?: SourceRef;

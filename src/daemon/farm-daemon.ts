@@ -630,6 +630,8 @@ export class FarmDaemon {
       checkers: [...this.vipCheckers(), ...this.app.checkers()],
       ...(this.app.hasScripts || this.app.checkers().length > 0 ? { application: this.app.status() } : {}),
       configDigest: this.digest,
+      ...(v.backend ? { backend: v.backend } : {}),
+      ...(v.corosync ? { corosync: v.corosync } : {}),
       ...(this.stagedReload ? { stagedDigest: configDigest(this.stagedReload.farm, this.stagedReload.cluster) } : {}),
       interfaces: this.host.interfaces().map((i) => ({ ...i })),
       ...(v.membershipCpu ? { membershipCpu: v.membershipCpu } : {}),

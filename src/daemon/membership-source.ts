@@ -31,7 +31,10 @@ import {
 import { overridesProblem } from '../membership/bounds.js';
 import { nextIncarnation } from '../membership/incarnation.js';
 import { keyId } from '../membership/key.js';
-import type { GroupPowers } from '../membership/types.js';
+import type { GroupPowers, MembershipTiming } from '../membership/types.js';
+import { CorosyncMembership, corosyncLeaseMs, cpgGroupName } from '../membership/corosync/corosync-membership.js';
+import { nodelistProblems } from '../membership/corosync/conf.js';
+import { loadNative } from '../dataplane/native.js';
 import type { Holdings, SourceSink, SourceView, TableSource } from './table-source.js';
 
 /** view() of the membership source: the common view plus what only the membership knows. */
@@ -119,6 +122,12 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   const timing = { ...timingFromTopology(topo), ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}) };
   const groups = groupPowers(farm, cluster).map((powers, i) => ({ name: farm.groups[i]!.name, powers }));
   const powerOverrides = await readPowers(paths.runDir, log, cluster.nodes, groups);
+  if (farm.farmlb.membership === 'corosync') {
+    // Renewals come once a pulse (a delivered beat), not per acknowledgement: each is written,
+    // so the kernel's lease is the one that outlasts a ring's re-formation, not a step shorter.
+    const { membership } = corosyncMembership(opts, key, timing, groups, powerOverrides);
+    return new MembershipSource({ ...opts, membership });
+  }
   const initialTable = pinnedTable(paths.pinDir, cluster.nodes, farm.groups.length);
   const startNs = opts.nowNs();
   const engine = new MembershipEngine({
@@ -154,6 +163,33 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
     onError: (err) => log.error({ err, event: 'membership_apply_failed' }, 'a membership decision could not be applied; the next pulse decides again'),
   });
   return new MembershipSource({ ...opts, membership }, BigInt(timing.leaseMs) * 1_000_000n / LEASE_WRITE_FRACTION);
+}
+
+/**
+ * The Corosync backend (docs/membership.md, "Corosync backend"): refuses to start when the
+ * corosync of this node does not answer or runs another nodelist than cluster.xml.
+ */
+function corosyncMembership(opts: MembershipSourceOptions, key: Buffer, topoTiming: MembershipTiming, groups: GroupPowers[], powerOverrides: PowerOverrides | undefined): { membership: CorosyncMembership } {
+  const { farm, cluster, node, paths, log } = opts;
+  const native = loadNative();
+  const running = native.corosyncConfig();
+  const problems = nodelistProblems(running, cluster, node);
+  if (problems.length > 0) throw new FarmlbError('FARMLB_E_COROSYNC_NODELIST', { detail: problems.join('; ') });
+  // The lease follows corosync's failure detection, not the pulse (unless --lease-ms says).
+  const timing = { ...topoTiming, leaseMs: opts.leaseMs ?? corosyncLeaseMs(running, topoTiming.pulseMs) };
+  log.info({ event: 'membership_config', backend: 'corosync', ...timing, splitBrain: farm.farmlb.splitBrain, handoverLimitMs: farm.farmlb.handoverLimitMs,
+    group: cpgGroupName(paths.module), transport: running.totem.transport, tokenMs: running.totem.tokenMs, consensusMs: running.totem.consensusMs, holdMs: running.totem.holdMs,
+    twoNode: running.quorum.twoNode === 1, quorumDevice: running.quorum.deviceModel, powersRestored: powerOverrides?.entries.length ?? 0 },
+  'membership configured (corosync)');
+  const membership = new CorosyncMembership({
+    native, module: paths.module, self: node, nodes: cluster.nodes, groups, configDigest: configDigest(farm, cluster), timing,
+    splitBrain: farm.farmlb.splitBrain, handoverLimitMs: farm.farmlb.handoverLimitMs, key, running, nowNs: opts.nowNs,
+    ...(powerOverrides ? { powerOverrides } : {}),
+    onWarning: (message, fields) => log.warn(fields, message),
+    onDebug: (message, fields) => log.debug(fields, message),
+    onError: (err) => log.error({ err, event: 'membership_apply_failed' }, 'a membership decision could not be applied'),
+  });
+  return { membership };
 }
 
 const REJECT_LOG_EVERY_MS = 10_000;
@@ -276,7 +312,7 @@ export class MembershipSource implements TableSource {
     }
     const heartbeats = new Map(s.peers.map((p) => [p.node, { received: p.heartbeatsReceived ?? 0, missed: p.heartbeatsMissed ?? 0 }]));
     return { view: s.view, epoch: s.epoch, leader: s.leader, splitBrain: s.splitBrain, peers, lastViewChange: null, handover: s.handover, heartbeats,
-      membershipCpu: this.opts.membership.cpu() };
+      membershipCpu: this.opts.membership.cpu(), backend: s.backend ?? 'builtin', ...(s.corosync ? { corosync: s.corosync } : {}) };
   }
 
   /** One engine decision: to the daemon (table, lease, state, in that order, awaited), then its events to the log. */

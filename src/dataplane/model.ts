@@ -570,7 +570,7 @@ const EGRESS_ND = ETH_HLEN + 40;
 const EGRESS_OPT = EGRESS_ND + ND_MSG_LEN;
 
 /**
- * The tc egress program (bpf/farmlb_egress.h, docs/datapath.md §11): in a neighbour
+ * The tc egress program (bpf/farmlb_egress.bpf.c, docs/datapath.md §11): in a neighbour
  * solicitation / advertisement this node sends from an IPv6 VIP, the first option (source /
  * target link-layer address) announces the farm's MAC for the VIP instead of the node's:
  * the VMAC (vmac_invisible), the MAC of the arp-owner of the neighbour concerned (vmac_directed

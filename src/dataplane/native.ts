@@ -93,9 +93,20 @@ export interface TcFilterId {
   priority?: number;
 }
 
-export interface AbiStructLayout {
+/** A struct as the compiler laid it out (from BTF): `type` names the struct a field holds, itself or as an array. */
+export interface BtfStruct {
   size: number;
-  fields: Record<string, { offset: number; size: number }>;
+  fields: Record<string, { offset: number; size: number; type?: string; bitfield?: boolean }>;
+}
+
+/**
+ * The layouts in a BPF object's BTF (native/abi.cc): every named struct, each map's key and
+ * value struct ('' for a scalar such as an array map's __u32 key), each global variable's struct.
+ */
+export interface BtfLayout {
+  structs: Record<string, BtfStruct>;
+  maps: Record<string, { key?: string; value?: string }>;
+  globals: Record<string, string>;
 }
 
 /**
@@ -110,6 +121,63 @@ export interface RawSocket {
   /** Idempotent; send() after close() fails with EBADF. */
   close(): void;
 }
+
+/** A CPG process: corosync node id and pid. */
+export interface CorosyncProc {
+  nodeid: number;
+  pid: number;
+}
+
+/** What one dispatch of the Corosync client hands to JS, in corosync's order (native/corosync.cc). */
+export type CorosyncEvent =
+  | { type: 'deliver'; nodeid: number; pid: number; data: Buffer }
+  | { type: 'confchg'; members: CorosyncProc[]; left: (CorosyncProc & { reason: number })[]; joined: (CorosyncProc & { reason: number })[] }
+  /** The totem ring changed (ringId "nodeid.seq" in hex, as corosync-quorumtool prints it). */
+  | { type: 'totem'; ringId: string; members: number[] }
+  | { type: 'quorum'; quorate: boolean; ringId: string; members: number[] }
+  | { type: 'votequorum'; quorate: boolean; nodes: { nodeid: number; state: number }[] }
+  /** A descriptor is dead (corosync gone): close the session, open a new one later. */
+  | { type: 'error'; call: string; cs: number; message: string };
+
+export interface VotequorumInfo {
+  nodeId: number;
+  votes: number;
+  expectedVotes: number;
+  highestExpected: number;
+  totalVotes: number;
+  quorum: number;
+  quorate: boolean;
+  twoNode: boolean;
+  waitForAll: boolean;
+  qdeviceRegistered: boolean;
+  qdeviceAlive: boolean;
+  qdeviceCastVote: boolean;
+  qdeviceVotes: number;
+  qdeviceName: string;
+}
+
+export interface CorosyncSession {
+  readonly localNodeId: number;
+  readonly group: string;
+  /** cpg_mcast_joined(CPG_TYPE_AGREED): corosync's cs_error_t (1 = CS_OK, 6 = CS_ERR_TRY_AGAIN). */
+  mcast(data: Buffer): number;
+  votequorumInfo(): VotequorumInfo;
+  /** Leaves the group and closes the descriptors. Idempotent. */
+  close(): void;
+}
+
+/** The running corosync's configuration (cmap); undefined where a key is absent. */
+export interface CorosyncRunningConfig {
+  nodes: { nodeid?: number; name?: string; ring0Addr?: string; ring1Addr?: string }[];
+  /** This node's index in `nodes`. */
+  localNodePos?: number;
+  totem: { clusterName?: string; transport?: string; tokenMs?: number; consensusMs?: number; joinMs?: number; holdMs?: number };
+  quorum: { provider?: string; twoNode?: number; waitForAll?: number; deviceModel?: string };
+}
+
+/** corosync's cs_error_t values farmlb tells apart. */
+export const CS_OK = 1;
+export const CS_ERR_TRY_AGAIN = 6;
 
 /** libbpf_print_level */
 export const LibbpfLogLevel = { Warn: 0, Info: 1, Debug: 2 } as const;
@@ -148,7 +216,12 @@ export interface Native {
   tcpDiag(states: number, locals: Buffer): Promise<{ records: Buffer; count: number; interrupted: boolean }>;
   /** libbpf's messages (level: LibbpfLogLevel), delivered on the JS thread; null stops them. */
   setLogCallback(cb: ((level: number, msg: string) => void) | null): void;
-  abiLayout: Record<string, AbiStructLayout>;
+  /** Joins CPG group `group` of the corosync in this network namespace (src/membership/corosync/). */
+  corosyncOpen(group: string, onEvents: (events: CorosyncEvent[]) => void): CorosyncSession;
+  corosyncConfig(): CorosyncRunningConfig;
+  /** The layouts of the object file at path, from its BTF. Errors: FARMLB_E_BPF_OPEN. */
+  btfLayout(path: string): BtfLayout;
+  /** The constants of bpf/farmlb_abi.h as the addon's compiler saw them (#defines: not in BTF). */
   abiConstants: Record<string, number>;
 }
 
@@ -322,7 +395,18 @@ function wrap(raw: Native): Native {
     unixDatagramSend: (p, m) => call(() => raw.unixDatagramSend(p, m)),
     tcpDiag: (states, locals) => callAsync(() => raw.tcpDiag(states, locals)),
     setLogCallback: (cb) => call(() => raw.setLogCallback(cb)),
-    abiLayout: raw.abiLayout,
+    corosyncOpen: (group, onEvents) => {
+      const session = call(() => raw.corosyncOpen(group, onEvents));
+      return {
+        get localNodeId() { return session.localNodeId; },
+        get group() { return session.group; },
+        mcast: (data) => call(() => session.mcast(data)),
+        votequorumInfo: () => call(() => session.votequorumInfo()),
+        close: () => session.close(),
+      };
+    },
+    corosyncConfig: () => call(() => raw.corosyncConfig()),
+    btfLayout: (p) => call(() => raw.btfLayout(p)),
     abiConstants: raw.abiConstants,
   };
 }

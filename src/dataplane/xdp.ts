@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { FarmlbError } from '../errors.js';
 import { PIN_ROOT } from '../paths.js';
+import { abiMismatches } from './abi-check.js';
 import { hotTables, type ArrayTable, type HotTableName } from './hot-tables.js';
 import {
   MAP_NAMES,
@@ -384,6 +385,11 @@ export class XdpDataplane implements Dataplane {
     const objectPath = opts.objectPath ?? bpfObjectPath();
     const log = opts.log;
     const reuse = opts.reusePins === true && opts.pinDir !== undefined;
+    // The encoders below write the layouts of abi.ts: an object built from another header
+    // (or with other FARMLB_MAX_* sizes) is refused before anything is loaded or pinned.
+    const mismatches = abiMismatches(native.btfLayout(objectPath));
+    if (mismatches.length > 0)
+      throw new FarmlbError('FARMLB_E_BPF_ABI_MISMATCH', { object: objectPath, count: mismatches.length, first: mismatches[0]!, mismatches: mismatches.join('; ') });
     const obj = await native.openObject(objectPath, reuse ? { reusePinDir: opts.pinDir } : {});
     let maps: Maps | undefined;
     try {

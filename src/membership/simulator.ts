@@ -18,7 +18,7 @@
 // Used by test/unit/membership-*.test.ts and to measure failover timings.
 
 import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
-import { NBUCKETS } from '../dataplane/types.js';
+import { NBUCKETS } from '../balance/tables.js';
 import type { SplitBrainPolicy } from '../config/types.js';
 import { FarmlbError } from '../errors.js';
 import { decodeHeartbeat, encodeHeartbeat } from './codec.js';

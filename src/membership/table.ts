@@ -1,7 +1,7 @@
 // Bucket tables on the wire and the powers they are computed from. Pure.
 
 import { createHash } from 'node:crypto';
-import { NBUCKETS } from '../dataplane/types.js';
+import { NBUCKETS } from '../balance/tables.js';
 import { FarmlbError } from '../errors.js';
 import type { GroupPowers, PowerOverrides } from './types.js';
 

@@ -291,7 +291,30 @@ export interface GroupHandover {
   }[];
 }
 
+/** What the Corosync backend adds to its status (docs/membership.md, "Corosync backend"). */
+export interface CorosyncStatus {
+  /** A session with corosync is open (its descriptors are live). */
+  connected: boolean;
+  /** corosync's node id of this node. */
+  localNodeId: number;
+  /** The totem ring this node is in, "nodeid.seq" in hex (corosync-quorumtool's Ring ID); null before the first. */
+  ringId: string | null;
+  /** votequorum's answer for that ring; null while unknown (no answer yet for the current ring). */
+  quorate: boolean | null;
+  /** The members of the CPG group: corosync node id, process id, node name, and what the farm knows of them. */
+  members: { nodeid: number; pid: number; node: string | null; state: string }[];
+  /** A state-transfer round runs (members joined): the table is the one before it until all answered. */
+  syncing: boolean;
+  transport?: string;
+  tokenMs?: number;
+  consensusMs?: number;
+  votequorum?: { expectedVotes: number; totalVotes: number; quorum: number; twoNode: boolean; waitForAll: boolean; qdevice: boolean; qdeviceAlive: boolean };
+}
+
 export interface MembershipStatus {
+  /** Which engine: farmlb's heartbeats (absent = builtin) or Corosync. */
+  backend?: 'builtin' | 'corosync';
+  corosync?: CorosyncStatus;
   node: string;
   state: NodeState;
   cause: string;

@@ -1,4 +1,4 @@
-// farmlb_egress (tc, bpf/farmlb_egress.h) through BPF_PROG_TEST_RUN against the model's
+// farmlb_egress (tc, bpf/farmlb_egress.bpf.c) through BPF_PROG_TEST_RUN against the model's
 // egressRewrite (src/dataplane/model.ts): the kernel's own NS/NA sent from a VIP, rewritten
 // byte for byte as the model says, with a valid ICMPv6 checksum. Then the attachment on a
 // real interface: XdpDataplane.attach/attachEgress/detachEgress/detach on a veth pair

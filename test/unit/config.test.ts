@@ -141,7 +141,7 @@ describe('parseFarmConfig on the SafeKit farm example (seed 001 §13.6.2)', () =
   it('uses the <farmlb> and <farm> defaults when those elements are absent', () => {
     expect(farm.farmlb).toEqual({
       module: 'farm', hashSeed: 0x6661726d, keyFile: '/etc/farmlb/farm.key', membershipPort: 4800, healthPort: 9010,
-      splitBrain: 'serve', handoverLimitMs: 30_000,
+      splitBrain: 'serve', handoverLimitMs: 30_000, membership: 'builtin',
     });
     expect(farm.farm).toMatchObject({ pulseMs: 50, mlostCount: 7, slostCount: 5, lans: [] });
     expect(farm.warnings).toEqual([]);
@@ -404,10 +404,16 @@ describe('configDigest', () => {
     expect(configDigest(parseFarmConfig(moved, 'elsewhere/b.xml'), cluster)).toBe(digest);
   });
 
+  it('stays the same with membership="builtin" written out (the default)', () => {
+    const written = read('multi-group.xml').replace('split_brain="quorum"', 'split_brain="quorum" membership="builtin"');
+    expect(configDigest(parseFarmConfig(written, 'a.xml'), cluster)).toBe(digest);
+  });
+
   it('changes when anything that decides packet ownership changes', () => {
     const changes = [
       ['power="2"', 'power="3"'], ['hash_seed="0x12345678"', 'hash_seed="0x12345679"'], ['port="443"', 'port="8443"'],
       ['filter="on_port"', 'filter="on_addr"'], ['mlost_count="15"', 'mlost_count="16"'], ['split_brain="quorum"', 'split_brain="serve"'],
+      ['split_brain="quorum"', 'split_brain="quorum" membership="corosync"'],
     ];
     for (const [from, to] of changes) {
       expect(configDigest(parseFarmConfig(read('multi-group.xml').replace(from!, to!), 'a.xml'), cluster), `${from} → ${to}`).not.toBe(digest);

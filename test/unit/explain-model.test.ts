@@ -1,4 +1,4 @@
-// `farmlb explain` tells what the data path does (issue 12): for random packets, on every
+// `farmlb explain` tells what the data path does (docs/cli.md "farmlb explain"): for random packets, on every
 // node, in both VMAC modes and with buckets in handover, explainPacket's verdict and reason
 // equal ModelDataplane's (src/dataplane/model.ts), the reference the XDP program is held to
 // by test/bpf/differential.test.ts. In vmac_directed a packet another node owns is

@@ -4,6 +4,7 @@ import { bucketsCommand } from './buckets.js';
 import { checksCommand } from './checks.js';
 import { completionCommand } from './completion.js';
 import { confinfoCommand } from './confinfo.js';
+import { corosyncConfCommand } from './corosync-conf.js';
 import { eventsCommand } from './events.js';
 import { explainCommand } from './explain.js';
 import { keygenCommand } from './keygen.js';
@@ -15,6 +16,6 @@ import { validateCommand } from './validate.js';
 
 export const COMMANDS: CommandDef[] = [
   runCommand, statusCommand, checksCommand, startCommand, stopCommand, vipCommand, powerCommand, drainCommand, undrainCommand,
-  reloadCommand, validateCommand, keygenCommand, confinfoCommand, bucketsCommand, explainCommand, eventsCommand,
+  reloadCommand, validateCommand, keygenCommand, confinfoCommand, corosyncConfCommand, bucketsCommand, explainCommand, eventsCommand,
   completionCommand(() => COMMANDS),
 ];

@@ -133,6 +133,7 @@ export function renderStatus(out: Output, s: DaemonStatus): string {
   lines.push(`${bold(out, `module ${s.module} on ${s.node}: ${s.state}`)} ${dim(out, `since ${clock(s.stateSince)} (${ago(s.stateSince)})`)} — ${s.stateCause}`);
   lines.push(`mode ${s.mode} · epoch ${s.epoch} · leader ${s.leader ?? '-'} · view ${s.view.join(', ') || '-'}${s.admin === 'stopped' ? ' · stopped by farmlb stop' : ''}`);
   lines.push(`lease ${s.leaseRemainingMs > 0 ? `${s.leaseRemainingMs} ms left` : 'expired'} · ${s.ready ? 'ready (ready.txt answers OK)' : 'not ready'}`);
+  if (s.corosync) lines.push(corosyncLine(s.corosync));
   if (s.splitBrain) {
     const missing = s.nodes.filter((n) => !n.inView).map((n) => n.name);
     lines.push(bold(out, `WARNING: split brain: the view lacks ${missing.join(', ')} (policy ${s.splitBrainPolicy}: ${s.splitBrainPolicy === 'serve' ? 'each side serves its view\'s buckets' : 'a minority serves nothing'})`));
@@ -186,4 +187,14 @@ export async function runControl(ctx: CommandContext, opts: Record<string, unkno
   if (ctx.out.json) ctx.out.printJson(status);
   else ctx.out.print(say(status));
   return EXIT.OK;
+}
+
+/** The Corosync backend's ring, quorum and CPG group, in one line (docs/cli.md, "status"). */
+export function corosyncLine(c: NonNullable<DaemonStatus['corosync']>): string {
+  if (!c.connected) return 'membership corosync · not connected to corosync on this node';
+  const quorum = c.quorate === null ? 'quorum unknown (waiting for votequorum)' : c.quorate ? 'quorate' : 'NOT quorate';
+  const vq = c.votequorum ? ` (votes ${c.votequorum.totalVotes}/${c.votequorum.expectedVotes}, quorum ${c.votequorum.quorum}${c.votequorum.twoNode ? ', two_node' : ''}${c.votequorum.qdevice ? `, qdevice ${c.votequorum.qdeviceAlive ? 'alive' : 'down'}` : ''})` : '';
+  const members = c.members.map((m) => `${m.node ?? '?'}=${m.nodeid}:${m.pid}${m.state === 'UP' ? '' : ` (${m.state})`}`).join(', ');
+  const timing = c.tokenMs !== undefined ? ` · ${c.transport ?? '?'} token ${c.tokenMs} ms, consensus ${c.consensusMs ?? '?'} ms` : '';
+  return `membership corosync · ring ${c.ringId ?? '-'} · ${quorum}${vq}${c.syncing ? ' · synchronising' : ''} · CPG members ${members || '-'}${timing}`;
 }

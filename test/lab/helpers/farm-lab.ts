@@ -54,6 +54,7 @@ import { isIPv4 } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { LabRegistry, inNetns, netnsPath, run, waitFor, type RunResult } from './netns.js';
+import { CorosyncNodes } from './corosync-lab.js';
 import { loadConfigs } from '../../../src/config/index.js';
 import type { ClusterConfig, FarmConfig } from '../../../src/config/types.js';
 import { compileTables, staticTable } from '../../../src/balance/compile.js';
@@ -161,6 +162,16 @@ export interface FarmLabOptions {
   splitBrain?: 'serve' | 'quorum';
   /** `<farmlb handover_limit=…>` (e.g. '120s', '0' = no handover); default farmlb's own. */
   handoverLimit?: string;
+  /**
+   * Run the membership on Corosync (`<farmlb membership="corosync">`, implies `membership`):
+   * one corosync per node namespace, configured by `farmlb corosync-conf`, started before the
+   * daemons and stopped after them (helpers/corosync-lab.ts; `lab.corosync`).
+   */
+  corosync?: boolean;
+  /** corosync's totem token (ms) with `corosync`; default farmlb corosync-conf's (300). */
+  corosyncTokenMs?: number;
+  /** More `farmlb corosync-conf` options with `corosync` (e.g. ['--qnetd', addr]). */
+  corosyncConfArgs?: string[];
   /**
    * A second LAN for the heartbeats: bridge br1, interface `flbm` (SECOND_LAN) on every
    * node, cluster.xml LAN "backup", `<farm><lan name="default"/><lan name="backup"/>`.
@@ -299,6 +310,8 @@ export class FarmLab {
   private readonly registry = new LabRegistry();
   private opts: FarmLabOptions;
   private cleaned = false;
+  /** The corosyncs of a `corosync` lab. */
+  corosync: CorosyncNodes | undefined;
 
   private constructor(opts: FarmLabOptions, dir: string) {
     this.opts = opts;
@@ -360,8 +373,9 @@ export class FarmLab {
     for (const n of this.nodes) await this.buildNode(n);
 
     // 0600 like a real key file; only its bytes matter to the HMAC.
-    if (this.opts.membership) await writeFile(this.keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+    if (this.membershipMode()) await writeFile(this.keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
     await this.writeConfig();
+    if (this.opts.corosync) await this.startCorosyncs();
     reg.onCleanup('stop servers', () => this.stopServers(), () => this.killAllSync('server'));
     reg.onCleanup('stop daemons', () => this.stopDaemons(), () => this.killAllSync('daemon'));
     for (const n of this.nodes) this.startServer(n);
@@ -371,6 +385,24 @@ export class FarmLab {
       return stdout.includes(`:${HTTP_PORT}`);
     }, { timeoutMs: 15_000, what: `the HTTP server of ${n.spec.name}` })));
     await this.flushNeigh();
+  }
+
+  /** The daemons run a membership (built-in or Corosync), not --static. */
+  private membershipMode(): boolean {
+    return this.opts.membership === true || this.opts.corosync === true;
+  }
+
+  private async startCorosyncs(): Promise<void> {
+    const c = new CorosyncNodes({
+      dir: this.dir, nodes: this.nodes.map((n) => ({ name: n.spec.name, ns: n.ns })), farmlbBin: FARMLB_BIN, configArgs: this.configArgs(),
+      ...(this.opts.corosyncTokenMs ? { tokenMs: this.opts.corosyncTokenMs } : {}),
+      ...(this.opts.corosyncConfArgs ? { confArgs: this.opts.corosyncConfArgs } : {}),
+    });
+    this.corosync = c;
+    // Registered before the daemons' cleanup: undone after them (newest first).
+    this.registry.onCleanup('stop corosync', () => c.cleanup(), () => c.cleanupSync());
+    await c.writeConf();
+    await Promise.all(this.nodes.map((n) => c.start(n.spec.name)));
   }
 
   private async sysctls(ns: string): Promise<void> {
@@ -514,7 +546,8 @@ ${groupXml}
    </loadbalancing_list>
   </vip>
 `}  <farmlb${attrs({ module: `lab-${this.name}`.slice(0, 32), hash_seed: `0x${(o.hashSeed ?? 0x2545f491).toString(16)}`,
-    key_file: o.membership ? this.keyFile : undefined, split_brain: o.splitBrain, handover_limit: o.handoverLimit,
+    key_file: this.membershipMode() ? this.keyFile : undefined, split_brain: o.splitBrain, handover_limit: o.handoverLimit,
+    membership: o.corosync ? 'corosync' : undefined,
     // The client reads /health and /metrics in the lab (docs/security.md: detail is local by default).
     health_detail: `${LAB_NET.client4}/${LAB_NET.prefix4},${LAB_NET.client6}/${LAB_NET.prefix6}` })}/>
  </service>
@@ -581,7 +614,7 @@ ${groupXml}
   async startNode(name: string, opts: { timeoutMs?: number; expectUp?: boolean } = {}): Promise<void> {
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
-    const args = ['run', ...(this.opts.membership ? [] : ['--static']), '-c', this.nodeConfigFile(name), '--cluster', this.clusterFile, '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
+    const args = ['run', ...(this.membershipMode() ? [] : ['--static']), '-c', this.nodeConfigFile(name), '--cluster', this.clusterFile, '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
       ...(this.opts.xdpMode ? ['--xdp-mode', this.opts.xdpMode] : []), ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.

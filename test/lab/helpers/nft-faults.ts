@@ -15,6 +15,8 @@ import type { FarmLab } from './farm-lab.js';
 
 const TABLE = 'flb_fault';
 export const MEMBERSHIP_PORT = 4800;
+/** corosync's totem over udpu (mcastport 5405, the default). */
+export const COROSYNC_PORT = 5405;
 
 function addrsOf(lab: FarmLab, nodes: string[]): { v4: string[]; v6: string[] } {
   return { v4: nodes.map((n) => lab.nodeAddr(n, 4)), v6: nodes.map((n) => lab.nodeAddr(n, 6)) };

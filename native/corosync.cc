@@ -1,0 +1,697 @@
+// See corosync.h. Callbacks of libcpg, libquorum and libvotequorum run inside their
+// *_dispatch calls, which run on the JS thread when libuv reports a descriptor readable
+// (uv_poll): no thread, no timer. A callback only records an event; once the dispatch
+// returns, the recorded events go to JS in one call, in the order corosync gave them.
+#include "corosync.h"
+
+#include <corosync/cmap.h>
+#include <corosync/corotypes.h>
+#include <corosync/cpg.h>
+#include <corosync/quorum.h>
+#include <corosync/votequorum.h>
+#include <dlfcn.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace farmlb {
+
+namespace {
+
+// ---- the libraries, opened on first use -------------------------------------------------
+
+struct Library {
+  const char* soname;
+  const char* package;  // Debian package that ships it, for the error message
+};
+
+constexpr Library kCpg{"libcpg.so.4", "libcpg4"};
+constexpr Library kQuorum{"libquorum.so.5", "libquorum5"};
+constexpr Library kVotequorum{"libvotequorum.so.8", "libvotequorum8"};
+constexpr Library kCmap{"libcmap.so.4", "libcmap4"};
+
+// The entry points farmlb uses, resolved with dlsym. decltype keeps each pointer's type
+// exactly the header's, so a header change is a compile error, not a crash.
+struct Api {
+  decltype(&::cpg_model_initialize) cpg_model_initialize;
+  decltype(&::cpg_finalize) cpg_finalize;
+  decltype(&::cpg_fd_get) cpg_fd_get;
+  decltype(&::cpg_dispatch) cpg_dispatch;
+  decltype(&::cpg_join) cpg_join;
+  decltype(&::cpg_mcast_joined) cpg_mcast_joined;
+  decltype(&::cpg_local_get) cpg_local_get;
+  decltype(&::cpg_context_get) cpg_context_get;
+  decltype(&::quorum_model_initialize) quorum_model_initialize;
+  decltype(&::quorum_finalize) quorum_finalize;
+  decltype(&::quorum_fd_get) quorum_fd_get;
+  decltype(&::quorum_dispatch) quorum_dispatch;
+  decltype(&::quorum_trackstart) quorum_trackstart;
+  decltype(&::quorum_context_get) quorum_context_get;
+  decltype(&::votequorum_initialize) votequorum_initialize;
+  decltype(&::votequorum_finalize) votequorum_finalize;
+  decltype(&::votequorum_fd_get) votequorum_fd_get;
+  decltype(&::votequorum_dispatch) votequorum_dispatch;
+  decltype(&::votequorum_trackstart) votequorum_trackstart;
+  decltype(&::votequorum_getinfo) votequorum_getinfo;
+  decltype(&::votequorum_context_get) votequorum_context_get;
+  decltype(&::votequorum_context_set) votequorum_context_set;
+  decltype(&::cmap_initialize) cmap_initialize;
+  decltype(&::cmap_finalize) cmap_finalize;
+  decltype(&::cmap_get) cmap_get;
+};
+
+[[noreturn]] void ThrowCode(Napi::Env env, const char* code, const std::string& message, int cs = 0) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  if (cs != 0) e.Set("cs", Napi::Number::New(env, cs));
+  throw e;
+}
+
+const char* CsName(cs_error_t err) {
+  switch (err) {
+    case CS_OK: return "CS_OK";
+    case CS_ERR_LIBRARY: return "CS_ERR_LIBRARY (no corosync answering on this node)";
+    case CS_ERR_VERSION: return "CS_ERR_VERSION";
+    case CS_ERR_INIT: return "CS_ERR_INIT";
+    case CS_ERR_TIMEOUT: return "CS_ERR_TIMEOUT";
+    case CS_ERR_TRY_AGAIN: return "CS_ERR_TRY_AGAIN";
+    case CS_ERR_INVALID_PARAM: return "CS_ERR_INVALID_PARAM";
+    case CS_ERR_NO_MEMORY: return "CS_ERR_NO_MEMORY";
+    case CS_ERR_BAD_HANDLE: return "CS_ERR_BAD_HANDLE";
+    case CS_ERR_ACCESS: return "CS_ERR_ACCESS (IPC refused: run as root, or add a uidgid entry)";
+    case CS_ERR_NOT_EXIST: return "CS_ERR_NOT_EXIST";
+    case CS_ERR_EXIST: return "CS_ERR_EXIST";
+    case CS_ERR_NO_RESOURCES: return "CS_ERR_NO_RESOURCES";
+    case CS_ERR_NOT_SUPPORTED: return "CS_ERR_NOT_SUPPORTED (is the quorum provider corosync_votequorum?)";
+    case CS_ERR_TOO_BIG: return "CS_ERR_TOO_BIG";
+    case CS_ERR_SECURITY: return "CS_ERR_SECURITY";
+    default: return "cs_error";
+  }
+}
+
+std::string CsText(const char* call, cs_error_t err) {
+  return std::string(call) + ": " + CsName(err) + " (" + std::to_string(static_cast<int>(err)) + ")";
+}
+
+// Loaded once per process; a failure is remembered and reported to every caller.
+const Api& LoadApi(Napi::Env env) {
+  static Api api;
+  static std::string failure;
+  static bool done = false;
+  if (!done) {
+    done = true;
+    auto open = [&](const Library& lib) -> void* {
+      void* h = failure.empty() ? dlopen(lib.soname, RTLD_NOW | RTLD_LOCAL) : nullptr;
+      if (!h && failure.empty()) failure = std::string(lib.soname) + " (Debian package " + lib.package + "): " + dlerror();
+      return h;
+    };
+    void* cpg = open(kCpg);
+    void* quorum = open(kQuorum);
+    void* votequorum = open(kVotequorum);
+    void* cmap = open(kCmap);
+#define FARMLB_SYM(lib, name)                                                        \
+  if (failure.empty()) {                                                             \
+    api.name = reinterpret_cast<decltype(api.name)>(dlsym(lib, #name));              \
+    if (!api.name) failure = std::string(#name) + " missing from " #lib " library"; \
+  }
+    FARMLB_SYM(cpg, cpg_model_initialize)
+    FARMLB_SYM(cpg, cpg_finalize)
+    FARMLB_SYM(cpg, cpg_fd_get)
+    FARMLB_SYM(cpg, cpg_dispatch)
+    FARMLB_SYM(cpg, cpg_join)
+    FARMLB_SYM(cpg, cpg_mcast_joined)
+    FARMLB_SYM(cpg, cpg_local_get)
+    FARMLB_SYM(cpg, cpg_context_get)
+    FARMLB_SYM(quorum, quorum_model_initialize)
+    FARMLB_SYM(quorum, quorum_finalize)
+    FARMLB_SYM(quorum, quorum_fd_get)
+    FARMLB_SYM(quorum, quorum_dispatch)
+    FARMLB_SYM(quorum, quorum_trackstart)
+    FARMLB_SYM(quorum, quorum_context_get)
+    FARMLB_SYM(votequorum, votequorum_initialize)
+    FARMLB_SYM(votequorum, votequorum_finalize)
+    FARMLB_SYM(votequorum, votequorum_fd_get)
+    FARMLB_SYM(votequorum, votequorum_dispatch)
+    FARMLB_SYM(votequorum, votequorum_trackstart)
+    FARMLB_SYM(votequorum, votequorum_getinfo)
+    FARMLB_SYM(votequorum, votequorum_context_get)
+    FARMLB_SYM(votequorum, votequorum_context_set)
+    FARMLB_SYM(cmap, cmap_initialize)
+    FARMLB_SYM(cmap, cmap_finalize)
+    FARMLB_SYM(cmap, cmap_get)
+#undef FARMLB_SYM
+  }
+  if (!failure.empty()) ThrowCode(env, "FARMLB_E_COROSYNC_LIBRARY", failure);
+  return api;
+}
+
+// Corosync answers CS_ERR_TRY_AGAIN while it synchronises a new membership (a few ms):
+// calls made at start retry for a bounded time, as corosync's own tools do.
+constexpr int kTryAgainRounds = 100;
+constexpr long kTryAgainSleepNs = 20L * 1000 * 1000;
+
+template <typename Fn>
+cs_error_t Retry(Fn fn) {
+  cs_error_t err = CS_ERR_TRY_AGAIN;
+  for (int i = 0; i < kTryAgainRounds; i++) {
+    err = fn();
+    if (err != CS_ERR_TRY_AGAIN) break;
+    struct timespec ts{0, kTryAgainSleepNs};
+    nanosleep(&ts, nullptr);
+  }
+  return err;
+}
+
+std::string RingId(uint32_t nodeid, uint64_t seq) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%x.%llx", nodeid, static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+// ---- events ---------------------------------------------------------------------------
+
+struct Member {
+  uint32_t nodeid;
+  uint32_t pid;
+  uint32_t reason;
+};
+
+struct Event {
+  enum Kind { kDeliver, kConfchg, kTotem, kQuorum, kVotequorum, kError } kind;
+  uint32_t nodeid = 0;
+  uint32_t pid = 0;
+  std::vector<uint8_t> data;
+  std::vector<Member> members, left, joined;
+  std::vector<uint32_t> ids;    // totem / quorum members
+  std::vector<uint32_t> states; // votequorum node states, parallel to ids
+  std::string ring;
+  bool quorate = false;
+  std::string call;
+  int cs = 0;
+};
+
+std::vector<Member> Members(const struct cpg_address* list, size_t n) {
+  std::vector<Member> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; i++) out.push_back({list[i].nodeid, list[i].pid, list[i].reason});
+  return out;
+}
+
+Napi::Array MembersToJs(Napi::Env env, const std::vector<Member>& list, bool withReason) {
+  Napi::Array out = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); i++) {
+    Napi::Object m = Napi::Object::New(env);
+    m.Set("nodeid", list[i].nodeid);
+    m.Set("pid", list[i].pid);
+    if (withReason) m.Set("reason", list[i].reason);
+    out.Set(static_cast<uint32_t>(i), m);
+  }
+  return out;
+}
+
+Napi::Array IdsToJs(Napi::Env env, const std::vector<uint32_t>& ids) {
+  Napi::Array out = Napi::Array::New(env, ids.size());
+  for (size_t i = 0; i < ids.size(); i++) out.Set(static_cast<uint32_t>(i), ids[i]);
+  return out;
+}
+
+Napi::Object EventToJs(Napi::Env env, const Event& e) {
+  Napi::Object o = Napi::Object::New(env);
+  switch (e.kind) {
+    case Event::kDeliver:
+      o.Set("type", "deliver");
+      o.Set("nodeid", e.nodeid);
+      o.Set("pid", e.pid);
+      o.Set("data", Napi::Buffer<uint8_t>::Copy(env, e.data.data(), e.data.size()));
+      break;
+    case Event::kConfchg:
+      o.Set("type", "confchg");
+      o.Set("members", MembersToJs(env, e.members, false));
+      o.Set("left", MembersToJs(env, e.left, true));
+      o.Set("joined", MembersToJs(env, e.joined, true));
+      break;
+    case Event::kTotem:
+      o.Set("type", "totem");
+      o.Set("ringId", e.ring);
+      o.Set("members", IdsToJs(env, e.ids));
+      break;
+    case Event::kQuorum:
+      o.Set("type", "quorum");
+      o.Set("quorate", e.quorate);
+      o.Set("ringId", e.ring);
+      o.Set("members", IdsToJs(env, e.ids));
+      break;
+    case Event::kVotequorum: {
+      o.Set("type", "votequorum");
+      o.Set("quorate", e.quorate);
+      Napi::Array nodes = Napi::Array::New(env, e.ids.size());
+      for (size_t i = 0; i < e.ids.size(); i++) {
+        Napi::Object n = Napi::Object::New(env);
+        n.Set("nodeid", e.ids[i]);
+        n.Set("state", e.states[i]);
+        nodes.Set(static_cast<uint32_t>(i), n);
+      }
+      o.Set("nodes", nodes);
+      break;
+    }
+    case Event::kError:
+      o.Set("type", "error");
+      o.Set("call", e.call);
+      o.Set("cs", e.cs);
+      o.Set("message", CsText(e.call.c_str(), static_cast<cs_error_t>(e.cs)));
+      break;
+  }
+  return o;
+}
+
+}  // namespace
+
+// ---- the session ------------------------------------------------------------------------
+
+class CorosyncSession : public Napi::ObjectWrap<CorosyncSession> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CorosyncSession", {
+      InstanceMethod<&CorosyncSession::Mcast>("mcast"),
+      InstanceMethod<&CorosyncSession::VotequorumInfo>("votequorumInfo"),
+      InstanceMethod<&CorosyncSession::Close>("close"),
+      InstanceAccessor<&CorosyncSession::LocalNodeId>("localNodeId"),
+      InstanceAccessor<&CorosyncSession::Group>("group"),
+    });
+  }
+
+  explicit CorosyncSession(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CorosyncSession>(info) {}
+  ~CorosyncSession() override { Shutdown(); }
+
+  // Connects, joins and starts polling; throws (after undoing what it did) on failure.
+  void Open(Napi::Env env, const std::string& group, Napi::Function onEvents) {
+    api_ = &LoadApi(env);
+    env_ = env;
+    group_ = group;
+    onEvents_ = Napi::Persistent(onEvents);
+    context_ = std::make_unique<Napi::AsyncContext>(env, "farmlb:corosync");
+    try {
+      Connect(env);
+    } catch (...) {
+      Shutdown();
+      throw;
+    }
+    // Alive while open: the loop holds its polls, nothing in JS need hold the session.
+    Ref();
+    open_ = true;
+  }
+
+ private:
+  enum Source { kCpgSource = 0, kQuorumSource = 1, kVotequorumSource = 2, kSources = 3 };
+
+  struct Poll {
+    uv_poll_t handle;
+    CorosyncSession* session;
+    Source source;
+    bool active;
+  };
+
+  void Connect(Napi::Env env) {
+    cs_error_t err;
+    cpg_model_v1_data_t cpgModel;
+    std::memset(&cpgModel, 0, sizeof cpgModel);
+    cpgModel.model = CPG_MODEL_V1;
+    cpgModel.cpg_deliver_fn = &CorosyncSession::OnDeliver;
+    cpgModel.cpg_confchg_fn = &CorosyncSession::OnConfchg;
+    cpgModel.cpg_totem_confchg_fn = &CorosyncSession::OnTotem;
+    // The current ring id at once: quorum is judged against it (src/membership/corosync/).
+    cpgModel.flags = CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF;
+    err = Retry([&] { return api_->cpg_model_initialize(&cpg_, CPG_MODEL_V1, reinterpret_cast<cpg_model_data_t*>(&cpgModel), this); });
+    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("cpg_model_initialize", err), err);
+    hasCpg_ = true;
+    err = Retry([&] { return api_->cpg_local_get(cpg_, &localNodeId_); });
+    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("cpg_local_get", err), err);
+
+    quorum_model_v1_data_t quorumModel;
+    std::memset(&quorumModel, 0, sizeof quorumModel);
+    quorumModel.model = QUORUM_MODEL_V1;
+    quorumModel.quorum_notify_fn = &CorosyncSession::OnQuorum;
+    uint32_t quorumType = 0;
+    err = Retry([&] { return api_->quorum_model_initialize(&quorum_, QUORUM_MODEL_V1, reinterpret_cast<quorum_model_data_t*>(&quorumModel), &quorumType, this); });
+    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("quorum_model_initialize", err), err);
+    hasQuorum_ = true;
+    // QUORUM_FREE: no quorum provider configured; farmlb needs votequorum's answer.
+    if (quorumType != QUORUM_SET) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", "quorum_model_initialize: corosync has no quorum provider (set quorum { provider: corosync_votequorum })");
+
+    votequorum_callbacks_t vqCallbacks;
+    std::memset(&vqCallbacks, 0, sizeof vqCallbacks);
+    vqCallbacks.votequorum_quorum_notify_fn = &CorosyncSession::OnVotequorum;
+    err = Retry([&] { return api_->votequorum_initialize(&votequorum_, &vqCallbacks); });
+    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("votequorum_initialize", err), err);
+    hasVotequorum_ = true;
+    api_->votequorum_context_set(votequorum_, this);
+
+    cpg_name name;
+    std::memset(&name, 0, sizeof name);
+    if (group_.empty() || group_.size() > CPG_MAX_NAME_LENGTH) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", "CPG group name must be 1.." + std::to_string(CPG_MAX_NAME_LENGTH) + " bytes");
+    name.length = static_cast<uint32_t>(group_.size());
+    std::memcpy(name.value, group_.data(), group_.size());
+    err = Retry([&] { return api_->cpg_join(cpg_, &name); });
+    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("cpg_join", err), err);
+
+    err = Retry([&] { return api_->quorum_trackstart(quorum_, CS_TRACK_CURRENT | CS_TRACK_CHANGES); });
+    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("quorum_trackstart", err), err);
+    err = Retry([&] { return api_->votequorum_trackstart(votequorum_, 0, CS_TRACK_CURRENT | CS_TRACK_CHANGES); });
+    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("votequorum_trackstart", err), err);
+
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", "no libuv loop");
+    for (int s = 0; s < kSources; s++) {
+      int fd = -1;
+      Source source = static_cast<Source>(s);
+      err = source == kCpgSource ? api_->cpg_fd_get(cpg_, &fd)
+          : source == kQuorumSource ? api_->quorum_fd_get(quorum_, &fd)
+          : api_->votequorum_fd_get(votequorum_, &fd);
+      if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("fd_get", err), err);
+      auto* p = new Poll{};
+      p->session = this;
+      p->source = source;
+      p->handle.data = p;
+      int rc = uv_poll_init(loop, &p->handle, fd);
+      if (rc != 0) {
+        delete p;
+        ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", std::string("uv_poll_init: ") + uv_strerror(rc));
+      }
+      polls_[s] = p;
+      rc = uv_poll_start(&p->handle, UV_READABLE | UV_DISCONNECT, &CorosyncSession::OnPoll);
+      if (rc != 0) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", std::string("uv_poll_start: ") + uv_strerror(rc));
+      p->active = true;
+    }
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    auto* p = static_cast<Poll*>(handle->data);
+    p->session->Dispatch(p, status);
+  }
+
+  void Dispatch(Poll* p, int status) {
+    if (!open_) return;
+    cs_error_t err;
+    const char* call;
+    switch (p->source) {
+      case kCpgSource: call = "cpg_dispatch"; err = api_->cpg_dispatch(cpg_, CS_DISPATCH_ALL); break;
+      case kQuorumSource: call = "quorum_dispatch"; err = api_->quorum_dispatch(quorum_, CS_DISPATCH_ALL); break;
+      default: call = "votequorum_dispatch"; err = api_->votequorum_dispatch(votequorum_, CS_DISPATCH_ALL); break;
+    }
+    // Corosync gone (POLLHUP, CS_ERR_LIBRARY) or a broken descriptor: this source is dead for
+    // good. JS hears it and closes the session; a new one is opened once corosync is back.
+    if ((err != CS_OK && err != CS_ERR_TRY_AGAIN) || status < 0) {
+      uv_poll_stop(&p->handle);
+      p->active = false;
+      Event e{Event::kError};
+      e.call = status < 0 ? std::string("uv_poll: ") + uv_strerror(status) : call;
+      e.cs = status < 0 ? CS_ERR_LIBRARY : err;
+      pending_.push_back(std::move(e));
+    }
+    Flush();
+  }
+
+  void Flush() {
+    if (pending_.empty() || onEvents_.IsEmpty()) return;
+    std::vector<Event> events;
+    events.swap(pending_);
+    Napi::Env env = env_;
+    Napi::HandleScope scope(env);
+    Napi::Array arr = Napi::Array::New(env, events.size());
+    for (size_t i = 0; i < events.size(); i++) arr.Set(static_cast<uint32_t>(i), EventToJs(env, events[i]));
+    try {
+      onEvents_.MakeCallback(Value(), {arr}, *context_);
+    } catch (const Napi::Error& e) {
+      // Nothing in JS is below us to catch it: report it as node reports any uncaught error.
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  static CorosyncSession* FromCpg(cpg_handle_t handle) {
+    void* ctx = nullptr;
+    // The api pointer is process-wide: any session's will do to read the context.
+    if (!apiForCallbacks_ || apiForCallbacks_->cpg_context_get(handle, &ctx) != CS_OK) return nullptr;
+    return static_cast<CorosyncSession*>(ctx);
+  }
+
+  static void OnDeliver(cpg_handle_t handle, const struct cpg_name*, uint32_t nodeid, uint32_t pid, void* msg, size_t len) {
+    CorosyncSession* s = FromCpg(handle);
+    if (!s) return;
+    Event e{Event::kDeliver};
+    e.nodeid = nodeid;
+    e.pid = pid;
+    const auto* bytes = static_cast<const uint8_t*>(msg);
+    e.data.assign(bytes, bytes + len);
+    s->pending_.push_back(std::move(e));
+  }
+
+  static void OnConfchg(cpg_handle_t handle, const struct cpg_name*, const struct cpg_address* members, size_t nMembers,
+                        const struct cpg_address* left, size_t nLeft, const struct cpg_address* joined, size_t nJoined) {
+    CorosyncSession* s = FromCpg(handle);
+    if (!s) return;
+    Event e{Event::kConfchg};
+    e.members = Members(members, nMembers);
+    e.left = Members(left, nLeft);
+    e.joined = Members(joined, nJoined);
+    s->pending_.push_back(std::move(e));
+  }
+
+  static void OnTotem(cpg_handle_t handle, struct cpg_ring_id ring, uint32_t n, const uint32_t* members) {
+    CorosyncSession* s = FromCpg(handle);
+    if (!s) return;
+    Event e{Event::kTotem};
+    e.ring = RingId(ring.nodeid, ring.seq);
+    e.ids.assign(members, members + n);
+    s->pending_.push_back(std::move(e));
+  }
+
+  static void OnQuorum(quorum_handle_t handle, uint32_t quorate, struct quorum_ring_id ring, uint32_t n, const uint32_t* members) {
+    const void* ctx = nullptr;
+    if (!apiForCallbacks_ || apiForCallbacks_->quorum_context_get(handle, &ctx) != CS_OK || !ctx) return;
+    auto* s = const_cast<CorosyncSession*>(static_cast<const CorosyncSession*>(ctx));
+    Event e{Event::kQuorum};
+    e.quorate = quorate != 0;
+    e.ring = RingId(ring.nodeid, ring.seq);
+    e.ids.assign(members, members + n);
+    s->pending_.push_back(std::move(e));
+  }
+
+  static void OnVotequorum(votequorum_handle_t handle, uint64_t, uint32_t quorate, uint32_t n, votequorum_node_t nodes[]) {
+    void* ctx = nullptr;
+    if (!apiForCallbacks_ || apiForCallbacks_->votequorum_context_get(handle, &ctx) != CS_OK || !ctx) return;
+    auto* s = static_cast<CorosyncSession*>(ctx);
+    Event e{Event::kVotequorum};
+    e.quorate = quorate != 0;
+    for (uint32_t i = 0; i < n; i++) {
+      e.ids.push_back(nodes[i].nodeid);
+      e.states.push_back(nodes[i].state);
+    }
+    s->pending_.push_back(std::move(e));
+  }
+
+  // mcast(data) → cs_error_t (1 = CS_OK; 6 = CS_ERR_TRY_AGAIN: flow control, send again later).
+  Napi::Value Mcast(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!open_) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", "cpg_mcast_joined: the session is closed");
+    if (info.Length() < 1 || !info[0].IsBuffer()) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", "mcast: data must be a Buffer");
+    auto data = info[0].As<Napi::Buffer<uint8_t>>();
+    struct iovec iov;
+    iov.iov_base = data.Data();
+    iov.iov_len = data.Length();
+    // AGREED: every member delivers every message in one total order, interleaved with the
+    // configuration changes the same way everywhere (virtual synchrony).
+    cs_error_t err = api_->cpg_mcast_joined(cpg_, CPG_TYPE_AGREED, &iov, 1);
+    return Napi::Number::New(env, err);
+  }
+
+  Napi::Value VotequorumInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!open_) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", "votequorum_getinfo: the session is closed");
+    struct votequorum_info vi;
+    std::memset(&vi, 0, sizeof vi);
+    cs_error_t err = api_->votequorum_getinfo(votequorum_, localNodeId_, &vi);
+    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", CsText("votequorum_getinfo", err), err);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("nodeId", vi.node_id);
+    o.Set("votes", vi.node_votes);
+    o.Set("expectedVotes", vi.node_expected_votes);
+    o.Set("highestExpected", vi.highest_expected);
+    o.Set("totalVotes", vi.total_votes);
+    o.Set("quorum", vi.quorum);
+    o.Set("quorate", (vi.flags & VOTEQUORUM_INFO_QUORATE) != 0);
+    o.Set("twoNode", (vi.flags & VOTEQUORUM_INFO_TWONODE) != 0);
+    o.Set("waitForAll", (vi.flags & VOTEQUORUM_INFO_WAIT_FOR_ALL) != 0);
+    o.Set("qdeviceRegistered", (vi.flags & VOTEQUORUM_INFO_QDEVICE_REGISTERED) != 0);
+    o.Set("qdeviceAlive", (vi.flags & VOTEQUORUM_INFO_QDEVICE_ALIVE) != 0);
+    o.Set("qdeviceCastVote", (vi.flags & VOTEQUORUM_INFO_QDEVICE_CAST_VOTE) != 0);
+    o.Set("qdeviceVotes", vi.qdevice_votes);
+    vi.qdevice_name[VOTEQUORUM_QDEVICE_MAX_NAME_LEN - 1] = '\0';
+    o.Set("qdeviceName", std::string(vi.qdevice_name));
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    bool wasOpen = open_;
+    Shutdown();
+    if (wasOpen) Unref();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value LocalNodeId(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), localNodeId_); }
+  Napi::Value Group(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), group_); }
+
+  // Idempotent; safe from the finalizer (no JS) and from inside Flush (polls close later).
+  void Shutdown() {
+    open_ = false;
+    for (auto& p : polls_) {
+      if (!p) continue;
+      if (p->active) uv_poll_stop(&p->handle);
+      uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) { delete static_cast<Poll*>(h->data); });
+      p = nullptr;
+    }
+    // Finalizing leaves the group: the other members get a confchg (reason LEAVE) at once.
+    if (hasCpg_) api_->cpg_finalize(cpg_);
+    if (hasQuorum_) api_->quorum_finalize(quorum_);
+    if (hasVotequorum_) api_->votequorum_finalize(votequorum_);
+    hasCpg_ = hasQuorum_ = hasVotequorum_ = false;
+    pending_.clear();
+  }
+
+ public:
+  static const Api* apiForCallbacks_;
+
+ private:
+  const Api* api_ = nullptr;
+  napi_env env_ = nullptr;
+  std::string group_;
+  Napi::FunctionReference onEvents_;
+  std::unique_ptr<Napi::AsyncContext> context_;
+  cpg_handle_t cpg_ = 0;
+  quorum_handle_t quorum_ = 0;
+  votequorum_handle_t votequorum_ = 0;
+  bool hasCpg_ = false, hasQuorum_ = false, hasVotequorum_ = false;
+  bool open_ = false;
+  unsigned int localNodeId_ = 0;
+  Poll* polls_[kSources] = {nullptr, nullptr, nullptr};
+  std::vector<Event> pending_;
+};
+
+const Api* CorosyncSession::apiForCallbacks_ = nullptr;
+
+namespace {
+Napi::FunctionReference* sessionCtor = nullptr;
+}
+
+Napi::Function DefineCorosyncSession(Napi::Env env) {
+  Napi::Function ctor = CorosyncSession::Define(env);
+  sessionCtor = new Napi::FunctionReference(Napi::Persistent(ctor));
+  return ctor;
+}
+
+Napi::Value CorosyncOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsFunction()) {
+    ThrowCode(env, "FARMLB_E_COROSYNC_CALL", "corosyncOpen(group: string, onEvents: function)");
+  }
+  CorosyncSession::apiForCallbacks_ = &LoadApi(env);
+  Napi::Object obj = sessionCtor->New({});
+  CorosyncSession* session = CorosyncSession::Unwrap(obj);
+  session->Open(env, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Function>());
+  return obj;
+}
+
+// ---- configuration through cmap --------------------------------------------------------
+
+namespace {
+
+class CmapReader {
+ public:
+  CmapReader(Napi::Env env, const Api& api) : env_(env), api_(api) {
+    cs_error_t err = Retry([&] { return api_.cmap_initialize(&handle_); });
+    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("cmap_initialize", err), err);
+  }
+  ~CmapReader() { api_.cmap_finalize(handle_); }
+  CmapReader(const CmapReader&) = delete;
+  CmapReader& operator=(const CmapReader&) = delete;
+
+  // A key's value as a JS number or string; undefined when absent.
+  Napi::Value Get(const std::string& key) {
+    size_t len = 0;
+    cmap_value_types_t type;
+    cs_error_t err = api_.cmap_get(handle_, key.c_str(), nullptr, &len, &type);
+    if (err == CS_ERR_NOT_EXIST) return env_.Undefined();
+    if (err != CS_OK) ThrowCode(env_, "FARMLB_E_COROSYNC_CALL", CsText(("cmap_get " + key).c_str(), err), err);
+    std::vector<uint8_t> buf(len + 1, 0);
+    err = api_.cmap_get(handle_, key.c_str(), buf.data(), &len, &type);
+    if (err != CS_OK) ThrowCode(env_, "FARMLB_E_COROSYNC_CALL", CsText(("cmap_get " + key).c_str(), err), err);
+    const void* v = buf.data();
+    switch (type) {
+      case CMAP_VALUETYPE_INT8: return Napi::Number::New(env_, *static_cast<const int8_t*>(v));
+      case CMAP_VALUETYPE_UINT8: return Napi::Number::New(env_, *static_cast<const uint8_t*>(v));
+      case CMAP_VALUETYPE_INT16: { int16_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
+      case CMAP_VALUETYPE_UINT16: { uint16_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
+      case CMAP_VALUETYPE_INT32: { int32_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
+      case CMAP_VALUETYPE_UINT32: { uint32_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
+      case CMAP_VALUETYPE_INT64: { int64_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, static_cast<double>(x)); }
+      case CMAP_VALUETYPE_UINT64: { uint64_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, static_cast<double>(x)); }
+      case CMAP_VALUETYPE_FLOAT: { float x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
+      case CMAP_VALUETYPE_DOUBLE: { double x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
+      case CMAP_VALUETYPE_STRING: return Napi::String::New(env_, reinterpret_cast<const char*>(buf.data()));
+      default: return env_.Undefined();
+    }
+  }
+
+ private:
+  Napi::Env env_;
+  const Api& api_;
+  cmap_handle_t handle_ = 0;
+};
+
+// Bounds the nodelist walk (corosync itself allows far fewer nodes).
+constexpr unsigned kMaxNodelist = 1024;
+
+}  // namespace
+
+Napi::Value CorosyncConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CmapReader cmap(env, LoadApi(env));
+  Napi::Array nodes = Napi::Array::New(env);
+  for (unsigned i = 0; i < kMaxNodelist; i++) {
+    std::string prefix = "nodelist.node." + std::to_string(i) + ".";
+    Napi::Value ring0 = cmap.Get(prefix + "ring0_addr");
+    Napi::Value nodeid = cmap.Get(prefix + "nodeid");
+    if (ring0.IsUndefined() && nodeid.IsUndefined()) break;
+    Napi::Object n = Napi::Object::New(env);
+    n.Set("nodeid", nodeid);
+    n.Set("name", cmap.Get(prefix + "name"));
+    n.Set("ring0Addr", ring0);
+    n.Set("ring1Addr", cmap.Get(prefix + "ring1_addr"));
+    nodes.Set(i, n);
+  }
+  Napi::Object totem = Napi::Object::New(env);
+  totem.Set("clusterName", cmap.Get("totem.cluster_name"));
+  totem.Set("transport", cmap.Get("totem.transport"));
+  // runtime.config.*: what corosync computed (token_coefficient applied, consensus derived).
+  totem.Set("tokenMs", cmap.Get("runtime.config.totem.token"));
+  totem.Set("consensusMs", cmap.Get("runtime.config.totem.consensus"));
+  totem.Set("joinMs", cmap.Get("runtime.config.totem.join"));
+  totem.Set("holdMs", cmap.Get("runtime.config.totem.hold"));
+  Napi::Object quorum = Napi::Object::New(env);
+  quorum.Set("provider", cmap.Get("quorum.provider"));
+  quorum.Set("twoNode", cmap.Get("quorum.two_node"));
+  quorum.Set("waitForAll", cmap.Get("quorum.wait_for_all"));
+  quorum.Set("deviceModel", cmap.Get("quorum.device.model"));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("nodes", nodes);
+  out.Set("localNodePos", cmap.Get("nodelist.local_node_pos"));
+  out.Set("totem", totem);
+  out.Set("quorum", quorum);
+  return out;
+}
+
+}  // namespace farmlb

@@ -1,0 +1,820 @@
+// The Corosync backend of the Membership interface (docs/membership.md, "Corosync backend").
+// CpgFarm (cpg-farm.ts) decides the table every member computes alike; this file does what
+// only the local node can do, with its own clock:
+//
+// - the session with corosync (native/corosync.cc): CPG events fed to the CpgFarm in the
+//   order corosync delivers them, its `send` multicast as agreed messages (in order, sent
+//   again after CS_ERR_TRY_AGAIN); a dead session (corosync stopped or killed) revokes the
+//   lease at once and a new session is tried every second, as a fresh member;
+// - the kernel lease: renewed when this node delivers one of its own beats (proof that the
+//   ring carries its messages and that its dispatch runs) while the farm lets it serve and,
+//   under split_brain="quorum", votequorum has said "quorate" for the ring it is in — after
+//   a configuration change quorum counts as unknown until that answer comes (a qnetd
+//   tie-breaker cut off keeps saying quorate for seconds: LAB-NOTES);
+// - beats every pulse, and at once after each table is applied (that is the ack fences wait for);
+// - suspicion: a member whose beats stopped for longer than its lease can last is named in a
+//   `suspect` message (a hung daemon whose corosync still answers stays in the CPG group);
+// - holding back buckets taken from a member that left until its lease has surely run out:
+//   a whole lease after it left the group with its node up (PROCDOWN), the lease less
+//   corosync's consensus timeout after its node left the ring (NODEDOWN: before corosync
+//   declares a node gone the token has been lost for `token` and consensus sought for
+//   `consensus`, and the lost node renewed only on beats delivered before that), nothing
+//   after a LEAVE (a stopping daemon waits out its lease before it leaves the group);
+// - handover_limit timers, holdings reports, health changes (WAIT revokes before it is said).
+
+import { checkPowerChange, encodeBitmap } from '../table.js';
+import { leaseWaitNs } from '../timing.js';
+import { metered } from '../transport.js';
+import type { Membership, MembershipCpu } from '../membership.js';
+import type {
+  CorosyncStatus, EngineOutput, GroupPowers, HoldingsSample, MembershipEvent, MembershipStatus, MembershipTiming, NodeState, PeerStatus,
+  PowerOverrides, ViewTable,
+} from '../types.js';
+import type { SplitBrainPolicy } from '../../config/types.js';
+import { CS_ERR_TRY_AGAIN, CS_OK, type CorosyncEvent, type CorosyncRunningConfig, type CorosyncSession, type Native, type VotequorumInfo } from '../../dataplane/native.js';
+import { tableDigest, emptyRows } from '../table.js';
+import { CpgFarm, CPG_REASON, procKey, type FarmStep, type GoneBucket, type LocalFacts, type Proc } from './cpg-farm.js';
+import { decodeMessage, encodeMessage, type FarmMessage, type HoldingsReport } from './messages.js';
+import { nodeNames } from './conf.js';
+import { FarmlbError } from '../../errors.js';
+
+const MS = 1_000_000n;
+/** A new session is tried this often while corosync does not answer. */
+const RECONNECT_MS = 1000;
+/** Sends refused with CS_ERR_TRY_AGAIN (corosync's flow control) are tried again this soon. */
+const RETRY_SEND_MS = 5;
+/**
+ * What the lease gives beyond corosync's own failure detection (token + consensus) and one
+ * pulse: votequorum's answer for the new ring (~20 ms after it in the lab) and the delivery
+ * of a beat.
+ */
+const LEASE_MARGIN_MS = 60;
+/** Added to the token hold time to bound a token rotation (the other members forward it at once). */
+const ROTATION_MARGIN_MS = 20;
+
+/** corosync's runtime timing, with corosync's own defaults where cmap has none. */
+export function corosyncTiming(running: CorosyncRunningConfig): { tokenMs: number; consensusMs: number; holdMs: number } {
+  const tokenMs = running.totem.tokenMs ?? 1000;
+  return { tokenMs, consensusMs: running.totem.consensusMs ?? Math.round(1.2 * tokenMs), holdMs: running.totem.holdMs ?? Math.round(0.8 * tokenMs) };
+}
+
+/**
+ * The kernel lease under Corosync (docs/membership.md, "Corosync backend"): while a ring
+ * re-forms after a failure no message is delivered for up to token + consensus, so a
+ * survivor renews nothing for that long plus up to a pulse; the lease outlasts that, and the
+ * survivors serve on without a gap.
+ */
+export function corosyncLeaseMs(running: CorosyncRunningConfig, pulseMs: number): number {
+  const t = corosyncTiming(running);
+  return t.tokenMs + t.consensusMs + pulseMs + LEASE_MARGIN_MS;
+}
+
+export interface CorosyncMembershipOptions {
+  native: Pick<Native, 'corosyncOpen' | 'corosyncConfig'>;
+  module: string;
+  self: string;
+  nodes: string[];
+  groups: GroupPowers[];
+  configDigest: string;
+  timing: MembershipTiming;
+  splitBrain: SplitBrainPolicy;
+  handoverLimitMs: number;
+  /** <farmlb key_file>: signs every farm message. */
+  key: Buffer;
+  /** The running corosync's configuration, checked against cluster.xml by the caller. */
+  running: CorosyncRunningConfig;
+  powerOverrides?: PowerOverrides;
+  nowNs: () => bigint;
+  pid?: number;
+  /** Things an operator should see (a lost session, a refused message). */
+  onWarning?: (message: string, fields: Record<string, unknown>) => void;
+  onError?: (err: unknown) => void;
+  /** Corosync's events as they come (debug level): ring changes, quorum answers, the group's changes. */
+  onDebug?: (message: string, fields: Record<string, unknown>) => void;
+}
+
+export function cpgGroupName(module: string): string {
+  return `farmlb-${module}`;
+}
+
+interface Hold extends GoneBucket {
+  untilNs: bigint;
+}
+
+export class CorosyncMembership implements Membership {
+  private session: CorosyncSession | undefined;
+  private farm: CpgFarm | undefined;
+  private selfProc: Proc | undefined;
+  private apply: ((out: EngineOutput) => Promise<void> | void) | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private pulseTimer: NodeJS.Timeout | undefined;
+  private holdTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly outbox: Buffer[] = [];
+
+  // Local truth.
+  private localOk = true;
+  private localCause = 'starting';
+  private holdingsReport: HoldingsReport | undefined;
+  private appliedEpoch = 0;
+  private seq = 0;
+  private correcting = false;
+  private lastPulseNs: bigint | undefined;
+  /**
+   * Rejoin grace: at start and when its checks pass again, a node whose CPG group lacks
+   * configured nodes says WAIT until they are back or the ring has had time to merge. A
+   * node back from a link down would otherwise serve alone in its own ring for the moment
+   * before corosync merges it into the farm's (SafeKit's `serve` split brain, for nothing).
+   */
+  private graceUntil: bigint | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+
+  // What corosync said.
+  private totemRing: string | null = null;
+  private quorumRing: string | null = null;
+  private quorate: boolean | null = null;
+  /** A ring change was seen in CPG before its totem event: quorum is unknown until it comes. */
+  private awaitTotem = false;
+  /** The node ids of the latest totem ring: whether a CPG ring change is already in it. */
+  private totemMembers: ReadonlySet<number> | null = null;
+  /**
+   * The send time of the latest own beat delivered since the last ring change while quorum
+   * was still unknown: it proves this node is in the new ring, so once votequorum calls that
+   * ring quorate it renews the lease (at once, not a pulse later).
+   */
+  private pendingRenewalNs: bigint | undefined;
+  private vq: VotequorumInfo | undefined;
+  private sessionError: string | undefined;
+
+  // Derived, local.
+  private leaseDeadlineNs = 0n;
+  private lastState: NodeState = 'WAIT';
+  private lastCause = '';
+  private replicated: ViewTable | undefined;
+  private readonly holds = new Map<string, Hold>();
+  private readonly departures = new Map<string, { atNs: bigint; reason: number }>();
+  private readonly lastBeatAt = new Map<string, bigint>();
+  private readonly suspectedSent = new Map<string, number>();
+  private readonly epochSeenAt = new Map<number, bigint>();
+  private readonly limitSent = new Set<number>();
+  private readonly seenNames = new Set<string>();
+  private splitBrain = false;
+  private missing: string[] = [];
+  private readonly nodeName: Map<number, string>;
+  private readonly leaseNs: bigint;
+  private readonly suspectAfterNs: bigint;
+  private cpuUs = { send: 0, receive: 0, tick: 0 };
+
+  constructor(private readonly opts: CorosyncMembershipOptions) {
+    this.nodeName = nodeNames(opts.running);
+    this.leaseNs = BigInt(opts.timing.leaseMs) * MS;
+    // Longer than the lease can last (with its clock margins), and never under a lost follower's time.
+    const lost = BigInt(opts.timing.pulseMs * opts.timing.slostCount) * MS;
+    const wait = leaseWaitNs(opts.timing) + BigInt(opts.timing.pulseMs) * MS;
+    this.suspectAfterNs = lost > wait ? lost : wait;
+  }
+
+  // ---- Membership ---------------------------------------------------------------------
+
+  start(apply: (out: EngineOutput) => Promise<void> | void): void {
+    this.apply = apply;
+    this.startGrace();
+    this.connect();
+    this.pulseTimer = setInterval(() => this.pulse(), this.opts.timing.pulseMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of [this.pulseTimer, this.holdTimer, this.reconnectTimer, this.retryTimer, this.graceTimer]) if (t) clearTimeout(t);
+    clearInterval(this.pulseTimer);
+    await this.queue;
+    // Leaving the group lets the others take our buckets at once (a LEAVE needs no hold):
+    // so leave only once the last lease we gave the kernel has run out.
+    const waitNs = this.leaseDeadlineNs + BigInt(20_000_000) + MS - this.opts.nowNs();
+    if (this.session && waitNs > 0n) await new Promise((r) => setTimeout(r, Number(waitNs / MS) + 1));
+    this.closeSession();
+  }
+
+  setLocalHealth(ok: boolean, cause: string): void {
+    if (ok === this.localOk && cause === this.localCause) return;
+    this.localOk = ok;
+    this.localCause = cause;
+    if (!ok) {
+      // WAIT serves nothing from this instant: the lease goes before the farm hears of it.
+      this.leaseDeadlineNs = 0n;
+      this.emit({ leaseDeadlineNs: 0n, events: [] }, () => this.sendHealth());
+    } else if (this.missingNodes().length > 0) {
+      this.startGrace();
+      this.emit({ events: [] });
+    } else {
+      this.sendHealth();
+      this.emit({ events: [] });
+    }
+  }
+
+  /** Configured nodes whose daemon is not in the CPG group. */
+  private missingNodes(): string[] {
+    const present = new Set((this.farm?.memberProcs() ?? []).map((p) => this.nodeName.get(p.nodeid)));
+    return this.opts.nodes.filter((n) => !present.has(n));
+  }
+
+  private graceNs(): bigint {
+    // The ring needs the merge detection (runtime.config.totem.merge, 200 ms by default), a
+    // join and consensus to take a node back; then a pulse for its first beat.
+    const t = corosyncTiming(this.opts.running);
+    return BigInt(t.tokenMs + t.consensusMs + 200 + this.opts.timing.pulseMs) * MS;
+  }
+
+  private startGrace(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    const ns = this.graceNs();
+    this.graceUntil = this.opts.nowNs() + ns;
+    this.graceTimer = setTimeout(() => this.endGrace(), Number(ns / MS) + 1);
+  }
+
+  private endGrace(): void {
+    if (this.graceUntil === undefined) return;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this.graceUntil = undefined;
+    if (this.localOk) this.sendHealth();
+    this.emit({ events: [] });
+  }
+
+  /** What this node says of itself: its checks, held back during the rejoin grace. */
+  private reportedOk(): boolean {
+    return this.localOk && this.graceUntil === undefined;
+  }
+
+  private reportedCause(): string {
+    if (!this.localOk) return this.localCause;
+    if (this.graceUntil !== undefined) return `rejoining: waiting up to ${Number(this.graceNs() / MS)} ms for ${this.missingNodes().join(', ') || 'the ring'} to be in the group`;
+    return '';
+  }
+
+  setPower(node: string, power: number, group?: string): void {
+    checkPowerChange(this.opts.groups, this.opts.nodes, node, power, group);
+    this.send({ t: 'power', node, group: group ?? null, power });
+  }
+
+  clearPower(node: string, group?: string): void {
+    checkPowerChange(this.opts.groups, this.opts.nodes, node, undefined, group);
+    this.send({ t: 'power', node, group: group ?? null, power: null });
+  }
+
+  setHoldings(sample: HoldingsSample): void {
+    const t = this.replicated;
+    // A sample speaks for the table it was taken under; only the applied one is reported.
+    if (!t || sample.epoch !== this.appliedEpoch) return;
+    const self = this.opts.self;
+    const held = t.prev.map((row, g) => encodeBitmap((b) => row[b] === self && (sample.counts[g]?.[b] ?? 0) > 0));
+    const connections = t.prev.map((row, g) => row.reduce((sum, p, b) => sum + (p === self ? (sample.counts[g]?.[b] ?? 0) : 0), 0));
+    const report: HoldingsReport = { epoch: sample.epoch, held, connections };
+    const before = this.holdingsReport;
+    this.holdingsReport = report;
+    const isPrev = t.prev.some((row) => row.includes(self));
+    if (isPrev && (!before || before.epoch !== report.epoch || before.held.join() !== report.held.join())) this.send({ t: 'holdings', ...report });
+  }
+
+  /**
+   * A live reload (docs/operations.md, "Changing the configuration") is not staged on this
+   * backend yet: the switch would have to be one point of the agreed stream every member
+   * takes together, which the CPG farm state does not model. Refused with the reason, so the
+   * operator restarts the nodes one by one; withdrawing (null) has nothing to withdraw.
+   */
+  stageConfig(staged: { digest: string; groups: GroupPowers[] } | null): void {
+    if (staged === null) return;
+    throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', {
+      detail: 'the Corosync backend (<farmlb membership="corosync">) does not switch configurations live; restart the nodes one by one',
+    });
+  }
+
+  powerOverrides(): PowerOverrides {
+    return this.farm?.powers() ?? this.opts.powerOverrides ?? { version: 0, origin: '', entries: [] };
+  }
+
+  cpu(): MembershipCpu {
+    return { sendSeconds: this.cpuUs.send / 1e6, receiveSeconds: this.cpuUs.receive / 1e6, tickSeconds: this.cpuUs.tick / 1e6 };
+  }
+
+  status(): MembershipStatus {
+    const now = this.opts.nowNs();
+    // votequorum's view changes without a quorum event (a qdevice registering): ask now.
+    this.refreshVotequorum();
+    const farm = this.farm;
+    const table = this.localTable() ?? this.emptyTable();
+    const facts = farm?.allFacts() ?? [];
+    const peers: PeerStatus[] = this.opts.nodes.filter((n) => n !== this.opts.self).map((node) => {
+      const f = facts.find((x) => x.node === node && !x.foreign);
+      const beat = f ? this.lastBeatAt.get(f.proc) : undefined;
+      return {
+        node,
+        alive: f !== undefined && f.suspected === null,
+        member: table.view.includes(node),
+        ...(beat !== undefined ? { lastHeardMs: Number((now - beat) / MS), lastDirectMs: Number((now - beat) / MS) } : {}),
+        ...(f ? { state: (f.ok && f.mismatchEpoch === null && f.suspected === null ? 'UP' : 'WAIT') as NodeState, cause: f.cause, epoch: f.applied, incarnation: String(f.pid) } : {}),
+        ...(f?.digest ? { configDigest: f.digest } : {}),
+      };
+    });
+    const corosync: CorosyncStatus = {
+      connected: this.session !== undefined,
+      localNodeId: this.selfProc?.nodeid ?? 0,
+      ringId: this.totemRing,
+      quorate: this.quorumKnown() ? this.quorate : null,
+      members: (farm?.memberProcs() ?? []).map((p) => {
+        const f = farm!.factsOf(procKey(p));
+        const state = !f ? 'joining' : f.foreign ? `foreign: ${f.foreign}` : f.mismatchEpoch !== null ? 'config mismatch'
+          : f.suspected !== null ? 'suspected' : f.ok ? 'UP' : `WAIT: ${f.cause}`;
+        return { nodeid: p.nodeid, pid: p.pid, node: this.nodeName.get(p.nodeid) ?? null, state };
+      }),
+      syncing: farm?.syncing() ?? false,
+      ...(this.opts.running.totem.transport !== undefined ? { transport: this.opts.running.totem.transport } : {}),
+      ...(this.opts.running.totem.tokenMs !== undefined ? { tokenMs: this.opts.running.totem.tokenMs } : {}),
+      ...(this.opts.running.totem.consensusMs !== undefined ? { consensusMs: this.opts.running.totem.consensusMs } : {}),
+      ...(this.vq ? { votequorum: {
+        expectedVotes: this.vq.expectedVotes, totalVotes: this.vq.totalVotes, quorum: this.vq.quorum, twoNode: this.vq.twoNode,
+        waitForAll: this.vq.waitForAll, qdevice: this.vq.qdeviceRegistered, qdeviceAlive: this.vq.qdeviceAlive,
+      } } : {}),
+    };
+    const { state, cause } = this.evaluate();
+    return {
+      backend: 'corosync',
+      corosync,
+      node: this.opts.self,
+      state,
+      cause,
+      leader: null,
+      epoch: table.epoch,
+      view: table.view,
+      tableDigest: table.digest,
+      table,
+      leaseDeadlineNs: this.leaseDeadlineNs,
+      splitBrain: this.splitBrain,
+      missing: this.missing,
+      quorum: this.quorumState() !== 'lost',
+      configDigest: this.opts.configDigest,
+      referenceDigest: farm?.reference() ?? this.opts.configDigest,
+      powers: this.powerOverrides(),
+      incarnation: String(this.opts.pid ?? process.pid),
+      peers,
+      handover: this.handoverStatus(table),
+    };
+  }
+
+  // ---- the session --------------------------------------------------------------------
+
+  private connect(): void {
+    if (this.stopped) return;
+    try {
+      const session = this.opts.native.corosyncOpen(cpgGroupName(this.opts.module), (events) => this.onEvents(session, events));
+      this.session = session;
+      this.selfProc = { nodeid: session.localNodeId, pid: this.opts.pid ?? process.pid };
+      this.farm = new CpgFarm({
+        self: this.opts.self, selfProc: this.selfProc, nodes: this.opts.nodes, groups: this.opts.groups,
+        configDigest: this.opts.configDigest, handover: this.opts.handoverLimitMs > 0,
+        nodeName: (id) => this.nodeName.get(id),
+        ...(this.farm ? { powerOverrides: this.farm.powers() } : this.opts.powerOverrides ? { powerOverrides: this.opts.powerOverrides } : {}),
+      });
+      if (this.sessionError !== undefined) this.opts.onWarning?.('corosync answers again: rejoining the farm', { event: 'corosync_connected' });
+      this.sessionError = undefined;
+      try {
+        this.vq = session.votequorumInfo();
+      } catch {
+        this.vq = undefined;
+      }
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (this.sessionError !== message) this.opts.onWarning?.(`cannot talk to corosync: ${message}`, { event: 'corosync_unreachable', err });
+      this.sessionError = message;
+      this.emit({ events: [] });
+      this.reconnectTimer = setTimeout(() => this.connect(), RECONNECT_MS);
+    }
+  }
+
+  private closeSession(): void {
+    const s = this.session;
+    this.session = undefined;
+    this.outbox.length = 0;
+    s?.close();
+  }
+
+  /** Corosync is gone: serve nothing, forget the farm's state, and rejoin as a fresh member. */
+  private lost(reason: string): void {
+    this.closeSession();
+    this.sessionError = reason;
+    // What this session measured is not evidence in the next: a suspicion must count from a
+    // delivery the new session saw (or from its joining), never from an old timestamp.
+    this.lastBeatAt.clear();
+    this.suspectedSent.clear();
+    this.epochSeenAt.clear();
+    this.limitSent.clear();
+    this.departures.clear();
+    this.pendingRenewalNs = undefined;
+    this.awaitTotem = false;
+    this.totemMembers = null;
+    this.opts.onWarning?.(`lost corosync (${reason}): serving nothing until it answers again`, { event: 'corosync_lost' });
+    this.farm = undefined;
+    this.replicated = undefined;
+    this.holds.clear();
+    this.totemRing = this.quorumRing = null;
+    this.quorate = null;
+    this.leaseDeadlineNs = 0n;
+    this.emit({ leaseDeadlineNs: 0n, events: [] });
+    if (!this.stopped) this.reconnectTimer = setTimeout(() => this.connect(), RECONNECT_MS);
+  }
+
+  private onEvents(session: CorosyncSession, events: CorosyncEvent[]): void {
+    if (session !== this.session) return;
+    metered((us) => { this.cpuUs.receive += us; }, () => {
+      try {
+        for (const e of events) {
+          if (this.session !== session) return;
+          this.onEvent(e);
+        }
+        this.emitIfStateChanged();
+      } catch (err) {
+        // A bug must not leave this node serving on a state it could not compute.
+        this.opts.onError?.(err);
+        this.lost(`internal error: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    });
+  }
+
+  private onEvent(e: CorosyncEvent): void {
+    const farm = this.farm!;
+    const now = this.opts.nowNs();
+    if (e.type !== 'deliver' && this.opts.onDebug) {
+      this.opts.onDebug(`corosync ${e.type}`, { event: 'corosync_event', type: e.type, ...(e.type === 'confchg'
+        ? { members: e.members.map(procKey), left: e.left.map((l) => `${procKey(l)}/${l.reason}`), joined: e.joined.map((j) => `${procKey(j)}/${j.reason}`) }
+        : e.type === 'totem' ? { ringId: e.ringId } : e.type === 'quorum' ? { ringId: e.ringId, quorate: e.quorate } : {}) });
+    }
+    switch (e.type) {
+      case 'deliver': {
+        const from = { nodeid: e.nodeid, pid: e.pid };
+        const key = procKey(from);
+        const decoded = decodeMessage(e.data, this.opts.key, this.opts.module);
+        if (decoded.ok && decoded.msg.t === 'beat') this.lastBeatAt.set(key, now);
+        const step = farm.deliver(from, decoded);
+        const own = key === procKey(this.selfProc!);
+        if (own && decoded.ok && decoded.msg.t === 'health') this.correcting = false;
+        this.handle(step);
+        if (own && decoded.ok && decoded.msg.t === 'beat') {
+          const sent = BigInt(decoded.msg.at);
+          // A beat that took longer than a third of the lease to come back: the ring is slow
+          // (loss, retransmissions); at a whole lease this node stops serving.
+          if ((now - sent) * 3n > this.leaseNs) this.opts.onWarning?.(`own beat delivered after ${Number((now - sent) / MS)} ms`, { event: 'corosync_slow_delivery', ms: Number((now - sent) / MS) });
+          this.renew(sent);
+        }
+        this.correctFacts();
+        return;
+      }
+      case 'confchg': {
+        const ringChange = [...e.left, ...e.joined].some((m) => m.reason === CPG_REASON.NODEDOWN || m.reason === CPG_REASON.NODEUP);
+        if (ringChange) {
+          // The totem event of this change may come before or after it: unless the latest ring
+          // already lacks the nodes that went down and has the ones that came up, it is still
+          // to come, and until then the quorum we know is the old ring's.
+          const ring = this.totemMembers;
+          const inRing = ring !== null
+            && e.left.every((m) => m.reason !== CPG_REASON.NODEDOWN || !ring.has(m.nodeid))
+            && e.joined.every((m) => m.reason !== CPG_REASON.NODEUP || ring.has(m.nodeid));
+          this.awaitTotem = !inRing;
+          this.pendingRenewalNs = undefined;
+        }
+        for (const l of e.left) {
+          const name = this.nodeName.get(l.nodeid);
+          if (name) this.departures.set(name, { atNs: now, reason: l.reason });
+          this.lastBeatAt.delete(procKey(l));
+          this.suspectedSent.delete(procKey(l));
+        }
+        for (const j of e.joined) this.lastBeatAt.set(procKey(j), now);
+        for (const m of e.members) {
+          const name = this.nodeName.get(m.nodeid);
+          if (name && name !== this.opts.self) this.seenNames.add(name);
+          if (!this.lastBeatAt.has(procKey(m))) this.lastBeatAt.set(procKey(m), now);
+        }
+        if (this.graceUntil !== undefined && e.members.length > 0 && this.opts.nodes.every((n) => e.members.some((m) => this.nodeName.get(m.nodeid) === n))) {
+          this.graceUntil = undefined;
+          if (this.graceTimer) clearTimeout(this.graceTimer);
+          this.graceTimer = undefined;
+        }
+        this.handle(farm.confchg(e.members, e.left, e.joined, this.localFacts()));
+        this.correctFacts();
+        // A new configuration: renew as soon as the ring carries our messages again.
+        this.beat();
+        return;
+      }
+      case 'totem':
+        this.totemRing = e.ringId;
+        this.totemMembers = new Set(e.members);
+        this.awaitTotem = false;
+        this.renewPending();
+        return;
+      case 'quorum': {
+        const was = this.quorumState();
+        this.quorumRing = e.ringId;
+        this.quorate = e.quorate;
+        if (this.opts.splitBrain === 'quorum' && was !== 'lost' && this.quorumState() === 'lost') {
+          this.leaseDeadlineNs = 0n;
+          this.emit({ leaseDeadlineNs: 0n, events: [{ type: 'quorum_lost', alive: e.members.length, needed: this.vq?.quorum ?? 0 }] });
+        }
+        this.renewPending();
+        this.refreshVotequorum();
+        return;
+      }
+      case 'votequorum':
+        this.refreshVotequorum();
+        return;
+      case 'error':
+        this.lost(e.message);
+        return;
+    }
+  }
+
+  private refreshVotequorum(): void {
+    try {
+      if (this.session) this.vq = this.session.votequorumInfo();
+    } catch {
+      // Kept as it was: it is for status only.
+    }
+  }
+
+  private localFacts(): LocalFacts {
+    return { ok: this.reportedOk(), cause: this.reportedCause(), applied: this.appliedEpoch, ...(this.holdingsReport ? { holdings: this.holdingsReport } : {}) };
+  }
+
+  /** The farm's facts about this member out of date (it was out of a round, or a message was lost with one): say them again. */
+  private correctFacts(): void {
+    const farm = this.farm;
+    if (!farm || this.correcting || farm.syncing() || !farm.hasState()) return;
+    const f = farm.factsOf(procKey(this.selfProc!));
+    if (!f || f.foreign) return;
+    if (f.digest !== this.opts.configDigest || f.ok !== this.reportedOk() || f.cause !== this.reportedCause()) this.sendHealth();
+  }
+
+  private sendHealth(): void {
+    if (!this.farm) return;
+    this.correcting = true;
+    this.send({ t: 'health', ok: this.reportedOk(), cause: this.reportedCause(), digest: this.opts.configDigest });
+  }
+
+  // ---- decisions ------------------------------------------------------------------------
+
+  private handle(step: FarmStep): void {
+    for (const msg of step.send) this.send(msg);
+    const now = this.opts.nowNs();
+    for (const g of step.gone) {
+      this.holds.set(`${g.group}:${g.bucket}:${g.role}`, { ...g, untilNs: this.heldUntil(g.node, now) });
+    }
+    if (step.table) {
+      this.replicated = step.table;
+      if (!this.epochSeenAt.has(step.table.epoch)) this.epochSeenAt.set(step.table.epoch, now);
+      this.pruneHolds(now);
+      this.scheduleHolds(now);
+      this.emit({ table: this.localTable()!, events: step.events });
+    } else if (step.events.length > 0) {
+      this.emit({ events: step.events });
+    }
+  }
+
+  /** Until when a node that left may still serve (docs/membership.md, "Corosync backend"). */
+  private heldUntil(node: string, now: bigint): bigint {
+    const wait = leaseWaitNs(this.opts.timing);
+    const d = this.departures.get(node);
+    if (!d) return now + wait;
+    if (d.reason === CPG_REASON.LEAVE) return d.atNs;
+    if (d.reason === CPG_REASON.NODEDOWN) {
+      // The node renewed last when it held the token. The first survivor to miss the token
+      // had it at most one rotation (≤ the hold time) before, times out `token` after that,
+      // and the survivors then wait `consensus` for the lost node before declaring it gone.
+      const t = corosyncTiming(this.opts.running);
+      const gap = BigInt(t.tokenMs + t.consensusMs - t.holdMs - ROTATION_MARGIN_MS) * MS;
+      return d.atNs + (wait > gap ? wait - gap : 0n);
+    }
+    return d.atNs + wait;
+  }
+
+  private pruneHolds(now: bigint): boolean {
+    let changed = false;
+    for (const [k, h] of this.holds) {
+      if (h.untilNs <= now) {
+        this.holds.delete(k);
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  private scheduleHolds(now: bigint): void {
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    let next: bigint | undefined;
+    for (const h of this.holds.values()) if (next === undefined || h.untilNs < next) next = h.untilNs;
+    if (next === undefined) return;
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = undefined;
+      const t = this.opts.nowNs();
+      const before = this.localTable();
+      this.pruneHolds(t);
+      const after = this.localTable();
+      if (after && before && after.digest !== before.digest) this.emit({ table: after, completesTable: true, events: [] });
+      this.scheduleHolds(t);
+    }, Number((next - now) / MS) + 1);
+  }
+
+  /**
+   * The replicated table with this node's holds: a bucket it gains from a member that left
+   * stays unowned here (and a departed previous owner stays named) until that member's
+   * lease has surely run out.
+   */
+  private localTable(): ViewTable | undefined {
+    const t = this.replicated;
+    if (!t) return undefined;
+    if (this.holds.size === 0) return t;
+    const groups = t.groups.map((r) => [...r]);
+    const prev = t.prev.map((r) => [...r]);
+    for (const h of this.holds.values()) {
+      if (h.role === 'owner' && groups[h.group]![h.bucket] === this.opts.self) groups[h.group]![h.bucket] = null;
+      if (h.role === 'prev' && prev[h.group]![h.bucket] === null && groups[h.group]![h.bucket] === this.opts.self) prev[h.group]![h.bucket] = h.node;
+    }
+    return { ...t, groups, prev, digest: tableDigest(groups, prev) };
+  }
+
+  private emptyTable(): ViewTable {
+    const groups = emptyRows(this.opts.groups.length);
+    const prev = emptyRows(this.opts.groups.length);
+    return { epoch: 0, leader: null, view: [], groups, prev, digest: tableDigest(groups, prev) };
+  }
+
+  private quorumKnown(): boolean {
+    return !this.awaitTotem && this.quorumRing !== null && this.quorumRing === this.totemRing;
+  }
+
+  private quorumState(): 'ok' | 'lost' | 'unknown' {
+    if (this.quorate === false) return 'lost';
+    return this.quorumKnown() && this.quorate === true ? 'ok' : 'unknown';
+  }
+
+  /** The module state this node should be in now, and why. */
+  private evaluate(): { state: NodeState; cause: string } {
+    if (this.stopped) return { state: 'WAIT', cause: 'stopping' };
+    if (!this.session) return { state: 'WAIT', cause: `corosync not reachable${this.sessionError ? `: ${this.sessionError}` : ''}` };
+    if (!this.reportedOk()) return { state: 'WAIT', cause: this.reportedCause() };
+    const problem = this.farm?.selfProblem();
+    if (problem !== undefined) return { state: 'WAIT', cause: problem };
+    if (this.opts.splitBrain === 'quorum') {
+      const q = this.quorumState();
+      if (q === 'lost') return { state: 'WAIT', cause: 'no quorum (votequorum): split_brain="quorum"' };
+      // Unknown right after a change: keep serving on the lease already given, renew nothing.
+      if (q === 'unknown' && this.lastState !== 'UP') return { state: 'WAIT', cause: 'waiting for votequorum\'s answer for this ring' };
+    }
+    return { state: 'UP', cause: '' };
+  }
+
+  /** A beat of ours came back through the ring: the lease runs from when it was sent. */
+  private renew(sentAtNs: bigint): void {
+    const { state } = this.evaluate();
+    if (state !== 'UP' || !this.farm?.hasState()) return;
+    if (this.opts.splitBrain === 'quorum' && this.quorumState() !== 'ok') {
+      if (this.pendingRenewalNs === undefined || sentAtNs > this.pendingRenewalNs) this.pendingRenewalNs = sentAtNs;
+      this.opts.onDebug?.('lease not renewed: quorum unknown for this ring', { event: 'corosync_no_renewal', totemRing: this.totemRing, quorumRing: this.quorumRing, awaitTotem: this.awaitTotem, quorate: this.quorate });
+      return;
+    }
+    const deadline = sentAtNs + this.leaseNs;
+    if (deadline <= this.leaseDeadlineNs) return;
+    this.leaseDeadlineNs = deadline;
+    this.emit({ leaseDeadlineNs: deadline, events: [] });
+  }
+
+  /** Quorum became known and quorate for this ring: the beats it already carried renew now. */
+  private renewPending(): void {
+    const pending = this.pendingRenewalNs;
+    if (pending === undefined || this.quorumState() !== 'ok') return;
+    this.pendingRenewalNs = undefined;
+    this.renew(pending);
+  }
+
+  private emitIfStateChanged(): void {
+    const { state, cause } = this.evaluate();
+    if (state !== this.lastState || cause !== this.lastCause) this.emit({ events: [] });
+  }
+
+  private emit(partial: Omit<EngineOutput, 'state' | 'cause'>, after?: () => void): void {
+    if (!this.apply) return;
+    const { state, cause } = this.evaluate();
+    if (state === 'WAIT') this.leaseDeadlineNs = 0n;
+    this.updateSplitBrain(partial.events);
+    this.lastState = state;
+    this.lastCause = cause;
+    const out: EngineOutput = { ...partial, state, cause, ...(state === 'WAIT' ? { leaseDeadlineNs: 0n } : {}) };
+    const apply = this.apply;
+    const step = this.queue.then(async () => {
+      await apply(out);
+      // The ack fences wait for: sent only once the table is in the data plane.
+      if (out.table && out.table.epoch > this.appliedEpoch) {
+        this.appliedEpoch = out.table.epoch;
+        this.beat();
+      }
+      after?.();
+    });
+    this.queue = step.catch((err) => this.opts.onError?.(err));
+  }
+
+  private updateSplitBrain(events: MembershipEvent[]): void {
+    const view = this.replicated?.view ?? [];
+    const members = new Set((this.farm?.memberProcs() ?? []).map((p) => this.nodeName.get(p.nodeid)).filter((n): n is string => n !== undefined));
+    const missing = [...this.seenNames].filter((n) => !members.has(n)).sort();
+    const split = missing.length > 0 && this.session !== undefined;
+    this.missing = missing;
+    if (split && !this.splitBrain) events.push({ type: 'split_brain', view, missing });
+    if (!split && this.splitBrain) events.push({ type: 'split_brain_healed', view });
+    this.splitBrain = split;
+  }
+
+  // ---- sending -------------------------------------------------------------------------
+
+  private beat(): void {
+    if (!this.session || !this.farm) return;
+    this.send({ t: 'beat', seq: ++this.seq, at: this.opts.nowNs().toString(), applied: this.appliedEpoch });
+  }
+
+  private send(msg: FarmMessage): void {
+    if (!this.session) return;
+    metered((us) => { this.cpuUs.send += us; }, () => {
+      this.outbox.push(encodeMessage(msg, this.opts.key, this.opts.module));
+      this.flush();
+    });
+  }
+
+  /** Sends in order; corosync's flow control (CS_ERR_TRY_AGAIN) keeps the rest for a moment. */
+  private flush(): void {
+    const s = this.session;
+    while (s && this.outbox.length > 0) {
+      const rc = s.mcast(this.outbox[0]!);
+      if (rc === CS_ERR_TRY_AGAIN) {
+        if (!this.retryTimer) this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.flush(); }, RETRY_SEND_MS);
+        return;
+      }
+      this.outbox.shift();
+      if (rc !== CS_OK) this.opts.onWarning?.(`cpg_mcast_joined failed (cs_error ${rc}): a farm message was lost`, { event: 'corosync_send_failed', cs: rc });
+    }
+  }
+
+  // ---- the pulse ------------------------------------------------------------------------
+
+  private pulse(): void {
+    metered((us) => { this.cpuUs.tick += us; }, () => {
+      const now = this.opts.nowNs();
+      const late = this.lastPulseNs !== undefined && now - this.lastPulseNs > BigInt(3 * this.opts.timing.pulseMs) * MS;
+      this.lastPulseNs = now;
+      const farm = this.farm;
+      if (!this.session || !farm) return;
+      this.beat();
+      // After a pause of our own (SIGSTOP, a stalled host) the silence is ours: the others'
+      // beats wait in the socket. A suspicion then would name stale beats anyway.
+      if (!late) {
+        for (const p of farm.memberProcs()) {
+          const key = procKey(p);
+          if (key === procKey(this.selfProc!)) continue;
+          const since = this.lastBeatAt.get(key);
+          const seq = farm.lastSeqOf(key);
+          const f = farm.factsOf(key);
+          if (since === undefined || now - since < this.suspectAfterNs || f?.suspected !== null && f?.suspected !== undefined) continue;
+          if (this.suspectedSent.get(key) === seq) continue;
+          this.suspectedSent.set(key, seq);
+          this.send({ t: 'suspect', proc: key, seq });
+        }
+      }
+      if (this.opts.handoverLimitMs > 0) {
+        const limitNs = BigInt(this.opts.handoverLimitMs) * MS;
+        for (const h of farm.handovers()) {
+          if (!this.epochSeenAt.has(h.since)) this.epochSeenAt.set(h.since, now);
+          if (now - this.epochSeenAt.get(h.since)! >= limitNs && !this.limitSent.has(h.since)) {
+            this.limitSent.add(h.since);
+            this.send({ t: 'limit', epoch: h.since });
+          }
+        }
+      }
+    });
+  }
+
+  private handoverStatus(table: ViewTable): MembershipStatus['handover'] {
+    const facts = this.farm?.allFacts() ?? [];
+    return table.prev.flatMap((row, g) => {
+      const byPrev = new Map<string, number>();
+      for (const p of row) if (p !== null) byPrev.set(p, (byPrev.get(p) ?? 0) + 1);
+      if (byPrev.size === 0) return [];
+      return [{
+        group: this.opts.groups[g]!.name,
+        buckets: [...byPrev.values()].reduce((a, b) => a + b, 0),
+        prevs: [...byPrev].map(([node, buckets]) => {
+          const h = facts.find((f) => f.node === node)?.holdings;
+          return { node, buckets, ...(h ? { connections: h.connections[g] ?? 0 } : {}) };
+        }),
+      }];
+    });
+  }
+}
