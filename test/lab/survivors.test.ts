@@ -232,12 +232,13 @@ for (const { farm, mode } of SUITES) {
         const bucketOwners = new Map(l.clientAddrs4.filter(bystander).map((src) => [srcBucket(src, seed), srcOwner(l, src, seed, before)!]));
         const dropped = seen.filter((x) => !x.leaseValid || [...bucketOwners].some(([b, o]) => o === x.node && x.owners[b] !== x.self))
           .map((x) => `${x.at - markedAt} ms ${x.node} ${x.leaseValid ? 'dropped a bystander bucket' : 'lease lapsed'}`);
-        console.log(`[survivors] ${ALL.length} nodes ${mode} ${c.name}: bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks}, marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
+        console.log(`[survivors] ${ALL.length} nodes ${mode} ${c.name}: bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks} (SYNs answered twice: ${wire.doubles.length}), marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
         // Most of the window must have been watched by a running client.
-        expect(totals.stalled, 'requests the stalled client missed').toBeLessThan(totals.answered / 4);
-        expect(ClientPoller.failures(report, bystander), 'failed requests of bystander sources').toEqual([]);
-        expect(wire.synAcks, 'SYN-ACKs captured').toBeGreaterThan(100);
-        expect(wire.doubles, 'SYNs answered by two nodes').toEqual([]);
+        // Soft: a case that fails one of them still reports the others.
+        expect.soft(totals.stalled, 'requests the stalled client missed').toBeLessThan(totals.answered / 4);
+        expect.soft(ClientPoller.failures(report, bystander), 'failed requests of bystander sources').toEqual([]);
+        expect.soft(wire.synAcks, 'SYN-ACKs captured').toBeGreaterThan(100);
+        expect.soft(wire.doubles, 'SYNs answered by two nodes').toEqual([]);
       }, 90_000);
     }
   });
