@@ -17,7 +17,7 @@ import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { coverage, readServed } from './helpers/overlap-sampler.js';
 import { ClientPoller, SynAckCapture } from './helpers/client-watch.js';
-import { FAILOVER_NODES, FULL_QUOTAS, logsOnFailure, srcBucket, srcOwner, waitCoverage, waitNoHandover } from './helpers/failover-kit.js';
+import { FAILOVER_NODES, FULL_QUOTAS, logMarks, logsOnFailure, srcBucket, srcOwner, waitCoverage, waitNoHandover } from './helpers/failover-kit.js';
 
 const SOURCES = 32;
 
@@ -210,6 +210,7 @@ for (const { farm, mode } of SUITES) {
         await poller!.mark();
         // The wall clock of the mark: failure times are relative to it, the daemons' logs absolute.
         const markedAt = Date.now();
+        const marks = logMarks(l);
         const witness = watchLeases(l, others(farm, c.node(farm)));
         let wire;
         try {
@@ -232,7 +233,11 @@ for (const { farm, mode } of SUITES) {
         const bucketOwners = new Map(l.clientAddrs4.filter(bystander).map((src) => [srcBucket(src, seed), srcOwner(l, src, seed, before)!]));
         const dropped = seen.filter((x) => !x.leaseValid || [...bucketOwners].some(([b, o]) => o === x.node && x.owners[b] !== x.self))
           .map((x) => `${x.at - markedAt} ms ${x.node} ${x.leaseValid ? 'dropped a bystander bucket' : 'lease lapsed'}`);
-        console.log(`[survivors] ${ALL.length} nodes ${mode} ${c.name}: bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks} (SYNs answered twice: ${wire.doubles.length}), marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
+        // A heartbeat that arrived later than a lease after its best transit, at a node that
+        // neither failed nor returned (a node resumed after SIGSTOP reads its queued ones): the
+        // host stalled (every node runs on it), which no protocol on it can serve through.
+        const stale = others(farm, c.node(farm)).reduce((sum, n) => sum + l.logSince(n, marks[n] ?? 0).split('\n').filter((x) => x.includes('"reason":"stale')).length, 0);
+        console.log(`[survivors] ${ALL.length} nodes ${mode} ${c.name}: heartbeats rejected as stale by the others ${stale}, bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks} (SYNs answered twice: ${wire.doubles.length}), marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
         // Most of the window must have been watched by a running client.
         // Soft: a case that fails one of them still reports the others.
         expect.soft(totals.stalled, 'requests the stalled client missed').toBeLessThan(totals.answered / 4);
