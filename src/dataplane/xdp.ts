@@ -37,9 +37,7 @@ import {
   decodeRequesterKey,
   encodeIface,
   MAX_NODES,
-  nodeEntries,
   nodeIndex,
-  nodeMacEntries,
   NODE_F_KNOWN,
   TC_HANDLE,
   TC_PRIORITY,
@@ -60,16 +58,12 @@ import {
   modeName,
   parseMac,
   RESOLVED_RULES_PER_SLOT,
-  resolvedRuleEntry,
-  ruleSpecEntry,
   sumPerCpuBucketCounter,
   sumPerCpuCounter,
-  validateTables,
-  vipDescEntries,
-  vipEntry,
   type Ctl,
   type MapName,
 } from './abi.js';
+import { nodeEntries, nodeMacEntries, resolvedRuleEntry, ruleSpecEntry, validateTables, vipDescEntries, vipEntry } from './map-entries.js';
 import { resolveRules, vipLayout, type ResolvedRule, type VipLayout } from './rule-table.js';
 import { bpfObjectPath, loadNative, type Native, type NativeMap, type NativeObject, type TestRunResult, type XdpMode } from './native.js';
 import {
