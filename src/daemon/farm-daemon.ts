@@ -300,7 +300,7 @@ export class FarmDaemon {
       const t0 = process.hrtime.bigint();
       const before = this.host.tables();
       const table = d.table;
-      await this.host.changeTables(() => this.host.compile(table.table), `epoch ${table.epoch}`);
+      await this.host.changeBuckets(table.table, `epoch ${table.epoch}`);
       this.installedEpoch = table.epoch;
       const after = this.host.tables();
       // Only now, with the table in the data plane: a sample tagged with this epoch proves

@@ -12,6 +12,7 @@ import {
   NODE_NONE,
   PORT_ANY,
   VIP_ANY,
+  type BucketRows,
   type CompiledRule,
   type CompiledVip,
   type DataplaneTables,
@@ -54,6 +55,30 @@ const isInt = (v: unknown, lo: number, hi: number): boolean => Number.isInteger(
 const isNode = (v: unknown): boolean => isInt(v, 0, MAX_NODES - 1) || v === NODE_NONE;
 const isGroupRef = (v: unknown): boolean => isInt(v, 0, MAX_GROUPS - 1) || v === GROUP_NONE;
 
+/** The bucket rows of a table (what applyBuckets changes) against the ABI limits. */
+export function validateBuckets(buckets: BucketRows, prevOwners?: BucketRows): void {
+  if (buckets.length > MAX_GROUPS) throw invalid(`${buckets.length} groups, the data plane holds ${MAX_GROUPS}`);
+  buckets.forEach((row, group) => {
+    if (row.length !== NBUCKETS) throw invalid(`group ${group} has ${row.length} buckets, not ${NBUCKETS}`);
+    row.forEach((owner, bucket) => {
+      if (!isNode(owner)) throw invalid(`group ${group} bucket ${bucket}: owner ${owner} is neither < ${MAX_NODES} nor NODE_NONE`);
+    });
+  });
+  if (prevOwners) {
+    if (prevOwners.length !== buckets.length) throw invalid(`${prevOwners.length} rows of previous owners for ${buckets.length} groups`);
+    prevOwners.forEach((row, group) => {
+      if (row.length !== NBUCKETS) throw invalid(`group ${group} has ${row.length} previous owners, not ${NBUCKETS}`);
+      row.forEach((prev, bucket) => {
+        if (!isNode(prev)) throw invalid(`group ${group} bucket ${bucket}: previous owner ${prev} is neither < ${MAX_NODES} nor NODE_NONE`);
+        // The program reads prev == owner as no handover; the membership never writes it.
+        if (prev !== NODE_NONE && prev === buckets[group]![bucket]) {
+          throw invalid(`group ${group} bucket ${bucket}: node ${prev} is both owner and previous owner`);
+        }
+      });
+    });
+  }
+}
+
 /**
  * Checks a table against the ABI limits before anything is written, so a rejected table
  * leaves the running maps untouched. Throws FARMLB_E_DATAPLANE_TABLE_INVALID.
@@ -66,26 +91,7 @@ export function validateTables(t: DataplaneTables): void {
   } catch {
     throw invalid(`vmac "${t.vmac}" is not aa:bb:cc:dd:ee:ff`);
   }
-  if (t.buckets.length > MAX_GROUPS) throw invalid(`${t.buckets.length} groups, the data plane holds ${MAX_GROUPS}`);
-  t.buckets.forEach((row, group) => {
-    if (row.length !== NBUCKETS) throw invalid(`group ${group} has ${row.length} buckets, not ${NBUCKETS}`);
-    row.forEach((owner, bucket) => {
-      if (!isNode(owner)) throw invalid(`group ${group} bucket ${bucket}: owner ${owner} is neither < ${MAX_NODES} nor NODE_NONE`);
-    });
-  });
-  if (t.prevOwners) {
-    if (t.prevOwners.length !== t.buckets.length) throw invalid(`${t.prevOwners.length} rows of previous owners for ${t.buckets.length} groups`);
-    t.prevOwners.forEach((row, group) => {
-      if (row.length !== NBUCKETS) throw invalid(`group ${group} has ${row.length} previous owners, not ${NBUCKETS}`);
-      row.forEach((prev, bucket) => {
-        if (!isNode(prev)) throw invalid(`group ${group} bucket ${bucket}: previous owner ${prev} is neither < ${MAX_NODES} nor NODE_NONE`);
-        // The program reads prev == owner as no handover; the membership never writes it.
-        if (prev !== NODE_NONE && prev === t.buckets[group]![bucket]) {
-          throw invalid(`group ${group} bucket ${bucket}: node ${prev} is both owner and previous owner`);
-        }
-      });
-    });
-  }
+  validateBuckets(t.buckets, t.prevOwners);
   if (t.vips.length > MAX_VIPS) throw invalid(`${t.vips.length} VIPs, the data plane holds ${MAX_VIPS}`);
   const vipIds = new Set<number>();
   const vipAddrs = new Set<string>();
