@@ -11,7 +11,7 @@
 
 import { bucketOf } from '../balance/hash.js';
 import { bpfObjectPath, loadNative, type Native, type NativeObject } from '../dataplane/native.js';
-import { addrBytes16, buildFrame, parseIp, TCP_ACK, TCP_SYN, type FrameSpec } from '../dataplane/packet.js';
+import { addrBytes16, buildFrame, parseIp, TCP_ACK, TCP_SYN, type FrameSpec } from '../net/frames.js';
 import { holdConnection, type HeldConnection } from './socket-holder.js';
 import {
   CriterionId,

@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bpfObjectPath, loadNative, type Native } from '../dataplane/native.js';
-import { addrBytes16 } from '../dataplane/packet.js';
+import { addrBytes16 } from '../net/frames.js';
 import { CriterionId, GROUP_NONE, NBUCKETS, type DataplaneTables } from '../dataplane/types.js';
 import { XdpDataplane } from '../dataplane/xdp.js';
 import { clockTicksPerSecond, cpuTicks, linkStats, processTicks, processTree, run, snmpCounters } from './proc.js';

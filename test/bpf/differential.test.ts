@@ -29,7 +29,7 @@ import {
   type Ipv6ExtSpec,
   type L4Spec,
   type VlanTag,
-} from '../../src/dataplane/packet.js';
+} from '../../src/net/frames.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import {
   CriterionId,

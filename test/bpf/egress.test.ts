@@ -18,7 +18,7 @@ import {
   toHex,
   truncate,
   type FrameSpec,
-} from '../../src/dataplane/packet.js';
+} from '../../src/net/frames.js';
 import { CriterionId, GROUP_NONE, NBUCKETS, NODE_NONE, PORT_ANY, VIP_ANY, type CompiledVip, type DataplaneTables } from '../../src/dataplane/types.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { describePrivileged } from '../helpers/privileged.js';

@@ -22,7 +22,7 @@ import {
   truncate,
   type FrameSpec,
   type L4Spec,
-} from '../../src/dataplane/packet.js';
+} from '../../src/net/frames.js';
 import {
   CriterionId,
   GROUP_NONE,
