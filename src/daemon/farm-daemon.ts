@@ -53,7 +53,7 @@ function healthDetailOption(list: string[] | undefined): { detail?: readonly Cid
 }
 import { createMetrics, ViewHistory, type DataplaneCounters, type Metrics } from '../api/metrics.js';
 import { XdpDataplane, type PinnedDataplane } from '../dataplane/xdp.js';
-import { EventsLog, eventsFile, movedBucketsByGroup } from './events-log.js';
+import { EventsLog, eventsFile, movedBucketsByGroup } from '../api/events-log.js';
 import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from '../api/status.js';
 import { CheckPoller, describeFailures, type CheckResult, type CheckTarget } from '../checks/local-checks.js';
 import { NodeHost, ownedCount } from './node-host.js';
