@@ -16,7 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bpfObjectPath, loadNative, type Native } from '../dataplane/native.js';
+import { bpfObjectPath, loadNative, type Native } from '../addon/native.js';
 import { addrBytes16 } from '../net/frames.js';
 import { CriterionId, GROUP_NONE, NBUCKETS, type DataplaneTables } from '../dataplane/types.js';
 import { XdpDataplane } from '../dataplane/xdp.js';

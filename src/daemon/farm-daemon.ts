@@ -34,7 +34,7 @@ import { groupPowers } from '../balance/compile.js';
 import type { BucketTable } from '../balance/assign.js';
 import type { ClusterConfig, FarmConfig } from '../config/types.js';
 import { configDigest } from '../config/digest.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import { NBUCKETS, NODE_NONE, type DataplaneTables } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
 import type { NeighbourSystem } from '../net/neighbours.js';

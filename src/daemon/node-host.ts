@@ -25,7 +25,7 @@ import type { ClusterConfig, FarmConfig, VmacMode } from '../config/types.js';
 import { bucketRows, compileTables } from '../balance/compile.js';
 import type { BucketTable } from '../balance/assign.js';
 import { XdpDataplane, unpinDir } from '../dataplane/xdp.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import type { DataplaneTables } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
 import { ArpReroute, type ArpRerouteStats, type RerouteInterface } from '../net/arpreroute.js';

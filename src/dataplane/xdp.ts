@@ -65,7 +65,7 @@ import {
 } from './abi.js';
 import { nodeEntries, nodeMacEntries, resolvedRuleEntry, ruleSpecEntry, validateBuckets, validateTables, vipDescEntries, vipEntry } from './map-entries.js';
 import { resolveRules, vipLayout, type ResolvedRule, type VipLayout } from './rule-table.js';
-import { bpfObjectPath, loadNative, type Native, type NativeMap, type NativeObject, type TestRunResult, type XdpMode } from './native.js';
+import { bpfObjectPath, loadNative, type Native, type NativeMap, type NativeObject, type TestRunResult, type XdpMode } from '../addon/native.js';
 import {
   REASONS,
   type BucketCounter,

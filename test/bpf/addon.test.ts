@@ -18,7 +18,7 @@ import {
   encodeVipKey,
   type MapName,
 } from '../../src/dataplane/abi.js';
-import { bpfObjectPath, loadNative, repoRoot, type Native, type NativeObject } from '../../src/dataplane/native.js';
+import { bpfObjectPath, loadNative, repoRoot, type Native, type NativeObject } from '../../src/addon/native.js';
 import { NODE_NONE, XDP_DROP, XDP_PASS, type DataplaneTables } from '../../src/dataplane/types.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { describePrivileged } from '../helpers/privileged.js';

@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { encodeIndexKey, decodeIface, formatMac } from '../../src/dataplane/abi.js';
 import { egressRewrite } from '../../src/dataplane/model.js';
-import { bpfObjectPath, loadNative } from '../../src/dataplane/native.js';
+import { bpfObjectPath, loadNative } from '../../src/addon/native.js';
 import {
   addrBytes16,
   buildFrame,

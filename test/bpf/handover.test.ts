@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decide, MAX_GROUPS, type ConnectionTable } from '../../src/dataplane/model.js';
-import { bpfObjectPath } from '../../src/dataplane/native.js';
+import { bpfObjectPath } from '../../src/addon/native.js';
 import { buildFrame, parseIpv4, parseIpv6, quotedPacket, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, toHex, type FrameSpec } from '../../src/net/frames.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { CriterionId, NBUCKETS, NODE_NONE, REASONS, VIP_ANY, type DataplaneTables, type Reason } from '../../src/dataplane/types.js';

@@ -41,7 +41,7 @@ import {
 } from '../../src/dataplane/abi.js';
 import { nodeEntries, nodeMacEntries, vipDescEntries, validateTables } from '../../src/dataplane/map-entries.js';
 import { abiMismatches, abiStructNames } from '../../src/dataplane/abi-check.js';
-import { bpfObjectPath, loadNative, type Native } from '../../src/dataplane/native.js';
+import { bpfObjectPath, loadNative, type Native } from '../../src/addon/native.js';
 import { resolveRules, vipLayout } from '../../src/dataplane/rule-table.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { bool, bytes, layout, struct, u64, uint } from '../../src/dataplane/abi-codec.js';
