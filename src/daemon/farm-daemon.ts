@@ -34,7 +34,7 @@ import { groupPowers } from '../balance/compile.js';
 import type { BucketTable } from '../balance/assign.js';
 import type { ClusterConfig, FarmConfig } from '../config/types.js';
 import { configDigest } from '../config/digest.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import { NBUCKETS, NODE_NONE, type DataplaneTables } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
 import type { NeighbourSystem } from '../net/neighbours.js';
@@ -53,7 +53,7 @@ function healthDetailOption(list: string[] | undefined): { detail?: readonly Cid
 }
 import { createMetrics, ViewHistory, type DataplaneCounters, type Metrics } from '../api/metrics.js';
 import { XdpDataplane, type PinnedDataplane } from '../dataplane/xdp.js';
-import { EventsLog, eventsFile, movedBucketsByGroup } from './events-log.js';
+import { EventsLog, eventsFile, movedBucketsByGroup } from '../api/events-log.js';
 import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from '../api/status.js';
 import { CheckPoller, describeFailures, type CheckResult, type CheckTarget } from '../checks/local-checks.js';
 import { NodeHost, ownedCount } from './node-host.js';
@@ -300,7 +300,7 @@ export class FarmDaemon {
       const t0 = process.hrtime.bigint();
       const before = this.host.tables();
       const table = d.table;
-      await this.host.changeTables(() => this.host.compile(table.table), `epoch ${table.epoch}`);
+      await this.host.changeBuckets(table.table, `epoch ${table.epoch}`);
       this.installedEpoch = table.epoch;
       const after = this.host.tables();
       // Only now, with the table in the data plane: a sample tagged with this epoch proves

@@ -35,7 +35,7 @@ import type { Logger } from 'pino';
 import { bucketOf } from '../balance/hash.js';
 import { ruleLookup, winningRule, type RuleLookup } from '../dataplane/rule-table.js';
 import { CriterionId, NBUCKETS, NODE_NONE, type CompiledVip, type DataplaneTables } from '../dataplane/types.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import { isFarmlbError } from '../errors.js';
 import { diagTcpSockets, scanTcpSockets, TCP_STATES, type LocalAddr, type ScanTcpResult, type TcpSocket, type TcpState } from '../net/tcp-sockets.js';
 import type { Holdings } from './table-source.js';

@@ -34,7 +34,7 @@ import { keyId } from '../membership/key.js';
 import type { GroupPowers, MembershipTiming } from '../membership/types.js';
 import { CorosyncMembership, corosyncLeaseMs, cpgGroupName } from '../membership/corosync/corosync-membership.js';
 import { nodelistProblems } from '../membership/corosync/conf.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import type { Holdings, SourceSink, SourceView, TableSource } from './table-source.js';
 
 /** view() of the membership source: the common view plus what only the membership knows. */

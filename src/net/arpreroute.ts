@@ -15,7 +15,7 @@
 
 import type { Logger } from 'pino';
 import { GROUP_NONE, NBUCKETS, type DataplaneTables, type Requester } from '../dataplane/types.js';
-import type { RawSocket } from '../dataplane/native.js';
+import type { RawSocket } from '../addon/native.js';
 import { buildArpReply, buildUnsolicitedNa } from './announce.js';
 
 // One ARP requester / NS sender a node's program saw (XdpDataplane.requesters()).
