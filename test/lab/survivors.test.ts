@@ -113,7 +113,7 @@ for (const { farm, mode } of SUITES) {
     beforeAll(async () => {
       lab = await FarmLab.create({
         // Generic XDP until the lab's plain bridge (native on veth) lands.
-        name, mode, xdpMode: 'generic', nodes: farm.nodes, clientAddrs4: SOURCES, clientAddrs6: 0, membership: true,
+        name, mode, xdpMode: 'generic', nodes: farm.nodes, clientAddrs4: SOURCES, clientAddrs6: 0, membership: true, nice: -10,
         ...(mode === 'vmac_directed' ? { arpRule: true } : {}),
       });
       seed = (await lab.compiled()).tables.hashSeed;
@@ -155,7 +155,9 @@ for (const { farm, mode } of SUITES) {
      */
     async function atRest(l: FarmLab): Promise<void> {
       const serving = ALL.filter((n) => l.daemonRunning(n) && (coverage(l, [n]).counts[n] ?? 0) > 0);
-      await waitNoHandover(l, serving);
+      // A handover ends when the previous owner reports no connection left, at the latest at
+      // the limit (farmlb's default, 30 s).
+      await waitNoHandover(l, serving, 40_000);
       await waitFor(() => serving.every((n) => readServed(l, n)?.leaseValid) || undefined, { timeoutMs: 10_000, intervalMs: 20, what: `${serving.join(', ')} to hold a valid lease` });
     }
 
