@@ -37,7 +37,7 @@ import { ClientPoller } from './helpers/client-watch.js';
 import { LongConns } from './helpers/long-conns.js';
 import { FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, logsOnFailure, srcOwner, waitCoverage, waitNoHandover } from './helpers/failover-kit.js';
 import type { CheckerStatus, DaemonStatus } from '../../src/api/status.js';
-import { eventsFile, readEvents, type StateEvent } from '../../src/daemon/events-log.js';
+import { eventsFile, readEvents, type StateEvent } from '../../src/api/events-log.js';
 
 const ALL = FAILOVER_NODE_NAMES;
 const SOURCES = 32;
