@@ -43,7 +43,7 @@ import { packageVersion } from '../version.js';
 import type { SystemdNotifier } from './systemd.js';
 import { startControlServer, type ControlServer, type PowerChange } from '../api/control.js';
 import { startHealthServer, type HealthServer } from '../api/health.js';
-import { parseCidr, type Cidr } from '../api/allow-list.js';
+import { parseCidr, type Cidr } from '../config/cidr.js';
 
 /** <farmlb health_detail> as the health server takes it (absent: its default, the node itself). */
 function healthDetailOption(list: string[] | undefined): { detail?: readonly Cidr[] | 'any' } {
