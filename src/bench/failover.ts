@@ -288,11 +288,11 @@ ${this.appXml} <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toStr
   }
 
   /** The daemon's heartbeat CPU meter (seconds, all parts) and installed epoch, over its control socket. */
-  async meter(n: BenchNode): Promise<{ cpuSeconds: number; epoch: number }> {
+  async meter(n: BenchNode): Promise<{ cpuSeconds: number; sendSeconds: number; receiveSeconds: number; tickSeconds: number; epoch: number }> {
     const s = await controlRequest(n.runDir, { cmd: 'status' }, { module: `bench-${this.tag}`, timeoutMs: 5_000 }) as DaemonStatus;
     const c = s.membershipCpu;
     if (!c) throw new Error(`${n.name}: the status carries no membershipCpu (not in membership mode?)`);
-    return { cpuSeconds: c.sendSeconds + c.receiveSeconds + c.tickSeconds, epoch: s.epoch };
+    return { cpuSeconds: c.sendSeconds + c.receiveSeconds + c.tickSeconds, sendSeconds: c.sendSeconds, receiveSeconds: c.receiveSeconds, tickSeconds: c.tickSeconds, epoch: s.epoch };
   }
 
   async killDaemon(n: BenchNode, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -973,6 +973,10 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     const m1 = await Promise.all(farm.nodes.map((n) => farm.meter(n)));
     const heartbeatCpu = m1.map((m, i) => ((m.cpuSeconds - m0[i]!.cpuSeconds) / windowS) * 100);
     const atRest = m1.every((m, i) => m.epoch === m0[i]!.epoch);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const part = (k: 'sendSeconds' | 'receiveSeconds' | 'tickSeconds') => round(mean(m1.map((m, i) => ((m[k] - m0[i]![k]) / windowS) * 100)), 2);
+    // Said before the trials: a farm too loaded to converge in time still reports its CPU.
+    progress(`${size} nodes at rest (${windowS} s): daemon CPU mean ${round(mean(cpu), 2)}% max ${round(Math.max(...cpu), 2)}% of a core, heartbeats mean ${round(mean(heartbeatCpu), 2)}% max ${round(Math.max(...heartbeatCpu), 2)}% (send ${part('sendSeconds')}%, receive ${part('receiveSeconds')}%, tick ${part('tickSeconds')}%)${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
     const conv: number[] = [];
     for (let t = 0; t < trials; t++) {
       const victim = farm.nodes[farm.nodes.length - 1 - (t % Math.max(1, farm.nodes.length - 1))]!;
@@ -986,10 +990,10 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
       await sleep(500);
     }
     const row = { nodes: size, membership, timing: farm.timing(), convergenceMs: median(conv),
-      ...(membership === 'corosync' ? { corosyncCpuMeanPct: corosyncCpu.reduce((a, b) => a + b, 0) / corosyncCpu.length } : {}), convergenceTrialsMs: conv.map((c) => round(c)),
-      cpuMeanPct: cpu.reduce((a, b) => a + b, 0) / cpu.length, cpuMaxPct: Math.max(...cpu),
-      heartbeatCpuMeanPct: heartbeatCpu.reduce((a, b) => a + b, 0) / heartbeatCpu.length, heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS };
-    progress(`${membership} ${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')}), daemon CPU mean ${round(row.cpuMeanPct, 2)}% max ${round(row.cpuMaxPct, 2)}% of a core, heartbeats mean ${round(row.heartbeatCpuMeanPct, 2)}% max ${round(row.heartbeatCpuMaxPct, 2)}%${row.corosyncCpuMeanPct !== undefined ? `, corosync ${round(row.corosyncCpuMeanPct, 2)}%` : ''}${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
+      ...(membership === 'corosync' ? { corosyncCpuMeanPct: mean(corosyncCpu) } : {}), convergenceTrialsMs: conv.map((c) => round(c)),
+      cpuMeanPct: mean(cpu), cpuMaxPct: Math.max(...cpu),
+      heartbeatCpuMeanPct: mean(heartbeatCpu), heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS };
+    progress(`${membership} ${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')})${row.corosyncCpuMeanPct !== undefined ? `, corosync ${round(row.corosyncCpuMeanPct, 2)}% of a core at rest` : ''}`);
     return row;
   } finally {
     await farm.cleanup();

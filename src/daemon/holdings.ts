@@ -14,7 +14,9 @@
 // States: every state but LISTEN, TIME_WAIT and CLOSE. A TIME_WAIT socket is no connection
 // (the application is gone, nothing is lost when its last ACK goes elsewhere), and the data
 // path treats a TIME_WAIT socket found by bpf_skc_lookup_tcp as not held either, so both
-// sides agree and a TIME_WAIT cannot hold a handover open for its 60 s.
+// sides agree and a TIME_WAIT cannot hold a handover open for its 60 s. That includes the
+// orphan a server's close() leaves in FIN_WAIT2 (a timewait socket the kernel lists with its
+// substate): src/net/tcp-sockets.ts reports it as TIME_WAIT, as the data path sees it.
 //
 // Sampling: while the installed table names this node the previous owner of a bucket, the
 // socket table is read every HOLDINGS_INTERVAL_MS at most, through sock_diag with the VIPs
