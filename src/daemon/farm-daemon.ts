@@ -10,11 +10,11 @@
 //          host stopped (lease revoked, tcpreset, VIPs removed, program detached …) →
 //          state STOP.
 //
-// Handover (issue 7): after every table it applied, the daemon tells the holdings sampler
-// (src/daemon/holdings.ts) the installed table and its epoch; while that table names this
-// node the previous owner of a bucket, the sampler reads the socket table every 250 ms
-// and hands the counts to the source (TableSource.setHoldings), which lets the leader end
-// the handover. Every few seconds the SYN cookie counters are checked: cookies defeat the
+// Handover (docs/membership.md "Handover"): after every table it applied, the daemon tells
+// the holdings sampler (src/daemon/holdings.ts) the installed table and its epoch; while
+// that table names this node the previous owner of a bucket, the sampler reads the socket
+// table every 250 ms and hands the counts to the source (TableSource.setHoldings), which
+// lets the leader end the handover. Every few seconds the SYN cookie counters are checked: cookies defeat the
 // data path's socket test, so an episode of cookies sent is logged (once) and shown in the
 // status.
 //
@@ -43,7 +43,7 @@ import { packageVersion } from '../version.js';
 import type { SystemdNotifier } from './systemd.js';
 import { startControlServer, type ControlServer, type PowerChange } from '../api/control.js';
 import { startHealthServer, type HealthServer } from '../api/health.js';
-import { parseCidr, type Cidr } from '../api/allow-list.js';
+import { parseCidr, type Cidr } from '../config/cidr.js';
 
 /** <farmlb health_detail> as the health server takes it (absent: its default, the node itself). */
 function healthDetailOption(list: string[] | undefined): { detail?: readonly Cidr[] | 'any' } {

@@ -1,6 +1,6 @@
 // The connections this node still holds as the previous owner of buckets in handover
-// (issue 7): what lets the membership leader end a handover as soon as the previous owner
-// is done instead of at the time limit.
+// (docs/membership.md "Handover"): what lets the membership leader end a handover as soon
+// as the previous owner is done instead of at the time limit.
 //
 // A socket is "held in bucket b of group g" when its local address is a VIP, the TCP rule
 // the data path applies to that VIP and local port (rule-table.ts's winningRule, as the

@@ -14,7 +14,8 @@
 // ask during the campaign are caught too. See docs/net.md ("arpreroute").
 
 import type { Logger } from 'pino';
-import { GROUP_NONE, NBUCKETS, type DataplaneTables, type Requester } from '../dataplane/types.js';
+import { GROUP_NONE, NBUCKETS, type DataplaneTables } from '../balance/tables.js';
+import type { Requester } from '../dataplane/types.js';
 import type { RawSocket } from '../addon/native.js';
 import { buildArpReply, buildUnsolicitedNa } from './announce.js';
 
