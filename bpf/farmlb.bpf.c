@@ -4,8 +4,13 @@
  * The semantics are docs/datapath.md, step by step; src/dataplane/model.ts implements
  * the same steps in TypeScript and test/bpf/differential.test.ts holds the two equal.
  *
- * Shape: one default verdict (pass, not a VIP), early decisions `goto out`, and one exit
- * that counts the verdict per reason and, when a bucket decided, per bucket.
+ * Shape: one default verdict (pass, not a VIP); classify steps for L3 (classify_ipv4,
+ * classify_ipv6) and L4 (classify_ports, classify_icmp) that return an enum step, as
+ * Katran's process_l3_headers / handle_icmp return an action or "go on"; the entry turns
+ * each step into a verdict or the bucket decision; and one exit that counts the verdict per
+ * reason and, when a bucket decided, per bucket. The steps are __always_inline: the
+ * verifier and the benchmark see one function (docs/benchmarks.md, "The XDP entry in steps").
+ * The tc egress program is farmlb_egress.bpf.c, linked into the same object.
  */
 #include <linux/bpf.h>
 #include <linux/icmpv6.h>

@@ -22,8 +22,9 @@ import type { DaemonStatus } from '../api/status.js';
 import { NODE_NONE } from '../dataplane/types.js';
 import { addrBytes } from '../balance/addr.js';
 import { bucketOf } from '../balance/hash.js';
-import { clockTicksPerSecond, processTicks, run } from './proc.js';
-import { median, round, sleep } from './stats.js';
+import { clockTicksPerSecond, inNs, processTicks, run } from './proc.js';
+import { median, percentile, round, sleep } from './stats.js';
+import { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
 import { parseArgs } from 'node:util';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { POLL_CLIENT_JS } from './poll-client.js';
@@ -37,10 +38,7 @@ import { renderSurvivorCases, survivorCases, type SurvivorCase } from './survivo
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
-export const HASH_SEED = 0x2545f491;
-export const HTTP_PORT = 8080;
 const MEMBERSHIP_PORT = 4800;
-export const VIP = '10.80.0.100';
 const node4 = (i: number) => `10.80.0.${11 + i}`;
 const nodeMac = (i: number) => `02:80:00:00:00:${(0x11 + i).toString(16).padStart(2, '0')}`;
 /** Client source addresses, 250 per /24 from 10.80.1.1 (the handover bench uses up to 4,000). */
@@ -130,15 +128,9 @@ export interface FailoverReport {
   notes: string[];
 }
 
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-
-export function inNs(ns: string, cmd: string, args: string[], timeoutMs = 15_000): Promise<string> {
-  return run('nsenter', [`--net=/run/netns/${ns}`, '--', cmd, ...args], timeoutMs);
-}
+export { percentile } from './stats.js';
+export { inNs } from './proc.js';
+export { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
 
 const nowNs = (): bigint => process.hrtime.bigint();
 

@@ -1,6 +1,6 @@
 // The connections this node still holds as the previous owner of buckets in handover
-// (issue 7): what lets the membership leader end a handover as soon as the previous owner
-// is done instead of at the time limit.
+// (docs/membership.md "Handover"): what lets the membership leader end a handover as soon
+// as the previous owner is done instead of at the time limit.
 //
 // A socket is "held in bucket b of group g" when its local address is a VIP, the TCP rule
 // the data path applies to that VIP and local port (rule-table.ts's winningRule, as the
@@ -35,7 +35,7 @@ import type { Logger } from 'pino';
 import { bucketOf } from '../balance/hash.js';
 import { ruleLookup, winningRule, type RuleLookup } from '../dataplane/rule-table.js';
 import { CriterionId, NBUCKETS, NODE_NONE, type CompiledVip, type DataplaneTables } from '../dataplane/types.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import { isFarmlbError } from '../errors.js';
 import { diagTcpSockets, scanTcpSockets, TCP_STATES, type LocalAddr, type ScanTcpResult, type TcpSocket, type TcpState } from '../net/tcp-sockets.js';
 import type { Holdings } from './table-source.js';

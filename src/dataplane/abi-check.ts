@@ -8,7 +8,7 @@
 // object it loads (as Cilium's pkg/alignchecker does at start).
 
 import { ABI_STRUCTS, type StructSpec } from './abi.js';
-import type { BtfLayout } from './native.js';
+import type { BtfLayout } from '../addon/native.js';
 
 /** The struct names the object's maps and globals reach, sorted. */
 export function abiStructNames(layout: BtfLayout): string[] {

@@ -9,7 +9,9 @@
 // one of them, and the differential test says which packet shows it.
 
 import { bucketOf } from '../balance/hash.js';
+import { FarmlbError } from '../errors.js';
 import { formatAddr, formatMac, MAX_GROUPS, MAX_NODES, parseMac } from './abi.js';
+import { validateBuckets } from './map-entries.js';
 import { ruleLookup, winningRule, type RuleLookup } from './rule-table.js';
 import {
   CriterionId,
@@ -21,6 +23,7 @@ import {
   XDP_TX,
   GROUP_NONE,
   type BucketCounter,
+  type BucketRows,
   type CompiledVip,
   type Dataplane,
   type DataplaneTables,
@@ -632,6 +635,13 @@ export class ModelDataplane implements Dataplane {
 
   async apply(tables: DataplaneTables): Promise<void> {
     this.current = tables;
+  }
+
+  async applyBuckets(buckets: BucketRows, prevOwners?: BucketRows): Promise<void> {
+    if (!this.current) throw new FarmlbError('FARMLB_E_DATAPLANE_TABLE_INVALID', { detail: 'buckets applied before any table' });
+    validateBuckets(buckets, prevOwners);
+    const { prevOwners: _old, ...rest } = this.current;
+    this.current = { ...rest, buckets, ...(prevOwners ? { prevOwners } : {}) };
   }
 
   async setLease(deadlineNs: bigint): Promise<void> {

@@ -21,7 +21,7 @@ export {
   type DataplaneTables,
   type Reason,
 } from '../balance/tables.js';
-import type { DataplaneTables, Reason } from '../balance/tables.js';
+import type { BucketRows, DataplaneTables, Reason } from '../balance/tables.js';
 
 export const XDP_ABORTED = 0;
 export const XDP_DROP = 1;
@@ -74,6 +74,12 @@ export interface BucketCounter {
 export interface Dataplane {
   /** Replace the tables atomically: every packet sees either the old tables or the new ones. */
   apply(tables: DataplaneTables): Promise<void>;
+  /**
+   * Replace who owns each bucket (and the handover's previous owners), keeping everything
+   * else the last apply() set: a membership change, written without recompiling or comparing
+   * the rest. Atomic like apply(). Throws FARMLB_E_DATAPLANE_TABLE_INVALID before any apply().
+   */
+  applyBuckets(buckets: BucketRows, prevOwners?: BucketRows): Promise<void>;
   /** Set the kernel lease deadline (CLOCK_MONOTONIC ns). 0 = no lease. */
   setLease(deadlineNs: bigint): Promise<void>;
   /** The tables currently active. */

@@ -30,7 +30,7 @@
 import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { formatAddr } from '../dataplane/abi.js';
-import type { Native } from '../dataplane/native.js';
+import type { Native } from '../addon/native.js';
 import { FarmlbError } from '../errors.js';
 
 /** include/net/tcp_states.h, by number. */
@@ -253,7 +253,7 @@ export interface DiagTcpOptions {
   states?: ReadonlySet<number>;
   /** Only sockets whose local address is one of these (filtered in the kernel); absent: every socket. */
   locals?: readonly LocalAddr[];
-  /** The addon (src/dataplane/native.ts loadNative()). */
+  /** The addon (src/addon/native.ts loadNative()). */
   native: Pick<Native, 'tcpDiag'>;
 }
 

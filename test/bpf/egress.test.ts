@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { encodeIndexKey, decodeIface, formatMac } from '../../src/dataplane/abi.js';
 import { egressRewrite } from '../../src/dataplane/model.js';
-import { bpfObjectPath, loadNative } from '../../src/dataplane/native.js';
+import { bpfObjectPath, loadNative } from '../../src/addon/native.js';
 import {
   addrBytes16,
   buildFrame,
@@ -18,7 +18,7 @@ import {
   toHex,
   truncate,
   type FrameSpec,
-} from '../../src/dataplane/packet.js';
+} from '../../src/net/frames.js';
 import { CriterionId, GROUP_NONE, NBUCKETS, NODE_NONE, PORT_ANY, VIP_ANY, type CompiledVip, type DataplaneTables } from '../../src/dataplane/types.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { describePrivileged } from '../helpers/privileged.js';

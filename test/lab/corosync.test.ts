@@ -5,7 +5,8 @@
 // The failure matrix common to both backends runs in test/lab/failover.test.ts; here what is
 // Corosync's own: the status it adds, kill -9 of corosync itself on a node (its daemon stops
 // serving at once, the survivors never pause and take its buckets once the ring drops it),
-// a partition under `quorum` (votequorum: the minority serves nothing). Every rejoin
+// corosync restarted, and the two-node farm with and without a qnetd witness. A partition
+// under `quorum` runs for both backends in test/lab/failover-quorum.test.ts. Every rejoin
 // restores the quotas.
 
 import { afterAll, beforeAll, expect, it, type TestContext } from 'vitest';
@@ -123,20 +124,25 @@ describePrivileged('lab: Corosync membership backend (CPG + votequorum): failove
     noOverlaps(await end());
   }, 90_000);
 
-  it('partition (quorum): the majority serves every bucket, the cut-off node serves nothing; healing restores the quotas', async (ctx) => {
+  it('corosync restarted on a node (SIGTERM, started again at once, as systemctl restart does): its daemon serves nothing meanwhile, reconnects by itself and the quotas come back; the survivors never pause, no double serving', async (ctx) => {
     corosyncLogsOnFailure(ctx);
     const { l } = await begin();
-    sampler!.setDomains([['n1', 'n2'], ['n3']]);
-    await partition(l, [['n1', 'n2'], ['n3']]);
+    const lapses: string[] = [];
+    const watch = setInterval(() => {
+      for (const n of others('n3')) if (!readServed(l, n)!.leaseValid) lapses.push(`${n} at ${Date.now()}`);
+    }, 5);
     try {
-      await waitCoverage(l, ['n1', 'n2']);
-      await waitFor(() => coverage(l, ['n3']).counts.n3 === 0, { timeoutMs: 5_000, intervalMs: 20, what: 'n3 to serve nothing' });
-      await waitFor(async () => (await l.status('n3')).corosync?.quorate === false, { timeoutMs: 5_000, intervalMs: 100, what: 'n3 to report no quorum' });
+      await l.corosync!.kill('n3', 'SIGTERM');
+      await waitFor(() => !readServed(l, 'n3')!.leaseValid || undefined, { timeoutMs: 2_000, intervalMs: 5, what: 'n3 to stop serving (its session is gone)' });
+      await l.corosync!.start('n3');
+      await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000, what: 'n3 back at its quota after reconnecting' });
     } finally {
-      await heal(l);
+      clearInterval(watch);
     }
-    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
-    sampler!.setDomains([ALL]);
+    expect(lapses, 'survivor lease lapses').toEqual([]);
+    const s = await l.status('n3');
+    expect(s.corosync).toMatchObject({ connected: true, quorate: true });
+    expect(s.corosync!.members.map((m) => m.node).sort()).toEqual(ALL);
     noOverlaps(await end());
   }, 90_000);
 });
@@ -178,10 +184,7 @@ for (const witness of [true, false]) {
         for (const n of ['n1', 'n2']) console.error(`--- corosync ${n} ---\n${lab?.corosync?.log(n).split('\n').slice(-40).join('\n')}`);
       });
       const l = lab!;
-      if (witness) {
-        await waitFor(async () => (await Promise.all(['n1', 'n2'].map((n) => l.status(n)))).every((s) => s.corosync?.votequorum?.qdevice && s.corosync.votequorum.qdeviceAlive),
-          { timeoutMs: 30_000, intervalMs: 250, what: 'qdevice registered and alive on both nodes' });
-      }
+      if (witness) await qnetd!.waitVoting();
       // With a witness, no bucket is served by both halves even across the split.
       sampler = new OverlapSampler(l).start();
       if (!witness) sampler.setDomains([['n1'], ['n2']]);

@@ -17,8 +17,6 @@ import {
   encodeRequester,
   encodeRequesterKey,
   encodeVip,
-  nodeEntries,
-  nodeMacEntries,
   decodeRuleKey,
   decodeRuleSpecKey,
   decodeSlotCfg,
@@ -32,7 +30,6 @@ import {
   encodeVipDesc,
   encodeVipIndex,
   encodeVipKey,
-  vipDescEntries,
   vipIndexOf,
   VIP_F_ANY_TCP,
   VIP_F_OVERFLOW_UDP,
@@ -41,10 +38,10 @@ import {
   VIP_INLINE_PORTS,
   formatAddr,
   sumPerCpuCounter,
-  validateTables,
 } from '../../src/dataplane/abi.js';
+import { nodeEntries, nodeMacEntries, vipDescEntries, validateTables } from '../../src/dataplane/map-entries.js';
 import { abiMismatches, abiStructNames } from '../../src/dataplane/abi-check.js';
-import { bpfObjectPath, loadNative, type Native } from '../../src/dataplane/native.js';
+import { bpfObjectPath, loadNative, type Native } from '../../src/addon/native.js';
 import { resolveRules, vipLayout } from '../../src/dataplane/rule-table.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { bool, bytes, layout, struct, u64, uint } from '../../src/dataplane/abi-codec.js';

@@ -86,7 +86,7 @@ describe('FarmlbError', () => {
 });
 
 describe('native error codes', () => {
-  // The addon throws plain Errors with a string `code`; src/dataplane/native.ts turns only codes
+  // The addon throws plain Errors with a string `code`; src/addon/native.ts turns only codes
   // the registry knows into FarmlbError, so an unknown one would silently stay a bare Error with
   // no hint and no docs/errors.md row. Every code literal in native/ must be a registry key.
   it('uses in native/*.cc and native/*.h only codes the registry declares', () => {

@@ -11,7 +11,7 @@ import { explainPacket, type HandoverVerdict, type PacketQuery } from '../../src
 import { loadConfigs } from '../../src/config/index.js';
 import { parseMac } from '../../src/dataplane/abi.js';
 import { decide, type ConnectionTable } from '../../src/dataplane/model.js';
-import { buildFrame, TCP_ACK, TCP_SYN, type FrameSpec } from '../../src/dataplane/packet.js';
+import { buildFrame, TCP_ACK, TCP_SYN, type FrameSpec } from '../../src/net/frames.js';
 import { NBUCKETS, NODE_NONE, XDP_DROP, XDP_PASS, XDP_TX, type DataplaneTables } from '../../src/dataplane/types.js';
 
 const fixtures = path.resolve(import.meta.dirname, '../fixtures/configs');

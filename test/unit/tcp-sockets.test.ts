@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatAddr } from '../../src/dataplane/abi.js';
-import { loadNative } from '../../src/dataplane/native.js';
+import { loadNative } from '../../src/addon/native.js';
 import {
   decodeDiagRecord,
   diagTcpSockets,

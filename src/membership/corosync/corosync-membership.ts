@@ -31,7 +31,7 @@ import type {
   PowerOverrides, ViewTable,
 } from '../types.js';
 import type { SplitBrainPolicy } from '../../config/types.js';
-import { CS_ERR_TRY_AGAIN, CS_OK, type CorosyncEvent, type CorosyncRunningConfig, type CorosyncSession, type Native, type VotequorumInfo } from '../../dataplane/native.js';
+import { CS_ERR_TRY_AGAIN, CS_OK, type CorosyncEvent, type CorosyncRunningConfig, type CorosyncSession, type Native, type VotequorumInfo } from '../../addon/native.js';
 import { tableDigest, emptyRows } from '../table.js';
 import { CpgFarm, CPG_REASON, procKey, type FarmStep, type GoneBucket, type LocalFacts, type Proc } from './cpg-farm.js';
 import { decodeMessage, encodeMessage, type FarmMessage, type HoldingsReport } from './messages.js';
@@ -302,8 +302,8 @@ export class CorosyncMembership implements Membership {
 
   status(): MembershipStatus {
     const now = this.opts.nowNs();
-    // votequorum's view changes without a quorum event (a qdevice registering): ask now.
-    this.refreshVotequorum();
+    // votequorum's figures as of its last event: asking corosync here would block this loop
+    // while corosync hangs (its client calls wait without a timeout).
     const farm = this.farm;
     const table = this.localTable() ?? this.emptyTable();
     const facts = farm?.allFacts() ?? [];
@@ -511,6 +511,7 @@ export class CorosyncMembership implements Membership {
         this.totemRing = e.ringId;
         this.totemMembers = new Set(e.members);
         this.awaitTotem = false;
+        this.refreshVotequorum();
         this.renewPending();
         return;
       case 'quorum': {
@@ -678,6 +679,15 @@ export class CorosyncMembership implements Membership {
   private renew(sentAtNs: bigint): void {
     const { state } = this.evaluate();
     if (state !== 'UP' || !this.farm?.hasState()) return;
+    // A node that is not serving (a quorum minority healed, a node back from a cut) starts
+    // again only on the table the round merges: until the round ends, its own table is the one
+    // of the configuration it was alone in, and its peers still serve theirs (the lab saw n3
+    // serve every bucket for ~20 ms of a heal). A node serving already keeps renewing: it
+    // serves what it served, and survivors never pause for a joiner.
+    if (this.farm.syncing() && this.leaseDeadlineNs <= this.opts.nowNs()) {
+      this.opts.onDebug?.('lease not renewed: not serving, and a sync round is under way', { event: 'corosync_no_renewal', syncing: true });
+      return;
+    }
     if (this.opts.splitBrain === 'quorum' && this.quorumState() !== 'ok') {
       if (this.pendingRenewalNs === undefined || sentAtNs > this.pendingRenewalNs) this.pendingRenewalNs = sentAtNs;
       this.opts.onDebug?.('lease not renewed: quorum unknown for this ring', { event: 'corosync_no_renewal', totemRing: this.totemRing, quorumRing: this.quorumRing, awaitTotem: this.awaitTotem, quorate: this.quorate });

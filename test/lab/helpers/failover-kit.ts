@@ -34,6 +34,16 @@ export const FAILOVER_NODE_NAMES = FAILOVER_NODES.map((n) => n.name);
 /** Largest-remainder quotas of 1:1:2 over 256 buckets. */
 export const FULL_QUOTAS: Record<string, number> = { n1: 64, n2: 64, n3: 128 };
 export const HEALTH_PORT = 9010;
+/**
+ * The membership lab suites run against both backends (docs/membership.md): the same cases,
+ * parametrized with `backendOptions`, not copied.
+ */
+export const MEMBERSHIP_BACKENDS = ['builtin', 'corosync'] as const;
+export type MembershipBackendName = (typeof MEMBERSHIP_BACKENDS)[number];
+/** FarmLab options that run the membership on `backend` (Corosync: one corosync per node namespace). */
+export function backendOptions(backend: MembershipBackendName): { membership: boolean; corosync: boolean } {
+  return { membership: backend === 'builtin', corosync: backend === 'corosync' };
+}
 const LOG_TAIL_LINES = 150;
 
 export function logsOnFailure(ctx: TestContext, lab: () => FarmLab | undefined): void {

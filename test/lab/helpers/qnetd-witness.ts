@@ -8,7 +8,8 @@
 // API
 //   QnetdWitness.ADDR                   the witness's address (give `--qnetd ADDR` to farmlb corosync-conf)
 //   await QnetdWitness.create(lab)      namespace, link, CA, qnetd running, nodes enrolled, qdevice on every node
-//   .killQnetd() / .qdeviceLog(node) / .qnetdLog()
+//   .waitVoting()                      until votequorum counts the witness's vote on every node
+//   .log(name) / .allLogs()
 //   .cleanup()                          kill what it started, remove its namespace (the lab removes the rest)
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -102,6 +103,20 @@ export class QnetdWitness {
       const d = dirs.get(n)!;
       this.qdevices.set(n, this.spawnLogged(`qdevice ${n}`, this.sh(this.lab.nodeNs(n), d.etc, d.runDir, 'exec corosync-qdevice -f -d')));
     }
+  }
+
+  /**
+   * Until votequorum counts the witness's vote on every node (`corosync-quorumtool -s` in the
+   * node's namespace: total votes 3, flag Qdevice), i.e. qdevice is registered and qnetd answers.
+   */
+  async waitVoting(timeoutMs = 30_000): Promise<void> {
+    await waitFor(async () => {
+      for (const n of this.lab.nodeNames()) {
+        const r = await inNetns(this.lab.nodeNs(n), 'corosync-quorumtool', ['-s']).catch((err: unknown) => ({ stdout: String(err) }));
+        if (!/Total votes:\s+3\b/.test(r.stdout) || !/Flags:.*Qdevice/.test(r.stdout)) return false;
+      }
+      return true;
+    }, { timeoutMs, intervalMs: 250, what: 'votequorum to count the witness\'s vote on every node' });
   }
 
   private spawnLogged(name: string, args: string[]): ChildProcess {

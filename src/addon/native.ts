@@ -2,7 +2,8 @@
 // libbpf). The addon is thin — libbpf calls mapped to JS — and throws plain Errors with
 // `code`, `errno` and `syscall`; this module turns them into FarmlbError so callers match
 // on `code` like everywhere else. Kernel resources need an explicit close(): finalizers
-// run late or never.
+// run late or never. A room of its own (src/addon/): the data planes, the network setup,
+// the CLI and the Corosync membership all use the addon, none through another's room.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
