@@ -10,7 +10,7 @@
 // sources are served again (how fast is the benchmark's: scripts/bench failover).
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { FarmLab, NODE_IF, type FarmLabNode, type VmacMode } from './helpers/farm-lab.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
@@ -90,21 +90,10 @@ const CASES: Case[] = [
 // Every case on both farms, in both modes (the two modes take different paths to a node:
 // vmac_directed through the one the client's ARP entry names).
 const SUITES = [THREE, FIVE].flatMap((farm) => (['vmac_invisible', 'vmac_directed'] as VmacMode[]).map((mode) => ({ farm, mode })));
-// The five-node farm runs only with FARMLB_LAB_FIVE_NODES=1 until it is green beside other
-// work: on a 2-vCPU host at load 11–14 (other labs running) 3–6 of its 14 cases per run saw
-// bystander requests fail, several survivors' leases lapsing at the same instant (in most of
-// them with heartbeats rejected as stale on every node: the whole host stalled), mostly in
-// the returns; the three-node farm was green in the same runs (docs/membership.md, "The lab").
-const FIVE_NODES = process.env.FARMLB_LAB_FIVE_NODES === '1';
 
 for (const { farm, mode } of SUITES) {
   const ALL = names(farm);
-  const title = `lab: survivors keep serving through leader and follower failures and returns (${ALL.length} nodes, ${mode})`;
-  if (farm === FIVE && !FIVE_NODES) {
-    describe.skip(`${title} (set FARMLB_LAB_FIVE_NODES=1)`, () => {});
-    continue;
-  }
-  describePrivileged(title, () => {
+  describePrivileged(`lab: survivors keep serving through leader and follower failures and returns (${ALL.length} nodes, ${mode})`, () => {
     const name = `sv${ALL.length}${mode === 'vmac_directed' ? 'd' : 'i'}${uniqueSuffix()}`;
     let lab: FarmLab | undefined;
     let seed = 0;
