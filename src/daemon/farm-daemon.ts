@@ -57,6 +57,7 @@ import { EventsLog, eventsFile, movedBucketsByGroup } from '../api/events-log.js
 import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from '../api/status.js';
 import { CheckPoller, describeFailures, type CheckResult, type CheckTarget } from '../checks/local-checks.js';
 import { NodeHost, ownedCount } from './node-host.js';
+import type { HostPort } from './host-port.js';
 import { resetVipConnections } from './tcpreset.js';
 import { HoldingsSampler, type InstalledTables } from './holdings.js';
 import { SynCookieMonitor } from '../net/syncookies.js';
@@ -84,6 +85,8 @@ export interface FarmDaemonOptions {
   reloadOnSighup?: boolean;
   /** For tests: how peers' MACs are found. */
   neighbours?: NeighbourSystem;
+  /** For tests: the kernel as the host uses it (default: the node itself; test/helpers/fake-host.ts). */
+  hostPort?: HostPort;
   /** Told RELOADING=1 / READY=1 around every reload (systemd Type=notify; src/daemon/systemd.ts). */
   notifier?: Pick<SystemdNotifier, 'reloading' | 'ready'>;
 }
@@ -135,7 +138,7 @@ export class FarmDaemon {
   constructor(private readonly opts: FarmDaemonOptions) {
     this.host = new NodeHost({
       farm: opts.farm, cluster: opts.cluster, node: opts.node, paths: opts.paths, xdpMode: opts.xdpMode,
-      log: opts.log, ...(opts.neighbours ? { neighbours: opts.neighbours } : {}),
+      log: opts.log, ...(opts.neighbours ? { neighbours: opts.neighbours } : {}), ...(opts.hostPort ? { port: opts.hostPort } : {}),
     });
     this.source = opts.source;
     this.vipClosed = opts.farm.scriptcontrol;
