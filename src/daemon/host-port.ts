@@ -1,6 +1,6 @@
 // What NodeHost asks of the kernel, as one port: the data plane (program, maps, lease), the
 // network operations (addresses, sysctls, promiscuous mode, aliases, XDP detach, pins) and
-// the raw sockets of arpreroute. `realHostPort` is the node itself (XdpDataplane, ip(8),
+// the raw sockets of arpreroute, and ss(8) for tcpreset. `realHostPort` is the node itself (XdpDataplane, ip(8),
 // the addon); unit tests pass a fake network and ModelDataplane (test/helpers/fake-host.ts),
 // so FarmDaemon, NodeHost and the table sources run without root or a kernel
 // (docs/architecture.md).
@@ -14,6 +14,7 @@ import { linkMac, type NeighbourSystem } from '../net/neighbours.js';
 import { realNetSystem, type NetSystem } from '../net/setup.js';
 import { chooseXdpMode, type RequestedXdpMode, type XdpModeDecision } from '../net/xdp-mode.js';
 import type { VmacMode } from '../config/types.js';
+import { runSs, type SsRunner } from './tcpreset.js';
 
 /** The data plane as NodeHost drives it: the Dataplane tables and lease, plus the attachments. */
 export interface HostDataplane extends Dataplane {
@@ -43,6 +44,8 @@ export interface HostPort {
   chooseXdpMode(ifname: string, vmacMode: VmacMode, requested: RequestedXdpMode, log: Logger): Promise<XdpModeDecision>;
   /** arpreroute's sending socket. */
   openRawSocket(ifname: string): RawSocket;
+  /** How `ss -K` runs (tcpreset, src/daemon/tcpreset.ts). */
+  ss: SsRunner;
   /** How peers' MACs are found (default: the kernel's neighbour table). */
   neighbours?: NeighbourSystem;
 }
@@ -58,4 +61,5 @@ export const realHostPort: HostPort = {
   linkMac,
   chooseXdpMode,
   openRawSocket: (ifname) => loadNative().openRawSocket(ifname),
+  ss: runSs,
 };
