@@ -118,6 +118,13 @@ export class FakeKernel implements HostPort {
     return this.pins.get(pinDir);
   }
 
+  /** MembershipSourceOptions.readPinnedTables: what the maps of pinDir hold (throws when nothing is pinned, as the real one does). */
+  readonly readPinnedTables = (pinDir: string): DataplaneTables => {
+    const t = this.pins.get(pinDir)?.tables();
+    if (!t) throw new Error(`no maps pinned in ${pinDir}`);
+    return t;
+  };
+
   // ---- HostPort ----------------------------------------------------------------------
 
   async openDataplane({ pinDir }: { pinDir: string }): Promise<HostDataplane> {
