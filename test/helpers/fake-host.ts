@@ -104,7 +104,7 @@ export class FakeKernel implements HostPort {
   private nextProgId = 100;
   readonly neighbours: NeighbourSystem;
 
-  constructor(readonly links: FakeLink[], peerMacs: Record<string, string> = {}) {
+  constructor(readonly links: FakeLink[], private readonly peerMacs: Record<string, string> = {}) {
     this.neighbours = {
       linkMac: async (ifname) => this.link(ifname).mac,
       ifaceAddrs: async (ifname) => this.addrsOf(ifname),
@@ -118,9 +118,33 @@ export class FakeKernel implements HostPort {
     return this.pins.get(pinDir);
   }
 
+  /**
+   * The node as a kill -9 leaves it: a new kernel holding what this one holds now (pinned
+   * tables and lease, attached programs, aliases, sysctls, promiscuous mode). The process
+   * that ran on this one can then be stopped without touching the copy.
+   */
+  async afterKill(): Promise<FakeKernel> {
+    const k = new FakeKernel(this.links, this.peerMacs);
+    for (const [dir, maps] of this.pins) {
+      const copy = new ModelDataplane();
+      const t = maps.tables();
+      if (t) await copy.apply(structuredClone(t));
+      await copy.setLease(maps.leaseDeadline());
+      k.pins.set(dir, copy);
+    }
+    for (const [i, p] of this.xdp) k.xdp.set(i, p);
+    for (const e of this.egress) k.egress.add(e);
+    for (const a of this.aliases) k.aliases.add(a);
+    for (const [key, v] of this.sysctls) k.sysctls.set(key, v);
+    for (const i of this.promisc) k.promisc.add(i);
+    k.nextProgId = this.nextProgId;
+    return k;
+  }
+
   /** MembershipSourceOptions.readPinnedTables: what the maps of pinDir hold (throws when nothing is pinned, as the real one does). */
   readonly readPinnedTables = (pinDir: string): DataplaneTables => {
     const t = this.pins.get(pinDir)?.tables();
+    this.ops.push(t ? 'read pinned tables' : 'read pinned tables: none');
     if (!t) throw new Error(`no maps pinned in ${pinDir}`);
     return t;
   };

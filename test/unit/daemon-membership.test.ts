@@ -1,10 +1,11 @@
 // FarmDaemon with the membership source, without a kernel: two daemons in this process, each
 // on its own fake host (test/helpers/fake-host.ts), heartbeating over loopback (127.0.0.1 and
 // 127.0.0.2). What the lab shows with namespaces, here in a second: they agree on one
-// table, and a drain is persisted (powers.json) and still in force after a restart.
+// table, a drain is persisted (powers.json) and still in force after a restart, and a node
+// killed and restarted adopts what it left.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -98,6 +99,13 @@ async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void
   }
 }
 
+/** The regular files of a directory (a kill -9 leaves them; the control socket is not one). */
+async function files(dir: string): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  for (const e of await readdir(dir, { withFileTypes: true })) if (e.isFile()) out.set(e.name, await readFile(path.join(dir, e.name)));
+  return out;
+}
+
 const agreed = () => NODES.every((n) => running.get(n)?.status().state === 'UP') && owned('node1') + owned('node2') === 256 && owned('node1') > 0 && owned('node2') > 0;
 
 describe('FarmDaemon with the membership on fake hosts', () => {
@@ -121,5 +129,35 @@ describe('FarmDaemon with the membership on fake hosts', () => {
       NODES.every((n) => running.get(n)!.status().state === 'UP') && owned('node2') === 256);
     expect(owned('node1')).toBe(0);
     expect(running.get('node1')!.status().view).toEqual(['node1', 'node2']);
+  });
+
+  it('a node killed and restarted adopts what it left: the pinned table is read, the lease revoked first, the program replaced, the farm agrees again', async () => {
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('agreement', agreed);
+    const p = paths('node1');
+    await until('node1 leased', () => kernels.get('node1')!.model(p.pinDir)!.leaseDeadline() > nowNs());
+    // kill -9: the kernel and the run directory stay as they are.
+    const left = await kernels.get('node1')!.afterKill();
+    const runFiles = await files(p.runDir);
+    await stop('node1');
+    await rm(p.runDir, { recursive: true, force: true });
+    await mkdir(p.runDir, { recursive: true, mode: 0o700 });
+    for (const [name, content] of runFiles) await writeFile(path.join(p.runDir, name), content, { mode: 0o600 });
+    kernels.set('node1', left);
+    const leftTables = left.model(p.pinDir)!.tables()!;
+    expect(leftTables.buckets[0]!.some((o) => o === leftTables.selfNode)).toBe(true);
+    expect(left.model(p.pinDir)!.leaseDeadline()).toBeGreaterThan(0n);
+    const oldProg = left.xdp.get('eth0')!;
+    left.ops.length = 0;
+    await start('node1');
+    const ops = left.ops;
+    // The membership starts from the table the killed run served; the host writes nothing
+    // before it revoked the lease that run left running.
+    expect(ops[0]).toBe('read pinned tables');
+    expect(ops.indexOf('lease revoked')).toBe(ops.indexOf('dataplane open') + 1);
+    expect(left.xdp.get('eth0')).not.toBe(oldProg);
+    expect(left.xdp.get('eth0')).toBe(left.dataplane!.programId());
+    expect([...left.aliases]).toEqual([`eth0 ${VIP}/24`]);
+    await until('agreement again', agreed);
   });
 });
