@@ -180,6 +180,19 @@ describe('FarmDaemon on the fake host: WAIT and UP', () => {
   });
 });
 
+describe('FarmDaemon on the fake host: --static refuses runtime powers', () => {
+  it('farmlb drain answers FARMLB_E_API_STATIC_MODE and changes nothing', async () => {
+    const d = await daemon(staticSource);
+    await d.start();
+    await until('UP', () => d.status().state === 'UP');
+    const before = d.tables();
+    await expect(controlRequest(paths.runDir, { cmd: 'drain', node: 'node1' }, { module: paths.module }))
+      .rejects.toMatchObject({ code: 'FARMLB_E_API_STATIC_MODE' });
+    expect(d.tables()).toEqual(before);
+    expect(d.status().state).toBe('UP');
+  });
+});
+
 describe('FarmDaemon on the fake host: reload', () => {
   it('a refused reload (the VIP changed) keeps the running configuration, tables and state', async () => {
     const d = await daemon(staticSource);

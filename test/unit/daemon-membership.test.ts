@@ -160,4 +160,18 @@ describe('FarmDaemon with the membership on fake hosts', () => {
     expect([...left.aliases]).toEqual([`eth0 ${VIP}/24`]);
     await until('agreement again', agreed);
   });
+
+  it('a refused reload (the VIP changed) keeps the running configuration and table, and stages nothing', async () => {
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('agreement', agreed);
+    const d = running.get('node1')!;
+    const before = { digest: d.status().configDigest, table: d.tables() };
+    const xml = await readFile(path.join(dir, 'userconfig.xml'), 'utf8');
+    await writeFile(path.join(dir, 'userconfig.xml'), xml.replace(VIP, '192.168.1.223'));
+    await expect(d.reload()).rejects.toMatchObject({ code: 'FARMLB_E_RUN_RELOAD_NEEDS_RESTART' });
+    expect(d.status().configDigest).toBe(before.digest);
+    expect(d.status().stagedDigest).toBeUndefined();
+    expect(d.tables()).toEqual(before.table);
+    expect(d.status().state).toBe('UP');
+  });
 });
