@@ -7,6 +7,8 @@
 // neither failed nor returned see no failed request, and no SYN is answered by two nodes
 // (the same 4-tuple and acknowledgement number from two source MACs). The failed node's
 // sources are served again (how fast is the benchmark's: scripts/bench failover).
+// On both membership backends: the Corosync one (vmac_invisible) has no leader, so its cases
+// are n1's (its follower cases would repeat them).
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -15,7 +17,9 @@ import { FarmLab, NODE_IF, type VmacMode } from './helpers/farm-lab.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { coverage, readServed } from './helpers/overlap-sampler.js';
 import { ClientPoller, SynAckCapture } from './helpers/client-watch.js';
-import { FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, logsOnFailure, srcOwner, waitCoverage } from './helpers/failover-kit.js';
+import {
+  FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, backendOptions, logsOnFailure, srcOwner, waitCoverage, type MembershipBackendName,
+} from './helpers/failover-kit.js';
 
 const ALL = FAILOVER_NODE_NAMES;
 const LEADER = 'n1';
@@ -32,46 +36,59 @@ interface Case {
   act(lab: FarmLab): Promise<void>;
 }
 
-const CASES: Case[] = [
-  { name: 'leader kill -9', node: LEADER, act: async (l) => {
-    await l.killNode(LEADER, 'SIGKILL');
-    await waitCoverage(l, others(LEADER), { timeoutMs: 10_000 });
-  } },
-  { name: 'leader returns (restart)', node: LEADER, act: async (l) => {
-    await l.startNode(LEADER, { timeoutMs: 30_000 });
-    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
-  } },
-  { name: 'leader link down', node: LEADER, act: async (l) => {
-    await l.inNode(LEADER, 'ip', ['link', 'set', NODE_IF, 'down']);
-    await waitCoverage(l, others(LEADER), { timeoutMs: 10_000 });
-    await waitFor(() => coverage(l, [LEADER]).counts[LEADER] === 0, { timeoutMs: 5_000, intervalMs: 20, what: `${LEADER} to serve nothing` });
-  } },
-  { name: 'leader returns after link up', node: LEADER, act: async (l) => {
-    await l.inNode(LEADER, 'ip', ['link', 'set', NODE_IF, 'up']);
-    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
-  } },
-  { name: 'leader SIGSTOP 2 s then SIGCONT', node: LEADER, act: async (l) => {
-    l.signalNode(LEADER, 'SIGSTOP');
-    try {
-      await sleep(2_000);
-    } finally {
-      l.signalNode(LEADER, 'SIGCONT');
-    }
-    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
-  } },
-  { name: 'follower kill -9', node: FOLLOWER, act: async (l) => {
-    await l.killNode(FOLLOWER, 'SIGKILL');
-    await waitCoverage(l, others(FOLLOWER), { timeoutMs: 10_000 });
-  } },
-  { name: 'follower returns (restart)', node: FOLLOWER, act: async (l) => {
-    await l.startNode(FOLLOWER, { timeoutMs: 30_000 });
-    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
-  } },
+/** The cases of one backend: the built-in engine's leader (n1) and a follower; Corosync's n1 (no leader). */
+function casesOf(backend: MembershipBackendName): Case[] {
+  const lead = backend === 'builtin' ? 'leader' : LEADER;
+  const leaderCases: Case[] = [
+    { name: `${lead} kill -9`, node: LEADER, act: async (l) => {
+      await l.killNode(LEADER, 'SIGKILL');
+      await waitCoverage(l, others(LEADER), { timeoutMs: 10_000 });
+    } },
+    { name: `${lead} returns (restart)`, node: LEADER, act: async (l) => {
+      await l.startNode(LEADER, { timeoutMs: 30_000 });
+      await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
+    } },
+    { name: `${lead} link down`, node: LEADER, act: async (l) => {
+      await l.inNode(LEADER, 'ip', ['link', 'set', NODE_IF, 'down']);
+      await waitCoverage(l, others(LEADER), { timeoutMs: 10_000 });
+      await waitFor(() => coverage(l, [LEADER]).counts[LEADER] === 0, { timeoutMs: 5_000, intervalMs: 20, what: `${LEADER} to serve nothing` });
+    } },
+    { name: `${lead} returns after link up`, node: LEADER, act: async (l) => {
+      await l.inNode(LEADER, 'ip', ['link', 'set', NODE_IF, 'up']);
+      await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
+    } },
+    { name: `${lead} SIGSTOP 2 s then SIGCONT`, node: LEADER, act: async (l) => {
+      l.signalNode(LEADER, 'SIGSTOP');
+      try {
+        await sleep(2_000);
+      } finally {
+        l.signalNode(LEADER, 'SIGCONT');
+      }
+      await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
+    } },
+  ];
+  const followerCases: Case[] = [
+    { name: 'follower kill -9', node: FOLLOWER, act: async (l) => {
+      await l.killNode(FOLLOWER, 'SIGKILL');
+      await waitCoverage(l, others(FOLLOWER), { timeoutMs: 10_000 });
+    } },
+    { name: 'follower returns (restart)', node: FOLLOWER, act: async (l) => {
+      await l.startNode(FOLLOWER, { timeoutMs: 30_000 });
+      await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
+    } },
+  ];
+  return backend === 'builtin' ? [...leaderCases, ...followerCases] : leaderCases;
+}
+
+const SUITES: { mode: VmacMode; backend: MembershipBackendName }[] = [
+  { mode: 'vmac_invisible', backend: 'builtin' },
+  { mode: 'vmac_directed', backend: 'builtin' },
+  { mode: 'vmac_invisible', backend: 'corosync' },
 ];
 
-for (const mode of ['vmac_invisible', 'vmac_directed'] as VmacMode[]) {
-  describePrivileged(`lab: survivors keep serving through leader and follower failures and returns (${mode})`, () => {
-    const name = `sv${mode === 'vmac_directed' ? 'd' : 'i'}${uniqueSuffix()}`;
+for (const { mode, backend } of SUITES) {
+  describePrivileged(`lab: survivors keep serving through ${backend === 'builtin' ? 'leader and follower' : 'a node\'s'} failures and returns (${mode}, ${backend} membership)`, () => {
+    const name = `sv${mode === 'vmac_directed' ? 'd' : 'i'}${backend === 'corosync' ? 'c' : ''}${uniqueSuffix()}`;
     let lab: FarmLab | undefined;
     let seed = 0;
     let poller: ClientPoller | undefined;
@@ -79,7 +96,7 @@ for (const mode of ['vmac_invisible', 'vmac_directed'] as VmacMode[]) {
     beforeAll(async () => {
       lab = await FarmLab.create({
         // Generic XDP until the lab's plain bridge (native on veth) lands.
-        name, mode, xdpMode: 'generic', nodes: FAILOVER_NODES, clientAddrs4: SOURCES, clientAddrs6: 0, membership: true,
+        name, mode, xdpMode: 'generic', nodes: FAILOVER_NODES, clientAddrs4: SOURCES, clientAddrs6: 0, ...backendOptions(backend),
         ...(mode === 'vmac_directed' ? { arpRule: true } : {}),
       });
       seed = (await lab.compiled()).tables.hashSeed;
@@ -113,7 +130,7 @@ for (const mode of ['vmac_invisible', 'vmac_directed'] as VmacMode[]) {
       await l.inClient('ip', ['neigh', 'replace', l.vip4, 'lladdr', mac!, 'nud', 'permanent', 'dev', 'flbc']);
     }
 
-    for (const c of CASES) {
+    for (const c of casesOf(backend)) {
       it(`${c.name}: no failed request for the sources whose bucket stays on a node that neither failed nor returned, no SYN answered twice`, async (ctx) => {
         logsOnFailure(ctx, () => lab);
         const l = lab!;
@@ -136,7 +153,7 @@ for (const mode of ['vmac_invisible', 'vmac_directed'] as VmacMode[]) {
         };
         expect(l.clientAddrs4.filter(bystander).length, 'bystander sources').toBeGreaterThanOrEqual(8);
         const totals = ClientPoller.totals(report, bystander);
-        console.log(`[survivors] ${mode} ${c.name}: bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks}`);
+        console.log(`[survivors] ${mode} ${backend} ${c.name}: bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks}`);
         // Most of the window must have been watched by a running client.
         expect(totals.stalled, 'requests the stalled client missed').toBeLessThan(totals.answered / 4);
         expect(ClientPoller.failures(report, bystander), 'failed requests of bystander sources').toEqual([]);
