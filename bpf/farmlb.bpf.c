@@ -4,10 +4,16 @@
  * The semantics are docs/datapath.md, step by step; src/dataplane/model.ts implements
  * the same steps in TypeScript and test/bpf/differential.test.ts holds the two equal.
  *
- * Shape: one default verdict (pass, not a VIP), early decisions `goto out`, and one exit
- * that counts the verdict per reason and, when a bucket decided, per bucket.
+ * Shape: one default verdict (pass, not a VIP); classify steps for L3 (classify_ipv4,
+ * classify_ipv6) and L4 (classify_ports, classify_icmp) that return an enum step, as
+ * Katran's process_l3_headers / handle_icmp return an action or "go on"; the entry turns
+ * each step into a verdict or the bucket decision; and one exit that counts the verdict per
+ * reason and, when a bucket decided, per bucket. The steps are __always_inline: the
+ * verifier and the benchmark see one function (docs/benchmarks.md, "The XDP entry in steps").
+ * The tc egress program is farmlb_egress.bpf.c, linked into the same object.
  */
 #include <linux/bpf.h>
+#include <linux/icmpv6.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
@@ -20,6 +26,7 @@
 #include "farmlb_abi.h"
 #include "farmlb_hash.h"
 #include "farmlb_maps.h"
+#include "farmlb_mac.h"
 #include "farmlb_parse.h"
 #include "farmlb_nd.h"
 
@@ -28,19 +35,14 @@
 /* Low 13 bits of the IPv4 frag_off field: the fragment offset. */
 #define FARMLB_IP_OFFSET_MASK 0x1fff
 
-#define ICMP_ECHO_REQUEST 8
+/* ICMPv4 types, with the names and values of <linux/icmp.h>. That header cannot be included
+ * here: it pulls <linux/if.h> and through it glibc's <sys/socket.h>, which for the BPF target
+ * asks for gnu/stubs-32.h (a multilib package farmlb does not otherwise need). ICMPv6 types
+ * come from <linux/icmpv6.h>, which has no such include; ND types from farmlb_nd.h. */
 #define ICMP_DEST_UNREACH 3
+#define ICMP_ECHO 8
 #define ICMP_TIME_EXCEEDED 11
-#define ICMP_PARAMETER_PROB 12
-#define ICMPV6_DEST_UNREACH 1
-#define ICMPV6_PKT_TOOBIG 2
-#define ICMPV6_TIME_EXCEED 3
-#define ICMPV6_PARAMPROB 4
-#define ICMPV6_ECHO_REQUEST 128
-#define ICMPV6_ND_FIRST 133 /* router solicitation */
-#define ICMPV6_NS 135       /* neighbour solicitation */
-#define ICMPV6_NA 136       /* neighbour advertisement */
-#define ICMPV6_ND_LAST 137  /* redirect */
+#define ICMP_PARAMETERPROB 12
 /* ICMP error header before the quoted packet: type, code, checksum, 4 bytes of rest. */
 #define FARMLB_ICMP_ERR_HLEN 8
 /* Bytes of the quoted transport header an ICMP error always carries (RFC 792, RFC 4443). */
@@ -236,23 +238,6 @@ static __always_inline int criterion_hash(struct verdict *v, __u32 seed, __u32 c
 	return 1;
 }
 
-static __always_inline struct farmlb_bucket *bucket_entry(__u32 slot, __u32 group, __u32 bucket)
-{
-	__u32 idx = (slot * FARMLB_MAX_GROUPS + group) * FARMLB_NBUCKETS + bucket;
-
-	if (idx >= FARMLB_BUCKET_ENTRIES) /* slot < FARMLB_SLOTS, group < FARMLB_MAX_GROUPS: never */
-		return NULL;
-	return &farmlb_hot.buckets[idx];
-}
-
-/* Owner of a bucket of the slot, FARMLB_NODE_NONE when nobody's (group < FARMLB_MAX_GROUPS). */
-static __always_inline __u8 bucket_owner(__u32 slot, __u32 group, __u32 bucket)
-{
-	struct farmlb_bucket *bkt = bucket_entry(slot, group, bucket);
-
-	return bkt ? bkt->owner : FARMLB_NODE_NONE;
-}
-
 /* Does this node hold the TCP connection of the flow (client → VIP)? A socket that is not a
  * listener: ESTABLISHED and the other synchronized states, or a request socket (the last ACK
  * of a handshake this node started). TIME_WAIT does not count: its connection is over, and a
@@ -366,26 +351,6 @@ static __always_inline void decide_by_bucket(struct xdp_md *ctx, struct verdict 
 		set_verdict(v, XDP_PASS, FARMLB_R_PASS_OWNED);
 	else
 		set_verdict(v, XDP_DROP, FARMLB_R_DROP_LEASE);
-}
-
-/* Byte-wise: MACs sit at odd offsets in keys and frames, and the verifier refuses
- * misaligned stack access. */
-static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
-{
-	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
-}
-
-/* The same for a frame's MAC against one in a map value: neither is on the stack, and the
- * verifier lets packet and map-value loads be unaligned where the CPU allows it (x86-64,
- * arm64), so two loads per side replace six (every owned frame makes this check). */
-static __always_inline int mac_equal_words(const __u8 *pkt, const __u8 *val)
-{
-	return ((*(const __u32 *)pkt ^ *(const __u32 *)val) | (*(const __u16 *)(pkt + 4) ^ *(const __u16 *)(val + 4))) == 0;
-}
-
-static __always_inline void mac_copy(__u8 *dst, const __u8 *src)
-{
-	__builtin_memcpy(dst, src, 6);
 }
 
 /* The MAC of the interface the frame came in on (farmlb_ifaces), NULL when the daemon has
@@ -694,7 +659,7 @@ static __always_inline int handle_ns(struct xdp_md *ctx, struct verdict *v, cons
 	__builtin_memcpy(na.daddr, req.saddr, 16);
 	na.len = bpf_htonl(FARMLB_NA_LEN);
 	na.nexthdr = IPPROTO_ICMPV6;
-	na.na.msg.type = ICMPV6_NA;
+	na.na.msg.type = FARMLB_ND_NEIGHBOUR_ADVERT;
 	na.na.msg.flags[0] = FARMLB_NA_FLAGS_SO;
 	__builtin_memcpy(na.na.msg.target, vkey.addr, 16);
 	na.na.opt.type = FARMLB_ND_OPT_TLLA;
@@ -821,6 +786,194 @@ static __always_inline struct farmlb_rule *resolved_rule(struct farmlb_vip_desc 
 	return rule;
 }
 
+/* What a classify step found: where farmlb_xdp goes next (the shape of Katran's
+ * process_l3_headers / handle_icmp, which return a verdict or "go on"). The VIP-only outcomes
+ * (NO_RULE, MALFORMED, FRAGMENT) may come before the destination is known to be a VIP: when
+ * several VIPs share its index entry, farmlb_xdp confirms it first, so non-VIP traffic sharing
+ * that entry still passes as PASS_NOT_VIP. */
+enum step {
+	STEP_OUT,            /* the verdict stands: PASS_NOT_VIP, or what the step set */
+	STEP_NEXT,           /* go on: the next header, or the bucket decision */
+	STEP_CONTROL,        /* a VIP's control traffic: passes on every node */
+	STEP_FRAGMENT,       /* a later fragment, no ports to hash: passes under the lease */
+	STEP_NO_RULE,        /* no rule covers it: dropped */
+	STEP_MALFORMED,      /* malformed: dropped */
+	STEP_DROP_MALFORMED, /* malformed, to a VIP already confirmed: dropped */
+};
+
+/* The packet as the classify steps leave it. */
+struct classified {
+	/* 8-aligned: desc_is() and addr6_equal() read the address (offset 8) in words. */
+	struct farmlb_rule_key rkey __attribute__((aligned(8)));
+	struct flow_bytes flow;
+	struct farmlb_vip_desc *desc; /* the destination's descriptor, NULL when the index entry is shared */
+	struct farmlb_vip *vip;       /* the VIP, once known */
+	int proto;                    /* the transport protocol, after STEP_NEXT from an L3 step */
+	__u32 group;                  /* what decides by bucket, after STEP_NEXT from an L4 step */
+	__u32 criterion;
+	__u32 mode;
+};
+
+/* docs/datapath.md §2 and §3 for IPv4: the destination a VIP (or maybe one), the header valid, the transport
+ * protocol in c->proto with the cursor on its header. */
+static __always_inline enum step classify_ipv4(struct hdr_cursor *nh, void *data_end, __u32 slot,
+					       struct classified *c)
+{
+	struct iphdr *iph;
+	__u32 entry;
+
+	if (parse_iphdr_fixed(nh, data_end, &iph) < 0)
+		return STEP_OUT;
+	entry = vip_index_entry(slot, ((__u8 *)&iph->daddr)[2], ((__u8 *)&iph->daddr)[3]);
+	if (entry == FARMLB_VIP_INDEX_NONE)
+		return STEP_OUT;
+	c->rkey.family = 4;
+	__builtin_memcpy(c->rkey.addr, &iph->daddr, 4);
+	c->desc = vip_desc(slot, entry);
+	if (c->desc) {
+		if (!desc_is(c->desc, 4, c->rkey.addr))
+			return STEP_OUT;
+		c->vip = &c->desc->vip;
+	}
+
+	c->proto = ipv4_validate(nh, data_end, iph);
+	if (c->proto < 0)
+		return STEP_MALFORMED;
+	if (iph->frag_off & bpf_htons(FARMLB_IP_OFFSET_MASK))
+		return STEP_FRAGMENT;
+	__builtin_memcpy(c->flow.saddr, &iph->saddr, 4);
+	__builtin_memcpy(c->flow.ipid, &iph->id, 2);
+	c->flow.addr_len = 4;
+	return STEP_NEXT;
+}
+
+/* §2 and §3 for IPv6, the same, and a neighbour solicitation for a VIP answered on the way
+ * (STEP_OUT with the verdict set). */
+static __always_inline enum step classify_ipv6(struct xdp_md *ctx, struct verdict *v, const struct farmlb_ctl *ctl,
+					       struct hdr_cursor *nh, void *data_end, __u32 slot,
+					       struct classified *c)
+{
+	void *data = (void *)(long)ctx->data;
+	struct ipv6hdr *ip6h;
+	__u32 entry;
+
+	if (parse_ip6hdr_fixed(nh, data_end, &ip6h) < 0)
+		return STEP_OUT;
+	/* A solicitation goes to the target's solicited-node address or to the target itself:
+	 * both end in the target's last three bytes, so the index entry of the destination is
+	 * not NONE for any solicitation for a VIP. The descriptor's address is compared only
+	 * after the solicitation check: a multicast destination is not it. */
+	entry = vip_index_entry(slot, ip6h->daddr.s6_addr[14], ip6h->daddr.s6_addr[15]);
+	if (entry == FARMLB_VIP_INDEX_NONE)
+		return STEP_OUT;
+	if (ip6h->version == 6 && ip6h->nexthdr == IPPROTO_ICMPV6 && (void *)(ip6h + 1) + 1 <= data_end &&
+	    *(__u8 *)(ip6h + 1) == FARMLB_ND_NEIGHBOUR_SOLICIT) {
+		if (handle_ns(ctx, v, ctl, slot, (void *)ip6h - data))
+			return STEP_OUT;
+	}
+	c->rkey.family = 6;
+	__builtin_memcpy(c->rkey.addr, &ip6h->daddr, 16);
+	c->desc = vip_desc(slot, entry);
+	if (c->desc) {
+		if (!desc_is(c->desc, 6, c->rkey.addr))
+			return STEP_OUT;
+		c->vip = &c->desc->vip;
+	}
+
+	if (ip6h->version != 6)
+		return STEP_MALFORMED;
+	c->proto = ipv6_skip_ext(nh, data_end, ip6h);
+	if (c->proto < 0)
+		return STEP_MALFORMED;
+	if (c->proto == FARMLB_PROTO_FRAGMENT)
+		return STEP_FRAGMENT;
+	__builtin_memcpy(c->flow.saddr, &ip6h->saddr, 16);
+	c->flow.addr_len = 16;
+	return STEP_NEXT;
+}
+
+/* §4 for TCP and UDP: the ports, and the rule that decides (STEP_NEXT with
+ * group, criterion and mode set). */
+static __always_inline enum step classify_ports(struct hdr_cursor *nh, void *data_end, struct classified *c)
+{
+	/* Source port first, destination port second in both headers. */
+	__u32 l4_len = c->proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
+	struct udphdr *ports = nh->pos;
+	struct farmlb_rule *rule;
+
+	if (nh->pos + l4_len > data_end)
+		return STEP_MALFORMED;
+	/* Re-checked with a constant so the verifier knows the 4 port bytes are in. */
+	if ((void *)(ports + 1) > data_end)
+		return STEP_MALFORMED;
+	__builtin_memcpy(c->flow.sport, &ports->source, 2);
+	c->flow.dport = ports->dest;
+	if (c->proto == IPPROTO_TCP) {
+		struct tcphdr *th = nh->pos;
+
+		if ((void *)(th + 1) > data_end) /* checked above; again for the verifier */
+			return STEP_MALFORMED;
+		c->flow.tcp = 1;
+		c->flow.syn = th->syn && !th->ack;
+	}
+
+	c->rkey.proto = c->proto;
+	rule = resolved_rule(c->desc, &c->rkey, ports->dest);
+	if (!rule)
+		return STEP_NO_RULE;
+	c->group = rule->group;
+	c->criterion = rule->criterion;
+	c->mode = rule->mode;
+	return STEP_NEXT;
+}
+
+/* docs/datapath.md §4 (ICMP) and §10 (errors): ICMP or ICMPv6 to a VIP. An echo request is decided by
+ * the bucket of its source address in the VIP's ICMP group; an error follows the flow it
+ * quotes (STEP_CONTROL, on every node, when it cannot be tied to one); neighbour discovery
+ * that was not answered passes; any other type is dropped. */
+static __always_inline enum step classify_icmp(struct hdr_cursor *nh, void *data_end, int is_v6,
+					       struct classified *c)
+{
+	struct farmlb_rule *rule;
+	__u8 type;
+
+	if (!c->vip)
+		c->vip = find_vip(&c->rkey);
+	if (!c->vip)
+		return STEP_OUT;
+	if (nh->pos + FARMLB_ICMP_MIN_LEN > data_end)
+		return STEP_DROP_MALFORMED;
+	type = *(__u8 *)nh->pos;
+	c->mode = c->vip->mode;
+	if (type == (is_v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO)) {
+		c->group = c->vip->icmp_group;
+		c->criterion = FARMLB_CRIT_ADDR;
+		return STEP_NEXT;
+	}
+	if ((!is_v6 && (type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB)) ||
+	    (is_v6 && type >= ICMPV6_DEST_UNREACH && type <= ICMPV6_PARAMPROB)) {
+		if (!(is_v6 ? quoted_flow_v6(nh->pos, data_end, &c->rkey, &c->flow)
+			    : quoted_flow_v4(nh->pos, data_end, &c->rkey, &c->flow)))
+			return STEP_CONTROL;
+		c->flow.dport = c->rkey.port;
+		c->flow.tcp = c->rkey.proto == IPPROTO_TCP;
+		rule = resolved_rule(c->desc, &c->rkey, c->rkey.port);
+		if (!rule || rule->criterion == FARMLB_CRIT_IPID)
+			return STEP_CONTROL;
+		c->group = rule->group;
+		c->criterion = rule->criterion;
+		return STEP_NEXT;
+	}
+	if (is_v6 && type >= FARMLB_ND_ROUTER_SOLICIT && type <= FARMLB_ND_REDIRECT) {
+		if (type == FARMLB_ND_NEIGHBOUR_SOLICIT && nh->pos + sizeof(struct farmlb_nd_msg) > data_end)
+			return STEP_DROP_MALFORMED;
+		return STEP_CONTROL;
+	}
+	return STEP_NO_RULE;
+}
+
+/* The entry: Ethernet, then ARP or the L3 step, then the L4 step, then the bucket decision
+ * or the verdict the steps named; every path leaves through record(). */
 SEC("xdp")
 int farmlb_xdp(struct xdp_md *ctx)
 {
@@ -832,21 +985,14 @@ int farmlb_xdp(struct xdp_md *ctx)
 		.bucket_stat = FARMLB_NO_BUCKET,
 	};
 	struct hdr_cursor nh = { .pos = data };
-	/* 8-aligned: desc_is() and addr6_equal() read the address (offset 8) in words. */
-	struct farmlb_rule_key rkey __attribute__((aligned(8))) = {};
-	struct farmlb_vip_desc *desc = NULL;
-	struct farmlb_slot_cfg *cfg;
-	struct farmlb_rule *rule;
-	struct farmlb_ctl *ctl;
-	struct farmlb_vip *vip = NULL;
-	struct ethhdr *eth;
-	struct iphdr *iph = NULL;
-	struct ipv6hdr *ip6h = NULL;
-	struct flow_bytes flow = {};
-	__u32 slot, entry, group, criterion, mode = FARMLB_MODE_INVISIBLE;
-	int eth_type, proto, is_v6;
+	struct classified c = { .mode = FARMLB_MODE_INVISIBLE };
 	struct forward fwd = { .to = FARMLB_NODE_NONE };
-	__u8 icmp_type;
+	struct farmlb_slot_cfg *cfg;
+	struct farmlb_ctl *ctl;
+	struct ethhdr *eth;
+	enum step step;
+	int eth_type, is_v6;
+	__u32 slot;
 	__u64 len = data_end - data;
 
 	eth_type = parse_ethhdr(&nh, data_end, &eth);
@@ -861,180 +1007,56 @@ int farmlb_xdp(struct xdp_md *ctx)
 
 	ctl = &farmlb_hot.ctl;
 	slot = hot_active_slot();
-
-	/* Step 2. The index entry of the destination: none, one VIP (its descriptor, whose
-	 * address then decides at once), or several (the hash maps decide). Without a descriptor,
-	 * every check below that ends in a VIP-only verdict (malformed, fragment, no rule) first
-	 * confirms the destination is a VIP at its label, so non-VIP traffic sharing an index
-	 * entry with several VIPs still passes as PASS_NOT_VIP. */
-	rkey.slot = slot;
+	c.rkey.slot = slot;
 	is_v6 = eth_type == bpf_htons(ETH_P_IPV6);
-	if (!is_v6) {
-		if (parse_iphdr_fixed(&nh, data_end, &iph) < 0)
-			goto out;
-		entry = vip_index_entry(slot, ((__u8 *)&iph->daddr)[2], ((__u8 *)&iph->daddr)[3]);
-		if (entry == FARMLB_VIP_INDEX_NONE)
-			goto out;
-		rkey.family = 4;
-		__builtin_memcpy(rkey.addr, &iph->daddr, 4);
-		desc = vip_desc(slot, entry);
-		if (desc) {
-			if (!desc_is(desc, 4, rkey.addr))
-				goto out;
-			vip = &desc->vip;
-		}
-
-		proto = ipv4_validate(&nh, data_end, iph);
-		if (proto < 0)
-			goto malformed;
-		if (iph->frag_off & bpf_htons(FARMLB_IP_OFFSET_MASK))
-			goto fragment;
-		__builtin_memcpy(flow.saddr, &iph->saddr, 4);
-		__builtin_memcpy(flow.ipid, &iph->id, 2);
-		flow.addr_len = 4;
-	} else {
-		if (parse_ip6hdr_fixed(&nh, data_end, &ip6h) < 0)
-			goto out;
-		/* A solicitation goes to the target's solicited-node address or to the target
-		 * itself: both end in the target's last three bytes, so the index entry of the
-		 * destination is not NONE for any solicitation for a VIP. The descriptor's address
-		 * is compared only after the solicitation check: a multicast destination is not it. */
-		entry = vip_index_entry(slot, ip6h->daddr.s6_addr[14], ip6h->daddr.s6_addr[15]);
-		if (entry == FARMLB_VIP_INDEX_NONE)
-			goto out;
-		if (ip6h->version == 6 && ip6h->nexthdr == IPPROTO_ICMPV6 && (void *)(ip6h + 1) + 1 <= data_end &&
-		    *(__u8 *)(ip6h + 1) == ICMPV6_NS) {
-			if (handle_ns(ctx, &v, ctl, slot, (void *)ip6h - data))
-				goto out;
-		}
-		rkey.family = 6;
-		__builtin_memcpy(rkey.addr, &ip6h->daddr, 16);
-		desc = vip_desc(slot, entry);
-		if (desc) {
-			if (!desc_is(desc, 6, rkey.addr))
-				goto out;
-			vip = &desc->vip;
-		}
-
-		if (ip6h->version != 6)
-			goto malformed;
-		proto = ipv6_skip_ext(&nh, data_end, ip6h);
-		if (proto < 0)
-			goto malformed;
-		if (proto == FARMLB_PROTO_FRAGMENT)
-			goto fragment;
-		__builtin_memcpy(flow.saddr, &ip6h->saddr, 16);
-		flow.addr_len = 16;
+	step = is_v6 ? classify_ipv6(ctx, &v, ctl, &nh, data_end, slot, &c) : classify_ipv4(&nh, data_end, slot, &c);
+	if (step == STEP_NEXT) {
+		if (c.proto == IPPROTO_TCP || c.proto == IPPROTO_UDP)
+			step = classify_ports(&nh, data_end, &c);
+		else if (c.proto == (is_v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP))
+			step = classify_icmp(&nh, data_end, is_v6, &c);
+		else
+			step = STEP_NO_RULE;
 	}
 
-	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
-		/* Source port first, destination port second in both headers. */
-		__u32 l4_len = proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
-		struct udphdr *ports = nh.pos;
-
-		if (nh.pos + l4_len > data_end)
-			goto malformed;
-		/* Re-checked with a constant so the verifier knows the 4 port bytes are in. */
-		if ((void *)(ports + 1) > data_end)
-			goto malformed;
-		__builtin_memcpy(flow.sport, &ports->source, 2);
-		flow.dport = ports->dest;
-		if (proto == IPPROTO_TCP) {
-			struct tcphdr *th = nh.pos;
-
-			if ((void *)(th + 1) > data_end) /* checked above; again for the verifier */
-				goto malformed;
-			flow.tcp = 1;
-			flow.syn = th->syn && !th->ack;
-		}
-
-		rkey.proto = proto;
-		rule = resolved_rule(desc, &rkey, ports->dest);
-		if (!rule)
-			goto no_rule;
-		group = rule->group;
-		criterion = rule->criterion;
-		mode = rule->mode;
-	} else if ((proto == IPPROTO_ICMP && !is_v6) || (proto == IPPROTO_ICMPV6 && is_v6)) {
-		if (!vip)
-			vip = find_vip(&rkey);
-		if (!vip)
-			goto out;
-		if (nh.pos + FARMLB_ICMP_MIN_LEN > data_end)
-			goto drop_malformed;
-		icmp_type = *(__u8 *)nh.pos;
-		mode = vip->mode;
-		if (icmp_type == (is_v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO_REQUEST)) {
-			group = vip->icmp_group;
-			criterion = FARMLB_CRIT_ADDR;
-		} else if ((!is_v6 && (icmp_type == ICMP_DEST_UNREACH || icmp_type == ICMP_TIME_EXCEEDED ||
-				       icmp_type == ICMP_PARAMETER_PROB)) ||
-			   (is_v6 && icmp_type >= ICMPV6_DEST_UNREACH && icmp_type <= ICMPV6_PARAMPROB)) {
-			/* An error follows the flow it quotes; what cannot be tied to one
-			 * passes on every node. */
-			if (!(is_v6 ? quoted_flow_v6(nh.pos, data_end, &rkey, &flow)
-				    : quoted_flow_v4(nh.pos, data_end, &rkey, &flow)))
-				goto control;
-			flow.dport = rkey.port;
-			flow.tcp = rkey.proto == IPPROTO_TCP;
-			rule = resolved_rule(desc, &rkey, rkey.port);
-			if (!rule || rule->criterion == FARMLB_CRIT_IPID)
-				goto control;
-			group = rule->group;
-			criterion = rule->criterion;
-		} else if (is_v6 && icmp_type >= ICMPV6_ND_FIRST && icmp_type <= ICMPV6_ND_LAST) {
-			if (icmp_type == ICMPV6_NS && nh.pos + sizeof(struct farmlb_nd_msg) > data_end)
-				goto drop_malformed;
-			goto control;
-		} else {
-			set_verdict(&v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
-			goto out;
-		}
-	} else {
-		goto no_rule;
-	}
-
-	cfg = hot_slot_cfg(slot);
-	decide_by_bucket(ctx, &v, ctl, cfg, slot, group, criterion, &flow, rkey.addr, &fwd);
-	deliver(ctx, &v, ctl, cfg, slot, mode, eth, &fwd);
-	goto out;
-
-	/* VIP-only verdicts: each confirms the VIP first (see step 2 above). */
-control:
-	set_verdict(&v, XDP_PASS, FARMLB_R_PASS_CONTROL);
-	cfg = hot_slot_cfg(slot);
-	vmac_to_iface(ctx, ctl, eth, cfg, mode);
-	goto out;
-
-fragment:
-	if (!vip)
-		vip = find_vip(&rkey);
-	if (!vip)
-		goto out;
-	if (lease_valid(ctl)) {
-		set_verdict(&v, XDP_PASS, FARMLB_R_PASS_FRAGMENT);
+	switch (step) {
+	case STEP_NEXT:
 		cfg = hot_slot_cfg(slot);
-		vmac_to_iface(ctx, ctl, eth, cfg, vip->mode);
-	} else {
-		set_verdict(&v, XDP_DROP, FARMLB_R_DROP_LEASE);
+		decide_by_bucket(ctx, &v, ctl, cfg, slot, c.group, c.criterion, &c.flow, c.rkey.addr, &fwd);
+		deliver(ctx, &v, ctl, cfg, slot, c.mode, eth, &fwd);
+		break;
+	case STEP_CONTROL:
+		set_verdict(&v, XDP_PASS, FARMLB_R_PASS_CONTROL);
+		vmac_to_iface(ctx, ctl, eth, hot_slot_cfg(slot), c.mode);
+		break;
+	case STEP_FRAGMENT:
+		if (!c.vip)
+			c.vip = find_vip(&c.rkey);
+		if (!c.vip)
+			break;
+		if (lease_valid(ctl)) {
+			set_verdict(&v, XDP_PASS, FARMLB_R_PASS_FRAGMENT);
+			vmac_to_iface(ctx, ctl, eth, hot_slot_cfg(slot), c.vip->mode);
+		} else {
+			set_verdict(&v, XDP_DROP, FARMLB_R_DROP_LEASE);
+		}
+		break;
+	case STEP_NO_RULE:
+		if (c.vip || find_vip(&c.rkey))
+			set_verdict(&v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
+		break;
+	case STEP_MALFORMED:
+		if (c.vip || find_vip(&c.rkey))
+			set_verdict(&v, XDP_DROP, FARMLB_R_DROP_MALFORMED);
+		break;
+	case STEP_DROP_MALFORMED:
+		set_verdict(&v, XDP_DROP, FARMLB_R_DROP_MALFORMED);
+		break;
+	case STEP_OUT:
+		break;
 	}
-	goto out;
-
-no_rule:
-	if (!vip && !find_vip(&rkey))
-		goto out;
-	set_verdict(&v, XDP_DROP, FARMLB_R_DROP_NO_RULE);
-	goto out;
-
-malformed:
-	if (!vip && !find_vip(&rkey))
-		goto out;
-drop_malformed:
-	set_verdict(&v, XDP_DROP, FARMLB_R_DROP_MALFORMED);
 out:
 	return record(&v, len);
 }
-
-#include "farmlb_egress.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

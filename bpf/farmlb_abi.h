@@ -3,9 +3,11 @@
  * farmlb_abi.h — the one place where every map key/value layout, constant,
  * verdict reason and load-time knob shared by the XDP program (bpf/) and the
  * addon (native/) is defined. The TypeScript mirror is src/dataplane/abi.ts;
- * test/unit/abi.test.ts compares it field by field with the sizes and offsets
- * the addon computes from this header, so a change here without the mirror
- * fails a test instead of a node.
+ * src/dataplane/abi-check.ts compares it field by field with the sizes and
+ * offsets in the BTF of the compiled object (every struct a map or the hot
+ * tables hold), so a change here without the mirror fails a test, and an
+ * object built from another header is refused at load, instead of a node
+ * writing garbage.
  *
  * Byte order is given in a comment on every multi-byte field: "host" means the
  * CPU's order (the addon and the program run on the same machine), "network"

@@ -39,6 +39,15 @@ struct farmlb_arp {
  * had cached and marks the entry REACHABLE. */
 #define FARMLB_NA_FLAGS_SO 0x60
 
+/* ICMPv6 types of neighbour discovery (RFC 4861 §4). Defined here because no uapi header
+ * has them: the kernel's names (NDISC_NEIGHBOUR_SOLICITATION, …) are in include/net/ndisc.h,
+ * kernel-internal; <linux/icmpv6.h> has the error and echo types only, and is included for
+ * those (farmlb.bpf.c). */
+#define FARMLB_ND_ROUTER_SOLICIT 133   /* the first ND type */
+#define FARMLB_ND_NEIGHBOUR_SOLICIT 135
+#define FARMLB_ND_NEIGHBOUR_ADVERT 136
+#define FARMLB_ND_REDIRECT 137         /* the last ND type */
+
 /* Neighbour solicitation and advertisement share this layout (24 bytes); options follow. */
 struct farmlb_nd_msg {
 	__u8 type;

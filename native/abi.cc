@@ -1,160 +1,132 @@
-// abiLayout / abiConstants: sizes, offsets and constants of bpf/farmlb_abi.h as the C
-// compiler sees them, for test/unit/abi.test.ts to compare with src/dataplane/abi.ts.
+// btfLayout: the struct layouts of a compiled BPF object, read from its BTF with libbpf's
+// btf__ API — what the compiler actually laid out, overridable sizes included (Cilium's
+// pkg/alignchecker does the same in Go). abiConstants: the constants of bpf/farmlb_abi.h,
+// which BTF does not carry (they are #defines). src/dataplane/abi-check.ts holds
+// src/dataplane/abi.ts against both.
 #include "abi.h"
+
+#include "common.h"
 
 extern "C" {
 #include "farmlb_abi.h"
 }
 
-#include <cstddef>
+#include <bpf/btf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
 
 namespace farmlb {
 
 namespace {
 
-class StructLayout {
- public:
-  StructLayout(Napi::Env env, Napi::Object layout, const char* name, size_t size)
-      : env_(env), fields_(Napi::Object::New(env)) {
-    Napi::Object s = Napi::Object::New(env);
-    s.Set("size", Napi::Number::New(env, double(size)));
-    s.Set("fields", fields_);
-    layout.Set(name, s);
+// The struct or union a type ends in, through typedefs, qualifiers, arrays and pointers
+// (a map's __type(key, T) is a pointer to T); 0 for a scalar. The bound only guards against
+// a malformed object's cycle: real chains are a few links long.
+__u32 UnderlyingComposite(const struct btf* btf, __u32 id) {
+  for (int depth = 0; depth < 32 && id != 0; depth++) {
+    const struct btf_type* t = btf__type_by_id(btf, id);
+    if (t == nullptr) return 0;
+    if (btf_is_composite(t)) return id;
+    if (btf_is_array(t)) {
+      id = btf_array(t)->type;
+    } else if (btf_is_mod(t) || btf_is_typedef(t) || btf_is_ptr(t)) {
+      id = t->type;
+    } else {
+      return 0;
+    }
   }
-  StructLayout& Field(const char* name, size_t offset, size_t size) {
-    Napi::Object f = Napi::Object::New(env_);
-    f.Set("offset", Napi::Number::New(env_, double(offset)));
-    f.Set("size", Napi::Number::New(env_, double(size)));
-    fields_.Set(name, f);
-    return *this;
-  }
+  return 0;
+}
 
- private:
-  Napi::Env env_;
-  Napi::Object fields_;
+std::string CompositeName(const struct btf* btf, __u32 id) {
+  __u32 c = UnderlyingComposite(btf, id);
+  if (c == 0) return std::string();
+  const char* name = btf__name_by_offset(btf, btf__type_by_id(btf, c)->name_off);
+  return name == nullptr ? std::string() : std::string(name);
+}
+
+// { size, fields: { name: { offset, size, type? } } }; type names the struct a field holds
+// (itself or an array of it). Nameless members (anonymous unions) are left out: the ABI has none.
+Napi::Object StructObject(Napi::Env env, const struct btf* btf, const struct btf_type* t) {
+  Napi::Object s = Napi::Object::New(env);
+  Napi::Object fields = Napi::Object::New(env);
+  s.Set("size", Napi::Number::New(env, double(t->size)));
+  const struct btf_member* m = btf_members(t);
+  for (__u16 i = 0; i < btf_vlen(t); i++, m++) {
+    const char* name = btf__name_by_offset(btf, m->name_off);
+    if (name == nullptr || name[0] == '\0') continue;
+    Napi::Object f = Napi::Object::New(env);
+    __s64 size = btf__resolve_size(btf, m->type);
+    f.Set("offset", Napi::Number::New(env, double(btf_member_bit_offset(t, i) / 8)));
+    f.Set("size", Napi::Number::New(env, double(size < 0 ? 0 : size)));
+    if (btf_member_bitfield_size(t, i) != 0) f.Set("bitfield", Napi::Boolean::New(env, true));
+    std::string type = CompositeName(btf, m->type);
+    if (!type.empty()) f.Set("type", Napi::String::New(env, type));
+    fields.Set(name, f);
+  }
+  s.Set("fields", fields);
+  return s;
+}
+
+struct BtfFree {
+  void operator()(struct btf* b) const { btf__free(b); }
 };
-
-#define ABI_STRUCT(S) StructLayout(env, layout, #S, sizeof(struct S))
-#define ABI_FIELD(S, F) Field(#F, offsetof(struct S, F), sizeof(((struct S*)nullptr)->F))
 
 }  // namespace
 
-Napi::Object AbiLayout(Napi::Env env) {
-  Napi::Object layout = Napi::Object::New(env);
-  ABI_STRUCT(farmlb_ctl)
-      .ABI_FIELD(farmlb_ctl, lease_deadline_ns)
-      .ABI_FIELD(farmlb_ctl, active_slot)
-      .ABI_FIELD(farmlb_ctl, iface_gen);
-  ABI_STRUCT(farmlb_slot_cfg)
-      .ABI_FIELD(farmlb_slot_cfg, hash_seed)
-      .ABI_FIELD(farmlb_slot_cfg, self_node)
-      .ABI_FIELD(farmlb_slot_cfg, _pad0)
-      .ABI_FIELD(farmlb_slot_cfg, vmac)
-      .ABI_FIELD(farmlb_slot_cfg, _pad1);
-  ABI_STRUCT(farmlb_vip_key)
-      .ABI_FIELD(farmlb_vip_key, slot)
-      .ABI_FIELD(farmlb_vip_key, family)
-      .ABI_FIELD(farmlb_vip_key, _pad0)
-      .ABI_FIELD(farmlb_vip_key, addr);
-  ABI_STRUCT(farmlb_vip)
-      .ABI_FIELD(farmlb_vip, vip_id)
-      .ABI_FIELD(farmlb_vip, icmp_group)
-      .ABI_FIELD(farmlb_vip, mode)
-      .ABI_FIELD(farmlb_vip, arp_group)
-      .ABI_FIELD(farmlb_vip, _pad0);
-  ABI_STRUCT(farmlb_rule_key)
-      .ABI_FIELD(farmlb_rule_key, slot)
-      .ABI_FIELD(farmlb_rule_key, family)
-      .ABI_FIELD(farmlb_rule_key, proto)
-      .ABI_FIELD(farmlb_rule_key, _pad0)
-      .ABI_FIELD(farmlb_rule_key, port)
-      .ABI_FIELD(farmlb_rule_key, _pad1)
-      .ABI_FIELD(farmlb_rule_key, addr);
-  ABI_STRUCT(farmlb_rule_spec_key)
-      .ABI_FIELD(farmlb_rule_spec_key, slot)
-      .ABI_FIELD(farmlb_rule_spec_key, proto)
-      .ABI_FIELD(farmlb_rule_spec_key, port)
-      .ABI_FIELD(farmlb_rule_spec_key, vip_id)
-      .ABI_FIELD(farmlb_rule_spec_key, _pad0);
-  ABI_STRUCT(farmlb_vip_index)
-      .ABI_FIELD(farmlb_vip_index, entry);
-  ABI_STRUCT(farmlb_vip_port)
-      .ABI_FIELD(farmlb_vip_port, port)
-      .ABI_FIELD(farmlb_vip_port, proto)
-      .ABI_FIELD(farmlb_vip_port, _pad0)
-      .ABI_FIELD(farmlb_vip_port, rule);
-  ABI_STRUCT(farmlb_vip_desc)
-      .ABI_FIELD(farmlb_vip_desc, addr)
-      .ABI_FIELD(farmlb_vip_desc, family)
-      .ABI_FIELD(farmlb_vip_desc, flags)
-      .ABI_FIELD(farmlb_vip_desc, nports)
-      .ABI_FIELD(farmlb_vip_desc, _pad0)
-      .ABI_FIELD(farmlb_vip_desc, vip)
-      .ABI_FIELD(farmlb_vip_desc, any_port)
-      .ABI_FIELD(farmlb_vip_desc, ports);
-  ABI_STRUCT(farmlb_rule)
-      .ABI_FIELD(farmlb_rule, group)
-      .ABI_FIELD(farmlb_rule, criterion)
-      .ABI_FIELD(farmlb_rule, mode)
-      .ABI_FIELD(farmlb_rule, _pad0);
-  ABI_STRUCT(farmlb_node)
-      .ABI_FIELD(farmlb_node, mac)
-      .ABI_FIELD(farmlb_node, flags)
-      .ABI_FIELD(farmlb_node, _pad0);
-  ABI_STRUCT(farmlb_mac_key)
-      .ABI_FIELD(farmlb_mac_key, slot)
-      .ABI_FIELD(farmlb_mac_key, _pad0)
-      .ABI_FIELD(farmlb_mac_key, mac);
-  ABI_STRUCT(farmlb_node_ref)
-      .ABI_FIELD(farmlb_node_ref, node)
-      .ABI_FIELD(farmlb_node_ref, _pad0);
-  ABI_STRUCT(farmlb_iface)
-      .ABI_FIELD(farmlb_iface, mac)
-      .ABI_FIELD(farmlb_iface, _pad0);
-  ABI_STRUCT(farmlb_iface_cache)
-      .ABI_FIELD(farmlb_iface_cache, ifindex)
-      .ABI_FIELD(farmlb_iface_cache, gen)
-      .ABI_FIELD(farmlb_iface_cache, mac)
-      .ABI_FIELD(farmlb_iface_cache, known)
-      .ABI_FIELD(farmlb_iface_cache, _pad0);
-  ABI_STRUCT(farmlb_requester_key)
-      .ABI_FIELD(farmlb_requester_key, family)
-      .ABI_FIELD(farmlb_requester_key, _pad0)
-      .ABI_FIELD(farmlb_requester_key, addr);
-  ABI_STRUCT(farmlb_requester)
-      .ABI_FIELD(farmlb_requester, last_seen_ns)
-      .ABI_FIELD(farmlb_requester, mac)
-      .ABI_FIELD(farmlb_requester, group)
-      .ABI_FIELD(farmlb_requester, bucket)
-      .ABI_FIELD(farmlb_requester, vip_id)
-      .ABI_FIELD(farmlb_requester, _pad0);
-  ABI_STRUCT(farmlb_bucket)
-      .ABI_FIELD(farmlb_bucket, owner)
-      .ABI_FIELD(farmlb_bucket, prev_owner)
-      .ABI_FIELD(farmlb_bucket, flags)
-      .ABI_FIELD(farmlb_bucket, _pad0);
-  ABI_STRUCT(farmlb_requester_budget)
-      .ABI_FIELD(farmlb_requester_budget, window_ns)
-      .ABI_FIELD(farmlb_requester_budget, admitted)
-      .ABI_FIELD(farmlb_requester_budget, refused);
-  ABI_STRUCT(farmlb_lease_clock)
-      .ABI_FIELD(farmlb_lease_clock, jiffies)
-      .ABI_FIELD(farmlb_lease_clock, now_ns);
-  ABI_STRUCT(farmlb_counter)
-      .ABI_FIELD(farmlb_counter, packets)
-      .ABI_FIELD(farmlb_counter, bytes);
-  ABI_STRUCT(farmlb_bucket_counter)
-      .ABI_FIELD(farmlb_bucket_counter, accepted)
-      .ABI_FIELD(farmlb_bucket_counter, dropped)
-      .ABI_FIELD(farmlb_bucket_counter, owned)
-      .ABI_FIELD(farmlb_bucket_counter, not_owned);
-  ABI_STRUCT(farmlb_hot)
-      .ABI_FIELD(farmlb_hot, ctl)
-      .ABI_FIELD(farmlb_hot, slot_cfg)
-      .ABI_FIELD(farmlb_hot, vip_index)
-      .ABI_FIELD(farmlb_hot, vip_desc)
-      .ABI_FIELD(farmlb_hot, buckets);
-  return layout;
+Napi::Value BtfLayout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "path");
+  std::unique_ptr<struct btf, BtfFree> owned(btf__parse_elf(path.c_str(), nullptr));
+  if (!owned) Throw(env, "FARMLB_E_BPF_OPEN", errno, "btf__parse_elf", path);
+  const struct btf* btf = owned.get();
+
+  Napi::Object structs = Napi::Object::New(env);
+  Napi::Object maps = Napi::Object::New(env);
+  Napi::Object globals = Napi::Object::New(env);
+  __u32 count = btf__type_cnt(btf);
+  for (__u32 id = 1; id < count; id++) {
+    const struct btf_type* t = btf__type_by_id(btf, id);
+    const char* name = btf__name_by_offset(btf, t->name_off);
+    if (name == nullptr || name[0] == '\0') continue;
+    if (btf_is_struct(t)) {
+      structs.Set(name, StructObject(env, btf, t));
+      continue;
+    }
+    if (!btf_is_datasec(t)) continue;
+    // .maps: each variable is a map definition whose key and value members point to the
+    // key and value types. Any other section (.data.hot, .rodata, license): globals.
+    bool mapSection = std::strcmp(name, ".maps") == 0;
+    const struct btf_var_secinfo* v = btf_var_secinfos(t);
+    for (__u16 i = 0; i < btf_vlen(t); i++, v++) {
+      const struct btf_type* var = btf__type_by_id(btf, v->type);
+      const char* varName = btf__name_by_offset(btf, var->name_off);
+      if (varName == nullptr) continue;
+      if (!mapSection) {
+        globals.Set(varName, Napi::String::New(env, CompositeName(btf, var->type)));
+        continue;
+      }
+      __u32 def = UnderlyingComposite(btf, var->type);
+      if (def == 0) continue;
+      const struct btf_type* dt = btf__type_by_id(btf, def);
+      Napi::Object map = Napi::Object::New(env);
+      const struct btf_member* m = btf_members(dt);
+      for (__u16 j = 0; j < btf_vlen(dt); j++, m++) {
+        const char* member = btf__name_by_offset(btf, m->name_off);
+        if (member != nullptr && (std::strcmp(member, "key") == 0 || std::strcmp(member, "value") == 0))
+          map.Set(member, Napi::String::New(env, CompositeName(btf, m->type)));
+      }
+      maps.Set(varName, map);
+    }
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("structs", structs);
+  out.Set("maps", maps);
+  out.Set("globals", globals);
+  return out;
 }
 
 Napi::Object AbiConstants(Napi::Env env) {

@@ -1,6 +1,6 @@
 // farmlb_native: node-addon-api binding over the system libbpf. Entry point; the pieces
 // live in map.cc (NativeMap), object.cc (NativeObject, openObject), xdp.cc (attach),
-// abi.cc (layout export), corosync.cc (the Corosync membership's client) and common.cc (errors, libbpf log routing, workers).
+// abi.cc (layouts from BTF, ABI constants), corosync.cc (the Corosync membership's client) and common.cc (errors, libbpf log routing, workers).
 #include "abi.h"
 #include "common.h"
 #include "corosync.h"
@@ -79,7 +79,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setLogCallback", Napi::Function::New<SetLogCallback>(env, "setLogCallback"));
   exports.Set("corosyncOpen", Napi::Function::New<CorosyncOpen>(env, "corosyncOpen"));
   exports.Set("corosyncConfig", Napi::Function::New<CorosyncConfig>(env, "corosyncConfig"));
-  exports.Set("abiLayout", AbiLayout(env));
+  exports.Set("btfLayout", Napi::Function::New<BtfLayout>(env, "btfLayout"));
   exports.Set("abiConstants", AbiConstants(env));
   return exports;
 }

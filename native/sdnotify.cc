@@ -25,10 +25,10 @@ Napi::Value UnixDatagramSend(const Napi::CallbackInfo& info) {
   if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
   socklen_t len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size());
   UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) Throw(env, "FARMLB_E_NOTIFY", errno, "socket", path);
+  if (!fd.valid()) Throw(env, "FARMLB_E_RUN_NOTIFY", errno, "socket", path);
   ssize_t sent = sendto(fd.get(), message.data(), message.size(), MSG_NOSIGNAL,
                         reinterpret_cast<struct sockaddr*>(&addr), len);
-  if (sent < 0) Throw(env, "FARMLB_E_NOTIFY", errno, "sendto", path);
+  if (sent < 0) Throw(env, "FARMLB_E_RUN_NOTIFY", errno, "sendto", path);
   return env.Undefined();
 }
 

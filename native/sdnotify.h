@@ -7,7 +7,7 @@
 namespace farmlb {
 
 // unixDatagramSend(path, message): sends one datagram; a path starting with '@' is an
-// abstract socket (as systemd writes it). Throws FARMLB_E_BPF_ARG / FARMLB_E_NOTIFY.
+// abstract socket (as systemd writes it). Throws FARMLB_E_BPF_ARG / FARMLB_E_RUN_NOTIFY.
 Napi::Value UnixDatagramSend(const Napi::CallbackInfo& info);
 
 }  // namespace farmlb

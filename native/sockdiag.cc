@@ -7,7 +7,8 @@
 //
 // Result record (kDiagRecordBytes, decoded by src/net/tcp-sockets.ts):
 //   0 family (4 or 6; a v4-mapped IPv6 socket is reported as 4 with its IPv4 addresses)
-//   1 state (kernel TCP state; a request socket, TCP_NEW_SYN_RECV, as SYN_RECV like /proc)
+//   1 state (kernel TCP state; a request socket, TCP_NEW_SYN_RECV, as SYN_RECV like /proc;
+//     a timewait socket as TIME_WAIT whatever its substate, see PutRecord)
 //   2 local port (network order)   4 remote port (network order)   6 pad
 //   8 local address (16 bytes, wire order; IPv4 in the first 4)
 //  24 remote address (16 bytes)
@@ -36,6 +37,9 @@ constexpr size_t kRecvBytes = 64 * 1024;
 constexpr size_t kMaxLocals = 1024;
 constexpr uint8_t kTcpSynRecv = 3;
 constexpr uint8_t kTcpNewSynRecv = 12;
+constexpr uint8_t kTcpTimeWait = 6;
+/** idiag_timer of a timewait socket (inet_twsk_diag_fill); a full socket has 0, 1, 2 or 4. */
+constexpr uint8_t kTimerTimeWait = 3;
 
 struct Local {
   uint8_t family;  // 4 or 6
@@ -91,7 +95,16 @@ void PutRecord(std::vector<uint8_t>& out, const inet_diag_msg& m) {
   bool v6 = m.idiag_family == AF_INET6;
   bool mapped = v6 && IsV4Mapped(m.id.idiag_src);
   rec[0] = v6 && !mapped ? 6 : 4;
-  rec[1] = m.idiag_state == kTcpNewSynRecv ? kTcpSynRecv : m.idiag_state;
+  // The kernel reports a timewait socket with its substate: an orphan that reached FIN_WAIT2
+  // after close() (tcp_time_wait(sk, TCP_FIN_WAIT2, ...)) comes as FIN_WAIT2, though it is a
+  // timewait socket with no application behind it — and TIME_WAIT is what the data path's
+  // bpf_skc_lookup_tcp sees of it (not held). Reported as FIN_WAIT2, it held a handover open
+  // until its limit while the client's FIN found no node to take it.
+  if (m.idiag_timer == kTimerTimeWait) {
+    rec[1] = kTcpTimeWait;
+  } else {
+    rec[1] = m.idiag_state == kTcpNewSynRecv ? kTcpSynRecv : m.idiag_state;
+  }
   std::memcpy(&rec[2], &m.id.idiag_sport, 2);
   std::memcpy(&rec[4], &m.id.idiag_dport, 2);
   if (mapped) {

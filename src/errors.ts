@@ -396,6 +396,10 @@ export const ERRORS = {
     message: 'BPF object or map used after close: {detail}',
     hint: 'this is a bug in farmlb; report it with this message',
   },
+  FARMLB_E_BPF_ABI_MISMATCH: {
+    message: 'the BPF object {object} does not have the layouts this farmlb writes ({count} differences; first: {first})',
+    hint: 'the object was built from another farmlb_abi.h or with other FARMLB_MAX_* sizes; rebuild it with make -C bpf from this version',
+  },
   // --- xdp (attachment to interfaces) -------------------------------------------
   FARMLB_E_XDP_NO_IFACE: {
     message: 'no such network interface: {detail}',

@@ -25,7 +25,7 @@
 // /metrics rendered at most once a second, whatever the request rate.
 
 import { Worker } from 'node:worker_threads';
-import type { Cidr } from './allow-list.js';
+import type { Cidr } from '../config/cidr.js';
 import { HEALTH_WORKER_SOURCE, type HealthWorkerData, type MainToWorker, type WorkerToMain } from './health-worker.js';
 import type { Logger } from 'pino';
 import { healthView, type DaemonStatus } from './status.js';

@@ -23,7 +23,7 @@
 //   up), a survivor above its share gives up a bucket too — the bound on the share wins.
 
 import { FarmlbError } from '../errors.js';
-import { NBUCKETS, NODE_NONE } from '../dataplane/types.js';
+import { NBUCKETS, NODE_NONE } from './tables.js';
 
 export type Powers = Map<string, number> | Record<string, number>;
 /** owners[bucket] = node name, or null when nobody serves the bucket. Length NBUCKETS. */

@@ -13,8 +13,9 @@ import {
   VIP_ANY,
   type CompiledRule,
   type CompiledVip,
+  type BucketRows,
   type DataplaneTables,
-} from '../dataplane/types.js';
+} from './tables.js';
 import { addrBytes16 } from './addr.js';
 import { freshTable, ownersToIds, type BucketTable } from './assign.js';
 
@@ -115,6 +116,25 @@ export function nodeIdOf(cluster: ClusterConfig | undefined, name: string): numb
   return id < 0 ? NODE_NONE : id;
 }
 
+/**
+ * A bucket table (node names) as the data plane holds it (node ids, one row per configured
+ * group): what compileTables puts in DataplaneTables.buckets / prevOwners, and all a
+ * membership change gives the data plane (Dataplane.applyBuckets).
+ */
+export function bucketRows(
+  farm: FarmConfig,
+  cluster: ClusterConfig | undefined,
+  table: BucketTable,
+): { buckets: BucketRows; prevOwners: BucketRows } {
+  const nodes = cluster?.nodes ?? [];
+  const rows = (owners: readonly (readonly (string | null)[] | undefined)[] | undefined): BucketRows =>
+    farm.groups.map((g) => {
+      const row = owners?.[g.index];
+      return row ? ownersToIds([...row], nodes) : new Array<number>(NBUCKETS).fill(NODE_NONE);
+    });
+  return { buckets: rows(table.groups), prevOwners: rows(table.prev) };
+}
+
 export function compileTables(
   farm: FarmConfig,
   cluster: ClusterConfig | undefined,
@@ -122,14 +142,7 @@ export function compileTables(
   selfNode: string,
 ): DataplaneTables {
   const nodes = cluster?.nodes ?? [];
-  const buckets = farm.groups.map((g) => {
-    const row = table.groups[g.index];
-    return row ? ownersToIds(row, nodes) : new Array<number>(NBUCKETS).fill(NODE_NONE);
-  });
-  const prevOwners = farm.groups.map((g) => {
-    const row = table.prev?.[g.index];
-    return row ? ownersToIds(row, nodes) : new Array<number>(NBUCKETS).fill(NODE_NONE);
-  });
+  const { buckets, prevOwners } = bucketRows(farm, cluster, table);
   return {
     hashSeed: farm.farmlb.hashSeed >>> 0,
     selfNode: nodeIdOf(cluster, selfNode),

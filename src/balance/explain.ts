@@ -8,19 +8,19 @@ import {
   CriterionId,
   GROUP_NONE,
   NBUCKETS,
+  MAX_NODES,
   NODE_NONE,
   PORT_ANY,
   VIP_ANY,
   type CompiledRule,
   type DataplaneTables,
   type Reason,
-} from '../dataplane/types.js';
+} from './tables.js';
 import { addrBytes, addrBytes16, bytesToHex } from './addr.js';
 import { idsToOwners, rebalance } from './assign.js';
 import { groupPowers } from './compile.js';
 import { bucketOf } from './hash.js';
-import { ruleLookup, winningRule } from '../dataplane/rule-table.js';
-import { MAX_NODES } from '../dataplane/abi.js';
+import { ruleLookup, winningRule } from './precedence.js';
 
 export interface PacketQuery {
   /** Client (source) address. */

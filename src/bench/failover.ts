@@ -22,8 +22,9 @@ import type { DaemonStatus } from '../api/status.js';
 import { NODE_NONE } from '../dataplane/types.js';
 import { addrBytes } from '../balance/addr.js';
 import { bucketOf } from '../balance/hash.js';
-import { clockTicksPerSecond, processTicks, run } from './proc.js';
-import { median, round, sleep } from './stats.js';
+import { clockTicksPerSecond, inNs, processTicks, run } from './proc.js';
+import { median, percentile, round, sleep } from './stats.js';
+import { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
 import { parseArgs } from 'node:util';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { POLL_CLIENT_JS } from './poll-client.js';
@@ -37,10 +38,7 @@ import { renderSurvivorCases, survivorCases, type SurvivorCase } from './survivo
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
-export const HASH_SEED = 0x2545f491;
-export const HTTP_PORT = 8080;
 const MEMBERSHIP_PORT = 4800;
-export const VIP = '10.80.0.100';
 const node4 = (i: number) => `10.80.0.${11 + i}`;
 const nodeMac = (i: number) => `02:80:00:00:00:${(0x11 + i).toString(16).padStart(2, '0')}`;
 /** Client source addresses, 250 per /24 from 10.80.1.1 (the handover bench uses up to 4,000). */
@@ -130,15 +128,9 @@ export interface FailoverReport {
   notes: string[];
 }
 
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-
-export function inNs(ns: string, cmd: string, args: string[], timeoutMs = 15_000): Promise<string> {
-  return run('nsenter', [`--net=/run/netns/${ns}`, '--', cmd, ...args], timeoutMs);
-}
+export { percentile } from './stats.js';
+export { inNs } from './proc.js';
+export { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
 
 const nowNs = (): bigint => process.hrtime.bigint();
 
@@ -296,11 +288,11 @@ ${this.appXml} <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toStr
   }
 
   /** The daemon's heartbeat CPU meter (seconds, all parts) and installed epoch, over its control socket. */
-  async meter(n: BenchNode): Promise<{ cpuSeconds: number; epoch: number }> {
+  async meter(n: BenchNode): Promise<{ cpuSeconds: number; sendSeconds: number; receiveSeconds: number; tickSeconds: number; epoch: number }> {
     const s = await controlRequest(n.runDir, { cmd: 'status' }, { module: `bench-${this.tag}`, timeoutMs: 5_000 }) as DaemonStatus;
     const c = s.membershipCpu;
     if (!c) throw new Error(`${n.name}: the status carries no membershipCpu (not in membership mode?)`);
-    return { cpuSeconds: c.sendSeconds + c.receiveSeconds + c.tickSeconds, epoch: s.epoch };
+    return { cpuSeconds: c.sendSeconds + c.receiveSeconds + c.tickSeconds, sendSeconds: c.sendSeconds, receiveSeconds: c.receiveSeconds, tickSeconds: c.tickSeconds, epoch: s.epoch };
   }
 
   async killDaemon(n: BenchNode, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -981,6 +973,10 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     const m1 = await Promise.all(farm.nodes.map((n) => farm.meter(n)));
     const heartbeatCpu = m1.map((m, i) => ((m.cpuSeconds - m0[i]!.cpuSeconds) / windowS) * 100);
     const atRest = m1.every((m, i) => m.epoch === m0[i]!.epoch);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const part = (k: 'sendSeconds' | 'receiveSeconds' | 'tickSeconds') => round(mean(m1.map((m, i) => ((m[k] - m0[i]![k]) / windowS) * 100)), 2);
+    // Said before the trials: a farm too loaded to converge in time still reports its CPU.
+    progress(`${size} nodes at rest (${windowS} s): daemon CPU mean ${round(mean(cpu), 2)}% max ${round(Math.max(...cpu), 2)}% of a core, heartbeats mean ${round(mean(heartbeatCpu), 2)}% max ${round(Math.max(...heartbeatCpu), 2)}% (send ${part('sendSeconds')}%, receive ${part('receiveSeconds')}%, tick ${part('tickSeconds')}%)${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
     const conv: number[] = [];
     for (let t = 0; t < trials; t++) {
       const victim = farm.nodes[farm.nodes.length - 1 - (t % Math.max(1, farm.nodes.length - 1))]!;
@@ -994,10 +990,10 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
       await sleep(500);
     }
     const row = { nodes: size, membership, timing: farm.timing(), convergenceMs: median(conv),
-      ...(membership === 'corosync' ? { corosyncCpuMeanPct: corosyncCpu.reduce((a, b) => a + b, 0) / corosyncCpu.length } : {}), convergenceTrialsMs: conv.map((c) => round(c)),
-      cpuMeanPct: cpu.reduce((a, b) => a + b, 0) / cpu.length, cpuMaxPct: Math.max(...cpu),
-      heartbeatCpuMeanPct: heartbeatCpu.reduce((a, b) => a + b, 0) / heartbeatCpu.length, heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS };
-    progress(`${membership} ${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')}), daemon CPU mean ${round(row.cpuMeanPct, 2)}% max ${round(row.cpuMaxPct, 2)}% of a core, heartbeats mean ${round(row.heartbeatCpuMeanPct, 2)}% max ${round(row.heartbeatCpuMaxPct, 2)}%${row.corosyncCpuMeanPct !== undefined ? `, corosync ${round(row.corosyncCpuMeanPct, 2)}%` : ''}${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
+      ...(membership === 'corosync' ? { corosyncCpuMeanPct: mean(corosyncCpu) } : {}), convergenceTrialsMs: conv.map((c) => round(c)),
+      cpuMeanPct: mean(cpu), cpuMaxPct: Math.max(...cpu),
+      heartbeatCpuMeanPct: mean(heartbeatCpu), heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS };
+    progress(`${membership} ${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')})${row.corosyncCpuMeanPct !== undefined ? `, corosync ${round(row.corosyncCpuMeanPct, 2)}% of a core at rest` : ''}`);
     return row;
   } finally {
     await farm.cleanup();

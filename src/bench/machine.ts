@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
-import { bpfObjectPath, repoRoot } from '../dataplane/native.js';
+import { bpfObjectPath, repoRoot } from '../addon/native.js';
 
 export interface MachineFacts {
   /** ISO 8601, when the run started. */

@@ -7,7 +7,7 @@
 // measure what it says (a wrong verdict, a tool that did not start).
 
 import { parseArgs } from 'node:util';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { machineFacts } from './machine.js';
 import { measurePerPacket } from './per-packet.js';

@@ -10,8 +10,8 @@
 // a table mistake cannot make the benchmark time the wrong path.
 
 import { bucketOf } from '../balance/hash.js';
-import { bpfObjectPath, loadNative, type Native, type NativeObject } from '../dataplane/native.js';
-import { addrBytes16, buildFrame, parseIp, TCP_ACK, TCP_SYN, type FrameSpec } from '../dataplane/packet.js';
+import { bpfObjectPath, loadNative, type Native, type NativeObject } from '../addon/native.js';
+import { addrBytes16, buildFrame, parseIp, TCP_ACK, TCP_SYN, type FrameSpec } from '../net/frames.js';
 import { holdConnection, type HeldConnection } from './socket-holder.js';
 import {
   CriterionId,

@@ -93,3 +93,8 @@ export function snmpCounters(proto: 'Udp' | 'Ip'): Record<string, number> {
   const values = lines[1]?.split(/\s+/).slice(1).map(Number) ?? [];
   return Object.fromEntries(names.map((n, i) => [n, values[i] ?? 0]));
 }
+
+/** A command in a lab namespace (network namespace only, as the lab runs daemons). */
+export function inNs(ns: string, cmd: string, args: string[], timeoutMs = 15_000): Promise<string> {
+  return run('nsenter', [`--net=/run/netns/${ns}`, '--', cmd, ...args], timeoutMs);
+}

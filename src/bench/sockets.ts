@@ -11,7 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import { diagTcpSockets, scanTcpSockets, TCP_STATES, type LocalAddr, type TcpSocket } from '../net/tcp-sockets.js';
 import { HELD_STATES } from '../daemon/holdings.js';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';

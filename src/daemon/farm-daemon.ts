@@ -10,11 +10,11 @@
 //          host stopped (lease revoked, tcpreset, VIPs removed, program detached …) →
 //          state STOP.
 //
-// Handover (issue 7): after every table it applied, the daemon tells the holdings sampler
-// (src/daemon/holdings.ts) the installed table and its epoch; while that table names this
-// node the previous owner of a bucket, the sampler reads the socket table every 250 ms
-// and hands the counts to the source (TableSource.setHoldings), which lets the leader end
-// the handover. Every few seconds the SYN cookie counters are checked: cookies defeat the
+// Handover (docs/membership.md "Handover"): after every table it applied, the daemon tells
+// the holdings sampler (src/daemon/holdings.ts) the installed table and its epoch; while
+// that table names this node the previous owner of a bucket, the sampler reads the socket
+// table every 250 ms and hands the counts to the source (TableSource.setHoldings), which
+// lets the leader end the handover. Every few seconds the SYN cookie counters are checked: cookies defeat the
 // data path's socket test, so an episode of cookies sent is logged (once) and shown in the
 // status.
 //
@@ -34,7 +34,7 @@ import { groupPowers } from '../balance/compile.js';
 import type { BucketTable } from '../balance/assign.js';
 import type { ClusterConfig, FarmConfig } from '../config/types.js';
 import { configDigest } from '../config/digest.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import { NBUCKETS, NODE_NONE, type DataplaneTables } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
 import type { NeighbourSystem } from '../net/neighbours.js';
@@ -43,7 +43,7 @@ import { packageVersion } from '../version.js';
 import type { SystemdNotifier } from './systemd.js';
 import { startControlServer, type ControlServer, type PowerChange } from '../api/control.js';
 import { startHealthServer, type HealthServer } from '../api/health.js';
-import { parseCidr, type Cidr } from '../api/allow-list.js';
+import { parseCidr, type Cidr } from '../config/cidr.js';
 
 /** <farmlb health_detail> as the health server takes it (absent: its default, the node itself). */
 function healthDetailOption(list: string[] | undefined): { detail?: readonly Cidr[] | 'any' } {
@@ -53,7 +53,7 @@ function healthDetailOption(list: string[] | undefined): { detail?: readonly Cid
 }
 import { createMetrics, ViewHistory, type DataplaneCounters, type Metrics } from '../api/metrics.js';
 import { XdpDataplane, type PinnedDataplane } from '../dataplane/xdp.js';
-import { EventsLog, eventsFile, movedBucketsByGroup } from './events-log.js';
+import { EventsLog, eventsFile, movedBucketsByGroup } from '../api/events-log.js';
 import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from '../api/status.js';
 import { CheckPoller, describeFailures, type CheckResult, type CheckTarget } from '../checks/local-checks.js';
 import { NodeHost, ownedCount } from './node-host.js';
@@ -300,7 +300,7 @@ export class FarmDaemon {
       const t0 = process.hrtime.bigint();
       const before = this.host.tables();
       const table = d.table;
-      await this.host.changeTables(() => this.host.compile(table.table), `epoch ${table.epoch}`);
+      await this.host.changeBuckets(table.table, `epoch ${table.epoch}`);
       this.installedEpoch = table.epoch;
       const after = this.host.tables();
       // Only now, with the table in the data plane: a sample tagged with this epoch proves

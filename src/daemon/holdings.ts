@@ -1,6 +1,6 @@
 // The connections this node still holds as the previous owner of buckets in handover
-// (issue 7): what lets the membership leader end a handover as soon as the previous owner
-// is done instead of at the time limit.
+// (docs/membership.md "Handover"): what lets the membership leader end a handover as soon
+// as the previous owner is done instead of at the time limit.
 //
 // A socket is "held in bucket b of group g" when its local address is a VIP, the TCP rule
 // the data path applies to that VIP and local port (rule-table.ts's winningRule, as the
@@ -14,7 +14,9 @@
 // States: every state but LISTEN, TIME_WAIT and CLOSE. A TIME_WAIT socket is no connection
 // (the application is gone, nothing is lost when its last ACK goes elsewhere), and the data
 // path treats a TIME_WAIT socket found by bpf_skc_lookup_tcp as not held either, so both
-// sides agree and a TIME_WAIT cannot hold a handover open for its 60 s.
+// sides agree and a TIME_WAIT cannot hold a handover open for its 60 s. That includes the
+// orphan a server's close() leaves in FIN_WAIT2 (a timewait socket the kernel lists with its
+// substate): src/net/tcp-sockets.ts reports it as TIME_WAIT, as the data path sees it.
 //
 // Sampling: while the installed table names this node the previous owner of a bucket, the
 // socket table is read every HOLDINGS_INTERVAL_MS at most, through sock_diag with the VIPs
@@ -33,7 +35,7 @@ import type { Logger } from 'pino';
 import { bucketOf } from '../balance/hash.js';
 import { ruleLookup, winningRule, type RuleLookup } from '../dataplane/rule-table.js';
 import { CriterionId, NBUCKETS, NODE_NONE, type CompiledVip, type DataplaneTables } from '../dataplane/types.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import { isFarmlbError } from '../errors.js';
 import { diagTcpSockets, scanTcpSockets, TCP_STATES, type LocalAddr, type ScanTcpResult, type TcpSocket, type TcpState } from '../net/tcp-sockets.js';
 import type { Holdings } from './table-source.js';

@@ -17,6 +17,7 @@ import { groupPowers } from '../balance/compile.js';
 import { configDigest } from '../config/digest.js';
 import { liveChangeProblem } from '../config/live-change.js';
 import type { ClusterConfig, FarmConfig, FarmlbSettings } from '../config/types.js';
+import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
 import { XdpDataplane } from '../dataplane/xdp.js';
 import { NODE_NONE } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
@@ -34,7 +35,7 @@ import { keyId } from '../membership/key.js';
 import type { GroupPowers, MembershipTiming } from '../membership/types.js';
 import { CorosyncMembership, corosyncLeaseMs, cpgGroupName } from '../membership/corosync/corosync-membership.js';
 import { nodelistProblems } from '../membership/corosync/conf.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import type { Holdings, SourceSink, SourceView, TableSource } from './table-source.js';
 
 /** view() of the membership source: the common view plus what only the membership knows. */
@@ -119,7 +120,9 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   const { key, accept } = await readHeartbeatKeys(farm.farmlb, log);
   const topo = farm.farm ?? { ...DEFAULT_TIMING, lans: [] };
   // --lease-ms overrides the lease derived from the pulse; the engine refuses one that cannot work.
-  const timing = { ...timingFromTopology(topo), ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}) };
+  // The data plane's lease clock slack: how long past a deadline it may still serve.
+  const slackMs = LEASE_CLOCK_SLACK_NS / 1e6;
+  const timing = { ...timingFromTopology(topo, slackMs), ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}) };
   const groups = groupPowers(farm, cluster).map((powers, i) => ({ name: farm.groups[i]!.name, powers }));
   const powerOverrides = await readPowers(paths.runDir, log, cluster.nodes, groups);
   if (farm.farmlb.membership === 'corosync') {

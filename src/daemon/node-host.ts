@@ -22,10 +22,10 @@ import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { ClusterConfig, FarmConfig, VmacMode } from '../config/types.js';
-import { compileTables } from '../balance/compile.js';
+import { bucketRows, compileTables } from '../balance/compile.js';
 import type { BucketTable } from '../balance/assign.js';
 import { XdpDataplane, unpinDir } from '../dataplane/xdp.js';
-import { loadNative } from '../dataplane/native.js';
+import { loadNative } from '../addon/native.js';
 import type { DataplaneTables } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
 import { ArpReroute, type ArpRerouteStats, type RerouteInterface } from '../net/arpreroute.js';
@@ -229,17 +229,38 @@ export class NodeHost {
   }
 
   /**
+   * A membership decision: only who owns each bucket changes (Dataplane.applyBuckets, no
+   * recompilation of the configuration), and arpreroute is told which buckets moved here.
+   * Queued with changeTables: one change at a time.
+   */
+  changeBuckets(table: BucketTable, why: string): Promise<void> {
+    return this.queueChange(why, async (dp) => {
+      const rows = bucketRows(this.farmConfig, this.opts.cluster, table);
+      await dp.applyBuckets(rows.buckets, rows.prevOwners);
+    });
+  }
+
+  /**
    * Applies `make(current)` and tells arpreroute which buckets moved here: every table
-   * change (reload, node MACs, a membership view change, including one that follows the
-   * crash of another node) goes through here. Serialised: one change at a time.
+   * change (reload, node MACs, a membership view change through changeBuckets, including one
+   * that follows the crash of another node) goes through here. Serialised: one change at a time.
    */
   changeTables(make: (current: DataplaneTables) => DataplaneTables, why: string, beforeReroute?: (next: DataplaneTables) => Promise<void>): Promise<void> {
+    return this.queueChange(why, (dp, prev) => dp.apply(make(prev)), beforeReroute);
+  }
+
+  /** One table change, after the ones queued before it: `write` changes the data plane's tables. */
+  private queueChange(
+    why: string,
+    write: (dp: XdpDataplane, prev: DataplaneTables) => Promise<void>,
+    beforeReroute?: (next: DataplaneTables) => Promise<void>,
+  ): Promise<void> {
     const step = this.tableQueue.then(async () => {
       const dp = this.dp;
       const prev = dp?.tables();
       if (!dp || !prev || this.stopping) return;
-      const next = make(prev);
-      await dp.apply(next);
+      await write(dp, prev);
+      const next = dp.tables() ?? prev;
       this.opts.log.info({ event: 'tables_applied', why, buckets: ownedCount(next.buckets, next.selfNode) }, `tables applied (${why})`);
       await beforeReroute?.(next);
       this.reroute?.tablesChanged(prev, next);

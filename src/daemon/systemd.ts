@@ -35,6 +35,8 @@ export function systemdNotifier(transport: NotifyTransport, env: NodeJS.ProcessE
     try {
       transport.send(socketPath, message);
     } catch (err) {
+      // The addon already names the socket and the call (and throws this very code).
+      if (err instanceof FarmlbError) throw err;
       throw new FarmlbError('FARMLB_E_RUN_NOTIFY', { detail: `${socketPath}: ${err instanceof Error ? err.message : String(err)}` }, { cause: err });
     }
   };

@@ -49,10 +49,11 @@ export interface SourceView {
 }
 
 /**
- * Connections this node still holds as the previous owner of buckets in handover (issue 7),
- * counted from the kernel's socket table (src/daemon/holdings.ts). The sample is taken after
- * the table of `epoch` was applied, so a count of 0 proves the node is done with a bucket:
- * a previous owner never accepts a new connection.
+ * Connections this node still holds as the previous owner of buckets in handover
+ * (docs/membership.md "Handover"), counted from the kernel's socket table
+ * (src/daemon/holdings.ts). The sample is taken after the table of `epoch` was applied, so
+ * a count of 0 proves the node is done with a bucket: a previous owner never accepts a new
+ * connection.
  */
 export interface Holdings {
   /** Epoch of the installed table the sample was taken under. */

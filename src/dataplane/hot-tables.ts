@@ -11,7 +11,7 @@
 
 import { FarmlbError } from '../errors.js';
 import { ABI_STRUCTS, BUCKET_ENTRIES, SLOTS, VIP_DESC_ENTRIES, decodeCtl } from './abi.js';
-import type { NativeMap } from './native.js';
+import type { NativeMap } from '../addon/native.js';
 
 export type HotTableName = 'farmlb_ctl' | 'farmlb_slot_cfg' | 'farmlb_vip_index' | 'farmlb_vip_desc' | 'farmlb_buckets';
 

@@ -9,7 +9,9 @@
 // one of them, and the differential test says which packet shows it.
 
 import { bucketOf } from '../balance/hash.js';
+import { FarmlbError } from '../errors.js';
 import { formatAddr, formatMac, MAX_GROUPS, MAX_NODES, parseMac } from './abi.js';
+import { validateBuckets } from './map-entries.js';
 import { ruleLookup, winningRule, type RuleLookup } from './rule-table.js';
 import {
   CriterionId,
@@ -21,6 +23,7 @@ import {
   XDP_TX,
   GROUP_NONE,
   type BucketCounter,
+  type BucketRows,
   type CompiledVip,
   type Dataplane,
   type DataplaneTables,
@@ -570,7 +573,7 @@ const EGRESS_ND = ETH_HLEN + 40;
 const EGRESS_OPT = EGRESS_ND + ND_MSG_LEN;
 
 /**
- * The tc egress program (bpf/farmlb_egress.h, docs/datapath.md §11): in a neighbour
+ * The tc egress program (bpf/farmlb_egress.bpf.c, docs/datapath.md §11): in a neighbour
  * solicitation / advertisement this node sends from an IPv6 VIP, the first option (source /
  * target link-layer address) announces the farm's MAC for the VIP instead of the node's:
  * the VMAC (vmac_invisible), the MAC of the arp-owner of the neighbour concerned (vmac_directed
@@ -632,6 +635,13 @@ export class ModelDataplane implements Dataplane {
 
   async apply(tables: DataplaneTables): Promise<void> {
     this.current = tables;
+  }
+
+  async applyBuckets(buckets: BucketRows, prevOwners?: BucketRows): Promise<void> {
+    if (!this.current) throw new FarmlbError('FARMLB_E_DATAPLANE_TABLE_INVALID', { detail: 'buckets applied before any table' });
+    validateBuckets(buckets, prevOwners);
+    const { prevOwners: _old, ...rest } = this.current;
+    this.current = { ...rest, buckets, ...(prevOwners ? { prevOwners } : {}) };
   }
 
   async setLease(deadlineNs: bigint): Promise<void> {

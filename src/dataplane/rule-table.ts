@@ -1,11 +1,7 @@
-// Which rule decides a TCP/UDP packet to a VIP: the semantic precedence of
-// docs/datapath.md §4, and its expansion into the resolved table the XDP program reads.
-//
-// The semantics are stated once, in winningRule(): (vip, port) > (vip, *) > (*, port) >
-// (*, *), the first applicable rule wins, and an on_ipid rule does not apply to an IPv6
-// VIP (IPv6 has no identification field). The TS model decides packets with it directly;
-// resolveRules() precomputes its answer for every (VIP, protocol, port) a rule names, plus
-// one "any other port" entry per VIP and protocol, so that the program needs at most two
+// The rule precedence of docs/datapath.md §4 (winningRule, src/balance/precedence.ts)
+// expanded into the resolved table the XDP program reads: resolveRules() precomputes its
+// answer for every (VIP, protocol, port) a rule names, plus one "any other port" entry per
+// VIP and protocol, so that the program needs at most two
 // hash lookups — (addr, proto, dport), then (addr, proto, *) — where walking the four keys
 // took up to four (each ~30 ns on the reference VM). vipLayout() then lays the resolved
 // table out for array lookups: a direct-mapped index over the VIP addresses and one
@@ -14,46 +10,10 @@
 
 import type { VmacMode } from '../config/types.js';
 import { VIP_INDEX_MANY, VIP_INDEX_NONE, VIP_INDEX_SIZE, VIP_INLINE_PORTS, vipIndexOf } from './abi.js';
-import { CriterionId, PORT_ANY, VIP_ANY, type CompiledRule, type CompiledVip } from './types.js';
+import { PROTOS, ruleLookup, winningRule, type Proto } from '../balance/precedence.js';
+import { CriterionId, PORT_ANY, VIP_ANY, type CompiledRule, type CompiledVip } from '../balance/tables.js';
 
-export type Proto = CompiledRule['proto'];
-export const PROTOS: readonly Proto[] = [6, 17];
-
-/** A rule table as the semantics address it: by (proto, port or PORT_ANY, VIP id or VIP_ANY). */
-export type RuleLookup = (proto: Proto, port: number, vipId: number) => CompiledRule | undefined;
-
-/** A RuleLookup over a list of rules (as DataplaneTables.rules holds them). */
-export function ruleLookup(rules: readonly CompiledRule[]): RuleLookup {
-  const byKey = new Map<string, CompiledRule>();
-  for (const rule of rules) byKey.set(`${rule.proto}/${rule.port}/${rule.vipId}`, rule);
-  return (proto, port, vipId) => byKey.get(`${proto}/${port}/${vipId}`);
-}
-
-/**
- * docs/datapath.md §4: the rule deciding a `proto` packet to VIP `vipId` (of `family`) on
- * destination port `dport`, or undefined when none applies (DROP_NO_RULE). dport PORT_ANY
- * asks for the rule of a port no rule names, i.e. the winner of (vip, *) > (*, *).
- */
-export function winningRule(
-  lookup: RuleLookup,
-  proto: Proto,
-  vipId: number,
-  family: 4 | 6,
-  dport: number,
-): CompiledRule | undefined {
-  const keys: readonly (readonly [number, number])[] = [
-    [dport, vipId],
-    [PORT_ANY, vipId],
-    [dport, VIP_ANY],
-    [PORT_ANY, VIP_ANY],
-  ];
-  for (const [port, vip] of keys) {
-    const hit = lookup(proto, port, vip);
-    // on_ipid has no field in IPv6: such a rule does not apply, keep looking.
-    if (hit && !(family === 6 && hit.criterion === CriterionId.Ipid)) return hit;
-  }
-  return undefined;
-}
+export { PROTOS, ruleLookup, winningRule, type Proto, type RuleLookup } from '../balance/precedence.js';
 
 /** One entry of the resolved table (farmlb_rules): the rule for packets to a VIP on a port. */
 export interface ResolvedRule {

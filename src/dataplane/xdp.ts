@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { FarmlbError } from '../errors.js';
 import { PIN_ROOT } from '../paths.js';
+import { abiMismatches } from './abi-check.js';
 import { hotTables, type ArrayTable, type HotTableName } from './hot-tables.js';
 import {
   MAP_NAMES,
@@ -36,9 +37,7 @@ import {
   decodeRequesterKey,
   encodeIface,
   MAX_NODES,
-  nodeEntries,
   nodeIndex,
-  nodeMacEntries,
   NODE_F_KNOWN,
   TC_HANDLE,
   TC_PRIORITY,
@@ -59,21 +58,18 @@ import {
   modeName,
   parseMac,
   RESOLVED_RULES_PER_SLOT,
-  resolvedRuleEntry,
-  ruleSpecEntry,
   sumPerCpuBucketCounter,
   sumPerCpuCounter,
-  validateTables,
-  vipDescEntries,
-  vipEntry,
   type Ctl,
   type MapName,
 } from './abi.js';
+import { nodeEntries, nodeMacEntries, resolvedRuleEntry, ruleSpecEntry, validateBuckets, validateTables, vipDescEntries, vipEntry } from './map-entries.js';
 import { resolveRules, vipLayout, type ResolvedRule, type VipLayout } from './rule-table.js';
-import { bpfObjectPath, loadNative, type Native, type NativeMap, type NativeObject, type TestRunResult, type XdpMode } from './native.js';
+import { bpfObjectPath, loadNative, type Native, type NativeMap, type NativeObject, type TestRunResult, type XdpMode } from '../addon/native.js';
 import {
   REASONS,
   type BucketCounter,
+  type BucketRows,
   type CompiledRule,
   type CompiledVip,
   type CriterionId,
@@ -364,7 +360,13 @@ export class XdpDataplane implements Dataplane {
    * What this process wrote to each slot (unknown after open: the first write of a slot is
    * a full one). The key covers everything but the buckets.
    */
-  private readonly written: ({ key: string; tables: DataplaneTables } | undefined)[] = [undefined, undefined];
+  /**
+   * What each slot holds: the tables, and the generation of everything but the buckets
+   * (bumped by every apply()). applyBuckets rewrites only the bucket entries of a slot whose
+   * generation is current; undefined while a write is under way or after one failed.
+   */
+  private readonly written: ({ gen: number; tables: DataplaneTables } | undefined)[] = [undefined, undefined];
+  private configGen = 0;
 
   private constructor(
     private readonly native: Native,
@@ -384,6 +386,11 @@ export class XdpDataplane implements Dataplane {
     const objectPath = opts.objectPath ?? bpfObjectPath();
     const log = opts.log;
     const reuse = opts.reusePins === true && opts.pinDir !== undefined;
+    // The encoders below write the layouts of abi.ts: an object built from another header
+    // (or with other FARMLB_MAX_* sizes) is refused before anything is loaded or pinned.
+    const mismatches = abiMismatches(native.btfLayout(objectPath));
+    if (mismatches.length > 0)
+      throw new FarmlbError('FARMLB_E_BPF_ABI_MISMATCH', { object: objectPath, count: mismatches.length, first: mismatches[0]!, mismatches: mismatches.join('; ') });
     const obj = await native.openObject(objectPath, reuse ? { reusePinDir: opts.pinDir } : {});
     let maps: Maps | undefined;
     try {
@@ -457,22 +464,53 @@ export class XdpDataplane implements Dataplane {
     await this.serialize(async () => {
       this.assertOpen();
       const slot = 1 - activeSlotOf(readCtl(this.maps));
-      const key = nonBucketKey(snapshot);
-      const before = this.written[slot];
-      // A membership change moves buckets and nothing else: rewrite only the bucket entries
-      // that differ from what this slot holds (a handful instead of 4,096 plus every other
-      // map — installs on a loaded host went from tens of ms to a few).
+      const gen = ++this.configGen;
       // Unknown until this write completes: one that fails halfway is followed by a full one.
       this.written[slot] = undefined;
-      if (before && before.key === key) await this.writeBuckets(slot, snapshot, before.tables);
-      else await this.writeSlot(slot, snapshot, resolved, layout);
-      this.written[slot] = { key, tables: snapshot };
-      // Re-read: the lease (or iface_gen) may have been changed by another writer of the pinned map.
-      const ctl = readCtl(this.maps);
-      this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ ...ctl, activeSlot: slot }));
-      this.current = snapshot;
-      this.log?.debug({ event: 'tables_applied', slot }, 'data plane tables applied');
+      await this.writeSlot(slot, snapshot, resolved, layout);
+      this.written[slot] = { gen, tables: snapshot };
+      this.flip(slot, snapshot);
     });
+  }
+
+  async applyBuckets(buckets: BucketRows, prevOwners?: BucketRows): Promise<void> {
+    await this.serialize(async () => {
+      this.assertOpen();
+      const current = this.current;
+      if (!current) throw new FarmlbError('FARMLB_E_DATAPLANE_TABLE_INVALID', { detail: 'buckets applied before any table' });
+      validateBuckets(buckets, prevOwners);
+      // Only the rows are new: the rest is the current snapshot, shared (never mutated).
+      const { prevOwners: _old, ...rest } = current;
+      const next: DataplaneTables = {
+        ...rest,
+        buckets: buckets.map((row) => [...row]),
+        ...(prevOwners ? { prevOwners: prevOwners.map((row) => [...row]) } : {}),
+      };
+      const slot = 1 - activeSlotOf(readCtl(this.maps));
+      const before = this.written[slot];
+      this.written[slot] = undefined;
+      // The inactive slot holds the current configuration (it was written by a bucket change
+      // since the last apply): rewrite only the bucket entries that differ from it, a handful
+      // instead of 4,096 plus every other map. Otherwise (the slot still holds the
+      // configuration before the last apply, or nothing known) the whole slot.
+      if (before && before.gen === this.configGen) {
+        await this.writeBuckets(slot, next, before.tables);
+      } else {
+        const resolved = resolveRules(next.vips, next.rules);
+        await this.writeSlot(slot, next, resolved, vipLayout(next.vips, resolved));
+      }
+      this.written[slot] = { gen: this.configGen, tables: next };
+      this.flip(slot, next);
+    });
+  }
+
+  /** Makes `slot` the one the program reads, with `tables` in it. */
+  private flip(slot: number, tables: DataplaneTables): void {
+    // Re-read: the lease (or iface_gen) may have been changed by another writer of the pinned map.
+    const ctl = readCtl(this.maps);
+    this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ ...ctl, activeSlot: slot }));
+    this.current = tables;
+    this.log?.debug({ event: 'tables_applied', slot }, 'data plane tables applied');
   }
 
   /**
@@ -735,11 +773,6 @@ async function batch(map: Pick<NativeMap, 'updateBatch'>, entries: { key: Buffer
     Buffer.concat(entries.map((e) => e.value)),
     entries.length,
   );
-}
-
-/** Everything of a table but its buckets, as one comparable string. */
-function nonBucketKey(t: DataplaneTables): string {
-  return JSON.stringify([t.hashSeed, t.selfNode, t.vmac, t.vips.map((v) => ({ ...v, addrBytes: [...v.addrBytes] })), t.rules, t.nodeMacs ?? []]);
 }
 
 /** Read-only view of a pinned data plane, for the CLI; works while the daemon is down. */

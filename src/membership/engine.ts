@@ -22,7 +22,6 @@
 //   names it owner OR previous owner of b. The leader names a new owner only when no other
 //   node may be owner and no node but the (single) previous owner it names may serve b.
 
-import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
 import { rebalance } from '../balance/assign.js';
 import { ReplayGuard } from './codec.js';
 import { heartbeatProblem, overridesProblem } from './bounds.js';
@@ -30,7 +29,7 @@ import {
   NO_OVERRIDES, bitmapHas, checkPowerChange, decodeRows, effectivePowers, emptyRows, encodeBitmap, encodeRows, hasAny, overridesNewer,
   sameRows, sameWireRows, tableDigest, type Rows, type TableRows,
 } from './table.js';
-import { leaseWaitNs, checkTiming } from './timing.js';
+import { leaseClockSlackNs, leaseWaitNs, checkTiming } from './timing.js';
 import type {
   AckEntry, EngineOutput, GroupHandover, HandoverEndReason, Heartbeat, HeartbeatHoldings, HeardEntry, HoldingsSample,
   MembershipEngineOptions, MembershipEvent, MembershipStatus, NodeState, PeerStatus, PowerOverrides, ViewTable,
@@ -1067,7 +1066,7 @@ export class MembershipEngine {
     this.install({ epoch: hb.epoch, leader: hb.leader, view: [...hb.view], groups: rows.groups, prev: rows.prev, digest: hb.tableDigest },
       out, this.viewCause(hb.view, `leader ${hb.leader}`));
     // (A lease that has run out serves nothing to hold back: the next renewal is on this leader's tables.)
-    if (this.awaitingRenewal && this.leaseNsValue + BigInt(LEASE_CLOCK_SLACK_NS) > nowNs) this.holdBackGained(served, out);
+    if (this.awaitingRenewal && this.leaseNsValue + leaseClockSlackNs(this.opts.timing) > nowNs) this.holdBackGained(served, out);
     else this.servedGroups = undefined;
   }
 

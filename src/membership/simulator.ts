@@ -4,7 +4,7 @@
 // pinned XDP program does) and restarts (new incarnation). Heartbeats go through the real
 // codec (HMAC). After every applied decision it checks the safety invariant: no bucket is
 // served by two nodes in contact (served = the node's installed table gives it the bucket
-// AND its lease is valid under the data plane's rule, deadline + LEASE_CLOCK_SLACK_NS).
+// AND its lease is valid under the data plane's rule, deadline + the timing's leaseClockSlackMs).
 // With handover on it also models TCP connections in the buckets a node hands over (each
 // lives a random drain time), feeds their counts to the engine as the daemon does
 // (setHoldings), and checks that no packet can be accepted by two nodes: at most one owner
@@ -17,14 +17,13 @@
 // never has its lease lapse — recorded in `lapses`.
 // Used by test/unit/membership-*.test.ts and to measure failover timings.
 
-import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
-import { NBUCKETS } from '../dataplane/types.js';
+import { NBUCKETS } from '../balance/tables.js';
 import type { SplitBrainPolicy } from '../config/types.js';
 import { FarmlbError } from '../errors.js';
 import { decodeHeartbeat, encodeHeartbeat } from './codec.js';
 import { MembershipEngine } from './engine.js';
 import { emptyRows } from './table.js';
-import { DEFAULT_TIMING } from './timing.js';
+import { DEFAULT_TIMING, leaseClockSlackNs } from './timing.js';
 import type { EngineOutput, GroupPowers, MembershipEvent, MembershipTiming, PowerOverrides } from './types.js';
 
 /** Connections a previous owner still holds in one bucket (the simulated socket table). */
@@ -36,7 +35,6 @@ interface Held {
 }
 
 const MS = 1_000_000n;
-const SLACK = BigInt(LEASE_CLOCK_SLACK_NS);
 
 export interface SimOptions {
   nodes: string[];
@@ -165,6 +163,8 @@ export class Simulator {
   readonly lapses: Lapse[] = [];
   readonly names: string[];
   readonly timing: MembershipTiming;
+  /** The data plane's lease clock slack (timing.leaseClockSlackMs) in ns. */
+  private readonly slackNs: bigint;
   private readonly groups: GroupPowers[];
   private readonly links = new Map<string, Link>();
   private heap: SimEvent[] = [];
@@ -186,6 +186,7 @@ export class Simulator {
     this.names = opts.nodes;
     this.v1Only = new Set(opts.v1Only);
     this.timing = opts.timing ?? DEFAULT_TIMING;
+    this.slackNs = leaseClockSlackNs(this.timing);
     this.groups = opts.groups ?? [{ name: 'g', powers: new Map(opts.nodes.map((n) => [n, 1])) }];
     this.rnd = (opts.seed ?? 1) >>> 0 || 1;
     const key = opts.key ?? Buffer.alloc(32, 7);
@@ -555,7 +556,7 @@ export class Simulator {
   private noteLease(n: SimNode, tableChanged: boolean): void {
     const now = this.nowNs;
     const wasValid = n.validUntilNs > now;
-    const until = n.leaseNs + SLACK - n.offsetNs;
+    const until = n.leaseNs + this.slackNs - n.offsetNs;
     const lapseFrom = n.validUntilNs;
     n.validUntilNs = until > now ? until : wasValid ? now : n.validUntilNs;
     const valid = n.validUntilNs > now;
@@ -666,7 +667,7 @@ export class Simulator {
   /** Does `name` serve bucket b of group g right now (table AND lease, with the clock slack)? */
   serves(name: string, g: number, b: number): boolean {
     const n = this.node(name);
-    return n.rows[g]?.[b] === name && this.localNs(name) < n.leaseNs + SLACK;
+    return n.rows[g]?.[b] === name && this.localNs(name) < n.leaseNs + this.slackNs;
   }
 
   /** Nodes serving each bucket of group g now. */
@@ -676,7 +677,7 @@ export class Simulator {
       const n = this.node(name);
       const row = n.rows[g];
       if (!row) continue;
-      const leaseOk = this.localNs(name) < n.leaseNs + SLACK;
+      const leaseOk = this.localNs(name) < n.leaseNs + this.slackNs;
       if (!leaseOk) continue;
       row.forEach((o, b) => {
         if (o === name) out[b]!.push(name);
@@ -705,7 +706,7 @@ export class Simulator {
 
   /** Handover: no packet class of a bucket accepted by two serving nodes (see the header). */
   private checkHandover(): void {
-    const serving = this.names.filter((name) => this.localNs(name) < this.node(name).leaseNs + SLACK);
+    const serving = this.names.filter((name) => this.localNs(name) < this.node(name).leaseNs + this.slackNs);
     for (const name of serving) {
       const n = this.node(name);
       n.prev.forEach((prevRow, g) => {

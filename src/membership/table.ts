@@ -1,7 +1,8 @@
 // Bucket tables on the wire and the powers they are computed from. Pure.
 
 import { createHash } from 'node:crypto';
-import { NBUCKETS } from '../dataplane/types.js';
+import type { BucketTable, Owners } from '../balance/assign.js';
+import { NBUCKETS } from '../balance/tables.js';
 import { FarmlbError } from '../errors.js';
 import type { GroupPowers, PowerOverrides } from './types.js';
 
@@ -43,13 +44,10 @@ export function sameWireRows(a: readonly string[] | undefined, b: readonly strin
 }
 
 /** Rows of owners (or previous owners) per group. */
-export type Rows = (string | null)[][];
+export type Rows = Owners[];
 
-/** A table's content: owners and previous owners (same shape). */
-export interface TableRows {
-  groups: Rows;
-  prev: Rows;
-}
+/** A table's content: owners and previous owners (same shape): the balance's BucketTable, with its handover rows always present. */
+export type TableRows = Required<BucketTable>;
 
 export function hasAny(rows: readonly (readonly (string | null)[])[]): boolean {
   return rows.some((row) => row.some((o) => o !== null));

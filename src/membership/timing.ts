@@ -1,7 +1,6 @@
 // Membership timing: defaults and the kernel lease derived from the pulse (docs/membership.md,
 // "Defaults and why").
 
-import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
 import { FarmlbError } from '../errors.js';
 import type { FarmTopology } from '../config/types.js';
 import type { MembershipTiming } from './types.js';
@@ -11,7 +10,7 @@ import type { MembershipTiming } from './types.js';
  * after 350 ms; the lease (200 ms) runs out before a follower is declared lost, so the
  * takeover never waits for it. Measured in the simulator (docs/membership.md).
  */
-export const DEFAULT_TIMING: MembershipTiming = { pulseMs: 50, slostCount: 5, mlostCount: 7, leaseMs: 200 };
+export const DEFAULT_TIMING: MembershipTiming = { pulseMs: 50, slostCount: 5, mlostCount: 7, leaseMs: 200, leaseClockSlackMs: 20 };
 
 /** Fixed part of the margin for clock-rate differences between nodes. */
 const DRIFT_MARGIN_FIXED_NS = 1_000_000n;
@@ -20,19 +19,27 @@ const DRIFT_MARGIN_FIXED_NS = 1_000_000n;
 export function leaseWaitNs(timing: MembershipTiming): bigint {
   const leaseNs = BigInt(timing.leaseMs) * 1_000_000n;
   // 1000 ppm of clock-rate difference over one lease, plus a fixed millisecond.
-  return leaseNs + BigInt(LEASE_CLOCK_SLACK_NS) + leaseNs / 1000n + DRIFT_MARGIN_FIXED_NS;
+  return leaseNs + leaseClockSlackNs(timing) + leaseNs / 1000n + DRIFT_MARGIN_FIXED_NS;
+}
+
+/** The data plane's lease clock slack in ns: a lease deadline + this is when it surely stops serving. */
+export function leaseClockSlackNs(timing: Pick<MembershipTiming, 'leaseClockSlackMs'>): bigint {
+  return BigInt(Math.round(timing.leaseClockSlackMs * 1e6));
 }
 
 /**
  * Timing from <farm pulse mlost_count slost_count>: the lease is four pulses, capped so it
- * runs out (with the clock slack and drift margin) before a follower is declared lost.
+ * runs out (with the data plane's clock slack and the drift margin) before a follower is
+ * declared lost. The daemon passes the data plane's slack; the default is DEFAULT_TIMING's.
  */
-export function timingFromTopology(farm: Pick<FarmTopology, 'pulseMs' | 'slostCount' | 'mlostCount'>): MembershipTiming {
+export function timingFromTopology(
+  farm: Pick<FarmTopology, 'pulseMs' | 'slostCount' | 'mlostCount'>,
+  leaseClockSlackMs = DEFAULT_TIMING.leaseClockSlackMs,
+): MembershipTiming {
   const lostMs = farm.pulseMs * farm.slostCount;
-  const slackMs = LEASE_CLOCK_SLACK_NS / 1e6;
-  const capMs = Math.floor((lostMs - slackMs - 1) / 1.001);
+  const capMs = Math.floor((lostMs - leaseClockSlackMs - 1) / 1.001);
   const leaseMs = Math.min(4 * farm.pulseMs, capMs);
-  const timing = { pulseMs: farm.pulseMs, slostCount: farm.slostCount, mlostCount: farm.mlostCount, leaseMs };
+  const timing = { pulseMs: farm.pulseMs, slostCount: farm.slostCount, mlostCount: farm.mlostCount, leaseMs, leaseClockSlackMs };
   checkTiming(timing);
   return timing;
 }

@@ -141,6 +141,12 @@ export interface MembershipTiming {
   mlostCount: number;
   /** Kernel lease length, counted from the send time of an acknowledged heartbeat. */
   leaseMs: number;
+  /**
+   * How long past its deadline the data plane may still accept traffic under a lease (the
+   * granularity of its lease clock): a taker waits this much longer. The data plane's fact
+   * (FARMLB_LEASE_CLOCK_SLACK_NS, docs/datapath.md §6), passed in by the daemon.
+   */
+  leaseClockSlackMs: number;
 }
 
 export interface GroupPowers {

@@ -4,7 +4,7 @@
 // sender and undo the ARP spreading (LAB-NOTES), so reroutes are always unicast. Sent through
 // the addon's raw socket (Native.openRawSocket); pure byte builders here.
 
-import { buildFrame, ETH_P_ARP, parseIpv6, parseMac } from '../dataplane/packet.js';
+import { buildFrame, ETH_P_ARP, parseIpv6, parseMac } from './frames.js';
 
 export const ARP_OP_REPLY = 2;
 export const ICMPV6_NEIGHBOUR_ADVERT = 136;

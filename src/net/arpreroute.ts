@@ -14,8 +14,9 @@
 // ask during the campaign are caught too. See docs/net.md ("arpreroute").
 
 import type { Logger } from 'pino';
-import { GROUP_NONE, NBUCKETS, type DataplaneTables, type Requester } from '../dataplane/types.js';
-import type { RawSocket } from '../dataplane/native.js';
+import { GROUP_NONE, NBUCKETS, type DataplaneTables } from '../balance/tables.js';
+import type { Requester } from '../dataplane/types.js';
+import type { RawSocket } from '../addon/native.js';
 import { buildArpReply, buildUnsolicitedNa } from './announce.js';
 
 // One ARP requester / NS sender a node's program saw (XdpDataplane.requesters()).

@@ -9,7 +9,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { FarmlbError } from '../errors.js';
-import { isInterfaceName } from './ifname.js';
+import { isInterfaceName } from '../config/ifname.js';
 import { isFarmlbSysctl, isSysctlValue } from './sysctl.js';
 
 export const NETSTATE_VERSION = 1;

@@ -1,4 +1,4 @@
-// SYN cookies on this node: they defeat the handover's socket test (issue 7). With a cookie
+// SYN cookies on this node: they defeat the handover's socket test (docs/datapath.md §12). With a cookie
 // the kernel keeps no request socket for a handshake, so the handshake's last ACK finds
 // only the listener in bpf_skc_lookup_tcp: during a handover neither the new owner (not a
 // SYN, no connection of its own) nor the previous owner (nothing of its own) takes it, and

@@ -6,7 +6,7 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { FarmlbError } from '../errors.js';
-import { isInterfaceName } from './ifname.js';
+import { isInterfaceName } from '../config/ifname.js';
 
 export interface SysctlSetting {
   /** Path under /proc/sys. */

@@ -1,5 +1,5 @@
 // The TCP sockets of the current network namespace: how a previous owner counts the
-// connections it still holds in buckets it is handing over (src/daemon/holdings.ts, issue 7).
+// connections it still holds in buckets it is handing over (src/daemon/holdings.ts, docs/membership.md "Handover").
 // Two readers: diagTcpSockets asks the kernel through NETLINK_SOCK_DIAG (the addon's
 // tcpDiag, native/sockdiag.cc) for the sockets whose local address is a VIP, filtered in the
 // kernel — the default; scanTcpSockets parses /proc/net/tcp and tcp6, the fallback where
@@ -13,7 +13,11 @@
 // host; a port is printed %04X after ntohs (host order, what it reads). tcp6 also holds the
 // IPv4 connections of a dual-stack socket, as ::ffff:a.b.c.d: those belong to IPv4 VIPs.
 // A request socket (TCP_NEW_SYN_RECV in the kernel) is printed as SYN_RECV (get_openreq4),
-// so state 12 never appears here.
+// so state 12 never appears here. A timewait socket is printed with its substate and timer
+// 3 (get_timewait4_sock): an orphan that reached FIN_WAIT2 after close() shows as FIN_WAIT2.
+// Both readers report it as TIME_WAIT, what it is and what the data path's
+// bpf_skc_lookup_tcp sees: it has no application behind it, and a handover must not wait
+// for it (src/daemon/holdings.ts).
 //
 // Cost: the kernel hands the table out about one page (~27 lines) per read(2), and a line
 // is ~150 bytes, so the file is read streaming and each line is visited, never the whole
@@ -26,7 +30,7 @@
 import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { formatAddr } from '../dataplane/abi.js';
-import type { Native } from '../dataplane/native.js';
+import type { Native } from '../addon/native.js';
 import { FarmlbError } from '../errors.js';
 
 /** include/net/tcp_states.h, by number. */
@@ -93,24 +97,34 @@ export function isV4Mapped(addr: Uint8Array): boolean {
   return addr[10] === 0xff && addr[11] === 0xff;
 }
 
-/** The state number of a line without parsing the rest (undefined for the header or a malformed line). */
+/** The `tr` field's value of a timewait socket (get_timewait4_sock, get_timewait6_sock). */
+const PROC_TIMER_TIMEWAIT = '03';
+const TCP_TIME_WAIT = 6;
+
+/** The state a line stands for: its `st`, or TIME_WAIT for a timewait socket whatever its substate. */
+function lineState(fields: readonly string[]): number {
+  return fields[5]?.startsWith(`${PROC_TIMER_TIMEWAIT}:`) ? TCP_TIME_WAIT : Number.parseInt(fields[3]!, 16);
+}
+
+/** The state number of a line without parsing the addresses (undefined for the header or a malformed line). */
 export function lineStateNumber(line: string): number | undefined {
-  const fields = line.trim().split(/\s+/, 4);
+  const fields = line.trim().split(/\s+/, 6);
   if (fields.length < 4 || !fields[0]!.endsWith(':')) return undefined;
-  const n = Number.parseInt(fields[3]!, 16);
+  const n = lineState(fields);
   return Number.isNaN(n) ? undefined : n;
 }
 
 /**
  * One line of /proc/net/tcp or /proc/net/tcp6 → a socket; undefined for the header line,
- * a malformed line or an unknown state. A v4-mapped tcp6 socket comes back as family 4.
+ * a malformed line or an unknown state. A v4-mapped tcp6 socket comes back as family 4; a
+ * timewait socket as TIME_WAIT, whatever substate the line prints.
  */
 export function parseTcpLine(line: string, littleEndian = HOST_LITTLE_ENDIAN): TcpSocket | undefined {
-  const fields = line.trim().split(/\s+/, 4);
+  const fields = line.trim().split(/\s+/, 6);
   if (fields.length < 4 || !fields[0]!.endsWith(':')) return undefined;
   const local = parseProcEndpoint(fields[1]!, littleEndian);
   const remote = parseProcEndpoint(fields[2]!, littleEndian);
-  const stateNumber = Number.parseInt(fields[3]!, 16);
+  const stateNumber = lineState(fields);
   if (!local || !remote || local.addr.length !== remote.addr.length) return undefined;
   const state = TCP_STATES[stateNumber as TcpStateNumber];
   if (!state) return undefined;
@@ -239,7 +253,7 @@ export interface DiagTcpOptions {
   states?: ReadonlySet<number>;
   /** Only sockets whose local address is one of these (filtered in the kernel); absent: every socket. */
   locals?: readonly LocalAddr[];
-  /** The addon (src/dataplane/native.ts loadNative()). */
+  /** The addon (src/addon/native.ts loadNative()). */
   native: Pick<Native, 'tcpDiag'>;
 }
 

@@ -18,7 +18,7 @@ import {
   encodeVipKey,
   type MapName,
 } from '../../src/dataplane/abi.js';
-import { bpfObjectPath, loadNative, repoRoot, type Native, type NativeObject } from '../../src/dataplane/native.js';
+import { bpfObjectPath, loadNative, repoRoot, type Native, type NativeObject } from '../../src/addon/native.js';
 import { NODE_NONE, XDP_DROP, XDP_PASS, type DataplaneTables } from '../../src/dataplane/types.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { describePrivileged } from '../helpers/privileged.js';
@@ -391,7 +391,7 @@ describePrivileged('XdpDataplane over the loaded program (root)', () => {
     }
   });
 
-  it('rewrites only changed buckets when nothing else changed, and both slots read back exactly what was applied', async () => {
+  it('applies bucket-only changes with applyBuckets (the differing bucket entries, alternating slots), and both slots read back exactly what was applied', async () => {
     const read = (): DataplaneTables => {
       const reader = XdpDataplane.readPinned(pinDir);
       try {
@@ -407,8 +407,9 @@ describePrivileged('XdpDataplane over the loaded program (root)', () => {
       const handover = prev.some((p) => p !== NODE_NONE);
       return { ...t, buckets: [row], ...(handover ? { prevOwners: [prev] } : { prevOwners: undefined }) };
     };
-    // Two full writes give both slots a known content; every later apply of the same
-    // VIPs and rules only rewrites buckets, alternating slots.
+    // Two full writes give both slots a known content; every later applyBuckets rewrites
+    // the buckets that differ, alternating slots (the first one after an apply rewrites its
+    // slot whole: that slot still holds the configuration before the apply).
     let t = tables(0);
     await dp.apply(t);
     await dp.apply(tables(1));
@@ -421,11 +422,19 @@ describePrivileged('XdpDataplane over the loaded program (root)', () => {
     ];
     for (const step of steps) {
       t = withBuckets(t, step);
-      await dp.apply(t);
+      await dp.applyBuckets(t.buckets, t.prevOwners);
       const got = read();
+      expect(got).toMatchObject({ hashSeed: 7, vips: [{ addr: '10.0.0.1' }] });
       expect(got.buckets[0]).toEqual(t.buckets[0]);
       expect(got.prevOwners?.[0] ?? null).toEqual(t.prevOwners?.[0] ?? null);
+      expect(dp.tables()!.buckets[0]).toEqual(t.buckets[0]);
     }
+    const bad = [[...t.buckets[0]!]];
+    bad[0]![7] = 64; // node ids stop at 63
+    const slot = dp.activeSlot();
+    await expect(dp.applyBuckets(bad)).rejects.toMatchObject({ code: 'FARMLB_E_DATAPLANE_TABLE_INVALID' });
+    expect(dp.activeSlot()).toBe(slot);
+    expect(read().buckets[0]).toEqual(t.buckets[0]);
     // Another VIP set: a full write of the slot.
     const other = { ...tables(2, 9), vips: [{ ...tables(2).vips[0]!, addr: '10.0.0.2', addrBytes: vipBytes(10, 0, 0, 2) }] };
     await dp.apply(other);

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { ModelDataplane, MAX_GROUPS, decide } from '../../src/dataplane/model.js';
-import { bpfObjectPath } from '../../src/dataplane/native.js';
+import { bpfObjectPath } from '../../src/addon/native.js';
 import {
   ETH_P_8021AD,
   ETH_P_8021Q,
@@ -29,7 +29,7 @@ import {
   type Ipv6ExtSpec,
   type L4Spec,
   type VlanTag,
-} from '../../src/dataplane/packet.js';
+} from '../../src/net/frames.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import {
   CriterionId,

@@ -1,4 +1,4 @@
-// farmlb_egress (tc, bpf/farmlb_egress.h) through BPF_PROG_TEST_RUN against the model's
+// farmlb_egress (tc, bpf/farmlb_egress.bpf.c) through BPF_PROG_TEST_RUN against the model's
 // egressRewrite (src/dataplane/model.ts): the kernel's own NS/NA sent from a VIP, rewritten
 // byte for byte as the model says, with a valid ICMPv6 checksum. Then the attachment on a
 // real interface: XdpDataplane.attach/attachEgress/detachEgress/detach on a veth pair
@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { encodeIndexKey, decodeIface, formatMac } from '../../src/dataplane/abi.js';
 import { egressRewrite } from '../../src/dataplane/model.js';
-import { bpfObjectPath, loadNative } from '../../src/dataplane/native.js';
+import { bpfObjectPath, loadNative } from '../../src/addon/native.js';
 import {
   addrBytes16,
   buildFrame,
@@ -18,7 +18,7 @@ import {
   toHex,
   truncate,
   type FrameSpec,
-} from '../../src/dataplane/packet.js';
+} from '../../src/net/frames.js';
 import { CriterionId, GROUP_NONE, NBUCKETS, NODE_NONE, PORT_ANY, VIP_ANY, type CompiledVip, type DataplaneTables } from '../../src/dataplane/types.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { describePrivileged } from '../helpers/privileged.js';

@@ -6,8 +6,8 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { REQUESTERS_NEW_PER_WINDOW } from '../../src/dataplane/abi.js';
-import { bpfObjectPath } from '../../src/dataplane/native.js';
-import { buildFrame } from '../../src/dataplane/packet.js';
+import { bpfObjectPath } from '../../src/addon/native.js';
+import { buildFrame } from '../../src/net/frames.js';
 import { NBUCKETS, type DataplaneTables } from '../../src/dataplane/types.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { describePrivileged } from '../helpers/privileged.js';

@@ -1,7 +1,7 @@
 // Builders for hand-written DataplaneTables rows, shared by the model's unit tests and the
 // differential test so both describe tables the same way.
 
-import { addrBytes16, parseIp } from '../../src/dataplane/packet.js';
+import { addrBytes16, parseIp } from '../../src/net/frames.js';
 import { GROUP_NONE, type CompiledRule, type CompiledVip, type CriterionId } from '../../src/dataplane/types.js';
 
 export function vip(

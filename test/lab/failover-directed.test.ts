@@ -1,4 +1,4 @@
-// Failover lab (issue 5) in vmac_directed with an arp rule and arpreroute: after kill -9 of a
+// Failover lab (docs/membership.md "Survivors keep serving") in vmac_directed with an arp rule and arpreroute: after kill -9 of a
 // node the survivors serve every bucket with no bucket served twice; connections that enter
 // through a live node (the client's ARP entry for the VIP) and sit in buckets of live nodes
 // carry on; and when the dead node is the one the client resolved the VIP through, the

@@ -1,4 +1,4 @@
-// Failover lab (issue 5) with split-brain policy `quorum`: a partition that isolates one node
+// Failover lab (docs/membership.md "Split brain and heal") with split-brain policy `quorum`: a partition that isolates one node
 // of three leaves that minority owning nothing (its lease is not renewed: no majority), while
 // the majority serves every bucket — so, unlike `serve`, no bucket is ever served twice even
 // across the partition, and established connections on the majority carry on. Healing

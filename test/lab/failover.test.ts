@@ -1,4 +1,4 @@
-// Failover lab (issue 5), vmac_invisible, split-brain policy `serve`: three real daemons in
+// Failover lab (docs/membership.md "Survivors keep serving"), vmac_invisible, split-brain policy `serve`: three real daemons in
 // membership mode (powers 1, 1, 2) on a bridged farm and a client with long-lived connections.
 // For each failure kind — kill -9, SIGSTOP/SIGCONT, link down, a failing VIP check, an admin
 // stop, 20% heartbeat loss, a partition, a node started with another configuration (its
@@ -241,34 +241,6 @@ for (const backend of MEMBERSHIP_BACKENDS) describePrivileged(`lab: failover (vm
     noOverlaps(await end());
   }, 90_000);
 
-  it('a node restarted with another configuration (its digest differs) serves nothing and says why, the others serve every bucket; restarted with the farm\'s, the quotas come back', async (ctx) => {
-    logsOnFailure(ctx, () => lab);
-    samplerOnFailure(ctx);
-    const { l, before } = await begin();
-    const victim = 'n2';
-    // Another hash seed: a valid configuration, not the farm's (config digest).
-    const other = path.join(l.dir, 'userconfig-other.xml');
-    const xml = await readFile(l.configFile, 'utf8');
-    expect(xml).toMatch(/hash_seed="0x[0-9a-f]+"/);
-    await writeFile(other, xml.replace(/hash_seed="0x[0-9a-f]+"/, 'hash_seed="0x1234567"'));
-    await l.killNode(victim);
-    await waitCoverage(l, others(victim));
-    await l.startNode(victim, { timeoutMs: 30_000, expectUp: false, configFile: other });
-    const s = await waitFor(async () => {
-      const st = await l.status(victim);
-      return st.state === 'WAIT' && /configuration differs/.test(st.stateCause) ? st : undefined;
-    }, { timeoutMs: 15_000, intervalMs: 100, what: `${victim} to say its configuration differs` });
-    expect(s.configDigest).not.toBe((await l.status('n1')).configDigest);
-    await sleep(500);
-    expect(coverage(l, [victim]).counts[victim], `${victim} serves nothing`).toBe(0);
-    expect(coverage(l, others(victim)).complete).toBe(true);
-    onlyVictimMoved(before, readServed(l, 'n1')!.owners[0]!, [victim]);
-    await l.killNode(victim);
-    await l.startNode(victim, { timeoutMs: 30_000 });
-    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
-    noOverlaps(await end());
-  }, 90_000);
-
   it('farmlb stop / start: WAIT answers 404 and releases the buckets, start brings back 200 OK and the quotas', async (ctx) => {
     logsOnFailure(ctx, () => lab);
     samplerOnFailure(ctx);
@@ -431,6 +403,34 @@ for (const backend of MEMBERSHIP_BACKENDS) describePrivileged(`lab: failover (vm
     // The lone node served everything on its own lease: it hears the others again only once that is gone.
     await waitFor(() => !readServed(l, victim)?.leaseValid, { timeoutMs: 5_000, intervalMs: 10, what: `${victim}'s lease to run out` });
     sampler!.setDomains([ALL]);
+    await l.startNode(victim, { timeoutMs: 30_000 });
+    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
+    noOverlaps(await end());
+  }, 90_000);
+  // Last: its restarts with another hash seed are no other case's starting point.
+  it('a node restarted with another configuration (its digest differs) serves nothing and says why, the others serve every bucket; restarted with the farm\'s, the quotas come back', async (ctx) => {
+    logsOnFailure(ctx, () => lab);
+    samplerOnFailure(ctx);
+    const { l, before } = await begin();
+    const victim = 'n2';
+    // Another hash seed: a valid configuration, not the farm's (config digest).
+    const other = path.join(l.dir, 'userconfig-other.xml');
+    const xml = await readFile(l.configFile, 'utf8');
+    expect(xml).toMatch(/hash_seed="0x[0-9a-f]+"/);
+    await writeFile(other, xml.replace(/hash_seed="0x[0-9a-f]+"/, 'hash_seed="0x1234567"'));
+    await l.killNode(victim);
+    await waitCoverage(l, others(victim));
+    await l.startNode(victim, { timeoutMs: 30_000, expectUp: false, configFile: other });
+    const s = await waitFor(async () => {
+      const st = await l.status(victim);
+      return st.state === 'WAIT' && /configuration differs/.test(st.stateCause) ? st : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 100, what: `${victim} to say its configuration differs` });
+    expect(s.configDigest).not.toBe((await l.status('n1')).configDigest);
+    await sleep(500);
+    expect(coverage(l, [victim]).counts[victim], `${victim} serves nothing`).toBe(0);
+    expect(coverage(l, others(victim)).complete).toBe(true);
+    onlyVictimMoved(before, readServed(l, 'n1')!.owners[0]!, [victim]);
+    await l.killNode(victim);
     await l.startNode(victim, { timeoutMs: 30_000 });
     await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
     noOverlaps(await end());

@@ -1,4 +1,4 @@
-// Connection-preserving bucket moves (issue 7), in both VMAC modes: three real daemons in
+// Connection-preserving bucket moves (docs/membership.md "Handover"), in both VMAC modes: three real daemons in
 // membership mode and a client with 200 long-lived HTTP keep-alive connections, one per
 // source address (on_addr: spread over the buckets), each sending a request every 200 ms.
 // A node rejoining, a power change and a graceful drain move buckets while the connections

@@ -11,7 +11,7 @@ import { FarmLab } from './helpers/farm-lab.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import type { PeerHeartbeats } from '../../src/api/metrics.js';
 import type { DaemonStatus } from '../../src/api/status.js';
-import type { FarmEvent, ViewEvent } from '../../src/daemon/events-log.js';
+import type { FarmEvent, ViewEvent } from '../../src/api/events-log.js';
 
 interface Family { name: string; type: string; metrics: { labels?: Record<string, string>; value?: string }[] }
 const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Family[];

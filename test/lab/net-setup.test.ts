@@ -12,9 +12,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { LabRegistry, addAddr, inNetns, linkMac, run, uniqueSuffix, waitFor } from './helpers/netns.js';
-import { loadNative } from '../../src/dataplane/native.js';
+import { loadNative } from '../../src/addon/native.js';
 import { buildArpReply, buildUnsolicitedNa } from '../../src/net/announce.js';
-import { toHex } from '../../src/dataplane/packet.js';
+import { toHex } from '../../src/net/frames.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const FARMLB = path.join(REPO, 'bin/farmlb.js');

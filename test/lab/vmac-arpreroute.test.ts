@@ -1,4 +1,4 @@
-// arpreroute in vmac_directed (issue 4): a client that resolved the VIP through node A is
+// arpreroute in vmac_directed (docs/net.md "arpreroute (vmac_directed)"): a client that resolved the VIP through node A is
 // told, by unicast ARP reply / unsolicited NA from the new owner, where the VIP is once A is
 // drained (power 0 on every node through a config reload), and its new connections go to
 // the new owners; A serves nothing. Exactly the requesters of the moved buckets are told:

@@ -1,7 +1,7 @@
 // Both VMAC modes end to end on a bridged farm of three nodes (powers 1, 1, 2), IPv4 and
-// IPv6 (issue 4): real clients (curl, ping, the client kernel's own ARP/ND) against real
+// IPv6 (docs/datapath.md §8, §9): real clients (curl, ping, the client kernel's own ARP/ND) against real
 // `farmlb run --static` daemons. The bridge is plain (nothing attached to its ports, no
-// offload changed) and the daemons run with the default `--xdp-mode auto` (issue 12): what
+// offload changed) and the daemons run with the default `--xdp-mode auto` (docs/net.md "XDP mode"): what
 // a user's containers or test namespaces give farmlb.
 //
 // Prediction, not statistics: every connection's server is predicted by `explainPacket`

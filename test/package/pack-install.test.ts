@@ -59,7 +59,7 @@ describe('npm package', () => {
       // The addon the daemon uses loads from the installed package's prebuilds/.
       const pkg = path.join(prefix, 'lib/node_modules/farmlb');
       const loaded = run('node', ['--input-type=module', '-e',
-        `const m = await import(${JSON.stringify(path.join(pkg, 'dist/dataplane/native.js'))}); console.log(typeof m.loadNative().monotonicNs(), m.bpfObjectPath());`]);
+        `const m = await import(${JSON.stringify(path.join(pkg, 'dist/addon/native.js'))}); console.log(typeof m.loadNative().monotonicNs(), m.bpfObjectPath());`]);
       expect(loaded.trim()).toBe(`bigint ${path.join(pkg, 'bpf/build/farmlb.bpf.o')}`);
       expect(readdirSync(pkg)).not.toContain('build');
       // farmlb(1) ships in the package; npm 11 also links it (package.json "man") where man

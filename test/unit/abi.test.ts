@@ -1,6 +1,7 @@
-// The TS mirror of bpf/farmlb_abi.h (src/dataplane/abi.ts) against the layout the C
-// compiler gives the same header (the addon's abiLayout / abiConstants). Needs the built
-// addon but no root.
+// The TS mirror of bpf/farmlb_abi.h (src/dataplane/abi.ts) against the layouts the compiler
+// gave the built object (its BTF, read by the addon's btfLayout) and the header's constants
+// (the addon's abiConstants). Needs the built addon and bpf/build/farmlb.bpf.o, but no root.
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   ABI_CONSTANTS,
@@ -16,8 +17,6 @@ import {
   encodeRequester,
   encodeRequesterKey,
   encodeVip,
-  nodeEntries,
-  nodeMacEntries,
   decodeRuleKey,
   decodeRuleSpecKey,
   decodeSlotCfg,
@@ -31,7 +30,6 @@ import {
   encodeVipDesc,
   encodeVipIndex,
   encodeVipKey,
-  vipDescEntries,
   vipIndexOf,
   VIP_F_ANY_TCP,
   VIP_F_OVERFLOW_UDP,
@@ -40,10 +38,13 @@ import {
   VIP_INLINE_PORTS,
   formatAddr,
   sumPerCpuCounter,
-  validateTables,
 } from '../../src/dataplane/abi.js';
-import { loadNative, type Native } from '../../src/dataplane/native.js';
+import { nodeEntries, nodeMacEntries, vipDescEntries, validateTables } from '../../src/dataplane/map-entries.js';
+import { abiMismatches, abiStructNames } from '../../src/dataplane/abi-check.js';
+import { bpfObjectPath, loadNative, type Native } from '../../src/addon/native.js';
 import { resolveRules, vipLayout } from '../../src/dataplane/rule-table.js';
+import { XdpDataplane } from '../../src/dataplane/xdp.js';
+import { bool, bytes, layout, struct, u64, uint } from '../../src/dataplane/abi-codec.js';
 import type { DataplaneTables } from '../../src/dataplane/types.js';
 
 function native(): Native {
@@ -54,22 +55,65 @@ function native(): Native {
   }
 }
 
-describe('ABI mirror (src/dataplane/abi.ts vs bpf/farmlb_abi.h)', () => {
-  it('describes exactly the structs the header defines', () => {
-    expect(Object.keys(ABI_STRUCTS).sort()).toEqual(Object.keys(native().abiLayout).sort());
+describe('ABI mirror (src/dataplane/abi.ts vs the BTF of bpf/build/farmlb.bpf.o)', () => {
+  const layout = () => {
+    const object = bpfObjectPath();
+    if (!existsSync(object)) throw new Error(`${object} is missing: run scripts/setup.sh (make -s -C bpf)`);
+    return native().btfLayout(object);
+  };
+
+  it("mirrors exactly the structs the object's maps and hot tables hold", () => {
+    expect(abiStructNames(layout())).toEqual(Object.keys(ABI_STRUCTS).sort());
   });
 
   for (const [name, spec] of Object.entries(ABI_STRUCTS)) {
-    it(`gives struct ${name} the size and every field the offset and size the C compiler gives`, () => {
-      const c = native().abiLayout[name];
-      expect(c, `struct ${name} missing from the addon's abiLayout`).toBeDefined();
+    it(`gives struct ${name} the size and every field the offset and size the compiler gave it`, () => {
+      const c = layout().structs[name];
+      expect(c, `struct ${name} missing from the object's BTF`).toBeDefined();
       expect(spec.size, `sizeof(struct ${name})`).toBe(c!.size);
       expect(Object.keys(spec.fields).sort(), `fields of struct ${name}`).toEqual(Object.keys(c!.fields).sort());
       for (const [field, f] of Object.entries(spec.fields)) {
-        expect({ offset: f.offset, size: f.size }, `${name}.${field}`).toEqual(c!.fields[field]);
+        expect({ offset: f.offset, size: f.size }, `${name}.${field}`).toEqual({ offset: c!.fields[field]!.offset, size: c!.fields[field]!.size });
       }
     });
   }
+
+  it('finds no mismatch in the object (the check XdpDataplane makes before loading)', () => {
+    expect(abiMismatches(layout())).toEqual([]);
+  });
+
+  it('names a moved field, a resized struct and an unmirrored map value', () => {
+    const l = structuredClone(layout());
+    l.structs.farmlb_vip!.fields.mode!.offset = 4;
+    l.structs.farmlb_bucket!.size = 8;
+    l.structs.farmlb_extra = { size: 4, fields: { x: { offset: 0, size: 4 } } };
+    l.maps.farmlb_extra = { key: '', value: 'farmlb_extra' };
+    expect(abiMismatches(l)).toEqual([
+      'struct farmlb_extra is in the object\'s maps but not in src/dataplane/abi.ts',
+      'farmlb_vip.mode: object offset 4 size 1, mirror offset 3 size 1',
+      'sizeof(struct farmlb_bucket): object 8, mirror 4',
+    ]);
+  });
+
+  it('makes XdpDataplane refuse an object whose layouts differ, before anything is loaded', async () => {
+    const real = native();
+    const l = structuredClone(layout());
+    l.structs.farmlb_vip!.fields.mode!.offset = 4;
+    let opened = false;
+    const fake: Native = {
+      ...real,
+      btfLayout: () => l,
+      openObject: async () => {
+        opened = true;
+        throw new Error('openObject must not be reached');
+      },
+    };
+    await expect(XdpDataplane.open({ native: fake })).rejects.toMatchObject({
+      code: 'FARMLB_E_BPF_ABI_MISMATCH',
+      message: expect.stringContaining('farmlb_vip.mode: object offset 4 size 1, mirror offset 3 size 1'),
+    });
+    expect(opened).toBe(false);
+  });
 
   it('has every constant of the header with the same value', () => {
     const c = native().abiConstants;
@@ -260,5 +304,41 @@ describe('table validation against the ABI limits', () => {
       { proto: 6, port: 80, vipId: 0xffff, group: 0, criterion: 1 },
     ];
     expect(() => validateTables(t)).toThrow(/twice/);
+  });
+});
+
+describe('ABI field tables (src/dataplane/abi-codec.ts)', () => {
+  interface Sample {
+    a: number;
+    port: number;
+    big: bigint;
+    mac: Uint8Array;
+    on: boolean;
+  }
+  const SAMPLE = struct<Sample>()(24, {
+    a: uint(0, 4, 'a'),
+    port: uint(4, 2, 'port', 'network'),
+    _pad0: layout(6, 2),
+    big: u64(8, 'big'),
+    mac: bytes(16, 6, 'mac'),
+    on: bool(22, 'on'),
+    _pad1: layout(23, 1),
+  });
+
+  it('encodes and decodes every field from the one table, network-order ports big-endian, at an offset too', () => {
+    const v = { a: 0xfffffffe, port: 443, big: 1n << 40n, mac: Uint8Array.from([1, 2, 3, 4, 5, 6]), on: true };
+    const buf = SAMPLE.encode(v);
+    expect(buf.length).toBe(24);
+    expect([...buf.subarray(4, 6)]).toEqual([0x01, 0xbb]);
+    expect(SAMPLE.decode(buf)).toEqual(v);
+    const bigger = Buffer.alloc(40);
+    SAMPLE.encode(v, bigger, 16);
+    expect(SAMPLE.decode(bigger, 16)).toEqual(v);
+    expect(SAMPLE.spec.fields.port).toEqual({ offset: 4, size: 2, order: 'network' });
+  });
+
+  it('refuses a table whose field runs past the struct, and bytes longer than their field', () => {
+    expect(() => struct<{ x: number }>()(2, { x: uint(0, 4, 'x') })).toThrow(RangeError);
+    expect(() => SAMPLE.encode({ a: 0, port: 0, big: 0n, mac: new Uint8Array(7), on: false })).toThrow(RangeError);
   });
 });

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { buildArpReply, buildUnsolicitedNa } from '../../src/net/announce.js';
-import { inetChecksum, toHex } from '../../src/dataplane/packet.js';
+import { inetChecksum, toHex } from '../../src/net/frames.js';
 
 const hex = (s: string) => s.replace(/\s+/g, '');
 

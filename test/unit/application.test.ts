@@ -3,7 +3,7 @@
 // environment, timeouts and -force, and the actions: wait (leave while down), restart (the
 // node stays), stopstart (leave, restart, return), and maxloop stopping the module.
 
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -12,7 +12,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Resource } from '../../src/checks/resource.js';
 import { httpProbe, httpTarget, tcpProbe } from '../../src/checks/probes.js';
-import { procResult, type ProcessInfo } from '../../src/checks/procs.js';
+import { listProcesses, procResult, type ProcessInfo } from '../../src/checks/procs.js';
 import { CustomRunner } from '../../src/checks/runner.js';
 import { ModuleScripts } from '../../src/daemon/scripts.js';
 import { Application } from '../../src/daemon/application.js';
@@ -115,6 +115,20 @@ describe('probes', () => {
     expect(procResult(p({ name: 'j', nameRegex: '^ja', argRegex: 'jetty' }), list)).toMatchObject({ ok: false });
     // A program that renamed its thread is still found by the name it was started as.
     expect(procResult(p({ name: 'node', argRegex: 'app' }), list)).toMatchObject({ ok: true });
+  });
+
+  it('proc: reads every process of /proc with its name and arguments; one that ended while read is not counted', async () => {
+    const proc = path.join(dir, 'proc');
+    await mkdir(path.join(proc, '42'), { recursive: true });
+    await writeFile(path.join(proc, '42', 'comm'), 'MainThread\n');
+    await writeFile(path.join(proc, '42', 'cmdline'), '/usr/bin/node\0app.js\0--port\x008080\0');
+    await mkdir(path.join(proc, '43')); // ended: its files are gone
+    await mkdir(path.join(proc, 'self'));
+    expect(await listProcesses(proc)).toEqual([{ pid: 42, name: 'MainThread', argv0: 'node', args: 'app.js --port 8080' }]);
+    await expect(listProcesses(path.join(dir, 'no-proc'))).rejects.toThrow(/ENOENT/);
+    // The real one: this test's own process is there.
+    const me = (await listProcesses()).find((x) => x.pid === process.pid);
+    expect(me?.argv0).toBe(path.basename(process.argv0));
   });
 });
 
@@ -246,18 +260,22 @@ describe('the application\'s actions', () => {
   });
 
   it('<errd>: a missing process restarts the application; the process list is read once per poll', async () => {
-    let running = true;
+    let killed = false;
     let reads = 0;
     const proc: ProcConfig = { name: 'app', atleast: 1, atmost: -1, action: 'restart', when: 'both', resource: 'proc.app', src: SRC };
+    // The process is gone from the kill until start_both has run again (as a real restart
+    // would have it): a poll between the restart and the test seeing it must not count a
+    // second death (a loaded machine made that race).
+    let restarted: () => Promise<boolean> = async () => false;
     const { a, order, changes } = await make({ procs: [proc], procPollMs: 50 }, true, async () => {
       reads++;
-      return running ? [{ pid: 9, name: 'app', argv0: 'app', args: '' }] : [];
+      return killed && !(await restarted()) ? [] : [{ pid: 9, name: 'app', argv0: 'app', args: '' }];
     });
+    restarted = async () => (await order()).filter((x) => x === 'start_both').length >= 2;
     await a.startBoth();
     await waitFor(() => reads > 2, { timeoutMs: 3_000, intervalMs: 20, what: 'polls' });
-    running = false;
+    killed = true;
     await waitFor(async () => (await order()).length >= 3, { timeoutMs: 5_000, intervalMs: 20, what: 'the restart' });
-    running = true;
     await a.idle();
     expect((await order()).slice(0, 3)).toEqual(['start_both', 'stop_both', 'start_both']);
     expect(changes.filter((c) => c !== 'serving' && !/^application starting|^waiting/.test(c)), JSON.stringify(changes)).toEqual([]);

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
 import { ArpReroute, bucketsTaken, rerouteFrames, type Requester, type RerouteInterface } from '../../src/net/arpreroute.js';
 import { GROUP_NONE, NODE_NONE, type DataplaneTables } from '../../src/dataplane/types.js';
-import { toHex } from '../../src/dataplane/packet.js';
+import { toHex } from '../../src/net/frames.js';
 
 const log = pino({ level: 'silent' });
 const SELF = 1;

@@ -1,4 +1,4 @@
-// Nothing accepted silently and ignored (issue 12, docs/config.md "Warnings" and "Rules that
+// Nothing accepted silently and ignored (docs/config.md "Warnings" and "Rules that
 // match nothing"): every setting that validate accepts but that does nothing is warned about,
 // a "*" rule that matches nothing is an error (other groups took its VIPs) or a warning (its
 // own group did), and `farmlb validate` shows cluster.xml's warnings next to userconfig.xml's.

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { parseClusterConfig } from '../../src/config/cluster.js';
 import { defaultFarmlbSettings } from '../../src/config/defaults.js';
 import { corosyncConf, corosyncConfProblems, nodelistProblems, nodeNames } from '../../src/membership/corosync/conf.js';
-import type { CorosyncRunningConfig } from '../../src/dataplane/native.js';
+import type { CorosyncRunningConfig } from '../../src/addon/native.js';
 
 const CLUSTER = parseClusterConfig(`<cluster><lans>
   <lan name="default"><node name="n1" addr="10.0.0.1"/><node name="n2" addr="10.0.0.2"/><node name="n3" addr="10.0.0.3"/></lan>

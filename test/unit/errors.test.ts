@@ -2,7 +2,7 @@
 // does the same for FST_ERR_*): every code documented, nothing stale documented, codes
 // named by area, templates complete.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -82,5 +82,22 @@ describe('FarmlbError', () => {
   it('is recognised by code, not by class (a plain object with a FARMLB_E_ code counts)', () => {
     expect(isFarmlbError({ code: 'FARMLB_E_CONFIG_XML' })).toBe(true);
     expect(isFarmlbError(new Error('x'))).toBe(false);
+  });
+});
+
+describe('native error codes', () => {
+  // The addon throws plain Errors with a string `code`; src/addon/native.ts turns only codes
+  // the registry knows into FarmlbError, so an unknown one would silently stay a bare Error with
+  // no hint and no docs/errors.md row. Every code literal in native/ must be a registry key.
+  it('uses in native/*.cc and native/*.h only codes the registry declares', () => {
+    const dir = path.join(root, 'native');
+    const used = new Map<string, string>();
+    for (const name of readdirSync(dir).filter((f) => /\.(cc|h)$/.test(f))) {
+      const src = readFileSync(path.join(dir, name), 'utf8');
+      for (const m of src.matchAll(/FARMLB_E_[A-Z0-9_]+/g)) if (!used.has(m[0])) used.set(m[0], name);
+    }
+    expect(used.size).toBeGreaterThan(5);
+    const unknown = [...used].filter(([code]) => !(code in ERRORS)).map(([code, file]) => `${code} (native/${file})`);
+    expect(unknown).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-// The daemon's event log (src/daemon/events-log.ts) and its readers: `farmlb events`
+// The daemon's event log (src/api/events-log.ts) and its readers: `farmlb events`
 // (src/cli/commands/events.ts) and `farmlb buckets --diff`.
 
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { EventsLog, eventsFile, movedBucketsByGroup, parseEvents, readEvents, type FarmEvent, type StateEvent, type ViewEvent } from '../../src/daemon/events-log.js';
+import { EventsLog, eventsFile, movedBucketsByGroup, parseEvents, readEvents, type FarmEvent, type StateEvent, type ViewEvent } from '../../src/api/events-log.js';
 import { followEvents, formatEvent } from '../../src/cli/commands/events.js';
 import { main } from '../../src/cli/main.js';
 import { makeOutput } from '../../src/cli/output.js';

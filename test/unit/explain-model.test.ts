@@ -1,4 +1,4 @@
-// `farmlb explain` tells what the data path does (issue 12): for random packets, on every
+// `farmlb explain` tells what the data path does (docs/cli.md "farmlb explain"): for random packets, on every
 // node, in both VMAC modes and with buckets in handover, explainPacket's verdict and reason
 // equal ModelDataplane's (src/dataplane/model.ts), the reference the XDP program is held to
 // by test/bpf/differential.test.ts. In vmac_directed a packet another node owns is
@@ -11,7 +11,7 @@ import { explainPacket, type HandoverVerdict, type PacketQuery } from '../../src
 import { loadConfigs } from '../../src/config/index.js';
 import { parseMac } from '../../src/dataplane/abi.js';
 import { decide, type ConnectionTable } from '../../src/dataplane/model.js';
-import { buildFrame, TCP_ACK, TCP_SYN, type FrameSpec } from '../../src/dataplane/packet.js';
+import { buildFrame, TCP_ACK, TCP_SYN, type FrameSpec } from '../../src/net/frames.js';
 import { NBUCKETS, NODE_NONE, XDP_DROP, XDP_PASS, XDP_TX, type DataplaneTables } from '../../src/dataplane/types.js';
 
 const fixtures = path.resolve(import.meta.dirname, '../fixtures/configs');

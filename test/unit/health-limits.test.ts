@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { rateLimitedRenderer, startHealthServer, type HealthServer } from '../../src/api/health.js';
-import { cidrContains, parseCidr } from '../../src/api/allow-list.js';
+import { cidrContains, parseCidr } from '../../src/config/cidr.js';
 import type { DaemonStatus } from '../../src/api/status.js';
 import { silentLogger } from '../../src/log.js';
 

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { rule, vip } from '../helpers/tables.js';
 import { decide } from '../../src/dataplane/model.js';
-import { buildFrame, parseIp } from '../../src/dataplane/packet.js';
+import { buildFrame, parseIp } from '../../src/net/frames.js';
 import { CriterionId, NODE_NONE, PORT_ANY, VIP_ANY, type DataplaneTables } from '../../src/dataplane/types.js';
 import {
   connectionBucket,

@@ -6,7 +6,8 @@
 
 import { describe, expect, it } from 'vitest';
 import { Simulator } from '../../src/membership/simulator.js';
-import { DEFAULT_TIMING, timingFromTopology } from '../../src/membership/timing.js';
+import { LEASE_CLOCK_SLACK_NS } from '../../src/dataplane/abi.js';
+import { DEFAULT_TIMING, leaseWaitNs, timingFromTopology } from '../../src/membership/timing.js';
 import type { MembershipTiming } from '../../src/membership/types.js';
 
 function percentile(xs: number[], p: number): number {
@@ -68,5 +69,16 @@ describe('membership timings (simulated, default timing)', () => {
     expect(fast.leaseMs).toBeLessThan(20 * 4 - 20);
     const r = measure(fast, 20, 3);
     console.log(JSON.stringify({ fast, takeoverP50: percentile([...r.takeover, ...r.leaderTakeover], 50) }));
+  });
+
+  it('takes the lease clock slack from the data plane: the default is its value, and a given slack shortens the lease cap and lengthens the takeover wait', () => {
+    expect(DEFAULT_TIMING.leaseClockSlackMs * 1e6).toBe(LEASE_CLOCK_SLACK_NS);
+    expect(timingFromTopology({ pulseMs: 20, slostCount: 4, mlostCount: 5 }, LEASE_CLOCK_SLACK_NS / 1e6)).toEqual(
+      timingFromTopology({ pulseMs: 20, slostCount: 4, mlostCount: 5 }),
+    );
+    const slow = timingFromTopology({ pulseMs: 20, slostCount: 4, mlostCount: 5 }, 40);
+    expect(slow.leaseClockSlackMs).toBe(40);
+    expect(slow.leaseMs).toBeLessThan(timingFromTopology({ pulseMs: 20, slostCount: 4, mlostCount: 5 }).leaseMs);
+    expect(leaseWaitNs({ ...DEFAULT_TIMING, leaseClockSlackMs: 40 }) - leaseWaitNs(DEFAULT_TIMING)).toBe(20_000_000n);
   });
 });

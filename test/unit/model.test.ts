@@ -22,7 +22,7 @@ import {
   truncate,
   type FrameSpec,
   type L4Spec,
-} from '../../src/dataplane/packet.js';
+} from '../../src/net/frames.js';
 import {
   CriterionId,
   GROUP_NONE,
@@ -227,6 +227,23 @@ describe('data path model (docs/datapath.md)', () => {
     const frame = buildFrame(v4('10.0.0.100', tcp(80)));
     expect(decide(frame, TABLES, 100n, 99n).reason).toBe('pass_owned');
     expect(decide(frame, TABLES, 100n, 100n).reason).toBe('drop_lease');
+  });
+
+  it('changes only who owns the buckets with applyBuckets, keeping the rest, and refuses rows the program cannot hold', async () => {
+    const dp = new ModelDataplane();
+    await expect(dp.applyBuckets(TABLES.buckets)).rejects.toMatchObject({ code: 'FARMLB_E_DATAPLANE_TABLE_INVALID' });
+    await dp.apply({ ...TABLES, prevOwners: TABLES.buckets.map((row) => row.map(() => NODE_NONE)) });
+    await dp.setLease(LEASE_FOREVER);
+    const frame = buildFrame(v4('10.0.0.100', tcp(80)));
+    expect(dp.process(frame, 0n).reason).toBe('pass_owned');
+    const nobody = TABLES.buckets.map((row) => row.map(() => NODE_NONE));
+    await dp.applyBuckets(nobody);
+    expect(dp.tables()).toEqual({ ...TABLES, buckets: nobody });
+    expect(dp.process(frame, 0n).reason).toBe('drop_not_owned');
+    const bad = nobody.map((row) => [...row]);
+    bad[0]![3] = 64;
+    await expect(dp.applyBuckets(bad)).rejects.toMatchObject({ code: 'FARMLB_E_DATAPLANE_TABLE_INVALID' });
+    expect(dp.tables()!.buckets).toEqual(nobody);
   });
 
   it('counts reasons (packets, bytes) and buckets as the program does', async () => {

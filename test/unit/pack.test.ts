@@ -17,7 +17,7 @@ const REPO = path.resolve(import.meta.dirname, '../..');
 
 const ESSENTIALS = [
   'package.json', 'README.md', 'bin/farmlb.js',
-  'dist/cli/main.js', 'dist/daemon/farm-daemon.js', 'dist/api/metrics.js', 'dist/daemon/events-log.js',
+  'dist/cli/main.js', 'dist/daemon/farm-daemon.js', 'dist/api/metrics.js', 'dist/api/events-log.js',
   'binding.gyp', 'native/addon.cc', 'native/common.h',
   'bpf/Makefile', 'bpf/farmlb.bpf.c', 'bpf/farmlb_abi.h', 'bpf/farmlb_maps.h', 'bpf/build/farmlb.bpf.o',
   'LICENSE', 'docs/cli.md', 'docs/metrics.md', 'docs/grafana-farmlb.json', 'docs/errors.md',

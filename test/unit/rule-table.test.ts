@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_RULES, MAX_VIPS, RESOLVED_RULES_PER_SLOT } from '../../src/dataplane/abi.js';
-import { addrBytes16, parseIp } from '../../src/dataplane/packet.js';
+import { addrBytes16, parseIp } from '../../src/net/frames.js';
 import {
   lookupTwice,
   programLookup,

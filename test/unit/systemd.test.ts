@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyDefaultPaths } from '../../src/cli/default-paths.js';
 import { systemdNotifier, watchdogInterval } from '../../src/daemon/systemd.js';
-import { loadNative } from '../../src/dataplane/native.js';
+import { loadNative } from '../../src/addon/native.js';
 import { journalPriority, logLevel, stdoutIsJournal, withJournalPriority } from '../../src/log.js';
 import { runCli } from '../helpers/cli.js';
 

@@ -9,12 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatAddr } from '../../src/dataplane/abi.js';
-import { loadNative } from '../../src/dataplane/native.js';
+import { loadNative } from '../../src/addon/native.js';
 import {
   decodeDiagRecord,
   diagTcpSockets,
   encodeLocals,
   endpointText,
+  lineStateNumber,
   listTcpSockets,
   parseProcEndpoint,
   parseTcpLine,
@@ -66,6 +67,14 @@ describe('parseTcpLine', () => {
       parseTcpLine(line4('0100007F:1F90', '0100007F:9C40', st), true)!.state);
     expect(states).toEqual(['ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING']);
     expect(parseTcpLine(line4('0100007F:1F90', '00000000:0000', '0A'), true)!.stateNumber).toBe(10);
+  });
+
+  it('reads a timewait socket as TIME_WAIT whatever substate it prints (an orphan in FIN_WAIT2: timer 3)', () => {
+    const tw = line4('0100007F:1F90', '0100007F:9C40', '05').replace(' 00:00000000 ', ' 03:00001770 ');
+    expect(parseTcpLine(tw, true)).toMatchObject({ state: 'TIME_WAIT', stateNumber: 6 });
+    expect(lineStateNumber(tw)).toBe(6);
+    // A full socket in FIN_WAIT2 (its application may still read): FIN_WAIT2.
+    expect(parseTcpLine(line4('0100007F:1F90', '0100007F:9C40', '05'), true)).toMatchObject({ state: 'FIN_WAIT2', stateNumber: 5 });
   });
 
   it('skips the header, malformed lines and unknown states', () => {
@@ -226,6 +235,42 @@ describe('scanTcpSockets on this machine', () => {
         await new Promise((r) => setTimeout(r, 50));
       }
       expect(states).toEqual(['TIME_WAIT']);
+    } finally {
+      await closePair(p);
+    }
+  });
+});
+
+describe('an orphan in FIN_WAIT2 (the server closed first, the client has not yet)', () => {
+  it('is TIME_WAIT for /proc and sock_diag alike, so a state filter without TIME_WAIT leaves it out', async () => {
+    let p: Pair | undefined;
+    try {
+      p = await openPair('127.0.0.1', '127.0.0.1');
+      const serverSide = (sockets: TcpSocket[]) => find(sockets, 4, '127.0.0.1', p!.port, p!.client.localPort!).map((s) => s.state);
+      // The client keeps its end open (half-closed), so the server's end waits for its FIN.
+      p.client.allowHalfOpen = true;
+      p.client.on('end', () => undefined);
+      p.accepted.end();
+      await new Promise<void>((r) => p!.client.once('end', () => r()));
+      // close(): no application behind it any more; the kernel keeps a timewait socket
+      // whose substate is FIN_WAIT2 (ss prints it as FIN-WAIT-2, ino 0).
+      p.accepted.destroy();
+      let states: string[] = [];
+      for (let i = 0; i < 40 && !states.includes('TIME_WAIT'); i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        states = serverSide((await listTcpSockets()).sockets);
+      }
+      expect(states).toEqual(['TIME_WAIT']);
+      const native = loadNative();
+      const viaDiag: TcpSocket[] = [];
+      await diagTcpSockets({ native, locals: [{ family: 4, addr: Uint8Array.of(127, 0, 0, 1) }], visit: (x) => viaDiag.push(x) });
+      expect(serverSide(viaDiag)).toEqual(['TIME_WAIT']);
+      // What holdings asks for (every state but LISTEN, TIME_WAIT, CLOSE): not there.
+      const held = new Set([1, 2, 3, 4, 5, 8, 9, 11]);
+      const heldDiag: TcpSocket[] = [];
+      await diagTcpSockets({ native, locals: [{ family: 4, addr: Uint8Array.of(127, 0, 0, 1) }], states: held, visit: (x) => heldDiag.push(x) });
+      expect(serverSide(heldDiag)).toEqual([]);
+      expect(serverSide((await listTcpSockets({ states: held })).sockets)).toEqual([]);
     } finally {
       await closePair(p);
     }

@@ -7,7 +7,7 @@ import { instancePaths, namesFile, type InstancePaths } from '../../paths.js';
 import { EXIT, INSTANCE_OPTIONS, type CommandDef } from '../command.js';
 import { handoverFlows, inHandover, legend, nodeLabel, renderGrid } from '../render/grid.js';
 import { bucketRates, ownerRates, renderHeat, type BucketRate } from '../render/heat.js';
-import { eventsFile, readEvents, type ViewEvent } from '../../daemon/events-log.js';
+import { eventsFile, readEvents, type ViewEvent } from '../../api/events-log.js';
 import { bold, dim, nodeColour, type Output } from '../output.js';
 
 interface Names {

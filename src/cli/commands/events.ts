@@ -1,5 +1,5 @@
 import { open, readFile, stat } from 'node:fs/promises';
-import { eventsFile, parseEvents, type FarmEvent } from '../../daemon/events-log.js';
+import { eventsFile, parseEvents, type FarmEvent } from '../../api/events-log.js';
 import { FarmlbError } from '../../errors.js';
 import { EXIT, type CommandDef } from '../command.js';
 import { jsonReplacer, bold, dim, type Output } from '../output.js';

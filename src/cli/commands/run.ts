@@ -2,7 +2,7 @@ import { loadConfigs } from '../../config/index.js';
 import { FarmDaemon } from '../../daemon/farm-daemon.js';
 import { StaticSource } from '../../daemon/static-source.js';
 import { createMembershipSource } from '../../daemon/membership-source.js';
-import { loadNative } from '../../dataplane/native.js';
+import { loadNative } from '../../addon/native.js';
 import { FarmlbError } from '../../errors.js';
 import { createLogger, logLevel } from '../../log.js';
 import { instancePaths } from '../../paths.js';

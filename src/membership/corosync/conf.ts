@@ -9,7 +9,7 @@
 // under 20% packet loss with the most token resends corosync allows; knet at ≤ 300 ms flaps,
 // so knet gets 1000 ms (≈ 2.1 s) — with the encryption udpu cannot do.
 
-import type { CorosyncRunningConfig } from '../../dataplane/native.js';
+import type { CorosyncRunningConfig } from '../../addon/native.js';
 import type { ClusterConfig, FarmConfig } from '../../config/types.js';
 
 export type CorosyncTransport = 'udpu' | 'knet';

@@ -31,7 +31,7 @@ import type {
   PowerOverrides, ViewTable,
 } from '../types.js';
 import type { SplitBrainPolicy } from '../../config/types.js';
-import { CS_ERR_TRY_AGAIN, CS_OK, type CorosyncEvent, type CorosyncRunningConfig, type CorosyncSession, type Native, type VotequorumInfo } from '../../dataplane/native.js';
+import { CS_ERR_TRY_AGAIN, CS_OK, type CorosyncEvent, type CorosyncRunningConfig, type CorosyncSession, type Native, type VotequorumInfo } from '../../addon/native.js';
 import { tableDigest, emptyRows } from '../table.js';
 import { CpgFarm, CPG_REASON, procKey, type FarmStep, type GoneBucket, type LocalFacts, type Proc } from './cpg-farm.js';
 import { decodeMessage, encodeMessage, type FarmMessage, type HoldingsReport } from './messages.js';

@@ -23,7 +23,7 @@
 
 import type { Owners } from '../../balance/assign.js';
 import { rebalance } from '../../balance/assign.js';
-import { NBUCKETS } from '../../dataplane/types.js';
+import { NBUCKETS } from '../../balance/tables.js';
 import { overridesProblem } from '../bounds.js';
 import { bitmapHas, checkPowerChange, decodeRows, effectivePowers, emptyRows, encodeRows, NO_OVERRIDES, overridesNewer, tableDigest } from '../table.js';
 import type { GroupPowers, HandoverEndReason, MembershipEvent, PowerOverrides, ViewTable } from '../types.js';

@@ -8,7 +8,7 @@
 // (same key, same checks), so the farm's state stays one.
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { NBUCKETS } from '../../dataplane/types.js';
+import { NBUCKETS } from '../../balance/tables.js';
 import type { PowerOverrides } from '../types.js';
 import { MAX_EPOCH, MAX_POWER, MAX_POWERS_VERSION } from '../bounds.js';
 

@@ -143,6 +143,12 @@ export interface FarmLabOptions {
   xdpMode?: 'native' | 'generic';
   /** FARMLB_LOG_LEVEL of the daemons (default debug: the logs are only read on failure). */
   logLevel?: string;
+  /**
+   * `nice -n` of the daemons and web servers (default: inherited). A negative value stands in
+   * for the dedicated host each node has in a real farm: on a lab host shared with other work,
+   * a daemon starved for a lease (200 ms) is a stall of the host, not of the protocol.
+   */
+  nice?: number;
   /** Start the daemons (default true); false leaves the farm without farmlb. */
   startDaemons?: boolean;
   /**
@@ -585,8 +591,13 @@ ${groupXml}
       { timeoutMs: 10_000, what: `the HTTP server of ${name}` });
   }
 
+  /** `nice -n N` before a farm process's command when opts.nice is set (nice execs it: same pid). */
+  private niced(): string[] {
+    return this.opts.nice === undefined ? [] : ['nice', '-n', String(this.opts.nice)];
+  }
+
   private startServer(n: NodeState): void {
-    n.server = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', 'node', '-e', SERVER_JS, n.spec.name, this.dir],
+    n.server = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', ...this.niced(), 'node', '-e', SERVER_JS, n.spec.name, this.dir],
       { stdio: ['ignore', 'ignore', 'pipe'] });
     n.server.stderr!.on('data', (d: Buffer) => this.appendLog(n, `[server] ${d.toString()}`));
   }
@@ -608,7 +619,7 @@ ${groupXml}
       ...(this.opts.xdpMode ? ['--xdp-mode', this.opts.xdpMode] : []), ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
-    const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', 'node', FARMLB_BIN, ...args], {
+    const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', ...this.niced(), 'node', FARMLB_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, FARMLB_LOG_LEVEL: this.opts.logLevel ?? 'debug', NO_COLOR: '1' },
     });

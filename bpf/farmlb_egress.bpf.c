@@ -1,20 +1,32 @@
-/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * farmlb_egress — tc egress (clsact) program, in the same object as farmlb_xdp so that it
- * reads the same maps. docs/datapath.md §11; the TS model is egressRewrite() in
- * src/dataplane/model.ts, held equal to this by test/bpf/egress.test.ts.
+ * farmlb_egress — tc egress (clsact) program. docs/datapath.md §11; the TS model is
+ * egressRewrite() in src/dataplane/model.ts, held equal to this by test/bpf/egress.test.ts.
  *
  * IPv6 has no arp_announce: when a node resolves a client, the kernel may send its
  * neighbour solicitation from the VIP with the node's own MAC in the source link-layer
  * option, and the client then repoints its entry for the VIP to this node. This program
  * rewrites that option (and the target link-layer option of an advertisement the kernel
  * sends from a VIP) to the MAC the farm announces for the VIP, fixing the checksum.
- * Included by farmlb.bpf.c after the XDP program's helpers.
+ *
+ * Its own translation unit, linked into farmlb.bpf.o with farmlb_xdp (bpf/Makefile): it
+ * reads the XDP program's maps, declared here extern (farmlb_maps.h). The object's license
+ * is farmlb.bpf.c's.
  */
-#ifndef FARMLB_EGRESS_H
-#define FARMLB_EGRESS_H
-
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define FARMLB_MAPS_EXTERN
+#include "farmlb_abi.h"
+#include "farmlb_hash.h"
+#include "farmlb_mac.h"
+#include "farmlb_maps.h"
+#include "farmlb_nd.h"
 
 /* Where the kernel puts the one link-layer option of its NS/NA: right after the 24-byte
  * message, behind an untagged Ethernet header (a VLAN device's tag is not in the data at
@@ -77,10 +89,10 @@ int farmlb_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	if (eth->h_proto != bpf_htons(ETH_P_IPV6) || ip6h->nexthdr != IPPROTO_ICMPV6)
 		return TC_ACT_UNSPEC;
-	if (nd->type != ICMPV6_NS && nd->type != ICMPV6_NA)
+	if (nd->type != FARMLB_ND_NEIGHBOUR_SOLICIT && nd->type != FARMLB_ND_NEIGHBOUR_ADVERT)
 		return TC_ACT_UNSPEC;
 	__builtin_memcpy(&old_opt, (void *)(nd + 1), sizeof(old_opt));
-	if (old_opt.type != (nd->type == ICMPV6_NS ? FARMLB_ND_OPT_SLLA : FARMLB_ND_OPT_TLLA) || old_opt.len != 1)
+	if (old_opt.type != (nd->type == FARMLB_ND_NEIGHBOUR_SOLICIT ? FARMLB_ND_OPT_SLLA : FARMLB_ND_OPT_TLLA) || old_opt.len != 1)
 		return TC_ACT_UNSPEC;
 
 	slot = hot_active_slot();
@@ -91,7 +103,7 @@ int farmlb_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	cfg = hot_slot_cfg(slot);
 	/* The neighbour concerned: the solicited target, or the advertisement's receiver. */
-	if (nd->type == ICMPV6_NS)
+	if (nd->type == FARMLB_ND_NEIGHBOUR_SOLICIT)
 		__builtin_memcpy(client, nd->target, 16);
 	else
 		__builtin_memcpy(client, ip6h->daddr.s6_addr, 16);
@@ -110,4 +122,3 @@ int farmlb_egress(struct __sk_buff *skb)
 	return TC_ACT_UNSPEC;
 }
 
-#endif /* FARMLB_EGRESS_H */

@@ -1,9 +1,11 @@
-// A packet builder for tests and benchmarks: Ethernet (+VLAN tags) / IPv4 / IPv6 (+extension
+// A frame builder: Ethernet (+VLAN tags) / IPv4 / IPv6 (+extension
 // headers) / TCP / UDP / ICMP / ICMPv6 / ARP frames from a small description, with a correct
 // IPv4 header checksum and transport checksums, and every field a malformed packet needs
 // overridable (version, IHL, lengths, EtherType, protocol). Plus helpers to truncate and
 // corrupt frames. Describing packets as objects keeps test rows readable (Katran's
-// PacketAttributes); hex is for printing failures only.
+// PacketAttributes); hex is for printing failures only. src/net/announce.ts builds the
+// gratuitous ARP and unsolicited NA farmlb sends with it; the tests and benchmarks build
+// every packet they feed the data planes with it.
 
 export const ETH_HLEN = 14;
 export const ETH_P_IPV4 = 0x0800;

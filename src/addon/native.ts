@@ -2,7 +2,8 @@
 // libbpf). The addon is thin — libbpf calls mapped to JS — and throws plain Errors with
 // `code`, `errno` and `syscall`; this module turns them into FarmlbError so callers match
 // on `code` like everywhere else. Kernel resources need an explicit close(): finalizers
-// run late or never.
+// run late or never. A room of its own (src/addon/): the data planes, the network setup,
+// the CLI and the Corosync membership all use the addon, none through another's room.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -93,9 +94,20 @@ export interface TcFilterId {
   priority?: number;
 }
 
-export interface AbiStructLayout {
+/** A struct as the compiler laid it out (from BTF): `type` names the struct a field holds, itself or as an array. */
+export interface BtfStruct {
   size: number;
-  fields: Record<string, { offset: number; size: number }>;
+  fields: Record<string, { offset: number; size: number; type?: string; bitfield?: boolean }>;
+}
+
+/**
+ * The layouts in a BPF object's BTF (native/abi.cc): every named struct, each map's key and
+ * value struct ('' for a scalar such as an array map's __u32 key), each global variable's struct.
+ */
+export interface BtfLayout {
+  structs: Record<string, BtfStruct>;
+  maps: Record<string, { key?: string; value?: string }>;
+  globals: Record<string, string>;
 }
 
 /**
@@ -208,7 +220,9 @@ export interface Native {
   /** Joins CPG group `group` of the corosync in this network namespace (src/membership/corosync/). */
   corosyncOpen(group: string, onEvents: (events: CorosyncEvent[]) => void): CorosyncSession;
   corosyncConfig(): CorosyncRunningConfig;
-  abiLayout: Record<string, AbiStructLayout>;
+  /** The layouts of the object file at path, from its BTF. Errors: FARMLB_E_BPF_OPEN. */
+  btfLayout(path: string): BtfLayout;
+  /** The constants of bpf/farmlb_abi.h as the addon's compiler saw them (#defines: not in BTF). */
   abiConstants: Record<string, number>;
 }
 
@@ -393,7 +407,7 @@ function wrap(raw: Native): Native {
       };
     },
     corosyncConfig: () => call(() => raw.corosyncConfig()),
-    abiLayout: raw.abiLayout,
+    btfLayout: (p) => call(() => raw.btfLayout(p)),
     abiConstants: raw.abiConstants,
   };
 }

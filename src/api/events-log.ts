@@ -7,6 +7,9 @@
 // new one begins, so at most two files of about maxBytes each exist. Appends are
 // synchronous: events are rare (a few per failover), a line is small, the run directory is
 // a tmpfs, and a synchronous append keeps the lines in the order the events happened.
+//
+// In api/ rather than daemon/: the file is an interface between the daemon, which writes it,
+// and the CLI, which reads it, like the control socket; the CLI reads no daemon internals.
 
 import { appendFileSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import path from 'node:path';

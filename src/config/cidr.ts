@@ -1,8 +1,9 @@
 // Address allow-lists ("10.0.0.0/8, ::1, 192.0.2.7"): which clients may read the health
-// server's detail (<farmlb health_detail>, docs/security.md, "Health and metrics").
+// server's detail (<farmlb health_detail>, docs/security.md, "Health and metrics"): parsed
+// and checked with the configuration, used by the health server.
 
 import { isIP } from 'node:net';
-import { ipBytes, parseIp, type IpAddr } from '../config/values.js';
+import { ipBytes, parseIp, type IpAddr } from './values.js';
 
 export interface Cidr {
   addr: IpAddr;
