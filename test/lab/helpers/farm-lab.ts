@@ -67,6 +67,8 @@ import type { DaemonStatus } from '../../../src/api/status.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
+/** The systemd unit's Nice= (0 when it sets none): the lab runs the daemons as the unit does. */
+export const UNIT_NICE = Number(/^Nice=(-?\d+)$/m.exec(readFileSync(path.join(REPO, 'packaging/farmlb@.service'), 'utf8'))?.[1] ?? 0);
 
 export const CLIENT_IF = 'flbc';
 export const NODE_IF = 'flbn';
@@ -144,9 +146,10 @@ export interface FarmLabOptions {
   /** FARMLB_LOG_LEVEL of the daemons (default debug: the logs are only read on failure). */
   logLevel?: string;
   /**
-   * `nice -n` of the daemons and web servers (default: inherited). A negative value stands in
-   * for the dedicated host each node has in a real farm: on a lab host shared with other work,
-   * a daemon starved for a lease (200 ms) is a stall of the host, not of the protocol.
+   * `nice -n` of the daemons and web servers. Default: the daemons run at the systemd unit's
+   * `Nice=` (packaging/farmlb@.service: the daemon is run as users run it), the web servers
+   * inherit. On a lab host shared with other work, a daemon starved past its lease (200 ms)
+   * is a stall of the host, not of the protocol.
    */
   nice?: number;
   /** Start the daemons (default true); false leaves the farm without farmlb. */
@@ -591,9 +594,15 @@ ${groupXml}
       { timeoutMs: 10_000, what: `the HTTP server of ${name}` });
   }
 
-  /** `nice -n N` before a farm process's command when opts.nice is set (nice execs it: same pid). */
+  /** `nice -n N` before a web server's command when opts.nice is set (nice execs it: same pid). */
   private niced(): string[] {
     return this.opts.nice === undefined ? [] : ['nice', '-n', String(this.opts.nice)];
+  }
+
+  /** `nice -n N` before a daemon's command: opts.nice, else the unit's Nice=. */
+  private nicedDaemon(): string[] {
+    const nice = this.opts.nice ?? UNIT_NICE;
+    return nice === 0 ? [] : ['nice', '-n', String(nice)];
   }
 
   private startServer(n: NodeState): void {
@@ -619,7 +628,7 @@ ${groupXml}
       ...(this.opts.xdpMode ? ['--xdp-mode', this.opts.xdpMode] : []), ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
-    const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', ...this.niced(), 'node', FARMLB_BIN, ...args], {
+    const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', ...this.nicedDaemon(), 'node', FARMLB_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, FARMLB_LOG_LEVEL: this.opts.logLevel ?? 'debug', NO_COLOR: '1' },
     });
