@@ -8,6 +8,8 @@
 // neither failed nor returned see no failed request, and no SYN is answered by two nodes
 // (the same 4-tuple and acknowledgement number from two source MACs). The failed node's
 // sources are served again (how fast is the benchmark's: scripts/bench failover).
+// The three-node farm runs on both membership backends: the Corosync one (vmac_invisible) has
+// no leader, so its cases are n1's (its follower cases would repeat them).
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +19,9 @@ import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { coverage, readServed } from './helpers/overlap-sampler.js';
 import { ClientPoller, SynAckCapture } from './helpers/client-watch.js';
-import { FAILOVER_NODES, FULL_QUOTAS, logsOnFailure, srcBucket, srcOwner, waitCoverage, waitNoHandover } from './helpers/failover-kit.js';
+import {
+  FAILOVER_NODES, FULL_QUOTAS, backendOptions, logsOnFailure, srcBucket, srcOwner, waitCoverage, waitNoHandover, type MembershipBackendName,
+} from './helpers/failover-kit.js';
 
 const SOURCES = 32;
 
@@ -89,7 +93,16 @@ const CASES: Case[] = [
 
 // Every case on both farms, in both modes (the two modes take different paths to a node:
 // vmac_directed through the one the client's ARP entry names).
-const SUITES = [THREE, FIVE].flatMap((farm) => (['vmac_invisible', 'vmac_directed'] as VmacMode[]).map((mode) => ({ farm, mode })));
+const SUITES: { farm: Farm; mode: VmacMode; backend: MembershipBackendName }[] = [
+  ...[THREE, FIVE].flatMap((farm) => (['vmac_invisible', 'vmac_directed'] as VmacMode[]).map((mode) => ({ farm, mode, backend: 'builtin' as const }))),
+  { farm: THREE, mode: 'vmac_invisible', backend: 'corosync' },
+];
+
+/** The cases of a backend: Corosync has no leader, so the leader's cases are n1's and the follower's would repeat them. */
+function casesOf(backend: MembershipBackendName): Case[] {
+  if (backend === 'builtin') return CASES;
+  return CASES.filter((c) => c.name.startsWith('leader ')).map((c) => ({ ...c, name: c.name.replace(/^leader /, 'n1 ') }));
+}
 // The five-node farm runs only with FARMLB_LAB_FIVE_NODES=1 until it is green beside other
 // work: on a 2-vCPU host at load 11–14 (other labs running) 3–6 of its 14 cases per run saw
 // bystander requests fail, several survivors' leases lapsing at the same instant (in most of
@@ -97,15 +110,15 @@ const SUITES = [THREE, FIVE].flatMap((farm) => (['vmac_invisible', 'vmac_directe
 // the returns; the three-node farm was green in the same runs (docs/membership.md, "The lab").
 const FIVE_NODES = process.env.FARMLB_LAB_FIVE_NODES === '1';
 
-for (const { farm, mode } of SUITES) {
+for (const { farm, mode, backend } of SUITES) {
   const ALL = names(farm);
-  const title = `lab: survivors keep serving through leader and follower failures and returns (${ALL.length} nodes, ${mode})`;
+  const title = `lab: survivors keep serving through ${backend === 'builtin' ? 'leader and follower' : 'a node\'s'} failures and returns (${ALL.length} nodes, ${mode}, ${backend} membership)`;
   if (farm === FIVE && !FIVE_NODES) {
     describe.skip(`${title} (set FARMLB_LAB_FIVE_NODES=1)`, () => {});
     continue;
   }
   describePrivileged(title, () => {
-    const name = `sv${ALL.length}${mode === 'vmac_directed' ? 'd' : 'i'}${uniqueSuffix()}`;
+    const name = `sv${ALL.length}${mode === 'vmac_directed' ? 'd' : 'i'}${backend === 'corosync' ? 'c' : ''}${uniqueSuffix()}`;
     let lab: FarmLab | undefined;
     let seed = 0;
     let poller: ClientPoller | undefined;
@@ -113,7 +126,7 @@ for (const { farm, mode } of SUITES) {
     beforeAll(async () => {
       lab = await FarmLab.create({
         // Generic XDP until the lab's plain bridge (native on veth) lands.
-        name, mode, xdpMode: 'generic', nodes: farm.nodes, clientAddrs4: SOURCES, clientAddrs6: 0, membership: true, nice: -10,
+        name, mode, xdpMode: 'generic', nodes: farm.nodes, clientAddrs4: SOURCES, clientAddrs6: 0, ...backendOptions(backend), nice: -10,
         ...(mode === 'vmac_directed' ? { arpRule: true } : {}),
       });
       seed = (await lab.compiled()).tables.hashSeed;
@@ -199,7 +212,7 @@ for (const { farm, mode } of SUITES) {
       } };
     }
 
-    for (const c of CASES) {
+    for (const c of casesOf(backend)) {
       it(`${c.name}: no failed request for the sources whose bucket stays on a node that neither failed nor returned, no SYN answered twice`, async (ctx) => {
         logsOnFailure(ctx, () => lab);
         const l = lab!;
@@ -232,7 +245,7 @@ for (const { farm, mode } of SUITES) {
         const bucketOwners = new Map(l.clientAddrs4.filter(bystander).map((src) => [srcBucket(src, seed), srcOwner(l, src, seed, before)!]));
         const dropped = seen.filter((x) => !x.leaseValid || [...bucketOwners].some(([b, o]) => o === x.node && x.owners[b] !== x.self))
           .map((x) => `${x.at - markedAt} ms ${x.node} ${x.leaseValid ? 'dropped a bystander bucket' : 'lease lapsed'}`);
-        console.log(`[survivors] ${ALL.length} nodes ${mode} ${c.name}: bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks}, marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
+        console.log(`[survivors] ${ALL.length} nodes ${mode} ${backend} ${c.name}: bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks}, marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
         // Most of the window must have been watched by a running client.
         expect(totals.stalled, 'requests the stalled client missed').toBeLessThan(totals.answered / 4);
         expect(ClientPoller.failures(report, bystander), 'failed requests of bystander sources').toEqual([]);

@@ -28,7 +28,7 @@
 //   lab.status(node) / health(node, path)   `farmlb status --json` / an HTTP GET of the node's health server.
 //   lab.reasonCounters(node)          packets per verdict reason, read from the node's pinned maps.
 //   lab.killNode(name, signal?)       signal a node's daemon and wait for it to exit.
-//   lab.startNode(name) / signalNode(name, signal)   restart a daemon / send it a signal.
+//   lab.startNode(name, { configFile? }) / signalNode(name, signal)   restart a daemon (with another config) / send it a signal.
 //   lab.reloadNode(name)              SIGHUP a daemon and wait until it says it reloaded.
 //   lab.logMark(name) / logSince(name, mark) / waitForLog(name, pattern, { from })   read or wait for daemon log lines.
 //   lab.signalServer(name, sig) / restartServer(name)   kill, stop or continue a node's HTTP server (its application) / start it again.
@@ -620,10 +620,11 @@ ${groupXml}
    * `opts.expectUp: false` waits only for the daemon to have started (event started, VIPs,
    * program): for a node that must stay in WAIT, e.g. one with a wrong heartbeat key.
    */
-  async startNode(name: string, opts: { timeoutMs?: number; expectUp?: boolean } = {}): Promise<void> {
+  /** `configFile`: another userconfig.xml for this start only (a node whose configuration differs). */
+  async startNode(name: string, opts: { timeoutMs?: number; expectUp?: boolean; configFile?: string } = {}): Promise<void> {
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
-    const args = ['run', ...(this.membershipMode() ? [] : ['--static']), '-c', this.nodeConfigFile(name), '--cluster', this.clusterFile, '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
+    const args = ['run', ...(this.membershipMode() ? [] : ['--static']), '-c', opts.configFile ?? this.nodeConfigFile(name), '--cluster', this.clusterFile, '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
       ...(this.opts.xdpMode ? ['--xdp-mode', this.opts.xdpMode] : []), ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
