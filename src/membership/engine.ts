@@ -1101,7 +1101,17 @@ export class MembershipEngine {
     const p = this.leader === null ? undefined : this.peers.get(this.leader);
     if (!p) return undefined;
     const direct = p.lastRecvNs !== undefined && (p.indirectNs === undefined || p.lastRecvNs >= p.indirectNs);
-    return direct ? p.hb?.epoch : p.indirectEpoch ?? p.hb?.epoch;
+    // A leader whose own table is not of its making (restarted: its start table, leader none;
+    // or still on its predecessor's) has no table of its current leadership yet: a table
+    // naming it that a peer relays is from an earlier one — a restarted leader's start table
+    // can even have the digest of its first table before the restart. Found by the property
+    // search (seed 9): n2, back from a SIGSTOP, carried n1's first table; n1 had restarted
+    // meanwhile, and its start table had that table's content under epoch 0, so n3, n4 and n5
+    // installed n2's copy (epoch 1 ≥ 0) and gave n2 back buckets n3 and n5 still served.
+    // Relayed news of a higher epoch than its last heartbeat showed: it has moved on since.
+    const own = p.hb !== undefined && p.hb.leader === p.name;
+    if (!direct && p.indirectEpoch !== undefined && p.indirectEpoch > (p.hb?.epoch ?? -1)) return p.indirectEpoch;
+    return own ? p.hb!.epoch : undefined;
   }
 
   /**

@@ -12,7 +12,7 @@
 // no leader, so its cases are n1's (its follower cases would repeat them).
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
 import { FarmLab, NODE_IF, type FarmLabNode, type VmacMode } from './helpers/farm-lab.js';
 import { XdpDataplane } from '../../src/dataplane/xdp.js';
@@ -20,7 +20,7 @@ import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { coverage, readServed } from './helpers/overlap-sampler.js';
 import { ClientPoller, SynAckCapture } from './helpers/client-watch.js';
 import {
-  FAILOVER_NODES, FULL_QUOTAS, backendOptions, logsOnFailure, srcBucket, srcOwner, waitCoverage, waitNoHandover, type MembershipBackendName,
+  FAILOVER_NODES, FULL_QUOTAS, backendOptions, logMarks, logsOnFailure, srcBucket, srcOwner, waitCoverage, waitNoHandover, type MembershipBackendName,
 } from './helpers/failover-kit.js';
 
 const SOURCES = 32;
@@ -103,20 +103,10 @@ function casesOf(backend: MembershipBackendName): Case[] {
   if (backend === 'builtin') return CASES;
   return CASES.filter((c) => c.name.startsWith('leader ')).map((c) => ({ ...c, name: c.name.replace(/^leader /, 'n1 ') }));
 }
-// The five-node farm runs only with FARMLB_LAB_FIVE_NODES=1 until it is green beside other
-// work: on a 2-vCPU host at load 11–14 (other labs running) 3–6 of its 14 cases per run saw
-// bystander requests fail, several survivors' leases lapsing at the same instant (in most of
-// them with heartbeats rejected as stale on every node: the whole host stalled), mostly in
-// the returns; the three-node farm was green in the same runs (docs/membership.md, "The lab").
-const FIVE_NODES = process.env.FARMLB_LAB_FIVE_NODES === '1';
 
 for (const { farm, mode, backend } of SUITES) {
   const ALL = names(farm);
   const title = `lab: survivors keep serving through ${backend === 'builtin' ? 'leader and follower' : 'a node\'s'} failures and returns (${ALL.length} nodes, ${mode}, ${backend} membership)`;
-  if (farm === FIVE && !FIVE_NODES) {
-    describe.skip(`${title} (set FARMLB_LAB_FIVE_NODES=1)`, () => {});
-    continue;
-  }
   describePrivileged(title, () => {
     const name = `sv${ALL.length}${mode === 'vmac_directed' ? 'd' : 'i'}${backend === 'corosync' ? 'c' : ''}${uniqueSuffix()}`;
     let lab: FarmLab | undefined;
@@ -223,6 +213,7 @@ for (const { farm, mode, backend } of SUITES) {
         await poller!.mark();
         // The wall clock of the mark: failure times are relative to it, the daemons' logs absolute.
         const markedAt = Date.now();
+        const marks = logMarks(l);
         const witness = watchLeases(l, others(farm, c.node(farm)));
         let wire;
         try {
@@ -245,12 +236,17 @@ for (const { farm, mode, backend } of SUITES) {
         const bucketOwners = new Map(l.clientAddrs4.filter(bystander).map((src) => [srcBucket(src, seed), srcOwner(l, src, seed, before)!]));
         const dropped = seen.filter((x) => !x.leaseValid || [...bucketOwners].some(([b, o]) => o === x.node && x.owners[b] !== x.self))
           .map((x) => `${x.at - markedAt} ms ${x.node} ${x.leaseValid ? 'dropped a bystander bucket' : 'lease lapsed'}`);
-        console.log(`[survivors] ${ALL.length} nodes ${mode} ${backend} ${c.name}: bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks}, marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
+        // A heartbeat that arrived later than a lease after its best transit, at a node that
+        // neither failed nor returned (a node resumed after SIGSTOP reads its queued ones): the
+        // host stalled (every node runs on it), which no protocol on it can serve through.
+        const stale = others(farm, c.node(farm)).reduce((sum, n) => sum + l.logSince(n, marks[n] ?? 0).split('\n').filter((x) => x.includes('"reason":"stale')).length, 0);
+        console.log(`[survivors] ${ALL.length} nodes ${mode} ${backend} ${c.name}: heartbeats rejected as stale by the others ${stale}, bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks} (SYNs answered twice: ${wire.doubles.length}), marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
         // Most of the window must have been watched by a running client.
-        expect(totals.stalled, 'requests the stalled client missed').toBeLessThan(totals.answered / 4);
-        expect(ClientPoller.failures(report, bystander), 'failed requests of bystander sources').toEqual([]);
-        expect(wire.synAcks, 'SYN-ACKs captured').toBeGreaterThan(100);
-        expect(wire.doubles, 'SYNs answered by two nodes').toEqual([]);
+        // Soft: a case that fails one of them still reports the others.
+        expect.soft(totals.stalled, 'requests the stalled client missed').toBeLessThan(totals.answered / 4);
+        expect.soft(ClientPoller.failures(report, bystander), 'failed requests of bystander sources').toEqual([]);
+        expect.soft(wire.synAcks, 'SYN-ACKs captured').toBeGreaterThan(100);
+        expect.soft(wire.doubles, 'SYNs answered by two nodes').toEqual([]);
       }, 90_000);
     }
   });

@@ -264,6 +264,16 @@ describe('membership counterexamples (fixed replays)', () => {
 
 // Found by the search of seeds 1–20 × 300 runs (docs/membership.md, "Property search").
 describe('membership counterexamples of the seeds 1–20 search (fixed replays)', () => {
+  // Search seed 9 (serve, handover off and on): n2 paused and n1 killed together. n3 led
+  // n3..n5 and gave n1's and n2's buckets away; at the repair n2 resumed on n1's first table
+  // (epoch 1) and n1 restarted, its start table having that very content under epoch 0. n3, n4
+  // and n5, taking n1 as leader, installed n2's copy (epoch 1 ≥ n1's 0): n2, renewed on it,
+  // served bucket 7 beside n3. A follower now installs a table naming its leader only once the
+  // leader reports a table of its own making.
+  it.each([false, true])('serve: a table of a restarted leader\'s earlier incarnation, relayed by a node back from a pause, is not installed (handover %s)', (handover) => {
+    runScenario('serve', handover, 1, [{ op: { kind: 'pause', node: 1 }, waitMs: 0 }, { op: { kind: 'crash', node: 0 }, waitMs: 304 }]);
+  });
+
   // n1, cut from n2, n4 and n5 until the heal at 1248 ms, gave n2's buckets to n3 4 ms after
   // it (n2's lease had surely run out as far as n1 knew) and was cut off alone again. n2,
   // renewed by n4 and n5 on n1's first table, refused n1's table because it left n2 out (the
