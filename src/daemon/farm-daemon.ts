@@ -57,7 +57,8 @@ import { EventsLog, eventsFile, movedBucketsByGroup } from '../api/events-log.js
 import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from '../api/status.js';
 import { CheckPoller, describeFailures, type CheckResult, type CheckTarget } from '../checks/local-checks.js';
 import { NodeHost, ownedCount } from './node-host.js';
-import { resetVipConnections } from './tcpreset.js';
+import { realHostPort, type HostPort } from './host-port.js';
+import { resetVipConnections, type SsRunner } from './tcpreset.js';
 import { HoldingsSampler, type InstalledTables } from './holdings.js';
 import { SynCookieMonitor } from '../net/syncookies.js';
 import { leaseWriteNeeded } from './lease-write.js';
@@ -84,6 +85,8 @@ export interface FarmDaemonOptions {
   reloadOnSighup?: boolean;
   /** For tests: how peers' MACs are found. */
   neighbours?: NeighbourSystem;
+  /** For tests: the kernel as the host uses it (default: the node itself; test/helpers/fake-host.ts). */
+  hostPort?: HostPort;
   /** Told RELOADING=1 / READY=1 around every reload (systemd Type=notify; src/daemon/systemd.ts). */
   notifier?: Pick<SystemdNotifier, 'reloading' | 'ready'>;
 }
@@ -128,6 +131,8 @@ export class FarmDaemon {
   private readonly leave: GracefulLeave;
   /** The last local health pushed to the source (pushed again only when it changes). */
   private pushedHealth: string | undefined;
+  /** ss(8) for tcpreset (the host port's). */
+  private readonly ss: SsRunner;
   private readonly onSighup = () => {
     this.reload().catch(() => { /* logged by reload() */ });
   };
@@ -135,9 +140,10 @@ export class FarmDaemon {
   constructor(private readonly opts: FarmDaemonOptions) {
     this.host = new NodeHost({
       farm: opts.farm, cluster: opts.cluster, node: opts.node, paths: opts.paths, xdpMode: opts.xdpMode,
-      log: opts.log, ...(opts.neighbours ? { neighbours: opts.neighbours } : {}),
+      log: opts.log, ...(opts.neighbours ? { neighbours: opts.neighbours } : {}), ...(opts.hostPort ? { port: opts.hostPort } : {}),
     });
     this.source = opts.source;
+    this.ss = (opts.hostPort ?? realHostPort).ss;
     this.vipClosed = opts.farm.scriptcontrol;
     this.digest = configDigest(opts.farm, opts.cluster);
     this.holdings = new HoldingsSampler({
@@ -253,7 +259,7 @@ export class FarmDaemon {
     await this.decisions;
     const tcpreset = this.host.farm.tcpreset && this.started;
     const { clean } = await this.host.stop({
-      beforeAliases: tcpreset ? async () => { await resetVipConnections(this.host.vips().map((v) => v.addr), log, 'stop'); } : undefined,
+      beforeAliases: tcpreset ? async () => { await resetVipConnections(this.host.vips().map((v) => v.addr), log, 'stop', this.ss); } : undefined,
     });
     this.counterReader?.close();
     this.counterReader = undefined;
@@ -377,7 +383,7 @@ export class FarmDaemon {
     this.setState(next, cause);
     if (prev === 'UP' && next === 'WAIT' && localCause && this.host.farm.tcpreset) {
       // Not awaited: decisions (and the heartbeats queued behind them) must not wait for ss.
-      void resetVipConnections(this.host.vips().map((v) => v.addr), this.opts.log, 'wait');
+      void resetVipConnections(this.host.vips().map((v) => v.addr), this.opts.log, 'wait', this.ss);
     }
   }
 

@@ -19,7 +19,7 @@ import { liveChangeProblem } from '../config/live-change.js';
 import type { ClusterConfig, FarmConfig, FarmlbSettings } from '../config/types.js';
 import { LEASE_CLOCK_SLACK_NS } from '../dataplane/abi.js';
 import { XdpDataplane } from '../dataplane/xdp.js';
-import { NODE_NONE } from '../dataplane/types.js';
+import { NODE_NONE, type DataplaneTables } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
 import type { InstancePaths } from '../paths.js';
 import type { PowerChange } from '../api/control.js';
@@ -60,6 +60,18 @@ export interface MembershipSourceOptions {
   nowNs: () => bigint;
   /** Kernel lease length (default: the membership's own, from the pulse). */
   leaseMs?: number;
+  /** For tests: the tables in a pin directory's maps (default: XdpDataplane.readPinned; throws when none are pinned). */
+  readPinnedTables?: (pinDir: string) => DataplaneTables;
+}
+
+/** The active tables of the maps pinned in pinDir (read-only; throws when there are none). */
+function readPinnedTables(pinDir: string): DataplaneTables {
+  const pinned = XdpDataplane.readPinned(pinDir);
+  try {
+    return pinned.activeTables();
+  } finally {
+    pinned.close();
+  }
 }
 
 export function powersFile(runDir: string): string {
@@ -85,15 +97,10 @@ export async function readPowers(runDir: string, log: Logger, nodes: readonly st
 }
 
 /** The table a killed run left in the pinned maps (adopted by the engine, never served on its own). */
-function pinnedTable(pinDir: string, nodes: readonly string[], groups: number): (string | null)[][] | undefined {
+function pinnedTable(read: (pinDir: string) => DataplaneTables, pinDir: string, nodes: readonly string[], groups: number): (string | null)[][] | undefined {
   try {
-    const pinned = XdpDataplane.readPinned(pinDir);
-    try {
-      const t = pinned.activeTables();
-      return Array.from({ length: groups }, (_, g) => (t.buckets[g] ?? []).map((o) => (o === NODE_NONE ? null : nodes[o] ?? null)));
-    } finally {
-      pinned.close();
-    }
+    const t = read(pinDir);
+    return Array.from({ length: groups }, (_, g) => (t.buckets[g] ?? []).map((o) => (o === NODE_NONE ? null : nodes[o] ?? null)));
   } catch {
     return undefined;
   }
@@ -131,7 +138,7 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
     const { membership } = corosyncMembership(opts, key, timing, groups, powerOverrides);
     return new MembershipSource({ ...opts, membership });
   }
-  const initialTable = pinnedTable(paths.pinDir, cluster.nodes, farm.groups.length);
+  const initialTable = pinnedTable(opts.readPinnedTables ?? readPinnedTables, paths.pinDir, cluster.nodes, farm.groups.length);
   const startNs = opts.nowNs();
   const engine = new MembershipEngine({
     module: paths.module,

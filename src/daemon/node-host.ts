@@ -24,17 +24,16 @@ import type { Logger } from 'pino';
 import type { ClusterConfig, FarmConfig, VmacMode } from '../config/types.js';
 import { bucketRows, compileTables } from '../balance/compile.js';
 import type { BucketTable } from '../balance/assign.js';
-import { XdpDataplane, unpinDir } from '../dataplane/xdp.js';
-import { loadNative } from '../addon/native.js';
 import type { DataplaneTables } from '../dataplane/types.js';
 import { FarmlbError } from '../errors.js';
 import { ArpReroute, type ArpRerouteStats, type RerouteInterface } from '../net/arpreroute.js';
-import { findInterfaceForVip, listAddrs } from '../net/ip.js';
-import { linkMac, NodeMacResolver, type NeighbourSystem } from '../net/neighbours.js';
+import { findInterfaceForVip } from '../net/ip.js';
+import { NodeMacResolver, type NeighbourSystem } from '../net/neighbours.js';
 import type { RecordedXdp } from '../net/netstate.js';
 import { NetSetup, type InterfacePlan, type NetPlan } from '../net/setup.js';
-import { chooseXdpMode, type RequestedXdpMode, type XdpModeDecision } from '../net/xdp-mode.js';
+import type { RequestedXdpMode, XdpModeDecision } from '../net/xdp-mode.js';
 import { ensurePrivateDir, namesFile, type InstancePaths } from '../paths.js';
+import { realHostPort, type HostDataplane, type HostPort } from './host-port.js';
 
 export interface NodeHostOptions {
   farm: FarmConfig;
@@ -43,8 +42,10 @@ export interface NodeHostOptions {
   paths: InstancePaths;
   xdpMode: RequestedXdpMode;
   log: Logger;
-  /** For tests: how peers' MACs are found. */
+  /** For tests: how peers' MACs are found (overrides the port's). */
   neighbours?: NeighbourSystem;
+  /** The kernel as NodeHost uses it (default: the node itself; unit tests: test/helpers/fake-host.ts). */
+  port?: HostPort;
 }
 
 export interface HostStart {
@@ -80,7 +81,7 @@ export interface InterfaceXdp {
 }
 
 export class NodeHost {
-  private dp: XdpDataplane | undefined;
+  private dp: HostDataplane | undefined;
   // Opened before the data plane: whatever start() did is in its record.
   private net: NetSetup | undefined;
   private stopping: Promise<void> | undefined;
@@ -94,8 +95,11 @@ export class NodeHost {
   /** Table changes one at a time (reload, a node's MAC learnt, a new membership table). */
   private tableQueue: Promise<void> = Promise.resolve();
 
+  private readonly port: HostPort;
+
   constructor(private readonly opts: NodeHostOptions) {
     this.farmConfig = opts.farm;
+    this.port = opts.port ?? realHostPort;
   }
 
   get farm(): FarmConfig {
@@ -139,14 +143,14 @@ export class NodeHost {
     if (!cluster.nodes.includes(node)) {
       throw new FarmlbError('FARMLB_E_RUN_NODE_UNKNOWN', { node, file: cluster.file, nodes: cluster.nodes.join(', ') });
     }
-    const bound = (this.boundVips = await resolveInterfaces(farm));
+    const bound = (this.boundVips = await resolveInterfaces(farm, this.port));
     const plan = (this.plan = planNetwork(bound));
     let tables = compileTables(farm, cluster, first.table, node);
     // Before anything is changed: a refused mode (native on a veth that cannot deliver
     // XDP_TX) must leave the node as it was.
     const decisions = new Map<string, XdpModeDecision>();
     for (const { ifname, mode: vmacMode } of plan.interfaces) {
-      decisions.set(ifname, await chooseXdpMode(ifname, vmacMode, this.opts.xdpMode, log.child({ room: 'net', iface: ifname })));
+      decisions.set(ifname, await this.port.chooseXdpMode(ifname, vmacMode, this.opts.xdpMode, log.child({ room: 'net', iface: ifname })));
     }
     try {
       // Before the first apply: a directed node forwards to its peers' MACs from the first packet.
@@ -158,9 +162,9 @@ export class NodeHost {
       // Before anything is read back from them (netstate.json, pins): ours alone (docs/security.md).
       await ensurePrivateDir(paths.runDir, 'run directory');
       if (existsSync(paths.pinDir)) await ensurePrivateDir(paths.pinDir, 'pin directory');
-      const net = (this.net = await NetSetup.open({ runDir: paths.runDir, log: log.child({ room: 'net' }) }));
+      const net = (this.net = await NetSetup.open({ runDir: paths.runDir, log: log.child({ room: 'net' }), system: this.port.net }));
       await net.recordPinDir(paths.pinDir);
-      this.dp = await XdpDataplane.open({ pinDir: paths.pinDir, reusePins: true, log: log.child({ room: 'dataplane' }) });
+      this.dp = await this.port.openDataplane({ pinDir: paths.pinDir, log: log.child({ room: 'dataplane' }) });
       // What a killed run left in the pinned maps: the buckets this node already served need no reroute.
       const adopted = this.dp.tables();
       // The lease first: a killed run's deadline may still be running, and the new table
@@ -191,7 +195,7 @@ export class NodeHost {
       for (const ifname of net.staleEgress(egressInterfaces(plan))) await this.detachEgress(ifname);
       for (const x of stale.xdp) await this.detachRecorded(x);
       for (const dir of stale.pinDirs) {
-        unpinDir(dir);
+        this.port.unpinDir(dir);
         await net.forgetPinDir(dir);
       }
       await ensurePrivateDir(paths.runDir, 'run directory');
@@ -205,7 +209,7 @@ export class NodeHost {
       }, null, 2));
       this.reroute = new ArpReroute({
         requesters: () => this.dp!.requesters(),
-        openSocket: (ifname) => loadNative().openRawSocket(ifname),
+        openSocket: (ifname) => this.port.openRawSocket(ifname),
         log: log.child({ room: 'net', module: 'arpreroute' }),
       });
       this.reroute.configure(await this.rerouteInterfaces(farm, bound, tables));
@@ -252,7 +256,7 @@ export class NodeHost {
   /** One table change, after the ones queued before it: `write` changes the data plane's tables. */
   private queueChange(
     why: string,
-    write: (dp: XdpDataplane, prev: DataplaneTables) => Promise<void>,
+    write: (dp: HostDataplane, prev: DataplaneTables) => Promise<void>,
     beforeReroute?: (next: DataplaneTables) => Promise<void>,
   ): Promise<void> {
     const step = this.tableQueue.then(async () => {
@@ -277,7 +281,7 @@ export class NodeHost {
     if (!cluster || cluster.nodes.join('\n') !== this.opts.cluster.nodes.join('\n')) {
       throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', { detail: `the nodes of ${this.opts.cluster.file} changed` });
     }
-    const bound = await resolveInterfaces(farm);
+    const bound = await resolveInterfaces(farm, this.port);
     if (JSON.stringify(planNetwork(bound)) !== JSON.stringify(this.plan)) {
       throw new FarmlbError('FARMLB_E_RUN_RELOAD_NEEDS_RESTART', { detail: 'interfaces, VIPs or VMAC modes changed' });
     }
@@ -340,7 +344,7 @@ export class NodeHost {
     if (net && aliasesGone) {
       // Every recorded program and pin directory: this run's and any a killed run left.
       for (const x of net.record().xdp.reverse()) await attempt(`detach from ${x.ifname}`, () => this.detachRecorded(x));
-      for (const dir of net.record().pinDirs) await attempt(`unpin maps in ${dir}`, async () => { unpinDir(dir); await net.forgetPinDir(dir); });
+      for (const dir of net.record().pinDirs) await attempt(`unpin maps in ${dir}`, async () => { this.port.unpinDir(dir); await net.forgetPinDir(dir); });
     }
     if (dp) await attempt('close', () => dp.close());
     this.dp = undefined;
@@ -352,16 +356,15 @@ export class NodeHost {
 
   /** Detaches a recorded program if it is still the one attached (a vanished interface took it with it). */
   private async detachRecorded(x: RecordedXdp): Promise<void> {
-    const native = loadNative();
     let ifindex: number;
     try {
-      ifindex = native.ifindex(x.ifname);
+      ifindex = this.port.ifindex(x.ifname);
     } catch (err) {
       if ((err as FarmlbError).code !== 'FARMLB_E_XDP_NO_IFACE') throw err;
       await this.net?.forgetXdp(x);
       return;
     }
-    if (await native.xdpDetach(ifindex, { expectedProgId: x.progId })) {
+    if (await this.port.xdpDetach(ifindex, { expectedProgId: x.progId })) {
       this.opts.log.info({ event: 'xdp_detached', iface: x.ifname, progId: x.progId }, 'XDP program detached');
     }
     await this.net?.forgetXdp(x);
@@ -370,7 +373,7 @@ export class NodeHost {
   /** Detaches the tc egress guard from a recorded interface (a vanished interface took it with it). */
   private async detachEgress(ifname: string): Promise<void> {
     try {
-      loadNative().ifindex(ifname);
+      this.port.ifindex(ifname);
     } catch (err) {
       if ((err as FarmlbError).code !== 'FARMLB_E_XDP_NO_IFACE') throw err;
       await this.net?.forgetEgress(ifname);
@@ -385,6 +388,7 @@ export class NodeHost {
   /** Node MACs matter for vmac_directed forwarding: resolved on the first directed interface. */
   private makeResolver(plan: NetPlan): NodeMacResolver | undefined {
     const { cluster, node, log } = this.opts;
+    const neighbours = this.opts.neighbours ?? this.port.neighbours;
     const directed = plan.interfaces.filter((i) => i.mode === 'vmac_directed');
     if (directed.length === 0) return undefined;
     if (directed.length > 1) {
@@ -398,7 +402,7 @@ export class NodeHost {
       selfId: cluster.nodes.indexOf(node),
       size: cluster.nodes.length,
       log: log.child({ room: 'net', module: 'neighbours' }),
-      ...(this.opts.neighbours ? { system: this.opts.neighbours } : {}),
+      ...(neighbours ? { system: neighbours } : {}),
     });
   }
 
@@ -416,14 +420,14 @@ export class NodeHost {
         existing.vips.push(...vips);
         continue;
       }
-      out.push({ ifname, mac: await linkMac(ifname), intervalMs: intf.arpintervalMs, elapseMs: intf.arpelapseMs, vips });
+      out.push({ ifname, mac: await this.port.linkMac(ifname), intervalMs: intf.arpintervalMs, elapseMs: intf.arpelapseMs, vips });
     }
     return out;
   }
 }
 
-async function resolveInterfaces(farm: FarmConfig): Promise<BoundVip[]> {
-  const addrs = await listAddrs();
+async function resolveInterfaces(farm: FarmConfig, port: HostPort): Promise<BoundVip[]> {
+  const addrs = await port.listAddrs();
   const bound: BoundVip[] = [];
   for (const intf of farm.interfaces) {
     for (const v of intf.addrs) {

@@ -15,7 +15,8 @@ const SS_TIMEOUT_MS = 5_000;
 
 export type SsRunner = (args: string[]) => Promise<string>;
 
-const runSs: SsRunner = async (args) => (await exec('ss', args, { timeout: SS_TIMEOUT_MS })).stdout;
+/** ss(8) itself. */
+export const runSs: SsRunner = async (args) => (await exec('ss', args, { timeout: SS_TIMEOUT_MS })).stdout;
 
 /** `ss` arguments that destroy every non-listening TCP socket whose local address is `vip`. */
 export function ssKillArgs(vip: string): string[] {

@@ -1,7 +1,8 @@
 // Failover lab (docs/membership.md "Survivors keep serving"), vmac_invisible, split-brain policy `serve`: three real daemons in
 // membership mode (powers 1, 1, 2) on a bridged farm and a client with long-lived connections.
 // For each failure kind — kill -9, SIGSTOP/SIGCONT, link down, a failing VIP check, an admin
-// stop, 20% heartbeat loss, a partition — the survivors serve every bucket (waited for with a
+// stop, 20% heartbeat loss, a partition, a node started with another configuration (its
+// config digest differs: it serves nothing and says why) — the survivors serve every bucket (waited for with a
 // generous deadline: the failover time itself is the benchmark's), and meanwhile a sampler
 // reads every node's pinned table and lease every 20 ms: among nodes that hear each other no
 // bucket is ever served by two of them. The rejoin restores the quotas. Connections in
@@ -14,6 +15,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
@@ -26,12 +28,11 @@ import { OverlapSampler, coverage, readServed, type SamplerReport } from './help
 import { COROSYNC_PORT, droppedByFault, heal, heartbeatLoss, partition } from './helpers/nft-faults.js';
 import { LongConns, type ConnReport } from './helpers/long-conns.js';
 import {
-  FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, captureHeartbeats, clientHealth, logMarks, logsOnFailure, readyPath, sendDatagrams,
+  FAILOVER_NODES, FAILOVER_NODE_NAMES, FULL_QUOTAS, MEMBERSHIP_BACKENDS, backendOptions, captureHeartbeats, clientHealth, logMarks, logsOnFailure, readyPath, sendDatagrams,
   srcOwner, viewEvents, waitCoverage, waitHealth, waitNoHandover,
 } from './helpers/failover-kit.js';
 
 const ALL = FAILOVER_NODE_NAMES;
-const MEMBERSHIP_BACKENDS = ['builtin', 'corosync'] as const;
 const LONG_CONNS = 160;
 const others = (victim: string) => ALL.filter((n) => n !== victim);
 
@@ -52,7 +53,7 @@ for (const backend of MEMBERSHIP_BACKENDS) describePrivileged(`lab: failover (vm
   beforeAll(async () => {
     lab = await FarmLab.create({
       name, mode: 'vmac_invisible', xdpMode: 'generic', nodes: FAILOVER_NODES,
-      clientAddrs4: LONG_CONNS, clientAddrs6: 0, membership: backend === 'builtin', corosync: backend === 'corosync',
+      clientAddrs4: LONG_CONNS, clientAddrs6: 0, ...backendOptions(backend),
     });
     seed = (await lab.compiled()).tables.hashSeed;
     // A link-down test must find the node's IPv6 addresses (and VIP alias) again at link up.
@@ -402,6 +403,34 @@ for (const backend of MEMBERSHIP_BACKENDS) describePrivileged(`lab: failover (vm
     // The lone node served everything on its own lease: it hears the others again only once that is gone.
     await waitFor(() => !readServed(l, victim)?.leaseValid, { timeoutMs: 5_000, intervalMs: 10, what: `${victim}'s lease to run out` });
     sampler!.setDomains([ALL]);
+    await l.startNode(victim, { timeoutMs: 30_000 });
+    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
+    noOverlaps(await end());
+  }, 90_000);
+  // Last: its restarts with another hash seed are no other case's starting point.
+  it('a node restarted with another configuration (its digest differs) serves nothing and says why, the others serve every bucket; restarted with the farm\'s, the quotas come back', async (ctx) => {
+    logsOnFailure(ctx, () => lab);
+    samplerOnFailure(ctx);
+    const { l, before } = await begin();
+    const victim = 'n2';
+    // Another hash seed: a valid configuration, not the farm's (config digest).
+    const other = path.join(l.dir, 'userconfig-other.xml');
+    const xml = await readFile(l.configFile, 'utf8');
+    expect(xml).toMatch(/hash_seed="0x[0-9a-f]+"/);
+    await writeFile(other, xml.replace(/hash_seed="0x[0-9a-f]+"/, 'hash_seed="0x1234567"'));
+    await l.killNode(victim);
+    await waitCoverage(l, others(victim));
+    await l.startNode(victim, { timeoutMs: 30_000, expectUp: false, configFile: other });
+    const s = await waitFor(async () => {
+      const st = await l.status(victim);
+      return st.state === 'WAIT' && /configuration differs/.test(st.stateCause) ? st : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 100, what: `${victim} to say its configuration differs` });
+    expect(s.configDigest).not.toBe((await l.status('n1')).configDigest);
+    await sleep(500);
+    expect(coverage(l, [victim]).counts[victim], `${victim} serves nothing`).toBe(0);
+    expect(coverage(l, others(victim)).complete).toBe(true);
+    onlyVictimMoved(before, readServed(l, 'n1')!.owners[0]!, [victim]);
+    await l.killNode(victim);
     await l.startNode(victim, { timeoutMs: 30_000 });
     await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
     noOverlaps(await end());

@@ -6,7 +6,7 @@
 // connections from the moved buckets' addresses land on the new owner (as `farmlb explain`
 // says); when the client closes its connections the handover ends (the previous owner holds
 // nothing any more), well before the handover limit. A crash still loses only the crashed
-// node's connections.
+// node's connections. On both membership backends (the Corosync one in vmac_invisible only).
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it, type TestContext } from 'vitest';
 import { describePrivileged } from '../helpers/privileged.js';
@@ -15,7 +15,7 @@ import { FarmLab } from './helpers/farm-lab.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { LongConns, type ConnReport } from './helpers/long-conns.js';
 import { withPinned } from './helpers/overlap-sampler.js';
-import { logsOnFailure, srcOwner, waitCoverage } from './helpers/failover-kit.js';
+import { backendOptions, logsOnFailure, srcOwner, waitCoverage, type MembershipBackendName } from './helpers/failover-kit.js';
 
 const NODES = [
   { name: 'n1', power: 1 },
@@ -64,16 +64,16 @@ async function waitAnswered(conns: LongConns, before: ConnReport[], more: number
   }, { timeoutMs: 30_000, intervalMs: 200, what });
 }
 
-function runMode(mode: 'vmac_invisible' | 'vmac_directed'): void {
-  describe(mode, () => {
-    const name = `ho${mode === 'vmac_invisible' ? 'i' : 'd'}${uniqueSuffix()}`;
+function runMode(mode: 'vmac_invisible' | 'vmac_directed', backend: MembershipBackendName): void {
+  describe(`${mode}, ${backend} membership`, () => {
+    const name = `ho${mode === 'vmac_invisible' ? 'i' : 'd'}${backend === 'corosync' ? 'c' : ''}${uniqueSuffix()}`;
     let lab: FarmLab | undefined;
     let conns: LongConns | undefined;
     let seed = 0;
 
     beforeAll(async () => {
       lab = await FarmLab.create({
-        name, mode, nodes: NODES, clientAddrs4: CONNS, clientAddrs6: 0, membership: true, handoverLimit: HANDOVER_LIMIT,
+        name, mode, nodes: NODES, clientAddrs4: CONNS, clientAddrs6: 0, ...backendOptions(backend), handoverLimit: HANDOVER_LIMIT,
         ...(mode === 'vmac_invisible' ? { xdpMode: 'generic' as const } : { arpRule: true }),
       });
       seed = (await lab.compiled()).tables.hashSeed;
@@ -218,7 +218,9 @@ function runMode(mode: 'vmac_invisible' | 'vmac_directed'): void {
   });
 }
 
-describePrivileged('lab: connection-preserving handover (rejoin, power change, graceful drain), both VMAC modes', () => {
-  runMode('vmac_invisible');
-  runMode('vmac_directed');
+describePrivileged('lab: connection-preserving handover (rejoin, power change, graceful drain), both VMAC modes, both membership backends', () => {
+  runMode('vmac_invisible', 'builtin');
+  runMode('vmac_directed', 'builtin');
+  // The moves are the membership's; the VMAC mode is the data plane's, already covered twice.
+  runMode('vmac_invisible', 'corosync');
 });

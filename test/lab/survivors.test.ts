@@ -8,6 +8,8 @@
 // neither failed nor returned see no failed request, and no SYN is answered by two nodes
 // (the same 4-tuple and acknowledgement number from two source MACs). The failed node's
 // sources are served again (how fast is the benchmark's: scripts/bench failover).
+// The three-node farm runs on both membership backends: the Corosync one (vmac_invisible) has
+// no leader, so its cases are n1's (its follower cases would repeat them).
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -17,7 +19,9 @@ import { XdpDataplane } from '../../src/dataplane/xdp.js';
 import { uniqueSuffix, waitFor } from './helpers/netns.js';
 import { coverage, readServed } from './helpers/overlap-sampler.js';
 import { ClientPoller, SynAckCapture } from './helpers/client-watch.js';
-import { FAILOVER_NODES, FULL_QUOTAS, logMarks, logsOnFailure, srcBucket, srcOwner, waitCoverage, waitNoHandover } from './helpers/failover-kit.js';
+import {
+  FAILOVER_NODES, FULL_QUOTAS, backendOptions, logMarks, logsOnFailure, srcBucket, srcOwner, waitCoverage, waitNoHandover, type MembershipBackendName,
+} from './helpers/failover-kit.js';
 
 const SOURCES = 32;
 
@@ -89,12 +93,22 @@ const CASES: Case[] = [
 
 // Every case on both farms, in both modes (the two modes take different paths to a node:
 // vmac_directed through the one the client's ARP entry names).
-const SUITES = [THREE, FIVE].flatMap((farm) => (['vmac_invisible', 'vmac_directed'] as VmacMode[]).map((mode) => ({ farm, mode })));
+const SUITES: { farm: Farm; mode: VmacMode; backend: MembershipBackendName }[] = [
+  ...[THREE, FIVE].flatMap((farm) => (['vmac_invisible', 'vmac_directed'] as VmacMode[]).map((mode) => ({ farm, mode, backend: 'builtin' as const }))),
+  { farm: THREE, mode: 'vmac_invisible', backend: 'corosync' },
+];
 
-for (const { farm, mode } of SUITES) {
+/** The cases of a backend: Corosync has no leader, so the leader's cases are n1's and the follower's would repeat them. */
+function casesOf(backend: MembershipBackendName): Case[] {
+  if (backend === 'builtin') return CASES;
+  return CASES.filter((c) => c.name.startsWith('leader ')).map((c) => ({ ...c, name: c.name.replace(/^leader /, 'n1 ') }));
+}
+
+for (const { farm, mode, backend } of SUITES) {
   const ALL = names(farm);
-  describePrivileged(`lab: survivors keep serving through leader and follower failures and returns (${ALL.length} nodes, ${mode})`, () => {
-    const name = `sv${ALL.length}${mode === 'vmac_directed' ? 'd' : 'i'}${uniqueSuffix()}`;
+  const title = `lab: survivors keep serving through ${backend === 'builtin' ? 'leader and follower' : 'a node\'s'} failures and returns (${ALL.length} nodes, ${mode}, ${backend} membership)`;
+  describePrivileged(title, () => {
+    const name = `sv${ALL.length}${mode === 'vmac_directed' ? 'd' : 'i'}${backend === 'corosync' ? 'c' : ''}${uniqueSuffix()}`;
     let lab: FarmLab | undefined;
     let seed = 0;
     let poller: ClientPoller | undefined;
@@ -102,7 +116,7 @@ for (const { farm, mode } of SUITES) {
     beforeAll(async () => {
       lab = await FarmLab.create({
         // Generic XDP until the lab's plain bridge (native on veth) lands.
-        name, mode, xdpMode: 'generic', nodes: farm.nodes, clientAddrs4: SOURCES, clientAddrs6: 0, membership: true, nice: -10,
+        name, mode, xdpMode: 'generic', nodes: farm.nodes, clientAddrs4: SOURCES, clientAddrs6: 0, ...backendOptions(backend), nice: -10,
         ...(mode === 'vmac_directed' ? { arpRule: true } : {}),
       });
       seed = (await lab.compiled()).tables.hashSeed;
@@ -188,7 +202,7 @@ for (const { farm, mode } of SUITES) {
       } };
     }
 
-    for (const c of CASES) {
+    for (const c of casesOf(backend)) {
       it(`${c.name}: no failed request for the sources whose bucket stays on a node that neither failed nor returned, no SYN answered twice`, async (ctx) => {
         logsOnFailure(ctx, () => lab);
         const l = lab!;
@@ -226,7 +240,7 @@ for (const { farm, mode } of SUITES) {
         // neither failed nor returned (a node resumed after SIGSTOP reads its queued ones): the
         // host stalled (every node runs on it), which no protocol on it can serve through.
         const stale = others(farm, c.node(farm)).reduce((sum, n) => sum + l.logSince(n, marks[n] ?? 0).split('\n').filter((x) => x.includes('"reason":"stale')).length, 0);
-        console.log(`[survivors] ${ALL.length} nodes ${mode} ${c.name}: heartbeats rejected as stale by the others ${stale}, bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks} (SYNs answered twice: ${wire.doubles.length}), marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
+        console.log(`[survivors] ${ALL.length} nodes ${mode} ${backend} ${c.name}: heartbeats rejected as stale by the others ${stale}, bystanders ${JSON.stringify(totals)}, others ${JSON.stringify(ClientPoller.totals(report, (s) => !bystander(s)))}, SYN-ACKs ${wire.synAcks} (SYNs answered twice: ${wire.doubles.length}), marked at ${markedAt}, owners' leases and tables read ${seen.length} times${dropped.length ? `, not serving: ${dropped.slice(0, 6).join('; ')}` : ', always serving'}`);
         // Most of the window must have been watched by a running client.
         // Soft: a case that fails one of them still reports the others.
         expect.soft(totals.stalled, 'requests the stalled client missed').toBeLessThan(totals.answered / 4);

@@ -28,7 +28,7 @@
 //   lab.status(node) / health(node, path)   `farmlb status --json` / an HTTP GET of the node's health server.
 //   lab.reasonCounters(node)          packets per verdict reason, read from the node's pinned maps.
 //   lab.killNode(name, signal?)       signal a node's daemon and wait for it to exit.
-//   lab.startNode(name) / signalNode(name, signal)   restart a daemon / send it a signal.
+//   lab.startNode(name, { configFile? }) / signalNode(name, signal)   restart a daemon (with another config) / send it a signal.
 //   lab.reloadNode(name)              SIGHUP a daemon and wait until it says it reloaded.
 //   lab.logMark(name) / logSince(name, mark) / waitForLog(name, pattern, { from })   read or wait for daemon log lines.
 //   lab.signalServer(name, sig) / restartServer(name)   kill, stop or continue a node's HTTP server (its application) / start it again.
@@ -67,6 +67,8 @@ import type { DaemonStatus } from '../../../src/api/status.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../../..');
 const FARMLB_BIN = path.join(REPO, 'bin/farmlb.js');
+/** The systemd unit's Nice= (0 when it sets none): the lab runs the daemons as the unit does. */
+export const UNIT_NICE = Number(/^Nice=(-?\d+)$/m.exec(readFileSync(path.join(REPO, 'packaging/farmlb@.service'), 'utf8'))?.[1] ?? 0);
 
 export const CLIENT_IF = 'flbc';
 export const NODE_IF = 'flbn';
@@ -144,9 +146,10 @@ export interface FarmLabOptions {
   /** FARMLB_LOG_LEVEL of the daemons (default debug: the logs are only read on failure). */
   logLevel?: string;
   /**
-   * `nice -n` of the daemons and web servers (default: inherited). A negative value stands in
-   * for the dedicated host each node has in a real farm: on a lab host shared with other work,
-   * a daemon starved for a lease (200 ms) is a stall of the host, not of the protocol.
+   * `nice -n` of the daemons and web servers. Default: the daemons run at the systemd unit's
+   * `Nice=` (packaging/farmlb@.service: the daemon is run as users run it), the web servers
+   * inherit. On a lab host shared with other work, a daemon starved past its lease (200 ms)
+   * is a stall of the host, not of the protocol.
    */
   nice?: number;
   /** Start the daemons (default true); false leaves the farm without farmlb. */
@@ -591,9 +594,15 @@ ${groupXml}
       { timeoutMs: 10_000, what: `the HTTP server of ${name}` });
   }
 
-  /** `nice -n N` before a farm process's command when opts.nice is set (nice execs it: same pid). */
+  /** `nice -n N` before a web server's command when opts.nice is set (nice execs it: same pid). */
   private niced(): string[] {
     return this.opts.nice === undefined ? [] : ['nice', '-n', String(this.opts.nice)];
+  }
+
+  /** `nice -n N` before a daemon's command: opts.nice, else the unit's Nice=. */
+  private nicedDaemon(): string[] {
+    const nice = this.opts.nice ?? UNIT_NICE;
+    return nice === 0 ? [] : ['nice', '-n', String(nice)];
   }
 
   private startServer(n: NodeState): void {
@@ -611,14 +620,15 @@ ${groupXml}
    * `opts.expectUp: false` waits only for the daemon to have started (event started, VIPs,
    * program): for a node that must stay in WAIT, e.g. one with a wrong heartbeat key.
    */
-  async startNode(name: string, opts: { timeoutMs?: number; expectUp?: boolean } = {}): Promise<void> {
+  /** `configFile`: another userconfig.xml for this start only (a node whose configuration differs). */
+  async startNode(name: string, opts: { timeoutMs?: number; expectUp?: boolean; configFile?: string } = {}): Promise<void> {
     const n = this.node(name);
     if (n.daemon && n.daemon.exitCode === null && n.daemon.signalCode === null) throw new Error(`the daemon of ${name} is running`);
-    const args = ['run', ...(this.membershipMode() ? [] : ['--static']), '-c', this.nodeConfigFile(name), '--cluster', this.clusterFile, '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
+    const args = ['run', ...(this.membershipMode() ? [] : ['--static']), '-c', opts.configFile ?? this.nodeConfigFile(name), '--cluster', this.clusterFile, '--node', name, '--pin-dir', n.pinDir, '--run-dir', n.runDir,
       ...(this.opts.xdpMode ? ['--xdp-mode', this.opts.xdpMode] : []), ...(this.opts.leaseMs ? ['--lease-ms', String(this.opts.leaseMs)] : [])];
     this.appendLog(n, `[lab] starting: farmlb ${args.join(' ')}\n`);
     // nsenter execs the command: the child's pid is the daemon's, so signals reach it directly.
-    const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', ...this.niced(), 'node', FARMLB_BIN, ...args], {
+    const daemon = spawn('nsenter', [`--net=${netnsPath(n.ns)}`, '--', ...this.nicedDaemon(), 'node', FARMLB_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, FARMLB_LOG_LEVEL: this.opts.logLevel ?? 'debug', NO_COLOR: '1' },
     });

@@ -1,0 +1,177 @@
+// FarmDaemon with the membership source, without a kernel: two daemons in this process, each
+// on its own fake host (test/helpers/fake-host.ts), heartbeating over loopback (127.0.0.1 and
+// 127.0.0.2). What the lab shows with namespaces, here in a second: they agree on one
+// table, a drain is persisted (powers.json) and still in force after a restart, and a node
+// killed and restarted adopts what it left.
+
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadNative } from '../../src/addon/native.js';
+import { controlRequest } from '../../src/api/control.js';
+import { loadConfigs } from '../../src/config/index.js';
+import { FarmDaemon } from '../../src/daemon/farm-daemon.js';
+import { createMembershipSource, powersFile } from '../../src/daemon/membership-source.js';
+import type { DataplaneTables } from '../../src/dataplane/types.js';
+import type { InstancePaths } from '../../src/paths.js';
+import { FakeKernel } from '../helpers/fake-host.js';
+
+const VIP = '192.168.1.222';
+const NODES = ['node1', 'node2'] as const;
+const log = pino({ level: 'silent' });
+const nowNs = () => loadNative().monotonicNs();
+
+let dir: string;
+let port: number;
+const running = new Map<string, FarmDaemon>();
+const kernels = new Map<string, FakeKernel>();
+
+function farmXml(keyFile: string): string {
+  return `<safe><service mode="farm"><farm><lan name="default"/></farm><vip>
+  <interface_list><interface check="off"><virtual_interface type="vmac_invisible">
+    <virtual_addr addr="${VIP}" where="alias" check="off"/>
+  </virtual_interface></interface></interface_list>
+  <loadbalancing_list><group name="web"><rule port="80" proto="tcp" filter="on_port"/></group></loadbalancing_list>
+</vip><farmlb key_file="${keyFile}" membership_port="${port}"/></service></safe>`;
+}
+
+const CLUSTER_XML = `<cluster><lans><lan name="default">
+  <node name="node1" addr="127.0.0.1"/><node name="node2" addr="127.0.0.2"/>
+</lan></lans></cluster>`;
+
+function paths(node: string): InstancePaths {
+  return { module: 'unit', pinDir: `/sys/fs/bpf/farmlb/unit-fake-${path.basename(dir)}-${node}`, runDir: path.join(dir, node, 'run') };
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'farmlb-daemon-membership-'));
+  // A port of its own per test: a parallel test file may use the default one.
+  port = 20_000 + Math.floor(Math.random() * 20_000);
+  const keyFile = path.join(dir, 'heartbeat.key');
+  await writeFile(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+  await writeFile(path.join(dir, 'userconfig.xml'), farmXml(keyFile));
+  await writeFile(path.join(dir, 'cluster.xml'), CLUSTER_XML);
+  NODES.forEach((node, i) => kernels.set(node, new FakeKernel([
+    { ifname: 'eth0', mac: `02:00:00:00:00:0${i + 1}`, addrs: [{ family: 4, local: `192.168.1.${i + 1}`, prefixlen: 24 }] },
+  ])));
+});
+
+afterEach(async () => {
+  await Promise.all([...running.values()].map((d) => d.stop()));
+  running.clear();
+  kernels.clear();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function start(node: string): Promise<FarmDaemon> {
+  const loaded = await loadConfigs({ config: path.join(dir, 'userconfig.xml'), cluster: path.join(dir, 'cluster.xml') });
+  const farm = loaded.farm;
+  const cluster = loaded.cluster!;
+  const kernel = kernels.get(node)!;
+  const p = paths(node);
+  await mkdir(path.dirname(p.runDir), { recursive: true });
+  const source = await createMembershipSource({ farm, cluster, node, paths: p, log, nowNs, readPinnedTables: kernel.readPinnedTables });
+  const d = new FarmDaemon({ farm, cluster, node, paths: p, xdpMode: 'auto', log, source, healthPort: 0, reloadOnSighup: false, hostPort: kernel });
+  running.set(node, d);
+  await d.start();
+  return d;
+}
+
+async function stop(node: string): Promise<void> {
+  await running.get(node)!.stop();
+  running.delete(node);
+}
+
+/** Buckets of group 0 the node's own data plane says it owns. */
+function owned(node: string): number {
+  const t: DataplaneTables | undefined = kernels.get(node)!.model(paths(node).pinDir)?.tables();
+  return t ? t.buckets[0]!.filter((o) => o === t.selfNode).length : 0;
+}
+
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The regular files of a directory (a kill -9 leaves them; the control socket is not one). */
+async function files(dir: string): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  for (const e of await readdir(dir, { withFileTypes: true })) if (e.isFile()) out.set(e.name, await readFile(path.join(dir, e.name)));
+  return out;
+}
+
+const agreed = () => NODES.every((n) => running.get(n)?.status().state === 'UP') && owned('node1') + owned('node2') === 256 && owned('node1') > 0 && owned('node2') > 0;
+
+describe('FarmDaemon with the membership on fake hosts', () => {
+  it('two daemons agree on one table: both UP, every bucket served by exactly one of them, each with a lease', async () => {
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('agreement', agreed);
+    await until('a lease on both', () => NODES.every((n) => kernels.get(n)!.model(paths(n).pinDir)!.leaseDeadline() > nowNs()));
+  });
+
+  it('a drain is saved in powers.json and still in force when the whole farm restarts', async () => {
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('agreement', agreed);
+    await controlRequest(paths('node1').runDir, { cmd: 'drain', node: 'node1' }, { module: 'unit', timeoutMs: 10_000 });
+    await until('node1 drained', () => owned('node1') === 0 && owned('node2') === 256);
+    // Both stop: only the saved record can carry the drain into the next run.
+    await Promise.all(NODES.map((n) => stop(n)));
+    const saved = JSON.parse(await readFile(powersFile(paths('node1').runDir), 'utf8')) as { entries: { node: string; power: number }[] };
+    expect(saved.entries).toContainEqual(expect.objectContaining({ node: 'node1', power: 0 }));
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('both UP with node2 serving every bucket', () =>
+      NODES.every((n) => running.get(n)!.status().state === 'UP') && owned('node2') === 256);
+    expect(owned('node1')).toBe(0);
+    expect(running.get('node1')!.status().view).toEqual(['node1', 'node2']);
+  });
+
+  it('a node killed and restarted adopts what it left: the pinned table is read, the lease revoked first, the program replaced, the farm agrees again', async () => {
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('agreement', agreed);
+    const p = paths('node1');
+    await until('node1 leased', () => kernels.get('node1')!.model(p.pinDir)!.leaseDeadline() > nowNs());
+    // kill -9: the kernel and the run directory stay as they are.
+    const left = await kernels.get('node1')!.afterKill();
+    const runFiles = await files(p.runDir);
+    await stop('node1');
+    await rm(p.runDir, { recursive: true, force: true });
+    await mkdir(p.runDir, { recursive: true, mode: 0o700 });
+    for (const [name, content] of runFiles) await writeFile(path.join(p.runDir, name), content, { mode: 0o600 });
+    kernels.set('node1', left);
+    const leftTables = left.model(p.pinDir)!.tables()!;
+    expect(leftTables.buckets[0]!.some((o) => o === leftTables.selfNode)).toBe(true);
+    expect(left.model(p.pinDir)!.leaseDeadline()).toBeGreaterThan(0n);
+    const oldProg = left.xdp.get('eth0')!;
+    left.ops.length = 0;
+    await start('node1');
+    const ops = left.ops;
+    // The membership starts from the table the killed run served; the host writes nothing
+    // before it revoked the lease that run left running.
+    expect(ops[0]).toBe('read pinned tables');
+    expect(ops.indexOf('lease revoked')).toBe(ops.indexOf('dataplane open') + 1);
+    expect(left.xdp.get('eth0')).not.toBe(oldProg);
+    expect(left.xdp.get('eth0')).toBe(left.dataplane!.programId());
+    expect([...left.aliases]).toEqual([`eth0 ${VIP}/24`]);
+    await until('agreement again', agreed);
+  });
+
+  it('a refused reload (the VIP changed) keeps the running configuration and table, and stages nothing', async () => {
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('agreement', agreed);
+    const d = running.get('node1')!;
+    const before = { digest: d.status().configDigest, table: d.tables() };
+    const xml = await readFile(path.join(dir, 'userconfig.xml'), 'utf8');
+    await writeFile(path.join(dir, 'userconfig.xml'), xml.replace(VIP, '192.168.1.223'));
+    await expect(d.reload()).rejects.toMatchObject({ code: 'FARMLB_E_RUN_RELOAD_NEEDS_RESTART' });
+    expect(d.status().configDigest).toBe(before.digest);
+    expect(d.status().stagedDigest).toBeUndefined();
+    expect(d.tables()).toEqual(before.table);
+    expect(d.status().state).toBe('UP');
+  });
+});
