@@ -681,6 +681,10 @@ Napi::Value CorosyncConfig(const Napi::CallbackInfo& info) {
   totem.Set("consensusMs", cmap.Get("runtime.config.totem.consensus"));
   totem.Set("joinMs", cmap.Get("runtime.config.totem.join"));
   totem.Set("holdMs", cmap.Get("runtime.config.totem.hold"));
+  // How soon a lone ring sees another (merge) and a downed interface is tried again
+  // (downcheck): a node back from a link cut waits for both before serving alone.
+  totem.Set("mergeMs", cmap.Get("runtime.config.totem.merge"));
+  totem.Set("downcheckMs", cmap.Get("runtime.config.totem.downcheck"));
   Napi::Object quorum = Napi::Object::New(env);
   quorum.Set("provider", cmap.Get("quorum.provider"));
   quorum.Set("twoNode", cmap.Get("quorum.two_node"));

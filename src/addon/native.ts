@@ -172,7 +172,7 @@ export interface CorosyncRunningConfig {
   nodes: { nodeid?: number; name?: string; ring0Addr?: string; ring1Addr?: string }[];
   /** This node's index in `nodes`. */
   localNodePos?: number;
-  totem: { clusterName?: string; transport?: string; tokenMs?: number; consensusMs?: number; joinMs?: number; holdMs?: number };
+  totem: { clusterName?: string; transport?: string; tokenMs?: number; consensusMs?: number; joinMs?: number; holdMs?: number; mergeMs?: number; downcheckMs?: number };
   quorum: { provider?: string; twoNode?: number; waitForAll?: number; deviceModel?: string };
 }
 

@@ -222,10 +222,16 @@ export class CorosyncMembership implements Membership {
   }
 
   private graceNs(): bigint {
-    // The ring needs the merge detection (runtime.config.totem.merge, 200 ms by default), a
-    // join and consensus to take a node back; then a pulse for its first beat.
+    // A node back from a cut link is alone in its ring until corosync has tried the interface
+    // again (runtime.config.totem.downcheck, 1000 ms by default), seen the others' ring (merge,
+    // 200 ms) and formed one with them (a join, consensus and a token rotation); then a pulse
+    // for its first beat. Serving alone before that answers the others' connections with
+    // resets (the corosync failover lab's link-down case: a grace without the downcheck ended
+    // 124 ms before the merge). A node whose peers are really gone serves this much later.
     const t = corosyncTiming(this.opts.running);
-    return BigInt(t.tokenMs + t.consensusMs + 200 + this.opts.timing.pulseMs) * MS;
+    const totem = this.opts.running.totem;
+    const ms = (totem.downcheckMs ?? 1000) + (totem.mergeMs ?? 200) + (totem.joinMs ?? 50) + t.consensusMs + t.tokenMs + this.opts.timing.pulseMs;
+    return BigInt(ms) * MS;
   }
 
   private startGrace(): void {
