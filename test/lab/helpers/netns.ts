@@ -25,9 +25,16 @@
 //     .cleanup()                     undo everything, newest first; never throws, idempotent.
 //   Every registry is also cleaned up on process exit, SIGINT and SIGTERM, so a killed test
 //   run does not leave flb-* namespaces behind. Call cleanup() from afterAll anyway.
+//   A run killed by SIGKILL (a stopped CI job, an OOM kill) runs no handler: each namespace a
+//   registry creates is recorded with its creator's pid in /run/flb-lab/, and the first
+//   registry of the next run removes the namespaces (their processes and pins too) whose
+//   creator is gone. Namespaces of a live run, of this process or another, are never touched.
 
 import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
+import { PIN_ROOT } from '../../../src/paths.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -183,9 +190,59 @@ type Undo = { what: string; async: () => Promise<void>; sync: () => void };
 const liveRegistries = new Set<LabRegistry>();
 let exitHooksInstalled = false;
 
+/** Who created each lab namespace (one file per namespace holding the creator's pid). */
+export const OWNERS_DIR = '/run/flb-lab';
+
+function recordOwner(ns: string): void {
+  mkdirSync(OWNERS_DIR, { recursive: true, mode: 0o700 });
+  writeFileSync(path.join(OWNERS_DIR, ns), `${process.pid}\n`);
+}
+
+function forgetOwner(ns: string): void {
+  rmSync(path.join(OWNERS_DIR, ns), { force: true });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes the namespaces (processes, pins) of lab runs whose process is gone; returns their names. */
+export function sweepDeadRuns(): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(OWNERS_DIR).filter((n) => n.startsWith('flb-'));
+  } catch {
+    return [];
+  }
+  const swept: string[] = [];
+  for (const ns of names) {
+    const pid = Number.parseInt(readFileSync(path.join(OWNERS_DIR, ns), 'utf8'), 10);
+    if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) continue;
+    let pids = '';
+    try {
+      pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: 10_000 });
+    } catch {
+      // Already gone: only the record is left.
+    }
+    for (const p of pids.split(/\s+/).filter(Boolean)) quietSync('kill', ['-KILL', p]);
+    quietSync('ip', ['netns', 'del', ns]);
+    // A lab node's pins are named after its namespace (FarmLab's pinDir).
+    rmSync(path.join(PIN_ROOT, ns), { recursive: true, force: true });
+    forgetOwner(ns);
+    swept.push(ns);
+  }
+  return swept;
+}
+
 function installExitHooks(): void {
   if (exitHooksInstalled) return;
   exitHooksInstalled = true;
+  sweepDeadRuns();
   // At exit only synchronous work runs, so each undo step has a sync form (execFileSync).
   process.on('exit', () => {
     for (const r of liveRegistries) r.cleanupSync();
@@ -217,9 +274,16 @@ export class LabRegistry {
   async netns(name: string): Promise<string> {
     checkName(name);
     // Remember it first: if creation half-fails, cleanup still tries to remove it.
-    this.remember(`netns ${name}`, () => deleteNetns(name), () => quietSync('ip', ['netns', 'del', name]));
+    this.remember(`netns ${name}`, async () => {
+      await deleteNetns(name);
+      forgetOwner(name);
+    }, () => {
+      quietSync('ip', ['netns', 'del', name]);
+      forgetOwner(name);
+    });
     // A leftover from a killed run with the same name would make `ip netns add` fail.
     await deleteNetns(name);
+    recordOwner(name);
     await createNetns(name);
     return name;
   }
