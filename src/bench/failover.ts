@@ -27,7 +27,7 @@ import { median, percentile, round, sleep } from './stats.js';
 import { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
 import { parseArgs } from 'node:util';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
-import { POLL_CLIENT_JS } from './poll-client.js';
+import { PollClient } from './poll-client.js';
 import { machineFacts } from './machine.js';
 import { CorosyncNodes } from './corosync-nodes.js';
 
@@ -708,45 +708,6 @@ export const APP_TIMINGS = [
   { intervalMs: 1000, fall: 2 },
 ];
 
-/** The short-connection client of the lab tests over every source: bystander failures during a trial. */
-class Poller {
-  private readonly child: ChildProcess;
-  private out = '';
-
-  constructor(farm: BenchFarm) {
-    const args = { sources: farm.clientAddrs, host: VIP, port: HTTP_PORT, intervalMs: 50, timeoutMs: 300 };
-    this.child = spawn('nsenter', [`--net=/run/netns/${farm.clientNs}`, '--', 'node', '-e', POLL_CLIENT_JS, JSON.stringify(args), farm.dir],
-      { stdio: ['pipe', 'pipe', 'ignore'] });
-    this.child.stdout!.on('data', (d: Buffer) => { this.out += d.toString(); });
-  }
-
-  private async ask(cmd: string, prefix: string): Promise<string> {
-    const from = this.out.length;
-    this.child.stdin!.write(`${cmd}\n`);
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      const at = this.out.indexOf(prefix, from);
-      const nl = at < 0 ? -1 : this.out.indexOf('\n', at);
-      if (nl >= 0) return this.out.slice(at, nl);
-      if (Date.now() > deadline) throw new Error(`the poll client did not answer ${cmd}`);
-      await sleep(5);
-    }
-  }
-
-  mark(): Promise<string> {
-    return this.ask('mark', 'marked');
-  }
-
-  async report(): Promise<{ src: string; answered: number; failed: number }[]> {
-    return JSON.parse(await this.ask('report', '[')) as { src: string; answered: number; failed: number }[];
-  }
-
-  close(): void {
-    this.child.stdin!.end('exit\n');
-    setTimeout(() => this.child.kill('SIGKILL'), 500).unref();
-  }
-}
-
 function appCheckXml(t: { intervalMs: number; fall: number }): string {
   return ` <check><tcp ident="web" action="wait" fall="${t.fall}" rise="2"><to addr="127.0.0.1" port="${HTTP_PORT}" interval="${t.intervalMs}ms" timeout="1s"/></tcp></check>\n`;
 }
@@ -758,7 +719,8 @@ function appCheckXml(t: { intervalMs: number; fall: number }): string {
  */
 async function farmlbAppSeries(farm: BenchFarm, timing: { intervalMs: number; fall: number }, trials: number, progress: (s: string) => void): Promise<AppKilledSeries> {
   const prober = farm.getProber();
-  const poller = new Poller(farm);
+  // The short-connection client of the lab tests over every source: bystander failures during a trial.
+  const poller = PollClient.start(farm.clientNs, farm.dir, { sources: farm.clientAddrs, host: VIP, port: HTTP_PORT, intervalMs: 50, timeoutMs: 300 });
   const times: number[] = [];
   const roles: Record<string, number[]> = { leader: [], follower: [] };
   let failed = 0;
@@ -812,7 +774,7 @@ async function farmlbAppSeries(farm: BenchFarm, timing: { intervalMs: number; fa
       await sleep(300);
     }
   } finally {
-    poller.close();
+    poller.close(500);
   }
   return {
     system: `farmlb application killed, ${label}`, timing: `<tcp> checker ${label}, rise 2; ${farm.timing()}`, trials: times,

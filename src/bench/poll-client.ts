@@ -10,6 +10,11 @@
 // machine) is counted `stalled`, not failed: the client, not the farm, missed it.
 //
 // Plain CommonJS run with `node -e`; argv: JSON of { sources, host, port, intervalMs, timeoutMs }.
+// The benchmarks drive it through PollClient (below).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { sleep } from './stats.js';
+
 export const POLL_CLIENT_JS = String.raw`
 const net = require('net');
 const { sources, host, port, intervalMs, timeoutMs } = JSON.parse(process.argv[1]);
@@ -69,3 +74,59 @@ process.stdin.on('data', (d) => {
 });
 process.stdin.on('end', () => process.exit(0));
 `;
+
+/** One source's counts since the last mark (what "report" prints; lab tests read more fields). */
+export interface PollRow { src: string; answered: number; failed: number; stalled: number }
+
+export interface PollClientOptions {
+  sources: string[];
+  host: string;
+  port: number;
+  intervalMs: number;
+  timeoutMs: number;
+  /** `nice -n` of the client (default: inherited). */
+  nice?: number;
+}
+
+/** POLL_CLIENT_JS run in a namespace (`dir`: its working directory), asked over stdin. */
+export class PollClient {
+  private out = '';
+
+  private constructor(private readonly child: ChildProcess) {
+    child.stdout!.on('data', (d: Buffer) => { this.out += d.toString(); });
+  }
+
+  static start(ns: string, dir: string, opts: PollClientOptions): PollClient {
+    const { nice, ...args } = opts;
+    const niced = nice === undefined ? [] : ['nice', '-n', String(nice)];
+    return new PollClient(spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...niced, 'node', '-e', POLL_CLIENT_JS, JSON.stringify(args), dir],
+      { stdio: ['pipe', 'pipe', 'ignore'] }));
+  }
+
+  private async ask(cmd: string, prefix: string): Promise<string> {
+    const from = this.out.length;
+    this.child.stdin!.write(`${cmd}\n`);
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const at = this.out.indexOf(prefix, from);
+      const nl = at < 0 ? -1 : this.out.indexOf('\n', at);
+      if (nl >= 0) return this.out.slice(at, nl);
+      if (Date.now() > deadline) throw new Error(`the poll client did not answer ${cmd}`);
+      await sleep(5);
+    }
+  }
+
+  async mark(): Promise<void> {
+    await this.ask('mark', 'marked');
+  }
+
+  async report(): Promise<PollRow[]> {
+    return JSON.parse(await this.ask('report', '[')) as PollRow[];
+  }
+
+  /** Asks it to exit; killed if it has not within `graceMs`. */
+  close(graceMs = 1_000): void {
+    this.child.stdin!.end('exit\n');
+    setTimeout(() => this.child.kill('SIGKILL'), graceMs).unref();
+  }
+}

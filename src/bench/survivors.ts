@@ -11,10 +11,9 @@
 // survivors' pauses cost (target 0). Failover time = the event → the first answer from
 // another node to a source of the failed node (the prober of failover.ts).
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { addrBytes } from '../balance/addr.js';
 import { bucketOf } from '../balance/hash.js';
-import { POLL_CLIENT_JS } from './poll-client.js';
+import { PollClient, type PollRow } from './poll-client.js';
 import type { BenchFarm } from './failover.js';
 import { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
 import { inNs } from './proc.js';
@@ -45,50 +44,6 @@ export interface SurvivorCase {
   stalled: number;
 }
 
-interface PollRow { src: string; answered: number; failed: number; stalled: number }
-
-/** The lab tests' poll client, in the bench farm's client namespace. */
-class PollClient {
-  private out = '';
-
-  private constructor(private readonly child: ChildProcess) {
-    child.stdout!.on('data', (d: Buffer) => { this.out += d.toString(); });
-  }
-
-  static start(farm: BenchFarm, sources: string[]): PollClient {
-    const args = { sources, host: VIP, port: HTTP_PORT, intervalMs: POLL_EVERY_MS, timeoutMs: POLL_TIMEOUT_MS };
-    // Niced up like the lab's: a client starved by the daemons it watches would miss answers.
-    return new PollClient(spawn('nsenter', [`--net=/run/netns/${farm.clientNs}`, '--', 'nice', '-n', '-5', 'node', '-e', POLL_CLIENT_JS,
-      JSON.stringify(args), farm.dir], { stdio: ['pipe', 'pipe', 'ignore'] }));
-  }
-
-  private async ask(cmd: string, prefix: string): Promise<string> {
-    const from = this.out.length;
-    this.child.stdin!.write(`${cmd}\n`);
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      const at = this.out.indexOf(prefix, from);
-      const nl = at < 0 ? -1 : this.out.indexOf('\n', at);
-      if (nl >= 0) return this.out.slice(at, nl);
-      if (Date.now() > deadline) throw new Error(`the poll client did not answer ${cmd}`);
-      await sleep(5);
-    }
-  }
-
-  async mark(): Promise<void> {
-    await this.ask('mark', 'marked');
-  }
-
-  async report(): Promise<PollRow[]> {
-    return JSON.parse(await this.ask('report', '[')) as PollRow[];
-  }
-
-  close(): void {
-    this.child.stdin!.end('exit\n');
-    setTimeout(() => this.child.kill('SIGKILL'), 1_000).unref();
-  }
-}
-
 type Node = BenchFarm['nodes'][number];
 
 async function act(farm: BenchFarm, n: Node, event: SurvivorEvent): Promise<void> {
@@ -107,7 +62,8 @@ async function undo(farm: BenchFarm, n: Node, event: SurvivorEvent): Promise<voi
 export async function survivorCases(farm: BenchFarm, trials: number, progress: (s: string) => void): Promise<SurvivorCase[]> {
   const owner = (owners: number[], src: string) => owners[bucketOf(addrBytes(src)!, HASH_SEED)]!;
   const sources = farm.clientAddrs.slice(0, POLLED_SOURCES);
-  const poller = PollClient.start(farm, sources);
+  // Niced up like the lab's: a client starved by the daemons it watches would miss answers.
+  const poller = PollClient.start(farm.clientNs, farm.dir, { sources, host: VIP, port: HTTP_PORT, intervalMs: POLL_EVERY_MS, timeoutMs: POLL_TIMEOUT_MS, nice: -5 });
   const prober = farm.getProber();
   const acc = new Map<string, { times: number[]; requests: number; failed: number; bad: number; stalled: number; trials: number }>();
   const note = (name: string, rows: PollRow[], bystander: (src: string) => boolean, ms?: number) => {
