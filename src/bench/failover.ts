@@ -366,6 +366,15 @@ ${this.appXml} <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toStr
     return first;
   }
 
+  /** Until no node's table names a previous owner (a rejoin's handover ended); `after` says since what, for the error. */
+  async waitNoHandover(after: string, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.nodes.some((n) => this.read(n)?.handover !== false)) {
+      if (Date.now() > deadline) throw new Error(`the farm still hands buckets over ${timeoutMs / 1000} s after ${after}`);
+      await sleep(50);
+    }
+  }
+
   async waitAgreed(members: BenchNode[], timeoutMs: number, intervalMs = 5): Promise<number[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -562,11 +571,7 @@ async function countTableChangesUnderLoss(farm: BenchFarm, windowS: number, prog
   // At rest first: the last trial's rejoin hands buckets back (docs/membership.md, Handover),
   // and the table that ends a handover is not a false failover.
   await farm.waitAgreed(farm.nodes, 30_000);
-  const deadline = Date.now() + 60_000;
-  while (farm.nodes.some((n) => farm.read(n)?.handover !== false)) {
-    if (Date.now() > deadline) throw new Error('the farm still hands buckets over 60 s after the last trial');
-    await sleep(50);
-  }
+  await farm.waitNoHandover('the last trial');
   await sleep(1_000);
   for (const n of idle ? [] : farm.nodes) {
     await inNs(n.ns, 'sh', ['-c', `nft -f - <<'EOF'
@@ -766,11 +771,7 @@ async function farmlbAppSeries(farm: BenchFarm, timing: { intervalMs: number; fa
       await farm.waitServer(victim);
       // Back in the farm (after rise), every handover over, before the next trial.
       await farm.waitAgreed(farm.nodes, 30_000);
-      const deadline = Date.now() + 60_000;
-      while (farm.nodes.some((n) => farm.read(n)?.handover !== false)) {
-        if (Date.now() > deadline) throw new Error('the farm still hands buckets over 60 s after the application came back');
-        await sleep(50);
-      }
+      await farm.waitNoHandover('the application came back');
       await sleep(300);
     }
   } finally {

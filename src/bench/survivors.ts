@@ -93,7 +93,7 @@ export async function survivorCases(farm: BenchFarm, trials: number, progress: (
         for (const role of ['leader', 'follower'] as const) {
           const victim = role === 'leader' ? farm.nodes[0]! : farm.nodes[1 + (t % (farm.nodes.length - 1))]!;
           const before = await farm.waitAgreed(farm.nodes, 30_000);
-          await waitNoHandover(farm);
+          await farm.waitNoHandover('the last case');
           const src = farm.clientAddrs.find((a) => owner(before, a) === victim.index);
           if (!src) throw new Error(`no client address in a bucket of ${victim.name}`);
           const survivors = farm.nodes.filter((n) => n !== victim);
@@ -113,7 +113,7 @@ export async function survivorCases(farm: BenchFarm, trials: number, progress: (
           await poller.mark();
           await undo(farm, victim, event);
           const back = await farm.waitAgreed(farm.nodes, 30_000);
-          await waitNoHandover(farm);
+          await farm.waitNoHandover('the return');
           await sleep(SETTLE_MS);
           const stays = (s: string) => owner(after, s) !== victim.index && owner(after, s) === owner(back, s);
           const failedBack = note(`${role} returns (${RETURN[event]})`, await poller.report(), stays);
@@ -128,15 +128,6 @@ export async function survivorCases(farm: BenchFarm, trials: number, progress: (
     name, trials: a.trials, bystanderRequests: a.requests, bystanderFailed: a.failed, trialsWithFailures: a.bad, stalled: a.stalled,
     ...(a.times.length ? { failoverMs: { p50: percentile(a.times, 50), p99: percentile(a.times, 99), max: Math.max(...a.times) } } : {}),
   }));
-}
-
-/** Until no node's table names a previous owner (a rejoin's handover ended). */
-async function waitNoHandover(farm: BenchFarm): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (farm.nodes.some((n) => farm.read(n)?.handover !== false)) {
-    if (Date.now() > deadline) throw new Error('the farm still hands buckets over after 60 s');
-    await sleep(50);
-  }
 }
 
 export function renderSurvivorCases(cases: SurvivorCase[], timing: string): string {
