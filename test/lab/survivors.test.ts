@@ -158,9 +158,7 @@ for (const { farm, mode, backend } of SUITES) {
      */
     async function atRest(l: FarmLab): Promise<void> {
       const serving = ALL.filter((n) => l.daemonRunning(n) && (coverage(l, [n]).counts[n] ?? 0) > 0);
-      // A handover ends when the previous owner reports no connection left, at the latest at
-      // the limit (farmlb's default, 30 s).
-      await waitNoHandover(l, serving, 40_000);
+      await waitNoHandover(l, serving);
       await waitFor(() => serving.every((n) => readServed(l, n)?.leaseValid) || undefined, { timeoutMs: 10_000, intervalMs: 20, what: `${serving.join(', ')} to hold a valid lease` });
     }
 

@@ -76,8 +76,13 @@ export async function waitCoverage(lab: FarmLab, nodes: string[], opts: { quotas
  * Waits (bounded) until no bucket of any group is in handover on any of `nodes` (their pinned
  * tables name no previous owner): a rejoin hands buckets over while connections run, and the
  * table changes that end it must not fall into the next case's "no view change" window.
+ * A handover ends when the previous owner holds no connection in the bucket, at the latest at
+ * handover_limit (30 s by default, the labs'): a connection whose client is gone (reset by
+ * another node in a partition) stays held until then, so the default deadline outlasts it.
  */
-export async function waitNoHandover(lab: FarmLab, nodes: string[], timeoutMs = 20_000): Promise<void> {
+const HANDOVER_SETTLE_MS = 40_000;
+
+export async function waitNoHandover(lab: FarmLab, nodes: string[], timeoutMs = HANDOVER_SETTLE_MS): Promise<void> {
   const settled = (n: string) => withPinned(lab, n, (p) => (p.activeTables().prevOwners ?? []).every((row) => row.every((x) => x === NODE_NONE)));
   await waitFor(() => nodes.every(settled) || undefined, { timeoutMs, intervalMs: 50, what: `no bucket in handover on ${nodes.join(', ')}` });
 }
