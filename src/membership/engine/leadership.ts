@@ -21,10 +21,13 @@ import { rebalance } from '../../balance/assign.js';
 import { bitmapHas, effectivePowers, hasAny, type Rows, sameRows, tableDigest, type TableRows } from '../table.js';
 import { leaseWaitNs } from '../timing.js';
 import type { EngineOutput, GroupHandover, HandoverEndReason } from '../types.js';
-import { byName, DISCOVERING, type EngineContext, minBig, NO_ONE } from './context.js';
+import { byName, DISCOVERING, type EngineContext } from './context.js';
 import type { Peer, PeerTable } from './peers.js';
 import type { InstalledTables } from './tables.js';
 import type { OwnHeartbeat } from './wire.js';
+
+/** Nobody (a bucket no table names anyone for). Never modified. */
+const NO_ONE: ReadonlySet<string> = new Set<string>();
 
 /** One bucket's handover as the leader tracks it (for the limit and the drained check). */
 interface HandoverRecord {
@@ -399,4 +402,8 @@ export class Leadership {
     }
     return true;
   }
+}
+
+function minBig(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  return a === undefined ? b : b === undefined ? a : a < b ? a : b;
 }
