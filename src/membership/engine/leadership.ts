@@ -35,6 +35,8 @@ interface HandoverRecord {
   startNs: bigint;
   /** Epoch of the table that made `prev` previous owner: its reports from older tables prove nothing. */
   startEpoch: number;
+  /** The bucket's new owner left the view: it goes back to `prev` (see lead()). */
+  ownerLeft?: boolean;
 }
 
 export class Leadership {
@@ -127,7 +129,20 @@ export class Leadership {
     const nextGroups: Rows = [];
     const nextPrev: Rows = [];
     base.groups.forEach((row, g) => {
-      const desired = rebalance(row, powers[g] ?? new Map(), view);
+      // A bucket in handover whose new owner left the view goes back to its previous owner,
+      // which still serves the connections it holds there; given to a third node, they would be
+      // cut at the next move (the failed node's return). The failure then costs only the failed
+      // node's own connections. The bucket counts as the previous owner's from the table that
+      // finds its owner gone, through the lost owner's lease wait (unowned), until it is back.
+      const held = base.prev[g]?.some((p) => p !== null) ? row.map((o, b) => {
+        const p = base.prev[g]![b] ?? null;
+        if (p === null || !members.has(p) || (o !== null && members.has(o))) return o;
+        const rec = this.handovers.get(`${g}:${b}`);
+        if (rec?.prev !== p) return o;
+        if (o !== null) rec.ownerLeft = true;
+        return rec.ownerLeft ? p : o;
+      }) : row;
+      const desired = rebalance(held, powers[g] ?? new Map(), view);
       // Who may serve each bucket, as owner or as previous owner, in a table they may have installed.
       // (Sets made only for buckets someone holds; NO_ONE stands for the others.)
       const asOwner = new Array<Set<string> | undefined>(row.length);
