@@ -203,7 +203,8 @@ export class Leadership {
             : this.endReason(g, b, wasPrev, members, ownerOf, prevOf, nowNs) ?? 'prev_lost';
           ended.push({ g, b, from: wasPrev, reason });
         }
-        if (prev !== null && prev !== wasPrev) started.push({ g, b, from: prev, to: want });
+        // An owner held back in place (want === prev) is not moving: no owner-to-be to name.
+        if (prev !== null && prev !== wasPrev) started.push({ g, b, from: prev, to: want === prev ? null : want });
         owners.push(owner);
         prevs.push(prev);
       });
