@@ -101,6 +101,8 @@ export interface ScaleRow {
   /** No table changed on any node during the window (else the CPU is not that of a farm at rest). */
   atRest: boolean;
   windowS: number;
+  /** Seconds the farm ran after agreeing before the CPU window (past Node's start-up compilation). */
+  settleS?: number;
 }
 
 export interface DirectedRecovery {
@@ -914,7 +916,7 @@ async function directedRecovery(tag: string, trials: number, progress: (s: strin
 
 // ---- scale ------------------------------------------------------------------------------
 
-async function scaleRow(tag: string, size: number, trials: number, windowS: number, progress: (s: string) => void, membership: MembershipBackend = 'builtin', corosyncTokenMs?: number): Promise<ScaleRow> {
+async function scaleRow(tag: string, size: number, trials: number, windowS: number, progress: (s: string) => void, membership: MembershipBackend = 'builtin', corosyncTokenMs?: number, settleS = 2): Promise<ScaleRow> {
   const farm = new BenchFarm(tag, Array.from({ length: size }, () => 1), 'vmac_invisible', 0);
   farm.membership = membership;
   farm.corosyncTokenMs = corosyncTokenMs;
@@ -923,7 +925,10 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     await farm.build(PROFILES.default!);
     for (const n of farm.nodes) await farm.startDaemon(n, 60_000);
     await farm.waitAgreed(farm.nodes, 60_000, 50);
-    await sleep(2_000);
+    // At rest means past start-up too: for tens of seconds after a start, V8 still compiles
+    // the hot paths on its worker threads, CPU the daemon's meter and /proc count (16 nodes:
+    // heartbeat path 3.2% of a core 2 s after agreeing, 2.8% after 20 s, 2.6% after 40 s).
+    await sleep(settleS * 1000);
     const hz = clockTicksPerSecond();
     const pids = farm.nodes.map((n) => n.daemon!.pid!);
     const cpids = farm.nodes.map((n) => farm.corosync?.pid(n.name));
@@ -939,7 +944,7 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const part = (k: 'sendSeconds' | 'receiveSeconds' | 'tickSeconds') => round(mean(m1.map((m, i) => ((m[k] - m0[i]![k]) / windowS) * 100)), 2);
     // Said before the trials: a farm too loaded to converge in time still reports its CPU.
-    progress(`${size} nodes at rest (${windowS} s): daemon CPU mean ${round(mean(cpu), 2)}% max ${round(Math.max(...cpu), 2)}% of a core, heartbeats mean ${round(mean(heartbeatCpu), 2)}% max ${round(Math.max(...heartbeatCpu), 2)}% (send ${part('sendSeconds')}%, receive ${part('receiveSeconds')}%, tick ${part('tickSeconds')}%)${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
+    progress(`${size} nodes at rest (${windowS} s, ${settleS} s after agreeing): daemon CPU mean ${round(mean(cpu), 2)}% max ${round(Math.max(...cpu), 2)}% of a core, heartbeats mean ${round(mean(heartbeatCpu), 2)}% max ${round(Math.max(...heartbeatCpu), 2)}% (send ${part('sendSeconds')}%, receive ${part('receiveSeconds')}%, tick ${part('tickSeconds')}%)${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
     const conv: number[] = [];
     for (let t = 0; t < trials; t++) {
       const victim = farm.nodes[farm.nodes.length - 1 - (t % Math.max(1, farm.nodes.length - 1))]!;
@@ -955,7 +960,7 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     const row = { nodes: size, membership, timing: farm.timing(), convergenceMs: median(conv),
       ...(membership === 'corosync' ? { corosyncCpuMeanPct: mean(corosyncCpu) } : {}), convergenceTrialsMs: conv.map((c) => round(c)),
       cpuMeanPct: mean(cpu), cpuMaxPct: Math.max(...cpu),
-      heartbeatCpuMeanPct: mean(heartbeatCpu), heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS };
+      heartbeatCpuMeanPct: mean(heartbeatCpu), heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS, settleS };
     progress(`${membership} ${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')})${row.corosyncCpuMeanPct !== undefined ? `, corosync ${round(row.corosyncCpuMeanPct, 2)}% of a core at rest` : ''}`);
     return row;
   } finally {
@@ -979,6 +984,8 @@ export interface FailoverBenchOptions {
   corosyncTokenMs?: number;
   /** Seconds at rest counting table changes and (corosync) ring re-formations; 0 = skip. */
   idleWindowS: number;
+  /** Seconds a scale row's farm runs after agreeing before its CPU window (default 2). */
+  cpuSettleS?: number;
   /** The "application killed" series (farmlb checker timings and keepalived vrrp_script). */
   app: boolean;
   /** Only the "application killed" series. */
@@ -1036,7 +1043,7 @@ export async function measureFailover(opts: FailoverBenchOptions): Promise<Failo
     }
     if (opts.directed && !opts.appOnly) report.directed = await directedRecovery(`${base}d`, Math.max(4, Math.floor(opts.trials / 2)), opts.progress);
     for (const m of opts.appOnly ? [] : opts.memberships) {
-      for (const size of opts.sizes) report.scale.push(await scaleRow(`${base}${m === 'corosync' ? 'cs' : 's'}${size}`, size, 3, 10, opts.progress, m, opts.corosyncTokenMs));
+      for (const size of opts.sizes) report.scale.push(await scaleRow(`${base}${m === 'corosync' ? 'cs' : 's'}${size}`, size, 3, 10, opts.progress, m, opts.corosyncTokenMs, opts.cpuSettleS));
     }
   } finally {
     process.off('SIGINT', onSignal);
@@ -1082,7 +1089,7 @@ export function renderFailover(r: FailoverReport): string {
         String(round(s.heartbeatCpuMeanPct, 2)), `${round(s.heartbeatCpuMaxPct, 2)}${s.atRest ? '' : ' (not at rest)'}`,
         s.corosyncCpuMeanPct !== undefined ? String(round(s.corosyncCpuMeanPct, 2)) : '-']));
     }
-    out.push('CPU = whole daemon (utime + stime); hb = its heartbeat path (send, receive, tick), metered by the daemon (farmlb_membership_cpu_seconds_total)');
+    out.push(`CPU = whole daemon (utime + stime); hb = its heartbeat path (send, receive, tick), metered by the daemon (farmlb_membership_cpu_seconds_total); window of ${r.scale[0]?.windowS ?? 10} s starting ${r.scale[0]?.settleS ?? 2} s after the farm agreed`);
     for (const t of new Set(r.scale.map((s) => s.timing))) out.push(`timing: ${t}`);
   }
   out.push('', ...r.notes);
@@ -1095,7 +1102,7 @@ const FAILOVER_USAGE = `Usage: node dist/bench/main.js failover [--quick] [--jso
                                          [--profiles default,fast] [--no-keepalived] [--no-directed] [--loss-window S]
                                          [--membership builtin,corosync] [--corosync-token MS] [--idle-window S]
                                          [--no-app | --app-only]
-                                         [--survivor-trials N]
+                                         [--survivor-trials N] [--cpu-settle S]
 
   --trials N        kill -9 trials per system (default 20; --quick 5)
   --sizes LIST      farm sizes for convergence and heartbeat CPU (default 2,4,8,16; --quick 2,4)
@@ -1112,6 +1119,8 @@ const FAILOVER_USAGE = `Usage: node dist/bench/main.js failover [--quick] [--jso
   --survivor-trials N  trials of each survivors case — leader and follower killed, hung, link down,
                     and each one's return — with the other nodes' clients' failed requests
                     (first profile only; default: --trials; 0 = skip)
+  --cpu-settle S    seconds a scale row's farm runs after agreeing before its 10 s CPU window
+                    (default 30; --quick 2): at rest, past Node's start-up compilation
   --json            JSON document on stdout (the report then goes to stderr)
 
 Must run as root. Namespaces flb-bfo<pid>* are removed on exit.`;
@@ -1133,6 +1142,7 @@ export async function failoverMain(argv: string[]): Promise<number> {
       'no-app': { type: 'boolean', default: false },
       'app-only': { type: 'boolean', default: false },
       'survivor-trials': { type: 'string' },
+      'cpu-settle': { type: 'string' },
     },
     strict: true,
   });
@@ -1158,6 +1168,7 @@ export async function failoverMain(argv: string[]): Promise<number> {
     app: !values['no-app'],
     appOnly: values['app-only'],
     survivorTrials: Number(values['survivor-trials'] ?? values.trials ?? (values.quick ? 5 : 20)),
+    cpuSettleS: Number(values['cpu-settle'] ?? (values.quick ? 2 : 30)),
     progress,
   });
   emitReport(`${JSON.stringify(machineFacts().date)}\n${renderFailover(report)}`, report, values.json);
