@@ -22,9 +22,10 @@ import type { SplitBrainPolicy } from '../config/types.js';
 import { FarmlbError } from '../errors.js';
 import { decodeHeartbeat, encodeHeartbeat } from './codec.js';
 import { MembershipEngine } from './engine.js';
+import { HeartbeatGate } from './heartbeat-gate.js';
 import { emptyRows } from './table.js';
 import { DEFAULT_TIMING, leaseClockSlackNs } from './timing.js';
-import type { EngineOutput, GroupPowers, MembershipEvent, MembershipTiming, PowerOverrides } from './types.js';
+import type { EngineOutput, GroupPowers, Heartbeat, MembershipEvent, MembershipTiming, PowerOverrides } from './types.js';
 
 /** Connections a previous owner still holds in one bucket (the simulated socket table). */
 interface Held {
@@ -80,6 +81,12 @@ export interface SimOptions {
    * v2 bodies as that release's decoder did (FARMLB_E_MEMBERSHIP_BAD_MESSAGE). See upgrade().
    */
   v1Only?: string[];
+  /**
+   * Heartbeats of decisions without a table leave at once while an install is pending,
+   * reporting the data plane's table (heartbeat-gate.ts, as the daemon does). Default true;
+   * false: every heartbeat waits for its decision, as before (to compare).
+   */
+  earlyHeartbeats?: boolean;
   /** Throw on the first continuity violation (see `lapses`; default false: recorded only). */
   throwOnLapse?: boolean;
 }
@@ -107,6 +114,8 @@ export interface Violation {
 interface SimNode {
   name: string;
   engine?: MembershipEngine;
+  /** Which heartbeats leave while an install is pending (the daemon's BuiltinMembership). */
+  gate: HeartbeatGate;
   running: boolean;
   paused: boolean;
   queue: Buffer[];
@@ -194,6 +203,7 @@ export class Simulator {
     for (const name of opts.nodes) {
       this.nodes.set(name, {
         name,
+        gate: new HeartbeatGate(),
         running: false,
         paused: false,
         queue: [],
@@ -318,6 +328,7 @@ export class Simulator {
     // A restart revokes the lease: whatever the node held as previous owner is gone.
     n.held = this.groups.map(() => new Array<Held | undefined>(NBUCKETS).fill(undefined));
     n.epoch = 0;
+    n.gate = new HeartbeatGate();
     n.engine = new MembershipEngine({
       module: 'farm',
       self: name,
@@ -457,10 +468,10 @@ export class Simulator {
   /** Every datagram sent, newest last (replay tests). */
   readonly wire: { from: string; to: string; bytes: Buffer; atMs: number }[] = [];
 
-  private send(from: SimNode, out: EngineOutput): void {
-    if (!out.send) return;
-    const { readsV2: _, ...asV1Only } = out.send;
-    const bytes = encodeHeartbeat(this.v1Only.has(from.name) ? { ...asV1Only, v: 1 } : out.send, from.key);
+  private send(from: SimNode, hb: Heartbeat | undefined): void {
+    if (!hb) return;
+    const { readsV2: _, ...asV1Only } = hb;
+    const bytes = encodeHeartbeat(this.v1Only.has(from.name) ? { ...asV1Only, v: 1 } : hb, from.key);
     const [lo, hi] = this.opts.delayMs ?? [0.1, 2];
     for (const to of this.names) {
       if (to === from.name) continue;
@@ -512,6 +523,13 @@ export class Simulator {
       return;
     }
     const engine = n.engine;
+    // A heartbeat that may leave before its decision is applied (heartbeat-gate.ts) leaves now.
+    const early = this.opts.earlyHeartbeats === false ? undefined : n.gate.early(out);
+    if (early) {
+      this.send(n, early);
+      const { send: _, ...rest } = out;
+      out = rest;
+    }
     const start = n.busyUntilNs > this.nowNs ? n.busyUntilNs : this.nowNs;
     const took = out.table ? BigInt(Math.round((range[0] + this.random() * (range[1] - range[0])) * 1e6)) : 0n;
     n.busyUntilNs = start + took;
@@ -542,7 +560,8 @@ export class Simulator {
     }
     if (n.events.length > 5000) n.events.splice(0, 2500);
     if (out.table || out.leaseDeadlineNs !== undefined) this.check();
-    this.send(n, out);
+    const engine = n.engine;
+    this.send(n, this.opts.earlyHeartbeats === false ? out.send : n.gate.applied(out, () => engine!.beat(this.localNs(n.name))));
   }
 
   // --- continuity (docs/membership.md, "Survivors keep serving") ---------------------------
