@@ -1247,6 +1247,7 @@ export class MembershipEngine {
     if (deadline > this.leaseNsValue) {
       this.leaseNsValue = deadline;
       out.leaseDeadlineNs = deadline;
+      if (this.table.leader !== null) out.leaseLineage = { leader: this.table.leader, fromEpoch: this.lineageStartEpoch };
       // The acknowledgements since a change of leader were all on its tables (maybeInstall
       // cleared the older ones): the buckets held back are ours now.
       if (this.awaitingRenewal) this.releaseHeldBack(out);

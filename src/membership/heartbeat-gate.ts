@@ -7,9 +7,12 @@
 // around each handover table. So a heartbeat of a decision without a table leaves at once
 // while an install is pending, carrying the table the data plane has (the one the last
 // heartbeat sent in order reported): it claims no less than what may be served, so every
-// rule that reads tables from heartbeats stays on the safe side. When such a heartbeat has
-// overtaken a decision's own (lower seq: peers would drop it as replayed), a fresh one
-// reports that decision's table once it is installed, at once as before.
+// rule that reads tables from heartbeats stays on the safe side. So does the heartbeat of a
+// decision with a table queued behind another install (a leader publishing a table per pulse
+// faster than its data plane installs them): it leaves at once with the installed table too,
+// and a fresh one reports its own table once installed. Whenever an early heartbeat has
+// overtaken a decision's own (lower seq: peers would drop it as replayed), that fresh one
+// replaces it.
 // Used by BuiltinMembership (membership.ts) and mirrored exactly by the simulator.
 
 import type { EngineOutput, Heartbeat } from './types.js';
@@ -43,16 +46,19 @@ export class HeartbeatGate {
 
   /**
    * A decision is about to be queued. Returns the heartbeat to transmit now, if it may leave
-   * before its decision is applied; the caller then queues the decision without it.
+   * before its decision is applied, and the decision to queue: without that heartbeat when it
+   * has no table; with it when it has one, whose table a fresh heartbeat reports once
+   * installed (applied()).
    */
-  early(out: EngineOutput): Heartbeat | undefined {
-    if (out.table) {
-      this.pending++;
-      return undefined;
-    }
-    if (!out.send || this.pending === 0 || this.reported === undefined) return undefined;
+  early(out: EngineOutput): { now?: Heartbeat; queued: EngineOutput } {
+    const behind = this.pending > 0;
+    if (out.table) this.pending++;
+    if (!out.send || !behind || this.reported === undefined) return { queued: out };
     this.lastSeq = Math.max(this.lastSeq, out.send.seq);
-    return withReportedTable(out.send, this.reported);
+    const now = withReportedTable(out.send, this.reported);
+    if (out.table) return { now, queued: out };
+    const { send: _, ...queued } = out;
+    return { now, queued };
   }
 
   /** A queued decision could not be applied: its table is not the data plane's. */

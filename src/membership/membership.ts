@@ -153,17 +153,14 @@ export class BuiltinMembership implements Membership {
 
   /**
    * Applies decisions one at a time; a heartbeat leaves only after its decision applied —
-   * except one of a decision without a table while a table is being installed: it leaves at
-   * once, reporting the table the data plane has (heartbeat-gate.ts).
+   * except while a table is being installed: then it leaves at once, reporting the table the
+   * data plane has (heartbeat-gate.ts).
    */
   private handle(out: EngineOutput): void {
     if (this.stopped) return;
     const early = this.gate.early(out);
-    if (early) {
-      this.opts.transport.send(early);
-      const { send: _, ...rest } = out;
-      out = rest;
-    }
+    if (early.now) this.opts.transport.send(early.now);
+    out = early.queued;
     // Most received heartbeats change nothing to apply: no table, lease, heartbeat, event or
     // state. Queueing them through the daemon would cost more than the heartbeat itself.
     const idle = !out.table && out.leaseDeadlineNs === undefined && !out.send && out.events.length === 0

@@ -87,6 +87,8 @@ export interface SimOptions {
    * false: every heartbeat waits for its decision, as before (to compare).
    */
   earlyHeartbeats?: boolean;
+  /** Experiment, default false (the daemon does not): see earlyLease(). */
+  earlyLeaseWrites?: boolean;
   /** Throw on the first continuity violation (see `lapses`; default false: recorded only). */
   throwOnLapse?: boolean;
 }
@@ -129,6 +131,9 @@ interface SimNode {
   incarnation: bigint;
   /** Global time the data plane finishes the decisions queued so far (installMs). */
   busyUntilNs: bigint;
+  /** The data plane's table (leader, epoch) and the tables queued behind it (earlyLeaseWrites). */
+  dpTable?: { leader: string | null; epoch: number };
+  queuedTables: { leader: string | null; epoch: number }[];
   digest: string;
   key: Buffer;
   overrides?: PowerOverrides;
@@ -204,6 +209,7 @@ export class Simulator {
       this.nodes.set(name, {
         name,
         gate: new HeartbeatGate(),
+        queuedTables: [],
         running: false,
         paused: false,
         queue: [],
@@ -329,6 +335,8 @@ export class Simulator {
     n.held = this.groups.map(() => new Array<Held | undefined>(NBUCKETS).fill(undefined));
     n.epoch = 0;
     n.gate = new HeartbeatGate();
+    n.dpTable = undefined;
+    n.queuedTables = [];
     n.engine = new MembershipEngine({
       module: 'farm',
       self: name,
@@ -524,12 +532,13 @@ export class Simulator {
     }
     const engine = n.engine;
     // A heartbeat that may leave before its decision is applied (heartbeat-gate.ts) leaves now.
-    const early = this.opts.earlyHeartbeats === false ? undefined : n.gate.early(out);
-    if (early) {
-      this.send(n, early);
-      const { send: _, ...rest } = out;
-      out = rest;
+    if (this.opts.earlyHeartbeats !== false) {
+      const early = n.gate.early(out);
+      this.send(n, early.now);
+      out = early.queued;
     }
+    if (this.opts.earlyLeaseWrites) this.earlyLease(n, out);
+    if (out.table) n.queuedTables.push({ leader: out.table.leader, epoch: out.table.epoch });
     const start = n.busyUntilNs > this.nowNs ? n.busyUntilNs : this.nowNs;
     const took = out.table ? BigInt(Math.round((range[0] + this.random() * (range[1] - range[0])) * 1e6)) : 0n;
     n.busyUntilNs = start + took;
@@ -541,14 +550,33 @@ export class Simulator {
     this.schedule(n.busyUntilNs, () => { if (n.engine === engine && n.running) this.applyNow(n, out); });
   }
 
+  /**
+   * Experiment (not what the daemon does): a renewal decided while tables are queued extends
+   * the lease at once when the data plane's table and every queued one are of the lineage it
+   * holds for, and the node serves.
+   */
+  private earlyLease(n: SimNode, out: EngineOutput): void {
+    const lin = out.leaseLineage;
+    const deadline = out.leaseDeadlineNs;
+    if (!lin || deadline === undefined || deadline <= n.leaseNs || out.table || n.queuedTables.length === 0) return;
+    if (out.state !== 'UP' || n.state !== 'UP' || n.validUntilNs <= this.nowNs) return;
+    const inLineage = (t: { leader: string | null; epoch: number } | undefined) => t !== undefined && t.leader === lin.leader && t.epoch >= lin.fromEpoch;
+    if (!inLineage(n.dpTable) || !n.queuedTables.every(inLineage)) return;
+    n.leaseNs = deadline;
+    this.noteLease(n, false);
+    this.check();
+  }
+
   private applyNow(n: SimNode, out: EngineOutput): void {
     if (out.table) {
+      n.dpTable = n.queuedTables.shift() ?? { leader: out.table.leader, epoch: out.table.epoch };
       if (this.conn) this.moveConnections(n, out.table.groups, out.table.prev);
       n.rows = out.table.groups.map((r) => [...r]);
       n.prev = out.table.prev.map((r) => [...r]);
       n.epoch = out.table.epoch;
     }
-    if (out.leaseDeadlineNs !== undefined) n.leaseNs = out.leaseDeadlineNs;
+    // (An older renewal than one written early is not written back.)
+    if (out.leaseDeadlineNs !== undefined && !(this.opts.earlyLeaseWrites && out.leaseDeadlineNs !== 0n && out.leaseDeadlineNs < n.leaseNs)) n.leaseNs = out.leaseDeadlineNs;
     // The daemon: "WAIT serves nothing from the first instant" (lease 0, whatever the engine's).
     if (out.state === 'WAIT') n.leaseNs = 0n;
     this.noteLease(n, out.table !== undefined);

@@ -22,7 +22,7 @@ describe('HeartbeatGate', () => {
   it('sends in order when nothing is being installed', () => {
     const gate = new HeartbeatGate();
     const d = decision(hb(1, 1));
-    expect(gate.early(d)).toBeUndefined();
+    expect(gate.early(d)).toEqual({ queued: d });
     expect(gate.applied(d, () => { throw new Error('no fresh heartbeat needed'); })).toBe(d.send);
   });
 
@@ -33,21 +33,21 @@ describe('HeartbeatGate', () => {
     gate.applied(first, () => hb(99, 1));
     // A table decision (epoch 2) is queued; its heartbeat waits for the install.
     const install = decision(hb(2, 2), 2);
-    expect(gate.early(install)).toBeUndefined();
+    expect(gate.early(install)).toEqual({ queued: install });
     // A tick meanwhile: its heartbeat leaves now with the table of epoch 1, acks and seq its own.
     const tick = decision(hb(3, 2));
-    const now = gate.early(tick)!;
+    const { now, queued } = gate.early(tick);
     expect(now).toMatchObject({ seq: 3, epoch: 1, tableDigest: 't1', table: ['rows1'], acks: [{ seq: 30 }] });
-    expect(now.prev).toBeUndefined();
+    expect(now!.prev).toBeUndefined();
+    expect(queued.send).toBeUndefined();
     // The install completes: its own heartbeat (seq 2) would be dropped as replayed; a fresh one goes instead.
     const fresh = hb(4, 2);
     expect(gate.applied(install, () => fresh)).toBe(fresh);
     // The tick's decision, queued without its heartbeat, sends nothing more.
-    const { send: _, ...queued } = tick;
     expect(gate.applied(queued, () => { throw new Error('none'); })).toBeUndefined();
     // Nothing pending: in order again.
     const next = decision(hb(5, 2));
-    expect(gate.early(next)).toBeUndefined();
+    expect(gate.early(next).now).toBeUndefined();
     expect(gate.applied(next, () => hb(0, 0))).toBe(next.send);
   });
 
@@ -58,11 +58,16 @@ describe('HeartbeatGate', () => {
     gate.applied(first, () => hb(99, 1));
     const a = decision(hb(2, 2), 2);
     const b = decision(hb(3, 3), 3);
-    gate.early(a);
-    gate.early(b);
-    expect(gate.early(decision(hb(4, 3)))!.epoch).toBe(1);
+    expect(gate.early(a).now).toBeUndefined();
+    // A table queued behind another install (a leader's table per pulse): its heartbeat leaves
+    // now with the installed table, and stays queued for a fresh one once its table is in.
+    const bEarly = gate.early(b);
+    expect(bEarly.now).toMatchObject({ seq: 3, epoch: 1 });
+    expect(bEarly.queued).toBe(b);
+    expect(gate.early(decision(hb(4, 3))).now!.epoch).toBe(1);
     const sent = gate.applied(a, () => hb(5, 3))!;
     expect(sent).toMatchObject({ seq: 5, epoch: 2, tableDigest: 't2', prev: ['prev2'] });
+    expect(gate.applied(b, () => hb(6, 3))).toMatchObject({ seq: 6, epoch: 3, tableDigest: 't3' });
   });
 
   it('a failed install reports nothing new and does not keep the gate open', () => {
@@ -73,6 +78,6 @@ describe('HeartbeatGate', () => {
     const install = decision(hb(2, 2), 2);
     gate.early(install);
     gate.failed(install);
-    expect(gate.early(decision(hb(3, 2)))).toBeUndefined();
+    expect(gate.early(decision(hb(3, 2))).now).toBeUndefined();
   });
 });
