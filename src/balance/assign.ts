@@ -188,9 +188,14 @@ export function countOwners(owners: readonly (string | null)[]): Map<string, num
   return counts;
 }
 
-/** Owner names → node ids (index in cluster.xml's node list); null → NODE_NONE. */
-export function ownersToIds(owners: readonly (string | null)[], nodes: readonly string[]): number[] {
-  const ids = new Map(nodes.map((name, i) => [name, i]));
+/** Node name → node id (its index in cluster.xml's node list): built once for many rows. */
+export function nodeIds(nodes: readonly string[]): ReadonlyMap<string, number> {
+  return new Map(nodes.map((name, i) => [name, i]));
+}
+
+/** Owner names → node ids (index in cluster.xml's node list, or nodeIds of it); null → NODE_NONE. */
+export function ownersToIds(owners: readonly (string | null)[], nodes: readonly string[] | ReadonlyMap<string, number>): number[] {
+  const ids = 'get' in nodes ? nodes : nodeIds(nodes);
   return owners.map((o) => {
     if (o === null) return NODE_NONE;
     const id = ids.get(o);

@@ -17,7 +17,7 @@ import {
   type DataplaneTables,
 } from './tables.js';
 import { addrBytes16 } from './addr.js';
-import { freshTable, ownersToIds, type BucketTable } from './assign.js';
+import { freshTable, nodeIds, ownersToIds, type BucketTable } from './assign.js';
 
 export const CRITERION_IDS: Record<Criterion, CriterionId> = {
   on_addr: CriterionId.Addr,
@@ -126,11 +126,12 @@ export function bucketRows(
   cluster: ClusterConfig | undefined,
   table: BucketTable,
 ): { buckets: BucketRows; prevOwners: BucketRows } {
-  const nodes = cluster?.nodes ?? [];
+  // Names → ids once per table, not once per row.
+  const ids = nodeIds(cluster?.nodes ?? []);
   const rows = (owners: readonly (readonly (string | null)[] | undefined)[] | undefined): BucketRows =>
     farm.groups.map((g) => {
       const row = owners?.[g.index];
-      return row ? ownersToIds([...row], nodes) : new Array<number>(NBUCKETS).fill(NODE_NONE);
+      return row ? ownersToIds(row, ids) : new Array<number>(NBUCKETS).fill(NODE_NONE);
     });
   return { buckets: rows(table.groups), prevOwners: rows(table.prev) };
 }

@@ -10,7 +10,7 @@
 // machine) is counted `stalled`, not failed: the client, not the farm, missed it.
 //
 // Plain CommonJS run with `node -e`; argv: JSON of { sources, host, port, intervalMs, timeoutMs }.
-// The benchmarks drive it through PollClient (below).
+// The benchmarks and the lab tests drive it through PollClient (below).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { sleep } from './stats.js';
@@ -75,8 +75,18 @@ process.stdin.on('data', (d) => {
 process.stdin.on('end', () => process.exit(0));
 `;
 
-/** One source's counts since the last mark (what "report" prints; lab tests read more fields). */
-export interface PollRow { src: string; answered: number; failed: number; stalled: number }
+/** One source's counts since the last mark (what "report" prints). */
+export interface PollRow {
+  src: string;
+  answered: number;
+  failed: number;
+  /** Unanswered while the client itself was stalled (a loaded machine): not the farm's failures. */
+  stalled: number;
+  /** Start of each failed request, ms after the mark (the first 50). */
+  failedAtMs: number[];
+  /** Answers per answering node. */
+  servedBy: Record<string, number>;
+}
 
 export interface PollClientOptions {
   sources: string[];
@@ -88,22 +98,45 @@ export interface PollClientOptions {
   nice?: number;
 }
 
-/** POLL_CLIENT_JS run in a namespace (`dir`: its working directory), asked over stdin. */
+// Clients still running when this process exits (a failed test, an interrupted benchmark)
+// are killed with it: a forgotten client would poll the next run's farm.
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/** POLL_CLIENT_JS run in a namespace, asked over stdin. */
 export class PollClient {
   private out = '';
+  private err = '';
+  private closed = false;
 
   private constructor(private readonly child: ChildProcess) {
+    live.add(child);
+    child.on('exit', () => live.delete(child));
     child.stdout!.on('data', (d: Buffer) => { this.out += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { if (this.err.length < 4096) this.err += d.toString(); });
   }
 
+  /**
+   * `dir` goes on the client's command line only so that a lab's leftover check
+   * (FarmLab.leftovers()) can tell its clients from another run's.
+   */
   static start(ns: string, dir: string, opts: PollClientOptions): PollClient {
     const { nice, ...args } = opts;
     const niced = nice === undefined ? [] : ['nice', '-n', String(nice)];
     return new PollClient(spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...niced, 'node', '-e', POLL_CLIENT_JS, JSON.stringify(args), dir],
-      { stdio: ['pipe', 'pipe', 'ignore'] }));
+      { stdio: ['pipe', 'pipe', 'pipe'] }));
+  }
+
+  /** Why the client is gone (its stderr), or undefined while it runs. */
+  get exitReason(): string | undefined {
+    if (this.child.exitCode === null && this.child.signalCode === null) return undefined;
+    return `the poll client exited (${this.child.exitCode ?? this.child.signalCode}): ${this.err.trim() || 'no output'}`;
   }
 
   private async ask(cmd: string, prefix: string): Promise<string> {
+    if (this.closed) throw new Error('the poll client is closed');
     const from = this.out.length;
     this.child.stdin!.write(`${cmd}\n`);
     const deadline = Date.now() + 5_000;
@@ -111,7 +144,9 @@ export class PollClient {
       const at = this.out.indexOf(prefix, from);
       const nl = at < 0 ? -1 : this.out.indexOf('\n', at);
       if (nl >= 0) return this.out.slice(at, nl);
-      if (Date.now() > deadline) throw new Error(`the poll client did not answer ${cmd}`);
+      const gone = this.exitReason;
+      if (gone) throw new Error(gone);
+      if (Date.now() > deadline) throw new Error(`the poll client did not answer ${cmd} within 5 s`);
       await sleep(5);
     }
   }
@@ -124,9 +159,42 @@ export class PollClient {
     return JSON.parse(await this.ask('report', '[')) as PollRow[];
   }
 
-  /** Asks it to exit; killed if it has not within `graceMs`. */
+  /** Resolves once every source has been answered once since the last mark: servers and client are warm. */
+  async waitAllAnswered(timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const silent = (await this.report()).filter((r) => r.answered === 0);
+      if (silent.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(`the poll client got no answer within ${timeoutMs} ms for ${silent.length} source(s): ${silent.slice(0, 4).map((r) => r.src).join(', ')}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  /** Asks it to exit; killed if it has not within `graceMs`. Idempotent. */
   close(graceMs = 1_000): void {
+    if (this.closed) return;
+    this.closed = true;
     this.child.stdin!.end('exit\n');
     setTimeout(() => this.child.kill('SIGKILL'), graceMs).unref();
   }
+}
+
+/** The sources among `keep` that saw a failed request, each with when (ms after the mark). */
+export function pollFailures(rows: readonly PollRow[], keep: (src: string) => boolean): string[] {
+  return rows.filter((r) => keep(r.src) && r.failed > 0)
+    .map((r) => `${r.src}: ${r.failed} failed of ${r.failed + r.answered} (at ${r.failedAtMs.join(', ')} ms)`);
+}
+
+/** Answered, failed and stalled requests summed over the sources among `keep`. */
+export function pollTotals(rows: readonly PollRow[], keep: (src: string) => boolean): { answered: number; failed: number; stalled: number } {
+  const t = { answered: 0, failed: 0, stalled: 0 };
+  for (const r of rows) {
+    if (!keep(r.src)) continue;
+    t.answered += r.answered;
+    t.failed += r.failed;
+    t.stalled += r.stalled;
+  }
+  return t;
 }

@@ -13,7 +13,7 @@
 
 import { addrBytes } from '../balance/addr.js';
 import { bucketOf } from '../balance/hash.js';
-import { PollClient, type PollRow } from './poll-client.js';
+import { PollClient, pollTotals, type PollRow } from './poll-client.js';
 import type { BenchFarm } from './failover.js';
 import { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
 import { inNs } from './proc.js';
@@ -68,12 +68,9 @@ export async function survivorCases(farm: BenchFarm, trials: number, progress: (
   const acc = new Map<string, { times: number[]; requests: number; failed: number; bad: number; stalled: number; trials: number }>();
   const note = (name: string, rows: PollRow[], bystander: (src: string) => boolean, ms?: number) => {
     const a = acc.get(name) ?? { times: [], requests: 0, failed: 0, bad: 0, stalled: 0, trials: 0 };
-    let failed = 0;
-    for (const r of rows.filter((x) => bystander(x.src))) {
-      a.requests += r.answered + r.failed;
-      failed += r.failed;
-      a.stalled += r.stalled;
-    }
+    const { answered, failed, stalled } = pollTotals(rows, bystander);
+    a.requests += answered + failed;
+    a.stalled += stalled;
     a.failed += failed;
     a.trials++;
     if (failed > 0) a.bad++;
@@ -83,11 +80,7 @@ export async function survivorCases(farm: BenchFarm, trials: number, progress: (
   };
   try {
     // Every source answered once before the first case: the servers and the client are warm.
-    const deadline = Date.now() + 15_000;
-    while ((await poller.report()).some((r) => r.answered === 0)) {
-      if (Date.now() > deadline) throw new Error('the poll client got no answer for some source within 15 s');
-      await sleep(100);
-    }
+    await poller.waitAllAnswered();
     for (let t = 0; t < trials; t++) {
       for (const event of ['killed', 'hung', 'link down'] as SurvivorEvent[]) {
         for (const role of ['leader', 'follower'] as const) {

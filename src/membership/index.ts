@@ -29,7 +29,7 @@
 //   loadKey(file, onWarning?): Promise<Buffer>                 — refuses a world-accessible key
 //   DEFAULT_TIMING, timingFromTopology(farm.farm), leaseWaitNs(timing)
 //   Membership (interface) / BuiltinMembership({ engine, transport, pulseMs, nowNs })
-//   Simulator (simulator.ts): deterministic in-memory farm used by the tests and for timings
+//   Simulator (test/helpers/membership-sim.ts): deterministic in-memory farm used by the tests and for timings
 
 export { MembershipEngine } from './engine.js';
 export { encodeHeartbeat, decodeHeartbeat, ReplayGuard, MAX_MESSAGE_BYTES } from './codec.js';

@@ -6,6 +6,7 @@ import {
   countOwners,
   freshTable,
   idsToOwners,
+  nodeIds,
   ownersToIds,
   quotas,
   rebalance,
@@ -277,5 +278,12 @@ describe('node ids', () => {
 
   test('refuses an owner that is not a cluster node', () => {
     expect(() => ownersToIds(['ghost'], ['n1'])).toThrow(expect.objectContaining({ code: 'FARMLB_E_BALANCE_UNKNOWN_NODE' }));
+  });
+
+  test('converts with an id map built once (nodeIds) as with the node list', () => {
+    const nodes = ['n1', 'n2', 'n3'];
+    const ids = nodeIds(nodes);
+    expect(ownersToIds(['n3', null, 'n1'], ids)).toEqual(ownersToIds(['n3', null, 'n1'], nodes));
+    expect(() => ownersToIds(['ghost'], ids)).toThrow(expect.objectContaining({ code: 'FARMLB_E_BALANCE_UNKNOWN_NODE' }));
   });
 });

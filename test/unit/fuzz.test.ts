@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { compileTables, staticTable } from '../../src/balance/compile.js';
 import { configDigest, crossCheckErrors, parseClusterConfig, parseFarmConfig } from '../../src/config/index.js';
 import { isFarmlbError } from '../../src/errors.js';
-import { Simulator } from '../../src/membership/simulator.js';
+import { Simulator } from '../helpers/membership-sim.js';
 import { decodeHeartbeat, encodeHeartbeat, type Heartbeat } from '../../src/membership/index.js';
 import { frameBody } from '../../src/membership/codec.js';
 import { keyIdBytes } from '../../src/membership/key.js';

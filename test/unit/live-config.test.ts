@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { parseClusterConfig, parseFarmConfig } from '../../src/config/index.js';
 import { liveChangeProblem } from '../../src/config/live-change.js';
 import { decodeHeartbeat, encodeHeartbeat } from '../../src/membership/codec.js';
-import { Simulator } from '../../src/membership/simulator.js';
+import { Simulator } from '../helpers/membership-sim.js';
 
 const FIX = path.resolve(import.meta.dirname, '../fixtures/configs');
 

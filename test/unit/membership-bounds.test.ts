@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { Simulator } from '../../src/membership/simulator.js';
+import { Simulator } from '../helpers/membership-sim.js';
 import {
   BuiltinMembership, createMemoryNetwork, decodeHeartbeat, encodeHeartbeat, type EngineOutput, type Heartbeat, type MembershipEngine,
 } from '../../src/membership/index.js';

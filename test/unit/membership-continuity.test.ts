@@ -6,7 +6,7 @@
 // (`lapses`) and throws on any bucket served by two nodes in contact.
 
 import { describe, expect, it } from 'vitest';
-import { Simulator } from '../../src/membership/simulator.js';
+import { Simulator } from '../helpers/membership-sim.js';
 import type { SplitBrainPolicy } from '../../src/config/types.js';
 
 const LINK_DOWN = 'interface check failed';

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Simulator } from '../../src/membership/simulator.js';
+import { Simulator } from '../helpers/membership-sim.js';
 import { decodeHeartbeat, encodeHeartbeat } from '../../src/membership/index.js';
 import { incarnationFile, nextIncarnation } from '../../src/membership/incarnation.js';
 import { DEFAULT_TIMING } from '../../src/membership/timing.js';

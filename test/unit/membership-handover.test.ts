@@ -5,7 +5,7 @@
 // packet could be accepted by two nodes.
 
 import { describe, expect, it } from 'vitest';
-import { Simulator, type SimOptions } from '../../src/membership/simulator.js';
+import { Simulator, type SimOptions } from '../helpers/membership-sim.js';
 import { DEFAULT_TIMING, leaseWaitNs } from '../../src/membership/timing.js';
 import { MembershipEngine } from '../../src/membership/engine.js';
 import type { MembershipEvent } from '../../src/membership/types.js';

@@ -13,7 +13,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Simulator } from '../../src/membership/simulator.js';
+import { Simulator } from '../helpers/membership-sim.js';
 import { DEFAULT_TIMING } from '../../src/membership/timing.js';
 import type { SplitBrainPolicy } from '../../src/config/types.js';
 

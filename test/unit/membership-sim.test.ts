@@ -1,9 +1,9 @@
-// The membership protocol in a simulated farm (src/membership/simulator.ts): convergence,
+// The membership protocol in a simulated farm (test/helpers/membership-sim.ts): convergence,
 // failures, pauses, partitions, restarts, powers — with the no-double-serving invariant
 // checked after every applied decision (the simulator throws on a violation).
 
 import { describe, expect, it } from 'vitest';
-import { Simulator, type SimOptions } from '../../src/membership/simulator.js';
+import { Simulator, type SimOptions } from '../helpers/membership-sim.js';
 import { quotas } from '../../src/balance/assign.js';
 import { DEFAULT_TIMING } from '../../src/membership/timing.js';
 

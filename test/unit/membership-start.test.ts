@@ -4,7 +4,7 @@
 // invariant after every applied decision and throws on a violation.
 
 import { describe, expect, it } from 'vitest';
-import { Simulator } from '../../src/membership/simulator.js';
+import { Simulator } from '../helpers/membership-sim.js';
 import { DEFAULT_TIMING } from '../../src/membership/timing.js';
 
 const { pulseMs, mlostCount } = DEFAULT_TIMING;

@@ -5,7 +5,7 @@
 // (p50 ≤ 300 ms, p99 ≤ 500 ms, network and install times here near zero).
 
 import { describe, expect, it } from 'vitest';
-import { Simulator } from '../../src/membership/simulator.js';
+import { Simulator } from '../helpers/membership-sim.js';
 import { LEASE_CLOCK_SLACK_NS } from '../../src/dataplane/abi.js';
 import { DEFAULT_TIMING, leaseWaitNs, timingFromTopology } from '../../src/membership/timing.js';
 import type { MembershipTiming } from '../../src/membership/types.js';

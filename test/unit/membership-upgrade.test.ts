@@ -3,7 +3,7 @@
 // alive, so a half-upgraded farm keeps one membership and one table.
 
 import { describe, expect, it } from 'vitest';
-import { Simulator } from '../../src/membership/simulator.js';
+import { Simulator } from '../helpers/membership-sim.js';
 import { DEFAULT_TIMING } from '../../src/membership/timing.js';
 import { frameBody } from '../../src/membership/codec.js';
 

@@ -15,22 +15,33 @@
 //   capture.stop()                           { synAcks, doubles }: doubles = SYNs answered from two MACs.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { POLL_CLIENT_JS } from '../../../src/bench/poll-client.js';
+import { PollClient, pollFailures, pollTotals, type PollRow } from '../../../src/bench/poll-client.js';
 import { CLIENT_IF, HTTP_PORT, type FarmLab } from './farm-lab.js';
 import { netnsPath, waitFor } from './netns.js';
 
-export interface PollReport {
-  src: string;
-  answered: number;
-  failed: number;
-  /** Unanswered while the client itself was stalled (a loaded machine): not the farm's failures. */
-  stalled: number;
-  /** Start of each failed request, ms after the mark (the first 50). */
-  failedAtMs: number[];
-  /** Answers per answering node. */
-  servedBy: Record<string, number>;
-}
+export type PollReport = PollRow;
+export type ClientPoller = PollClient;
 
+/** The benchmarks' poll client (src/bench/poll-client.ts) with the lab's defaults. */
+export const ClientPoller = {
+  async start(lab: FarmLab, sources: string[], opts: { intervalMs?: number; timeoutMs?: number } = {}): Promise<PollClient> {
+    // Niced up: a client starved by the other processes of the test machine misses answers.
+    const poller = PollClient.start(lab.clientNs, lab.dir, {
+      sources, host: lab.vip4, port: HTTP_PORT, intervalMs: opts.intervalMs ?? 50, timeoutMs: opts.timeoutMs ?? 300, nice: -5,
+    });
+    try {
+      await poller.waitAllAnswered();
+    } catch (err) {
+      poller.close();
+      throw err;
+    }
+    return poller;
+  },
+  failures: pollFailures,
+  totals: pollTotals,
+};
+
+// tcpdump processes still running when the test process exits are killed with it.
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const p of live) p.kill('SIGKILL');
@@ -39,79 +50,6 @@ process.on('exit', () => {
 function track(child: ChildProcess): void {
   live.add(child);
   child.on('exit', () => live.delete(child));
-}
-
-export class ClientPoller {
-  private out = '';
-  private closed = false;
-
-  private constructor(private readonly child: ChildProcess) {
-    child.stdout!.on('data', (d: Buffer) => { this.out += d.toString(); });
-  }
-
-  static async start(lab: FarmLab, sources: string[], opts: { intervalMs?: number; timeoutMs?: number } = {}): Promise<ClientPoller> {
-    const args = { sources, host: lab.vip4, port: HTTP_PORT, intervalMs: opts.intervalMs ?? 50, timeoutMs: opts.timeoutMs ?? 300 };
-    // The lab directory on the command line lets FarmLab.leftovers() see a forgotten client.
-    // Niced up: a client starved by the other processes of the test machine misses answers.
-    const child = spawn('nsenter', [`--net=${netnsPath(lab.clientNs)}`, '--', 'nice', '-n', '-5', 'node', '-e', POLL_CLIENT_JS, JSON.stringify(args), lab.dir],
-      { stdio: ['pipe', 'pipe', 'pipe'] });
-    track(child);
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const poller = new ClientPoller(child);
-    try {
-      await waitFor(async () => {
-        if (child.exitCode !== null) throw new Error(`the poll client exited: ${stderr}`);
-        return (await poller.report()).every((r) => r.answered > 0);
-      }, { timeoutMs: 15_000, intervalMs: 250, what: `${sources.length} polled sources to be answered once` });
-    } catch (err) {
-      poller.close();
-      throw err;
-    }
-    return poller;
-  }
-
-  private async ask(cmd: string, prefix: string): Promise<string> {
-    if (this.closed) throw new Error('the poll client is closed');
-    const before = this.out.length;
-    this.child.stdin!.write(`${cmd}\n`);
-    return waitFor(() => {
-      const at = this.out.indexOf(prefix, before);
-      const nl = at < 0 ? -1 : this.out.indexOf('\n', at);
-      return nl >= 0 ? this.out.slice(at, nl) : undefined;
-    }, { timeoutMs: 5_000, intervalMs: 10, what: `the poll client to answer ${cmd}` });
-  }
-
-  async mark(): Promise<void> {
-    await this.ask('mark', 'marked');
-  }
-
-  async report(): Promise<PollReport[]> {
-    return JSON.parse(await this.ask('report', '[')) as PollReport[];
-  }
-
-  /** The sources among `keep` that saw a failed request, each with when (ms after the mark). */
-  static failures(report: PollReport[], keep: (src: string) => boolean): string[] {
-    return report.filter((r) => keep(r.src) && r.failed > 0)
-      .map((r) => `${r.src}: ${r.failed} failed of ${r.failed + r.answered} (at ${r.failedAtMs.join(', ')} ms)`);
-  }
-
-  static totals(report: PollReport[], keep: (src: string) => boolean): { answered: number; failed: number; stalled: number } {
-    const t = { answered: 0, failed: 0, stalled: 0 };
-    for (const r of report.filter((x) => keep(x.src))) {
-      t.answered += r.answered;
-      t.failed += r.failed;
-      t.stalled += r.stalled;
-    }
-    return t;
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.child.stdin!.end('exit\n');
-    setTimeout(() => this.child.kill('SIGKILL'), 1_000).unref();
-  }
 }
 
 export interface SynAckReport {

@@ -15,17 +15,17 @@
 // 0 at once. It also checks continuity (docs/membership.md, "Survivors keep serving"): a node
 // in clean contact with a majority of its view, whose buckets the next table leaves to it,
 // never has its lease lapse — recorded in `lapses`.
-// Used by test/unit/membership-*.test.ts and to measure failover timings.
+// Used by test/unit/membership-*.test.ts and to measure failover timings (docs/membership.md).
 
-import { NBUCKETS } from '../balance/tables.js';
-import type { SplitBrainPolicy } from '../config/types.js';
-import { FarmlbError } from '../errors.js';
-import { decodeHeartbeat, encodeHeartbeat } from './codec.js';
-import { MembershipEngine } from './engine.js';
-import { HeartbeatGate } from './heartbeat-gate.js';
-import { emptyRows } from './table.js';
-import { DEFAULT_TIMING, leaseClockSlackNs } from './timing.js';
-import type { EngineOutput, GroupPowers, Heartbeat, MembershipEvent, MembershipTiming, PowerOverrides } from './types.js';
+import { NBUCKETS } from '../../src/balance/tables.js';
+import type { SplitBrainPolicy } from '../../src/config/types.js';
+import { FarmlbError } from '../../src/errors.js';
+import { decodeHeartbeat, encodeHeartbeat } from '../../src/membership/codec.js';
+import { MembershipEngine } from '../../src/membership/engine.js';
+import { HeartbeatGate } from '../../src/membership/heartbeat-gate.js';
+import { emptyRows } from '../../src/membership/table.js';
+import { DEFAULT_TIMING, leaseClockSlackNs } from '../../src/membership/timing.js';
+import type { EngineOutput, GroupPowers, Heartbeat, MembershipEvent, MembershipTiming, PowerOverrides } from '../../src/membership/types.js';
 
 /** Connections a previous owner still holds in one bucket (the simulated socket table). */
 interface Held {

@@ -1,0 +1,410 @@
+// Leadership and the table decision (docs/membership.md, "The table (leader)" with its
+// fence, "Handover"): the leader's choice of owners and previous owners for every bucket.
+//
+// Invariants guarded here:
+// - The leader gives bucket b to node Y only when no other node may still serve b: every
+//   view member whose reported table (or the leader's own) gives it b must first report a
+//   table without it; every other node only after its lease has surely run out AND behind the
+//   fence: no live peer (nor we) is still on a table whose view includes it — a lease is
+//   renewed only on a table whose view includes the renewing node — lead, holdings, fenced.
+// - Handover (handoverLimitMs > 0): a node "may serve" b when a table it may have installed
+//   names it owner OR previous owner of b. The leader names a new owner only when no other
+//   node may be owner and no node but the (single) previous owner it names may serve b;
+//   a handover ends when the previous owner reports none left (sampled under the table that
+//   names it), at the limit, or once its lease surely ran out — lead, nextPrev, endReason,
+//   drained, noteHandovers.
+// - Two leaders never decide on the same free bucket: a member still acting as leader blocks
+//   the buckets its table leaves unowned (lead's rivals), and a smaller-named peer about to
+//   lead stops our decision — smallerPeerDiscovering, smallerMember.
+
+import { rebalance } from '../../balance/assign.js';
+import { bitmapHas, effectivePowers, hasAny, type Rows, sameRows, tableDigest, type TableRows } from '../table.js';
+import { leaseWaitNs } from '../timing.js';
+import type { EngineOutput, GroupHandover, HandoverEndReason } from '../types.js';
+import { byName, DISCOVERING, type EngineContext, minBig, NO_ONE } from './context.js';
+import type { Peer, PeerTable } from './peers.js';
+import type { InstalledTables } from './tables.js';
+import type { OwnHeartbeat } from './wire.js';
+
+/** One bucket's handover as the leader tracks it (for the limit and the drained check). */
+interface HandoverRecord {
+  prev: string;
+  startNs: bigint;
+  /** Epoch of the table that made `prev` previous owner: its reports from older tables prove nothing. */
+  startEpoch: number;
+}
+
+export class Leadership {
+  private readonly takeoverWaitNs: bigint;
+  private readonly handoverLimitNs: bigint;
+  /** Leader only: handovers in the installed table, by `${group}:${bucket}`. */
+  readonly handovers = new Map<string, HandoverRecord>();
+  leaderSinceTick = false;
+  /** The candidates of the last tick (the view lead() works on between ticks). */
+  lastCandidates: string[] = [];
+  /**
+   * Leader: some non-member's buckets wait only for the fence (a live peer may still
+   * acknowledge it): re-decide as soon as the peers' heartbeats show the fence installed.
+   */
+  fencePending = false;
+
+  constructor(private readonly ctx: EngineContext, private readonly peers: PeerTable, private readonly tables: InstalledTables,
+    private readonly wire: OwnHeartbeat) {
+    this.takeoverWaitNs = leaseWaitNs(ctx.opts.timing);
+    this.handoverLimitNs = BigInt(Math.max(0, Math.round((ctx.opts.handoverLimitMs ?? 0) * 1e6)));
+  }
+
+  /** Buckets in handover in the installed table, per group, with what each previous owner reported. */
+  handoverStatus(): GroupHandover[] {
+    const out: GroupHandover[] = [];
+    this.ctx.table.prev.forEach((row, g) => {
+      const byNode = new Map<string, number[]>();
+      row.forEach((p, b) => {
+        if (p !== null) byNode.set(p, [...(byNode.get(p) ?? []), b]);
+      });
+      if (byNode.size === 0) return;
+      const prevs: GroupHandover['prevs'] = [...byNode].sort(([a], [b]) => byName(a, b)).map(([node, buckets]) => {
+        const report = node === this.ctx.self ? this.wire.ownHoldings() : this.peers.get(node)?.hb?.holdings;
+        if (!report) return { node, buckets: buckets.length };
+        const held = buckets.filter((b) => bitmapHas(report.held[g], b)).length;
+        return { node, buckets: buckets.length, held, ...(report.epoch > 0 ? { connections: report.connections[g] ?? 0 } : {}) };
+      });
+      out.push({ group: this.ctx.opts.groups[g]?.name ?? String(g), buckets: row.filter((p) => p !== null).length, prevs });
+    });
+    return out;
+  }
+
+  /** A live peer of our configuration, named before us, that reports it is still discovering. */
+  smallerPeerDiscovering(): boolean {
+    for (const p of this.peers.values()) {
+      if (p.alive && p.name < this.ctx.self && p.hb?.state === 'WAIT' && p.hb.cause === DISCOVERING && this.ctx.digestOf(p.hb) === this.ctx.referenceDigest) return true;
+    }
+    return false;
+  }
+
+  /** A peer named before us that is a member by the evidence at hand (assess()'s test). */
+  smallerMember(nowNs: bigint): boolean {
+    const slostNs = BigInt(this.ctx.opts.timing.slostCount) * this.ctx.pulseNs;
+    for (const p of this.peers.values()) {
+      if (p.name >= this.ctx.self) continue;
+      const ev = this.peers.evidence(p);
+      if (ev === undefined || nowNs - ev >= this.peers.timeoutNs(p.name)) continue;
+      if (this.peers.peerState(p) === 'UP' && p.hb?.configDigest === this.ctx.referenceDigest && this.peers.connected(p, nowNs, slostNs)) return true;
+    }
+    return false;
+  }
+
+  lead(nowNs: bigint, view: string[], out: EngineOutput): void {
+    this.fencePending = false;
+    const holdings = this.holdings(view, nowNs);
+    // A member known only by relay to have installed a table we never saw may serve
+    // anything: decide nothing until its heartbeat (or a peer's with that table) arrives.
+    if (holdings === undefined) return;
+    const powers = effectivePowers(this.ctx.opts.groups, this.ctx.overrides);
+    const base = this.ctx.table;
+    const members = new Set(view);
+    // Members still acting as leaders (their installed table is their own): they have not yet
+    // taken us as leader and may, at this very moment, give a bucket that their table leaves
+    // unowned to another node than we would (found by the property search under 50% loss: n1
+    // and n2 published tables 0.7 ms apart, giving one free bucket to n3 and to n2). Such a
+    // bucket gets no owner from us until they follow us; what they own they alone move.
+    const rivals = view.map((n) => this.peers.get(n)).filter((p): p is Peer => p !== undefined && p.hb?.leader === p.name && p.rows !== undefined);
+    const epoch = Math.max(this.ctx.maxEpochSeen, this.ctx.table.epoch) + 1;
+    // A table inherited from another leader may carry handovers: their clocks start now.
+    // (With no handover recorded and none in the table there is nothing to do: the usual tick.)
+    if (this.handovers.size > 0 || hasAny(base.prev)) {
+      base.prev.forEach((row, g) => row.forEach((p, b) => {
+        const key = `${g}:${b}`;
+        if (p === null) this.handovers.delete(key);
+        else if (this.handovers.get(key)?.prev !== p) this.handovers.set(key, { prev: p, startNs: nowNs, startEpoch: base.epoch });
+      }));
+    }
+    const ended: { g: number; b: number; from: string; reason: HandoverEndReason }[] = [];
+    const started: { g: number; b: number; from: string; to: string | null }[] = [];
+    const nextGroups: Rows = [];
+    const nextPrev: Rows = [];
+    base.groups.forEach((row, g) => {
+      const desired = rebalance(row, powers[g] ?? new Map(), view);
+      // Who may serve each bucket, as owner or as previous owner, in a table they may have installed.
+      // (Sets made only for buckets someone holds; NO_ONE stands for the others.)
+      const asOwner = new Array<Set<string> | undefined>(row.length);
+      const asPrev = new Array<Set<string> | undefined>(row.length);
+      // Owners with no previous owner in their table: they take every packet of the bucket.
+      // (Not a restarted node's adopted table: it starts with its lease revoked and renews
+      // it only from acknowledgements of a view's table, or alone — out of the farm's contact.)
+      const takesAll = new Array<Set<string> | undefined>(row.length);
+      for (const [name, t, adopted] of holdings) {
+        const owners = t.groups[g];
+        const prevs = t.prev[g];
+        if (owners) {
+          for (let b = 0; b < owners.length; b++) {
+            if (owners[b] !== name) continue;
+            (asOwner[b] ??= new Set()).add(name);
+            if (!adopted && (prevs?.[b] ?? null) === null) (takesAll[b] ??= new Set()).add(name);
+          }
+        }
+        if (prevs) {
+          for (let b = 0; b < prevs.length; b++) if (prevs[b] === name) (asPrev[b] ??= new Set()).add(name);
+        }
+      }
+      const owners: (string | null)[] = [];
+      const prevs: (string | null)[] = [];
+      desired.forEach((want, b) => {
+        const was = row[b] ?? null;
+        const wasPrev = base.prev[g]?.[b] ?? null;
+        const on = this.handoverLimitNs > 0n;
+        // A previous owner keeps packets of its own connections: never beside a node that may
+        // take every packet of b (two sides of a healed partition), or both would take them.
+        const ownerOf = asOwner[b] ?? NO_ONE;
+        const prevOf = asPrev[b] ?? NO_ONE;
+        const all = takesAll[b] ?? NO_ONE;
+        const clashes = (q: string | null) => {
+          if (q === null) return false;
+          for (const n of all) if (n !== q) return true;
+          return false;
+        };
+        let prev = on ? this.nextPrev(g, b, was, wasPrev, want, members, ownerOf, prevOf, nowNs) : null;
+        if (clashes(prev)) prev = null;
+        // A handover that ends here (drained: it holds nothing and takes nothing new; limit:
+        // what it holds is given up) no longer stands in the owner's way.
+        const released = on && wasPrev !== null && prev === null ? wasPrev : null;
+        // The new owner may take b only when nobody else may be owner, and nobody but the
+        // previous owner named here may serve it in any role.
+        let owner = want;
+        if (owner !== null) {
+          for (const n of ownerOf) if (n !== owner) owner = null;
+          for (const n of prevOf) if (n !== want && n !== prev && n !== released) owner = null;
+          if (owner !== was) for (const r of rivals) if ((r.rows!.groups[g]?.[b] ?? null) === null) owner = null;
+        }
+        // A live owner that loses b — moved, or held back because another node may still
+        // serve it — keeps its connections as previous owner.
+        if (on && owner === null && was !== null && members.has(was) && !clashes(was)) prev = was;
+        if (prev === owner) prev = null;
+        if (wasPrev !== null && wasPrev !== prev) {
+          const reason: HandoverEndReason = owner === wasPrev ? 'returned' : prev !== null || clashes(wasPrev) ? 'moved'
+            : this.endReason(g, b, wasPrev, members, ownerOf, prevOf, nowNs) ?? 'prev_lost';
+          ended.push({ g, b, from: wasPrev, reason });
+        }
+        if (prev !== null && prev !== wasPrev) started.push({ g, b, from: prev, to: want });
+        owners.push(owner);
+        prevs.push(prev);
+      });
+      nextGroups.push(owners);
+      nextPrev.push(prevs);
+    });
+    const memberAhead = view.some((n) => {
+      const hb = this.peers.get(n)?.hb;
+      return hb !== undefined && (hb.epoch > this.ctx.table.epoch || (hb.epoch === this.ctx.table.epoch && hb.tableDigest !== this.ctx.table.digest));
+    });
+    // A member on another leader's table of our epoch or above (a rival above, or its
+    // followers) installs only a table of ours with a higher epoch: republish even when
+    // nothing changes, or a rival
+    // whose free buckets we leave unowned, on a table with our very digest, would stay one
+    // (found by the property search: every bucket unowned in both, and no table ever again).
+    const memberElsewhere = view.some((n) => {
+      const hb = n === this.ctx.self ? undefined : this.peers.get(n)?.hb;
+      return hb !== undefined && hb.leader !== this.ctx.self && hb.epoch >= this.ctx.table.epoch;
+    });
+    const sameView = this.ctx.table.view.length === view.length && this.ctx.table.view.every((n, i) => n === view[i]);
+    if (sameRows(nextGroups, base.groups) && sameRows(nextPrev, base.prev) && sameView && this.ctx.table.leader === this.ctx.self && !memberAhead && !memberElsewhere) return;
+    this.noteHandovers(started, ended, epoch, nowNs, out);
+    this.tables.install({ epoch, leader: this.ctx.self, view, groups: nextGroups, prev: nextPrev, digest: tableDigest(nextGroups, nextPrev) }, out, this.tables.viewCause(view, 'leader'));
+    this.tables.awaitingRenewal = false;
+    this.tables.servedGroups = undefined;
+  }
+
+  /**
+   * The previous owner bucket b names next, before the owner is checked (docs/membership.md,
+   * "Handover"): a live owner that loses b becomes it (only the latest one is kept); a
+   * crashed owner does not (its buckets wait for its lease). A previous owner stays until it
+   * reports no connection left, the limit passes, or — gone from the view — its lease has
+   * surely run out. May equal `want` (b goes back to it): the caller drops it once it owns b.
+   */
+  private nextPrev(g: number, b: number, was: string | null, wasPrev: string | null, want: string | null,
+    members: Set<string>, asOwner: ReadonlySet<string>, asPrev: ReadonlySet<string>, nowNs: bigint): string | null {
+    let prev = was !== null && was !== want && members.has(was) ? was : wasPrev;
+    if (prev !== null && prev === wasPrev && this.endReason(g, b, prev, members, asOwner, asPrev, nowNs) !== undefined) prev = null;
+    return prev;
+  }
+
+  /** Why the handover of b from `prev` ends now, or undefined while it goes on. */
+  private endReason(g: number, b: number, prev: string, members: Set<string>, asOwner: ReadonlySet<string>, asPrev: ReadonlySet<string>, nowNs: bigint): HandoverEndReason | undefined {
+    const rec = this.handovers.get(`${g}:${b}`);
+    if (!members.has(prev)) {
+      // Our own table names it, so it stays in the holdings until its lease surely ran out.
+      return asOwner.has(prev) || asPrev.has(prev) ? undefined : 'prev_lost';
+    }
+    if (this.drained(g, b, prev, rec?.startEpoch ?? 0)) return 'drained';
+    if (rec && nowNs - rec.startNs >= this.handoverLimitNs) return 'limit';
+    return undefined;
+  }
+
+  /**
+   * Has `node` reported holding no connection in b, under a table that names it previous
+   * owner of b (it never accepts a new connection there), sampled under that very table?
+   */
+  private drained(g: number, b: number, node: string, sinceEpoch: number): boolean {
+    if (node === this.ctx.self) {
+      const s = this.ctx.holdingsSample;
+      return s !== undefined && s.epoch === this.ctx.table.epoch && this.ctx.table.epoch >= sinceEpoch
+        && this.ctx.table.prev[g]?.[b] === node && (s.counts[g]?.[b] ?? 0) === 0;
+    }
+    const p = this.peers.get(node);
+    const hb = p?.hb;
+    const h = hb?.holdings;
+    if (!hb || !h || !p.rows || h.epoch !== hb.epoch || hb.epoch < sinceEpoch) return false;
+    return p.rows.prev[g]?.[b] === node && !bitmapHas(h.held[g], b);
+  }
+
+  /** Updates the leader's handover clocks and reports what starts and ends with the table of `epoch`. */
+  private noteHandovers(started: { g: number; b: number; from: string; to: string | null }[],
+    ended: { g: number; b: number; from: string; reason: HandoverEndReason }[], epoch: number, nowNs: bigint, out: EngineOutput): void {
+    const groupName = (g: number) => this.ctx.opts.groups[g]?.name ?? String(g);
+    const endedBy = new Map<string, { g: number; from: string; reason: HandoverEndReason; buckets: number[] }>();
+    for (const e of ended) {
+      this.handovers.delete(`${e.g}:${e.b}`);
+      const key = `${e.g}\u0000${e.from}\u0000${e.reason}`;
+      const entry = endedBy.get(key) ?? { g: e.g, from: e.from, reason: e.reason, buckets: [] };
+      entry.buckets.push(e.b);
+      endedBy.set(key, entry);
+    }
+    for (const e of endedBy.values()) {
+      const cut = e.reason === 'limit' || e.reason === 'moved';
+      const left = cut ? this.reportedConnections(e.g, e.from, e.buckets) : undefined;
+      out.events.push({
+        type: 'handover_ended', group: groupName(e.g), from: e.from, buckets: e.buckets, reason: e.reason,
+        ...(left !== undefined ? { connectionsLeft: left } : {}),
+      });
+    }
+    const startedBy = new Map<string, { g: number; from: string; to: string | null; buckets: number[] }>();
+    for (const s of started) {
+      this.handovers.set(`${s.g}:${s.b}`, { prev: s.from, startNs: nowNs, startEpoch: epoch });
+      const key = `${s.g}\u0000${s.from}\u0000${s.to ?? ''}`;
+      const entry = startedBy.get(key) ?? { g: s.g, from: s.from, to: s.to, buckets: [] };
+      entry.buckets.push(s.b);
+      startedBy.set(key, entry);
+    }
+    for (const s of startedBy.values()) {
+      out.events.push({ type: 'handover_started', group: groupName(s.g), from: s.from, to: s.to, buckets: s.buckets });
+    }
+  }
+
+  /** Connections `node` last reported holding in `buckets` of group g (0 when it reported none held). */
+  private reportedConnections(g: number, node: string, buckets: number[]): number | undefined {
+    if (node === this.ctx.self) {
+      const s = this.ctx.holdingsSample;
+      return s === undefined ? undefined : buckets.reduce((sum, b) => sum + (s.counts[g]?.[b] ?? 0), 0);
+    }
+    const h = this.peers.get(node)?.hb?.holdings;
+    if (!h || h.epoch === 0) return undefined;
+    return buckets.some((b) => bitmapHas(h.held[g], b)) ? (h.connections[g] ?? 0) : 0;
+  }
+
+  /**
+   * The tables other nodes may still serve from: view members' current tables (and ours,
+   * which they may have installed); anyone else's until its lease has surely run out,
+   * counted from the last time it could have renewed it. undefined = a member's table is
+   * unknown (reported by relay with a digest we have not seen).
+   */
+  private holdings(view: string[], nowNs: bigint): [string, TableRows, boolean?][] | undefined {
+    const out: [string, TableRows, boolean?][] = [];
+    // Releasing a silent node's buckets trusts that our members would have told us they
+    // still hear it. If their own reports are stale (we were cut off ourselves, or just
+    // healed), that silence proves nothing: a node can renew its lease from peers we did
+    // not hear from. Wait for fresh reports from every member we hear directly.
+    const staleNs = 3n * this.ctx.pulseNs;
+    const reportsFresh = view.every((n) => {
+      const p = this.peers.get(n);
+      return !p || p.lastRecvNs === undefined || nowNs - p.lastRecvNs <= staleNs;
+    });
+    for (const p of this.peers.values()) {
+      const member = view.includes(p.name);
+      // A relay shows it on another table than its own last heartbeat to us did.
+      const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
+        && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
+      if (!member) {
+        const since = p.alive ? p.servingNs : minBig(this.peers.evidence(p), p.servingNs ?? this.peers.evidence(p));
+        if (since === undefined) continue;
+        // Not released while a relay shows it alive and UP on such a table: the lease wait
+        // counts from its last contact and the fence from its acknowledgers, but a node alone
+        // on its side of a partition renews from its own liveness (`serve`), so neither bounds
+        // its lease; and the relayer, about to get buckets from us, may be in contact with it
+        // (search seed 14: n2, resumed beside n3 at a heal, relayed n3 UP on n3's own table,
+        // which gave n3 every bucket; n1 gave n2 one of them while n3 still served it).
+        const relayedServing = p.alive && relayedNewer && p.indirectState === 'UP';
+        if (reportsFresh && nowNs >= since + this.takeoverWaitNs && !relayedServing) {
+          if (this.fenced(p)) continue;
+          this.fencePending = true;
+        }
+      }
+      out.push([p.name, this.ctx.table]);
+      // Tables we installed after the one it last reported (several in one pulse when a
+      // fence completes, or its reports were lost): it may have installed any of them.
+      // (A peer that reports epoch 0 restarted and has installed none of them: only its
+      // previous incarnation could have, and a restart revokes the lease — like an adopted
+      // table, they never take every packet.)
+      const reportedEpoch = p.hb?.epoch ?? -1;
+      for (const t of this.tables.recentTables) if (t !== this.ctx.table && t.epoch > reportedEpoch) out.push([p.name, t, reportedEpoch === 0]);
+      if (relayedNewer) {
+        const rows = this.tables.knownTables.get(p.indirectDigest!);
+        if (rows) out.push([p.name, rows]);
+        else return undefined;
+      }
+      if (p.rows) out.push([p.name, p.rows, p.hb!.epoch === 0]);
+    }
+    // A node may also install, at any moment, the table of another node that acts as
+    // leader (views disagree for a pulse after a heal, a restart, a leader's loss): every
+    // node of that leader's view may hold what that table gives it. Also when a live peer
+    // relays it (its own table, made by another leader): that leader's heartbeats may not
+    // reach us (a heal, a one-way cut), and a member we hear only by relay may be on it
+    // (docs/membership.md, "the relay freshness gap").
+    const leadsNobodyNs = BigInt(this.ctx.opts.timing.mlostCount) * this.ctx.pulseNs;
+    for (const q of this.peers.values()) {
+      if (!q.alive || !q.hb || !q.rows || q.hb.leader === null || q.hb.leader === this.ctx.self) continue;
+      // Not the table of its own leadership that a WAIT node still carries (a leader whose
+      // check failed, back after its link came up): nobody follows a WAIT node, and once it
+      // has been out of service for `mlost` pulses no follower can still take it for its
+      // leader; when it leads again it sets that table aside. Counting it made the leader
+      // take back, table after table, the buckets it had given the survivors (seen in the
+      // lab: kept buckets of every survivor unowned for a pulse at the old leader's return).
+      if (q.hb.leader === q.name && q.hb.state === 'WAIT' && (q.servingNs === undefined || nowNs - q.servingNs > leadsNobodyNs)) continue;
+      for (const n of q.hb.view) if (n !== this.ctx.self) out.push([n, q.rows]);
+    }
+    return out;
+  }
+
+  /**
+   * Can no node we know of still extend x's lease? A lease grows only from acknowledgements
+   * sent on x's own table, and only on a table whose view includes x (noteAck). So x's
+   * silence bounds its lease only once every live peer that could acknowledge it (and we)
+   * reports a table that leaves x out: acknowledgements they sent before carry heartbeats
+   * of x they had received by then, which their later reports (and so our evidence of x)
+   * include. Without this, a peer that heard x after its last report reaching us (loss, a
+   * one-way cut to us, a WAIT node still following x's table) renews x unseen.
+   * (A peer we have lost ourselves is not covered: a lossy partition, see docs.)
+   */
+  private fenced(x: Peer): boolean {
+    if (this.ctx.table.view.includes(x.name)) return false;
+    const xDigest = x.hb === undefined ? undefined : this.ctx.digestOf(x.hb);
+    for (const m of this.peers.values()) {
+      if (m === x || !m.alive) continue;
+      // A peer with another configuration cannot acknowledge x (noteAck compares digests).
+      if (m.hb !== undefined && xDigest !== undefined && this.ctx.digestOf(m.hb) !== xDigest) continue;
+      // Its own heartbeat, not a relay: only that carries when it last heard x.
+      if (!m.hb || m.hb.view.includes(x.name)) return false;
+      // Its own last heartbeat was on a table without x: acknowledgements it sent on a table
+      // with x came before, and that heartbeat said when it last heard x. A relay shows it on
+      // a newer table since: that matters only if the newer table may name x again (unknown,
+      // or naming it), as its acknowledgements carry that table. With many peers some relay
+      // is nearly always newer than the peer's own report; refusing on every one of them
+      // stalled takeovers in 16-node farms for seconds.
+      const relayedNewer = m.indirectNs !== undefined && (m.lastRecvNs === undefined || m.indirectNs > m.lastRecvNs)
+        && m.indirectDigest !== undefined && m.indirectDigest !== m.hb.tableDigest;
+      if (relayedNewer) {
+        const newer = this.tables.recentTables.find((t) => t.digest === m.indirectDigest);
+        if (!newer || newer.view.includes(x.name)) return false;
+      }
+    }
+    return true;
+  }
+}

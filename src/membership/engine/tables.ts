@@ -1,0 +1,233 @@
+// The installed tables (docs/membership.md, "The table (leader)": "Leader again";
+// "Survivors keep serving": "Switching leaders"): which table a node installs, the recent
+// ones a peer may still hold, and the buckets held back after a change of leader.
+//
+// Invariants guarded here:
+// - Nobody goes back to an older leadership's table (the fence's premise): a node that is
+//   leader again sets the table it made in an earlier leadership aside (leader none, a new
+//   epoch) until it decides anew — setAsideOwnTable; followers install only tables not
+//   older than their leader's latest report — maybeInstall, leaderFloor.
+// - After a change of leader, the buckets the new table gains us are served only once a
+//   peer acknowledges us on it — maybeInstall, holdBackGained, releaseHeldBack (called by
+//   Lease.renew).
+// - A node serving a view's table yields at once to a table that gives one of its buckets
+//   away — givesAwayServed.
+
+import { type Rows, tableDigest, type TableRows } from '../table.js';
+import { leaseClockSlackNs } from '../timing.js';
+import type { EngineOutput, Heartbeat, ViewTable } from '../types.js';
+import type { EngineContext } from './context.js';
+import type { Peer, PeerTable } from './peers.js';
+
+/**
+ * Own installed tables remembered (holdings()): far more than a leader publishes between two
+ * reports of a live peer, or during a lost peer's lease wait (about one per pulse, a few more
+ * when a fence completes).
+ */
+const RECENT_TABLES = 32;
+
+export class InstalledTables {
+  /**
+   * Since installing a table of another leader than the previous one, no renewal yet: the
+   * lease comes from acknowledgements of the previous leader's tables, so the buckets the new
+   * table gains us are held back (servedGroups: the owners the data plane has meanwhile).
+   */
+  awaitingRenewal = false;
+  servedGroups: Rows | undefined;
+  /**
+   * The epoch of the first table of the current lineage: the tables installed since the
+   * installed table's leader last changed (or since we set our own aside). An acknowledgement
+   * on any of them renews the lease (noteAck).
+   */
+  lineageStartEpoch = 0;
+  /** Set by install(): the table just installed left out a node of the previous view. */
+  private droppedFromView = false;
+  /**
+   * The tables this node installed lately (its own as leader, or followed), oldest first: a
+   * peer may have installed any of them newer than the table it last reported to us.
+   */
+  readonly recentTables: ViewTable[] = [];
+  /** Tables seen in direct heartbeats, by digest: what a peer reported only by relay holds. */
+  readonly knownTables = new Map<string, TableRows>();
+
+  constructor(private readonly ctx: EngineContext, private readonly peers: PeerTable) {}
+
+  rememberTable(digest: string, rows: TableRows): void {
+    if (this.knownTables.has(digest)) return;
+    this.knownTables.set(digest, rows);
+    // Insertion order: drop the oldest beyond a few dozen (tables change a few times per failover).
+    for (const k of this.knownTables.keys()) {
+      if (this.knownTables.size <= 32) break;
+      this.knownTables.delete(k);
+    }
+  }
+
+  viewCause(view: string[], who: string): string {
+    const before = new Set(this.ctx.table.view);
+    const after = new Set(view);
+    const joined = view.filter((n) => !before.has(n));
+    const left = this.ctx.table.view.filter((n) => !after.has(n));
+    const parts: string[] = [];
+    if (left.length) parts.push(`lost ${left.join(',')}`);
+    if (joined.length) parts.push(`joined ${joined.join(',')}`);
+    if (parts.length === 0) parts.push(this.ctx.table.leader !== this.ctx.leader ? `new leader ${this.ctx.leader}` : `rebalance by ${who}`);
+    return parts.join('; ');
+  }
+
+  /** Installs the leader's newest table known from any peer's latest heartbeat (relayed or direct). */
+  followBest(nowNs: bigint, out: EngineOutput): void {
+    let best: Peer | undefined;
+    for (const p of this.peers.values()) {
+      if (!p.hb || !p.rows || p.hb.leader !== this.ctx.leader) continue;
+      if (!best || p.hb.epoch > best.hb!.epoch) best = p;
+    }
+    if (best) this.maybeInstall(best.hb!, best.rows!, nowNs, out);
+  }
+
+  maybeInstall(hb: Heartbeat, rows: TableRows, nowNs: bigint, out: EngineOutput): void {
+    // A node whose configuration differs cannot read the leader's table reliably (node
+    // ids may differ) and serves nothing anyway.
+    if (this.ctx.opts.configDigest !== this.ctx.referenceDigest) return;
+    if (rows.groups.length !== this.ctx.opts.groups.length) return;
+    // Strictly newer only: two leaders (two sides of a partition) can publish the same epoch;
+    // the merged leader then republishes above both (see lead()). Except a table of our
+    // (new) leader that gives a bucket we serve to another node, when ours is another
+    // leader's: the epochs of two sides are not ordered, and after a heal that leader may be
+    // cut off again before it can republish above ours — we yield to its current table rather
+    // than serve beside that node until our lease runs out (found by the property search:
+    // n3, alone on its side, and n4, on n2's table, served one bucket for a whole lease after
+    // the heal, both following n2, cut off again at once).
+    const newer = hb.epoch > this.ctx.table.epoch || (hb.leader !== this.ctx.table.leader && this.givesAwayServed(rows));
+    if (!newer || tableDigest(rows.groups, rows.prev) !== hb.tableDigest) return;
+    // Only a table of the leader's current leadership: one it made in an earlier one (relayed
+    // by a node still on it after a heal) may give back what our side's leader has moved on
+    // from under a lower epoch. The leader's latest report shows its current epoch (a leader
+    // again sets its old table aside under a new epoch, see setAsideOwnTable).
+    const floor = this.leaderFloor();
+    if (floor === undefined || hb.epoch < floor) return;
+    // A leader whose view leaves us out while we serve a view's table has not heard us yet (a
+    // heal, a returning node) or lost us while we hear it: keep serving our table rather than
+    // stop for a table that does not know us; one naming us follows once it hears us. Safe
+    // because our lease grows only from acknowledgements on our table: peers that install the
+    // leader's table stop giving them, and the leader's fence counts any peer still on ours
+    // (docs/membership.md, "Survivors keep serving").
+    // Unless that table gives a bucket we serve to another node: the leader released it once
+    // our lease had surely run out as far as it knew (lease wait and fence, a partition under
+    // `serve`), so its new owner may be serving it already — we yield at once, as a side of a
+    // healed partition does (found by the property search: n1, cut from n2, gave n2's buckets
+    // to n3 at the heal; n2, renewed by n4 and n5 on n1's older table, refused n1's table and
+    // served beside n3 for a whole lease while n1 was cut off again).
+    if (this.ctx.eligible && this.ctx.table.leader !== null && this.ctx.table.view.includes(this.ctx.self) && !hb.view.includes(this.ctx.self)
+      && !this.givesAwayServed(rows)) return;
+    const served = this.servedGroups ?? this.ctx.table.groups;
+    // A table of another leader than the one our lease was renewed with: what it gains us is
+    // served only once a peer acknowledges us on it (docs/membership.md, "Switching leaders").
+    if (hb.leader !== this.ctx.table.leader) {
+      for (const p of this.peers.values()) p.ackDeadlineNs = undefined;
+      this.awaitingRenewal = true;
+    }
+    this.install({ epoch: hb.epoch, leader: hb.leader, view: [...hb.view], groups: rows.groups, prev: rows.prev, digest: hb.tableDigest },
+      out, this.viewCause(hb.view, `leader ${hb.leader}`));
+    // (A lease that has run out serves nothing to hold back: the next renewal is on this leader's tables.)
+    if (this.awaitingRenewal && this.ctx.leaseNsValue + leaseClockSlackNs(this.ctx.opts.timing) > nowNs) this.holdBackGained(served, out);
+    else this.servedGroups = undefined;
+  }
+
+  /** Does `rows` name another node owner or previous owner of a bucket the data plane serves for us? */
+  private givesAwayServed(rows: TableRows): boolean {
+    const served = this.servedGroups ?? this.ctx.table.groups;
+    return served.some((row, g) => row.some((o, b) => {
+      if (o !== this.ctx.self) return false;
+      const owner = rows.groups[g]?.[b] ?? null;
+      const prev = rows.prev[g]?.[b] ?? null;
+      return (owner !== null && owner !== this.ctx.self) || (prev !== null && prev !== this.ctx.self);
+    }));
+  }
+
+  /**
+   * Gives the data plane the installed table without the buckets it gains us over `served`
+   * (what the data plane has), until a renewal on a table of this leader (renew()).
+   */
+  private holdBackGained(served: Rows, out: EngineOutput): void {
+    let held = 0;
+    const groups = this.ctx.table.groups.map((row, g) => row.map((o, b) => {
+      if (o !== this.ctx.self || served[g]?.[b] === this.ctx.self) return o;
+      held++;
+      return null;
+    }));
+    this.servedGroups = held > 0 ? groups : undefined;
+    if (held > 0) out.table = { ...this.ctx.table, groups };
+  }
+
+  /** The epoch our leader advertised in its latest report (its own heartbeat or a peer's relay). */
+  private leaderFloor(): number | undefined {
+    const p = this.ctx.leader === null ? undefined : this.peers.get(this.ctx.leader);
+    if (!p) return undefined;
+    const direct = p.lastRecvNs !== undefined && (p.indirectNs === undefined || p.lastRecvNs >= p.indirectNs);
+    // A leader whose own table is not of its making (restarted: its start table, leader none;
+    // or still on its predecessor's) has no table of its current leadership yet: a table
+    // naming it that a peer relays is from an earlier one — a restarted leader's start table
+    // can even have the digest of its first table before the restart. Found by the property
+    // search (seed 9): n2, back from a SIGSTOP, carried n1's first table; n1 had restarted
+    // meanwhile, and its start table had that table's content under epoch 0, so n3, n4 and n5
+    // installed n2's copy (epoch 1 ≥ 0) and gave n2 back buckets n3 and n5 still served.
+    // Relayed news of a higher epoch than its last heartbeat showed: it has moved on since.
+    const own = p.hb !== undefined && p.hb.leader === p.name;
+    if (!direct && p.indirectEpoch !== undefined && p.indirectEpoch > (p.hb?.epoch ?? -1)) return p.indirectEpoch;
+    return own ? p.hb!.epoch : undefined;
+  }
+
+  /**
+   * Leader again while the installed table is one we made in an earlier leadership: the
+   * other side of a healed partition may have moved on from it under lower epochs (epochs of
+   * two sides are not ordered by what they know), so nobody must go back to it. We stop
+   * standing behind it — same content, leader none, an epoch above all seen — until our
+   * first decision, a pulse later: followers do not install it (not made by their leader)
+   * and, the floor being that epoch, nor the old one relayed by a node still on it; and no
+   * acknowledgement of the old one renews our lease. The kernel keeps the content (not
+   * re-applied: nothing changes in what may be served).
+   */
+  setAsideOwnTable(): void {
+    const epoch = Math.max(this.ctx.maxEpochSeen, this.ctx.table.epoch) + 1;
+    this.ctx.table = { ...this.ctx.table, epoch, leader: null };
+    this.ctx.maxEpochSeen = epoch;
+    this.lineageStartEpoch = epoch;
+  }
+
+  install(table: ViewTable, out: EngineOutput, cause: string): void {
+    const prev = this.ctx.table;
+    let moved = 0;
+    let gained = 0;
+    let lost = 0;
+    table.groups.forEach((row, g) => row.forEach((o, b) => {
+      const was = prev.groups[g]?.[b] ?? null;
+      if (was === o) return;
+      moved++;
+      if (o === this.ctx.self) gained++;
+      if (was === this.ctx.self) lost++;
+    }));
+    if (table.leader === null || table.leader !== prev.leader) this.lineageStartEpoch = table.epoch;
+    this.ctx.table = table;
+    this.recentTables.push(table);
+    if (this.recentTables.length > RECENT_TABLES) this.recentTables.shift();
+    this.rememberTable(table.digest, table);
+    if (table.epoch > this.ctx.maxEpochSeen) this.ctx.maxEpochSeen = table.epoch;
+    out.table = table;
+    const lostNodes = prev.view.filter((n) => !table.view.includes(n));
+    this.droppedFromView = lostNodes.length > 0;
+    const detections = lostNodes.map((n) => this.peers.lostAt.get(n)).filter((x): x is number => x !== undefined);
+    for (const n of lostNodes) this.peers.lostAt.delete(n);
+    out.events.push({
+      type: 'view', epoch: table.epoch, leader: table.leader, view: table.view, cause, moved, gained, lost,
+      ...(detections.length ? { detectionMs: Math.max(...detections) } : {}),
+    });
+  }
+
+  releaseHeldBack(out: EngineOutput): void {
+    this.awaitingRenewal = false;
+    if (this.servedGroups === undefined) return;
+    this.servedGroups = undefined;
+    out.table = this.ctx.table;
+    out.completesTable = true;
+  }
+}
