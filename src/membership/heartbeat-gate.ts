@@ -13,7 +13,7 @@
 // and a fresh one reports its own table once installed. Whenever an early heartbeat has
 // overtaken a decision's own (lower seq: peers would drop it as replayed), that fresh one
 // replaces it.
-// Used by BuiltinMembership (membership.ts) and mirrored exactly by the simulator.
+// Used by BuiltinMembership (membership.ts) and by the simulator (test/helpers/membership-sim.ts).
 
 import type { EngineOutput, Heartbeat } from './types.js';
 
