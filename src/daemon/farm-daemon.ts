@@ -52,14 +52,13 @@ function healthDetailOption(list: string[] | undefined): { detail?: readonly Cid
   return { detail: list.map((x) => parseCidr(x)).filter((c): c is Cidr => c !== undefined) };
 }
 import { createMetrics, ViewHistory, type DataplaneCounters, type Metrics } from '../api/metrics.js';
-import { XdpDataplane, type PinnedDataplane } from '../dataplane/xdp.js';
 import { EventsLog, eventsFile, movedBucketsByGroup } from '../api/events-log.js';
 import type { DaemonStatus, ModuleState, NodeStatus, ViewChange } from '../api/status.js';
 import { CheckPoller, describeFailures, type CheckResult, type CheckTarget } from '../checks/local-checks.js';
 import { NodeHost, ownedCount } from './node-host.js';
-import { realHostPort, type HostPort } from './host-port.js';
+import { realHostPort, type CounterReader, type HostPort } from './host-port.js';
 import { resetVipConnections, type SsRunner } from './tcpreset.js';
-import { HoldingsSampler, type InstalledTables } from './holdings.js';
+import { HoldingsSampler, socketScanFallback, type InstalledTables } from './holdings.js';
 import { SynCookieMonitor } from '../net/syncookies.js';
 import { leaseWriteNeeded } from './lease-write.js';
 import type { SourceDecision, TableSource } from './table-source.js';
@@ -85,7 +84,7 @@ export interface FarmDaemonOptions {
   reloadOnSighup?: boolean;
   /** For tests: how peers' MACs are found. */
   neighbours?: NeighbourSystem;
-  /** For tests: the kernel as the host uses it (default: the node itself; test/helpers/fake-host.ts). */
+  /** For tests: the kernel as the host and the daemon use it (default: the node itself; test/helpers/fake-host.ts). */
   hostPort?: HostPort;
   /** Told RELOADING=1 / READY=1 around every reload (systemd Type=notify; src/daemon/systemd.ts). */
   notifier?: Pick<SystemdNotifier, 'reloading' | 'ready'>;
@@ -124,7 +123,7 @@ export class FarmDaemon {
   private synCookieChecking = false;
   private synCookieReadFailed = false;
   /** Read-only handle on the pinned maps, opened at the first scrape (the kernel counters). */
-  private counterReader: PinnedDataplane | undefined;
+  private counterReader: CounterReader | undefined;
   /** The application: checkers, process monitoring, module scripts (docs/application.md). */
   private readonly app: Application;
   /** How the node leaves when its application fails (docs/application.md, "Leaving the farm"). */
@@ -132,6 +131,8 @@ export class FarmDaemon {
   /** The last local health pushed to the source (pushed again only when it changes). */
   private pushedHealth: string | undefined;
   /** ss(8) for tcpreset (the host port's). */
+  /** The kernel (the node itself, or a test's fake host). */
+  private readonly port: HostPort;
   private readonly ss: SsRunner;
   private readonly onSighup = () => {
     this.reload().catch(() => { /* logged by reload() */ });
@@ -143,13 +144,16 @@ export class FarmDaemon {
       log: opts.log, ...(opts.neighbours ? { neighbours: opts.neighbours } : {}), ...(opts.hostPort ? { port: opts.hostPort } : {}),
     });
     this.source = opts.source;
-    this.ss = (opts.hostPort ?? realHostPort).ss;
+    this.port = opts.hostPort ?? realHostPort;
+    this.ss = this.port.ss;
     this.vipClosed = opts.farm.scriptcontrol;
     this.digest = configDigest(opts.farm, opts.cluster);
+    const holdingsLog = opts.log.child({ module: 'holdings' });
     this.holdings = new HoldingsSampler({
       report: (h) => this.source.setHoldings?.(h),
       nowNs,
-      log: opts.log.child({ module: 'holdings' }),
+      log: holdingsLog,
+      scan: this.port.socketScan(socketScanFallback(holdingsLog)),
     });
     this.events = new EventsLog(eventsFile(opts.paths.runDir), { log: opts.log });
     this.leave = new GracefulLeave({
@@ -702,12 +706,9 @@ export class FarmDaemon {
   /** The kernel counters for /metrics, from the pinned maps (read-only, like `farmlb buckets`). */
   private async dataplaneCounters(): Promise<DataplaneCounters | undefined> {
     if (!this.started || this.stopping) return undefined;
-    this.counterReader ??= XdpDataplane.readPinned(this.opts.paths.pinDir);
+    this.counterReader ??= this.port.readCounters(this.opts.paths.pinDir);
     const groups = Math.max(1, this.host.tables()?.buckets.length ?? 1);
-    return {
-      reasons: this.counterReader.reasonCounters(), buckets: this.counterReader.bucketCounters(groups),
-      requestersRefused: this.counterReader.requesterBudget().refused,
-    };
+    return this.counterReader.counters(groups);
   }
 
   private checkTargets(): CheckTarget[] {

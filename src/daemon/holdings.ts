@@ -223,6 +223,12 @@ export function defaultSocketScan(onFallback: (err: unknown) => void): SocketSca
   };
 }
 
+/** What the sampler logs once when sock_diag cannot list the sockets (defaultSocketScan's onFallback). */
+export function socketScanFallback(log: Logger): (err: unknown) => void {
+  return (err) => log.warn({ err, event: 'holdings_sock_diag_unavailable' },
+    'sock_diag cannot list the sockets: reading /proc/net/tcp instead (costs more with many sockets on the host)');
+}
+
 export interface HoldingsSamplerOptions {
   /** Receives each sample (TableSource.setHoldings). */
   report(h: Holdings): void;
@@ -230,7 +236,7 @@ export interface HoldingsSamplerOptions {
   nowNs(): bigint;
   log: Logger;
   intervalMs?: number;
-  /** For tests: the socket table. */
+  /** The socket table (default: defaultSocketScan; the daemon passes its host port's). */
   scan?: SocketScan;
   /** For tests: wall clock ms. */
   nowMs?: () => number;
@@ -260,8 +266,7 @@ export class HoldingsSampler {
 
   constructor(private readonly opts: HoldingsSamplerOptions) {
     this.intervalMs = Math.max(HOLDINGS_INTERVAL_MS, opts.intervalMs ?? HOLDINGS_INTERVAL_MS);
-    this.scan = opts.scan ?? defaultSocketScan((err) => opts.log.warn({ err, event: 'holdings_sock_diag_unavailable' },
-      'sock_diag cannot list the sockets: reading /proc/net/tcp instead (costs more with many sockets on the host)'));
+    this.scan = opts.scan ?? defaultSocketScan(socketScanFallback(opts.log));
     this.nowMs = opts.nowMs ?? Date.now;
   }
 

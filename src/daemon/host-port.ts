@@ -1,11 +1,14 @@
 // What NodeHost asks of the kernel, as one port: the data plane (program, maps, lease), the
 // network operations (addresses, sysctls, promiscuous mode, aliases, XDP detach, pins) and
-// the raw sockets of arpreroute, and ss(8) for tcpreset. `realHostPort` is the node itself (XdpDataplane, ip(8),
-// the addon); unit tests pass a fake network and ModelDataplane (test/helpers/fake-host.ts),
+// the raw sockets of arpreroute, and ss(8) for tcpreset; and what FarmDaemon reads of it: the
+// pinned maps' counters for /metrics and the socket table for the holdings sampler.
+// `realHostPort` is the node itself (XdpDataplane, ip(8), the addon, sock_diag); unit tests
+// pass a fake network and ModelDataplane (test/helpers/fake-host.ts),
 // so FarmDaemon, NodeHost and the table sources run without root or a kernel
 // (docs/architecture.md).
 
 import type { Logger } from 'pino';
+import type { DataplaneCounters } from '../api/metrics.js';
 import { loadNative, type RawSocket, type XdpMode } from '../addon/native.js';
 import type { Dataplane, Requester } from '../dataplane/types.js';
 import { XdpDataplane, unpinDir, type AttachResult } from '../dataplane/xdp.js';
@@ -14,6 +17,7 @@ import { linkMac, type NeighbourSystem } from '../net/neighbours.js';
 import { realNetSystem, type NetSystem } from '../net/setup.js';
 import { chooseXdpMode, type RequestedXdpMode, type XdpModeDecision } from '../net/xdp-mode.js';
 import type { VmacMode } from '../config/types.js';
+import { defaultSocketScan, type SocketScan } from './holdings.js';
 import { runSs, type SsRunner } from './tcpreset.js';
 
 /** The data plane as NodeHost drives it: the Dataplane tables and lease, plus the attachments. */
@@ -25,6 +29,13 @@ export interface HostDataplane extends Dataplane {
   detachEgress(ifname: string): Promise<void>;
   /** Who asked for a VIP lately (arpreroute's targets). */
   requesters(): Promise<Requester[]>;
+}
+
+/** The kernel counters /metrics reads, from maps opened read-only once (like `farmlb buckets`). */
+export interface CounterReader {
+  /** Reason counters, the bucket counters of the first `groups` groups, the requesters refused. */
+  counters(groups: number): Promise<DataplaneCounters>;
+  close(): void;
 }
 
 export interface HostPort {
@@ -48,6 +59,10 @@ export interface HostPort {
   ss: SsRunner;
   /** How peers' MACs are found (default: the kernel's neighbour table). */
   neighbours?: NeighbourSystem;
+  /** Opens the maps pinned in pinDir read-only for /metrics; throws when none are pinned. */
+  readCounters(pinDir: string): CounterReader;
+  /** How the holdings sampler reads the socket table (sock_diag; /proc/net/tcp after telling `onFallback`). */
+  socketScan(onFallback: (err: unknown) => void): SocketScan;
 }
 
 /** The node itself: the XDP data plane, ip(8), sysfs and the addon. */
@@ -62,4 +77,14 @@ export const realHostPort: HostPort = {
   chooseXdpMode,
   openRawSocket: (ifname) => loadNative().openRawSocket(ifname),
   ss: runSs,
+  readCounters: (pinDir) => {
+    const pinned = XdpDataplane.readPinned(pinDir);
+    return {
+      counters: async (groups) => ({
+        reasons: pinned.reasonCounters(), buckets: pinned.bucketCounters(groups), requestersRefused: pinned.requesterBudget().refused,
+      }),
+      close: () => pinned.close(),
+    };
+  },
+  socketScan: defaultSocketScan,
 };

@@ -95,20 +95,7 @@ export class MembershipEngine {
   tick(nowNs: bigint): EngineOutput {
     const out = this.output();
     this.maybeSwitchConfig(out);
-    if (this.eligibility.lastTickNs === undefined) {
-      // The discovery grace counts from the first tick, not from construction: the daemon
-      // builds the engine before it loads and attaches the program (hundreds of ms), and a
-      // grace spent before any heartbeat went out would let a starting node serve every
-      // bucket alone, and reset its peers' connections, before it has heard them.
-      const graceFromFirstTick = nowNs + BigInt(this.ctx.opts.timing.mlostCount) * this.ctx.pulseNs;
-      if (graceFromFirstTick > this.eligibility.graceUntilNs) this.eligibility.graceUntilNs = graceFromFirstTick;
-    } else if (nowNs - this.eligibility.lastTickNs > 3n * this.ctx.pulseNs) {
-      // Resumed after a pause (SIGSTOP, a stalled event loop): what we knew is stale, so
-      // re-discover before ever serving alone.
-      if (nowNs >= this.eligibility.graceUntilNs) this.eligibility.graceForAll = false;
-      this.eligibility.graceUntilNs = nowNs + BigInt(this.ctx.opts.timing.mlostCount) * this.ctx.pulseNs;
-    }
-    this.eligibility.lastTickNs = nowNs;
+    this.eligibility.noteTick(nowNs);
     const members = this.eligibility.assess(nowNs, out);
     const candidates = [...members];
     if (this.ctx.eligible) candidates.push(this.self);
@@ -251,22 +238,7 @@ export class MembershipEngine {
   /** The local checks or an administrative stop. false revokes the lease at once. */
   setLocalHealth(ok: boolean, cause: string): EngineOutput {
     const out = this.output();
-    // Back from a failed check (a link down, `farmlb stop`): what we knew is stale and our
-    // buckets were given away meanwhile, so rejoin like a starting node — discover every
-    // peer before leading or serving alone (docs/membership.md, "A returning node").
-    if (ok && !this.eligibility.healthOk && this.eligibility.lastTickNs !== undefined) {
-      const grace = this.eligibility.lastTickNs + BigInt(this.ctx.opts.timing.mlostCount + 1) * this.ctx.pulseNs;
-      if (grace > this.eligibility.graceUntilNs) this.eligibility.graceUntilNs = grace;
-      this.eligibility.graceForAll = true;
-    }
-    this.eligibility.healthOk = ok;
-    this.eligibility.healthCause = ok ? '' : cause;
-    if (!ok && this.ctx.eligible) {
-      this.ctx.eligible = false;
-      this.ctx.cause = cause;
-      this.lease.revoke(out);
-      this.eligibility.updateState(out);
-    }
+    this.eligibility.setLocalHealth(ok, cause, out);
     return this.finish(out);
   }
 

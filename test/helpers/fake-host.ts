@@ -3,11 +3,13 @@
 // operation is appended to `ops` in the order it happened, so a test reads the start/stop
 // order from one list. The "pinned maps" outlive the data plane object as bpffs pins
 // outlive a process: a host opened after a crash (no stop) on the same pin directory adopts
-// the tables and lease the crashed one left, as XdpDataplane.open({ reusePins }) does.
+// the tables and lease the crashed one left, as XdpDataplane.open({ reusePins }) does. The
+// counters /metrics reads come from those maps; the socket table is `sockets`.
 
 import type { RawSocket, XdpMode } from '../../src/addon/native.js';
 import type { VmacMode } from '../../src/config/types.js';
-import type { HostDataplane, HostPort } from '../../src/daemon/host-port.js';
+import { HELD_STATES, type SocketScan } from '../../src/daemon/holdings.js';
+import type { CounterReader, HostDataplane, HostPort } from '../../src/daemon/host-port.js';
 import { ModelDataplane } from '../../src/dataplane/model.js';
 import type { BucketRows, DataplaneTables, Requester } from '../../src/dataplane/types.js';
 import type { AttachResult } from '../../src/dataplane/xdp.js';
@@ -15,6 +17,7 @@ import { FarmlbError } from '../../src/errors.js';
 import type { IfAddr } from '../../src/net/ip.js';
 import type { NeighbourSystem } from '../../src/net/neighbours.js';
 import type { NetSystem } from '../../src/net/setup.js';
+import type { TcpSocket } from '../../src/net/tcp-sockets.js';
 import type { RequestedXdpMode, XdpModeDecision } from '../../src/net/xdp-mode.js';
 
 export interface FakeLink {
@@ -101,6 +104,10 @@ export class FakeKernel implements HostPort {
   readonly ssCalls: string[][] = [];
   /** The data plane last opened. */
   dataplane: FakeDataplane | undefined;
+  /** The node's TCP sockets (what sock_diag lists to the holdings sampler). */
+  readonly sockets: TcpSocket[] = [];
+  /** Reads of the socket table (socketScan). */
+  socketScans = 0;
   private nextProgId = 100;
   readonly neighbours: NeighbourSystem;
 
@@ -222,6 +229,27 @@ export class FakeKernel implements HostPort {
     this.ssCalls.push(args);
     return '';
   };
+
+  readCounters(pinDir: string): CounterReader {
+    const maps = this.pins.get(pinDir);
+    this.ops.push(maps ? 'counters open' : 'counters open: none');
+    if (!maps) throw new Error(`no maps pinned in ${pinDir}`);
+    return {
+      counters: async (groups) => ({ reasons: await maps.reasonCounters(), buckets: (await maps.bucketCounters()).slice(0, groups), requestersRefused: 0n }),
+      close: () => { this.ops.push('counters close'); },
+    };
+  }
+
+  /** The sockets of a held state whose local address is one of `vips`, as the sock_diag filter passes them. */
+  socketScan(): SocketScan {
+    return async (visit, vips) => {
+      this.socketScans++;
+      for (const s of this.sockets) {
+        if (HELD_STATES.has(s.state) && vips.some((v) => v.family === s.family && Buffer.from(v.addr).equals(Buffer.from(s.localAddr)))) visit(s);
+      }
+      return { lines: this.sockets.length, truncated: false };
+    };
+  }
 
   private link(ifname: string): FakeLink {
     const l = this.links.find((x) => x.ifname === ifname);

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { controlRequest } from '../../src/api/control.js';
+import type { Metrics } from '../../src/api/metrics.js';
 import { loadConfigs } from '../../src/config/index.js';
 import type { ClusterConfig, FarmConfig } from '../../src/config/types.js';
 import { staticTable } from '../../src/balance/compile.js';
@@ -19,6 +20,7 @@ import { FarmDaemon } from '../../src/daemon/farm-daemon.js';
 import { NodeHost } from '../../src/daemon/node-host.js';
 import { StaticSource } from '../../src/daemon/static-source.js';
 import type { SourceSink, SourceView, TableSource } from '../../src/daemon/table-source.js';
+import { buildFrame } from '../../src/net/frames.js';
 import { netstateFile, readNetState } from '../../src/net/netstate.js';
 import type { InstancePaths } from '../../src/paths.js';
 import { FakeKernel } from '../helpers/fake-host.js';
@@ -249,6 +251,23 @@ describe('NodeHost on the fake host: a restart after a killed run', () => {
     expect(kernel.xdp.size).toBe(0);
     expect(kernel.pins.size).toBe(0);
     expect(existsSync(netstateFile(paths.runDir))).toBe(false);
+  });
+});
+
+describe('FarmDaemon on the fake host: what it reads of the kernel goes through the host port', () => {
+  it('/metrics reads the counters of the pinned maps, opened once, closed at stop', async () => {
+    const d = await daemon(staticSource);
+    await d.start();
+    const maps = kernel.model(paths.pinDir)!;
+    const decision = maps.process(buildFrame({ l3: { family: 4, src: '192.0.2.10', dst: VIP }, l4: { proto: 'tcp', sport: 40000, dport: 80 }, payload: 8 }), nowNs());
+    // The scrape is the daemon's own (its Metrics), as the health server serves it.
+    const metrics = (d as unknown as { metrics: Metrics }).metrics;
+    const line = new RegExp(`^farmlb_verdict_packets_total\\{reason="${decision.reason}"[^}]*\\} 1$`, 'm');
+    expect(await metrics.render()).toMatch(line);
+    expect(await metrics.render()).toMatch(line);
+    expect(kernel.ops.filter((o) => o === 'counters open')).toHaveLength(1);
+    await d.stop();
+    expect(kernel.ops).toContain('counters close');
   });
 });
 

@@ -14,8 +14,10 @@ import { loadNative } from '../../src/addon/native.js';
 import { controlRequest } from '../../src/api/control.js';
 import { loadConfigs } from '../../src/config/index.js';
 import { FarmDaemon } from '../../src/daemon/farm-daemon.js';
+import { connectionBucket } from '../../src/daemon/holdings.js';
 import { createMembershipSource, powersFile } from '../../src/daemon/membership-source.js';
 import type { DataplaneTables } from '../../src/dataplane/types.js';
+import type { TcpSocket } from '../../src/net/tcp-sockets.js';
 import type { InstancePaths } from '../../src/paths.js';
 import { FakeKernel } from '../helpers/fake-host.js';
 
@@ -159,6 +161,31 @@ describe('FarmDaemon with the membership on fake hosts', () => {
     expect(left.xdp.get('eth0')).toBe(left.dataplane!.programId());
     expect([...left.aliases]).toEqual([`eth0 ${VIP}/24`]);
     await until('agreement again', agreed);
+  });
+
+  it('the holdings sampler reads the socket table through the host port: a drained node hands over a bucket until its connection closes', async () => {
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('agreement', agreed);
+    const k1 = kernels.get('node1')!;
+    const tables = k1.model(paths('node1').pinDir)!.tables()!;
+    const socket = (remotePort: number): TcpSocket => ({
+      family: 4, localAddr: Uint8Array.of(192, 168, 1, 222), localPort: 80, remoteAddr: Uint8Array.of(192, 0, 2, 10), remotePort,
+      state: 'ESTABLISHED', stateNumber: 1,
+    });
+    // A client port whose bucket node1 serves: the connection node1 keeps as previous owner.
+    let clientPort = 40_000;
+    for (;; clientPort++) {
+      const b = connectionBucket(tables, socket(clientPort));
+      if (b.kind === 'bucket' && tables.buckets[b.group]![b.bucket] === tables.selfNode) break;
+    }
+    k1.sockets.push(socket(clientPort));
+    await controlRequest(paths('node1').runDir, { cmd: 'drain', node: 'node1' }, { module: 'unit', timeoutMs: 10_000 });
+    const handover = () => running.get('node1')!.status().nodes.find((n) => n.self)?.handover;
+    // Every bucket but the one with the connection ends its handover as drained.
+    await until('node1 previous owner of the one bucket holding the connection', () => handover()?.prevBuckets === 1 && handover()?.connections === 1);
+    expect(k1.socketScans).toBeGreaterThan(0);
+    k1.sockets.length = 0;
+    await until('the handover ended once the connection closed', () => handover()?.prevBuckets === 0 && owned('node2') === 256);
   });
 
   it('a refused reload (the VIP changed) keeps the running configuration and table, and stages nothing', async () => {

@@ -170,6 +170,42 @@ describe('handover: limits, moves during a handover, crashes', () => {
   });
 });
 
+describe('handover: the new owner fails during its handover', () => {
+  // A node back from a failure takes its buckets over from their previous owners, which keep
+  // serving their connections; when it fails again before those drain (a kill, or a host stall
+  // that makes it lose its peers), its buckets go back to those previous owners, and its next
+  // return moves them once more without cutting a connection (docs/membership.md, "Handover").
+  const GROUPS = [{ name: 'g', powers: new Map([['node1', 1], ['node2', 1], ['node3', 2]]) }];
+  for (const how of ['killed', 'hung'] as const) {
+    it(`${how}: its buckets go back to their previous owners and no connection they hold is cut, then or at its next return`, () => {
+      for (const seed of [1, 2, 3]) {
+        const sim = farm({ groups: GROUPS, seed, connections: { drainMs: [60_000, 60_000] } });
+        sim.crash('node2');
+        expect(sim.run(3000, () => sim.converged(['node1', 'node3']))).toBe(true);
+        sim.start('node2');
+        // node2 owns buckets whose connections node1 and node3 still hold as previous owners.
+        expect(sim.run(3000, () => sim.servedCounts().get('node2') !== undefined && sim.node('node1').prev[0]!.some((p) => p !== null))).toBe(true);
+        const prevBefore = [...sim.node('node1').prev[0]!];
+        const inHandover = prevBefore.map((p, b) => (p !== null ? b : -1)).filter((b) => b >= 0);
+        const from = sim.nowMs;
+        if (how === 'killed') sim.crash('node2'); else sim.pause('node2');
+        const leader = sim.node('node1');
+        expect(sim.run(3000, () => inHandover.every((b) => leader.rows[0]![b] === prevBefore[b] && leader.prev[0]![b] === null))).toBe(true);
+        // Back to their previous owners, each one: 'returned', nothing cut.
+        const ended = events(sim, 'handover_ended', from);
+        expect(ended.length).toBeGreaterThan(0);
+        expect(ended.every((e) => e.reason === 'returned')).toBe(true);
+        expect(sim.lostConnections).toBe(0);
+        if (how === 'killed') sim.start('node2'); else sim.resume('node2');
+        expect(sim.run(5000, () => sim.servedCounts().get('node2') === 64)).toBe(true);
+        sim.run(1000);
+        expect(events(sim, 'handover_ended', from).filter((e) => e.reason === 'moved' || e.reason === 'limit')).toEqual([]);
+        expect(sim.lostConnections).toBe(0);
+      }
+    });
+  }
+});
+
 describe('handover off (limit 0)', () => {
   it('moves a rejoining node\'s buckets in one hand-over, names no previous owner and reports no handover', () => {
     const sim = new Simulator({ nodes: NAMES, seed: 7 });

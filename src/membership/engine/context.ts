@@ -16,15 +16,8 @@ export function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Nobody (a bucket no table names anyone for). Never modified. */
-export const NO_ONE: ReadonlySet<string> = new Set<string>();
-
 export const maxBig = (a: bigint | undefined, b: bigint | undefined): bigint | undefined =>
   a === undefined ? b : b === undefined ? a : a > b ? a : b;
-
-export function minBig(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
-  return a === undefined ? b : b === undefined ? a : a < b ? a : b;
-}
 
 /** The WAIT cause of a node in its discovery grace; peers read it (smallerPeerDiscovering). */
 export const DISCOVERING = 'discovering peers';

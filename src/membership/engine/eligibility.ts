@@ -4,9 +4,11 @@
 //
 // Invariants guarded here:
 // - A node that stops being eligible (health, config digest, quorum) revokes its lease at
-//   once — assess (and MembershipEngine.setLocalHealth) call Lease.revoke.
+//   once — assess and setLocalHealth call Lease.revoke.
 // - Within the discovery grace nobody leads or serves alone before every peer is heard and
-//   in mutual contact (a farm starting together makes one table, not several) — assess.
+//   in mutual contact (a farm starting together makes one table, not several); the grace
+//   starts at the first pulse, after a pause and when a failed check recovers — assess,
+//   noteTick, setLocalHealth.
 // - Every node of a view chooses the same reference digest — chooseDigest.
 // - UP only on a view's table naming us — updateState.
 
@@ -16,23 +18,64 @@ import type { Lease } from './lease.js';
 import type { Peer, PeerTable } from './peers.js';
 
 export class Eligibility {
-  healthOk = true;
-  healthCause = '';
-  aliveCount = 0;
-  graceUntilNs: bigint;
+  private healthOk = true;
+  private healthCause = '';
+  private aliveCount = 0;
+  private graceUntilNs: bigint;
   /**
    * Whether the grace waits for every peer (start, a recovered check) or only for one (after
    * a pause: a daemon stalled for a few pulses by a loaded host still hears its view, and
    * waiting for a dead peer's return would stop it serving — docs/membership.md).
    */
-  graceForAll = true;
-  lastTickNs: bigint | undefined;
+  private graceForAll = true;
+  private lastTickNs: bigint | undefined;
   splitBrain = false;
   missing: string[] = [];
   private mismatchReported = new Set<string>();
 
   constructor(private readonly ctx: EngineContext, private readonly peers: PeerTable, private readonly lease: Lease) {
     this.graceUntilNs = ctx.opts.startNs + BigInt(ctx.opts.timing.mlostCount) * ctx.pulseNs;
+  }
+
+  /**
+   * A pulse at `nowNs`: the discovery grace starts at the first one, and again after a pause
+   * of more than 3 pulses.
+   */
+  noteTick(nowNs: bigint): void {
+    if (this.lastTickNs === undefined) {
+      // The discovery grace counts from the first tick, not from construction: the daemon
+      // builds the engine before it loads and attaches the program (hundreds of ms), and a
+      // grace spent before any heartbeat went out would let a starting node serve every
+      // bucket alone, and reset its peers' connections, before it has heard them.
+      const graceFromFirstTick = nowNs + BigInt(this.ctx.opts.timing.mlostCount) * this.ctx.pulseNs;
+      if (graceFromFirstTick > this.graceUntilNs) this.graceUntilNs = graceFromFirstTick;
+    } else if (nowNs - this.lastTickNs > 3n * this.ctx.pulseNs) {
+      // Resumed after a pause (SIGSTOP, a stalled event loop): what we knew is stale, so
+      // re-discover before ever serving alone.
+      if (nowNs >= this.graceUntilNs) this.graceForAll = false;
+      this.graceUntilNs = nowNs + BigInt(this.ctx.opts.timing.mlostCount) * this.ctx.pulseNs;
+    }
+    this.lastTickNs = nowNs;
+  }
+
+  /** The local checks or an administrative stop: false revokes the lease at once. */
+  setLocalHealth(ok: boolean, cause: string, out: EngineOutput): void {
+    // Back from a failed check (a link down, `farmlb stop`): what we knew is stale and our
+    // buckets were given away meanwhile, so rejoin like a starting node — discover every
+    // peer before leading or serving alone (docs/membership.md, "A returning node").
+    if (ok && !this.healthOk && this.lastTickNs !== undefined) {
+      const grace = this.lastTickNs + BigInt(this.ctx.opts.timing.mlostCount + 1) * this.ctx.pulseNs;
+      if (grace > this.graceUntilNs) this.graceUntilNs = grace;
+      this.graceForAll = true;
+    }
+    this.healthOk = ok;
+    this.healthCause = ok ? '' : cause;
+    if (!ok && this.ctx.eligible) {
+      this.ctx.eligible = false;
+      this.ctx.cause = cause;
+      this.lease.revoke(out);
+      this.updateState(out);
+    }
   }
 
   quorumOk(): boolean {

@@ -21,10 +21,13 @@ import { rebalance } from '../../balance/assign.js';
 import { bitmapHas, effectivePowers, hasAny, type Rows, sameRows, tableDigest, type TableRows } from '../table.js';
 import { leaseWaitNs } from '../timing.js';
 import type { EngineOutput, GroupHandover, HandoverEndReason } from '../types.js';
-import { byName, DISCOVERING, type EngineContext, minBig, NO_ONE } from './context.js';
+import { byName, DISCOVERING, type EngineContext } from './context.js';
 import type { Peer, PeerTable } from './peers.js';
 import type { InstalledTables } from './tables.js';
 import type { OwnHeartbeat } from './wire.js';
+
+/** Nobody (a bucket no table names anyone for). Never modified. */
+const NO_ONE: ReadonlySet<string> = new Set<string>();
 
 /** One bucket's handover as the leader tracks it (for the limit and the drained check). */
 interface HandoverRecord {
@@ -32,6 +35,8 @@ interface HandoverRecord {
   startNs: bigint;
   /** Epoch of the table that made `prev` previous owner: its reports from older tables prove nothing. */
   startEpoch: number;
+  /** The bucket's new owner left the view: it goes back to `prev` (see lead()). */
+  ownerLeft?: boolean;
 }
 
 export class Leadership {
@@ -124,7 +129,20 @@ export class Leadership {
     const nextGroups: Rows = [];
     const nextPrev: Rows = [];
     base.groups.forEach((row, g) => {
-      const desired = rebalance(row, powers[g] ?? new Map(), view);
+      // A bucket in handover whose new owner left the view goes back to its previous owner,
+      // which still serves the connections it holds there; given to a third node, they would be
+      // cut at the next move (the failed node's return). The failure then costs only the failed
+      // node's own connections. The bucket counts as the previous owner's from the table that
+      // finds its owner gone, through the lost owner's lease wait (unowned), until it is back.
+      const held = base.prev[g]?.some((p) => p !== null) ? row.map((o, b) => {
+        const p = base.prev[g]![b] ?? null;
+        if (p === null || !members.has(p) || (o !== null && members.has(o))) return o;
+        const rec = this.handovers.get(`${g}:${b}`);
+        if (rec?.prev !== p) return o;
+        if (o !== null) rec.ownerLeft = true;
+        return rec.ownerLeft ? p : o;
+      }) : row;
+      const desired = rebalance(held, powers[g] ?? new Map(), view);
       // Who may serve each bucket, as owner or as previous owner, in a table they may have installed.
       // (Sets made only for buckets someone holds; NO_ONE stands for the others.)
       const asOwner = new Array<Set<string> | undefined>(row.length);
@@ -185,7 +203,8 @@ export class Leadership {
             : this.endReason(g, b, wasPrev, members, ownerOf, prevOf, nowNs) ?? 'prev_lost';
           ended.push({ g, b, from: wasPrev, reason });
         }
-        if (prev !== null && prev !== wasPrev) started.push({ g, b, from: prev, to: want });
+        // An owner held back in place (want === prev) is not moving: no owner-to-be to name.
+        if (prev !== null && prev !== wasPrev) started.push({ g, b, from: prev, to: want === prev ? null : want });
         owners.push(owner);
         prevs.push(prev);
       });
@@ -407,4 +426,8 @@ export class Leadership {
     }
     return true;
   }
+}
+
+function minBig(a: bigint | undefined, b: bigint | undefined): bigint | undefined {
+  return a === undefined ? b : b === undefined ? a : a < b ? a : b;
 }

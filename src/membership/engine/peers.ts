@@ -64,7 +64,8 @@ export class PeerTable {
   /** Per peer, the key id its last foreign frame named (FLB2 frames only). */
   readonly foreignKeyIds = new Map<string, string>();
   readonly heardSinceStart = new Set<string>();
-  lostAt = new Map<string, number>();
+  /** Detection time of each peer lost, until a table leaves it out (the view event's detectionMs). */
+  readonly lostAt = new Map<string, number>();
 
   constructor(private readonly ctx: EngineContext) {
     for (const n of ctx.opts.nodes) if (n !== ctx.self) this.peers.set(n, { name: n, alive: false, everHeard: false, received: 0, missed: 0 });

@@ -40,8 +40,6 @@ export class InstalledTables {
    * on any of them renews the lease (noteAck).
    */
   lineageStartEpoch = 0;
-  /** Set by install(): the table just installed left out a node of the previous view. */
-  private droppedFromView = false;
   /**
    * The tables this node installed lately (its own as leader, or followed), oldest first: a
    * peer may have installed any of them newer than the table it last reported to us.
@@ -214,7 +212,6 @@ export class InstalledTables {
     if (table.epoch > this.ctx.maxEpochSeen) this.ctx.maxEpochSeen = table.epoch;
     out.table = table;
     const lostNodes = prev.view.filter((n) => !table.view.includes(n));
-    this.droppedFromView = lostNodes.length > 0;
     const detections = lostNodes.map((n) => this.peers.lostAt.get(n)).filter((x): x is number => x !== undefined);
     for (const n of lostNodes) this.peers.lostAt.delete(n);
     out.events.push({
