@@ -406,15 +406,37 @@ const row = (x: unknown, what: string, min: number, max: number): unknown[] => {
   return x;
 };
 
+/** Is a name in `names` twice? Pairwise for a farm's few names (no Set per heartbeat). */
+function hasDuplicate(names: readonly string[]): boolean {
+  if (names.length > 64) return new Set(names).size !== names.length;
+  for (let i = 1; i < names.length; i++) {
+    const n = names[i];
+    for (let j = 0; j < i; j++) if (names[j] === n) return true;
+  }
+  return false;
+}
+
+/** A v2 node index: the name it is in `names`. */
+function nodeAt(names: readonly string[], x: unknown, what: string): string {
+  if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= names.length) throw bad(`${what} is not an index of n`);
+  return names[x]!;
+}
+
+/** A v2 heard entry from `at` on: state, mutual, then epoch and digest (absent = the sender's). */
+function heardAt(h: unknown[], at: number, name: string, ageMs: number, epoch: number, tableDigest: string): HeardEntry {
+  return {
+    node: name, ageMs, state: state01(h[at]), mutual: flag(h[at + 1], 'heard mutual'),
+    epoch: h.length > at + 2 ? int(h[at + 2], 'heard epoch') : epoch,
+    tableDigest: h.length > at + 3 ? str(h[at + 3], 'heard tableDigest') : tableDigest,
+  };
+}
+
+// parseV2 runs on every received heartbeat: plain functions, no closure per call.
 function parseV2(raw: Record<string, unknown>): Heartbeat {
   for (const k in raw) if (!V2_KEYS.has(k)) throw bad(`unknown field ${k.slice(0, 20)}`);
   const names = strings(raw.n, 'n', V2_MAX_NAMES, 200, 'n: a node name is not a string');
   // A name twice would let two indexes mean one node: refused, as the sender never does it.
-  if (new Set(names).size !== names.length) throw bad('n: a node name twice');
-  const node = (x: unknown, what: string): string => {
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= names.length) throw bad(`${what} is not an index of n`);
-    return names[x]!;
-  };
+  if (hasDuplicate(names)) throw bad('n: a node name twice');
   let view: string[];
   if (typeof raw.vw === 'number') {
     if (!Number.isInteger(raw.vw) || raw.vw < 0 || raw.vw > names.length) throw bad('vw is not a count of n');
@@ -422,7 +444,7 @@ function parseV2(raw: Record<string, unknown>): Heartbeat {
   } else {
     const viewRaw = arr(raw.vw, 'vw', 256);
     view = new Array<string>(viewRaw.length);
-    for (let i = 0; i < viewRaw.length; i++) view[i] = node(viewRaw[i], 'view node');
+    for (let i = 0; i < viewRaw.length; i++) view[i] = nodeAt(names, viewRaw[i], 'view node');
   }
   const epoch = int(raw.e, 'epoch');
   const tableDigest = str(raw.td, 'tableDigest');
@@ -434,17 +456,11 @@ function parseV2(raw: Record<string, unknown>): Heartbeat {
     const entries: PowerOverrides['entries'] = new Array(entriesRaw.length);
     for (let i = 0; i < entriesRaw.length; i++) {
       const e = row(entriesRaw[i], 'power entry', 3, 3);
-      entries[i] = { node: node(e[0], 'power node'), group: e[1] === null ? null : str(e[1], 'power group'), power: int(e[2], 'power') };
+      entries[i] = { node: nodeAt(names, e[0], 'power node'), group: e[1] === null ? null : str(e[1], 'power group'), power: int(e[2], 'power') };
     }
     powers = { version: int(pw[0], 'powers version'), origin: str(pw[1], 'powers origin'), entries };
   }
 
-  // A heard entry from `at` on: state, mutual, then epoch and digest (absent = the sender's).
-  const heardAt = (h: unknown[], at: number, name: string, ageMs: number): HeardEntry => ({
-    node: name, ageMs, state: state01(h[at]), mutual: flag(h[at + 1], 'heard mutual'),
-    epoch: h.length > at + 2 ? int(h[at + 2], 'heard epoch') : epoch,
-    tableDigest: h.length > at + 3 ? str(h[at + 3], 'heard tableDigest') : tableDigest,
-  });
   const peersRaw = arr(raw.p, 'peers', 256);
   const acksRaw = raw.a === undefined ? [] : arr(raw.a, 'acks', 256);
   const heardRaw = raw.h === undefined ? [] : arr(raw.h, 'heard', 256);
@@ -453,17 +469,17 @@ function parseV2(raw: Record<string, unknown>): Heartbeat {
   const heard: HeardEntry[] = new Array(peersRaw.length + heardRaw.length);
   for (let i = 0; i < peersRaw.length; i++) {
     const p = row(peersRaw[i], 'peer', 6, 8);
-    const name = node(p[0], 'peer node');
+    const name = nodeAt(names, p[0], 'peer node');
     acks[i] = { node: name, incarnation: big36(p[1], 'ack incarnation', true), seq: int(p[2], 'ack seq') };
-    heard[i] = heardAt(p, 4, name, int(p[3], 'heard age'));
+    heard[i] = heardAt(p, 4, name, int(p[3], 'heard age'), epoch, tableDigest);
   }
   for (let i = 0; i < acksRaw.length; i++) {
     const a = row(acksRaw[i], 'ack', 3, 3);
-    acks[peersRaw.length + i] = { node: node(a[0], 'ack node'), incarnation: big36(a[1], 'ack incarnation', true), seq: int(a[2], 'ack seq') };
+    acks[peersRaw.length + i] = { node: nodeAt(names, a[0], 'ack node'), incarnation: big36(a[1], 'ack incarnation', true), seq: int(a[2], 'ack seq') };
   }
   for (let i = 0; i < heardRaw.length; i++) {
     const h = row(heardRaw[i], 'heard', 4, 6);
-    heard[peersRaw.length + i] = heardAt(h, 2, node(h[0], 'heard node'), int(h[1], 'heard age'));
+    heard[peersRaw.length + i] = heardAt(h, 2, nodeAt(names, h[0], 'heard node'), int(h[1], 'heard age'), epoch, tableDigest);
   }
 
   let holdings: HeartbeatHoldings | undefined;
@@ -477,7 +493,7 @@ function parseV2(raw: Record<string, unknown>): Heartbeat {
   const hb: Heartbeat = {
     v: 2,
     module: str(raw.m, 'module'),
-    from: node(raw.f, 'from'),
+    from: nodeAt(names, raw.f, 'from'),
     incarnation: big36(raw.i, 'incarnation', true),
     seq: int(raw.s, 'seq'),
     sentAtNs: big36(raw.t, 'sentAtNs', false),
@@ -485,7 +501,7 @@ function parseV2(raw: Record<string, unknown>): Heartbeat {
     cause: raw.c === undefined ? '' : str(raw.c, 'cause'),
     configDigest: str(raw.cd, 'configDigest'),
     epoch,
-    leader: raw.l === null ? null : node(raw.l, 'leader'),
+    leader: raw.l === null ? null : nodeAt(names, raw.l, 'leader'),
     view,
     tableDigest,
     table: strings(raw.tb, 'table', 64, 400, 'table row'),
