@@ -136,6 +136,14 @@ export class MembershipEngine {
     return this.finish(out);
   }
 
+  /**
+   * A heartbeat now, outside any decision: the daemon's, when an early heartbeat overtook a
+   * decision's own while its table was being installed (heartbeat-gate.ts).
+   */
+  beat(nowNs: bigint): Heartbeat {
+    return this.wire.heartbeat(nowNs);
+  }
+
   receive(hb: Heartbeat, nowNs: bigint): EngineOutput {
     const out = this.output();
     const reject = (reason: string, detail?: string): EngineOutput => {

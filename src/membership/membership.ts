@@ -2,9 +2,12 @@
 // planned) can replace the built-in protocol, and BuiltinMembership: MembershipEngine +
 // Transport + a pulse timer. The one ordering rule (docs/membership.md): a decision's table
 // and lease are applied (awaited) before its heartbeat is transmitted, because peers take
-// a bucket from us as soon as our heartbeat says we installed the table that moves it.
+// a bucket from us as soon as our heartbeat says we installed the table that moves it. (A
+// heartbeat of a decision without a table leaves during an install, reporting the table the
+// data plane has: heartbeat-gate.ts.)
 
 import type { MembershipEngine } from './engine.js';
+import { HeartbeatGate } from './heartbeat-gate.js';
 import { metered, type Transport } from './transport.js';
 import type { EngineOutput, GroupPowers, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
 
@@ -61,6 +64,8 @@ export class BuiltinMembership implements Membership {
   private failed = false;
   private lastState: EngineOutput['state'] | undefined;
   private lastCause: string | undefined;
+  /** Heartbeats that leave while a table is being installed (heartbeat-gate.ts). */
+  private readonly gate = new HeartbeatGate();
 
   constructor(private readonly opts: BuiltinMembershipOptions) {}
 
@@ -146,9 +151,16 @@ export class BuiltinMembership implements Membership {
     return this.opts.engine.powerOverrides();
   }
 
-  /** Applies decisions one at a time; a heartbeat leaves only after its decision applied. */
+  /**
+   * Applies decisions one at a time; a heartbeat leaves only after its decision applied —
+   * except while a table is being installed: then it leaves at once, reporting the table the
+   * data plane has (heartbeat-gate.ts).
+   */
   private handle(out: EngineOutput): void {
     if (this.stopped) return;
+    const early = this.gate.early(out);
+    if (early.now) this.opts.transport.send(early.now);
+    out = early.queued;
     // Most received heartbeats change nothing to apply: no table, lease, heartbeat, event or
     // state. Queueing them through the daemon would cost more than the heartbeat itself.
     const idle = !out.table && out.leaseDeadlineNs === undefined && !out.send && out.events.length === 0
@@ -157,8 +169,15 @@ export class BuiltinMembership implements Membership {
     this.lastState = out.state;
     this.lastCause = out.cause;
     const step = this.queue.then(async () => {
-      await this.apply?.(out);
-      if (out.send && !this.stopped) this.opts.transport.send(out.send);
+      try {
+        await this.apply?.(out);
+      } catch (err) {
+        // Not applied: no heartbeat reports its table (the next pulse decides again).
+        this.gate.failed(out);
+        throw err;
+      }
+      const hb = this.gate.applied(out, () => this.opts.engine.beat(this.opts.nowNs()));
+      if (hb && !this.stopped) this.opts.transport.send(hb);
     });
     this.queue = step.catch((err) => this.opts.onError?.(err));
   }

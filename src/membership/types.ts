@@ -247,6 +247,12 @@ export interface EngineOutput {
   completesTable?: true;
   /** Write this lease deadline (monotonic ns); 0n = revoke now. */
   leaseDeadlineNs?: bigint;
+  /**
+   * The tables `leaseDeadlineNs` holds for besides the installed one: those of `leader` from
+   * `fromEpoch` on (the lineage, docs/membership.md "Kernel lease"). A data plane still on
+   * an earlier table of it may take the deadline before the tables queued after it.
+   */
+  leaseLineage?: { leader: string; fromEpoch: number };
   /** Transmit to every peer on every LAN. */
   send?: Heartbeat;
   /** The module state: UP = eligible and serving its view's table. */

@@ -22,9 +22,10 @@ import type { SplitBrainPolicy } from '../../src/config/types.js';
 import { FarmlbError } from '../../src/errors.js';
 import { decodeHeartbeat, encodeHeartbeat } from '../../src/membership/codec.js';
 import { MembershipEngine } from '../../src/membership/engine.js';
+import { HeartbeatGate } from '../../src/membership/heartbeat-gate.js';
 import { emptyRows } from '../../src/membership/table.js';
 import { DEFAULT_TIMING, leaseClockSlackNs } from '../../src/membership/timing.js';
-import type { EngineOutput, GroupPowers, MembershipEvent, MembershipTiming, PowerOverrides } from '../../src/membership/types.js';
+import type { EngineOutput, GroupPowers, Heartbeat, MembershipEvent, MembershipTiming, PowerOverrides } from '../../src/membership/types.js';
 
 /** Connections a previous owner still holds in one bucket (the simulated socket table). */
 interface Held {
@@ -80,6 +81,14 @@ export interface SimOptions {
    * v2 bodies as that release's decoder did (FARMLB_E_MEMBERSHIP_BAD_MESSAGE). See upgrade().
    */
   v1Only?: string[];
+  /**
+   * Heartbeats of decisions without a table leave at once while an install is pending,
+   * reporting the data plane's table (heartbeat-gate.ts, as the daemon does). Default true;
+   * false: every heartbeat waits for its decision, as before (to compare).
+   */
+  earlyHeartbeats?: boolean;
+  /** Experiment, default false (the daemon does not): see earlyLease(). */
+  earlyLeaseWrites?: boolean;
   /** Throw on the first continuity violation (see `lapses`; default false: recorded only). */
   throwOnLapse?: boolean;
 }
@@ -107,6 +116,8 @@ export interface Violation {
 interface SimNode {
   name: string;
   engine?: MembershipEngine;
+  /** Which heartbeats leave while an install is pending (the daemon's BuiltinMembership). */
+  gate: HeartbeatGate;
   running: boolean;
   paused: boolean;
   queue: Buffer[];
@@ -120,6 +131,9 @@ interface SimNode {
   incarnation: bigint;
   /** Global time the data plane finishes the decisions queued so far (installMs). */
   busyUntilNs: bigint;
+  /** The data plane's table (leader, epoch) and the tables queued behind it (earlyLeaseWrites). */
+  dpTable?: { leader: string | null; epoch: number };
+  queuedTables: { leader: string | null; epoch: number }[];
   digest: string;
   key: Buffer;
   overrides?: PowerOverrides;
@@ -194,6 +208,8 @@ export class Simulator {
     for (const name of opts.nodes) {
       this.nodes.set(name, {
         name,
+        gate: new HeartbeatGate(),
+        queuedTables: [],
         running: false,
         paused: false,
         queue: [],
@@ -318,6 +334,9 @@ export class Simulator {
     // A restart revokes the lease: whatever the node held as previous owner is gone.
     n.held = this.groups.map(() => new Array<Held | undefined>(NBUCKETS).fill(undefined));
     n.epoch = 0;
+    n.gate = new HeartbeatGate();
+    n.dpTable = undefined;
+    n.queuedTables = [];
     n.engine = new MembershipEngine({
       module: 'farm',
       self: name,
@@ -457,10 +476,10 @@ export class Simulator {
   /** Every datagram sent, newest last (replay tests). */
   readonly wire: { from: string; to: string; bytes: Buffer; atMs: number }[] = [];
 
-  private send(from: SimNode, out: EngineOutput): void {
-    if (!out.send) return;
-    const { readsV2: _, ...asV1Only } = out.send;
-    const bytes = encodeHeartbeat(this.v1Only.has(from.name) ? { ...asV1Only, v: 1 } : out.send, from.key);
+  private send(from: SimNode, hb: Heartbeat | undefined): void {
+    if (!hb) return;
+    const { readsV2: _, ...asV1Only } = hb;
+    const bytes = encodeHeartbeat(this.v1Only.has(from.name) ? { ...asV1Only, v: 1 } : hb, from.key);
     const [lo, hi] = this.opts.delayMs ?? [0.1, 2];
     for (const to of this.names) {
       if (to === from.name) continue;
@@ -512,6 +531,14 @@ export class Simulator {
       return;
     }
     const engine = n.engine;
+    // A heartbeat that may leave before its decision is applied (heartbeat-gate.ts) leaves now.
+    if (this.opts.earlyHeartbeats !== false) {
+      const early = n.gate.early(out);
+      this.send(n, early.now);
+      out = early.queued;
+    }
+    if (this.opts.earlyLeaseWrites) this.earlyLease(n, out);
+    if (out.table) n.queuedTables.push({ leader: out.table.leader, epoch: out.table.epoch });
     const start = n.busyUntilNs > this.nowNs ? n.busyUntilNs : this.nowNs;
     const took = out.table ? BigInt(Math.round((range[0] + this.random() * (range[1] - range[0])) * 1e6)) : 0n;
     n.busyUntilNs = start + took;
@@ -523,14 +550,33 @@ export class Simulator {
     this.schedule(n.busyUntilNs, () => { if (n.engine === engine && n.running) this.applyNow(n, out); });
   }
 
+  /**
+   * Experiment (not what the daemon does): a renewal decided while tables are queued extends
+   * the lease at once when the data plane's table and every queued one are of the lineage it
+   * holds for, and the node serves.
+   */
+  private earlyLease(n: SimNode, out: EngineOutput): void {
+    const lin = out.leaseLineage;
+    const deadline = out.leaseDeadlineNs;
+    if (!lin || deadline === undefined || deadline <= n.leaseNs || out.table || n.queuedTables.length === 0) return;
+    if (out.state !== 'UP' || n.state !== 'UP' || n.validUntilNs <= this.nowNs) return;
+    const inLineage = (t: { leader: string | null; epoch: number } | undefined) => t !== undefined && t.leader === lin.leader && t.epoch >= lin.fromEpoch;
+    if (!inLineage(n.dpTable) || !n.queuedTables.every(inLineage)) return;
+    n.leaseNs = deadline;
+    this.noteLease(n, false);
+    this.check();
+  }
+
   private applyNow(n: SimNode, out: EngineOutput): void {
     if (out.table) {
+      n.dpTable = n.queuedTables.shift() ?? { leader: out.table.leader, epoch: out.table.epoch };
       if (this.conn) this.moveConnections(n, out.table.groups, out.table.prev);
       n.rows = out.table.groups.map((r) => [...r]);
       n.prev = out.table.prev.map((r) => [...r]);
       n.epoch = out.table.epoch;
     }
-    if (out.leaseDeadlineNs !== undefined) n.leaseNs = out.leaseDeadlineNs;
+    // (An older renewal than one written early is not written back.)
+    if (out.leaseDeadlineNs !== undefined && !(this.opts.earlyLeaseWrites && out.leaseDeadlineNs !== 0n && out.leaseDeadlineNs < n.leaseNs)) n.leaseNs = out.leaseDeadlineNs;
     // The daemon: "WAIT serves nothing from the first instant" (lease 0, whatever the engine's).
     if (out.state === 'WAIT') n.leaseNs = 0n;
     this.noteLease(n, out.table !== undefined);
@@ -542,7 +588,8 @@ export class Simulator {
     }
     if (n.events.length > 5000) n.events.splice(0, 2500);
     if (out.table || out.leaseDeadlineNs !== undefined) this.check();
-    this.send(n, out);
+    const engine = n.engine;
+    this.send(n, this.opts.earlyHeartbeats === false ? out.send : n.gate.applied(out, () => engine!.beat(this.localNs(n.name))));
   }
 
   // --- continuity (docs/membership.md, "Survivors keep serving") ---------------------------

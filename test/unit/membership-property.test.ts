@@ -332,6 +332,22 @@ describe('membership counterexamples of the seeds 1–20 search (fixed replays)'
     ]);
   });
 
+  // Search seed 14, again after that fix (serve, handover off and on): n2 paused on n3's side
+  // of a partition n2,n3 | n1,n4,n5; n3, alone, led a view of one, took every bucket and
+  // renewed its lease from its own liveness. At the repair (heal, n2 resumed) n2 relayed n3,
+  // read from its queue, UP on n3's own table, which n1 had never seen; but n1 had released
+  // n3 (lease wait from its last contact, fence complete) and gave n2 buckets 188 and 191,
+  // which n3 still served — and n2, never cut from n3, was in contact with it. A node that a
+  // relay shows alive and UP on a table since its last heartbeat is no longer released.
+  it.each([
+    [false, 884848, 0, 572],
+    [true, 884740, 552, 433],
+  ])('serve: a node alone on its side, relayed UP by a node back from a pause, keeps its buckets at the heal (handover %s)', (handover, seed, paused, waitMs) => {
+    runScenario('serve', handover, seed, [
+      { op: { kind: 'partition', mask: 6 }, waitMs: 0 }, { op: { kind: 'pause', node: 1 }, waitMs: paused }, wait(waitMs),
+    ]);
+  });
+
   // Search seed 18: after a heal under 50% loss n1 became leader of all five while n2, which
   // had not heard n1 as a member yet, still led n2..n5. They published tables 0.7 ms apart,
   // giving bucket 8 (unowned in both tables before) to n3 and to n2. A leader now gives no

@@ -338,10 +338,20 @@ export class Leadership {
     });
     for (const p of this.peers.values()) {
       const member = view.includes(p.name);
+      // A relay shows it on another table than its own last heartbeat to us did.
+      const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
+        && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
       if (!member) {
         const since = p.alive ? p.servingNs : minBig(this.peers.evidence(p), p.servingNs ?? this.peers.evidence(p));
         if (since === undefined) continue;
-        if (reportsFresh && nowNs >= since + this.takeoverWaitNs) {
+        // Not released while a relay shows it alive and UP on such a table: the lease wait
+        // counts from its last contact and the fence from its acknowledgers, but a node alone
+        // on its side of a partition renews from its own liveness (`serve`), so neither bounds
+        // its lease; and the relayer, about to get buckets from us, may be in contact with it
+        // (search seed 14: n2, resumed beside n3 at a heal, relayed n3 UP on n3's own table,
+        // which gave n3 every bucket; n1 gave n2 one of them while n3 still served it).
+        const relayedServing = p.alive && relayedNewer && p.indirectState === 'UP';
+        if (reportsFresh && nowNs >= since + this.takeoverWaitNs && !relayedServing) {
           if (this.fenced(p)) continue;
           this.fencePending = true;
         }
@@ -354,8 +364,6 @@ export class Leadership {
       // table, they never take every packet.)
       const reportedEpoch = p.hb?.epoch ?? -1;
       for (const t of this.tables.recentTables) if (t !== this.ctx.table && t.epoch > reportedEpoch) out.push([p.name, t, reportedEpoch === 0]);
-      const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
-        && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
       if (relayedNewer) {
         const rows = this.tables.knownTables.get(p.indirectDigest!);
         if (rows) out.push([p.name, rows]);

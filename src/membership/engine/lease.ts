@@ -104,6 +104,7 @@ export class Lease {
     if (deadline > this.ctx.leaseNsValue) {
       this.ctx.leaseNsValue = deadline;
       out.leaseDeadlineNs = deadline;
+      if (this.ctx.table.leader !== null) out.leaseLineage = { leader: this.ctx.table.leader, fromEpoch: this.tables.lineageStartEpoch };
       // The acknowledgements since a change of leader were all on its tables (maybeInstall
       // cleared the older ones): the buckets held back are ours now.
       if (this.tables.awaitingRenewal) this.tables.releaseHeldBack(out);

@@ -1,0 +1,90 @@
+// When a heartbeat may leave while the data plane is still installing a table (docs/membership.md,
+// "Slow installs"). The daemon applies decisions one at a time (table, then lease) and a
+// heartbeat must never report a table the data plane lacks: peers take a bucket from us as
+// soon as our heartbeat says we installed the table that moves it. Waiting for the install
+// delays every heartbeat behind it, though, and with them the acknowledgements every peer's
+// lease grows from: with installs of tens to 150 ms (a loaded host) survivors' leases lapsed
+// around each handover table. So a heartbeat of a decision without a table leaves at once
+// while an install is pending, carrying the table the data plane has (the one the last
+// heartbeat sent in order reported): it claims no less than what may be served, so every
+// rule that reads tables from heartbeats stays on the safe side. So does the heartbeat of a
+// decision with a table queued behind another install (a leader publishing a table per pulse
+// faster than its data plane installs them): it leaves at once with the installed table too,
+// and a fresh one reports its own table once installed. Whenever an early heartbeat has
+// overtaken a decision's own (lower seq: peers would drop it as replayed), that fresh one
+// replaces it.
+// Used by BuiltinMembership (membership.ts) and by the simulator (test/helpers/membership-sim.ts).
+
+import type { EngineOutput, Heartbeat } from './types.js';
+
+/** The fields of a heartbeat that describe the sender's installed table. */
+export type ReportedTable = Pick<Heartbeat, 'epoch' | 'leader' | 'view' | 'tableDigest' | 'table' | 'prev' | 'holdings'>;
+
+function reportedTable(hb: Heartbeat): ReportedTable {
+  const { epoch, leader, view, tableDigest, table, prev, holdings } = hb;
+  return { epoch, leader, view, tableDigest, table, prev, holdings };
+}
+
+/** `hb` reporting `t` as its table instead of its own (absent optional fields stay absent). */
+export function withReportedTable(hb: Heartbeat, t: ReportedTable): Heartbeat {
+  const { prev: _p, holdings: _h, ...rest } = hb;
+  return {
+    ...rest,
+    epoch: t.epoch, leader: t.leader, view: t.view, tableDigest: t.tableDigest, table: t.table,
+    ...(t.prev !== undefined ? { prev: t.prev } : {}),
+    ...(t.holdings !== undefined ? { holdings: t.holdings } : {}),
+  };
+}
+
+export class HeartbeatGate {
+  /** Decisions with a table queued and not yet applied. */
+  private pending = 0;
+  /** The table the data plane has, as the last heartbeat sent in order reported it. */
+  private reported: ReportedTable | undefined;
+  /** Highest seq transmitted. */
+  private lastSeq = 0;
+
+  /**
+   * A decision is about to be queued. Returns the heartbeat to transmit now, if it may leave
+   * before its decision is applied, and the decision to queue: without that heartbeat when it
+   * has no table; with it when it has one, whose table a fresh heartbeat reports once
+   * installed (applied()).
+   */
+  early(out: EngineOutput): { now?: Heartbeat; queued: EngineOutput } {
+    const behind = this.pending > 0;
+    if (out.table) this.pending++;
+    if (!out.send || !behind || this.reported === undefined) return { queued: out };
+    this.lastSeq = Math.max(this.lastSeq, out.send.seq);
+    const now = withReportedTable(out.send, this.reported);
+    if (out.table) return { now, queued: out };
+    const { send: _, ...queued } = out;
+    return { now, queued };
+  }
+
+  /** A queued decision could not be applied: its table is not the data plane's. */
+  failed(out: EngineOutput): void {
+    if (out.table) this.pending = Math.max(0, this.pending - 1);
+  }
+
+  /**
+   * A queued decision has been applied (table, lease). Returns the heartbeat to transmit now:
+   * its own, or — when an early one overtook it — `fresh()` reporting its table.
+   */
+  applied(out: EngineOutput, fresh: () => Heartbeat): Heartbeat | undefined {
+    if (out.table) this.pending = Math.max(0, this.pending - 1);
+    const hb = out.send;
+    if (!hb) return undefined;
+    const own = reportedTable(hb);
+    this.reported = own;
+    if (hb.seq > this.lastSeq) {
+      this.lastSeq = hb.seq;
+      return hb;
+    }
+    const next = fresh();
+    this.lastSeq = Math.max(this.lastSeq, next.seq);
+    // Another install may be pending behind this one: report the table just applied.
+    if (this.pending > 0) return withReportedTable(next, own);
+    this.reported = reportedTable(next);
+    return next;
+  }
+}

@@ -1,0 +1,83 @@
+// HeartbeatGate (src/membership/heartbeat-gate.ts): while a table is being installed, a
+// heartbeat of a decision without a table leaves at once reporting the data plane's table;
+// a decision's own heartbeat overtaken that way is replaced by a fresh one once applied.
+
+import { describe, expect, it } from 'vitest';
+import { HeartbeatGate } from '../../src/membership/heartbeat-gate.js';
+import type { EngineOutput, Heartbeat, ViewTable } from '../../src/membership/types.js';
+
+function hb(seq: number, epoch: number): Heartbeat {
+  return {
+    v: 2, module: 'farm', from: 'n1', incarnation: 1n, seq, sentAtNs: BigInt(seq), state: 'UP', cause: '', configDigest: 'd',
+    epoch, leader: 'n1', view: ['n1', 'n2'], tableDigest: `t${epoch}`, table: [`rows${epoch}`],
+    ...(epoch === 2 ? { prev: ['prev2'] } : {}),
+    powers: { version: 0, origin: '', entries: [] }, acks: [{ node: 'n2', incarnation: 1n, seq: seq * 10 }], heard: [],
+  };
+}
+const table = (epoch: number) => ({ epoch } as unknown as ViewTable);
+const decision = (send?: Heartbeat, epoch?: number): EngineOutput =>
+  ({ state: 'UP', cause: '', events: [], ...(send ? { send } : {}), ...(epoch !== undefined ? { table: table(epoch) } : {}) });
+
+describe('HeartbeatGate', () => {
+  it('sends in order when nothing is being installed', () => {
+    const gate = new HeartbeatGate();
+    const d = decision(hb(1, 1));
+    expect(gate.early(d)).toEqual({ queued: d });
+    expect(gate.applied(d, () => { throw new Error('no fresh heartbeat needed'); })).toBe(d.send);
+  });
+
+  it('lets a heartbeat leave during an install, reporting the installed table, and replaces the overtaken one', () => {
+    const gate = new HeartbeatGate();
+    const first = decision(hb(1, 1));
+    gate.early(first);
+    gate.applied(first, () => hb(99, 1));
+    // A table decision (epoch 2) is queued; its heartbeat waits for the install.
+    const install = decision(hb(2, 2), 2);
+    expect(gate.early(install)).toEqual({ queued: install });
+    // A tick meanwhile: its heartbeat leaves now with the table of epoch 1, acks and seq its own.
+    const tick = decision(hb(3, 2));
+    const { now, queued } = gate.early(tick);
+    expect(now).toMatchObject({ seq: 3, epoch: 1, tableDigest: 't1', table: ['rows1'], acks: [{ seq: 30 }] });
+    expect(now!.prev).toBeUndefined();
+    expect(queued.send).toBeUndefined();
+    // The install completes: its own heartbeat (seq 2) would be dropped as replayed; a fresh one goes instead.
+    const fresh = hb(4, 2);
+    expect(gate.applied(install, () => fresh)).toBe(fresh);
+    // The tick's decision, queued without its heartbeat, sends nothing more.
+    expect(gate.applied(queued, () => { throw new Error('none'); })).toBeUndefined();
+    // Nothing pending: in order again.
+    const next = decision(hb(5, 2));
+    expect(gate.early(next).now).toBeUndefined();
+    expect(gate.applied(next, () => hb(0, 0))).toBe(next.send);
+  });
+
+  it('reports the table just applied in a fresh heartbeat while another install is still pending', () => {
+    const gate = new HeartbeatGate();
+    const first = decision(hb(1, 1));
+    gate.early(first);
+    gate.applied(first, () => hb(99, 1));
+    const a = decision(hb(2, 2), 2);
+    const b = decision(hb(3, 3), 3);
+    expect(gate.early(a).now).toBeUndefined();
+    // A table queued behind another install (a leader's table per pulse): its heartbeat leaves
+    // now with the installed table, and stays queued for a fresh one once its table is in.
+    const bEarly = gate.early(b);
+    expect(bEarly.now).toMatchObject({ seq: 3, epoch: 1 });
+    expect(bEarly.queued).toBe(b);
+    expect(gate.early(decision(hb(4, 3))).now!.epoch).toBe(1);
+    const sent = gate.applied(a, () => hb(5, 3))!;
+    expect(sent).toMatchObject({ seq: 5, epoch: 2, tableDigest: 't2', prev: ['prev2'] });
+    expect(gate.applied(b, () => hb(6, 3))).toMatchObject({ seq: 6, epoch: 3, tableDigest: 't3' });
+  });
+
+  it('a failed install reports nothing new and does not keep the gate open', () => {
+    const gate = new HeartbeatGate();
+    const first = decision(hb(1, 1));
+    gate.early(first);
+    gate.applied(first, () => hb(99, 1));
+    const install = decision(hb(2, 2), 2);
+    gate.early(install);
+    gate.failed(install);
+    expect(gate.early(decision(hb(3, 2))).now).toBeUndefined();
+  });
+});
