@@ -116,6 +116,9 @@ export class PollClient {
     child.on('exit', () => live.delete(child));
     child.stdout!.on('data', (d: Buffer) => { this.out += d.toString(); });
     child.stderr!.on('data', (d: Buffer) => { if (this.err.length < 4096) this.err += d.toString(); });
+    // A write to a client that has exited fails with EPIPE on stdin: ask() then reports
+    // exitReason instead of an unhandled 'error' event taking the test process down.
+    child.stdin!.on('error', () => {});
   }
 
   /**
