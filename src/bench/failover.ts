@@ -27,7 +27,7 @@ import { median, percentile, round, sleep } from './stats.js';
 import { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
 import { parseArgs } from 'node:util';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
-import { PollClient } from './poll-client.js';
+import { PollClient, pollTotals } from './poll-client.js';
 import { machineFacts } from './machine.js';
 import { CorosyncNodes } from './corosync-nodes.js';
 
@@ -757,9 +757,8 @@ async function farmlbAppSeries(farm: BenchFarm, timing: { intervalMs: number; fa
       const r = await probe;
       await sleep(500);
       const report = await poller.report();
-      const byst = report.filter((x) => ownerOf(x.src) !== victim.index);
-      const bFailed = byst.reduce((a, x) => a + x.failed, 0);
-      bystanderRequests += byst.reduce((a, x) => a + x.answered + x.failed, 0);
+      const { answered, failed: bFailed } = pollTotals(report, (src) => ownerOf(src) !== victim.index);
+      bystanderRequests += answered + bFailed;
       bystanderFailed += bFailed;
       if (r) {
         const ms = Number(r.atNs - killedAt) / 1e6;
