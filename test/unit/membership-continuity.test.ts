@@ -106,6 +106,18 @@ describe('survivors keep serving: a stalled survivor', () => {
   });
 });
 
+/** Three nodes agree, then follower n2 is killed and restarted: the return the slow-install cases watch. */
+const RETURN_NODES = ['n1', 'n2', 'n3'];
+function followerReturns(sim: Simulator): void {
+  sim.startAll();
+  expect(sim.run(3000, () => sim.converged(RETURN_NODES))).toBe(true);
+  sim.run(1000);
+  sim.crash('n2');
+  sim.run(2000);
+  sim.start('n2');
+  sim.run(4000);
+}
+
 describe('survivors keep serving: slow installs during a handover', () => {
   // The lab on a loaded host: installs of tens of ms, and the handover that a returning
   // node's rebalance starts makes the leader publish a table per pulse. A lease grew only from
@@ -114,15 +126,8 @@ describe('survivors keep serving: slow installs during a handover', () => {
   // the handover lasted (31 lapses in 20 seeds). Acknowledgements on any table of the current
   // leader's lineage now count (docs/membership.md, "Kernel lease").
   it.each([1, 2, 3, 4, 5, 6, 7, 8])('a follower restarts, installs take 5–60 ms (seed %i): no lapse, no bucket served twice', (seed) => {
-    const nodes = ['n1', 'n2', 'n3'];
-    const sim = new Simulator({ nodes, seed, installMs: [5, 60], handoverLimitMs: 30_000, connections: { drainMs: [50, 400] } });
-    sim.startAll();
-    expect(sim.run(3000, () => sim.converged(nodes))).toBe(true);
-    sim.run(1000);
-    sim.crash('n2');
-    sim.run(2000);
-    sim.start('n2');
-    sim.run(4000);
+    const sim = new Simulator({ nodes: RETURN_NODES, seed, installMs: [5, 60], handoverLimitMs: 30_000, connections: { drainMs: [50, 400] } });
+    followerReturns(sim);
     expect(sim.lapses).toEqual([]);
     expect(sim.violations).toEqual([]);
   });
@@ -135,20 +140,11 @@ describe('survivors keep serving: heartbeats leave during a slow install', () =>
   // has (src/membership/heartbeat-gate.ts). Powers 1, 1, 2, one-way delays of 0.1–20 ms,
   // installs of 5–60 ms, follower kill -9 then restart: 4 lapses in seeds 1–12 before (seeds
   // 2, 8, 10), none since.
-  const nodes = ['n1', 'n2', 'n3'];
+  const nodes = RETURN_NODES;
   const groups = [{ name: 'g', powers: new Map([['n1', 1], ['n2', 1], ['n3', 2]]) }];
-  const returnOf = (sim: Simulator) => {
-    sim.startAll();
-    expect(sim.run(3000, () => sim.converged(nodes))).toBe(true);
-    sim.run(1000);
-    sim.crash('n2');
-    sim.run(2000);
-    sim.start('n2');
-    sim.run(4000);
-  };
   it.each([2, 8, 10, 1, 3])('a follower restarts, installs take 5–60 ms, delays up to 20 ms (seed %i): no lapse, no bucket served twice', (seed) => {
     const sim = new Simulator({ nodes, groups, seed, delayMs: [0.1, 20], installMs: [5, 60], handoverLimitMs: 30_000, connections: { drainMs: [50, 400] } });
-    returnOf(sim);
+    followerReturns(sim);
     expect(sim.lapses).toEqual([]);
     expect(sim.violations).toEqual([]);
   });
@@ -159,7 +155,7 @@ describe('survivors keep serving: heartbeats leave during a slow install', () =>
   // that writing a renewal on a table of the same lineage at once would leave none.
   it.each([1, 2, 4, 6])('with installs of 5–150 ms and early lease writes (an experiment, seed %i): no lapse, no bucket served twice', (seed) => {
     const sim = new Simulator({ nodes, groups, seed, installMs: [5, 150], earlyLeaseWrites: true, handoverLimitMs: 30_000, connections: { drainMs: [50, 400] } });
-    returnOf(sim);
+    followerReturns(sim);
     expect(sim.lapses).toEqual([]);
     expect(sim.violations).toEqual([]);
   });
