@@ -88,6 +88,11 @@ for (const backend of MEMBERSHIP_BACKENDS) describePrivileged(`lab: failover (vm
     // The last case's rejoin handed buckets back while its connections ran; with them closed
     // the handovers end (table changes this case must not count).
     await waitNoHandover(l, ALL);
+    // The table that ended the last handover is installed on every node; each case starts
+    // once every node serves its quota under it again (its lease renewed on that table): a
+    // case that starts at that very install measures the install, not its own event (a 20%
+    // loss case began 2 ms after it and saw n2's lease out for a sample).
+    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000, what: 'the full farm at its quotas once every handover ended' });
     conns = await LongConns.open(l, l.clientAddrs4);
     sampler = new OverlapSampler(l).start();
     return { l, before: readServed(l, 'n1')!.owners[0]! };
