@@ -108,6 +108,8 @@ export class FarmDaemon {
   /** Decisions applied one at a time, in order: table, then lease, then state. */
   private decisions: Promise<void> = Promise.resolve();
   private installedEpoch = -1;
+  /** The renewal last written ahead of the queued decisions (renewLease); 0n once a revocation is written. */
+  private earlyLeaseNs = 0n;
   private lastViewChange: ViewChange | null = null;
   private digest: string;
   /** A reload the membership staged (reload() got 'staged'): applied at configSwitched. */
@@ -231,7 +233,7 @@ export class FarmDaemon {
       // application's cause (not started yet, no checker result yet) holds the node in WAIT
       // until start_both and the first results allow it.
       this.pushLocalHealth();
-      await this.source.start({ decide: (d) => this.decide(d), nowNs: nowNs, configSwitched: (digest, table) => this.configSwitched(digest, table) });
+      await this.source.start({ decide: (d) => this.decide(d), renewLease: (deadlineNs) => this.renewLease(deadlineNs), nowNs: nowNs, configSwitched: (digest, table) => this.configSwitched(digest, table) });
       // A drain a killed run left in force (powers.json) is undone (docs/application.md).
       if (this.source.mode === 'membership') await this.leave.restoreAtStart();
       // Not awaited: start_both may take minutes (nicestoptimeout), and the daemon answers meanwhile.
@@ -343,11 +345,39 @@ export class FarmDaemon {
     }
     // WAIT serves nothing from the first instant: the lease goes before anything else would.
     if (state === 'WAIT') {
+      this.earlyLeaseNs = 0n;
       if (this.host.leaseDeadlineNs() !== 0n) await this.host.setLease(0n);
-    } else if (d.leaseDeadlineNs !== undefined && leaseWriteNeeded(d.leaseDeadlineNs, this.host.leaseDeadlineNs(), nowNs(), this.source.leaseWriteStepNs)) {
+    } else if (d.leaseDeadlineNs !== undefined && !this.overtaken(d.leaseDeadlineNs)
+      && leaseWriteNeeded(d.leaseDeadlineNs, this.host.leaseDeadlineNs(), nowNs(), this.source.leaseWriteStepNs)) {
+      if (d.leaseDeadlineNs === 0n) this.earlyLeaseNs = 0n;
       await this.host.setLease(d.leaseDeadlineNs);
     }
     await this.setStateAsync(state, cause, local !== undefined);
+  }
+
+  /**
+   * A renewal the membership lets go ahead of the queued decisions (a table of the data
+   * plane's lineage: src/membership/lease-gate.ts), written at once — also while a table is
+   * being installed — but only while this node serves: UP, no reason of its own to wait, its
+   * written lease still running. Otherwise (false) it stays in its decision, applied in order.
+   */
+  private renewLease(deadlineNs: bigint): boolean {
+    if (this.stopping || !this.started || this.state !== 'UP' || this.localWaitCause() !== undefined) return false;
+    const written = this.host.leaseDeadlineNs();
+    const now = nowNs();
+    if (written <= now || deadlineNs <= written || !leaseWriteNeeded(deadlineNs, written, now, this.source.leaseWriteStepNs)) return false;
+    if (!this.host.renewLease(deadlineNs)) return false;
+    this.earlyLeaseNs = deadlineNs;
+    return true;
+  }
+
+  /**
+   * A renewal decided before one written ahead of it (renewLease): not written back. The
+   * engine's renewals only grow between revocations, so one below the early write since the
+   * last revocation is older than it.
+   */
+  private overtaken(deadlineNs: bigint): boolean {
+    return deadlineNs !== 0n && deadlineNs < this.earlyLeaseNs;
   }
 
   /** Why this node must be in WAIT whatever the source says (administrative stop, checks). */

@@ -230,7 +230,9 @@ export class MembershipSource implements TableSource {
     // Membership applies decisions one at a time and transmits a decision's heartbeat only
     // once apply() resolved: peers take a bucket from us as soon as our heartbeat says we
     // installed the table that moves it.
-    this.opts.membership.start((out) => this.apply(out));
+    // A renewal on a table of the data plane's lineage may go ahead of the queued decisions
+    // (src/membership/lease-gate.ts): the daemon writes it at once if it serves.
+    this.opts.membership.start((out) => this.apply(out), (deadlineNs) => this.sink?.renewLease?.(deadlineNs) ?? false);
   }
 
   async stop(): Promise<void> {

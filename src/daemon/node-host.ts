@@ -233,6 +233,20 @@ export class NodeHost {
   }
 
   /**
+   * Writes a lease renewal at once, ahead of a table change under way: the data plane's lease
+   * write does not wait for an install (XdpDataplane.setLease). For renewals the membership
+   * lets overtake its queued decisions (src/membership/lease-gate.ts). False when there is no
+   * data plane or the host is stopping.
+   */
+  renewLease(deadlineNs: bigint): boolean {
+    if (!this.dp || this.stopping) return false;
+    this.dp.setLease(deadlineNs).catch((err: unknown) =>
+      this.opts.log.error({ err, event: 'lease_write_failed' }, 'could not write the lease renewal'));
+    this.leaseDeadline = deadlineNs;
+    return true;
+  }
+
+  /**
    * A membership decision: only who owns each bucket changes (Dataplane.applyBuckets, no
    * recompilation of the configuration), and arpreroute is told which buckets moved here.
    * Queued with changeTables: one change at a time.

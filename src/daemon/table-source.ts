@@ -27,6 +27,12 @@ export interface SourceDecision {
 export interface SourceSink {
   /** Queues the decision; resolves once it is applied (decisions are applied in call order). */
   decide(d: SourceDecision): Promise<void>;
+  /**
+   * A lease renewal that may reach the kernel ahead of the decisions queued before it (the
+   * membership's LeaseGate decided so: src/membership/lease-gate.ts). Written at once, also
+   * during an install, if the node serves (UP, with a valid lease); returns whether it was.
+   */
+  renewLease?(deadlineNs: bigint): boolean;
   /** Monotonic clock, ns (CLOCK_MONOTONIC: the lease's base). */
   nowNs(): bigint;
   /** The staged configuration (reload() said 'staged') is now the farm's: apply it with `table`, before the next heartbeat. */

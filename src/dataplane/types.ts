@@ -80,7 +80,10 @@ export interface Dataplane {
    * the rest. Atomic like apply(). Throws FARMLB_E_DATAPLANE_TABLE_INVALID before any apply().
    */
   applyBuckets(buckets: BucketRows, prevOwners?: BucketRows): Promise<void>;
-  /** Set the kernel lease deadline (CLOCK_MONOTONIC ns). 0 = no lease. */
+  /**
+   * Set the kernel lease deadline (CLOCK_MONOTONIC ns). 0 = no lease. Takes effect at once,
+   * not after an apply() or applyBuckets() under way.
+   */
   setLease(deadlineNs: bigint): Promise<void>;
   /** The tables currently active. */
   tables(): DataplaneTables | undefined;

@@ -353,7 +353,9 @@ export function removeEmptyPinRoot(): void {
 
 export class XdpDataplane implements Dataplane {
   private current: DataplaneTables | undefined;
-  // apply() and setLease() are read-modify-write sequences on farmlb_ctl: one at a time.
+  // apply() and applyBuckets() write the inactive slot, then flip it: one at a time. The
+  // writes of farmlb_ctl (flip(), setLease(), setInterfaceMac()) are synchronous
+  // read-modify-writes of one field each (hot-tables.ts), so they never interleave.
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
   /**
@@ -574,12 +576,18 @@ export class XdpDataplane implements Dataplane {
     await this.writeBuckets(slot, t);
   }
 
+  /**
+   * At once, also while apply() or applyBuckets() is under way (a lease renewal must not
+   * wait for an install: docs/membership.md, "Lease writes during an install"): a synchronous
+   * read-modify-write of farmlb_ctl that stores the deadline alone (one 8-byte store), as
+   * flip() stores the slot alone, re-reading the record first. Packets see the old table
+   * until the flip and the new one after, under whichever deadline is current: the caller
+   * writes during an install only a renewal that holds for both (src/membership/lease-gate.ts).
+   */
   async setLease(deadlineNs: bigint): Promise<void> {
-    await this.serialize(async () => {
-      this.assertOpen();
-      const ctl = readCtl(this.maps);
-      this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ ...ctl, leaseDeadlineNs: deadlineNs }));
-    });
+    this.assertOpen();
+    const ctl = readCtl(this.maps);
+    this.maps.farmlb_ctl.update(encodeIndexKey(0), encodeCtl({ ...ctl, leaseDeadlineNs: deadlineNs }));
   }
 
   tables(): DataplaneTables | undefined {

@@ -4,16 +4,23 @@
 // and lease are applied (awaited) before its heartbeat is transmitted, because peers take
 // a bucket from us as soon as our heartbeat says we installed the table that moves it. (A
 // heartbeat of a decision without a table leaves during an install, reporting the table the
-// data plane has: heartbeat-gate.ts.)
+// data plane has: heartbeat-gate.ts. A renewal on a table of the data plane's lineage is
+// written ahead of the queued decisions: lease-gate.ts.)
 
 import type { MembershipEngine } from './engine.js';
 import { HeartbeatGate } from './heartbeat-gate.js';
+import { LeaseGate } from './lease-gate.js';
 import { metered, type Transport } from './transport.js';
 import type { EngineOutput, GroupPowers, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
 
 export interface Membership {
-  /** Starts heartbeats; `apply` receives every decision, in order, and is awaited. */
-  start(apply: (out: EngineOutput) => Promise<void> | void): void;
+  /**
+   * Starts heartbeats; `apply` receives every decision, in order, and is awaited. `renew`,
+   * when given, is offered a renewal that may reach the kernel ahead of the decisions queued
+   * before it (BuiltinMembership: lease-gate.ts); it returns whether it wrote it (then the
+   * decision is queued without it), synchronously.
+   */
+  start(apply: (out: EngineOutput) => Promise<void> | void, renew?: (deadlineNs: bigint) => boolean): void;
   /** Stops the timer and the transport. Idempotent. */
   stop(): Promise<void>;
   setLocalHealth(ok: boolean, cause: string): void;
@@ -66,11 +73,15 @@ export class BuiltinMembership implements Membership {
   private lastCause: string | undefined;
   /** Heartbeats that leave while a table is being installed (heartbeat-gate.ts). */
   private readonly gate = new HeartbeatGate();
+  /** Renewals written ahead of the queued decisions (lease-gate.ts). */
+  private readonly leases = new LeaseGate();
+  private renew: ((deadlineNs: bigint) => boolean) | undefined;
 
   constructor(private readonly opts: BuiltinMembershipOptions) {}
 
-  start(apply: (out: EngineOutput) => Promise<void> | void): void {
+  start(apply: (out: EngineOutput) => Promise<void> | void, renew?: (deadlineNs: bigint) => boolean): void {
     this.apply = apply;
+    this.renew = renew;
     const { engine, transport, nowNs } = this.opts;
     transport.onReceive((hb) => this.handle(this.contained('receive', () => engine.receive(hb, nowNs()))));
     // Datagrams that do not authenticate are counted and dropped by the transport; only the
@@ -154,13 +165,14 @@ export class BuiltinMembership implements Membership {
   /**
    * Applies decisions one at a time; a heartbeat leaves only after its decision applied —
    * except while a table is being installed: then it leaves at once, reporting the table the
-   * data plane has (heartbeat-gate.ts).
+   * data plane has (heartbeat-gate.ts); and a renewal on a table of the data plane's lineage
+   * is written at once (lease-gate.ts).
    */
   private handle(out: EngineOutput): void {
     if (this.stopped) return;
     const early = this.gate.early(out);
     if (early.now) this.opts.transport.send(early.now);
-    out = early.queued;
+    out = this.renewEarly(early.queued);
     // Most received heartbeats change nothing to apply: no table, lease, heartbeat, event or
     // state. Queueing them through the daemon would cost more than the heartbeat itself.
     const idle = !out.table && out.leaseDeadlineNs === undefined && !out.send && out.events.length === 0
@@ -168,17 +180,36 @@ export class BuiltinMembership implements Membership {
     if (idle) return;
     this.lastState = out.state;
     this.lastCause = out.cause;
+    this.leases.queued(out);
     const step = this.queue.then(async () => {
       try {
         await this.apply?.(out);
       } catch (err) {
         // Not applied: no heartbeat reports its table (the next pulse decides again).
         this.gate.failed(out);
+        this.leases.failed(out);
         throw err;
       }
+      this.leases.applied(out);
       const hb = this.gate.applied(out, () => this.opts.engine.beat(this.opts.nowNs()));
       if (hb && !this.stopped) this.opts.transport.send(hb);
     });
     this.queue = step.catch((err) => this.opts.onError?.(err));
+  }
+
+  /** `out` without its renewal when that renewal was written ahead of the queue (lease-gate.ts). */
+  private renewEarly(out: EngineOutput): EngineOutput {
+    const deadline = this.leases.early(out);
+    if (deadline === undefined || !this.renew) return out;
+    let written = false;
+    try {
+      written = this.renew(deadline);
+    } catch (err) {
+      // Not written: the decision keeps its renewal, applied in order.
+      this.opts.onError?.(err);
+    }
+    if (!written) return out;
+    const { leaseDeadlineNs: _d, leaseLineage: _l, ...queued } = out;
+    return queued;
   }
 }

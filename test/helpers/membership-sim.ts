@@ -23,6 +23,7 @@ import { FarmlbError } from '../../src/errors.js';
 import { decodeHeartbeat, encodeHeartbeat } from '../../src/membership/codec.js';
 import { MembershipEngine } from '../../src/membership/engine.js';
 import { HeartbeatGate } from '../../src/membership/heartbeat-gate.js';
+import { LeaseGate } from '../../src/membership/lease-gate.js';
 import { emptyRows } from '../../src/membership/table.js';
 import { DEFAULT_TIMING, leaseClockSlackNs } from '../../src/membership/timing.js';
 import type { EngineOutput, GroupPowers, Heartbeat, MembershipEvent, MembershipTiming, PowerOverrides } from '../../src/membership/types.js';
@@ -87,7 +88,12 @@ export interface SimOptions {
    * false: every heartbeat waits for its decision, as before (to compare).
    */
   earlyHeartbeats?: boolean;
-  /** Experiment, default false (the daemon does not): see earlyLease(). */
+  /**
+   * A renewal that LeaseGate lets overtake the queued decisions (a table of the data
+   * plane's lineage) is written at once while the node serves, as the daemon does
+   * (src/membership/lease-gate.ts). Default true; false: every renewal waits for its
+   * decision, as before (to compare).
+   */
   earlyLeaseWrites?: boolean;
   /** Throw on the first continuity violation (see `lapses`; default false: recorded only). */
   throwOnLapse?: boolean;
@@ -131,9 +137,10 @@ interface SimNode {
   incarnation: bigint;
   /** Global time the data plane finishes the decisions queued so far (installMs). */
   busyUntilNs: bigint;
-  /** The data plane's table (leader, epoch) and the tables queued behind it (earlyLeaseWrites). */
-  dpTable?: { leader: string | null; epoch: number };
-  queuedTables: { leader: string | null; epoch: number }[];
+  /** Which renewals may be written ahead of the queued decisions (the daemon's BuiltinMembership). */
+  leases: LeaseGate;
+  /** The deadline last written early (0n once a revocation is written): older renewals are not written back. */
+  earlyLeaseNs: bigint;
   digest: string;
   key: Buffer;
   overrides?: PowerOverrides;
@@ -209,7 +216,8 @@ export class Simulator {
       this.nodes.set(name, {
         name,
         gate: new HeartbeatGate(),
-        queuedTables: [],
+        leases: new LeaseGate(),
+        earlyLeaseNs: 0n,
         running: false,
         paused: false,
         queue: [],
@@ -335,8 +343,8 @@ export class Simulator {
     n.held = this.groups.map(() => new Array<Held | undefined>(NBUCKETS).fill(undefined));
     n.epoch = 0;
     n.gate = new HeartbeatGate();
-    n.dpTable = undefined;
-    n.queuedTables = [];
+    n.leases = new LeaseGate();
+    n.earlyLeaseNs = 0n;
     n.engine = new MembershipEngine({
       module: 'farm',
       self: name,
@@ -527,6 +535,7 @@ export class Simulator {
   private apply(n: SimNode, out: EngineOutput): void {
     const range = this.opts.installMs;
     if (!range) {
+      n.leases.queued(out);
       this.applyNow(n, out);
       return;
     }
@@ -537,8 +546,8 @@ export class Simulator {
       this.send(n, early.now);
       out = early.queued;
     }
-    if (this.opts.earlyLeaseWrites) this.earlyLease(n, out);
-    if (out.table) n.queuedTables.push({ leader: out.table.leader, epoch: out.table.epoch });
+    if (this.opts.earlyLeaseWrites !== false) out = this.earlyLease(n, out);
+    n.leases.queued(out);
     const start = n.busyUntilNs > this.nowNs ? n.busyUntilNs : this.nowNs;
     const took = out.table ? BigInt(Math.round((range[0] + this.random() * (range[1] - range[0])) * 1e6)) : 0n;
     n.busyUntilNs = start + took;
@@ -551,34 +560,36 @@ export class Simulator {
   }
 
   /**
-   * Experiment (not what the daemon does): a renewal decided while tables are queued extends
-   * the lease at once when the data plane's table and every queued one are of the lineage it
-   * holds for, and the node serves.
+   * A renewal LeaseGate lets overtake the queued decisions is written at once while the node
+   * serves (UP, lease valid), as the farm daemon's renewLease() does; the decision is queued
+   * without it.
    */
-  private earlyLease(n: SimNode, out: EngineOutput): void {
-    const lin = out.leaseLineage;
-    const deadline = out.leaseDeadlineNs;
-    if (!lin || deadline === undefined || deadline <= n.leaseNs || out.table || n.queuedTables.length === 0) return;
-    if (out.state !== 'UP' || n.state !== 'UP' || n.validUntilNs <= this.nowNs) return;
-    const inLineage = (t: { leader: string | null; epoch: number } | undefined) => t !== undefined && t.leader === lin.leader && t.epoch >= lin.fromEpoch;
-    if (!inLineage(n.dpTable) || !n.queuedTables.every(inLineage)) return;
+  private earlyLease(n: SimNode, out: EngineOutput): EngineOutput {
+    const deadline = n.leases.early(out);
+    if (deadline === undefined || deadline <= n.leaseNs) return out;
+    if (n.state !== 'UP' || n.leaseNs <= this.localNs(n.name)) return out;
     n.leaseNs = deadline;
+    n.earlyLeaseNs = deadline;
     this.noteLease(n, false);
     this.check();
+    const { leaseDeadlineNs: _d, leaseLineage: _l, ...queued } = out;
+    return queued;
   }
 
   private applyNow(n: SimNode, out: EngineOutput): void {
     if (out.table) {
-      n.dpTable = n.queuedTables.shift() ?? { leader: out.table.leader, epoch: out.table.epoch };
       if (this.conn) this.moveConnections(n, out.table.groups, out.table.prev);
       n.rows = out.table.groups.map((r) => [...r]);
       n.prev = out.table.prev.map((r) => [...r]);
       n.epoch = out.table.epoch;
     }
-    // (An older renewal than one written early is not written back.)
-    if (out.leaseDeadlineNs !== undefined && !(this.opts.earlyLeaseWrites && out.leaseDeadlineNs !== 0n && out.leaseDeadlineNs < n.leaseNs)) n.leaseNs = out.leaseDeadlineNs;
+    n.leases.applied(out);
+    // An older renewal than one written early is not written back (the farm daemon's apply()).
+    const stale = out.leaseDeadlineNs !== undefined && out.leaseDeadlineNs !== 0n && out.leaseDeadlineNs < n.earlyLeaseNs;
+    if (out.leaseDeadlineNs !== undefined && !stale) n.leaseNs = out.leaseDeadlineNs;
     // The daemon: "WAIT serves nothing from the first instant" (lease 0, whatever the engine's).
     if (out.state === 'WAIT') n.leaseNs = 0n;
+    if (n.leaseNs === 0n) n.earlyLeaseNs = 0n;
     this.noteLease(n, out.table !== undefined);
     n.state = out.state;
     for (const e of out.events) {
