@@ -359,13 +359,14 @@ export class FarmDaemon {
    * A renewal the membership lets go ahead of the queued decisions (a table of the data
    * plane's lineage: src/membership/lease-gate.ts), written at once — also while a table is
    * being installed — but only while this node serves: UP, no reason of its own to wait, its
-   * written lease still running. Otherwise (false) it stays in its decision, applied in order.
+   * lease not revoked (one that ran out, a stalled host, is renewed: that is when it matters).
+   * Otherwise (false) it stays in its decision, applied in order.
    */
   private renewLease(deadlineNs: bigint): boolean {
     if (this.stopping || !this.started || this.state !== 'UP' || this.localWaitCause() !== undefined) return false;
     const written = this.host.leaseDeadlineNs();
     const now = nowNs();
-    if (written <= now || deadlineNs <= written || !leaseWriteNeeded(deadlineNs, written, now, this.source.leaseWriteStepNs)) return false;
+    if (written === 0n || deadlineNs <= written || !leaseWriteNeeded(deadlineNs, written, now, this.source.leaseWriteStepNs)) return false;
     if (!this.host.renewLease(deadlineNs)) return false;
     this.earlyLeaseNs = deadlineNs;
     return true;

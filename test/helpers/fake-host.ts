@@ -37,11 +37,19 @@ class FakeDataplane implements HostDataplane {
 
   async applyBuckets(buckets: BucketRows, prevOwners?: BucketRows): Promise<void> {
     this.kernel.ops.push('applyBuckets');
-    await this.maps.applyBuckets(buckets, prevOwners);
+    // A loaded host's slow install (the lease is written meanwhile: setLease does not wait).
+    this.kernel.installing++;
+    try {
+      if (this.kernel.installDelayMs > 0) await new Promise((r) => setTimeout(r, this.kernel.installDelayMs));
+      await this.maps.applyBuckets(buckets, prevOwners);
+    } finally {
+      this.kernel.installing--;
+    }
   }
 
   async setLease(deadlineNs: bigint): Promise<void> {
     this.kernel.ops.push(deadlineNs === 0n ? 'lease revoked' : 'lease set');
+    if (this.kernel.installing > 0) this.kernel.leaseWritesDuringInstall++;
     await this.maps.setLease(deadlineNs);
   }
 
@@ -108,6 +116,11 @@ export class FakeKernel implements HostPort {
   readonly sockets: TcpSocket[] = [];
   /** Reads of the socket table (socketScan). */
   socketScans = 0;
+  /** How long applyBuckets (a membership table change) takes before it applies: a loaded host. */
+  installDelayMs = 0;
+  /** applyBuckets under way, and the lease writes made meanwhile. */
+  installing = 0;
+  leaseWritesDuringInstall = 0;
   private nextProgId = 100;
   readonly neighbours: NeighbourSystem;
 

@@ -561,13 +561,13 @@ export class Simulator {
 
   /**
    * A renewal LeaseGate lets overtake the queued decisions is written at once while the node
-   * serves (UP, lease valid), as the farm daemon's renewLease() does; the decision is queued
-   * without it.
+   * serves (UP, lease not revoked), as the farm daemon's renewLease() does; the decision is
+   * queued without it.
    */
   private earlyLease(n: SimNode, out: EngineOutput): EngineOutput {
     const deadline = n.leases.early(out);
     if (deadline === undefined || deadline <= n.leaseNs) return out;
-    if (n.state !== 'UP' || n.leaseNs <= this.localNs(n.name)) return out;
+    if (n.state !== 'UP' || n.leaseNs === 0n) return out;
     n.leaseNs = deadline;
     n.earlyLeaseNs = deadline;
     this.noteLease(n, false);

@@ -1,0 +1,93 @@
+// LeaseGate (src/membership/lease-gate.ts): a renewal on a table of the lineage of the data
+// plane's table and of every table queued after it may be written ahead of the queue — not
+// across a change of leader or a table set aside, not before the data plane's table is known,
+// not while a revocation, a WAIT or a configuration switch is queued, not for a decision that
+// carries a table.
+
+import { describe, expect, it } from 'vitest';
+import { LeaseGate } from '../../src/membership/lease-gate.js';
+import type { EngineOutput, ViewTable } from '../../src/membership/types.js';
+
+const table = (leader: string | null, epoch: number) => ({ leader, epoch } as unknown as ViewTable);
+const withTable = (leader: string | null, epoch: number): EngineOutput => ({ state: 'UP', cause: '', events: [], table: table(leader, epoch) });
+const renewal = (deadline: bigint, leader: string, fromEpoch: number): EngineOutput =>
+  ({ state: 'UP', cause: '', events: [], leaseDeadlineNs: deadline, leaseLineage: { leader, fromEpoch } });
+
+/** A gate whose data plane has table (leader, epoch) and whose queue holds `queued`. */
+function gate(dataplane: [string | null, number], ...queued: EngineOutput[]): LeaseGate {
+  const g = new LeaseGate();
+  const first = withTable(...dataplane);
+  g.queued(first);
+  g.applied(first);
+  for (const q of queued) g.queued(q);
+  return g;
+}
+
+describe('LeaseGate', () => {
+  it('lets a renewal through while tables of its lineage are queued behind the data plane\'s', () => {
+    const g = gate(['n1', 3], withTable('n1', 4), withTable('n1', 5));
+    expect(g.early(renewal(500n, 'n1', 2))).toBe(500n);
+    // With nothing queued too: the data plane's table is of the lineage.
+    expect(gate(['n1', 3]).early(renewal(500n, 'n1', 3))).toBe(500n);
+  });
+
+  it('refuses across a change of leader: the data plane\'s table or a queued one is another leader\'s', () => {
+    expect(gate(['n1', 3], withTable('n2', 4)).early(renewal(500n, 'n2', 4))).toBeUndefined();
+    expect(gate(['n2', 3], withTable('n1', 4), withTable('n2', 5)).early(renewal(500n, 'n2', 5))).toBeUndefined();
+    // A table of no leader (the start table) is nobody's lineage.
+    expect(gate([null, 0], withTable('n1', 1)).early(renewal(500n, 'n1', 1))).toBeUndefined();
+  });
+
+  it('refuses after a table set aside: the same leader\'s new lineage starts above the data plane\'s table', () => {
+    // n1 set aside its table of epoch 3 (TablesState.setAsideOwnTable) and leads again from epoch 5.
+    expect(gate(['n1', 3], withTable('n1', 5)).early(renewal(500n, 'n1', 5))).toBeUndefined();
+    expect(gate(['n1', 3]).early(renewal(500n, 'n1', 4))).toBeUndefined();
+  });
+
+  it('refuses while a revocation, a WAIT or a configuration switch is queued, until it is applied', () => {
+    const revoke: EngineOutput = { state: 'UP', cause: '', events: [], leaseDeadlineNs: 0n };
+    const wait: EngineOutput = { state: 'WAIT', cause: 'check failed', events: [] };
+    const switched: EngineOutput = { state: 'UP', cause: '', events: [{ type: 'config_switched', from: 'a', to: 'b' }] };
+    for (const blocker of [revoke, wait, switched]) {
+      const g = gate(['n1', 3], blocker, withTable('n1', 4));
+      expect(g.early(renewal(500n, 'n1', 3))).toBeUndefined();
+      g.applied(blocker);
+      expect(g.early(renewal(500n, 'n1', 3))).toBe(500n);
+    }
+  });
+
+  it('refuses a revocation, a renewal of a WAIT decision, and a renewal that comes with a table', () => {
+    const g = gate(['n1', 3]);
+    expect(g.early({ ...renewal(0n, 'n1', 3) })).toBeUndefined();
+    expect(g.early({ ...renewal(500n, 'n1', 3), state: 'WAIT' })).toBeUndefined();
+    expect(g.early({ ...renewal(500n, 'n1', 3), table: table('n1', 4) })).toBeUndefined();
+    // No lineage (the engine's table has no leader): nothing to hold it for.
+    expect(g.early({ state: 'UP', cause: '', events: [], leaseDeadlineNs: 500n })).toBeUndefined();
+  });
+
+  it('refuses before the data plane has a table, and after an apply failed (its table unknown)', () => {
+    const g = new LeaseGate();
+    const first = withTable('n1', 1);
+    g.queued(first);
+    expect(g.early(renewal(500n, 'n1', 1))).toBeUndefined();
+    g.applied(first);
+    expect(g.early(renewal(500n, 'n1', 1))).toBe(500n);
+    const next = withTable('n1', 2);
+    g.queued(next);
+    g.failed(next);
+    expect(g.early(renewal(600n, 'n1', 1))).toBeUndefined();
+    // The next table applied is the data plane's again.
+    const after = withTable('n1', 3);
+    g.queued(after);
+    g.applied(after);
+    expect(g.early(renewal(700n, 'n1', 1))).toBe(700n);
+  });
+
+  it('follows the queue: once the other leader\'s table is applied, its lineage is the data plane\'s', () => {
+    const other = withTable('n2', 4);
+    const g = gate(['n1', 3], other);
+    expect(g.early(renewal(500n, 'n2', 4))).toBeUndefined();
+    g.applied(other);
+    expect(g.early(renewal(500n, 'n2', 4))).toBe(500n);
+  });
+});
