@@ -76,6 +76,13 @@ function repairAll(sim: Simulator): void {
   }
 }
 
+/**
+ * Slow data plane installs (FARMLB_PROPERTY_INSTALL_MS=5,150: a range in ms; default instant):
+ * decisions queue behind them, heartbeats and lease renewals leave ahead of the queue
+ * (heartbeat-gate.ts, lease-gate.ts) — searched with the same scenarios.
+ */
+const INSTALL_MS = process.env.FARMLB_PROPERTY_INSTALL_MS?.split(',').map(Number) as [number, number] | undefined;
+
 /** Handover runs: a short limit so that a scenario also sees handovers cut at the limit. */
 const HANDOVER_LIMIT_MS = 1000;
 const DRAIN_MS: [number, number] = [50, 1500];
@@ -92,6 +99,7 @@ function runScenario(policy: SplitBrainPolicy, handover: boolean, seed: number, 
     // quorum: a minority serves nothing, so the invariant holds between every pair.
     // serve: two sides of a partition both serve; they must stop within a few pulses of hearing each other.
     ...(policy === 'quorum' ? { strictGlobal: true } : { contactGraceMs: 4 * pulse }),
+    ...(INSTALL_MS ? { installMs: INSTALL_MS } : {}),
   });
   sim.startAll();
   sim.run(1000);

@@ -1,7 +1,9 @@
 // BuiltinMembership with a slow data plane (docs/membership.md, "Slow installs during a
 // return"): while a table is being installed, heartbeats keep leaving at the pulse, each
 // reporting the table the data plane has, never one it lacks; once installed, a heartbeat
-// reports the new table; seqs only grow (peers drop a lower one as replayed).
+// reports the new table; seqs only grow (peers drop a lower one as replayed). And a renewal
+// on a table of the data plane's lineage goes to the kernel at once, ahead of the install
+// (lease-gate.ts), or through its decision when the daemon does not write it.
 
 import { describe, expect, it } from 'vitest';
 import { BuiltinMembership, createMemoryNetwork, DEFAULT_TIMING, MembershipEngine, type EngineOutput, type Heartbeat } from '../../src/membership/index.js';
@@ -56,3 +58,66 @@ describe('BuiltinMembership: heartbeats during a slow install', () => {
     }
   });
 });
+
+describe('BuiltinMembership: lease renewals during a slow install', () => {
+  /** n1 with a data plane whose installs take `slowMs` once `slow` is set, and a renew callback. */
+  function renewing(net: ReturnType<typeof createMemoryNetwork>, self: string, write: () => boolean) {
+    const engine = new MembershipEngine({ self, nodes, groups, configDigest: 'cfg', timing: DEFAULT_TIMING, splitBrain: 'serve', incarnation: 1n, startNs: nowNs() });
+    const state = { slow: false, installing: false, appliedEpoch: 0, early: [] as { deadline: bigint; installing: boolean }[], applied: [] as bigint[] };
+    const m = new BuiltinMembership({ engine, transport: net.transport(self, key), pulseMs: DEFAULT_TIMING.pulseMs, nowNs });
+    m.start(async (out: EngineOutput) => {
+      if (out.table) {
+        state.installing = true;
+        await new Promise((r) => setTimeout(r, state.slow ? 250 : 5));
+        state.appliedEpoch = out.table.epoch;
+        state.installing = false;
+      }
+      if (out.leaseDeadlineNs !== undefined) state.applied.push(out.leaseDeadlineNs);
+    }, (deadline) => {
+      if (!write()) return false;
+      state.early.push({ deadline, installing: state.installing });
+      return true;
+    });
+    return { m, state };
+  }
+
+  async function slowChange(write: () => boolean) {
+    const net = createMemoryNetwork(1);
+    const n1 = renewing(net, 'n1', write);
+    const n2 = member(net, 'n2', 5);
+    try {
+      for (let i = 0; i < 300 && !(n1.state.appliedEpoch > 0 && n2.applied() === n1.state.appliedEpoch); i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 100));
+      const before = n1.state.appliedEpoch;
+      expect(before).toBeGreaterThan(0);
+      // A power change: the leader's next table (same lineage) takes 250 ms to install.
+      n1.state.slow = true;
+      const early = n1.state.early.length;
+      const applied = n1.state.applied.length;
+      n1.m.setPower('n2', 2);
+      for (let i = 0; i < 300 && n1.state.appliedEpoch === before; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(n1.state.appliedEpoch).toBeGreaterThan(before);
+      // The decisions queued behind the install apply right after it.
+      await new Promise((r) => setTimeout(r, 30));
+      return { early: n1.state.early.slice(early), applied: n1.state.applied.slice(applied) };
+    } finally {
+      await n1.m.stop();
+      await n2.m.stop();
+    }
+  }
+
+  it('are written at once while the table of the same leader installs, and not again through their decisions', async () => {
+    const { early, applied } = await slowChange(() => true);
+    expect(early.filter((e) => e.installing).length).toBeGreaterThan(0);
+    // Nothing the callback wrote comes back through a decision.
+    const written = new Set(early.map((e) => e.deadline));
+    expect(applied.filter((d) => written.has(d))).toEqual([]);
+  });
+
+  it('go through their decisions, in order after the install, when the daemon does not write them', async () => {
+    const { early, applied } = await slowChange(() => false);
+    expect(early).toEqual([]);
+    expect(applied.filter((d) => d > 0n).length).toBeGreaterThan(0);
+  });
+});
+
