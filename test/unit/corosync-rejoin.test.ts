@@ -1,0 +1,145 @@
+// A returning node under the Corosync backend (docs/membership.md, "A returning node under
+// Corosync"): real CorosyncMembership instances on a fake corosync (test/helpers/
+// fake-corosync.ts, the addon's corosyncOpen seam) under fake timers. A node back from a
+// failed check, a hang or a lost session serves nothing until it is in a CPG configuration
+// with a node that kept serving (or with every node it served with), and never revives the
+// table it held before; a partition of serving nodes under `serve` still serves on both sides.
+
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { CorosyncMembership } from '../../src/membership/corosync/corosync-membership.js';
+import type { EngineOutput, NodeState, ViewTable } from '../../src/membership/types.js';
+import { FakeCorosync } from '../helpers/fake-corosync.js';
+
+const NODES = ['n1', 'n2', 'n3'];
+const POWERS = { n1: 1, n2: 1, n3: 2 };
+const QUOTAS = { n1: 64, n2: 64, n3: 128 };
+const KEY = Buffer.alloc(32, 7);
+const MS = 1_000_000n;
+
+interface Seen {
+  state: NodeState;
+  cause: string;
+  lease: bigint;
+  table: ViewTable | undefined;
+}
+
+class Farm {
+  readonly fake = new FakeCorosync(NODES);
+  readonly members = new Map<string, CorosyncMembership>();
+  readonly seen = new Map<string, Seen>();
+  /** Per node, every sample at which it served a bucket, with the table's view. */
+  readonly servedViews = new Map<string, string[][]>();
+  readonly doubles: string[] = [];
+
+  start(node: string): CorosyncMembership {
+    const pid = this.fake.pid();
+    this.fake.pidFor.set(node, pid);
+    const seen: Seen = { state: 'WAIT', cause: '', lease: 0n, table: undefined };
+    this.seen.set(node, seen);
+    const m = new CorosyncMembership({
+      native: this.fake.native(node), module: 'web', self: node, nodes: NODES,
+      groups: [{ name: 'web', powers: new Map(Object.entries(POWERS)) }], configDigest: 'digest-A',
+      timing: { pulseMs: 50, slostCount: 5, mlostCount: 7, leaseMs: 770, leaseClockSlackMs: 20 },
+      splitBrain: 'serve', handoverLimitMs: 0, key: KEY, running: this.fake.running(node), pid,
+      nowNs: () => BigInt(Date.now()) * MS,
+    });
+    m.start((out: EngineOutput) => {
+      seen.state = out.state;
+      seen.cause = out.cause;
+      if (out.leaseDeadlineNs !== undefined) seen.lease = out.leaseDeadlineNs;
+      if (out.table) seen.table = out.table;
+    });
+    this.members.set(node, m);
+    return m;
+  }
+
+  /** The buckets `node` serves now: its installed table's, while its lease holds. */
+  served(node: string): number[] {
+    const s = this.seen.get(node)!;
+    if (!s.table || s.lease <= BigInt(Date.now()) * MS) return [];
+    return s.table.groups[0]!.flatMap((o, b) => (o === node ? [b] : []));
+  }
+
+  counts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const n of NODES) {
+      const c = this.served(n).length;
+      if (c > 0) out[n] = c;
+    }
+    return out;
+  }
+
+  /** Advances time in 10 ms steps, sampling who serves what (the lab's sampler, in fake time). */
+  async run(ms: number, opts: { sides?: string[][] } = {}): Promise<void> {
+    for (let t = 0; t < ms; t += 10) {
+      await vi.advanceTimersByTimeAsync(10);
+      const by = new Map<number, string[]>();
+      for (const n of NODES) {
+        const served = this.served(n);
+        if (served.length > 0) this.servedViews.set(n, [...(this.servedViews.get(n) ?? []), this.seen.get(n)!.table!.view]);
+        for (const b of served) by.set(b, [...(by.get(b) ?? []), n]);
+      }
+      // Two nodes serving a bucket is double serving unless they are on two sides of a partition under `serve`.
+      const sides = opts.sides ?? [NODES];
+      for (const [b, ns] of by) {
+        if (ns.length > 1 && sides.some((side) => ns.filter((n) => side.includes(n)).length > 1)) this.doubles.push(`bucket ${b}: ${ns.join(',')} at ${Date.now()}`);
+      }
+    }
+  }
+
+  /** Disables a member's pulse (its event loop does not run: a hang), or gives it back. */
+  setPulse(node: string, on: boolean): void {
+    const m = this.members.get(node) as unknown as { pulse?: () => void };
+    if (on) delete m.pulse;
+    else m.pulse = () => {};
+  }
+
+  async stop(): Promise<void> {
+    const stops = [...this.members.values()].map((m) => m.stop());
+    await vi.advanceTimersByTimeAsync(2000);
+    await Promise.all(stops);
+  }
+}
+
+async function startedFarm(): Promise<Farm> {
+  const farm = new Farm();
+  for (const n of NODES) farm.start(n);
+  await farm.run(3000);
+  expect(farm.counts(), JSON.stringify([...farm.seen].map(([n, s]) => [n, s.state, s.cause, String(s.lease), s.table?.epoch, s.table?.view]))).toEqual(QUOTAS);
+  expect(farm.doubles).toEqual([]);
+  return farm;
+}
+
+describe('Corosync backend: a returning node never serves a stale table', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('three members on the fake corosync agree on the quotas', async () => {
+    const farm = await startedFarm();
+    for (const n of NODES) expect(farm.seen.get(n)!.state).toBe('UP');
+    await farm.stop();
+  });
+
+  it('a partition of serving nodes under `serve` keeps serving on both sides (the lone node never lapses)', async () => {
+    const farm = await startedFarm();
+    const lapses: number[] = [];
+    farm.fake.partition([['n2', 'n3'], ['n1']]);
+    for (let i = 0; i < 300; i++) {
+      await farm.run(10, { sides: [['n1'], ['n2', 'n3']] });
+      if (farm.served('n1').length === 0) lapses.push(Date.now());
+    }
+    expect(lapses).toEqual([]);
+    expect(farm.seen.get('n1')!.state).toBe('UP');
+    expect(farm.served('n1')).toHaveLength(256);
+    expect(farm.served('n2').length + farm.served('n3').length).toBe(256);
+    expect(farm.doubles).toEqual([]);
+    farm.fake.heal();
+    await farm.run(3000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    await farm.stop();
+  });
+});
