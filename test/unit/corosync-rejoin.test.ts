@@ -124,6 +124,95 @@ describe('Corosync backend: a returning node never serves a stale table', () => 
     await farm.stop();
   });
 
+  it('a node whose check failed, then passes while alone in its ring under `serve`, serves nothing until a table formed with a serving member names it', async () => {
+    const farm = await startedFarm();
+    const n1 = farm.members.get('n1')!;
+    farm.servedViews.clear();
+    n1.setLocalHealth(false, 'interface eth0 down');
+    await farm.run(100);
+    // The link is down: corosync drops n1 from the others' ring, n1 is alone in its own.
+    farm.fake.partition([['n2', 'n3'], ['n1']]);
+    await farm.run(1000);
+    expect(farm.served('n1')).toEqual([]);
+    n1.setLocalHealth(true, '');
+    // Far beyond any rejoin grace (downcheck + merge + join + consensus + token + pulse = 1960 ms): no timer ends it.
+    await farm.run(5000);
+    expect(farm.servedViews.get('n1') ?? []).toEqual([]);
+    expect(farm.seen.get('n1')).toMatchObject({ state: 'WAIT', lease: 0n });
+    expect(farm.seen.get('n1')!.cause).toMatch(/rejoining/);
+    expect(farm.counts()).toEqual({ n2: 85, n3: 171 });
+    // The rings merge: n1 serves again, only on tables formed with n2 and n3.
+    farm.fake.heal();
+    await farm.run(3000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    expect(new Set(farm.servedViews.get('n1')!.map((v) => v.join(',')))).toEqual(new Set(['n1,n2,n3']));
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
+  it('a node back from a hang (its host paused, its lease out) does not revive its old table while alone', async () => {
+    const farm = await startedFarm();
+    const old = farm.served('n1');
+    expect(old).toHaveLength(64);
+    farm.servedViews.clear();
+    farm.setPulse('n1', false);
+    farm.fake.hang('n1');
+    await farm.run(3000, { sides: [['n1'], ['n2', 'n3']] });
+    expect(farm.counts()).toEqual({ n2: 85, n3: 171 });
+    // It resumes alone: corosync tells it the others left its ring (as after any ring loss).
+    farm.setPulse('n1', true);
+    farm.fake.resume('n1');
+    await farm.run(3000, { sides: [['n1'], ['n2', 'n3']] });
+    expect(farm.servedViews.get('n1')?.filter((v) => v.join(',') !== 'n1,n2,n3') ?? []).toEqual([]);
+    expect(farm.served('n1')).toEqual([]);
+    expect(farm.seen.get('n1')!.state).toBe('WAIT');
+    farm.fake.heal();
+    await farm.run(3000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
+  it('every check fails and passes together in one ring: the farm serves again (no node waits for another)', async () => {
+    const farm = await startedFarm();
+    for (const n of NODES) farm.members.get(n)!.setLocalHealth(false, 'gateway unreachable');
+    await farm.run(500);
+    expect(farm.counts()).toEqual({});
+    for (const n of NODES) farm.members.get(n)!.setLocalHealth(true, '');
+    await farm.run(3000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
+  it('a node whose check fails and passes while in the ring with serving members rejoins at once', async () => {
+    const farm = await startedFarm();
+    const n2 = farm.members.get('n2')!;
+    n2.setLocalHealth(false, 'VIP check failed');
+    await farm.run(500);
+    expect(farm.served('n2')).toEqual([]);
+    n2.setLocalHealth(true, '');
+    await farm.run(300);
+    expect(farm.seen.get('n2')!.state).toBe('UP');
+    await farm.run(1000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
+  it("a node whose peers' daemons died (PROCDOWN) while its check was failing serves alone once it passes", async () => {
+    const farm = await startedFarm();
+    const n1 = farm.members.get('n1')!;
+    n1.setLocalHealth(false, 'VIP check failed');
+    await farm.run(200);
+    farm.fake.killDaemon('n2');
+    farm.fake.killDaemon('n3');
+    await farm.run(1000, { sides: [['n1'], ['n2'], ['n3']] });
+    n1.setLocalHealth(true, '');
+    await farm.run(3000, { sides: [['n1'], ['n2'], ['n3']] });
+    expect(farm.served('n1')).toHaveLength(256);
+  });
+
   it('a partition of serving nodes under `serve` keeps serving on both sides (the lone node never lapses)', async () => {
     const farm = await startedFarm();
     const lapses: number[] = [];
