@@ -114,6 +114,19 @@ export class FakeCorosync {
     if (s) this.close(s, CPG_REASON.PROCDOWN);
   }
 
+  /**
+   * corosync killed on `node`: the others drop the node from their ring (NODEDOWN), its daemon's
+   * session reports a dead descriptor. Started again (the daemon reconnects by itself), it is in
+   * a ring of its own until heal().
+   */
+  killCorosync(node: string): void {
+    const s = this.live(node);
+    this.flushNow();
+    if (s) s.closed = true;
+    this.partition([this.nodes.filter((n) => n !== node)]);
+    s?.onEvents([{ type: 'error', call: 'cpg_dispatch', cs: 2, message: 'corosync killed (test)' }]);
+  }
+
   /** The rings: each list is one partition; nodes not named are alone. */
   partition(rings: string[][]): void {
     this.flushNow();

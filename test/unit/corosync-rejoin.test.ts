@@ -173,6 +173,24 @@ describe('Corosync backend: a returning node never serves a stale table', () => 
     await farm.stop();
   });
 
+  it('a node whose corosync was killed and restarted alone in its ring serves nothing until it merges with the farm', async () => {
+    const farm = await startedFarm();
+    farm.servedViews.clear();
+    farm.fake.killCorosync('n1');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(farm.served('n1')).toEqual([]);
+    // The daemon opens a new session a second later, alone in its ring: a fresh member.
+    await farm.run(4000, { sides: [['n1'], ['n2', 'n3']] });
+    expect(farm.servedViews.get('n1') ?? []).toEqual([]);
+    expect(farm.seen.get('n1')!.cause).toMatch(/rejoining after lost corosync/);
+    farm.fake.heal();
+    await farm.run(3000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    expect(new Set(farm.servedViews.get('n1')!.map((v) => v.join(',')))).toEqual(new Set(['n1,n2,n3']));
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
   it('every check fails and passes together in one ring: the farm serves again (no node waits for another)', async () => {
     const farm = await startedFarm();
     for (const n of NODES) farm.members.get(n)!.setLocalHealth(false, 'gateway unreachable');
