@@ -191,6 +191,25 @@ describe('Corosync backend: a returning node never serves a stale table', () => 
     await farm.stop();
   });
 
+  it('two returning nodes cut off together do not make a side of their own: they wait for the node that kept serving', async () => {
+    const farm = await startedFarm();
+    farm.servedViews.clear();
+    for (const n of ['n1', 'n2']) farm.members.get(n)!.setLocalHealth(false, 'uplink down');
+    await farm.run(100);
+    farm.fake.partition([['n1', 'n2'], ['n3']]);
+    await farm.run(1000, { sides: [['n1', 'n2'], ['n3']] });
+    for (const n of ['n1', 'n2']) farm.members.get(n)!.setLocalHealth(true, '');
+    await farm.run(5000, { sides: [['n1', 'n2'], ['n3']] });
+    expect(farm.servedViews.get('n1') ?? []).toEqual([]);
+    expect(farm.servedViews.get('n2') ?? []).toEqual([]);
+    expect(farm.counts()).toEqual({ n3: 256 });
+    farm.fake.heal();
+    await farm.run(3000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
   it('every check fails and passes together in one ring: the farm serves again (no node waits for another)', async () => {
     const farm = await startedFarm();
     for (const n of NODES) farm.members.get(n)!.setLocalHealth(false, 'gateway unreachable');
