@@ -335,6 +335,7 @@ export class CorosyncMembership implements Membership {
     // Still within its lease: nobody took its buckets, it serves on as a member of its side.
     this.goAway(`a pause of ${Number(gap / MS)} ms`);
     if (this.localOk) this.readyToReturn();
+    this.emitIfStateChanged();
   }
 
   /**
