@@ -152,6 +152,11 @@ export class FakeCorosync {
     this.partition([this.nodes.filter((n) => n !== node)]);
   }
 
+  /** Only the daemon of `node` stops (SIGSTOP), its corosync runs on: its events wait. */
+  pauseDaemon(node: string): void {
+    this.paused.add(node);
+  }
+
   /** It resumes: what corosync has for its daemon comes in one dispatch. */
   resume(node: string): void {
     this.paused.delete(node);

@@ -210,6 +210,41 @@ describe('Corosync backend: a returning node never serves a stale table', () => 
     await farm.stop();
   });
 
+  it('a daemon stalled for less than its lease serves on without a gap (a pause is a return only once the lease ran out)', async () => {
+    const farm = await startedFarm();
+    const lapses: number[] = [];
+    farm.setPulse('n2', false);
+    farm.fake.pauseDaemon('n2');
+    for (let i = 0; i < 40; i++) {
+      await farm.run(10);
+      if (farm.served('n2').length !== 64) lapses.push(Date.now());
+    }
+    farm.setPulse('n2', true);
+    farm.fake.resume('n2');
+    for (let i = 0; i < 100; i++) {
+      await farm.run(10);
+      if (farm.served('n2').length !== 64) lapses.push(Date.now());
+    }
+    expect(lapses).toEqual([]);
+    expect(farm.seen.get('n2')!.state).toBe('UP');
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
+  it('a daemon hung for 2 s (its corosync alive): suspected, its buckets move; resumed, it rejoins through the farm and gets its quota back', async () => {
+    const farm = await startedFarm();
+    farm.setPulse('n2', false);
+    farm.fake.pauseDaemon('n2');
+    await farm.run(2000);
+    expect(farm.counts()).toEqual({ n1: 85, n3: 171 });
+    farm.setPulse('n2', true);
+    farm.fake.resume('n2');
+    await farm.run(2000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
   it('every check fails and passes together in one ring: the farm serves again (no node waits for another)', async () => {
     const farm = await startedFarm();
     for (const n of NODES) farm.members.get(n)!.setLocalHealth(false, 'gateway unreachable');
