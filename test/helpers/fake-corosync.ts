@@ -237,7 +237,6 @@ export class FakeCorosync {
       const batch = this.queue.splice(0);
       const per = new Map<Session, CorosyncEvent[]>();
       for (const m of batch) {
-        if (this.ringOf.get(m.from.node) !== m.ring && m.from.closed) continue;
         for (const s of this.sessions) {
           if (s.closed || this.ringOf.get(s.node) !== m.ring || !s.view.has(this.key(m.from))) continue;
           per.set(s, [...(per.get(s) ?? []), { type: 'deliver', nodeid: m.from.nodeid, pid: m.from.pid, data: m.data }]);
