@@ -443,6 +443,28 @@ describePrivileged('XdpDataplane over the loaded program (root)', () => {
     expect(read()).toMatchObject({ hashSeed: 7, vips: [{ addr: '10.0.0.1' }], buckets: [tables(0).buckets[0]] });
   });
 
+  it('writes the lease at once, also while an install is under way, and the install\'s flip keeps it', async () => {
+    // docs/membership.md, "Lease writes during an install": a renewal does not wait for applyBuckets.
+    const leaseNow = () => {
+      const reader = XdpDataplane.readPinned(pinDir);
+      try {
+        return reader.lease();
+      } finally {
+        reader.close();
+      }
+    };
+    await dp.apply(tables(0));
+    const slot = dp.activeSlot();
+    const installing = dp.applyBuckets(tables(1).buckets);
+    const lease = native.monotonicNs() + 60_000_000_000n;
+    void dp.setLease(lease);
+    // Written before the install's flip: the program reads it with the table being replaced.
+    expect(leaseNow()).toMatchObject({ deadlineNs: lease, activeSlot: slot });
+    await installing;
+    expect(leaseNow()).toMatchObject({ deadlineNs: lease, activeSlot: 1 - slot });
+    expect(dp.tables()!.buckets[0]).toEqual(tables(1).buckets[0]);
+  });
+
   it('rejects an invalid table before any write, leaving both slots as they were', async () => {
     await dp.apply(tables(0, 11));
     const slot = dp.activeSlot();
