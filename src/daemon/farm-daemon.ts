@@ -363,11 +363,10 @@ export class FarmDaemon {
    * Otherwise (false) it stays in its decision, applied in order.
    */
   private renewLease(deadlineNs: bigint): boolean {
-    if (this.stopping || !this.started || this.state !== 'UP' || this.localWaitCause() !== undefined) return false;
+    if (this.stopping || !this.started || this.state !== 'UP') return false;
     const written = this.host.leaseDeadlineNs();
-    const now = nowNs();
-    if (written === 0n || deadlineNs <= written || !leaseWriteNeeded(deadlineNs, written, now, this.source.leaseWriteStepNs)) return false;
-    if (!this.host.renewLease(deadlineNs)) return false;
+    if (written === 0n || deadlineNs <= written || !leaseWriteNeeded(deadlineNs, written, nowNs(), this.source.leaseWriteStepNs)) return false;
+    if (this.localWaitCause() !== undefined || !this.host.renewLease(deadlineNs)) return false;
     this.earlyLeaseNs = deadlineNs;
     return true;
   }
