@@ -90,7 +90,8 @@ const DRAIN_MS: [number, number] = [50, 1500];
 type Step = { op: Op; waitMs: number };
 
 /** One scenario: start, play the steps, repair everything, converge (throws on a violation). */
-function runScenario(policy: SplitBrainPolicy, handover: boolean, seed: number, steps: Step[]): void {
+function runScenario(policy: SplitBrainPolicy, handover: boolean, seed: number, steps: Step[], installMs = INSTALL_MS): void {
+  const slowest = installMs?.[1] ?? 0;
   const sim = new Simulator({
     nodes: NODES,
     seed,
@@ -98,8 +99,9 @@ function runScenario(policy: SplitBrainPolicy, handover: boolean, seed: number, 
     ...(handover ? { handoverLimitMs: HANDOVER_LIMIT_MS, connections: { drainMs: DRAIN_MS } } : {}),
     // quorum: a minority serves nothing, so the invariant holds between every pair.
     // serve: two sides of a partition both serve; they must stop within a few pulses of hearing each other.
-    ...(policy === 'quorum' ? { strictGlobal: true } : { contactGraceMs: 4 * pulse }),
-    ...(INSTALL_MS ? { installMs: INSTALL_MS } : {}),
+    // (Slow installs: the side that yields stops once its install of the winner's table is done.)
+    ...(policy === 'quorum' ? { strictGlobal: true } : { contactGraceMs: 4 * pulse + slowest }),
+    ...(installMs ? { installMs } : {}),
   });
   sim.startAll();
   sim.run(1000);
@@ -110,7 +112,8 @@ function runScenario(policy: SplitBrainPolicy, handover: boolean, seed: number, 
   repairAll(sim);
   // Bounded convergence: restarted nodes discover, the lost timeouts run, the 2-step moves finish.
   // With handover, the moves of the repair also wait for their previous owners (at most the limit).
-  const bound = (DEFAULT_TIMING.mlostCount + 30) * pulse + (handover ? HANDOVER_LIMIT_MS : 0);
+  // Slow installs: the leader's tables wait for them, one after the other.
+  const bound = (DEFAULT_TIMING.mlostCount + 30) * pulse + (handover ? HANDOVER_LIMIT_MS : 0) + 30 * slowest;
   const ok = sim.run(bound, () => sim.converged(NODES));
   expect(ok, `not converged ${bound} ms after the repair`).toBe(true);
   // Continuity: no node in clean contact with a majority of its view, keeping its buckets,
@@ -408,5 +411,22 @@ describe('membership counterexamples of the seeds 1–20 search (fixed replays)'
       { op: { kind: 'partition', mask: 18 }, waitMs: 770 }, { op: { kind: 'power', at: 2, node: 0, power: 0 }, waitMs: 9 },
       { op: { kind: 'sick', node: 1 }, waitMs: 250 },
     ]);
+  });
+});
+
+// Found by the search with slow installs (FARMLB_PROPERTY_INSTALL_MS=5,150; docs/membership.md,
+// "Property search").
+describe('membership counterexamples with slow installs (fixed replays)', () => {
+  // Search seed 3 (quorum, handover): n2 led while n1 was sick, then followed n1 again, its
+  // data plane several tables behind n1's table per pulse. Its holdings sample under its own
+  // table of epoch 27 (owner of bucket 38: nothing held there as previous owner) was read
+  // under n1's table of epoch 27 (previous owner of 38): n1 ended that handover as drained
+  // while n2 still held connections there and served them. Samples of an epoch two lineages
+  // used say nothing now (holdingsFloorEpoch).
+  it('quorum with handover: a holdings sample under an own earlier table of the same epoch does not end a handover', () => {
+    runScenario('quorum', true, 18, [
+      { op: { kind: 'power', at: 1, node: 2, power: 0 }, waitMs: 794 }, { op: { kind: 'sick', node: 0 }, waitMs: 573 },
+      { op: { kind: 'sick', node: 4 }, waitMs: 474 },
+    ], [5, 150]);
   });
 });

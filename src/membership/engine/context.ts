@@ -43,6 +43,14 @@ export class EngineContext {
   referenceDigest: string;
   /** The daemon's latest count of the connections held as previous owner (setHoldings). */
   holdingsSample: HoldingsSample | undefined;
+  /**
+   * Samples tagged with an epoch up to this one say nothing: since a change of leader the
+   * data plane may be on either of two tables of that epoch number, one per lineage
+   * (tables.ts install(): a sample under our own earlier table, where we were owner, read
+   * as "nothing held" under the new leader's table of the same epoch, which names us
+   * previous owner, ended a handover while we still held connections and served them).
+   */
+  holdingsFloorEpoch = 0;
 
   constructor(opts: MembershipEngineOptions) {
     this.opts = opts;

@@ -40,6 +40,8 @@ export class InstalledTables {
    * on any of them renews the lease (noteAck).
    */
   lineageStartEpoch = 0;
+  /** The highest epoch installed (what the data plane may hold is at most that). */
+  private maxInstalledEpoch = 0;
   /**
    * The tables this node installed lately (its own as leader, or followed), oldest first: a
    * peer may have installed any of them newer than the table it last reported to us.
@@ -204,7 +206,13 @@ export class InstalledTables {
       if (o === this.ctx.self) gained++;
       if (was === this.ctx.self) lost++;
     }));
-    if (table.leader === null || table.leader !== prev.leader) this.lineageStartEpoch = table.epoch;
+    if (table.leader === null || table.leader !== prev.leader) {
+      this.lineageStartEpoch = table.epoch;
+      // The epochs of the lineages before this one, up to the highest, are ambiguous in a
+      // holdings sample from now on (context.ts holdingsFloorEpoch).
+      if (this.maxInstalledEpoch >= table.epoch) this.ctx.holdingsFloorEpoch = Math.max(this.ctx.holdingsFloorEpoch, this.maxInstalledEpoch);
+    }
+    this.maxInstalledEpoch = Math.max(this.maxInstalledEpoch, table.epoch);
     this.ctx.table = table;
     this.recentTables.push(table);
     if (this.recentTables.length > RECENT_TABLES) this.recentTables.shift();

@@ -136,7 +136,8 @@ export class OwnHeartbeat {
     const prev = this.ctx.table.prev;
     if (!prev.some((row) => row.includes(this.ctx.self))) return undefined;
     const s = this.ctx.holdingsSample;
-    const current = s !== undefined && s.epoch === this.ctx.table.epoch;
+    // Not a sample of an epoch another lineage also used (context.ts holdingsFloorEpoch).
+    const current = s !== undefined && s.epoch === this.ctx.table.epoch && s.epoch > this.ctx.holdingsFloorEpoch;
     return {
       epoch: s?.epoch ?? 0,
       held: prev.map((row, g) => encodeBitmap((b) => row[b] === this.ctx.self && (!current || (s.counts[g]?.[b] ?? 0) > 0))),
