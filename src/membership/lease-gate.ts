@@ -12,16 +12,24 @@
 // acknowledgements behind the renewal say nothing of it), not while the data plane's table
 // is unknown (before the first install, after a failed one), not while a revocation, a WAIT
 // or a configuration switch is queued (they must land first: a renewal written before a
-// queued revocation would serve on past what the engine decided), and not for a decision
-// that carries a table (its renewal follows its install, as before).
+// queued revocation would serve on past what the engine decided), not for a decision
+// that carries a table (its renewal follows its install, as before), and not while the data
+// plane's table or a queued one gives this node a bucket (as owner, or as previous owner
+// beyond what the latest one gives) that the latest table does not: the renewal vouches for
+// the latest table, and an earlier one may hold buckets the engine gave away since — for a
+// leader, its own partition-time table taking a peer's buckets, returned at the heal while
+// its data plane was still behind (found by the property search with slow installs).
 // Used by BuiltinMembership (membership.ts) and by the simulator (test/helpers/membership-sim.ts).
 
-import type { EngineOutput } from './types.js';
+import { NBUCKETS } from '../balance/tables.js';
+import type { EngineOutput, ViewTable } from './types.js';
 
-/** A table as far as lineage goes. */
+/** A table as far as lineage goes, and what it gives this node (index group * 256 + bucket). */
 interface TableId {
   leader: string | null;
   epoch: number;
+  owned: Set<number>;
+  prev: Set<number>;
 }
 
 export class LeaseGate {
@@ -31,6 +39,8 @@ export class LeaseGate {
   private readonly queuedTables: TableId[] = [];
   /** Queued decisions that must reach the data plane before any later renewal (revocation, WAIT, configuration switch). */
   private blockers = 0;
+
+  constructor(private readonly self: string) {}
 
   /**
    * The deadline `out` may write at once, ahead of the queued decisions, or undefined: it
@@ -45,19 +55,23 @@ export class LeaseGate {
     if (out.table || out.state !== 'UP' || blocks(out) || this.blockers > 0) return undefined;
     const inLineage = (t: TableId | undefined) => t !== undefined && t.leader === lineage.leader && t.epoch >= lineage.fromEpoch;
     if (!inLineage(this.dataplane) || !this.queuedTables.every(inLineage)) return undefined;
+    // The latest table is the one the renewal is on: the earlier ones give us nothing more.
+    const latest = this.queuedTables[this.queuedTables.length - 1] ?? this.dataplane!;
+    const within = (t: TableId) => subset(t.owned, latest.owned) && [...t.prev].every((i) => latest.prev.has(i) || latest.owned.has(i));
+    if (lineage.leader === this.self && (!within(this.dataplane!) || !this.queuedTables.every(within))) return undefined;
     return deadline;
   }
 
   /** `out` joins the queue (after early() and anything the caller took out of it). */
   queued(out: EngineOutput): void {
-    if (out.table) this.queuedTables.push({ leader: out.table.leader, epoch: out.table.epoch });
+    if (out.table) this.queuedTables.push(this.id(out.table));
     if (blocks(out)) this.blockers++;
   }
 
   /** A queued decision has been applied: its table, if any, is the data plane's. */
   applied(out: EngineOutput): void {
-    this.dequeue(out);
-    if (out.table) this.dataplane = { leader: out.table.leader, epoch: out.table.epoch };
+    const t = this.dequeue(out);
+    if (out.table) this.dataplane = t ?? this.id(out.table);
   }
 
   /** A queued decision could not be applied: what the data plane holds is not known any more. */
@@ -66,10 +80,23 @@ export class LeaseGate {
     this.dataplane = undefined;
   }
 
-  private dequeue(out: EngineOutput): void {
-    if (out.table) this.queuedTables.shift();
+  private dequeue(out: EngineOutput): TableId | undefined {
     if (blocks(out)) this.blockers = Math.max(0, this.blockers - 1);
+    return out.table ? this.queuedTables.shift() : undefined;
   }
+
+  private id(table: ViewTable): TableId {
+    const owned = new Set<number>();
+    const prev = new Set<number>();
+    table.groups?.forEach((row, g) => row.forEach((o, b) => { if (o === this.self) owned.add(g * NBUCKETS + b); }));
+    table.prev?.forEach((row, g) => row.forEach((p, b) => { if (p === this.self) prev.add(g * NBUCKETS + b); }));
+    return { leader: table.leader, epoch: table.epoch, owned, prev };
+  }
+}
+
+function subset(a: ReadonlySet<number>, b: ReadonlySet<number>): boolean {
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
 }
 
 /** A decision no renewal may overtake. */

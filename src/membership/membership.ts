@@ -74,10 +74,12 @@ export class BuiltinMembership implements Membership {
   /** Heartbeats that leave while a table is being installed (heartbeat-gate.ts). */
   private readonly gate = new HeartbeatGate();
   /** Renewals written ahead of the queued decisions (lease-gate.ts). */
-  private readonly leases = new LeaseGate();
+  private readonly leases: LeaseGate;
   private renew: ((deadlineNs: bigint) => boolean) | undefined;
 
-  constructor(private readonly opts: BuiltinMembershipOptions) {}
+  constructor(private readonly opts: BuiltinMembershipOptions) {
+    this.leases = new LeaseGate(opts.engine.self);
+  }
 
   start(apply: (out: EngineOutput) => Promise<void> | void, renew?: (deadlineNs: bigint) => boolean): void {
     this.apply = apply;

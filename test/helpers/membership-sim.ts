@@ -216,7 +216,7 @@ export class Simulator {
       this.nodes.set(name, {
         name,
         gate: new HeartbeatGate(),
-        leases: new LeaseGate(),
+        leases: new LeaseGate(name),
         earlyLeaseNs: 0n,
         running: false,
         paused: false,
@@ -343,7 +343,7 @@ export class Simulator {
     n.held = this.groups.map(() => new Array<Held | undefined>(NBUCKETS).fill(undefined));
     n.epoch = 0;
     n.gate = new HeartbeatGate();
-    n.leases = new LeaseGate();
+    n.leases = new LeaseGate(name);
     n.earlyLeaseNs = 0n;
     n.engine = new MembershipEngine({
       module: 'farm',

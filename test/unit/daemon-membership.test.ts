@@ -117,15 +117,15 @@ describe('FarmDaemon with the membership on fake hosts', () => {
     await until('a lease on both', () => NODES.every((n) => kernels.get(n)!.model(paths(n).pinDir)!.leaseDeadline() > nowNs()));
   });
 
-  it('a slow install (250 ms, longer than the lease) on the leader: its lease never lapses meanwhile, renewed during the install', async () => {
+  it('a slow install (250 ms, longer than the lease) on a follower: its lease never lapses meanwhile, renewed during the install', async () => {
     // docs/membership.md, "Lease writes during an install": a renewal on a table of the data
     // plane's lineage reaches the kernel at once instead of after the install it was queued
     // behind (before: written 250 ms late, after the 200 ms lease had run out).
     await Promise.all(NODES.map((n) => start(n)));
     await until('agreement', agreed);
-    const kernel = kernels.get('node1')!;
-    const maps = kernel.model(paths('node1').pinDir)!;
-    await until('a lease on node1', () => maps.leaseDeadline() > nowNs());
+    const kernel = kernels.get('node2')!;
+    const maps = kernel.model(paths('node2').pinDir)!;
+    await until('a lease on node2', () => maps.leaseDeadline() > nowNs());
     kernel.installDelayMs = 250;
     const ops = kernel.ops.length;
     let lapses = 0;
@@ -140,9 +140,9 @@ describe('FarmDaemon with the membership on fake hosts', () => {
       if (maps.leaseDeadline() <= now && (stalledAt === 0n || now - stalledAt > 250_000_000n)) lapses++;
     }, 5);
     try {
-      // node1 (the leader) takes node2's buckets and keeps its own: one slow install or more.
-      await controlRequest(paths('node1').runDir, { cmd: 'drain', node: 'node2' }, { module: 'unit', timeoutMs: 10_000 });
-      await until('node2 drained', () => owned('node2') === 0 && owned('node1') === 256);
+      // node2 (a follower) takes node1's buckets and keeps its own: one slow install or more.
+      await controlRequest(paths('node1').runDir, { cmd: 'drain', node: 'node1' }, { module: 'unit', timeoutMs: 10_000 });
+      await until('node1 drained', () => owned('node1') === 0 && owned('node2') === 256);
       await new Promise((r) => setTimeout(r, 300));
     } finally {
       clearInterval(watch);
@@ -150,7 +150,7 @@ describe('FarmDaemon with the membership on fake hosts', () => {
     expect(kernel.ops.slice(ops)).toContain('applyBuckets');
     expect(lapses).toBe(0);
     expect(kernel.leaseWritesDuringInstall).toBeGreaterThan(0);
-    expect(running.get('node1')!.status().state).toBe('UP');
+    expect(running.get('node2')!.status().state).toBe('UP');
   });
 
   it('a drain is saved in powers.json and still in force when the whole farm restarts', async () => {

@@ -2,7 +2,7 @@
 // plane's table and of every table queued after it may be written ahead of the queue — not
 // across a change of leader or a table set aside, not before the data plane's table is known,
 // not while a revocation, a WAIT or a configuration switch is queued, not for a decision that
-// carries a table.
+// carries a table, nor for a leader whose earlier tables give it more than its latest.
 
 import { describe, expect, it } from 'vitest';
 import { LeaseGate } from '../../src/membership/lease-gate.js';
@@ -15,7 +15,7 @@ const renewal = (deadline: bigint, leader: string, fromEpoch: number): EngineOut
 
 /** A gate whose data plane has table (leader, epoch) and whose queue holds `queued`. */
 function gate(dataplane: [string | null, number], ...queued: EngineOutput[]): LeaseGate {
-  const g = new LeaseGate();
+  const g = new LeaseGate('n1');
   const first = withTable(...dataplane);
   g.queued(first);
   g.applied(first);
@@ -44,6 +44,44 @@ describe('LeaseGate', () => {
     expect(gate(['n1', 3]).early(renewal(500n, 'n1', 4))).toBeUndefined();
   });
 
+  it('refuses a leader whose data plane\'s or queued table gives it a bucket the latest one does not', () => {
+    // n1 leads; its partition-time table (epoch 4) took n3's bucket 7, returned at the heal (epoch 5).
+    const rows = (owners: Record<number, string>, prev: Record<number, string> = {}) => ({
+      groups: [Array.from({ length: 256 }, (_, b) => owners[b] ?? null)], prev: [Array.from({ length: 256 }, (_, b) => prev[b] ?? null)],
+    });
+    const t = (epoch: number, owners: Record<number, string>, prev?: Record<number, string>): EngineOutput =>
+      ({ state: 'UP', cause: '', events: [], table: { leader: 'n1', epoch, view: ['n1', 'n3'], digest: `d${epoch}`, ...rows(owners, prev) } });
+    const g = new LeaseGate('n1');
+    const first = t(3, { 1: 'n1', 7: 'n3' });
+    g.queued(first);
+    g.applied(first);
+    const taken = t(4, { 1: 'n1', 7: 'n1' });
+    const returned = t(5, { 1: 'n1', 7: 'n3' });
+    g.queued(taken);
+    g.queued(returned);
+    expect(g.early(renewal(500n, 'n1', 1))).toBeUndefined();
+    g.applied(taken);
+    expect(g.early(renewal(500n, 'n1', 1))).toBeUndefined();
+    g.applied(returned);
+    // Tables that give it no more than the latest (a bucket gained, one kept as previous owner): through.
+    g.queued(t(6, { 1: 'n1', 2: 'n1', 7: 'n3' }));
+    expect(g.early(renewal(500n, 'n1', 1))).toBe(500n);
+    const g2 = new LeaseGate('n1');
+    const handing = t(3, { 1: 'n1' });
+    g2.queued(handing);
+    g2.applied(handing);
+    g2.queued(t(4, { 1: 'n2' }, { 1: 'n1' }));
+    // Owner before, previous owner now: the earlier table takes every packet of bucket 1.
+    expect(g2.early(renewal(500n, 'n1', 1))).toBeUndefined();
+    // A follower is not refused for it: its leader counts every table it may hold.
+    const g3 = new LeaseGate('n3');
+    const f = t(4, { 7: 'n3' });
+    g3.queued(f);
+    g3.applied(f);
+    g3.queued(t(5, { 7: 'n1' }));
+    expect(g3.early(renewal(500n, 'n1', 1))).toBe(500n);
+  });
+
   it('refuses while a revocation, a WAIT or a configuration switch is queued, until it is applied', () => {
     const revoke: EngineOutput = { state: 'UP', cause: '', events: [], leaseDeadlineNs: 0n };
     const wait: EngineOutput = { state: 'WAIT', cause: 'check failed', events: [] };
@@ -66,7 +104,7 @@ describe('LeaseGate', () => {
   });
 
   it('refuses before the data plane has a table, and after an apply failed (its table unknown)', () => {
-    const g = new LeaseGate();
+    const g = new LeaseGate('n1');
     const first = withTable('n1', 1);
     g.queued(first);
     expect(g.early(renewal(500n, 'n1', 1))).toBeUndefined();

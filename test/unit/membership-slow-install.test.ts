@@ -90,11 +90,12 @@ describe('BuiltinMembership: lease renewals during a slow install', () => {
       await new Promise((r) => setTimeout(r, 100));
       const before = n1.state.appliedEpoch;
       expect(before).toBeGreaterThan(0);
-      // A power change: the leader's next table (same lineage) takes 250 ms to install.
+      // A power change: the leader's next table (same lineage, giving it more buckets) takes
+      // 250 ms to install.
       n1.state.slow = true;
       const early = n1.state.early.length;
       const applied = n1.state.applied.length;
-      n1.m.setPower('n2', 2);
+      n1.m.setPower('n1', 3);
       for (let i = 0; i < 300 && n1.state.appliedEpoch === before; i++) await new Promise((r) => setTimeout(r, 10));
       expect(n1.state.appliedEpoch).toBeGreaterThan(before);
       // The decisions queued behind the install apply right after it.
