@@ -91,8 +91,8 @@ export class Leadership {
    * May a node that has just become leader publish its first table at this very tick, rather
    * than one pulse later? Only when the one change is its predecessor's loss: our installed
    * table is `previous`'s, and every live peer but `previous` is a member whose own heartbeat,
-   * at most a pulse and a half old, is on that same table and still names `previous` leader
-   * (no relay shows it on another). Then no rival leader can have decided anything we have
+   * at most a pulse and a half old, is on that same table, still names `previous` leader and
+   * hears us (no relay shows it on another table). Then no rival leader can have decided anything we have
    * not seen: a member that took another leader, or installed another table, would have said
    * so; a live non-member could be one, so there is none. And the first table takes nothing
    * from a live node: `previous`'s buckets stay unowned through its lease wait and the fence
@@ -115,6 +115,10 @@ export class Leadership {
       const hb = p.hb;
       if (!hb || p.lastRecvNs === undefined || nowNs - p.lastRecvNs > freshNs) return false;
       if (hb.leader !== previous || hb.tableDigest !== digest) return false;
+      // It hears us: it can take us for leader as soon as it finds the predecessor gone. A
+      // member that does not may pick another (search seed 3 under `quorum`: n4, cut one way
+      // from n2 and n3, took n3, and n5's lease, a majority's, lapsed while n4 lagged).
+      if (!hb.heard.some((h) => h.node === this.ctx.self && h.ageMs < Number(freshNs / 1_000_000n))) return false;
       if (p.indirectNs !== undefined && p.indirectNs > p.lastRecvNs && p.indirectDigest !== digest) return false;
     }
     return true;
