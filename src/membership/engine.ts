@@ -185,7 +185,8 @@ export class MembershipEngine {
     }
     peer.received++;
     // Gaps within an incarnation only: a restarted peer starts counting afresh.
-    if (peer.lastSeq !== undefined && hb.seq > peer.lastSeq + 1) peer.missed += hb.seq - peer.lastSeq - 1;
+    const missedTheirs = peer.lastSeq !== undefined && hb.seq > peer.lastSeq + 1;
+    if (missedTheirs) peer.missed += hb.seq - peer.lastSeq! - 1;
     peer.lastSeq = hb.seq;
     peer.hb = hb;
     if (hb.v === 1 && hb.readsV2 !== true) peer.v1RecvNs = nowNs;
@@ -214,6 +215,7 @@ export class MembershipEngine {
       if (out.table) out.send = this.wire.heartbeat(nowNs);
     }
     this.lease.noteAck(peer, hb, out);
+    if (out.send === undefined && this.lease.answersMissedAck(hb, missedTheirs, nowNs)) out.send = this.wire.heartbeat(nowNs);
     // The fence the leader waited for may be complete now: decide without waiting for the pulse.
     // Only while no smaller-named peer has become a member since the tick (this very heartbeat
     // may show it UP and in contact): that peer leads from our next tick on, and a table of
