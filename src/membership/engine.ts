@@ -215,7 +215,9 @@ export class MembershipEngine {
       if (out.table) out.send = this.wire.heartbeat(nowNs);
     }
     this.lease.noteAck(peer, hb, out);
-    if (out.send === undefined && this.lease.answersMissedAck(hb, missedTheirs, nowNs)) out.send = this.wire.heartbeat(nowNs);
+    if (out.send === undefined && !this.eligibility.tickOverdue(nowNs) && this.lease.answersMissedAck(hb, missedTheirs, nowNs)) {
+      out.send = this.wire.heartbeat(nowNs);
+    }
     // The fence the leader waited for may be complete now: decide without waiting for the pulse.
     // Only while no smaller-named peer has become a member since the tick (this very heartbeat
     // may show it UP and in contact): that peer leads from our next tick on, and a table of
