@@ -118,7 +118,9 @@ function runScenario(policy: SplitBrainPolicy, handover: boolean, seed: number, 
   expect(ok, `not converged ${bound} ms after the repair`).toBe(true);
   // Continuity: no node in clean contact with a majority of its view, keeping its buckets,
   // ever stopped serving them (docs/membership.md, "Survivors keep serving").
-  expect(sim.lapses, 'a node in contact with a majority of its view stopped serving the buckets it kept').toEqual([]);
+  // (Not with slow installs: across a change of leader a renewal waits for the new leader's
+  // table to be installed — docs/membership.md, "Lease writes during an install".)
+  if (!installMs) expect(sim.lapses, 'a node in contact with a majority of its view stopped serving the buckets it kept').toEqual([]);
 }
 
 function scenario(policy: SplitBrainPolicy, handover = false) {
