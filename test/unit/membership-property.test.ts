@@ -431,16 +431,19 @@ describe('membership counterexamples of the seeds 1–20 search (fixed replays)'
 // Found by the search with slow installs (FARMLB_PROPERTY_INSTALL_MS=5,150; docs/membership.md,
 // "Property search").
 describe('membership counterexamples with slow installs (fixed replays)', () => {
-  // Search seed 3 (quorum, handover): n2 led while n1 was sick, then followed n1 again, its
-  // data plane several tables behind n1's table per pulse. Its holdings sample under its own
-  // table of epoch 27 (owner of bucket 38: nothing held there as previous owner) was read
-  // under n1's table of epoch 27 (previous owner of 38): n1 ended that handover as drained
-  // while n2 still held connections there and served them. Samples of an epoch two lineages
-  // used say nothing now (holdingsFloorEpoch).
+  // Search seeds 3 and 4 (quorum, handover; found again on the engine of main's
+  // answersMissedAck as Simulator seed 19): a follower that led, or followed a rival, up to
+  // some epoch and then followed a leader whose tables were at lower epochs, its data plane
+  // behind: its holdings sample under its own earlier table of an epoch (owner there: nothing
+  // held as previous owner) was read under the new leader's table of the same epoch (previous
+  // owner), and the leader ended that handover as drained while it still held connections
+  // and served them. Samples of an epoch two lineages used say nothing now (holdingsFloorEpoch).
   it('quorum with handover: a holdings sample under an own earlier table of the same epoch does not end a handover', () => {
-    runScenario('quorum', true, 18, [
-      { op: { kind: 'power', at: 1, node: 2, power: 0 }, waitMs: 794 }, { op: { kind: 'sick', node: 0 }, waitMs: 573 },
-      { op: { kind: 'sick', node: 4 }, waitMs: 474 },
+    runScenario('quorum', true, 19, [
+      { op: { kind: 'heal' }, waitMs: 263 }, { op: { kind: 'power', at: 0, node: 3, power: 0 }, waitMs: 647 },
+      { op: { kind: 'crash', node: 0 }, waitMs: 62 }, { op: { kind: 'heal' }, waitMs: 10 },
+      { op: { kind: 'power', at: 1, node: 4, power: 0 }, waitMs: 560 }, { op: { kind: 'power', at: 2, node: 3, power: 0 }, waitMs: 163 },
+      { op: { kind: 'pause', node: 2 }, waitMs: 295 },
     ], [5, 150]);
   });
 });
