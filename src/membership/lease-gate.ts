@@ -14,11 +14,13 @@
 // or a configuration switch is queued (they must land first: a renewal written before a
 // queued revocation would serve on past what the engine decided), not for a decision
 // that carries a table (its renewal follows its install, as before), and not while the data
-// plane's table or a queued one gives this node a bucket (as owner, or as previous owner
-// beyond what the latest one gives) that the latest table does not: the renewal vouches for
-// the latest table, and an earlier one may hold buckets the engine gave away since — for a
-// leader, its own partition-time table taking a peer's buckets, returned at the heal while
-// its data plane was still behind (found by the property search with slow installs).
+// plane's table or a queued one lets this node accept a packet the latest table does not (a
+// bucket it owns there but not in the latest, or owns there without the previous owner the
+// latest names): the renewal vouches for the latest table, and an earlier one may hold
+// buckets given away since — a leader's own partition-time table taking a peer's buckets,
+// returned at the heal while its data plane was still behind; a node back from a pause,
+// released meanwhile, its data plane still on the table it left with (both found by the
+// property search with slow installs).
 // Used by BuiltinMembership (membership.ts) and by the simulator (test/helpers/membership-sim.ts).
 
 import { NBUCKETS } from '../balance/tables.js';
@@ -28,7 +30,9 @@ import type { EngineOutput, ViewTable } from './types.js';
 interface TableId {
   leader: string | null;
   epoch: number;
-  owned: Set<number>;
+  /** Buckets it owns, with their previous owner. */
+  owned: Map<number, string | null>;
+  /** Buckets where it is previous owner. */
   prev: Set<number>;
 }
 
@@ -55,10 +59,9 @@ export class LeaseGate {
     if (out.table || out.state !== 'UP' || blocks(out) || this.blockers > 0) return undefined;
     const inLineage = (t: TableId | undefined) => t !== undefined && t.leader === lineage.leader && t.epoch >= lineage.fromEpoch;
     if (!inLineage(this.dataplane) || !this.queuedTables.every(inLineage)) return undefined;
-    // The latest table is the one the renewal is on: the earlier ones give us nothing more.
+    // The latest table is the one the renewal is on: the earlier ones accept nothing more.
     const latest = this.queuedTables[this.queuedTables.length - 1] ?? this.dataplane!;
-    const within = (t: TableId) => subset(t.owned, latest.owned) && [...t.prev].every((i) => latest.prev.has(i) || latest.owned.has(i));
-    if (lineage.leader === this.self && (!within(this.dataplane!) || !this.queuedTables.every(within))) return undefined;
+    if (!within(this.dataplane!, latest) || !this.queuedTables.every((t) => within(t, latest))) return undefined;
     return deadline;
   }
 
@@ -86,16 +89,27 @@ export class LeaseGate {
   }
 
   private id(table: ViewTable): TableId {
-    const owned = new Set<number>();
+    const owned = new Map<number, string | null>();
     const prev = new Set<number>();
-    table.groups?.forEach((row, g) => row.forEach((o, b) => { if (o === this.self) owned.add(g * NBUCKETS + b); }));
+    table.groups?.forEach((row, g) => row.forEach((o, b) => { if (o === this.self) owned.set(g * NBUCKETS + b, table.prev?.[g]?.[b] ?? null); }));
     table.prev?.forEach((row, g) => row.forEach((p, b) => { if (p === this.self) prev.add(g * NBUCKETS + b); }));
     return { leader: table.leader, epoch: table.epoch, owned, prev };
   }
 }
 
-function subset(a: ReadonlySet<number>, b: ReadonlySet<number>): boolean {
-  for (const x of a) if (!b.has(x)) return false;
+/**
+ * Every packet `t` lets this node accept, `latest` does too: where it owns a bucket in `t`,
+ * it owns it in `latest`, and `latest` names no previous owner or the same one (an owner
+ * takes every packet but the previous owner's connections); where it is previous owner in
+ * `t` (its own connections only), it is owner or previous owner in `latest`.
+ */
+function within(t: TableId, latest: TableId): boolean {
+  for (const [i, prev] of t.owned) {
+    if (!latest.owned.has(i)) return false;
+    const latestPrev = latest.owned.get(i) ?? null;
+    if (latestPrev !== null && latestPrev !== prev) return false;
+  }
+  for (const i of t.prev) if (!latest.prev.has(i) && !latest.owned.has(i)) return false;
   return true;
 }
 

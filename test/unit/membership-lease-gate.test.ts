@@ -2,7 +2,7 @@
 // plane's table and of every table queued after it may be written ahead of the queue — not
 // across a change of leader or a table set aside, not before the data plane's table is known,
 // not while a revocation, a WAIT or a configuration switch is queued, not for a decision that
-// carries a table, nor for a leader whose earlier tables give it more than its latest.
+// carries a table, nor while an earlier table lets the node accept more than its latest.
 
 import { describe, expect, it } from 'vitest';
 import { LeaseGate } from '../../src/membership/lease-gate.js';
@@ -44,7 +44,7 @@ describe('LeaseGate', () => {
     expect(gate(['n1', 3]).early(renewal(500n, 'n1', 4))).toBeUndefined();
   });
 
-  it('refuses a leader whose data plane\'s or queued table gives it a bucket the latest one does not', () => {
+  it('refuses while the data plane\'s or a queued table lets it accept a packet the latest one does not', () => {
     // n1 leads; its partition-time table (epoch 4) took n3's bucket 7, returned at the heal (epoch 5).
     const rows = (owners: Record<number, string>, prev: Record<number, string> = {}) => ({
       groups: [Array.from({ length: 256 }, (_, b) => owners[b] ?? null)], prev: [Array.from({ length: 256 }, (_, b) => prev[b] ?? null)],
@@ -73,13 +73,21 @@ describe('LeaseGate', () => {
     g2.queued(t(4, { 1: 'n2' }, { 1: 'n1' }));
     // Owner before, previous owner now: the earlier table takes every packet of bucket 1.
     expect(g2.early(renewal(500n, 'n1', 1))).toBeUndefined();
-    // A follower is not refused for it: its leader counts every table it may hold.
+    // A follower too: n3 back from a pause, released and its bucket given away meanwhile,
+    // its data plane still on the table it left with.
     const g3 = new LeaseGate('n3');
-    const f = t(4, { 7: 'n3' });
+    const f = t(1, { 7: 'n3' });
     g3.queued(f);
     g3.applied(f);
-    g3.queued(t(5, { 7: 'n1' }));
-    expect(g3.early(renewal(500n, 'n1', 1))).toBe(500n);
+    g3.queued(t(11, { 7: 'n5' }));
+    expect(g3.early(renewal(500n, 'n1', 1))).toBeUndefined();
+    // An owner whose latest table names a previous owner the earlier one did not: refused.
+    const g4 = new LeaseGate('n1');
+    const before = t(3, { 1: 'n1' });
+    g4.queued(before);
+    g4.applied(before);
+    g4.queued(t(4, { 1: 'n1' }, { 1: 'n2' }));
+    expect(g4.early(renewal(500n, 'n1', 1))).toBeUndefined();
   });
 
   it('refuses while a revocation, a WAIT or a configuration switch is queued, until it is applied', () => {

@@ -438,6 +438,19 @@ describe('membership counterexamples with slow installs (fixed replays)', () => 
   // held as previous owner) was read under the new leader's table of the same epoch (previous
   // owner), and the leader ended that handover as drained while it still held connections
   // and served them. Samples of an epoch two lineages used say nothing now (holdingsFloorEpoch).
+  // Search seed 2 (every property; quorum without handover shown): n3, paused 2.1 s and
+  // released meanwhile (its bucket 33 given to n5), resumed with its data plane on the table
+  // it left with, n1's epoch 1 — of n1's lineage, like the tables queued behind it. A
+  // renewal written early served bucket 33 from it beside n5. An early renewal now needs
+  // the earlier tables to accept nothing its latest table does not (lease-gate.ts).
+  it('quorum: a node back from a pause writes no early renewal over the table it left with', () => {
+    runScenario('quorum', false, 945293, [
+      { op: { kind: 'pause', node: 2 }, waitMs: 402 }, { op: { kind: 'resume', node: 4 }, waitMs: 355 },
+      { op: { kind: 'oneway', from: 0, to: 0 }, waitMs: 471 }, { op: { kind: 'partition', mask: 8 }, waitMs: 181 },
+      { op: { kind: 'loss', loss: 0 }, waitMs: 757 },
+    ], [5, 150]);
+  });
+
   it('quorum with handover: a holdings sample under an own earlier table of the same epoch does not end a handover', () => {
     runScenario('quorum', true, 19, [
       { op: { kind: 'heal' }, waitMs: 263 }, { op: { kind: 'power', at: 0, node: 3, power: 0 }, waitMs: 647 },
