@@ -66,9 +66,11 @@ class UdpBatchSocket : public Napi::ObjectWrap<UdpBatchSocket> {
     int on = 1;
     if (::setsockopt(fd_.get(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) != 0) Throw(env, kBindCode, errno, "setsockopt(SO_TIMESTAMPNS)", Where());
     if (family_ == AF_INET6 && ::setsockopt(fd_.get(), IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) != 0) Throw(env, kBindCode, errno, "setsockopt(IPV6_V6ONLY)", Where());
-    // Room for a pulse's datagrams while they wait for drain(), junk included: 1 MiB (the
-    // kernel doubles it). FORCE passes net.core.rmem_max as root; otherwise what it allows.
-    int rcvbuf = 1 << 20;
+    // Room for the datagrams of several pulses while they wait for drain(), a junk flood
+    // included (the cadence reads on arrival from the first drop on): 4 MiB, which the kernel
+    // doubles, taken only as datagrams queue. FORCE passes net.core.rmem_max as root;
+    // otherwise the socket gets what that allows.
+    int rcvbuf = 4 << 20;
     if (::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     if (::bind(fd_.get(), reinterpret_cast<struct sockaddr*>(&local_), localLen_) != 0) Throw(env, kBindCode, errno, "bind", Where());
     // One byte more than the largest datagram accepted: a longer one shows as oversize.
