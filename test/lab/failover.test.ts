@@ -45,6 +45,8 @@ for (const backend of MEMBERSHIP_BACKENDS) describePrivileged(`lab: failover (vm
   const name = `fo${backend === 'corosync' ? 'c' : ''}${uniqueSuffix()}`;
   // Cases about farmlb's heartbeat wire exist only for the built-in engine (not skipped: not defined).
   const itBuiltin = backend === 'builtin' ? it : ((() => undefined) as unknown as typeof it);
+  // The return of a node through the CPG configuration is the Corosync backend's (docs/membership.md, "A returning node under Corosync").
+  const itCorosync = backend === 'corosync' ? it : ((() => undefined) as unknown as typeof it);
   let lab: FarmLab | undefined;
   let seed = 0;
   let conns: LongConns | undefined;
@@ -210,6 +212,40 @@ for (const backend of MEMBERSHIP_BACKENDS) describePrivileged(`lab: failover (vm
     await sleep(500);
     const kept = stayed(await conns!.report(), others(victim), readServed(l, others(victim)[0]!)!.owners[0]!);
     expect(LongConns.problems(kept, () => true)).toEqual([]);
+    noOverlaps(await end());
+  }, 90_000);
+
+  itCorosync('link down, then up while a partition still cuts the node off: it serves nothing until it is back in the farm\'s ring (no time bound), then the quotas', async (ctx) => {
+    logsOnFailure(ctx, () => lab);
+    samplerOnFailure(ctx);
+    const { l } = await begin();
+    const victim = 'n3';
+    sampler!.setDomains([others(victim), [victim]]);
+    await l.inNode(victim, 'ip', ['link', 'set', NODE_IF, 'down']);
+    const served: string[] = [];
+    try {
+      await waitFor(async () => (await l.status(victim)).state === 'WAIT', { timeoutMs: 10_000, intervalMs: 100, what: `${victim} to report WAIT` });
+      await partition(l, [others(victim), [victim]]);
+      await waitCoverage(l, others(victim));
+      await l.inNode(victim, 'ip', ['link', 'set', NODE_IF, 'up']);
+      // Its check passes; alone in its ring it waits for the farm, longer than the old 1960 ms grace.
+      const until = Date.now() + 4_000;
+      while (Date.now() < until) {
+        const n = coverage(l, [victim]).counts[victim] ?? 0;
+        if (n > 0) served.push(`${n} buckets at ${new Date().toISOString()}`);
+        await sleep(20);
+      }
+      const s = await l.status(victim);
+      expect(s.state).toBe('WAIT');
+      expect(s.stateCause).toMatch(/rejoining/);
+    } finally {
+      await l.inNode(victim, 'ip', ['link', 'set', NODE_IF, 'up']);
+      await heal(l);
+    }
+    expect(served, `${victim} served alone after its check passed`).toEqual([]);
+    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000 });
+    sampler!.setDomains([ALL]);
+    await waitHealth(l, victim, 200);
     noOverlaps(await end());
   }, 90_000);
 

@@ -20,7 +20,11 @@
 //   declares a node gone the token has been lost for `token` and consensus sought for
 //   `consensus`, and the lost node renewed only on beats delivered before that), nothing
 //   after a LEAVE (a stopping daemon waits out its lease before it leaves the group);
-// - handover_limit timers, holdings reports, health changes (WAIT revokes before it is said).
+// - handover_limit timers, holdings reports, health changes (WAIT revokes before it is said);
+// - the return of a node that stopped serving through its own failure (a failed check, a
+//   pause of its daemon past its lease, a lost session): it serves again only in a CPG
+//   configuration with a member the farm lets serve, or with every member it last served
+//   with (docs/membership.md, "A returning node under Corosync").
 
 import { checkPowerChange, encodeBitmap } from '../table.js';
 import { leaseWaitNs } from '../timing.js';
@@ -101,6 +105,18 @@ interface Hold extends GoneBucket {
   untilNs: bigint;
 }
 
+/** A node back from its own failure, until it is in a configuration with the farm it left. */
+interface Away {
+  /** What stopped it: the check's cause, a pause, a lost session. */
+  why: string;
+  /** Since when it could serve again (its check passed, it resumed, a new session); null while it cannot. */
+  since: bigint | null;
+  /** The members it last served with, less those seen gone for sure since (PROCDOWN, LEAVE). */
+  waitFor: Set<string>;
+  /** A rejoin condition held: it says ok to the farm and waits for the farm to take it back. */
+  contact: boolean;
+}
+
 export class CorosyncMembership implements Membership {
   private session: CorosyncSession | undefined;
   private farm: CpgFarm | undefined;
@@ -130,6 +146,17 @@ export class CorosyncMembership implements Membership {
    */
   private graceUntil: bigint | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
+  /**
+   * Back from its own failure (a node that has served; a starting node has the grace above):
+   * WAIT, and until a rejoin condition holds it tells the farm it is not ok.
+   */
+  private away: Away | undefined;
+  /** The other members the farm let serve at this node's last renewal: the side it served with. */
+  private servedWith: ReadonlySet<string> | undefined;
+  /** The latest pulse or dispatch: a longer gap than 3 pulses is a pause of this daemon. */
+  private lastTickNs: bigint | undefined;
+  /** Send time of the latest own beat delivered in this session: the stream is current from there. */
+  private ownBeatSentNs: bigint | undefined;
 
   // What corosync said.
   private totemRing: string | null = null;
@@ -205,7 +232,13 @@ export class CorosyncMembership implements Membership {
     if (!ok) {
       // WAIT serves nothing from this instant: the lease goes before the farm hears of it.
       this.leaseDeadlineNs = 0n;
+      this.goAway(cause);
       this.emit({ leaseDeadlineNs: 0n, events: [] }, () => this.sendHealth());
+    } else if (this.away) {
+      // Back from a failed check: rejoin through the farm (checkReturn), at a point of the
+      // stream after this beat, not on what was known before.
+      this.readyToReturn();
+      this.emit({ events: [] });
     } else if (this.missingNodes().length > 0) {
       this.startGrace();
       this.emit({ events: [] });
@@ -250,15 +283,97 @@ export class CorosyncMembership implements Membership {
     this.emit({ events: [] });
   }
 
-  /** What this node says of itself: its checks, held back during the rejoin grace. */
+  /** What this node says of itself: its checks, held back during the rejoin grace and a return. */
   private reportedOk(): boolean {
-    return this.localOk && this.graceUntil === undefined;
+    return this.localOk && this.graceUntil === undefined && (this.away === undefined || this.away.contact);
   }
 
   private reportedCause(): string {
     if (!this.localOk) return this.localCause;
+    if (this.away && !this.away.contact) return this.awayCause();
     if (this.graceUntil !== undefined) return `rejoining: waiting up to ${Number(this.graceNs() / MS)} ms for ${this.missingNodes().join(', ') || 'the ring'} to be in the group`;
     return '';
+  }
+
+  // ---- a returning node (docs/membership.md, "A returning node under Corosync") ---------------
+
+  /**
+   * This node stops serving through its own failure. Only a node that has served: a starting
+   * node (and one whose check failed before it ever served) has the rejoin grace instead.
+   */
+  private goAway(why: string): void {
+    if (this.servedWith === undefined) return;
+    if (this.away) {
+      this.away.why = why;
+      this.away.since = null;
+      this.away.contact = false;
+      return;
+    }
+    this.away = { why, since: null, waitFor: new Set(this.servedWith), contact: false };
+    this.opts.onDebug?.('stopped serving through its own failure: rejoining through the farm', { event: 'corosync_away', why, waitFor: [...this.servedWith] });
+  }
+
+  /** It could serve again from now: a beat, so that a point of the stream after now comes soon. */
+  private readyToReturn(): void {
+    const a = this.away;
+    if (!a) return;
+    a.since = this.opts.nowNs();
+    a.contact = false;
+    this.beat();
+  }
+
+  /**
+   * A pause of this daemon (SIGSTOP, a frozen host) that outlasted its lease: its buckets may
+   * have been taken, and if its corosync paused too it finds itself alone in a ring of its own,
+   * holding the table it had. Called first thing in every pulse and dispatch.
+   */
+  private notePause(now: bigint): void {
+    const last = this.lastTickNs;
+    this.lastTickNs = now;
+    const gap = last === undefined ? 0n : now - last;
+    if (gap <= BigInt(3 * this.opts.timing.pulseMs) * MS || this.leaseDeadlineNs > now) return;
+    // Still within its lease: nobody took its buckets, it serves on as a member of its side.
+    this.goAway(`a pause of ${Number(gap / MS)} ms`);
+    if (this.localOk) this.readyToReturn();
+    this.emitIfStateChanged();
+  }
+
+  /**
+   * The return, at each point of the stream: once an own beat sent after the node could serve
+   * again is delivered (what it knew before is stale), it rejoins when its configuration holds
+   * a member the farm lets serve (an anchor: the farm it left, or one it merged with) or every
+   * member it last served with. Then it says ok, and serves once the farm takes it back in
+   * such a configuration; when the condition stops holding first, it says not ok again.
+   */
+  private checkReturn(): void {
+    const a = this.away;
+    const farm = this.farm;
+    if (!a || a.since === null || !farm || !this.localOk) return;
+    if (this.ownBeatSentNs === undefined || this.ownBeatSentNs < a.since || !farm.hasState() || farm.syncing()) return;
+    if (!this.rejoinCondition(farm, a)) {
+      a.contact = false;
+      return;
+    }
+    if (farm.selfProblem() === undefined) {
+      this.away = undefined;
+      this.opts.onDebug?.('rejoined the farm', { event: 'corosync_rejoined', view: farm.eligibleNames() });
+      return;
+    }
+    a.contact = true;
+  }
+
+  private rejoinCondition(farm: CpgFarm, a: Away): boolean {
+    const self = this.opts.self;
+    if (farm.eligibleNames().some((n) => n !== self)) return true;
+    const present = new Set(farm.memberProcs().map((p) => this.nodeName.get(p.nodeid)));
+    return [...a.waitFor].every((n) => present.has(n));
+  }
+
+  private awayCause(): string {
+    const a = this.away!;
+    const wait = [...a.waitFor].sort();
+    const whom = wait.length > 0 ? `a member the farm lets serve, or ${wait.join(' and ')} (it served with them)` : 'a member the farm lets serve';
+    return `rejoining after ${a.why}: waiting for ${whom} in its CPG configuration`;
   }
 
   setPower(node: string, power: number, group?: string): void {
@@ -386,6 +501,7 @@ export class CorosyncMembership implements Membership {
       });
       if (this.sessionError !== undefined) this.opts.onWarning?.('corosync answers again: rejoining the farm', { event: 'corosync_connected' });
       this.sessionError = undefined;
+      this.readyToReturn();
       try {
         this.vq = session.votequorumInfo();
       } catch {
@@ -421,6 +537,8 @@ export class CorosyncMembership implements Membership {
     this.pendingRenewalNs = undefined;
     this.awaitTotem = false;
     this.totemMembers = null;
+    this.ownBeatSentNs = undefined;
+    this.goAway(`lost corosync (${reason})`);
     this.opts.onWarning?.(`lost corosync (${reason}): serving nothing until it answers again`, { event: 'corosync_lost' });
     this.farm = undefined;
     this.replicated = undefined;
@@ -435,6 +553,7 @@ export class CorosyncMembership implements Membership {
   private onEvents(session: CorosyncSession, events: CorosyncEvent[]): void {
     if (session !== this.session) return;
     metered((us) => { this.cpuUs.receive += us; }, () => {
+      this.notePause(this.opts.nowNs());
       try {
         for (const e of events) {
           if (this.session !== session) return;
@@ -467,6 +586,9 @@ export class CorosyncMembership implements Membership {
         const own = key === procKey(this.selfProc!);
         if (own && decoded.ok && decoded.msg.t === 'health') this.correcting = false;
         this.handle(step);
+        const ownBeat = own && decoded.ok && decoded.msg.t === 'beat' ? BigInt(decoded.msg.at) : undefined;
+        if (ownBeat !== undefined && (this.ownBeatSentNs === undefined || ownBeat > this.ownBeatSentNs)) this.ownBeatSentNs = ownBeat;
+        this.checkReturn();
         if (own && decoded.ok && decoded.msg.t === 'beat') {
           const sent = BigInt(decoded.msg.at);
           // A beat that took longer than a third of the lease to come back: the ring is slow
@@ -493,6 +615,8 @@ export class CorosyncMembership implements Membership {
         for (const l of e.left) {
           const name = this.nodeName.get(l.nodeid);
           if (name) this.departures.set(name, { atNs: now, reason: l.reason });
+          // Its daemon is gone for sure (its node is in our ring): it serves nothing past its lease.
+          if (name && (l.reason === CPG_REASON.PROCDOWN || l.reason === CPG_REASON.LEAVE)) this.away?.waitFor.delete(name);
           this.lastBeatAt.delete(procKey(l));
           this.suspectedSent.delete(procKey(l));
         }
@@ -508,6 +632,7 @@ export class CorosyncMembership implements Membership {
           this.graceTimer = undefined;
         }
         this.handle(farm.confchg(e.members, e.left, e.joined, this.localFacts()));
+        this.checkReturn();
         this.correctFacts();
         // A new configuration: renew as soon as the ring carries our messages again.
         this.beat();
@@ -670,6 +795,7 @@ export class CorosyncMembership implements Membership {
     if (this.stopped) return { state: 'WAIT', cause: 'stopping' };
     if (!this.session) return { state: 'WAIT', cause: `corosync not reachable${this.sessionError ? `: ${this.sessionError}` : ''}` };
     if (!this.reportedOk()) return { state: 'WAIT', cause: this.reportedCause() };
+    if (this.away) return { state: 'WAIT', cause: `rejoining after ${this.away.why}: waiting for the farm to take this node back` };
     const problem = this.farm?.selfProblem();
     if (problem !== undefined) return { state: 'WAIT', cause: problem };
     if (this.opts.splitBrain === 'quorum') {
@@ -699,6 +825,8 @@ export class CorosyncMembership implements Membership {
       this.opts.onDebug?.('lease not renewed: quorum unknown for this ring', { event: 'corosync_no_renewal', totemRing: this.totemRing, quorumRing: this.quorumRing, awaitTotem: this.awaitTotem, quorate: this.quorate });
       return;
     }
+    const self = this.opts.self;
+    this.servedWith = new Set(this.farm.eligibleNames().filter((n) => n !== self));
     const deadline = sentAtNs + this.leaseNs;
     if (deadline <= this.leaseDeadlineNs) return;
     this.leaseDeadlineNs = deadline;
@@ -784,6 +912,7 @@ export class CorosyncMembership implements Membership {
   private pulse(): void {
     metered((us) => { this.cpuUs.tick += us; }, () => {
       const now = this.opts.nowNs();
+      this.notePause(now);
       const late = this.lastPulseNs !== undefined && now - this.lastPulseNs > BigInt(3 * this.opts.timing.pulseMs) * MS;
       this.lastPulseNs = now;
       const farm = this.farm;
