@@ -313,7 +313,9 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
     stats: () => ({ ...stats }),
     drops: () => accounting.counts(),
   };
-  const native = opts.sockets === 'dgram' ? undefined : nativeOrNone();
+  // A scoped IPv6 address (fe80::1%eth0) stays with Node's sockets, which know the scope.
+  const scoped = [...bindAddrs, ...peerByAddr.keys()].some((a) => a.includes('%'));
+  const native = opts.sockets === 'dgram' || scoped ? undefined : nativeOrNone();
   if (native) {
     const batchSockets = openBatchSockets(native, bindAddrs, opts.port);
     // One meter per batch, not per datagram: the meter's two getrusage calls were ~2 % of a
