@@ -397,6 +397,12 @@ ${this.appXml} <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toStr
     this.prober?.close();
     for (const n of this.nodes) this.forgetReader(n);
     await Promise.all(this.nodes.map((n) => this.killDaemon(n, 'SIGTERM')));
+    // The daemons' logs, for a trial to be read afterwards (one file per farm and node).
+    const keep = process.env.FARMLB_BENCH_LOG_DIR;
+    if (keep) {
+      mkdirSync(keep, { recursive: true });
+      for (const n of this.nodes) writeFileSync(path.join(keep, `${this.tag}-${n.name}.log`), n.log);
+    }
     await this.corosync?.cleanup();
     for (const n of this.nodes) n.server?.kill('SIGKILL');
     await stopKeepalived(this).catch(() => undefined);

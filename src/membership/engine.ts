@@ -101,19 +101,22 @@ export class MembershipEngine {
     if (this.ctx.eligible) candidates.push(this.self);
     candidates.sort(byName);
     const leader = candidates[0] ?? null;
+    const previous = this.ctx.leader;
     if (leader !== this.ctx.leader) {
       this.ctx.leader = leader;
       out.events.push({ type: 'leader', leader });
     }
     // A new leader waits one pulse before its first table: a competing leader's table (the
     // other side of a heal, a leader that has not yet seen us) reaches it meanwhile and is
-    // then part of what it must not hand over twice.
+    // then part of what it must not hand over twice — unless its predecessor's loss is the
+    // one change, where no such table can exist (takesOverAtOnce).
     this.leadership.lastCandidates = candidates;
     if (leader === this.self && !this.leadership.leaderSinceTick && this.ctx.table.leader === this.self) this.tables.setAsideOwnTable();
     if (leader === this.self) {
       // A smaller-named peer still discovering (a farm starting together) is about to lead:
       // a table of ours now would be a second one, made from the same empty tables.
-      if (this.leadership.leaderSinceTick && !this.leadership.smallerPeerDiscovering()) this.leadership.lead(nowNs, candidates, out);
+      const settled = this.leadership.leaderSinceTick || this.leadership.takesOverAtOnce(nowNs, candidates, previous);
+      if (settled && !this.leadership.smallerPeerDiscovering()) this.leadership.lead(nowNs, candidates, out);
     } else {
       // Handover start times are the leader's; a later leadership starts its own clocks.
       this.leadership.handovers.clear();
@@ -182,7 +185,8 @@ export class MembershipEngine {
     }
     peer.received++;
     // Gaps within an incarnation only: a restarted peer starts counting afresh.
-    if (peer.lastSeq !== undefined && hb.seq > peer.lastSeq + 1) peer.missed += hb.seq - peer.lastSeq - 1;
+    const missedTheirs = peer.lastSeq !== undefined && hb.seq > peer.lastSeq + 1;
+    if (missedTheirs) peer.missed += hb.seq - peer.lastSeq! - 1;
     peer.lastSeq = hb.seq;
     peer.hb = hb;
     if (hb.v === 1 && hb.readsV2 !== true) peer.v1RecvNs = nowNs;
@@ -211,6 +215,9 @@ export class MembershipEngine {
       if (out.table) out.send = this.wire.heartbeat(nowNs);
     }
     this.lease.noteAck(peer, hb, out);
+    if (out.send === undefined && !this.eligibility.tickOverdue(nowNs) && this.lease.answersMissedAck(hb, missedTheirs, nowNs)) {
+      out.send = this.wire.heartbeat(nowNs);
+    }
     // The fence the leader waited for may be complete now: decide without waiting for the pulse.
     // Only while no smaller-named peer has become a member since the tick (this very heartbeat
     // may show it UP and in contact): that peer leads from our next tick on, and a table of

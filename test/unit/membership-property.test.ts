@@ -401,4 +401,16 @@ describe('membership counterexamples of the seeds 1–20 search (fixed replays)'
       { op: { kind: 'sick', node: 1 }, waitMs: 250 },
     ]);
   });
+
+  // Found with the new leader's immediate first table (Leadership.takesOverAtOnce), search
+  // seed 3 under `quorum`: n2→n5, n3→n4 and n2→n4 cut one way, then n1 isolated. n2 took over
+  // at once; n4, which hears neither n2 nor n3, took n3 for leader and stayed on n1's table,
+  // so n5's acknowledgements (a majority: n3 and n4 on n2's lineage) fell short and its lease
+  // lapsed. A new leader now takes over at once only when every member hears it.
+  it('quorum: a new leader does not take over at once while a member does not hear it', () => {
+    runScenario('quorum', false, 1, [
+      { op: { kind: 'oneway', from: 1, to: 4 }, waitMs: 0 }, { op: { kind: 'oneway', from: 2, to: 3 }, waitMs: 0 },
+      { op: { kind: 'oneway', from: 1, to: 3 }, waitMs: 0 }, { op: { kind: 'partition', mask: 1 }, waitMs: 359 },
+    ]);
+  });
 });

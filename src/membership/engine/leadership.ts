@@ -87,6 +87,43 @@ export class Leadership {
     return false;
   }
 
+  /**
+   * May a node that has just become leader publish its first table at this very tick, rather
+   * than one pulse later? Only when the one change is its predecessor's loss: our installed
+   * table is `previous`'s, and every live peer but `previous` is a member whose own heartbeat,
+   * at most a pulse and a half old, is on that same table, still names `previous` leader and
+   * hears us (no relay shows it on another table). Then no rival leader can have decided anything we have
+   * not seen: a member that took another leader, or installed another table, would have said
+   * so; a live non-member could be one, so there is none. And the first table takes nothing
+   * from a live node: `previous`'s buckets stay unowned through its lease wait and the fence
+   * (holdings, fenced), which only the members' heartbeats on this table complete — a member
+   * that follows a rival instead reports the rival's table, which then counts (holdings,
+   * rivals) before any of those buckets is given. The pulse's wait is for the other cases (a
+   * heal, a leader that has not yet seen us), where a competing table may be on its way.
+   * Without it, the leader's loss cost a pulse more than a follower's (docs/benchmarks.md).
+   */
+  takesOverAtOnce(nowNs: bigint, view: readonly string[], previous: string | null): boolean {
+    if (previous === null || previous === this.ctx.self || view.includes(previous) || this.ctx.table.leader !== previous) return false;
+    const freshNs = (3n * this.ctx.pulseNs) / 2n;
+    const digest = this.ctx.table.digest;
+    for (const p of this.peers.values()) {
+      if (p.name === previous) continue;
+      if (!view.includes(p.name)) {
+        if (p.alive) return false;
+        continue;
+      }
+      const hb = p.hb;
+      if (!hb || p.lastRecvNs === undefined || nowNs - p.lastRecvNs > freshNs) return false;
+      if (hb.leader !== previous || hb.tableDigest !== digest) return false;
+      // It hears us: it can take us for leader as soon as it finds the predecessor gone. A
+      // member that does not may pick another (search seed 3 under `quorum`: n4, cut one way
+      // from n2 and n3, took n3, and n5's lease, a majority's, lapsed while n4 lagged).
+      if (!hb.heard.some((h) => h.node === this.ctx.self && h.ageMs < Number(freshNs / 1_000_000n))) return false;
+      if (p.indirectNs !== undefined && p.indirectNs > p.lastRecvNs && p.indirectDigest !== digest) return false;
+    }
+    return true;
+  }
+
   /** A peer named before us that is a member by the evidence at hand (assess()'s test). */
   smallerMember(nowNs: bigint): boolean {
     const slostNs = BigInt(this.ctx.opts.timing.slostCount) * this.ctx.pulseNs;
@@ -336,13 +373,21 @@ export class Leadership {
       const p = this.peers.get(n);
       return !p || p.lastRecvNs === undefined || nowNs - p.lastRecvNs <= staleNs;
     });
+    const released = new Set<string>();
     for (const p of this.peers.values()) {
       const member = view.includes(p.name);
       // A relay shows it on another table than its own last heartbeat to us did.
       const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
         && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
       if (!member) {
-        const since = p.alive ? p.servingNs : minBig(this.peers.evidence(p), p.servingNs ?? this.peers.evidence(p));
+        // The last moment it could have renewed: it renews only while UP (servingNs: the last
+        // time it was a member or advertised UP while connected), and only from an
+        // acknowledgement of a heartbeat some peer received — which that peer's later reports
+        // carry (evidence), once the fence below has every such peer on a table without it.
+        // So a silent node counts from its last evidence even while it is still "alive" by the
+        // longer timeout of a leader (mlost): counting from its last tick as a member held a
+        // dead leader's buckets one pulse longer than a follower's.
+        const since = p.alive && p.servingNs === undefined ? undefined : minBig(this.peers.evidence(p), p.servingNs ?? this.peers.evidence(p));
         if (since === undefined) continue;
         // Not released while a relay shows it alive and UP on such a table: the lease wait
         // counts from its last contact and the fence from its acknowledgers, but a node alone
@@ -352,7 +397,10 @@ export class Leadership {
         // which gave n3 every bucket; n1 gave n2 one of them while n3 still served it).
         const relayedServing = p.alive && relayedNewer && p.indirectState === 'UP';
         if (reportsFresh && nowNs >= since + this.takeoverWaitNs && !relayedServing) {
-          if (this.fenced(p)) continue;
+          if (this.fenced(p)) {
+            released.add(p.name);
+            continue;
+          }
           this.fencePending = true;
         }
       }
@@ -387,7 +435,9 @@ export class Leadership {
       // take back, table after table, the buckets it had given the survivors (seen in the
       // lab: kept buckets of every survivor unowned for a pulse at the old leader's return).
       if (q.hb.leader === q.name && q.hb.state === 'WAIT' && (q.servingNs === undefined || nowNs - q.servingNs > leadsNobodyNs)) continue;
-      for (const n of q.hb.view) if (n !== this.ctx.self) out.push([n, q.rows]);
+      // What its table gives itself counts only until the rules above release it: a leader
+      // silent for `slost` pulses is still alive by the leader's longer timeout (mlost).
+      for (const n of q.hb.view) if (n !== this.ctx.self && !(n === q.name && released.has(n))) out.push([n, q.rows]);
     }
     return out;
   }
