@@ -76,8 +76,9 @@ class UdpBatchSocket : public Napi::ObjectWrap<UdpBatchSocket> {
     // One byte more than the largest datagram accepted: a longer one shows as oversize.
     slotBytes_ = maxBytes + 1;
     bufs_.assign(static_cast<size_t>(slotBytes_) * kBatch, 0);
+    const int64_t realNs = ClockNs(CLOCK_REALTIME);
     lastDrainNs_ = ClockNs(CLOCK_MONOTONIC);
-    lastOffsetNs_ = ClockNs(CLOCK_REALTIME) - lastDrainNs_;
+    lastOffsetNs_ = realNs - lastDrainNs_;
   }
 
  private:
@@ -131,8 +132,11 @@ class UdpBatchSocket : public Napi::ObjectWrap<UdpBatchSocket> {
   // Everything queued now, as [{ data, from, atNs, truncated }] in arrival order.
   Napi::Array ReadAll(Napi::Env env) {
     Napi::Array out = Napi::Array::New(env);
+    // The wall clock first, then the monotonic one: a preemption between the two reads makes
+    // the offset smaller, so arrival times come out later (later evidence), never earlier.
+    const int64_t realNs = ClockNs(CLOCK_REALTIME);
     const int64_t startNs = ClockNs(CLOCK_MONOTONIC);
-    const int64_t offsetNs = ClockNs(CLOCK_REALTIME) - startNs;
+    const int64_t offsetNs = realNs - startNs;
     const bool stepped = offsetNs - lastOffsetNs_ > kClockStepNs || lastOffsetNs_ - offsetNs > kClockStepNs;
     // Every datagram read now arrived after the last drain that emptied the socket began.
     const int64_t floorNs = lastDrainNs_;

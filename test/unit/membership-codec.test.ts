@@ -420,6 +420,15 @@ describe('transports', () => {
       const got: { seq: number; arrivalNs?: bigint }[] = [];
       b.onReceive((h, arrivalNs) => got.push({ seq: h.seq, ...(arrivalNs !== undefined ? { arrivalNs } : {}) }));
       b.setBatched!(true);
+      // A first datagram: the kernel's receive timestamps start a moment after the first socket
+      // asks for them (test/unit/udp-batch.test.ts).
+      a.send(hb({ from: 'a', seq: 6 }));
+      for (let i = 0; i < 200 && got.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+        b.drain!();
+      }
+      got.length = 0;
+      await new Promise((r) => setTimeout(r, 20));
       const sentNs = process.hrtime.bigint();
       a.send(hb({ from: 'a', seq: 7 }));
       await new Promise((r) => setTimeout(r, 30));
