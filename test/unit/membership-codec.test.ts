@@ -442,7 +442,7 @@ describe('transports', () => {
       a.send(hb({ from: 'a', seq: 8 }));
       for (let i = 0; i < 200 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
       expect(got.map((g) => g.seq)).toEqual([7, 8]);
-      expect(b.stats().received).toBe(2);
+      expect(b.stats().received).toBe(3);
     } finally {
       await Promise.all([a.close(), b.close(), d.close()]);
     }
