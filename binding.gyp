@@ -13,6 +13,7 @@
         "native/sdnotify.cc",
         "native/sockdiag.cc",
         "native/tc.cc",
+        "native/udpbatch.cc",
         "native/xdp.cc"
       ],
       "include_dirs": [

@@ -10,6 +10,7 @@
 #include "sdnotify.h"
 #include "sockdiag.h"
 #include "tc.h"
+#include "udpbatch.h"
 #include "xdp.h"
 
 #include <bpf/bpf.h>
@@ -61,6 +62,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->objectCtor = Napi::Persistent(NativeObject::Define(env));
   env.SetInstanceData<AddonData>(data);
   DefineCorosyncSession(env);
+  DefineUdpBatchSocket(env);
 
   exports.Set("openObject", Napi::Function::New<OpenObject>(env, "openObject"));
   exports.Set("openPinnedMap", Napi::Function::New<OpenPinnedMap>(env, "openPinnedMap"));
@@ -71,6 +73,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcDetachEgress", Napi::Function::New<TcDetachEgress>(env, "tcDetachEgress"));
   exports.Set("ifaceMac", Napi::Function::New<IfaceMac>(env, "ifaceMac"));
   exports.Set("openRawSocket", Napi::Function::New<OpenRawSocket>(env, "openRawSocket"));
+  exports.Set("openUdpBatchSocket", Napi::Function::New<OpenUdpBatchSocket>(env, "openUdpBatchSocket"));
   exports.Set("ifindex", Napi::Function::New<IfIndex>(env, "ifindex"));
   exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
   exports.Set("unixDatagramSend", Napi::Function::New<UnixDatagramSend>(env, "unixDatagramSend"));

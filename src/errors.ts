@@ -463,6 +463,10 @@ export const ERRORS = {
     message: 'the heartbeat key file {file} holds {bytes} bytes; at least {min} are needed',
     hint: 'write a random key: farmlb keygen --key-file {file} --force (then copy it to every node)',
   },
+  FARMLB_E_MEMBERSHIP_SOCKET: {
+    message: 'the membership socket failed: {detail}',
+    hint: 'a bug or an exhausted resource (memory, descriptors): the daemon logs it and its lease lapses; restart it, and report the message if it repeats',
+  },
   FARMLB_E_MEMBERSHIP_KEY_PERMISSIONS: {
     message: 'the heartbeat key file {file} is accessible to its group or to other users (mode {mode})',
     hint: 'chmod 600 {file} (owner root): anyone who reads the key can forge heartbeats',

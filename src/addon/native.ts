@@ -123,6 +123,34 @@ export interface RawSocket {
   close(): void;
 }
 
+/** One datagram of UdpBatchSocket.drain() (native/udpbatch.cc). */
+export interface BatchDatagram {
+  data: Buffer;
+  /** The source address (no port: the membership checks the address only). */
+  from: string;
+  /** Arrival time, CLOCK_MONOTONIC ns: the kernel's (SO_TIMESTAMPNS), clamped to the drain's window. */
+  atNs: bigint;
+  /** Longer than the socket's maxBytes: `data` holds only the first maxBytes + 1 bytes. */
+  truncated: boolean;
+}
+
+/**
+ * The membership's heartbeat socket (native/udpbatch.cc): UDP, non-blocking, read in
+ * batches with recvmmsg and each datagram's kernel arrival time.
+ */
+export interface UdpBatchSocket {
+  /** 0, or the errno of a send that failed (never throws for the network's errors). */
+  send(bytes: Buffer, addr: string, port: number): number;
+  /** Every datagram queued now, in arrival order (at most ~1,000 a call: the rest waits). */
+  drain(): BatchDatagram[];
+  /** Calls `onBatch` from the event loop on each wake-up with datagrams queued (uv_poll). */
+  watch(onBatch: (batch: BatchDatagram[]) => void): void;
+  /** No wake-up for datagrams any more: they wait for drain(). */
+  unwatch(): void;
+  /** Idempotent. */
+  close(): void;
+}
+
 /** A CPG process: corosync node id and pid. */
 export interface CorosyncProc {
   nodeid: number;
@@ -203,6 +231,8 @@ export interface Native {
   ifaceMac(name: string): string;
   ifindex(name: string): number;
   openRawSocket(ifname: string): RawSocket;
+  /** A UDP socket bound to addr:port for heartbeats; datagrams over maxBytes come truncated. */
+  openUdpBatchSocket(addr: string, port: number, maxBytes: number): UdpBatchSocket;
   numPossibleCpus(): number;
   /** CLOCK_MONOTONIC, the base of bpf_ktime_get_ns(). */
   monotonicNs(): bigint;
@@ -388,6 +418,16 @@ function wrap(raw: Native): Native {
         ifname: sock.ifname,
         ifindex: sock.ifindex,
         send: (frame) => call(() => sock.send(frame)),
+        close: () => sock.close(),
+      };
+    },
+    openUdpBatchSocket: (addr, port, maxBytes) => {
+      const sock = call(() => raw.openUdpBatchSocket(addr, port, maxBytes));
+      return {
+        send: (bytes, to, toPort) => call(() => sock.send(bytes, to, toPort)),
+        drain: () => call(() => sock.drain()),
+        watch: (onBatch) => call(() => sock.watch(onBatch)),
+        unwatch: () => sock.unwatch(),
         close: () => sock.close(),
       };
     },

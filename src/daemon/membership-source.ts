@@ -169,7 +169,7 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
     handoverLimitMs: farm.farmlb.handoverLimitMs,
     powersRestored: powerOverrides?.entries.length ?? 0 }, 'membership configured');
   const membership = new BuiltinMembership({
-    engine, transport, pulseMs: timing.pulseMs, nowNs: opts.nowNs,
+    engine, transport, pulseMs: timing.pulseMs, nowNs: opts.nowNs, lostPulses: timing.mlostCount,
     onError: (err) => log.error({ err, event: 'membership_apply_failed' }, 'a membership decision could not be applied; the next pulse decides again'),
   });
   return new MembershipSource({ ...opts, membership }, BigInt(timing.leaseMs) * 1_000_000n / LEASE_WRITE_FRACTION);

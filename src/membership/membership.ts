@@ -10,6 +10,7 @@
 import type { MembershipEngine } from './engine.js';
 import { HeartbeatGate } from './heartbeat-gate.js';
 import { LeaseGate } from './lease-gate.js';
+import { ReceiveCadence } from './receive-cadence.js';
 import { metered, type Transport } from './transport.js';
 import type { EngineOutput, GroupPowers, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
 
@@ -59,6 +60,11 @@ export interface BuiltinMembershipOptions {
   nowNs: () => bigint;
   /** Errors thrown by `apply` (the decision is lost; the next pulse decides again). */
   onError?: (err: unknown) => void;
+  /**
+   * Pulses of silence after which the leader is lost (mlost_count; default 10): a silent peer
+   * keeps every datagram read on arrival until then and two pulses more (receive-cadence.ts).
+   */
+  lostPulses?: number;
 }
 
 export class BuiltinMembership implements Membership {
@@ -76,16 +82,27 @@ export class BuiltinMembership implements Membership {
   /** Renewals written ahead of the queued decisions (lease-gate.ts). */
   private readonly leases: LeaseGate;
   private renew: ((deadlineNs: bigint) => boolean) | undefined;
+  /** Whether received heartbeats wait for the pulse (a transport that can batch them). */
+  private readonly cadence: ReceiveCadence;
+  /** The transport's dropped datagrams at the last pulse. */
+  private droppedAtTick = 0;
 
   constructor(private readonly opts: BuiltinMembershipOptions) {
     this.leases = new LeaseGate(opts.engine.self);
+    const pulseNs = BigInt(Math.round(opts.pulseMs * 1e6));
+    this.cadence = new ReceiveCadence({ pulseNs, forgetNs: BigInt((opts.lostPulses ?? 10) + 2) * pulseNs });
   }
 
   start(apply: (out: EngineOutput) => Promise<void> | void, renew?: (deadlineNs: bigint) => boolean): void {
     this.apply = apply;
     this.renew = renew;
     const { engine, transport, nowNs } = this.opts;
-    transport.onReceive((hb) => this.handle(this.contained('receive', () => engine.receive(hb, nowNs()))));
+    transport.onReceive((hb, arrivalNs) => {
+      const at = this.cadence.receiveTime(arrivalNs, nowNs);
+      const out = this.contained('receive', () => engine.receive(hb, at));
+      this.cadence.noteReceived(hb.from, at, out);
+      this.handle(out);
+    });
     // Datagrams that do not authenticate are counted and dropped by the transport; only the
     // diagnosis "this peer uses another key" reaches the engine, as a report (no decision).
     transport.onForeignKey((node, keyId) => engine.noteForeignKey(node, nowNs(), keyId));
@@ -94,7 +111,23 @@ export class BuiltinMembership implements Membership {
   }
 
   private tick(): EngineOutput {
-    return metered((us) => { this.tickCpuUs += us; }, () => this.contained('tick', () => this.opts.engine.tick(this.opts.nowNs())));
+    const { transport } = this.opts;
+    // Every heartbeat that arrived before the pulse is handled before it (batched or not).
+    try {
+      transport.drain?.();
+    } catch (err) {
+      // The socket failed (FARMLB_E_MEMBERSHIP_SOCKET): the pulse goes on; peers' silence is judged as usual.
+      this.opts.onError?.(err);
+    }
+    const out = metered((us) => { this.tickCpuUs += us; }, () => this.contained('tick', () => this.opts.engine.tick(this.cadence.tickTime(this.opts.nowNs()))));
+    // Datagrams dropped since the last pulse (junk, another key): read on arrival for a while,
+    // so a flood does not sit in the socket buffer, crowding out heartbeats, between pulses.
+    const t = transport.stats();
+    const dropped = t.badMac + t.malformed + t.wrongSource;
+    const noDrops = dropped === this.droppedAtTick;
+    this.droppedAtTick = dropped;
+    transport.setBatched?.(this.cadence.afterTick(out, this.opts.nowNs(), noDrops));
+    return out;
   }
 
   /**

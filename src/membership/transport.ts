@@ -8,11 +8,15 @@
 // does not authenticate, or comes from an address that is not its sender's, and counts it
 // per source (docs/security.md, "Unauthenticated datagrams"): such a datagram never reaches
 // the engine nor the daemon's decision queue, so it changes no state and costs no decision.
+// The daemon's sockets are the addon's (native/udpbatch.cc): read in batches, each datagram
+// with its kernel arrival time, either on every wake-up (watch) or only when the pulse drains
+// them (setBatched: no wake-up per datagram while the farm is at rest; receive-cadence.ts).
 
 import dgram from 'node:dgram';
 import dns from 'node:dns';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
+import { type BatchDatagram, loadNative, type Native, type UdpBatchSocket } from '../addon/native.js';
 import { FarmlbError } from '../errors.js';
 import { MAX_MESSAGE_BYTES, encodeHeartbeat, frameOf, looksLikeHeartbeat, openFrame, type OpenedFrame } from './codec.js';
 import { keyId } from './key.js';
@@ -62,8 +66,19 @@ function literalLookup(host: string, options: unknown, callback: (err: Error | n
 export interface Transport {
   /** To every peer on every LAN. Never throws (errors are counted and logged). */
   send(hb: Heartbeat): void;
-  /** One handler; called for every heartbeat that authenticates. */
-  onReceive(handler: (hb: Heartbeat) => void): void;
+  /**
+   * One handler; called for every heartbeat that authenticates, with its arrival time
+   * (CLOCK_MONOTONIC ns) when the transport knows it (the kernel's: a datagram read in a
+   * batch arrived before it is handled).
+   */
+  onReceive(handler: (hb: Heartbeat, arrivalNs?: bigint) => void): void;
+  /** Hands every datagram queued now to the handler (a transport that reads on arrival has none). */
+  drain?(): void;
+  /**
+   * true: datagrams wait for drain() (no wake-up of their own); false: each wake-up reads
+   * them at once. Starts false.
+   */
+  setBatched?(batched: boolean): void;
   /**
    * The key to sign with and the other keys to accept (one, during a rotation: docs/security.md,
    * "Rotating the key"); from the next datagram on.
@@ -101,6 +116,11 @@ export interface UdpTransportOptions {
   log: Logger;
   /** Accepted for symmetry with the engine; not used by the transport. */
   module?: string;
+  /**
+   * 'native' (default when the addon loads): the addon's batch sockets; 'dgram': Node's
+   * sockets, one wake-up per datagram, no arrival times, no batching.
+   */
+  sockets?: 'native' | 'dgram';
   nodes?: string[];
 }
 
@@ -195,7 +215,7 @@ interface ReceiveContext {
   accounting: DropAccounting;
   stats: TransportStats;
   frames: FrameChooser;
-  deliver: (() => ((hb: Heartbeat) => void) | undefined);
+  deliver: (() => ((hb: Heartbeat, arrivalNs?: bigint) => void) | undefined);
   foreignKey: (() => ((node: string, keyId?: string) => void) | undefined);
   /** Emulates a release before key ids (tests): FLB2 frames are not ours. */
   legacy?: boolean;
@@ -206,7 +226,7 @@ interface ReceiveContext {
  * its sender the node the source address belongs to. `sourceNode` is the configured node of
  * the source address (undefined: not a node address; a memory network passes names).
  */
-function receiveDatagram(msg: Buffer, source: string, sourceNode: string | undefined, c: ReceiveContext): void {
+function receiveDatagram(msg: Buffer, source: string, sourceNode: string | undefined, c: ReceiveContext, arrivalNs?: bigint): void {
   const { accounting } = c;
   // Cheap checks first: no HMAC, no copy for what cannot be a heartbeat.
   if (msg.length > MAX_MESSAGE_BYTES) return accounting.drop('oversize', source);
@@ -233,12 +253,21 @@ function receiveDatagram(msg: Buffer, source: string, sourceNode: string | undef
   if (sourceNode === undefined || hb.from !== sourceNode) return accounting.drop('wrong_source', source);
   c.frames.heard(sourceNode, opened);
   c.stats.received++;
-  c.deliver()?.(hb);
+  c.deliver()?.(hb, arrivalNs);
 }
 
 /** The keys to verify with, the signing key first. */
 function keyRing(key: Buffer, accept: readonly Buffer[] | undefined): Buffer[] {
   return [key, ...(accept ?? []).filter((k) => !k.equals(key))];
+}
+
+/** The addon, or undefined where it is not built (then Node's sockets serve). */
+function nativeOrNone(): Native | undefined {
+  try {
+    return loadNative();
+  } catch {
+    return undefined;
+  }
 }
 
 export async function createUdpTransport(opts: UdpTransportOptions): Promise<Transport> {
@@ -250,7 +279,7 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   }
   const stats = newStats();
   const accounting = new DropAccounting(stats, opts.log);
-  let handler: ((hb: Heartbeat) => void) | undefined;
+  let handler: ((hb: Heartbeat, arrivalNs?: bigint) => void) | undefined;
   let foreignKeyHandler: ((node: string, keyId?: string) => void) | undefined;
   let signKey = opts.key;
   let keys = keyRing(opts.key, opts.acceptKeys);
@@ -270,6 +299,68 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   const ctx: ReceiveContext = { keys: () => keys, accounting, stats, frames, deliver: () => handler, foreignKey: () => onForeign };
   const peerByAddr = new Map<string, string>();
   for (const p of peers) for (const a of p.addrs) if (a) peerByAddr.set(a, p.node);
+  const common: Omit<Transport, 'send' | 'close' | 'drain' | 'setBatched'> = {
+    onReceive(h) {
+      handler = h;
+    },
+    setKeys(key, accept) {
+      signKey = key;
+      keys = keyRing(key, accept);
+    },
+    onForeignKey(h) {
+      foreignKeyHandler = h;
+    },
+    stats: () => ({ ...stats }),
+    drops: () => accounting.counts(),
+  };
+  // A scoped IPv6 address (fe80::1%eth0) stays with Node's sockets, which know the scope.
+  const scoped = [...bindAddrs, ...peerByAddr.keys()].some((a) => a.includes('%'));
+  const native = opts.sockets === 'dgram' || scoped ? undefined : nativeOrNone();
+  if (native) {
+    const batchSockets = openBatchSockets(native, bindAddrs, opts.port);
+    // One meter per batch, not per datagram: the meter's two getrusage calls were ~2 % of a
+    // daemon's CPU when each datagram had its own (docs/benchmarks.md).
+    const onBatch = (batch: BatchDatagram[]) => metered((us) => { stats.receiveCpuUs += us; }, () => {
+      for (const d of batch) {
+        if (d.truncated) accounting.drop('oversize', d.from);
+        else receiveDatagram(d.data, d.from, peerByAddr.get(d.from), ctx, d.atNs);
+      }
+    });
+    let batched = true;
+    const setBatched = (on: boolean) => {
+      if (on === batched) return;
+      batched = on;
+      for (const s of batchSockets) if (on) s.unwatch(); else s.watch(onBatch);
+    };
+    setBatched(false);
+    return {
+      ...common,
+      send(hb) {
+        metered((us) => { stats.sendCpuUs += us; }, () => {
+          const frame = framesOf(hb, signKey, false);
+          batchSockets.forEach((socket, lan) => {
+            for (const peer of peers) {
+              const to = peer.addrs[lan];
+              if (!to) continue;
+              if (socket.send(frame(frames.frameFor(peer.node)), to, opts.port) === 0) stats.sent++;
+              else stats.sendErrors++;
+            }
+          });
+        });
+      },
+      drain() {
+        for (const s of batchSockets) {
+          const batch = s.drain();
+          if (batch.length > 0) onBatch(batch);
+        }
+      },
+      setBatched,
+      async close() {
+        for (const s of batchSockets) s.close();
+        batchSockets.length = 0;
+      },
+    };
+  }
   const sockets: dgram.Socket[] = [];
   const onDatagram = (msg: Buffer, rinfo: dgram.RemoteInfo) => metered((us) => { stats.receiveCpuUs += us; }, () => {
     receiveDatagram(msg, rinfo.address, peerByAddr.get(rinfo.address), ctx);
@@ -295,6 +386,7 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
     throw err;
   }
   return {
+    ...common,
     send(hb) {
       metered((us) => { stats.sendCpuUs += us; }, () => {
         const frame = framesOf(hb, signKey, false);
@@ -310,18 +402,6 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
         });
       });
     },
-    onReceive(h) {
-      handler = h;
-    },
-    setKeys(key, accept) {
-      signKey = key;
-      keys = keyRing(key, accept);
-    },
-    onForeignKey(h) {
-      foreignKeyHandler = h;
-    },
-    stats: () => ({ ...stats }),
-    drops: () => accounting.counts(),
     async close() {
       await Promise.all(sockets.map((s) => new Promise<void>((resolve) => {
         try { s.close(() => resolve()); } catch { resolve(); }
@@ -329,6 +409,20 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
       sockets.length = 0;
     },
   };
+}
+
+/** One addon socket per own LAN address; none left open if one fails. */
+function openBatchSockets(native: Native, bindAddrs: string[], port: number): UdpBatchSocket[] {
+  const out: UdpBatchSocket[] = [];
+  for (const addr of bindAddrs) {
+    try {
+      out.push(native.openUdpBatchSocket(addr, port, MAX_MESSAGE_BYTES));
+    } catch (err) {
+      for (const s of out) s.close();
+      throw new FarmlbError('FARMLB_E_MEMBERSHIP_BIND', { addr, port, detail: (err as Error).message }, { cause: err });
+    }
+  }
+  return out;
 }
 
 export interface MemoryLink {

@@ -15,6 +15,9 @@
 // 0 at once. It also checks continuity (docs/membership.md, "Survivors keep serving"): a node
 // in clean contact with a majority of its view, whose buckets the next table leaves to it,
 // never has its lease lapse — recorded in `lapses`.
+// Like the daemon (src/membership/membership.ts, receive-cadence.ts), a node at rest reads
+// received heartbeats only at its pulse, each with its arrival time, and on arrival while
+// anything happens (SimOptions.batchedReceive).
 // Used by test/unit/membership-*.test.ts and to measure failover timings (docs/membership.md).
 
 import { NBUCKETS } from '../../src/balance/tables.js';
@@ -24,6 +27,7 @@ import { decodeHeartbeat, encodeHeartbeat } from '../../src/membership/codec.js'
 import { MembershipEngine } from '../../src/membership/engine.js';
 import { HeartbeatGate } from '../../src/membership/heartbeat-gate.js';
 import { LeaseGate } from '../../src/membership/lease-gate.js';
+import { ReceiveCadence } from '../../src/membership/receive-cadence.js';
 import { emptyRows } from '../../src/membership/table.js';
 import { DEFAULT_TIMING, leaseClockSlackNs } from '../../src/membership/timing.js';
 import type { EngineOutput, GroupPowers, Heartbeat, MembershipEvent, MembershipTiming, PowerOverrides } from '../../src/membership/types.js';
@@ -97,6 +101,12 @@ export interface SimOptions {
   earlyLeaseWrites?: boolean;
   /** Throw on the first continuity violation (see `lapses`; default false: recorded only). */
   throwOnLapse?: boolean;
+  /**
+   * Received heartbeats wait for the pulse while the node is at rest (the daemon's
+   * ReceiveCadence), handled then with their arrival times. Default true; false: every
+   * datagram is handled on arrival, as before (to compare).
+   */
+  batchedReceive?: boolean;
 }
 
 /**
@@ -126,7 +136,14 @@ interface SimNode {
   gate: HeartbeatGate;
   running: boolean;
   paused: boolean;
-  queue: Buffer[];
+  /** Datagrams waiting to be read (paused, or batched at rest), with their local arrival time. */
+  queue: { bytes: Buffer; atNs: bigint }[];
+  /** When received heartbeats wait for the pulse (the daemon's). */
+  cadence: ReceiveCadence;
+  batched: boolean;
+  /** Datagrams the codec refused (this incarnation), and their count at the last pulse. */
+  refused: number;
+  refusedAtTick: number;
   rows: (string | null)[][];
   prev: (string | null)[][];
   epoch: number;
@@ -221,6 +238,10 @@ export class Simulator {
         running: false,
         paused: false,
         queue: [],
+        cadence: new ReceiveCadence({ pulseNs, forgetNs: pulseNs }),
+        batched: false,
+        refused: 0,
+        refusedAtTick: 0,
         rows: emptyRows(this.groups.length),
         prev: emptyRows(this.groups.length),
         epoch: 0,
@@ -335,6 +356,10 @@ export class Simulator {
     n.running = true;
     n.paused = false;
     n.queue = [];
+    n.batched = false;
+    n.refused = 0;
+    n.refusedAtTick = 0;
+    n.cadence = new ReceiveCadence({ pulseNs: BigInt(this.timing.pulseMs) * MS, forgetNs: BigInt(this.timing.mlostCount + 2) * BigInt(this.timing.pulseMs) * MS });
     n.leaseNs = 0n;
     n.validUntilNs = 0n;
     n.servingRows = undefined;
@@ -367,7 +392,14 @@ export class Simulator {
         if (n.engine !== engine || !n.running) return;
         if (!n.paused) {
           if (this.conn) engine.setHoldings(this.sample(n));
-          this.apply(n, engine.tick(this.localNs(name)));
+          // The daemon's pulse: what waited is read first, then the tick, then the cadence.
+          this.readQueued(n);
+          if (n.engine !== engine || !n.running) return;
+          const out = engine.tick(n.cadence.tickTime(this.localNs(name)));
+          const noDrops = n.refused === n.refusedAtTick;
+          n.refusedAtTick = n.refused;
+          n.batched = this.opts.batchedReceive !== false && n.cadence.afterTick(out, this.localNs(name), noDrops);
+          this.apply(n, out);
         }
         tick(at + pulseNs);
       });
@@ -400,13 +432,24 @@ export class Simulator {
     this.node(name).changedNs = this.nowNs;
   }
 
-  /** SIGCONT: queued datagrams are read first (with the current time), then ticks resume. */
+  /**
+   * SIGCONT: queued datagrams are read first (with their kernel arrival times, as the
+   * addon's socket gives them), then ticks resume.
+   */
   resume(name: string): void {
     const n = this.node(name);
     n.paused = false;
     n.changedNs = this.nowNs;
-    const queued = n.queue.splice(0);
-    for (const bytes of queued) this.deliver(n, bytes);
+    this.readQueued(n);
+  }
+
+  /** Hands every queued datagram to the engine, in arrival order, with its arrival time. */
+  private readQueued(n: SimNode): void {
+    const engine = n.engine;
+    for (const d of n.queue.splice(0)) {
+      if (n.engine !== engine || !n.running) return;
+      this.receive(n, d.bytes, d.atNs);
+    }
   }
 
   setHealth(name: string, ok: boolean, cause = 'interface check failed'): void {
@@ -514,10 +557,16 @@ export class Simulator {
 
   private deliver(n: SimNode, bytes: Buffer): void {
     if (!n.running || !n.engine) return;
-    if (n.paused) {
-      n.queue.push(bytes);
+    if (n.paused || n.batched) {
+      n.queue.push({ bytes, atNs: this.localNs(n.name) });
       return;
     }
+    this.receive(n, bytes, this.localNs(n.name));
+  }
+
+  /** One datagram read: refused by the codec (counted), or the engine's at its arrival time. */
+  private receive(n: SimNode, bytes: Buffer, atNs: bigint): void {
+    if (!n.engine) return;
     let hb;
     try {
       hb = decodeHeartbeat(bytes, n.key);
@@ -525,10 +574,14 @@ export class Simulator {
     } catch (err) {
       // Dropped and counted, as the transport does: no decision follows from it.
       this.rejectedByCodec++;
+      n.refused++;
       return;
     }
     this.delivered++;
-    this.apply(n, n.engine.receive(hb, this.localNs(n.name)));
+    const at = n.cadence.receiveTime(atNs, () => this.localNs(n.name));
+    const out = n.engine.receive(hb, at);
+    n.cadence.noteReceived(hb.from, at, out);
+    this.apply(n, out);
   }
 
   /** The daemon's order: table, lease, then the heartbeat — one decision at a time. */

@@ -409,6 +409,45 @@ describe('transports', () => {
     }
   });
 
+  it('batched (the addon\'s sockets): heartbeats wait for drain() and come with their kernel arrival time; Node\'s sockets on request', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const a = await createUdpTransport({ bindAddrs: ['127.0.0.1'], peers: [{ node: 'b', addrs: ['127.0.0.2'] }], port, key, log });
+    const b = await createUdpTransport({ bindAddrs: ['127.0.0.2'], peers: [{ node: 'a', addrs: ['127.0.0.1'] }], port, key, log });
+    const d = await createUdpTransport({ bindAddrs: ['127.0.0.4'], peers: [{ node: 'a', addrs: ['127.0.0.1'] }], port, key, log, sockets: 'dgram' });
+    try {
+      expect(b.drain).toBeTypeOf('function');
+      expect(d.drain).toBeUndefined();
+      const got: { seq: number; arrivalNs?: bigint }[] = [];
+      b.onReceive((h, arrivalNs) => got.push({ seq: h.seq, ...(arrivalNs !== undefined ? { arrivalNs } : {}) }));
+      b.setBatched!(true);
+      // A first datagram: the kernel's receive timestamps start a moment after the first socket
+      // asks for them (test/unit/udp-batch.test.ts).
+      a.send(hb({ from: 'a', seq: 6 }));
+      for (let i = 0; i < 200 && got.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+        b.drain!();
+      }
+      got.length = 0;
+      await new Promise((r) => setTimeout(r, 20));
+      const sentNs = process.hrtime.bigint();
+      a.send(hb({ from: 'a', seq: 7 }));
+      await new Promise((r) => setTimeout(r, 30));
+      expect(got).toEqual([]);
+      const drainNs = process.hrtime.bigint();
+      b.drain!();
+      expect(got.map((g) => g.seq)).toEqual([7]);
+      // Its arrival, not the drain's time (30 ms later).
+      expect(got[0]!.arrivalNs! >= sentNs && got[0]!.arrivalNs! < drainNs - 20_000_000n).toBe(true);
+      b.setBatched!(false);
+      a.send(hb({ from: 'a', seq: 8 }));
+      for (let i = 0; i < 200 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(got.map((g) => g.seq)).toEqual([7, 8]);
+      expect(b.stats().received).toBe(3);
+    } finally {
+      await Promise.all([a.close(), b.close(), d.close()]);
+    }
+  });
+
   it('refuses to bind an address this host does not have', async () => {
     await expect(createUdpTransport({ bindAddrs: ['192.0.2.77'], peers: [], port: 4800, key, log })).rejects.toMatchObject({ code: 'FARMLB_E_MEMBERSHIP_BIND' });
   });

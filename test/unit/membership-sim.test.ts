@@ -104,8 +104,10 @@ describe('membership: failures', () => {
     expect(n3.leaseNs < sim.localNs('node3')).toBe(true);
     sim.resume('node3');
     // Stale datagrams queued during the pause are read first: none may renew the lease.
+    // (With their kernel arrival times, as the daemon's socket gives them, they are old
+    // evidence, not replays; read with the current time, as Node's dgram did, the replay
+    // guard refuses them.)
     expect(n3.leaseNs < sim.localNs('node3')).toBe(true);
-    expect(sim.eventsOf('node3', 'rejected').length).toBeGreaterThan(0);
     expect(sim.run(3000, () => settled(sim, names(3)))).toBe(true);
   });
 
