@@ -459,4 +459,19 @@ describe('membership counterexamples with slow installs (fixed replays)', () => 
       { op: { kind: 'pause', node: 2 }, waitMs: 295 },
     ], [5, 150]);
   });
+
+  // Simulator seed 836648 (serve, handover), found with early renewals on an earlier form of
+  // the lease gate: at the repair n4 installed n1's table of epoch 1, reported by n1 back from
+  // a 2.9 s pause, while n2 still served connections there as previous owner. It passes on
+  // the final rule with batched receive; kept as a replay (docs/membership.md, "Property search").
+  it('serve with handover: a leader back from a 2.9 s pause, slow installs and early renewals', () => {
+    runScenario('serve', true, 836648, [
+      { op: { kind: 'pause', node: 0 }, waitMs: 332 }, { op: { kind: 'loss', loss: 0 }, waitMs: 432 },
+      { op: { kind: 'power', at: 4, node: 4, power: 2 }, waitMs: 550 }, { op: { kind: 'resume', node: 2 }, waitMs: 92 },
+      { op: { kind: 'oneway', from: 2, to: 1 }, waitMs: 148 }, { op: { kind: 'loss', loss: 0.2 }, waitMs: 375 },
+      { op: { kind: 'loss', loss: 0.5 }, waitMs: 56 }, { op: { kind: 'partition', mask: 7 }, waitMs: 134 },
+      { op: { kind: 'oneway', from: 2, to: 0 }, waitMs: 52 }, { op: { kind: 'oneway', from: 3, to: 2 }, waitMs: 176 },
+      { op: { kind: 'power', at: 4, node: 3, power: 2 }, waitMs: 602 },
+    ], [5, 150]);
+  });
 });
