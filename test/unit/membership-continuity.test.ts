@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { Simulator } from '../helpers/membership-sim.js';
 import type { SplitBrainPolicy } from '../../src/config/types.js';
+import { DEFAULT_TIMING } from '../../src/membership/timing.js';
 
 const LINK_DOWN = 'interface check failed';
 
@@ -216,7 +217,7 @@ describe('the leader\'s loss costs what a follower\'s does', () => {
   // within slost + 1 pulses of its crash, the fence costs a round trip.
   const nodes = ['n1', 'n2', 'n3'];
   const groups = [{ name: 'g', powers: new Map([['n1', 1], ['n2', 1], ['n3', 2]]) }];
-  const { pulseMs, slostCount } = { pulseMs: 50, slostCount: 5 };
+  const { pulseMs, slostCount } = DEFAULT_TIMING;
   const boundMs = (slostCount + 1) * pulseMs + 10;
   const failures: Record<string, (sim: Simulator, node: string) => void> = {
     'kill -9': (sim, node) => sim.crash(node),

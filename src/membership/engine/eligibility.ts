@@ -38,10 +38,6 @@ export class Eligibility {
   }
 
   /**
-   * A pulse at `nowNs`: the discovery grace starts at the first one, and again after a pause
-   * of more than 3 pulses.
-   */
-  /**
    * Our own pulse is late (a stalled or resumed daemon reading its queued datagrams before
    * its tick): what we would say is stale until the tick has looked at the time.
    */
@@ -49,6 +45,10 @@ export class Eligibility {
     return this.lastTickNs === undefined || nowNs - this.lastTickNs > (3n * this.ctx.pulseNs) / 2n;
   }
 
+  /**
+   * A pulse at `nowNs`: the discovery grace starts at the first one, and again after a pause
+   * of more than 3 pulses.
+   */
   noteTick(nowNs: bigint): void {
     if (this.lastTickNs === undefined) {
       // The discovery grace counts from the first tick, not from construction: the daemon

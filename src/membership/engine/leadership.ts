@@ -92,9 +92,10 @@ export class Leadership {
    * than one pulse later? Only when the one change is its predecessor's loss: our installed
    * table is `previous`'s, and every live peer but `previous` is a member whose own heartbeat,
    * at most a pulse and a half old, is on that same table, still names `previous` leader and
-   * hears us (no relay shows it on another table). Then no rival leader can have decided anything we have
-   * not seen: a member that took another leader, or installed another table, would have said
-   * so; a live non-member could be one, so there is none. And the first table takes nothing
+   * hears us (no relay shows it on another table). Then no rival leader can have decided
+   * anything we have not seen: a member that took another leader, or installed another
+   * table, would have said so; a live non-member could be one, so there is none. And the
+   * first table takes nothing
    * from a live node: `previous`'s buckets stay unowned through its lease wait and the fence
    * (holdings, fenced), which only the members' heartbeats on this table complete — a member
    * that follows a rival instead reports the rival's table, which then counts (holdings,

@@ -37,9 +37,10 @@ export class Lease {
    * acknowledged nothing recent of it, and its lease grows only from acknowledgements. Under
    * 20 % loss a few lost in a row let a serving node's lease lapse for tens of ms about once
    * a minute in 3-node farms, every few seconds in 2-node ones (simulator); an answer now
-   * acknowledges the heartbeat that just arrived, a second chance per pulse. Only for a serving peer that still counts us as heard (past
-   * `slost` pulses it has lost us and rejoins by the pulse), and at most once a pulse:
-   * on a clean network nothing is added, and no sender, replayed or not, gets more.
+   * acknowledges the heartbeat that just arrived, a second chance per pulse. Only for a
+   * serving peer that still counts us as heard (past `slost` pulses it has lost us and
+   * rejoins by the pulse), and at most once a pulse: on a clean network nothing is added, and
+   * no sender, replayed or not, gets more.
    */
   answersMissedAck(hb: Heartbeat, missedTheirs: boolean, nowNs: bigint): boolean {
     if (hb.state !== 'UP') return false;
