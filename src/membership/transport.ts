@@ -299,6 +299,18 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   const ctx: ReceiveContext = { keys: () => keys, accounting, stats, frames, deliver: () => handler, foreignKey: () => onForeign };
   const peerByAddr = new Map<string, string>();
   for (const p of peers) for (const a of p.addrs) if (a) peerByAddr.set(a, p.node);
+  /** `hb` to every peer on each of the first `lans` LANs, one datagram each (`sendOn`), metered as the send path. */
+  const sendToPeers = (hb: Heartbeat, lans: number, sendOn: (lan: number, bytes: Buffer, to: string) => void): void => {
+    metered((us) => { stats.sendCpuUs += us; }, () => {
+      const frame = framesOf(hb, signKey, false);
+      for (let lan = 0; lan < lans; lan++) {
+        for (const peer of peers) {
+          const to = peer.addrs[lan];
+          if (to) sendOn(lan, frame(frames.frameFor(peer.node)), to);
+        }
+      }
+    });
+  };
   const common: Omit<Transport, 'send' | 'close' | 'drain' | 'setBatched'> = {
     onReceive(h) {
       handler = h;
@@ -336,16 +348,9 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
     return {
       ...common,
       send(hb) {
-        metered((us) => { stats.sendCpuUs += us; }, () => {
-          const frame = framesOf(hb, signKey, false);
-          batchSockets.forEach((socket, lan) => {
-            for (const peer of peers) {
-              const to = peer.addrs[lan];
-              if (!to) continue;
-              if (socket.send(frame(frames.frameFor(peer.node)), to, opts.port) === 0) stats.sent++;
-              else stats.sendErrors++;
-            }
-          });
+        sendToPeers(hb, batchSockets.length, (lan, bytes, to) => {
+          if (batchSockets[lan]!.send(bytes, to, opts.port) === 0) stats.sent++;
+          else stats.sendErrors++;
         });
       },
       drain() {
@@ -388,17 +393,10 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   return {
     ...common,
     send(hb) {
-      metered((us) => { stats.sendCpuUs += us; }, () => {
-        const frame = framesOf(hb, signKey, false);
-        sockets.forEach((socket, lan) => {
-          for (const peer of peers) {
-            const to = peer.addrs[lan];
-            if (!to) continue;
-            socket.send(frame(frames.frameFor(peer.node)), opts.port, to, (err) => {
-              if (err) stats.sendErrors++;
-              else stats.sent++;
-            });
-          }
+      sendToPeers(hb, sockets.length, (lan, bytes, to) => {
+        sockets[lan]!.send(bytes, opts.port, to, (err) => {
+          if (err) stats.sendErrors++;
+          else stats.sent++;
         });
       });
     },
