@@ -54,6 +54,14 @@ export class HeartbeatGate {
     const behind = this.pending > 0;
     if (out.table) this.pending++;
     if (!out.send || !behind || this.reported === undefined) return { queued: out };
+    // Never an early heartbeat that leads on a table we no longer stand behind: the data
+    // plane still has one of our own making while we have left that leadership (we follow
+    // another leader, or set our table aside as leader again, tables.ts setAsideOwnTable).
+    // Peers taking us for their leader would install it from that heartbeat — a daemon back
+    // from a hang would revive the table it held before it left, after the farm had given
+    // its buckets away (found by the simulator's revival check, seed 836648). That heartbeat
+    // waits for its decision, in order.
+    if (this.reported.leader === out.send.from && out.send.leader !== out.send.from) return { queued: out };
     this.lastSeq = Math.max(this.lastSeq, out.send.seq);
     const now = withReportedTable(out.send, this.reported);
     if (out.table) return { now, queued: out };

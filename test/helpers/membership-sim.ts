@@ -199,6 +199,16 @@ export class Simulator {
   readonly violations: Violation[] = [];
   /** Continuity violations (see Lapse). */
   readonly lapses: Lapse[] = [];
+  /**
+   * Tables revived: a table a node made before a hang longer than the lost timeouts, decided
+   * by another node after that node resumed (docs/membership.md, "A returning node rejoins
+   * through discovery": a table held before it left is never revived).
+   */
+  readonly revivals: { atMs: number; node: string; leader: string; epoch: number }[] = [];
+  /** Per node: the highest epoch of a table of its own making its engine has decided. */
+  private readonly ownEpoch = new Map<string, number>();
+  /** Per node back from a long hang: its tables up to this epoch are of before it left. */
+  private readonly retiredUpTo = new Map<string, number>();
   readonly names: string[];
   readonly timing: MembershipTiming;
   /** The data plane's lease clock slack (timing.leaseClockSlackMs) in ns. */
@@ -352,6 +362,9 @@ export class Simulator {
   /** Starts (or restarts with a new incarnation) a node's daemon. The lease starts revoked. */
   start(name: string): void {
     const n = this.node(name);
+    // A new incarnation learns its epochs anew (its tables may reuse numbers it made before).
+    this.ownEpoch.delete(name);
+    this.retiredUpTo.delete(name);
     n.incarnation += 1n;
     n.running = true;
     n.paused = false;
@@ -432,12 +445,18 @@ export class Simulator {
     this.node(name).changedNs = this.nowNs;
   }
 
+  /** Paused longer than every peer's lost timeout: its farm has surely moved on without it. */
+  private pausedPastLost(n: SimNode): boolean {
+    return this.nowNs - n.changedNs > BigInt(this.timing.mlostCount + 1) * BigInt(this.timing.pulseMs) * 1_000_000n;
+  }
+
   /**
    * SIGCONT: queued datagrams are read first (with their kernel arrival times, as the
    * addon's socket gives them), then ticks resume.
    */
   resume(name: string): void {
     const n = this.node(name);
+    if (n.paused && this.pausedPastLost(n) && this.ownEpoch.has(name)) this.retiredUpTo.set(name, this.ownEpoch.get(name)!);
     n.paused = false;
     n.changedNs = this.nowNs;
     this.readQueued(n);
@@ -586,6 +605,7 @@ export class Simulator {
 
   /** The daemon's order: table, lease, then the heartbeat — one decision at a time. */
   private apply(n: SimNode, out: EngineOutput): void {
+    this.noteRevival(n, out);
     const range = this.opts.installMs;
     if (!range) {
       n.leases.queued(out);
@@ -804,6 +824,20 @@ export class Simulator {
     // Nodes with different keys cannot hear each other: a partition (docs/security.md).
     if (!this.node(a).key.equals(this.node(b).key)) return false;
     return ab.up && ba.up && !ab.lossCut && !ba.lossCut && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
+  }
+
+  /** Records the node's own tables, and any decision that revives one a resumed node left behind. */
+  private noteRevival(n: SimNode, out: EngineOutput): void {
+    const mine = out.send?.leader === n.name ? out.send.epoch : out.table?.leader === n.name ? out.table.epoch : undefined;
+    if (mine !== undefined && mine > (this.ownEpoch.get(n.name) ?? -1)) this.ownEpoch.set(n.name, mine);
+    const t = out.table;
+    if (!t || t.leader === null || t.leader === n.name) return;
+    const upTo = this.retiredUpTo.get(t.leader);
+    if (upTo === undefined || t.epoch > upTo) return;
+    this.revivals.push({ atMs: this.nowMs, node: n.name, leader: t.leader, epoch: t.epoch });
+    if (this.opts.throwOnViolation !== false) {
+      throw new Error(`${n.name} installs ${t.leader}'s table of epoch ${t.epoch}, made before ${t.leader}'s hang, at ${this.nowMs.toFixed(1)} ms`);
+    }
   }
 
   private violation(g: number, b: number, nodes: string[], what: string): void {

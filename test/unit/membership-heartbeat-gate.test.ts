@@ -51,6 +51,30 @@ describe('HeartbeatGate', () => {
     expect(gate.applied(next, () => hb(0, 0))).toBe(next.send);
   });
 
+  // Simulator seed 836648 (serve, handover, slow installs): n1, leader before a 2.9 s hang,
+  // resumed and followed n4 (the farm's leader meanwhile) while its data plane still had
+  // its own table of epoch 1; its early heartbeats reported that table under leader n1, and
+  // n4, taking n1 for leader again, installed it — a table from before the hang, revived.
+  it('holds back an early heartbeat while the data plane has a table of our own making we have left', () => {
+    const gate = new HeartbeatGate();
+    const own = decision(hb(1, 1));
+    gate.early(own);
+    gate.applied(own, () => hb(99, 1));
+    // Now following n4: its table (epoch 7) is being installed.
+    const follow = decision({ ...hb(2, 7), leader: 'n4' }, 7);
+    expect(gate.early(follow)).toEqual({ queued: follow });
+    // A tick meanwhile: its heartbeat would say "leader n1, epoch 1" — it waits, in order.
+    const tick = decision({ ...hb(3, 7), leader: 'n4' });
+    expect(gate.early(tick)).toEqual({ queued: tick });
+    // The same with our table set aside as leader again (leader none).
+    const aside = decision({ ...hb(4, 8), leader: null });
+    expect(gate.early(aside)).toEqual({ queued: aside });
+    // Once n4's table is installed, a heartbeat during the next install reports it: leaves early.
+    expect(gate.applied(follow, () => hb(0, 0))).toBe(follow.send);
+    gate.early(decision({ ...hb(5, 8), leader: 'n4' }, 8));
+    expect(gate.early(decision({ ...hb(6, 8), leader: 'n4' })).now).toMatchObject({ seq: 6, epoch: 7, leader: 'n4' });
+  });
+
   it('reports the table just applied in a fresh heartbeat while another install is still pending', () => {
     const gate = new HeartbeatGate();
     const first = decision(hb(1, 1));

@@ -462,8 +462,11 @@ describe('membership counterexamples with slow installs (fixed replays)', () => 
 
   // Simulator seed 836648 (serve, handover), found with early renewals on an earlier form of
   // the lease gate: at the repair n4 installed n1's table of epoch 1, reported by n1 back from
-  // a 2.9 s pause, while n2 still served connections there as previous owner. It passes on
-  // the final rule with batched receive; kept as a replay (docs/membership.md, "Property search").
+  // a 2.9 s pause, while n2 still served connections there as previous owner. The lease gate's
+  // final rule kept n2 from serving beside it, but the revival itself remained: n1's early
+  // heartbeats (heartbeat-gate.ts) reported the table its data plane still had, under leader
+  // n1, while n1 already followed n4 — the simulator's revival check fails here without the
+  // gate's rule for tables of our own making we have left (docs/membership.md, "Property search").
   it('serve with handover: a leader back from a 2.9 s pause, slow installs and early renewals', () => {
     runScenario('serve', true, 836648, [
       { op: { kind: 'pause', node: 0 }, waitMs: 332 }, { op: { kind: 'loss', loss: 0 }, waitMs: 432 },
