@@ -1,7 +1,25 @@
 // See corosync.h. Callbacks of libcpg, libquorum and libvotequorum run inside their
 // *_dispatch calls, which run on the JS thread when libuv reports a descriptor readable
-// (uv_poll): no thread, no timer. A callback only records an event; once the dispatch
-// returns, the recorded events go to JS in one call, in the order corosync gave them.
+// (uv_poll). A callback only records an event; once the dispatch returns, the recorded events
+// go to JS in one call, in the order corosync gave them.
+//
+// Every call that waits for corosync's answer runs on the session's own thread, never on the
+// JS thread: corosync's client calls wait without a timeout (CS_IPC_TIMEOUT_MS is -1), so a
+// stopped or wedged corosync would otherwise stop the daemon's event loop — no health answer,
+// no control socket, no log, no SIGTERM (measured: docs/membership.md, "When corosync
+// hangs"). Those calls are the connection (qb_ipcc_connect, cpg_local_get, cpg_join,
+// *_trackstart), votequorum_getinfo and cpg_finalize. What stays on the JS thread never
+// waits: *_dispatch(CS_DISPATCH_ALL) reads what is there, cpg_mcast_joined is a one-way
+// qb_ipcc_sendv (a full ring or corosync's flow control answer CS_ERR_TRY_AGAIN).
+//
+// Threads and handles: the session's thread opens the handles, then hands them to the JS
+// thread (cpg, quorum and the tracking votequorum handle: dispatch and mcast) through the
+// thread-safe function; getinfo uses a second votequorum handle that only the session's
+// thread touches. Jobs run one at a time, so no handle ever sees two calls at once. close()
+// never waits: the JS thread stops using the handles first, then the session's thread
+// finalizes them all — at once if corosync answers, when it answers if it hangs (the thread
+// is then abandoned, blocked in corosync's client library until corosync answers or dies,
+// or the process exits).
 #include "corosync.h"
 
 #include <corosync/cmap.h>
@@ -12,11 +30,16 @@
 #include <dlfcn.h>
 #include <uv.h>
 
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace farmlb {
@@ -182,7 +205,7 @@ struct Member {
 };
 
 struct Event {
-  enum Kind { kDeliver, kConfchg, kTotem, kQuorum, kVotequorum, kError } kind;
+  enum Kind { kDeliver, kConfchg, kTotem, kQuorum, kVotequorum, kError, kOpen } kind;
   uint32_t nodeid = 0;
   uint32_t pid = 0;
   std::vector<uint8_t> data;
@@ -192,6 +215,7 @@ struct Event {
   std::string ring;
   bool quorate = false;
   std::string call;
+  std::string message;  // kError: set when not a plain "call: cs_error"
   int cs = 0;
 };
 
@@ -263,13 +287,214 @@ Napi::Object EventToJs(Napi::Env env, const Event& e) {
       o.Set("type", "error");
       o.Set("call", e.call);
       o.Set("cs", e.cs);
-      o.Set("message", CsText(e.call.c_str(), static_cast<cs_error_t>(e.cs)));
+      o.Set("message", e.message.empty() ? CsText(e.call.c_str(), static_cast<cs_error_t>(e.cs)) : e.message);
+      break;
+    case Event::kOpen:
+      o.Set("type", "open");
+      o.Set("localNodeId", e.nodeid);
       break;
   }
   return o;
 }
 
+Napi::Object InfoToJs(Napi::Env env, struct votequorum_info& vi) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("nodeId", vi.node_id);
+  o.Set("votes", vi.node_votes);
+  o.Set("expectedVotes", vi.node_expected_votes);
+  o.Set("highestExpected", vi.highest_expected);
+  o.Set("totalVotes", vi.total_votes);
+  o.Set("quorum", vi.quorum);
+  o.Set("quorate", (vi.flags & VOTEQUORUM_INFO_QUORATE) != 0);
+  o.Set("twoNode", (vi.flags & VOTEQUORUM_INFO_TWONODE) != 0);
+  o.Set("waitForAll", (vi.flags & VOTEQUORUM_INFO_WAIT_FOR_ALL) != 0);
+  o.Set("qdeviceRegistered", (vi.flags & VOTEQUORUM_INFO_QDEVICE_REGISTERED) != 0);
+  o.Set("qdeviceAlive", (vi.flags & VOTEQUORUM_INFO_QDEVICE_ALIVE) != 0);
+  o.Set("qdeviceCastVote", (vi.flags & VOTEQUORUM_INFO_QDEVICE_CAST_VOTE) != 0);
+  o.Set("qdeviceVotes", vi.qdevice_votes);
+  vi.qdevice_name[VOTEQUORUM_QDEVICE_MAX_NAME_LEN - 1] = '\0';
+  o.Set("qdeviceName", std::string(vi.qdevice_name));
+  return o;
+}
+
 }  // namespace
+
+// ---- the session's thread -----------------------------------------------------------------
+
+enum Source { kCpgSource = 0, kQuorumSource = 1, kVotequorumSource = 2, kSources = 3 };
+
+class CorosyncSession;
+
+// One session's handles and the jobs of its thread. Shared (shared_ptr) by the session object
+// and its thread: an abandoned thread may outlive the object. The handles are written by the
+// thread while it connects, then used by the JS thread (cpg, quorum, votequorum: dispatch and
+// mcast) from the kOpened result until close; `query` only ever by the thread.
+struct Link {
+  const Api* api = nullptr;
+  std::string group;
+  CorosyncSession* context = nullptr;  // callbacks' context; never dereferenced off the JS thread
+  cpg_handle_t cpg = 0;
+  quorum_handle_t quorum = 0;
+  votequorum_handle_t votequorum = 0;
+  votequorum_handle_t query = 0;
+  bool hasCpg = false, hasQuorum = false, hasVotequorum = false, hasQuery = false;
+  unsigned int localNodeId = 0;
+  int fds[kSources] = {-1, -1, -1};
+  // The session's callbacks (its static members), given to corosync at connect.
+  cpg_deliver_fn_t cpgDeliver = nullptr;
+  cpg_confchg_fn_t cpgConfchg = nullptr;
+  cpg_totem_confchg_fn_t cpgTotem = nullptr;
+  quorum_v1_quorum_notification_fn_t quorumNotify = nullptr;
+  votequorum_quorum_notification_fn_t votequorumNotify = nullptr;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<uint32_t> infoJobs;  // getinfo calls, by id
+  bool quit = false;              // close(): finalize and end
+
+  Napi::ThreadSafeFunction tsfn;
+  // The session object, while it exists (JS thread only: results for a gone session are dropped).
+  CorosyncSession* session = nullptr;
+};
+
+// What the thread hands back to the JS thread.
+struct Result {
+  enum Kind { kOpened, kOpenFailed, kInfo, kDone } kind;
+  uint32_t id = 0;
+  cs_error_t err = CS_OK;
+  std::string message;  // kOpenFailed
+  struct votequorum_info info;
+};
+
+// The connection, on the session's thread: every step waits for corosync's answer.
+bool ConnectLink(Link& l, std::string& why, cs_error_t& errOut) {
+  const Api* api = l.api;
+  cs_error_t err;
+  auto fail = [&](const char* call, cs_error_t e) {
+    why = CsText(call, e);
+    errOut = e;
+    return false;
+  };
+  cpg_model_v1_data_t cpgModel;
+  std::memset(&cpgModel, 0, sizeof cpgModel);
+  cpgModel.model = CPG_MODEL_V1;
+  cpgModel.cpg_deliver_fn = l.cpgDeliver;
+  cpgModel.cpg_confchg_fn = l.cpgConfchg;
+  cpgModel.cpg_totem_confchg_fn = l.cpgTotem;
+  // The current ring id at once: quorum is judged against it (src/membership/corosync/).
+  cpgModel.flags = CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF;
+  err = Retry([&] { return api->cpg_model_initialize(&l.cpg, CPG_MODEL_V1, reinterpret_cast<cpg_model_data_t*>(&cpgModel), l.context); });
+  if (err != CS_OK) return fail("cpg_model_initialize", err);
+  l.hasCpg = true;
+  err = Retry([&] { return api->cpg_local_get(l.cpg, &l.localNodeId); });
+  if (err != CS_OK) return fail("cpg_local_get", err);
+
+  quorum_model_v1_data_t quorumModel;
+  std::memset(&quorumModel, 0, sizeof quorumModel);
+  quorumModel.model = QUORUM_MODEL_V1;
+  quorumModel.quorum_notify_fn = l.quorumNotify;
+  uint32_t quorumType = 0;
+  err = Retry([&] { return api->quorum_model_initialize(&l.quorum, QUORUM_MODEL_V1, reinterpret_cast<quorum_model_data_t*>(&quorumModel), &quorumType, l.context); });
+  if (err != CS_OK) return fail("quorum_model_initialize", err);
+  l.hasQuorum = true;
+  // QUORUM_FREE: no quorum provider configured; farmlb needs votequorum's answer.
+  if (quorumType != QUORUM_SET) {
+    why = "quorum_model_initialize: corosync has no quorum provider (set quorum { provider: corosync_votequorum })";
+    errOut = CS_ERR_NOT_SUPPORTED;
+    return false;
+  }
+
+  votequorum_callbacks_t vqCallbacks;
+  std::memset(&vqCallbacks, 0, sizeof vqCallbacks);
+  vqCallbacks.votequorum_quorum_notify_fn = l.votequorumNotify;
+  err = Retry([&] { return api->votequorum_initialize(&l.votequorum, &vqCallbacks); });
+  if (err != CS_OK) return fail("votequorum_initialize", err);
+  l.hasVotequorum = true;
+  api->votequorum_context_set(l.votequorum, l.context);
+  // getinfo's own handle: the JS thread dispatches on the other one meanwhile.
+  votequorum_callbacks_t none;
+  std::memset(&none, 0, sizeof none);
+  err = Retry([&] { return api->votequorum_initialize(&l.query, &none); });
+  if (err != CS_OK) return fail("votequorum_initialize", err);
+  l.hasQuery = true;
+
+  cpg_name name;
+  std::memset(&name, 0, sizeof name);
+  if (l.group.empty() || l.group.size() > CPG_MAX_NAME_LENGTH) {
+    why = "CPG group name must be 1.." + std::to_string(CPG_MAX_NAME_LENGTH) + " bytes";
+    errOut = CS_ERR_INVALID_PARAM;
+    return false;
+  }
+  name.length = static_cast<uint32_t>(l.group.size());
+  std::memcpy(name.value, l.group.data(), l.group.size());
+  err = Retry([&] { return api->cpg_join(l.cpg, &name); });
+  if (err != CS_OK) return fail("cpg_join", err);
+
+  err = Retry([&] { return api->quorum_trackstart(l.quorum, CS_TRACK_CURRENT | CS_TRACK_CHANGES); });
+  if (err != CS_OK) return fail("quorum_trackstart", err);
+  err = Retry([&] { return api->votequorum_trackstart(l.votequorum, 0, CS_TRACK_CURRENT | CS_TRACK_CHANGES); });
+  if (err != CS_OK) return fail("votequorum_trackstart", err);
+
+  if ((err = api->cpg_fd_get(l.cpg, &l.fds[kCpgSource])) != CS_OK) return fail("cpg_fd_get", err);
+  if ((err = api->quorum_fd_get(l.quorum, &l.fds[kQuorumSource])) != CS_OK) return fail("quorum_fd_get", err);
+  if ((err = api->votequorum_fd_get(l.votequorum, &l.fds[kVotequorumSource])) != CS_OK) return fail("votequorum_fd_get", err);
+  return true;
+}
+
+// Leaves the group and closes every handle: cpg_finalize waits for corosync's answer.
+void FinalizeLink(Link& l) {
+  // Finalizing leaves the group: the other members get a confchg (reason LEAVE) at once.
+  if (l.hasCpg) l.api->cpg_finalize(l.cpg);
+  if (l.hasQuorum) l.api->quorum_finalize(l.quorum);
+  if (l.hasVotequorum) l.api->votequorum_finalize(l.votequorum);
+  if (l.hasQuery) l.api->votequorum_finalize(l.query);
+  l.hasCpg = l.hasQuorum = l.hasVotequorum = l.hasQuery = false;
+}
+
+void DeliverResult(std::shared_ptr<Link> link, Result* r);
+
+void Post(const std::shared_ptr<Link>& link, Result* r) {
+  napi_status st = link->tsfn.BlockingCall(r, [link](Napi::Env env, Napi::Function, Result* res) { DeliverResult(link, res); });
+  // napi_closing: the environment is going away; nobody is left to tell.
+  if (st != napi_ok) delete r;
+}
+
+// The thread: connect, then getinfo calls one at a time until close, then finalize.
+void RunLink(std::shared_ptr<Link> link) {
+  auto* opened = new Result{Result::kOpened};
+  std::string why;
+  cs_error_t err = CS_OK;
+  bool ok = ConnectLink(*link, why, err);
+  if (!ok) {
+    opened->kind = Result::kOpenFailed;
+    opened->err = err;
+    opened->message = why;
+  }
+  Post(link, opened);
+  while (ok) {
+    uint32_t id;
+    {
+      std::unique_lock<std::mutex> lock(link->mu);
+      link->cv.wait(lock, [&] { return link->quit || !link->infoJobs.empty(); });
+      if (link->quit) break;
+      id = link->infoJobs.front();
+      link->infoJobs.pop_front();
+    }
+    auto* r = new Result{Result::kInfo};
+    r->id = id;
+    std::memset(&r->info, 0, sizeof r->info);
+    r->err = link->api->votequorum_getinfo(link->query, link->localNodeId, &r->info);
+    Post(link, r);
+  }
+  if (ok) {
+    // Only once the JS thread has let go of the handles (close sets quit after stopping polls).
+    std::unique_lock<std::mutex> lock(link->mu);
+    link->cv.wait(lock, [&] { return link->quit; });
+  }
+  FinalizeLink(*link);
+  Post(link, new Result{Result::kDone});
+  link->tsfn.Release();
+}
 
 // ---- the session ------------------------------------------------------------------------
 
@@ -286,29 +511,102 @@ class CorosyncSession : public Napi::ObjectWrap<CorosyncSession> {
   }
 
   explicit CorosyncSession(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CorosyncSession>(info) {}
-  ~CorosyncSession() override { Shutdown(); }
+  ~CorosyncSession() override {
+    Shutdown(nullptr);
+    if (link_) link_->session = nullptr;
+  }
 
-  // Connects, joins and starts polling; throws (after undoing what it did) on failure.
+  // Starts the session's thread, which connects; the outcome comes to onEvents as an
+  // "open" or an "error" event. Throws only when the thread cannot be started.
   void Open(Napi::Env env, const std::string& group, Napi::Function onEvents) {
-    api_ = &LoadApi(env);
     env_ = env;
     group_ = group;
     onEvents_ = Napi::Persistent(onEvents);
     context_ = std::make_unique<Napi::AsyncContext>(env, "farmlb:corosync");
+    auto link = std::make_shared<Link>();
+    link->api = &LoadApi(env);
+    link->group = group;
+    link->context = this;
+    link->session = this;
+    link->cpgDeliver = &CorosyncSession::OnDeliver;
+    link->cpgConfchg = &CorosyncSession::OnConfchg;
+    link->cpgTotem = &CorosyncSession::OnTotem;
+    link->quorumNotify = &CorosyncSession::OnQuorum;
+    link->votequorumNotify = &CorosyncSession::OnVotequorum;
+    // A results queue only: the thread never calls JS itself. Unref'd: an abandoned thread
+    // (corosync hung) must not keep the process alive.
+    link->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "farmlb:corosync-session", 0, 1);
+    link->tsfn.Unref(env);
     try {
-      Connect(env);
-    } catch (...) {
-      Shutdown();
-      throw;
+      std::thread(RunLink, link).detach();
+    } catch (const std::system_error& e) {
+      link->tsfn.Release();
+      ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", std::string("cannot start the session's thread: ") + e.what());
     }
+    link_ = link;
     // Alive while open: the loop holds its polls, nothing in JS need hold the session.
     Ref();
     open_ = true;
   }
 
- private:
-  enum Source { kCpgSource = 0, kQuorumSource = 1, kVotequorumSource = 2, kSources = 3 };
+  // A result of the session's thread, on the JS thread.
+  void OnResult(Napi::Env env, Result& r) {
+    switch (r.kind) {
+      case Result::kOpened: {
+        if (!open_) return;  // closed while connecting: the thread finalizes
+        localNodeId_ = link_->localNodeId;
+        Event e{Event::kOpen};
+        e.nodeid = localNodeId_;
+        pending_.push_back(std::move(e));
+        std::string failure = StartPolls(env);
+        connected_ = failure.empty();
+        if (!connected_) {
+          Event f{Event::kError};
+          f.call = "uv_poll";
+          f.cs = CS_ERR_LIBRARY;
+          f.message = failure;
+          pending_.push_back(std::move(f));
+        }
+        Flush();
+        return;
+      }
+      case Result::kOpenFailed: {
+        if (!open_) return;
+        Event e{Event::kError};
+        e.call = "connect";
+        e.cs = r.err;
+        e.message = r.message;
+        pending_.push_back(std::move(e));
+        Flush();
+        return;
+      }
+      case Result::kInfo: {
+        auto it = infoCalls_.find(r.id);
+        if (it == infoCalls_.end()) return;  // rejected at close
+        Napi::Promise::Deferred d = it->second;
+        infoCalls_.erase(it);
+        Napi::HandleScope scope(env);
+        if (r.err != CS_OK) {
+          Napi::Error e = Napi::Error::New(env, CsText("votequorum_getinfo", r.err));
+          e.Set("code", Napi::String::New(env, "FARMLB_E_COROSYNC_CALL"));
+          e.Set("cs", Napi::Number::New(env, r.err));
+          d.Reject(e.Value());
+        } else {
+          d.Resolve(InfoToJs(env, r.info));
+        }
+        return;
+      }
+      case Result::kDone: {
+        threadDone_ = true;
+        Napi::HandleScope scope(env);
+        for (auto& d : closeCalls_) d.Resolve(Napi::Boolean::New(env, true));
+        closeCalls_.clear();
+        return;
+      }
+    }
+  }
 
+ private:
   struct Poll {
     uv_poll_t handle;
     CorosyncSession* session;
@@ -316,77 +614,25 @@ class CorosyncSession : public Napi::ObjectWrap<CorosyncSession> {
     bool active;
   };
 
-  void Connect(Napi::Env env) {
-    cs_error_t err;
-    cpg_model_v1_data_t cpgModel;
-    std::memset(&cpgModel, 0, sizeof cpgModel);
-    cpgModel.model = CPG_MODEL_V1;
-    cpgModel.cpg_deliver_fn = &CorosyncSession::OnDeliver;
-    cpgModel.cpg_confchg_fn = &CorosyncSession::OnConfchg;
-    cpgModel.cpg_totem_confchg_fn = &CorosyncSession::OnTotem;
-    // The current ring id at once: quorum is judged against it (src/membership/corosync/).
-    cpgModel.flags = CPG_MODEL_V1_DELIVER_INITIAL_TOTEM_CONF;
-    err = Retry([&] { return api_->cpg_model_initialize(&cpg_, CPG_MODEL_V1, reinterpret_cast<cpg_model_data_t*>(&cpgModel), this); });
-    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("cpg_model_initialize", err), err);
-    hasCpg_ = true;
-    err = Retry([&] { return api_->cpg_local_get(cpg_, &localNodeId_); });
-    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("cpg_local_get", err), err);
-
-    quorum_model_v1_data_t quorumModel;
-    std::memset(&quorumModel, 0, sizeof quorumModel);
-    quorumModel.model = QUORUM_MODEL_V1;
-    quorumModel.quorum_notify_fn = &CorosyncSession::OnQuorum;
-    uint32_t quorumType = 0;
-    err = Retry([&] { return api_->quorum_model_initialize(&quorum_, QUORUM_MODEL_V1, reinterpret_cast<quorum_model_data_t*>(&quorumModel), &quorumType, this); });
-    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("quorum_model_initialize", err), err);
-    hasQuorum_ = true;
-    // QUORUM_FREE: no quorum provider configured; farmlb needs votequorum's answer.
-    if (quorumType != QUORUM_SET) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", "quorum_model_initialize: corosync has no quorum provider (set quorum { provider: corosync_votequorum })");
-
-    votequorum_callbacks_t vqCallbacks;
-    std::memset(&vqCallbacks, 0, sizeof vqCallbacks);
-    vqCallbacks.votequorum_quorum_notify_fn = &CorosyncSession::OnVotequorum;
-    err = Retry([&] { return api_->votequorum_initialize(&votequorum_, &vqCallbacks); });
-    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("votequorum_initialize", err), err);
-    hasVotequorum_ = true;
-    api_->votequorum_context_set(votequorum_, this);
-
-    cpg_name name;
-    std::memset(&name, 0, sizeof name);
-    if (group_.empty() || group_.size() > CPG_MAX_NAME_LENGTH) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", "CPG group name must be 1.." + std::to_string(CPG_MAX_NAME_LENGTH) + " bytes");
-    name.length = static_cast<uint32_t>(group_.size());
-    std::memcpy(name.value, group_.data(), group_.size());
-    err = Retry([&] { return api_->cpg_join(cpg_, &name); });
-    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("cpg_join", err), err);
-
-    err = Retry([&] { return api_->quorum_trackstart(quorum_, CS_TRACK_CURRENT | CS_TRACK_CHANGES); });
-    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("quorum_trackstart", err), err);
-    err = Retry([&] { return api_->votequorum_trackstart(votequorum_, 0, CS_TRACK_CURRENT | CS_TRACK_CHANGES); });
-    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("votequorum_trackstart", err), err);
-
+  std::string StartPolls(Napi::Env env) {
     uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", "no libuv loop");
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) return "no libuv loop";
     for (int s = 0; s < kSources; s++) {
-      int fd = -1;
-      Source source = static_cast<Source>(s);
-      err = source == kCpgSource ? api_->cpg_fd_get(cpg_, &fd)
-          : source == kQuorumSource ? api_->quorum_fd_get(quorum_, &fd)
-          : api_->votequorum_fd_get(votequorum_, &fd);
-      if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("fd_get", err), err);
       auto* p = new Poll{};
       p->session = this;
-      p->source = source;
+      p->source = static_cast<Source>(s);
       p->handle.data = p;
-      int rc = uv_poll_init(loop, &p->handle, fd);
+      int rc = uv_poll_init(loop, &p->handle, link_->fds[s]);
       if (rc != 0) {
         delete p;
-        ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", std::string("uv_poll_init: ") + uv_strerror(rc));
+        return std::string("uv_poll_init: ") + uv_strerror(rc);
       }
       polls_[s] = p;
       rc = uv_poll_start(&p->handle, UV_READABLE | UV_DISCONNECT, &CorosyncSession::OnPoll);
-      if (rc != 0) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", std::string("uv_poll_start: ") + uv_strerror(rc));
+      if (rc != 0) return std::string("uv_poll_start: ") + uv_strerror(rc);
       p->active = true;
     }
+    return "";
   }
 
   static void OnPoll(uv_poll_t* handle, int status, int events) {
@@ -395,13 +641,14 @@ class CorosyncSession : public Napi::ObjectWrap<CorosyncSession> {
   }
 
   void Dispatch(Poll* p, int status) {
-    if (!open_) return;
+    if (!connected_) return;
+    const Api* api = link_->api;
     cs_error_t err;
     const char* call;
     switch (p->source) {
-      case kCpgSource: call = "cpg_dispatch"; err = api_->cpg_dispatch(cpg_, CS_DISPATCH_ALL); break;
-      case kQuorumSource: call = "quorum_dispatch"; err = api_->quorum_dispatch(quorum_, CS_DISPATCH_ALL); break;
-      default: call = "votequorum_dispatch"; err = api_->votequorum_dispatch(votequorum_, CS_DISPATCH_ALL); break;
+      case kCpgSource: call = "cpg_dispatch"; err = api->cpg_dispatch(link_->cpg, CS_DISPATCH_ALL); break;
+      case kQuorumSource: call = "quorum_dispatch"; err = api->quorum_dispatch(link_->quorum, CS_DISPATCH_ALL); break;
+      default: call = "votequorum_dispatch"; err = api->votequorum_dispatch(link_->votequorum, CS_DISPATCH_ALL); break;
     }
     // Corosync gone (POLLHUP, CS_ERR_LIBRARY) or a broken descriptor: this source is dead for
     // good. JS hears it and closes the session; a new one is opened once corosync is back.
@@ -495,9 +742,11 @@ class CorosyncSession : public Napi::ObjectWrap<CorosyncSession> {
   }
 
   // mcast(data) → cs_error_t (1 = CS_OK; 6 = CS_ERR_TRY_AGAIN: flow control, send again later).
+  // On the JS thread: cpg_mcast_joined only writes to the request ring (qb_ipcc_sendv), it
+  // waits for no answer; a stopped corosync fills the ring, then every send says TRY_AGAIN.
   Napi::Value Mcast(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!open_) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", "cpg_mcast_joined: the session is closed");
+    if (!connected_) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", open_ ? "cpg_mcast_joined: the session is not connected yet" : "cpg_mcast_joined: the session is closed");
     if (info.Length() < 1 || !info[0].IsBuffer()) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", "mcast: data must be a Buffer");
     auto data = info[0].As<Napi::Buffer<uint8_t>>();
     struct iovec iov;
@@ -505,60 +754,70 @@ class CorosyncSession : public Napi::ObjectWrap<CorosyncSession> {
     iov.iov_len = data.Length();
     // AGREED: every member delivers every message in one total order, interleaved with the
     // configuration changes the same way everywhere (virtual synchrony).
-    cs_error_t err = api_->cpg_mcast_joined(cpg_, CPG_TYPE_AGREED, &iov, 1);
+    cs_error_t err = link_->api->cpg_mcast_joined(link_->cpg, CPG_TYPE_AGREED, &iov, 1);
     return Napi::Number::New(env, err);
   }
 
+  // votequorumInfo() → Promise<info>: asked on the session's thread, after any call before it.
   Napi::Value VotequorumInfo(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!open_) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", "votequorum_getinfo: the session is closed");
-    struct votequorum_info vi;
-    std::memset(&vi, 0, sizeof vi);
-    cs_error_t err = api_->votequorum_getinfo(votequorum_, localNodeId_, &vi);
-    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", CsText("votequorum_getinfo", err), err);
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("nodeId", vi.node_id);
-    o.Set("votes", vi.node_votes);
-    o.Set("expectedVotes", vi.node_expected_votes);
-    o.Set("highestExpected", vi.highest_expected);
-    o.Set("totalVotes", vi.total_votes);
-    o.Set("quorum", vi.quorum);
-    o.Set("quorate", (vi.flags & VOTEQUORUM_INFO_QUORATE) != 0);
-    o.Set("twoNode", (vi.flags & VOTEQUORUM_INFO_TWONODE) != 0);
-    o.Set("waitForAll", (vi.flags & VOTEQUORUM_INFO_WAIT_FOR_ALL) != 0);
-    o.Set("qdeviceRegistered", (vi.flags & VOTEQUORUM_INFO_QDEVICE_REGISTERED) != 0);
-    o.Set("qdeviceAlive", (vi.flags & VOTEQUORUM_INFO_QDEVICE_ALIVE) != 0);
-    o.Set("qdeviceCastVote", (vi.flags & VOTEQUORUM_INFO_QDEVICE_CAST_VOTE) != 0);
-    o.Set("qdeviceVotes", vi.qdevice_votes);
-    vi.qdevice_name[VOTEQUORUM_QDEVICE_MAX_NAME_LEN - 1] = '\0';
-    o.Set("qdeviceName", std::string(vi.qdevice_name));
-    return o;
+    if (!connected_) ThrowCode(env, "FARMLB_E_COROSYNC_CALL", open_ ? "votequorum_getinfo: the session is not connected yet" : "votequorum_getinfo: the session is closed");
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    uint32_t id = ++lastInfoId_;
+    infoCalls_.emplace(id, d);
+    {
+      std::lock_guard<std::mutex> lock(link_->mu);
+      link_->infoJobs.push_back(id);
+    }
+    link_->cv.notify_one();
+    return d.Promise();
   }
 
+  // close() → Promise<void>, settled once the session's thread has finalized the handles
+  // (at once when corosync answers; never, if it hangs until the process ends: callers bound
+  // the wait). The session is closed for JS at once either way.
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
     bool wasOpen = open_;
-    Shutdown();
+    Shutdown(&env);
     if (wasOpen) Unref();
-    return info.Env().Undefined();
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    if (threadDone_ || !link_) d.Resolve(env.Undefined());
+    else closeCalls_.push_back(d);
+    return d.Promise();
   }
 
   Napi::Value LocalNodeId(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), localNodeId_); }
   Napi::Value Group(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), group_); }
 
-  // Idempotent; safe from the finalizer (no JS) and from inside Flush (polls close later).
-  void Shutdown() {
+  // Idempotent; safe from the finalizer (env null: no JS) and from inside Flush (polls close
+  // later). The JS thread lets go of the handles here, then the session's thread finalizes.
+  void Shutdown(Napi::Env* env) {
     open_ = false;
+    connected_ = false;
     for (auto& p : polls_) {
       if (!p) continue;
       if (p->active) uv_poll_stop(&p->handle);
       uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), [](uv_handle_t* h) { delete static_cast<Poll*>(h->data); });
       p = nullptr;
     }
-    // Finalizing leaves the group: the other members get a confchg (reason LEAVE) at once.
-    if (hasCpg_) api_->cpg_finalize(cpg_);
-    if (hasQuorum_) api_->quorum_finalize(quorum_);
-    if (hasVotequorum_) api_->votequorum_finalize(votequorum_);
-    hasCpg_ = hasQuorum_ = hasVotequorum_ = false;
+    if (link_) {
+      {
+        std::lock_guard<std::mutex> lock(link_->mu);
+        link_->quit = true;
+        link_->infoJobs.clear();
+      }
+      link_->cv.notify_one();
+    }
+    if (env) {
+      Napi::HandleScope scope(*env);
+      for (auto& [id, d] : infoCalls_) {
+        Napi::Error e = Napi::Error::New(*env, "votequorum_getinfo: the session is closed");
+        e.Set("code", Napi::String::New(*env, "FARMLB_E_COROSYNC_CALL"));
+        d.Reject(e.Value());
+      }
+    }
+    infoCalls_.clear();
     pending_.clear();
   }
 
@@ -566,22 +825,29 @@ class CorosyncSession : public Napi::ObjectWrap<CorosyncSession> {
   static const Api* apiForCallbacks_;
 
  private:
-  const Api* api_ = nullptr;
+  std::shared_ptr<Link> link_;
   napi_env env_ = nullptr;
   std::string group_;
   Napi::FunctionReference onEvents_;
   std::unique_ptr<Napi::AsyncContext> context_;
-  cpg_handle_t cpg_ = 0;
-  quorum_handle_t quorum_ = 0;
-  votequorum_handle_t votequorum_ = 0;
-  bool hasCpg_ = false, hasQuorum_ = false, hasVotequorum_ = false;
-  bool open_ = false;
+  bool open_ = false;       // between Open and close
+  bool connected_ = false;  // the thread connected and the polls run: the JS thread may use the handles
+  bool threadDone_ = false;
   unsigned int localNodeId_ = 0;
   Poll* polls_[kSources] = {nullptr, nullptr, nullptr};
   std::vector<Event> pending_;
+  uint32_t lastInfoId_ = 0;
+  std::map<uint32_t, Napi::Promise::Deferred> infoCalls_;
+  std::vector<Napi::Promise::Deferred> closeCalls_;
 };
 
 const Api* CorosyncSession::apiForCallbacks_ = nullptr;
+
+void DeliverResult(std::shared_ptr<Link> link, Result* r) {
+  std::unique_ptr<Result> owned(r);
+  CorosyncSession* s = link->session;
+  if (s) s->OnResult(s->Env(), *owned);
+}
 
 namespace {
 Napi::FunctionReference* sessionCtor = nullptr;

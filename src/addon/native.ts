@@ -165,7 +165,9 @@ export type CorosyncEvent =
   | { type: 'totem'; ringId: string; members: number[] }
   | { type: 'quorum'; quorate: boolean; ringId: string; members: number[] }
   | { type: 'votequorum'; quorate: boolean; nodes: { nodeid: number; state: number }[] }
-  /** A descriptor is dead (corosync gone): close the session, open a new one later. */
+  /** The session's thread connected (it is the first event of a session): mcast and votequorumInfo work from now. */
+  | { type: 'open'; localNodeId: number }
+  /** The connection failed, or a descriptor is dead (corosync gone): close the session, open a new one later. */
   | { type: 'error'; call: string; cs: number; message: string };
 
 export interface VotequorumInfo {
@@ -185,14 +187,29 @@ export interface VotequorumInfo {
   qdeviceName: string;
 }
 
+/**
+ * A session with the corosync of this node (native/corosync.cc). Every call that waits for
+ * corosync's answer runs on the session's own thread, one at a time: a hung corosync never
+ * blocks the JS thread, it leaves a promise unsettled.
+ */
 export interface CorosyncSession {
+  /** 0 until the "open" event. */
   readonly localNodeId: number;
   readonly group: string;
-  /** cpg_mcast_joined(CPG_TYPE_AGREED): corosync's cs_error_t (1 = CS_OK, 6 = CS_ERR_TRY_AGAIN). */
+  /**
+   * cpg_mcast_joined(CPG_TYPE_AGREED), on the JS thread (it waits for no answer): corosync's
+   * cs_error_t (1 = CS_OK, 6 = CS_ERR_TRY_AGAIN: its flow control, or a full request ring
+   * while corosync does not read it). Throws before the "open" event and after close.
+   */
   mcast(data: Buffer): number;
-  votequorumInfo(): VotequorumInfo;
-  /** Leaves the group and closes the descriptors. Idempotent. */
-  close(): void;
+  /** votequorum_getinfo on the session's thread; unsettled while corosync does not answer, rejected at close. */
+  votequorumInfo(): Promise<VotequorumInfo>;
+  /**
+   * Closed for JS at once (no more events, calls throw); the session's thread then leaves the
+   * group and finalizes the handles. Settles when that is done — never, while corosync hangs
+   * (the thread is abandoned to it): bound the wait. Idempotent.
+   */
+  close(): Promise<void>;
 }
 
 /** The running corosync's configuration (cmap); undefined where a key is absent. */
@@ -442,7 +459,7 @@ function wrap(raw: Native): Native {
         get localNodeId() { return session.localNodeId; },
         get group() { return session.group; },
         mcast: (data) => call(() => session.mcast(data)),
-        votequorumInfo: () => call(() => session.votequorumInfo()),
+        votequorumInfo: () => callAsync(() => session.votequorumInfo()),
         close: () => session.close(),
       };
     },

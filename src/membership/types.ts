@@ -307,6 +307,12 @@ export interface GroupHandover {
 export interface CorosyncStatus {
   /** A session with corosync is open (its descriptors are live). */
   connected: boolean;
+  /** Corosync does not answer: the call pending for longer than half a lease (docs/membership.md, "When corosync hangs"). */
+  hung?: { call: string; pendingMs: number };
+  /** How often corosync has not answered since this daemon started. */
+  hangs: number;
+  /** Farm messages dropped from the bounded outbox while corosync did not take them. */
+  droppedMessages: number;
   /** corosync's node id of this node. */
   localNodeId: number;
   /** The totem ring this node is in, "nodeid.seq" in hex (corosync-quorumtool's Ring ID); null before the first. */

@@ -8,6 +8,9 @@
 // in one batch when it resumes, as a dispatch after SIGCONT does). Pending messages are
 // delivered before any configuration change (a message is delivered in the configuration it
 // was sent in). No quorum device; votequorum says quorate when a ring holds a majority.
+// A stopped corosync (SIGSTOP, stopCorosync/contCorosync) answers no call: the session's
+// "open", votequorumInfo and close stay pending, its daemon's sends wait, its events wait,
+// and the others drop its node from their ring.
 
 import { CPG_REASON } from '../../src/membership/corosync/cpg-farm.js';
 import type { CorosyncEvent, CorosyncRunningConfig, CorosyncSession, VotequorumInfo } from '../../src/addon/native.js';
@@ -32,6 +35,10 @@ export class FakeCorosync {
   private readonly paused = new Set<string>();
   private readonly backlog = new Map<string, CorosyncEvent[]>();
   private nextPid = 100;
+  /** Nodes whose corosync is stopped, with what waits for its answer. */
+  private readonly stopped = new Map<string, { answers: (() => void)[]; sends: { from: Session; data: Buffer }[] }>();
+  /** votequorum_getinfo calls made, per node (a probe every quarter lease). */
+  readonly infoCalls = new Map<string, number>();
 
   constructor(readonly nodes: string[]) {
     for (const n of nodes) this.ringOf.set(n, 0);
@@ -67,26 +74,80 @@ export class FakeCorosync {
     const s: Session = { node, nodeid: this.nodeid(node), pid: 0, onEvents, closed: false, view: new Set() };
     // CPG names a process by node id and pid; CorosyncMembership takes its pid from opts.pid.
     s.pid = this.pidFor.get(node) ?? this.pid();
-    // corosync answers a join through a later dispatch, never inside cpg_join.
-    setTimeout(() => {
+    // The session's thread connects, then corosync answers the join through a later dispatch.
+    setTimeout(() => this.whenAnswering(node, () => {
+      if (s.closed) return;
+      s.onEvents([{ type: 'open', localNodeId: s.nodeid }]);
       if (s.closed) return;
       this.flushNow();
       this.sessions.push(s);
       this.changeConfigs([s]);
-    }, 1);
+    }), 1);
     const fake = this;
     return {
       localNodeId: s.nodeid,
       group,
       mcast(data: Buffer): number {
         if (s.closed) return 9; // CS_ERR_BAD_HANDLE
-        fake.queue.push({ ring: fake.ringOf.get(s.node)!, from: s, data: Buffer.from(data) });
+        const stopped = fake.stopped.get(s.node);
+        // One-way: the request waits in the ring for the stopped corosync to read it.
+        if (stopped) stopped.sends.push({ from: s, data: Buffer.from(data) });
+        else fake.queue.push({ ring: fake.ringOf.get(s.node)!, from: s, data: Buffer.from(data) });
         fake.scheduleFlush();
         return 1;
       },
-      votequorumInfo: (): VotequorumInfo => this.vq(s),
-      close: () => this.close(s, CPG_REASON.LEAVE),
+      votequorumInfo: (): Promise<VotequorumInfo> => {
+        this.infoCalls.set(node, (this.infoCalls.get(node) ?? 0) + 1);
+        return new Promise((resolve) => this.whenAnswering(node, () => resolve(this.vq(s))));
+      },
+      close: () => {
+        // Closed for the daemon at once; the leave takes corosync's answer.
+        const wasClosed = s.closed;
+        s.closed = true;
+        return new Promise<void>((resolve) => this.whenAnswering(node, () => {
+          if (!wasClosed) {
+            s.closed = false;
+            this.close(s, CPG_REASON.LEAVE);
+          }
+          resolve();
+        }));
+      },
     };
+  }
+
+  /** Runs `fn` now, or once the corosync of `node` answers again. */
+  private whenAnswering(node: string, fn: () => void): void {
+    const stopped = this.stopped.get(node);
+    if (stopped) stopped.answers.push(fn);
+    else fn();
+  }
+
+  /**
+   * SIGSTOP of the corosync of `node`: it answers nothing (calls pend, sends wait, its daemon
+   * hears nothing) and the others drop its node from their ring token + consensus later.
+   */
+  stopCorosync(node: string): void {
+    if (this.stopped.has(node)) return;
+    this.flushNow();
+    this.paused.add(node);
+    this.stopped.set(node, { answers: [], sends: [] });
+    // The others declare its node gone once the token is lost (token) and consensus sought
+    // without it (consensus), as real corosync does; until then the ring just carries nothing of it.
+    const t = this.running(node).totem;
+    setTimeout(() => {
+      if (this.stopped.has(node)) this.partition([this.nodes.filter((n) => n !== node)]);
+    }, (t.tokenMs ?? 0) + (t.consensusMs ?? 0));
+  }
+
+  /** SIGCONT: the pending calls are answered, the daemon gets what waited, its sends go out in its ring (alone until heal()). */
+  contCorosync(node: string): void {
+    const stopped = this.stopped.get(node);
+    if (!stopped) return;
+    this.stopped.delete(node);
+    for (const m of stopped.sends) if (!m.from.closed) this.queue.push({ ring: this.ringOf.get(node)!, from: m.from, data: m.data });
+    for (const fn of stopped.answers) fn();
+    this.resume(node);
+    this.scheduleFlush();
   }
 
   /** The pid CorosyncMembership was given (opts.pid) for the node's next session. */

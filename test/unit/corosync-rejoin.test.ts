@@ -304,3 +304,97 @@ describe('Corosync backend: a returning node never serves a stale table', () => 
     await farm.stop();
   });
 });
+
+// docs/membership.md, "When corosync hangs": every call that waits for corosync runs on the
+// session's thread (native/corosync.cc); here the fake corosync's stopCorosync leaves those
+// calls pending, as a SIGSTOPped corosync does. Lease 770 ms: corosync counts as hung once a
+// call has waited half of it (385 ms).
+describe('Corosync backend: a hung corosync (SIGSTOP) makes its node WAIT with the cause; it returns through the farm', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a stopped corosync: WAIT within half a lease and a probe interval, lease revoked, the cause names the pending call; the outbox stays bounded; back, it serves again only with the farm', async () => {
+    const farm = await startedFarm();
+    const n1 = farm.members.get('n1')!;
+    const stoppedAt = Date.now();
+    farm.fake.stopCorosync('n1');
+    // Its lease (renewed last before the stop) may still hold: it serves on, and the others
+    // take its buckets only once it has surely run out (no double serving, sampled every 10 ms).
+    let waitAt: number | undefined;
+    for (let t = 0; t < 1000 && waitAt === undefined; t += 10) {
+      await farm.run(10);
+      if (farm.seen.get('n1')!.state === 'WAIT') waitAt = Date.now() - stoppedAt;
+    }
+    // Half a lease (385 ms) past a probe sent at most a quarter lease (192 ms) before the stop, checked each pulse (50 ms).
+    expect(waitAt).toBeDefined();
+    expect(waitAt!).toBeGreaterThanOrEqual(385 - 192 - 50);
+    expect(waitAt!).toBeLessThanOrEqual(385 + 192 + 50);
+    expect(farm.seen.get('n1')).toMatchObject({ state: 'WAIT', lease: 0n, cause: 'corosync does not answer (votequorum_getinfo pending for over 385 ms)' });
+    const during = n1.status();
+    expect(during.corosync).toMatchObject({ hung: { call: 'votequorum_getinfo' }, hangs: 1 });
+    expect(during.corosync!.hung!.pendingMs).toBeGreaterThan(385);
+    expect(during.leaseDeadlineNs).toBe(0n);
+    // The others drop it from their ring and take its buckets.
+    await farm.run(3000);
+    expect(farm.counts()).toEqual({ n2: 85, n3: 171 });
+    expect(farm.seen.get('n1')!.state).toBe('WAIT');
+    // 3.6 s of beats (20 a second) did not pile up: the oldest went, counted.
+    expect(n1.status().corosync!.droppedMessages).toBeGreaterThan(30);
+    // SIGCONT: corosync answers, the node is alone in its ring: it rejoins, it does not revive its table.
+    farm.servedViews.clear();
+    farm.fake.contCorosync('n1');
+    await farm.run(2000, { sides: [['n1'], ['n2', 'n3']] });
+    expect(n1.status().corosync!.hung).toBeUndefined();
+    expect(farm.served('n1')).toEqual([]);
+    expect(farm.seen.get('n1')!.cause).toMatch(/rejoining after corosync did not answer \(votequorum_getinfo\)/);
+    expect(farm.servedViews.get('n1') ?? []).toEqual([]);
+    farm.fake.heal();
+    await farm.run(3000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    expect(new Set(farm.servedViews.get('n1')!.map((v) => v.join(',')))).toEqual(new Set(['n1,n2,n3']));
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
+  it('a connection to a stopped corosync: WAIT with "connect pending"; it connects once corosync answers', async () => {
+    const farm = await startedFarm();
+    const n1 = farm.members.get('n1')!;
+    // corosync killed, started again and stopped before the daemon's next connection (1 s later).
+    farm.fake.killCorosync('n1');
+    farm.fake.stopCorosync('n1');
+    await farm.run(2000, { sides: [['n1'], ['n2', 'n3']] });
+    expect(farm.seen.get('n1')).toMatchObject({ state: 'WAIT', lease: 0n, cause: 'corosync does not answer (connect pending for over 385 ms)' });
+    expect(n1.status().corosync).toMatchObject({ connected: false, hung: { call: 'connect' } });
+    farm.fake.contCorosync('n1');
+    await farm.run(500, { sides: [['n1'], ['n2', 'n3']] });
+    expect(n1.status().corosync).toMatchObject({ connected: true });
+    expect(n1.status().corosync!.hung).toBeUndefined();
+    farm.fake.heal();
+    await farm.run(3000);
+    expect(farm.counts()).toEqual(QUOTAS);
+    expect(farm.doubles).toEqual([]);
+    await farm.stop();
+  });
+
+  it('a live corosync is asked every quarter lease, and a stop while corosync hangs ends within a second', async () => {
+    const farm = await startedFarm();
+    const before = farm.fake.infoCalls.get('n2') ?? 0;
+    await farm.run(1925);
+    // 1925 ms / 192 ms ≈ 10 probes (a ring event may add one).
+    expect((farm.fake.infoCalls.get('n2') ?? 0) - before).toBeGreaterThanOrEqual(9);
+    expect((farm.fake.infoCalls.get('n2') ?? 0) - before).toBeLessThanOrEqual(12);
+    farm.fake.stopCorosync('n2');
+    await farm.run(1000, { sides: [['n2'], ['n1', 'n3']] });
+    let stopped = false;
+    const stopping = farm.members.get('n2')!.stop().then(() => { stopped = true; });
+    await vi.advanceTimersByTimeAsync(1100);
+    expect(stopped).toBe(true);
+    await stopping;
+    farm.fake.contCorosync('n2');
+    await farm.stop();
+  });
+});

@@ -21,8 +21,13 @@
 //   `consensus`, and the lost node renewed only on beats delivered before that), nothing
 //   after a LEAVE (a stopping daemon waits out its lease before it leaves the group);
 // - handover_limit timers, holdings reports, health changes (WAIT revokes before it is said);
+// - corosync's answers (docs/membership.md, "When corosync hangs"): a call that waits for
+//   corosync (the connection, votequorum_getinfo asked every quarter lease) runs on the
+//   session's thread; one unanswered for half a lease means corosync hangs: WAIT at once
+//   (the lease revoked first), the cause says which call, messages wait in a bounded outbox,
+//   and once corosync answers the node returns as below;
 // - the return of a node that stopped serving through its own failure (a failed check, a
-//   pause of its daemon past its lease, a lost session): it serves again only in a CPG
+//   pause of its daemon past its lease, a lost session, a hung corosync): it serves again only in a CPG
 //   configuration with a member the farm lets serve, or with every member it last served
 //   with (docs/membership.md, "A returning node under Corosync").
 
@@ -55,6 +60,24 @@ const RETRY_SEND_MS = 5;
 const LEASE_MARGIN_MS = 60;
 /** Added to the token hold time to bound a token rotation (the other members forward it at once). */
 const ROTATION_MARGIN_MS = 20;
+/**
+ * Messages kept while corosync does not answer (docs/membership.md, "When corosync hangs"):
+ * beyond that the oldest beat goes (a beat is stale once a newer one exists), counted.
+ */
+export const OUTBOX_MAX = 32;
+/** How long a stopping daemon waits for corosync to take its leave (LEAVE) before it abandons the session. */
+const CLOSE_WAIT_MS = 1000;
+
+/**
+ * How long a call to corosync may stay unanswered before corosync counts as hung: half the
+ * lease. A live corosync answers votequorum_getinfo from its own state in well under a
+ * millisecond, ring changes or not; one that has not answered for half a lease has not
+ * carried this node's beats either, and its lease runs out at a whole lease anyway. Half
+ * leaves the node time to say WAIT, and why, before the survivors take its buckets.
+ */
+export function corosyncHangAfterMs(leaseMs: number): number {
+  return Math.max(1, Math.floor(leaseMs / 2));
+}
 
 /** corosync's runtime timing, with corosync's own defaults where cmap has none. */
 export function corosyncTiming(running: CorosyncRunningConfig): { tokenMs: number; consensusMs: number; holdMs: number } {
@@ -128,7 +151,8 @@ export class CorosyncMembership implements Membership {
   private holdTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
-  private readonly outbox: Buffer[] = [];
+  /** Farm messages not yet handed to corosync, in order (beats marked: the ones dropped first). */
+  private readonly outbox: { beat: boolean; data: Buffer }[] = [];
 
   // Local truth.
   private localOk = true;
@@ -175,6 +199,20 @@ export class CorosyncMembership implements Membership {
   private vq: VotequorumInfo | undefined;
   private sessionError: string | undefined;
 
+  // Whether corosync answers (docs/membership.md, "When corosync hangs").
+  /** A session is open and its thread is connecting (since then): no farm yet. */
+  private connectingSince: bigint | undefined;
+  /** The votequorum_getinfo in flight, sent then: it proves corosync answers. One at a time. */
+  private probeSentNs: bigint | undefined;
+  private lastProbeNs: bigint | undefined;
+  /** An event asked for votequorum's figures while a probe was in flight: ask again after it. */
+  private probeAgain = false;
+  /** Corosync does not answer: which call has been pending since when. */
+  private hung: { call: string; sinceNs: bigint } | undefined;
+  private hangs = 0;
+  private droppedMessages = 0;
+  private readonly hangAfterNs: bigint;
+
   // Derived, local.
   private leaseDeadlineNs = 0n;
   private lastState: NodeState = 'WAIT';
@@ -201,6 +239,7 @@ export class CorosyncMembership implements Membership {
     const lost = BigInt(opts.timing.pulseMs * opts.timing.slostCount) * MS;
     const wait = leaseWaitNs(opts.timing) + BigInt(opts.timing.pulseMs) * MS;
     this.suspectAfterNs = lost > wait ? lost : wait;
+    this.hangAfterNs = BigInt(corosyncHangAfterMs(opts.timing.leaseMs)) * MS;
   }
 
   // ---- Membership ---------------------------------------------------------------------
@@ -222,7 +261,14 @@ export class CorosyncMembership implements Membership {
     // so leave only once the last lease we gave the kernel has run out.
     const waitNs = this.leaseDeadlineNs + BigInt(20_000_000) + MS - this.opts.nowNs();
     if (this.session && waitNs > 0n) await new Promise((r) => setTimeout(r, Number(waitNs / MS) + 1));
-    this.closeSession();
+    // The leave takes corosync's answer: wait for it a moment, never for a hung corosync
+    // (the others then see this process go, PROCDOWN, and hold its buckets a lease: safe).
+    const closing = this.closeSession();
+    if (closing) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closing, new Promise((r) => { timer = setTimeout(r, CLOSE_WAIT_MS); })]);
+      clearTimeout(timer);
+    }
   }
 
   setLocalHealth(ok: boolean, cause: string): void {
@@ -441,7 +487,10 @@ export class CorosyncMembership implements Membership {
       };
     });
     const corosync: CorosyncStatus = {
-      connected: this.session !== undefined,
+      connected: this.session !== undefined && this.connectingSince === undefined,
+      ...(this.hung ? { hung: { call: this.hung.call, pendingMs: Number((now - this.hung.sinceNs) / MS) } } : {}),
+      hangs: this.hangs,
+      droppedMessages: this.droppedMessages,
       localNodeId: this.selfProc?.nodeid ?? 0,
       ringId: this.totemRing,
       quorate: this.quorumKnown() ? this.quorate : null,
@@ -487,45 +536,63 @@ export class CorosyncMembership implements Membership {
 
   // ---- the session --------------------------------------------------------------------
 
+  /** Opens a session; its thread connects, and says so with an "open" (opened) or an "error" event (connectFailed). */
   private connect(): void {
     if (this.stopped) return;
     try {
       const session = this.opts.native.corosyncOpen(cpgGroupName(this.opts.module), (events) => this.onEvents(session, events));
       this.session = session;
-      this.selfProc = { nodeid: session.localNodeId, pid: this.opts.pid ?? process.pid };
-      this.farm = new CpgFarm({
-        self: this.opts.self, selfProc: this.selfProc, nodes: this.opts.nodes, groups: this.opts.groups,
-        configDigest: this.opts.configDigest, handover: this.opts.handoverLimitMs > 0,
-        nodeName: (id) => this.nodeName.get(id),
-        ...(this.farm ? { powerOverrides: this.farm.powers() } : this.opts.powerOverrides ? { powerOverrides: this.opts.powerOverrides } : {}),
-      });
-      if (this.sessionError !== undefined) this.opts.onWarning?.('corosync answers again: rejoining the farm', { event: 'corosync_connected' });
-      this.sessionError = undefined;
-      this.readyToReturn();
-      try {
-        this.vq = session.votequorumInfo();
-      } catch {
-        this.vq = undefined;
-      }
+      this.connectingSince = this.opts.nowNs();
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (this.sessionError !== message) this.opts.onWarning?.(`cannot talk to corosync: ${message}`, { event: 'corosync_unreachable', err });
-      this.sessionError = message;
-      this.emit({ events: [] });
-      this.reconnectTimer = setTimeout(() => this.connect(), RECONNECT_MS);
+      this.connectFailed(err instanceof Error ? err.message : String(err), err);
     }
   }
 
-  private closeSession(): void {
+  private opened(session: CorosyncSession, localNodeId: number): void {
+    this.connectingSince = undefined;
+    this.selfProc = { nodeid: localNodeId, pid: this.opts.pid ?? process.pid };
+    this.farm = new CpgFarm({
+      self: this.opts.self, selfProc: this.selfProc, nodes: this.opts.nodes, groups: this.opts.groups,
+      configDigest: this.opts.configDigest, handover: this.opts.handoverLimitMs > 0,
+      nodeName: (id) => this.nodeName.get(id),
+      ...(this.farm ? { powerOverrides: this.farm.powers() } : this.opts.powerOverrides ? { powerOverrides: this.opts.powerOverrides } : {}),
+    });
+    if (this.sessionError !== undefined) this.opts.onWarning?.('corosync answers again: rejoining the farm', { event: 'corosync_connected' });
+    this.sessionError = undefined;
+    this.answered();
+    this.readyToReturn();
+    this.probe();
+  }
+
+  /** The connection failed (corosync not running, refused): try again in a moment. */
+  private connectFailed(message: string, err?: unknown): void {
+    this.closeSession();
+    this.connectingSince = undefined;
+    // An answer, if a refusal: a hang of the connection is over.
+    this.hung = undefined;
+    if (this.sessionError !== message) this.opts.onWarning?.(`cannot talk to corosync: ${message}`, { event: 'corosync_unreachable', ...(err !== undefined ? { err } : {}) });
+    this.sessionError = message;
+    this.emit({ events: [] });
+    if (!this.stopped) this.reconnectTimer = setTimeout(() => this.connect(), RECONNECT_MS);
+  }
+
+  /** Closed for this daemon at once; the promise settles when corosync has taken the leave (never, while it hangs). */
+  private closeSession(): Promise<void> | undefined {
     const s = this.session;
     this.session = undefined;
     this.outbox.length = 0;
-    s?.close();
+    this.probeSentNs = undefined;
+    this.probeAgain = false;
+    const closing = s?.close();
+    closing?.catch(() => undefined);
+    return closing;
   }
 
   /** Corosync is gone: serve nothing, forget the farm's state, and rejoin as a fresh member. */
   private lost(reason: string): void {
     this.closeSession();
+    this.connectingSince = undefined;
+    this.hung = undefined;
     this.sessionError = reason;
     // What this session measured is not evidence in the next: a suspicion must count from a
     // delivery the new session saw (or from its joining), never from an old timestamp.
@@ -557,6 +624,11 @@ export class CorosyncMembership implements Membership {
       try {
         for (const e of events) {
           if (this.session !== session) return;
+          if (this.connectingSince !== undefined) {
+            if (e.type === 'open') this.opened(session, e.localNodeId);
+            else if (e.type === 'error') this.connectFailed(e.message);
+            continue;
+          }
           this.onEvent(e);
         }
         this.emitIfStateChanged();
@@ -663,15 +735,74 @@ export class CorosyncMembership implements Membership {
       case 'error':
         this.lost(e.message);
         return;
+      case 'open':
+        return;
     }
   }
 
+  /** votequorum's figures changed: ask for them (after the call in flight, if any). */
   private refreshVotequorum(): void {
-    try {
-      if (this.session) this.vq = this.session.votequorumInfo();
-    } catch {
-      // Kept as it was: it is for status only.
+    if (this.probeSentNs !== undefined) this.probeAgain = true;
+    else this.probe();
+  }
+
+  // ---- whether corosync answers (docs/membership.md, "When corosync hangs") ------------
+
+  /** Asks votequorum_getinfo on the session's thread: votequorum's figures, and proof that corosync answers. */
+  private probe(): void {
+    const s = this.session;
+    if (!s || this.connectingSince !== undefined || this.probeSentNs !== undefined) return;
+    const now = this.opts.nowNs();
+    this.probeSentNs = now;
+    this.lastProbeNs = now;
+    s.votequorumInfo().then((info) => this.probeAnswered(s, info), () => this.probeAnswered(s, undefined));
+  }
+
+  private probeAnswered(s: CorosyncSession, info: VotequorumInfo | undefined): void {
+    if (s !== this.session) return;
+    this.probeSentNs = undefined;
+    // A refusal (a CS error) is an answer too; the figures are then kept as they were (status only).
+    if (info) this.vq = info;
+    this.answered();
+    if (this.probeAgain) {
+      this.probeAgain = false;
+      this.probe();
     }
+  }
+
+  /**
+   * Every pulse: a call pending past the bound means corosync hangs; a probe every quarter
+   * lease. Not on a pulse that comes late (this daemon was paused): corosync's answer may be
+   * waiting behind this very pulse (the lab, at load 18, saw one handled 1 ms after it).
+   */
+  private checkAnswers(now: bigint, late: boolean): void {
+    if (!this.session || this.hung) return;
+    const pending = this.connectingSince !== undefined ? { call: 'connect', since: this.connectingSince }
+      : this.probeSentNs !== undefined ? { call: 'votequorum_getinfo', since: this.probeSentNs } : undefined;
+    if (pending && !late && now - pending.since > this.hangAfterNs) {
+      this.hangs++;
+      this.hung = { call: pending.call, sinceNs: pending.since };
+      // WAIT serves nothing from this instant: the lease goes before anything is said.
+      this.leaseDeadlineNs = 0n;
+      this.goAway(`corosync did not answer (${pending.call})`);
+      this.opts.onWarning?.(`corosync does not answer (${pending.call} pending for ${Number((now - pending.since) / MS)} ms): serving nothing until it answers`,
+        { event: 'corosync_hung', call: pending.call, pendingMs: Number((now - pending.since) / MS), hangs: this.hangs });
+      this.emit({ leaseDeadlineNs: 0n, events: [] });
+      return;
+    }
+    if (!pending && (this.lastProbeNs === undefined || (now - this.lastProbeNs) * 2n >= this.hangAfterNs)) this.probe();
+  }
+
+  /** Corosync answered a call: if it was hung, the node returns through the farm and the outbox flows. */
+  private answered(): void {
+    const h = this.hung;
+    if (!h) return;
+    this.hung = undefined;
+    const ms = Number((this.opts.nowNs() - h.sinceNs) / MS);
+    this.opts.onWarning?.(`corosync answers again after ${ms} ms (${h.call}): rejoining the farm`, { event: 'corosync_answers', call: h.call, pendingMs: ms, dropped: this.droppedMessages });
+    if (this.localOk) this.readyToReturn();
+    this.flush();
+    this.emit({ events: [] });
   }
 
   private localFacts(): LocalFacts {
@@ -794,6 +925,8 @@ export class CorosyncMembership implements Membership {
   private evaluate(): { state: NodeState; cause: string } {
     if (this.stopped) return { state: 'WAIT', cause: 'stopping' };
     if (!this.session) return { state: 'WAIT', cause: `corosync not reachable${this.sessionError ? `: ${this.sessionError}` : ''}` };
+    if (this.hung) return { state: 'WAIT', cause: `corosync does not answer (${this.hung.call} pending for over ${Number(this.hangAfterNs / MS)} ms)` };
+    if (this.connectingSince !== undefined) return { state: 'WAIT', cause: 'connecting to corosync' };
     if (!this.reportedOk()) return { state: 'WAIT', cause: this.reportedCause() };
     if (this.away) return { state: 'WAIT', cause: `rejoining after ${this.away.why}: waiting for the farm to take this node back` };
     const problem = this.farm?.selfProblem();
@@ -886,18 +1019,29 @@ export class CorosyncMembership implements Membership {
   }
 
   private send(msg: FarmMessage): void {
-    if (!this.session) return;
+    if (!this.session || !this.farm) return;
     metered((us) => { this.cpuUs.send += us; }, () => {
-      this.outbox.push(encodeMessage(msg, this.opts.key, this.opts.module));
+      this.outbox.push({ beat: msg.t === 'beat', data: encodeMessage(msg, this.opts.key, this.opts.module) });
+      if (this.outbox.length > OUTBOX_MAX) {
+        // Bounded while corosync does not take them: the oldest beat goes first (a newer one
+        // says more), any message if there is no beat left.
+        const i = this.outbox.findIndex((m) => m.beat);
+        this.outbox.splice(i >= 0 ? i : 0, 1);
+        this.droppedMessages++;
+      }
       this.flush();
     });
   }
 
-  /** Sends in order; corosync's flow control (CS_ERR_TRY_AGAIN) keeps the rest for a moment. */
+  /**
+   * Sends in order; corosync's flow control (CS_ERR_TRY_AGAIN) keeps the rest for a moment.
+   * While corosync does not answer, nothing is handed to it: the outbox waits (bounded) and
+   * flows once it answers.
+   */
   private flush(): void {
     const s = this.session;
-    while (s && this.outbox.length > 0) {
-      const rc = s.mcast(this.outbox[0]!);
+    while (s && this.farm && !this.hung && this.outbox.length > 0) {
+      const rc = s.mcast(this.outbox[0]!.data);
       if (rc === CS_ERR_TRY_AGAIN) {
         if (!this.retryTimer) this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.flush(); }, RETRY_SEND_MS);
         return;
@@ -915,6 +1059,7 @@ export class CorosyncMembership implements Membership {
       this.notePause(now);
       const late = this.lastPulseNs !== undefined && now - this.lastPulseNs > BigInt(3 * this.opts.timing.pulseMs) * MS;
       this.lastPulseNs = now;
+      this.checkAnswers(now, late);
       const farm = this.farm;
       if (!this.session || !farm) return;
       this.beat();
