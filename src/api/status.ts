@@ -171,6 +171,8 @@ export function healthView(s: DaemonStatus): Record<string, unknown> {
     node: s.node,
     module: s.module,
     state: s.state,
+    // Why (WAIT): what a load balancer's operator reads first when the node stops answering ready.txt.
+    stateCause: s.stateCause,
     ready: s.ready,
     view: s.view,
     epoch: s.epoch,

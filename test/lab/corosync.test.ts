@@ -145,6 +145,77 @@ describePrivileged('lab: Corosync membership backend (CPG + votequorum): failove
     expect(s.corosync!.members.map((m) => m.node).sort()).toEqual(ALL);
     noOverlaps(await end());
   }, 90_000);
+
+  // docs/membership.md, "When corosync hangs": a stopped corosync never stops its daemon's
+  // event loop (the calls that wait for corosync run on the session's thread).
+  it('corosync SIGSTOPped on a node for 3 s: its daemon keeps answering (health, control socket), says WAIT with the cause at once; the others take its buckets; after SIGCONT it returns, no double serving', async (ctx) => {
+    corosyncLogsOnFailure(ctx);
+    const { l, before } = await begin();
+    const cpid = l.corosync!.pid('n3')!;
+    const stoppedAt = Date.now();
+    process.kill(cpid, 'SIGSTOP');
+    try {
+      // WAIT with the cause before the lease (770 ms) would have run out by itself, give or take a loaded host.
+      const s = await waitFor(async () => {
+        const st = await l.status('n3');
+        return st.state === 'WAIT' && /corosync does not answer \(votequorum_getinfo pending/.test(st.stateCause) ? st : undefined;
+      }, { timeoutMs: 3_000, intervalMs: 50, what: 'n3 to say WAIT: corosync does not answer' });
+      expect(s.ready).toBe(false);
+      expect(s.corosync?.hung?.call).toBe('votequorum_getinfo');
+      expect(readServed(l, 'n3')!.leaseValid).toBe(false);
+      // The health server answers at once (through the daemon's event loop: /health is its status).
+      const t0 = Date.now();
+      const h = await l.health('n3', '/health');
+      expect(Date.now() - t0, 'GET /health answered within 1 s').toBeLessThan(1_000);
+      expect(h.status).toBe(200);
+      expect(h.body).toMatch(/corosync does not answer/);
+      expect((await l.health('n3', `/var/modules/lab-${name}/ready.txt`)).status).toBe(404);
+      await waitFor(() => coverage(l, others('n3')).complete, { timeoutMs: 5_000, intervalMs: 20, what: 'n1 and n2 to serve every bucket' });
+      onlyVictimMoved(before, readServed(l, 'n1')!.owners[0]!, 'n3');
+      const left = 3_000 - (Date.now() - stoppedAt);
+      if (left > 0) await new Promise((r) => setTimeout(r, left));
+      expect((await l.status('n3')).state).toBe('WAIT');
+    } finally {
+      process.kill(cpid, 'SIGCONT');
+    }
+    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000, what: 'n3 back at its quota after SIGCONT' });
+    const back = await l.status('n3');
+    expect(back.corosync?.hung).toBeUndefined();
+    expect(back.corosync?.hangs).toBeGreaterThanOrEqual(1);
+    noOverlaps(await end());
+  }, 90_000);
+
+  it('corosync restarted and SIGSTOPped before the daemon reconnects: the daemon keeps answering and says why; after SIGCONT it connects and returns', async (ctx) => {
+    corosyncLogsOnFailure(ctx);
+    const { l } = await begin();
+    await l.corosync!.kill('n3', 'SIGKILL');
+    await waitFor(async () => (await l.status('n3')).corosync?.connected === false, { timeoutMs: 5_000, intervalMs: 50, what: 'n3 to lose its session' });
+    // Started again and stopped as soon as its IPC socket listens: the daemon's next attempt (every second) waits for it.
+    const starting = l.corosync!.start('n3');
+    const cpid = await waitFor(async () => {
+      const pid = l.corosync!.pid('n3');
+      if (pid === undefined) return undefined;
+      const { stdout } = await l.inNode('n3', 'ss', ['-xlp']);
+      return stdout.includes(`pid=${pid},`) && stdout.includes('cpg') ? pid : undefined;
+    }, { timeoutMs: 10_000, intervalMs: 5, what: "the new corosync's IPC socket" });
+    process.kill(cpid, 'SIGSTOP');
+    try {
+      await starting.catch(() => undefined);
+      const s = await waitFor(async () => {
+        const st = await l.status('n3');
+        return /corosync does not answer \((connect|votequorum_getinfo) pending/.test(st.stateCause) ? st : undefined;
+      }, { timeoutMs: 5_000, intervalMs: 100, what: 'n3 to say: corosync does not answer' });
+      expect(s.state).toBe('WAIT');
+      const t0 = Date.now();
+      expect((await l.health('n3', '/health')).status).toBe(200);
+      expect(Date.now() - t0, 'GET /health answered within 1 s').toBeLessThan(1_000);
+    } finally {
+      process.kill(cpid, 'SIGCONT');
+    }
+    await waitCoverage(l, ALL, { quotas: FULL_QUOTAS, timeoutMs: 20_000, what: 'n3 back at its quota after SIGCONT' });
+    expect((await l.status('n3')).corosync).toMatchObject({ connected: true });
+    noOverlaps(await end());
+  }, 90_000);
 });
 
 // Two nodes under `quorum`: votequorum's two_node alone keeps both halves of a split quorate

@@ -42,12 +42,12 @@ describe('health routes', () => {
     expect(healthRoute('HEAD', '/var/modules/farm/ready.txt', 'farm', () => status()).status).toBe(200);
   });
 
-  it('answers /health with node, state, view, epoch, leader, buckets, lease and split brain', () => {
+  it('answers /health with node, state and its cause, view, epoch, leader, buckets, lease and split brain', () => {
     const r = healthRoute('GET', '/health?x=1', 'farm', () => status({ splitBrain: true }));
     expect(r.status).toBe(200);
     expect(r.contentType).toBe('application/json');
     expect(JSON.parse(r.body)).toEqual({
-      node: 'node1', module: 'farm', state: 'UP', ready: true, view: ['node1', 'node2'], epoch: 3, leader: 'node1',
+      node: 'node1', module: 'farm', state: 'UP', stateCause: 'in the view', ready: true, view: ['node1', 'node2'], epoch: 3, leader: 'node1',
       bucketsOwned: { web: 128 }, leaseRemainingMs: 120, splitBrain: true,
       lastViewChange: { at: 1, epoch: 3, view: ['node1', 'node2'], cause: 'node3 lost', detectionMs: 250, installMs: 2, moved: 85 },
     });
