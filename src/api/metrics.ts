@@ -263,6 +263,19 @@ export function createMetrics(source: MetricsSource, build: BuildInfo = { versio
       setCounter(this, { part: 'tick' }, c.tickSeconds);
     },
   });
+  // The Corosync backend only (absent otherwise): docs/membership.md, "When corosync hangs".
+  gauge({
+    name: 'farmlb_corosync_answering', help: 'Corosync backend: 1 while the corosync of this node answers, 0 while a call has waited for it longer than half a lease (the node is WAIT)',
+    collect() { const c = current().status.corosync; setOrAbsent(this, c ? (c.hung ? 0 : 1) : undefined); },
+  });
+  counter({
+    name: 'farmlb_corosync_hangs_total', help: 'Corosync backend: times the corosync of this node stopped answering (a call pending past half a lease) since this daemon started',
+    collect() { this.reset(); const c = current().status.corosync; if (c) setCounter(this, {}, c.hangs); },
+  });
+  counter({
+    name: 'farmlb_corosync_dropped_messages_total', help: 'Corosync backend: farm messages (oldest beats first) dropped from the bounded outbox while corosync did not take them',
+    collect() { this.reset(); const c = current().status.corosync; if (c) setCounter(this, {}, c.droppedMessages); },
+  });
   counter({
     name: 'farmlb_view_changes_total', help: 'Tables installed by this daemon (view or rebalance changes)',
     collect() { this.reset(); setCounter(this, {}, source.history().viewChanges); },

@@ -191,10 +191,12 @@ export async function runControl(ctx: CommandContext, opts: Record<string, unkno
 
 /** The Corosync backend's ring, quorum and CPG group, in one line (docs/cli.md, "status"). */
 export function corosyncLine(c: NonNullable<DaemonStatus['corosync']>): string {
-  if (!c.connected) return 'membership corosync · not connected to corosync on this node';
+  const hung = c.hung ? ` · corosync DOES NOT ANSWER (${c.hung.call} pending for ${c.hung.pendingMs} ms)` : '';
+  const hangs = c.hangs > 0 ? ` · corosync hung ${c.hangs} time${c.hangs === 1 ? '' : 's'}${c.droppedMessages > 0 ? `, ${c.droppedMessages} farm messages dropped` : ''}` : '';
+  if (!c.connected) return `membership corosync · not connected to corosync on this node${hung}${hangs}`;
   const quorum = c.quorate === null ? 'quorum unknown (waiting for votequorum)' : c.quorate ? 'quorate' : 'NOT quorate';
   const vq = c.votequorum ? ` (votes ${c.votequorum.totalVotes}/${c.votequorum.expectedVotes}, quorum ${c.votequorum.quorum}${c.votequorum.twoNode ? ', two_node' : ''}${c.votequorum.qdevice ? `, qdevice ${c.votequorum.qdeviceAlive ? 'alive' : 'down'}` : ''})` : '';
   const members = c.members.map((m) => `${m.node ?? '?'}=${m.nodeid}:${m.pid}${m.state === 'UP' ? '' : ` (${m.state})`}`).join(', ');
   const timing = c.tokenMs !== undefined ? ` · ${c.transport ?? '?'} token ${c.tokenMs} ms, consensus ${c.consensusMs ?? '?'} ms` : '';
-  return `membership corosync · ring ${c.ringId ?? '-'} · ${quorum}${vq}${c.syncing ? ' · synchronising' : ''} · CPG members ${members || '-'}${timing}`;
+  return `membership corosync${hung} · ring ${c.ringId ?? '-'} · ${quorum}${vq}${c.syncing ? ' · synchronising' : ''} · CPG members ${members || '-'}${timing}${hangs}`;
 }

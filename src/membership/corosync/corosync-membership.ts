@@ -469,8 +469,7 @@ export class CorosyncMembership implements Membership {
 
   status(): MembershipStatus {
     const now = this.opts.nowNs();
-    // votequorum's figures as of its last event: asking corosync here would block this loop
-    // while corosync hangs (its client calls wait without a timeout).
+    // votequorum's figures as of the last probe's answer: status never waits for corosync.
     const farm = this.farm;
     const table = this.localTable() ?? this.emptyTable();
     const facts = farm?.allFacts() ?? [];
