@@ -875,93 +875,192 @@ Napi::Value CorosyncOpen(const Napi::CallbackInfo& info) {
 
 namespace {
 
+// A cmap value: absent, a number or a string.
+struct CmapValue {
+  enum Kind { kAbsent, kNumber, kString } kind = kAbsent;
+  double number = 0;
+  std::string text;
+};
+
+// Reads keys on the reading thread (cmap_get waits for corosync's answer).
 class CmapReader {
  public:
-  CmapReader(Napi::Env env, const Api& api) : env_(env), api_(api) {
-    cs_error_t err = Retry([&] { return api_.cmap_initialize(&handle_); });
-    if (err != CS_OK) ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", CsText("cmap_initialize", err), err);
-  }
-  ~CmapReader() { api_.cmap_finalize(handle_); }
+  explicit CmapReader(const Api& api) : api_(api) {}
+  ~CmapReader() { if (open_) api_.cmap_finalize(handle_); }
   CmapReader(const CmapReader&) = delete;
   CmapReader& operator=(const CmapReader&) = delete;
 
-  // A key's value as a JS number or string; undefined when absent.
-  Napi::Value Get(const std::string& key) {
+  cs_error_t Open() {
+    cs_error_t err = Retry([&] { return api_.cmap_initialize(&handle_); });
+    open_ = err == CS_OK;
+    return err;
+  }
+
+  // A key's value; CS_OK with kAbsent when the key does not exist.
+  cs_error_t Get(const std::string& key, CmapValue& out) {
+    out = CmapValue{};
     size_t len = 0;
     cmap_value_types_t type;
     cs_error_t err = api_.cmap_get(handle_, key.c_str(), nullptr, &len, &type);
-    if (err == CS_ERR_NOT_EXIST) return env_.Undefined();
-    if (err != CS_OK) ThrowCode(env_, "FARMLB_E_COROSYNC_CALL", CsText(("cmap_get " + key).c_str(), err), err);
+    if (err == CS_ERR_NOT_EXIST) return CS_OK;
+    if (err != CS_OK) return err;
     std::vector<uint8_t> buf(len + 1, 0);
     err = api_.cmap_get(handle_, key.c_str(), buf.data(), &len, &type);
-    if (err != CS_OK) ThrowCode(env_, "FARMLB_E_COROSYNC_CALL", CsText(("cmap_get " + key).c_str(), err), err);
+    if (err != CS_OK) return err;
     const void* v = buf.data();
+    auto num = [&](double x) { out.kind = CmapValue::kNumber; out.number = x; };
     switch (type) {
-      case CMAP_VALUETYPE_INT8: return Napi::Number::New(env_, *static_cast<const int8_t*>(v));
-      case CMAP_VALUETYPE_UINT8: return Napi::Number::New(env_, *static_cast<const uint8_t*>(v));
-      case CMAP_VALUETYPE_INT16: { int16_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
-      case CMAP_VALUETYPE_UINT16: { uint16_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
-      case CMAP_VALUETYPE_INT32: { int32_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
-      case CMAP_VALUETYPE_UINT32: { uint32_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
-      case CMAP_VALUETYPE_INT64: { int64_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, static_cast<double>(x)); }
-      case CMAP_VALUETYPE_UINT64: { uint64_t x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, static_cast<double>(x)); }
-      case CMAP_VALUETYPE_FLOAT: { float x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
-      case CMAP_VALUETYPE_DOUBLE: { double x; std::memcpy(&x, v, sizeof x); return Napi::Number::New(env_, x); }
-      case CMAP_VALUETYPE_STRING: return Napi::String::New(env_, reinterpret_cast<const char*>(buf.data()));
-      default: return env_.Undefined();
+      case CMAP_VALUETYPE_INT8: num(*static_cast<const int8_t*>(v)); break;
+      case CMAP_VALUETYPE_UINT8: num(*static_cast<const uint8_t*>(v)); break;
+      case CMAP_VALUETYPE_INT16: { int16_t x; std::memcpy(&x, v, sizeof x); num(x); break; }
+      case CMAP_VALUETYPE_UINT16: { uint16_t x; std::memcpy(&x, v, sizeof x); num(x); break; }
+      case CMAP_VALUETYPE_INT32: { int32_t x; std::memcpy(&x, v, sizeof x); num(x); break; }
+      case CMAP_VALUETYPE_UINT32: { uint32_t x; std::memcpy(&x, v, sizeof x); num(x); break; }
+      case CMAP_VALUETYPE_INT64: { int64_t x; std::memcpy(&x, v, sizeof x); num(static_cast<double>(x)); break; }
+      case CMAP_VALUETYPE_UINT64: { uint64_t x; std::memcpy(&x, v, sizeof x); num(static_cast<double>(x)); break; }
+      case CMAP_VALUETYPE_FLOAT: { float x; std::memcpy(&x, v, sizeof x); num(x); break; }
+      case CMAP_VALUETYPE_DOUBLE: { double x; std::memcpy(&x, v, sizeof x); num(x); break; }
+      case CMAP_VALUETYPE_STRING: out.kind = CmapValue::kString; out.text = reinterpret_cast<const char*>(buf.data()); break;
+      default: break;
     }
+    return CS_OK;
   }
 
  private:
-  Napi::Env env_;
   const Api& api_;
   cmap_handle_t handle_ = 0;
+  bool open_ = false;
 };
 
 // Bounds the nodelist walk (corosync itself allows far fewer nodes).
 constexpr unsigned kMaxNodelist = 1024;
 
-}  // namespace
+// What the reading thread found: the values by key, or the call that failed.
+struct CmapRead {
+  std::map<std::string, CmapValue> values;
+  unsigned nodes = 0;
+  std::string failedCall;
+  cs_error_t err = CS_OK;
+  Napi::Promise::Deferred deferred;
+  explicit CmapRead(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
 
-Napi::Value CorosyncConfig(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CmapReader cmap(env, LoadApi(env));
-  Napi::Array nodes = Napi::Array::New(env);
+const char* const kNodeKeys[] = {"ring0_addr", "nodeid", "name", "ring1_addr"};
+const char* const kOtherKeys[] = {
+    "totem.cluster_name", "totem.transport", "runtime.config.totem.token", "runtime.config.totem.consensus",
+    "runtime.config.totem.join", "runtime.config.totem.hold", "runtime.config.totem.merge", "runtime.config.totem.downcheck",
+    "quorum.provider", "quorum.two_node", "quorum.wait_for_all", "quorum.device.model", "nodelist.local_node_pos",
+};
+
+void ReadCmap(const Api& api, CmapRead& r) {
+  CmapReader cmap(api);
+  cs_error_t err = cmap.Open();
+  if (err != CS_OK) {
+    r.failedCall = "cmap_initialize";
+    r.err = err;
+    return;
+  }
+  auto get = [&](const std::string& key) {
+    CmapValue v;
+    cs_error_t e = cmap.Get(key, v);
+    if (e != CS_OK) {
+      if (r.failedCall.empty()) {
+        r.failedCall = "cmap_get " + key;
+        r.err = e;
+      }
+      return false;
+    }
+    if (v.kind != CmapValue::kAbsent) r.values[key] = v;
+    return true;
+  };
   for (unsigned i = 0; i < kMaxNodelist; i++) {
     std::string prefix = "nodelist.node." + std::to_string(i) + ".";
-    Napi::Value ring0 = cmap.Get(prefix + "ring0_addr");
-    Napi::Value nodeid = cmap.Get(prefix + "nodeid");
-    if (ring0.IsUndefined() && nodeid.IsUndefined()) break;
+    for (const char* k : kNodeKeys) if (!get(prefix + k)) return;
+    if (!r.values.count(prefix + "ring0_addr") && !r.values.count(prefix + "nodeid")) break;
+    r.nodes = i + 1;
+  }
+  for (const char* k : kOtherKeys) if (!get(k)) return;
+}
+
+Napi::Value ValueToJs(Napi::Env env, const CmapRead& r, const std::string& key) {
+  auto it = r.values.find(key);
+  if (it == r.values.end()) return env.Undefined();
+  if (it->second.kind == CmapValue::kNumber) return Napi::Number::New(env, it->second.number);
+  return Napi::String::New(env, it->second.text);
+}
+
+Napi::Object ConfigToJs(Napi::Env env, const CmapRead& r) {
+  auto v = [&](const std::string& key) { return ValueToJs(env, r, key); };
+  Napi::Array nodes = Napi::Array::New(env);
+  for (unsigned i = 0; i < r.nodes; i++) {
+    std::string prefix = "nodelist.node." + std::to_string(i) + ".";
     Napi::Object n = Napi::Object::New(env);
-    n.Set("nodeid", nodeid);
-    n.Set("name", cmap.Get(prefix + "name"));
-    n.Set("ring0Addr", ring0);
-    n.Set("ring1Addr", cmap.Get(prefix + "ring1_addr"));
+    n.Set("nodeid", v(prefix + "nodeid"));
+    n.Set("name", v(prefix + "name"));
+    n.Set("ring0Addr", v(prefix + "ring0_addr"));
+    n.Set("ring1Addr", v(prefix + "ring1_addr"));
     nodes.Set(i, n);
   }
   Napi::Object totem = Napi::Object::New(env);
-  totem.Set("clusterName", cmap.Get("totem.cluster_name"));
-  totem.Set("transport", cmap.Get("totem.transport"));
+  totem.Set("clusterName", v("totem.cluster_name"));
+  totem.Set("transport", v("totem.transport"));
   // runtime.config.*: what corosync computed (token_coefficient applied, consensus derived).
-  totem.Set("tokenMs", cmap.Get("runtime.config.totem.token"));
-  totem.Set("consensusMs", cmap.Get("runtime.config.totem.consensus"));
-  totem.Set("joinMs", cmap.Get("runtime.config.totem.join"));
-  totem.Set("holdMs", cmap.Get("runtime.config.totem.hold"));
+  totem.Set("tokenMs", v("runtime.config.totem.token"));
+  totem.Set("consensusMs", v("runtime.config.totem.consensus"));
+  totem.Set("joinMs", v("runtime.config.totem.join"));
+  totem.Set("holdMs", v("runtime.config.totem.hold"));
   // How soon a lone ring sees another (merge) and a downed interface is tried again
   // (downcheck): a node back from a link cut waits for both before serving alone.
-  totem.Set("mergeMs", cmap.Get("runtime.config.totem.merge"));
-  totem.Set("downcheckMs", cmap.Get("runtime.config.totem.downcheck"));
+  totem.Set("mergeMs", v("runtime.config.totem.merge"));
+  totem.Set("downcheckMs", v("runtime.config.totem.downcheck"));
   Napi::Object quorum = Napi::Object::New(env);
-  quorum.Set("provider", cmap.Get("quorum.provider"));
-  quorum.Set("twoNode", cmap.Get("quorum.two_node"));
-  quorum.Set("waitForAll", cmap.Get("quorum.wait_for_all"));
-  quorum.Set("deviceModel", cmap.Get("quorum.device.model"));
+  quorum.Set("provider", v("quorum.provider"));
+  quorum.Set("twoNode", v("quorum.two_node"));
+  quorum.Set("waitForAll", v("quorum.wait_for_all"));
+  quorum.Set("deviceModel", v("quorum.device.model"));
   Napi::Object out = Napi::Object::New(env);
   out.Set("nodes", nodes);
-  out.Set("localNodePos", cmap.Get("nodelist.local_node_pos"));
+  out.Set("localNodePos", v("nodelist.local_node_pos"));
   out.Set("totem", totem);
   out.Set("quorum", quorum);
   return out;
+}
+
+}  // namespace
+
+// Read on a thread of its own, like the session's calls: a stopped corosync leaves the promise
+// unsettled (the caller bounds the wait) and the thread abandoned to it.
+Napi::Value CorosyncConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Api& api = LoadApi(env);
+  auto* read = new CmapRead(env);
+  Napi::Promise promise = read->deferred.Promise();
+  Napi::ThreadSafeFunction tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "farmlb:corosync-cmap", 0, 1);
+  tsfn.Unref(env);
+  try {
+    std::thread([tsfn, read, &api]() mutable {
+      ReadCmap(api, *read);
+      napi_status st = tsfn.BlockingCall(read, [](Napi::Env env, Napi::Function, CmapRead* r) {
+        std::unique_ptr<CmapRead> owned(r);
+        Napi::HandleScope scope(env);
+        if (!r->failedCall.empty()) {
+          Napi::Error e = Napi::Error::New(env, CsText(r->failedCall.c_str(), r->err));
+          e.Set("code", Napi::String::New(env, r->failedCall == "cmap_initialize" ? "FARMLB_E_COROSYNC_CONNECT" : "FARMLB_E_COROSYNC_CALL"));
+          e.Set("cs", Napi::Number::New(env, r->err));
+          r->deferred.Reject(e.Value());
+        } else {
+          r->deferred.Resolve(ConfigToJs(env, *r));
+        }
+      });
+      if (st != napi_ok) delete read;  // the environment is going away
+      tsfn.Release();
+    }).detach();
+  } catch (const std::system_error& e) {
+    tsfn.Release();
+    delete read;
+    ThrowCode(env, "FARMLB_E_COROSYNC_CONNECT", std::string("cannot start the cmap reading thread: ") + e.what());
+  }
+  return promise;
 }
 
 }  // namespace farmlb

@@ -14,10 +14,12 @@ namespace farmlb {
 // corosyncOpen(group, onEvents) → CorosyncSession. Connects to the corosync of this network
 // namespace (its IPC sockets are abstract unix sockets), joins CPG group `group`, tracks
 // quorum and votequorum, and polls the three descriptors on the libuv loop. Every dispatch
-// hands its callbacks, in order, to onEvents(events) as one array.
+// hands its callbacks, in order, to onEvents(events) as one array. Calls that wait for
+// corosync's answer run on the session's own thread (corosync.cc).
 Napi::Value CorosyncOpen(const Napi::CallbackInfo& info);
 
-// corosyncConfig() → { nodes, totem, quorum }: the running corosync's nodelist and timing (cmap).
+// corosyncConfig() → Promise<{ nodes, totem, quorum }>: the running corosync's nodelist and
+// timing (cmap), read on a thread of its own (cmap_get waits for corosync's answer).
 Napi::Value CorosyncConfig(const Napi::CallbackInfo& info);
 
 Napi::Function DefineCorosyncSession(Napi::Env env);

@@ -530,7 +530,7 @@ export const ERRORS = {
   },
   FARMLB_E_COROSYNC_CONNECT: {
     message: 'cannot talk to corosync on this node: {detail}',
-    hint: 'start corosync on this node (systemctl start corosync; `corosync-quorumtool -s` must answer) with a quorum provider (quorum { provider: corosync_votequorum }); farmlb runs as root',
+    hint: 'start corosync on this node (systemctl start corosync; `corosync-quorumtool -s` must answer), or resume it if it is stopped (ps state T: kill -CONT), with a quorum provider (quorum { provider: corosync_votequorum }); farmlb runs as root',
   },
   FARMLB_E_COROSYNC_NODELIST: {
     message: 'the running corosync\'s nodelist does not match cluster.xml: {detail}',

@@ -266,7 +266,8 @@ export interface Native {
   setLogCallback(cb: ((level: number, msg: string) => void) | null): void;
   /** Joins CPG group `group` of the corosync in this network namespace (src/membership/corosync/). */
   corosyncOpen(group: string, onEvents: (events: CorosyncEvent[]) => void): CorosyncSession;
-  corosyncConfig(): CorosyncRunningConfig;
+  /** The running corosync's configuration (cmap), read on a thread of its own: unsettled while corosync does not answer. */
+  corosyncConfig(): Promise<CorosyncRunningConfig>;
   /** The layouts of the object file at path, from its BTF. Errors: FARMLB_E_BPF_OPEN. */
   btfLayout(path: string): BtfLayout;
   /** The constants of bpf/farmlb_abi.h as the addon's compiler saw them (#defines: not in BTF). */
@@ -463,7 +464,7 @@ function wrap(raw: Native): Native {
         close: () => session.close(),
       };
     },
-    corosyncConfig: () => call(() => raw.corosyncConfig()),
+    corosyncConfig: () => callAsync(() => raw.corosyncConfig()),
     btfLayout: (p) => call(() => raw.btfLayout(p)),
     abiConstants: raw.abiConstants,
   };

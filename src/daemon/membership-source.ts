@@ -35,7 +35,7 @@ import { keyId } from '../membership/key.js';
 import type { GroupPowers, MembershipTiming } from '../membership/types.js';
 import { CorosyncMembership, corosyncLeaseMs, cpgGroupName } from '../membership/corosync/corosync-membership.js';
 import { nodelistProblems } from '../membership/corosync/conf.js';
-import { loadNative } from '../addon/native.js';
+import { loadNative, type CorosyncRunningConfig, type Native } from '../addon/native.js';
 import type { Holdings, SourceSink, SourceView, TableSource } from './table-source.js';
 
 /** view() of the membership source: the common view plus what only the membership knows. */
@@ -135,7 +135,7 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
   if (farm.farmlb.membership === 'corosync') {
     // Renewals come once a pulse (a delivered beat), not per acknowledgement: each is written,
     // so the kernel's lease is the one that outlasts a ring's re-formation, not a step shorter.
-    const { membership } = corosyncMembership(opts, key, timing, groups, powerOverrides);
+    const { membership } = await corosyncMembership(opts, key, timing, groups, powerOverrides);
     return new MembershipSource({ ...opts, membership });
   }
   const initialTable = pinnedTable(opts.readPinnedTables ?? readPinnedTables, paths.pinDir, cluster.nodes, farm.groups.length);
@@ -176,13 +176,34 @@ export async function createMembershipSource(opts: MembershipSourceOptions): Pro
 }
 
 /**
+ * How long a starting daemon waits for corosync's configuration: a corosync that is starting
+ * answers within its TRY_AGAIN retries (2 s); one stopped or wedged (docs/membership.md, "When
+ * corosync hangs") makes the start fail with the reason, and systemd try again.
+ */
+const COROSYNC_CONFIG_WAIT_MS = 10_000;
+
+export async function corosyncConfigBounded(native: Pick<Native, 'corosyncConfig'>, waitMs = COROSYNC_CONFIG_WAIT_MS): Promise<CorosyncRunningConfig> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new FarmlbError('FARMLB_E_COROSYNC_CONNECT', {
+      detail: `corosync does not answer (cmap_get pending for over ${waitMs} ms): is it stopped (SIGSTOP, state T in ps) or wedged?`,
+    })), waitMs);
+  });
+  try {
+    return await Promise.race([native.corosyncConfig(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * The Corosync backend (docs/membership.md, "Corosync backend"): refuses to start when the
  * corosync of this node does not answer or runs another nodelist than cluster.xml.
  */
-function corosyncMembership(opts: MembershipSourceOptions, key: Buffer, topoTiming: MembershipTiming, groups: GroupPowers[], powerOverrides: PowerOverrides | undefined): { membership: CorosyncMembership } {
+async function corosyncMembership(opts: MembershipSourceOptions, key: Buffer, topoTiming: MembershipTiming, groups: GroupPowers[], powerOverrides: PowerOverrides | undefined): Promise<{ membership: CorosyncMembership }> {
   const { farm, cluster, node, paths, log } = opts;
   const native = loadNative();
-  const running = native.corosyncConfig();
+  const running = await corosyncConfigBounded(native);
   const problems = nodelistProblems(running, cluster, node);
   if (problems.length > 0) throw new FarmlbError('FARMLB_E_COROSYNC_NODELIST', { detail: problems.join('; ') });
   // The lease follows corosync's failure detection, not the pulse (unless --lease-ms says).

@@ -58,10 +58,10 @@ export class FakeCorosync {
   }
 
   /** The native addon's Corosync part, for the daemon of `node`. */
-  native(node: string): { corosyncOpen: (group: string, onEvents: (events: CorosyncEvent[]) => void) => CorosyncSession; corosyncConfig: () => CorosyncRunningConfig } {
+  native(node: string): { corosyncOpen: (group: string, onEvents: (events: CorosyncEvent[]) => void) => CorosyncSession; corosyncConfig: () => Promise<CorosyncRunningConfig> } {
     return {
       corosyncOpen: (group, onEvents) => this.open(node, group, onEvents),
-      corosyncConfig: () => this.running(node),
+      corosyncConfig: async () => this.running(node),
     };
   }
 

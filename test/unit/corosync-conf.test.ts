@@ -1,11 +1,12 @@
 // corosync.conf from cluster.xml, and the start-time check that the running corosync has
 // that nodelist (src/membership/corosync/conf.ts).
 
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { parseClusterConfig } from '../../src/config/cluster.js';
 import { defaultFarmlbSettings } from '../../src/config/defaults.js';
 import { corosyncConf, corosyncConfProblems, nodelistProblems, nodeNames } from '../../src/membership/corosync/conf.js';
 import type { CorosyncRunningConfig } from '../../src/addon/native.js';
+import { corosyncConfigBounded } from '../../src/daemon/membership-source.js';
 
 const CLUSTER = parseClusterConfig(`<cluster><lans>
   <lan name="default"><node name="n1" addr="10.0.0.1"/><node name="n2" addr="10.0.0.2"/><node name="n3" addr="10.0.0.3"/></lan>
@@ -80,5 +81,32 @@ describe('the running corosync against cluster.xml', () => {
       'this node\'s corosync runs as n1, not as --node n2',
     ]);
     expect(nodelistProblems(running({ nodes: [] }), CLUSTER, 'n1')[0]).toMatch(/no nodelist/);
+  });
+});
+
+describe('reading corosync\'s configuration at start (docs/membership.md, "When corosync hangs")', () => {
+  it('a corosync that does not answer fails the start with FARMLB_E_COROSYNC_CONNECT and the reason, after the bound', async () => {
+    vi.useFakeTimers();
+    try {
+      const never = { corosyncConfig: () => new Promise<CorosyncRunningConfig>(() => undefined) };
+      const reading = corosyncConfigBounded(never, 10_000);
+      const caught = reading.catch((err: unknown) => err);
+      await vi.advanceTimersByTimeAsync(9_999);
+      let settled = false;
+      void caught.then(() => { settled = true; });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(settled).toBe(false);
+      await vi.advanceTimersByTimeAsync(2);
+      const err = await caught as { code?: string; message?: string };
+      expect(err.code).toBe('FARMLB_E_COROSYNC_CONNECT');
+      expect(err.message).toMatch(/corosync does not answer \(cmap_get pending for over 10000 ms\)/);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('an answer within the bound is the configuration', async () => {
+    const running: CorosyncRunningConfig = { nodes: [], totem: { tokenMs: 300 }, quorum: {} };
+    await expect(corosyncConfigBounded({ corosyncConfig: async () => running }, 10_000)).resolves.toBe(running);
   });
 });
