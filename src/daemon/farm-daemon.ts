@@ -470,7 +470,7 @@ export class FarmDaemon {
     this.pushedHealth = cause;
     // WAIT serves nothing from the first instant, also while a table is being installed
     // (hundreds of ms on a loaded host): the revocation goes ahead of the queued decisions.
-    // Those apply as WAIT while the cause lasts (decide: local), so none writes an older
+    // Those apply as WAIT while the cause lasts (apply: local), so none writes an older
     // renewal back.
     if (cause !== undefined && this.started && this.host.leaseDeadlineNs() !== 0n && this.host.revokeLeaseNow()) {
       this.earlyLeaseNs = 0n;
