@@ -343,6 +343,10 @@ export class FarmDaemon {
         buckets,
       });
     }
+    // A check that failed during this decision's install revoked the lease at once
+    // (pushLocalHealth): this decision, made before, writes no renewal back and says WAIT.
+    const localNow = this.localWaitCause();
+    if (localNow !== undefined && local === undefined) return this.applyLocalWait(localNow);
     // WAIT serves nothing from the first instant: the lease goes before anything else would.
     if (state === 'WAIT') {
       this.earlyLeaseNs = 0n;
@@ -353,6 +357,13 @@ export class FarmDaemon {
       await this.host.setLease(d.leaseDeadlineNs);
     }
     await this.setStateAsync(state, cause, local !== undefined);
+  }
+
+  /** The end of a decision during whose install this node's own checks failed: WAIT, no lease. */
+  private async applyLocalWait(cause: string): Promise<void> {
+    this.earlyLeaseNs = 0n;
+    if (this.host.leaseDeadlineNs() !== 0n) await this.host.setLease(0n);
+    await this.setStateAsync('WAIT', cause, true);
   }
 
   /**
@@ -457,6 +468,14 @@ export class FarmDaemon {
     if (cause === this.pushedHealth && this.pushedHealth !== undefined) return;
     if (cause === undefined && this.pushedHealth === undefined && this.started) return;
     this.pushedHealth = cause;
+    // WAIT serves nothing from the first instant, also while a table is being installed
+    // (hundreds of ms on a loaded host): the revocation goes ahead of the queued decisions.
+    // Those apply as WAIT while the cause lasts (apply: local), so none writes an older
+    // renewal back.
+    if (cause !== undefined && this.started && this.host.leaseDeadlineNs() !== 0n && this.host.revokeLeaseNow()) {
+      this.earlyLeaseNs = 0n;
+      this.opts.log.info({ event: 'lease_revoked', cause }, `lease revoked at once: ${cause}`);
+    }
     this.source.setLocalHealth(cause === undefined, cause ?? 'local checks pass');
   }
 

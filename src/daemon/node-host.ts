@@ -239,9 +239,22 @@ export class NodeHost {
    * data plane or the host is stopping.
    */
   renewLease(deadlineNs: bigint): boolean {
+    return this.writeLeaseAtOnce(deadlineNs, 'renewal');
+  }
+
+  /**
+   * Revokes the lease at once, ahead of a table change under way: a lease of 0 holds for any
+   * table the data plane has or gets. For a node whose own checks fail (farm-daemon.ts
+   * pushLocalHealth). False when there is no data plane or the host is stopping.
+   */
+  revokeLeaseNow(): boolean {
+    return this.writeLeaseAtOnce(0n, 'revocation');
+  }
+
+  private writeLeaseAtOnce(deadlineNs: bigint, what: 'renewal' | 'revocation'): boolean {
     if (!this.dp || this.stopping) return false;
     this.dp.setLease(deadlineNs).catch((err: unknown) =>
-      this.opts.log.error({ err, event: 'lease_write_failed' }, 'could not write the lease renewal'));
+      this.opts.log.error({ err, event: 'lease_write_failed' }, `could not write the lease ${what}`));
     this.leaseDeadline = deadlineNs;
     return true;
   }

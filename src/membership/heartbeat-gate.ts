@@ -43,6 +43,10 @@ export class HeartbeatGate {
   private reported: ReportedTable | undefined;
   /** Highest seq transmitted. */
   private lastSeq = 0;
+  /** The seq of the decision whose heartbeat `reported` comes from. */
+  private reportedSeq = 0;
+  /** The latest decision's seq whose heartbeat did not lead on a table of our own making. */
+  private notLeadingSeq = 0;
 
   /**
    * A decision is about to be queued. Returns the heartbeat to transmit now, if it may leave
@@ -53,20 +57,26 @@ export class HeartbeatGate {
   early(out: EngineOutput): { now?: Heartbeat; queued: EngineOutput } {
     const behind = this.pending > 0;
     if (out.table) this.pending++;
-    if (!out.send || !behind || this.reported === undefined) return { queued: out };
-    // Never an early heartbeat that leads on a table we no longer stand behind: the data
-    // plane still has one of our own making while we have left that leadership (we follow
-    // another leader, or set our table aside as leader again, tables.ts setAsideOwnTable).
-    // Peers taking us for their leader would install it from that heartbeat — a daemon back
-    // from a hang would revive the table it held before it left, after the farm had given
-    // its buckets away (found by the simulator's revival check, seed 836648). That heartbeat
-    // waits for its decision, in order.
-    if (this.reported.leader === out.send.from && out.send.leader !== out.send.from) return { queued: out };
+    if (out.send && out.send.leader !== out.send.from) this.notLeadingSeq = Math.max(this.notLeadingSeq, out.send.seq);
+    if (!out.send || !behind || this.reported === undefined || this.reportsLeftTable(out.send.from)) return { queued: out };
     this.lastSeq = Math.max(this.lastSeq, out.send.seq);
     const now = withReportedTable(out.send, this.reported);
     if (out.table) return { now, queued: out };
     const { send: _, ...queued } = out;
     return { now, queued };
+  }
+
+  /**
+   * Is the data plane's table one of our own making whose leadership we have left since
+   * (a later decision followed another leader, or set our table aside as leader again:
+   * tables.ts setAsideOwnTable)? Then no heartbeat leaves early: it would lead on that table
+   * under our name, and peers taking us for their leader would install it — a daemon back
+   * from a hang would revive the table it held before it left, after the farm had given its
+   * buckets away (found by the simulator's revival check, seed 836648). Those heartbeats
+   * wait for their decisions, in order, until a decision made since is applied.
+   */
+  private reportsLeftTable(self: string): boolean {
+    return this.reported?.leader === self && this.reportedSeq < this.notLeadingSeq;
   }
 
   /** A queued decision could not be applied: its table is not the data plane's. */
@@ -84,15 +94,19 @@ export class HeartbeatGate {
     if (!hb) return undefined;
     const own = reportedTable(hb);
     this.reported = own;
+    this.reportedSeq = hb.seq;
     if (hb.seq > this.lastSeq) {
       this.lastSeq = hb.seq;
       return hb;
     }
+    // Another install may be pending behind this one: report the table just applied — unless
+    // it is one of ours we have left since (the next decision's heartbeat goes in order).
+    if (this.pending > 0 && this.reportsLeftTable(hb.from)) return undefined;
     const next = fresh();
     this.lastSeq = Math.max(this.lastSeq, next.seq);
-    // Another install may be pending behind this one: report the table just applied.
     if (this.pending > 0) return withReportedTable(next, own);
     this.reported = reportedTable(next);
+    this.reportedSeq = next.seq;
     return next;
   }
 }

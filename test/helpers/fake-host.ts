@@ -50,6 +50,7 @@ class FakeDataplane implements HostDataplane {
   async setLease(deadlineNs: bigint): Promise<void> {
     this.kernel.ops.push(deadlineNs === 0n ? 'lease revoked' : 'lease set');
     if (this.kernel.installing > 0) this.kernel.leaseWritesDuringInstall++;
+    if (this.kernel.installing > 0 && deadlineNs === 0n) this.kernel.revocationsDuringInstall++;
     await this.maps.setLease(deadlineNs);
   }
 
@@ -121,6 +122,7 @@ export class FakeKernel implements HostPort {
   /** applyBuckets under way, and the lease writes made meanwhile. */
   installing = 0;
   leaseWritesDuringInstall = 0;
+  revocationsDuringInstall = 0;
   private nextProgId = 100;
   readonly neighbours: NeighbourSystem;
 

@@ -202,13 +202,16 @@ export class Simulator {
   /**
    * Tables revived: a table a node made before a hang longer than the lost timeouts, decided
    * by another node after that node resumed (docs/membership.md, "A returning node rejoins
-   * through discovery": a table held before it left is never revived).
+   * through discovery": a table held before it left is never revived) — except by a node
+   * reading the backlog of a long hang of its own.
    */
   readonly revivals: { atMs: number; node: string; leader: string; epoch: number }[] = [];
   /** Per node: the highest epoch of a table of its own making its engine has decided. */
   private readonly ownEpoch = new Map<string, number>();
   /** Per node back from a long hang: its tables up to this epoch are of before it left. */
   private readonly retiredUpTo = new Map<string, number>();
+  /** Nodes reading the datagrams queued during their own long hang (resume). */
+  private readonly catchingUp = new Set<string>();
   readonly names: string[];
   readonly timing: MembershipTiming;
   /** The data plane's lease clock slack (timing.leaseClockSlackMs) in ns. */
@@ -456,10 +459,18 @@ export class Simulator {
    */
   resume(name: string): void {
     const n = this.node(name);
-    if (n.paused && this.pausedPastLost(n) && this.ownEpoch.has(name)) this.retiredUpTo.set(name, this.ownEpoch.get(name)!);
+    const long = n.paused && this.pausedPastLost(n);
+    if (long && this.ownEpoch.has(name)) this.retiredUpTo.set(name, this.ownEpoch.get(name)!);
     n.paused = false;
     n.changedNs = this.nowNs;
-    this.readQueued(n);
+    // A node reading the backlog of its own long hang decides on news as old as that hang,
+    // and serves none of it (its lease ran out meanwhile): not a revival by the farm.
+    if (long) this.catchingUp.add(name);
+    try {
+      this.readQueued(n);
+    } finally {
+      this.catchingUp.delete(name);
+    }
   }
 
   /** Hands every queued datagram to the engine, in arrival order, with its arrival time. */
@@ -831,7 +842,7 @@ export class Simulator {
     const mine = out.send?.leader === n.name ? out.send.epoch : out.table?.leader === n.name ? out.table.epoch : undefined;
     if (mine !== undefined && mine > (this.ownEpoch.get(n.name) ?? -1)) this.ownEpoch.set(n.name, mine);
     const t = out.table;
-    if (!t || t.leader === null || t.leader === n.name) return;
+    if (!t || t.leader === null || t.leader === n.name || this.catchingUp.has(n.name)) return;
     const upTo = this.retiredUpTo.get(t.leader);
     if (upTo === undefined || t.epoch > upTo) return;
     this.revivals.push({ atMs: this.nowMs, node: n.name, leader: t.leader, epoch: t.epoch });

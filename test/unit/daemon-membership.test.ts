@@ -153,6 +153,30 @@ describe('FarmDaemon with the membership on fake hosts', () => {
     expect(running.get('node2')!.status().state).toBe('UP');
   });
 
+  it('a node stopped during a slow install (400 ms) serves nothing from that instant, and the install writes no renewal back', async () => {
+    // WAIT serves nothing from the first instant: the revocation goes ahead of the decision
+    // being installed (before: the lease stayed until the install ended, and that decision
+    // then wrote its renewal).
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('agreement', agreed);
+    const kernel = kernels.get('node2')!;
+    const maps = kernel.model(paths('node2').pinDir)!;
+    await until('a lease on node2', () => maps.leaseDeadline() > nowNs());
+    kernel.installDelayMs = 400;
+    await controlRequest(paths('node1').runDir, { cmd: 'drain', node: 'node1' }, { module: 'unit', timeoutMs: 10_000 });
+    await until('an install under way on node2', () => kernel.installing > 0, 5_000);
+    const stopped = controlRequest(paths('node2').runDir, { cmd: 'stop' }, { module: 'unit', timeoutMs: 10_000 });
+    await until('node2 revoked', () => maps.leaseDeadline() === 0n, 5_000);
+    // Decisions apply one at a time: a revocation queued behind the install is written with
+    // no install under way.
+    expect(kernel.revocationsDuringInstall, 'revoked while the install was under way').toBe(1);
+    await stopped;
+    await until('node2 WAIT', () => running.get('node2')!.status().state === 'WAIT', 5_000);
+    await until('every install done', () => kernel.installing === 0, 5_000);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(maps.leaseDeadline()).toBe(0n);
+  });
+
   it('a drain is saved in powers.json and still in force when the whole farm restarts', async () => {
     await Promise.all(NODES.map((n) => start(n)));
     await until('agreement', agreed);

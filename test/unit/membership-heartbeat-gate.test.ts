@@ -75,6 +75,46 @@ describe('HeartbeatGate', () => {
     expect(gate.early(decision({ ...hb(6, 8), leader: 'n4' })).now).toMatchObject({ seq: 6, epoch: 7, leader: 'n4' });
   });
 
+  it('as leader again, no early heartbeat reports the own table set aside, even once the new lineage decides', () => {
+    const gate = new HeartbeatGate();
+    const own = decision(hb(1, 1));
+    gate.early(own);
+    gate.applied(own, () => hb(99, 1));
+    // An install under way (a table of another leader that we then leave again: any table).
+    const other = decision({ ...hb(2, 5), leader: 'n4' }, 5);
+    gate.early(other);
+    // Leader again: our table set aside (leader none), then our first table of the new lineage.
+    const aside = decision({ ...hb(3, 6), leader: null });
+    expect(gate.early(aside)).toEqual({ queued: aside });
+    const first = decision(hb(4, 7), 7);
+    expect(gate.early(first)).toEqual({ queued: first });
+    // n4's table installed: from then on the data plane's table is not one we left.
+    expect(gate.applied(other, () => hb(0, 0))).toBe(other.send);
+    expect(gate.early(decision(hb(5, 7))).now).toMatchObject({ seq: 5, epoch: 5, leader: 'n4' });
+  });
+
+  it('an own table installed from a decision made before we left is not reported early', () => {
+    const gate = new HeartbeatGate();
+    const start = decision({ ...hb(1, 1), leader: 'n4' });
+    gate.early(start);
+    gate.applied(start, () => hb(99, 1));
+    // Our own table (epoch 2) is being installed; meanwhile we follow n4 again (epoch 3):
+    // that heartbeat leaves early with n4's table of epoch 1, the data plane's.
+    const mine = decision(hb(2, 2), 2);
+    gate.early(mine);
+    const follow = decision({ ...hb(3, 3), leader: 'n4' }, 3);
+    expect(gate.early(follow).now).toMatchObject({ seq: 3, epoch: 1, leader: 'n4' });
+    // Our table lands first: the data plane has a table of ours we have already left. Its
+    // overtaken heartbeat is not replaced by a fresh one reporting it, nor does a tick's leave early.
+    expect(gate.applied(mine, () => { throw new Error('no fresh heartbeat reporting a left table'); })).toBeUndefined();
+    const tick = decision({ ...hb(5, 3), leader: 'n4' });
+    expect(gate.early(tick)).toEqual({ queued: tick });
+    // n4's table applied: early heartbeats again, reporting it.
+    gate.applied(follow, () => ({ ...hb(6, 3), leader: 'n4' }));
+    gate.early(decision({ ...hb(7, 4), leader: 'n4' }, 4));
+    expect(gate.early(decision({ ...hb(8, 4), leader: 'n4' })).now).toMatchObject({ seq: 8, epoch: 3, leader: 'n4' });
+  });
+
   it('reports the table just applied in a fresh heartbeat while another install is still pending', () => {
     const gate = new HeartbeatGate();
     const first = decision(hb(1, 1));

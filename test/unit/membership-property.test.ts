@@ -277,6 +277,20 @@ describe('membership counterexamples (fixed replays)', () => {
 
 // Found by the search of seeds 1–20 × 300 runs (docs/membership.md, "Property search").
 describe('membership counterexamples of the seeds 1–20 search (fixed replays)', () => {
+  // Search seed 3 with the revival check (2026-12-07): n2 paused, then n1 (the leader); at the
+  // repair n2 read its backlog, n1's heartbeats from before n1's hang, and installed n1's
+  // table of epoch 3 — news as old as its own hang, served by nobody (n2's lease had run
+  // out). The check counts what the farm revives, not what a node catching up on its own
+  // backlog reads: this stays a pass, under both policies.
+  it('a node reading the backlog of its own hang installs a table of a leader that hung too: not a revival', () => {
+    for (const policy of ['serve', 'quorum'] as const) {
+      runScenario(policy, false, 1, [
+        { op: { kind: 'pause', node: 1 }, waitMs: 0 }, { op: { kind: 'loss', loss: 0 }, waitMs: 253 },
+        { op: { kind: 'pause', node: 0 }, waitMs: 0 }, { op: { kind: 'power', at: 0, node: 0, power: 0 }, waitMs: 401 },
+      ]);
+    }
+  });
+
   // Search seed 9 (serve, handover off and on): n2 paused and n1 killed together. n3 led
   // n3..n5 and gave n1's and n2's buckets away; at the repair n2 resumed on n1's first table
   // (epoch 1) and n1 restarted, its start table having that very content under epoch 0. n3, n4
