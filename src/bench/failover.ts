@@ -921,6 +921,19 @@ async function directedRecovery(tag: string, trials: number, progress: (s: strin
 
 // ---- scale ------------------------------------------------------------------------------
 
+/** The last daemon (every thread) on the last CPU, the others on the rest (FARMLB_BENCH_PIN_ONE). */
+async function pinDaemons(pids: number[]): Promise<void> {
+  const last = os.cpus().length - 1;
+  const rest = last === 1 ? '0' : `0-${last - 1}`;
+  await Promise.all(pids.map((pid, i) => run('taskset', ['-a', '-p', '-c', i === pids.length - 1 ? String(last) : rest, String(pid)])));
+}
+
+/** Every daemon back on every CPU. */
+async function unpinDaemons(pids: number[]): Promise<void> {
+  const all = `0-${os.cpus().length - 1}`;
+  await Promise.all(pids.map((pid) => run('taskset', ['-a', '-p', '-c', all, String(pid)]).catch(() => '')));
+}
+
 async function scaleRow(tag: string, size: number, trials: number, windowS: number, progress: (s: string) => void, membership: MembershipBackend = 'builtin', corosyncTokenMs?: number, settleS = 2): Promise<ScaleRow> {
   const farm = new BenchFarm(tag, Array.from({ length: size }, () => 1), 'vmac_invisible', 0);
   farm.membership = membership;
@@ -936,6 +949,12 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     await sleep(settleS * 1000);
     const hz = clockTicksPerSecond();
     const pids = farm.nodes.map((n) => n.daemon!.pid!);
+    // FARMLB_BENCH_PIN_ONE: the last node's daemon (a follower) on the last CPU alone, every
+    // other daemon on the others, for the window — a node with a core of its own, as on its own host,
+    // beside the default figure (16 daemons sharing the VM's CPUs and evicting each other's
+    // caches between two pulses: docs/benchmarks.md).
+    const pinOne = process.env.FARMLB_BENCH_PIN_ONE === '1' && os.cpus().length > 1;
+    if (pinOne) await pinDaemons(pids);
     const cpids = farm.nodes.map((n) => farm.corosync?.pid(n.name));
     const m0 = await Promise.all(farm.nodes.map((n) => farm.meter(n)));
     const t0 = pids.map(processTicks);
@@ -948,6 +967,12 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     const atRest = m1.every((m, i) => m.epoch === m0[i]!.epoch);
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const part = (k: 'sendSeconds' | 'receiveSeconds' | 'tickSeconds') => round(mean(m1.map((m, i) => ((m[k] - m0[i]![k]) / windowS) * 100)), 2);
+    if (pinOne) {
+      await unpinDaemons(pids);
+      const k1 = pids.length - 1;
+      const one = (k: 'sendSeconds' | 'receiveSeconds' | 'tickSeconds') => round(((m1[k1]![k] - m0[k1]![k]) / windowS) * 100, 2);
+      progress(`${size} nodes at rest, ${farm.nodes[k1]!.name} with CPU ${os.cpus().length - 1} to itself: daemon CPU ${round(cpu[k1]!, 2)}% of a core, heartbeats ${round(heartbeatCpu[k1]!, 2)}% (send ${one('sendSeconds')}%, receive ${one('receiveSeconds')}%, tick ${one('tickSeconds')}%); the other daemons, on the other CPUs: mean ${round(mean(heartbeatCpu.slice(0, k1)), 2)}%${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
+    }
     // Said before the trials: a farm too loaded to converge in time still reports its CPU.
     progress(`${size} nodes at rest (${windowS} s, ${settleS} s after agreeing): daemon CPU mean ${round(mean(cpu), 2)}% max ${round(Math.max(...cpu), 2)}% of a core, heartbeats mean ${round(mean(heartbeatCpu), 2)}% max ${round(Math.max(...heartbeatCpu), 2)}% (send ${part('sendSeconds')}%, receive ${part('receiveSeconds')}%, tick ${part('tickSeconds')}%)${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
     const conv: number[] = [];
