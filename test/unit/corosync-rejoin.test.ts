@@ -110,13 +110,18 @@ async function startedFarm(): Promise<Farm> {
   return farm;
 }
 
-describe('Corosync backend: a returning node never serves a stale table', () => {
+/** The farm runs on fake timers (timeouts, intervals, Date) for the describe block it is called in. */
+function useFakeClock(): void {
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
   });
   afterEach(() => {
     vi.useRealTimers();
   });
+}
+
+describe('Corosync backend: a returning node never serves a stale table', () => {
+  useFakeClock();
 
   it('three members on the fake corosync agree on the quotas', async () => {
     const farm = await startedFarm();
@@ -310,12 +315,7 @@ describe('Corosync backend: a returning node never serves a stale table', () => 
 // calls pending, as a SIGSTOPped corosync does. Lease 770 ms: corosync counts as hung once a
 // call has waited half of it (385 ms).
 describe('Corosync backend: a hung corosync (SIGSTOP) makes its node WAIT with the cause; it returns through the farm', () => {
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
+  useFakeClock();
 
   it('a stopped corosync: WAIT within half a lease and a probe interval, lease revoked, the cause names the pending call; the outbox stays bounded; back, it serves again only with the farm', async () => {
     const farm = await startedFarm();
