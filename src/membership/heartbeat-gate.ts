@@ -12,7 +12,8 @@
 // faster than its data plane installs them): it leaves at once with the installed table too,
 // and a fresh one reports its own table once installed. Whenever an early heartbeat has
 // overtaken a decision's own (lower seq: peers would drop it as replayed), that fresh one
-// replaces it.
+// replaces it. Except while the data plane's table is one of our own making we have left:
+// reporting it would also lead on it, and peers would install it (reportsLeftTable).
 // Used by BuiltinMembership (membership.ts) and by the simulator (test/helpers/membership-sim.ts).
 
 import type { EngineOutput, Heartbeat } from './types.js';
