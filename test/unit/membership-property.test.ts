@@ -474,6 +474,22 @@ describe('membership counterexamples with slow installs (fixed replays)', () => 
     ], [5, 150]);
   });
 
+  // Slow-install search seed 1 (serve, handover), on a gate that held back every early
+  // heartbeat of a node whose data plane had a table of its own making it had left: such a
+  // node went silent for as long as its queue of installs, and the farm took 7.9 s to
+  // converge after the repair instead of 5.6 (past the bound). The gate now sends those
+  // heartbeats, reporting that table with no leader.
+  it('serve with handover: a node that left its own leadership keeps heartbeating through its queued installs', () => {
+    runScenario('serve', true, 556390, [
+      { op: { kind: 'crash', node: 0 }, waitMs: 485 }, { op: { kind: 'oneway', from: 0, to: 0 }, waitMs: 234 },
+      { op: { kind: 'power', at: 1, node: 0, power: 0 }, waitMs: 322 }, { op: { kind: 'power', at: 0, node: 0, power: 0 }, waitMs: 503 },
+      { op: { kind: 'sick', node: 3 }, waitMs: 435 }, { op: { kind: 'partition', mask: 11 }, waitMs: 694 },
+      { op: { kind: 'heal' }, waitMs: 735 }, { op: { kind: 'crash', node: 4 }, waitMs: 611 },
+      { op: { kind: 'oneway', from: 0, to: 0 }, waitMs: 286 }, { op: { kind: 'oneway', from: 2, to: 0 }, waitMs: 683 },
+      { op: { kind: 'oneway', from: 1, to: 0 }, waitMs: 607 },
+    ], [5, 150]);
+  });
+
   // Simulator seed 836648 (serve, handover), found with early renewals on an earlier form of
   // the lease gate: at the repair n4 installed n1's table of epoch 1, reported by n1 back from
   // a 2.9 s pause, while n2 still served connections there as previous owner. The lease gate's
