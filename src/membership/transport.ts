@@ -210,50 +210,125 @@ function framesOf(hb: Heartbeat, key: Buffer, legacySender: boolean): (frame: 1 
   return (frame) => (made[frame] ??= legacySender ? encodeHeartbeat(hb, key, { frame: 1, mark: false }) : encodeHeartbeat(hb, key, { frame }));
 }
 
-interface ReceiveContext {
-  keys: () => readonly Buffer[];
-  accounting: DropAccounting;
-  stats: TransportStats;
-  frames: FrameChooser;
-  deliver: (() => ((hb: Heartbeat, arrivalNs?: bigint) => void) | undefined);
-  foreignKey: (() => ((node: string, keyId?: string) => void) | undefined);
-  /** Emulates a release before key ids (tests): FLB2 frames are not ours. */
+/** The methods a transport writes itself: how datagrams leave, closing, and batching where it batches. */
+type TransportOwnMethods = Pick<Transport, 'send' | 'close' | 'drain' | 'setBatched'>;
+
+export interface TransportStateOptions {
+  /** Other keys accepted on receive (the next or the previous key of a rotation). */
+  acceptKeys?: readonly Buffer[];
+  /** Where dropped datagrams and foreign keys are warned about; none: they are only counted and reported. */
+  log?: Logger;
+  /** The frame chooser's clock (ms), for tests of the legacy hold. */
+  nowMs?: () => number;
+  /** Behave as a release before key ids (tests): send unmarked FLB1 frames, drop FLB2 ones. */
   legacy?: boolean;
 }
 
 /**
- * One received datagram: dropped (and counted) unless it authenticates, decodes and names as
- * its sender the node the source address belongs to. `sourceNode` is the configured node of
- * the source address (undefined: not a node address; a memory network passes names).
+ * What every transport holds the same way: the signing key and the keys it accepts, the
+ * receive and foreign-key handlers, the counters and the drop accounting, which frame each
+ * peer gets, and the receive path over them. A transport keeps only its own: how datagrams
+ * leave and arrive (sockets and batching; links and loss), and hands them to receive().
  */
-function receiveDatagram(msg: Buffer, source: string, sourceNode: string | undefined, c: ReceiveContext, arrivalNs?: bigint): void {
-  const { accounting } = c;
-  // Cheap checks first: no HMAC, no copy for what cannot be a heartbeat.
-  if (msg.length > MAX_MESSAGE_BYTES) return accounting.drop('oversize', source);
-  if (!looksLikeHeartbeat(msg) || (c.legacy && frameOf(msg) === 2)) return accounting.drop('not_farmlb', source);
-  let opened: OpenedFrame;
-  try {
-    opened = openFrame(msg, c.keys());
-  } catch (err) {
-    const code = (err as FarmlbError).code;
-    if (code === 'FARMLB_E_MEMBERSHIP_BAD_MAC' || code === 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY') {
-      accounting.drop('bad_mac', source);
-      // Another key: an FLB2 frame naming a key id we lack, or an FLB1 frame no key verifies.
-      // (An FLB2 frame naming one of our ids with a wrong MAC is forged or corrupt: no report.)
-      const foreign = code === 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY' || frameOf(msg) === 1;
-      const id = code === 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY' ? String((err as FarmlbError).details?.keyId ?? '') : undefined;
-      if (foreign && sourceNode !== undefined) c.foreignKey()?.(sourceNode, id || undefined);
-    } else {
-      accounting.drop('malformed', source);
-    }
-    return;
+class TransportState {
+  /** The counters stats() copies; the transport adds what it sends and the CPU it meters. */
+  readonly counters = newStats();
+  readonly accounting: DropAccounting;
+  readonly frames: FrameChooser;
+  private signKey: Buffer;
+  private keys: Buffer[];
+  private handler: ((hb: Heartbeat, arrivalNs?: bigint) => void) | undefined;
+  private foreignKeyHandler: ((node: string, keyId?: string) => void) | undefined;
+  /** Per node, when its foreign key was last warned about. */
+  private readonly foreignLoggedAt = new Map<string, number>();
+  private readonly log: Logger | undefined;
+  private readonly legacy: boolean;
+
+  constructor(key: Buffer, opts: TransportStateOptions = {}) {
+    this.log = opts.log;
+    this.legacy = opts.legacy === true;
+    this.accounting = new DropAccounting(this.counters, opts.log);
+    this.frames = new FrameChooser(opts.nowMs);
+    this.signKey = key;
+    this.keys = keyRing(key, opts.acceptKeys);
   }
-  const hb = opened.hb;
-  // keepalived's check_unicast_src: a heartbeat names the node its source address is of.
-  if (sourceNode === undefined || hb.from !== sourceNode) return accounting.drop('wrong_source', source);
-  c.frames.heard(sourceNode, opened);
-  c.stats.received++;
-  c.deliver()?.(hb, arrivalNs);
+
+  // The Transport methods over this state (arrow functions: transport() hands them on unbound).
+  readonly onReceive: Transport['onReceive'] = (h) => {
+    this.handler = h;
+  };
+
+  readonly setKeys: Transport['setKeys'] = (key, accept) => {
+    this.signKey = key;
+    this.keys = keyRing(key, accept);
+  };
+
+  readonly onForeignKey: Transport['onForeignKey'] = (h) => {
+    this.foreignKeyHandler = h;
+  };
+
+  readonly stats: Transport['stats'] = () => ({ ...this.counters });
+
+  readonly drops: Transport['drops'] = () => this.accounting.counts();
+
+  /** The Transport: the transport's own methods and the ones over this state. */
+  transport(own: TransportOwnMethods): Transport {
+    const { onReceive, setKeys, onForeignKey, stats, drops } = this;
+    return { ...own, onReceive, setKeys, onForeignKey, stats, drops };
+  }
+
+  /** `hb` in the frame a peer gets, signed with the current key (framesOf: one encoding per frame). */
+  framesOf(hb: Heartbeat): (frame: 1 | 2) => Buffer {
+    return framesOf(hb, this.signKey, this.legacy);
+  }
+
+  /**
+   * One received datagram: dropped (and counted) unless it authenticates, decodes and names as
+   * its sender the node the source address belongs to. `sourceNode` is the configured node of
+   * the source address (undefined: not a node address; a memory network passes names).
+   */
+  receive(msg: Buffer, source: string, sourceNode: string | undefined, arrivalNs?: bigint): void {
+    const { accounting } = this;
+    // Cheap checks first: no HMAC, no copy for what cannot be a heartbeat.
+    if (msg.length > MAX_MESSAGE_BYTES) return accounting.drop('oversize', source);
+    if (!looksLikeHeartbeat(msg) || (this.legacy && frameOf(msg) === 2)) return accounting.drop('not_farmlb', source);
+    let opened: OpenedFrame;
+    try {
+      opened = openFrame(msg, this.keys);
+    } catch (err) {
+      const code = (err as FarmlbError).code;
+      if (code === 'FARMLB_E_MEMBERSHIP_BAD_MAC' || code === 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY') {
+        accounting.drop('bad_mac', source);
+        // Another key: an FLB2 frame naming a key id we lack, or an FLB1 frame no key verifies.
+        // (An FLB2 frame naming one of our ids with a wrong MAC is forged or corrupt: no report.)
+        const foreign = code === 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY' || frameOf(msg) === 1;
+        const id = code === 'FARMLB_E_MEMBERSHIP_UNKNOWN_KEY' ? String((err as FarmlbError).details?.keyId ?? '') : undefined;
+        if (foreign && sourceNode !== undefined) this.foreignKey(sourceNode, id || undefined);
+      } else {
+        accounting.drop('malformed', source);
+      }
+      return;
+    }
+    const hb = opened.hb;
+    // keepalived's check_unicast_src: a heartbeat names the node its source address is of.
+    if (sourceNode === undefined || hb.from !== sourceNode) return accounting.drop('wrong_source', source);
+    this.frames.heard(sourceNode, opened);
+    this.counters.received++;
+    this.handler?.(hb, arrivalNs);
+  }
+
+  /** Reported to the handler; with a log, one warning per node every DROP_LOG_EVERY_MS: which key id it signs with, which we accept. */
+  private foreignKey(node: string, id?: string): void {
+    this.foreignKeyHandler?.(node, id);
+    if (!this.log) return;
+    const now = Date.now();
+    const last = this.foreignLoggedAt.get(node);
+    if (last !== undefined && now - last < DROP_LOG_EVERY_MS) return;
+    this.foreignLoggedAt.set(node, now);
+    const accepted = this.keys.map(keyId);
+    this.log.warn({ event: 'heartbeat_foreign_key', peer: node, keyId: id ?? null, accepted },
+      `heartbeats from ${node} are signed with ${id ? `key id ${id}` : 'a key (of a release without key ids)'} this node does not accept (it accepts ${accepted.join(', ')}): give every node the same key`);
+  }
 }
 
 /** The keys to verify with, the signing key first. */
@@ -277,53 +352,21 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   if (bindAddrs.length === 0) {
     throw new FarmlbError('FARMLB_E_MEMBERSHIP_BIND', { addr: '(none)', port: opts.port, detail: 'this node has no address on any heartbeat LAN of cluster.xml' });
   }
-  const stats = newStats();
-  const accounting = new DropAccounting(stats, opts.log);
-  let handler: ((hb: Heartbeat, arrivalNs?: bigint) => void) | undefined;
-  let foreignKeyHandler: ((node: string, keyId?: string) => void) | undefined;
-  let signKey = opts.key;
-  let keys = keyRing(opts.key, opts.acceptKeys);
-  const frames = new FrameChooser();
-  // One warning per node every DROP_LOG_EVERY_MS: which key id it signs with, which we accept.
-  const foreignLoggedAt = new Map<string, number>();
-  const onForeign = (node: string, id?: string) => {
-    foreignKeyHandler?.(node, id);
-    const now = Date.now();
-    const last = foreignLoggedAt.get(node);
-    if (last !== undefined && now - last < DROP_LOG_EVERY_MS) return;
-    foreignLoggedAt.set(node, now);
-    const accepted = keys.map(keyId);
-    opts.log.warn({ event: 'heartbeat_foreign_key', peer: node, keyId: id ?? null, accepted },
-      `heartbeats from ${node} are signed with ${id ? `key id ${id}` : 'a key (of a release without key ids)'} this node does not accept (it accepts ${accepted.join(', ')}): give every node the same key`);
-  };
-  const ctx: ReceiveContext = { keys: () => keys, accounting, stats, frames, deliver: () => handler, foreignKey: () => onForeign };
+  const state = new TransportState(opts.key, { acceptKeys: opts.acceptKeys, log: opts.log });
+  const stats = state.counters;
   const peerByAddr = new Map<string, string>();
   for (const p of peers) for (const a of p.addrs) if (a) peerByAddr.set(a, p.node);
   /** `hb` to every peer on each of the first `lans` LANs, one datagram each (`sendOn`), metered as the send path. */
   const sendToPeers = (hb: Heartbeat, lans: number, sendOn: (lan: number, bytes: Buffer, to: string) => void): void => {
     metered((us) => { stats.sendCpuUs += us; }, () => {
-      const frame = framesOf(hb, signKey, false);
+      const frame = state.framesOf(hb);
       for (let lan = 0; lan < lans; lan++) {
         for (const peer of peers) {
           const to = peer.addrs[lan];
-          if (to) sendOn(lan, frame(frames.frameFor(peer.node)), to);
+          if (to) sendOn(lan, frame(state.frames.frameFor(peer.node)), to);
         }
       }
     });
-  };
-  const common: Omit<Transport, 'send' | 'close' | 'drain' | 'setBatched'> = {
-    onReceive(h) {
-      handler = h;
-    },
-    setKeys(key, accept) {
-      signKey = key;
-      keys = keyRing(key, accept);
-    },
-    onForeignKey(h) {
-      foreignKeyHandler = h;
-    },
-    stats: () => ({ ...stats }),
-    drops: () => accounting.counts(),
   };
   // A scoped IPv6 address (fe80::1%eth0) stays with Node's sockets, which know the scope.
   const scoped = [...bindAddrs, ...peerByAddr.keys()].some((a) => a.includes('%'));
@@ -334,8 +377,8 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
     // daemon's CPU when each datagram had its own (docs/benchmarks.md).
     const onBatch = (batch: BatchDatagram[]) => metered((us) => { stats.receiveCpuUs += us; }, () => {
       for (const d of batch) {
-        if (d.truncated) accounting.drop('oversize', d.from);
-        else receiveDatagram(d.data, d.from, peerByAddr.get(d.from), ctx, d.atNs);
+        if (d.truncated) state.accounting.drop('oversize', d.from);
+        else state.receive(d.data, d.from, peerByAddr.get(d.from), d.atNs);
       }
     });
     let batched = true;
@@ -345,8 +388,7 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
       for (const s of batchSockets) if (on) s.unwatch(); else s.watch(onBatch);
     };
     setBatched(false);
-    return {
-      ...common,
+    return state.transport({
       send(hb) {
         sendToPeers(hb, batchSockets.length, (lan, bytes, to) => {
           if (batchSockets[lan]!.send(bytes, to, opts.port) === 0) stats.sent++;
@@ -364,11 +406,11 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
         for (const s of batchSockets) s.close();
         batchSockets.length = 0;
       },
-    };
+    });
   }
   const sockets: dgram.Socket[] = [];
   const onDatagram = (msg: Buffer, rinfo: dgram.RemoteInfo) => metered((us) => { stats.receiveCpuUs += us; }, () => {
-    receiveDatagram(msg, rinfo.address, peerByAddr.get(rinfo.address), ctx);
+    state.receive(msg, rinfo.address, peerByAddr.get(rinfo.address));
   });
   try {
     for (const addr of bindAddrs) {
@@ -390,8 +432,7 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
     for (const s of sockets) s.close();
     throw err;
   }
-  return {
-    ...common,
+  return state.transport({
     send(hb) {
       sendToPeers(hb, sockets.length, (lan, bytes, to) => {
         sockets[lan]!.send(bytes, opts.port, to, (err) => {
@@ -406,7 +447,7 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
       })));
       sockets.length = 0;
     },
-  };
+  });
 }
 
 /** One addon socket per own LAN address; none left open if one fails. */
@@ -430,14 +471,8 @@ export interface MemoryLink {
   up?: boolean;
 }
 
-export interface MemoryTransportOptions {
-  /** Other keys accepted (rotation). */
-  acceptKeys?: readonly Buffer[];
-  /** Behave as a release before key ids: send unmarked FLB1 frames, drop FLB2 ones. */
-  legacy?: boolean;
-  /** The frame chooser's clock (ms), for tests of the legacy hold. */
-  nowMs?: () => number;
-}
+/** A memory transport's state takes no log: its drops and foreign keys are counted and reported, never warned about. */
+export type MemoryTransportOptions = Omit<TransportStateOptions, 'log'>;
 
 export interface MemoryNetwork {
   /** A transport for `node`, signing with `key` (a wrong key is a test of its own). */
@@ -474,53 +509,32 @@ export function createMemoryNetwork(seed = 1): MemoryNetwork {
   return {
     log,
     transport(node, key, topts = {}) {
-      const stats = newStats();
-      const accounting = new DropAccounting(stats, undefined);
-      let handler: ((hb: Heartbeat) => void) | undefined;
-      let foreignKeyHandler: ((node: string, keyId?: string) => void) | undefined;
-      let signKey = key;
-      let keys = keyRing(key, topts.acceptKeys);
-      const frames = new FrameChooser(topts.nowMs);
-      const ctx: ReceiveContext = {
-        keys: () => keys, accounting, stats, frames, deliver: () => handler, foreignKey: () => foreignKeyHandler, ...(topts.legacy ? { legacy: true } : {}),
-      };
+      const state = new TransportState(key, topts);
       let closed = false;
       receivers.set(node, (bytes, from) => {
         if (closed) return;
-        receiveDatagram(bytes, from ?? '(injected)', from, ctx);
+        state.receive(bytes, from ?? '(injected)', from);
       });
-      return {
+      return state.transport({
         send(hb) {
           if (closed) return;
-          const frame = framesOf(hb, signKey, topts.legacy === true);
+          const frame = state.framesOf(hb);
           for (const to of receivers.keys()) {
             if (to === node) continue;
-            const bytes = frame(frames.frameFor(to));
+            const bytes = frame(state.frames.frameFor(to));
             const link = linkOf(node, to);
             log.push({ from: node, to, bytes });
             if (log.length > 10_000) log.splice(0, 5_000);
-            stats.sent++;
+            state.counters.sent++;
             if (link.up === false || random() < (link.loss ?? 0)) continue;
             setImmediate(() => receivers.get(to)?.(bytes, node));
           }
         },
-        onReceive(h) {
-          handler = h;
-        },
-        setKeys(k, accept) {
-          signKey = k;
-          keys = keyRing(k, accept);
-        },
-        onForeignKey(h) {
-          foreignKeyHandler = h;
-        },
-        stats: () => ({ ...stats }),
-        drops: () => accounting.counts(),
         async close() {
           closed = true;
           receivers.delete(node);
         },
-      };
+      });
     },
     setLink(from, to, link) {
       links.set(`${from}>${to}`, { ...linkOf(from, to), ...link });
