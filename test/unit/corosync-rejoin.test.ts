@@ -110,6 +110,18 @@ async function startedFarm(): Promise<Farm> {
   return farm;
 }
 
+/**
+ * The rings merge (the partition heals): n1 serves again, only on tables formed with n2 and
+ * n3, the quotas come back, and no bucket was ever served twice.
+ */
+async function mergedAgain(farm: Farm): Promise<void> {
+  farm.fake.heal();
+  await farm.run(3000);
+  expect(farm.counts()).toEqual(QUOTAS);
+  expect(new Set(farm.servedViews.get('n1')!.map((v) => v.join(',')))).toEqual(new Set(['n1,n2,n3']));
+  expect(farm.doubles).toEqual([]);
+}
+
 /** The farm runs on fake timers (timeouts, intervals, Date) for the describe block it is called in. */
 function useFakeClock(): void {
   beforeEach(() => {
@@ -146,12 +158,7 @@ describe('Corosync backend: a returning node never serves a stale table', () => 
     expect(farm.seen.get('n1')).toMatchObject({ state: 'WAIT', lease: 0n });
     expect(farm.seen.get('n1')!.cause).toMatch(/rejoining/);
     expect(farm.counts()).toEqual({ n2: 85, n3: 171 });
-    // The rings merge: n1 serves again, only on tables formed with n2 and n3.
-    farm.fake.heal();
-    await farm.run(3000);
-    expect(farm.counts()).toEqual(QUOTAS);
-    expect(new Set(farm.servedViews.get('n1')!.map((v) => v.join(',')))).toEqual(new Set(['n1,n2,n3']));
-    expect(farm.doubles).toEqual([]);
+    await mergedAgain(farm);
     await farm.stop();
   });
 
@@ -188,11 +195,7 @@ describe('Corosync backend: a returning node never serves a stale table', () => 
     await farm.run(4000, { sides: [['n1'], ['n2', 'n3']] });
     expect(farm.servedViews.get('n1') ?? []).toEqual([]);
     expect(farm.seen.get('n1')!.cause).toMatch(/rejoining after lost corosync/);
-    farm.fake.heal();
-    await farm.run(3000);
-    expect(farm.counts()).toEqual(QUOTAS);
-    expect(new Set(farm.servedViews.get('n1')!.map((v) => v.join(',')))).toEqual(new Set(['n1,n2,n3']));
-    expect(farm.doubles).toEqual([]);
+    await mergedAgain(farm);
     await farm.stop();
   });
 
@@ -352,11 +355,7 @@ describe('Corosync backend: a hung corosync (SIGSTOP) makes its node WAIT with t
     expect(farm.served('n1')).toEqual([]);
     expect(farm.seen.get('n1')!.cause).toMatch(/rejoining after corosync did not answer \(votequorum_getinfo\)/);
     expect(farm.servedViews.get('n1') ?? []).toEqual([]);
-    farm.fake.heal();
-    await farm.run(3000);
-    expect(farm.counts()).toEqual(QUOTAS);
-    expect(new Set(farm.servedViews.get('n1')!.map((v) => v.join(',')))).toEqual(new Set(['n1,n2,n3']));
-    expect(farm.doubles).toEqual([]);
+    await mergedAgain(farm);
     await farm.stop();
   });
 
