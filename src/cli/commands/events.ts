@@ -48,11 +48,15 @@ export async function followEvents(file: string, fromOffset: number, onEvent: (e
   let offset = fromOffset;
   let ino = await stat(file).then((s) => s.ino, () => undefined);
   let partial = '';
-  const readFrom = async (f: string, from: number): Promise<number> => {
+  // Reads `f` from `from` when it is still the file `expectIno` names: a rotation between our
+  // stat and this open would hand us the new file with the old file's offset (read as a
+  // truncation: offset 0), and the rotation found next would read the old file again from 0.
+  const readFrom = async (f: string, from: number, expectIno: number | undefined): Promise<number> => {
     const fh = await open(f, 'r').catch(() => undefined);
     if (!fh) return from;
     try {
-      const { size } = await fh.stat();
+      const { size, ino: opened } = await fh.stat();
+      if (expectIno !== undefined && opened !== expectIno) return from;
       if (size <= from) return size < from ? 0 : from;
       const buf = Buffer.alloc(size - from);
       await fh.read(buf, 0, buf.length, from);
@@ -69,12 +73,12 @@ export async function followEvents(file: string, fromOffset: number, onEvent: (e
     const now = await stat(file).then((s) => s.ino, () => undefined);
     if (now !== ino) {
       // Rotated (or created): finish the old file where it went, then start the new one.
-      if (ino !== undefined && (await stat(`${file}.1`).then((s) => s.ino, () => undefined)) === ino) await readFrom(`${file}.1`, offset);
+      if (ino !== undefined) await readFrom(`${file}.1`, offset, ino);
       partial = '';
       offset = 0;
       ino = now;
     }
-    if (now !== undefined) offset = await readFrom(file, offset);
+    if (now !== undefined) offset = await readFrom(file, offset, now);
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, pollMs);
       signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
