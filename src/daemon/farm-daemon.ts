@@ -233,7 +233,7 @@ export class FarmDaemon {
       // application's cause (not started yet, no checker result yet) holds the node in WAIT
       // until start_both and the first results allow it.
       this.pushLocalHealth();
-      await this.source.start({ decide: (d) => this.decide(d), renewLease: (deadlineNs) => this.renewLease(deadlineNs), nowNs: nowNs, configSwitched: (digest, table) => this.configSwitched(digest, table) });
+      await this.source.start({ decide: (d) => this.decide(d), renewLease: (deadlineNs) => this.renewLease(deadlineNs), revokeLease: (cause) => this.revokeLease(cause), nowNs: nowNs, configSwitched: (digest, table) => this.configSwitched(digest, table) });
       // A drain a killed run left in force (powers.json) is undone (docs/application.md).
       if (this.source.mode === 'membership') await this.leave.restoreAtStart();
       // Not awaited: start_both may take minutes (nicestoptimeout), and the daemon answers meanwhile.
@@ -380,6 +380,17 @@ export class FarmDaemon {
     if (this.localWaitCause() !== undefined || !this.host.renewLease(deadlineNs)) return false;
     this.earlyLeaseNs = deadlineNs;
     return true;
+  }
+
+  /**
+   * A revocation the membership sends ahead of the queued decisions: it left the lineage of a
+   * table still being installed (src/membership/lease-gate.ts, leaves()). The renewals queued
+   * before it are not written back: the membership strips those of the lineage left.
+   */
+  private revokeLease(cause: string): void {
+    if (this.stopping || !this.started || this.host.leaseDeadlineNs() === 0n || !this.host.revokeLeaseNow()) return;
+    this.earlyLeaseNs = 0n;
+    this.opts.log.info({ event: 'lease_revoked', cause }, `lease revoked at once: ${cause}`);
   }
 
   /**

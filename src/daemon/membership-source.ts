@@ -252,8 +252,12 @@ export class MembershipSource implements TableSource {
     // once apply() resolved: peers take a bucket from us as soon as our heartbeat says we
     // installed the table that moves it.
     // A renewal on a table of the data plane's lineage may go ahead of the queued decisions
-    // (src/membership/lease-gate.ts): the daemon writes it at once if it serves.
-    this.opts.membership.start((out) => this.apply(out), (deadlineNs) => this.sink?.renewLease?.(deadlineNs) ?? false);
+    // (src/membership/lease-gate.ts): the daemon writes it at once if it serves. So does a
+    // revocation when the membership leaves the lineage of a table still being installed.
+    this.opts.membership.start((out) => this.apply(out), {
+      renew: (deadlineNs) => this.sink?.renewLease?.(deadlineNs) ?? false,
+      revoke: (cause) => this.sink?.revokeLease?.(cause),
+    });
   }
 
   async stop(): Promise<void> {

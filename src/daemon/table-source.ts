@@ -33,6 +33,11 @@ export interface SourceSink {
    * during an install, if the node serves (UP, with a valid lease); returns whether it was.
    */
   renewLease?(deadlineNs: bigint): boolean;
+  /**
+   * Revokes the lease at once, ahead of the queued decisions (the membership left the lineage
+   * of a table still being installed: src/membership/lease-gate.ts, leaves()).
+   */
+  revokeLease?(cause: string): void;
   /** Monotonic clock, ns (CLOCK_MONOTONIC: the lease's base). */
   nowNs(): bigint;
   /** The staged configuration (reload() said 'staged') is now the farm's: apply it with `table`, before the next heartbeat. */

@@ -95,7 +95,13 @@ export class MembershipEngine {
   tick(nowNs: bigint): EngineOutput {
     const out = this.output();
     this.maybeSwitchConfig(out);
-    this.eligibility.noteTick(nowNs);
+    // Away longer than a leader is lost after (a hang, a stalled host): the farm may have a
+    // new leader and have given our buckets away. We lead again, if we do, as a new leader:
+    // our table is set aside (no peer installs it: item "a returning node never serves a
+    // stale table") and the first table waits a pulse. Found by the slow-install search
+    // (Simulator seed 898248): n2, leader, back from a 545 ms hang, reported its table of
+    // before the hang under its lead while its new tables queued, and n5 installed it.
+    if (this.eligibility.noteTick(nowNs)) this.leadership.leaderSinceTick = false;
     const members = this.eligibility.assess(nowNs, out);
     const candidates = [...members];
     if (this.ctx.eligible) candidates.push(this.self);
@@ -223,8 +229,10 @@ export class MembershipEngine {
     // may show it UP and in contact): that peer leads from our next tick on, and a table of
     // ours now would race its own — two leaders giving one free bucket to two nodes (found by
     // the property search under `quorum`: n3 gave itself a bucket 0.5 ms before n2, the new
-    // leader it had not counted yet, gave it to n5).
-    if (this.leadership.fencePending && this.ctx.leader === this.self && this.leadership.leaderSinceTick && this.ctx.eligible && !this.leadership.smallerMember(nowNs)) {
+    // leader it had not counted yet, gave it to n5). Nor while our own pulse is overdue (a
+    // resumed daemon reading its backlog): the tick first looks at how long we were away.
+    if (this.leadership.fencePending && this.ctx.leader === this.self && this.leadership.leaderSinceTick && this.ctx.eligible
+      && !this.eligibility.tickOverdue(nowNs) && !this.leadership.smallerMember(nowNs)) {
       this.leadership.lead(nowNs, this.leadership.lastCandidates, out);
       if (out.table) {
         this.eligibility.updateState(out);

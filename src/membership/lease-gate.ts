@@ -43,6 +43,11 @@ export class LeaseGate {
   private readonly queuedTables: TableId[] = [];
   /** Queued decisions that must reach the data plane before any later renewal (revocation, WAIT, configuration switch). */
   private blockers = 0;
+  /**
+   * Since the last revocation leaves() asked for: the lineage that decision followed; the
+   * renewals of any other are not written (leftLineage). undefined: none to hold back.
+   */
+  private revokedFor: { leader: string | null } | undefined;
 
   constructor(private readonly self: string) {}
 
@@ -63,6 +68,43 @@ export class LeaseGate {
     const latest = this.queuedTables[this.queuedTables.length - 1] ?? this.dataplane!;
     if (!within(this.dataplane!, latest) || !this.queuedTables.every((t) => within(t, latest))) return undefined;
     return deadline;
+  }
+
+  /**
+   * Must the lease be revoked at once, ahead of the queue, because `out` leaves the lineage
+   * of a table still on its way to the data plane (being installed, or queued) that lets this
+   * node accept a packet the table before it does not? That table lands after the engine has
+   * moved on, to a leader that decides without knowing it (a follower's queued table of its
+   * former leader, a former leader's own queued tables), on the report of the table before.
+   * Served under a renewal of its lineage, it takes what the new lineage may already have
+   * given away (slow-install search: a follower installing its former leader's table that
+   * gave it a bucket, beside the node the new leader gave it to; a leader following a
+   * returning one while its own tables still took over a bucket the returning node held as
+   * previous owner). Tables that only give buckets away land harmlessly: a returning leader
+   * taking the lead back while the survivors install the current leader's handover steps
+   * costs them nothing. After a revocation no renewal of another lineage than `out`'s is
+   * written (leftLineage): the lease comes back with the first renewal of the new one, in
+   * order after its table.
+   */
+  leaves(out: EngineOutput): boolean {
+    const leader = out.table ? out.table.leader : out.send ? out.send.leader : out.leaseLineage?.leader;
+    if (leader === undefined) return false;
+    if (this.revokedFor !== undefined && this.revokedFor.leader !== leader) this.revokedFor = undefined;
+    let before = this.dataplane;
+    for (const t of this.queuedTables) {
+      if (t.leader !== leader && (before === undefined || !within(t, before))) {
+        this.revokedFor = { leader };
+        return true;
+      }
+      before = t;
+    }
+    return false;
+  }
+
+  /** `out`'s renewal is of another lineage than the one followed since a revocation leaves() asked for. */
+  leftLineage(out: EngineOutput): boolean {
+    const lineage = out.leaseLineage;
+    return lineage !== undefined && this.revokedFor !== undefined && lineage.leader !== this.revokedFor.leader;
   }
 
   /** `out` joins the queue (after early() and anything the caller took out of it). */

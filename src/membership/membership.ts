@@ -14,14 +14,21 @@ import { ReceiveCadence } from './receive-cadence.js';
 import { metered, type Transport } from './transport.js';
 import type { EngineOutput, GroupPowers, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
 
+/** Lease writes that go ahead of the queued decisions (Membership.start). */
+export interface EarlyLeaseWrites {
+  renew(deadlineNs: bigint): boolean;
+  revoke(cause: string): void;
+}
+
 export interface Membership {
   /**
-   * Starts heartbeats; `apply` receives every decision, in order, and is awaited. `renew`,
-   * when given, is offered a renewal that may reach the kernel ahead of the decisions queued
-   * before it (BuiltinMembership: lease-gate.ts); it returns whether it wrote it (then the
-   * decision is queued without it), synchronously.
+   * Starts heartbeats; `apply` receives every decision, in order, and is awaited. `lease`,
+   * when given, writes the kernel lease ahead of the decisions queued before it
+   * (BuiltinMembership: lease-gate.ts), synchronously: `renew` is offered a renewal and
+   * returns whether it wrote it (then the decision is queued without it); `revoke` revokes
+   * the lease at once, for the reason given.
    */
-  start(apply: (out: EngineOutput) => Promise<void> | void, renew?: (deadlineNs: bigint) => boolean): void;
+  start(apply: (out: EngineOutput) => Promise<void> | void, lease?: EarlyLeaseWrites): void;
   /** Stops the timer and the transport. Idempotent. */
   stop(): Promise<void>;
   setLocalHealth(ok: boolean, cause: string): void;
@@ -81,7 +88,7 @@ export class BuiltinMembership implements Membership {
   private readonly gate = new HeartbeatGate();
   /** Renewals written ahead of the queued decisions (lease-gate.ts). */
   private readonly leases: LeaseGate;
-  private renew: ((deadlineNs: bigint) => boolean) | undefined;
+  private lease: EarlyLeaseWrites | undefined;
   /** Whether received heartbeats wait for the pulse (a transport that can batch them). */
   private readonly cadence: ReceiveCadence;
   /** The transport's dropped datagrams at the last pulse. */
@@ -93,9 +100,9 @@ export class BuiltinMembership implements Membership {
     this.cadence = new ReceiveCadence({ pulseNs, forgetNs: BigInt((opts.lostPulses ?? 10) + 2) * pulseNs });
   }
 
-  start(apply: (out: EngineOutput) => Promise<void> | void, renew?: (deadlineNs: bigint) => boolean): void {
+  start(apply: (out: EngineOutput) => Promise<void> | void, lease?: EarlyLeaseWrites): void {
     this.apply = apply;
-    this.renew = renew;
+    this.lease = lease;
     const { engine, transport, nowNs } = this.opts;
     transport.onReceive((hb, arrivalNs) => {
       const at = this.cadence.receiveTime(arrivalNs, nowNs);
@@ -200,13 +207,15 @@ export class BuiltinMembership implements Membership {
   /**
    * Applies decisions one at a time; a heartbeat leaves only after its decision applied —
    * except while a table is being installed: then it leaves at once, reporting the table the
-   * data plane has (heartbeat-gate.ts); and a renewal on a table of the data plane's lineage
-   * is written at once (lease-gate.ts).
+   * data plane has (heartbeat-gate.ts); a renewal on a table of the data plane's lineage
+   * is written at once, and a decision that leaves the lineage of a table still on its way
+   * revokes the lease at once (lease-gate.ts).
    */
   private handle(out: EngineOutput): void {
     if (this.stopped) return;
     const early = this.gate.early(out);
     if (early.now) this.opts.transport.send(early.now);
+    if (this.leases.leaves(early.queued)) this.revokeEarly();
     out = this.renewEarly(early.queued);
     // Most received heartbeats change nothing to apply: no table, lease, heartbeat, event or
     // state. Queueing them through the daemon would cost more than the heartbeat itself.
@@ -218,7 +227,8 @@ export class BuiltinMembership implements Membership {
     this.leases.queued(out);
     const step = this.queue.then(async () => {
       try {
-        await this.apply?.(out);
+        // A renewal of a lineage left since (leaves()) is not written: the lease was revoked.
+        await this.apply?.(this.leases.leftLineage(out) ? withoutRenewal(out) : out);
       } catch (err) {
         // Not applied: no heartbeat reports its table (the next pulse decides again).
         this.gate.failed(out);
@@ -235,16 +245,28 @@ export class BuiltinMembership implements Membership {
   /** `out` without its renewal when that renewal was written ahead of the queue (lease-gate.ts). */
   private renewEarly(out: EngineOutput): EngineOutput {
     const deadline = this.leases.early(out);
-    if (deadline === undefined || !this.renew) return out;
+    if (deadline === undefined || !this.lease) return out;
     let written = false;
     try {
-      written = this.renew(deadline);
+      written = this.lease.renew(deadline);
     } catch (err) {
       // Not written: the decision keeps its renewal, applied in order.
       this.opts.onError?.(err);
     }
-    if (!written) return out;
-    const { leaseDeadlineNs: _d, leaseLineage: _l, ...queued } = out;
-    return queued;
+    return written ? withoutRenewal(out) : out;
   }
+
+  private revokeEarly(): void {
+    try {
+      this.lease?.revoke('the membership follows another leader while a table of the former is still being installed');
+    } catch (err) {
+      // Not written: the renewals of the lineage left are still not written (leftLineage).
+      this.opts.onError?.(err);
+    }
+  }
+}
+
+function withoutRenewal(out: EngineOutput): EngineOutput {
+  const { leaseDeadlineNs: _d, leaseLineage: _l, ...rest } = out;
+  return rest;
 }

@@ -39,6 +39,7 @@ class FakeDataplane implements HostDataplane {
     this.kernel.ops.push('applyBuckets');
     // A loaded host's slow install (the lease is written meanwhile: setLease does not wait).
     this.kernel.installing++;
+    this.kernel.installingBuckets = buckets;
     try {
       if (this.kernel.installDelayMs > 0) await new Promise((r) => setTimeout(r, this.kernel.installDelayMs));
       await this.maps.applyBuckets(buckets, prevOwners);
@@ -121,6 +122,8 @@ export class FakeKernel implements HostPort {
   installDelayMs = 0;
   /** applyBuckets under way, and the lease writes made meanwhile. */
   installing = 0;
+  /** The owner rows of the applyBuckets under way (the last one started). */
+  installingBuckets: BucketRows | undefined;
   leaseWritesDuringInstall = 0;
   revocationsDuringInstall = 0;
   private nextProgId = 100;

@@ -630,6 +630,13 @@ export class Simulator {
       this.send(n, early.now);
       out = early.queued;
     }
+    // Leaving the lineage of a table still on its way: the lease is revoked at once, as the
+    // farm daemon's revokeLease() does (lease-gate.ts, leaves()).
+    if (n.leases.leaves(out) && n.leaseNs !== 0n) {
+      n.leaseNs = 0n;
+      n.earlyLeaseNs = 0n;
+      this.noteLease(n, false);
+    }
     if (this.opts.earlyLeaseWrites !== false) out = this.earlyLease(n, out);
     n.leases.queued(out);
     const start = n.busyUntilNs > this.nowNs ? n.busyUntilNs : this.nowNs;
@@ -669,7 +676,8 @@ export class Simulator {
     }
     n.leases.applied(out);
     // An older renewal than one written early is not written back (the farm daemon's apply()).
-    const stale = out.leaseDeadlineNs !== undefined && out.leaseDeadlineNs !== 0n && out.leaseDeadlineNs < n.earlyLeaseNs;
+    // Nor one of a lineage a later decision has left (lease-gate.ts, leftLineage()).
+    const stale = out.leaseDeadlineNs !== undefined && out.leaseDeadlineNs !== 0n && (out.leaseDeadlineNs < n.earlyLeaseNs || n.leases.leftLineage(out));
     if (out.leaseDeadlineNs !== undefined && !stale) n.leaseNs = out.leaseDeadlineNs;
     // The daemon: "WAIT serves nothing from the first instant" (lease 0, whatever the engine's).
     if (out.state === 'WAIT') n.leaseNs = 0n;

@@ -177,6 +177,33 @@ describe('FarmDaemon with the membership on fake hosts', () => {
     expect(maps.leaseDeadline()).toBe(0n);
   });
 
+  it('a follower whose leader leaves during a slow install (1.5 s) of a table gaining it buckets revokes at once', async () => {
+    // The table being installed is the former leader's; node2 leads now, on tables node1's
+    // never knew of. Served under a renewal of node1's lineage, the buckets it gains could be
+    // ones a new lineage has already given away (src/membership/lease-gate.ts, leaves()).
+    await Promise.all(NODES.map((n) => start(n)));
+    await until('agreement', agreed);
+    const kernel = kernels.get('node2')!;
+    const maps = kernel.model(paths('node2').pinDir)!;
+    await until('a lease on node2', () => maps.leaseDeadline() > nowNs());
+    kernel.installDelayMs = 1500;
+    await controlRequest(paths('node1').runDir, { cmd: 'drain', node: 'node1' }, { module: 'unit', timeoutMs: 10_000 });
+    // The drain's step that gives node2 node1's buckets (the one before only frees them).
+    const self = maps.tables()!.selfNode;
+    await until('an install of node1\'s table gaining node2 buckets', () => kernel.installing > 0
+      && (kernel.installingBuckets?.[0]?.filter((o) => o === self).length ?? 0) > owned('node2'), 5_000);
+    // (Long enough for node1's stop and node2's first decision as leader to fall within it.)
+    const leader = running.get('node1')!;
+    running.delete('node1');
+    await leader.stop();
+    expect(kernel.installing, 'node2 still installing node1\'s table').toBeGreaterThan(0);
+    await until('node2 revoked', () => maps.leaseDeadline() === 0n, 5_000);
+    expect(kernel.revocationsDuringInstall, 'revoked while node1\'s table was being installed').toBe(1);
+    // It serves again on its own lineage, once its table is in.
+    kernel.installDelayMs = 0;
+    await until('node2 serving alone', () => owned('node2') === 256 && maps.leaseDeadline() > nowNs(), 10_000);
+  });
+
   it('a drain is saved in powers.json and still in force when the whole farm restarts', async () => {
     await Promise.all(NODES.map((n) => start(n)));
     await until('agreement', agreed);

@@ -136,4 +136,66 @@ describe('LeaseGate', () => {
     g.applied(other);
     expect(g.early(renewal(500n, 'n2', 4))).toBe(500n);
   });
+
+  // Slow-install search (serve; Simulator seeds 660081, 5, 368250): a table of a lineage the
+  // engine had left landed after it, gaining the node a bucket, served under that lineage's
+  // renewal beside the node the new lineage gave it to.
+  describe('leaving the lineage of a table still on its way', () => {
+    /** A table of `leader` (epoch) where n1 owns `mine` (group 0), with the previous owners `prev`. */
+    const owning = (leader: string | null, epoch: number, mine: number[], prev: Record<number, string> = {}): EngineOutput => ({
+      state: 'UP', cause: '', events: [],
+      table: {
+        leader, epoch, view: ['n1', 'n2'], digest: `d${epoch}`,
+        groups: [Array.from({ length: 256 }, (_, b) => (mine.includes(b) ? 'n1' : null))],
+        prev: [Array.from({ length: 256 }, (_, b) => prev[b] ?? null)],
+      },
+    });
+    /** A gate whose data plane has `dataplane` and whose queue holds `queued`. */
+    const on = (dataplane: EngineOutput, ...queued: EngineOutput[]) => {
+      const g = new LeaseGate('n1');
+      g.queued(dataplane);
+      g.applied(dataplane);
+      for (const q of queued) g.queued(q);
+      return g;
+    };
+    const heartbeatOf = (leader: string) => ({ state: 'UP', cause: '', events: [], send: { leader } } as unknown as EngineOutput);
+
+    it('asks for a revocation when a table on its way, of the lineage left, gains this node a bucket', () => {
+      // Following n2, n2's table giving us bucket 7 is being installed; now n3 leads.
+      expect(on(owning('n2', 3, [1]), owning('n2', 4, [1, 7])).leaves(owning('n3', 5, [1]))).toBe(true);
+      expect(on(owning('n2', 3, [1]), owning('n2', 4, [1, 7])).leaves(heartbeatOf('n3'))).toBe(true);
+      // Our own tables queued, one taking every packet of a bucket we held as previous owner; we follow n2 now.
+      expect(on(owning('n1', 3, [1], { 1: 'n2' }), owning('n1', 4, [1])).leaves(owning('n2', 5, [1]))).toBe(true);
+      // Given away by one table, back in the next: a gain over the table before it.
+      expect(on(owning('n2', 3, [1, 7]), owning('n2', 4, [1]), owning('n2', 5, [1, 7])).leaves(owning('n3', 6, []))).toBe(true);
+      // Our table set aside (no leader) is another lineage too.
+      expect(on(owning('n1', 3, [1]), owning('n1', 4, [1, 7])).leaves(owning(null, 5, [1]))).toBe(true);
+    });
+
+    it('does not when the tables on their way only give buckets away, are of that leader, or there are none', () => {
+      // A returning leader takes the lead back while a survivor installs the handover step that gives it bucket 7.
+      expect(on(owning('n2', 3, [1, 7]), owning('n2', 4, [1])).leaves(owning('n3', 5, [1]))).toBe(false);
+      expect(on(owning('n2', 3, [1]), owning('n2', 4, [1, 7])).leaves(owning('n2', 5, [1, 7]))).toBe(false);
+      expect(on(owning('n2', 3, [1])).leaves(owning('n3', 4, [1, 7]))).toBe(false);
+      // A decision that names no leader at all (no table, heartbeat or renewal).
+      expect(on(owning('n2', 3, [1]), owning('n2', 4, [1, 7])).leaves({ state: 'UP', cause: '', events: [] })).toBe(false);
+    });
+
+    it('holds back the renewals of the lineage left after a revocation, and only then', () => {
+      const g = on(owning('n2', 3, [1]), owning('n2', 4, [1, 7]));
+      const old = renewal(500n, 'n2', 3);
+      expect(g.leaves(old)).toBe(false);
+      g.queued(old);
+      expect(g.leftLineage(old)).toBe(false);
+      expect(g.leaves(owning('n3', 5, [1]))).toBe(true);
+      expect(g.leftLineage(old)).toBe(true);
+      // The new lineage's renewals are written (in order, after its table); a revocation always.
+      expect(g.leftLineage(renewal(600n, 'n3', 5))).toBe(false);
+      expect(g.leftLineage({ state: 'WAIT', cause: '', events: [], leaseDeadlineNs: 0n })).toBe(false);
+      // A switch that needs no revocation holds nothing back.
+      const quiet = on(owning('n2', 3, [1, 7]), owning('n2', 4, [1]));
+      expect(quiet.leaves(owning('n3', 5, [1]))).toBe(false);
+      expect(quiet.leftLineage(renewal(500n, 'n2', 3))).toBe(false);
+    });
+  });
 });

@@ -490,6 +490,76 @@ describe('membership counterexamples with slow installs (fixed replays)', () => 
     ], [5, 150]);
   });
 
+  // Slow-install search seed 3 (quorum, no handover; Simulator seed 19, the steps of the
+  // handover replay above): n1 restarted at the repair with the table it had adopted (bucket 1
+  // its own). n2, leading n2, n4, n5, had freed bucket 1 (n3 paused) and queued a table giving
+  // it to itself behind slow installs; its heartbeats reported the table leaving it unowned.
+  // n1, leader, kept bucket 1 from its adopted table — the rivals rule spared buckets our own
+  // table already gives us — and n2's table then landed: bucket 1 served by n1 and n2
+  // (3276.1 ms). A leaderless table of ours (adopted, set aside) is no such claim now.
+  it('quorum: a restarted leader keeps no bucket of its adopted table that a rival leader left unowned', () => {
+    runScenario('quorum', false, 19, [
+      { op: { kind: 'heal' }, waitMs: 263 }, { op: { kind: 'power', at: 0, node: 3, power: 0 }, waitMs: 647 },
+      { op: { kind: 'crash', node: 0 }, waitMs: 62 }, { op: { kind: 'heal' }, waitMs: 10 },
+      { op: { kind: 'power', at: 1, node: 4, power: 0 }, waitMs: 560 }, { op: { kind: 'power', at: 2, node: 3, power: 0 }, waitMs: 163 },
+      { op: { kind: 'pause', node: 2 }, waitMs: 295 },
+    ], [5, 150]);
+  });
+
+  // Slow-install search, 2026-12-07 (FARMLB_PROPERTY_INSTALL_MS=5,150, seeds 1–16 × 60 runs
+  // per property): a table of a lineage the engine had left landed after it, under a renewal
+  // of that lineage. Simulator seed 660081 (serve): n4 was installing n2's table giving it
+  // bucket 132 when it followed n1 back from a partition; n1, on n4's report of the table
+  // before, gave bucket 132 to n5, and n4's install then landed — both served it at 4786.2
+  // ms. Seed 5 (serve, handover): n2 lost n1 and led its side on a table taking bucket 152
+  // while n1's tables still landed at n4, which kept to n1 (at 4459.9 ms). Seed 368250 (serve,
+  // handover): the same with bucket 11, n1 and n2. A decision that leaves the lineage of a
+  // table still on its way now revokes the lease at once, and no renewal of that lineage is
+  // written after it (lease-gate.ts, leaves()).
+  it('serve: a follower whose data plane still installs its former leader\'s table serves nothing of it', () => {
+    runScenario('serve', false, 660081, [
+      { op: { kind: 'loss', loss: 0.1 }, waitMs: 648 }, { op: { kind: 'loss', loss: 0 }, waitMs: 263 },
+      { op: { kind: 'partition', mask: 14 }, waitMs: 120 }, { op: { kind: 'oneway', from: 0, to: 3 }, waitMs: 766 },
+      { op: { kind: 'partition', mask: 16 }, waitMs: 334 }, { op: { kind: 'oneway', from: 3, to: 2 }, waitMs: 349 },
+      { op: { kind: 'healthy', node: 3 }, waitMs: 110 }, { op: { kind: 'sick', node: 0 }, waitMs: 48 },
+      { op: { kind: 'partition', mask: 24 }, waitMs: 552 }, { op: { kind: 'heal' }, waitMs: 348 },
+    ], [5, 150]);
+  });
+
+  it('serve with handover: a node leading its side while its former leader\'s tables still land elsewhere', () => {
+    runScenario('serve', true, 5, [
+      { op: { kind: 'oneway', from: 1, to: 1 }, waitMs: 351 }, { op: { kind: 'heal' }, waitMs: 438 },
+      { op: { kind: 'heal' }, waitMs: 2 }, { op: { kind: 'heal' }, waitMs: 727 },
+      { op: { kind: 'partition', mask: 12 }, waitMs: 738 }, { op: { kind: 'power', at: 1, node: 0, power: 2 }, waitMs: 406 },
+      { op: { kind: 'heal' }, waitMs: 434 }, { op: { kind: 'partition', mask: 1 }, waitMs: 33 },
+      { op: { kind: 'oneway', from: 2, to: 1 }, waitMs: 269 },
+    ], [5, 150]);
+  });
+
+  it('serve with handover: the same at a heal, bucket 11', () => {
+    runScenario('serve', true, 368250, [
+      { op: { kind: 'partition', mask: 8 }, waitMs: 451 }, { op: { kind: 'heal' }, waitMs: 587 },
+      { op: { kind: 'loss', loss: 0.1 }, waitMs: 479 }, { op: { kind: 'partition', mask: 30 }, waitMs: 12 },
+      { op: { kind: 'oneway', from: 2, to: 4 }, waitMs: 587 }, { op: { kind: 'power', at: 2, node: 2, power: 0 }, waitMs: 730 },
+      { op: { kind: 'loss', loss: 0.5 }, waitMs: 275 }, { op: { kind: 'oneway', from: 4, to: 1 }, waitMs: 485 },
+    ], [5, 150]);
+  });
+
+  // Slow-install search seed 12 (serve; Simulator seed 898248): n2, leader, back from a 545 ms
+  // hang, decided tables out of turn while reading its backlog (the fence it had waited for,
+  // complete in old news) and reported its table of before the hang under its lead while
+  // they queued; n5, which had led alone meanwhile, installed that table — a revival. A node
+  // away longer than a leader is lost after now leads again as a new leader (its table set
+  // aside), and decides nothing out of turn while its own pulse is overdue.
+  it('serve: a leader back from a long hang revives nothing while its new tables queue', () => {
+    runScenario('serve', false, 898248, [
+      { op: { kind: 'crash', node: 2 }, waitMs: 706 }, { op: { kind: 'power', at: 1, node: 3, power: 2 }, waitMs: 446 },
+      { op: { kind: 'heal' }, waitMs: 340 }, { op: { kind: 'heal' }, waitMs: 320 },
+      { op: { kind: 'partition', mask: 19 }, waitMs: 103 }, { op: { kind: 'partition', mask: 26 }, waitMs: 284 },
+      { op: { kind: 'pause', node: 1 }, waitMs: 545 },
+    ], [5, 150]);
+  });
+
   // Simulator seed 836648 (serve, handover), found with early renewals on an earlier form of
   // the lease gate: at the repair n4 installed n1's table of epoch 1, reported by n1 back from
   // a 2.9 s pause, while n2 still served connections there as previous owner. The lease gate's

@@ -73,10 +73,13 @@ describe('BuiltinMembership: lease renewals during a slow install', () => {
         state.installing = false;
       }
       if (out.leaseDeadlineNs !== undefined) state.applied.push(out.leaseDeadlineNs);
-    }, (deadline) => {
-      if (!write()) return false;
-      state.early.push({ deadline, installing: state.installing });
-      return true;
+    }, {
+      renew: (deadline) => {
+        if (!write()) return false;
+        state.early.push({ deadline, installing: state.installing });
+        return true;
+      },
+      revoke: () => { throw new Error('no change of leader here'); },
     });
     return { m, state };
   }

@@ -47,9 +47,11 @@ export class Eligibility {
 
   /**
    * A pulse at `nowNs`: the discovery grace starts at the first one, and again after a pause
-   * of more than 3 pulses.
+   * of more than 3 pulses. Returns whether this node was away longer than a leader is lost
+   * after (`mlost` pulses since its previous pulse): its peers may have replaced it.
    */
-  noteTick(nowNs: bigint): void {
+  noteTick(nowNs: bigint): boolean {
+    const away = this.lastTickNs !== undefined && nowNs - this.lastTickNs > BigInt(this.ctx.opts.timing.mlostCount) * this.ctx.pulseNs;
     if (this.lastTickNs === undefined) {
       // The discovery grace counts from the first tick, not from construction: the daemon
       // builds the engine before it loads and attaches the program (hundreds of ms), and a
@@ -64,6 +66,7 @@ export class Eligibility {
       this.graceUntilNs = nowNs + BigInt(this.ctx.opts.timing.mlostCount) * this.ctx.pulseNs;
     }
     this.lastTickNs = nowNs;
+    return away;
   }
 
   /** The local checks or an administrative stop: false revokes the lease at once. */

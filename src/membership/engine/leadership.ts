@@ -14,7 +14,8 @@
 //   names it), at the limit, or once its lease surely ran out — lead, nextPrev, endReason,
 //   drained, noteHandovers.
 // - Two leaders never decide on the same free bucket: a member still acting as leader blocks
-//   the buckets its table leaves unowned (lead's rivals), and a smaller-named peer about to
+//   the buckets its table leaves unowned, even those our own leaderless (adopted, set-aside)
+//   table gives us (lead's rivals), and a smaller-named peer about to
 //   lead stops our decision — smallerPeerDiscovering, smallerMember.
 
 import { rebalance } from '../../balance/assign.js';
@@ -230,7 +231,12 @@ export class Leadership {
         if (owner !== null) {
           for (const n of ownerOf) if (n !== owner) owner = null;
           for (const n of prevOf) if (n !== want && n !== prev && n !== released) owner = null;
-          if (owner !== was) for (const r of rivals) if ((r.rows!.groups[g]?.[b] ?? null) === null) owner = null;
+          // (Also a bucket our table already gives us, when that table has no leader: adopted at
+          // a restart, or set aside as leader again. It says nothing of what we may keep: the
+          // farm may have freed the bucket meanwhile, and a rival may give it away at any
+          // moment — slow-install search seed 3: n1, restarted, kept bucket 1 from the table it
+          // adopted while n2, leading, had freed it and was installing a table giving it to n2.)
+          if (owner !== was || base.leader === null) for (const r of rivals) if ((r.rows!.groups[g]?.[b] ?? null) === null) owner = null;
         }
         // A live owner that loses b — moved, or held back because another node may still
         // serve it — keeps its connections as previous owner.
