@@ -12,7 +12,9 @@
 //   node may be owner and no node but the (single) previous owner it names may serve b;
 //   a handover ends when the previous owner reports none left (sampled under the table that
 //   names it), at the limit, or once its lease surely ran out — lead, nextPrev, endReason,
-//   drained, noteHandovers.
+//   drained, noteHandovers. A previous owner cut at the limit stops counting for b from the
+//   table that cut it on, also while it still reports a table of that handover —
+//   releasedPrevs.
 // - Two leaders never decide on the same free bucket: a member still acting as leader blocks
 //   the buckets its table leaves unowned (lead's rivals), and a smaller-named peer about to
 //   lead stops our decision — smallerPeerDiscovering, smallerMember.
