@@ -12,7 +12,9 @@
 //   node may be owner and no node but the (single) previous owner it names may serve b;
 //   a handover ends when the previous owner reports none left (sampled under the table that
 //   names it), at the limit, or once its lease surely ran out — lead, nextPrev, endReason,
-//   drained, noteHandovers.
+//   drained, noteHandovers. A previous owner cut at the limit stops counting for b from the
+//   table that cut it on, also while it still reports a table of that handover —
+//   releasedPrevs.
 // - Two leaders never decide on the same free bucket: a member still acting as leader blocks
 //   the buckets its table leaves unowned, even those our own leaderless (adopted, set-aside)
 //   table gives us (lead's rivals), and a smaller-named peer about to
@@ -45,6 +47,12 @@ export class Leadership {
   private readonly handoverLimitNs: bigint;
   /** Leader only: handovers in the installed table, by `${group}:${bucket}`. */
   readonly handovers = new Map<string, HandoverRecord>();
+  /**
+   * Leader only, by `${group}:${bucket}`: the last handover of the bucket that we cut at the
+   * limit — its previous owner, and the epochs of our tables that named it so (from the
+   * handover's start to the table that ended it, excluded). See lead().
+   */
+  private readonly releasedPrevs = new Map<string, { node: string; fromEpoch: number; toEpoch: number }>();
   leaderSinceTick = false;
   /** The candidates of the last tick (the view lead() works on between ticks). */
   lastCandidates: string[] = [];
@@ -154,6 +162,16 @@ export class Leadership {
     // bucket gets no owner from us until they follow us; what they own they alone move.
     const rivals = view.map((n) => this.peers.get(n)).filter((p): p is Peer => p !== undefined && p.hb?.leader === p.name && p.rows !== undefined);
     const epoch = Math.max(this.ctx.maxEpochSeen, this.ctx.table.epoch) + 1;
+    // Handovers ended under an earlier leadership are not ours to carry over.
+    if (!this.leaderSinceTick) this.releasedPrevs.clear();
+    // The epoch of our own table each holding comes from (undefined: another leader's, or a relay).
+    const ours = (name: string, t: TableRows): number | undefined => {
+      if (t === this.ctx.table) return this.ctx.table.leader === this.ctx.self ? this.ctx.table.epoch : undefined;
+      const recent = this.tables.recentTables.find((r) => r === t);
+      if (recent) return recent.leader === this.ctx.self ? recent.epoch : undefined;
+      const hb = this.peers.get(name)?.hb;
+      return t === this.peers.get(name)?.rows && hb?.leader === this.ctx.self ? hb.epoch : undefined;
+    };
     // A table inherited from another leader may carry handovers: their clocks start now.
     // (With no handover recorded and none in the table there is nothing to do: the usual tick.)
     if (this.handovers.size > 0 || hasAny(base.prev)) {
@@ -201,7 +219,23 @@ export class Leadership {
           }
         }
         if (prevs) {
-          for (let b = 0; b < prevs.length; b++) if (prevs[b] === name) (asPrev[b] ??= new Set()).add(name);
+          const epochOfOurs = this.releasedPrevs.size > 0 ? ours(name, t) : undefined;
+          for (let b = 0; b < prevs.length; b++) {
+            if (prevs[b] !== name) continue;
+            // A previous owner whose handover of b we cut at the limit, still on one of our
+            // tables of that handover (its installs lag: a slow data plane): the table that cut
+            // it let the owner take b beside it, its connections given up. Holding the owner
+            // back at the next table, as that claim alone did, protected nothing the cut had not
+            // given up, and gave b back a table later when the lagging report caught up — two
+            // more tables for every node to install, a bucket with no owner meanwhile, and the
+            // queues of installs grew (slow-install search seed 1, serve with handover: 87
+            // tables and 8.0 s to converge after the repair; 26 and 3.0 s with this).
+            // Only its role as previous owner of b, on those tables of ours: an owner's claim,
+            // or another leader's table, still holds the owner back.
+            const r = epochOfOurs === undefined ? undefined : this.releasedPrevs.get(`${g}:${b}`);
+            if (r && r.node === name && epochOfOurs! >= r.fromEpoch && epochOfOurs! < r.toEpoch) continue;
+            (asPrev[b] ??= new Set()).add(name);
+          }
         }
       }
       const owners: (string | null)[] = [];
@@ -246,6 +280,10 @@ export class Leadership {
           const reason: HandoverEndReason = owner === wasPrev ? 'returned' : prev !== null || clashes(wasPrev) ? 'moved'
             : this.endReason(g, b, wasPrev, members, ownerOf, prevOf, nowNs) ?? 'prev_lost';
           ended.push({ g, b, from: wasPrev, reason });
+          const rec = this.handovers.get(`${g}:${b}`);
+          if (reason === 'limit' && wasPrev !== this.ctx.self && rec?.prev === wasPrev) {
+            this.releasedPrevs.set(`${g}:${b}`, { node: wasPrev, fromEpoch: rec.startEpoch, toEpoch: epoch });
+          }
         }
         // An owner held back in place (want === prev) is not moving: no owner-to-be to name.
         if (prev !== null && prev !== wasPrev) started.push({ g, b, from: prev, to: want === prev ? null : want });
