@@ -560,6 +560,21 @@ describe('membership counterexamples with slow installs (fixed replays)', () => 
     ], [5, 150]);
   });
 
+  // Slow-install search seed 13 (quorum; Simulator seed 254836): n2, n3 and n4, cut off on
+  // n1's epoch 4 (bucket 8: n3), while n1 and n5 went on and n1 gave bucket 8 to n5 (its fence
+  // counts live peers only, and it had lost n2 and n4). At the repair n3, leading the three,
+  // renewed on epoch 4 from n2's and n4's acknowledgements and served bucket 8 beside n5,
+  // though n1's own heartbeats showed epoch 7 and later, without n3. No renewal now on a table
+  // whose leader has moved on without us (InstalledTables.leftBehind).
+  it('quorum: nodes left behind on their former leader\'s table do not renew each other on it', () => {
+    runScenario('quorum', false, 254836, [
+      { op: { kind: 'power', at: 0, node: 2, power: 2 }, waitMs: 71 }, { op: { kind: 'oneway', from: 4, to: 2 }, waitMs: 553 },
+      { op: { kind: 'oneway', from: 0, to: 2 }, waitMs: 74 }, { op: { kind: 'oneway', from: 3, to: 1 }, waitMs: 42 },
+      { op: { kind: 'partition', mask: 10 }, waitMs: 324 }, { op: { kind: 'partition', mask: 6 }, waitMs: 386 },
+      { op: { kind: 'pause', node: 0 }, waitMs: 168 },
+    ], [5, 150]);
+  });
+
   // Simulator seed 836648 (serve, handover), found with early renewals on an earlier form of
   // the lease gate: at the repair n4 installed n1's table of epoch 1, reported by n1 back from
   // a 2.9 s pause, while n2 still served connections there as previous owner. The lease gate's

@@ -71,7 +71,8 @@ export class Lease {
     if (!this.ctx.eligible) return;
     if (this.ctx.digestOf(hb) !== this.ctx.opts.configDigest) return;
     // Only on a table whose view includes us: a table that leaves us out is a fence (holdings()).
-    if (!this.ctx.table.view.includes(this.ctx.self) || !this.onOurLineage(hb)) return;
+    // Nor on one whose leader has moved on without us (InstalledTables.leftBehind).
+    if (!this.ctx.table.view.includes(this.ctx.self) || !this.onOurLineage(hb) || this.tables.leftBehind()) return;
     let ack: AckEntry | undefined;
     for (const a of hb.acks) {
       if (a.node === this.ctx.self && a.incarnation === this.ctx.opts.incarnation) {

@@ -133,6 +133,23 @@ export class InstalledTables {
     else this.servedGroups = undefined;
   }
 
+  /**
+   * Has the leader of our installed table moved on without us? Its own latest heartbeat shows
+   * a later epoch whose view leaves us out: it released us (lease wait and fence), and may
+   * have given our buckets away. Acknowledgements on our table then prove nothing: peers
+   * still on it were cut off from that leader with us, and its fence did not count them
+   * (only live peers): slow-install search, Simulator seed 254836 (`quorum`): n2, n3 and n4,
+   * cut off on n1's epoch 4, renewed each other on it at the repair while n1 had given
+   * bucket 8 to n5 — n3 served it beside n5. No renewal on such a table (Lease.noteAck).
+   */
+  leftBehind(): boolean {
+    const leader = this.ctx.table.leader;
+    if (leader === null || leader === this.ctx.self) return false;
+    const p = this.peers.get(leader);
+    const hb = p?.hb;
+    return p !== undefined && p.alive && hb !== undefined && hb.epoch > this.ctx.table.epoch && !hb.view.includes(this.ctx.self);
+  }
+
   /** Does `rows` name another node owner or previous owner of a bucket the data plane serves for us? */
   private givesAwayServed(rows: TableRows): boolean {
     const served = this.servedGroups ?? this.ctx.table.groups;
