@@ -213,9 +213,10 @@ export class BuiltinMembership implements Membership {
    */
   private handle(out: EngineOutput): void {
     if (this.stopped) return;
+    // (The whole decision: its heartbeat may leave early below, and names its leader.)
+    if (this.leases.leaves(out)) this.revokeEarly();
     const early = this.gate.early(out);
     if (early.now) this.opts.transport.send(early.now);
-    if (this.leases.leaves(early.queued)) this.revokeEarly();
     out = this.renewEarly(early.queued);
     // Most received heartbeats change nothing to apply: no table, lease, heartbeat, event or
     // state. Queueing them through the daemon would cost more than the heartbeat itself.

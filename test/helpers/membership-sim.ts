@@ -624,18 +624,19 @@ export class Simulator {
       return;
     }
     const engine = n.engine;
+    // Leaving the lineage of a table still on its way: the lease is revoked at once, as the
+    // farm daemon's revokeLease() does (lease-gate.ts, leaves(); the whole decision, whose
+    // heartbeat names its leader).
+    if (n.leases.leaves(out) && n.leaseNs !== 0n) {
+      n.leaseNs = 0n;
+      n.earlyLeaseNs = 0n;
+      this.noteLease(n, false);
+    }
     // A heartbeat that may leave before its decision is applied (heartbeat-gate.ts) leaves now.
     if (this.opts.earlyHeartbeats !== false) {
       const early = n.gate.early(out);
       this.send(n, early.now);
       out = early.queued;
-    }
-    // Leaving the lineage of a table still on its way: the lease is revoked at once, as the
-    // farm daemon's revokeLease() does (lease-gate.ts, leaves()).
-    if (n.leases.leaves(out) && n.leaseNs !== 0n) {
-      n.leaseNs = 0n;
-      n.earlyLeaseNs = 0n;
-      this.noteLease(n, false);
     }
     if (this.opts.earlyLeaseWrites !== false) out = this.earlyLease(n, out);
     n.leases.queued(out);
