@@ -101,7 +101,14 @@ export class MembershipEngine {
     // stale table") and the first table waits a pulse. Found by the slow-install search
     // (Simulator seed 898248): n2, leader, back from a 545 ms hang, reported its table of
     // before the hang under its lead while its new tables queued, and n5 installed it.
-    if (this.eligibility.noteTick(nowNs)) this.leadership.leaderSinceTick = false;
+    // Whether or not we lead now: a table of our own making from before the hang is reported
+    // with no leader (set aside), or a peer that takes us for its leader installs it
+    // (Simulator seed 18 of the slow-install search: n2, back from 863 ms and following n1,
+    // still reported its pre-hang table under its own name; n5, restarting, installed it).
+    if (this.eligibility.noteTick(nowNs)) {
+      this.leadership.leaderSinceTick = false;
+      if (this.ctx.table.leader === this.self) this.tables.setAsideOwnTable();
+    }
     const members = this.eligibility.assess(nowNs, out);
     const candidates = [...members];
     if (this.ctx.eligible) candidates.push(this.self);

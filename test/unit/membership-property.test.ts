@@ -575,6 +575,21 @@ describe('membership counterexamples with slow installs (fixed replays)', () => 
     ], [5, 150]);
   });
 
+  // Slow-install search seed 23 (serve, handover off and on; Simulator seed 18): n2, back from
+  // an 863 ms hang and following n1, still reported its own pre-hang table (epoch 8) under its
+  // name; n5, restarting and taking n2 for its leader, installed it — a revival. A node away
+  // longer than a leader is lost after sets its own table aside at its first pulse, leading
+  // or not.
+  it('serve: a node back from a long hang that follows another reports its own old table with no leader', () => {
+    runScenario('serve', false, 18, [
+      { op: { kind: 'crash', node: 4 }, waitMs: 705 }, { op: { kind: 'power', at: 4, node: 4, power: 1 }, waitMs: 131 },
+      { op: { kind: 'heal' }, waitMs: 580 }, { op: { kind: 'heal' }, waitMs: 383 },
+      { op: { kind: 'partition', mask: 4 }, waitMs: 256 }, { op: { kind: 'power', at: 1, node: 0, power: 0 }, waitMs: 336 },
+      { op: { kind: 'partition', mask: 1 }, waitMs: 789 }, { op: { kind: 'pause', node: 1 }, waitMs: 196 },
+      { op: { kind: 'power', at: 2, node: 3, power: 3 }, waitMs: 312 }, { op: { kind: 'oneway', from: 4, to: 0 }, waitMs: 355 },
+    ], [5, 150]);
+  });
+
   // Simulator seed 836648 (serve, handover), found with early renewals on an earlier form of
   // the lease gate: at the repair n4 installed n1's table of epoch 1, reported by n1 back from
   // a 2.9 s pause, while n2 still served connections there as previous owner. The lease gate's
