@@ -388,7 +388,12 @@ export class FarmDaemon {
    * before it are not written back: the membership strips those of the lineage left.
    */
   private revokeLease(cause: string): void {
-    if (this.stopping || !this.started || this.host.leaseDeadlineNs() === 0n || !this.host.revokeLeaseNow()) return;
+    if (!this.stopping) this.revokeLeaseAtOnce(cause);
+  }
+
+  /** Revokes the kernel lease ahead of the queued decisions (a non-blocking write), and logs why. */
+  private revokeLeaseAtOnce(cause: string): void {
+    if (!this.started || this.host.leaseDeadlineNs() === 0n || !this.host.revokeLeaseNow()) return;
     this.earlyLeaseNs = 0n;
     this.opts.log.info({ event: 'lease_revoked', cause }, `lease revoked at once: ${cause}`);
   }
@@ -483,10 +488,7 @@ export class FarmDaemon {
     // (hundreds of ms on a loaded host): the revocation goes ahead of the queued decisions.
     // Those apply as WAIT while the cause lasts (apply: local), so none writes an older
     // renewal back.
-    if (cause !== undefined && this.started && this.host.leaseDeadlineNs() !== 0n && this.host.revokeLeaseNow()) {
-      this.earlyLeaseNs = 0n;
-      this.opts.log.info({ event: 'lease_revoked', cause }, `lease revoked at once: ${cause}`);
-    }
+    if (cause !== undefined) this.revokeLeaseAtOnce(cause);
     this.source.setLocalHealth(cause === undefined, cause ?? 'local checks pass');
   }
 
