@@ -267,7 +267,8 @@ export class BuiltinMembership implements Membership {
   }
 }
 
-function withoutRenewal(out: EngineOutput): EngineOutput {
+/** `out` without its renewal (written ahead of the queue, or of a lineage left). */
+export function withoutRenewal(out: EngineOutput): EngineOutput {
   const { leaseDeadlineNs: _d, leaseLineage: _l, ...rest } = out;
   return rest;
 }

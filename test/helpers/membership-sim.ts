@@ -27,6 +27,7 @@ import { decodeHeartbeat, encodeHeartbeat } from '../../src/membership/codec.js'
 import { MembershipEngine } from '../../src/membership/engine.js';
 import { HeartbeatGate } from '../../src/membership/heartbeat-gate.js';
 import { LeaseGate } from '../../src/membership/lease-gate.js';
+import { withoutRenewal } from '../../src/membership/membership.js';
 import { ReceiveCadence } from '../../src/membership/receive-cadence.js';
 import { emptyRows } from '../../src/membership/table.js';
 import { DEFAULT_TIMING, leaseClockSlackNs } from '../../src/membership/timing.js';
@@ -664,8 +665,7 @@ export class Simulator {
     n.earlyLeaseNs = deadline;
     this.noteLease(n, false);
     this.check();
-    const { leaseDeadlineNs: _d, leaseLineage: _l, ...queued } = out;
-    return queued;
+    return withoutRenewal(out);
   }
 
   private applyNow(n: SimNode, out: EngineOutput): void {
