@@ -63,6 +63,12 @@ export interface SimOptions {
    * (policy serve) until they hear each other. Default 0.
    */
   contactGraceMs?: number;
+  /**
+   * The same for a pair one of which cannot act — crashed or paused: it hears nothing, so its
+   * data plane serves on until its lease lapses, up to a lease and the data plane's clock
+   * slack after its last renewal, whoever it is in contact with. Default contactGraceMs.
+   */
+  stoppedGraceMs?: number;
   /** Check the invariant for every pair, in contact or not (quorum: nothing to excuse). */
   strictGlobal?: boolean;
   /** Throw on the first violation (default true). */
@@ -838,7 +844,9 @@ export class Simulator {
   }
 
   inContact(a: string, b: string): boolean {
-    const grace = BigInt(Math.round((this.opts.contactGraceMs ?? 0) * 1e6));
+    const stopped = [a, b].some((x) => !this.node(x).running || this.node(x).paused);
+    const graceMs = (stopped ? this.opts.stoppedGraceMs : undefined) ?? this.opts.contactGraceMs ?? 0;
+    const grace = BigInt(Math.round(graceMs * 1e6));
     const ab = this.link(a, b);
     const ba = this.link(b, a);
     // Nodes with different keys cannot hear each other: a partition (docs/security.md).

@@ -85,6 +85,8 @@ const INSTALL_MS = process.env.FARMLB_PROPERTY_INSTALL_MS?.split(',').map(Number
 
 /** Handover runs: a short limit so that a scenario also sees handovers cut at the limit. */
 const HANDOVER_LIMIT_MS = 1000;
+/** How long a crashed or paused node's data plane may serve after a heal: its lease and the data plane's clock slack. */
+const STOPPED_GRACE_MS = DEFAULT_TIMING.leaseMs + DEFAULT_TIMING.leaseClockSlackMs;
 const DRAIN_MS: [number, number] = [50, 1500];
 
 type Step = { op: Op; waitMs: number };
@@ -100,7 +102,9 @@ function runScenario(policy: SplitBrainPolicy, handover: boolean, seed: number, 
     // quorum: a minority serves nothing, so the invariant holds between every pair.
     // serve: two sides of a partition both serve; they must stop within a few pulses of hearing each other.
     // (Slow installs: the side that yields stops once its install of the winner's table is done.)
-    ...(policy === 'quorum' ? { strictGlobal: true } : { contactGraceMs: 4 * pulse + slowest }),
+    // A node crashed or hung at the heal hears nobody: its data plane stops when its lease lapses,
+    // a lease and the clock slack after its last renewal (Simulator seed 674553 below).
+    ...(policy === 'quorum' ? { strictGlobal: true } : { contactGraceMs: 4 * pulse + slowest, stoppedGraceMs: STOPPED_GRACE_MS + slowest }),
     ...(installMs ? { installMs } : {}),
   });
   sim.startAll();
@@ -271,6 +275,25 @@ describe('membership counterexamples (fixed replays)', () => {
       { op: { kind: 'oneway', from: 0, to: 1 }, waitMs: 0 }, { op: { kind: 'loss', loss: 0.5 }, waitMs: 492 },
       { op: { kind: 'partition', mask: 17 }, waitMs: 303 }, { op: { kind: 'healthy', node: 0 }, waitMs: 633 },
       wait(439), { op: { kind: 'crash', node: 0 }, waitMs: 61 }, { op: { kind: 'loss', loss: 0 }, waitMs: 50 },
+    ]);
+  });
+
+  // Search seed 22 (2026-12-07, second pass): n1, alone on its side of a partition under
+  // `serve`, served its own table (bucket 0 to itself) and renewed its lease by itself; the
+  // partition healed at 3034 ms and n1 crashed 1 ms later, its lease renewed ~5 ms before.
+  // Crashed, it heard nobody; its data plane served bucket 0 until the lease and the clock
+  // slack ran out (~3251 ms), beside n2, the other side's owner — 217 ms after the heal, past
+  // the 4-pulse grace the check gave a pair in contact (it failed at 3238.8 ms). Nothing in
+  // the protocol can stop a dead node's data plane sooner: the check now gives a pair with a
+  // crashed or paused node its lease and slack (STOPPED_GRACE_MS); live pairs keep 4 pulses.
+  it('serve: a node that crashes as its side\'s partition heals serves its table until its lease lapses, no longer', () => {
+    runScenario('serve', false, 674553, [
+      { op: { kind: 'partition', mask: 30 }, waitMs: 792 }, { op: { kind: 'power', at: 3, node: 3, power: 2 }, waitMs: 294 },
+      { op: { kind: 'partition', mask: 1 }, waitMs: 788 }, { op: { kind: 'loss', loss: 0 }, waitMs: 160 },
+      { op: { kind: 'oneway', from: 0, to: 2 }, waitMs: 0 }, { op: { kind: 'heal' }, waitMs: 1 },
+      { op: { kind: 'crash', node: 0 }, waitMs: 690 }, { op: { kind: 'loss', loss: 0.1 }, waitMs: 176 },
+      { op: { kind: 'power', at: 0, node: 0, power: 2 }, waitMs: 358 }, { op: { kind: 'power', at: 4, node: 1, power: 1 }, waitMs: 421 },
+      { op: { kind: 'heal' }, waitMs: 3 },
     ]);
   });
 });
