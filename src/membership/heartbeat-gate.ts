@@ -13,7 +13,8 @@
 // and a fresh one reports its own table once installed. Whenever an early heartbeat has
 // overtaken a decision's own (lower seq: peers would drop it as replayed), that fresh one
 // replaces it. A table of our own making we have left since is reported with no leader:
-// under our name, peers would install it (asReported).
+// under our name, peers would install it (asReported). A heartbeat reporting a table of
+// another lineage than the decision's carries no acknowledgement (reporting).
 // Used by BuiltinMembership (membership.ts) and by the simulator (test/helpers/membership-sim.ts).
 
 import type { EngineOutput, Heartbeat } from './types.js';
@@ -61,7 +62,7 @@ export class HeartbeatGate {
     if (out.send && out.send.leader !== out.send.from) this.notLeadingSeq = Math.max(this.notLeadingSeq, out.send.seq);
     if (!out.send || !behind || this.reported === undefined) return { queued: out };
     this.lastSeq = Math.max(this.lastSeq, out.send.seq);
-    const now = withReportedTable(out.send, this.asReported(this.reported, out.send.from));
+    const now = this.reporting(out.send, this.asReported(this.reported, out.send.from));
     if (out.table) return { now, queued: out };
     const { send: _, ...queued } = out;
     return { now, queued };
@@ -81,6 +82,19 @@ export class HeartbeatGate {
    */
   private asReported(t: ReportedTable, self: string): ReportedTable {
     return t.leader === self && this.reportedSeq < this.notLeadingSeq ? { ...t, leader: null } : t;
+  }
+
+  /**
+   * `hb` reporting `t`, the data plane's table. When the engine has switched lineages since
+   * (another leader's table, or our own set aside), the acknowledgements go: on `t` they
+   * would renew peers of the lineage the engine left, after the moment from which it
+   * withholds its acknowledgements of the new table's gainers (engine/tables.ts
+   * holdAcksAtSwitch) — one node counted in two majorities again. Peers of the new lineage
+   * could not count them on `t` anyway; they get ours once the table lands.
+   */
+  private reporting(hb: Heartbeat, t: ReportedTable): Heartbeat {
+    const r = withReportedTable(hb, t);
+    return t.leader === hb.leader ? r : { ...r, acks: [] };
   }
 
   /** A queued decision could not be applied: its table is not the data plane's. */
@@ -106,7 +120,7 @@ export class HeartbeatGate {
     const next = fresh();
     this.lastSeq = Math.max(this.lastSeq, next.seq);
     // Another install may be pending behind this one: report the table just applied.
-    if (this.pending > 0) return withReportedTable(next, this.asReported(own, hb.from));
+    if (this.pending > 0) return this.reporting(next, this.asReported(own, hb.from));
     this.reported = reportedTable(next);
     this.reportedSeq = next.seq;
     return next;

@@ -296,6 +296,27 @@ describe('membership counterexamples (fixed replays)', () => {
       { op: { kind: 'heal' }, waitMs: 3 },
     ]);
   });
+
+  // Search seed 26 (`quorum`, handover off and on), Simulator seed 384: in the last partition
+  // n3 led n3..n5 and gave n2's bucket 1 to n5; n1, cut from them for less than `slost`, still
+  // led all five on its own tables, bucket 1 n2's. At the repair n4 took n1 for leader and
+  // installed its table: its acknowledgements then renewed n2 (with n1's, a majority), while
+  // those it had given n5 a few ms before on n3's tables still held n5's lease (with n3's).
+  // Two majorities shared the node that switched: bucket 1 served by n2 and n5 at 4981.3 ms.
+  // Fixed: a node that switches lineages acknowledges a bucket's new owner only once its
+  // acknowledgements of the old owner have run out (InstalledTables.ackHolds).
+  for (const handover of [false, true]) {
+    it(`quorum${handover ? ' with handover' : ''}: a node that switches to a rival lineage at a heal is not counted in two majorities`, () => {
+      runScenario('quorum', handover, 384, [
+        { op: { kind: 'resume', node: 2 }, waitMs: 615 }, { op: { kind: 'heal' }, waitMs: 361 },
+        { op: { kind: 'power', at: 1, node: 4, power: 1 }, waitMs: 395 }, { op: { kind: 'loss', loss: 0 }, waitMs: 800 },
+        { op: { kind: 'loss', loss: 0.1 }, waitMs: 41 }, { op: { kind: 'loss', loss: 0 }, waitMs: 482 },
+        { op: { kind: 'power', at: 4, node: 2, power: 0 }, waitMs: 518 }, { op: { kind: 'heal' }, waitMs: 8 },
+        { op: { kind: 'partition', mask: 1 }, waitMs: 459 }, { op: { kind: 'heal' }, waitMs: 5 },
+        { op: { kind: 'partition', mask: 28 }, waitMs: 244 }, { op: { kind: 'heal' }, waitMs: 9 },
+      ]);
+    });
+  }
 });
 
 // Found by the search of seeds 1–20 × 300 runs (docs/membership.md, "Property search").

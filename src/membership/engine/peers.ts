@@ -45,6 +45,12 @@ export interface Peer {
   servingNs?: bigint;
   /** Best lease deadline this peer's acknowledgements give us (our clock). */
   ackDeadlineNs?: bigint;
+  /**
+   * Our acknowledgements of this peer are left out of our heartbeats until then: we switched
+   * lineages and it gains, in the new leader's table, a bucket a peer we acknowledged on the
+   * old one may still serve on them (InstalledTables.holdAcksAtSwitch).
+   */
+  ackWithheldUntilNs?: bigint;
   alive: boolean;
   everHeard: boolean;
   /** Last time a v1 heartbeat of this peer was accepted (wireVersion()). */

@@ -10,13 +10,18 @@
 // - After a change of leader, the buckets the new table gains us are served only once a
 //   peer acknowledges us on it — maybeInstall, holdBackGained, releaseHeldBack (called by
 //   Lease.renew).
+// - An acknowledgement is a promise: after a switch of lineage, a node that gains (in the new
+//   table) a bucket a peer we acknowledged on the old lineage held there gets no
+//   acknowledgement of ours, and we serve no such bucket ourselves, until those
+//   acknowledgements have surely run out — holdAcksAtSwitch. Two majorities that share us
+//   can then never renew two owners of one bucket.
 // - A node serving a view's table yields at once to a table that gives one of its buckets
 //   away — givesAwayServed.
 
 import { type Rows, tableDigest, type TableRows } from '../table.js';
-import { leaseClockSlackNs } from '../timing.js';
+import { leaseClockSlackNs, leaseWaitNs } from '../timing.js';
 import type { EngineOutput, Heartbeat, ViewTable } from '../types.js';
-import type { EngineContext } from './context.js';
+import { type EngineContext, maxBig } from './context.js';
 import type { Peer, PeerTable } from './peers.js';
 
 /**
@@ -34,6 +39,11 @@ export class InstalledTables {
    */
   awaitingRenewal = false;
   servedGroups: Rows | undefined;
+  /**
+   * The buckets held back are not served before then either, renewal or not: a peer we
+   * acknowledged on the lineage we left may hold one of them on it (holdAcksAtSwitch).
+   */
+  private gainedWithheldUntilNs = 0n;
   /**
    * The epoch of the first table of the current lineage: the tables installed since the
    * installed table's leader last changed (or since we set our own aside). An acknowledgement
@@ -123,14 +133,85 @@ export class InstalledTables {
     // A table of another leader than the one our lease was renewed with: what it gains us is
     // served only once a peer acknowledges us on it (docs/membership.md, "Switching leaders").
     if (hb.leader !== this.ctx.table.leader) {
+      this.holdAcksAtSwitch(rows, hb.leader, nowNs);
       for (const p of this.peers.values()) p.ackDeadlineNs = undefined;
       this.awaitingRenewal = true;
     }
     this.install({ epoch: hb.epoch, leader: hb.leader, view: [...hb.view], groups: rows.groups, prev: rows.prev, digest: hb.tableDigest },
       out, this.viewCause(hb.view, `leader ${hb.leader}`));
-    // (A lease that has run out serves nothing to hold back: the next renewal is on this leader's tables.)
-    if (this.awaitingRenewal && this.ctx.leaseNsValue + leaseClockSlackNs(this.ctx.opts.timing) > nowNs) this.holdBackGained(served, out);
+    // (A lease that has run out serves nothing to hold back — the next renewal is on this
+    // leader's tables — unless a peer may still serve what we gain on the lineage we left.)
+    const leaseLive = this.ctx.leaseNsValue + leaseClockSlackNs(this.ctx.opts.timing) > nowNs;
+    if ((this.awaitingRenewal && leaseLive) || this.gainedWithheldUntilNs > nowNs) this.holdBackGained(served, out);
     else this.servedGroups = undefined;
+  }
+
+  /**
+   * We leave a lineage for another leader's table (a heal, a rival's table, a new leader).
+   * Our acknowledgements on the tables we leave may still renew, for a lease, a peer that
+   * holds a bucket there (owner or previous owner); our acknowledgements on the new table
+   * renew its holders there. Under `quorum` two majorities always share a node: if it is
+   * us, and the two tables give one bucket to two nodes, both would serve it (property
+   * search, Simulator seed 384: n4 went from n3's table, bucket 1 to n5, to n1's, bucket 1
+   * to n2; n2 renewed by n1 and n4, n5 by n3 and n4 a few ms before, both served bucket 1).
+   * So a node that gains a bucket in the new table — holds it where the table we leave
+   * differs — gets no acknowledgement of ours until the acknowledgements we may have given
+   * that bucket's holders on the old lineage have surely run out (the last heartbeat we
+   * heard of them, which our latest acknowledgement answered, plus the lease wait), and what
+   * we gain ourselves is held back as long. The sender must keep this promise: a receiver
+   * cannot tell a switched acknowledger from a lost heartbeat. At an ordinary change of
+   * leader nothing moves from a live node (the lost leader was last heard more than `slost`
+   * pulses ago, longer than the lease wait), and moves within a lineage are its leader's
+   * (the hand-over rule): neither is touched.
+   */
+  private holdAcksAtSwitch(rows: TableRows, newLeader: string | null, nowNs: bigint): void {
+    const waitNs = leaseWaitNs(this.ctx.opts.timing);
+    const renewableUntil = new Map<string, bigint>();
+    for (const p of this.peers.values()) {
+      if (p.lastRecvNs === undefined || p.lastRecvNs + waitNs <= nowNs) continue;
+      // A peer on the new leader's lineage already (the leader itself, or one that reports
+      // its table: its data plane has it) serves what that lineage gives it, whatever lease
+      // our old acknowledgements gave it: a node never goes back to a lineage it left.
+      if (newLeader !== null && (p.name === newLeader || p.hb?.leader === newLeader)) continue;
+      renewableUntil.set(p.name, p.lastRecvNs + waitNs);
+    }
+    if (renewableUntil.size === 0) return;
+    const current = this.ctx.table;
+    // The tables of the lineage we leave that our acknowledgements were on.
+    const left = current.leader === null ? [current]
+      : [current, ...this.recentTables.filter((t) => t !== current && t.leader === current.leader && t.epoch >= this.lineageStartEpoch)];
+    const withhold = (node: string | null, from: string, until: bigint): void => {
+      if (node === null || node === from) return;
+      if (node === this.ctx.self) {
+        if (until > this.gainedWithheldUntilNs) this.gainedWithheldUntilNs = until;
+        return;
+      }
+      const p = this.peers.get(node);
+      if (p) p.ackWithheldUntilNs = maxBig(p.ackWithheldUntilNs, until);
+    };
+    rows.groups.forEach((row, g) => row.forEach((owner, b) => {
+      const prev = rows.prev[g]?.[b] ?? null;
+      const curOwner = current.groups[g]?.[b] ?? null;
+      const curPrev = current.prev[g]?.[b] ?? null;
+      // Who gains a role in b over what our latest acknowledgements stood behind (a previous
+      // owner accepts less than the owner it was: no gain).
+      const ownerGains = owner !== null && owner !== curOwner ? owner : null;
+      const prevGains = prev !== null && prev !== curPrev && prev !== curOwner ? prev : null;
+      if (ownerGains === null && prevGains === null) return;
+      for (const t of left) {
+        const oldOwner = t.groups[g]?.[b] ?? null;
+        const oldPrev = t.prev[g]?.[b] ?? null;
+        // A holder the new table keeps in the same role is part of its arrangement: the new
+        // table's holders coexist with it as the table says.
+        for (const held of [oldOwner === owner ? null : oldOwner, oldPrev === prev ? null : oldPrev]) {
+          if (held === null) continue;
+          const until = renewableUntil.get(held);
+          if (until === undefined) continue;
+          withhold(ownerGains, held, until);
+          withhold(prevGains, held, until);
+        }
+      }
+    }));
   }
 
   /**
@@ -245,9 +326,15 @@ export class InstalledTables {
     });
   }
 
-  releaseHeldBack(out: EngineOutput): void {
+  /** A renewal on the new leader's tables: the buckets held back are ours, once no peer of the old lineage may hold them. */
+  noteRenewal(nowNs: bigint, out: EngineOutput): void {
     this.awaitingRenewal = false;
-    if (this.servedGroups === undefined) return;
+    this.releaseHeldBack(nowNs, out);
+  }
+
+  /** Completes the table in the data plane once renewed and past gainedWithheldUntilNs (also checked every pulse). */
+  releaseHeldBack(nowNs: bigint, out: EngineOutput): void {
+    if (this.awaitingRenewal || this.servedGroups === undefined || nowNs < this.gainedWithheldUntilNs) return;
     this.servedGroups = undefined;
     out.table = this.ctx.table;
     out.completesTable = true;

@@ -4,8 +4,9 @@
 //
 // Invariants guarded here:
 // - A heartbeat reports the installed table (epoch, leader, view, digest, rows) and the
-//   acknowledgements that let peers renew: only of peers heard within mlost pulses, and of
-//   candidates (a new incarnation) nothing but the acknowledgement — heartbeat.
+//   acknowledgements that let peers renew: only of peers heard within mlost pulses, none of a
+//   peer withheld after a switch of lineage (tables.ts holdAcksAtSwitch), and of candidates
+//   (a new incarnation) nothing but the acknowledgement — heartbeat.
 // - While a peer that reads only v1 is alive the farm speaks v1 — wireVersion.
 // - Without a sample under the installed table, every bucket we are previous owner of counts
 //   as held — ownHoldings.
@@ -64,7 +65,7 @@ export class OwnHeartbeat {
     const heard: HeardEntry[] = [];
     for (const p of this.peers.values()) {
       if (!p.hb || p.lastRecvNs === undefined || nowNs - p.lastRecvNs >= windowNs) continue;
-      acks.push({ node: p.name, incarnation: p.hb.incarnation, seq: p.hb.seq });
+      if (p.ackWithheldUntilNs === undefined || nowNs >= p.ackWithheldUntilNs) acks.push({ node: p.name, incarnation: p.hb.incarnation, seq: p.hb.seq });
       heard.push({
         node: p.name,
         ageMs: Number((nowNs - p.lastRecvNs) / MS),
