@@ -36,7 +36,7 @@ import { InstalledTables } from './engine/tables.js';
 import { OwnHeartbeat } from './engine/wire.js';
 import { checkPowerChange, overridesNewer } from './table.js';
 import { checkTiming } from './timing.js';
-import type { EngineOutput, Heartbeat, HoldingsSample, MembershipEngineOptions, MembershipEvent, MembershipStatus, PeerStatus, PowerOverrides } from './types.js';
+import type { EngineOutput, Heartbeat, HoldingsSample, MembershipEngineOptions, MembershipEvent, MembershipStatus, PeerStatus, PowerOverrides, ViewTable } from './types.js';
 
 export class MembershipEngine {
   readonly self: string;
@@ -158,6 +158,14 @@ export class MembershipEngine {
    * A heartbeat now, outside any decision: the daemon's, when an early heartbeat overtook a
    * decision's own while its table was being installed (heartbeat-gate.ts).
    */
+  /**
+   * The data plane has `table` now (the daemon applied a decision carrying it): when our
+   * heartbeats stopped reporting the table before it (tables.ts holdAcksAtSwitch).
+   */
+  noteApplied(table: ViewTable, nowNs: bigint): void {
+    this.tables.noteApplied(table, nowNs);
+  }
+
   beat(nowNs: bigint): Heartbeat {
     return this.wire.heartbeat(nowNs);
   }

@@ -237,6 +237,7 @@ export class BuiltinMembership implements Membership {
         throw err;
       }
       this.leases.applied(out);
+      if (out.table) this.opts.engine.noteApplied(out.table, this.opts.nowNs());
       const hb = this.gate.applied(out, () => this.opts.engine.beat(this.opts.nowNs()));
       if (hb && !this.stopped) this.opts.transport.send(hb);
     });

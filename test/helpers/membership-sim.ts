@@ -682,6 +682,7 @@ export class Simulator {
       n.epoch = out.table.epoch;
     }
     n.leases.applied(out);
+    if (out.table) n.engine?.noteApplied(out.table, this.localNs(n.name));
     // An older renewal than one written early is not written back (the farm daemon's apply()).
     // Nor one of a lineage a later decision has left (lease-gate.ts, leftLineage()).
     const stale = out.leaseDeadlineNs !== undefined && out.leaseDeadlineNs !== 0n && (out.leaseDeadlineNs < n.earlyLeaseNs || n.leases.leftLineage(out));

@@ -305,6 +305,24 @@ describe('membership counterexamples (fixed replays)', () => {
   // Two majorities shared the node that switched: bucket 1 served by n2 and n5 at 4981.3 ms.
   // Fixed: a node that switches lineages acknowledges a bucket's new owner only once its
   // acknowledgements of the old owner have run out (InstalledTables.ackHolds).
+  // Found by the search of the first version of that rule (search seed 11, all four
+  // properties; Simulator seed 123869): it counted every table of the lineage left as
+  // acknowledged until the switch. n4 and n5 followed n2, the new leader of their side, from
+  // n1's epoch 4, which had freed bucket 209 (n4's in epochs 1–3) for n2's return; n2's own
+  // table gave it to n2, so each withheld its acknowledgements of n2 from n4 — and n2, leading
+  // n2, n4, n5 on its kept buckets, lapsed for 67 ms. Our acknowledgements on epoch 3 ended
+  // when epoch 4 reached our data plane (an acknowledgement on a later table renews no peer
+  // on an earlier one): they bound n4's lease on bucket 209 long before the switch.
+  it('serve: a node that switches lineages withholds nothing for a bucket it stopped acknowledging tables ago', () => {
+    runScenario('serve', false, 123869, [
+      { op: { kind: 'power', at: 4, node: 0, power: 1 }, waitMs: 484 }, { op: { kind: 'healthy', node: 0 }, waitMs: 475 },
+      { op: { kind: 'partition', mask: 2 }, waitMs: 709 }, { op: { kind: 'oneway', from: 1, to: 0 }, waitMs: 370 },
+      { op: { kind: 'healthy', node: 0 }, waitMs: 125 }, { op: { kind: 'heal' }, waitMs: 124 },
+      { op: { kind: 'partition', mask: 5 }, waitMs: 507 }, { op: { kind: 'power', at: 0, node: 0, power: 0 }, waitMs: 596 },
+      { op: { kind: 'healthy', node: 1 }, waitMs: 29 }, { op: { kind: 'oneway', from: 0, to: 4 }, waitMs: 475 },
+    ]);
+  });
+
   for (const handover of [false, true]) {
     it(`quorum${handover ? ' with handover' : ''}: a node that switches to a rival lineage at a heal is not counted in two majorities`, () => {
       runScenario('quorum', handover, 384, [

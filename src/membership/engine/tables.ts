@@ -31,6 +31,11 @@ import type { Peer, PeerTable } from './peers.js';
  */
 const RECENT_TABLES = 32;
 
+/** A table's identity across its held-back and complete versions (same epoch, leader and advertised digest). */
+function tableKey(t: Pick<ViewTable, 'leader' | 'epoch' | 'digest'>): string {
+  return `${t.leader ?? ''}\0${t.epoch}\0${t.digest}`;
+}
+
 export class InstalledTables {
   /**
    * Since installing a table of another leader than the previous one, no renewal yet: the
@@ -57,6 +62,11 @@ export class InstalledTables {
    * peer may have installed any of them newer than the table it last reported to us.
    */
   readonly recentTables: ViewTable[] = [];
+  /**
+   * When the data plane got each of our recent tables (noteApplied; by tableKey): from then
+   * on no heartbeat of ours reports the one before it, early or not (holdAcksAtSwitch).
+   */
+  private readonly appliedAtNs = new Map<string, bigint>();
   /** Tables seen in direct heartbeats, by digest: what a peer reported only by relay holds. */
   readonly knownTables = new Map<string, TableRows>();
 
@@ -166,20 +176,36 @@ export class InstalledTables {
    */
   private holdAcksAtSwitch(rows: TableRows, newLeader: string | null, nowNs: bigint): void {
     const waitNs = leaseWaitNs(this.ctx.opts.timing);
-    const renewableUntil = new Map<string, bigint>();
+    // When we last heard each peer our acknowledgements may still renew on the old lineage.
+    const heardNs = new Map<string, bigint>();
     for (const p of this.peers.values()) {
       if (p.lastRecvNs === undefined || p.lastRecvNs + waitNs <= nowNs) continue;
       // A peer on the new leader's lineage already (the leader itself, or one that reports
       // its table: its data plane has it) serves what that lineage gives it, whatever lease
       // our old acknowledgements gave it: a node never goes back to a lineage it left.
       if (newLeader !== null && (p.name === newLeader || p.hb?.leader === newLeader)) continue;
-      renewableUntil.set(p.name, p.lastRecvNs + waitNs);
+      heardNs.set(p.name, p.lastRecvNs);
     }
-    if (renewableUntil.size === 0) return;
+    if (heardNs.size === 0) return;
     const current = this.ctx.table;
-    // The tables of the lineage we leave that our acknowledgements were on.
-    const left = current.leader === null ? [current]
-      : [current, ...this.recentTables.filter((t) => t !== current && t.leader === current.leader && t.epoch >= this.lineageStartEpoch)];
+    // The tables of the lineage we leave whose holders our acknowledgements may renew, each
+    // with the moment our acknowledgements on it ended: ours until the data plane got the next
+    // one (heartbeats report the data plane's table while an install runs; an acknowledgement
+    // on a later table renews no peer on an earlier one: Lease.onOurLineage), the installed one
+    // until now, and a later one of that lineage a peer reports (our acknowledgements on an
+    // earlier table of its lineage renew it).
+    const left: { t: Pick<ViewTable, 'groups' | 'prev'>; ackedUntilNs: bigint }[] = [{ t: current, ackedUntilNs: nowNs }];
+    if (current.leader !== null) {
+      const lineage = this.recentTables.filter((t) => t.leader === current.leader && t.epoch >= this.lineageStartEpoch);
+      lineage.forEach((t, i) => {
+        if (t === current) return;
+        const next = lineage[i + 1];
+        left.push({ t, ackedUntilNs: (next && this.appliedAtNs.get(tableKey(next))) ?? nowNs });
+      });
+      for (const p of this.peers.values()) {
+        if (p.rows && p.hb && p.hb.leader === current.leader && p.hb.epoch > current.epoch) left.push({ t: p.rows, ackedUntilNs: nowNs });
+      }
+    }
     const withhold = (node: string | null, from: string, until: bigint): void => {
       if (node === null || node === from) return;
       if (node === this.ctx.self) {
@@ -198,15 +224,19 @@ export class InstalledTables {
       const ownerGains = owner !== null && owner !== curOwner ? owner : null;
       const prevGains = prev !== null && prev !== curPrev && prev !== curOwner ? prev : null;
       if (ownerGains === null && prevGains === null) return;
-      for (const t of left) {
+      for (const { t, ackedUntilNs } of left) {
         const oldOwner = t.groups[g]?.[b] ?? null;
         const oldPrev = t.prev[g]?.[b] ?? null;
         // A holder the new table keeps in the same role is part of its arrangement: the new
         // table's holders coexist with it as the table says.
         for (const held of [oldOwner === owner ? null : oldOwner, oldPrev === prev ? null : oldPrev]) {
           if (held === null) continue;
-          const until = renewableUntil.get(held);
-          if (until === undefined) continue;
+          const heard = heardNs.get(held);
+          if (heard === undefined) continue;
+          // The deadline our latest acknowledgement of it on t gave counts from a heartbeat
+          // we had heard by then.
+          const until = (heard < ackedUntilNs ? heard : ackedUntilNs) + waitNs;
+          if (until <= nowNs) continue;
           withhold(ownerGains, held, until);
           withhold(prevGains, held, until);
         }
@@ -333,6 +363,17 @@ export class InstalledTables {
   }
 
   /** Completes the table in the data plane once renewed and past gainedWithheldUntilNs (also checked every pulse). */
+  /** The data plane has `table` (the daemon applied a decision carrying it). */
+  noteApplied(table: ViewTable, nowNs: bigint): void {
+    const key = tableKey(table);
+    if (!this.appliedAtNs.has(key)) this.appliedAtNs.set(key, nowNs);
+    // Insertion order: a few more than recentTables.
+    for (const k of this.appliedAtNs.keys()) {
+      if (this.appliedAtNs.size <= 2 * RECENT_TABLES) break;
+      this.appliedAtNs.delete(k);
+    }
+  }
+
   releaseHeldBack(nowNs: bigint, out: EngineOutput): void {
     if (this.awaitingRenewal || this.servedGroups === undefined || nowNs < this.gainedWithheldUntilNs) return;
     this.servedGroups = undefined;
