@@ -155,10 +155,6 @@ export class MembershipEngine {
   }
 
   /**
-   * A heartbeat now, outside any decision: the daemon's, when an early heartbeat overtook a
-   * decision's own while its table was being installed (heartbeat-gate.ts).
-   */
-  /**
    * The data plane has `table` now (the daemon applied a decision carrying it): when our
    * heartbeats stopped reporting the table before it (tables.ts holdAcksAtSwitch).
    */
@@ -166,6 +162,10 @@ export class MembershipEngine {
     this.tables.noteApplied(table, nowNs);
   }
 
+  /**
+   * A heartbeat now, outside any decision: the daemon's, when an early heartbeat overtook a
+   * decision's own while its table was being installed (heartbeat-gate.ts).
+   */
   beat(nowNs: bigint): Heartbeat {
     return this.wire.heartbeat(nowNs);
   }

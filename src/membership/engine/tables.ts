@@ -167,7 +167,7 @@ export class InstalledTables {
    * So a node that gains a bucket in the new table — holds it where the table we leave
    * differs — gets no acknowledgement of ours until the acknowledgements we may have given
    * that bucket's holders on the old lineage have surely run out (the last heartbeat we
-   * heard of them, which our latest acknowledgement answered, plus the lease wait), and what
+   * heard of them while our heartbeats reported that table, plus the lease wait), and what
    * we gain ourselves is held back as long. The sender must keep this promise: a receiver
    * cannot tell a switched acknowledger from a lost heartbeat. At an ordinary change of
    * leader nothing moves from a live node (the lost leader was last heard more than `slost`
@@ -362,7 +362,6 @@ export class InstalledTables {
     this.releaseHeldBack(nowNs, out);
   }
 
-  /** Completes the table in the data plane once renewed and past gainedWithheldUntilNs (also checked every pulse). */
   /** The data plane has `table` (the daemon applied a decision carrying it). */
   noteApplied(table: ViewTable, nowNs: bigint): void {
     const key = tableKey(table);
@@ -374,6 +373,7 @@ export class InstalledTables {
     }
   }
 
+  /** Completes the table in the data plane once renewed and past gainedWithheldUntilNs (checked at every input). */
   releaseHeldBack(nowNs: bigint, out: EngineOutput): void {
     if (this.awaitingRenewal || this.servedGroups === undefined || nowNs < this.gainedWithheldUntilNs) return;
     this.servedGroups = undefined;
