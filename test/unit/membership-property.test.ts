@@ -312,9 +312,12 @@ describe('membership counterexamples (fixed replays)', () => {
   // table gave it to n2, so each withheld its acknowledgements of n2 from n4 — and n2, leading
   // n2, n4, n5 on its kept buckets, lapsed for 67 ms. Our acknowledgements on epoch 3 ended
   // when epoch 4 reached our data plane (an acknowledgement on a later table renews no peer
-  // on an earlier one): they bound n4's lease on bucket 209 long before the switch.
-  it('serve: a node that switches lineages withholds nothing for a bucket it stopped acknowledging tables ago', () => {
-    runScenario('serve', false, 123869, [
+  // on an earlier one): they bound n4's lease on bucket 209 long before the switch. With
+  // handover under `quorum` (the same search), n4 and n5 withheld theirs for buckets the other
+  // held as previous owner in epoch 4 with no connection left, which n2's table released as
+  // drained: a previous owner that reports nothing held in a bucket is no holder of it.
+  it.each([['serve', false], ['quorum', true]] as const)('%s (handover %s): a node that switches lineages withholds nothing for a bucket it stopped acknowledging tables ago, or whose holder drained it', (policy, handover) => {
+    runScenario(policy, handover, 123869, [
       { op: { kind: 'power', at: 4, node: 0, power: 1 }, waitMs: 484 }, { op: { kind: 'healthy', node: 0 }, waitMs: 475 },
       { op: { kind: 'partition', mask: 2 }, waitMs: 709 }, { op: { kind: 'oneway', from: 1, to: 0 }, waitMs: 370 },
       { op: { kind: 'healthy', node: 0 }, waitMs: 125 }, { op: { kind: 'heal' }, waitMs: 124 },

@@ -18,7 +18,7 @@
 // - A node serving a view's table yields at once to a table that gives one of its buckets
 //   away — givesAwayServed.
 
-import { type Rows, tableDigest, type TableRows } from '../table.js';
+import { bitmapHas, type Rows, tableDigest, type TableRows } from '../table.js';
 import { leaseClockSlackNs, leaseWaitNs } from '../timing.js';
 import type { EngineOutput, Heartbeat, ViewTable } from '../types.js';
 import { type EngineContext, maxBig } from './context.js';
@@ -231,6 +231,10 @@ export class InstalledTables {
         // table's holders coexist with it as the table says.
         for (const held of [oldOwner === owner ? null : oldOwner, oldPrev === prev ? null : oldPrev]) {
           if (held === null) continue;
+          // A previous owner that reports, on its table, no connection left in b accepts
+          // nothing there, and as previous owner never will: the new leader released it as
+          // drained, and our acknowledgements renew it to serve nothing of b.
+          if (held === oldPrev && held !== oldOwner && this.drained(held, g, b)) continue;
           const heard = heardNs.get(held);
           if (heard === undefined) continue;
           // The deadline our latest acknowledgement of it on t gave counts from a heartbeat
@@ -242,6 +246,14 @@ export class InstalledTables {
         }
       }
     }));
+  }
+
+  /** Does `node`'s latest heartbeat show it previous owner of b with no connection held there? */
+  private drained(node: string, g: number, b: number): boolean {
+    const p = this.peers.get(node);
+    const holdings = p?.hb?.holdings;
+    if (!p?.rows || !holdings || (p.rows.prev[g]?.[b] ?? null) !== node) return false;
+    return !bitmapHas(holdings.held[g], b);
   }
 
   /**
