@@ -326,6 +326,22 @@ describe('membership counterexamples (fixed replays)', () => {
     ]);
   });
 
+  // The same search, once more (Simulator seed 999995, `quorum` with handover): n1, restarted
+  // and leader again, published a table naming n2 previous owner of buckets n5 owned in n2's
+  // epoch 13 — n2 had given them up tables before and held no connection there. n4, switching
+  // to n1's table, withheld its acknowledgements of n2 for them, and n2 lapsed 32 ms on the
+  // buckets it kept. A previous owner accepts only its own connections: one whose data plane
+  // has no role in the bucket (its latest report) gains nothing.
+  it('quorum with handover: a node named previous owner of a bucket its data plane has no role in gains nothing at a switch', () => {
+    runScenario('quorum', true, 999995, [
+      { op: { kind: 'oneway', from: 4, to: 0 }, waitMs: 449 }, { op: { kind: 'partition', mask: 3 }, waitMs: 732 },
+      { op: { kind: 'oneway', from: 4, to: 4 }, waitMs: 254 }, { op: { kind: 'crash', node: 0 }, waitMs: 470 },
+      { op: { kind: 'heal' }, waitMs: 45 }, { op: { kind: 'restart', node: 2 }, waitMs: 238 },
+      { op: { kind: 'heal' }, waitMs: 398 }, { op: { kind: 'heal' }, waitMs: 60 },
+      { op: { kind: 'power', at: 3, node: 2, power: 0 }, waitMs: 377 },
+    ]);
+  });
+
   for (const handover of [false, true]) {
     it(`quorum${handover ? ' with handover' : ''}: a node that switches to a rival lineage at a heal is not counted in two majorities`, () => {
       runScenario('quorum', handover, 384, [

@@ -220,9 +220,10 @@ export class InstalledTables {
       const curOwner = current.groups[g]?.[b] ?? null;
       const curPrev = current.prev[g]?.[b] ?? null;
       // Who gains a role in b over what our latest acknowledgements stood behind (a previous
-      // owner accepts less than the owner it was: no gain).
+      // owner accepts less than the owner it was: no gain). A previous owner accepts only its
+      // own connections: one whose data plane has no role in b (its latest report) has none.
       const ownerGains = owner !== null && owner !== curOwner ? owner : null;
-      const prevGains = prev !== null && prev !== curPrev && prev !== curOwner ? prev : null;
+      const prevGains = prev !== null && prev !== curPrev && prev !== curOwner && this.mayHoldConnections(prev, g, b) ? prev : null;
       if (ownerGains === null && prevGains === null) return;
       for (const { t, ackedUntilNs } of left) {
         const oldOwner = t.groups[g]?.[b] ?? null;
@@ -246,6 +247,13 @@ export class InstalledTables {
         }
       }
     }));
+  }
+
+  /** May `node`'s data plane hold connections in b: a peer whose latest report (or an unknown one) gives it a role there? */
+  private mayHoldConnections(node: string, g: number, b: number): boolean {
+    if (node === this.ctx.self) return false;
+    const rows = this.peers.get(node)?.rows;
+    return rows === undefined || rows.groups[g]?.[b] === node || rows.prev[g]?.[b] === node;
   }
 
   /** Does `node`'s latest heartbeat show it previous owner of b with no connection held there? */
