@@ -526,6 +526,22 @@ describe('membership counterexamples of the seeds 1–20 search (fixed replays)'
 // Found by the search with slow installs (FARMLB_PROPERTY_INSTALL_MS=5,150; docs/membership.md,
 // "Property search").
 describe('membership counterexamples with slow installs (fixed replays)', () => {
+  // Slow-install search seed 9 (`quorum` with handover; Simulator seed 119562): n2 reported
+  // its own epoch 34 (made while it led its side, reported with no leader once it followed
+  // n1) after it had installed n1's epoch 34 of n1's new leadership, which gave it bucket 203.
+  // n1 counted, for n2, only its tables above the epoch n2 reported, so not that one, and gave
+  // bucket 203 to itself: both served it at 5357.6 ms. Epochs order one leadership's tables
+  // only: a peer reporting another leader's table may hold any table of ours.
+  it('quorum with handover: a peer reporting a table of another lineage may hold any of our tables, whatever its epoch', () => {
+    runScenario('quorum', true, 119562, [
+      { op: { kind: 'power', at: 3, node: 1, power: 3 }, waitMs: 393 }, { op: { kind: 'crash', node: 1 }, waitMs: 797 },
+      { op: { kind: 'oneway', from: 1, to: 4 }, waitMs: 792 }, { op: { kind: 'restart', node: 1 }, waitMs: 797 },
+      { op: { kind: 'resume', node: 3 }, waitMs: 573 }, { op: { kind: 'oneway', from: 4, to: 3 }, waitMs: 11 },
+      { op: { kind: 'loss', loss: 0.2 }, waitMs: 106 }, { op: { kind: 'partition', mask: 14 }, waitMs: 290 },
+      { op: { kind: 'heal' }, waitMs: 5 }, { op: { kind: 'heal' }, waitMs: 237 }, { op: { kind: 'crash', node: 0 }, waitMs: 7 },
+    ], [5, 150]);
+  });
+
   // Search seeds 3 and 4 (quorum, handover; found again on the engine of main's
   // answersMissedAck as Simulator seed 19): a follower that led, or followed a rival, up to
   // some epoch and then followed a leader whose tables were at lower epochs, its data plane

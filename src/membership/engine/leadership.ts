@@ -476,9 +476,18 @@ export class Leadership {
       // (Relays of the new incarnation make it a member while its own heartbeats still wait
       // for their proof; the simulator's returning follower: 5–7 kept buckets of each survivor
       // held back in place at the join, with installs of 5–150 ms.)
+      // Epochs order only one leadership's tables: a peer that reports another leader's table
+      // (or its own set aside, leader none) may have installed any table of our current
+      // leadership since, whatever its number (slow-install search, Simulator seed 119562: n2
+      // reported its own epoch 34 while it had installed n1's epoch 34, which gave it a
+      // bucket; n1, counting only its tables above 34, gave that bucket to itself).
       const reportedEpoch = p.hb?.epoch ?? -1;
       const restarted = reportedEpoch === 0 || p.candidate !== undefined;
-      for (const t of this.tables.recentTables) if (t !== this.ctx.table && t.epoch > reportedEpoch) out.push([p.name, t, restarted]);
+      const reportsOurs = p.hb !== undefined && p.hb.leader === this.ctx.self;
+      for (const t of this.tables.recentTables) {
+        if (t === this.ctx.table) continue;
+        if (reportsOurs || restarted ? t.epoch > reportedEpoch : t.leader === this.ctx.self && t.epoch >= this.tables.lineageStartEpoch) out.push([p.name, t, restarted]);
+      }
       if (relayedNewer) {
         const rows = this.tables.knownTables.get(p.indirectDigest!);
         if (rows) out.push([p.name, rows]);
