@@ -486,7 +486,8 @@ export class Leadership {
       const reportsOurs = p.hb !== undefined && p.hb.leader === this.ctx.self;
       for (const t of this.tables.recentTables) {
         if (t === this.ctx.table) continue;
-        if (reportsOurs || restarted ? t.epoch > reportedEpoch : t.leader === this.ctx.self && t.epoch >= this.tables.lineageStartEpoch) out.push([p.name, t, restarted]);
+        const ofOurLeadership = t.leader === this.ctx.self && t.epoch >= this.tables.lineageStartEpoch;
+        if (t.epoch > reportedEpoch || (!reportsOurs && !restarted && ofOurLeadership)) out.push([p.name, t, restarted]);
       }
       if (relayedNewer) {
         const rows = this.tables.knownTables.get(p.indirectDigest!);
