@@ -326,6 +326,23 @@ describe('membership counterexamples (fixed replays)', () => {
     ]);
   });
 
+  // A wider search after those (seed 22, `quorum`, handover off and on; Simulator seed
+  // 619223): n2, leader, made epoch 6 freeing n5's bucket 238 (a power change), then failed
+  // its check and followed n3, whose table gave bucket 238 to n3. n2's acknowledgements of n5
+  // on epoch 5 ended when epoch 6 reached its data plane, but n5 had been heard since: n2
+  // withheld its acknowledgements of n3, and n3, the new leader, lapsed 18 ms. n5 reported
+  // epoch 6, where it has no role in bucket 238: a node never goes back to an earlier table of
+  // its lineage, so our acknowledgements on epoch 5 renew it to serve nothing of that bucket.
+  it.each([false, true])('quorum (handover %s): a holder already on a later table without the bucket is no holder at a switch', (handover) => {
+    runScenario('quorum', handover, 619223, [
+      { op: { kind: 'heal' }, waitMs: 621 }, { op: { kind: 'power', at: 1, node: 4, power: 3 }, waitMs: 97 },
+      { op: { kind: 'heal' }, waitMs: 198 }, { op: { kind: 'partition', mask: 1 }, waitMs: 347 },
+      { op: { kind: 'power', at: 0, node: 3, power: 1 }, waitMs: 138 }, { op: { kind: 'power', at: 4, node: 3, power: 2 }, waitMs: 105 },
+      { op: { kind: 'sick', node: 1 }, waitMs: 619 }, { op: { kind: 'oneway', from: 1, to: 4 }, waitMs: 116 },
+      { op: { kind: 'loss', loss: 0.1 }, waitMs: 116 },
+    ]);
+  });
+
   // The same search, once more (Simulator seed 999995, `quorum` with handover): n1, restarted
   // and leader again, published a table naming n2 previous owner of buckets n5 owned in n2's
   // epoch 13 — n2 had given them up tables before and held no connection there. n4, switching

@@ -194,16 +194,16 @@ export class InstalledTables {
     // on a later table renews no peer on an earlier one: Lease.onOurLineage), the installed one
     // until now, and a later one of that lineage a peer reports (our acknowledgements on an
     // earlier table of its lineage renew it).
-    const left: { t: Pick<ViewTable, 'groups' | 'prev'>; ackedUntilNs: bigint }[] = [{ t: current, ackedUntilNs: nowNs }];
+    const left: { t: Pick<ViewTable, 'groups' | 'prev'>; epoch: number; ackedUntilNs: bigint }[] = [{ t: current, epoch: current.epoch, ackedUntilNs: nowNs }];
     if (current.leader !== null) {
       const lineage = this.recentTables.filter((t) => t.leader === current.leader && t.epoch >= this.lineageStartEpoch);
       lineage.forEach((t, i) => {
         if (t === current) return;
         const next = lineage[i + 1];
-        left.push({ t, ackedUntilNs: (next && this.appliedAtNs.get(tableKey(next))) ?? nowNs });
+        left.push({ t, epoch: t.epoch, ackedUntilNs: (next && this.appliedAtNs.get(tableKey(next))) ?? nowNs });
       });
       for (const p of this.peers.values()) {
-        if (p.rows && p.hb && p.hb.leader === current.leader && p.hb.epoch > current.epoch) left.push({ t: p.rows, ackedUntilNs: nowNs });
+        if (p.rows && p.hb && p.hb.leader === current.leader && p.hb.epoch > current.epoch) left.push({ t: p.rows, epoch: p.hb.epoch, ackedUntilNs: nowNs });
       }
     }
     const withhold = (node: string | null, from: string, until: bigint): void => {
@@ -225,7 +225,7 @@ export class InstalledTables {
       const ownerGains = owner !== null && owner !== curOwner ? owner : null;
       const prevGains = prev !== null && prev !== curPrev && prev !== curOwner && this.mayHoldConnections(prev, g, b) ? prev : null;
       if (ownerGains === null && prevGains === null) return;
-      for (const { t, ackedUntilNs } of left) {
+      for (const { t, epoch, ackedUntilNs } of left) {
         const oldOwner = t.groups[g]?.[b] ?? null;
         const oldPrev = t.prev[g]?.[b] ?? null;
         // A holder the new table keeps in the same role is part of its arrangement: the new
@@ -236,6 +236,9 @@ export class InstalledTables {
           // nothing there, and as previous owner never will: the new leader released it as
           // drained, and our acknowledgements renew it to serve nothing of b.
           if (held === oldPrev && held !== oldOwner && this.drained(held, g, b)) continue;
+          // A holder whose data plane is on a later table of that lineage with no role in b
+          // (its latest report) never goes back to t: renewed there, it serves nothing of b.
+          if (current.leader !== null && this.movedOnWithout(held, current.leader, epoch, g, b)) continue;
           const heard = heardNs.get(held);
           if (heard === undefined) continue;
           // The deadline our latest acknowledgement of it on t gave counts from a heartbeat
@@ -254,6 +257,13 @@ export class InstalledTables {
     if (node === this.ctx.self) return false;
     const rows = this.peers.get(node)?.rows;
     return rows === undefined || rows.groups[g]?.[b] === node || rows.prev[g]?.[b] === node;
+  }
+
+  /** Does `node`'s latest heartbeat report a table of `leader`'s lineage after `epoch` that gives it no role in b? */
+  private movedOnWithout(node: string, leader: string, epoch: number, g: number, b: number): boolean {
+    const p = this.peers.get(node);
+    if (!p?.hb || !p.rows || p.hb.leader !== leader || p.hb.epoch <= epoch) return false;
+    return (p.rows.groups[g]?.[b] ?? null) !== node && (p.rows.prev[g]?.[b] ?? null) !== node;
   }
 
   /** Does `node`'s latest heartbeat show it previous owner of b with no connection held there? */
