@@ -236,9 +236,10 @@ export class InstalledTables {
           // nothing there, and as previous owner never will: the new leader released it as
           // drained, and our acknowledgements renew it to serve nothing of b.
           if (held === oldPrev && held !== oldOwner && this.drained(held, g, b)) continue;
-          // A holder whose data plane is on a later table of that lineage with no role in b
-          // (its latest report) never goes back to t: renewed there, it serves nothing of b.
-          if (current.leader !== null && this.movedOnWithout(held, current.leader, epoch, g, b)) continue;
+          // A holder whose data plane is on a later table of that lineage (its latest report)
+          // never goes back to t: renewed there, it serves what that table gives it in b —
+          // nothing, or its own connections as previous owner, which the new table also names.
+          if (current.leader !== null && this.movedOnWithout(held, current.leader, epoch, g, b, prev)) continue;
           const heard = heardNs.get(held);
           if (heard === undefined) continue;
           // The deadline our latest acknowledgement of it on t gave counts from a heartbeat
@@ -259,11 +260,16 @@ export class InstalledTables {
     return rows === undefined || rows.groups[g]?.[b] === node || rows.prev[g]?.[b] === node;
   }
 
-  /** Does `node`'s latest heartbeat report a table of `leader`'s lineage after `epoch` that gives it no role in b? */
-  private movedOnWithout(node: string, leader: string, epoch: number, g: number, b: number): boolean {
+  /**
+   * Does `node`'s latest heartbeat report a table of `leader`'s lineage after `epoch` that
+   * gives it no role in b, or only the previous owner's — with nothing held there, or as the
+   * new table names it too (`newPrev`)?
+   */
+  private movedOnWithout(node: string, leader: string, epoch: number, g: number, b: number, newPrev: string | null): boolean {
     const p = this.peers.get(node);
     if (!p?.hb || !p.rows || p.hb.leader !== leader || p.hb.epoch <= epoch) return false;
-    return (p.rows.groups[g]?.[b] ?? null) !== node && (p.rows.prev[g]?.[b] ?? null) !== node;
+    if ((p.rows.groups[g]?.[b] ?? null) === node) return false;
+    return (p.rows.prev[g]?.[b] ?? null) !== node || newPrev === node || this.drained(node, g, b);
   }
 
   /** Does `node`'s latest heartbeat show it previous owner of b with no connection held there? */
