@@ -144,9 +144,9 @@ export class MembershipEngine {
     const sameConfigPeer = [...this.peers.values()].some((p) => p.alive && (p.hb === undefined || this.ctx.digestOf(p.hb) === this.ctx.referenceDigest));
     // Only on a table whose view includes us: a fenced node (see holdings()) renews nothing.
     if (this.ctx.eligible && leader === this.self && candidates.length === 1 && !sameConfigPeer && this.ctx.table.view.includes(this.self)) {
-      this.lease.renew(nowNs + this.ctx.leaseNs, nowNs, out);
+      this.lease.renew(nowNs + this.ctx.leaseNs, out);
     }
-    // Buckets held back since a switch of lineage, past their hold (tables.ts holdAcksAtSwitch).
+    // Buckets held back since a change of leader, once renewed and past the switch hold.
     this.tables.releaseHeldBack(nowNs, out);
     this.eligibility.updateState(out);
     this.eligibility.updateSplitBrain(candidates, out);
@@ -237,7 +237,7 @@ export class MembershipEngine {
       // answering at once keeps them renewed when the leader publishes a table per pulse.
       if (out.table) out.send = this.wire.heartbeat(nowNs);
     }
-    this.lease.noteAck(peer, hb, nowNs, out);
+    this.lease.noteAck(peer, hb, out);
     this.tables.releaseHeldBack(nowNs, out);
     if (out.send === undefined && !this.eligibility.tickOverdue(nowNs) && this.lease.answersMissedAck(hb, missedTheirs, nowNs)) {
       out.send = this.wire.heartbeat(nowNs);

@@ -366,11 +366,7 @@ export class Leadership {
       return s !== undefined && s.epoch === this.ctx.table.epoch && this.ctx.table.epoch >= sinceEpoch
         && this.ctx.table.prev[g]?.[b] === node && (s.counts[g]?.[b] ?? 0) === 0;
     }
-    const p = this.peers.get(node);
-    const hb = p?.hb;
-    const h = hb?.holdings;
-    if (!hb || !h || !p.rows || h.epoch !== hb.epoch || hb.epoch < sinceEpoch) return false;
-    return p.rows.prev[g]?.[b] === node && !bitmapHas(h.held[g], b);
+    return this.peers.reportsDrained(node, g, b, sinceEpoch);
   }
 
   /** Updates the leader's handover clocks and reports what starts and ends with the table of `epoch`. */

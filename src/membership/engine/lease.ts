@@ -67,7 +67,7 @@ export class Lease {
     return false;
   }
 
-  noteAck(peer: Peer, hb: Heartbeat, nowNs: bigint, out: EngineOutput): void {
+  noteAck(peer: Peer, hb: Heartbeat, out: EngineOutput): void {
     if (!this.ctx.eligible) return;
     if (this.ctx.digestOf(hb) !== this.ctx.opts.configDigest) return;
     // Only on a table whose view includes us: a table that leaves us out is a fence (holdings()).
@@ -88,7 +88,7 @@ export class Lease {
     // Under quorum the peers that acknowledge must, with us, be a majority of cluster.xml.
     const needed = this.ctx.opts.splitBrain === 'quorum' ? Math.floor(this.ctx.opts.nodes.length / 2) : 1;
     const kth = this.kthAckDeadline(needed);
-    if (kth !== undefined) this.renew(kth, nowNs, out);
+    if (kth !== undefined) this.renew(kth, out);
   }
 
   /**
@@ -126,14 +126,15 @@ export class Lease {
     return this.tables.recentTables.some((t) => t.epoch === hb.epoch && t.digest === hb.tableDigest && t.leader === this.ctx.table.leader && t.view.includes(this.ctx.self));
   }
 
-  renew(deadline: bigint, nowNs: bigint, out: EngineOutput): void {
+  renew(deadline: bigint, out: EngineOutput): void {
     if (deadline > this.ctx.leaseNsValue) {
       this.ctx.leaseNsValue = deadline;
       out.leaseDeadlineNs = deadline;
       if (this.ctx.table.leader !== null) out.leaseLineage = { leader: this.ctx.table.leader, fromEpoch: this.tables.lineageStartEpoch };
       // The acknowledgements since a change of leader were all on its tables (maybeInstall
-      // cleared the older ones): the buckets held back are ours now.
-      if (this.tables.awaitingRenewal) this.tables.noteRenewal(nowNs, out);
+      // cleared the older ones): the buckets held back are ours now, once past the switch
+      // hold (the engine's next InstalledTables.releaseHeldBack, at every input).
+      this.tables.awaitingRenewal = false;
     }
   }
 

@@ -13,7 +13,7 @@
 // - A frame that fails the MAC changes nothing but a report (docs/security.md) — noteForeignKey.
 // (The record's fields are written by MembershipEngine.receive and read by every part.)
 
-import type { TableRows } from '../table.js';
+import { bitmapHas, type TableRows } from '../table.js';
 import type { HeardEntry, Heartbeat, NodeState } from '../types.js';
 import { type EngineContext, maxBig, MS } from './context.js';
 
@@ -99,6 +99,18 @@ export class PeerTable {
    * eligibility, state or lease — a datagram without the key is no evidence anyone can act
    * on, and one that made a node leave the farm would be an outage anyone on the LAN causes.
    */
+  /**
+   * Does `node`'s latest heartbeat show it previous owner of b (group g) with no connection
+   * held there, sampled under the table it reports, of epoch `sinceEpoch` or later?
+   */
+  reportsDrained(node: string, g: number, b: number, sinceEpoch = 0): boolean {
+    const p = this.peers.get(node);
+    const hb = p?.hb;
+    const h = hb?.holdings;
+    if (!hb || !h || !p.rows || h.epoch !== hb.epoch || hb.epoch < sinceEpoch) return false;
+    return p.rows.prev[g]?.[b] === node && !bitmapHas(h.held[g], b);
+  }
+
   noteForeignKey(node: string, nowNs: bigint, keyId?: string): void {
     if (!this.peers.has(node)) return;
     this.foreignKeyNs.set(node, nowNs);

@@ -9,7 +9,7 @@
 //   older than their leader's latest report — maybeInstall, leaderFloor.
 // - After a change of leader, the buckets the new table gains us are served only once a
 //   peer acknowledges us on it — maybeInstall, holdBackGained, releaseHeldBack (called by
-//   Lease.renew).
+//   the engine at every input, after Lease.renew clears awaitingRenewal).
 // - An acknowledgement is a promise: after a switch of lineage, a node that gains (in the new
 //   table) a bucket a peer we acknowledged on the old lineage held there gets no
 //   acknowledgement of ours, and we serve no such bucket ourselves, until those
@@ -18,7 +18,7 @@
 // - A node serving a view's table yields at once to a table that gives one of its buckets
 //   away — givesAwayServed.
 
-import { bitmapHas, type Rows, tableDigest, type TableRows } from '../table.js';
+import { type Rows, tableDigest, type TableRows } from '../table.js';
 import { leaseClockSlackNs, leaseWaitNs } from '../timing.js';
 import type { EngineOutput, Heartbeat, ViewTable } from '../types.js';
 import { type EngineContext, maxBig } from './context.js';
@@ -30,6 +30,14 @@ import type { Peer, PeerTable } from './peers.js';
  * when a fence completes).
  */
 const RECENT_TABLES = 32;
+
+/** Keeps the `max` newest entries of a map, by insertion order. */
+function dropOldest(map: Map<string, unknown>, max: number): void {
+  for (const k of map.keys()) {
+    if (map.size <= max) break;
+    map.delete(k);
+  }
+}
 
 /** A table's identity across its held-back and complete versions (same epoch, leader and advertised digest). */
 function tableKey(t: Pick<ViewTable, 'leader' | 'epoch' | 'digest'>): string {
@@ -75,11 +83,8 @@ export class InstalledTables {
   rememberTable(digest: string, rows: TableRows): void {
     if (this.knownTables.has(digest)) return;
     this.knownTables.set(digest, rows);
-    // Insertion order: drop the oldest beyond a few dozen (tables change a few times per failover).
-    for (const k of this.knownTables.keys()) {
-      if (this.knownTables.size <= 32) break;
-      this.knownTables.delete(k);
-    }
+    // Tables change a few times per failover: a few dozen is plenty.
+    dropOldest(this.knownTables, 32);
   }
 
   viewCause(view: string[], who: string): string {
@@ -235,7 +240,7 @@ export class InstalledTables {
           // A previous owner that reports, on its table, no connection left in b accepts
           // nothing there, and as previous owner never will: the new leader released it as
           // drained, and our acknowledgements renew it to serve nothing of b.
-          if (held === oldPrev && held !== oldOwner && this.drained(held, g, b)) continue;
+          if (held === oldPrev && held !== oldOwner && this.peers.reportsDrained(held, g, b)) continue;
           // A holder whose data plane is on a later table of that lineage (its latest report)
           // never goes back to t: renewed there, it serves what that table gives it in b —
           // nothing, or its own connections as previous owner, which the new table also names.
@@ -269,15 +274,7 @@ export class InstalledTables {
     const p = this.peers.get(node);
     if (!p?.hb || !p.rows || p.hb.leader !== leader || p.hb.epoch <= epoch) return false;
     if ((p.rows.groups[g]?.[b] ?? null) === node) return false;
-    return (p.rows.prev[g]?.[b] ?? null) !== node || newPrev === node || this.drained(node, g, b);
-  }
-
-  /** Does `node`'s latest heartbeat show it previous owner of b with no connection held there? */
-  private drained(node: string, g: number, b: number): boolean {
-    const p = this.peers.get(node);
-    const holdings = p?.hb?.holdings;
-    if (!p?.rows || !holdings || (p.rows.prev[g]?.[b] ?? null) !== node) return false;
-    return !bitmapHas(holdings.held[g], b);
+    return (p.rows.prev[g]?.[b] ?? null) !== node || newPrev === node || this.peers.reportsDrained(node, g, b);
   }
 
   /**
@@ -392,21 +389,11 @@ export class InstalledTables {
     });
   }
 
-  /** A renewal on the new leader's tables: the buckets held back are ours, once no peer of the old lineage may hold them. */
-  noteRenewal(nowNs: bigint, out: EngineOutput): void {
-    this.awaitingRenewal = false;
-    this.releaseHeldBack(nowNs, out);
-  }
-
   /** The data plane has `table` (the daemon applied a decision carrying it). */
   noteApplied(table: ViewTable, nowNs: bigint): void {
     const key = tableKey(table);
     if (!this.appliedAtNs.has(key)) this.appliedAtNs.set(key, nowNs);
-    // Insertion order: a few more than recentTables.
-    for (const k of this.appliedAtNs.keys()) {
-      if (this.appliedAtNs.size <= 2 * RECENT_TABLES) break;
-      this.appliedAtNs.delete(k);
-    }
+    dropOldest(this.appliedAtNs, 2 * RECENT_TABLES);
   }
 
   /** Completes the table in the data plane once renewed and past gainedWithheldUntilNs (checked at every input). */
