@@ -1,5 +1,6 @@
 // The membership protocol's decisions (docs/membership.md): pure, deterministic, time passed
-// in. Inputs: tick(now) every pulse, receive(hb, now) for every authenticated heartbeat,
+// in. Inputs: tick(now) every pulse, checkDeadline(now) when a peer's silence may end between
+// two (nextDeadlineNs), receive(hb, now) for every authenticated heartbeat,
 // setLocalHealth, setPower/clearPower. Each returns what the caller must do, in order:
 // install `table`, write `leaseDeadlineNs`, transmit `send`.
 //
@@ -49,6 +50,8 @@ export class MembershipEngine {
   private readonly wire: OwnHeartbeat;
   private readonly guard: ReplayGuard;
   private pendingEvents: MembershipEvent[] = [];
+  /** The time of the last pulse or deadline check (nextDeadlineNs). */
+  private decidedNs: bigint | undefined;
 
   constructor(opts: MembershipEngineOptions) {
     checkTiming(opts.timing);
@@ -92,7 +95,53 @@ export class MembershipEngine {
     this.ctx.staged = undefined;
   }
 
+  /** The pulse: liveness, leadership, the leader's table, the heartbeat to send. */
   tick(nowNs: bigint): EngineOutput {
+    return this.decide(nowNs, true);
+  }
+
+  /**
+   * The earliest moment, after the last pulse or check, at which a live peer stops being
+   * alive or connected if nothing more is heard of it: when a pulse would next find the view
+   * changed. The daemon checks then (checkDeadline) if that comes before its next pulse, so a
+   * silence is found when it reaches `slost` pulses, not at the first pulse after that — up
+   * to a pulse later, at a phase each node drew when its daemon started (docs/membership.md,
+   * "Evidence, views and the leader"). undefined: no live peer.
+   */
+  nextDeadlineNs(): bigint | undefined {
+    const since = this.decidedNs;
+    if (since === undefined) return undefined;
+    const slostNs = BigInt(this.ctx.opts.timing.slostCount) * this.ctx.pulseNs;
+    let next: bigint | undefined;
+    const consider = (at: bigint) => {
+      if (at > since && (next === undefined || at < next)) next = at;
+    };
+    for (const p of this.peers.values()) {
+      if (!p.alive) continue;
+      const ev = this.peers.evidence(p);
+      if (ev !== undefined) consider(ev + this.peers.timeoutNs(p.name));
+      if (p.connectedNs !== undefined) consider(p.connectedNs + slostNs);
+    }
+    return next;
+  }
+
+  /**
+   * A deadline of nextDeadlineNs passed between two pulses: decide now as a pulse would,
+   * heartbeat included (it tells the peers at once); undefined when none has passed (the
+   * peer was heard meanwhile). Not a pulse for the new leader's wait: a node that becomes
+   * leader here publishes its first table at once only when its predecessor's loss is the
+   * one change (takesOverAtOnce), else a pulse later as at a pulse.
+   */
+  checkDeadline(nowNs: bigint): EngineOutput | undefined {
+    const next = this.nextDeadlineNs();
+    // A check overdue with the pulse (a daemon resumed from a hang): the pulse decides.
+    if (next === undefined || next > nowNs || this.eligibility.tickOverdue(nowNs)) return undefined;
+    return this.decide(nowNs, false);
+  }
+
+  /** A pulse (`onPulse`) or a deadline check between two (checkDeadline). */
+  private decide(nowNs: bigint, onPulse: boolean): EngineOutput {
+    this.decidedNs = nowNs;
     const out = this.output();
     this.maybeSwitchConfig(out);
     // Away longer than a leader is lost after (a hang, a stalled host): the farm may have a
@@ -125,17 +174,19 @@ export class MembershipEngine {
     // one change, where no such table can exist (takesOverAtOnce).
     this.leadership.lastCandidates = candidates;
     if (leader === this.self && !this.leadership.leaderSinceTick && this.ctx.table.leader === this.self) this.tables.setAsideOwnTable();
+    let settled = false;
     if (leader === this.self) {
       // A smaller-named peer still discovering (a farm starting together) is about to lead:
       // a table of ours now would be a second one, made from the same empty tables.
-      const settled = this.leadership.leaderSinceTick || this.leadership.takesOverAtOnce(nowNs, candidates, previous);
+      settled = this.leadership.leaderSinceTick || this.leadership.takesOverAtOnce(nowNs, candidates, previous);
       if (settled && !this.leadership.smallerPeerDiscovering()) this.leadership.lead(nowNs, candidates, out);
     } else {
       // Handover start times are the leader's; a later leadership starts its own clocks.
       this.leadership.handovers.clear();
       if (leader !== null) this.tables.followBest(nowNs, out);
     }
-    this.leadership.leaderSinceTick = leader === this.self;
+    // A check between pulses does not count as the pulse a new leader waits for.
+    this.leadership.leaderSinceTick = leader === this.self && (onPulse || settled);
 
     // Alone in its view: renew from its own liveness if the policy lets it serve (quorum
     // is already part of eligibility) — only when no live peer shares our configuration.

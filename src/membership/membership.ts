@@ -93,10 +93,14 @@ export class BuiltinMembership implements Membership {
   private readonly cadence: ReceiveCadence;
   /** The transport's dropped datagrams at the last pulse. */
   private droppedAtTick = 0;
+  /** The check at a peer's deadline between two pulses (armCheck). */
+  private checkTimer: NodeJS.Timeout | undefined;
+  private readonly pulseNs: bigint;
 
   constructor(private readonly opts: BuiltinMembershipOptions) {
     this.leases = new LeaseGate(opts.engine.self);
     const pulseNs = BigInt(Math.round(opts.pulseMs * 1e6));
+    this.pulseNs = pulseNs;
     this.cadence = new ReceiveCadence({ pulseNs, forgetNs: BigInt((opts.lostPulses ?? 10) + 2) * pulseNs });
   }
 
@@ -113,20 +117,71 @@ export class BuiltinMembership implements Membership {
     // Datagrams that do not authenticate are counted and dropped by the transport; only the
     // diagnosis "this peer uses another key" reaches the engine, as a report (no decision).
     transport.onForeignKey((node, keyId) => engine.noteForeignKey(node, nowNs(), keyId));
-    this.timer = setInterval(() => this.handle(this.tick()), this.opts.pulseMs);
+    this.timer = setInterval(() => this.pulse(), this.opts.pulseMs);
+    this.pulse();
+  }
+
+  private pulse(): void {
     this.handle(this.tick());
+    this.armCheck();
   }
 
   private tick(): EngineOutput {
-    const { transport } = this.opts;
-    // Every heartbeat that arrived before the pulse is handled before it (batched or not).
+    this.drain();
+    const out = metered((us) => { this.tickCpuUs += us; }, () => this.contained('tick', () => this.opts.engine.tick(this.cadence.tickTime(this.opts.nowNs()))));
+    this.afterTick(out);
+    return out;
+  }
+
+  /** Every heartbeat that arrived before a pulse or a check is handled before it (batched or not). */
+  private drain(): void {
     try {
-      transport.drain?.();
+      this.opts.transport.drain?.();
     } catch (err) {
       // The socket failed (FARMLB_E_MEMBERSHIP_SOCKET): the pulse goes on; peers' silence is judged as usual.
       this.opts.onError?.(err);
     }
-    const out = metered((us) => { this.tickCpuUs += us; }, () => this.contained('tick', () => this.opts.engine.tick(this.cadence.tickTime(this.opts.nowNs()))));
+  }
+
+  /**
+   * A check at the moment a live peer's silence reaches its limit, when that comes before the
+   * next pulse (MembershipEngine.nextDeadlineNs): a failure is found then, not up to a pulse
+   * later. At rest every peer is heard each pulse and no deadline falls before the next one:
+   * no timer.
+   */
+  private armCheck(): void {
+    if (this.checkTimer) clearTimeout(this.checkTimer);
+    this.checkTimer = undefined;
+    if (this.stopped) return;
+    let at: bigint | undefined;
+    try {
+      at = this.opts.engine.nextDeadlineNs();
+    } catch (err) {
+      // No check: the pulse finds the silence, as it did before checks.
+      this.opts.onError?.(err);
+    }
+    if (at === undefined) return;
+    const inNs = at - this.opts.nowNs();
+    if (inNs >= this.pulseNs) return;
+    // Timers fire on whole milliseconds, at or after their delay: never before the deadline
+    // by more than the loop clock's rounding (a check that finds nothing due arms again).
+    this.checkTimer = setTimeout(() => this.check(), inNs <= 0n ? 0 : Math.ceil(Number(inNs) / 1e6));
+  }
+
+  private check(): void {
+    this.checkTimer = undefined;
+    if (this.stopped) return;
+    this.drain();
+    const out = metered((us) => { this.tickCpuUs += us; }, () => this.contained('tick', () => this.opts.engine.checkDeadline(this.cadence.tickTime(this.opts.nowNs())) ?? null));
+    if (out) {
+      this.afterTick(out);
+      this.handle(out);
+    }
+    this.armCheck();
+  }
+
+  private afterTick(out: EngineOutput): void {
+    const { transport } = this.opts;
     // Datagrams dropped since the last pulse (junk, another key): read on arrival for a while,
     // so a flood does not sit in the socket buffer, crowding out heartbeats, between pulses.
     const t = transport.stats();
@@ -134,7 +189,6 @@ export class BuiltinMembership implements Membership {
     const noDrops = dropped === this.droppedAtTick;
     this.droppedAtTick = dropped;
     transport.setBatched?.(this.cadence.afterTick(out, this.opts.nowNs(), noDrops));
-    return out;
   }
 
   /**
@@ -143,9 +197,10 @@ export class BuiltinMembership implements Membership {
    * on a decision it could not make: it is logged, and the node revokes its lease and stays
    * WAIT until a pulse decides without failing (docs/security.md, "Values from peers").
    */
-  private contained(what: string, fn: () => EngineOutput): EngineOutput {
+  private contained<T extends EngineOutput | null>(what: string, fn: () => T): EngineOutput | T {
     try {
       const out = fn();
+      if (out === null) return out;
       if (what === 'tick') this.failed = false;
       // After a failed pulse, no renewal from a heartbeat until a pulse succeeds.
       if (this.failed && out.leaseDeadlineNs !== undefined && out.leaseDeadlineNs > 0n) delete out.leaseDeadlineNs;
@@ -166,6 +221,7 @@ export class BuiltinMembership implements Membership {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.checkTimer) clearTimeout(this.checkTimer);
     await this.queue;
     await this.opts.transport.close();
   }

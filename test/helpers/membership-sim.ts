@@ -114,6 +114,12 @@ export interface SimOptions {
    * datagram is handled on arrival, as before (to compare).
    */
   batchedReceive?: boolean;
+  /**
+   * A check at a peer's deadline between two pulses (the daemon's armCheck,
+   * MembershipEngine.checkDeadline). Default true; false: silences are found at pulses only,
+   * as before (to compare).
+   */
+  deadlineChecks?: boolean;
 }
 
 /**
@@ -179,6 +185,8 @@ interface SimNode {
   healthy: boolean;
   /** Global time of its last start, crash, pause, resume or health change. */
   changedNs: bigint;
+  /** The check armed last (armCheck): an earlier one that fires does nothing. */
+  checkSerial?: number;
 }
 
 interface Link {
@@ -423,11 +431,40 @@ export class Simulator {
           n.refusedAtTick = n.refused;
           n.batched = this.opts.batchedReceive !== false && n.cadence.afterTick(out, this.localNs(name), noDrops);
           this.apply(n, out);
+          if (n.engine === engine && n.running) this.armCheck(n, engine, at + pulseNs);
         }
         tick(at + pulseNs);
       });
     };
     tick(first);
+  }
+
+  /**
+   * The daemon's check at a peer's deadline between two pulses (membership.ts armCheck): at
+   * the engine's next deadline when it comes before the next pulse (`nextPulseNs`, global).
+   */
+  private armCheck(n: SimNode, engine: MembershipEngine, nextPulseNs: bigint): void {
+    if (this.opts.deadlineChecks === false) return;
+    const local = engine.nextDeadlineNs();
+    if (local === undefined) return;
+    // The timer fires on the next whole millisecond at or after the deadline, as Node's do.
+    const inNs = local - this.localNs(n.name);
+    const at = this.nowNs + (inNs <= 0n ? 0n : ((inNs + MS - 1n) / MS) * MS);
+    if (at >= nextPulseNs) return;
+    const armed = (n.checkSerial = (n.checkSerial ?? 0) + 1);
+    this.schedule(at, () => {
+      if (n.engine !== engine || !n.running || n.paused || n.checkSerial !== armed) return;
+      this.readQueued(n);
+      if (n.engine !== engine || !n.running) return;
+      const out = engine.checkDeadline(n.cadence.tickTime(this.localNs(n.name)));
+      if (out) {
+        const noDrops = n.refused === n.refusedAtTick;
+        n.refusedAtTick = n.refused;
+        n.batched = this.opts.batchedReceive !== false && n.cadence.afterTick(out, this.localNs(n.name), noDrops);
+        this.apply(n, out);
+      }
+      if (n.engine === engine && n.running) this.armCheck(n, engine, nextPulseNs);
+    });
   }
 
   /** A v1-only node (SimOptions.v1Only) restarts with the current release. */

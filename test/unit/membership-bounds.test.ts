@@ -111,6 +111,7 @@ describe('membership: a throwing decision is contained', () => {
     // A stand-in for the engine's decision step: the property under test is BuiltinMembership's containment.
     const engine = {
       tick: () => { if (throwing) throw new Error('boom'); return { ...ok }; },
+      nextDeadlineNs: () => undefined,
       noteForeignKey: () => {},
     } as unknown as MembershipEngine;
     const errors: unknown[] = [];

@@ -53,6 +53,10 @@ export class Leadership {
    * handover's start to the table that ended it, excluded). See lead().
    */
   private readonly releasedPrevs = new Map<string, { node: string; fromEpoch: number; toEpoch: number }>();
+  /**
+   * We were leader at the last pulse (or took over at once at a check between pulses: the
+   * engine's checkDeadline): a new leader's first table waits for the next pulse.
+   */
   leaderSinceTick = false;
   /** The candidates of the last tick (the view lead() works on between ticks). */
   lastCandidates: string[] = [];
