@@ -119,7 +119,10 @@ export class MembershipEngine {
     for (const p of this.peers.values()) {
       if (!p.alive) continue;
       const ev = this.peers.evidence(p);
-      if (ev !== undefined) consider(ev + this.peers.timeoutNs(p.name));
+      // Past already: the peer was our leader at the last assessment (alive for `mlost`
+      // pulses) and is no longer (lost from the view after `slost`): its loss is due now, so
+      // that peer_lost and the view event tell when it was found, not the next pulse.
+      if (ev !== undefined) consider(maxBig(ev + this.peers.timeoutNs(p.name), since + 1n)!);
       if (p.connectedNs !== undefined) consider(p.connectedNs + slostNs);
     }
     return next;

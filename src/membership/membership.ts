@@ -149,7 +149,7 @@ export class BuiltinMembership implements Membership {
    * later. At rest every peer is heard each pulse and no deadline falls before the next one:
    * no timer.
    */
-  private armCheck(): void {
+  private armCheck(afterCheck = false): void {
     if (this.checkTimer) clearTimeout(this.checkTimer);
     this.checkTimer = undefined;
     if (this.stopped) return;
@@ -162,7 +162,8 @@ export class BuiltinMembership implements Membership {
     }
     if (at === undefined) return;
     const inNs = at - this.opts.nowNs();
-    if (inNs >= this.pulseNs) return;
+    // A check that decided nothing although a deadline is due (its pulse is overdue): the pulse decides.
+    if (inNs >= this.pulseNs || (afterCheck && inNs <= 0n)) return;
     // Timers fire on whole milliseconds, at or after their delay: never before the deadline
     // by more than the loop clock's rounding (a check that finds nothing due arms again).
     this.checkTimer = setTimeout(() => this.check(), inNs <= 0n ? 0 : Math.ceil(Number(inNs) / 1e6));
@@ -177,7 +178,7 @@ export class BuiltinMembership implements Membership {
       this.afterTick(out);
       this.handle(out);
     }
-    this.armCheck();
+    this.armCheck(!out);
   }
 
   private afterTick(out: EngineOutput): void {

@@ -443,14 +443,14 @@ export class Simulator {
    * The daemon's check at a peer's deadline between two pulses (membership.ts armCheck): at
    * the engine's next deadline when it comes before the next pulse (`nextPulseNs`, global).
    */
-  private armCheck(n: SimNode, engine: MembershipEngine, nextPulseNs: bigint): void {
+  private armCheck(n: SimNode, engine: MembershipEngine, nextPulseNs: bigint, afterIdleCheck = false): void {
     if (this.opts.deadlineChecks === false) return;
     const local = engine.nextDeadlineNs();
     if (local === undefined) return;
     // The timer fires on the next whole millisecond at or after the deadline, as Node's do.
     const inNs = local - this.localNs(n.name);
     const at = this.nowNs + (inNs <= 0n ? 0n : ((inNs + MS - 1n) / MS) * MS);
-    if (at >= nextPulseNs) return;
+    if (at >= nextPulseNs || (afterIdleCheck && inNs <= 0n)) return;
     const armed = (n.checkSerial = (n.checkSerial ?? 0) + 1);
     this.schedule(at, () => {
       if (n.engine !== engine || !n.running || n.paused || n.checkSerial !== armed) return;
@@ -463,7 +463,7 @@ export class Simulator {
         n.batched = this.opts.batchedReceive !== false && n.cadence.afterTick(out, this.localNs(n.name), noDrops);
         this.apply(n, out);
       }
-      if (n.engine === engine && n.running) this.armCheck(n, engine, nextPulseNs);
+      if (n.engine === engine && n.running) this.armCheck(n, engine, nextPulseNs, !out);
     });
   }
 
