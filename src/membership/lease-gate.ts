@@ -24,7 +24,7 @@
 // Used by BuiltinMembership (membership.ts) and by the simulator (test/helpers/membership-sim.ts).
 
 import { NBUCKETS } from '../balance/tables.js';
-import type { EngineOutput, ViewTable } from './types.js';
+import type { EngineOutput, HoldingsSample, ViewTable } from './types.js';
 
 /** A table as far as lineage goes, and what it gives this node (index group * 256 + bucket). */
 interface TableId {
@@ -48,6 +48,8 @@ export class LeaseGate {
    * renewals of any other are not written (leftLineage). undefined: none to hold back.
    */
   private revokedFor: { leader: string | null } | undefined;
+  /** The latest holdings sample (noteHoldings). */
+  private holdings: HoldingsSample | undefined;
 
   constructor(private readonly self: string) {}
 
@@ -66,8 +68,34 @@ export class LeaseGate {
     if (!inLineage(this.dataplane) || !this.queuedTables.every(inLineage)) return undefined;
     // The latest table is the one the renewal is on: the earlier ones accept nothing more.
     const latest = this.queuedTables[this.queuedTables.length - 1] ?? this.dataplane!;
-    if (!within(this.dataplane!, latest) || !this.queuedTables.every((t) => within(t, latest))) return undefined;
+    const drained = this.drained();
+    if (!within(this.dataplane!, latest, drained) || !this.queuedTables.every((t) => within(t, latest, drained))) return undefined;
     return deadline;
+  }
+
+  /**
+   * The daemon's latest count of the connections this node holds as previous owner
+   * (MembershipEngine.setHoldings): a bucket it holds none in accepts nothing as previous owner.
+   */
+  noteHoldings(sample: HoldingsSample): void {
+    this.holdings = sample;
+  }
+
+  /**
+   * Buckets where the data plane's table names this node previous owner and the latest
+   * sample, taken under that table, counts no connection: a previous owner accepts no new
+   * connection, so it holds none there as long as no later table makes it owner, and its
+   * previous-owner role accepts nothing — the same sample and the same test by which the
+   * leader ends that role (PeerTable.reportsDrained). A renewal may then overtake a queued
+   * table that ends it: the table before accepts no packet more than the latest.
+   */
+  private drained(): ReadonlySet<number> {
+    const h = this.holdings;
+    const dp = this.dataplane;
+    if (!h || !dp || h.epoch !== dp.epoch) return NONE;
+    const out = new Set<number>();
+    for (const i of dp.prev) if (h.counts[Math.floor(i / NBUCKETS)]?.[i % NBUCKETS] === 0) out.add(i);
+    return out;
   }
 
   /**
@@ -145,15 +173,17 @@ export class LeaseGate {
  * takes every packet but the previous owner's connections); where it is previous owner in
  * `t` (its own connections only), it is owner or previous owner in `latest`.
  */
-function within(t: TableId, latest: TableId): boolean {
+function within(t: TableId, latest: TableId, drained: ReadonlySet<number> = NONE): boolean {
   for (const [i, prev] of t.owned) {
     if (!latest.owned.has(i)) return false;
     const latestPrev = latest.owned.get(i) ?? null;
     if (latestPrev !== null && latestPrev !== prev) return false;
   }
-  for (const i of t.prev) if (!latest.prev.has(i) && !latest.owned.has(i)) return false;
+  for (const i of t.prev) if (!latest.prev.has(i) && !latest.owned.has(i) && !drained.has(i)) return false;
   return true;
 }
+
+const NONE: ReadonlySet<number> = new Set();
 
 /** A decision no renewal may overtake. */
 function blocks(out: EngineOutput): boolean {

@@ -251,6 +251,7 @@ export class BuiltinMembership implements Membership {
   setHoldings(sample: HoldingsSample): void {
     // No decision follows from it at once: the next pulse's heartbeat carries it.
     this.opts.engine.setHoldings(sample);
+    this.leases.noteHoldings(sample);
   }
 
   status(): MembershipStatus {

@@ -120,6 +120,12 @@ export interface SimOptions {
    * as before (to compare).
    */
   deadlineChecks?: boolean;
+  /**
+   * The lease gate knows the node's holdings samples: a renewal may overtake a queued table
+   * that only ends a previous-owner role the node holds no connection in (LeaseGate.noteHoldings).
+   * Default true; false: as before (to compare).
+   */
+  drainedEarlyRenewal?: boolean;
 }
 
 /**
@@ -422,7 +428,11 @@ export class Simulator {
       this.schedule(at, () => {
         if (n.engine !== engine || !n.running) return;
         if (!n.paused) {
-          if (this.conn) engine.setHoldings(this.sample(n));
+          if (this.conn) {
+            const sample = this.sample(n);
+            engine.setHoldings(sample);
+            if (this.opts.drainedEarlyRenewal !== false) n.leases.noteHoldings(sample);
+          }
           // The daemon's pulse: what waited is read first, then the tick, then the cadence.
           this.readQueued(n);
           if (n.engine !== engine || !n.running) return;

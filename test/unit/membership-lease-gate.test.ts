@@ -90,6 +90,56 @@ describe('LeaseGate', () => {
     expect(g4.early(renewal(500n, 'n1', 1))).toBeUndefined();
   });
 
+  it('lets a renewal overtake a table that ends a previous-owner role the node holds no connection in, by a sample under the data plane\'s table', () => {
+    // The continuity search's lapse with slow installs: n3's data plane names it previous
+    // owner of bucket 9 (handing it to n2), its queued table ends the handover (drained); a
+    // renewal waited for that install and the lease ran out meanwhile.
+    const rows = (owners: Record<number, string>, prev: Record<number, string> = {}) => ({
+      groups: [Array.from({ length: 256 }, (_, b) => owners[b] ?? null)], prev: [Array.from({ length: 256 }, (_, b) => prev[b] ?? null)],
+    });
+    const t = (epoch: number, owners: Record<number, string>, prev?: Record<number, string>): EngineOutput =>
+      ({ state: 'UP', cause: '', events: [], table: { leader: 'n1', epoch, view: ['n1', 'n2', 'n3'], digest: `d${epoch}`, ...rows(owners, prev) } });
+    const counts = (held: Record<number, number>) => [Array.from({ length: 256 }, (_, b) => held[b] ?? 0)];
+    const handing = () => {
+      const g = new LeaseGate('n3');
+      const first = t(6, { 3: 'n3', 9: 'n2' }, { 9: 'n3' });
+      g.queued(first);
+      g.applied(first);
+      g.queued(t(7, { 3: 'n3', 9: 'n2' }));
+      return g;
+    };
+    // No sample: refused, as before.
+    expect(handing().early(renewal(500n, 'n1', 1))).toBeUndefined();
+    // Drained under the data plane's table: through.
+    const drained = handing();
+    drained.noteHoldings({ epoch: 6, counts: counts({}), sampledAtNs: 1n });
+    expect(drained.early(renewal(500n, 'n1', 1))).toBe(500n);
+    // A connection still held there: refused (its packets would be accepted twice).
+    const held = handing();
+    held.noteHoldings({ epoch: 6, counts: counts({ 9: 1 }), sampledAtNs: 1n });
+    expect(held.early(renewal(500n, 'n1', 1))).toBeUndefined();
+    // A sample under another table (an earlier one: it counted only that table's roles): refused.
+    const stale = handing();
+    stale.noteHoldings({ epoch: 5, counts: counts({}), sampledAtNs: 1n });
+    expect(stale.early(renewal(500n, 'n1', 1))).toBeUndefined();
+    // Drained says nothing of a bucket the earlier table owns: owner before, nothing after, refused.
+    const g = new LeaseGate('n3');
+    const owner = t(6, { 3: 'n3', 9: 'n3' });
+    g.queued(owner);
+    g.applied(owner);
+    g.queued(t(7, { 3: 'n3', 9: 'n2' }));
+    g.noteHoldings({ epoch: 6, counts: counts({}), sampledAtNs: 1n });
+    expect(g.early(renewal(500n, 'n1', 1))).toBeUndefined();
+    // Nor of a previous-owner role a queued table gives (no sample under it yet): refused.
+    const g2 = new LeaseGate('n3');
+    g2.queued(owner);
+    g2.applied(owner);
+    g2.queued(t(7, { 3: 'n3', 9: 'n2' }, { 9: 'n3' }));
+    g2.queued(t(8, { 3: 'n3', 9: 'n2' }));
+    g2.noteHoldings({ epoch: 6, counts: counts({}), sampledAtNs: 1n });
+    expect(g2.early(renewal(500n, 'n1', 1))).toBeUndefined();
+  });
+
   it('refuses while a revocation, a WAIT or a configuration switch is queued, until it is applied', () => {
     const revoke: EngineOutput = { state: 'UP', cause: '', events: [], leaseDeadlineNs: 0n };
     const wait: EngineOutput = { state: 'WAIT', cause: 'check failed', events: [] };
