@@ -20,7 +20,9 @@
 // buckets given away since — a leader's own partition-time table taking a peer's buckets,
 // returned at the heal while its data plane was still behind; a node back from a pause,
 // released meanwhile, its data plane still on the table it left with (both found by the
-// property search with slow installs).
+// property search with slow installs) — except a previous-owner role in a bucket the node
+// holds no connection in, by the holdings sample taken under the data plane's table: that
+// role accepts nothing (drained()).
 // Used by BuiltinMembership (membership.ts) and by the simulator (test/helpers/membership-sim.ts).
 
 import { NBUCKETS } from '../balance/tables.js';
