@@ -50,6 +50,11 @@ export class HeartbeatGate {
   /** The latest decision's seq whose heartbeat did not lead on a table of our own making. */
   private notLeadingSeq = 0;
 
+  /** A table is being installed, or queued to be (a decision carrying it not yet applied). */
+  get installing(): boolean {
+    return this.pending > 0;
+  }
+
   /**
    * A decision is about to be queued. Returns the heartbeat to transmit now, if it may leave
    * before its decision is applied, and the decision to queue: without that heartbeat when it

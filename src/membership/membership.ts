@@ -147,12 +147,16 @@ export class BuiltinMembership implements Membership {
    * A check at the moment a live peer's silence reaches its limit, when that comes before the
    * next pulse (MembershipEngine.nextDeadlineNs): a failure is found then, not up to a pulse
    * later. At rest every peer is heard each pulse and no deadline falls before the next one:
-   * no timer.
+   * no timer. Nor while a table is being installed: the check's decision would wait behind
+   * that install anyway, and a decision between pulses adds a table to a queue already
+   * behind — with installs of 5–150 ms the slow-install search found a bucket served twice
+   * that way (seed 1, `serve`), so checks are for a data plane that keeps up, and a busy one
+   * is left to the pulse as before.
    */
   private armCheck(afterCheck = false): void {
     if (this.checkTimer) clearTimeout(this.checkTimer);
     this.checkTimer = undefined;
-    if (this.stopped) return;
+    if (this.stopped || this.gate.installing) return;
     let at: bigint | undefined;
     try {
       at = this.opts.engine.nextDeadlineNs();
@@ -171,7 +175,7 @@ export class BuiltinMembership implements Membership {
 
   private check(): void {
     this.checkTimer = undefined;
-    if (this.stopped) return;
+    if (this.stopped || this.gate.installing) return;
     this.drain();
     const out = metered((us) => { this.tickCpuUs += us; }, () => this.contained('tick', () => this.opts.engine.checkDeadline(this.cadence.tickTime(this.opts.nowNs())) ?? null));
     if (out) {

@@ -454,7 +454,8 @@ export class Simulator {
    * the engine's next deadline when it comes before the next pulse (`nextPulseNs`, global).
    */
   private armCheck(n: SimNode, engine: MembershipEngine, nextPulseNs: bigint, afterIdleCheck = false): void {
-    if (this.opts.deadlineChecks === false) return;
+    // Not while a table is being installed, as the daemon (membership.ts armCheck).
+    if (this.opts.deadlineChecks === false || n.gate.installing) return;
     const local = engine.nextDeadlineNs();
     if (local === undefined) return;
     // The timer fires on the next whole millisecond at or after the deadline, as Node's do.
@@ -463,7 +464,7 @@ export class Simulator {
     if (at >= nextPulseNs || (afterIdleCheck && inNs <= 0n)) return;
     const armed = (n.checkSerial = (n.checkSerial ?? 0) + 1);
     this.schedule(at, () => {
-      if (n.engine !== engine || !n.running || n.paused || n.checkSerial !== armed) return;
+      if (n.engine !== engine || !n.running || n.paused || n.checkSerial !== armed || n.gate.installing) return;
       this.readQueued(n);
       if (n.engine !== engine || !n.running) return;
       const out = engine.checkDeadline(n.cadence.tickTime(this.localNs(n.name)));

@@ -543,6 +543,21 @@ describe('membership counterexamples of the seeds 1–20 search (fixed replays)'
 // Found by the search with slow installs (FARMLB_PROPERTY_INSTALL_MS=5,150; docs/membership.md,
 // "Property search").
 describe('membership counterexamples with slow installs (fixed replays)', () => {
+  // Slow-install search seed 1 (`serve`; Simulator seed 999994), with the check at a silence's
+  // deadline: n1, leading its side of a partition, found n2 and then n3 lost by two checks
+  // 10 ms apart — two tables (epochs 15 and 16, giving their buckets away) queued behind a
+  // data plane already ~600 ms behind. They went out after the heal, when n2 had rejoined
+  // and renewed on n1's earlier tables: n5 installed epoch 16 and served bucket 47 beside n2
+  // at 3094.9 ms. Checks now run only while no table is being installed (a busy data plane is
+  // left to the pulse, as before checks).
+  it('serve: no check between pulses adds a table behind a data plane that is still installing', () => {
+    runScenario('serve', false, 999994, [
+      { op: { kind: 'oneway', from: 2, to: 4 }, waitMs: 59 }, { op: { kind: 'power', at: 0, node: 2, power: 2 }, waitMs: 646 },
+      { op: { kind: 'partition', mask: 9 }, waitMs: 166 }, { op: { kind: 'partition', mask: 7 }, waitMs: 261 },
+      { op: { kind: 'heal' }, waitMs: 80 }, { op: { kind: 'partition', mask: 25 }, waitMs: 431 }, { op: { kind: 'heal' }, waitMs: 26 },
+    ], [5, 150]);
+  });
+
   // Slow-install search seed 9 (`quorum` with handover; Simulator seed 119562): n2 reported
   // its own epoch 34 (made while it led its side, reported with no leader once it followed
   // n1) after it had installed n1's epoch 34 of n1's new leadership, which gave it bucket 203.
