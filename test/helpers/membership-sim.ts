@@ -900,7 +900,13 @@ export class Simulator {
     const ba = this.link(b, a);
     // Nodes with different keys cannot hear each other: a partition (docs/security.md).
     if (!this.node(a).key.equals(this.node(b).key)) return false;
-    return ab.up && ba.up && !ab.lossCut && !ba.lossCut && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
+    // A loss cut counts from the moment the receiver lost the sender during the run, not only
+    // from the next datagram dropped after that (the flag is set at sends): a receiver that
+    // finds the silence at its deadline, between two of the sender's heartbeats, may act on it
+    // before the sender sends again (property search seed 13, `serve`: n3 lost n5 after 250 ms
+    // of 50 % loss and took its buckets 34 ms later, with no heartbeat of n5 sent meanwhile).
+    const cut = (from: string, to: string, l: Link) => l.lossCut || this.cutByLoss(from, to, l);
+    return ab.up && ba.up && !cut(a, b, ab) && !cut(b, a, ba) && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
   }
 
   /** Records the node's own tables, and any decision that revives one a resumed node left behind. */
