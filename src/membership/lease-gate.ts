@@ -117,7 +117,12 @@ export class LeaseGate {
    * order after its table.
    */
   leaves(out: EngineOutput): boolean {
-    const leader = out.table ? out.table.leader : out.send ? out.send.leader : out.leaseLineage?.leader;
+    // The leader the decision follows: its table's; else the one it takes, when it takes
+    // another (its heartbeat still names its installed table's leader: a leader giving way at
+    // a heal, its own tables on their way, follows the new leader before it has a table of
+    // it — slow-install search seed 6, `serve`, Simulator seed 677357: n2's own epoch 16,
+    // taking bucket 93, landed after n2 took n1 for leader and served beside n4, n1's owner).
+    const leader = out.table ? out.table.leader : takenLeader(out) ?? (out.send ? out.send.leader : out.leaseLineage?.leader);
     if (leader === undefined) return false;
     if (this.revokedFor !== undefined && this.revokedFor.leader !== leader) this.revokedFor = undefined;
     let before = this.dataplane;
@@ -186,6 +191,13 @@ function within(t: TableId, latest: TableId, drained: ReadonlySet<number> = NONE
 }
 
 const NONE: ReadonlySet<number> = new Set();
+
+/** The leader a decision takes (its `leader` event), if it takes one. */
+function takenLeader(out: EngineOutput): string | null | undefined {
+  let leader: string | null | undefined;
+  for (const e of out.events) if (e.type === 'leader') leader = e.leader;
+  return leader;
+}
 
 /** A decision no renewal may overtake. */
 function blocks(out: EngineOutput): boolean {

@@ -220,6 +220,13 @@ describe('LeaseGate', () => {
       expect(on(owning('n2', 3, [1, 7]), owning('n2', 4, [1]), owning('n2', 5, [1, 7])).leaves(owning('n3', 6, []))).toBe(true);
       // Our table set aside (no leader) is another lineage too.
       expect(on(owning('n1', 3, [1]), owning('n1', 4, [1, 7])).leaves(owning(null, 5, [1]))).toBe(true);
+      // A leader giving way at a heal (slow-install search seed 6, Simulator seed 677357): its
+      // own table taking bucket 7 is being installed; it takes n3 for leader before it has a
+      // table of n3's, its heartbeat still naming the table it installed (its own).
+      const givingWay = { state: 'UP', cause: '', events: [{ type: 'leader', leader: 'n3' }], send: { leader: 'n1' } } as unknown as EngineOutput;
+      expect(on(owning('n1', 3, [1]), owning('n1', 4, [1, 7])).leaves(givingWay)).toBe(true);
+      // Without taking another leader, the same heartbeat leaves nothing.
+      expect(on(owning('n1', 3, [1]), owning('n1', 4, [1, 7])).leaves({ ...givingWay, events: [] })).toBe(false);
     });
 
     it('does not when the tables on their way only give buckets away, are of that leader, or there are none', () => {

@@ -568,6 +568,25 @@ describe('membership counterexamples with slow installs (fixed replays)', () => 
   // and renewed on n1's earlier tables: n5 installed epoch 16 and served bucket 47 beside n2
   // at 3094.9 ms. Checks now run only while no table is being installed (a busy data plane is
   // left to the pulse, as before checks).
+  // Slow-install search seed 6 (`serve`, handover off and on; Simulator seed 677357), with the
+  // check at a silence's deadline: n2, leading n2 and n4 in a partition, decided at a heal
+  // (4377.9 ms) a table (epoch 16) taking bucket 93, renewed on its own lineage, and took n1
+  // for leader 42 ms later while that table was still being installed — its heartbeats still
+  // named its installed table's leader, itself, so the lease gate saw no lineage left and
+  // revoked nothing. Epoch 16 landed; n2 served bucket 93 on that renewal beside n4, which had
+  // installed n1's epoch 19 giving it 93 (4564.0 ms). The gate now takes the leader a decision
+  // takes (its `leader` event) as the lineage it follows.
+  it('serve: a leader that gives way while its own table taking a bucket is on its way revokes at once', () => {
+    for (const handover of [false, true]) {
+      runScenario('serve', handover, 677357, [
+        { op: { kind: 'partition', mask: 10 }, waitMs: 465 }, { op: { kind: 'partition', mask: 22 }, waitMs: 664 },
+        { op: { kind: 'loss', loss: 0.1 }, waitMs: 585 }, { op: { kind: 'loss', loss: 0.5 }, waitMs: 488 },
+        { op: { kind: 'heal' }, waitMs: 349 }, { op: { kind: 'loss', loss: 0.2 }, waitMs: 291 },
+        { op: { kind: 'partition', mask: 10 }, waitMs: 530 }, { op: { kind: 'heal' }, waitMs: 266 }, { op: { kind: 'heal' }, waitMs: 275 },
+      ], [5, 150]);
+    }
+  });
+
   it('serve: no check between pulses adds a table behind a data plane that is still installing', () => {
     runScenario('serve', false, 999994, [
       { op: { kind: 'oneway', from: 2, to: 4 }, waitMs: 59 }, { op: { kind: 'power', at: 0, node: 2, power: 2 }, waitMs: 646 },
