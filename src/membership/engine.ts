@@ -276,6 +276,14 @@ export class MembershipEngine {
     if (hb.heard.some((h) => h.ageMs < slostMs)) {
       peer.connectedNs = nowNs;
       if (hb.state === 'UP') peer.servingNs = nowNs;
+    } else if (hb.state === 'UP' && hb.leader === hb.from && hb.view.length === 1 && hb.view[0] === hb.from) {
+      // Alone in a view of its own and UP: under `serve` it renews from its own liveness, no
+      // acknowledgement needed, so it may serve as long as it is heard so (Leadership.holdings
+      // counts its lease from here). Search seed 9 (`serve` with handover, Simulator seed
+      // 411121): n3, alone on its side, was heard so 16 ms after a heal; n1 counted n3's lease
+      // from its last time connected, 2 s before, and gave bucket 172, which n3 still served, to
+      // n4 — n3's neighbour, resumed from a pause.
+      peer.servingNs = nowNs;
     }
     for (const h of hb.heard) this.peers.noteIndirect(h, nowNs);
     if (sameConfig && hb.epoch > this.ctx.maxEpochSeen) this.ctx.maxEpochSeen = hb.epoch;

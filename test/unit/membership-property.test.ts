@@ -175,6 +175,23 @@ describe('membership counterexamples (fixed replays)', () => {
   // partition made by loss — but the simulator marked the run of drops a cut only at n5's next
   // dropped heartbeat, which had not been sent yet: found at pulses, the loss came later than
   // that. Its contact now counts the cut from the moment the receiver lost the sender.
+  // Search seed 9 (`serve` with handover; Simulator seed 411121), with the check at a silence's
+  // deadline: n3, alone on its side of a partition, renewed its lease from its own liveness as
+  // `serve` lets it; 16 ms after the heal n1 heard it so (UP, a view of its own) but counted its
+  // lease from the last time it had been connected, 2 s before, and gave bucket 172 — n3's in
+  // n3's table — to n4, n3's neighbour, resumed from a pause: n3 and n4 both served it at
+  // 3301.0 ms. A peer heard UP alone in a view of its own now counts as serving when heard.
+  it('serve: a lone node heard serving on its own counts as serving until its lease runs out', () => {
+    for (const handover of [false, true]) {
+      runScenario('serve', handover, 411121, [
+        { op: { kind: 'pause', node: 1 }, waitMs: 0 }, { op: { kind: 'partition', mask: 19 }, waitMs: 134 },
+        { op: { kind: 'pause', node: 3 }, waitMs: 453 }, { op: { kind: 'oneway', from: 0, to: 0 }, waitMs: 740 },
+        { op: { kind: 'oneway', from: 4, to: 1 }, waitMs: 4 }, { op: { kind: 'loss', loss: 0.1 }, waitMs: 414 },
+        { op: { kind: 'restart', node: 2 }, waitMs: 527 },
+      ]);
+    }
+  });
+
   it('serve: a run of drops is a cut from the moment the receiver loses the sender (the simulator\'s contact)', () => {
     for (const handover of [false, true]) {
       runScenario('serve', handover, 11, [
