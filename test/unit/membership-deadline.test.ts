@@ -78,9 +78,8 @@ describe('BuiltinMembership checks a deadline between two pulses', () => {
   const ok = (): EngineOutput => ({ state: 'UP', cause: '', events: [] });
 
   it('runs the engine\'s check at the deadline it gives, before the next pulse, and arms nothing when it gives none', async () => {
-    let clockNs = 0n;
     const started = process.hrtime.bigint();
-    const nowNs = () => (clockNs = process.hrtime.bigint() - started);
+    const nowNs = () => process.hrtime.bigint() - started;
     const checks: bigint[] = [];
     let ticks = 0;
     let deadline: bigint | undefined = 30_000_000n;
@@ -103,7 +102,6 @@ describe('BuiltinMembership checks a deadline between two pulses', () => {
       // Nothing more is armed: the engine gives no deadline now.
       await new Promise((r) => setTimeout(r, 60));
       expect(checks).toHaveLength(1);
-      expect(clockNs).toBeGreaterThan(0n);
     } finally {
       await m.stop();
     }
