@@ -436,17 +436,21 @@ export class Simulator {
           // The daemon's pulse: what waited is read first, then the tick, then the cadence.
           this.readQueued(n);
           if (n.engine !== engine || !n.running) return;
-          const out = engine.tick(n.cadence.tickTime(this.localNs(name)));
-          const noDrops = n.refused === n.refusedAtTick;
-          n.refusedAtTick = n.refused;
-          n.batched = this.opts.batchedReceive !== false && n.cadence.afterTick(out, this.localNs(name), noDrops);
-          this.apply(n, out);
+          this.decided(n, engine.tick(n.cadence.tickTime(this.localNs(name))));
           if (n.engine === engine && n.running) this.armCheck(n, engine, at + pulseNs);
         }
         tick(at + pulseNs);
       });
     };
     tick(first);
+  }
+
+  /** A pulse's or a check's decision: the receive cadence, then apply (the daemon's afterTick and handle). */
+  private decided(n: SimNode, out: EngineOutput): void {
+    const noDrops = n.refused === n.refusedAtTick;
+    n.refusedAtTick = n.refused;
+    n.batched = this.opts.batchedReceive !== false && n.cadence.afterTick(out, this.localNs(n.name), noDrops);
+    this.apply(n, out);
   }
 
   /**
@@ -468,12 +472,7 @@ export class Simulator {
       this.readQueued(n);
       if (n.engine !== engine || !n.running) return;
       const out = engine.checkDeadline(n.cadence.tickTime(this.localNs(n.name)));
-      if (out) {
-        const noDrops = n.refused === n.refusedAtTick;
-        n.refusedAtTick = n.refused;
-        n.batched = this.opts.batchedReceive !== false && n.cadence.afterTick(out, this.localNs(n.name), noDrops);
-        this.apply(n, out);
-      }
+      if (out) this.decided(n, out);
       if (n.engine === engine && n.running) this.armCheck(n, engine, nextPulseNs, !out);
     });
   }

@@ -94,12 +94,6 @@ export class PeerTable {
   }
 
   /**
-   * A well-formed frame from a configured address of `node` that failed the MAC: that node
-   * probably uses another key. Reported only (status, docs/security.md): it changes no
-   * eligibility, state or lease — a datagram without the key is no evidence anyone can act
-   * on, and one that made a node leave the farm would be an outage anyone on the LAN causes.
-   */
-  /**
    * Does `node`'s latest heartbeat show it previous owner of b (group g) with no connection
    * held there, sampled under the table it reports, of epoch `sinceEpoch` or later?
    */
@@ -111,6 +105,12 @@ export class PeerTable {
     return p.rows.prev[g]?.[b] === node && !bitmapHas(h.held[g], b);
   }
 
+  /**
+   * A well-formed frame from a configured address of `node` that failed the MAC: that node
+   * probably uses another key. Reported only (status, docs/security.md): it changes no
+   * eligibility, state or lease — a datagram without the key is no evidence anyone can act
+   * on, and one that made a node leave the farm would be an outage anyone on the LAN causes.
+   */
   noteForeignKey(node: string, nowNs: bigint, keyId?: string): void {
     if (!this.peers.has(node)) return;
     this.foreignKeyNs.set(node, nowNs);
