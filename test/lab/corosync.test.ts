@@ -155,7 +155,7 @@ describePrivileged('lab: Corosync membership backend (CPG + votequorum): failove
     const stoppedAt = Date.now();
     process.kill(cpid, 'SIGSTOP');
     try {
-      // WAIT with the cause before the lease (770 ms) would have run out by itself, give or take a loaded host.
+      // WAIT with the cause before the lease (860 ms) would have run out by itself, give or take a loaded host.
       const s = await waitFor(async () => {
         const st = await l.status('n3');
         return st.state === 'WAIT' && /corosync does not answer \(votequorum_getinfo pending/.test(st.stateCause) ? st : undefined;
