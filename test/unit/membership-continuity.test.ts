@@ -169,14 +169,22 @@ describe('survivors keep serving: heartbeats leave during a slow install', () =>
   // previous-owner role the node holds no connection in (LeaseGate.noteHoldings; these were
   // the renewals kept in order behind a table ending the node's handover): seeds 1–40, 28
   // lapses in 16 seeds → 6 in 6 (4, 6, 13, 15, 35, 40), with delays 31 in 18 → 6 in 6 (4,
-  // 14, 19, 28, 36, 37); no bucket served twice in either.
-  it.each([1, 2, 3, 5, 7, 8, 9, 10, 11, 12])('a follower restarts, installs take 5–150 ms (seed %i): no lapse, no bucket served twice', (seed) => {
+  // 14, 19, 28, 36, 37); no bucket served twice in either. Those 12 were the returning node's
+  // own: a handover to it ended (drained), and at the next table the leader held the bucket
+  // back in place again (no owner, n2 previous owner) because the old previous owner, its
+  // installs behind, still reported a table of that handover — a drained previous owner
+  // accepts nothing there, so that claim protected nothing; the tables that took the bucket
+  // away and gave it back kept a lease write queued behind a table that accepts less, past the
+  // lease. A drained handover's previous owner is now released as one cut at the limit is
+  // (Leadership.releasedPrevs): 0 lapses in seeds 1–40 either way, 443 tables instead of 620
+  // (460 instead of 660 with delays).
+  it.each([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 35, 40])('a follower restarts, installs take 5–150 ms (seed %i): no lapse, no bucket served twice', (seed) => {
     const sim = new Simulator({ nodes, groups, seed, installMs: [5, 150], handoverLimitMs: 30_000, connections: { drainMs: [50, 400] } });
     followerReturns(sim);
     expect(sim.lapses).toEqual([]);
     expect(sim.violations).toEqual([]);
   });
-  it.each([1, 2, 3, 5, 7, 8, 10, 11])('a follower restarts, installs take 5–150 ms, delays up to 20 ms (seed %i): no lapse, no bucket served twice', (seed) => {
+  it.each([1, 2, 3, 4, 5, 7, 8, 10, 11, 14, 19, 28, 36, 37])('a follower restarts, installs take 5–150 ms, delays up to 20 ms (seed %i): no lapse, no bucket served twice', (seed) => {
     const sim = new Simulator({ nodes, groups, seed, delayMs: [0.1, 20], installMs: [5, 150], handoverLimitMs: 30_000, connections: { drainMs: [50, 400] } });
     followerReturns(sim);
     expect(sim.lapses).toEqual([]);

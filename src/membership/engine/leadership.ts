@@ -12,9 +12,9 @@
 //   node may be owner and no node but the (single) previous owner it names may serve b;
 //   a handover ends when the previous owner reports none left (sampled under the table that
 //   names it), at the limit, or once its lease surely ran out — lead, nextPrev, endReason,
-//   drained, noteHandovers. A previous owner cut at the limit stops counting for b from the
-//   table that cut it on, also while it still reports a table of that handover —
-//   releasedPrevs.
+//   drained, noteHandovers. A previous owner cut at the limit or drained stops counting for b
+//   from the table that ended its handover on, also while it still reports a table of that
+//   handover — releasedPrevs.
 // - Two leaders never decide on the same free bucket: a member still acting as leader blocks
 //   the buckets its table leaves unowned, even those our own leaderless (adopted, set-aside)
 //   table gives us (lead's rivals), and a smaller-named peer about to
@@ -48,9 +48,9 @@ export class Leadership {
   /** Leader only: handovers in the installed table, by `${group}:${bucket}`. */
   readonly handovers = new Map<string, HandoverRecord>();
   /**
-   * Leader only, by `${group}:${bucket}`: the last handover of the bucket that we cut at the
-   * limit — its previous owner, and the epochs of our tables that named it so (from the
-   * handover's start to the table that ended it, excluded). See lead().
+   * Leader only, by `${group}:${bucket}`: the last handover of the bucket that we ended at the
+   * limit or as drained — its previous owner, and the epochs of our tables that named it so
+   * (from the handover's start to the table that ended it, excluded). See lead().
    */
   private readonly releasedPrevs = new Map<string, { node: string; fromEpoch: number; toEpoch: number }>();
   /**
@@ -233,14 +233,18 @@ export class Leadership {
           const epochOfOurs = this.releasedPrevs.size > 0 ? ours(name, t) : undefined;
           for (let b = 0; b < prevs.length; b++) {
             if (prevs[b] !== name) continue;
-            // A previous owner whose handover of b we cut at the limit, still on one of our
-            // tables of that handover (its installs lag: a slow data plane): the table that cut
-            // it let the owner take b beside it, its connections given up. Holding the owner
-            // back at the next table, as that claim alone did, protected nothing the cut had not
-            // given up, and gave b back a table later when the lagging report caught up — two
+            // A previous owner whose handover of b we ended — cut at the limit (its connections
+            // given up) or drained (it held none, and a previous owner takes no new one) —
+            // still on one of our tables of that handover (its installs lag: a slow data
+            // plane): the table that ended it let the owner take b beside it. Holding the owner
+            // back at the next table, as that claim alone did, protected nothing the end had not
+            // settled, and gave b back a table later when the lagging report caught up — two
             // more tables for every node to install, a bucket with no owner meanwhile, and the
             // queues of installs grew (slow-install search seed 1, serve with handover: 87
-            // tables and 8.0 s to converge after the repair; 26 and 3.0 s with this).
+            // tables and 8.0 s to converge after the repair; 26 and 3.0 s with the cut ones
+            // released). With the drained ones, a returning node's buckets no longer leave and
+            // come back while its renewals queue behind those tables (membership-continuity:
+            // 12 lapses of the returning node in seeds 1–40 → 0; docs/membership.md).
             // Only its role as previous owner of b, on those tables of ours: an owner's claim,
             // or another leader's table, still holds the owner back.
             const r = epochOfOurs === undefined ? undefined : this.releasedPrevs.get(`${g}:${b}`);
@@ -301,7 +305,7 @@ export class Leadership {
             : this.endReason(g, b, wasPrev, members, ownerOf, prevOf, nowNs) ?? 'prev_lost';
           ended.push({ g, b, from: wasPrev, reason });
           const rec = this.handovers.get(`${g}:${b}`);
-          if (reason === 'limit' && wasPrev !== this.ctx.self && rec?.prev === wasPrev) {
+          if ((reason === 'limit' || reason === 'drained') && wasPrev !== this.ctx.self && rec?.prev === wasPrev) {
             this.releasedPrevs.set(`${g}:${b}`, { node: wasPrev, fromEpoch: rec.startEpoch, toEpoch: epoch });
           }
         }
