@@ -32,7 +32,7 @@ import { byName, EngineContext, maxBig, MS } from './engine/context.js';
 import { Eligibility } from './engine/eligibility.js';
 import { Leadership } from './engine/leadership.js';
 import { Lease } from './engine/lease.js';
-import { ackOf, PeerTable } from './engine/peers.js';
+import { PeerTable } from './engine/peers.js';
 import { InstalledTables } from './engine/tables.js';
 import { OwnHeartbeat } from './engine/wire.js';
 import { checkPowerChange, overridesNewer } from './table.js';
@@ -285,7 +285,7 @@ export class MembershipEngine {
       // n4 — n3's neighbour, resumed from a pause.
       peer.servingNs = nowNs;
     }
-    for (let i = 0; i < hb.heard.length; i++) this.peers.noteIndirect(hb.heard[i]!, nowNs, ackOf(hb, i));
+    for (const h of hb.heard) this.peers.noteIndirect(h, nowNs);
     if (sameConfig && hb.epoch > this.ctx.maxEpochSeen) this.ctx.maxEpochSeen = hb.epoch;
     if (sameConfig && overridesNewer(hb.powers, this.ctx.overrides)) {
       this.ctx.overrides = hb.powers;

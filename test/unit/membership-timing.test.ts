@@ -60,10 +60,6 @@ describe('membership timings (simulated, default timing)', () => {
     console.log(JSON.stringify(report));
     expect(report.allTakeoverMs.p50).toBeLessThanOrEqual(300);
     expect(report.allTakeoverMs.p99).toBeLessThanOrEqual(500);
-    // With the network and installs near zero, no takeover waits a pulse beyond the silence
-    // (slost pulses, + 10 ms). Relays ordered by arrival − whole-millisecond age alone made a
-    // fence wait for the next pulse: leader 293 ms, follower 277 ms (PeerTable.relayNewer).
-    expect(Math.max(...all)).toBeLessThanOrEqual(DEFAULT_TIMING.slostCount * DEFAULT_TIMING.pulseMs + 10);
   });
 
   it('derives a lease that runs out before a follower is declared lost, for SafeKit\'s own timing too', () => {

@@ -442,7 +442,8 @@ export class Leadership {
     for (const p of this.peers.values()) {
       const member = view.includes(p.name);
       // A relay shows it on another table than its own last heartbeat to us did.
-      const relayedNewer = this.peers.relayNewer(p) && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
+      const relayedNewer = p.indirectNs !== undefined && (p.lastRecvNs === undefined || p.indirectNs > p.lastRecvNs)
+        && p.indirectDigest !== undefined && p.indirectDigest !== p.hb?.tableDigest;
       if (!member) {
         // The last moment it could have renewed: it renews only while UP (servingNs: the last
         // time it was a member or advertised UP while connected), and only from an
@@ -547,7 +548,8 @@ export class Leadership {
       // or naming it), as its acknowledgements carry that table. With many peers some relay
       // is nearly always newer than the peer's own report; refusing on every one of them
       // stalled takeovers in 16-node farms for seconds.
-      const relayedNewer = this.peers.relayNewer(m) && m.indirectDigest !== undefined && m.indirectDigest !== m.hb.tableDigest;
+      const relayedNewer = m.indirectNs !== undefined && (m.lastRecvNs === undefined || m.indirectNs > m.lastRecvNs)
+        && m.indirectDigest !== undefined && m.indirectDigest !== m.hb.tableDigest;
       if (relayedNewer) {
         const newer = this.tables.recentTables.find((t) => t.digest === m.indirectDigest);
         if (!newer || newer.view.includes(x.name)) return false;

@@ -14,24 +14,8 @@
 // (The record's fields are written by MembershipEngine.receive and read by every part.)
 
 import { bitmapHas, type TableRows } from '../table.js';
-import type { AckEntry, HeardEntry, Heartbeat, NodeState } from '../types.js';
+import type { HeardEntry, Heartbeat, NodeState } from '../types.js';
 import { type EngineContext, maxBig, MS } from './context.js';
-
-/**
- * The relayer's acknowledgement of the node its heard entry i describes, if it sent one. A
- * heartbeat lists acknowledgements and heard entries in one pass over its peers (wire.ts), so
- * it is the i-th unless one before was withheld. A withheld one leaves at most a candidate's
- * (another incarnation, listed after them), taken here for that node: it orders nothing
- * against our own heartbeat of the node unless we took that incarnation for current, and then
- * the entry, of the incarnation before it, is older anyway.
- */
-export function ackOf(hb: Heartbeat, i: number): AckEntry | undefined {
-  const node = hb.heard[i]!.node;
-  const at = hb.acks[i];
-  if (at !== undefined && at.node === node) return at;
-  for (const a of hb.acks) if (a.node === node) return a;
-  return undefined;
-}
 
 export interface Peer {
   name: string;
@@ -55,12 +39,6 @@ export interface Peer {
   /** The table digest and epoch that report says the peer had installed. */
   indirectDigest?: string;
   indirectEpoch?: number;
-  /**
-   * Which heartbeat of the peer that report describes, when the relayer's acknowledgement of
-   * the peer names it (its incarnation and seq): orders relays among themselves and against
-   * our own last heartbeat of the peer exactly, where arrival − whole-millisecond age cannot.
-   */
-  indirectSeq?: { incarnation: bigint; seq: number };
   /** Latest report (direct or relayed) that this peer hears someone: it can receive acks. */
   connectedNs?: bigint;
   /** Last time this peer could have been renewing a lease from acknowledgements. */
@@ -148,47 +126,23 @@ export class PeerTable {
     return maxBig(p.lastRecvNs, p.indirectNs);
   }
 
-  /**
-   * A relayed report of `h.node`; `ack` is the relayer's acknowledgement of that node in the
-   * same heartbeat (it names the heartbeat `h` describes: both come from the relayer's latest
-   * one of the node), undefined when it sent none.
-   */
-  noteIndirect(h: HeardEntry, nowNs: bigint, ack?: AckEntry): void {
+  noteIndirect(h: HeardEntry, nowNs: bigint): void {
     if (h.node === this.ctx.self) return;
     const p = this.peers.get(h.node);
     if (!p) return;
     const at = nowNs - BigInt(h.ageMs) * MS;
-    // What the report says of the node's table follows its newest heartbeat: by seq when both
-    // reports name theirs in one incarnation, else by arrival − age (conservative: the later).
-    // The evidence of contact (indirectNs) stays the latest arrival − age whatever the order.
-    const bySeq = ack !== undefined && p.indirectSeq !== undefined && ack.incarnation === p.indirectSeq.incarnation
-      ? ack.seq > p.indirectSeq.seq : undefined;
-    if (bySeq ?? (p.indirectNs === undefined || at > p.indirectNs)) {
+    if (p.indirectNs === undefined || at > p.indirectNs) {
+      p.indirectNs = at;
       p.indirectState = h.state;
       p.indirectDigest = h.tableDigest;
       p.indirectEpoch = h.epoch;
-      p.indirectSeq = ack === undefined ? undefined : { incarnation: ack.incarnation, seq: ack.seq };
     }
-    if (p.indirectNs === undefined || at > p.indirectNs) p.indirectNs = at;
     if (h.mutual) {
       p.connectedNs = maxBig(p.connectedNs, at);
       if (h.state === 'UP') p.servingNs = maxBig(p.servingNs, at);
     }
     p.everHeard = true;
     this.heardSinceStart.add(h.node);
-  }
-
-  /**
-   * Does the relayed report of p say something newer than p's own last heartbeat to us?
-   * Arrival − whole-millisecond age can put a relay of an earlier heartbeat up to a
-   * millisecond (and the relay's transit) after a later one we received directly; when the
-   * relayer's acknowledgement names the heartbeat, its seq settles it (a fence waited a pulse
-   * for such a relay in farms of four nodes or more: docs/membership.md, "Timing").
-   */
-  relayNewer(p: Peer): boolean {
-    if (p.indirectNs === undefined || (p.lastRecvNs !== undefined && p.indirectNs <= p.lastRecvNs)) return false;
-    const s = p.indirectSeq;
-    return !(s !== undefined && p.hb !== undefined && s.incarnation === p.hb.incarnation && s.seq <= p.hb.seq);
   }
 
   /** The state a peer advertised most recently, directly or as reported by others. */
