@@ -58,7 +58,7 @@ const RETRY_SEND_MS = 5;
  * the delivery of a beat, and the daemon's dispatch of it on a loaded host. With 60 ms the
  * survivors' leases had 31–103 ms left at their first renewal in the new ring (3-node lab,
  * link down, 6 rounds on an idle machine) and one ran out under the test suite's load (a
- * survivor's sources failed for a moment): 150 ms leaves 120–190 ms, for 90 ms more
+ * survivor's sources failed for a moment): 150 ms left 128–180 ms (4 rounds), for 90 ms more
  * failover when a node leaves the ring (docs/membership.md, "The kernel lease under Corosync").
  */
 const LEASE_MARGIN_MS = 150;
