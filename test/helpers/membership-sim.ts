@@ -603,6 +603,15 @@ export class Simulator {
     return receiver !== undefined && receiver.status().peers.some((p) => p.node === from && !p.alive);
   }
 
+  /**
+   * Is from→to cut by loss now: marked at a dropped send, or a run of drops the receiver has
+   * already lost the sender in (the mark waits for the sender's next dropped datagram, and a
+   * receiver acting at its deadline may come before it — property search seed 13, `serve`).
+   */
+  private lossCutNow(from: string, to: string, l: Link): boolean {
+    return l.lossCut || this.cutByLoss(from, to, l);
+  }
+
   /** Delivers raw bytes to a node now (forged or replayed datagrams). */
   inject(to: string, bytes: Buffer): void {
     this.deliver(this.node(to), bytes);
@@ -627,7 +636,7 @@ export class Simulator {
         if (this.cutByLoss(from.name, to, l)) l.lossCut = true;
         continue;
       }
-      if (l.lossCut || this.cutByLoss(from.name, to, l)) l.upSinceNs = this.nowNs;
+      if (this.lossCutNow(from.name, to, l)) l.upSinceNs = this.nowNs;
       l.lossCut = false;
       l.dropRunFromNs = undefined;
       const delay = BigInt(Math.round((lo + this.random() * (hi - lo)) * 1e6));
@@ -900,12 +909,11 @@ export class Simulator {
     // Nodes with different keys cannot hear each other: a partition (docs/security.md).
     if (!this.node(a).key.equals(this.node(b).key)) return false;
     // A loss cut counts from the moment the receiver lost the sender during the run, not only
-    // from the next datagram dropped after that (the flag is set at sends): a receiver that
-    // finds the silence at its deadline, between two of the sender's heartbeats, may act on it
-    // before the sender sends again (property search seed 13, `serve`: n3 lost n5 after 250 ms
-    // of 50 % loss and took its buckets 34 ms later, with no heartbeat of n5 sent meanwhile).
-    const cut = (from: string, to: string, l: Link) => l.lossCut || this.cutByLoss(from, to, l);
-    return ab.up && ba.up && !cut(a, b, ab) && !cut(b, a, ba) && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
+    // from the next datagram dropped after that (property search seed 13, `serve`: n3 lost n5
+    // after 250 ms of 50 % loss and took its buckets 34 ms later, with no heartbeat of n5 sent
+    // meanwhile).
+    return ab.up && ba.up && !this.lossCutNow(a, b, ab) && !this.lossCutNow(b, a, ba)
+      && this.nowNs - ab.upSinceNs >= grace && this.nowNs - ba.upSinceNs >= grace;
   }
 
   /** Records the node's own tables, and any decision that revives one a resumed node left behind. */
