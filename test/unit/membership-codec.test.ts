@@ -2,6 +2,7 @@
 // transport on loopback.
 
 import { createHmac } from 'node:crypto';
+import dgram from 'node:dgram';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -445,6 +446,37 @@ describe('transports', () => {
       expect(b.stats().received).toBe(3);
     } finally {
       await Promise.all([a.close(), b.close(), d.close()]);
+    }
+  });
+
+  it('one pulse over the addon\'s sockets: each peer gets one datagram in its frame (FLB1 for a peer heard in unmarked FLB1, FLB2 for the others)', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const peers = [{ node: 'b', addrs: ['127.0.0.2'] }, { node: 'c', addrs: ['127.0.0.3'] }, { node: 'd', addrs: ['127.0.0.4'] }];
+    const a = await createUdpTransport({ bindAddrs: ['127.0.0.1'], peers, port, key, log });
+    // The peers are plain sockets: what reaches each, byte for byte.
+    const got = new Map<string, Buffer[]>();
+    const socks = await Promise.all(['127.0.0.2', '127.0.0.3', '127.0.0.4'].map(async (addr) => {
+      const s = dgram.createSocket('udp4');
+      got.set(addr, []);
+      s.on('message', (m) => got.get(addr)!.push(m));
+      await new Promise<void>((r) => s.bind(port, addr, () => r()));
+      return s;
+    }));
+    try {
+      // c speaks as a release before key ids (an unmarked FLB1 frame): a sends it FLB1 from now on.
+      const heardFromC = new Promise<void>((resolve) => a.onReceive(() => resolve()));
+      socks[1]!.send(encodeHeartbeat(hb({ from: 'c', v: 1 }), key, { frame: 1, mark: false }), port, '127.0.0.1');
+      await heardFromC;
+      a.send(hb({ from: 'a', v: 2 }));
+      for (let i = 0; i < 400 && [...got.values()].some((l) => l.length === 0); i++) await new Promise((r) => setTimeout(r, 5));
+      expect([...got.entries()].map(([addr, l]) => [addr, l.map((m) => m.subarray(0, 4).toString())])).toEqual([
+        ['127.0.0.2', ['FLB2']], ['127.0.0.3', ['FLB1']], ['127.0.0.4', ['FLB2']],
+      ]);
+      for (const l of got.values()) expect(decodeHeartbeat(l[0]!, key).from).toBe('a');
+      expect(a.stats()).toMatchObject({ sent: 3, sendErrors: 0 });
+    } finally {
+      await a.close();
+      for (const s of socks) s.close();
     }
   });
 
