@@ -28,8 +28,6 @@ constexpr const char* kIoCode = "FARMLB_E_MEMBERSHIP_SOCKET";
 // bounded slices; the rest waits in the socket buffer, where the kernel drops the overflow).
 constexpr unsigned kBatch = 32;
 constexpr unsigned kMaxCallsPerDrain = 32;
-// Addresses per sendmmsg call (a farm's peers on one LAN: 63 at most).
-constexpr unsigned kMaxSendBatch = 64;
 // A change of (CLOCK_REALTIME − CLOCK_MONOTONIC) larger than this between two drains is a
 // step of the wall clock: kernel timestamps of that batch cannot be converted, and the drain
 // time (later than any arrival, so never an earlier evidence than the truth) is used instead.
@@ -46,7 +44,6 @@ class UdpBatchSocket : public Napi::ObjectWrap<UdpBatchSocket> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "UdpBatchSocket", {
       InstanceMethod<&UdpBatchSocket::Send>("send"),
-      InstanceMethod<&UdpBatchSocket::SendMany>("sendMany"),
       InstanceMethod<&UdpBatchSocket::Drain>("drain"),
       InstanceMethod<&UdpBatchSocket::Watch>("watch"),
       InstanceMethod<&UdpBatchSocket::Unwatch>("unwatch"),
@@ -126,67 +123,13 @@ class UdpBatchSocket : public Napi::ObjectWrap<UdpBatchSocket> {
     return Napi::Number::New(env, n < 0 ? errno : 0);
   }
 
-  // sendMany(bytes, addrs, port): the same datagram to every address, with sendmmsg — one
-  // call (and one syscall per kMaxSendBatch addresses) where a pulse made one per peer.
-  // Returns how many were not sent (an address not of this socket's family included); like
-  // send(), a full buffer or an unreachable peer is counted by the caller, never thrown.
-  Napi::Value SendMany(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Buffer<uint8_t> bytes = ArgBuffer(info, 0, "bytes");
-    if (info.Length() < 2 || !info[1].IsArray()) Throw(env, kIoCode, EINVAL, "sendmmsg", "sendMany(bytes, addrs: string[], port)");
-    Napi::Array addrs = info[1].As<Napi::Array>();
-    uint32_t port = ArgU32(info, 2, "port");
-    if (!fd_.valid()) Throw(env, kIoCode, EBADF, "sendmmsg", Where() + ": socket is closed");
-    const uint32_t count = addrs.Length();
-    uint32_t failed = 0;
-    struct iovec iov = {bytes.Data(), bytes.Length()};
-    struct sockaddr_storage tos[kMaxSendBatch];
-    struct mmsghdr msgs[kMaxSendBatch];
-    for (uint32_t start = 0; start < count; start += kMaxSendBatch) {
-      const uint32_t end = count - start < kMaxSendBatch ? count : start + kMaxSendBatch;
-      unsigned n = 0;
-      for (uint32_t i = start; i < end; i++) {
-        Napi::Value a = addrs.Get(i);
-        socklen_t len = 0;
-        std::memset(&tos[n], 0, sizeof tos[n]);
-        if (!a.IsString() || !ToSockaddr(a.As<Napi::String>().Utf8Value(), port, &tos[n], &len) || tos[n].ss_family != family_) {
-          failed++;
-          continue;
-        }
-        std::memset(&msgs[n], 0, sizeof msgs[n]);
-        msgs[n].msg_hdr.msg_name = &tos[n];
-        msgs[n].msg_hdr.msg_namelen = len;
-        msgs[n].msg_hdr.msg_iov = &iov;
-        msgs[n].msg_hdr.msg_iovlen = 1;
-        n++;
-      }
-      // sendmmsg stops at the first message that fails: that one is counted and skipped, the
-      // rest sent by the next call (bounded: each turn sends or skips at least one).
-      unsigned done = 0;
-      while (done < n) {
-        int r = ::sendmmsg(fd_.get(), msgs + done, n - done, MSG_DONTWAIT);
-        if (r < 0) {
-          if (errno == EINTR) continue;
-          failed++;
-          done++;
-        } else {
-          done += static_cast<unsigned>(r);
-        }
-      }
-    }
-    return Napi::Number::New(env, failed);
-  }
-
   Napi::Value Drain(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!fd_.valid()) Throw(env, kIoCode, EBADF, "recvmmsg", Where() + ": socket is closed");
     return ReadAll(env);
   }
 
-  // Everything queued now, in arrival order, flat: [data, from, atNs, truncated, data, …] —
-  // four elements per datagram rather than an object each, whose four named properties cost
-  // V8 a string-table lookup and a map transition apiece (≈ 5 % of a daemon's CPU at rest in
-  // a 16-node farm, docs/benchmarks.md); src/addon/native.ts makes the objects.
+  // Everything queued now, as [{ data, from, atNs, truncated }] in arrival order.
   Napi::Array ReadAll(Napi::Env env) {
     Napi::Array out = Napi::Array::New(env);
     // The wall clock first, then the monotonic one: a preemption between the two reads makes
@@ -245,10 +188,12 @@ class UdpBatchSocket : public Napi::ObjectWrap<UdpBatchSocket> {
         else if (froms[i].ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<struct sockaddr_in6*>(&froms[i])->sin6_addr, from, sizeof from);
         const bool truncated = (h.msg_flags & MSG_TRUNC) != 0 || msgs[i].msg_len >= slotBytes_;
         const size_t len = msgs[i].msg_len < slotBytes_ ? msgs[i].msg_len : slotBytes_;
-        out.Set(index++, Napi::Buffer<uint8_t>::Copy(env, bufs_.data() + static_cast<size_t>(i) * slotBytes_, len));
-        out.Set(index++, Napi::String::New(env, from));
-        out.Set(index++, Napi::BigInt::New(env, static_cast<int64_t>(atNs)));
-        out.Set(index++, Napi::Boolean::New(env, truncated));
+        Napi::Object d = Napi::Object::New(env);
+        d.Set("data", Napi::Buffer<uint8_t>::Copy(env, bufs_.data() + static_cast<size_t>(i) * slotBytes_, len));
+        d.Set("from", Napi::String::New(env, from));
+        d.Set("atNs", Napi::BigInt::New(env, static_cast<int64_t>(atNs)));
+        d.Set("truncated", Napi::Boolean::New(env, truncated));
+        out.Set(index++, d);
       }
       if (static_cast<unsigned>(n) < kBatch) {
         emptied = true;

@@ -7,9 +7,8 @@
 namespace farmlb {
 
 // openUdpBatchSocket(addr, port, maxBytes) → { send(bytes, addr, port): errno|0,
-// sendMany(bytes, addrs, port): how many were not sent, drain(): flat datagrams, watch(cb),
-// unwatch(), close() }; a datagram is four elements: data, from, atNs (CLOCK_MONOTONIC, the
-// kernel's arrival time), truncated (longer than maxBytes).
+// drain(): Datagram[], watch(cb), unwatch(), close() }; Datagram = { data, from, atNs
+// (CLOCK_MONOTONIC, the kernel's arrival time), truncated (longer than maxBytes) }.
 Napi::Value OpenUdpBatchSocket(const Napi::CallbackInfo& info);
 
 void DefineUdpBatchSocket(Napi::Env env);

@@ -141,12 +141,6 @@ export interface BatchDatagram {
 export interface UdpBatchSocket {
   /** 0, or the errno of a send that failed (never throws for the network's errors). */
   send(bytes: Buffer, addr: string, port: number): number;
-  /**
-   * The same datagram to every address (sendmmsg: one call for a pulse's peers). Returns how
-   * many were not sent — an address of the other family counts as one — never throws for the
-   * network's errors.
-   */
-  sendMany(bytes: Buffer, addrs: readonly string[], port: number): number;
   /** Every datagram queued now, in arrival order (at most ~1,000 a call: the rest waits). */
   drain(): BatchDatagram[];
   /** Calls `onBatch` from the event loop on each wake-up with datagrams queued (uv_poll). */
@@ -425,24 +419,6 @@ class ObjectHandle implements NativeObject {
   }
 }
 
-/** The addon's socket as it is: drain() and watch() hand datagrams flat (native/udpbatch.cc). */
-interface RawUdpBatchSocket extends Omit<UdpBatchSocket, 'drain' | 'watch'> {
-  drain(): FlatDatagrams;
-  watch(onBatch: (flat: FlatDatagrams) => void): void;
-}
-
-/** Four elements per datagram: data, from, atNs, truncated. */
-type FlatDatagrams = (Buffer | string | bigint | boolean)[];
-
-/** The objects of a flat batch: made here, by JS, where one shape for all is nearly free. */
-function datagramsOf(flat: FlatDatagrams): BatchDatagram[] {
-  const out: BatchDatagram[] = [];
-  for (let i = 0; i + 3 < flat.length; i += 4) {
-    out.push({ data: flat[i] as Buffer, from: flat[i + 1] as string, atNs: flat[i + 2] as bigint, truncated: flat[i + 3] as boolean });
-  }
-  return out;
-}
-
 function wrap(raw: Native): Native {
   return {
     openObject: (path, opts) => callAsync(async () => new ObjectHandle(await raw.openObject(path, opts))),
@@ -464,12 +440,11 @@ function wrap(raw: Native): Native {
       };
     },
     openUdpBatchSocket: (addr, port, maxBytes) => {
-      const sock = call(() => raw.openUdpBatchSocket(addr, port, maxBytes)) as unknown as RawUdpBatchSocket;
+      const sock = call(() => raw.openUdpBatchSocket(addr, port, maxBytes));
       return {
         send: (bytes, to, toPort) => call(() => sock.send(bytes, to, toPort)),
-        sendMany: (bytes, to, toPort) => call(() => sock.sendMany(bytes, to, toPort)),
-        drain: () => datagramsOf(call(() => sock.drain())),
-        watch: (onBatch) => call(() => sock.watch((flat) => onBatch(datagramsOf(flat)))),
+        drain: () => call(() => sock.drain()),
+        watch: (onBatch) => call(() => sock.watch(onBatch)),
         unwatch: () => sock.unwatch(),
         close: () => sock.close(),
       };

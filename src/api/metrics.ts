@@ -252,7 +252,7 @@ export function createMetrics(source: MetricsSource, build: BuildInfo = { versio
   heartbeats('farmlb_heartbeats_missed_total', 'Per peer: its heartbeats never received (gaps in its sequence numbers) since this daemon started', (n) => n.heartbeatsMissed);
   counter({
     name: 'farmlb_membership_cpu_seconds_total',
-    help: 'CPU seconds this daemon spent on the heartbeat path since it started, by part: send (encode, sign, sendmmsg), receive (authenticate, decode, handle), tick (the pulse)',
+    help: 'CPU seconds this daemon spent on the heartbeat path since it started, by part: send (encode, sign, sendmsg), receive (authenticate, decode, handle), tick (the pulse)',
     labelNames: ['part'],
     collect() {
       this.reset();

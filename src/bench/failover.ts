@@ -274,8 +274,10 @@ ${this.appXml} <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toStr
     const args = ['run', '-c', path.join(this.dir, 'userconfig.xml'), '--cluster', path.join(this.dir, 'cluster.xml'), '--node', n.name,
       '--pin-dir', n.pinDir, '--run-dir', n.runDir, '--xdp-mode', this.mode === 'vmac_directed' ? 'native' : 'generic'];
     const from = n.log.length;
-    const nodeArgs = (process.env.FARMLB_BENCH_DAEMON_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    const d = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'node', ...nodeArgs, FARMLB_BIN, ...args],
+    const abArm = abArmOf(this.nodes.indexOf(n));
+    const nodeArgs = ((abArm === 'B' ? process.env.FARMLB_BENCH_AB_NODE_ARGS : undefined) ?? process.env.FARMLB_BENCH_DAEMON_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const bin = abArm === 'B' && process.env.FARMLB_BENCH_AB_BIN ? process.env.FARMLB_BENCH_AB_BIN : FARMLB_BIN;
+    const d = spawn('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'node', ...nodeArgs, bin, ...args],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FARMLB_LOG_LEVEL: 'info', NO_COLOR: '1' } });
     n.daemon = d;
     const add = (b: Buffer) => { if (n.log.length < 4 << 20) n.log += b.toString(); };
@@ -921,6 +923,17 @@ async function directedRecovery(tag: string, trials: number, progress: (s: strin
 
 // ---- scale ------------------------------------------------------------------------------
 
+/**
+ * An A/B comparison in one farm and one window (FARMLB_BENCH_AB_BIN: another build's
+ * bin/farmlb.js; FARMLB_BENCH_AB_NODE_ARGS: other node flags): the nodes of odd index (n2,
+ * n4, …) run B, the others A. Both arms share the machine's state of the moment, which
+ * separate runs on this VM do not (±10 % from one run to the next). undefined: no A/B run.
+ */
+function abArmOf(index: number): 'A' | 'B' | undefined {
+  if (process.env.FARMLB_BENCH_AB_BIN === undefined && process.env.FARMLB_BENCH_AB_NODE_ARGS === undefined) return undefined;
+  return index % 2 === 1 ? 'B' : 'A';
+}
+
 /** The last daemon (every thread) on the last CPU, the others on the rest (FARMLB_BENCH_PIN_ONE). */
 async function pinDaemons(pids: number[]): Promise<void> {
   const last = os.cpus().length - 1;
@@ -972,6 +985,14 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
       const k1 = pids.length - 1;
       const one = (k: 'sendSeconds' | 'receiveSeconds' | 'tickSeconds') => round(((m1[k1]![k] - m0[k1]![k]) / windowS) * 100, 2);
       progress(`${size} nodes at rest, ${farm.nodes[k1]!.name} with CPU ${os.cpus().length - 1} to itself: daemon CPU ${round(cpu[k1]!, 2)}% of a core, heartbeats ${round(heartbeatCpu[k1]!, 2)}% (send ${one('sendSeconds')}%, receive ${one('receiveSeconds')}%, tick ${one('tickSeconds')}%); the other daemons, on the other CPUs: mean ${round(mean(heartbeatCpu.slice(0, k1)), 2)}%${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
+    }
+    if (abArmOf(0) !== undefined) {
+      // n1 leads (its pulse costs more): the A arm is compared without it.
+      const arm = (b: boolean) => farm.nodes.map((_, i) => i).filter((i) => (abArmOf(i) === 'B') === b && i !== 0);
+      const armPart = (ix: number[], k: 'sendSeconds' | 'receiveSeconds' | 'tickSeconds') => round(mean(ix.map((i) => ((m1[i]![k] - m0[i]![k]) / windowS) * 100)), 2);
+      for (const [name, ix] of [['A', arm(false)], ['B', arm(true)]] as const) {
+        progress(`A/B arm ${name} (${ix.map((i) => farm.nodes[i]!.name).join(',')}): daemon CPU mean ${round(mean(ix.map((i) => cpu[i]!)), 2)}%, heartbeats mean ${round(mean(ix.map((i) => heartbeatCpu[i]!)), 2)}% (send ${armPart(ix, 'sendSeconds')}%, receive ${armPart(ix, 'receiveSeconds')}%, tick ${armPart(ix, 'tickSeconds')}%)`);
+      }
     }
     // Said before the trials: a farm too loaded to converge in time still reports its CPU.
     progress(`${size} nodes at rest (${windowS} s, ${settleS} s after agreeing): daemon CPU mean ${round(mean(cpu), 2)}% max ${round(Math.max(...cpu), 2)}% of a core, heartbeats mean ${round(mean(heartbeatCpu), 2)}% max ${round(Math.max(...heartbeatCpu), 2)}% (send ${part('sendSeconds')}%, receive ${part('receiveSeconds')}%, tick ${part('tickSeconds')}%)${atRest ? '' : ' (tables changed during the window: not at rest)'}`);

@@ -34,8 +34,7 @@ export interface TransportStats {
   sendErrors: number;
   /**
    * CPU time (user + system, µs) of the heartbeat path in this process: sending (encode,
-   * HMAC, one sendmmsg per LAN with the addon's sockets, one sendmsg per peer and LAN with
-   * Node's) and receiving (authenticate, decode, the engine's
+   * HMAC, one sendmsg per peer and LAN) and receiving (authenticate, decode, the engine's
    * handling). process.cpuUsage() around each: ~1 µs each, a few hundred times a second.
    */
   sendCpuUs: number;
@@ -357,21 +356,15 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   const stats = state.counters;
   const peerByAddr = new Map<string, string>();
   for (const p of peers) for (const a of p.addrs) if (a) peerByAddr.set(a, p.node);
-  /**
-   * `hb` to every peer on each of the first `lans` LANs, metered as the send path: per LAN,
-   * one `sendOn` per frame for the peers that get it (FLB2 for all but a peer of an older
-   * release), one datagram each.
-   */
-  const sendToPeers = (hb: Heartbeat, lans: number, sendOn: (lan: number, bytes: Buffer, to: readonly string[]) => void): void => {
+  /** `hb` to every peer on each of the first `lans` LANs, one datagram each (`sendOn`), metered as the send path. */
+  const sendToPeers = (hb: Heartbeat, lans: number, sendOn: (lan: number, bytes: Buffer, to: string) => void): void => {
     metered((us) => { stats.sendCpuUs += us; }, () => {
       const frame = state.framesOf(hb);
       for (let lan = 0; lan < lans; lan++) {
-        const byFrame: Record<1 | 2, string[]> = { 1: [], 2: [] };
         for (const peer of peers) {
           const to = peer.addrs[lan];
-          if (to) byFrame[state.frames.frameFor(peer.node)].push(to);
+          if (to) sendOn(lan, frame(state.frames.frameFor(peer.node)), to);
         }
-        for (const f of [2, 1] as const) if (byFrame[f].length > 0) sendOn(lan, frame(f), byFrame[f]);
       }
     });
   };
@@ -397,11 +390,9 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
     setBatched(false);
     return state.transport({
       send(hb) {
-        // One sendmmsg for a LAN's peers, not a sendto (and an addon call) each.
         sendToPeers(hb, batchSockets.length, (lan, bytes, to) => {
-          const failed = batchSockets[lan]!.sendMany(bytes, to, opts.port);
-          stats.sent += to.length - failed;
-          stats.sendErrors += failed;
+          if (batchSockets[lan]!.send(bytes, to, opts.port) === 0) stats.sent++;
+          else stats.sendErrors++;
         });
       },
       drain() {
@@ -443,13 +434,11 @@ export async function createUdpTransport(opts: UdpTransportOptions): Promise<Tra
   }
   return state.transport({
     send(hb) {
-      sendToPeers(hb, sockets.length, (lan, bytes, addrs) => {
-        for (const to of addrs) {
-          sockets[lan]!.send(bytes, opts.port, to, (err) => {
-            if (err) stats.sendErrors++;
-            else stats.sent++;
-          });
-        }
+      sendToPeers(hb, sockets.length, (lan, bytes, to) => {
+        sockets[lan]!.send(bytes, opts.port, to, (err) => {
+          if (err) stats.sendErrors++;
+          else stats.sent++;
+        });
       });
     },
     async close() {

@@ -107,25 +107,6 @@ describe('native heartbeat socket (openUdpBatchSocket)', () => {
     }
   });
 
-  it('sendMany() sends one datagram per address with sendmmsg and counts what it could not send', async () => {
-    const { sock, port } = await setup();
-    // Three to ourselves and one of the other family (this socket is IPv4): 1 not sent.
-    expect(sock.sendMany(Buffer.from('pulse'), ['127.0.0.1', '::1', '127.0.0.1', '127.0.0.1'], port)).toBe(1);
-    let batch: BatchDatagram[] = [];
-    await until(() => (batch = [...batch, ...sock.drain()]).length >= 3, 2000);
-    expect(batch.map((d) => [d.data.toString(), d.from])).toEqual([['pulse', '127.0.0.1'], ['pulse', '127.0.0.1'], ['pulse', '127.0.0.1']]);
-    // More addresses than one sendmmsg takes (64): all of them, in turns.
-    expect(sock.sendMany(Buffer.from('many'), Array.from({ length: 70 }, () => '127.0.0.1'), port)).toBe(0);
-    batch = [];
-    await until(() => (batch = [...batch, ...sock.drain()]).length >= 70, 2000);
-    expect(batch.length).toBe(70);
-    // Junk addresses are counted, not thrown; a closed socket throws.
-    expect(sock.sendMany(Buffer.from('x'), ['not an address', ''], port)).toBe(2);
-    expect(sock.sendMany(Buffer.from('x'), [], port)).toBe(0);
-    sock.close();
-    expect(() => sock.sendMany(Buffer.from('x'), ['127.0.0.1'], port)).toThrow(FarmlbError);
-  });
-
   it('a port in use is FARMLB_E_MEMBERSHIP_BIND', async () => {
     const { port } = await setup();
     let caught: unknown;
