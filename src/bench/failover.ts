@@ -30,6 +30,7 @@ import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { PollClient, pollTotals } from './poll-client.js';
 import { machineFacts } from './machine.js';
 import { CorosyncNodes } from './corosync-nodes.js';
+import { DEFAULT_TIMING } from '../membership/index.js';
 
 export type MembershipBackend = 'builtin' | 'corosync';
 /** corosync's totem port (udpu). */
@@ -103,6 +104,13 @@ export interface ScaleRow {
   windowS: number;
   /** Seconds the farm ran after agreeing before the CPU window (past Node's start-up compilation). */
   settleS?: number;
+  /**
+   * The floor in the same window (built-in protocol only; heartbeat-floor.ts), % of one core:
+   * a Node process woken at the pulse doing nothing, and one that signs, sends, drains,
+   * verifies and parses a node's datagrams with no protocol.
+   */
+  floorTimerPct?: number;
+  floorDatagramsPct?: number;
 }
 
 export interface DirectedRecovery {
@@ -166,6 +174,8 @@ export class BenchFarm {
   readonly nodes: BenchNode[];
   readonly clientAddrs: string[];
   private readonly keyFile: string;
+  /** Namespaces of hosts that are not nodes (addHost), removed with the rest. */
+  private readonly extraNs: string[] = [];
   private prober?: Prober;
   private readonly readers = new Map<BenchNode, PinnedDataplane>();
   /** Extra <farmlb> attributes (the handover benchmark sets handover_limit). */
@@ -200,15 +210,7 @@ export class BenchFarm {
     }
     await inNs(this.switchNs, 'ip', ['link', 'add', 'br0', 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
     await inNs(this.switchNs, 'ip', ['link', 'set', 'br0', 'up']);
-    const nop = path.join(REPO, 'bpf/build/nop.bpf.o');
-    const plug = async (port: string, ns: string, ifname: string, mac: string) => {
-      await run('ip', ['link', 'add', port, 'netns', this.switchNs, 'type', 'veth', 'peer', 'name', ifname, 'netns', ns, 'address', mac]);
-      await inNs(this.switchNs, 'ip', ['link', 'set', port, 'master', 'br0']);
-      // vmac_directed forwards with XDP_TX: the bridge-side veth needs an XDP program to accept it (LAB-NOTES).
-      if (this.mode === 'vmac_directed') await inNs(this.switchNs, 'ip', ['link', 'set', 'dev', port, 'xdpdrv', 'obj', nop, 'sec', 'xdp']);
-      await inNs(this.switchNs, 'ip', ['link', 'set', port, 'up']);
-      await inNs(ns, 'ip', ['link', 'set', ifname, 'up']);
-    };
+    const plug = (port: string, ns: string, ifname: string, mac: string) => this.plug(port, ns, ifname, mac);
     await plug('p-c', this.clientNs, 'flbc', '02:80:00:00:00:01');
     await inNs(this.clientNs, 'ethtool', ['-K', 'flbc', 'tx', 'off']).catch(() => '');
     const lines = ['addr add 10.80.0.1/16 dev flbc', ...this.clientAddrs.map((a) => `addr add ${a}/16 dev flbc`)];
@@ -231,6 +233,30 @@ export class BenchFarm {
       await this.corosync.writeConf();
       await Promise.all(this.nodes.map((n) => this.corosync!.start(n.name, { timeoutMs: 60_000 })));
     }
+  }
+
+  /** A veth from the bridge (port) into `ns` (ifname, up). */
+  private async plug(port: string, ns: string, ifname: string, mac: string): Promise<void> {
+    await run('ip', ['link', 'add', port, 'netns', this.switchNs, 'type', 'veth', 'peer', 'name', ifname, 'netns', ns, 'address', mac]);
+    await inNs(this.switchNs, 'ip', ['link', 'set', port, 'master', 'br0']);
+    // vmac_directed forwards with XDP_TX: the bridge-side veth needs an XDP program to accept it (LAB-NOTES).
+    if (this.mode === 'vmac_directed') await inNs(this.switchNs, 'ip', ['link', 'set', 'dev', port, 'xdpdrv', 'obj', path.join(REPO, 'bpf/build/nop.bpf.o'), 'sec', 'xdp']);
+    await inNs(this.switchNs, 'ip', ['link', 'set', port, 'up']);
+    await inNs(ns, 'ip', ['link', 'set', ifname, 'up']);
+  }
+
+  /**
+   * A host of the lab that is not a node (the heartbeat floor's): its own namespace on the
+   * bridge with `addr`/16, removed with the farm.
+   */
+  async addHost(name: string, index: number, addr: string): Promise<string> {
+    const ns = `flb-${this.tag}-${name}`;
+    await run('ip', ['netns', 'add', ns]);
+    this.extraNs.push(ns);
+    await inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
+    await this.plug(`p-${name}`, ns, 'flbh', `02:80:00:00:02:${(index + 1).toString(16).padStart(2, '0')}`);
+    await inNs(ns, 'ip', ['addr', 'add', `${addr}/16`, 'dev', 'flbh']);
+    return ns;
   }
 
   /** The node's web server (the application of the "application killed" series). */
@@ -408,7 +434,7 @@ ${this.appXml} <farmlb module="bench-${this.tag}" hash_seed="0x${HASH_SEED.toStr
     await this.corosync?.cleanup();
     for (const n of this.nodes) n.server?.kill('SIGKILL');
     await stopKeepalived(this).catch(() => undefined);
-    for (const ns of [this.switchNs, this.clientNs, ...this.nodes.map((n) => n.ns)]) {
+    for (const ns of [this.switchNs, this.clientNs, ...this.nodes.map((n) => n.ns), ...this.extraNs]) {
       const pids = await run('ip', ['netns', 'pids', ns]).catch(() => '');
       for (const pid of pids.split(/\s+/).filter(Boolean)) {
         try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
@@ -923,6 +949,76 @@ async function directedRecovery(tag: string, trials: number, progress: (s: strin
 
 // ---- scale ------------------------------------------------------------------------------
 
+/** What one floor child (heartbeat-floor.ts) measured over the window. */
+interface FloorSample {
+  cpuUs: number;
+  threadCpuUs: number;
+  sent: number;
+  received: number;
+  bad: number;
+}
+
+/**
+ * The heartbeat floor of a scale row (heartbeat-floor.ts, docs/benchmarks.md "The floor"):
+ * a bare timer at the pulse, and two children that sign, send, drain, verify and parse the
+ * datagrams of a node of this farm — `peers` a pulse each way — across the farm's bridge,
+ * without any protocol. Started with the farm (warm by the window), measured over the
+ * daemons' window, on the same machine in the same moment.
+ */
+class HeartbeatFloor {
+  private constructor(private readonly timer: ChildProcess, private readonly pair: ChildProcess[]) {}
+
+  static async start(farm: BenchFarm, peers: number, pulseMs: number, bytes: number): Promise<HeartbeatFloor> {
+    const script = path.join(REPO, 'dist/bench/heartbeat-floor.js');
+    const addrs = ['10.80.0.201', '10.80.0.202'];
+    const ns = [await farm.addHost('f1', 0, addrs[0]!), await farm.addHost('f2', 1, addrs[1]!)];
+    const child = (netns: string, args: string[]) => spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const timer = child(ns[0]!, ['timer', String(pulseMs)]);
+    const pair = [0, 1].map((i) => child(ns[i]!, ['datagrams', String(pulseMs), addrs[i]!, addrs[1 - i]!, String(peers), String(bytes)]));
+    const floor = new HeartbeatFloor(timer, pair);
+    await Promise.all([timer, ...pair].map((c) => firstLine(c, 10_000)));
+    return floor;
+  }
+
+  begin(): void {
+    for (const c of [this.timer, ...this.pair]) c.stdin!.write('start\n');
+  }
+
+  /** The window's samples: the timer's, then the pair's. */
+  async end(): Promise<{ timer: FloorSample; pair: FloorSample[] }> {
+    const read = (c: ChildProcess) => {
+      const line = firstLine(c, 10_000);
+      c.stdin!.write('stop\n');
+      return line.then((l) => JSON.parse(l) as FloorSample);
+    };
+    const [timer, ...pair] = await Promise.all([this.timer, ...this.pair].map(read));
+    return { timer: timer!, pair };
+  }
+
+  kill(): void {
+    for (const c of [this.timer, ...this.pair]) c.kill('SIGKILL');
+  }
+}
+
+/** The next line `c` prints, within `ms`. */
+function firstLine(c: ChildProcess, ms: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`heartbeat floor: no answer within ${ms} ms`)); }, ms);
+    const onData = (b: Buffer) => {
+      buf += b.toString();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      cleanup();
+      resolve(buf.slice(0, nl));
+    };
+    const onExit = () => { cleanup(); reject(new Error('heartbeat floor: the child exited')); };
+    const cleanup = () => { clearTimeout(timer); c.stdout!.off('data', onData); c.off('exit', onExit); };
+    c.stdout!.on('data', onData);
+    c.once('exit', onExit);
+  });
+}
+
 /**
  * An A/B comparison in one farm and one window (FARMLB_BENCH_AB_BIN: another build's
  * bin/farmlb.js; FARMLB_BENCH_AB_NODE_ARGS: other node flags): the nodes of odd index (n2,
@@ -952,8 +1048,13 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
   farm.membership = membership;
   farm.corosyncTokenMs = corosyncTokenMs;
   liveFarms.add(farm);
+  let floor: HeartbeatFloor | undefined;
   try {
     await farm.build(PROFILES.default!);
+    // The built-in protocol's floor: a node's datagrams (size − 1 each way a pulse, of a
+    // heartbeat's v2 size at rest at this farm size: 1,161–1,165 bytes at 16 nodes, seen with
+    // tcpdump) without the protocol.
+    if (membership === 'builtin') floor = await HeartbeatFloor.start(farm, size - 1, DEFAULT_TIMING.pulseMs, 540 + 39 * size);
     for (const n of farm.nodes) await farm.startDaemon(n, 60_000);
     await farm.waitAgreed(farm.nodes, 60_000, 50);
     // At rest means past start-up too: for tens of seconds after a start, V8 still compiles
@@ -972,7 +1073,11 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     const m0 = await Promise.all(farm.nodes.map((n) => farm.meter(n)));
     const t0 = pids.map(processTicks);
     const c0 = cpids.map((p) => (p ? processTicks(p) : 0));
+    floor?.begin();
     await sleep(windowS * 1000);
+    const floorSample = await floor?.end();
+    floor?.kill();
+    floor = undefined;
     const cpu = pids.map((pid, i) => ((processTicks(pid) - t0[i]!) / hz / windowS) * 100);
     const corosyncCpu = cpids.map((p, i) => (p ? ((processTicks(p) - c0[i]!) / hz / windowS) * 100 : 0));
     const m1 = await Promise.all(farm.nodes.map((n) => farm.meter(n)));
@@ -994,6 +1099,15 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
         progress(`A/B arm ${name} (${ix.map((i) => farm.nodes[i]!.name).join(',')}): daemon CPU mean ${round(mean(ix.map((i) => cpu[i]!)), 2)}%, heartbeats mean ${round(mean(ix.map((i) => heartbeatCpu[i]!)), 2)}% (send ${armPart(ix, 'sendSeconds')}%, receive ${armPart(ix, 'receiveSeconds')}%, tick ${armPart(ix, 'tickSeconds')}%)`);
       }
     }
+    const floorPct = floorSample && {
+      timer: (floorSample.timer.cpuUs / 1e6 / windowS) * 100,
+      datagrams: mean(floorSample.pair.map((f) => (f.cpuUs / 1e6 / windowS) * 100)),
+      received: mean(floorSample.pair.map((f) => f.received / windowS)),
+      bad: floorSample.pair.reduce((a, f) => a + f.bad, 0),
+    };
+    if (floorPct) {
+      progress(`${size} nodes, the floor in the same window: a bare timer at the pulse ${round(floorPct.timer, 2)}% of a core; a node's datagrams without the protocol (signed, sent, drained, verified, parsed: ${round(floorPct.received)} received a second${floorPct.bad ? `, ${floorPct.bad} failed to verify` : ''}) ${round(floorPct.datagrams, 2)}% → heartbeat path ${round(mean(heartbeatCpu) / floorPct.datagrams, 2)}× that floor, daemon ${round(mean(cpu) / floorPct.datagrams, 2)}×`);
+    }
     // Said before the trials: a farm too loaded to converge in time still reports its CPU.
     progress(`${size} nodes at rest (${windowS} s, ${settleS} s after agreeing): daemon CPU mean ${round(mean(cpu), 2)}% max ${round(Math.max(...cpu), 2)}% of a core, heartbeats mean ${round(mean(heartbeatCpu), 2)}% max ${round(Math.max(...heartbeatCpu), 2)}% (send ${part('sendSeconds')}%, receive ${part('receiveSeconds')}%, tick ${part('tickSeconds')}%)${atRest ? '' : ' (tables changed during the window: not at rest)'}`);
     const conv: number[] = [];
@@ -1011,10 +1125,12 @@ async function scaleRow(tag: string, size: number, trials: number, windowS: numb
     const row = { nodes: size, membership, timing: farm.timing(), convergenceMs: median(conv),
       ...(membership === 'corosync' ? { corosyncCpuMeanPct: mean(corosyncCpu) } : {}), convergenceTrialsMs: conv.map((c) => round(c)),
       cpuMeanPct: mean(cpu), cpuMaxPct: Math.max(...cpu),
-      heartbeatCpuMeanPct: mean(heartbeatCpu), heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS, settleS };
+      heartbeatCpuMeanPct: mean(heartbeatCpu), heartbeatCpuMaxPct: Math.max(...heartbeatCpu), atRest, windowS, settleS,
+      ...(floorPct ? { floorTimerPct: floorPct.timer, floorDatagramsPct: floorPct.datagrams } : {}) };
     progress(`${membership} ${size} nodes: convergence ${round(row.convergenceMs)} ms (${row.convergenceTrialsMs.join(', ')})${row.corosyncCpuMeanPct !== undefined ? `, corosync ${round(row.corosyncCpuMeanPct, 2)}% of a core at rest` : ''}`);
     return row;
   } finally {
+    floor?.kill();
     await farm.cleanup();
   }
 }
@@ -1141,6 +1257,9 @@ export function renderFailover(r: FailoverReport): string {
         s.corosyncCpuMeanPct !== undefined ? String(round(s.corosyncCpuMeanPct, 2)) : '-']));
     }
     out.push(`CPU = whole daemon (utime + stime); hb = its heartbeat path (send, receive, tick), metered by the daemon (farmlb_membership_cpu_seconds_total); window of ${r.scale[0]?.windowS ?? 10} s starting ${r.scale[0]?.settleS ?? 2} s after the farm agreed`);
+    for (const s of r.scale.filter((x) => x.floorDatagramsPct !== undefined)) {
+      out.push(`floor at ${s.nodes} nodes, same window: a bare timer at the pulse ${round(s.floorTimerPct!, 2)}%, a node's datagrams without the protocol ${round(s.floorDatagramsPct!, 2)}% of a core; hb = ${round(s.heartbeatCpuMeanPct / s.floorDatagramsPct!, 2)}× that floor, CPU = ${round(s.cpuMeanPct / s.floorDatagramsPct!, 2)}×`);
+    }
     for (const t of new Set(r.scale.map((s) => s.timing))) out.push(`timing: ${t}`);
   }
   out.push('', ...r.notes);
