@@ -210,13 +210,12 @@ export class BenchFarm {
     }
     await inNs(this.switchNs, 'ip', ['link', 'add', 'br0', 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
     await inNs(this.switchNs, 'ip', ['link', 'set', 'br0', 'up']);
-    const plug = (port: string, ns: string, ifname: string, mac: string) => this.plug(port, ns, ifname, mac);
-    await plug('p-c', this.clientNs, 'flbc', '02:80:00:00:00:01');
+    await this.plug('p-c', this.clientNs, 'flbc', '02:80:00:00:00:01');
     await inNs(this.clientNs, 'ethtool', ['-K', 'flbc', 'tx', 'off']).catch(() => '');
     const lines = ['addr add 10.80.0.1/16 dev flbc', ...this.clientAddrs.map((a) => `addr add ${a}/16 dev flbc`)];
     await run('nsenter', [`--net=/run/netns/${this.clientNs}`, '--', 'sh', '-c', `printf '%s\\n' ${lines.map((l) => `'${l}'`).join(' ')} | ip -batch -`]);
     for (const n of this.nodes) {
-      await plug(`p-n${n.index + 1}`, n.ns, 'flbn', nodeMac(n.index));
+      await this.plug(`p-n${n.index + 1}`, n.ns, 'flbn', nodeMac(n.index));
       await inNs(n.ns, 'ip', ['addr', 'add', `${node4(n.index)}/16`, 'dev', 'flbn']);
       mkdirSync(n.runDir, { recursive: true });
       this.startServer(n);
@@ -952,7 +951,6 @@ async function directedRecovery(tag: string, trials: number, progress: (s: strin
 /** What one floor child (heartbeat-floor.ts) measured over the window. */
 interface FloorSample {
   cpuUs: number;
-  threadCpuUs: number;
   sent: number;
   received: number;
   bad: number;

@@ -13,7 +13,8 @@
 //     without the checks, the engine and the daemon behind them. Two such children face each
 //     other across the lab's bridge, so each receives `count` a pulse, as a node does.
 // stdin: "start" (begin the window), "stop" (end it: a last drain, then one JSON line {cpuUs,
-// threadCpuUs, sent, received, bad} on stdout, and exit). "ready" is printed once the socket is bound.
+// sent, received, bad} on stdout, and exit). cpuUs is the process's (user + system), as the
+// bench counts a daemon's. "ready" is printed once the socket is bound.
 
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import readline from 'node:readline';
@@ -63,20 +64,17 @@ function main(argv: string[]): void {
   }
   setInterval(() => onPulse(), pulseMs);
   let cpu0 = process.cpuUsage();
-  let thread0 = process.threadCpuUsage();
   let base = { ...stats };
   readline.createInterface({ input: process.stdin }).on('line', (line) => {
     if (line === 'start') {
       cpu0 = process.cpuUsage();
-      thread0 = process.threadCpuUsage();
       base = { ...stats };
     } else if (line === 'stop') {
       // What arrived since the last pulse is the window's too.
       drain();
       const cpu = process.cpuUsage(cpu0);
-      const thread = process.threadCpuUsage(thread0);
       process.stdout.write(`${JSON.stringify({
-        cpuUs: cpu.user + cpu.system, threadCpuUs: thread.user + thread.system,
+        cpuUs: cpu.user + cpu.system,
         sent: stats.sent - base.sent, received: stats.received - base.received, bad: stats.bad - base.bad,
       })}\n`);
       process.exit(0);
