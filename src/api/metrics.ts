@@ -263,6 +263,26 @@ export function createMetrics(source: MetricsSource, build: BuildInfo = { versio
       setCounter(this, { part: 'tick' }, c.tickSeconds);
     },
   });
+  // Built-in membership only (the Corosync backend has no heartbeat port of its own).
+  counter({
+    name: 'farmlb_membership_datagrams_sent_total', help: 'Heartbeat datagrams this daemon sent since it started (each peer on each LAN is one)',
+    collect() { setOrAbsent(this, current().status.membershipDatagrams?.sent); },
+  });
+  counter({
+    name: 'farmlb_membership_send_errors_total', help: 'Heartbeat sends the kernel refused (a full socket buffer, no route) since this daemon started',
+    collect() { setOrAbsent(this, current().status.membershipDatagrams?.sendErrors); },
+  });
+  counter({
+    name: 'farmlb_membership_dropped_total',
+    help: 'Datagrams on the heartbeat port refused before the membership engine (no state changed), by reason: oversize, not_farmlb, bad_mac, malformed, wrong_source',
+    labelNames: ['reason'],
+    collect() {
+      this.reset();
+      const d = current().status.membershipDatagrams;
+      if (!d) return;
+      for (const [reason, n] of Object.entries(d.dropped)) setCounter(this, { reason }, n);
+    },
+  });
   // The Corosync backend only (absent otherwise): docs/membership.md, "When corosync hangs".
   gauge({
     name: 'farmlb_corosync_answering', help: 'Corosync backend: 1 while the corosync of this node answers, 0 while a call has waited for it longer than half a lease (the node is WAIT)',

@@ -163,6 +163,17 @@ export interface DaemonStatus {
   interfaces?: InterfaceStatus[];
   /** Membership mode: CPU seconds this daemon spent on heartbeats since it started, per part. */
   membershipCpu?: { sendSeconds: number; receiveSeconds: number; tickSeconds: number };
+  /**
+   * Built-in membership: the heartbeat port's datagrams since the daemon started — sent, sends
+   * the kernel refused, and datagrams refused before the engine, per reason and from the
+   * busiest sources (docs/security.md, "Unauthenticated datagrams").
+   */
+  membershipDatagrams?: {
+    sent: number;
+    sendErrors: number;
+    dropped: Record<'oversize' | 'not_farmlb' | 'bad_mac' | 'malformed' | 'wrong_source', number>;
+    droppedBySource: { source: string; count: number }[];
+  };
 }
 
 /** What GET /health answers: the part of the status a load balancer or monitor needs. */

@@ -707,6 +707,7 @@ export class FarmDaemon {
       ...(this.stagedReload ? { stagedDigest: configDigest(this.stagedReload.farm, this.stagedReload.cluster) } : {}),
       interfaces: this.host.interfaces().map((i) => ({ ...i })),
       ...(v.membershipCpu ? { membershipCpu: v.membershipCpu } : {}),
+      ...(v.membershipDatagrams ? { membershipDatagrams: v.membershipDatagrams } : {}),
     };
   }
 

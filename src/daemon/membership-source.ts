@@ -349,7 +349,7 @@ export class MembershipSource implements TableSource {
     }
     const heartbeats = new Map(s.peers.map((p) => [p.node, { received: p.heartbeatsReceived ?? 0, missed: p.heartbeatsMissed ?? 0 }]));
     return { view: s.view, epoch: s.epoch, leader: s.leader, splitBrain: s.splitBrain, peers, lastViewChange: null, handover: s.handover, heartbeats,
-      membershipCpu: this.opts.membership.cpu(), backend: s.backend ?? 'builtin', ...(s.corosync ? { corosync: s.corosync } : {}) };
+      membershipCpu: this.opts.membership.cpu(), ...(this.opts.membership.datagrams ? { membershipDatagrams: this.opts.membership.datagrams() } : {}), backend: s.backend ?? 'builtin', ...(s.corosync ? { corosync: s.corosync } : {}) };
   }
 
   /** One engine decision: to the daemon (table, lease, state, in that order, awaited), then its events to the log. */

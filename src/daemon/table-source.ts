@@ -7,7 +7,7 @@ import type { BucketTable } from '../balance/assign.js';
 import type { ClusterConfig, FarmConfig } from '../config/types.js';
 import type { PowerChange } from '../api/control.js';
 import type { NodeStatus, ViewChange } from '../api/status.js';
-import type { MembershipCpu } from '../membership/membership.js';
+import type { MembershipCpu, MembershipDatagrams } from '../membership/membership.js';
 import type { CorosyncStatus } from '../membership/types.js';
 
 /** What a source decided; the daemon applies it (tables, lease, state) in this order. */
@@ -54,6 +54,8 @@ export interface SourceView {
   lastViewChange: ViewChange | null;
   /** CPU of the heartbeat path since start (membership mode only). */
   membershipCpu?: MembershipCpu;
+  /** The heartbeat port's datagrams since start: sent, failed sends, refused (built-in membership). */
+  membershipDatagrams?: MembershipDatagrams;
   /** Membership mode: the engine (<farmlb membership>), and Corosync's state under the corosync backend. */
   backend?: 'builtin' | 'corosync';
   corosync?: CorosyncStatus;

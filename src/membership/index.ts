@@ -38,6 +38,6 @@ export type { Transport, TransportStats, UdpTransportOptions, MemoryNetwork, Mem
 export { loadKey, loadHeartbeatKey, MIN_KEY_BYTES } from './key.js';
 export { DEFAULT_TIMING, timingFromTopology, leaseWaitNs, checkTiming } from './timing.js';
 export { BuiltinMembership } from './membership.js';
-export type { Membership, BuiltinMembershipOptions, MembershipCpu } from './membership.js';
+export type { Membership, BuiltinMembershipOptions, MembershipCpu, MembershipDatagrams } from './membership.js';
 export { effectivePowers, overridesNewer, NO_OVERRIDES, tableDigest, encodeBitmap, bitmapHas } from './table.js';
 export type * from './types.js';

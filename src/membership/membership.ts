@@ -11,7 +11,7 @@ import type { MembershipEngine } from './engine.js';
 import { HeartbeatGate } from './heartbeat-gate.js';
 import { LeaseGate } from './lease-gate.js';
 import { ReceiveCadence } from './receive-cadence.js';
-import { metered, type Transport } from './transport.js';
+import { type DropReason, metered, type Transport } from './transport.js';
 import type { EngineOutput, GroupPowers, HoldingsSample, MembershipStatus, PowerOverrides } from './types.js';
 
 /** Lease writes that go ahead of the queued decisions (Membership.start). */
@@ -43,6 +43,11 @@ export interface Membership {
   /** CPU this process spent on the heartbeat path since start (bench, /metrics). */
   cpu(): MembershipCpu;
   /**
+   * The heartbeat port's datagrams since start (status, /metrics): sent, failed sends, and
+   * what the transport refused. A backend without a port of its own has none.
+   */
+  datagrams?(): MembershipDatagrams;
+  /**
    * The key to sign heartbeats with and the other keys accepted (docs/security.md, "Rotating
    * the key"), from the next heartbeat on. A backend with its own keys may not have it.
    */
@@ -57,6 +62,21 @@ export interface MembershipCpu {
   receiveSeconds: number;
   /** The pulse: liveness, leadership, the leader's table decisions. */
   tickSeconds: number;
+}
+
+/** Refused datagrams: at most this many sources listed, the busiest first. */
+export const DROP_SOURCES_REPORTED = 8;
+
+/** The heartbeat port's datagrams since start (Membership.datagrams). */
+export interface MembershipDatagrams {
+  /** Heartbeat datagrams sent (each peer on each LAN is one). */
+  sent: number;
+  /** Sends the kernel refused (a full buffer, no route). */
+  sendErrors: number;
+  /** Datagrams the transport refused before the engine, per reason (docs/security.md, "Unauthenticated datagrams"). */
+  dropped: Record<DropReason, number>;
+  /** The busiest sources of refused datagrams (at most DROP_SOURCES_REPORTED; "other" stands for sources past the 256 tracked). */
+  droppedBySource: { source: string; count: number }[];
 }
 
 export interface BuiltinMembershipOptions {
@@ -220,6 +240,14 @@ export class BuiltinMembership implements Membership {
   cpu(): MembershipCpu {
     const t = this.opts.transport.stats();
     return { sendSeconds: t.sendCpuUs / 1e6, receiveSeconds: t.receiveCpuUs / 1e6, tickSeconds: this.tickCpuUs / 1e6 };
+  }
+
+  datagrams(): MembershipDatagrams {
+    const { transport } = this.opts;
+    const t = transport.stats();
+    const droppedBySource = [...transport.drops()].map(([source, count]) => ({ source, count }))
+      .sort((a, b) => b.count - a.count || (a.source < b.source ? -1 : 1)).slice(0, DROP_SOURCES_REPORTED);
+    return { sent: t.sent, sendErrors: t.sendErrors, dropped: transport.dropReasons(), droppedBySource };
   }
 
   async stop(): Promise<void> {

@@ -95,6 +95,8 @@ export interface Transport {
   stats(): TransportStats;
   /** Dropped datagrams per source address (bounded: the busiest first, the rest as "other"). */
   drops(): DropCounts;
+  /** Dropped datagrams per reason, every reason present (0 when none). */
+  dropReasons(): Record<DropReason, number>;
   close(): Promise<void>;
 }
 
@@ -139,6 +141,7 @@ function newStats(): TransportStats {
 
 /** Why a datagram was dropped; fixed strings (log keys and labels never carry sizes or content). */
 export type DropReason = 'oversize' | 'not_farmlb' | 'bad_mac' | 'malformed' | 'wrong_source';
+export const DROP_REASONS: readonly DropReason[] = ['oversize', 'not_farmlb', 'bad_mac', 'malformed', 'wrong_source'];
 
 export type DropCounts = Map<string, number>;
 
@@ -153,6 +156,7 @@ export const DROP_LOG_EVERY_MS = 10_000;
  */
 export class DropAccounting {
   private readonly bySource: DropCounts = new Map();
+  private readonly byReason = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
   private readonly lastLogMs = new Map<DropReason, number>();
   private readonly sinceLog = new Map<DropReason, number>();
 
@@ -162,6 +166,7 @@ export class DropAccounting {
     if (reason === 'bad_mac') this.stats.badMac++;
     else if (reason === 'wrong_source') this.stats.wrongSource++;
     else this.stats.malformed++;
+    this.byReason[reason]++;
     const key = this.bySource.has(source) || this.bySource.size < MAX_DROP_SOURCES ? source : 'other';
     this.bySource.set(key, (this.bySource.get(key) ?? 0) + 1);
     this.sinceLog.set(reason, (this.sinceLog.get(reason) ?? 0) + 1);
@@ -176,6 +181,10 @@ export class DropAccounting {
 
   counts(): DropCounts {
     return new Map(this.bySource);
+  }
+
+  reasons(): Record<DropReason, number> {
+    return { ...this.byReason };
   }
 }
 
@@ -271,10 +280,12 @@ class TransportState {
 
   readonly drops: Transport['drops'] = () => this.accounting.counts();
 
+  readonly dropReasons: Transport['dropReasons'] = () => this.accounting.reasons();
+
   /** The Transport: the transport's own methods and the ones over this state. */
   transport(own: TransportOwnMethods): Transport {
-    const { onReceive, setKeys, onForeignKey, stats, drops } = this;
-    return { ...own, onReceive, setKeys, onForeignKey, stats, drops };
+    const { onReceive, setKeys, onForeignKey, stats, drops, dropReasons } = this;
+    return { ...own, onReceive, setKeys, onForeignKey, stats, drops, dropReasons };
   }
 
   /** `hb` in the frame a peer gets, signed with the current key (framesOf: one encoding per frame). */

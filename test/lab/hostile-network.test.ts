@@ -113,7 +113,17 @@ describePrivileged('lab: hostile network (a lone node keeps serving under junk U
     const s = sampler.stop();
     expect(s.samples).toBeGreaterThan(50);
     expect(s.invalid, 'samples with n1\'s lease not valid').toBe(0);
-    expect((await l.status('n1')).state).toBe('UP');
+    const st = await l.status('n1');
+    expect(st.state).toBe('UP');
+    // Counted where an operator looks: the status (per reason, the busiest sources) and /metrics.
+    const d = st.membershipDatagrams!;
+    expect(d.dropped.not_farmlb, 'junk and random bytes').toBeGreaterThan(0);
+    expect(d.dropped.bad_mac, 'another key').toBeGreaterThan(0);
+    expect(d.dropped.oversize, '61,000 bytes').toBeGreaterThan(0);
+    expect(d.droppedBySource.length).toBeGreaterThan(0);
+    expect(d.sent).toBeGreaterThan(0);
+    const metrics = await l.health('n1', '/metrics');
+    expect(metrics.body).toMatch(/^farmlb_membership_dropped_total\{reason="bad_mac"\} [1-9]\d*$/m);
     // One warning per reason per 10 s, not one per datagram.
     const warnings = l.logSince('n1', mark).split('\n').filter((x) => x.includes('"event":"heartbeat_dropped"'));
     expect(warnings.length).toBeGreaterThan(0);

@@ -32,6 +32,18 @@ describe('farmlb status text', () => {
     expect(text).toMatch(/^node2\s+UP\s+yes\s+128\s+50\.0%\s+1\s+980 \(3 missed\)$/m);
   });
 
+  it('says how many datagrams the heartbeat port refused, why and from where — and nothing when none was', () => {
+    const base = status([node('node1', 0, { self: true }), node('node2', 1)]);
+    const zero = { oversize: 0, not_farmlb: 0, bad_mac: 0, malformed: 0, wrong_source: 0 };
+    const quiet = renderStatus(plain, { ...base, membershipDatagrams: { sent: 900, sendErrors: 0, dropped: zero, droppedBySource: [] } });
+    expect(quiet).not.toContain('heartbeat port');
+    const flooded = renderStatus(plain, { ...base, membershipDatagrams: {
+      sent: 900, sendErrors: 0, dropped: { ...zero, not_farmlb: 40, bad_mac: 7 },
+      droppedBySource: [{ source: '10.0.0.9', count: 40 }, { source: '10.0.0.12', count: 7 }],
+    } });
+    expect(flooded).toContain('heartbeat port: 47 datagrams refused since start (not_farmlb 40, bad_mac 7); busiest sources 10.0.0.9 (40), 10.0.0.12 (7)');
+  });
+
   it('has no heartbeat column when the status carries no counts (static mode)', () => {
     const text = renderStatus(plain, status([node('node1', 0, { self: true }), node('node2', 1)]));
     expect(text).not.toContain('HEARTBEATS');

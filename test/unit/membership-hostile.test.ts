@@ -86,6 +86,18 @@ describe('membership: unauthenticated datagrams change no state', () => {
       expect(transport.drops().get('127.0.0.9')).toBeGreaterThan(0);
       expect(transport.stats().received).toBe(0);
       expect(engine.status(nowNs()).peers.find((p) => p.node === 'n2')?.foreignKeyMs).toBeDefined();
+      // What an operator sees (status membershipDatagrams, farmlb_membership_dropped_total):
+      // each refusal under its reason, the two sources, and this node's own heartbeats still leaving.
+      const d = membership.datagrams();
+      expect(d.dropped.not_farmlb).toBeGreaterThan(0); // 'junk\n', a bare 'FLB1'
+      expect(d.dropped.oversize).toBeGreaterThan(0); // 61,000 bytes
+      expect(d.dropped.bad_mac).toBeGreaterThan(0); // another key
+      expect(d.dropped.wrong_source).toBe(0);
+      expect(Object.values(d.dropped).reduce((a, b) => a + b, 0)).toBe(dropped());
+      expect(d.droppedBySource.map((x) => x.source).sort()).toEqual(['127.0.0.2', '127.0.0.9']);
+      expect(d.droppedBySource.reduce((a, x) => a + x.count, 0)).toBe(dropped());
+      expect(d.sent).toBeGreaterThan(0);
+      expect(d.sendErrors).toBe(0);
     } finally {
       fromPeer.close();
       fromStranger.close();

@@ -181,6 +181,26 @@ describe('Prometheus metrics', () => {
     expect(none.get('farmlb_membership_cpu_seconds_total')?.metrics ?? []).toEqual([]);
   });
 
+  it('counts the heartbeat port\'s datagrams: sent, failed sends, refused per reason — and nothing without them (static mode, Corosync)', async () => {
+    const membershipDatagrams = {
+      sent: 12_000, sendErrors: 3,
+      dropped: { oversize: 1, not_farmlb: 40, bad_mac: 7, malformed: 0, wrong_source: 2 },
+      droppedBySource: [{ source: '10.0.0.9', count: 47 }],
+    };
+    const f = await scrape(fakeSource({ status: () => status({ membershipDatagrams }) }));
+    expect(f.get('farmlb_membership_datagrams_sent_total')?.type).toBe('COUNTER');
+    expect(value(f.get('farmlb_membership_datagrams_sent_total'), {})).toBe(12_000);
+    expect(value(f.get('farmlb_membership_send_errors_total'), {})).toBe(3);
+    expect(f.get('farmlb_membership_dropped_total')?.type).toBe('COUNTER');
+    for (const [reason, n] of Object.entries(membershipDatagrams.dropped)) expect(value(f.get('farmlb_membership_dropped_total'), { reason })).toBe(n);
+    // Sources stay in the status: an address per series would let a flood of spoofed sources grow the scrape.
+    expect(f.get('farmlb_membership_dropped_total')!.metrics.every((m) => Object.keys(m.labels ?? {}).join() === 'reason')).toBe(true);
+    const none = await scrape(fakeSource({ status: () => status({ mode: 'static' }) }));
+    for (const name of ['farmlb_membership_datagrams_sent_total', 'farmlb_membership_send_errors_total', 'farmlb_membership_dropped_total']) {
+      expect(none.get(name)?.metrics ?? []).toEqual([]);
+    }
+  });
+
   it('leaves the heartbeat series out when the status does not carry the counts (static mode)', async () => {
     const f = await scrape(fakeSource({ status: () => status({ mode: 'static', nodes: [node('node1', 0, { self: true }), node('node2', 1)] }) }));
     expect(f.get('farmlb_heartbeats_received_total')?.metrics ?? []).toEqual([]);

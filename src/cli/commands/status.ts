@@ -150,6 +150,8 @@ export function renderStatus(out: Output, s: DaemonStatus): string {
   const foreignKey = s.nodes.filter((n) => n.foreignKeyMs !== undefined && n.foreignKeyMs < FOREIGN_KEY_RECENT_MS)
     .map((n) => (n.foreignKeyId ? `${n.name} (key id ${n.foreignKeyId})` : n.name));
   if (foreignKey.length > 0) lines.push(bold(out, `WARNING: heartbeats from ${foreignKey.join(', ')} fail authentication: another key file? (give every node the same key)`));
+  const refused = refusedDatagramsLine(s.membershipDatagrams);
+  if (refused) lines.push(refused);
   if (!s.checks.ok) lines.push(`checks failing: ${s.checks.failures.map((f) => `${f.kind} ${f.target}: ${f.detail}`).join('; ')}`);
   // Heartbeat counts come from the membership engine; a static daemon has none.
   const heard = (s.nodes as (NodeStatus & PeerHeartbeats)[]).map((n) => (n.self || n.heartbeatsReceived === undefined ? undefined
@@ -199,4 +201,18 @@ export function corosyncLine(c: NonNullable<DaemonStatus['corosync']>): string {
   const members = c.members.map((m) => `${m.node ?? '?'}=${m.nodeid}:${m.pid}${m.state === 'UP' ? '' : ` (${m.state})`}`).join(', ');
   const timing = c.tokenMs !== undefined ? ` · ${c.transport ?? '?'} token ${c.tokenMs} ms, consensus ${c.consensusMs ?? '?'} ms` : '';
   return `membership corosync${hung} · ring ${c.ringId ?? '-'} · ${quorum}${vq}${c.syncing ? ' · synchronising' : ''} · CPG members ${members || '-'}${timing}${hangs}`;
+}
+
+/**
+ * "heartbeat port: 47 datagrams refused since start (not_farmlb 40, bad_mac 7); busiest
+ * sources 10.0.0.9 (40), 10.0.0.12 (7)" — or nothing when none was. Refused datagrams changed
+ * no state (docs/security.md); the line says they come, and from where, for a firewall rule.
+ */
+export function refusedDatagramsLine(d: DaemonStatus['membershipDatagrams']): string | undefined {
+  if (!d) return undefined;
+  const reasons = Object.entries(d.dropped).filter(([, n]) => n > 0);
+  const total = reasons.reduce((a, [, n]) => a + n, 0);
+  if (total === 0) return undefined;
+  const sources = d.droppedBySource.slice(0, 3).map((x) => `${x.source} (${x.count})`).join(', ');
+  return `heartbeat port: ${total} datagram${total === 1 ? '' : 's'} refused since start (${reasons.map(([r, n]) => `${r} ${n}`).join(', ')})${sources ? `; busiest source${d.droppedBySource.length === 1 ? '' : 's'} ${sources}` : ''}`;
 }
