@@ -1,6 +1,6 @@
 // The heartbeat floor of the failover bench (src/bench/heartbeat-floor.ts) as the bench runs
-// it, a child speaking "ready" / "start" / "stop" → one JSON line: on loopback, a child that
-// sends to itself receives, verifies and parses what it sent; bad usage exits 2.
+// it, a child speaking "ready" / "start" / "stop" → one JSON line: on loopback, what the child
+// sends is echoed back by the test, and the child verifies and parses it; bad usage exits 2.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
