@@ -26,6 +26,7 @@ import { clockTicksPerSecond, inNs, processTicks, run } from './proc.js';
 import { median, percentile, round, sleep } from './stats.js';
 import { HASH_SEED, HTTP_PORT, VIP } from './lab-farm.js';
 import { parseArgs } from 'node:util';
+import { createInterface } from 'node:readline';
 import { COMMON_OPTIONS, emitReport, notRoot, progress } from './cli.js';
 import { PollClient, pollTotals } from './poll-client.js';
 import { machineFacts } from './machine.js';
@@ -964,57 +965,60 @@ interface FloorSample {
  * daemons' window, on the same machine in the same moment.
  */
 class HeartbeatFloor {
-  private constructor(private readonly timer: ChildProcess, private readonly pair: ChildProcess[]) {}
+  /** The timer's child first, then the pair's, each with its stdout read a line at a time. */
+  private constructor(private readonly children: { proc: ChildProcess; nextLine: (ms: number) => Promise<string> }[]) {}
 
   static async start(farm: BenchFarm, peers: number, pulseMs: number, bytes: number): Promise<HeartbeatFloor> {
     const script = path.join(REPO, 'dist/bench/heartbeat-floor.js');
     const addrs = ['10.80.0.201', '10.80.0.202'];
     const ns = [await farm.addHost('f1', 0, addrs[0]!), await farm.addHost('f2', 1, addrs[1]!)];
-    const child = (netns: string, args: string[]) => spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const timer = child(ns[0]!, ['timer', String(pulseMs)]);
-    const pair = [0, 1].map((i) => child(ns[i]!, ['datagrams', String(pulseMs), addrs[i]!, addrs[1 - i]!, String(peers), String(bytes)]));
-    const floor = new HeartbeatFloor(timer, pair);
-    await Promise.all([timer, ...pair].map((c) => firstLine(c, 10_000)));
+    const child = (netns: string, args: string[]) => {
+      const proc = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+      return { proc, nextLine: lineReader(proc) };
+    };
+    const floor = new HeartbeatFloor([
+      child(ns[0]!, ['timer', String(pulseMs)]),
+      ...[0, 1].map((i) => child(ns[i]!, ['datagrams', String(pulseMs), addrs[i]!, addrs[1 - i]!, String(peers), String(bytes)])),
+    ]);
+    await Promise.all(floor.children.map((c) => c.nextLine(10_000)));
     return floor;
   }
 
   begin(): void {
-    for (const c of [this.timer, ...this.pair]) c.stdin!.write('start\n');
+    for (const c of this.children) c.proc.stdin!.write('start\n');
   }
 
   /** The window's samples: the timer's, then the pair's. */
   async end(): Promise<{ timer: FloorSample; pair: FloorSample[] }> {
-    const read = (c: ChildProcess) => {
-      const line = firstLine(c, 10_000);
-      c.stdin!.write('stop\n');
-      return line.then((l) => JSON.parse(l) as FloorSample);
-    };
-    const [timer, ...pair] = await Promise.all([this.timer, ...this.pair].map(read));
+    const [timer, ...pair] = await Promise.all(this.children.map(async (c) => {
+      c.proc.stdin!.write('stop\n');
+      return JSON.parse(await c.nextLine(10_000)) as FloorSample;
+    }));
     return { timer: timer!, pair };
   }
 
   kill(): void {
-    for (const c of [this.timer, ...this.pair]) c.kill('SIGKILL');
+    for (const c of this.children) c.proc.kill('SIGKILL');
   }
 }
 
-/** The next line `c` prints, within `ms`. */
-function firstLine(c: ChildProcess, ms: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => { cleanup(); reject(new Error(`heartbeat floor: no answer within ${ms} ms`)); }, ms);
-    const onData = (b: Buffer) => {
-      buf += b.toString();
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      cleanup();
-      resolve(buf.slice(0, nl));
-    };
-    const onExit = () => { cleanup(); reject(new Error('heartbeat floor: the child exited')); };
-    const cleanup = () => { clearTimeout(timer); c.stdout!.off('data', onData); c.off('exit', onExit); };
-    c.stdout!.on('data', onData);
-    c.once('exit', onExit);
-  });
+/**
+ * `c`'s stdout a line at a time: one readline interface for the child's life (what it has
+ * read ahead stays for the next call); each call waits at most `ms`.
+ */
+function lineReader(c: ChildProcess): (ms: number) => Promise<string> {
+  const lines = createInterface({ input: c.stdout! })[Symbol.asyncIterator]();
+  return async (ms) => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`heartbeat floor: no answer within ${ms} ms`)), ms); });
+    try {
+      const next = await Promise.race([lines.next(), late]);
+      if (next.done) throw new Error('heartbeat floor: the child closed its output (exited?)');
+      return next.value;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 }
 
 /**
