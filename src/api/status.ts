@@ -1,6 +1,7 @@
 // The status a running daemon reports: one data object, rendered by `farmlb status` (text,
 // or as is with --json), answered on the control socket and, in part, by GET /health.
 
+import type { MembershipCpu, MembershipDatagrams } from '../membership/membership.js';
 import type { CorosyncStatus } from '../membership/types.js';
 import type { AppAction, AppWhen, CheckerKind } from '../config/types.js';
 import type { ResourceSnapshot } from '../checks/resource.js';
@@ -162,18 +163,13 @@ export interface DaemonStatus {
    */
   interfaces?: InterfaceStatus[];
   /** Membership mode: CPU seconds this daemon spent on heartbeats since it started, per part. */
-  membershipCpu?: { sendSeconds: number; receiveSeconds: number; tickSeconds: number };
+  membershipCpu?: MembershipCpu;
   /**
    * Built-in membership: the heartbeat port's datagrams since the daemon started — sent, sends
    * the kernel refused, and datagrams refused before the engine, per reason and from the
    * busiest sources (docs/security.md, "Unauthenticated datagrams").
    */
-  membershipDatagrams?: {
-    sent: number;
-    sendErrors: number;
-    dropped: Record<'oversize' | 'not_farmlb' | 'bad_mac' | 'malformed' | 'wrong_source', number>;
-    droppedBySource: { source: string; count: number }[];
-  };
+  membershipDatagrams?: MembershipDatagrams;
 }
 
 /** What GET /health answers: the part of the status a load balancer or monitor needs. */
